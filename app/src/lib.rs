@@ -1,0 +1,1 @@
+//! Placeholder: the Leptos app lands with the browser-app issue.

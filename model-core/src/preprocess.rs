@@ -1,0 +1,143 @@
+//! Image and metadata preprocessing: the exact steps that turn a tile and a tag into model
+//! input, used by training, evaluation, the CLI's `predict` and the browser alike.
+
+use image::{RgbImage, imageops::FilterType};
+
+use crate::{CoreError, SourceVocab, metadata::Scaler};
+
+/// Side of the square model input in pixels.
+pub const INPUT_SIZE: u32 = 224;
+/// ImageNet channel means (RGB), applied after scaling pixels to `[0, 1]`.
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+/// ImageNet channel standard deviations (RGB).
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// Decodes PNG or JPEG bytes to RGB (alpha is dropped, grey is expanded).
+pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, CoreError> {
+    let img = image::load_from_memory(bytes).map_err(|e| CoreError::ImageDecode(e.to_string()))?;
+    if img.width() == 0 || img.height() == 0 {
+        return Err(CoreError::EmptyImage { width: img.width(), height: img.height() });
+    }
+    Ok(img.to_rgb8())
+}
+
+/// Resizes to `size`x`size` with a bilinear filter; an image already that size is returned as is.
+pub fn resize_square(img: RgbImage, size: u32) -> RgbImage {
+    if img.width() == size && img.height() == size {
+        img
+    } else {
+        image::imageops::resize(&img, size, size, FilterType::Triangle)
+    }
+}
+
+/// Pixels to the model's planar layout: `[3, H, W]`, scaled to `[0, 1]`, ImageNet-normalised.
+pub fn normalize_chw(img: &RgbImage) -> Vec<f32> {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let plane = w * h;
+    let mut out = vec![0.0f32; 3 * plane];
+    for (i, px) in img.pixels().enumerate() {
+        for c in 0..3 {
+            out[c * plane + i] = (f32::from(px[c]) / 255.0 - IMAGENET_MEAN[c]) / IMAGENET_STD[c];
+        }
+    }
+    out
+}
+
+/// One example ready for the model (image planar and normalised, metadata encoded).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInput {
+    /// `[3, INPUT_SIZE, INPUT_SIZE]`, row-major.
+    pub image: Vec<f32>,
+    /// Standardised `[lat, lon]`.
+    pub coords: [f32; 2],
+    /// One-hot source, length [`SourceVocab::one_hot_len`].
+    pub source: Vec<f32>,
+}
+
+impl ModelInput {
+    /// The full inference preprocessing: decode, resize to 224x224, normalise; scale lat/lon;
+    /// one-hot the source (unknown sources fall into the `unknown` bucket).
+    pub fn from_image_bytes(
+        bytes: &[u8],
+        lat: f64,
+        lon: f64,
+        source: &str,
+        scaler: &Scaler,
+        sources: &SourceVocab,
+    ) -> Result<Self, CoreError> {
+        let img = resize_square(decode_rgb(bytes)?, INPUT_SIZE);
+        Self::from_rgb(&img, lat, lon, source, scaler, sources)
+    }
+
+    /// As [`Self::from_image_bytes`] for an already decoded image of any size.
+    pub fn from_rgb(
+        img: &RgbImage,
+        lat: f64,
+        lon: f64,
+        source: &str,
+        scaler: &Scaler,
+        sources: &SourceVocab,
+    ) -> Result<Self, CoreError> {
+        crate::metadata::validate_lat_lon(lat, lon)?;
+        let image = if img.width() == INPUT_SIZE && img.height() == INPUT_SIZE {
+            normalize_chw(img)
+        } else {
+            normalize_chw(&resize_square(img.clone(), INPUT_SIZE))
+        };
+        let mut hot = vec![0.0; sources.one_hot_len()];
+        sources.one_hot_into(source, &mut hot);
+        Ok(Self { image, coords: scaler.transform(lat, lon), source: hot })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(img: &RgbImage) -> Vec<u8> {
+        let mut buf = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut buf, image::ImageFormat::Png).unwrap();
+        buf.into_inner()
+    }
+
+    #[test]
+    fn normalisation_is_planar_imagenet() {
+        let img = RgbImage::from_fn(2, 1, |x, _| {
+            if x == 0 { image::Rgb([255, 0, 0]) } else { image::Rgb([0, 0, 255]) }
+        });
+        let v = normalize_chw(&img);
+        assert_eq!(v.len(), 6);
+        assert!((v[0] - (1.0 - 0.485) / 0.229).abs() < 1e-6); // R of pixel 0
+        assert!((v[1] - (0.0 - 0.485) / 0.229).abs() < 1e-6); // R of pixel 1
+        assert!((v[5] - (1.0 - 0.406) / 0.225).abs() < 1e-6); // B of pixel 1
+    }
+
+    #[test]
+    fn any_size_becomes_224() {
+        let img = RgbImage::from_pixel(300, 180, image::Rgb([10, 20, 30]));
+        let input = ModelInput::from_image_bytes(
+            &png(&img),
+            60.17,
+            24.94,
+            "weird",
+            &Scaler::default(),
+            &SourceVocab::default(),
+        )
+        .unwrap();
+        assert_eq!(input.image.len(), 3 * 224 * 224);
+        assert_eq!(input.source, vec![0.0, 0.0, 0.0, 1.0]);
+        assert_eq!(input.coords, [60.17f32, 24.94f32]);
+    }
+
+    #[test]
+    fn garbage_and_bad_coordinates_are_errors() {
+        let s = Scaler::default();
+        let v = SourceVocab::default();
+        assert!(matches!(
+            ModelInput::from_image_bytes(b"not an image", 0.0, 0.0, "osm", &s, &v),
+            Err(CoreError::ImageDecode(_))
+        ));
+        let img = png(&RgbImage::new(4, 4));
+        assert!(ModelInput::from_image_bytes(&img, 100.0, 0.0, "osm", &s, &v).is_err());
+    }
+}

@@ -1,0 +1,303 @@
+//! The `tags.csv` schema: `id,lat,lon,type,source,image` plus any extra columns, carried
+//! through untouched. Parsing keeps every valid row and reports every rejected one with its
+//! line, field and reason; it never fails on a bad row, only on a file without a usable header.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{CoreError, LabelVocab, metadata::validate_lat_lon};
+
+/// Columns every tags file has, in this order when written.
+pub const REQUIRED_COLUMNS: [&str; 5] = ["id", "lat", "lon", "type", "source"];
+/// Optional column: path of the tile image, relative to the data directory.
+pub const IMAGE_COLUMN: &str = "image";
+
+/// One labelled location.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tag {
+    pub id: String,
+    pub lat: f64,
+    pub lon: f64,
+    #[serde(rename = "type")]
+    pub label: String,
+    pub source: String,
+    /// Image path relative to the data directory (`images/<id>.png`); empty when not yet made.
+    pub image: Option<String>,
+    /// Extra column values, in the order of [`TagTable::extra_columns`].
+    pub extra: Vec<String>,
+}
+
+/// A parsed tags file.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TagTable {
+    pub extra_columns: Vec<String>,
+    pub tags: Vec<Tag>,
+}
+
+/// A row that was not accepted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rejected {
+    /// 1-based line number in the file (the header is line 1).
+    pub line: u64,
+    /// The offending column, when one is to blame.
+    pub field: Option<String>,
+    pub reason: String,
+    /// The row as read, fields joined by commas.
+    pub raw: String,
+}
+
+impl std::fmt::Display for Rejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.field {
+            Some(c) => write!(f, "line {}, field `{c}`: {}", self.line, self.reason),
+            None => write!(f, "line {}: {}", self.line, self.reason),
+        }
+    }
+}
+
+/// Valid rows and rejected rows of one file.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ParseReport {
+    pub table: TagTable,
+    pub rejected: Vec<Rejected>,
+}
+
+/// Parses a tags CSV. Accepts a UTF-8 BOM, CRLF line ends, quoted fields with commas. The
+/// header must name at least the required columns (any order). Only a missing or unusable
+/// header is an error; bad rows go to [`ParseReport::rejected`].
+pub fn parse_tags_csv(bytes: &[u8], labels: &LabelVocab) -> Result<ParseReport, CoreError> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let mut rdr = csv::ReaderBuilder::new().flexible(true).has_headers(true).from_reader(bytes);
+    let header: Vec<String> = rdr
+        .headers()
+        .map_err(|e| CoreError::InvalidConfig(format!("header: {e}")))?
+        .iter()
+        .map(|h| h.trim().to_string())
+        .collect();
+    if header.iter().all(|h| h.is_empty()) {
+        return Err(CoreError::InvalidConfig("the file is empty (no header line)".into()));
+    }
+    let col = |name: &str| header.iter().position(|h| h == name);
+    let mut idx = [0usize; 5];
+    for (i, name) in REQUIRED_COLUMNS.iter().enumerate() {
+        idx[i] = col(name).ok_or_else(|| {
+            CoreError::InvalidConfig(format!(
+                "header lacks the `{name}` column (found: {})",
+                header.join(",")
+            ))
+        })?;
+    }
+    let image_idx = col(IMAGE_COLUMN);
+    let extra_idx: Vec<usize> =
+        (0..header.len()).filter(|i| !idx.contains(i) && Some(*i) != image_idx).collect();
+    let mut report = ParseReport::default();
+    report.table.extra_columns = extra_idx.iter().map(|&i| header[i].clone()).collect();
+    let mut seen = std::collections::HashSet::new();
+    for rec in rdr.records() {
+        let rec = match rec {
+            Ok(r) => r,
+            Err(e) => {
+                let line = e.position().map(|p| p.line()).unwrap_or(0);
+                report.rejected.push(Rejected {
+                    line,
+                    field: None,
+                    reason: format!("unreadable row: {e}"),
+                    raw: String::new(),
+                });
+                continue;
+            }
+        };
+        let line = rec.position().map(|p| p.line()).unwrap_or(0);
+        let raw = rec.iter().collect::<Vec<_>>().join(",");
+        let reject = |field: Option<&str>, reason: String| Rejected {
+            line,
+            field: field.map(str::to_string),
+            reason,
+            raw: raw.clone(),
+        };
+        if rec.iter().all(|f| f.trim().is_empty()) {
+            continue; // blank line
+        }
+        if rec.len() != header.len() {
+            report.rejected.push(reject(
+                None,
+                format!("{} fields, the header has {}", rec.len(), header.len()),
+            ));
+            continue;
+        }
+        let get = |i: usize| rec.get(i).unwrap_or("").trim();
+        let id = get(idx[0]);
+        if id.is_empty() {
+            report.rejected.push(reject(Some("id"), "empty".into()));
+            continue;
+        }
+        let lat = match parse_coord(get(idx[1])) {
+            Ok(v) => v,
+            Err(e) => {
+                report.rejected.push(reject(Some("lat"), e));
+                continue;
+            }
+        };
+        let lon = match parse_coord(get(idx[2])) {
+            Ok(v) => v,
+            Err(e) => {
+                report.rejected.push(reject(Some("lon"), e));
+                continue;
+            }
+        };
+        if let Err(e) = validate_lat_lon(lat, lon) {
+            let field = if matches!(e, CoreError::LatitudeOutOfRange(_)) { "lat" } else { "lon" };
+            report.rejected.push(reject(Some(field), e.to_string()));
+            continue;
+        }
+        let label = get(idx[3]);
+        if let Err(e) = labels.index(label) {
+            report.rejected.push(reject(Some("type"), e.to_string()));
+            continue;
+        }
+        let source = get(idx[4]);
+        if source.is_empty() {
+            report.rejected.push(reject(Some("source"), "empty".into()));
+            continue;
+        }
+        if !seen.insert(id.to_string()) {
+            report.rejected.push(reject(Some("id"), format!("duplicate id `{id}`")));
+            continue;
+        }
+        let image = image_idx.map(get).filter(|s| !s.is_empty()).map(str::to_string);
+        report.table.tags.push(Tag {
+            id: id.to_string(),
+            lat,
+            lon,
+            label: label.to_string(),
+            source: source.to_string(),
+            image,
+            extra: extra_idx.iter().map(|&i| rec.get(i).unwrap_or("").to_string()).collect(),
+        });
+    }
+    Ok(report)
+}
+
+fn parse_coord(s: &str) -> Result<f64, String> {
+    if s.is_empty() {
+        return Err("empty".into());
+    }
+    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if !v.is_finite() {
+        return Err(format!("`{s}` is not a finite number"));
+    }
+    Ok(v)
+}
+
+/// Writes a tags table as CSV: required columns, `image`, then the extra columns.
+pub fn write_tags_csv(table: &TagTable) -> Vec<u8> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header: Vec<&str> = REQUIRED_COLUMNS.to_vec();
+    header.push(IMAGE_COLUMN);
+    header.extend(table.extra_columns.iter().map(String::as_str));
+    w.write_record(&header).expect("writing to memory");
+    for t in &table.tags {
+        let mut row = vec![
+            t.id.clone(),
+            format_coord(t.lat),
+            format_coord(t.lon),
+            t.label.clone(),
+            t.source.clone(),
+            t.image.clone().unwrap_or_default(),
+        ];
+        row.extend(t.extra.iter().cloned());
+        w.write_record(&row).expect("writing to memory");
+    }
+    w.into_inner().expect("flushing to memory")
+}
+
+/// Shortest text that reads back to the same f64.
+fn format_coord(v: f64) -> String {
+    format!("{v}")
+}
+
+/// Writes rejected rows as CSV: `line,field,reason,raw`.
+pub fn write_rejected_csv(rejected: &[Rejected]) -> Vec<u8> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(["line", "field", "reason", "raw"]).expect("writing to memory");
+    for r in rejected {
+        w.write_record([
+            r.line.to_string(),
+            r.field.clone().unwrap_or_default(),
+            r.reason.clone(),
+            r.raw.clone(),
+        ])
+        .expect("writing to memory");
+    }
+    w.into_inner().expect("flushing to memory")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> ParseReport {
+        parse_tags_csv(s.as_bytes(), &LabelVocab::default()).unwrap()
+    }
+
+    #[test]
+    fn valid_rows_with_bom_crlf_quotes_and_extra_columns() {
+        let r = parse(
+            "\u{feff}id,lat,lon,type,source,note\r\n\
+             a,60.17,24.94,ramp,user,\"kerb, lowered\"\r\n\
+             b,60.18,24.95,elevator,osm,\r\n",
+        );
+        assert!(r.rejected.is_empty(), "{:?}", r.rejected);
+        assert_eq!(r.table.extra_columns, vec!["note"]);
+        assert_eq!(r.table.tags.len(), 2);
+        assert_eq!(r.table.tags[0].extra, vec!["kerb, lowered"]);
+        assert_eq!(r.table.tags[0].image, None);
+        // round trip
+        let back = parse_tags_csv(&write_tags_csv(&r.table), &LabelVocab::default()).unwrap();
+        assert_eq!(back.table, r.table);
+    }
+
+    #[test]
+    fn each_bad_row_is_rejected_with_line_and_field_and_the_rest_kept() {
+        let r = parse(
+            "id,lat,lon,type,source\n\
+             ok1,60.1,24.9,ramp,user\n\
+             short,60.1,24.9,ramp\n\
+             nan,NaN,24.9,ramp,user\n\
+             text,abc,24.9,ramp,user\n\
+             far,95,24.9,ramp,user\n\
+             west,60.1,-190,ramp,user\n\
+             what,60.1,24.9,stairs,user\n\
+             nosrc,60.1,24.9,ramp,\n\
+             ok1,60.2,24.9,ramp,user\n\
+             ok2,60.1,24.9,obstacle,osm\n",
+        );
+        assert_eq!(r.table.tags.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), ["ok1", "ok2"]);
+        let got: Vec<(u64, Option<&str>)> =
+            r.rejected.iter().map(|x| (x.line, x.field.as_deref())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (3, None),
+                (4, Some("lat")),
+                (5, Some("lat")),
+                (6, Some("lat")),
+                (7, Some("lon")),
+                (8, Some("type")),
+                (9, Some("source")),
+                (10, Some("id")),
+            ]
+        );
+        assert!(r.rejected[5].reason.contains("stairs"));
+        let csv = String::from_utf8(write_rejected_csv(&r.rejected)).unwrap();
+        assert!(csv.starts_with("line,field,reason,raw\n3,,"));
+    }
+
+    #[test]
+    fn empty_file_and_missing_columns_are_errors() {
+        let v = LabelVocab::default();
+        assert!(parse_tags_csv(b"", &v).is_err());
+        let e = parse_tags_csv(b"id,lat,lon,type\n", &v).unwrap_err().to_string();
+        assert!(e.contains("source"), "{e}");
+        assert!(parse("id,lat,lon,type,source\n").table.tags.is_empty());
+    }
+}

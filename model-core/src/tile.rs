@@ -1,0 +1,231 @@
+//! Web Mercator tile math shared by the CLI and the browser, so both cut identical model inputs.
+//!
+//! Conventions are those of OpenStreetMap's slippy map: 256-pixel tiles, `x` east from the
+//! antimeridian, `y` south from 85.0511°N, `2^z` tiles per axis at zoom `z`.
+
+use image::{Rgb, RgbImage, RgbaImage};
+use serde::{Deserialize, Serialize};
+
+use crate::CoreError;
+
+/// Side of one map tile in pixels.
+pub const TILE_SIZE: u32 = 256;
+/// Latitude limit of the Web Mercator projection.
+pub const MAX_LATITUDE: f64 = 85.051_128_779_806_59;
+/// Highest zoom the tile math accepts.
+pub const MAX_ZOOM: u8 = 24;
+
+/// One tile address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TileId {
+    pub z: u8,
+    pub x: u32,
+    pub y: u32,
+}
+
+fn check_zoom(z: u8) -> Result<(), CoreError> {
+    if z > MAX_ZOOM { Err(CoreError::ZoomOutOfRange(z)) } else { Ok(()) }
+}
+
+/// Global pixel coordinates `(x, y)` of a point at zoom `z` (origin at the north-west corner).
+pub fn lat_lon_to_pixel(lat: f64, lon: f64, z: u8) -> Result<(f64, f64), CoreError> {
+    check_zoom(z)?;
+    crate::metadata::validate_lat_lon(lat, lon)?;
+    let world = f64::from(TILE_SIZE) * f64::from(1u32 << z);
+    let x = (lon + 180.0) / 360.0 * world;
+    let lat_rad = lat.to_radians();
+    let y = (1.0 - (lat_rad.tan() + 1.0 / lat_rad.cos()).ln() / std::f64::consts::PI) / 2.0 * world;
+    Ok((x, y))
+}
+
+/// Inverse of [`lat_lon_to_pixel`]: `(lat, lon)` of a global pixel position at zoom `z`.
+pub fn pixel_to_lat_lon(x: f64, y: f64, z: u8) -> Result<(f64, f64), CoreError> {
+    check_zoom(z)?;
+    let world = f64::from(TILE_SIZE) * f64::from(1u32 << z);
+    let lon = x / world * 360.0 - 180.0;
+    let n = std::f64::consts::PI * (1.0 - 2.0 * y / world);
+    let lat = n.sinh().atan().to_degrees();
+    Ok((lat, lon))
+}
+
+/// The tile that contains a point.
+pub fn lat_lon_to_tile(lat: f64, lon: f64, z: u8) -> Result<TileId, CoreError> {
+    let (x, y) = lat_lon_to_pixel(lat, lon, z)?;
+    let n = 1u32 << z;
+    let tx = ((x / f64::from(TILE_SIZE)).floor() as i64).clamp(0, i64::from(n) - 1) as u32;
+    let ty = ((y / f64::from(TILE_SIZE)).floor() as i64).clamp(0, i64::from(n) - 1) as u32;
+    Ok(TileId { z, x: tx, y: ty })
+}
+
+/// `(west, south, east, north)` in degrees of a tile.
+pub fn tile_bounds(t: TileId) -> Result<(f64, f64, f64, f64), CoreError> {
+    let s = f64::from(TILE_SIZE);
+    let (north, west) = pixel_to_lat_lon(f64::from(t.x) * s, f64::from(t.y) * s, t.z)?;
+    let (south, east) = pixel_to_lat_lon(f64::from(t.x + 1) * s, f64::from(t.y + 1) * s, t.z)?;
+    Ok((west, south, east, north))
+}
+
+/// A square window of `size` pixels centred on a point, and the tiles that cover it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Window {
+    pub zoom: u8,
+    pub size: u32,
+    /// Global pixel of the window's top-left corner (may be negative near the map's edges).
+    pub left: i64,
+    pub top: i64,
+}
+
+/// Where one tile lands in a [`Window`]: paste the tile with its top-left at `(dest_x, dest_y)`
+/// (window coordinates, may be negative) and keep what falls inside the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    pub tile: TileId,
+    pub dest_x: i64,
+    pub dest_y: i64,
+}
+
+impl Window {
+    /// The window of `size` pixels whose centre pixel contains the point.
+    pub fn centered(lat: f64, lon: f64, zoom: u8, size: u32) -> Result<Self, CoreError> {
+        let (x, y) = lat_lon_to_pixel(lat, lon, zoom)?;
+        let half = i64::from(size / 2);
+        Ok(Self { zoom, size, left: x.floor() as i64 - half, top: y.floor() as i64 - half })
+    }
+
+    /// Tiles covering the window, row by row, with where each lands. Columns wrap around the
+    /// antimeridian; rows beyond the poles are left out (they stay blank).
+    pub fn placements(&self) -> Vec<Placement> {
+        let ts = i64::from(TILE_SIZE);
+        let n = 1i64 << self.zoom;
+        let size = i64::from(self.size);
+        let (x0, x1) = (self.left.div_euclid(ts), (self.left + size - 1).div_euclid(ts));
+        let (y0, y1) = (self.top.div_euclid(ts), (self.top + size - 1).div_euclid(ts));
+        let mut out = Vec::new();
+        for ty in y0..=y1 {
+            if ty < 0 || ty >= n {
+                continue;
+            }
+            for tx in x0..=x1 {
+                out.push(Placement {
+                    tile: TileId { z: self.zoom, x: tx.rem_euclid(n) as u32, y: ty as u32 },
+                    dest_x: tx * ts - self.left,
+                    dest_y: ty * ts - self.top,
+                });
+            }
+        }
+        out
+    }
+
+    /// Pastes the given tiles into the window. Tiles not given (failed, beyond the poles) stay
+    /// `background`. Transparent tile pixels are composited over the background.
+    pub fn stitch(&self, tiles: &[(Placement, RgbaImage)], background: [u8; 3]) -> RgbImage {
+        let mut out = RgbImage::from_pixel(self.size, self.size, Rgb(background));
+        let size = i64::from(self.size);
+        for (p, img) in tiles {
+            for (tx, ty, px) in img.enumerate_pixels() {
+                let (wx, wy) = (p.dest_x + i64::from(tx), p.dest_y + i64::from(ty));
+                if wx < 0 || wy < 0 || wx >= size || wy >= size {
+                    continue;
+                }
+                let a = u16::from(px[3]);
+                let dst = out.get_pixel_mut(wx as u32, wy as u32);
+                for c in 0..3 {
+                    let v = (u16::from(px[c]) * a + u16::from(dst[c]) * (255 - a) + 127) / 255;
+                    dst[c] = v as u8;
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_tile_of_helsinki_cathedral() {
+        // Helsinki Cathedral, 60.1705 N 24.9522 E: OSM tile z=19 x=298483 y=151755 (computed independently
+        // with the OSM wiki formula in Python).
+        let t = lat_lon_to_tile(60.1705, 24.9522, 19).unwrap();
+        assert_eq!((t.x, t.y), (298_483, 151_755));
+        let z0 = lat_lon_to_tile(0.0, 0.0, 0).unwrap();
+        assert_eq!((z0.x, z0.y), (0, 0));
+    }
+
+    #[test]
+    fn pixel_round_trip() {
+        for &(lat, lon) in &[(60.17, 24.94), (-33.86, 151.2), (0.0, 0.0), (84.9, -179.9)] {
+            let (x, y) = lat_lon_to_pixel(lat, lon, 17).unwrap();
+            let (la, lo) = pixel_to_lat_lon(x, y, 17).unwrap();
+            assert!((la - lat).abs() < 1e-9 && (lo - lon).abs() < 1e-9, "{lat},{lon}");
+        }
+    }
+
+    #[test]
+    fn tile_bounds_contain_the_point() {
+        let t = lat_lon_to_tile(60.1705, 24.9522, 19).unwrap();
+        let (w, s, e, n) = tile_bounds(t).unwrap();
+        assert!(w <= 24.9522 && 24.9522 < e && s < 60.1705 && 60.1705 <= n);
+    }
+
+    #[test]
+    fn window_covers_with_the_right_tiles_and_offsets() {
+        let w = Window::centered(60.1705, 24.9522, 19, 224).unwrap();
+        let p = w.placements();
+        assert!((1..=4).contains(&p.len()));
+        // every window pixel is covered by exactly one placement
+        for (wx, wy) in [(0i64, 0i64), (223, 0), (0, 223), (223, 223), (112, 112)] {
+            let hits = p
+                .iter()
+                .filter(|q| {
+                    (q.dest_x..q.dest_x + 256).contains(&wx)
+                        && (q.dest_y..q.dest_y + 256).contains(&wy)
+                })
+                .count();
+            assert_eq!(hits, 1, "pixel {wx},{wy}");
+        }
+        // the centre pixel lies in the point's own tile
+        let own = lat_lon_to_tile(60.1705, 24.9522, 19).unwrap();
+        let q = p.iter().find(|q| q.tile == own).unwrap();
+        assert!(
+            (q.dest_x..q.dest_x + 256).contains(&112) && (q.dest_y..q.dest_y + 256).contains(&112)
+        );
+    }
+
+    #[test]
+    fn window_wraps_at_the_antimeridian_and_skips_the_poles() {
+        let w = Window::centered(0.0, 179.9999, 2, 224).unwrap();
+        let xs: Vec<u32> = w.placements().iter().map(|p| p.tile.x).collect();
+        assert!(xs.contains(&3) && xs.contains(&0), "{xs:?}");
+        let w = Window::centered(MAX_LATITUDE, 0.0, 3, 224).unwrap();
+        assert!(w.placements().iter().all(|p| p.tile.y == 0));
+    }
+
+    #[test]
+    fn stitch_places_pixels_exactly() {
+        let w = Window { zoom: 1, size: 4, left: 254, top: 254 };
+        let p = w.placements();
+        assert_eq!(p.len(), 4);
+        let tiles: Vec<_> = p
+            .iter()
+            .map(|q| {
+                let shade = (q.tile.x * 100 + q.tile.y * 50) as u8;
+                (*q, RgbaImage::from_pixel(256, 256, image::Rgba([shade, 0, 0, 255])))
+            })
+            .collect();
+        let img = w.stitch(&tiles, [1, 2, 3]);
+        assert_eq!(img.get_pixel(0, 0)[0], 0); // tile (0,0)
+        assert_eq!(img.get_pixel(3, 0)[0], 100); // tile (1,0)
+        assert_eq!(img.get_pixel(0, 3)[0], 50); // tile (0,1)
+        assert_eq!(img.get_pixel(3, 3)[0], 150); // tile (1,1)
+        let blank = w.stitch(&[], [1, 2, 3]);
+        assert_eq!(blank.get_pixel(2, 2).0, [1, 2, 3]);
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        assert!(lat_lon_to_pixel(91.0, 0.0, 3).is_err());
+        assert!(lat_lon_to_tile(0.0, 0.0, 30).is_err());
+    }
+}

@@ -1,0 +1,3 @@
+pub mod collect;
+pub mod model;
+pub mod pretrained;

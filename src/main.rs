@@ -1,0 +1,56 @@
+//! `accessatlas`: the native command line of AccessAtlas.
+
+mod cmd;
+mod fsutil;
+mod osm;
+mod paths;
+mod render;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "accessatlas",
+    version,
+    about = "Find and record accessibility features on the map"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Inspect model architectures.
+    #[command(subcommand)]
+    Model(cmd::model::ModelCommand),
+    /// Labelled locations and their map tiles into DATA/tags.csv and DATA/images/.
+    Collect(cmd::collect::CollectArgs),
+    /// Fetch and check the ImageNet-pretrained EfficientNet-Lite0 weights.
+    #[command(subcommand)]
+    Pretrained(cmd::pretrained::PretrainedCommand),
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ACCESSATLAS_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Collect(a) => cmd::collect::run(a),
+        Command::Model(c) => cmd::model::run(c),
+        Command::Pretrained(c) => cmd::pretrained::run(c),
+    }
+}

@@ -1,0 +1,174 @@
+//! Reading OpenStreetMap PBF extracts: the map the renderer draws and the labelled features
+//! collect turns into tags.
+
+pub mod rules;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use osmpbf::{Element, ElementReader, RelMemberType};
+
+pub type Tags = Vec<(String, String)>;
+
+#[derive(Debug, Clone)]
+pub struct Way {
+    pub id: i64,
+    pub tags: Tags,
+    pub nodes: Vec<i64>,
+}
+
+/// A `type=multipolygon` relation: its outer and inner member ways.
+#[derive(Debug, Clone)]
+pub struct Multipolygon {
+    pub id: i64,
+    pub tags: Tags,
+    pub outer: Vec<i64>,
+    pub inner: Vec<i64>,
+}
+
+/// A tagged node.
+#[derive(Debug, Clone)]
+pub struct TaggedNode {
+    pub id: i64,
+    pub lat: f64,
+    pub lon: f64,
+    pub tags: Tags,
+}
+
+/// Everything of an extract that AccessAtlas uses, in memory.
+#[derive(Debug, Default)]
+pub struct OsmMap {
+    /// Every node's `(lat, lon)`.
+    pub coords: HashMap<i64, (f64, f64)>,
+    pub tagged_nodes: Vec<TaggedNode>,
+    pub ways: Vec<Way>,
+    pub ways_by_id: HashMap<i64, usize>,
+    pub multipolygons: Vec<Multipolygon>,
+}
+
+pub fn tag<'a>(tags: &'a Tags, key: &str) -> Option<&'a str> {
+    tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+fn own<'a>(it: impl Iterator<Item = (&'a str, &'a str)>) -> Tags {
+    it.map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+impl OsmMap {
+    /// Reads a `.osm.pbf` file. Errors name the file.
+    pub fn read(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("opening OSM extract {}", path.display()))?;
+        Self::from_bytes(&bytes, &path.display().to_string())
+    }
+
+    /// Reads PBF bytes; `origin` names them in errors.
+    pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<Self> {
+        let reader = ElementReader::new(bytes);
+        let mut map = OsmMap::default();
+        reader
+            .for_each(|el| match el {
+                Element::Node(n) => map.add_node(n.id(), n.lat(), n.lon(), own(n.tags())),
+                Element::DenseNode(n) => map.add_node(n.id(), n.lat(), n.lon(), own(n.tags())),
+                Element::Way(w) => {
+                    map.ways_by_id.insert(w.id(), map.ways.len());
+                    map.ways.push(Way {
+                        id: w.id(),
+                        tags: own(w.tags()),
+                        nodes: w.refs().collect(),
+                    });
+                }
+                Element::Relation(r) => {
+                    let tags = own(r.tags());
+                    if tag(&tags, "type") != Some("multipolygon") {
+                        return;
+                    }
+                    let (mut outer, mut inner) = (Vec::new(), Vec::new());
+                    for m in r.members() {
+                        if m.member_type != RelMemberType::Way {
+                            continue;
+                        }
+                        match m.role() {
+                            Ok("inner") => inner.push(m.member_id),
+                            _ => outer.push(m.member_id),
+                        }
+                    }
+                    map.multipolygons.push(Multipolygon { id: r.id(), tags, outer, inner });
+                }
+            })
+            .with_context(|| format!("reading OSM extract {origin} (not a valid .osm.pbf?)"))?;
+        Ok(map)
+    }
+
+    fn add_node(&mut self, id: i64, lat: f64, lon: f64, tags: Tags) {
+        self.coords.insert(id, (lat, lon));
+        if !tags.is_empty() {
+            self.tagged_nodes.push(TaggedNode { id, lat, lon, tags });
+        }
+    }
+
+    /// Coordinates of a way's nodes (nodes missing from the extract are skipped).
+    pub fn way_coords(&self, way: &Way) -> Vec<(f64, f64)> {
+        way.nodes.iter().filter_map(|n| self.coords.get(n).copied()).collect()
+    }
+
+    pub fn way(&self, id: i64) -> Option<&Way> {
+        self.ways_by_id.get(&id).map(|&i| &self.ways[i])
+    }
+
+    /// A representative point of a way: the vertex mean of a closed way, the middle node of an
+    /// open one.
+    pub fn way_point(&self, way: &Way) -> Option<(f64, f64)> {
+        let c = self.way_coords(way);
+        if c.is_empty() {
+            return None;
+        }
+        let closed = way.nodes.len() > 3 && way.nodes.first() == way.nodes.last();
+        if closed {
+            let pts = &c[..c.len() - 1];
+            let n = pts.len() as f64;
+            let (la, lo) = pts.iter().fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
+            Some((la / n, lo / n))
+        } else {
+            Some(c[c.len() / 2])
+        }
+    }
+}
+
+/// One OSM element that a rule labelled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Labelled {
+    /// `node/<id>` or `way/<id>`.
+    pub id: String,
+    pub lat: f64,
+    pub lon: f64,
+    pub label: String,
+}
+
+fn as_refs(t: &Tags) -> Vec<(&str, &str)> {
+    t.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+/// Applies the rules to every tagged node and way, in file order.
+pub fn labelled_features(map: &OsmMap, rules: &rules::Rules) -> Vec<Labelled> {
+    let mut out = Vec::new();
+    for n in &map.tagged_nodes {
+        if let Some(label) = rules.classify(&as_refs(&n.tags)) {
+            out.push(Labelled {
+                id: format!("node/{}", n.id),
+                lat: n.lat,
+                lon: n.lon,
+                label: label.into(),
+            });
+        }
+    }
+    for w in &map.ways {
+        if let Some(label) = rules.classify(&as_refs(&w.tags))
+            && let Some((lat, lon)) = map.way_point(w)
+        {
+            out.push(Labelled { id: format!("way/{}", w.id), lat, lon, label: label.into() });
+        }
+    }
+    out
+}

@@ -1,0 +1,180 @@
+//! The offline tile renderer: draws 256x256 Web Mercator tiles from an OSM extract with
+//! `tiny-skia`. Same input, same bytes: geometry is projected once in f64, features are drawn
+//! in a fixed order, and nothing depends on time, threads or hash order.
+
+pub mod style;
+
+use image::RgbaImage;
+use model_core::tile::{self, TILE_SIZE, TileId};
+use tiny_skia::{
+    FillRule, LineCap, LineJoin, Paint as SkPaint, PathBuilder, Pixmap, Stroke, StrokeDash,
+    Transform,
+};
+
+use crate::osm::OsmMap;
+use style::{Layer, Paint};
+
+/// One drawable feature in global pixel coordinates at the scene's zoom.
+struct Shape {
+    layer: Layer,
+    /// Order within a layer: the OSM element kind and id, for determinism.
+    order: (u8, i64),
+    paint: Paint,
+    rings: Vec<Vec<(f64, f64)>>,
+    /// `(min_x, min_y, max_x, max_y)` of all rings.
+    bbox: (f64, f64, f64, f64),
+    /// Pixels per metre at the feature's latitude.
+    px_per_m: f32,
+}
+
+/// An extract projected at one zoom, ready to draw tiles from.
+pub struct Renderer {
+    zoom: u8,
+    shapes: Vec<Shape>,
+}
+
+fn closed(nodes: &[i64]) -> bool {
+    nodes.len() > 3 && nodes.first() == nodes.last()
+}
+
+impl Renderer {
+    pub fn new(map: &OsmMap, zoom: u8) -> anyhow::Result<Self> {
+        anyhow::ensure!(zoom <= 22, "render zoom {zoom} is above 22");
+        let mut shapes = Vec::new();
+        let project = |pts: &[(f64, f64)]| -> Vec<(f64, f64)> {
+            pts.iter().filter_map(|&(la, lo)| tile::lat_lon_to_pixel(la, lo, zoom).ok()).collect()
+        };
+        let mut push = |layer: Layer,
+                        order: (u8, i64),
+                        paint: Paint,
+                        rings: Vec<Vec<(f64, f64)>>,
+                        lat: f64| {
+            let rings: Vec<_> = rings.into_iter().filter(|r| r.len() >= 2).collect();
+            if rings.is_empty() {
+                return;
+            }
+            let mut bbox = (f64::MAX, f64::MAX, f64::MIN, f64::MIN);
+            for &(x, y) in rings.iter().flatten() {
+                bbox = (bbox.0.min(x), bbox.1.min(y), bbox.2.max(x), bbox.3.max(y));
+            }
+            let m_per_px = 156_543.033_928 * lat.to_radians().cos() / f64::from(1u32 << zoom);
+            shapes.push(Shape {
+                layer,
+                order,
+                paint,
+                rings,
+                bbox,
+                px_per_m: (1.0 / m_per_px) as f32,
+            });
+        };
+        for w in &map.ways {
+            let coords = map.way_coords(w);
+            let Some(&(lat, _)) = coords.first() else { continue };
+            let is_closed = closed(&w.nodes);
+            let style = if is_closed { style::area_style(&w.tags) } else { None }
+                .or_else(|| style::line_style(&w.tags));
+            if let Some((layer, paint)) = style {
+                push(layer, (1, w.id), paint, vec![project(&coords)], lat);
+            }
+        }
+        for mp in &map.multipolygons {
+            let Some((layer, paint)) = style::area_style(&mp.tags) else { continue };
+            let ring =
+                |id: &i64| map.way(*id).filter(|w| closed(&w.nodes)).map(|w| map.way_coords(w));
+            let rings: Vec<Vec<(f64, f64)>> =
+                mp.outer.iter().chain(&mp.inner).filter_map(ring).collect();
+            let Some(&(lat, _)) = rings.first().and_then(|r| r.first()) else { continue };
+            push(layer, (2, mp.id), paint, rings.iter().map(|r| project(r)).collect(), lat);
+        }
+        shapes.sort_by_key(|s| (s.layer, s.order));
+        Ok(Self { zoom, shapes })
+    }
+
+    pub fn zoom(&self) -> u8 {
+        self.zoom
+    }
+
+    /// Draws one 256x256 tile.
+    pub fn render_tile(&self, t: TileId) -> RgbaImage {
+        assert_eq!(t.z, self.zoom, "renderer built for zoom {}", self.zoom);
+        let size = TILE_SIZE;
+        let mut pixmap = Pixmap::new(size, size).expect("tile size is non-zero");
+        let [r, g, b] = style::BACKGROUND;
+        pixmap.fill(tiny_skia::Color::from_rgba8(r, g, b, 255));
+        let (ox, oy) = (f64::from(t.x) * f64::from(size), f64::from(t.y) * f64::from(size));
+        let margin = 64.0;
+        let (x0, y0, x1, y1) = (
+            ox - margin,
+            oy - margin,
+            ox + f64::from(size) + margin,
+            oy + f64::from(size) + margin,
+        );
+        for s in &self.shapes {
+            if s.bbox.2 < x0 || s.bbox.0 > x1 || s.bbox.3 < y0 || s.bbox.1 > y1 {
+                continue;
+            }
+            draw(&mut pixmap, s, ox, oy);
+        }
+        let mut img = RgbaImage::new(size, size);
+        for (dst, src) in img.pixels_mut().zip(pixmap.pixels()) {
+            let c = src.demultiply();
+            *dst = image::Rgba([c.red(), c.green(), c.blue(), c.alpha()]);
+        }
+        img
+    }
+}
+
+fn color(c: [u8; 3]) -> SkPaint<'static> {
+    let mut p = SkPaint::default();
+    p.set_color_rgba8(c[0], c[1], c[2], 255);
+    p.anti_alias = true;
+    p
+}
+
+fn path(rings: &[Vec<(f64, f64)>], ox: f64, oy: f64, close: bool) -> Option<tiny_skia::Path> {
+    let mut pb = PathBuilder::new();
+    for ring in rings {
+        let mut it = ring.iter();
+        let &(x, y) = it.next()?;
+        pb.move_to((x - ox) as f32, (y - oy) as f32);
+        for &(x, y) in it {
+            pb.line_to((x - ox) as f32, (y - oy) as f32);
+        }
+        if close {
+            pb.close();
+        }
+    }
+    pb.finish()
+}
+
+fn stroke(width: f32, dash: Option<(f32, f32)>) -> Stroke {
+    Stroke {
+        width: width.max(0.5),
+        line_cap: if dash.is_some() { LineCap::Butt } else { LineCap::Round },
+        line_join: LineJoin::Round,
+        dash: dash.and_then(|(d, g)| StrokeDash::new(vec![d.max(0.5), g.max(0.5)], 0.0)),
+        ..Stroke::default()
+    }
+}
+
+fn draw(pixmap: &mut Pixmap, s: &Shape, ox: f64, oy: f64) {
+    let id = Transform::identity();
+    match s.paint {
+        Paint::Area { fill, outline } => {
+            let Some(p) = path(&s.rings, ox, oy, true) else { return };
+            pixmap.fill_path(&p, &color(fill), FillRule::EvenOdd, id, None);
+            if let Some(o) = outline {
+                pixmap.stroke_path(&p, &color(o), &stroke(1.0, None), id, None);
+            }
+        }
+        Paint::Line(l) => {
+            let Some(p) = path(&s.rings, ox, oy, false) else { return };
+            let w = l.width_m * s.px_per_m;
+            if let Some((c, extra)) = l.casing {
+                pixmap.stroke_path(&p, &color(c), &stroke(w + extra * s.px_per_m, None), id, None);
+            }
+            let dash = l.dash_m.map(|(d, g)| (d * s.px_per_m, g * s.px_per_m));
+            pixmap.stroke_path(&p, &color(l.color), &stroke(w, dash), id, None);
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! The CLI as users run it: the real binary, real files.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_accessatlas"))
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn weights() -> PathBuf {
+    std::env::var_os("ACCESSATLAS_PRETRAINED").map(PathBuf::from).unwrap_or_else(|| {
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+        home.join(".cache/accessatlas/pretrained/efficientnet-lite0-57934424.pth")
+    })
+}
+
+#[test]
+fn model_summary_json_reports_reference_counts() {
+    let out = bin()
+        .args(["model", "summary", "--encoder", "resnet50", "--imagenet-head", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["encoder"], "resnet50");
+    assert_eq!(v["imagenet_encoder"], 25_557_032);
+    let p = &v["parts"];
+    let sum: u64 =
+        ["encoder", "metadata", "fusion", "head"].iter().map(|k| p[k].as_u64().unwrap()).sum();
+    assert_eq!(p["total"].as_u64().unwrap(), sum);
+}
+
+#[test]
+fn unknown_encoder_is_a_clear_error() {
+    let out = bin().args(["model", "summary", "--encoder", "vgg16"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("vgg16") && err.contains("efficientnet_lite0"), "{err}");
+}
+
+#[test]
+fn pretrained_verify_recognises_the_cat() {
+    let fixtures = root().join("tests/fixtures/pretrained");
+    let out = bin()
+        .args(["pretrained", "verify", "--json", "--image"])
+        .arg(fixtures.join("chelsea.png"))
+        .arg("--weights")
+        .arg(weights())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let top: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(top.len(), 5);
+    let reference: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixtures.join("reference_logits.json")).unwrap())
+            .unwrap();
+    let want = reference["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["image"] == "chelsea.png")
+        .unwrap()["top5"]
+        .clone();
+    let got: Vec<u64> = top.iter().map(|r| r["index"].as_u64().unwrap()).collect();
+    let want: Vec<u64> = want.as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    assert_eq!(got, want);
+    // 281..=285 are ImageNet's domestic cat classes.
+    assert!((281..=285).contains(&got[0]));
+    let p: Vec<f64> = top.iter().map(|r| r["probability"].as_f64().unwrap()).collect();
+    assert!(p.windows(2).all(|w| w[0] >= w[1]) && p[0] > 0.2);
+}
+
+#[test]
+fn verify_names_missing_weights_and_bad_images() {
+    let out = bin()
+        .args(["pretrained", "verify", "--image", "x.png", "--weights", "/nonexistent/w.pth"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/w.pth") && err.contains("pretrained fetch"), "{err}");
+
+    let dir = std::env::temp_dir().join(format!("aa-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("broken.png");
+    std::fs::write(&bad, b"\x89PNG\r\n\x1a\nnot really").unwrap();
+    let out = bin()
+        .args(["pretrained", "verify", "--image"])
+        .arg(&bad)
+        .arg("--weights")
+        .arg(weights())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("broken.png"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}

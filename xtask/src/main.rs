@@ -1,0 +1,105 @@
+//! Project automation (`cargo xtask <task>`), in the style of rust-analyzer's xtask: plain
+//! Rust, no shell scripts, each task installs what it needs.
+//!
+//! - `test`: everything CI runs: installs the wasm32 target, fetches the pretrained weights,
+//!   then fmt check, clippy -D warnings, all tests, the wasm32 build of model-core.
+//! - `reference`: (by hand) builds a Python venv with PyTorch and the reference
+//!   EfficientNet-Lite0, and rewrites the parity fixtures in `tests/fixtures/pretrained/`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let task = args.first().map(String::as_str).unwrap_or("help");
+    let root = project_root();
+    std::env::set_current_dir(&root)?;
+    match task {
+        "test" => test(&root),
+        "reference" => reference(&root),
+        _ => {
+            eprintln!("usage: cargo xtask <test|reference>");
+            eprintln!("  test       fmt, clippy, all tests, wasm32 build (what CI runs)");
+            eprintln!(
+                "  reference  regenerate the PyTorch parity fixtures (needs ~3 GB for torch)"
+            );
+            if task == "help" { Ok(()) } else { bail!("unknown task `{task}`") }
+        }
+    }
+}
+
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the root").to_path_buf()
+}
+
+/// The shared cache for downloads and venvs (outside the clone, reused by CI).
+fn cache_dir() -> PathBuf {
+    if let Some(p) = std::env::var_os("ACCESSATLAS_CACHE") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".cache").join("accessatlas")
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("$ {}", format!("{cmd:?}").replace('"', ""));
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn ensure_wasm_target() -> Result<()> {
+    let out = Command::new("rustup").args(["target", "list", "--installed"]).output();
+    match out {
+        Ok(o) if String::from_utf8_lossy(&o.stdout).contains("wasm32-unknown-unknown") => Ok(()),
+        _ => run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"])),
+    }
+}
+
+fn test(_root: &Path) -> Result<()> {
+    ensure_wasm_target()?;
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    // The parity test reads the real pretrained checkpoint: fetch it (cached, SHA-256 pinned).
+    let weights_dir = cache_dir().join("pretrained");
+    run(cargo()
+        .args(["run", "--quiet", "--", "pretrained", "fetch", "--cache-dir"])
+        .arg(&weights_dir))?;
+    run(cargo()
+        .args(["test", "--workspace"])
+        .env("ACCESSATLAS_PRETRAINED", weights_dir.join("efficientnet-lite0-57934424.pth")))?;
+    run(cargo().args([
+        "build",
+        "-p",
+        "model-core",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--release",
+    ]))?;
+    eprintln!("xtask test: all green");
+    Ok(())
+}
+
+fn reference(root: &Path) -> Result<()> {
+    let venv = cache_dir().join("venv-reference");
+    let python = venv.join("bin").join("python");
+    if !python.exists() {
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    }
+    run(Command::new(&python)
+        .args(["-m", "pip", "install", "-q", "-r"])
+        .arg(root.join("tests/reference/requirements.txt")))?;
+    run(Command::new(&python)
+        .arg(root.join("tests/reference/efficientnet_lite0.py"))
+        .arg(root.join("tests/fixtures/pretrained")))?;
+    eprintln!("fixtures written to tests/fixtures/pretrained/; commit them");
+    Ok(())
+}
