@@ -1,0 +1,146 @@
+//! `accessatlas collect` end to end on the bundled OSM extract.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use model_core::LabelVocab;
+use model_core::tags::parse_tags_csv;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_accessatlas"))
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("aa-collect-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn run(args: &[&str], data: &Path) -> Output {
+    bin().arg("collect").arg("--data").arg(data).args(args).output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn bundled_extract_gives_hundreds_of_labelled_tiles() {
+    let data = tmp("bundled");
+    let out = run(&[], &data);
+    assert!(out.status.success(), "{}", text(&out));
+    let report = parse_tags_csv(&std::fs::read(data.join("tags.csv")).unwrap(), &LabelVocab::default())
+        .unwrap();
+    assert!(report.rejected.is_empty());
+    let tags = &report.table.tags;
+    assert!(tags.len() >= 500, "only {} tags", tags.len());
+    let count = |t: &str| tags.iter().filter(|x| x.label == t).count();
+    // The extract's documented content: ~325 entrances, 95 lowered kerbs, 11+ lifts, ~190+
+    // barriers, no tactile paving.
+    assert!(count("entrance") >= 300, "{}", count("entrance"));
+    assert!(count("ramp") >= 90);
+    assert!(count("elevator") >= 11);
+    assert!(count("obstacle") >= 150);
+    assert_eq!(count("tactile_path"), 0);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("tactile_path") && stdout.contains("no examples"), "{stdout}");
+    assert!(tags.iter().all(|t| t.source == "osm" && t.id.starts_with("node/") || t.id.starts_with("way/")));
+    for t in tags.iter().step_by(50) {
+        let img = image::open(data.join(t.image.as_ref().unwrap())).unwrap();
+        assert_eq!((img.width(), img.height()), (224, 224));
+    }
+    std::fs::remove_dir_all(&data).ok();
+}
+
+#[test]
+fn rendering_is_deterministic_and_matches_the_golden_images() {
+    let csv = root().join("tests/fixtures/render/golden_tags.csv");
+    let a = tmp("golden-a");
+    let b = tmp("golden-b");
+    for d in [&a, &b] {
+        let out = run(&["--tags", csv.to_str().unwrap()], d);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    for name in ["senate_square", "esplanadi"] {
+        let file = format!("images/{name}.png");
+        let x = std::fs::read(a.join(&file)).unwrap();
+        assert_eq!(x, std::fs::read(b.join(&file)).unwrap(), "{name}: two runs differ");
+        let golden = root().join(format!("tests/fixtures/render/{name}.png"));
+        if std::env::var_os("ACCESSATLAS_BLESS").is_some() {
+            std::fs::write(&golden, &x).unwrap();
+        }
+        let want = image::open(&golden).expect("golden image (ACCESSATLAS_BLESS=1 writes it)").to_rgb8();
+        let got = image::load_from_memory(&x).unwrap().to_rgb8();
+        let diff: u64 = want
+            .as_raw()
+            .iter()
+            .zip(got.as_raw())
+            .map(|(p, q)| u64::from(p.abs_diff(*q)))
+            .sum();
+        let mean = diff as f64 / want.as_raw().len() as f64;
+        assert!(mean < 0.5, "{name}: mean abs difference to golden {mean}");
+        // not blank: a map has several colours
+        let mut colours: Vec<[u8; 3]> = got.pixels().map(|p| p.0).collect();
+        colours.sort();
+        colours.dedup();
+        assert!(colours.len() > 20, "{name}: only {} colours", colours.len());
+    }
+    std::fs::remove_dir_all(&a).ok();
+    std::fs::remove_dir_all(&b).ok();
+}
+
+#[test]
+fn bad_csv_rows_are_reported_and_valid_rows_kept() {
+    let data = tmp("badcsv");
+    let csv = data.join("mine.csv");
+    std::fs::write(
+        &csv,
+        "id,lat,lon,type,source,note\n\
+         good,60.1700,24.9450,ramp,user,\"by the door, left\"\n\
+         bad_lat,abc,24.9450,ramp,user,\n\
+         bad_type,60.17,24.945,stairs,user,\n\
+         short,60.17\n",
+    )
+    .unwrap();
+    let out = run(&["--tags", csv.to_str().unwrap()], &data);
+    assert!(out.status.success(), "{}", text(&out));
+    let tags = std::fs::read_to_string(data.join("tags.csv")).unwrap();
+    assert!(tags.contains("good,60.17,24.945,ramp,user,images/good.png,\"by the door, left\""), "{tags}");
+    let rejected = std::fs::read_to_string(data.join("rejected_rows.csv")).unwrap();
+    assert!(rejected.contains("3,lat,"), "{rejected}");
+    assert!(rejected.contains("4,type,") && rejected.contains("stairs"), "{rejected}");
+    assert!(rejected.contains("5,,"), "{rejected}");
+    assert!(text(&out).contains("3 rows rejected"), "{}", text(&out));
+
+    let strict = run(&["--tags", csv.to_str().unwrap(), "--strict"], &data);
+    assert!(!strict.status.success());
+
+    std::fs::write(&csv, "id,lat,lon,type,source\nx,100,0,ramp,user\n").unwrap();
+    let none = run(&["--tags", csv.to_str().unwrap()], &data);
+    assert!(!none.status.success());
+    assert!(text(&none).contains("no valid"), "{}", text(&none));
+    std::fs::remove_dir_all(&data).ok();
+}
+
+#[test]
+fn unreadable_inputs_name_the_file() {
+    let data = tmp("unreadable");
+    let pbf = data.join("broken.osm.pbf");
+    std::fs::write(&pbf, b"definitely not protobuf").unwrap();
+    let out = run(&["--osm", pbf.to_str().unwrap()], &data);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("broken.osm.pbf"), "{}", text(&out));
+    assert!(!text(&out).contains("panicked"), "{}", text(&out));
+
+    let empty = data.join("empty.csv");
+    std::fs::write(&empty, b"").unwrap();
+    let out = run(&["--tags", empty.to_str().unwrap()], &data);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("empty.csv") && text(&out).contains("empty"), "{}", text(&out));
+    std::fs::remove_dir_all(&data).ok();
+}
