@@ -34,8 +34,9 @@ fn bundled_extract_gives_hundreds_of_labelled_tiles() {
     let data = tmp("bundled");
     let out = run(&[], &data);
     assert!(out.status.success(), "{}", text(&out));
-    let report = parse_tags_csv(&std::fs::read(data.join("tags.csv")).unwrap(), &LabelVocab::default())
-        .unwrap();
+    let report =
+        parse_tags_csv(&std::fs::read(data.join("tags.csv")).unwrap(), &LabelVocab::default())
+            .unwrap();
     assert!(report.rejected.is_empty());
     let tags = &report.table.tags;
     assert!(tags.len() >= 500, "only {} tags", tags.len());
@@ -49,7 +50,10 @@ fn bundled_extract_gives_hundreds_of_labelled_tiles() {
     assert_eq!(count("tactile_path"), 0);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("tactile_path") && stdout.contains("no examples"), "{stdout}");
-    assert!(tags.iter().all(|t| t.source == "osm" && t.id.starts_with("node/") || t.id.starts_with("way/")));
+    assert!(
+        tags.iter()
+            .all(|t| t.source == "osm" && (t.id.starts_with("node/") || t.id.starts_with("way/")))
+    );
     for t in tags.iter().step_by(50) {
         let img = image::open(data.join(t.image.as_ref().unwrap())).unwrap();
         assert_eq!((img.width(), img.height()), (224, 224));
@@ -74,14 +78,11 @@ fn rendering_is_deterministic_and_matches_the_golden_images() {
         if std::env::var_os("ACCESSATLAS_BLESS").is_some() {
             std::fs::write(&golden, &x).unwrap();
         }
-        let want = image::open(&golden).expect("golden image (ACCESSATLAS_BLESS=1 writes it)").to_rgb8();
+        let want =
+            image::open(&golden).expect("golden image (ACCESSATLAS_BLESS=1 writes it)").to_rgb8();
         let got = image::load_from_memory(&x).unwrap().to_rgb8();
-        let diff: u64 = want
-            .as_raw()
-            .iter()
-            .zip(got.as_raw())
-            .map(|(p, q)| u64::from(p.abs_diff(*q)))
-            .sum();
+        let diff: u64 =
+            want.as_raw().iter().zip(got.as_raw()).map(|(p, q)| u64::from(p.abs_diff(*q))).sum();
         let mean = diff as f64 / want.as_raw().len() as f64;
         assert!(mean < 0.5, "{name}: mean abs difference to golden {mean}");
         // not blank: a map has several colours
@@ -110,7 +111,10 @@ fn bad_csv_rows_are_reported_and_valid_rows_kept() {
     let out = run(&["--tags", csv.to_str().unwrap()], &data);
     assert!(out.status.success(), "{}", text(&out));
     let tags = std::fs::read_to_string(data.join("tags.csv")).unwrap();
-    assert!(tags.contains("good,60.17,24.945,ramp,user,images/good.png,\"by the door, left\""), "{tags}");
+    assert!(
+        tags.contains("good,60.17,24.945,ramp,user,images/good.png,\"by the door, left\""),
+        "{tags}"
+    );
     let rejected = std::fs::read_to_string(data.join("rejected_rows.csv")).unwrap();
     assert!(rejected.contains("3,lat,"), "{rejected}");
     assert!(rejected.contains("4,type,") && rejected.contains("stairs"), "{rejected}");
