@@ -5,6 +5,7 @@ mod fsutil;
 mod osm;
 mod paths;
 mod render;
+mod tiles;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

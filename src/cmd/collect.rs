@@ -1,12 +1,12 @@
 //! `accessatlas collect`: labelled locations (from an OSM extract or the user's CSV) and one
 //! 224x224 map tile per location, centred on it, in `DATA/images/` + `DATA/tags.csv`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use image::RgbaImage;
 use indicatif::{ProgressBar, ProgressStyle};
 use model_core::LabelVocab;
 use model_core::preprocess::INPUT_SIZE;
@@ -19,10 +19,20 @@ use crate::fsutil::write_atomic;
 use crate::osm::rules::Rules;
 use crate::osm::{OsmMap, labelled_features};
 use crate::render::{Renderer, style};
+use crate::tiles::mbtiles::MbTiles;
+use crate::tiles::xyz::{XyzClient, XyzOptions};
+use crate::tiles::{Origin, TileSource, fetch_all};
 
 /// The bundled extract of central Helsinki (© OpenStreetMap contributors, ODbL 1.0).
 pub const BUNDLED_OSM: &[u8] = include_bytes!("../../assets/osm/helsinki.osm.pbf");
 pub const BUNDLED_OSM_NAME: &str = "assets/osm/helsinki.osm.pbf (bundled)";
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TilesKind {
+    Render,
+    Xyz,
+    Mbtiles,
+}
 
 #[derive(Args, Debug)]
 pub struct CollectArgs {
@@ -39,6 +49,28 @@ pub struct CollectArgs {
     /// OSM tag -> type table (default: config/osm_rules.toml, compiled in).
     #[arg(long)]
     pub rules: Option<PathBuf>,
+    /// Where tiles come from: `render` (offline, from the OSM extract), `xyz` (a tile server,
+    /// --url), `mbtiles` (a file, --path).
+    #[arg(long, value_enum, default_value_t = TilesKind::Render)]
+    pub tiles: TilesKind,
+    /// XYZ URL template with {z} {x} {y}, optional {s} (a|b|c) and {token}.
+    #[arg(long, required_if_eq("tiles", "xyz"))]
+    pub url: Option<String>,
+    /// Environment variable holding the value of {token}.
+    #[arg(long, default_value = "ACCESSATLAS_TILE_TOKEN")]
+    pub token_env: String,
+    /// Retries per tile on HTTP 429, 5xx and timeouts (exponential backoff).
+    #[arg(long, default_value_t = 4)]
+    pub retries: u32,
+    /// First backoff delay in milliseconds; doubles on each retry.
+    #[arg(long, default_value_t = 500)]
+    pub backoff_ms: u64,
+    /// Timeout of one tile request, in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    pub timeout_secs: f64,
+    /// MBTiles file for --tiles mbtiles.
+    #[arg(long, required_if_eq("tiles", "mbtiles"))]
+    pub path: Option<PathBuf>,
     /// Zoom level of the tiles.
     #[arg(long, default_value_t = 19)]
     pub zoom: u8,
@@ -51,7 +83,10 @@ pub struct CollectArgs {
 #[derive(Debug, Default)]
 pub struct Summary {
     pub per_type: BTreeMap<String, usize>,
-    pub rendered: usize,
+    /// Tiles obtained, by how.
+    pub tiles: BTreeMap<Origin, usize>,
+    /// Tag images written.
+    pub written: usize,
     pub reused: usize,
     pub failed: Vec<String>,
     pub rejected: usize,
@@ -68,11 +103,14 @@ pub fn run(args: CollectArgs) -> Result<()> {
         let note = if *n == 0 { "  (no examples: kept in the vocabulary)" } else { "" };
         println!("{t:<14} {n:>7}{note}");
     }
+    let tiles: Vec<String> =
+        s.tiles.iter().map(|(o, n)| format!("{n} {o:?}").to_lowercase()).collect();
     println!(
-        "tiles: {} rendered, {} existing images reused, {} failed; {} rows rejected",
-        s.rendered,
+        "images: {} written, {} existing reused, {} failed; tiles: {}; {} rows rejected",
+        s.written,
         s.reused,
         s.failed.len(),
+        if tiles.is_empty() { "none needed".to_string() } else { tiles.join(", ") },
         s.rejected
     );
     for f in &s.failed {
@@ -137,40 +175,81 @@ pub fn collect(args: &CollectArgs) -> Result<Summary> {
         }
     };
 
-    let renderer = Renderer::new(&map, args.zoom)?;
+    let source: Box<dyn TileSource> = match args.tiles {
+        TilesKind::Render => Box::new(Renderer::new(&map, args.zoom)?),
+        TilesKind::Xyz => Box::new(XyzClient::new(XyzOptions {
+            template: args.url.clone().expect("clap requires --url"),
+            token: std::env::var(&args.token_env).ok(),
+            cache_dir: args.data.join("tile_cache"),
+            retries: args.retries,
+            backoff: Duration::from_millis(args.backoff_ms),
+            timeout: Duration::from_secs_f64(args.timeout_secs.max(0.001)),
+        })?),
+        TilesKind::Mbtiles => {
+            Box::new(MbTiles::open(args.path.as_deref().expect("clap requires --path"))?)
+        }
+    };
+    tracing::info!("tiles from {}", source.describe());
     let images_dir = args.data.join("images");
     std::fs::create_dir_all(&images_dir)
         .with_context(|| format!("creating {}", images_dir.display()))?;
-    let bar = ProgressBar::new(table.tags.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template("collect {bar:40} {pos}/{len} tiles {per_sec} eta {eta}")
-            .expect("valid template"),
-    );
     let mut summary = Summary::default();
-    let mut cache: HashMap<TileId, RgbaImage> = HashMap::new();
+
+    // Tags that bring their own image keep it (if it decodes); the others need a window.
     let mut kept = Vec::with_capacity(table.tags.len());
-    for mut t in std::mem::take(&mut table.tags) {
-        bar.inc(1);
+    let mut todo: Vec<(Tag, Window)> = Vec::new();
+    for t in std::mem::take(&mut table.tags) {
         if let Some(img) = &t.image {
             match check_existing(&args.data, img) {
                 Ok(()) => {
                     summary.reused += 1;
                     kept.push(t);
                 }
-                Err(e) => summary.failed.push(format!("{}: {e:#}", t.id)),
+                Err(e) => fail(&mut summary, &mut rejected, &t, format!("{e:#}")),
             }
             continue;
         }
+        let w = Window::centered(t.lat, t.lon, args.zoom, INPUT_SIZE)?;
+        todo.push((t, w));
+    }
+    let needed: BTreeSet<TileId> =
+        todo.iter().flat_map(|(_, w)| w.placements()).map(|p| p.tile).collect();
+    let needed: Vec<TileId> = needed.into_iter().collect();
+    let tiles = fetch_all(source.as_ref(), &needed, "tiles");
+    for (_, origin) in tiles.values().flatten() {
+        *summary.tiles.entry(*origin).or_default() += 1;
+    }
+    let bar = ProgressBar::new(todo.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("images {bar:40} {pos}/{len} {per_sec} eta {eta}")
+            .expect("valid template"),
+    );
+    for (mut t, w) in todo {
+        bar.inc(1);
+        let mut parts = Vec::new();
+        let mut errors = Vec::new();
+        for p in w.placements() {
+            match &tiles[&p.tile] {
+                Ok((img, _)) => parts.push((p, img.clone())),
+                Err(e) => {
+                    errors.push(format!("tile {}/{}/{}: {e:#}", p.tile.z, p.tile.x, p.tile.y))
+                }
+            }
+        }
+        if !errors.is_empty() {
+            fail(&mut summary, &mut rejected, &t, errors.join("; "));
+            continue;
+        }
         let rel = format!("images/{}.png", safe_file_name(&t.id));
-        match render_window(&renderer, &mut cache, t.lat, t.lon)
+        match encode_png(&w.stitch(&parts, style::BACKGROUND))
             .and_then(|png| write_atomic(&args.data.join(&rel), &png))
         {
             Ok(()) => {
-                summary.rendered += 1;
+                summary.written += 1;
                 t.image = Some(rel);
                 kept.push(t);
             }
-            Err(e) => summary.failed.push(format!("{}: {e:#}", t.id)),
+            Err(e) => fail(&mut summary, &mut rejected, &t, format!("{e:#}")),
         }
     }
     bar.finish_and_clear();
@@ -181,7 +260,7 @@ pub fn collect(args: &CollectArgs) -> Result<Summary> {
     for t in &table.tags {
         *summary.per_type.entry(t.label.clone()).or_default() += 1;
     }
-    summary.rejected = rejected.len();
+    summary.rejected = rejected.len() - summary.failed.len();
     write_atomic(&args.data.join("tags.csv"), &write_tags_csv(&table))?;
     let rejected_path = args.data.join("rejected_rows.csv");
     if rejected.is_empty() {
@@ -199,26 +278,21 @@ pub fn collect(args: &CollectArgs) -> Result<Summary> {
     Ok(summary)
 }
 
-/// The 224x224 model input around a point, as PNG bytes, from rendered tiles.
-pub fn render_window(
-    renderer: &Renderer,
-    cache: &mut HashMap<TileId, RgbaImage>,
-    lat: f64,
-    lon: f64,
-) -> Result<Vec<u8>> {
-    let window = Window::centered(lat, lon, renderer.zoom(), INPUT_SIZE)?;
-    let tiles: Vec<_> = window
-        .placements()
-        .into_iter()
-        .map(|p| {
-            let img = cache.entry(p.tile).or_insert_with(|| renderer.render_tile(p.tile));
-            (p, img.clone())
-        })
-        .collect();
-    let rgb = window.stitch(&tiles, style::BACKGROUND);
+fn encode_png(img: &image::RgbImage) -> Result<Vec<u8>> {
     let mut png = Vec::new();
-    rgb.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
     Ok(png)
+}
+
+/// A tag whose image could not be made: listed in the summary and in rejected_rows.csv.
+fn fail(summary: &mut Summary, rejected: &mut Vec<Rejected>, t: &Tag, reason: String) {
+    summary.failed.push(format!("{}: {reason}", t.id));
+    rejected.push(Rejected {
+        line: 0,
+        field: Some("image".into()),
+        reason: format!("{}: {reason}", t.id),
+        raw: format!("{},{},{},{},{}", t.id, t.lat, t.lon, t.label, t.source),
+    });
 }
 
 fn check_existing(data: &Path, rel: &str) -> Result<()> {

@@ -90,10 +90,6 @@ impl Renderer {
         Ok(Self { zoom, shapes })
     }
 
-    pub fn zoom(&self) -> u8 {
-        self.zoom
-    }
-
     /// Draws one 256x256 tile.
     pub fn render_tile(&self, t: TileId) -> RgbaImage {
         assert_eq!(t.z, self.zoom, "renderer built for zoom {}", self.zoom);

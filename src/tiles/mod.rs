@@ -1,0 +1,89 @@
+//! Where map tiles come from: the offline renderer, an XYZ tile server, or an MBTiles file.
+//! Every source hands out decoded 256x256 RGBA tiles; `fetch_all` runs a source over a tile
+//! list on a few worker threads with a progress bar.
+
+pub mod mbtiles;
+pub mod xyz;
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::Result;
+use image::RgbaImage;
+use indicatif::{ProgressBar, ProgressStyle};
+use model_core::tile::TileId;
+
+use crate::render::Renderer;
+
+/// How a tile was obtained, for the summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Origin {
+    Rendered,
+    Cached,
+    Fetched,
+    Read,
+}
+
+pub trait TileSource: Sync {
+    /// One line naming the source (for logs and the model bundle's provenance).
+    fn describe(&self) -> String;
+    /// Threads that may call `get` at once (e.g. 2 connections per host).
+    fn workers(&self) -> usize {
+        2
+    }
+    fn get(&self, t: TileId) -> Result<(RgbaImage, Origin)>;
+}
+
+impl TileSource for Renderer {
+    fn describe(&self) -> String {
+        format!("render:{}", crate::render::style::STYLE_VERSION)
+    }
+    fn get(&self, t: TileId) -> Result<(RgbaImage, Origin)> {
+        Ok((self.render_tile(t), Origin::Rendered))
+    }
+}
+
+/// Decodes tile bytes to RGBA, refusing anything that is not a 256x256 image.
+pub fn decode_tile(bytes: &[u8]) -> Result<RgbaImage> {
+    let img = image::load_from_memory(bytes)
+        .map_err(|e| anyhow::anyhow!("corrupt tile bytes ({} bytes): {e}", bytes.len()))?;
+    let img = img.to_rgba8();
+    anyhow::ensure!(
+        img.width() == model_core::tile::TILE_SIZE && img.height() == model_core::tile::TILE_SIZE,
+        "tile is {}x{}, expected 256x256",
+        img.width(),
+        img.height()
+    );
+    Ok(img)
+}
+
+pub type Fetched = BTreeMap<TileId, Result<(RgbaImage, Origin)>>;
+
+/// Gets every tile from `source`, in parallel up to `source.workers()`.
+pub fn fetch_all(source: &dyn TileSource, tiles: &[TileId], label: &str) -> Fetched {
+    let bar = ProgressBar::new(tiles.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{label} {{bar:40}} {{pos}}/{{len}} tiles {{per_sec}} eta {{eta}}"
+        ))
+        .expect("valid template"),
+    );
+    let next = AtomicUsize::new(0);
+    let out = Mutex::new(BTreeMap::new());
+    std::thread::scope(|s| {
+        for _ in 0..source.workers().max(1) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&t) = tiles.get(i) else { break };
+                    let r = source.get(t);
+                    out.lock().expect("no panics while holding").insert(t, r);
+                    bar.inc(1);
+                }
+            });
+        }
+    });
+    bar.finish_and_clear();
+    out.into_inner().expect("threads joined")
+}
