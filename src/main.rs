@@ -1,11 +1,6 @@
 //! `accessatlas`: the native command line of AccessAtlas.
 
-mod cmd;
-mod fsutil;
-mod osm;
-mod paths;
-mod render;
-mod tiles;
+use accessatlas::cmd;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -28,6 +23,10 @@ enum Command {
     Model(cmd::model::ModelCommand),
     /// Labelled locations and their map tiles into DATA/tags.csv and DATA/images/.
     Collect(cmd::collect::CollectArgs),
+    /// Validate and split DATA/tags.csv; fit the scaler and class weights on the train split.
+    Preprocess(cmd::preprocess::PreprocessArgs),
+    /// Train the model on the preprocessed splits (checkpoints, logs, resume).
+    Train(cmd::train::TrainArgs),
     /// Fetch and check the ImageNet-pretrained EfficientNet-Lite0 weights.
     #[command(subcommand)]
     Pretrained(cmd::pretrained::PretrainedCommand),
@@ -52,6 +51,8 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Collect(a) => cmd::collect::run(a),
         Command::Model(c) => cmd::model::run(c),
+        Command::Preprocess(a) => cmd::preprocess::run(a),
+        Command::Train(a) => cmd::train::run(a),
         Command::Pretrained(c) => cmd::pretrained::run(c),
     }
 }

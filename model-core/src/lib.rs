@@ -9,13 +9,19 @@
 //! `wasm32-unknown-unknown` and behaves the same there as natively. Callers (the CLI, the app)
 //! do the I/O.
 
+pub mod augment;
+pub mod dataset;
 pub mod error;
 pub mod metadata;
+pub mod metrics;
 pub mod model;
 pub mod persist;
 pub mod prediction;
 pub mod preprocess;
 pub mod pretrained;
+pub mod rng;
+pub mod schedule;
+pub mod split;
 pub mod tags;
 pub mod tile;
 pub mod train;

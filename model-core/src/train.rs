@@ -4,7 +4,7 @@
 use burn::module::Module;
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::preprocess::ModelInput;
@@ -71,11 +71,19 @@ pub struct StepConfig {
     pub clip_norm: Option<f32>,
     /// Class weights of the cross-entropy (None: unweighted).
     pub class_weights: Option<Vec<f32>>,
+    /// Apply the optimiser every `accumulate` batches, on the mean of their gradients.
+    pub accumulate: usize,
 }
 
 impl Default for StepConfig {
     fn default() -> Self {
-        Self { learning_rate: 1e-3, weight_decay: 1e-4, clip_norm: Some(1.0), class_weights: None }
+        Self {
+            learning_rate: 1e-3,
+            weight_decay: 1e-4,
+            clip_norm: Some(1.0),
+            class_weights: None,
+            accumulate: 1,
+        }
     }
 }
 
@@ -93,6 +101,8 @@ pub struct Trainer {
     optim: ModuleOptimizer,
     loss: CrossEntropyLoss,
     pub config: StepConfig,
+    accumulator: GradientsAccumulator<AccessModel>,
+    pending: usize,
 }
 
 impl Trainer {
@@ -102,9 +112,20 @@ impl Trainer {
         if let Some(n) = config.clip_norm {
             adam = adam.with_grad_clipping(Some(GradientClippingConfig::Norm(n)));
         }
-        let loss =
-            CrossEntropyLossConfig::new().with_weights(config.class_weights.clone()).init(device);
-        Self { model, optim: adam.init(), loss, config }
+        // A class absent from the training data has weight 0 in the metadata; it never occurs
+        // as a target, and Burn requires positive weights, so it gets 1 here (no effect).
+        let weights = config.class_weights.as_ref().map(|w| {
+            w.iter().map(|&x| if x.is_finite() && x > 0.0 { x } else { 1.0 }).collect::<Vec<f32>>()
+        });
+        let loss = CrossEntropyLossConfig::new().with_weights(weights).init(device);
+        Self {
+            model,
+            optim: adam.init(),
+            loss,
+            config,
+            accumulator: GradientsAccumulator::new(),
+            pending: 0,
+        }
     }
 
     /// Weighted cross-entropy and logits of `model` on `batch`.
@@ -114,14 +135,59 @@ impl Trainer {
         (self.loss.forward(logits.clone(), batch.targets.clone()), logits)
     }
 
-    /// One optimisation step: forward, loss, backward, (clip), AdamW update.
+    /// One training step: forward, loss, backward; every `accumulate` steps the AdamW update
+    /// (with gradient clipping) on the mean gradient of those steps.
     pub fn step(&mut self, batch: &Batch) -> StepOutput {
         let (loss, logits) = self.loss_and_logits(&self.model, batch);
         let correct = count_correct(logits, batch.targets.clone());
-        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
+        let n = self.config.accumulate.max(1);
+        let scaled = if n > 1 { loss.clone().div_scalar(n as f32) } else { loss.clone() };
+        let grads = GradientsParams::from_grads(scaled.backward(), &self.model);
         let loss = loss.into_scalar::<f32>();
-        self.model = self.optim.step(self.config.learning_rate, self.model.clone(), grads);
+        if n == 1 {
+            self.model = self.optim.step(self.config.learning_rate, self.model.clone(), grads);
+        } else {
+            self.accumulator.accumulate(&self.model, grads);
+            self.pending += 1;
+            if self.pending == n {
+                self.flush();
+            }
+        }
         StepOutput { loss, correct, count: batch.len() }
+    }
+
+    /// Applies gradients accumulated so far (end of an epoch with a partial accumulation).
+    pub fn flush(&mut self) {
+        if self.pending > 0 {
+            let grads = self.accumulator.grads();
+            self.model = self.optim.step(self.config.learning_rate, self.model.clone(), grads);
+            self.pending = 0;
+        }
+    }
+
+    /// The optimiser state (AdamW moments), for checkpoints.
+    pub fn optimizer_bytes(&self) -> Result<Vec<u8>, CoreError> {
+        Ok(self.optim.into_bytes().map_err(|e| CoreError::CorruptModel(e.to_string()))?.to_vec())
+    }
+
+    /// Restores the optimiser state written by [`Self::optimizer_bytes`].
+    pub fn load_optimizer_bytes(&mut self, bytes: &[u8]) -> Result<(), CoreError> {
+        let optim = std::mem::replace(&mut self.optim, AdamWConfig::new().init());
+        self.optim = optim
+            .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes.to_vec()))
+            .map_err(|e| CoreError::CorruptModel(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Predicted class per example and the mean loss, in inference mode.
+    pub fn predict(&self, batch: &Batch) -> (f32, Vec<usize>) {
+        let model = self.model.valid();
+        let logits =
+            model.forward(batch.images.clone(), batch.coords.clone(), batch.sources.clone());
+        let loss = self.loss.forward(logits.clone(), batch.targets.clone()).into_scalar::<f32>();
+        let pred = logits.argmax(1).squeeze_dim::<1>(1).into_data();
+        let pred = pred.iter::<i64>().map(|v| v as usize).collect();
+        (loss, pred)
     }
 
     /// Loss and accuracy without updating anything (inference mode: running BN statistics,

@@ -1,3 +1,5 @@
 pub mod collect;
 pub mod model;
+pub mod preprocess;
 pub mod pretrained;
+pub mod train;

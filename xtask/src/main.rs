@@ -3,6 +3,8 @@
 //!
 //! - `test`: everything CI runs: installs the wasm32 target, fetches the pretrained weights,
 //!   then fmt check, clippy -D warnings, all tests, the wasm32 build of model-core.
+//! - `bench [--quick]`: every benchmark, AccessAtlas and the reference alternating in one run;
+//!   rewrites `BENCHMARKS.md`. `--quick` runs the AccessAtlas side once (CI smoke test).
 //! - `reference`: (by hand) builds a Python venv with PyTorch and the reference
 //!   EfficientNet-Lite0, and rewrites the parity fixtures in `tests/fixtures/pretrained/`.
 
@@ -19,8 +21,13 @@ fn main() -> Result<()> {
     match task {
         "test" => test(&root),
         "reference" => reference(&root),
+        "bench" => bench(&root, args.iter().any(|a| a == "--quick")),
         _ => {
-            eprintln!("usage: cargo xtask <test|reference>");
+            eprintln!("usage: cargo xtask <test|bench [--quick]|reference>");
+            eprintln!(
+                "  bench      benchmarks side by side with the references; rewrites BENCHMARKS.md"
+            );
+            eprintln!("             (--quick: AccessAtlas side only, tiny sizes, writes nothing)");
             eprintln!("  test       fmt, clippy, all tests, wasm32 build (what CI runs)");
             eprintln!(
                 "  reference  regenerate the PyTorch parity fixtures (needs ~3 GB for torch)"
@@ -84,6 +91,8 @@ fn test(_root: &Path) -> Result<()> {
         "wasm32-unknown-unknown",
         "--release",
     ]))?;
+    // Keep the benchmarks working (their AccessAtlas side, once, on tiny sizes).
+    bench(_root, true)?;
     eprintln!("xtask test: all green");
     Ok(())
 }
@@ -101,5 +110,135 @@ fn reference(root: &Path) -> Result<()> {
         .arg(root.join("tests/reference/efficientnet_lite0.py"))
         .arg(root.join("tests/fixtures/pretrained")))?;
     eprintln!("fixtures written to tests/fixtures/pretrained/; commit them");
+    Ok(())
+}
+
+fn output(cmd: &mut Command) -> Result<String> {
+    eprintln!("$ {}", format!("{cmd:?}").replace('"', ""));
+    let out = cmd.output().with_context(|| format!("starting {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// JSON lines of a benchmark's stdout, by their `bench` field.
+fn json_lines(s: &str) -> Vec<serde_json::Value> {
+    s.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).collect()
+}
+
+fn find<'a>(rows: &'a [serde_json::Value], name: &str) -> Result<&'a serde_json::Value> {
+    rows.iter().find(|r| r["bench"] == name).with_context(|| format!("benchmark `{name}` missing"))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn bench(root: &Path, quick: bool) -> Result<()> {
+    let repeat = if quick { "1" } else { "7" };
+    let rust_once = || -> Result<Vec<serde_json::Value>> {
+        Ok(json_lines(&output(cargo().args([
+            "bench",
+            "--quiet",
+            "--bench",
+            "data_stage",
+            "--",
+            "--repeat",
+            repeat,
+        ]))?))
+    };
+    if quick {
+        let rows = rust_once()?;
+        find(&rows, "pbf_read")?;
+        find(&rows, "render_tiles")?;
+        eprintln!("bench --quick: data_stage ok");
+        return Ok(());
+    }
+    // Reference side: pyosmium in a cached venv, pinned.
+    let venv = cache_dir().join("venv-bench");
+    let python = venv.join("bin").join("python");
+    if !python.exists() {
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    }
+    run(Command::new(&python).args(["-m", "pip", "install", "-q", "osmium==4.3.2"]))?;
+    let pbf = root.join("assets/osm/helsinki.osm.pbf");
+    let py_once = || -> Result<serde_json::Value> {
+        let out = output(
+            Command::new(&python)
+                .arg(root.join("bench/pbf_read_pyosmium.py"))
+                .arg(&pbf)
+                .arg(repeat),
+        )?;
+        json_lines(&out).into_iter().next().context("pyosmium printed nothing")
+    };
+    // Alternate the two sides, three rounds, and keep each side's median.
+    let (mut ours, mut theirs, mut render) = (Vec::new(), Vec::new(), Vec::new());
+    let mut osmium_version = String::new();
+    let mut elements = (0, 0);
+    for _ in 0..3 {
+        let rows = rust_once()?;
+        let r = find(&rows, "pbf_read")?;
+        ours.push(r["seconds"].as_f64().unwrap_or(f64::NAN));
+        elements.0 = r["elements"].as_u64().unwrap_or(0);
+        render.push(find(&rows, "render_tiles")?["tiles_per_s"].as_f64().unwrap_or(f64::NAN));
+        let p = py_once()?;
+        theirs.push(p["seconds"].as_f64().unwrap_or(f64::NAN));
+        elements.1 = p["elements"].as_u64().unwrap_or(0);
+        osmium_version = p["osmium"].as_str().unwrap_or("?").to_string();
+    }
+    let (ours, theirs, render) = (median(ours), median(theirs), median(render));
+
+    // End to end: `accessatlas collect` on the bundled extract, release build.
+    run(cargo().args(["build", "--release", "--quiet", "--bin", "accessatlas"]))?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let exe = target.join("release").join("accessatlas");
+    let data = std::env::temp_dir().join(format!("accessatlas-bench-{}", std::process::id()));
+    let mut collect_times = Vec::new();
+    for _ in 0..3 {
+        let _ = std::fs::remove_dir_all(&data);
+        let t = std::time::Instant::now();
+        output(Command::new(&exe).arg("collect").arg("--data").arg(&data))?;
+        collect_times.push(t.elapsed().as_secs_f64());
+    }
+    let _ = std::fs::remove_dir_all(&data);
+    let collect_s = median(collect_times);
+
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let rustc = output(Command::new("rustc").arg("--version")).unwrap_or_default();
+    let md = format!(
+        "# Benchmarks\n\n\
+Written by `cargo xtask bench` (do not edit by hand). Each comparison runs both sides in the same\n\
+run, alternating, on the same input; figures are medians. Machine: {cpu}, {cores} cores.\n\
+{rustc_line}; pyosmium {osmium_version}.\n\n\
+## Data stage\n\n\
+| benchmark | AccessAtlas | reference | ratio (reference time / ours) |\n\
+|---|---|---|---|\n\
+| read `assets/osm/helsinki.osm.pbf` ({kb} KB; nodes, ways, multipolygons kept in memory) | {ours_ms:.1} ms ({e0} elements) | pyosmium {theirs_ms:.1} ms ({e1} elements) | {ratio:.2}x |\n\
+| render 64 map tiles (256x256, zoom 19, offline renderer) | {render:.0} tiles/s | (no reference: our own renderer) | |\n\
+| `accessatlas collect` end to end on the bundled extract (release build) | {collect_s:.1} s | | |\n\n\
+A ratio above 1 means AccessAtlas is faster. Reading keeps what the renderer needs on both\n\
+sides; pyosmium builds Python dicts and lists, which is part of the reference cost.\n",
+        rustc_line = rustc.trim(),
+        kb = std::fs::metadata(&pbf).map(|m| m.len() / 1024).unwrap_or(0),
+        ours_ms = ours * 1e3,
+        theirs_ms = theirs * 1e3,
+        e0 = elements.0,
+        e1 = elements.1,
+        ratio = theirs / ours,
+    );
+    std::fs::write(root.join("BENCHMARKS.md"), md)?;
+    eprintln!("BENCHMARKS.md written");
     Ok(())
 }

@@ -1,0 +1,238 @@
+//! The train/validation/test split: stratified by class, grouped by map cell.
+//!
+//! Neighbouring tags share most of their tile (a zoom-19 window is ~33 m across, and entrances
+//! line façades, bollards stand in rows), so a plain random split puts near-copies of training
+//! examples into the test set and inflates accuracy. Every tag is therefore assigned to the
+//! zoom-17 tile cell (~300 m at 60° N) that contains it, whole cells go to one split, and cells
+//! are assigned greedily so that each class comes as close as the cells allow to the target
+//! fractions.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::CoreError;
+use crate::rng::Rng;
+use crate::tile::lat_lon_to_tile;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    Train,
+    Val,
+    Test,
+}
+
+impl Split {
+    pub const ALL: [Split; 3] = [Split::Train, Split::Val, Split::Test];
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Val => "val",
+            Split::Test => "test",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SplitConfig {
+    /// Fractions of train, val, test (they must sum to 1).
+    pub fractions: [f64; 3],
+    pub seed: u64,
+    /// Zoom of the grouping cells.
+    pub group_zoom: u8,
+}
+
+impl Default for SplitConfig {
+    fn default() -> Self {
+        Self { fractions: [0.70, 0.15, 0.15], seed: 42, group_zoom: 17 }
+    }
+}
+
+/// The cell a point is grouped by.
+pub fn group_of(lat: f64, lon: f64, zoom: u8) -> Result<(u32, u32), CoreError> {
+    let t = lat_lon_to_tile(lat, lon, zoom)?;
+    Ok((t.x, t.y))
+}
+
+/// Assigns each item (`(class index, group)`) to a split. Deterministic for a seed.
+pub fn stratified_group_split(
+    items: &[(usize, (u32, u32))],
+    num_classes: usize,
+    cfg: &SplitConfig,
+) -> Result<Vec<Split>, CoreError> {
+    let sum: f64 = cfg.fractions.iter().sum();
+    if (sum - 1.0).abs() > 1e-6 || cfg.fractions.iter().any(|f| *f < 0.0) {
+        return Err(CoreError::InvalidConfig(format!(
+            "split fractions {:?} must sum to 1",
+            cfg.fractions
+        )));
+    }
+    // Class counts per group, groups in a seeded random order, then largest first (stable).
+    let mut groups: BTreeMap<(u32, u32), Vec<usize>> = BTreeMap::new();
+    for (i, &(_, g)) in items.iter().enumerate() {
+        groups.entry(g).or_default().push(i);
+    }
+    let mut order: Vec<Vec<usize>> = groups.into_values().collect();
+    Rng::new(cfg.seed).shuffle(&mut order);
+    order.sort_by_key(|members| std::cmp::Reverse(members.len()));
+
+    let mut totals = vec![0usize; num_classes];
+    for &(c, _) in items {
+        if c >= num_classes {
+            return Err(CoreError::BadBatch(format!("class index {c} >= {num_classes}")));
+        }
+        totals[c] += 1;
+    }
+    let mut current =
+        [vec![0usize; num_classes], vec![0usize; num_classes], vec![0usize; num_classes]];
+    let mut out = vec![Split::Train; items.len()];
+    for members in order {
+        let mut counts = vec![0usize; num_classes];
+        for &i in &members {
+            counts[items[i].0] += 1;
+        }
+        // How much each split still needs of what this group holds, relative to class size.
+        let need = |s: usize| -> f64 {
+            (0..num_classes)
+                .filter(|&c| counts[c] > 0)
+                .map(|c| {
+                    let target = cfg.fractions[s] * totals[c] as f64;
+                    counts[c] as f64 * (target - current[s][c] as f64) / totals[c] as f64
+                })
+                .sum()
+        };
+        let best = (0..3).max_by(|&a, &b| need(a).total_cmp(&need(b)).then(b.cmp(&a))).unwrap_or(0);
+        for (c, n) in counts.iter().enumerate() {
+            current[best][c] += n;
+        }
+        for &i in &members {
+            out[i] = Split::ALL[best];
+        }
+    }
+    Ok(out)
+}
+
+/// Warnings about classes too small to appear in every split.
+pub fn small_class_warnings(labels: &[String], items: &[(usize, (u32, u32))]) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (c, name) in labels.iter().enumerate() {
+        let n = items.iter().filter(|(k, _)| *k == c).count();
+        let mut cells: Vec<_> = items.iter().filter(|(k, _)| *k == c).map(|(_, g)| *g).collect();
+        cells.sort();
+        cells.dedup();
+        if n == 0 {
+            warnings.push(format!("class `{name}` has no examples: it stays in the vocabulary, the model never sees it"));
+        } else if cells.len() < 3 {
+            warnings.push(format!(
+                "class `{name}` has {n} examples in {} map cell(s): too few to appear in train, val and test",
+                cells.len()
+            ));
+        }
+    }
+    warnings
+}
+
+/// `n_samples / (n_classes * n_class)` over the training labels, as scikit-learn's
+/// "balanced" weights; `n_classes` counts the classes present. Absent classes get 0.
+pub fn class_weights(train_labels: &[usize], num_classes: usize) -> Vec<f32> {
+    let mut counts = vec![0usize; num_classes];
+    for &c in train_labels {
+        counts[c] += 1;
+    }
+    let present = counts.iter().filter(|&&n| n > 0).count().max(1);
+    let n = train_labels.len() as f64;
+    counts
+        .iter()
+        .map(|&k| if k == 0 { 0.0 } else { (n / (present as f64 * k as f64)) as f32 })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Clustered synthetic data: 5 classes, points in rows inside 60 cells.
+    fn clustered() -> Vec<(usize, (u32, u32))> {
+        let mut r = Rng::new(9);
+        let mut items = Vec::new();
+        for cell in 0..60u32 {
+            let class = (cell % 5) as usize;
+            let n = 3 + r.below(8);
+            for k in 0..n {
+                let c = if k % 4 == 3 { (class + 1) % 5 } else { class };
+                items.push((c, (cell, cell / 7)));
+            }
+        }
+        items
+    }
+
+    #[test]
+    fn groups_never_span_splits_and_classes_are_near_70_15_15() {
+        let items = clustered();
+        let splits = stratified_group_split(&items, 5, &SplitConfig::default()).unwrap();
+        let mut where_: BTreeMap<(u32, u32), Split> = BTreeMap::new();
+        for (i, &(_, g)) in items.iter().enumerate() {
+            let s = *where_.entry(g).or_insert(splits[i]);
+            assert_eq!(s, splits[i], "group {g:?} spans two splits");
+        }
+        let n = items.len() as f64;
+        let frac = |s: Split| splits.iter().filter(|&&x| x == s).count() as f64 / n;
+        assert!((frac(Split::Train) - 0.70).abs() < 0.05, "{}", frac(Split::Train));
+        assert!((frac(Split::Val) - 0.15).abs() < 0.05);
+        assert!((frac(Split::Test) - 0.15).abs() < 0.05);
+        for c in 0..5 {
+            let total = items.iter().filter(|x| x.0 == c).count() as f64;
+            let train =
+                items.iter().zip(&splits).filter(|(x, s)| x.0 == c && **s == Split::Train).count()
+                    as f64;
+            assert!((train / total - 0.70).abs() < 0.15, "class {c}: {}", train / total);
+        }
+    }
+
+    #[test]
+    fn split_is_deterministic_for_a_seed_and_changes_with_it() {
+        let items = clustered();
+        let a = stratified_group_split(&items, 5, &SplitConfig::default()).unwrap();
+        let b = stratified_group_split(&items, 5, &SplitConfig::default()).unwrap();
+        assert_eq!(a, b);
+        let c =
+            stratified_group_split(&items, 5, &SplitConfig { seed: 7, ..SplitConfig::default() })
+                .unwrap();
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn class_weights_follow_the_formula() {
+        // 6 samples, classes present {0: 3, 1: 2, 2: 1}, class 3 absent
+        let w = class_weights(&[0, 0, 0, 1, 1, 2], 4);
+        assert!((w[0] - 6.0 / (3.0 * 3.0)).abs() < 1e-6);
+        assert!((w[1] - 6.0 / (3.0 * 2.0)).abs() < 1e-6);
+        assert!((w[2] - 6.0 / (3.0 * 1.0)).abs() < 1e-6);
+        assert_eq!(w[3], 0.0);
+    }
+
+    #[test]
+    fn tiny_and_empty_classes_are_warned_about() {
+        let labels: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let items = vec![(0, (1, 1)), (0, (2, 2)), (0, (3, 3)), (1, (1, 1))];
+        let w = small_class_warnings(&labels, &items);
+        assert_eq!(w.len(), 2);
+        assert!(w[0].contains("`b`") && w[1].contains("`c`"));
+    }
+
+    #[test]
+    fn groups_are_zoom_17_cells() {
+        let a = group_of(60.17000, 24.94500, 17).unwrap();
+        let b = group_of(60.17001, 24.94501, 17).unwrap();
+        assert_eq!(a, b);
+        assert!(
+            stratified_group_split(
+                &[(0, a)],
+                1,
+                &SplitConfig { fractions: [0.5, 0.5, 0.5], ..Default::default() }
+            )
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,167 @@
+//! `accessatlas preprocess`: validate `tags.csv` and its images, split 70/15/15 stratified by
+//! class and grouped by map cell, fit the lat/lon scaler and class weights on the training
+//! split, write `tags_{train,val,test}.csv` and `preprocessing_metadata.json`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use model_core::LabelVocab;
+use model_core::dataset::PreprocessingMetadata;
+use model_core::metadata::Scaler;
+use model_core::split::{
+    Split, SplitConfig, class_weights, group_of, small_class_warnings, stratified_group_split,
+};
+use model_core::tags::{Rejected, TagTable, parse_tags_csv, write_rejected_csv, write_tags_csv};
+use model_core::vocab::DEFAULT_SOURCES;
+use sha2::{Digest, Sha256};
+
+use crate::fsutil::write_atomic;
+
+#[derive(Args, Debug)]
+pub struct PreprocessArgs {
+    #[arg(long, default_value = "data")]
+    pub data: PathBuf,
+    /// Seed of the split.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Tags are grouped by the tile cell at this zoom before splitting (17: ~300 m at 60°N).
+    #[arg(long, default_value_t = 17)]
+    pub group_zoom: u8,
+}
+
+pub fn run(args: PreprocessArgs) -> Result<()> {
+    let meta = preprocess(&args)?;
+    println!("{:<14} {:>6} {:>6} {:>6} {:>8}", "type", "train", "val", "test", "weight");
+    for l in &meta.labels {
+        let n = |s: &str| meta.counts.get(s).and_then(|m| m.get(l)).copied().unwrap_or(0);
+        println!(
+            "{l:<14} {:>6} {:>6} {:>6} {:>8.3}",
+            n("train"),
+            n("val"),
+            n("test"),
+            meta.class_weights[l]
+        );
+    }
+    for w in &meta.warnings {
+        println!("warning: {w}");
+    }
+    Ok(())
+}
+
+pub fn preprocess(args: &PreprocessArgs) -> Result<PreprocessingMetadata> {
+    let path = args.data.join("tags.csv");
+    let bytes = std::fs::read(&path)
+        .with_context(|| format!("reading {} (run `accessatlas collect` first)", path.display()))?;
+    let labels = LabelVocab::default();
+    let report = parse_tags_csv(&bytes, &labels).with_context(|| path.display().to_string())?;
+    let mut rejected: Vec<Rejected> = report.rejected;
+    for r in &rejected {
+        tracing::warn!("{}: {r}", path.display());
+    }
+    let mut table = TagTable { extra_columns: report.table.extra_columns, tags: Vec::new() };
+    for t in report.table.tags {
+        match check_image(&args.data, t.image.as_deref()) {
+            Ok(()) => table.tags.push(t),
+            Err(e) => {
+                tracing::warn!("{}: {}: {e:#}", path.display(), t.id);
+                rejected.push(Rejected {
+                    line: 0,
+                    field: Some("image".into()),
+                    reason: format!("{}: {e:#}", t.id),
+                    raw: format!("{},{},{},{},{}", t.id, t.lat, t.lon, t.label, t.source),
+                });
+            }
+        }
+    }
+    if table.tags.is_empty() {
+        bail!("{}: no valid rows with readable images", path.display());
+    }
+    let items: Vec<(usize, (u32, u32))> = table
+        .tags
+        .iter()
+        .map(|t| Ok((labels.index(&t.label)?, group_of(t.lat, t.lon, args.group_zoom)?)))
+        .collect::<Result<_, model_core::CoreError>>()?;
+    let cfg =
+        SplitConfig { seed: args.seed, group_zoom: args.group_zoom, ..SplitConfig::default() };
+    let splits = stratified_group_split(&items, labels.len(), &cfg)?;
+    let mut warnings = small_class_warnings(labels.names(), &items);
+
+    let train: Vec<usize> = (0..items.len()).filter(|&i| splits[i] == Split::Train).collect();
+    let points: Vec<[f64; 2]> =
+        train.iter().map(|&i| [table.tags[i].lat, table.tags[i].lon]).collect();
+    let scaler = Scaler::fit(&points)?;
+    let train_labels: Vec<usize> = train.iter().map(|&i| items[i].0).collect();
+    let weights = class_weights(&train_labels, labels.len());
+
+    let mut sources: Vec<String> = DEFAULT_SOURCES.iter().map(|s| s.to_string()).collect();
+    let mut extra: Vec<String> = train
+        .iter()
+        .map(|&i| table.tags[i].source.trim().to_ascii_lowercase())
+        .filter(|s| !sources.contains(s) && s != "unknown")
+        .collect();
+    extra.sort();
+    extra.dedup();
+    sources.extend(extra);
+
+    let mut counts: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    for s in Split::ALL {
+        let per: BTreeMap<String, usize> = labels
+            .names()
+            .iter()
+            .enumerate()
+            .map(|(c, l)| {
+                (l.clone(), (0..items.len()).filter(|&i| splits[i] == s && items[i].0 == c).count())
+            })
+            .collect();
+        for (l, n) in &per {
+            let total: usize = items.iter().filter(|x| labels.names()[x.0] == *l).count();
+            if s == Split::Train && *n == 0 && total > 0 {
+                warnings.push(format!(
+                    "class `{l}` has {total} examples but none in the training split"
+                ));
+            }
+        }
+        counts.insert(s.name().to_string(), per);
+        let part = TagTable {
+            extra_columns: table.extra_columns.clone(),
+            tags: (0..items.len())
+                .filter(|&i| splits[i] == s)
+                .map(|i| table.tags[i].clone())
+                .collect(),
+        };
+        write_atomic(&args.data.join(format!("tags_{}.csv", s.name())), &write_tags_csv(&part))?;
+    }
+    let meta = PreprocessingMetadata {
+        labels: labels.names().to_vec(),
+        sources,
+        scaler,
+        class_weights: labels.names().iter().cloned().zip(weights).collect(),
+        counts,
+        seed: args.seed,
+        group_zoom: args.group_zoom,
+        input_hash: Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect(),
+        warnings,
+    };
+    write_atomic(
+        &args.data.join("preprocessing_metadata.json"),
+        serde_json::to_string_pretty(&meta)?.as_bytes(),
+    )?;
+    let rej = args.data.join("preprocess_rejected_rows.csv");
+    if rejected.is_empty() {
+        let _ = std::fs::remove_file(&rej);
+    } else {
+        write_atomic(&rej, &write_rejected_csv(&rejected))?;
+        println!("{} rows rejected, listed in {}", rejected.len(), rej.display());
+    }
+    Ok(meta)
+}
+
+fn check_image(data: &Path, rel: Option<&str>) -> Result<()> {
+    let rel = rel.context("no image (run `accessatlas collect` to make it)")?;
+    let p = if Path::new(rel).is_absolute() { PathBuf::from(rel) } else { data.join(rel) };
+    let bytes = std::fs::read(&p).with_context(|| format!("image {}", p.display()))?;
+    model_core::preprocess::decode_rgb(&bytes).with_context(|| format!("image {}", p.display()))?;
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! The native side of AccessAtlas: everything that does I/O (files, network, threads) around
+//! the shared `model-core`. The `accessatlas` binary is a thin clap front over these modules;
+//! benchmarks and tests use them directly.
+
+pub mod cmd;
+pub mod fsutil;
+pub mod osm;
+pub mod paths;
+pub mod render;
+pub mod tiles;

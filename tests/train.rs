@@ -1,0 +1,117 @@
+//! `accessatlas train` on rendered tiles of the bundled extract: a short run lowers the loss
+//! and writes every artifact; a run killed mid-training resumes at the right epoch.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_accessatlas"))
+}
+
+/// collect + preprocess once into a fresh directory.
+fn prepared(name: &str) -> PathBuf {
+    let data = std::env::temp_dir().join(format!("aa-train-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    for cmd in ["collect", "preprocess"] {
+        let out = bin().arg(cmd).arg("--data").arg(&data).output().unwrap();
+        assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    data
+}
+
+fn train_cmd(data: &Path, out: &Path, epochs: &str) -> Command {
+    let mut c = bin();
+    c.args([
+        "train",
+        "--encoder",
+        "custom_cnn",
+        "--image-size",
+        "64",
+        "--batch-size",
+        "32",
+        "--lr",
+        "0.003",
+    ])
+    .args(["--scheduler", "constant", "--epochs", epochs, "--data"])
+    .arg(data)
+    .arg("--out")
+    .arg(out);
+    c
+}
+
+fn history(out: &Path) -> Vec<serde_json::Value> {
+    std::fs::read(out.join("logs/training_history.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Vec<serde_json::Value>>(&b).ok())
+        .unwrap_or_default()
+}
+
+#[test]
+fn short_run_learns_writes_artifacts_and_resumes_after_a_kill() {
+    let data = prepared("run");
+    let out = data.join("models/run");
+    let o = train_cmd(&data, &out, "3").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let h = history(&out);
+    assert_eq!(h.len(), 3);
+    let first = h[0]["train_loss"].as_f64().unwrap();
+    let last = h[2]["train_loss"].as_f64().unwrap();
+    assert!(last < first, "train loss did not fall: {first} -> {last}");
+    for k in [
+        "train_loss",
+        "train_accuracy",
+        "val_loss",
+        "val_accuracy",
+        "val_macro_f1",
+        "lr",
+        "seconds",
+    ] {
+        assert!(h[0].get(k).is_some(), "history lacks {k}");
+    }
+    for f in [
+        "checkpoints/best_model.bpk",
+        "checkpoints/last.bpk",
+        "checkpoints/last_optimizer.bpk",
+        "model.json",
+        "train_config.json",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    // Refuses to overwrite a run without --resume.
+    let again = train_cmd(&data, &out, "3").output().unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
+
+    // Kill a fresh run with SIGKILL after its first epoch, then resume it.
+    let out2 = data.join("models/killed");
+    let mut child =
+        train_cmd(&data, &out2, "3").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let t = Instant::now();
+    while history(&out2).is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(600), "first epoch never finished");
+        assert!(child.try_wait().unwrap().is_none(), "training exited early");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = history(&out2);
+    assert!(!before.is_empty() && before.len() < 3, "kill came too late: {} epochs", before.len());
+    let o = train_cmd(&data, &out2, "3").arg("--resume").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let after = history(&out2);
+    let epochs: Vec<u64> = after.iter().map(|e| e["epoch"].as_u64().unwrap()).collect();
+    assert_eq!(epochs, vec![1, 2, 3]);
+    assert_eq!(after[0], before[0], "resume rewrote a finished epoch");
+
+    // A truncated checkpoint is a clear error on resume, and nothing is overwritten.
+    let last = out2.join("checkpoints/last.bpk");
+    let bytes = std::fs::read(&last).unwrap();
+    std::fs::write(&last, &bytes[..bytes.len() / 3]).unwrap();
+    let o = train_cmd(&data, &out2, "4").arg("--resume").output().unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("last.bpk") && !err.contains("panicked"), "{err}");
+    assert_eq!(history(&out2).len(), 3);
+    std::fs::remove_dir_all(&data).ok();
+}
