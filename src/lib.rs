@@ -6,5 +6,6 @@ pub mod cmd;
 pub mod fsutil;
 pub mod osm;
 pub mod paths;
+pub mod plot;
 pub mod render;
 pub mod tiles;

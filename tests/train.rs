@@ -75,6 +75,7 @@ fn short_run_learns_writes_artifacts_and_resumes_after_a_kill() {
         "checkpoints/last_optimizer.bpk",
         "model.json",
         "train_config.json",
+        "logs/curves.png",
     ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }

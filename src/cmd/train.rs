@@ -553,6 +553,7 @@ pub fn train(args: &TrainArgs) -> Result<Vec<EpochLog>> {
             &logs.join("training_history.json"),
             serde_json::to_string_pretty(&state.history)?.as_bytes(),
         )?;
+        crate::plot::training_curves(&state.history, &logs.join("curves.png"))?;
         write_atomic(&state_path, serde_json::to_string_pretty(&state)?.as_bytes())?;
     }
     Ok(state.history)

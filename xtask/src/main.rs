@@ -149,11 +149,27 @@ fn bench(root: &Path, quick: bool) -> Result<()> {
             repeat,
         ]))?))
     };
+    let train_rust = |args: &[&str]| -> Result<Vec<serde_json::Value>> {
+        Ok(json_lines(&output(
+            cargo().args(["bench", "--quiet", "--bench", "train_step", "--"]).args(args),
+        )?))
+    };
     if quick {
         let rows = rust_once()?;
         find(&rows, "pbf_read")?;
         find(&rows, "render_tiles")?;
-        eprintln!("bench --quick: data_stage ok");
+        let rows = train_rust(&[
+            "--steps",
+            "1",
+            "--size",
+            "64",
+            "--batch",
+            "2",
+            "--encoders",
+            "custom_cnn",
+        ])?;
+        find(&rows, "train_step")?;
+        eprintln!("bench --quick: data_stage and train_step ok");
         return Ok(());
     }
     // Reference side: pyosmium in a cached venv, pinned.
@@ -207,6 +223,36 @@ fn bench(root: &Path, quick: bool) -> Result<()> {
     let _ = std::fs::remove_dir_all(&data);
     let collect_s = median(collect_times);
 
+    // Training throughput: Burn (flex) vs PyTorch (CPU), same model, batch 16, 224x224,
+    // same thread count; each encoder alternates Burn, PyTorch, Burn, PyTorch.
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).to_string();
+    let torch_python = cache_dir().join("venv-reference").join("bin").join("python");
+    if !torch_python.exists() {
+        run(Command::new("python3").args(["-m", "venv"]).arg(cache_dir().join("venv-reference")))?;
+    }
+    run(Command::new(&torch_python)
+        .args(["-m", "pip", "install", "-q", "-r"])
+        .arg(root.join("tests/reference/requirements.txt")))?;
+    let mut train_rows = Vec::new();
+    let mut torch_version = String::new();
+    for enc in ["custom_cnn", "efficientnet_lite0", "resnet18"] {
+        let (mut b, mut t) = (Vec::new(), Vec::new());
+        for _ in 0..2 {
+            let r = train_rust(&["--steps", "3", "--encoders", enc])?;
+            b.push(find(&r, "train_step")?["images_per_s"].as_f64().unwrap_or(f64::NAN));
+            let out = output(
+                Command::new(&torch_python)
+                    .arg(root.join("bench/train_step_torch.py"))
+                    .args(["3", "224", "16", &threads, enc]),
+            )?;
+            let p = json_lines(&out).into_iter().next().context("torch printed nothing")?;
+            torch_version = p["torch"].as_str().unwrap_or("?").to_string();
+            t.push(p["images_per_s"].as_f64().unwrap_or(f64::NAN));
+        }
+        let (b, t) = (median(b), median(t));
+        train_rows.push(format!("| {enc} | {b:.2} img/s | {t:.2} img/s | {:.2}x |", b / t));
+    }
+
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {
@@ -229,7 +275,15 @@ run, alternating, on the same input; figures are medians. Machine: {cpu}, {cores
 | render 64 map tiles (256x256, zoom 19, offline renderer) | {render:.0} tiles/s | (no reference: our own renderer) | |\n\
 | `accessatlas collect` end to end on the bundled extract (release build) | {collect_s:.1} s | | |\n\n\
 A ratio above 1 means AccessAtlas is faster. Reading keeps what the renderer needs on both\n\
-sides; pyosmium builds Python dicts and lists, which is part of the reference cost.\n",
+sides; pyosmium builds Python dicts and lists, which is part of the reference cost.\n\n\
+## Native training throughput\n\n\
+Full train step of the whole two-branch model (forward, backward, gradient clipping, AdamW),\n\
+batch 16, 224x224, {threads} threads, CPU. Burn 0.22.1 `flex` vs PyTorch {torch_version}.\n\n\
+| encoder | AccessAtlas (Burn flex) | PyTorch | ratio (ours / PyTorch) |\n\
+|---|---|---|---|\n\
+{train_table}\n\n\
+A ratio below 1 means AccessAtlas trains slower than PyTorch on this machine.\n",
+        train_table = train_rows.join("\n"),
         rustc_line = rustc.trim(),
         kb = std::fs::metadata(&pbf).map(|m| m.len() / 1024).unwrap_or(0),
         ours_ms = ours * 1e3,
