@@ -27,6 +27,8 @@ enum Command {
     Preprocess(cmd::preprocess::PreprocessArgs),
     /// Train the model on the preprocessed splits (checkpoints, logs, resume).
     Train(cmd::train::TrainArgs),
+    /// Evaluate a training run on the test split (metrics, predictions, error analysis, plots).
+    Evaluate(cmd::evaluate::EvaluateArgs),
     /// Fetch and check the ImageNet-pretrained EfficientNet-Lite0 weights.
     #[command(subcommand)]
     Pretrained(cmd::pretrained::PretrainedCommand),
@@ -53,6 +55,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Model(c) => cmd::model::run(c),
         Command::Preprocess(a) => cmd::preprocess::run(a),
         Command::Train(a) => cmd::train::run(a),
+        Command::Evaluate(a) => cmd::evaluate::run(a),
         Command::Pretrained(c) => cmd::pretrained::run(c),
     }
 }

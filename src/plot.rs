@@ -95,8 +95,129 @@ pub fn training_curves(history: &[EpochLog], path: &Path) -> Result<()> {
             .map_err(|e| anyhow!("{e}"))?;
         root.present().map_err(|e| anyhow!("{e}"))?;
     }
+    encode(buf, w, h, path)
+}
+
+fn encode(buf: Vec<u8>, w: u32, h: u32, path: &Path) -> Result<()> {
     let img = image::RgbImage::from_raw(w, h, buf).ok_or_else(|| anyhow!("plot buffer size"))?;
     let mut png = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
     write_atomic(path, &png)
+}
+
+/// `confusion_matrix.png`: counts (left) and row-normalised (right); rows are true classes,
+/// columns predicted classes.
+pub fn confusion_matrix(cm: &model_core::metrics::ConfusionMatrix, path: &Path) -> Result<()> {
+    register_font();
+    let k = cm.labels.len().max(1) as i32;
+    let cell = 70i32;
+    let (ml, mt) = (130i32, 70i32);
+    let panel = ml + cell * k + 30;
+    let (w, h) = ((panel * 2) as u32, (mt + cell * k + 110) as u32);
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+        let font = ("sans-serif", 14).into_font();
+        for (p, normalised) in [(0, false), (1, true)] {
+            let ox = p * panel;
+            let title = if normalised {
+                "Confusion matrix (row-normalised)"
+            } else {
+                "Confusion matrix (counts)"
+            };
+            root.draw(&Text::new(title, (ox + ml, 20), ("sans-serif", 18).into_font()))
+                .map_err(|e| anyhow!("{e}"))?;
+            for (r, row) in cm.matrix.iter().enumerate() {
+                let total: usize = row.iter().sum();
+                for (c, &n) in row.iter().enumerate() {
+                    let v = if normalised {
+                        if total == 0 { 0.0 } else { n as f64 / total as f64 }
+                    } else {
+                        n as f64
+                    };
+                    let max = if normalised {
+                        1.0
+                    } else {
+                        cm.matrix.iter().flatten().copied().max().unwrap_or(1).max(1) as f64
+                    };
+                    let shade = (255.0 - 200.0 * (v / max)) as u8;
+                    let (x, y) = (ox + ml + c as i32 * cell, mt + r as i32 * cell);
+                    root.draw(&Rectangle::new(
+                        [(x, y), (x + cell, y + cell)],
+                        RGBColor(shade, shade, 255).filled(),
+                    ))
+                    .map_err(|e| anyhow!("{e}"))?;
+                    root.draw(&Rectangle::new(
+                        [(x, y), (x + cell, y + cell)],
+                        BLACK.stroke_width(1),
+                    ))
+                    .map_err(|e| anyhow!("{e}"))?;
+                    let label = if normalised { format!("{v:.2}") } else { n.to_string() };
+                    let colour = if shade < 120 { WHITE } else { BLACK };
+                    root.draw(&Text::new(
+                        label,
+                        (x + cell / 2 - 14, y + cell / 2 - 7),
+                        font.clone().color(&colour),
+                    ))
+                    .map_err(|e| anyhow!("{e}"))?;
+                }
+            }
+            for (i, l) in cm.labels.iter().enumerate() {
+                let y = mt + i as i32 * cell + cell / 2 - 7;
+                root.draw(&Text::new(l.clone(), (ox + 8, y), font.clone()))
+                    .map_err(|e| anyhow!("{e}"))?;
+                let x = ox + ml + i as i32 * cell + 4;
+                root.draw(&Text::new(
+                    l.clone(),
+                    (x, mt + k * cell + 8),
+                    ("sans-serif", 12).into_font(),
+                ))
+                .map_err(|e| anyhow!("{e}"))?;
+            }
+            root.draw(&Text::new(
+                "predicted",
+                (ox + ml + k * cell / 2 - 30, mt + k * cell + 40),
+                font.clone(),
+            ))
+            .map_err(|e| anyhow!("{e}"))?;
+            root.draw(&Text::new("true (rows)", (ox + 8, mt - 24), font.clone()))
+                .map_err(|e| anyhow!("{e}"))?;
+        }
+        root.present().map_err(|e| anyhow!("{e}"))?;
+    }
+    encode(buf, w, h, path)
+}
+
+/// `calibration.png`: reliability diagram (accuracy per confidence bin against the diagonal).
+pub fn reliability(bins: &[model_core::calibration::Bin], ece: f64, path: &Path) -> Result<()> {
+    register_font();
+    let (w, h) = (520u32, 480u32);
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+        let mut c = ChartBuilder::on(&root)
+            .caption(format!("Reliability (ECE {ece:.3})"), ("sans-serif", 20))
+            .margin(14)
+            .x_label_area_size(36)
+            .y_label_area_size(48)
+            .build_cartesian_2d(0.0..1.0, 0.0..1.0)
+            .map_err(|e| anyhow!("{e}"))?;
+        c.configure_mesh()
+            .x_desc("confidence")
+            .y_desc("accuracy")
+            .draw()
+            .map_err(|e| anyhow!("{e}"))?;
+        c.draw_series(
+            bins.iter()
+                .filter(|b| b.count > 0)
+                .map(|b| Rectangle::new([(b.lo, 0.0), (b.hi, b.accuracy)], BLUE.mix(0.5).filled())),
+        )
+        .map_err(|e| anyhow!("{e}"))?;
+        c.draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.stroke_width(1)))
+            .map_err(|e| anyhow!("{e}"))?;
+        root.present().map_err(|e| anyhow!("{e}"))?;
+    }
+    encode(buf, w, h, path)
 }

@@ -116,3 +116,76 @@ fn short_run_learns_writes_artifacts_and_resumes_after_a_kill() {
     assert_eq!(history(&out2).len(), 3);
     std::fs::remove_dir_all(&data).ok();
 }
+
+#[test]
+fn evaluate_writes_metrics_predictions_errors_and_plots() {
+    let data = prepared("eval");
+    let out = data.join("models/eval");
+    let o = train_cmd(&data, &out, "1").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o =
+        bin().arg("evaluate").arg("--data").arg(&data).arg("--model").arg(&out).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("macro"));
+    let errors = out.join("errors");
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(errors.join("metrics.json")).unwrap()).unwrap();
+    for k in ["accuracy", "macro", "weighted", "per_class", "confusion_matrix"] {
+        assert!(m.get(k).is_some(), "metrics.json lacks {k}");
+    }
+    for k in ["precision", "recall", "f1"] {
+        assert!(m["macro"].get(k).is_some() && m["weighted"].get(k).is_some());
+    }
+    let labels: Vec<String> = m["confusion_matrix"]["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let matrix = m["confusion_matrix"]["matrix"].as_array().unwrap();
+    let mut total = 0;
+    let mut wrong = 0;
+    for (i, row) in matrix.iter().enumerate() {
+        let row: Vec<u64> = row.as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+        let sum: u64 = row.iter().sum();
+        assert_eq!(
+            sum,
+            m["per_class"][&labels[i]]["support"].as_u64().unwrap(),
+            "row {i} sums to support"
+        );
+        total += sum;
+        wrong += sum - row[i];
+    }
+    let test_rows =
+        std::fs::read_to_string(data.join("tags_test.csv")).unwrap().lines().count() as u64 - 1;
+    assert_eq!(total, test_rows);
+    let preds = std::fs::read_to_string(errors.join("predictions.csv")).unwrap();
+    let mut lines = preds.lines();
+    let header = lines.next().unwrap();
+    assert!(header.starts_with("id,lat,lon,source,true,pred,confidence,p_ramp"), "{header}");
+    for l in lines.clone() {
+        let p: f64 = l.split(',').skip(7).map(|v| v.parse::<f64>().unwrap()).sum();
+        assert!((p - 1.0).abs() < 1e-3, "{l}");
+    }
+    assert_eq!(lines.count() as u64, test_rows);
+    let misclassified = std::fs::read_dir(errors.join("images_test")).unwrap().count() as u64;
+    assert_eq!(misclassified, wrong);
+    for f in ["error_analysis.json", "confusion_matrix.png", "calibration.png"] {
+        assert!(errors.join(f).is_file(), "{f} missing");
+    }
+    let cal: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("calibration.json")).unwrap()).unwrap();
+    assert!(cal["temperature"].as_f64().unwrap() > 0.0);
+
+    let o = bin()
+        .arg("evaluate")
+        .arg("--data")
+        .arg(&data)
+        .arg("--model")
+        .arg(data.join("nope"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nope"));
+    std::fs::remove_dir_all(&data).ok();
+}

@@ -35,6 +35,7 @@ pub struct ConfusionMatrix {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
     pub accuracy: f64,
+    #[serde(rename = "macro")]
     pub macro_avg: Averages,
     pub weighted: Averages,
     pub per_class: BTreeMap<String, ClassMetrics>,

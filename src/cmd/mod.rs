@@ -1,4 +1,5 @@
 pub mod collect;
+pub mod evaluate;
 pub mod model;
 pub mod preprocess;
 pub mod pretrained;

@@ -1,0 +1,271 @@
+//! `accessatlas evaluate`: the best checkpoint on the test split. Writes
+//! `models/<run>/errors/`: `metrics.json`, `predictions.csv`, `error_analysis.json`,
+//! `confusion_matrix.png`, `calibration.png`, `images_test/` (misclassified tiles), and fits a
+//! temperature on the validation split (`models/<run>/calibration.json`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::{Device, Tensor, TensorData};
+use clap::Args;
+use model_core::calibration::{expected_calibration_error, fit_temperature};
+use model_core::dataset::PreprocessingMetadata;
+use model_core::metrics::Metrics;
+use model_core::persist::{config_from_json, model_from_bytes};
+use model_core::prediction::softmax;
+use model_core::preprocess::{decode_rgb, normalize_chw, resize_square};
+use model_core::tags::{Tag, parse_tags_csv};
+use model_core::{AccessModel, ModelConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::fsutil::write_atomic;
+
+#[derive(Args, Debug)]
+pub struct EvaluateArgs {
+    #[arg(long, default_value = "data")]
+    pub data: PathBuf,
+    /// Training run directory (holds model.json and checkpoints/best_model.bpk).
+    #[arg(long, default_value = "models/baseline")]
+    pub model: PathBuf,
+    /// How many of the worst examples error_analysis.json lists.
+    #[arg(long, default_value_t = 20)]
+    pub worst: usize,
+}
+
+/// Temperature fitted on the validation split, stored with the model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Calibration {
+    pub temperature: f32,
+    pub val_ece_before: f64,
+    pub val_ece_after: f64,
+}
+
+/// Loads a training run's best model (on the CPU backend).
+pub fn load_run(dir: &Path, device: &Device) -> Result<(ModelConfig, AccessModel)> {
+    let cfg_path = dir.join("model.json");
+    let text = std::fs::read_to_string(&cfg_path).with_context(|| {
+        format!("reading {} (is {} a training run?)", cfg_path.display(), dir.display())
+    })?;
+    let cfg = config_from_json(&text).with_context(|| cfg_path.display().to_string())?;
+    let w = dir.join("checkpoints/best_model.bpk");
+    let bytes = std::fs::read(&w).with_context(|| format!("reading {}", w.display()))?;
+    let model = model_from_bytes(&cfg, &bytes, device).with_context(|| w.display().to_string())?;
+    Ok((cfg, model))
+}
+
+struct Scored {
+    tags: Vec<Tag>,
+    truth: Vec<usize>,
+    logits: Vec<Vec<f32>>,
+}
+
+fn score(
+    data: &Path,
+    split: &str,
+    cfg: &ModelConfig,
+    meta: &PreprocessingMetadata,
+    model: &AccessModel,
+    device: &Device,
+) -> Result<Scored> {
+    let path = data.join(format!("tags_{split}.csv"));
+    let bytes = std::fs::read(&path)
+        .with_context(|| format!("reading {} (run `accessatlas preprocess`)", path.display()))?;
+    let report = parse_tags_csv(&bytes, &cfg.labels).with_context(|| path.display().to_string())?;
+    if let Some(r) = report.rejected.first() {
+        bail!("{}: {r}", path.display());
+    }
+    let tags = report.table.tags;
+    let size = cfg.image_size as usize;
+    let mut logits = Vec::with_capacity(tags.len());
+    let mut truth = Vec::with_capacity(tags.len());
+    for chunk in tags.chunks(32) {
+        let (mut img, mut coords, mut src) = (Vec::new(), Vec::new(), Vec::new());
+        for t in chunk {
+            let rel = t
+                .image
+                .as_deref()
+                .with_context(|| format!("{}: {} has no image", path.display(), t.id))?;
+            let p = data.join(rel);
+            let b = std::fs::read(&p).with_context(|| format!("image {}", p.display()))?;
+            let rgb = resize_square(
+                decode_rgb(&b).with_context(|| format!("image {}", p.display()))?,
+                cfg.image_size,
+            );
+            img.extend(normalize_chw(&rgb));
+            coords.extend(meta.scaler.transform(t.lat, t.lon));
+            let mut hot = vec![0.0; cfg.sources.one_hot_len()];
+            cfg.sources.one_hot_into(&t.source, &mut hot);
+            src.extend(hot);
+            truth.push(cfg.labels.index(&t.label)?);
+        }
+        let b = chunk.len();
+        let out = model.forward(
+            Tensor::<4>::from_data(TensorData::new(img, [b, 3, size, size]), device),
+            Tensor::<2>::from_data(TensorData::new(coords, [b, 2]), device),
+            Tensor::<2>::from_data(TensorData::new(src, [b, cfg.sources.one_hot_len()]), device),
+        );
+        let v = out.into_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        logits.extend(v.chunks(cfg.num_classes()).map(<[f32]>::to_vec));
+    }
+    Ok(Scored { tags, truth, logits })
+}
+
+pub fn run(args: EvaluateArgs) -> Result<()> {
+    let m = evaluate(&args)?;
+    println!("{:<14} {:>9} {:>9} {:>9} {:>8}", "type", "precision", "recall", "f1", "support");
+    for (l, c) in &m.per_class {
+        println!("{l:<14} {:>9.3} {:>9.3} {:>9.3} {:>8}", c.precision, c.recall, c.f1, c.support);
+    }
+    println!(
+        "{:<14} {:>9.3} {:>9.3} {:>9.3}",
+        "macro", m.macro_avg.precision, m.macro_avg.recall, m.macro_avg.f1
+    );
+    println!(
+        "{:<14} {:>9.3} {:>9.3} {:>9.3}",
+        "weighted", m.weighted.precision, m.weighted.recall, m.weighted.f1
+    );
+    println!("accuracy {:.3}; written to {}", m.accuracy, args.model.join("errors").display());
+    Ok(())
+}
+
+pub fn evaluate(args: &EvaluateArgs) -> Result<Metrics> {
+    let device = Device::flex();
+    let (cfg, model) = load_run(&args.model, &device)?;
+    let meta_path = args.data.join("preprocessing_metadata.json");
+    let meta = PreprocessingMetadata::from_json(
+        &std::fs::read_to_string(&meta_path)
+            .with_context(|| format!("reading {}", meta_path.display()))?,
+    )?;
+    if meta.labels != cfg.labels.names() {
+        bail!(
+            "{} has labels {:?} but the model was trained on {:?}",
+            meta_path.display(),
+            meta.labels,
+            cfg.labels.names()
+        );
+    }
+    let labels = cfg.labels.names().to_vec();
+
+    // Temperature scaling on the validation split.
+    let val = score(&args.data, "val", &cfg, &meta, &model, &device)?;
+    let temperature = fit_temperature(&val.logits, &val.truth);
+    let ece_of = |s: &Scored, t: f32| {
+        let (conf, ok): (Vec<f32>, Vec<bool>) = s
+            .logits
+            .iter()
+            .zip(&s.truth)
+            .map(|(l, &y)| {
+                let p = softmax(l, t);
+                let (arg, c) = p
+                    .iter()
+                    .enumerate()
+                    .fold((0, f32::MIN), |a, (i, &v)| if v > a.1 { (i, v) } else { a });
+                (c, arg == y)
+            })
+            .unzip();
+        expected_calibration_error(&conf, &ok, 10)
+    };
+    let cal = Calibration {
+        temperature,
+        val_ece_before: ece_of(&val, 1.0).0,
+        val_ece_after: ece_of(&val, temperature).0,
+    };
+    write_atomic(
+        &args.model.join("calibration.json"),
+        serde_json::to_string_pretty(&cal)?.as_bytes(),
+    )?;
+
+    let test = score(&args.data, "test", &cfg, &meta, &model, &device)?;
+    if test.tags.is_empty() {
+        bail!("the test split is empty");
+    }
+    let probs: Vec<Vec<f32>> = test.logits.iter().map(|l| softmax(l, temperature)).collect();
+    let pred: Vec<usize> = probs
+        .iter()
+        .map(|p| {
+            p.iter()
+                .enumerate()
+                .fold((0, f32::MIN), |a, (i, &v)| if v > a.1 { (i, v) } else { a })
+                .0
+        })
+        .collect();
+    let metrics = Metrics::compute(&test.truth, &pred, &labels);
+    let dir = args.model.join("errors");
+    std::fs::create_dir_all(&dir)?;
+    let (ece, bins) = ece_of(&test, temperature);
+    let mut metrics_json = serde_json::to_value(&metrics)?;
+    metrics_json["expected_calibration_error"] = serde_json::json!(ece);
+    metrics_json["temperature"] = serde_json::json!(temperature);
+    write_atomic(
+        &dir.join("metrics.json"),
+        serde_json::to_string_pretty(&metrics_json)?.as_bytes(),
+    )?;
+
+    // predictions.csv
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header = vec!["id", "lat", "lon", "source", "true", "pred", "confidence"]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+    header.extend(labels.iter().map(|l| format!("p_{l}")));
+    w.write_record(&header)?;
+    for (i, t) in test.tags.iter().enumerate() {
+        let mut row = vec![
+            t.id.clone(),
+            t.lat.to_string(),
+            t.lon.to_string(),
+            t.source.clone(),
+            labels[test.truth[i]].clone(),
+            labels[pred[i]].clone(),
+            format!("{:.6}", probs[i][pred[i]]),
+        ];
+        row.extend(probs[i].iter().map(|p| format!("{p:.6}")));
+        w.write_record(&row)?;
+    }
+    write_atomic(&dir.join("predictions.csv"), &w.into_inner()?)?;
+
+    // error_analysis.json
+    let mut pairs: BTreeMap<(String, String), usize> = BTreeMap::new();
+    let mut by_source: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let mut worst = Vec::new();
+    let images = dir.join("images_test");
+    let _ = std::fs::remove_dir_all(&images);
+    std::fs::create_dir_all(&images)?;
+    for (i, t) in test.tags.iter().enumerate() {
+        let e = by_source.entry(t.source.clone()).or_default();
+        e.1 += 1;
+        if pred[i] != test.truth[i] {
+            e.0 += 1;
+            *pairs.entry((labels[test.truth[i]].clone(), labels[pred[i]].clone())).or_default() +=
+                1;
+            worst.push((probs[i][pred[i]], i));
+            if let Some(rel) = &t.image {
+                let name = format!(
+                    "{}__true-{}__pred-{}.png",
+                    t.id.replace(['/', '\\'], "_"),
+                    labels[test.truth[i]],
+                    labels[pred[i]]
+                );
+                std::fs::copy(args.data.join(rel), images.join(name))
+                    .with_context(|| format!("copying {rel}"))?;
+            }
+        }
+    }
+    let mut pairs: Vec<_> = pairs.into_iter().collect();
+    pairs.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    worst.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let analysis = serde_json::json!({
+        "most_confused": pairs.iter().map(|((t, p), n)| serde_json::json!({"true": t, "pred": p, "count": n})).collect::<Vec<_>>(),
+        "errors_by_source": by_source.iter().map(|(s, (e, n))| (s.clone(), serde_json::json!({"errors": e, "total": n, "error_rate": *e as f64 / *n as f64}))).collect::<serde_json::Map<_, _>>(),
+        "accuracy_by_confidence": bins.iter().filter(|b| b.count > 0).collect::<Vec<_>>(),
+        "worst": worst.iter().take(args.worst).map(|&(c, i)| serde_json::json!({"id": test.tags[i].id, "true": labels[test.truth[i]], "pred": labels[pred[i]], "confidence": c})).collect::<Vec<_>>(),
+    });
+    write_atomic(
+        &dir.join("error_analysis.json"),
+        serde_json::to_string_pretty(&analysis)?.as_bytes(),
+    )?;
+    crate::plot::confusion_matrix(&metrics.confusion_matrix, &dir.join("confusion_matrix.png"))?;
+    crate::plot::reliability(&bins, ece, &dir.join("calibration.png"))?;
+    Ok(metrics)
+}
