@@ -13,7 +13,10 @@ use clap::{Parser, Subcommand};
 )]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    /// Without a subcommand: the whole pipeline on the bundled data.
+    #[command(flatten)]
+    pipeline: cmd::pipeline::PipelineArgs,
 }
 
 #[derive(Subcommand)]
@@ -29,6 +32,10 @@ enum Command {
     Train(cmd::train::TrainArgs),
     /// Evaluate a training run on the test split (metrics, predictions, error analysis, plots).
     Evaluate(cmd::evaluate::EvaluateArgs),
+    /// Export a training run as a model bundle (model.json + weights.bpk).
+    Export(cmd::export::ExportArgs),
+    /// Predict the feature type for an image and its metadata.
+    Predict(cmd::predict::PredictArgs),
     /// Fetch and check the ImageNet-pretrained EfficientNet-Lite0 weights.
     #[command(subcommand)]
     Pretrained(cmd::pretrained::PretrainedCommand),
@@ -50,12 +57,17 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    match cli.command {
+    let Some(command) = cli.command else {
+        return cmd::pipeline::run(cli.pipeline);
+    };
+    match command {
         Command::Collect(a) => cmd::collect::run(a),
         Command::Model(c) => cmd::model::run(c),
         Command::Preprocess(a) => cmd::preprocess::run(a),
         Command::Train(a) => cmd::train::run(a),
         Command::Evaluate(a) => cmd::evaluate::run(a),
+        Command::Export(a) => cmd::export::run(a),
+        Command::Predict(a) => cmd::predict::run(a),
         Command::Pretrained(c) => cmd::pretrained::run(c),
     }
 }

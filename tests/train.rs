@@ -89,14 +89,22 @@ fn short_run_learns_writes_artifacts_and_resumes_after_a_kill() {
     let mut child =
         train_cmd(&data, &out2, "3").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let t = Instant::now();
-    while history(&out2).is_empty() {
+    // The epoch's commit point is checkpoints/state.json (its `history` is the run's record).
+    let committed = |out: &Path| -> Vec<serde_json::Value> {
+        std::fs::read(out.join("checkpoints/state.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["history"].as_array().cloned())
+            .unwrap_or_default()
+    };
+    while committed(&out2).is_empty() {
         assert!(t.elapsed() < Duration::from_secs(600), "first epoch never finished");
         assert!(child.try_wait().unwrap().is_none(), "training exited early");
         std::thread::sleep(Duration::from_millis(100));
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let before = history(&out2);
+    let before = committed(&out2);
     assert!(!before.is_empty() && before.len() < 3, "kill came too late: {} epochs", before.len());
     let o = train_cmd(&data, &out2, "3").arg("--resume").output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -176,6 +184,52 @@ fn evaluate_writes_metrics_predictions_errors_and_plots() {
     let cal: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("calibration.json")).unwrap()).unwrap();
     assert!(cal["temperature"].as_f64().unwrap() > 0.0);
+
+    // Export a bundle and predict from it and from the run: same answer, the seed's schema.
+    let o = bin().arg("export").arg("--data").arg(&data).arg("--model").arg(&out).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let bundle = out.join("bundle");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("model.json")).unwrap()).unwrap();
+    assert_eq!(manifest["tile_source"]["kind"], "render");
+    assert_eq!(manifest["tile_source"]["zoom"], 19);
+    assert_eq!(manifest["provenance"]["data_hash"].as_str().unwrap().len(), 64);
+    let test_csv = std::fs::read_to_string(data.join("tags_test.csv")).unwrap();
+    let row: Vec<&str> = test_csv.lines().nth(1).unwrap().split(',').collect();
+    let predict = |model: &Path, lat: &str, source: &str| {
+        bin()
+            .args([
+                "predict", "--json", "--lon", row[2], "--source", source, "--lat", lat, "--image",
+            ])
+            .arg(data.join(row[5]))
+            .arg("--model")
+            .arg(model)
+            .output()
+            .unwrap()
+    };
+    let a = predict(&bundle, row[1], "user");
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    let pa: serde_json::Value = serde_json::from_slice(&a.stdout).unwrap();
+    let probs = pa["probabilities"].as_object().unwrap();
+    assert_eq!(probs.len(), 5);
+    let sum: f64 = probs.values().map(|v| v.as_f64().unwrap()).sum();
+    assert!((sum - 1.0).abs() < 1e-4);
+    assert_eq!(pa["confidence"], probs[pa["type"].as_str().unwrap()]);
+    let b = predict(&out, row[1], "user");
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&b.stdout).unwrap(), pa);
+    // An unknown source is a warning, not a failure.
+    let c = predict(&bundle, row[1], "mapillary");
+    assert!(c.status.success());
+    assert!(String::from_utf8_lossy(&c.stderr).contains("unknown"));
+    // Out-of-range latitude and truncated weights are clear errors.
+    let d = predict(&bundle, "123", "user");
+    assert!(!d.status.success() && String::from_utf8_lossy(&d.stderr).contains("123"));
+    let w = std::fs::read(bundle.join("weights.bpk")).unwrap();
+    std::fs::write(bundle.join("weights.bpk"), &w[..w.len() / 2]).unwrap();
+    let e = predict(&bundle, row[1], "user");
+    assert!(!e.status.success());
+    let err = String::from_utf8_lossy(&e.stderr);
+    assert!(err.contains("weights.bpk") && !err.contains("panicked"), "{err}");
 
     let o = bin()
         .arg("evaluate")

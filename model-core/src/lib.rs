@@ -10,6 +10,7 @@
 //! do the I/O.
 
 pub mod augment;
+pub mod bundle;
 pub mod calibration;
 pub mod dataset;
 pub mod error;

@@ -78,11 +78,25 @@ impl ModelInput {
         scaler: &Scaler,
         sources: &SourceVocab,
     ) -> Result<Self, CoreError> {
+        Self::from_rgb_sized(img, INPUT_SIZE, lat, lon, source, scaler, sources)
+    }
+
+    /// As [`Self::from_rgb`] for a model whose input side is `size` (its config's
+    /// `image_size`).
+    pub fn from_rgb_sized(
+        img: &RgbImage,
+        size: u32,
+        lat: f64,
+        lon: f64,
+        source: &str,
+        scaler: &Scaler,
+        sources: &SourceVocab,
+    ) -> Result<Self, CoreError> {
         crate::metadata::validate_lat_lon(lat, lon)?;
-        let image = if img.width() == INPUT_SIZE && img.height() == INPUT_SIZE {
+        let image = if img.width() == size && img.height() == size {
             normalize_chw(img)
         } else {
-            normalize_chw(&resize_square(img.clone(), INPUT_SIZE))
+            normalize_chw(&resize_square(img.clone(), size))
         };
         let mut hot = vec![0.0; sources.one_hot_len()];
         sources.one_hot_into(source, &mut hot);

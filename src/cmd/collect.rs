@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use model_core::LabelVocab;
+use model_core::bundle::TileSourceSpec;
 use model_core::preprocess::INPUT_SIZE;
 use model_core::tags::{
     Rejected, Tag, TagTable, parse_tags_csv, write_rejected_csv, write_tags_csv,
@@ -26,6 +27,8 @@ use crate::tiles::{Origin, TileSource, fetch_all};
 /// The bundled extract of central Helsinki (© OpenStreetMap contributors, ODbL 1.0).
 pub const BUNDLED_OSM: &[u8] = include_bytes!("../../assets/osm/helsinki.osm.pbf");
 pub const BUNDLED_OSM_NAME: &str = "assets/osm/helsinki.osm.pbf (bundled)";
+/// Written next to `tags.csv`: the tile source the images were cut from.
+pub const TILE_SOURCE_FILE: &str = "tile_source.json";
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TilesKind {
@@ -190,6 +193,18 @@ pub fn collect(args: &CollectArgs) -> Result<Summary> {
         }
     };
     tracing::info!("tiles from {}", source.describe());
+    let spec = match args.tiles {
+        TilesKind::Render => {
+            TileSourceSpec::Render { style: style::STYLE_VERSION.to_string(), zoom: args.zoom }
+        }
+        TilesKind::Xyz => {
+            TileSourceSpec::Xyz { url: args.url.clone().unwrap_or_default(), zoom: args.zoom }
+        }
+        TilesKind::Mbtiles => TileSourceSpec::Mbtiles {
+            path: args.path.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            zoom: args.zoom,
+        },
+    };
     let images_dir = args.data.join("images");
     std::fs::create_dir_all(&images_dir)
         .with_context(|| format!("creating {}", images_dir.display()))?;
@@ -262,6 +277,11 @@ pub fn collect(args: &CollectArgs) -> Result<Summary> {
     }
     summary.rejected = rejected.len() - summary.failed.len();
     write_atomic(&args.data.join("tags.csv"), &write_tags_csv(&table))?;
+    // Which tiles these images were cut from: the model bundle records it for every consumer.
+    write_atomic(
+        &args.data.join(TILE_SOURCE_FILE),
+        serde_json::to_string_pretty(&spec)?.as_bytes(),
+    )?;
     let rejected_path = args.data.join("rejected_rows.csv");
     if rejected.is_empty() {
         let _ = std::fs::remove_file(&rejected_path);

@@ -1,6 +1,9 @@
 pub mod collect;
 pub mod evaluate;
+pub mod export;
 pub mod model;
+pub mod pipeline;
+pub mod predict;
 pub mod preprocess;
 pub mod pretrained;
 pub mod train;

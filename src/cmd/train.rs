@@ -305,16 +305,27 @@ pub fn train(args: &TrainArgs) -> Result<Vec<EpochLog>> {
                 asked.encoder
             );
         }
-        let st: RunState = serde_json::from_str(
-            &std::fs::read_to_string(&state_path)
-                .with_context(|| format!("--resume: reading {}", state_path.display()))?,
-        )
-        .with_context(|| format!("--resume: {} is truncated or corrupt", state_path.display()))?;
         let mut cfg = cfg;
         if let Some(e) = args.epochs {
             cfg.epochs = e;
         }
-        (cfg, Some(st))
+        if state_path.exists() {
+            let st: RunState = serde_json::from_str(
+                &std::fs::read_to_string(&state_path)
+                    .with_context(|| format!("--resume: reading {}", state_path.display()))?,
+            )
+            .with_context(|| {
+                format!("--resume: {} is truncated or corrupt", state_path.display())
+            })?;
+            (cfg, Some(st))
+        } else {
+            // Killed before its first epoch was committed: nothing to continue, start over.
+            tracing::warn!(
+                "--resume: no finished epoch in {}; starting from epoch 1",
+                out.display()
+            );
+            (cfg, None)
+        }
     } else {
         if state_path.exists() {
             bail!(
@@ -423,6 +434,12 @@ pub fn train(args: &TrainArgs) -> Result<Vec<EpochLog>> {
                 serde_json::to_string_pretty(&cfg)?.as_bytes(),
             )?;
             write_atomic(&out.join("model.json"), config_to_json(&model_cfg).as_bytes())?;
+            // The run keeps the preprocessing it was trained with (scaler, vocabularies,
+            // weights), so predict and export need only the run directory.
+            write_atomic(
+                &out.join("preprocessing_metadata.json"),
+                serde_json::to_string_pretty(&meta)?.as_bytes(),
+            )?;
             RunState {
                 epochs_done: 0,
                 best_macro_f1: f64::NEG_INFINITY,
@@ -549,12 +566,13 @@ pub fn train(args: &TrainArgs) -> Result<Vec<EpochLog>> {
         state.epochs_done = epoch;
         write_atomic(&ckpt.join("last.bpk"), &weights)?;
         write_atomic(&ckpt.join("last_optimizer.bpk"), &trainer.optimizer_bytes()?)?;
+        // state.json is the commit point of the epoch; history and curves are views of it.
+        write_atomic(&state_path, serde_json::to_string_pretty(&state)?.as_bytes())?;
         write_atomic(
             &logs.join("training_history.json"),
             serde_json::to_string_pretty(&state.history)?.as_bytes(),
         )?;
         crate::plot::training_curves(&state.history, &logs.join("curves.png"))?;
-        write_atomic(&state_path, serde_json::to_string_pretty(&state)?.as_bytes())?;
     }
     Ok(state.history)
 }

@@ -1,0 +1,132 @@
+//! `accessatlas predict`: one prediction (type, confidence, every class's probability) for an
+//! image and its metadata, from a training run or an exported bundle.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use burn::tensor::{Device, Tensor, TensorData};
+use clap::Args;
+use model_core::bundle::{BUNDLE_CONFIG_FILE, BUNDLE_WEIGHTS_FILE, BundleManifest};
+use model_core::dataset::PreprocessingMetadata;
+use model_core::metadata::Scaler;
+use model_core::persist::model_from_bytes;
+use model_core::preprocess::{ModelInput, decode_rgb};
+use model_core::{AccessModel, ModelConfig, Prediction};
+
+use crate::cmd::evaluate::{Calibration, load_run};
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// A training run directory or an exported bundle.
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(long)]
+    pub image: PathBuf,
+    #[arg(long, allow_hyphen_values = true)]
+    pub lat: f64,
+    #[arg(long, allow_hyphen_values = true)]
+    pub lon: f64,
+    #[arg(long, default_value = "user")]
+    pub source: String,
+    /// Print `{type, confidence, probabilities}` as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A model ready for inference with what its inputs need.
+pub struct Loaded {
+    pub config: ModelConfig,
+    pub model: AccessModel,
+    pub scaler: Scaler,
+    pub temperature: f32,
+}
+
+/// Loads an exported bundle, or a training run (its best checkpoint).
+pub fn load(dir: &Path, device: &Device) -> Result<Loaded> {
+    let manifest_path = dir.join(BUNDLE_CONFIG_FILE);
+    if let Ok(text) = std::fs::read_to_string(&manifest_path)
+        && text.contains("\"format\"")
+    {
+        let m = BundleManifest::from_json(&text)
+            .with_context(|| manifest_path.display().to_string())?;
+        let wp = dir.join(BUNDLE_WEIGHTS_FILE);
+        let w = std::fs::read(&wp).with_context(|| format!("reading {}", wp.display()))?;
+        let model =
+            model_from_bytes(&m.config, &w, device).with_context(|| wp.display().to_string())?;
+        return Ok(Loaded {
+            config: m.config,
+            model,
+            scaler: m.scaler,
+            temperature: m.temperature,
+        });
+    }
+    let (config, model) = load_run(dir, device)?;
+    let mp = dir.join("preprocessing_metadata.json");
+    let meta = PreprocessingMetadata::from_json(
+        &std::fs::read_to_string(&mp).with_context(|| format!("reading {}", mp.display()))?,
+    )?;
+    let temperature = std::fs::read_to_string(dir.join("calibration.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Calibration>(&t).ok())
+        .map_or(1.0, |c| c.temperature);
+    Ok(Loaded { config, model, scaler: meta.scaler, temperature })
+}
+
+impl Loaded {
+    pub fn predict(
+        &self,
+        image: &[u8],
+        lat: f64,
+        lon: f64,
+        source: &str,
+        device: &Device,
+    ) -> Result<Prediction> {
+        let input = ModelInput::from_rgb_sized(
+            &decode_rgb(image)?,
+            self.config.image_size,
+            lat,
+            lon,
+            source,
+            &self.scaler,
+            &self.config.sources,
+        )?;
+        let s = self.config.image_size as usize;
+        let k = self.config.sources.one_hot_len();
+        let logits = self
+            .model
+            .forward(
+                Tensor::<4>::from_data(TensorData::new(input.image, [1, 3, s, s]), device),
+                Tensor::<2>::from_data(TensorData::new(input.coords.to_vec(), [1, 2]), device),
+                Tensor::<2>::from_data(TensorData::new(input.source, [1, k]), device),
+            )
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        Ok(Prediction::from_logits(&logits, &self.config.labels, self.temperature))
+    }
+}
+
+pub fn run(args: PredictArgs) -> Result<()> {
+    let device = Device::flex();
+    let loaded = load(&args.model, &device)?;
+    if loaded.config.sources.lookup(&args.source).is_none() {
+        tracing::warn!(
+            "source `{}` is not in the model's vocabulary; using the `unknown` bucket",
+            args.source
+        );
+    }
+    let bytes =
+        std::fs::read(&args.image).with_context(|| format!("reading {}", args.image.display()))?;
+    let p = loaded
+        .predict(&bytes, args.lat, args.lon, &args.source, &device)
+        .with_context(|| args.image.display().to_string())?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&p)?);
+    } else {
+        println!("{} ({:.1} %)", p.label, p.confidence * 100.0);
+        for (l, v) in &p.probabilities.0 {
+            println!("  {l:<14} {:>6.2} %", v * 100.0);
+        }
+    }
+    Ok(())
+}
