@@ -18,6 +18,38 @@ fn register_font() {
     });
 }
 
+type Series<'a> = (&'a str, RGBColor, fn(&EpochLog) -> f64);
+
+/// One panel of per-epoch lines with a legend.
+fn epoch_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    history: &[EpochLog],
+    (title, y_desc, y_max): (&str, &str, f64),
+    series: &[Series],
+) -> Result<()> {
+    let n = history.len().max(2) as f64;
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("{e}");
+    let mut c = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(52)
+        .build_cartesian_2d(1.0..n, 0.0..y_max)
+        .map_err(err)?;
+    c.configure_mesh().x_desc("epoch").y_desc(y_desc).draw().map_err(err)?;
+    for &(name, colour, f) in series {
+        c.draw_series(LineSeries::new(
+            history.iter().map(|e| (e.epoch as f64, f(e))),
+            colour.stroke_width(2),
+        ))
+        .map_err(err)?
+        .label(name)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
+    }
+    c.configure_series_labels().border_style(BLACK).background_style(WHITE).draw().map_err(err)?;
+    Ok(())
+}
+
 /// `curves.png`: loss (train, validation) and validation accuracy / macro-F1 per epoch.
 pub fn training_curves(history: &[EpochLog], path: &Path) -> Result<()> {
     register_font();
@@ -27,72 +59,24 @@ pub fn training_curves(history: &[EpochLog], path: &Path) -> Result<()> {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
         let (left, right) = root.split_horizontally(w / 2);
-        let n = history.len().max(2) as f64;
         let max_loss = history
             .iter()
             .flat_map(|e| [e.train_loss, e.val_loss])
             .filter(|v| v.is_finite())
             .fold(0.0f64, f64::max)
             .max(1e-3);
-        let mut c = ChartBuilder::on(&left)
-            .caption("Loss", ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(52)
-            .build_cartesian_2d(1.0..n, 0.0..max_loss * 1.05)
-            .map_err(|e| anyhow!("{e}"))?;
-        c.configure_mesh()
-            .x_desc("epoch")
-            .y_desc("cross-entropy")
-            .draw()
-            .map_err(|e| anyhow!("{e}"))?;
-        for (name, colour, f) in [
-            ("train", BLUE, (|e: &EpochLog| e.train_loss) as fn(&EpochLog) -> f64),
-            ("validation", RED, |e: &EpochLog| e.val_loss),
-        ] {
-            c.draw_series(LineSeries::new(
-                history.iter().map(|e| (e.epoch as f64, f(e))),
-                colour.stroke_width(2),
-            ))
-            .map_err(|e| anyhow!("{e}"))?
-            .label(name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
-            });
-        }
-        c.configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE)
-            .draw()
-            .map_err(|e| anyhow!("{e}"))?;
-
-        let mut c = ChartBuilder::on(&right)
-            .caption("Validation", ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(52)
-            .build_cartesian_2d(1.0..n, 0.0..1.0)
-            .map_err(|e| anyhow!("{e}"))?;
-        c.configure_mesh().x_desc("epoch").y_desc("score").draw().map_err(|e| anyhow!("{e}"))?;
-        for (name, colour, f) in [
-            ("macro-F1", GREEN, (|e: &EpochLog| e.val_macro_f1) as fn(&EpochLog) -> f64),
-            ("accuracy", MAGENTA, |e: &EpochLog| e.val_accuracy),
-        ] {
-            c.draw_series(LineSeries::new(
-                history.iter().map(|e| (e.epoch as f64, f(e))),
-                colour.stroke_width(2),
-            ))
-            .map_err(|e| anyhow!("{e}"))?
-            .label(name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
-            });
-        }
-        c.configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE)
-            .draw()
-            .map_err(|e| anyhow!("{e}"))?;
+        epoch_panel(
+            &left,
+            history,
+            ("Loss", "cross-entropy", max_loss * 1.05),
+            &[("train", BLUE, |e| e.train_loss), ("validation", RED, |e| e.val_loss)],
+        )?;
+        epoch_panel(
+            &right,
+            history,
+            ("Validation", "score", 1.0),
+            &[("macro-F1", GREEN, |e| e.val_macro_f1), ("accuracy", MAGENTA, |e| e.val_accuracy)],
+        )?;
         root.present().map_err(|e| anyhow!("{e}"))?;
     }
     encode(buf, w, h, path)

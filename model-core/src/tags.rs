@@ -45,6 +45,19 @@ pub struct Rejected {
     pub raw: String,
 }
 
+impl Rejected {
+    /// A valid row rejected later (its image is missing or corrupt, its tile failed). It has
+    /// no line of its own (`line` 0); `reason` starts with the tag's id.
+    pub fn for_tag(t: &Tag, field: &str, reason: &str) -> Self {
+        Self {
+            line: 0,
+            field: Some(field.to_string()),
+            reason: format!("{}: {reason}", t.id),
+            raw: format!("{},{},{},{},{}", t.id, t.lat, t.lon, t.label, t.source),
+        }
+    }
+}
+
 impl std::fmt::Display for Rejected {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.field {

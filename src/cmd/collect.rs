@@ -215,7 +215,7 @@ pub fn collect(args: &CollectArgs) -> Result<Summary> {
     let mut todo: Vec<(Tag, Window)> = Vec::new();
     for t in std::mem::take(&mut table.tags) {
         if let Some(img) = &t.image {
-            match check_existing(&args.data, img) {
+            match check_image(&args.data, img) {
                 Ok(()) => {
                     summary.reused += 1;
                     kept.push(t);
@@ -307,15 +307,12 @@ fn encode_png(img: &image::RgbImage) -> Result<Vec<u8>> {
 /// A tag whose image could not be made: listed in the summary and in rejected_rows.csv.
 fn fail(summary: &mut Summary, rejected: &mut Vec<Rejected>, t: &Tag, reason: String) {
     summary.failed.push(format!("{}: {reason}", t.id));
-    rejected.push(Rejected {
-        line: 0,
-        field: Some("image".into()),
-        reason: format!("{}: {reason}", t.id),
-        raw: format!("{},{},{},{},{}", t.id, t.lat, t.lon, t.label, t.source),
-    });
+    rejected.push(Rejected::for_tag(t, "image", &reason));
 }
 
-fn check_existing(data: &Path, rel: &str) -> Result<()> {
+/// Checks that a tag's image exists and decodes; `rel` is relative to the data directory
+/// unless absolute. Errors name the file.
+pub fn check_image(data: &Path, rel: &str) -> Result<()> {
     let p = if Path::new(rel).is_absolute() { PathBuf::from(rel) } else { data.join(rel) };
     let bytes = std::fs::read(&p).with_context(|| format!("image {}", p.display()))?;
     model_core::preprocess::decode_rgb(&bytes).with_context(|| format!("image {}", p.display()))?;

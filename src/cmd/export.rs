@@ -2,7 +2,6 @@
 //! form the browser app, `predict` and the API load.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -34,14 +33,9 @@ fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
+/// The revision this binary was built from (see build.rs).
 fn git_revision() -> String {
-    Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".into())
+    env!("ACCESSATLAS_GIT_REV").to_string()
 }
 
 pub fn run(args: ExportArgs) -> Result<()> {

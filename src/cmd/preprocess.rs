@@ -3,7 +3,7 @@
 //! split, write `tags_{train,val,test}.csv` and `preprocessing_metadata.json`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -17,6 +17,7 @@ use model_core::tags::{Rejected, TagTable, parse_tags_csv, write_rejected_csv, w
 use model_core::vocab::DEFAULT_SOURCES;
 use sha2::{Digest, Sha256};
 
+use crate::cmd::collect::check_image;
 use crate::fsutil::write_atomic;
 
 #[derive(Args, Debug)]
@@ -62,16 +63,16 @@ pub fn preprocess(args: &PreprocessArgs) -> Result<PreprocessingMetadata> {
     }
     let mut table = TagTable { extra_columns: report.table.extra_columns, tags: Vec::new() };
     for t in report.table.tags {
-        match check_image(&args.data, t.image.as_deref()) {
+        match t
+            .image
+            .as_deref()
+            .context("no image (run `accessatlas collect` to make it)")
+            .and_then(|rel| check_image(&args.data, rel))
+        {
             Ok(()) => table.tags.push(t),
             Err(e) => {
                 tracing::warn!("{}: {}: {e:#}", path.display(), t.id);
-                rejected.push(Rejected {
-                    line: 0,
-                    field: Some("image".into()),
-                    reason: format!("{}: {e:#}", t.id),
-                    raw: format!("{},{},{},{},{}", t.id, t.lat, t.lon, t.label, t.source),
-                });
+                rejected.push(Rejected::for_tag(&t, "image", &format!("{e:#}")));
             }
         }
     }
@@ -156,12 +157,4 @@ pub fn preprocess(args: &PreprocessArgs) -> Result<PreprocessingMetadata> {
         println!("{} rows rejected, listed in {}", rejected.len(), rej.display());
     }
     Ok(meta)
-}
-
-fn check_image(data: &Path, rel: Option<&str>) -> Result<()> {
-    let rel = rel.context("no image (run `accessatlas collect` to make it)")?;
-    let p = if Path::new(rel).is_absolute() { PathBuf::from(rel) } else { data.join(rel) };
-    let bytes = std::fs::read(&p).with_context(|| format!("image {}", p.display()))?;
-    model_core::preprocess::decode_rgb(&bytes).with_context(|| format!("image {}", p.display()))?;
-    Ok(())
 }

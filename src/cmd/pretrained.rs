@@ -102,15 +102,7 @@ pub fn fetch(dir: &Path) -> Result<PathBuf> {
 }
 
 fn download(url: &str) -> Result<Vec<u8>> {
-    let agent = ureq::Agent::config_builder()
-        .user_agent(concat!("AccessAtlas/", env!("CARGO_PKG_VERSION")))
-        .tls_config(
-            ureq::tls::TlsConfig::builder()
-                .root_certs(ureq::tls::RootCerts::PlatformVerifier)
-                .build(),
-        )
-        .build()
-        .new_agent();
+    let agent = crate::tiles::xyz::http_config().build().new_agent();
     let mut resp = agent.get(url).call().with_context(|| format!("GET {url}"))?;
     let len = resp.body().content_length();
     let bar = ProgressBar::new(len.unwrap_or(0));

@@ -46,6 +46,14 @@ struct Meta {
     expires: u64,
 }
 
+/// The HTTP client settings every AccessAtlas download shares: a User-Agent naming the app and
+/// the platform's certificate store (so corporate or sandbox CAs installed there are trusted).
+pub fn http_config() -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
+    ureq::Agent::config_builder().user_agent(USER_AGENT).tls_config(
+        ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::PlatformVerifier).build(),
+    )
+}
+
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
@@ -95,16 +103,10 @@ impl XyzClient {
         if opts.template.contains("{token}") && opts.token.is_none() {
             bail!("tile URL template has {{token}} but no token is set (see --token-env)");
         }
-        let agent = ureq::Agent::config_builder()
-            .user_agent(USER_AGENT)
+        let agent = http_config()
             .http_status_as_error(false)
             .max_idle_connections_per_host(2)
             .timeout_global(Some(opts.timeout))
-            .tls_config(
-                ureq::tls::TlsConfig::builder()
-                    .root_certs(ureq::tls::RootCerts::PlatformVerifier)
-                    .build(),
-            )
             .build()
             .new_agent();
         Ok(Self { opts, agent })
