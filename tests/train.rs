@@ -221,6 +221,20 @@ fn evaluate_writes_metrics_predictions_errors_and_plots() {
     let c = predict(&bundle, row[1], "mapillary");
     assert!(c.status.success());
     assert!(String::from_utf8_lossy(&c.stderr).contains("unknown"));
+    // safetensors export: PyTorch-style keys next to the same manifest.
+    let o = bin()
+        .args(["export", "--format", "safetensors", "--data"])
+        .arg(&data)
+        .arg("--model")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let st = std::fs::read(out.join("export-safetensors/model.safetensors")).unwrap();
+    let n = u64::from_le_bytes(st[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&st[8..8 + n]).unwrap();
+    assert!(header.get("head.weight").is_some(), "{header}");
+    assert!(out.join("export-safetensors/model.json").is_file());
     // Out-of-range latitude and truncated weights are clear errors.
     let d = predict(&bundle, "123", "user");
     assert!(!d.status.success() && String::from_utf8_lossy(&d.stderr).contains("123"));

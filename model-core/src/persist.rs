@@ -2,7 +2,9 @@
 //! Bytes in, bytes out; the CLI writes files (atomically), the browser keeps them in IndexedDB.
 
 use burn::module::Module;
-use burn::store::ModuleRecord;
+use burn::store::{
+    BurnToPyTorchAdapter, ModuleRecord, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore,
+};
 use burn::tensor::{Bytes, Device};
 
 use crate::{AccessModel, CoreError, ModelConfig};
@@ -49,4 +51,37 @@ pub fn config_from_toml(text: &str) -> Result<ModelConfig, CoreError> {
         toml::from_str(text).map_err(|e| CoreError::InvalidConfig(e.to_string()))?;
     c.validate()?;
     Ok(c)
+}
+
+/// The weights as safetensors with PyTorch conventions: `weight`/`bias` for batch norms,
+/// `[out, in]` linear weights, no enum variant names in the keys (e.g. `encoder.conv_stem.weight`,
+/// `meta_bn.running_mean`, `head.weight`), so PyTorch code can load them by name.
+pub fn weights_to_safetensors(model: &AccessModel) -> Result<Vec<u8>, CoreError> {
+    let mut store = SafetensorsStore::from_bytes(None)
+        .skip_enum_variants(true)
+        .with_to_adapter(BurnToPyTorchAdapter)
+        .metadata("producer", "accessatlas");
+    model.save_into(&mut store).map_err(|e| CoreError::CorruptModel(e.to_string()))?;
+    store.get_bytes().map_err(|e| CoreError::CorruptModel(e.to_string()))
+}
+
+/// Reads weights written by [`weights_to_safetensors`] into a model built from `config`.
+pub fn model_from_safetensors(
+    config: &ModelConfig,
+    bytes: &[u8],
+    device: &Device,
+) -> Result<AccessModel, CoreError> {
+    let mut model = config.init(device)?;
+    let mut store = SafetensorsStore::from_bytes(Some(bytes.to_vec()))
+        .skip_enum_variants(true)
+        .with_from_adapter(PyTorchToBurnAdapter);
+    let r = model.load_from(&mut store).map_err(|e| CoreError::CorruptModel(e.to_string()))?;
+    if !r.errors.is_empty() || !r.missing.is_empty() {
+        return Err(CoreError::ConfigMismatch(format!(
+            "{} errors, missing: {:?}",
+            r.errors.len(),
+            r.missing.iter().map(|(p, _)| p).take(5).collect::<Vec<_>>()
+        )));
+    }
+    Ok(model)
 }

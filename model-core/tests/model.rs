@@ -164,6 +164,31 @@ fn save_and_load_give_identical_outputs() {
 }
 
 #[test]
+fn safetensors_export_has_pytorch_keys_and_round_trips() {
+    let device = cpu();
+    let cfg = ModelConfig::new(EncoderKind::EfficientNetLite0);
+    let model = cfg.init(&device).unwrap();
+    let bytes = model_core::persist::weights_to_safetensors(&model).unwrap();
+    // Header: 8-byte little-endian length, then JSON with one entry per tensor.
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    assert_eq!(header["head.weight"]["shape"], serde_json::json!([5, 256]), "PyTorch [out, in]");
+    assert!(header.get("encoder.conv_stem.weight").is_some(), "no enum variant in keys");
+    assert!(header.get("meta_bn.weight").is_some() && header.get("meta_bn.running_var").is_some());
+    assert!(header.get("meta_bn.gamma").is_none());
+    let batch = random_batch(&cfg, 2, 64, &device, 4);
+    let out = |m: &model_core::AccessModel| {
+        m.forward(batch.images.clone(), batch.coords.clone(), batch.sources.clone())
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap()
+    };
+    let back = model_core::persist::model_from_safetensors(&cfg, &bytes, &device).unwrap();
+    assert_eq!(out(&model), out(&back));
+    assert!(model_core::persist::model_from_safetensors(&cfg, &bytes[..100], &device).is_err());
+}
+
+#[test]
 fn corrupt_or_mismatched_weights_are_errors_not_panics() {
     let device = cpu();
     let cfg = ModelConfig::new(EncoderKind::CustomCnn);

@@ -24,9 +24,20 @@ pub struct ExportArgs {
     /// Data directory the run was trained on (for the tile source it was cut from).
     #[arg(long, default_value = "data")]
     pub data: PathBuf,
-    /// Output directory of the bundle (default: <model>/bundle).
+    /// Output directory (default: <model>/bundle, or <model>/export-safetensors).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// `bundle`: model.json + weights.bpk (what the app, predict and the API load);
+    /// `safetensors`: model.json + model.safetensors with PyTorch-style keys.
+    #[arg(long, value_enum, default_value_t = Format::Bundle)]
+    pub format: Format,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Bundle,
+    Safetensors,
 }
 
 fn read(path: &Path) -> Result<String> {
@@ -60,8 +71,9 @@ pub fn export(args: &ExportArgs) -> Result<PathBuf> {
     let weights = std::fs::read(&weights_path)
         .with_context(|| format!("reading {}", weights_path.display()))?;
     // Refuse weights that do not load into the config: a bundle must always work.
-    model_core::persist::model_from_bytes(&config, &weights, &burn::tensor::Device::flex())
-        .with_context(|| weights_path.display().to_string())?;
+    let model =
+        model_core::persist::model_from_bytes(&config, &weights, &burn::tensor::Device::flex())
+            .with_context(|| weights_path.display().to_string())?;
     let temperature = match std::fs::read_to_string(run.join("calibration.json")) {
         Ok(t) => {
             serde_json::from_str::<Calibration>(&t)
@@ -91,9 +103,20 @@ pub fn export(args: &ExportArgs) -> Result<PathBuf> {
             created_by: concat!("accessatlas ", env!("CARGO_PKG_VERSION")).to_string(),
         },
     };
-    let out = args.out.clone().unwrap_or_else(|| run.join("bundle"));
     // Weights first, manifest last: a bundle with a manifest is complete.
-    write_atomic(&out.join(BUNDLE_WEIGHTS_FILE), &weights)?;
+    let out = match args.format {
+        Format::Bundle => {
+            let out = args.out.clone().unwrap_or_else(|| run.join("bundle"));
+            write_atomic(&out.join(BUNDLE_WEIGHTS_FILE), &weights)?;
+            out
+        }
+        Format::Safetensors => {
+            let out = args.out.clone().unwrap_or_else(|| run.join("export-safetensors"));
+            let bytes = model_core::persist::weights_to_safetensors(&model)?;
+            write_atomic(&out.join("model.safetensors"), &bytes)?;
+            out
+        }
+    };
     write_atomic(&out.join(BUNDLE_CONFIG_FILE), manifest.to_json().as_bytes())?;
     Ok(out)
 }

@@ -102,14 +102,19 @@ pub fn run(args: PipelineArgs) -> Result<()> {
     times.push(("evaluate", t.elapsed().as_secs_f64()));
 
     let t = Instant::now();
-    let bundle =
-        super::export::export(&ExportArgs { model: out.clone(), data: data.clone(), out: None })
-            .context("export")?;
+    let bundle = super::export::export(&ExportArgs {
+        model: out.clone(),
+        data: data.clone(),
+        out: None,
+        format: Default::default(),
+    })
+    .context("export")?;
     if args.refresh_assets {
         super::export::export(&ExportArgs {
             model: out.clone(),
             data: data.clone(),
             out: Some(PathBuf::from("assets/model")),
+            format: Default::default(),
         })?;
     }
     times.push(("export", t.elapsed().as_secs_f64()));
