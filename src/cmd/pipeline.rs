@@ -18,7 +18,7 @@ use super::preprocess::PreprocessArgs;
 use super::train::TrainArgs;
 use model_core::EncoderKind;
 
-#[derive(Args, Debug, Default)]
+#[derive(Args, Debug)]
 pub struct PipelineArgs {
     #[arg(long, default_value = "data")]
     pub data: PathBuf,
@@ -34,13 +34,7 @@ pub struct PipelineArgs {
 }
 
 pub fn run(args: PipelineArgs) -> Result<()> {
-    let data =
-        if args.data.as_os_str().is_empty() { PathBuf::from("data") } else { args.data.clone() };
-    let out = if args.out.as_os_str().is_empty() {
-        PathBuf::from("models/baseline")
-    } else {
-        args.out.clone()
-    };
+    let (data, out) = (args.data.clone(), args.out.clone());
     let mut times = Vec::new();
     let t = Instant::now();
     super::collect::run(CollectArgs {

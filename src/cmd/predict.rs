@@ -43,13 +43,14 @@ pub struct Loaded {
 
 /// Loads an exported bundle, or a training run (its best checkpoint).
 pub fn load(dir: &Path, device: &Device) -> Result<Loaded> {
-    let manifest_path = dir.join(BUNDLE_CONFIG_FILE);
-    if let Ok(text) = std::fs::read_to_string(&manifest_path)
-        && text.contains("\"format\"")
-    {
+    // A bundle holds weights.bpk next to its manifest; a training run holds checkpoints/.
+    let wp = dir.join(BUNDLE_WEIGHTS_FILE);
+    if wp.is_file() {
+        let manifest_path = dir.join(BUNDLE_CONFIG_FILE);
+        let text = std::fs::read_to_string(&manifest_path)
+            .with_context(|| format!("reading {}", manifest_path.display()))?;
         let m = BundleManifest::from_json(&text)
             .with_context(|| manifest_path.display().to_string())?;
-        let wp = dir.join(BUNDLE_WEIGHTS_FILE);
         let w = std::fs::read(&wp).with_context(|| format!("reading {}", wp.display()))?;
         let model =
             model_from_bytes(&m.config, &w, device).with_context(|| wp.display().to_string())?;
