@@ -7,15 +7,16 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Device;
 use clap::Args;
 use model_core::calibration::{expected_calibration_error, fit_temperature};
 use model_core::dataset::PreprocessingMetadata;
 use model_core::metrics::Metrics;
 use model_core::persist::{config_from_json, model_from_bytes};
 use model_core::prediction::softmax;
-use model_core::preprocess::{decode_rgb, normalize_chw, resize_square};
+use model_core::preprocess::{ModelInput, decode_rgb};
 use model_core::tags::{Tag, parse_tags_csv};
+use model_core::train::Batch;
 use model_core::{AccessModel, ModelConfig};
 use serde::{Deserialize, Serialize};
 
@@ -80,7 +81,8 @@ fn score(
     let mut logits = Vec::with_capacity(tags.len());
     let mut truth = Vec::with_capacity(tags.len());
     for chunk in tags.chunks(32) {
-        let (mut img, mut coords, mut src) = (Vec::new(), Vec::new(), Vec::new());
+        let mut inputs = Vec::with_capacity(chunk.len());
+        let mut targets = Vec::with_capacity(chunk.len());
         for t in chunk {
             let rel = t
                 .image
@@ -88,23 +90,21 @@ fn score(
                 .with_context(|| format!("{}: {} has no image", path.display(), t.id))?;
             let p = data.join(rel);
             let b = std::fs::read(&p).with_context(|| format!("image {}", p.display()))?;
-            let rgb = resize_square(
-                decode_rgb(&b).with_context(|| format!("image {}", p.display()))?,
+            let rgb = decode_rgb(&b).with_context(|| format!("image {}", p.display()))?;
+            inputs.push(ModelInput::from_rgb_sized(
+                &rgb,
                 cfg.image_size,
-            );
-            img.extend(normalize_chw(&rgb));
-            coords.extend(meta.scaler.transform(t.lat, t.lon));
-            let mut hot = vec![0.0; cfg.sources.one_hot_len()];
-            cfg.sources.one_hot_into(&t.source, &mut hot);
-            src.extend(hot);
-            truth.push(cfg.labels.index(&t.label)?);
+                t.lat,
+                t.lon,
+                &t.source,
+                &meta.scaler,
+                &cfg.sources,
+            )?);
+            targets.push(cfg.labels.index(&t.label)?);
         }
-        let b = chunk.len();
-        let out = model.forward(
-            Tensor::<4>::from_data(TensorData::new(img, [b, 3, size, size]), device),
-            Tensor::<2>::from_data(TensorData::new(coords, [b, 2]), device),
-            Tensor::<2>::from_data(TensorData::new(src, [b, cfg.sources.one_hot_len()]), device),
-        );
+        let batch = Batch::from_inputs(&inputs, &targets, size, device)?;
+        truth.extend(targets);
+        let out = model.forward(batch.images, batch.coords, batch.sources);
         let v = out.into_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
         logits.extend(v.chunks(cfg.num_classes()).map(<[f32]>::to_vec));
     }

@@ -11,7 +11,7 @@ use model_core::LabelVocab;
 use model_core::metrics::Metrics;
 use model_core::tags::parse_tags_csv;
 
-use super::collect::{CollectArgs, TilesKind};
+use super::collect::CollectArgs;
 use super::evaluate::EvaluateArgs;
 use super::export::ExportArgs;
 use super::preprocess::PreprocessArgs;
@@ -33,30 +33,27 @@ pub struct PipelineArgs {
     pub refresh_assets: bool,
 }
 
+/// A stage's arguments with the defaults its own command declares (one source of truth).
+fn parse_args<A: clap::Args>(args: &[std::ffi::OsString]) -> Result<A> {
+    #[derive(clap::Parser)]
+    struct Wrap<A: clap::Args> {
+        #[command(flatten)]
+        inner: A,
+    }
+    let argv = std::iter::once(std::ffi::OsString::from("accessatlas")).chain(args.iter().cloned());
+    Ok(<Wrap<A> as clap::Parser>::try_parse_from(argv)?.inner)
+}
+
 pub fn run(args: PipelineArgs) -> Result<()> {
     let (data, out) = (args.data.clone(), args.out.clone());
     let mut times = Vec::new();
     let t = Instant::now();
-    super::collect::run(CollectArgs {
-        data: data.clone(),
-        osm: None,
-        tags: None,
-        rules: None,
-        tiles: TilesKind::Render,
-        url: None,
-        token_env: "ACCESSATLAS_TILE_TOKEN".into(),
-        retries: 4,
-        backoff_ms: 500,
-        timeout_secs: 30.0,
-        path: None,
-        zoom: 19,
-        strict: false,
-    })
-    .context("collect")?;
+    super::collect::run(parse_args::<CollectArgs>(&["--data".into(), data.clone().into()])?)
+        .context("collect")?;
     times.push(("collect", t.elapsed().as_secs_f64()));
 
     let t = Instant::now();
-    super::preprocess::run(PreprocessArgs { data: data.clone(), seed: 42, group_zoom: 17 })
+    super::preprocess::run(parse_args::<PreprocessArgs>(&["--data".into(), data.clone().into()])?)
         .context("preprocess")?;
     times.push(("preprocess", t.elapsed().as_secs_f64()));
 
@@ -65,25 +62,16 @@ pub fn run(args: PipelineArgs) -> Result<()> {
     if resume {
         println!("{} holds a run: resuming it (delete it to train from scratch)", out.display());
     }
-    super::train::run(TrainArgs {
-        data: data.clone(),
-        out: out.clone(),
-        config: None,
-        encoder: args.encoder,
-        epochs: args.epochs,
-        batch_size: None,
-        lr: None,
-        scheduler: None,
-        freeze_stages: None,
-        accumulate: None,
-        patience: None,
-        image_size: None,
-        seed: None,
-        no_pretrained: false,
-        weights: None,
-        resume,
-    })
-    .context("train")?;
+    let mut train_args = parse_args::<TrainArgs>(&[
+        "--data".into(),
+        data.clone().into(),
+        "--out".into(),
+        out.clone().into(),
+    ])?;
+    train_args.encoder = args.encoder;
+    train_args.epochs = args.epochs;
+    train_args.resume = resume;
+    super::train::run(train_args).context("train")?;
     times.push(("train", t.elapsed().as_secs_f64()));
 
     let t = Instant::now();
@@ -96,20 +84,18 @@ pub fn run(args: PipelineArgs) -> Result<()> {
     times.push(("evaluate", t.elapsed().as_secs_f64()));
 
     let t = Instant::now();
-    let bundle = super::export::export(&ExportArgs {
-        model: out.clone(),
-        data: data.clone(),
-        out: None,
-        format: Default::default(),
-    })
-    .context("export")?;
-    if args.refresh_assets {
+    let export_to = |dest: Option<PathBuf>| {
         super::export::export(&ExportArgs {
             model: out.clone(),
             data: data.clone(),
-            out: Some(PathBuf::from("assets/model")),
+            out: dest,
             format: Default::default(),
-        })?;
+        })
+        .context("export")
+    };
+    let bundle = export_to(None)?;
+    if args.refresh_assets {
+        export_to(Some(PathBuf::from("assets/model")))?;
     }
     times.push(("export", t.elapsed().as_secs_f64()));
 
@@ -157,4 +143,21 @@ pub fn run(args: PipelineArgs) -> Result<()> {
         println!("  {}", p.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_arguments_take_each_command_s_own_defaults() {
+        let c = parse_args::<CollectArgs>(&["--data".into(), "d".into()]).unwrap();
+        assert_eq!(c.data, PathBuf::from("d"));
+        assert_eq!((c.zoom, c.retries), (19, 4));
+        let t = parse_args::<TrainArgs>(&["--data".into(), "d".into(), "--out".into(), "o".into()])
+            .unwrap();
+        assert_eq!(t.out, PathBuf::from("o"));
+        assert!(!t.resume && t.epochs.is_none());
+        assert!(parse_args::<PreprocessArgs>(&["--bogus".into()]).is_err());
+    }
 }
