@@ -8,4 +8,5 @@ pub mod osm;
 pub mod paths;
 pub mod plot;
 pub mod render;
+pub mod serve;
 pub mod tiles;

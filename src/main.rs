@@ -36,6 +36,8 @@ enum Command {
     Export(cmd::export::ExportArgs),
     /// Predict the feature type for an image and its metadata.
     Predict(cmd::predict::PredictArgs),
+    /// Serve the web app, the model bundle and rendered tiles (http://127.0.0.1:8080).
+    Serve(cmd::serve::ServeArgs),
     /// Fetch and check the ImageNet-pretrained EfficientNet-Lite0 weights.
     #[command(subcommand)]
     Pretrained(cmd::pretrained::PretrainedCommand),
@@ -69,5 +71,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Export(a) => cmd::export::run(a),
         Command::Predict(a) => cmd::predict::run(a),
         Command::Pretrained(c) => cmd::pretrained::run(c),
+        Command::Serve(a) => cmd::serve::run(a),
     }
 }

@@ -26,4 +26,6 @@ pub enum CoreError {
     InvalidConfig(String),
     #[error("batch is inconsistent: {0}")]
     BadBatch(String),
+    #[error("backend error: {0}")]
+    Backend(String),
 }

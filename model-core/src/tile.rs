@@ -139,6 +139,21 @@ impl Window {
     }
 }
 
+/// Subdomains `{s}` cycles through in XYZ templates.
+pub const SUBDOMAINS: [&str; 3] = ["a", "b", "c"];
+
+/// The URL of tile `t` from an XYZ template (`{z}`, `{x}`, `{y}`, `{s}` for a subdomain chosen
+/// by the tile so requests spread deterministically, `{r}` for a retina suffix, left empty).
+pub fn expand_template(template: &str, t: TileId) -> String {
+    let s = SUBDOMAINS[((t.x + t.y) % 3) as usize];
+    template
+        .replace("{z}", &t.z.to_string())
+        .replace("{x}", &t.x.to_string())
+        .replace("{y}", &t.y.to_string())
+        .replace("{s}", s)
+        .replace("{r}", "")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,5 +242,18 @@ mod tests {
     fn bad_inputs_are_errors() {
         assert!(lat_lon_to_pixel(91.0, 0.0, 3).is_err());
         assert!(lat_lon_to_tile(0.0, 0.0, 30).is_err());
+    }
+
+    #[test]
+    fn templates_expand() {
+        let t = TileId { z: 19, x: 291_432, y: 148_244 };
+        assert_eq!(
+            expand_template("https://{s}.tile.example/{z}/{x}/{y}{r}.png", t),
+            "https://c.tile.example/19/291432/148244.png"
+        );
+        assert_eq!(
+            expand_template("/tiles/{z}/{x}/{y}.png", TileId { z: 1, x: 1, y: 0 }),
+            "/tiles/1/1/0.png"
+        );
     }
 }

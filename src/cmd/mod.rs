@@ -6,4 +6,5 @@ pub mod pipeline;
 pub mod predict;
 pub mod preprocess;
 pub mod pretrained;
+pub mod serve;
 pub mod train;

@@ -4,14 +4,13 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Device;
 use clap::Args;
+use model_core::Prediction;
 use model_core::bundle::{BUNDLE_CONFIG_FILE, BUNDLE_WEIGHTS_FILE, BundleManifest};
 use model_core::dataset::PreprocessingMetadata;
-use model_core::metadata::Scaler;
-use model_core::persist::model_from_bytes;
-use model_core::preprocess::{ModelInput, decode_rgb};
-use model_core::{AccessModel, ModelConfig, Prediction};
+use model_core::infer::Predictor;
+use model_core::preprocess::decode_rgb;
 
 use crate::cmd::evaluate::{Calibration, load_run};
 
@@ -33,16 +32,8 @@ pub struct PredictArgs {
     pub json: bool,
 }
 
-/// A model ready for inference with what its inputs need.
-pub struct Loaded {
-    pub config: ModelConfig,
-    pub model: AccessModel,
-    pub scaler: Scaler,
-    pub temperature: f32,
-}
-
-/// Loads an exported bundle, or a training run (its best checkpoint).
-pub fn load(dir: &Path, device: &Device) -> Result<Loaded> {
+/// Loads an exported bundle, or a training run (its best checkpoint), for inference.
+pub fn load(dir: &Path, device: &Device) -> Result<Predictor> {
     // A bundle holds weights.bpk next to its manifest; a training run holds checkpoints/.
     let wp = dir.join(BUNDLE_WEIGHTS_FILE);
     if wp.is_file() {
@@ -52,14 +43,7 @@ pub fn load(dir: &Path, device: &Device) -> Result<Loaded> {
         let m = BundleManifest::from_json(&text)
             .with_context(|| manifest_path.display().to_string())?;
         let w = std::fs::read(&wp).with_context(|| format!("reading {}", wp.display()))?;
-        let model =
-            model_from_bytes(&m.config, &w, device).with_context(|| wp.display().to_string())?;
-        return Ok(Loaded {
-            config: m.config,
-            model,
-            scaler: m.scaler,
-            temperature: m.temperature,
-        });
+        return Predictor::from_bundle(&m, &w, device).with_context(|| wp.display().to_string());
     }
     let (config, model) = load_run(dir, device)?;
     let mp = dir.join("preprocessing_metadata.json");
@@ -70,41 +54,19 @@ pub fn load(dir: &Path, device: &Device) -> Result<Loaded> {
         .ok()
         .and_then(|t| serde_json::from_str::<Calibration>(&t).ok())
         .map_or(1.0, |c| c.temperature);
-    Ok(Loaded { config, model, scaler: meta.scaler, temperature })
+    Ok(Predictor::new(config, model, meta.scaler, temperature, device))
 }
 
-impl Loaded {
-    pub fn predict(
-        &self,
-        image: &[u8],
-        lat: f64,
-        lon: f64,
-        source: &str,
-        device: &Device,
-    ) -> Result<Prediction> {
-        let input = ModelInput::from_rgb_sized(
-            &decode_rgb(image)?,
-            self.config.image_size,
-            lat,
-            lon,
-            source,
-            &self.scaler,
-            &self.config.sources,
-        )?;
-        let s = self.config.image_size as usize;
-        let k = self.config.sources.one_hot_len();
-        let logits = self
-            .model
-            .forward(
-                Tensor::<4>::from_data(TensorData::new(input.image, [1, 3, s, s]), device),
-                Tensor::<2>::from_data(TensorData::new(input.coords.to_vec(), [1, 2]), device),
-                Tensor::<2>::from_data(TensorData::new(input.source, [1, k]), device),
-            )
-            .into_data()
-            .try_to_vec::<f32>()
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        Ok(Prediction::from_logits(&logits, &self.config.labels, self.temperature))
-    }
+/// One prediction for encoded image bytes and metadata.
+pub fn predict_bytes(
+    p: &Predictor,
+    image: &[u8],
+    lat: f64,
+    lon: f64,
+    source: &str,
+) -> Result<Prediction> {
+    let input = p.input(&decode_rgb(image)?, lat, lon, source)?;
+    Ok(p.predict(&input)?)
 }
 
 pub fn run(args: PredictArgs) -> Result<()> {
@@ -118,8 +80,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
     }
     let bytes =
         std::fs::read(&args.image).with_context(|| format!("reading {}", args.image.display()))?;
-    let p = loaded
-        .predict(&bytes, args.lat, args.lon, &args.source, &device)
+    let p = predict_bytes(&loaded, &bytes, args.lat, args.lon, &args.source)
         .with_context(|| args.image.display().to_string())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&p)?);

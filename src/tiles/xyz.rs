@@ -21,7 +21,6 @@ pub const USER_AGENT: &str = concat!(
 );
 /// The shortest time a fetched tile is kept (the OSM tile usage policy asks for 7 days).
 pub const MIN_CACHE: Duration = Duration::from_secs(7 * 24 * 3600);
-const SUBDOMAINS: [&str; 3] = ["a", "b", "c"];
 
 #[derive(Debug, Clone)]
 pub struct XyzOptions {
@@ -113,14 +112,7 @@ impl XyzClient {
     }
 
     pub fn url(&self, t: TileId) -> String {
-        let s = SUBDOMAINS[((t.x + t.y) % 3) as usize];
-        let mut u = self
-            .opts
-            .template
-            .replace("{z}", &t.z.to_string())
-            .replace("{x}", &t.x.to_string())
-            .replace("{y}", &t.y.to_string())
-            .replace("{s}", s);
+        let mut u = model_core::tile::expand_template(&self.opts.template, t);
         if let Some(tok) = &self.opts.token {
             u = u.replace("{token}", tok);
         }

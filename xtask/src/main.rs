@@ -1,8 +1,11 @@
 //! Project automation (`cargo xtask <task>`), in the style of rust-analyzer's xtask: plain
 //! Rust, no shell scripts, each task installs what it needs.
 //!
-//! - `test`: everything CI runs: installs the wasm32 target, fetches the pretrained weights,
-//!   then fmt check, clippy -D warnings, all tests, the wasm32 build of model-core.
+//! - `serve`: installs the pinned web tools if missing, builds the app with trunk (release) and
+//!   runs `accessatlas serve` on http://127.0.0.1:8080 (extra arguments go to `serve`).
+//! - `test`: everything CI runs: installs the wasm32 target, the web tools and Chromium,
+//!   fetches the pretrained weights, then fmt check, clippy -D warnings, all tests, the app's
+//!   wasm-bindgen tests in headless Chromium, the app end to end in headless Chromium.
 //! - `bench [--quick]`: every benchmark, AccessAtlas and the reference alternating in one run;
 //!   rewrites `BENCHMARKS.md`. `--quick` runs the AccessAtlas side once (CI smoke test).
 //! - `reference`: (by hand) builds a Python venv with PyTorch and the reference
@@ -13,6 +16,8 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+mod web;
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let task = args.first().map(String::as_str).unwrap_or("help");
@@ -20,10 +25,14 @@ fn main() -> Result<()> {
     std::env::set_current_dir(&root)?;
     match task {
         "test" => test(&root),
+        "serve" => web::serve(&root, &args[1..]),
         "reference" => reference(&root),
         "bench" => bench(&root, args.iter().any(|a| a == "--quick")),
         _ => {
-            eprintln!("usage: cargo xtask <test|bench [--quick]|reference>");
+            eprintln!("usage: cargo xtask <serve|test|bench [--quick]|reference>");
+            eprintln!(
+                "  serve      build the web app (trunk, release) and serve it on http://127.0.0.1:8080"
+            );
             eprintln!(
                 "  bench      benchmarks side by side with the references; rewrites BENCHMARKS.md"
             );
@@ -75,6 +84,20 @@ fn test(_root: &Path) -> Result<()> {
     ensure_wasm_target()?;
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    // The app's browser-only modules exist on wasm32 only: lint them there too.
+    run(cargo().args([
+        "clippy",
+        "-p",
+        "app",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--profile",
+        web::WASM_PROFILE,
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     // The parity test reads the real pretrained checkpoint: fetch it (cached, SHA-256 pinned).
     let weights_dir = cache_dir().join("pretrained");
     run(cargo()
@@ -83,14 +106,8 @@ fn test(_root: &Path) -> Result<()> {
     run(cargo()
         .args(["test", "--workspace"])
         .env("ACCESSATLAS_PRETRAINED", weights_dir.join("efficientnet-lite0-57934424.pth")))?;
-    run(cargo().args([
-        "build",
-        "-p",
-        "model-core",
-        "--target",
-        "wasm32-unknown-unknown",
-        "--release",
-    ]))?;
+    // The browser: the app's wasm-bindgen tests, then the built app end to end in Chromium.
+    web::browser_tests(_root)?;
     // Keep the benchmarks working (their AccessAtlas side, once, on tiny sizes).
     bench(_root, true)?;
     eprintln!("xtask test: all green");

@@ -1,0 +1,91 @@
+//! Persistence in IndexedDB: the tag store as one JSON record, so tags survive reloads and
+//! browser restarts. Writes replace the record in one transaction (all or nothing).
+
+use js_sys::Promise;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{IdbDatabase, IdbOpenDbRequest, IdbRequest, IdbTransactionMode};
+
+const DB_NAME: &str = "accessatlas";
+const DB_VERSION: u32 = 1;
+const STORE: &str = "state";
+/// Key of the tag store record.
+pub const TAGS_KEY: &str = "tags";
+
+fn err(what: &str, e: JsValue) -> String {
+    format!("IndexedDB {what}: {}", e.as_string().unwrap_or_else(|| format!("{e:?}")))
+}
+
+/// Resolves when `req` succeeds (with its result) or fails.
+async fn settle(req: &IdbRequest) -> Result<JsValue, JsValue> {
+    let promise = Promise::new(&mut |resolve, reject| {
+        let r = req.clone();
+        let ok = Closure::once_into_js(move || {
+            let _ = resolve.call1(&JsValue::NULL, &r.result().unwrap_or(JsValue::UNDEFINED));
+        });
+        let r2 = req.clone();
+        let fail = Closure::once_into_js(move || {
+            let e = r2
+                .error()
+                .ok()
+                .flatten()
+                .map_or(JsValue::from_str("request failed"), JsValue::from);
+            let _ = reject.call1(&JsValue::NULL, &e);
+        });
+        req.set_onsuccess(Some(ok.unchecked_ref()));
+        req.set_onerror(Some(fail.unchecked_ref()));
+    });
+    JsFuture::from(promise).await
+}
+
+async fn open() -> Result<IdbDatabase, String> {
+    let factory = web_sys::window()
+        .ok_or("no window")?
+        .indexed_db()
+        .map_err(|e| err("unavailable", e))?
+        .ok_or("IndexedDB is not available in this browser (private mode?)")?;
+    let req: IdbOpenDbRequest =
+        factory.open_with_u32(DB_NAME, DB_VERSION).map_err(|e| err("open", e))?;
+    let upgrade = Closure::<dyn FnMut(web_sys::IdbVersionChangeEvent)>::new(
+        move |e: web_sys::IdbVersionChangeEvent| {
+            let Some(target) = e.target() else { return };
+            let req: IdbOpenDbRequest = target.unchecked_into();
+            if let Ok(db) = req.result() {
+                let db: IdbDatabase = db.unchecked_into();
+                if !db.object_store_names().contains(STORE) {
+                    let _ = db.create_object_store(STORE);
+                }
+            }
+        },
+    );
+    req.set_onupgradeneeded(Some(upgrade.as_ref().unchecked_ref()));
+    let db = settle(&req).await.map_err(|e| err("open", e))?;
+    drop(upgrade);
+    Ok(db.unchecked_into())
+}
+
+/// Reads a record; `None` when it was never written.
+pub async fn get(key: &str) -> Result<Option<String>, String> {
+    let db = open().await?;
+    let tx = db.transaction_with_str(STORE).map_err(|e| err("read", e))?;
+    let req =
+        tx.object_store(STORE).and_then(|s| s.get(&key.into())).map_err(|e| err("read", e))?;
+    let v = settle(&req).await.map_err(|e| err("read", e))?;
+    db.close();
+    Ok(v.as_string())
+}
+
+/// Writes a record and waits until it is stored.
+pub async fn put(key: &str, value: &str) -> Result<(), String> {
+    let db = open().await?;
+    let tx = db
+        .transaction_with_str_and_mode(STORE, IdbTransactionMode::Readwrite)
+        .map_err(|e| err("write", e))?;
+    let req = tx
+        .object_store(STORE)
+        .and_then(|s| s.put_with_key(&value.into(), &key.into()))
+        .map_err(|e| err("write", e))?;
+    settle(&req).await.map_err(|e| err("write", e))?;
+    db.close();
+    Ok(())
+}

@@ -1,0 +1,130 @@
+//! Messages between the page and the model worker (JSON strings over `postMessage`), and the
+//! rules both sides agree on: which backend to use, where the model's tiles come from.
+
+use model_core::Prediction;
+use model_core::bundle::TileSourceSpec;
+use model_core::tile::{TileId, expand_template};
+use serde::{Deserialize, Serialize};
+
+/// Which backend the page asks for (`?backend=webgpu|cpu`; default: WebGPU when an adapter
+/// exists, else CPU).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendChoice {
+    Auto,
+    Webgpu,
+    Cpu,
+}
+
+impl BackendChoice {
+    /// Reads the `backend` query parameter; anything unknown means `Auto`.
+    pub fn from_query(value: Option<&str>) -> Self {
+        match value.map(str::to_ascii_lowercase).as_deref() {
+            Some("webgpu" | "gpu") => Self::Webgpu,
+            Some("cpu" | "flex") => Self::Cpu,
+            _ => Self::Auto,
+        }
+    }
+}
+
+/// Page -> worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ToWorker {
+    /// Load the bundle at `{base}model/` and warm the model up.
+    Load { base: String, backend: BackendChoice },
+    /// Predict the feature type at a point.
+    Predict { id: u64, lat: f64, lon: f64, source: String },
+}
+
+/// What the page shows about the loaded model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub encoder: String,
+    pub labels: Vec<String>,
+    pub tile_source: TileSourceSpec,
+    pub git_revision: String,
+    pub test_macro_f1: Option<f64>,
+}
+
+/// Worker -> page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FromWorker {
+    /// The worker's wasm is running and listening (messages sent earlier would be lost, so the
+    /// page sends `Load` only after this).
+    Started,
+    /// The model is loaded and warmed up.
+    Ready {
+        /// `"webgpu"` or `"cpu"`.
+        backend: String,
+        /// Why the backend differs from the one asked for, if it does.
+        note: Option<String>,
+        load_ms: f64,
+        warmup_ms: f64,
+        model: ModelInfo,
+    },
+    Prediction {
+        id: u64,
+        lat: f64,
+        lon: f64,
+        prediction: Prediction,
+        /// Fetching and stitching tiles.
+        tiles_ms: f64,
+        /// Preprocessing, the forward pass and readback.
+        model_ms: f64,
+    },
+    /// Something failed; `id` names the prediction it belongs to, if any.
+    Failed { id: Option<u64>, message: String },
+}
+
+/// The URL of one of the model's tiles. The renderer's tiles are served by `accessatlas
+/// serve` at `{base}tiles/{z}/{x}/{y}.png`; an XYZ source is used as recorded; an MBTiles file
+/// exists only on the machine that trained the model.
+pub fn model_tile_url(source: &TileSourceSpec, base: &str, t: TileId) -> Result<String, String> {
+    match source {
+        TileSourceSpec::Render { .. } => {
+            Ok(expand_template(&format!("{base}tiles/{{z}}/{{x}}/{{y}}.png"), t))
+        }
+        TileSourceSpec::Xyz { url, .. } => Ok(expand_template(url, t)),
+        TileSourceSpec::Mbtiles { path, .. } => Err(format!(
+            "the model was trained on tiles from the MBTiles file {path}, which a browser cannot \
+             read; export a model trained on rendered or XYZ tiles"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_as_json() {
+        let m = ToWorker::Predict { id: 3, lat: 60.1, lon: 24.9, source: "user".into() };
+        let text = serde_json::to_string(&m).unwrap();
+        assert!(text.contains("\"kind\":\"predict\""));
+        assert_eq!(serde_json::from_str::<ToWorker>(&text).unwrap(), m);
+        let f = FromWorker::Failed { id: Some(3), message: "tile 404".into() };
+        let text = serde_json::to_string(&f).unwrap();
+        assert_eq!(serde_json::from_str::<FromWorker>(&text).unwrap(), f);
+    }
+
+    #[test]
+    fn backend_from_query() {
+        assert_eq!(BackendChoice::from_query(Some("WebGPU")), BackendChoice::Webgpu);
+        assert_eq!(BackendChoice::from_query(Some("cpu")), BackendChoice::Cpu);
+        assert_eq!(BackendChoice::from_query(Some("tpu")), BackendChoice::Auto);
+        assert_eq!(BackendChoice::from_query(None), BackendChoice::Auto);
+    }
+
+    #[test]
+    fn tile_urls_follow_the_model_source() {
+        let t = TileId { z: 19, x: 1, y: 2 };
+        let r = TileSourceSpec::Render { style: "s".into(), zoom: 19 };
+        assert_eq!(model_tile_url(&r, "http://h:1/", t).unwrap(), "http://h:1/tiles/19/1/2.png");
+        let x = TileSourceSpec::Xyz { url: "https://{s}.t/{z}/{x}/{y}.png".into(), zoom: 19 };
+        assert_eq!(model_tile_url(&x, "/", t).unwrap(), "https://a.t/19/1/2.png");
+        let m = TileSourceSpec::Mbtiles { path: "a.mbtiles".into(), zoom: 19 };
+        assert!(model_tile_url(&m, "/", t).unwrap_err().contains("MBTiles"));
+    }
+}

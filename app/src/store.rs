@@ -1,0 +1,257 @@
+//! The mapper's tags: add, move, edit, delete, filter, and import/export in exactly the
+//! pipeline's `tags.csv` schema (model-core's reader and writer). Pure logic: persistence is
+//! [`crate::idb`]'s job, the DOM is the UI's.
+
+use model_core::LabelVocab;
+use model_core::metadata::validate_lat_lon;
+use model_core::tags::{Rejected, Tag, TagTable, parse_tags_csv, write_tags_csv};
+use serde::{Deserialize, Serialize};
+
+/// The extra column the app keeps the mapper's note in.
+pub const NOTE_COLUMN: &str = "note";
+/// Source of tags made in the app unless the mapper says otherwise.
+pub const DEFAULT_SOURCE: &str = "user";
+
+/// What an import did.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ImportReport {
+    pub added: usize,
+    /// Rows whose id was already in the store: replaced by the imported row.
+    pub replaced: usize,
+    pub rejected: Vec<Rejected>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TagStore {
+    pub extra_columns: Vec<String>,
+    pub tags: Vec<Tag>,
+    /// Next number for ids of tags made here (`user-<n>`).
+    pub next_id: u64,
+}
+
+impl Default for TagStore {
+    fn default() -> Self {
+        Self { extra_columns: vec![NOTE_COLUMN.to_string()], tags: Vec::new(), next_id: 1 }
+    }
+}
+
+/// The five feature types, in the pipeline's order.
+pub fn labels() -> LabelVocab {
+    LabelVocab::default()
+}
+
+impl TagStore {
+    fn note_index(&self) -> usize {
+        self.extra_columns.iter().position(|c| c == NOTE_COLUMN).expect("note column exists")
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Tag> {
+        self.tags.iter().find(|t| t.id == id)
+    }
+
+    pub fn note<'a>(&self, t: &'a Tag) -> &'a str {
+        t.extra.get(self.note_index()).map_or("", String::as_str)
+    }
+
+    fn fresh_id(&mut self) -> String {
+        loop {
+            let id = format!("user-{}", self.next_id);
+            self.next_id += 1;
+            if self.get(&id).is_none() {
+                return id;
+            }
+        }
+    }
+
+    fn check(lat: f64, lon: f64, label: &str) -> Result<(), String> {
+        validate_lat_lon(lat, lon).map_err(|e| e.to_string())?;
+        labels().index(label).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// Adds a tag and returns its id.
+    pub fn add(
+        &mut self,
+        lat: f64,
+        lon: f64,
+        label: &str,
+        source: &str,
+        note: &str,
+    ) -> Result<String, String> {
+        Self::check(lat, lon, label)?;
+        let id = self.fresh_id();
+        let mut extra = vec![String::new(); self.extra_columns.len()];
+        extra[self.note_index()] = note.to_string();
+        let source = if source.trim().is_empty() { DEFAULT_SOURCE } else { source.trim() };
+        self.tags.push(Tag {
+            id: id.clone(),
+            lat,
+            lon,
+            label: label.to_string(),
+            source: source.to_string(),
+            image: None,
+            extra,
+        });
+        Ok(id)
+    }
+
+    /// Changes a tag's type, source and note.
+    pub fn edit(&mut self, id: &str, label: &str, source: &str, note: &str) -> Result<(), String> {
+        labels().index(label).map_err(|e| e.to_string())?;
+        let n = self.note_index();
+        let t = self.tags.iter_mut().find(|t| t.id == id).ok_or(format!("no tag `{id}`"))?;
+        t.label = label.to_string();
+        t.source = if source.trim().is_empty() { DEFAULT_SOURCE } else { source.trim() }.into();
+        t.extra[n] = note.to_string();
+        Ok(())
+    }
+
+    /// Moves a tag. Its image (made by `collect` for the old place) no longer applies.
+    pub fn move_to(&mut self, id: &str, lat: f64, lon: f64) -> Result<(), String> {
+        validate_lat_lon(lat, lon).map_err(|e| e.to_string())?;
+        let t = self.tags.iter_mut().find(|t| t.id == id).ok_or(format!("no tag `{id}`"))?;
+        t.lat = lat;
+        t.lon = lon;
+        t.image = None;
+        Ok(())
+    }
+
+    pub fn delete(&mut self, id: &str) -> bool {
+        let before = self.tags.len();
+        self.tags.retain(|t| t.id != id);
+        self.tags.len() != before
+    }
+
+    /// Tags of one type (all when `label` is `None`), in insertion order.
+    pub fn filtered(&self, label: Option<&str>) -> Vec<Tag> {
+        self.tags.iter().filter(|t| label.is_none_or(|l| t.label == l)).cloned().collect()
+    }
+
+    /// Imports a `tags.csv`: valid rows are added (or replace the tag with the same id),
+    /// rejected rows are reported with line, field and reason. Extra columns are kept.
+    pub fn import_csv(&mut self, bytes: &[u8]) -> Result<ImportReport, String> {
+        let parsed = parse_tags_csv(bytes, &labels()).map_err(|e| e.to_string())?;
+        let mut report = ImportReport { rejected: parsed.rejected, ..Default::default() };
+        for c in &parsed.table.extra_columns {
+            if !self.extra_columns.contains(c) {
+                self.extra_columns.push(c.clone());
+                for t in &mut self.tags {
+                    t.extra.push(String::new());
+                }
+            }
+        }
+        for t in parsed.table.tags {
+            let mut extra = vec![String::new(); self.extra_columns.len()];
+            for (c, v) in parsed.table.extra_columns.iter().zip(t.extra) {
+                let i = self.extra_columns.iter().position(|x| x == c).expect("added above");
+                extra[i] = v;
+            }
+            self.upsert(Tag { extra, ..t }, &mut report);
+        }
+        Ok(report)
+    }
+
+    pub(crate) fn upsert(&mut self, t: Tag, report: &mut ImportReport) {
+        match self.tags.iter_mut().find(|x| x.id == t.id) {
+            Some(x) => {
+                *x = t;
+                report.replaced += 1;
+            }
+            None => {
+                self.tags.push(t);
+                report.added += 1;
+            }
+        }
+    }
+
+    /// The store as a pipeline `tags.csv` (note and other extra columns after `image`).
+    pub fn to_csv(&self) -> Vec<u8> {
+        write_tags_csv(&TagTable {
+            extra_columns: self.extra_columns.clone(),
+            tags: self.tags.clone(),
+        })
+    }
+
+    /// Serialised form for IndexedDB.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("store serialises")
+    }
+
+    /// Reads what [`Self::to_json`] wrote; a record from a broken write is an error, not a
+    /// silently empty store.
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        let s: Self = serde_json::from_str(text).map_err(|e| format!("stored tags: {e}"))?;
+        if !s.extra_columns.iter().any(|c| c == NOTE_COLUMN)
+            || s.tags.iter().any(|t| t.extra.len() != s.extra_columns.len())
+        {
+            return Err("stored tags: columns do not match".into());
+        }
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn add_edit_move_delete_filter() {
+        let mut s = TagStore::default();
+        let a = s.add(60.17, 24.94, "ramp", "", "by the door").unwrap();
+        let b = s.add(60.18, 24.95, "elevator", "survey", "").unwrap();
+        assert_ne!(a, b);
+        assert_eq!(s.get(&a).unwrap().source, "user");
+        assert_eq!(s.note(s.get(&a).unwrap()), "by the door");
+        assert!(s.add(91.0, 24.0, "ramp", "user", "").unwrap_err().contains("latitude"));
+        assert!(s.add(60.0, 24.0, "stairs", "user", "").unwrap_err().contains("stairs"));
+        s.edit(&a, "entrance", "osm", "moved?").unwrap();
+        assert_eq!(s.get(&a).unwrap().label, "entrance");
+        s.move_to(&a, 60.171, 24.941).unwrap();
+        assert_eq!(s.get(&a).unwrap().lat, 60.171);
+        assert_eq!(s.filtered(Some("elevator")).len(), 1);
+        assert_eq!(s.filtered(None).len(), 2);
+        assert!(s.delete(&b));
+        assert!(!s.delete(&b));
+        assert_eq!(s.tags.len(), 1);
+        let back = TagStore::from_json(&s.to_json()).unwrap();
+        assert_eq!(back, s);
+        assert!(TagStore::from_json("{").is_err());
+    }
+
+    #[test]
+    fn csv_round_trips_through_the_pipeline_reader() {
+        let mut s = TagStore::default();
+        s.add(60.17, 24.94, "ramp", "user", "note, with comma").unwrap();
+        s.add(60.18, 24.95, "obstacle", "osm", "").unwrap();
+        let csv = s.to_csv();
+        let parsed = parse_tags_csv(&csv, &labels()).unwrap();
+        assert!(parsed.rejected.is_empty());
+        assert_eq!(parsed.table.tags, s.tags);
+        let mut t = TagStore::default();
+        let r = t.import_csv(&csv).unwrap();
+        assert_eq!((r.added, r.replaced, r.rejected.len()), (2, 0, 0));
+        assert_eq!(t.tags, s.tags);
+        // Importing again replaces rather than duplicates.
+        let r = t.import_csv(&csv).unwrap();
+        assert_eq!((r.added, r.replaced), (0, 2));
+    }
+
+    #[test]
+    fn malformed_import_keeps_valid_rows_and_reports_the_rest() {
+        let csv = b"id,lat,lon,type,source,colour\n\
+            a,60.1,24.9,ramp,user,red\n\
+            b,abc,24.9,ramp,user,blue\n\
+            c,60.1,24.9,stairs,user,green\n\
+            d,60.2,25.0,elevator,osm,\n";
+        let mut s = TagStore::default();
+        let r = s.import_csv(csv).unwrap();
+        assert_eq!(r.added, 2);
+        assert_eq!(r.rejected.len(), 2);
+        assert_eq!(r.rejected[0].line, 3);
+        assert_eq!(r.rejected[0].field.as_deref(), Some("lat"));
+        assert_eq!(r.rejected[1].field.as_deref(), Some("type"));
+        assert_eq!(s.extra_columns, vec!["note", "colour"]);
+        assert_eq!(s.get("a").unwrap().extra, vec!["", "red"]);
+        assert!(s.import_csv(b"nothing,useful\n1,2\n").is_err());
+    }
+}

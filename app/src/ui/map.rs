@@ -1,0 +1,182 @@
+//! The slippy map: base layer (configurable, or the model's own tiles), a marker per tag
+//! (colour and letter by type, draggable to move), a crosshair for keyboard tagging (arrow keys
+//! pan, Enter tags the centre), and clicks that open a new tag with a prediction.
+
+use leptos::html::Div;
+use leptos::prelude::*;
+use leptos_leaflet::leaflet;
+use leptos_leaflet::prelude::*;
+use wasm_bindgen::prelude::*;
+
+use super::{Ctx, START};
+
+/// Short letter per type, shown on markers and in the list (information not by colour alone).
+pub fn letter(label: &str) -> &'static str {
+    match label {
+        "ramp" => "R",
+        "elevator" => "E",
+        "entrance" => "D",
+        "tactile_path" => "T",
+        "obstacle" => "O",
+        _ => "?",
+    }
+}
+
+fn div_icon(class: &str, html: &str, title: &str) -> Result<leaflet::Icon, JsValue> {
+    let opts = leaflet::DivIconOptions::new();
+    opts.set_class_name(class.to_string());
+    opts.set_html(format!(
+        "<span aria-hidden=\"true\">{html}</span><span class=\"sr-only\">{title}</span>"
+    ));
+    opts.set_icon_size(leaflet::Point::new(30.0, 30.0));
+    opts.set_icon_anchor(leaflet::Point::new(15.0, 15.0));
+    let l = js_sys::Reflect::get(&js_sys::global(), &"L".into())?;
+    let f: js_sys::Function = js_sys::Reflect::get(&l, &"divIcon".into())?.dyn_into()?;
+    Ok(f.call1(&l, &opts)?.unchecked_into())
+}
+
+/// A draggable, keyboard-focusable marker: click or Enter selects the tag, dragging moves it.
+fn tag_marker(t: &model_core::tags::Tag, ctx: Ctx) -> Result<leaflet::Marker, JsValue> {
+    let title = format!("{} tag {}, {:.5}, {:.5}", t.label.replace('_', " "), t.id, t.lat, t.lon);
+    let opts = leaflet::MarkerOptions::new();
+    opts.set_icon(div_icon(&format!("tag-marker tag-{}", t.label), letter(&t.label), &title)?);
+    opts.set_title(title);
+    opts.set_keyboard(true);
+    opts.set_draggable(true);
+    let marker = leaflet::Marker::new_with_options(&leaflet::LatLng::new(t.lat, t.lon), &opts);
+    let id = t.id.clone();
+    let on_click = Closure::<dyn Fn(JsValue)>::new(move |_| ctx.select(&id));
+    let id = t.id.clone();
+    let m2 = marker.clone();
+    let on_drag = Closure::<dyn Fn(JsValue)>::new(move |_| {
+        let p = m2.get_lat_lng();
+        let (lat, lon) = (p.lat(), p.lng());
+        let mut moved = Ok(());
+        ctx.edit_store(|s| moved = s.move_to(&id, lat, lon));
+        match moved {
+            Ok(()) => ctx.status.set(format!("Moved {id} to {lat:.5}, {lon:.5}.")),
+            Err(e) => ctx.status.set(format!("Could not move {id}: {e}")),
+        }
+    });
+    let ev: &leaflet::Evented = marker.unchecked_ref();
+    ev.on("click", &on_click.into_js_value());
+    ev.on("dragend", &on_drag.into_js_value());
+    Ok(marker)
+}
+
+#[component]
+pub fn MapView() -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    let (map, set_map) = signal_local(None::<leaflet::Map>);
+    let node = NodeRef::<Div>::new();
+    let tile_error = RwSignal::new(None::<String>);
+
+    // The base layer follows the settings; a failing tile server gets a message, not a crash.
+    let current = StoredValue::new_local(None::<leaflet::TileLayer>);
+    Effect::new(move |_| {
+        let Some(m) = map.get() else { return };
+        let s = ctx.tiles.get();
+        current.with_value(|l| {
+            if let Some(l) = l {
+                l.remove();
+            }
+        });
+        tile_error.set(None);
+        let opts = leaflet::TileLayerOptions::default();
+        let (url, attribution, max_zoom) = if s.model_view {
+            (
+                "tiles/{z}/{x}/{y}.png".to_string(),
+                "Rendered by AccessAtlas from &copy; OpenStreetMap contributors (ODbL)".to_string(),
+                20.0,
+            )
+        } else {
+            (s.url.clone(), s.attribution.clone(), 19.0)
+        };
+        if !attribution.is_empty() {
+            opts.set_attribution(attribution);
+        }
+        opts.set_max_zoom(max_zoom);
+        let layer = leaflet::TileLayer::new_options(&url, &opts);
+        let host = url.split('/').take(3).collect::<Vec<_>>().join("/");
+        let on_error = Closure::<dyn Fn(JsValue)>::new(move |_| {
+            if tile_error.get_untracked().is_none() {
+                tile_error.set(Some(format!(
+                    "Map tiles from {host} failed to load (offline, wrong URL, or no CORS). \
+                     Tagging and predictions still work; change the tile URL in Map settings."
+                )));
+            }
+        });
+        let evented: &leaflet::Evented = layer.unchecked_ref();
+        evented.on("tileerror", &on_error.into_js_value());
+        layer.add_to(&m);
+        current.set_value(Some(layer));
+    });
+
+    // Keyboard: Leaflet pans with the arrow keys; Enter tags the point under the crosshair.
+    Effect::new(move |_| {
+        let Some(m) = map.get() else { return };
+        let container = m.get_container();
+        container.set_attribute("aria-label", "Map. Arrow keys move the map under the crosshair; Enter adds a tag at the crosshair.").ok();
+        container.set_attribute("role", "application").ok();
+        container.set_attribute("aria-roledescription", "map").ok();
+        let m2 = m.clone();
+        let on_key =
+            Closure::<dyn Fn(web_sys::KeyboardEvent)>::new(move |e: web_sys::KeyboardEvent| {
+                if e.key() == "Enter" && e.target() == e.current_target() {
+                    e.prevent_default();
+                    let c = m2.get_center();
+                    ctx.new_tag_at(c.lat(), c.lng());
+                }
+            });
+        container.add_event_listener_with_callback("keydown", on_key.as_ref().unchecked_ref()).ok();
+        on_key.forget();
+    });
+
+    let events = MapEvents::new().mouse_click(move |e: leaflet::MouseEvent| {
+        let p = e.lat_lng();
+        ctx.new_tag_at(p.lat(), p.lng());
+    });
+
+    // One Leaflet marker per shown tag, rebuilt when tags or the filter change. Built through
+    // `L.divIcon` directly: the `leaflet` crate's `DivIcon` constructs an `L.Icon`, which
+    // needs an image URL.
+    let shown = StoredValue::new_local(Vec::<leaflet::Marker>::new());
+    Effect::new(move |_| {
+        let Some(m) = map.get() else { return };
+        let f = ctx.filter.get();
+        let tags = ctx.store.with(|s| s.filtered(f.as_deref()));
+        shown.update_value(|v| {
+            for old in v.drain(..) {
+                old.remove();
+            }
+        });
+        for t in tags {
+            match tag_marker(&t, ctx) {
+                Ok(marker) => {
+                    marker.add_to(&m);
+                    shown.update_value(|v| v.push(marker));
+                }
+                Err(e) => web_sys::console::error_2(&"marker".into(), &e),
+            }
+        }
+    });
+
+    view! {
+        <section class="map-wrap" aria-label="Map" data-testid="map">
+            <MapContainer
+                class="map"
+                center=Position::new(START.0, START.1)
+                zoom=START.2
+                set_view=true
+                map=set_map
+                node_ref=node
+                events=events
+            >
+            </MapContainer>
+            <div class="crosshair" aria-hidden="true"></div>
+            <Show when=move || tile_error.get().is_some()>
+                <p class="tile-error" role="alert">{move || tile_error.get().unwrap_or_default()}</p>
+            </Show>
+        </section>
+    }
+}

@@ -1,0 +1,286 @@
+//! The page: map, tag form, prediction panel, tag list, import/export, settings.
+//!
+//! State lives in a few signals owned by [`App`]; the model runs in a Web Worker
+//! ([`crate::worker`]) that this module starts and talks to with [`crate::protocol`] messages.
+
+mod map;
+mod panels;
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use wasm_bindgen::prelude::*;
+use web_sys::{MessageEvent, Worker};
+
+use crate::idb;
+use crate::protocol::{BackendChoice, FromWorker, ModelInfo, ToWorker};
+use crate::store::{DEFAULT_SOURCE, TagStore};
+use model_core::Prediction;
+
+/// The OSM standard layer: the default view (not what the model sees; see the base-layer
+/// switch).
+pub const OSM_TILES: &str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png";
+pub const OSM_ATTRIBUTION: &str =
+    "&copy; <a href=\"https://www.openstreetmap.org/copyright\">OpenStreetMap</a> contributors";
+/// Where the map opens: the bundled extract (central Helsinki).
+pub const START: (f64, f64, f64) = (60.1699, 24.9384, 16.0);
+
+/// The model worker's state as the page sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelState {
+    Loading,
+    Ready { backend: String, note: Option<String>, load_ms: f64, warmup_ms: f64, info: ModelInfo },
+    Failed(String),
+}
+
+/// The prediction panel's state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PredictionState {
+    Idle,
+    Waiting { lat: f64, lon: f64 },
+    Done { lat: f64, lon: f64, prediction: Prediction, tiles_ms: f64, model_ms: f64 },
+    Failed(String),
+}
+
+/// The tag form: a new tag at a point, or an existing one being edited.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Draft {
+    pub id: Option<String>,
+    pub lat: f64,
+    pub lon: f64,
+    pub label: String,
+    pub source: String,
+    pub note: String,
+}
+
+/// Map base layer settings (from the settings panel or `?tiles=`/`?attribution=`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TileSettings {
+    pub url: String,
+    pub attribution: String,
+    /// Show the model's own tiles instead.
+    pub model_view: bool,
+}
+
+/// Everything the components share.
+#[derive(Clone, Copy)]
+pub struct Ctx {
+    pub store: RwSignal<TagStore>,
+    pub filter: RwSignal<Option<String>>,
+    pub draft: RwSignal<Option<Draft>>,
+    pub model: RwSignal<ModelState>,
+    pub prediction: RwSignal<PredictionState>,
+    pub tiles: RwSignal<TileSettings>,
+    /// One-line status for the screen-reader live region and sighted users alike.
+    pub status: RwSignal<String>,
+    /// The stored tags have been read (saving before that would overwrite them).
+    pub store_ready: RwSignal<bool>,
+    pub worker: StoredValue<Option<Worker>, LocalStorage>,
+    pub next_request: StoredValue<u64>,
+}
+
+impl Ctx {
+    /// Changes the tags and saves them to IndexedDB (every change goes through here).
+    pub fn edit_store(&self, f: impl FnOnce(&mut TagStore)) {
+        self.store.update(f);
+        if !self.store_ready.get_untracked() {
+            return;
+        }
+        let json = self.store.with_untracked(TagStore::to_json);
+        let status = self.status;
+        spawn_local(async move {
+            if let Err(e) = idb::put(idb::TAGS_KEY, &json).await {
+                status.set(format!("Saving tags failed: {e}"));
+            }
+        });
+    }
+
+    /// Asks the worker for a prediction at a point (the latest request wins).
+    pub fn predict(&self, lat: f64, lon: f64, source: &str) {
+        if !matches!(self.model.get_untracked(), ModelState::Ready { .. }) {
+            self.prediction.set(PredictionState::Failed(
+                "The model is not ready yet; the prediction will be possible once it has loaded."
+                    .into(),
+            ));
+            return;
+        }
+        let id = self.next_request.get_value() + 1;
+        self.next_request.set_value(id);
+        self.prediction.set(PredictionState::Waiting { lat, lon });
+        send(self, &ToWorker::Predict { id, lat, lon, source: source.to_string() });
+    }
+
+    /// Opens the form for a new tag at a point and predicts there.
+    pub fn new_tag_at(&self, lat: f64, lon: f64) {
+        self.draft.set(Some(Draft {
+            id: None,
+            lat,
+            lon,
+            label: "entrance".into(),
+            source: DEFAULT_SOURCE.into(),
+            note: String::new(),
+        }));
+        self.status.set(format!("New tag at {lat:.5}, {lon:.5}: choose its type and save."));
+        self.predict(lat, lon, DEFAULT_SOURCE);
+    }
+
+    /// Opens the form for an existing tag and predicts at it.
+    pub fn select(&self, id: &str) {
+        let store = self.store.get_untracked();
+        let Some(t) = store.get(id) else { return };
+        self.draft.set(Some(Draft {
+            id: Some(t.id.clone()),
+            lat: t.lat,
+            lon: t.lon,
+            label: t.label.clone(),
+            source: t.source.clone(),
+            note: store.note(t).to_string(),
+        }));
+        self.predict(t.lat, t.lon, &t.source);
+    }
+}
+
+fn send(ctx: &Ctx, msg: &ToWorker) {
+    ctx.worker.with_value(|w| {
+        if let Some(w) = w {
+            let text = serde_json::to_string(msg).expect("messages serialise");
+            if let Err(e) = w.post_message(&JsValue::from_str(&text)) {
+                web_sys::console::error_1(&e);
+            }
+        }
+    });
+}
+
+fn query_param(name: &str) -> Option<String> {
+    let search = web_sys::window()?.location().search().ok()?;
+    web_sys::UrlSearchParams::new_with_str(&search).ok()?.get(name)
+}
+
+/// The page's base URL (directory of the page), for `model/` and `tiles/`.
+fn base_url() -> String {
+    let loc = web_sys::window().expect("a window").location();
+    let origin = loc.origin().unwrap_or_default();
+    let path = loc.pathname().unwrap_or_else(|_| "/".into());
+    let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+    format!("{origin}{}", if dir.is_empty() { "/" } else { dir })
+}
+
+fn start_worker(ctx: Ctx) {
+    let worker = match Worker::new("./worker_loader.js") {
+        Ok(w) => w,
+        Err(e) => {
+            ctx.model.set(ModelState::Failed(format!("the model worker did not start: {e:?}")));
+            return;
+        }
+    };
+    let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
+        let Some(text) = e.data().as_string() else { return };
+        let Ok(msg) = serde_json::from_str::<FromWorker>(&text) else { return };
+        match msg {
+            FromWorker::Started => {
+                let backend = BackendChoice::from_query(query_param("backend").as_deref());
+                send(&ctx, &ToWorker::Load { base: base_url(), backend });
+            }
+            FromWorker::Ready { backend, note, load_ms, warmup_ms, model } => {
+                ctx.status.set(format!("Model ready ({}).", backend_label(&backend)));
+                ctx.model.set(ModelState::Ready { backend, note, load_ms, warmup_ms, info: model });
+            }
+            FromWorker::Prediction { id, lat, lon, prediction, tiles_ms, model_ms } => {
+                if id == ctx.next_request.get_value() {
+                    ctx.prediction.set(PredictionState::Done {
+                        lat,
+                        lon,
+                        prediction,
+                        tiles_ms,
+                        model_ms,
+                    });
+                }
+            }
+            FromWorker::Failed { id: None, message } => ctx.model.set(ModelState::Failed(message)),
+            FromWorker::Failed { id: Some(id), message } => {
+                if id == ctx.next_request.get_value() {
+                    ctx.prediction.set(PredictionState::Failed(message));
+                }
+            }
+        }
+    });
+    worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    on_message.forget();
+    let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+        ctx.model.set(ModelState::Failed("the model worker crashed (see the console)".into()));
+    });
+    worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+    on_error.forget();
+    ctx.worker.set_value(Some(worker));
+}
+
+pub fn backend_label(backend: &str) -> &'static str {
+    match backend {
+        "webgpu" => "WebGPU",
+        _ => "CPU (wasm SIMD)",
+    }
+}
+
+#[component]
+fn App() -> impl IntoView {
+    let ctx = Ctx {
+        store: RwSignal::new(TagStore::default()),
+        filter: RwSignal::new(None),
+        draft: RwSignal::new(None),
+        model: RwSignal::new(ModelState::Loading),
+        prediction: RwSignal::new(PredictionState::Idle),
+        tiles: RwSignal::new(TileSettings {
+            url: query_param("tiles").unwrap_or_else(|| OSM_TILES.into()),
+            attribution: query_param("attribution").unwrap_or_else(|| {
+                if query_param("tiles").is_some() { String::new() } else { OSM_ATTRIBUTION.into() }
+            }),
+            model_view: false,
+        }),
+        status: RwSignal::new(String::new()),
+        store_ready: RwSignal::new(false),
+        worker: StoredValue::new_local(None),
+        next_request: StoredValue::new(0),
+    };
+    provide_context(ctx);
+
+    // Tags: load once from IndexedDB; `edit_store` saves after every change.
+    let loaded = ctx.store_ready;
+    spawn_local(async move {
+        match idb::get(idb::TAGS_KEY).await {
+            Ok(Some(text)) => match TagStore::from_json(&text) {
+                Ok(s) => ctx.store.set(s),
+                Err(e) => ctx.status.set(format!("Saved tags could not be read: {e}")),
+            },
+            Ok(None) => {}
+            Err(e) => ctx.status.set(format!("Tags will not be saved: {e}")),
+        }
+        loaded.set(true);
+    });
+    let store_ready = move || loaded.get();
+
+    start_worker(ctx);
+
+    view! {
+        <a class="skip-link" href="#sidebar">"Skip to the tag panel"</a>
+        <header class="topbar">
+            <h1>"AccessAtlas"</h1>
+            <panels::BackendBadge/>
+        </header>
+        <main class="layout">
+            <map::MapView/>
+            <aside id="sidebar" class="sidebar" aria-label="Tags and predictions" data-ready=move || store_ready().to_string()>
+                <p class="status" role="status" aria-live="polite">{move || ctx.status.get()}</p>
+                <panels::TagForm/>
+                <panels::PredictionPanel/>
+                <panels::TagList/>
+                <panels::ImportExport/>
+                <panels::Settings/>
+            </aside>
+        </main>
+    }
+}
+
+/// Entry point of the `app` binary.
+pub fn start() {
+    console_error_panic_hook::set_once();
+    leptos::mount::mount_to_body(App);
+}

@@ -1,0 +1,392 @@
+//! The sidebar: tag form, prediction panel, tag list with filter, import/export, settings,
+//! and the backend badge in the top bar.
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use model_core::tags::Rejected;
+use wasm_bindgen::prelude::*;
+
+use super::map::letter;
+use super::{Ctx, ModelState, PredictionState, backend_label};
+use crate::geojson::{import_geojson, to_geojson};
+use crate::store::{ImportReport, labels};
+
+fn pretty(label: &str) -> String {
+    label.replace('_', " ")
+}
+
+#[component]
+pub fn BackendBadge() -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    let text = move || match ctx.model.get() {
+        ModelState::Loading => "Model: loading…".to_string(),
+        ModelState::Ready { backend, .. } => format!("Model: {}", backend_label(&backend)),
+        ModelState::Failed(_) => "Model: unavailable".to_string(),
+    };
+    let detail = move || match ctx.model.get() {
+        ModelState::Loading => String::new(),
+        ModelState::Ready { note, load_ms, warmup_ms, info, .. } => format!(
+            "{} model (git {}), loaded in {load_ms:.0} ms, warm-up {warmup_ms:.0} ms{}",
+            info.encoder,
+            info.git_revision,
+            note.map(|n| format!("; {n}")).unwrap_or_default()
+        ),
+        ModelState::Failed(e) => e,
+    };
+    let backend = move || match ctx.model.get() {
+        ModelState::Ready { backend, .. } => backend,
+        ModelState::Loading => "loading".into(),
+        ModelState::Failed(_) => "failed".into(),
+    };
+    view! {
+        <div class="badge-wrap">
+            <span class="badge" data-testid="backend-badge" data-backend=backend>{text}</span>
+            <span class="badge-detail">{detail}</span>
+        </div>
+    }
+}
+
+#[component]
+pub fn TagForm() -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    let field = move |f: fn(&mut super::Draft, String)| {
+        move |ev: web_sys::Event| {
+            let v = event_target_value(&ev);
+            ctx.draft.update(|d| {
+                if let Some(d) = d {
+                    f(d, v)
+                }
+            });
+        }
+    };
+    let save = move |ev: web_sys::SubmitEvent| {
+        ev.prevent_default();
+        let Some(d) = ctx.draft.get_untracked() else { return };
+        let mut result = Ok(String::new());
+        ctx.edit_store(|s| {
+            result = match &d.id {
+                Some(id) => s.edit(id, &d.label, &d.source, &d.note).map(|()| id.clone()),
+                None => s.add(d.lat, d.lon, &d.label, &d.source, &d.note),
+            }
+        });
+        match result {
+            Ok(id) => {
+                ctx.status.set(format!("Saved {} tag {id}.", pretty(&d.label)));
+                ctx.draft.set(None);
+            }
+            Err(e) => ctx.status.set(format!("Not saved: {e}")),
+        }
+    };
+    let delete = move |_| {
+        let Some(Some(id)) = ctx.draft.get_untracked().map(|d| d.id) else { return };
+        ctx.edit_store(|s| {
+            s.delete(&id);
+        });
+        ctx.draft.set(None);
+        ctx.status.set(format!("Deleted tag {id}."));
+    };
+    let cancel = move |_| ctx.draft.set(None);
+    let d = move || ctx.draft.get();
+    view! {
+        <Show when=move || d().is_some()>
+            <form class="panel tag-form" data-testid="tag-form" on:submit=save
+                on:keydown=move |e: web_sys::KeyboardEvent| if e.key() == "Escape" { ctx.draft.set(None) }>
+                <h2>{move || if d().and_then(|d| d.id).is_some() { "Edit tag" } else { "New tag" }}</h2>
+                <p class="coords">{move || d().map(|d| format!("{:.5}, {:.5}", d.lat, d.lon)).unwrap_or_default()}</p>
+                <label for="tag-type">"Type"</label>
+                <select id="tag-type" data-testid="tag-type" on:change=field(|d, v| d.label = v)
+                    prop:value=move || d().map(|d| d.label).unwrap_or_default()>
+                    {labels().names().iter().map(|l| view! {
+                        <option value=l.clone()>{format!("{} ({})", pretty(l), letter(l))}</option>
+                    }).collect_view()}
+                </select>
+                <label for="tag-source">"Source"</label>
+                <input id="tag-source" data-testid="tag-source" type="text" autocomplete="off"
+                    on:input=field(|d, v| d.source = v)
+                    prop:value=move || d().map(|d| d.source).unwrap_or_default()/>
+                <label for="tag-note">"Note (optional)"</label>
+                <textarea id="tag-note" data-testid="tag-note" rows="2"
+                    on:input=field(|d, v| d.note = v)
+                    prop:value=move || d().map(|d| d.note).unwrap_or_default()></textarea>
+                <div class="buttons">
+                    <button type="submit" data-testid="save-tag">"Save tag"</button>
+                    <button type="button" class="secondary" on:click=cancel>"Cancel"</button>
+                    <Show when=move || d().and_then(|d| d.id).is_some()>
+                        <button type="button" class="danger" data-testid="delete-tag" on:click=delete>"Delete"</button>
+                    </Show>
+                </div>
+            </form>
+        </Show>
+    }
+}
+
+#[component]
+pub fn PredictionPanel() -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    let summary = move || match ctx.prediction.get() {
+        PredictionState::Idle => {
+            "Click the map (or press Enter on it) to get a prediction.".to_string()
+        }
+        PredictionState::Waiting { lat, lon } => format!("Predicting at {lat:.5}, {lon:.5}…"),
+        PredictionState::Done { prediction, model_ms, tiles_ms, .. } => format!(
+            "Predicted {}, {:.0} % confident ({:.0} ms: tiles {tiles_ms:.0} ms, model {model_ms:.0} ms).",
+            pretty(&prediction.label),
+            prediction.confidence * 100.0,
+            tiles_ms + model_ms
+        ),
+        PredictionState::Failed(e) => format!("No prediction: {e}"),
+    };
+    let bars = move || {
+        match ctx.prediction.get() {
+        PredictionState::Done { prediction, .. } => prediction
+            .probabilities
+            .0
+            .into_iter()
+            .map(|(l, p)| {
+                let pct = format!("{:.1} %", p * 100.0);
+                let top = l == prediction.label;
+                view! {
+                    <li class="bar-row" class:top=top data-label=l.clone() data-probability=p.to_string()>
+                        <span class="bar-label">{format!("{} {}", letter(&l), pretty(&l))}</span>
+                        <span class=format!("bar tag-{l}") style=format!("width: {:.1}%", p * 100.0) aria-hidden="true"></span>
+                        <span class="bar-value">{pct}</span>
+                    </li>
+                }
+            })
+            .collect_view()
+            .into_any(),
+        _ => ().into_any(),
+    }
+    };
+    let state = move || match ctx.prediction.get() {
+        PredictionState::Idle => "idle",
+        PredictionState::Waiting { .. } => "waiting",
+        PredictionState::Done { .. } => "done",
+        PredictionState::Failed(_) => "failed",
+    };
+    view! {
+        <section class="panel" data-testid="prediction" data-state=state aria-labelledby="prediction-h">
+            <h2 id="prediction-h">"Prediction"</h2>
+            <p aria-live="polite" aria-atomic="true" class="prediction-summary">{summary}</p>
+            <ul class="bars" aria-label="Probability per type">{bars}</ul>
+        </section>
+    }
+}
+
+#[component]
+pub fn TagList() -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    let rows = move || {
+        let f = ctx.filter.get();
+        ctx.store.with(|s| s.filtered(f.as_deref()))
+    };
+    let count = move || {
+        let n = rows().len();
+        let total = ctx.store.with(|s| s.tags.len());
+        format!("{n} of {total} tags shown")
+    };
+    view! {
+        <section class="panel" aria-labelledby="tags-h">
+            <h2 id="tags-h">"Tags"</h2>
+            <label for="tag-filter">"Show type"</label>
+            <select id="tag-filter" data-testid="tag-filter" on:change=move |ev| {
+                let v = event_target_value(&ev);
+                ctx.filter.set((!v.is_empty()).then_some(v));
+            }>
+                <option value="">"All types"</option>
+                {labels().names().iter().map(|l| view! { <option value=l.clone()>{pretty(l)}</option> }).collect_view()}
+            </select>
+            <p class="count">{count}</p>
+            <ul class="tag-list" data-testid="tag-list">
+                <For each=rows key=|t| (t.id.clone(), t.label.clone(), t.lat.to_bits(), t.lon.to_bits(), t.source.clone())
+                    children=move |t| {
+                        let id = t.id.clone();
+                        let id_del = t.id.clone();
+                        let label = t.label.clone();
+                        view! {
+                            <li class="tag-row" data-id=t.id.clone() data-type=t.label.clone()>
+                                <span class=format!("chip tag-{label}") aria-hidden="true">{letter(&label)}</span>
+                                <span class="tag-text">{format!("{} · {} · {:.5}, {:.5}", pretty(&label), t.source, t.lat, t.lon)}</span>
+                                <button type="button" class="small" aria-label=format!("Edit {} {}", pretty(&label), t.id)
+                                    on:click=move |_| ctx.select(&id)>"Edit"</button>
+                                <button type="button" class="small danger" aria-label=format!("Delete {} {}", pretty(&label), t.id)
+                                    on:click=move |_| {
+                                        ctx.edit_store(|s| { s.delete(&id_del); });
+                                        ctx.status.set(format!("Deleted tag {id_del}."));
+                                    }>"Delete"</button>
+                            </li>
+                        }
+                    }/>
+            </ul>
+        </section>
+    }
+}
+
+fn download(name: &str, mime: &str, bytes: &[u8]) -> Result<(), JsValue> {
+    let parts = js_sys::Array::of1(&js_sys::Uint8Array::from(bytes));
+    let opts = web_sys::BlobPropertyBag::new();
+    opts.set_type(mime);
+    let blob = web_sys::Blob::new_with_u8_array_sequence_and_options(&parts, &opts)?;
+    let url = web_sys::Url::create_object_url_with_blob(&blob)?;
+    let doc = web_sys::window().and_then(|w| w.document()).ok_or("no document")?;
+    let a: web_sys::HtmlAnchorElement = doc.create_element("a")?.unchecked_into();
+    a.set_href(&url);
+    a.set_download(name);
+    a.click();
+    web_sys::Url::revoke_object_url(&url)?;
+    Ok(())
+}
+
+#[derive(Clone, PartialEq)]
+struct ImportView {
+    file: String,
+    added: usize,
+    replaced: usize,
+    rejected: Vec<Rejected>,
+}
+
+#[component]
+pub fn ImportExport() -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    let report = RwSignal::new(None::<Result<ImportView, String>>);
+    let on_file = move |ev: web_sys::Event| {
+        let input: web_sys::HtmlInputElement = event_target(&ev);
+        let Some(file) = input.files().and_then(|f| f.get(0)) else { return };
+        input.set_value("");
+        let name = file.name();
+        spawn_local(async move {
+            let text = gloo_file::futures::read_as_bytes(&gloo_file::Blob::from(file)).await;
+            let result: Result<ImportReport, String> = match text {
+                Err(e) => Err(format!("{name}: {e}")),
+                Ok(bytes) => {
+                    let mut out = Err(String::new());
+                    let is_csv = name.to_ascii_lowercase().ends_with(".csv");
+                    ctx.edit_store(|s| {
+                        out = if is_csv {
+                            s.import_csv(&bytes)
+                        } else {
+                            match String::from_utf8(bytes) {
+                                Ok(t) => import_geojson(s, &t),
+                                Err(_) => Err("not UTF-8 text".into()),
+                            }
+                        }
+                    });
+                    out.map_err(|e| format!("{name}: {e}"))
+                }
+            };
+            let view = result.map(|r| ImportView {
+                file: name.clone(),
+                added: r.added,
+                replaced: r.replaced,
+                rejected: r.rejected,
+            });
+            ctx.status.set(match &view {
+                Ok(v) => format!(
+                    "Imported {name}: {} added, {} replaced, {} rejected.",
+                    v.added,
+                    v.replaced,
+                    v.rejected.len()
+                ),
+                Err(e) => format!("Import failed: {e}"),
+            });
+            report.set(Some(view));
+        });
+    };
+    let export_csv = move |_| {
+        let bytes = ctx.store.with_untracked(|s| s.to_csv());
+        if let Err(e) = download("tags.csv", "text/csv", &bytes) {
+            ctx.status.set(format!("Export failed: {e:?}"));
+        }
+    };
+    let export_geojson = move |_| {
+        let text = ctx.store.with_untracked(to_geojson);
+        if let Err(e) = download("tags.geojson", "application/geo+json", text.as_bytes()) {
+            ctx.status.set(format!("Export failed: {e:?}"));
+        }
+    };
+    view! {
+        <section class="panel" aria-labelledby="io-h">
+            <h2 id="io-h">"Import and export"</h2>
+            <label for="import-file">"Import tags (CSV in the pipeline's tags.csv schema, or GeoJSON)"</label>
+            <input id="import-file" type="file" data-testid="import-file"
+                accept=".csv,.geojson,.json,text/csv,application/geo+json" on:change=on_file/>
+            <div class="buttons">
+                <button type="button" data-testid="export-csv" on:click=export_csv>"Export CSV"</button>
+                <button type="button" data-testid="export-geojson" on:click=export_geojson>"Export GeoJSON"</button>
+            </div>
+            {move || report.get().map(|r| match r {
+                Err(e) => view! { <p class="error" data-testid="import-report">{e}</p> }.into_any(),
+                Ok(v) => { let n_rejected = v.rejected.len(); view! {
+                    <div data-testid="import-report" data-added=v.added.to_string() data-rejected=n_rejected.to_string()>
+                        <p>{format!("{}: {} added, {} replaced, {n_rejected} rejected.", v.file, v.added, v.replaced)}</p>
+                        <ul class="rejected" data-testid="import-rejected">
+                            {v.rejected.into_iter().map(|r| view! { <li>{r.to_string()}</li> }).collect_view()}
+                        </ul>
+                    </div>
+                }.into_any() },
+            })}
+        </section>
+    }
+}
+
+#[component]
+pub fn Settings() -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    let url = RwSignal::new(ctx.tiles.get_untracked().url);
+    let attribution = RwSignal::new(ctx.tiles.get_untracked().attribution);
+    let apply = move |ev: web_sys::SubmitEvent| {
+        ev.prevent_default();
+        let u = url.get_untracked();
+        if !(u.contains("{z}") && u.contains("{x}") && u.contains("{y}")) {
+            ctx.status.set("A tile URL needs {z}, {x} and {y}.".into());
+            return;
+        }
+        ctx.tiles.update(|t| {
+            t.url = u.clone();
+            t.attribution = attribution.get_untracked();
+        });
+        // Shareable: the page URL carries the setup.
+        if let Some(w) = web_sys::window() {
+            let params =
+                web_sys::UrlSearchParams::new_with_str(&w.location().search().unwrap_or_default())
+                    .ok();
+            if let Some(p) = params {
+                p.set("tiles", &u);
+                p.set("attribution", &attribution.get_untracked());
+                let _ = w.history().and_then(|h| {
+                    h.replace_state_with_url(
+                        &JsValue::NULL,
+                        "",
+                        Some(&format!("?{}", String::from(p.to_string()))),
+                    )
+                });
+            }
+        }
+        ctx.status.set("Map tiles updated; the page address now shares this setup.".into());
+    };
+    view! {
+        <details class="panel">
+            <summary>"Map settings"</summary>
+            <fieldset>
+                <legend>"Base layer"</legend>
+                <label class="inline">
+                    <input type="radio" name="base" checked=move || !ctx.tiles.get().model_view
+                        on:change=move |_| ctx.tiles.update(|t| t.model_view = false)/>
+                    "Map tiles (below)"
+                </label>
+                <label class="inline">
+                    <input type="radio" name="base" data-testid="model-view" checked=move || ctx.tiles.get().model_view
+                        on:change=move |_| ctx.tiles.update(|t| t.model_view = true)/>
+                    "What the model sees (rendered tiles)"
+                </label>
+            </fieldset>
+            <form on:submit=apply>
+                <label for="tile-url">"Tile URL template"</label>
+                <input id="tile-url" type="url" bind:value=url/>
+                <label for="tile-attribution">"Attribution (HTML)"</label>
+                <input id="tile-attribution" type="text" bind:value=attribution/>
+                <button type="submit">"Apply"</button>
+            </form>
+        </details>
+    }
+}

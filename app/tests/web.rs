@@ -1,0 +1,58 @@
+//! The app's logic compiled to wasm32 and run in headless Chromium (wasm-bindgen-test):
+//! IndexedDB persistence, the tag store and its CSV/GeoJSON formats, the worker protocol, and
+//! the shipped model bundle predicting through model-core on the CPU backend.
+#![cfg(target_arch = "wasm32")]
+
+use app::geojson::{import_geojson, to_geojson};
+use app::protocol::model_tile_url;
+use app::store::TagStore;
+use model_core::bundle::BundleManifest;
+use model_core::burn::tensor::Device;
+use model_core::infer::Predictor;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+#[wasm_bindgen_test]
+async fn indexeddb_keeps_the_store() {
+    let mut s = TagStore::default();
+    s.add(60.17, 24.94, "ramp", "user", "é note").unwrap();
+    app::idb::put("test-store", &s.to_json()).await.unwrap();
+    let back = app::idb::get("test-store").await.unwrap().expect("a record");
+    assert_eq!(TagStore::from_json(&back).unwrap(), s);
+    assert_eq!(app::idb::get("never-written").await.unwrap(), None);
+}
+
+#[wasm_bindgen_test]
+fn formats_round_trip_in_wasm() {
+    let mut s = TagStore::default();
+    s.add(60.17, 24.94, "elevator", "user", "lift, east side").unwrap();
+    let mut t = TagStore::default();
+    let r = t.import_csv(&s.to_csv()).unwrap();
+    assert_eq!((r.added, r.rejected.len()), (1, 0));
+    assert_eq!(t.tags, s.tags);
+    let mut u = TagStore::default();
+    import_geojson(&mut u, &to_geojson(&s)).unwrap();
+    assert_eq!(u.tags, s.tags);
+}
+
+#[wasm_bindgen_test]
+async fn shipped_bundle_predicts_on_the_cpu_backend() {
+    let manifest =
+        BundleManifest::from_json(include_str!("../../assets/model/model.json")).unwrap();
+    let weights = include_bytes!("../../assets/model/weights.bpk");
+    let p = Predictor::from_bundle(&manifest, weights, &Device::flex()).unwrap();
+    let w = p.window(&manifest.tile_source, 60.1699, 24.9384).unwrap();
+    assert!(!w.placements().is_empty());
+    let url = model_tile_url(&manifest.tile_source, "http://x/", w.placements()[0].tile).unwrap();
+    assert!(url.starts_with("http://x/tiles/19/"), "{url}");
+    let s = manifest.config.image_size;
+    let img = image::RgbImage::from_pixel(s, s, image::Rgb([242, 239, 233]));
+    let input = p.input(&img, 60.1699, 24.9384, "user").unwrap();
+    let a = p.predict_async(&input).await.unwrap();
+    let b = p.predict(&input).unwrap();
+    assert_eq!(a, b, "async and sync readback agree");
+    let sum: f32 = a.probabilities.0.iter().map(|(_, v)| v).sum();
+    assert!((sum - 1.0).abs() < 1e-4);
+    assert!(manifest.config.labels.names().contains(&a.label));
+}

@@ -1,0 +1,208 @@
+//! The web server behind `accessatlas serve`: the built app, the model bundle, and the
+//! renderer's tiles drawn on the fly, so in-page predictions see exactly what training saw.
+//!
+//! Routes:
+//! - `/tiles/{z}/{x}/{y}.png`: a 256x256 tile from [`crate::render::Renderer`] (same code as
+//!   `collect --tiles render`), cached in memory, CORS-open, `X-AccessAtlas-Style` names the
+//!   style version;
+//! - `/tiles/style`: the style version and zoom range as JSON;
+//! - `/model/...`: the model bundle directory (`model.json`, `weights.bpk`);
+//! - everything else: the app's `dist/` directory (`index.html` for unknown paths).
+//!
+//! Responses are gzip-compressed when the client accepts it; `.wasm` is served as
+//! `application/wasm`; hashed build outputs are cached for a year, the rest revalidated.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use model_core::tile::{MAX_ZOOM, TileId};
+use tower_http::compression::CompressionLayer;
+use tower_http::services::{ServeDir, ServeFile};
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::osm::OsmMap;
+use crate::render::{Renderer, style::STYLE_VERSION};
+
+/// Highest zoom the tile endpoint draws (the renderer's limit is 22; 20 is the deepest a
+/// Leaflet map asks for here).
+pub const MAX_RENDER_ZOOM: u8 = 20;
+/// Rendered PNGs kept in memory (about 5-20 KB each).
+const TILE_CACHE_CAPACITY: usize = 4096;
+
+/// Draws tiles at any zoom from one extract; one [`Renderer`] per zoom, built on first use.
+pub struct TileRenderer {
+    map: OsmMap,
+    renderers: Mutex<HashMap<u8, Arc<Renderer>>>,
+    cache: Mutex<HashMap<TileId, Arc<Vec<u8>>>>,
+}
+
+impl TileRenderer {
+    pub fn new(map: OsmMap) -> Self {
+        Self { map, renderers: Mutex::default(), cache: Mutex::default() }
+    }
+
+    fn renderer(&self, z: u8) -> Result<Arc<Renderer>> {
+        if let Some(r) = self.renderers.lock().expect("renderer lock").get(&z) {
+            return Ok(r.clone());
+        }
+        let r = Arc::new(Renderer::new(&self.map, z)?);
+        self.renderers.lock().expect("renderer lock").insert(z, r.clone());
+        Ok(r)
+    }
+
+    /// The PNG bytes of tile `t`, rendered or from the cache.
+    pub fn png(&self, t: TileId) -> Result<Arc<Vec<u8>>> {
+        anyhow::ensure!(t.z <= MAX_RENDER_ZOOM, "zoom {} is above {MAX_RENDER_ZOOM}", t.z);
+        let n = 1u64 << t.z;
+        anyhow::ensure!(
+            u64::from(t.x) < n && u64::from(t.y) < n,
+            "tile {}/{}/{} is outside the world",
+            t.z,
+            t.x,
+            t.y
+        );
+        if let Some(b) = self.cache.lock().expect("tile cache lock").get(&t) {
+            return Ok(b.clone());
+        }
+        let img = self.renderer(t.z)?.render_tile(t);
+        let mut png = Vec::new();
+        image::DynamicImage::ImageRgba8(img)
+            .to_rgb8()
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .context("encoding tile")?;
+        let png = Arc::new(png);
+        let mut cache = self.cache.lock().expect("tile cache lock");
+        if cache.len() >= TILE_CACHE_CAPACITY {
+            cache.clear();
+        }
+        cache.insert(t, png.clone());
+        Ok(png)
+    }
+}
+
+/// What the server serves.
+pub struct ServeConfig {
+    /// The built app (`trunk build` output).
+    pub dist: PathBuf,
+    /// The model bundle directory.
+    pub model: PathBuf,
+    pub tiles: Arc<TileRenderer>,
+}
+
+/// The whole application router.
+pub fn router(cfg: ServeConfig) -> Router {
+    let tiles = Router::new()
+        .route("/tiles/style", get(style_info))
+        .route("/tiles/{z}/{x}/{file}", get(tile))
+        .with_state(cfg.tiles);
+    let model = ServeDir::new(&cfg.model);
+    let index = cfg.dist.join("index.html");
+    let app = ServeDir::new(&cfg.dist).fallback(ServeFile::new(index));
+    tiles
+        .nest_service("/model", model)
+        .fallback_service(app)
+        .layer(axum::middleware::from_fn(cache_headers))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(CompressionLayer::new().gzip(true))
+}
+
+async fn style_info() -> impl IntoResponse {
+    (
+        [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")],
+        axum::Json(serde_json::json!({
+            "style": STYLE_VERSION,
+            "min_zoom": 0,
+            "max_zoom": MAX_RENDER_ZOOM,
+        })),
+    )
+}
+
+async fn tile(
+    State(tiles): State<Arc<TileRenderer>>,
+    UrlPath((z, x, file)): UrlPath<(u8, u32, String)>,
+) -> Response {
+    let Some(y) = file.strip_suffix(".png").and_then(|s| s.parse::<u32>().ok()) else {
+        return (StatusCode::NOT_FOUND, "tile paths end in {y}.png").into_response();
+    };
+    if z > MAX_ZOOM {
+        return (StatusCode::NOT_FOUND, format!("zoom {z} is out of range")).into_response();
+    }
+    let t = TileId { z, x, y };
+    match tokio::task::spawn_blocking(move || tiles.png(t)).await {
+        Ok(Ok(png)) => {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/png"));
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=86400"));
+            h.insert("x-accessatlas-style", HeaderValue::from_static(STYLE_VERSION));
+            (h, png.as_ref().clone()).into_response()
+        }
+        Ok(Err(e)) => (StatusCode::NOT_FOUND, format!("{e:#}")).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+/// Trunk names its outputs `name-<hash>.ext`: those never change and are cached for a year;
+/// everything else (index.html, the model bundle) is revalidated on each load.
+async fn cache_headers(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let path = req.uri().path().to_owned();
+    let mut res = next.run(req).await;
+    if res.headers().contains_key(header::CACHE_CONTROL) || !res.status().is_success() {
+        return res;
+    }
+    let value =
+        if is_hashed_asset(&path) { "public, max-age=31536000, immutable" } else { "no-cache" };
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(value));
+    res
+}
+
+fn is_hashed_asset(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or("");
+    let stem = name.split('.').next().unwrap_or("");
+    let stem = stem.strip_suffix("_bg").unwrap_or(stem);
+    stem.rsplit_once('-').is_some_and(|(_, h)| {
+        (8..=16).contains(&h.len()) && h.chars().all(|c| c.is_ascii_hexdigit())
+    })
+}
+
+/// Binds `addr` and serves until Ctrl-C. `on_ready` gets the bound address (port 0 picks one).
+pub async fn serve(
+    cfg: ServeConfig,
+    addr: SocketAddr,
+    on_ready: impl FnOnce(SocketAddr),
+) -> Result<()> {
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    on_ready(listener.local_addr()?);
+    axum::serve(listener, router(cfg))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("serving")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashed_assets_are_recognised() {
+        assert!(is_hashed_asset("/app-3f2a9c0d1e2b4a5f_bg.wasm"));
+        assert!(is_hashed_asset("/app-3f2a9c0d1e2b4a5f.js"));
+        assert!(!is_hashed_asset("/index.html"));
+        assert!(!is_hashed_asset("/model/model.json"));
+        assert!(!is_hashed_asset("/leaflet-1.9.4.css"));
+    }
+}

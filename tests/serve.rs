@@ -1,0 +1,117 @@
+//! `accessatlas serve`'s router on a real socket: rendered tiles equal the renderer's output,
+//! the model bundle and the app are served with the right types, compression and caching.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use accessatlas::cmd::collect::{BUNDLED_OSM, BUNDLED_OSM_NAME};
+use accessatlas::osm::OsmMap;
+use accessatlas::render::Renderer;
+use accessatlas::serve::{ServeConfig, TileRenderer, serve};
+use model_core::tile::lat_lon_to_tile;
+
+fn start() -> (String, PathBuf) {
+    let dist = std::env::temp_dir().join(format!("accessatlas-serve-{}", std::process::id()));
+    std::fs::create_dir_all(&dist).unwrap();
+    std::fs::write(dist.join("index.html"), "<!doctype html><title>AccessAtlas test</title>")
+        .unwrap();
+    std::fs::write(dist.join("app-0123456789abcdef_bg.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/model");
+    let map = OsmMap::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME).unwrap();
+    let cfg = ServeConfig { dist: dist.clone(), model, tiles: Arc::new(TileRenderer::new(map)) };
+    let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+        rt.block_on(serve(cfg, "127.0.0.1:0".parse().unwrap(), move |a| tx.send(a).unwrap()))
+            .unwrap();
+    });
+    let addr = rx.recv().unwrap();
+    (format!("http://{addr}"), dist)
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).build().into()
+}
+
+fn get(url: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut res = agent().get(url).header("Accept-Encoding", "identity").call().unwrap();
+    let headers = res
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let mut body = Vec::new();
+    res.body_mut().as_reader().read_to_end(&mut body).unwrap();
+    (res.status().as_u16(), headers, body)
+}
+
+fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    h.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn serves_tiles_model_and_app() {
+    let (base, dist) = start();
+
+    // A tile at the bundled model's zoom equals what `collect --tiles render` draws.
+    let t = lat_lon_to_tile(60.1699, 24.9384, 19).unwrap();
+    let (status, h, body) = get(&format!("{base}/tiles/{}/{}/{}.png", t.z, t.x, t.y));
+    assert_eq!(status, 200);
+    assert_eq!(header(&h, "content-type"), Some("image/png"));
+    assert_eq!(header(&h, "access-control-allow-origin"), Some("*"));
+    assert_eq!(header(&h, "x-accessatlas-style"), Some(accessatlas::render::style::STYLE_VERSION));
+    let served = image::load_from_memory(&body).unwrap().to_rgb8();
+    let map = OsmMap::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME).unwrap();
+    let drawn =
+        image::DynamicImage::ImageRgba8(Renderer::new(&map, 19).unwrap().render_tile(t)).to_rgb8();
+    assert_eq!(served.dimensions(), (256, 256));
+    assert!(served == drawn, "served tile differs from the renderer's");
+    // Cached: the second request gives the same bytes.
+    assert_eq!(get(&format!("{base}/tiles/{}/{}/{}.png", t.z, t.x, t.y)).2, body);
+    // Other zooms work too (the map's base layer), out-of-range ones are 404 with a reason.
+    assert_eq!(get(&format!("{base}/tiles/14/9326/4743.png")).0, 200);
+    let (s, _, b) = get(&format!("{base}/tiles/21/0/0.png"));
+    assert_eq!(s, 404);
+    assert!(String::from_utf8_lossy(&b).contains("zoom"));
+    assert_eq!(get(&format!("{base}/tiles/3/8/0.png")).0, 404);
+    assert_eq!(get(&format!("{base}/tiles/3/1/zero.png")).0, 404);
+    let (s, _, b) = get(&format!("{base}/tiles/style"));
+    assert_eq!(s, 200);
+    assert!(String::from_utf8_lossy(&b).contains(accessatlas::render::style::STYLE_VERSION));
+
+    // The model bundle.
+    let (s, h, b) = get(&format!("{base}/model/model.json"));
+    assert_eq!(s, 200);
+    assert_eq!(header(&h, "cache-control"), Some("no-cache"));
+    model_core::bundle::BundleManifest::from_json(std::str::from_utf8(&b).unwrap()).unwrap();
+    assert_eq!(get(&format!("{base}/model/missing.bin")).0, 404);
+
+    // The app, its wasm with the right type and a long cache, and the SPA fallback.
+    let (s, _, b) = get(&format!("{base}/"));
+    assert_eq!(s, 200);
+    assert!(String::from_utf8_lossy(&b).contains("AccessAtlas test"));
+    let (s, h, _) = get(&format!("{base}/app-0123456789abcdef_bg.wasm"));
+    assert_eq!(s, 200);
+    assert_eq!(header(&h, "content-type"), Some("application/wasm"));
+    assert_eq!(header(&h, "cache-control"), Some("public, max-age=31536000, immutable"));
+    assert!(String::from_utf8_lossy(&get(&format!("{base}/some/page")).2).contains("AccessAtlas"));
+
+    // Compression when the client asks for it (raw HTTP: ureq would decode it silently).
+    let host = base.trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        conn,
+        "GET /model/model.json HTTP/1.1\r\nHost: {host}\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    conn.read_to_end(&mut raw).unwrap();
+    let head =
+        String::from_utf8_lossy(&raw[..raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap()])
+            .to_ascii_lowercase();
+    assert!(head.contains("content-encoding: gzip"), "{head}");
+
+    std::fs::remove_dir_all(dist).ok();
+}

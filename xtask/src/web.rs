@@ -1,0 +1,139 @@
+//! The browser side: installs the pinned web tools into the shared cache (never downloaded by
+//! trunk itself), builds the app with trunk, runs the browser tests.
+//!
+//! Pinned: `wasm-bindgen-cli` = the `wasm-bindgen` in Cargo.lock, `trunk` 0.21.14 (0.22 needs
+//! a newer rustc). Chromium and chromedriver come from Debian (`apt-get`).
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::{cache_dir, cargo, ensure_wasm_target, run};
+
+pub const WASM_BINDGEN_VERSION: &str = "0.2.130";
+pub const TRUNK_VERSION: &str = "0.21.14";
+/// The cargo profile of every wasm build (see the workspace Cargo.toml).
+pub const WASM_PROFILE: &str = "wasm-release";
+
+/// Where the web tools are installed (`cargo install --root`).
+pub fn tools_root() -> PathBuf {
+    cache_dir().join("tools")
+}
+
+/// `PATH` with the web tools first.
+pub fn tools_path() -> OsString {
+    let mut paths = vec![tools_root().join("bin")];
+    if let Some(p) = std::env::var_os("PATH") {
+        paths.extend(std::env::split_paths(&p));
+    }
+    std::env::join_paths(paths).expect("PATH entries are valid")
+}
+
+fn installed_version(bin: &str) -> Option<String> {
+    let out = Command::new(tools_root().join("bin").join(bin)).arg("--version").output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn cargo_install(krate: &str, version: &str, locked: bool) -> Result<()> {
+    let mut cmd = cargo();
+    cmd.args(["install", krate, "--version", version, "--root"])
+        .arg(tools_root())
+        .arg("--target-dir")
+        .arg(cache_dir().join("install-target"))
+        .env_remove("CARGO_TARGET_DIR");
+    if locked {
+        cmd.arg("--locked");
+    }
+    run(&mut cmd)
+}
+
+/// Installs the wasm32 target, wasm-bindgen-cli and trunk at their pinned versions (once; they
+/// are cached outside the clone).
+pub fn ensure_tools() -> Result<()> {
+    ensure_wasm_target()?;
+    if !installed_version("wasm-bindgen").is_some_and(|v| v.ends_with(WASM_BINDGEN_VERSION)) {
+        // Not --locked: its lock pins a crate version the registry mirror lacks.
+        cargo_install("wasm-bindgen-cli", WASM_BINDGEN_VERSION, false)?;
+    }
+    if !installed_version("trunk").is_some_and(|v| v.ends_with(TRUNK_VERSION)) {
+        cargo_install("trunk", TRUNK_VERSION, true)?;
+    }
+    Ok(())
+}
+
+/// Chromium and chromedriver from Debian, installed when missing.
+pub fn ensure_chromium() -> Result<()> {
+    if Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists() {
+        return Ok(());
+    }
+    let apt = |args: &[&str]| {
+        let mut cmd = Command::new("apt-get");
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        run(&mut cmd)
+    };
+    apt(&["install", "-y", "-q", "chromium", "chromium-driver"])
+        .or_else(|_| {
+            apt(&["update", "-q"])
+                .and_then(|()| apt(&["install", "-y", "-q", "chromium", "chromium-driver"]))
+        })
+        .context("installing Debian's chromium and chromium-driver (needs root and apt)")
+}
+
+/// `trunk build --release` into `dist/` (the app and its model worker).
+pub fn build_app(root: &Path) -> Result<PathBuf> {
+    ensure_tools()?;
+    // Trunk.toml sets `offline = true`: trunk uses the tools on PATH and downloads nothing.
+    run(Command::new(tools_root().join("bin").join("trunk"))
+        .current_dir(root)
+        .env("PATH", tools_path())
+        .args(["build", "--release"]))?;
+    let dist = root.join("dist");
+    if !dist.join("index.html").is_file() {
+        bail!("trunk produced no {}", dist.join("index.html").display());
+    }
+    Ok(dist)
+}
+
+/// `cargo xtask serve`: builds the app in release and serves it with `accessatlas serve`.
+pub fn serve(root: &Path, extra: &[String]) -> Result<()> {
+    build_app(root)?;
+    run(cargo().current_dir(root).args(["run", "--release", "--quiet", "--", "serve"]).args(extra))
+}
+
+/// The app's wasm-bindgen tests in headless Chromium, then the end-to-end tests.
+pub fn browser_tests(root: &Path) -> Result<()> {
+    ensure_chromium()?;
+    ensure_tools()?;
+    run(cargo()
+        .current_dir(root)
+        .env("PATH", tools_path())
+        .env(
+            "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+            tools_root().join("bin/wasm-bindgen-test-runner"),
+        )
+        .env("CHROMEDRIVER", "/usr/bin/chromedriver")
+        .env("WASM_BINDGEN_TEST_TIMEOUT", "300")
+        .args([
+            "test",
+            "-p",
+            "app",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--profile",
+            WASM_PROFILE,
+            "--test",
+            "web",
+        ]))?;
+    let dist = build_app(root)?;
+    run(cargo().current_dir(root).env("ACCESSATLAS_DIST", &dist).args([
+        "test",
+        "--test",
+        "e2e",
+        "--",
+        "--ignored",
+        "--test-threads=1",
+        "app_in_chromium_cpu",
+    ]))
+}
