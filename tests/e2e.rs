@@ -10,188 +10,19 @@
 //! pipeline's reader parses it and it round-trips -> import a malformed CSV -> valid rows kept,
 //! rejects listed -> axe-core finds no serious or critical violation -> screenshot.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use accessatlas::cmd::collect::{BUNDLED_OSM, BUNDLED_OSM_NAME};
-use accessatlas::osm::OsmMap;
-use accessatlas::serve::{ServeConfig, TileRenderer, serve};
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::Locator;
 use model_core::LabelVocab;
 use model_core::tags::parse_tags_csv;
 use serde_json::{Value, json};
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+mod common;
 
-fn out_dir() -> PathBuf {
-    let d = PathBuf::from(ROOT).join("target/e2e");
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// A plain XYZ tile server: every `/{z}/{x}/{y}.png` is a light grey PNG; counts requests.
-fn start_tile_server() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let h = hits.clone();
-    let mut png = Vec::new();
-    image::RgbImage::from_pixel(256, 256, image::Rgb([225, 228, 232]))
-        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let png = png.clone();
-            let h = h.clone();
-            std::thread::spawn(move || tile_response(stream, &png, &h));
-        }
-    });
-    (format!("http://{addr}/{{z}}/{{x}}/{{y}}.png"), hits)
-}
-
-fn tile_response(mut s: TcpStream, png: &[u8], hits: &std::sync::atomic::AtomicUsize) {
-    let mut line = String::new();
-    let mut r = BufReader::new(s.try_clone().unwrap());
-    if r.read_line(&mut line).is_err() {
-        return;
-    }
-    loop {
-        let mut h = String::new();
-        if r.read_line(&mut h).map_or(true, |n| n == 0) || h == "\r\n" {
-            break;
-        }
-    }
-    hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let _ = write!(
-        s,
-        "HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: {}\r\nAccess-Control-Allow-Origin: *\r\nConnection: close\r\n\r\n",
-        png.len()
-    );
-    let _ = s.write_all(png);
-}
-
-fn start_app(dist: &Path) -> String {
-    let map = OsmMap::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME).unwrap();
-    let cfg = ServeConfig {
-        dist: dist.to_path_buf(),
-        model: PathBuf::from(ROOT).join("assets/model"),
-        tiles: Arc::new(TileRenderer::new(map)),
-    };
-    let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-        rt.block_on(serve(cfg, "127.0.0.1:0".parse().unwrap(), move |a| tx.send(a).unwrap()))
-            .unwrap();
-    });
-    format!("http://{}/", rx.recv().unwrap())
-}
-
-struct Driver(Child);
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_chromedriver() -> (Driver, String) {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let exe = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
-    let child = Command::new(&exe)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {exe}: {e} (cargo xtask test installs it)"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "chromedriver did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    (Driver(child), format!("http://127.0.0.1:{port}"))
-}
-
-async fn browser(webdriver: &str, webgpu: bool, downloads: &Path, profile: &Path) -> Client {
-    let mut args = vec![
-        "--headless=new".to_string(),
-        "--no-sandbox".into(),
-        "--disable-background-networking".into(),
-        "--disable-component-update".into(),
-        "--disable-sync".into(),
-        "--no-first-run".into(),
-        "--disable-quic".into(),
-        "--window-size=1280,900".into(),
-        format!("--user-data-dir={}", profile.display()),
-    ];
-    if webgpu {
-        args.push("--enable-unsafe-webgpu".into());
-    } else {
-        args.push("--disable-gpu".into());
-    }
-    let caps = json!({
-        "goog:chromeOptions": {
-            "binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
-            "args": args,
-            "prefs": {
-                "download.default_directory": downloads.display().to_string(),
-                "download.prompt_for_download": false,
-            },
-        }
-    });
-    let caps = caps.as_object().unwrap().clone();
-    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(webdriver)
-        .await
-        .expect("a WebDriver session")
-}
-
-/// Polls a JS expression until it returns something truthy; returns it.
-async fn wait_js(c: &Client, expr: &str, what: &str, secs: u64) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let script = format!("return ({expr});");
-    loop {
-        if let Ok(v) = c.execute(&script, vec![]).await
-            && !(v.is_null() || v == json!(false) || v == json!("") || v == json!(0))
-        {
-            return v;
-        }
-        if Instant::now() > deadline {
-            let badge = c
-                .execute("return document.querySelector('[data-testid=backend-badge]')?.parentElement?.innerText", vec![])
-                .await
-                .unwrap_or_default();
-            let pred = c
-                .execute(
-                    "return document.querySelector('[data-testid=prediction]')?.innerText",
-                    vec![],
-                )
-                .await
-                .unwrap_or_default();
-            let status = c
-                .execute("return document.querySelector('.status')?.innerText", vec![])
-                .await
-                .unwrap_or_default();
-            panic!(
-                "timed out waiting for {what} ({expr}); badge: {badge}; prediction: {pred}; status: {status}"
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
+use common::browser::*;
 
 async fn run_backend(backend: &str, webgpu: bool) {
-    let dist =
-        PathBuf::from(std::env::var("ACCESSATLAS_DIST").unwrap_or_else(|_| format!("{ROOT}/dist")));
-    assert!(
-        dist.join("index.html").is_file(),
-        "{} has no built app: run `cargo xtask test` (it builds it with trunk)",
-        dist.display()
-    );
+    let dist = dist_dir();
     let out = out_dir();
     let downloads = out.join(format!("downloads-{backend}"));
     let _ = std::fs::remove_dir_all(&downloads);
@@ -204,14 +35,7 @@ async fn run_backend(backend: &str, webgpu: bool) {
     let (_driver, wd) = start_chromedriver();
     let c = browser(&wd, webgpu, &downloads, &profile).await;
 
-    let enc: String = tiles
-        .chars()
-        .map(|ch| match ch {
-            'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '_' | '.' => ch.to_string(),
-            _ => format!("%{:02X}", ch as u32),
-        })
-        .collect();
-    let url = format!("{base}?backend={backend}&tiles={enc}");
+    let url = format!("{base}?backend={backend}&tiles={}", encode(&tiles));
     c.goto(&url).await.unwrap();
 
     // The model loads and warms up; the badge names the backend.
@@ -396,6 +220,42 @@ async fn run_backend(backend: &str, webgpu: bool) {
         .collect();
     assert!(bad.is_empty(), "axe-core violations: {}", serde_json::to_string_pretty(&bad).unwrap());
 
+    // "What the model sees": the base layer switches to the renderer's tiles from the server.
+    c.execute(
+        "document.querySelector('details.panel').open = true; document.querySelector('[data-testid=tag-form] button.secondary')?.click();",
+        vec![],
+    )
+    .await
+    .unwrap();
+    c.find(Locator::Css("[data-testid=model-view]")).await.unwrap().click().await.unwrap();
+    wait_js(
+        &c,
+        "[...document.querySelectorAll('img.leaflet-tile-loaded')].some(i => i.src.includes('/tiles/'))",
+        "rendered tiles",
+        30,
+    )
+    .await;
+    // For the picture: a prediction at the crosshair on the rendered map, panel in view.
+    wait_js(
+        &c,
+        &format!(
+            "document.querySelector('[data-testid=backend-badge]').dataset.backend === '{backend}'"
+        ),
+        "the model after reload",
+        300,
+    )
+    .await;
+    c.execute("document.querySelector('.leaflet-container').focus();", vec![]).await.unwrap();
+    c.active_element().await.unwrap().send_keys("\u{E007}").await.unwrap();
+    wait_js(
+        &c,
+        "document.querySelector('[data-testid=prediction]').dataset.state === 'done'",
+        "a prediction from the keyboard",
+        240,
+    )
+    .await;
+    c.execute("document.querySelector('#sidebar').scrollTop = 0;", vec![]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
     // A screenshot as a test artifact (and for the README when asked).
     let png = c.screenshot().await.unwrap();
     std::fs::write(out.join(format!("screenshot-{backend}.png")), &png).unwrap();

@@ -79,6 +79,17 @@ fn short_run_learns_writes_artifacts_and_resumes_after_a_kill() {
     ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
+    // The CSV log has the JSON's epochs, same values.
+    let csv = std::fs::read_to_string(out.join("logs/training_history.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "epoch,train_loss,train_accuracy,val_loss,val_accuracy,val_macro_f1,lr,seconds"
+    );
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 3);
+    let loss: f64 = rows[2].split(',').nth(1).unwrap().parse().unwrap();
+    assert_eq!(loss, last);
     // Refuses to overwrite a run without --resume.
     let again = train_cmd(&data, &out, "3").output().unwrap();
     assert!(!again.status.success());

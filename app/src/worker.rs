@@ -97,35 +97,22 @@ async fn handle(msg: ToWorker) {
     }
 }
 
-/// The device for the requested backend, and a note when it had to fall back.
+/// The device for the requested backend, and a note when it had to fall back. WebGPU is
+/// tried unless the CPU was asked for; a missing adapter or a failed init falls back to flex.
 async fn device(choice: BackendChoice) -> (Device, &'static str, Option<String>) {
     if choice == BackendChoice::Cpu {
         return (Device::flex(), "cpu", None);
     }
-    #[cfg(feature = "webgpu")]
-    {
-        let has_gpu = js_sys::Reflect::get(&scope().navigator(), &"gpu".into())
-            .map(|g| !g.is_undefined() && !g.is_null())
-            .unwrap_or(false);
-        if has_gpu {
-            match Device::wgpu_options().init_async().await {
-                Ok(d) => return (d, "webgpu", None),
-                Err(e) => {
-                    return (
-                        Device::flex(),
-                        "cpu",
-                        Some(format!("WebGPU failed ({e:?}); using the CPU")),
-                    );
-                }
-            }
-        }
-        (Device::flex(), "cpu", Some("this browser offers no WebGPU adapter; using the CPU".into()))
+    let has_gpu = js_sys::Reflect::get(&scope().navigator(), &"gpu".into())
+        .map(|g| !g.is_undefined() && !g.is_null())
+        .unwrap_or(false);
+    if !has_gpu {
+        let note = "this browser offers no WebGPU; using the CPU".to_string();
+        return (Device::flex(), "cpu", Some(note));
     }
-    #[cfg(not(feature = "webgpu"))]
-    {
-        let note = (choice == BackendChoice::Webgpu)
-            .then(|| "this build has no WebGPU backend; using the CPU".to_string());
-        (Device::flex(), "cpu", note)
+    match Device::wgpu_options().init_async().await {
+        Ok(d) => (d, "webgpu", None),
+        Err(e) => (Device::flex(), "cpu", Some(format!("WebGPU failed ({e:?}); using the CPU"))),
     }
 }
 

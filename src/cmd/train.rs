@@ -572,7 +572,18 @@ pub fn train(args: &TrainArgs) -> Result<Vec<EpochLog>> {
             &logs.join("training_history.json"),
             serde_json::to_string_pretty(&state.history)?.as_bytes(),
         )?;
+        write_atomic(&logs.join("training_history.csv"), &history_csv(&state.history)?)?;
         crate::plot::training_curves(&state.history, &logs.join("curves.png"))?;
     }
     Ok(state.history)
+}
+
+/// The history as CSV (one row per epoch, the JSON's fields as columns): the local
+/// experiment log a spreadsheet or `pandas.read_csv` opens directly.
+pub fn history_csv(history: &[EpochLog]) -> Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for e in history {
+        w.serialize(e)?;
+    }
+    w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
 }

@@ -153,6 +153,17 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// The browser benchmark; builds the app first if `dist/` is missing.
+fn browser_bench(root: &Path, args: &[&str]) -> Result<Vec<serde_json::Value>> {
+    if !root.join("dist/index.html").is_file() {
+        web::build_app(root)?;
+    }
+    web::ensure_chromium()?;
+    Ok(json_lines(&output(
+        cargo().args(["bench", "--quiet", "--bench", "browser", "--"]).args(args),
+    )?))
+}
+
 fn bench(root: &Path, quick: bool) -> Result<()> {
     let repeat = if quick { "1" } else { "7" };
     let rust_once = || -> Result<Vec<serde_json::Value>> {
@@ -186,7 +197,9 @@ fn bench(root: &Path, quick: bool) -> Result<()> {
             "custom_cnn",
         ])?;
         find(&rows, "train_step")?;
-        eprintln!("bench --quick: data_stage and train_step ok");
+        let rows = browser_bench(root, &["--loads", "1", "--predictions", "2"])?;
+        find(&rows, "browser_cpu")?;
+        eprintln!("bench --quick: data_stage, train_step and browser ok");
         return Ok(());
     }
     // Reference side: pyosmium in a cached venv, pinned.
@@ -270,6 +283,24 @@ fn bench(root: &Path, quick: bool) -> Result<()> {
         train_rows.push(format!("| {enc} | {b:.2} img/s | {t:.2} img/s | {:.2}x |", b / t));
     }
 
+    // The app in headless Chromium (CPU backend): load to model-ready, prediction latency.
+    let rows = browser_bench(root, &["--loads", "4", "--predictions", "40"])?;
+    let b = find(&rows, "browser_cpu")?.clone();
+    let num = |k: &str| b[k].as_f64().unwrap_or(f64::NAN);
+    let browser_table = format!(
+        "| page load to model-ready, first load (fresh profile) | {:.0} ms |\n\
+| page load to model-ready, reload (warm HTTP cache) | {:.0} ms |\n\
+| prediction latency p50 / p95 (click to answer, tiles + model + messaging) | {:.0} / {:.0} ms |\n\
+| model forward pass p50 / p95 (in the worker) | {:.0} / {:.0} ms |",
+        num("cold_ready_ms"),
+        num("warm_ready_ms"),
+        num("latency_p50_ms"),
+        num("latency_p95_ms"),
+        num("model_p50_ms"),
+        num("model_p95_ms"),
+    );
+    let browser_version = b["browser"].as_str().unwrap_or("?").to_string();
+
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {
@@ -299,7 +330,15 @@ batch 16, 224x224, {threads} threads, CPU. Burn 0.22.1 `flex` vs PyTorch {torch_
 | encoder | AccessAtlas (Burn flex) | PyTorch | ratio (ours / PyTorch) |\n\
 |---|---|---|---|\n\
 {train_table}\n\n\
-A ratio below 1 means AccessAtlas trains slower than PyTorch on this machine.\n",
+A ratio below 1 means AccessAtlas trains slower than PyTorch on this machine.\n\n\
+## In the browser\n\n\
+The built app (`trunk build --release`) in headless {browser_version}, CPU backend (Burn `flex`,\n\
+wasm SIMD128, one thread, in a Web Worker), the shipped EfficientNet-Lite0 bundle, map tiles from\n\
+a local server. The reference (ONNX Runtime Web on the same model) needs the ONNX export, which\n\
+does not exist yet: this section has no ratio until it does.\n\n\
+| measure | AccessAtlas |\n\
+|---|---|\n\
+{browser_table}\n",
         train_table = train_rows.join("\n"),
         rustc_line = rustc.trim(),
         kb = std::fs::metadata(&pbf).map(|m| m.len() / 1024).unwrap_or(0),

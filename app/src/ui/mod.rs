@@ -28,7 +28,15 @@ pub const START: (f64, f64, f64) = (60.1699, 24.9384, 16.0);
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModelState {
     Loading,
-    Ready { backend: String, note: Option<String>, load_ms: f64, warmup_ms: f64, info: ModelInfo },
+    Ready {
+        backend: String,
+        note: Option<String>,
+        load_ms: f64,
+        warmup_ms: f64,
+        info: ModelInfo,
+        /// Milliseconds from navigation start to model-ready (for the benchmark).
+        ready_at_ms: f64,
+    },
     Failed(String),
 }
 
@@ -36,8 +44,19 @@ pub enum ModelState {
 #[derive(Debug, Clone, PartialEq)]
 pub enum PredictionState {
     Idle,
-    Waiting { lat: f64, lon: f64 },
-    Done { lat: f64, lon: f64, prediction: Prediction, tiles_ms: f64, model_ms: f64 },
+    Waiting {
+        lat: f64,
+        lon: f64,
+    },
+    Done {
+        lat: f64,
+        lon: f64,
+        prediction: Prediction,
+        tiles_ms: f64,
+        model_ms: f64,
+        /// From the request to the answer on the page, worker messaging included.
+        latency_ms: f64,
+    },
     Failed(String),
 }
 
@@ -76,6 +95,8 @@ pub struct Ctx {
     pub store_ready: RwSignal<bool>,
     pub worker: StoredValue<Option<Worker>, LocalStorage>,
     pub next_request: StoredValue<u64>,
+    /// When the latest prediction was requested (`performance.now()`).
+    pub requested_at: StoredValue<f64>,
 }
 
 impl Ctx {
@@ -105,6 +126,7 @@ impl Ctx {
         }
         let id = self.next_request.get_value() + 1;
         self.next_request.set_value(id);
+        self.requested_at.set_value(crate::net::now_ms());
         self.prediction.set(PredictionState::Waiting { lat, lon });
         send(self, &ToWorker::Predict { id, lat, lon, source: source.to_string() });
     }
@@ -182,7 +204,15 @@ fn start_worker(ctx: Ctx) {
             }
             FromWorker::Ready { backend, note, load_ms, warmup_ms, model } => {
                 ctx.status.set(format!("Model ready ({}).", backend_label(&backend)));
-                ctx.model.set(ModelState::Ready { backend, note, load_ms, warmup_ms, info: model });
+                let ready_at_ms = crate::net::now_ms();
+                ctx.model.set(ModelState::Ready {
+                    backend,
+                    note,
+                    load_ms,
+                    warmup_ms,
+                    info: model,
+                    ready_at_ms,
+                });
             }
             FromWorker::Prediction { id, lat, lon, prediction, tiles_ms, model_ms } => {
                 if id == ctx.next_request.get_value() {
@@ -192,6 +222,7 @@ fn start_worker(ctx: Ctx) {
                         prediction,
                         tiles_ms,
                         model_ms,
+                        latency_ms: crate::net::now_ms() - ctx.requested_at.get_value(),
                     });
                 }
             }
@@ -239,6 +270,7 @@ fn App() -> impl IntoView {
         store_ready: RwSignal::new(false),
         worker: StoredValue::new_local(None),
         next_request: StoredValue::new(0),
+        requested_at: StoredValue::new(0.0),
     };
     provide_context(ctx);
 

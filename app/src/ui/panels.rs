@@ -38,9 +38,13 @@ pub fn BackendBadge() -> impl IntoView {
         ModelState::Loading => "loading".into(),
         ModelState::Failed(_) => "failed".into(),
     };
+    let ready_at = move || match ctx.model.get() {
+        ModelState::Ready { ready_at_ms, .. } => format!("{ready_at_ms:.1}"),
+        _ => String::new(),
+    };
     view! {
         <div class="badge-wrap">
-            <span class="badge" data-testid="backend-badge" data-backend=backend>{text}</span>
+            <span class="badge" data-testid="backend-badge" data-backend=backend data-ready-ms=ready_at>{text}</span>
             <span class="badge-detail">{detail}</span>
         </div>
     }
@@ -158,6 +162,12 @@ pub fn PredictionPanel() -> impl IntoView {
         _ => ().into_any(),
     }
     };
+    let timing = move || match ctx.prediction.get() {
+        PredictionState::Done { latency_ms, model_ms, .. } => {
+            format!("{latency_ms:.1} {model_ms:.1}")
+        }
+        _ => String::new(),
+    };
     let state = move || match ctx.prediction.get() {
         PredictionState::Idle => "idle",
         PredictionState::Waiting { .. } => "waiting",
@@ -165,7 +175,7 @@ pub fn PredictionPanel() -> impl IntoView {
         PredictionState::Failed(_) => "failed",
     };
     view! {
-        <section class="panel" data-testid="prediction" data-state=state aria-labelledby="prediction-h">
+        <section class="panel" data-testid="prediction" data-state=state data-timing=timing aria-labelledby="prediction-h">
             <h2 id="prediction-h">"Prediction"</h2>
             <p aria-live="polite" aria-atomic="true" class="prediction-summary">{summary}</p>
             <ul class="bars" aria-label="Probability per type">{bars}</ul>
