@@ -262,6 +262,26 @@ async fn run_backend(backend: &str, webgpu: bool) {
     if std::env::var_os("ACCESSATLAS_UPDATE_SCREENSHOT").is_some() && backend == "cpu" {
         std::fs::write(format!("{ROOT}/docs/img/app.png"), &png).unwrap();
     }
+    // A tile server that is down: a clear message on the map, the page keeps working.
+    if !webgpu {
+        let dead = "http://127.0.0.1:9/{z}/{x}/{y}.png";
+        c.goto(&format!("{base}?backend=cpu&tiles={}", encode(dead))).await.unwrap();
+        let msg = wait_js(
+            &c,
+            "(e => e && e.innerText)(document.querySelector('.tile-error[role=alert]'))",
+            "the tile error message",
+            30,
+        )
+        .await;
+        assert!(msg.as_str().unwrap().contains("127.0.0.1:9"), "{msg}");
+        wait_js(
+            &c,
+            "document.querySelectorAll('[data-testid=tag-list] li').length === 3",
+            "tags",
+            10,
+        )
+        .await;
+    }
     c.close().await.unwrap();
 }
 

@@ -103,6 +103,17 @@ async fn device(choice: BackendChoice) -> (Device, &'static str, Option<String>)
     if choice == BackendChoice::Cpu {
         return (Device::flex(), "cpu", None);
     }
+    webgpu_device().await
+}
+
+#[cfg(not(feature = "webgpu"))]
+async fn webgpu_device() -> (Device, &'static str, Option<String>) {
+    let note = "this build has no WebGPU backend; using the CPU".to_string();
+    (Device::flex(), "cpu", Some(note))
+}
+
+#[cfg(feature = "webgpu")]
+async fn webgpu_device() -> (Device, &'static str, Option<String>) {
     let has_gpu = js_sys::Reflect::get(&scope().navigator(), &"gpu".into())
         .map(|g| !g.is_undefined() && !g.is_null())
         .unwrap_or(false);

@@ -94,6 +94,8 @@ fn test(_root: &Path) -> Result<()> {
         "--profile",
         web::WASM_PROFILE,
         "--all-targets",
+        "--features",
+        "webgpu",
         "--",
         "-D",
         "warnings",
