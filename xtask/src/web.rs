@@ -134,6 +134,5 @@ pub fn browser_tests(root: &Path) -> Result<()> {
         "--",
         "--ignored",
         "--test-threads=1",
-        "app_in_chromium_cpu",
     ]))
 }
