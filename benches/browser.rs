@@ -42,20 +42,14 @@ async fn ready_ms(c: &fantoccini::Client) -> f64 {
 async fn main() {
     let loads = arg("--loads", 3).max(1);
     let predictions = arg("--predictions", 30).max(1);
-    let dist = dist_dir();
-    let out = out_dir();
-    let profile = out.join("profile-bench");
-    let _ = std::fs::remove_dir_all(&profile);
-    let (tiles, _) = start_tile_server();
-    let base = start_app(&dist);
-    let (_driver, wd) = start_chromedriver();
-    let c = browser(&wd, false, &out, &profile).await;
-    let url = format!("{base}?backend=cpu&tiles={}", encode(&tiles));
+    let session = Session::start("bench", false).await;
+    let c = &session.client;
+    let url = session.url("cpu");
 
     let mut ready = Vec::new();
     for _ in 0..loads {
         c.goto(&url).await.unwrap();
-        ready.push(ready_ms(&c).await);
+        ready.push(ready_ms(c).await);
     }
     let cold = ready[0];
     let warm = if ready.len() > 1 { percentile(ready[1..].to_vec(), 0.5) } else { cold };
@@ -71,7 +65,7 @@ async fn main() {
         .unwrap();
         map.click().await.unwrap();
         let t = wait_js(
-            &c,
+            c,
             "(p => p.dataset.state === 'done' && p.dataset.timing)(document.querySelector('[data-testid=prediction]'))",
             "a prediction",
             120,
@@ -85,7 +79,7 @@ async fn main() {
             model.push(parts[1]);
         }
     }
-    c.close().await.unwrap();
+    session.client.close().await.unwrap();
     let version = std::process::Command::new(
         std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
     )

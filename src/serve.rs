@@ -19,11 +19,12 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use model_core::tile::{MAX_ZOOM, TileId};
+use model_core::tile::TileId;
 use tower_http::compression::CompressionLayer;
 use tower_http::services::{ServeDir, ServeFile};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -41,7 +42,7 @@ const TILE_CACHE_CAPACITY: usize = 4096;
 pub struct TileRenderer {
     map: OsmMap,
     renderers: Mutex<HashMap<u8, Arc<Renderer>>>,
-    cache: Mutex<HashMap<TileId, Arc<Vec<u8>>>>,
+    cache: Mutex<HashMap<TileId, Bytes>>,
 }
 
 impl TileRenderer {
@@ -59,7 +60,7 @@ impl TileRenderer {
     }
 
     /// The PNG bytes of tile `t`, rendered or from the cache.
-    pub fn png(&self, t: TileId) -> Result<Arc<Vec<u8>>> {
+    pub fn png(&self, t: TileId) -> Result<Bytes> {
         anyhow::ensure!(t.z <= MAX_RENDER_ZOOM, "zoom {} is above {MAX_RENDER_ZOOM}", t.z);
         let n = 1u64 << t.z;
         anyhow::ensure!(
@@ -78,7 +79,7 @@ impl TileRenderer {
             .to_rgb8()
             .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
             .context("encoding tile")?;
-        let png = Arc::new(png);
+        let png = Bytes::from(png);
         let mut cache = self.cache.lock().expect("tile cache lock");
         if cache.len() >= TILE_CACHE_CAPACITY {
             cache.clear();
@@ -135,9 +136,6 @@ async fn tile(
     let Some(y) = file.strip_suffix(".png").and_then(|s| s.parse::<u32>().ok()) else {
         return (StatusCode::NOT_FOUND, "tile paths end in {y}.png").into_response();
     };
-    if z > MAX_ZOOM {
-        return (StatusCode::NOT_FOUND, format!("zoom {z} is out of range")).into_response();
-    }
     let t = TileId { z, x, y };
     match tokio::task::spawn_blocking(move || tiles.png(t)).await {
         Ok(Ok(png)) => {
@@ -146,7 +144,7 @@ async fn tile(
             h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=86400"));
             h.insert("x-accessatlas-style", HeaderValue::from_static(STYLE_VERSION));
-            (h, png.as_ref().clone()).into_response()
+            (h, png).into_response()
         }
         Ok(Err(e)) => (StatusCode::NOT_FOUND, format!("{e:#}")).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),

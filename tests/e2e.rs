@@ -22,36 +22,25 @@ mod common;
 use common::browser::*;
 
 async fn run_backend(backend: &str, webgpu: bool) {
-    let dist = dist_dir();
+    let session = Session::start(backend, webgpu).await;
+    let (c, base, downloads) = (&session.client, &session.base, &session.downloads);
     let out = out_dir();
-    let downloads = out.join(format!("downloads-{backend}"));
-    let _ = std::fs::remove_dir_all(&downloads);
-    std::fs::create_dir_all(&downloads).unwrap();
-    let profile = out.join(format!("profile-{backend}"));
-    let _ = std::fs::remove_dir_all(&profile);
-
-    let (tiles, tile_hits) = start_tile_server();
-    let base = start_app(&dist);
-    let (_driver, wd) = start_chromedriver();
-    let c = browser(&wd, webgpu, &downloads, &profile).await;
-
-    let url = format!("{base}?backend={backend}&tiles={}", encode(&tiles));
-    c.goto(&url).await.unwrap();
+    c.goto(&session.url(backend)).await.unwrap();
 
     // The model loads and warms up; the badge names the backend.
     let got = wait_js(
-        &c,
+        c,
         "(b => b && b.dataset.backend !== 'loading' && b.dataset.backend)(document.querySelector('[data-testid=backend-badge]'))",
         "the model",
         300,
     )
     .await;
     assert_eq!(got, json!(backend), "backend badge");
-    wait_js(&c, "document.querySelector('#sidebar').dataset.ready === 'true'", "stored tags", 30)
+    wait_js(c, "document.querySelector('#sidebar').dataset.ready === 'true'", "stored tags", 30)
         .await;
     // The map shows the configured layer from the test tile server.
-    wait_js(&c, "document.querySelectorAll('.leaflet-tile-loaded').length", "map tiles", 30).await;
-    assert!(tile_hits.load(std::sync::atomic::Ordering::SeqCst) > 0);
+    wait_js(c, "document.querySelectorAll('.leaflet-tile-loaded').length", "map tiles", 30).await;
+    assert!(session.tile_hits.load(std::sync::atomic::Ordering::SeqCst) > 0);
 
     // Click the map -> a prediction with one probability per type.
     c.find(Locator::Css("[data-testid=map] .leaflet-container, .leaflet-container"))
@@ -61,7 +50,7 @@ async fn run_backend(backend: &str, webgpu: bool) {
         .await
         .unwrap();
     wait_js(
-        &c,
+        c,
         "document.querySelector('[data-testid=prediction]').dataset.state === 'done' || document.querySelector('[data-testid=prediction]').dataset.state === 'failed'",
         "a prediction",
         240,
@@ -103,7 +92,7 @@ async fn run_backend(backend: &str, webgpu: bool) {
         .unwrap();
     c.find(Locator::Css("[data-testid=save-tag]")).await.unwrap().click().await.unwrap();
     wait_js(
-        &c,
+        c,
         "document.querySelectorAll('[data-testid=tag-list] li').length === 1",
         "the saved tag",
         10,
@@ -111,7 +100,7 @@ async fn run_backend(backend: &str, webgpu: bool) {
     .await;
     // Its marker: colour and letter by type, named for screen readers.
     wait_js(
-        &c,
+        c,
         "document.querySelectorAll('.leaflet-marker-icon.tag-marker.tag-ramp').length === 1",
         "the tag's marker",
         10,
@@ -120,9 +109,9 @@ async fn run_backend(backend: &str, webgpu: bool) {
     // Give IndexedDB a moment to commit, then reload: the tag is still there.
     tokio::time::sleep(Duration::from_millis(500)).await;
     c.refresh().await.unwrap();
-    wait_js(&c, "document.querySelector('#sidebar') && document.querySelector('#sidebar').dataset.ready === 'true'", "stored tags after reload", 60).await;
+    wait_js(c, "document.querySelector('#sidebar') && document.querySelector('#sidebar').dataset.ready === 'true'", "stored tags after reload", 60).await;
     wait_js(
-        &c,
+        c,
         "document.querySelectorAll('[data-testid=tag-list] li').length === 1",
         "the tag after reload",
         10,
@@ -155,9 +144,9 @@ async fn run_backend(backend: &str, webgpu: bool) {
     // Round trip: importing the export replaces the same tag, adds nothing.
     let input = c.find(Locator::Css("[data-testid=import-file]")).await.unwrap();
     input.send_keys(&csv_path.display().to_string()).await.unwrap();
-    wait_js(&c, "(r => r && r.dataset.added === '0' && r.dataset.rejected === '0')(document.querySelector('[data-testid=import-report]'))", "the round-trip import", 10).await;
+    wait_js(c, "(r => r && r.dataset.added === '0' && r.dataset.rejected === '0')(document.querySelector('[data-testid=import-report]'))", "the round-trip import", 10).await;
     wait_js(
-        &c,
+        c,
         "document.querySelectorAll('[data-testid=tag-list] li').length === 1",
         "one tag after round trip",
         10,
@@ -173,9 +162,9 @@ async fn run_backend(backend: &str, webgpu: bool) {
     .unwrap();
     let input = c.find(Locator::Css("[data-testid=import-file]")).await.unwrap();
     input.send_keys(&bad.display().to_string()).await.unwrap();
-    wait_js(&c, "(r => r && r.dataset.added === '2' && r.dataset.rejected === '2')(document.querySelector('[data-testid=import-report]'))", "the malformed import report", 10).await;
+    wait_js(c, "(r => r && r.dataset.added === '2' && r.dataset.rejected === '2')(document.querySelector('[data-testid=import-report]'))", "the malformed import report", 10).await;
     wait_js(
-        &c,
+        c,
         "document.querySelectorAll('[data-testid=tag-list] li').length === 3",
         "three tags",
         10,
@@ -190,7 +179,7 @@ async fn run_backend(backend: &str, webgpu: bool) {
     c.execute("document.querySelector('[data-testid=tag-form] button.secondary')?.click(); document.querySelector('.leaflet-container').focus();", vec![]).await.unwrap();
     c.active_element().await.unwrap().send_keys("\u{E007}").await.unwrap();
     wait_js(
-        &c,
+        c,
         "document.querySelector('[data-testid=tag-form]')",
         "the form from the keyboard",
         10,
@@ -229,7 +218,7 @@ async fn run_backend(backend: &str, webgpu: bool) {
     .unwrap();
     c.find(Locator::Css("[data-testid=model-view]")).await.unwrap().click().await.unwrap();
     wait_js(
-        &c,
+        c,
         "[...document.querySelectorAll('img.leaflet-tile-loaded')].some(i => i.src.includes('/tiles/'))",
         "rendered tiles",
         30,
@@ -237,7 +226,7 @@ async fn run_backend(backend: &str, webgpu: bool) {
     .await;
     // For the picture: a prediction at the crosshair on the rendered map, panel in view.
     wait_js(
-        &c,
+        c,
         &format!(
             "document.querySelector('[data-testid=backend-badge]').dataset.backend === '{backend}'"
         ),
@@ -248,7 +237,7 @@ async fn run_backend(backend: &str, webgpu: bool) {
     c.execute("document.querySelector('.leaflet-container').focus();", vec![]).await.unwrap();
     c.active_element().await.unwrap().send_keys("\u{E007}").await.unwrap();
     wait_js(
-        &c,
+        c,
         "document.querySelector('[data-testid=prediction]').dataset.state === 'done'",
         "a prediction from the keyboard",
         240,
@@ -267,7 +256,7 @@ async fn run_backend(backend: &str, webgpu: bool) {
         let dead = "http://127.0.0.1:9/{z}/{x}/{y}.png";
         c.goto(&format!("{base}?backend=cpu&tiles={}", encode(dead))).await.unwrap();
         let msg = wait_js(
-            &c,
+            c,
             "(e => e && e.innerText)(document.querySelector('.tile-error[role=alert]'))",
             "the tile error message",
             30,
@@ -275,14 +264,14 @@ async fn run_backend(backend: &str, webgpu: bool) {
         .await;
         assert!(msg.as_str().unwrap().contains("127.0.0.1:9"), "{msg}");
         wait_js(
-            &c,
+            c,
             "document.querySelectorAll('[data-testid=tag-list] li').length === 3",
             "tags",
             10,
         )
         .await;
     }
-    c.close().await.unwrap();
+    session.client.close().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -2,15 +2,15 @@
 //! the model bundle and the app are served with the right types, compression and caching.
 
 use std::io::{Read, Write};
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use accessatlas::cmd::collect::{BUNDLED_OSM, BUNDLED_OSM_NAME};
 use accessatlas::osm::OsmMap;
 use accessatlas::render::Renderer;
-use accessatlas::serve::{ServeConfig, TileRenderer, serve};
+use common::browser::start_app;
 use model_core::tile::lat_lon_to_tile;
+
+mod common;
 
 fn start() -> (String, PathBuf) {
     let dist = std::env::temp_dir().join(format!("accessatlas-serve-{}", std::process::id()));
@@ -18,17 +18,8 @@ fn start() -> (String, PathBuf) {
     std::fs::write(dist.join("index.html"), "<!doctype html><title>AccessAtlas test</title>")
         .unwrap();
     std::fs::write(dist.join("app-0123456789abcdef_bg.wasm"), b"\0asm\x01\0\0\0").unwrap();
-    let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/model");
-    let map = OsmMap::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME).unwrap();
-    let cfg = ServeConfig { dist: dist.clone(), model, tiles: Arc::new(TileRenderer::new(map)) };
-    let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-        rt.block_on(serve(cfg, "127.0.0.1:0".parse().unwrap(), move |a| tx.send(a).unwrap()))
-            .unwrap();
-    });
-    let addr = rx.recv().unwrap();
-    (format!("http://{addr}"), dist)
+    let base = start_app(&dist).trim_end_matches('/').to_string();
+    (base, dist)
 }
 
 fn agent() -> ureq::Agent {

@@ -13,15 +13,12 @@ use model_core::bundle::{BUNDLE_CONFIG_FILE, BUNDLE_WEIGHTS_FILE, BundleManifest
 use model_core::burn::tensor::Device;
 use model_core::infer::Predictor;
 use model_core::preprocess::ModelInput;
-use model_core::tile::Placement;
+use model_core::tile::{FILL, Placement};
 use wasm_bindgen::prelude::*;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
 use crate::net::{begin, now_ms};
 use crate::protocol::{BackendChoice, FromWorker, ModelInfo, ToWorker, model_tile_url};
-
-/// Background of window pixels no tile covers (beyond the poles); the renderer's land colour.
-const BACKGROUND: [u8; 3] = [242, 239, 233];
 
 struct Loaded {
     predictor: Predictor,
@@ -142,7 +139,7 @@ async fn load(base: String, choice: BackendChoice) -> Result<FromWorker, String>
     // Warm-up: one forward pass on a blank input compiles kernels and allocates buffers.
     let t1 = now_ms();
     let s = manifest.config.image_size;
-    let blank = image::RgbImage::from_pixel(s, s, image::Rgb(BACKGROUND));
+    let blank = image::RgbImage::from_pixel(s, s, image::Rgb(FILL));
     let input = predictor
         .input(&blank, manifest.scaler.mean[0], manifest.scaler.mean[1], "user")
         .map_err(|e| e.to_string())?;
@@ -184,7 +181,7 @@ async fn predict(
             .to_rgba8();
         tiles.push((p, img));
     }
-    let crop = window.stitch(&tiles, BACKGROUND);
+    let crop = window.stitch(&tiles, FILL);
     let tiles_ms = now_ms() - t0;
 
     let t1 = now_ms();

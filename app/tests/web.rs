@@ -47,7 +47,7 @@ async fn shipped_bundle_predicts_on_the_cpu_backend() {
     let url = model_tile_url(&manifest.tile_source, "http://x/", w.placements()[0].tile).unwrap();
     assert!(url.starts_with("http://x/tiles/19/"), "{url}");
     let s = manifest.config.image_size;
-    let img = image::RgbImage::from_pixel(s, s, image::Rgb([242, 239, 233]));
+    let img = image::RgbImage::from_pixel(s, s, image::Rgb(model_core::tile::FILL));
     let input = p.input(&img, 60.1699, 24.9384, "user").unwrap();
     let a = p.predict_async(&input).await.unwrap();
     let b = p.predict(&input).unwrap();

@@ -139,6 +139,10 @@ impl Window {
     }
 }
 
+/// Colour of window pixels no tile covers (beyond the poles), and the renderer's land colour:
+/// one value for `collect` and the browser, so both fill inputs the same way.
+pub const FILL: [u8; 3] = [242, 239, 233];
+
 /// Subdomains `{s}` cycles through in XYZ templates.
 pub const SUBDOMAINS: [&str; 3] = ["a", "b", "c"];
 

@@ -8,7 +8,8 @@ use crate::osm::{Tags, tag};
 /// Bump when anything here changes: models record the style they were trained on.
 pub const STYLE_VERSION: &str = "accessatlas-basic-1";
 
-pub const BACKGROUND: [u8; 3] = [242, 239, 233];
+/// The land colour (also what model inputs are filled with where no tile covers them).
+pub const BACKGROUND: [u8; 3] = model_core::tile::FILL;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Line {

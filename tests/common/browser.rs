@@ -196,3 +196,39 @@ pub fn encode(s: &str) -> String {
         })
         .collect()
 }
+
+/// Everything a browser run needs, on 127.0.0.1: the test tile server, the app, chromedriver
+/// and a fresh Chromium profile (`target/e2e/profile-{name}`, downloads to
+/// `target/e2e/downloads-{name}`).
+pub struct Session {
+    pub client: Client,
+    /// The app's base URL (ends with `/`).
+    pub base: String,
+    /// The tile server's XYZ template.
+    pub tiles: String,
+    pub tile_hits: Arc<std::sync::atomic::AtomicUsize>,
+    pub downloads: PathBuf,
+    _driver: Driver,
+}
+
+impl Session {
+    pub async fn start(name: &str, webgpu: bool) -> Self {
+        let dist = dist_dir();
+        let out = out_dir();
+        let downloads = out.join(format!("downloads-{name}"));
+        let _ = std::fs::remove_dir_all(&downloads);
+        std::fs::create_dir_all(&downloads).unwrap();
+        let profile = out.join(format!("profile-{name}"));
+        let _ = std::fs::remove_dir_all(&profile);
+        let (tiles, tile_hits) = start_tile_server();
+        let base = start_app(&dist);
+        let (driver, wd) = start_chromedriver();
+        let client = browser(&wd, webgpu, &downloads, &profile).await;
+        Self { client, base, tiles, tile_hits, downloads, _driver: driver }
+    }
+
+    /// The app's address with the test tile server as the map layer and a backend forced.
+    pub fn url(&self, backend: &str) -> String {
+        format!("{}?backend={backend}&tiles={}", self.base, encode(&self.tiles))
+    }
+}

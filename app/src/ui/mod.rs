@@ -147,17 +147,20 @@ impl Ctx {
 
     /// Opens the form for an existing tag and predicts at it.
     pub fn select(&self, id: &str) {
-        let store = self.store.get_untracked();
-        let Some(t) = store.get(id) else { return };
-        self.draft.set(Some(Draft {
-            id: Some(t.id.clone()),
-            lat: t.lat,
-            lon: t.lon,
-            label: t.label.clone(),
-            source: t.source.clone(),
-            note: store.note(t).to_string(),
-        }));
-        self.predict(t.lat, t.lon, &t.source);
+        let draft = self.store.with_untracked(|store| {
+            store.get(id).map(|t| Draft {
+                id: Some(t.id.clone()),
+                lat: t.lat,
+                lon: t.lon,
+                label: t.label.clone(),
+                source: t.source.clone(),
+                note: store.note(t).to_string(),
+            })
+        });
+        let Some(d) = draft else { return };
+        let (lat, lon, source) = (d.lat, d.lon, d.source.clone());
+        self.draft.set(Some(d));
+        self.predict(lat, lon, &source);
     }
 }
 
@@ -253,6 +256,11 @@ pub fn backend_label(backend: &str) -> &'static str {
 
 #[component]
 fn App() -> impl IntoView {
+    // A custom layer from the address has no default attribution; the OSM layer has its own.
+    let (url, default_attribution) = match query_param("tiles") {
+        Some(u) => (u, String::new()),
+        None => (OSM_TILES.to_string(), OSM_ATTRIBUTION.to_string()),
+    };
     let ctx = Ctx {
         store: RwSignal::new(TagStore::default()),
         filter: RwSignal::new(None),
@@ -260,10 +268,8 @@ fn App() -> impl IntoView {
         model: RwSignal::new(ModelState::Loading),
         prediction: RwSignal::new(PredictionState::Idle),
         tiles: RwSignal::new(TileSettings {
-            url: query_param("tiles").unwrap_or_else(|| OSM_TILES.into()),
-            attribution: query_param("attribution").unwrap_or_else(|| {
-                if query_param("tiles").is_some() { String::new() } else { OSM_ATTRIBUTION.into() }
-            }),
+            url,
+            attribution: query_param("attribution").unwrap_or(default_attribution),
             model_view: false,
         }),
         status: RwSignal::new(String::new()),
