@@ -2,6 +2,7 @@
 //! the shared `model-core`. The `accessatlas` binary is a thin clap front over these modules;
 //! benchmarks and tests use them directly.
 
+pub mod api;
 pub mod cmd;
 pub mod fsutil;
 pub mod osm;

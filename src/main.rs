@@ -36,7 +36,7 @@ enum Command {
     Export(cmd::export::ExportArgs),
     /// Predict the feature type for an image and its metadata.
     Predict(cmd::predict::PredictArgs),
-    /// Serve the web app, the model bundle and rendered tiles (http://127.0.0.1:8080).
+    /// Serve the web app, the model bundle, rendered tiles and the prediction API (http://127.0.0.1:8080).
     Serve(cmd::serve::ServeArgs),
     /// Fetch and check the ImageNet-pretrained EfficientNet-Lite0 weights.
     #[command(subcommand)]
@@ -44,13 +44,24 @@ enum Command {
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ACCESSATLAS_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_env("ACCESSATLAS_LOG")
+            .unwrap_or_else(|_| "info".into())
+    };
+    // ACCESSATLAS_LOG_FORMAT=json: one JSON object per log line (e.g. `serve`'s request log).
+    if std::env::var("ACCESSATLAS_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter())
+            .with_writer(std::io::stderr)
+            .init();
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter())
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");

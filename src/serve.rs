@@ -7,7 +7,9 @@
 //!   style version;
 //! - `/tiles/style`: the style version and zoom range as JSON;
 //! - `/model/...`: the model bundle directory (`model.json`, `weights.bpk`);
-//! - everything else: the app's `dist/` directory (`index.html` for unknown paths).
+//! - `/api/...`: the prediction API ([`crate::api`]), when enabled;
+//! - everything else: the app's `dist/` directory (`index.html` for unknown paths), when there
+//!   is one.
 //!
 //! Responses are gzip-compressed when the client accepts it; `.wasm` is served as
 //! `application/wasm`; hashed build outputs are cached for a year, the rest revalidated.
@@ -91,11 +93,13 @@ impl TileRenderer {
 
 /// What the server serves.
 pub struct ServeConfig {
-    /// The built app (`trunk build` output).
-    pub dist: PathBuf,
+    /// The built app (`trunk build` output); `None` serves the API, model and tiles only.
+    pub dist: Option<PathBuf>,
     /// The model bundle directory.
     pub model: PathBuf,
     pub tiles: Arc<TileRenderer>,
+    /// The prediction API under `/api/`.
+    pub api: Option<Arc<crate::api::Api>>,
 }
 
 /// The whole application router.
@@ -105,12 +109,21 @@ pub fn router(cfg: ServeConfig) -> Router {
         .route("/tiles/{z}/{x}/{file}", get(tile))
         .with_state(cfg.tiles);
     let model = ServeDir::new(&cfg.model);
-    let index = cfg.dist.join("index.html");
-    let app = ServeDir::new(&cfg.dist).fallback(ServeFile::new(index));
-    tiles
-        .nest_service("/model", model)
-        .fallback_service(app)
-        .layer(axum::middleware::from_fn(cache_headers))
+    let mut app = tiles.nest_service("/model", model);
+    app = match cfg.dist {
+        Some(dist) => {
+            let index = dist.join("index.html");
+            app.fallback_service(ServeDir::new(&dist).fallback(ServeFile::new(index)))
+        }
+        None => app.fallback(|| async {
+            (StatusCode::NOT_FOUND, "no web app here: this server was started without dist/")
+        }),
+    };
+    if let Some(api) = cfg.api {
+        app = app.nest("/api", crate::api::router(api));
+    }
+    app.layer(axum::middleware::from_fn(cache_headers))
+        .layer(axum::middleware::from_fn(access_log))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
@@ -151,6 +164,22 @@ async fn tile(
     }
 }
 
+/// One structured log event per request: method, path, status, milliseconds. API requests at
+/// INFO, static files and tiles at DEBUG (`ACCESSATLAS_LOG=debug` shows them).
+async fn access_log(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let start = std::time::Instant::now();
+    let res = next.run(req).await;
+    let ms = start.elapsed().as_secs_f64() * 1e3;
+    let status = res.status().as_u16();
+    if path.starts_with("/api/") {
+        tracing::info!(target: "accessatlas::access", %method, %path, status, ms, "request");
+    } else {
+        tracing::debug!(target: "accessatlas::access", %method, %path, status, ms, "request");
+    }
+    res
+}
+
 /// Trunk names its outputs `name-<hash>.ext`: those never change and are cached for a year;
 /// everything else (index.html, the model bundle) is revalidated on each load.
 async fn cache_headers(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
@@ -174,7 +203,8 @@ fn is_hashed_asset(path: &str) -> bool {
     })
 }
 
-/// Binds `addr` and serves until Ctrl-C. `on_ready` gets the bound address (port 0 picks one).
+/// Binds `addr` and serves until Ctrl-C or SIGTERM, then finishes the requests in flight.
+/// `on_ready` gets the bound address (port 0 picks one).
 pub async fn serve(
     cfg: ServeConfig,
     addr: SocketAddr,
@@ -184,11 +214,31 @@ pub async fn serve(
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
     on_ready(listener.local_addr()?);
     axum::serve(listener, router(cfg))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving")
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
 }
 
 #[cfg(test)]

@@ -10,6 +10,12 @@ pub enum CoreError {
     UnknownLabel(String, String),
     #[error("image could not be decoded: {0}")]
     ImageDecode(String),
+    #[error("the bytes are not a PNG or JPEG image")]
+    UnknownImageFormat,
+    #[error("{0} images are not supported (PNG or JPEG)")]
+    UnsupportedImageFormat(String),
+    #[error("image is {width}x{height} = {} pixels, over the limit of {max_pixels}", u64::from(*width) * u64::from(*height))]
+    ImageTooLarge { width: u32, height: u32, max_pixels: u64 },
     #[error("image has size {width}x{height}, expected at least 1x1")]
     EmptyImage { width: u32, height: u32 },
     #[error("latitude {0} is outside -85.0511..=85.0511 (Web Mercator) or not a number")]

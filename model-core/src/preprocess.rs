@@ -12,12 +12,35 @@ pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 /// ImageNet channel standard deviations (RGB).
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
-/// Decodes PNG or JPEG bytes to RGB (alpha is dropped, grey is expanded).
+/// Largest image [`decode_rgb`] decodes, in pixels (4096x4096). Map tiles are 256-768 px a
+/// side; the limit refuses decompression bombs (a few KB of PNG declaring 50 megapixels) before
+/// any pixel memory is allocated.
+pub const MAX_IMAGE_PIXELS: u64 = 4096 * 4096;
+
+/// Decodes PNG or JPEG bytes to RGB (alpha is dropped, grey is expanded), refusing images over
+/// [`MAX_IMAGE_PIXELS`].
 pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, CoreError> {
-    let img = image::load_from_memory(bytes).map_err(|e| CoreError::ImageDecode(e.to_string()))?;
-    if img.width() == 0 || img.height() == 0 {
-        return Err(CoreError::EmptyImage { width: img.width(), height: img.height() });
+    decode_rgb_limited(bytes, MAX_IMAGE_PIXELS)
+}
+
+/// [`decode_rgb`] with an explicit pixel limit. Errors tell apart bytes that are no image
+/// ([`CoreError::UnknownImageFormat`]), an image too large ([`CoreError::ImageTooLarge`],
+/// checked from the header alone) and a damaged one ([`CoreError::ImageDecode`]).
+pub fn decode_rgb_limited(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, CoreError> {
+    let format = image::guess_format(bytes).map_err(|_| CoreError::UnknownImageFormat)?;
+    if !matches!(format, image::ImageFormat::Png | image::ImageFormat::Jpeg) {
+        return Err(CoreError::UnsupportedImageFormat(format!("{format:?}")));
     }
+    let reader = || image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
+    let (width, height) =
+        reader().into_dimensions().map_err(|e| CoreError::ImageDecode(e.to_string()))?;
+    if width == 0 || height == 0 {
+        return Err(CoreError::EmptyImage { width, height });
+    }
+    if u64::from(width) * u64::from(height) > max_pixels {
+        return Err(CoreError::ImageTooLarge { width, height, max_pixels });
+    }
+    let img = reader().decode().map_err(|e| CoreError::ImageDecode(e.to_string()))?;
     Ok(img.to_rgb8())
 }
 
@@ -144,14 +167,30 @@ mod tests {
     }
 
     #[test]
+    fn images_over_the_pixel_limit_are_refused_from_the_header() {
+        let big = png(&RgbImage::new(300, 200));
+        assert!(matches!(
+            decode_rgb_limited(&big, 300 * 200 - 1),
+            Err(CoreError::ImageTooLarge { width: 300, height: 200, .. })
+        ));
+        assert_eq!(decode_rgb_limited(&big, 300 * 200).unwrap().dimensions(), (300, 200));
+        let gif = b"GIF89a\x01\x00\x01\x00\x00\x00\x00;";
+        assert!(matches!(decode_rgb(gif), Err(CoreError::UnsupportedImageFormat(_))));
+    }
+
+    #[test]
     fn garbage_and_bad_coordinates_are_errors() {
         let s = Scaler::default();
         let v = SourceVocab::default();
         assert!(matches!(
             ModelInput::from_image_bytes(b"not an image", 0.0, 0.0, "osm", &s, &v),
-            Err(CoreError::ImageDecode(_))
+            Err(CoreError::UnknownImageFormat)
         ));
         let img = png(&RgbImage::new(4, 4));
+        assert!(matches!(
+            ModelInput::from_image_bytes(&img[..img.len() / 2], 0.0, 0.0, "osm", &s, &v),
+            Err(CoreError::ImageDecode(_))
+        ));
         assert!(ModelInput::from_image_bytes(&img, 100.0, 0.0, "osm", &s, &v).is_err());
     }
 }

@@ -1,12 +1,17 @@
-//! `accessatlas serve`: the built app, the model bundle and rendered tiles on one origin.
+//! `accessatlas serve`: the built app, the model bundle, rendered tiles and the prediction API
+//! on one origin.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
+use burn::tensor::Device;
 use clap::Args;
+use model_core::bundle::BUNDLE_CONFIG_FILE;
 
+use crate::api::{Api, ApiConfig};
 use crate::cmd::collect::{BUNDLED_OSM, BUNDLED_OSM_NAME};
 use crate::osm::OsmMap;
 use crate::serve::{ServeConfig, TileRenderer, serve};
@@ -16,37 +21,94 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
-    /// The built app (`trunk build --release` output).
+    /// Port to listen on (overrides the port of --addr).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// The built app (`trunk build --release` output). Without it, the API, model and tiles
+    /// are still served.
     #[arg(long, default_value = "dist")]
     pub dist: PathBuf,
-    /// The model bundle served at /model/.
+    /// The model: an exported bundle (served at /model/ for the app) or a training run.
     #[arg(long, default_value = "assets/model")]
     pub model: PathBuf,
     /// OSM extract the /tiles/ endpoint renders (default: the bundled Helsinki extract).
     #[arg(long)]
     pub osm: Option<PathBuf>,
+    /// Do not serve the prediction API under /api/.
+    #[arg(long)]
+    pub no_api: bool,
+    /// API: largest request body in bytes.
+    #[arg(long, default_value_t = ApiConfig::default().max_body_bytes)]
+    pub max_body_bytes: usize,
+    /// API: largest image in pixels (width x height).
+    #[arg(long, default_value_t = ApiConfig::default().max_pixels)]
+    pub max_pixels: u64,
+    /// API: requests handled at once (more get 503 and Retry-After).
+    #[arg(long, default_value_t = ApiConfig::default().max_concurrent)]
+    pub max_concurrent: usize,
+    /// API: largest batch the model runs.
+    #[arg(long, default_value_t = ApiConfig::default().max_batch)]
+    pub max_batch: usize,
+    /// API: seconds to receive a body, and again to answer it.
+    #[arg(long, default_value_t = 30)]
+    pub timeout_s: u64,
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
-    let index = args.dist.join("index.html");
-    anyhow::ensure!(
-        index.is_file(),
-        "{} not found: build the app first (`cargo xtask serve` builds and serves it)",
-        index.display()
-    );
-    let manifest = args.model.join(model_core::bundle::BUNDLE_CONFIG_FILE);
-    anyhow::ensure!(manifest.is_file(), "model bundle {} not found", manifest.display());
+    let mut addr = args.addr;
+    if let Some(p) = args.port {
+        addr.set_port(p);
+    }
+    let dist = if args.dist.join("index.html").is_file() {
+        Some(args.dist.clone())
+    } else {
+        tracing::warn!(
+            "{} has no index.html: serving the API, model and tiles only (`cargo xtask serve` builds the app)",
+            args.dist.display()
+        );
+        None
+    };
+    let api = if args.no_api {
+        None
+    } else {
+        let predictor = crate::cmd::predict::load(&args.model, &Device::flex())
+            .with_context(|| format!("loading the model {}", args.model.display()))?;
+        let manifest = args.model.join(BUNDLE_CONFIG_FILE);
+        let info = match std::fs::read_to_string(&manifest) {
+            Ok(text) => serde_json::from_str(&text)
+                .with_context(|| format!("parsing {}", manifest.display()))?,
+            Err(_) => serde_json::json!({
+                "config": predictor.config,
+                "scaler": predictor.scaler,
+                "temperature": predictor.temperature,
+            }),
+        };
+        let cfg = ApiConfig {
+            max_body_bytes: args.max_body_bytes,
+            max_pixels: args.max_pixels,
+            read_timeout: Duration::from_secs(args.timeout_s),
+            predict_timeout: Duration::from_secs(args.timeout_s),
+            max_concurrent: args.max_concurrent,
+            max_batch: args.max_batch,
+        };
+        Some(Arc::new(Api::new(predictor, info, cfg)?))
+    };
     let map = match &args.osm {
         Some(p) => OsmMap::read(p)?,
         None => OsmMap::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME)?,
     };
-    let cfg =
-        ServeConfig { dist: args.dist, model: args.model, tiles: Arc::new(TileRenderer::new(map)) };
+    let has_api = api.is_some();
+    let cfg = ServeConfig { dist, model: args.model, tiles: Arc::new(TileRenderer::new(map)), api };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(serve(cfg, args.addr, |a| {
+    rt.block_on(serve(cfg, addr, |a| {
         println!("AccessAtlas is serving on http://{a}/  (Ctrl-C stops)");
+        if has_api {
+            println!(
+                "Prediction API: http://{a}/api/predict  (description: http://{a}/api/openapi.json)"
+            );
+        }
     }))
 }

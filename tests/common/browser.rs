@@ -68,9 +68,10 @@ fn tile_response(mut s: TcpStream, png: &[u8], hits: &std::sync::atomic::AtomicU
 pub fn start_app(dist: &Path) -> String {
     let map = OsmMap::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME).unwrap();
     let cfg = ServeConfig {
-        dist: dist.to_path_buf(),
+        dist: Some(dist.to_path_buf()),
         model: PathBuf::from(ROOT).join("assets/model"),
         tiles: Arc::new(TileRenderer::new(map)),
+        api: None,
     };
     let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
     std::thread::spawn(move || {

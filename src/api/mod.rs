@@ -1,0 +1,228 @@
+//! The prediction API beside the app, for clients that cannot run the model themselves:
+//!
+//! - `POST /api/predict`: multipart or JSON (see [`request`]) -> `{type, confidence,
+//!   probabilities}`, the schema of `accessatlas predict --json`; concurrent requests are run
+//!   as batches ([`batcher`]);
+//! - `GET /api/health`, `GET /api/model` (config, vocabularies, scaler, provenance, metrics);
+//! - `GET /api/openapi.json`: the OpenAPI 3.1 description (`openapi.json` beside this file).
+//!
+//! Limits ([`ApiConfig`]): body size, image pixels (checked from the header, before decoding),
+//! time to read a body and to get a prediction, requests in flight. Bad input is a 4xx with a
+//! JSON body naming the field ([`error::ApiError`]); nothing a client sends panics the server.
+
+pub mod batcher;
+pub mod error;
+pub mod request;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use model_core::infer::Predictor;
+use model_core::preprocess::{ModelInput, decode_rgb_limited};
+use tokio::sync::Semaphore;
+
+use batcher::Batcher;
+use error::ApiError;
+
+/// The OpenAPI description served at `/api/openapi.json`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Limits of the API; the defaults suit map tiles (a few KB to a few MB).
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Largest request body, bytes.
+    pub max_body_bytes: usize,
+    /// Largest image, pixels (width x height, from the header).
+    pub max_pixels: u64,
+    /// Time to receive the whole body.
+    pub read_timeout: Duration,
+    /// Time from a parsed request to its prediction (queueing included).
+    pub predict_timeout: Duration,
+    /// Requests handled at once; more get 503 with `Retry-After`.
+    pub max_concurrent: usize,
+    /// Largest batch the model runs.
+    pub max_batch: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 10 * 1024 * 1024,
+            max_pixels: model_core::preprocess::MAX_IMAGE_PIXELS,
+            read_timeout: Duration::from_secs(30),
+            predict_timeout: Duration::from_secs(30),
+            max_concurrent: 64,
+            max_batch: 16,
+        }
+    }
+}
+
+/// The API's state: the batching model thread and what `/api/model` reports.
+pub struct Api {
+    cfg: ApiConfig,
+    batcher: Batcher,
+    /// The model's config and scaler, to build inputs on the request's own task.
+    config: model_core::ModelConfig,
+    scaler: model_core::metadata::Scaler,
+    info: serde_json::Value,
+    in_flight: Arc<Semaphore>,
+    started: Instant,
+}
+
+impl Api {
+    /// Starts the model thread. `info` is what `/api/model` returns (the bundle manifest).
+    pub fn new(predictor: Predictor, info: serde_json::Value, cfg: ApiConfig) -> Result<Self> {
+        let config = predictor.config.clone();
+        let scaler = predictor.scaler;
+        let batcher = Batcher::start(predictor, cfg.max_batch, cfg.max_concurrent)
+            .context("starting the model thread")?;
+        Ok(Self {
+            in_flight: Arc::new(Semaphore::new(cfg.max_concurrent.max(1))),
+            cfg,
+            batcher,
+            config,
+            scaler,
+            info,
+            started: Instant::now(),
+        })
+    }
+
+    fn input(&self, r: &request::PredictRequest) -> Result<ModelInput, ApiError> {
+        // Coordinates first: cheap, and a bad one should not cost a decode.
+        model_core::metadata::validate_lat_lon(r.lat, r.lon).map_err(ApiError::from_core)?;
+        let img = decode_rgb_limited(&r.image, self.cfg.max_pixels).map_err(ApiError::from_core)?;
+        ModelInput::from_rgb_sized(
+            &img,
+            self.config.image_size,
+            r.lat,
+            r.lon,
+            &r.source,
+            &self.scaler,
+            &self.config.sources,
+        )
+        .map_err(ApiError::from_core)
+    }
+}
+
+/// The API's routes, to be nested under `/api`, with their own body limit and a JSON 404.
+pub fn router(api: Arc<Api>) -> Router {
+    let limit = api.cfg.max_body_bytes;
+    Router::new()
+        .route("/predict", axum::routing::post(predict))
+        .route("/health", get(health))
+        .route("/model", get(model))
+        .route("/openapi.json", get(openapi))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(api)
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no endpoint {} /api{} (see /api/openapi.json)", req.method(), req.uri().path()),
+    )
+}
+
+async fn predict(State(api): State<Arc<Api>>, req: Request) -> Response {
+    let Ok(_permit) = api.in_flight.clone().try_acquire_owned() else {
+        return ApiError::busy(format!(
+            "the server is handling {} requests, its limit; retry shortly",
+            api.cfg.max_concurrent
+        ))
+        .into_response();
+    };
+    match run_predict(&api, req).await {
+        Ok(p) => axum::Json(p).into_response(),
+        Err(e) => {
+            if e.status.is_server_error() {
+                tracing::error!(code = e.code, error = %e.error, "predict failed");
+            } else {
+                tracing::info!(code = e.code, field = ?e.field, error = %e.error, "predict rejected");
+            }
+            e.into_response()
+        }
+    }
+}
+
+async fn run_predict(api: &Arc<Api>, req: Request) -> Result<model_core::Prediction, ApiError> {
+    let parsed =
+        tokio::time::timeout(api.cfg.read_timeout, request::parse(req, api.cfg.max_body_bytes))
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "timeout",
+                    format!("the body took longer than {:?} to arrive", api.cfg.read_timeout),
+                )
+            })??;
+    if api.config.sources.lookup(&parsed.source).is_none() {
+        tracing::warn!(source = %parsed.source, "source not in the model's vocabulary; using `unknown`");
+    }
+    let work = async {
+        // Decoding and resizing are CPU work: off the async threads, in parallel per request.
+        let a = api.clone();
+        let input =
+            tokio::task::spawn_blocking(move || a.input(&parsed)).await.map_err(|e| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            })??;
+        let rx = api
+            .batcher
+            .submit(input)
+            .map_err(|_| ApiError::busy("the model's queue is full; retry shortly"))?;
+        rx.await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the model thread stopped",
+                )
+            })?
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))
+    };
+    tokio::time::timeout(api.cfg.predict_timeout, work).await.map_err(|_| {
+        ApiError::busy(format!("no prediction within {:?}; retry shortly", api.cfg.predict_timeout))
+    })?
+}
+
+async fn health(State(api): State<Arc<Api>>) -> impl IntoResponse {
+    axum::Json(serde_json::json!({
+        "status": "ok",
+        "uptime_s": api.started.elapsed().as_secs_f64(),
+        "in_flight": api.cfg.max_concurrent - api.in_flight.available_permits(),
+        "queued": api.batcher.queued(),
+        "encoder": api.config.encoder.name(),
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+async fn model(State(api): State<Arc<Api>>) -> impl IntoResponse {
+    axum::Json(api.info.clone())
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], OPENAPI)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_openapi_description_is_json_and_names_every_route() {
+        let v: serde_json::Value = serde_json::from_str(super::OPENAPI).unwrap();
+        assert!(v["openapi"].as_str().unwrap().starts_with("3.1"));
+        for p in ["/api/predict", "/api/health", "/api/model", "/api/openapi.json"] {
+            assert!(v["paths"][p].is_object(), "{p} is not described");
+        }
+        let responses = v["paths"]["/api/predict"]["post"]["responses"].as_object().unwrap();
+        for code in ["200", "400", "408", "413", "415", "422", "503"] {
+            assert!(responses.contains_key(code), "{code} is not described");
+        }
+    }
+}
