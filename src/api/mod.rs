@@ -1,8 +1,8 @@
 //! The prediction API beside the app, for clients that cannot run the model themselves:
 //!
 //! - `POST /api/predict`: multipart or JSON (see [`request`]) -> `{type, confidence,
-//!   probabilities}`, the schema of `accessatlas predict --json`; concurrent requests are run
-//!   as batches ([`batcher`]);
+//!   probabilities}`, the schema of `accessatlas predict --json`; concurrent requests queue for
+//!   one model thread, which runs up to `max_batch` of them as a batch ([`batcher`]);
 //! - `GET /api/health`, `GET /api/model` (config, vocabularies, scaler, provenance, metrics);
 //! - `GET /api/openapi.json`: the OpenAPI 3.1 description (`openapi.json` beside this file).
 //!
@@ -46,7 +46,9 @@ pub struct ApiConfig {
     pub predict_timeout: Duration,
     /// Requests handled at once; more get 503 with `Retry-After`.
     pub max_concurrent: usize,
-    /// Largest batch the model runs.
+    /// Largest batch the model runs. 1 on the CPU: there a batched forward pass costs more per
+    /// image than single ones (measured by `cargo xtask bench api`); larger helps where the
+    /// backend has spare parallelism.
     pub max_batch: usize,
 }
 
@@ -58,7 +60,7 @@ impl Default for ApiConfig {
             read_timeout: Duration::from_secs(30),
             predict_timeout: Duration::from_secs(30),
             max_concurrent: 64,
-            max_batch: 16,
+            max_batch: 1,
         }
     }
 }

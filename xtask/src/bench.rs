@@ -1,0 +1,366 @@
+//! `cargo xtask bench [--quick] [SECTION...]`: every benchmark, AccessAtlas and its reference
+//! alternating in one run, written to `BENCHMARKS.md` as one section each.
+//!
+//! Sections: `data` (PBF read vs pyosmium, tile rendering, collect), `train` (Burn vs PyTorch
+//! training throughput), `browser` (the app in headless Chromium), `api` (the prediction API
+//! under load). Naming sections re-runs only those and replaces them in `BENCHMARKS.md`,
+//! keeping the others. `--quick` runs the AccessAtlas side once on tiny sizes and writes
+//! nothing (the CI smoke test).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::{cache_dir, cargo, output, run, web};
+
+pub const SECTIONS: [&str; 4] = ["data", "train", "browser", "api"];
+
+/// JSON lines of a benchmark's stdout.
+fn json_lines(s: &str) -> Vec<serde_json::Value> {
+    s.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).collect()
+}
+
+/// The rows a benchmark printed with `"bench": name`.
+fn named<'a>(rows: &'a [serde_json::Value], name: &str) -> Vec<&'a serde_json::Value> {
+    rows.iter().filter(|r| r["bench"] == name).collect()
+}
+
+fn find<'a>(all: &'a [serde_json::Value], name: &str) -> Result<&'a serde_json::Value> {
+    named(all, name).into_iter().next().with_context(|| format!("benchmark `{name}` missing"))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn cargo_bench(name: &str, args: &[&str]) -> Result<Vec<serde_json::Value>> {
+    Ok(json_lines(&output(cargo().args(["bench", "--quiet", "--bench", name, "--"]).args(args))?))
+}
+
+/// The browser benchmark; builds the app first if `dist/` is missing.
+fn browser_bench(root: &Path, args: &[&str]) -> Result<Vec<serde_json::Value>> {
+    if !root.join("dist/index.html").is_file() {
+        web::build_app(root)?;
+    }
+    web::ensure_chromium()?;
+    cargo_bench("browser", args)
+}
+
+fn data_once(repeat: &str) -> Result<Vec<serde_json::Value>> {
+    cargo_bench("data_stage", &["--repeat", repeat])
+}
+
+fn train_once(args: &[&str]) -> Result<Vec<serde_json::Value>> {
+    cargo_bench("train_step", args)
+}
+
+/// A Python venv under the cache with `requirements` installed (pinned there).
+fn venv(name: &str, requirements: &[&str]) -> Result<PathBuf> {
+    let venv = cache_dir().join(name);
+    let python = venv.join("bin").join("python");
+    if !python.exists() {
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    }
+    run(Command::new(&python).args(["-m", "pip", "install", "-q"]).args(requirements))?;
+    Ok(python)
+}
+
+pub fn bench(root: &Path, args: &[String]) -> Result<()> {
+    let quick = args.iter().any(|a| a == "--quick");
+    let only: Vec<&str> =
+        args.iter().filter(|a| !a.starts_with("--")).map(String::as_str).collect();
+    if let Some(bad) = only.iter().find(|s| !SECTIONS.contains(s)) {
+        bail!("unknown benchmark section `{bad}` (expected some of: {})", SECTIONS.join(", "));
+    }
+    if quick {
+        return smoke(root);
+    }
+    let wanted = |s: &str| only.is_empty() || only.contains(&s);
+    let mut sections = Vec::new();
+    if wanted("data") {
+        sections.push(data_section(root)?);
+    }
+    if wanted("train") {
+        sections.push(train_section(root)?);
+    }
+    if wanted("browser") {
+        sections.push(browser_section(root)?);
+    }
+    if wanted("api") {
+        sections.push(api_section()?);
+    }
+    let path = root.join("BENCHMARKS.md");
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    std::fs::write(&path, merge(&header(), &old, &sections, only.is_empty()))?;
+    eprintln!("BENCHMARKS.md written");
+    Ok(())
+}
+
+/// The AccessAtlas side of every benchmark, once, on tiny sizes.
+fn smoke(root: &Path) -> Result<()> {
+    let rows = data_once("1")?;
+    find(&rows, "pbf_read")?;
+    find(&rows, "render_tiles")?;
+    let rows =
+        train_once(&["--steps", "1", "--size", "64", "--batch", "2", "--encoders", "custom_cnn"])?;
+    find(&rows, "train_step")?;
+    let rows = browser_bench(root, &["--loads", "1", "--predictions", "2"])?;
+    find(&rows, "browser_cpu")?;
+    let rows = cargo_bench("api_load", &["--requests", "4", "--concurrency", "2"])?;
+    let api = named(&rows, "api_load");
+    if api.len() != 2 || api.iter().any(|r| r["errors"] != 0) {
+        bail!("api_load: expected two error-free runs, got {api:?}");
+    }
+    eprintln!("bench --quick: data_stage, train_step, browser and api_load ok");
+    Ok(())
+}
+
+fn header() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let rustc = output(Command::new("rustc").arg("--version")).unwrap_or_default();
+    format!(
+        "# Benchmarks\n\n\
+Written by `cargo xtask bench` (do not edit by hand; `cargo xtask bench SECTION` re-runs one\n\
+section: {sections}). Each comparison runs both sides in the same run, alternating, on the same\n\
+input; figures are medians. Machine: {cpu}, {cores} cores. {rustc}.\n",
+        sections = SECTIONS.join(", "),
+        rustc = rustc.trim(),
+    )
+}
+
+/// The new file: the header, then each old section replaced by its new version (by its `## `
+/// title), new sections appended. `full` drops old sections that were not re-run.
+fn merge(header: &str, old: &str, new: &[String], full: bool) -> String {
+    let title = |s: &str| s.lines().next().unwrap_or("").trim().to_string();
+    let old_sections: Vec<String> =
+        old.split("\n## ").skip(1).map(|s| format!("## {}", s.trim_end())).collect();
+    let mut out = vec![header.trim_end().to_string()];
+    let mut used = vec![false; new.len()];
+    if !full {
+        for o in &old_sections {
+            match new.iter().position(|n| title(n) == title(o)) {
+                Some(i) => {
+                    out.push(new[i].trim_end().to_string());
+                    used[i] = true;
+                }
+                None => out.push(o.clone()),
+            }
+        }
+    }
+    for (n, u) in new.iter().zip(used) {
+        if !u {
+            out.push(n.trim_end().to_string());
+        }
+    }
+    out.join("\n\n") + "\n"
+}
+
+fn data_section(root: &Path) -> Result<String> {
+    let python = venv("venv-bench", &["osmium==4.3.2"])?;
+    let pbf = root.join("assets/osm/helsinki.osm.pbf");
+    let repeat = "7";
+    let py_once = || -> Result<serde_json::Value> {
+        let out = output(
+            Command::new(&python)
+                .arg(root.join("bench/pbf_read_pyosmium.py"))
+                .arg(&pbf)
+                .arg(repeat),
+        )?;
+        json_lines(&out).into_iter().next().context("pyosmium printed nothing")
+    };
+    // Alternate the two sides, three rounds, and keep each side's median.
+    let (mut ours, mut theirs, mut render) = (Vec::new(), Vec::new(), Vec::new());
+    let mut osmium_version = String::new();
+    let mut elements = (0, 0);
+    for _ in 0..3 {
+        let rows = data_once(repeat)?;
+        let r = find(&rows, "pbf_read")?;
+        ours.push(r["seconds"].as_f64().unwrap_or(f64::NAN));
+        elements.0 = r["elements"].as_u64().unwrap_or(0);
+        render.push(find(&rows, "render_tiles")?["tiles_per_s"].as_f64().unwrap_or(f64::NAN));
+        let p = py_once()?;
+        theirs.push(p["seconds"].as_f64().unwrap_or(f64::NAN));
+        elements.1 = p["elements"].as_u64().unwrap_or(0);
+        osmium_version = p["osmium"].as_str().unwrap_or("?").to_string();
+    }
+    let (ours, theirs, render) = (median(ours), median(theirs), median(render));
+
+    // End to end: `accessatlas collect` on the bundled extract, release build.
+    run(cargo().args(["build", "--release", "--quiet", "--bin", "accessatlas"]))?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let exe = target.join("release").join("accessatlas");
+    let data = std::env::temp_dir().join(format!("accessatlas-bench-{}", std::process::id()));
+    let mut collect_times = Vec::new();
+    for _ in 0..3 {
+        let _ = std::fs::remove_dir_all(&data);
+        let t = std::time::Instant::now();
+        output(Command::new(&exe).arg("collect").arg("--data").arg(&data))?;
+        collect_times.push(t.elapsed().as_secs_f64());
+    }
+    let _ = std::fs::remove_dir_all(&data);
+    let collect_s = median(collect_times);
+    Ok(format!(
+        "## Data stage\n\n\
+`cargo xtask bench data`. pyosmium {osmium_version}.\n\n\
+| benchmark | AccessAtlas | reference | ratio (reference time / ours) |\n\
+|---|---|---|---|\n\
+| read `assets/osm/helsinki.osm.pbf` ({kb} KB; nodes, ways, multipolygons kept in memory) | {ours_ms:.1} ms ({e0} elements) | pyosmium {theirs_ms:.1} ms ({e1} elements) | {ratio:.2}x |\n\
+| render 64 map tiles (256x256, zoom 19, offline renderer) | {render:.0} tiles/s | (no reference: our own renderer) | |\n\
+| `accessatlas collect` end to end on the bundled extract (release build) | {collect_s:.1} s | | |\n\n\
+A ratio above 1 means AccessAtlas is faster. Reading keeps what the renderer needs on both\n\
+sides; pyosmium builds Python dicts and lists, which is part of the reference cost.\n",
+        kb = std::fs::metadata(&pbf).map(|m| m.len() / 1024).unwrap_or(0),
+        ours_ms = ours * 1e3,
+        theirs_ms = theirs * 1e3,
+        e0 = elements.0,
+        e1 = elements.1,
+        ratio = theirs / ours,
+    ))
+}
+
+/// Training throughput: Burn (flex) vs PyTorch (CPU), same model, batch 16, 224x224, same
+/// thread count; each encoder alternates Burn, PyTorch, Burn, PyTorch.
+fn train_section(root: &Path) -> Result<String> {
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).to_string();
+    let requirements = root.join("tests/reference/requirements.txt");
+    let torch_python = venv("venv-reference", &["-r", &requirements.to_string_lossy()])?;
+    let mut train_rows = Vec::new();
+    let mut torch_version = String::new();
+    for enc in ["custom_cnn", "efficientnet_lite0", "resnet18"] {
+        let (mut b, mut t) = (Vec::new(), Vec::new());
+        for _ in 0..2 {
+            let r = train_once(&["--steps", "3", "--encoders", enc])?;
+            b.push(find(&r, "train_step")?["images_per_s"].as_f64().unwrap_or(f64::NAN));
+            let out = output(
+                Command::new(&torch_python)
+                    .arg(root.join("bench/train_step_torch.py"))
+                    .args(["3", "224", "16", &threads, enc]),
+            )?;
+            let p = json_lines(&out).into_iter().next().context("torch printed nothing")?;
+            torch_version = p["torch"].as_str().unwrap_or("?").to_string();
+            t.push(p["images_per_s"].as_f64().unwrap_or(f64::NAN));
+        }
+        let (b, t) = (median(b), median(t));
+        train_rows.push(format!("| {enc} | {b:.2} img/s | {t:.2} img/s | {:.2}x |", b / t));
+    }
+    Ok(format!(
+        "## Native training throughput\n\n\
+`cargo xtask bench train`. Full train step of the whole two-branch model (forward, backward,\n\
+gradient clipping, AdamW), batch 16, 224x224, {threads} threads, CPU. Burn 0.22.1 `flex` vs\n\
+PyTorch {torch_version}.\n\n\
+| encoder | AccessAtlas (Burn flex) | PyTorch | ratio (ours / PyTorch) |\n\
+|---|---|---|---|\n\
+{}\n\n\
+A ratio below 1 means AccessAtlas trains slower than PyTorch on this machine.\n",
+        train_rows.join("\n"),
+    ))
+}
+
+/// The app in headless Chromium (CPU backend): load to model-ready, prediction latency.
+fn browser_section(root: &Path) -> Result<String> {
+    let rows = browser_bench(root, &["--loads", "4", "--predictions", "40"])?;
+    let b = find(&rows, "browser_cpu")?.clone();
+    let num = |k: &str| b[k].as_f64().unwrap_or(f64::NAN);
+    let browser_version = b["browser"].as_str().unwrap_or("?").to_string();
+    Ok(format!(
+        "## In the browser\n\n\
+`cargo xtask bench browser`. The built app (`trunk build --release`) in headless\n\
+{browser_version}, CPU backend (Burn `flex`, wasm SIMD128, one thread, in a Web Worker), the\n\
+shipped EfficientNet-Lite0 bundle, map tiles from a local server. The reference (ONNX Runtime\n\
+Web on the same model) needs the ONNX export, which does not exist yet: this section has no\n\
+ratio until it does.\n\n\
+| measure | AccessAtlas |\n\
+|---|---|\n\
+| page load to model-ready, first load (fresh profile) | {:.0} ms |\n\
+| page load to model-ready, reload (warm HTTP cache) | {:.0} ms |\n\
+| prediction latency p50 / p95 (click to answer, tiles + model + messaging) | {:.0} / {:.0} ms |\n\
+| model forward pass p50 / p95 (in the worker) | {:.0} / {:.0} ms |\n",
+        num("cold_ready_ms"),
+        num("warm_ready_ms"),
+        num("latency_p50_ms"),
+        num("latency_p95_ms"),
+        num("model_p50_ms"),
+        num("model_p95_ms"),
+    ))
+}
+
+/// The prediction API under a bounded load on 127.0.0.1: sequential, then concurrent with the
+/// default (no batching on the CPU) and with batches of up to 16.
+fn api_section() -> Result<String> {
+    let (requests, concurrency) = ("300", "8");
+    let run = |batch: &str| -> Result<Vec<serde_json::Value>> {
+        let rows = cargo_bench(
+            "api_load",
+            &["--requests", requests, "--concurrency", concurrency, "--max-batch", batch],
+        )?;
+        let api: Vec<serde_json::Value> = named(&rows, "api_load").into_iter().cloned().collect();
+        if api.is_empty() {
+            bail!("benchmark `api_load` missing");
+        }
+        Ok(api)
+    };
+    let mut api = run("1")?;
+    api.extend(run("16")?.into_iter().filter(|r| r["concurrency"] != 1));
+    let table: Vec<String> = api
+        .iter()
+        .map(|r| {
+            let n = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+            format!(
+                "| {} | {} | {} | {:.1} | {:.0} / {:.0} ms | {} | {:.0} MB |",
+                r["concurrency"],
+                r["max_batch"],
+                r["requests"],
+                n("requests_per_s"),
+                n("p50_ms"),
+                n("p99_ms"),
+                r["errors"],
+                n("peak_rss_mb"),
+            )
+        })
+        .collect();
+    Ok(format!(
+        "## Prediction API under load\n\n\
+`cargo xtask bench api`. `accessatlas serve` (release build, CPU, the shipped\n\
+EfficientNet-Lite0 bundle) on 127.0.0.1; a Rust client (`benches/api_load.rs`) sends\n\
+{requests} `POST /api/predict` requests (multipart, 256x256 rendered map tiles) from 1 and then\n\
+{concurrency} client threads. `--max-batch` is how many queued requests the server runs as one\n\
+batch. Peak RSS is the server's (`VmHWM`) over its whole run. No reference: no other tool serves\n\
+this model.\n\n\
+| client threads | max batch | requests | requests/s | latency p50 / p99 | errors | server peak RSS |\n\
+|---|---|---|---|---|---|---|\n\
+{}\n\n\
+On this CPU backend a batched forward pass costs more per image than single ones (Burn `flex`\n\
+already spreads one image's convolutions over the cores; larger batches mostly grow the working\n\
+set), so `serve` defaults to `--max-batch 1`: requests queue and run one by one. Batching stays\n\
+available for machines where it pays.\n",
+        table.join("\n"),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge;
+
+    #[test]
+    fn merging_replaces_sections_by_title_and_keeps_the_rest() {
+        let old = "# B\n\nold header\n\n## A\n\na1\n\n## B\n\nb1\n";
+        let new = vec!["## B\n\nb2\n".to_string(), "## C\n\nc2\n".to_string()];
+        assert_eq!(
+            merge("# B\n\nnew", old, &new, false),
+            "# B\n\nnew\n\n## A\n\na1\n\n## B\n\nb2\n\n## C\n\nc2\n"
+        );
+        assert_eq!(merge("# B", old, &new, true), "# B\n\n## B\n\nb2\n\n## C\n\nc2\n");
+    }
+}
