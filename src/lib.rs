@@ -5,6 +5,7 @@
 pub mod api;
 pub mod cmd;
 pub mod fsutil;
+pub mod onnx;
 pub mod osm;
 pub mod paths;
 pub mod plot;

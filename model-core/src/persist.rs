@@ -1,10 +1,12 @@
 //! The model's persistence format: weights as Burn's burnpack bytes, config as JSON.
 //! Bytes in, bytes out; the CLI writes files (atomically), the browser keeps them in IndexedDB.
 
-use burn::module::Module;
+use burn::module::{Module, ParamGroup, Quantizer};
 use burn::store::{
-    BurnToPyTorchAdapter, ModuleRecord, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore,
+    BurnToPyTorchAdapter, BurnpackStore, HalfPrecisionAdapter, ModuleRecord, ModuleSnapshot,
+    PyTorchToBurnAdapter, SafetensorsStore,
 };
+use burn::tensor::quantization::{Calibration, QuantScheme, QuantStore, QuantValue};
 use burn::tensor::{Bytes, Device};
 
 use crate::{AccessModel, CoreError, ModelConfig};
@@ -29,7 +31,35 @@ pub fn model_from_bytes(
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(weights.to_vec()))
         .map_err(|e| CoreError::CorruptModel(e.to_string()))?;
     let model = config.init(device)?;
-    model.try_load_record(record).map_err(|e| CoreError::ConfigMismatch(e.to_string()))
+    // f16 weights (a `burn-f16` bundle) are widened to the model's f32 on load; quantized
+    // weights (`burn-int8`) stay quantized and are dequantized by the backend as it computes.
+    model
+        .try_load_record(record.cast_to_module_dtype())
+        .map_err(|e| CoreError::ConfigMismatch(e.to_string()))
+}
+
+/// The weights with convolution and linear weights and biases stored as f16 (half the size);
+/// batch-norm parameters and statistics stay f32 (their running variance underflows in f16).
+/// [`model_from_bytes`] reads them back into an f32 model.
+pub fn weights_to_bytes_f16(model: &AccessModel) -> Result<Vec<u8>, CoreError> {
+    let mut store = BurnpackStore::from_bytes(None).with_to_adapter(HalfPrecisionAdapter::new());
+    model.save_into(&mut store).map_err(|e| CoreError::CorruptModel(e.to_string()))?;
+    let bytes = store.get_bytes().map_err(|e| CoreError::CorruptModel(e.to_string()))?;
+    Ok(bytes.to_vec())
+}
+
+/// The model with its convolution and linear weights quantized to 8-bit integers (symmetric,
+/// one scale per tensor, min-max calibration; Burn's quantization). Biases, batch norms and
+/// depthwise kernels stay f32. Save it with [`weights_to_bytes`].
+pub fn quantize_int8(model: AccessModel) -> Result<AccessModel, CoreError> {
+    let re =
+        |p: &str| ParamGroup::from_regex(p).map_err(|e| CoreError::InvalidConfig(format!("{e:?}")));
+    // Depthwise kernels stay f32: their channels differ in scale too much for one int8 scale
+    // per tensor, and they are ~2% of the weights.
+    let group = re(r"(^|\.)weight$")?.exclude(re(r"depthwise")?);
+    let scheme = QuantScheme::default().with_value(QuantValue::Q8S).with_store(QuantStore::Native);
+    let mut q = Quantizer::new(Calibration::MinMax, scheme);
+    Ok(model.quantize_weights_group(&mut q, group))
 }
 
 /// `model.json`'s config part, pretty-printed.
@@ -84,4 +114,74 @@ pub fn model_from_safetensors(
         )));
     }
     Ok(model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::EncoderKind;
+    use crate::infer::Predictor;
+    use crate::metadata::Scaler;
+
+    fn predictor(model: AccessModel, config: &ModelConfig, device: &Device) -> Predictor {
+        Predictor::new(config.clone(), model, Scaler::default(), 1.0, device)
+    }
+
+    fn max_prob_diff(a: &Predictor, b: &Predictor) -> f32 {
+        let mut worst = 0f32;
+        for i in 0..4u8 {
+            let img = image::RgbImage::from_fn(32, 32, |x, y| {
+                image::Rgb([(x * 7 + u32::from(i) * 20) as u8, (y * 5) as u8, 90 + i * 30])
+            });
+            let input = a.input(&img, 60.0 + f64::from(i), 24.9, "osm").unwrap();
+            let (pa, pb) = (a.predict(&input).unwrap(), b.predict(&input).unwrap());
+            for ((_, x), (_, y)) in pa.probabilities.0.iter().zip(&pb.probabilities.0) {
+                worst = worst.max((x - y).abs());
+            }
+        }
+        worst
+    }
+
+    fn small() -> (ModelConfig, AccessModel, Device) {
+        let device = Device::flex();
+        let mut config = ModelConfig::new(EncoderKind::CustomCnn);
+        config.image_size = 32;
+        let model = config.init(&device).unwrap();
+        (config, model, device)
+    }
+
+    #[test]
+    fn f16_weights_are_half_the_size_and_load_into_the_f32_model() {
+        let (config, model, device) = small();
+        let f32_bytes = weights_to_bytes(&model).unwrap();
+        let f16_bytes = weights_to_bytes_f16(&model).unwrap();
+        assert!(
+            (f16_bytes.len() as f64) < 0.6 * f32_bytes.len() as f64,
+            "{} vs {}",
+            f16_bytes.len(),
+            f32_bytes.len()
+        );
+        let back = model_from_bytes(&config, &f16_bytes, &device).unwrap();
+        let d =
+            max_prob_diff(&predictor(model, &config, &device), &predictor(back, &config, &device));
+        assert!(d < 1e-2, "f16 changed a probability by {d}");
+    }
+
+    #[test]
+    fn int8_weights_are_a_quarter_of_the_size_and_predict_close() {
+        let (config, model, device) = small();
+        let f32_bytes = weights_to_bytes(&model).unwrap();
+        let q = quantize_int8(model.clone()).unwrap();
+        let q_bytes = weights_to_bytes(&q).unwrap();
+        assert!(
+            (q_bytes.len() as f64) < 0.4 * f32_bytes.len() as f64,
+            "{} vs {}",
+            q_bytes.len(),
+            f32_bytes.len()
+        );
+        let back = model_from_bytes(&config, &q_bytes, &device).unwrap();
+        let d =
+            max_prob_diff(&predictor(model, &config, &device), &predictor(back, &config, &device));
+        assert!(d < 5e-2, "int8 changed a probability by {d}");
+    }
 }

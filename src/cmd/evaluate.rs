@@ -55,13 +55,15 @@ pub fn load_run(dir: &Path, device: &Device) -> Result<(ModelConfig, AccessModel
     Ok((cfg, model))
 }
 
-struct Scored {
-    tags: Vec<Tag>,
-    truth: Vec<usize>,
-    logits: Vec<Vec<f32>>,
+/// A split's labels and the model's logits for it.
+pub struct Scored {
+    pub tags: Vec<Tag>,
+    pub truth: Vec<usize>,
+    pub logits: Vec<Vec<f32>>,
 }
 
-fn score(
+/// Runs `model` over a split of `data` (`tags_{split}.csv`).
+pub fn score(
     data: &Path,
     split: &str,
     cfg: &ModelConfig,

@@ -1,9 +1,11 @@
-//! `accessatlas export`: a trained run as a model bundle (`model.json` + `weights.bpk`), the
-//! form the browser app, `predict` and the API load.
+//! `accessatlas export`: a trained run (or an existing bundle) as a model bundle
+//! (`model.json` + `weights.bpk`: f32, f16 or int8 weights), the form the browser app,
+//! `predict` and the API load; or as safetensors with PyTorch names; or as ONNX.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use burn::tensor::Device;
 use clap::Args;
 use model_core::bundle::{
     BUNDLE_CONFIG_FILE, BUNDLE_FORMAT, BUNDLE_WEIGHTS_FILE, BundleManifest, Provenance,
@@ -18,26 +20,64 @@ use crate::fsutil::write_atomic;
 
 #[derive(Args, Debug)]
 pub struct ExportArgs {
-    /// Training run directory.
+    /// Training run directory, or an exported bundle to convert (e.g. `assets/model`).
     #[arg(long, default_value = "models/baseline")]
     pub model: PathBuf,
     /// Data directory the run was trained on (for the tile source it was cut from).
     #[arg(long, default_value = "data")]
     pub data: PathBuf,
-    /// Output directory (default: <model>/bundle, or <model>/export-safetensors).
+    /// Output directory (default: <model>/bundle, <model>/bundle-f16, <model>/bundle-int8,
+    /// <model>/export-safetensors or <model>/export-onnx).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// `bundle`: model.json + weights.bpk (what the app, predict and the API load);
-    /// `safetensors`: model.json + model.safetensors with PyTorch-style keys.
-    #[arg(long, value_enum, default_value_t = Format::Bundle)]
+    /// `burn` (alias `bundle`): model.json + weights.bpk, f32 (what the app, predict and the
+    /// API load); `burn-f16`: the same with f16 weights (half the size); `burn-int8`: 8-bit
+    /// quantized weights (a quarter), with the accuracy change on the test split;
+    /// `safetensors`: model.json + model.safetensors with PyTorch-style keys; `onnx`:
+    /// model.json + model.onnx.
+    #[arg(long, value_enum, default_value_t = Format::Burn)]
     pub format: Format,
+    /// `--format onnx`: the batch size the graph takes (fixed at export).
+    #[arg(long, default_value_t = 1)]
+    pub onnx_batch: usize,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Format {
     #[default]
-    Bundle,
+    #[value(alias = "bundle")]
+    Burn,
+    BurnF16,
+    BurnInt8,
     Safetensors,
+    Onnx,
+}
+
+impl Format {
+    fn default_dir(self) -> &'static str {
+        match self {
+            Format::Burn => "bundle",
+            Format::BurnF16 => "bundle-f16",
+            Format::BurnInt8 => "bundle-int8",
+            Format::Safetensors => "export-safetensors",
+            Format::Onnx => "export-onnx",
+        }
+    }
+}
+
+/// What `--format burn-int8` reports (also written as `quantization.json` in the bundle).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct QuantizationReport {
+    pub f32_bytes: usize,
+    pub int8_bytes: usize,
+    /// `int8_bytes / f32_bytes`.
+    pub size_ratio: f64,
+    /// Test-split accuracy before and after, when the run's data is at hand.
+    pub test_accuracy_f32: Option<f64>,
+    pub test_accuracy_int8: Option<f64>,
+    /// Test examples whose predicted type changed.
+    pub changed_predictions: Option<usize>,
+    pub test_examples: Option<usize>,
 }
 
 fn read(path: &Path) -> Result<String> {
@@ -51,11 +91,28 @@ fn git_revision() -> String {
 
 pub fn run(args: ExportArgs) -> Result<()> {
     let out = export(&args)?;
-    println!("bundle written to {}", out.display());
+    println!("{} written to {}", args.format.default_dir().replace('-', " "), out.display());
     Ok(())
 }
 
-pub fn export(args: &ExportArgs) -> Result<PathBuf> {
+/// A model to export: its manifest (all but the weights) and the f32 weights.
+struct Source {
+    manifest: BundleManifest,
+    weights: Vec<u8>,
+    /// The run directory with its data at hand (for int8's accuracy check), if any.
+    run: Option<PathBuf>,
+}
+
+fn from_bundle(dir: &Path) -> Result<Source> {
+    let mp = dir.join(BUNDLE_CONFIG_FILE);
+    let manifest =
+        BundleManifest::from_json(&read(&mp)?).with_context(|| mp.display().to_string())?;
+    let wp = dir.join(BUNDLE_WEIGHTS_FILE);
+    let weights = std::fs::read(&wp).with_context(|| format!("reading {}", wp.display()))?;
+    Ok(Source { manifest, weights, run: None })
+}
+
+fn from_run(args: &ExportArgs) -> Result<Source> {
     let run = &args.model;
     let config = config_from_json(&read(&run.join("model.json"))?).with_context(|| {
         format!("{} (is {} a training run?)", run.join("model.json").display(), run.display())
@@ -70,10 +127,6 @@ pub fn export(args: &ExportArgs) -> Result<PathBuf> {
     let weights_path = run.join("checkpoints/best_model.bpk");
     let weights = std::fs::read(&weights_path)
         .with_context(|| format!("reading {}", weights_path.display()))?;
-    // Refuse weights that do not load into the config: a bundle must always work.
-    let model =
-        model_core::persist::model_from_bytes(&config, &weights, &burn::tensor::Device::flex())
-            .with_context(|| weights_path.display().to_string())?;
     let temperature = match std::fs::read_to_string(run.join("calibration.json")) {
         Ok(t) => {
             serde_json::from_str::<Calibration>(&t)
@@ -103,20 +156,107 @@ pub fn export(args: &ExportArgs) -> Result<PathBuf> {
             created_by: concat!("accessatlas ", env!("CARGO_PKG_VERSION")).to_string(),
         },
     };
+    Ok(Source { manifest, weights, run: Some(run.clone()) })
+}
+
+pub fn export(args: &ExportArgs) -> Result<PathBuf> {
+    let is_bundle = args.model.join(BUNDLE_WEIGHTS_FILE).is_file();
+    let src = if is_bundle { from_bundle(&args.model)? } else { from_run(args)? };
+    let device = Device::flex();
+    let config = &src.manifest.config;
+    // Refuse weights that do not load into the config: an export must always work.
+    let model = model_core::persist::model_from_bytes(config, &src.weights, &device)
+        .with_context(|| format!("the weights of {}", args.model.display()))?;
+    let out = args.out.clone().unwrap_or_else(|| args.model.join(args.format.default_dir()));
+    if is_bundle && out == args.model {
+        bail!("--out must differ from the bundle being converted ({})", args.model.display());
+    }
     // Weights first, manifest last: a bundle with a manifest is complete.
-    let out = match args.format {
-        Format::Bundle => {
-            let out = args.out.clone().unwrap_or_else(|| run.join("bundle"));
-            write_atomic(&out.join(BUNDLE_WEIGHTS_FILE), &weights)?;
-            out
+    match args.format {
+        Format::Burn => {
+            write_atomic(&out.join(BUNDLE_WEIGHTS_FILE), &src.weights)?;
+        }
+        Format::BurnF16 => {
+            let bytes = model_core::persist::weights_to_bytes_f16(&model)?;
+            println!(
+                "f16 weights: {:.1} MB (f32: {:.1} MB)",
+                bytes.len() as f64 / 1e6,
+                src.weights.len() as f64 / 1e6
+            );
+            write_atomic(&out.join(BUNDLE_WEIGHTS_FILE), &bytes)?;
+        }
+        Format::BurnInt8 => {
+            let q = model_core::persist::quantize_int8(model.clone())?;
+            let bytes = model_core::persist::weights_to_bytes(&q)?;
+            let report = quantization_report(&src, args, &model, &bytes, &device)?;
+            println!(
+                "int8 weights: {:.1} MB, {:.2}x the f32 size; test accuracy {} -> {}",
+                bytes.len() as f64 / 1e6,
+                report.size_ratio,
+                report.test_accuracy_f32.map_or("n/a".into(), |a| format!("{a:.3}")),
+                report
+                    .test_accuracy_int8
+                    .map_or("n/a (no data split at hand)".into(), |a| { format!("{a:.3}") }),
+            );
+            write_atomic(&out.join(BUNDLE_WEIGHTS_FILE), &bytes)?;
+            write_atomic(
+                &out.join("quantization.json"),
+                serde_json::to_string_pretty(&report)?.as_bytes(),
+            )?;
         }
         Format::Safetensors => {
-            let out = args.out.clone().unwrap_or_else(|| run.join("export-safetensors"));
             let bytes = model_core::persist::weights_to_safetensors(&model)?;
             write_atomic(&out.join("model.safetensors"), &bytes)?;
-            out
         }
-    };
-    write_atomic(&out.join(BUNDLE_CONFIG_FILE), manifest.to_json().as_bytes())?;
+        Format::Onnx => {
+            let bytes = crate::onnx::to_onnx(&model, config, args.onnx_batch)?;
+            write_atomic(&out.join("model.onnx"), &bytes)?;
+        }
+    }
+    write_atomic(&out.join(BUNDLE_CONFIG_FILE), src.manifest.to_json().as_bytes())?;
     Ok(out)
+}
+
+/// Sizes, and the test-split accuracy of the f32 and the int8 model when the run's data split
+/// is at hand.
+fn quantization_report(
+    src: &Source,
+    args: &ExportArgs,
+    model: &model_core::AccessModel,
+    int8_bytes: &[u8],
+    device: &Device,
+) -> Result<QuantizationReport> {
+    let config = &src.manifest.config;
+    let mut report = QuantizationReport {
+        f32_bytes: src.weights.len(),
+        int8_bytes: int8_bytes.len(),
+        size_ratio: int8_bytes.len() as f64 / src.weights.len() as f64,
+        test_accuracy_f32: None,
+        test_accuracy_int8: None,
+        changed_predictions: None,
+        test_examples: None,
+    };
+    let meta_path = args.data.join("preprocessing_metadata.json");
+    if src.run.is_none() || !args.data.join("tags_test.csv").is_file() || !meta_path.is_file() {
+        return Ok(report);
+    }
+    let meta = PreprocessingMetadata::from_json(&read(&meta_path)?)?;
+    // The int8 model as every consumer will load it: from its bytes.
+    let q = model_core::persist::model_from_bytes(config, int8_bytes, device)?;
+    let a = crate::cmd::evaluate::score(&args.data, "test", config, &meta, model, device)?;
+    let b = crate::cmd::evaluate::score(&args.data, "test", config, &meta, &q, device)?;
+    let argmax = |l: &Vec<f32>| {
+        l.iter().enumerate().fold((0, f32::MIN), |m, (i, &v)| if v > m.1 { (i, v) } else { m }).0
+    };
+    let n = a.truth.len();
+    let acc = |s: &crate::cmd::evaluate::Scored| {
+        s.logits.iter().zip(&s.truth).filter(|(l, y)| argmax(l) == **y).count() as f64
+            / n.max(1) as f64
+    };
+    report.test_accuracy_f32 = Some(acc(&a));
+    report.test_accuracy_int8 = Some(acc(&b));
+    report.changed_predictions =
+        Some(a.logits.iter().zip(&b.logits).filter(|(x, y)| argmax(x) != argmax(y)).count());
+    report.test_examples = Some(n);
+    Ok(report)
 }

@@ -90,6 +90,7 @@ pub fn run(args: PipelineArgs) -> Result<()> {
             data: data.clone(),
             out: dest,
             format: Default::default(),
+            onnx_batch: 1,
         })
         .context("export")
     };

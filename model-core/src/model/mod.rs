@@ -10,7 +10,7 @@
 
 pub mod custom_cnn;
 pub mod efficientnet;
-mod layers;
+pub mod layers;
 pub mod mobilenet;
 pub mod resnet;
 

@@ -1,0 +1,163 @@
+//! `accessatlas export` of the shipped bundle to every format: ONNX gives the probabilities of
+//! Burn under onnxruntime (Python, in a venv this test makes) within 1e-4; the f16 and int8
+//! bundles are smaller, load with `predict`'s loader and predict close to the f32 model.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use accessatlas::cmd::collect::{BUNDLED_OSM, BUNDLED_OSM_NAME};
+use accessatlas::cmd::export::{ExportArgs, Format, export};
+use accessatlas::osm::OsmMap;
+use accessatlas::render::Renderer;
+use burn::tensor::Device;
+use model_core::Prediction;
+use model_core::infer::Predictor;
+use model_core::preprocess::ModelInput;
+use model_core::tile::lat_lon_to_tile;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn bundle() -> PathBuf {
+    PathBuf::from(ROOT).join("assets/model")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("aa-export-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn export_to(format: Format, out: &Path) -> PathBuf {
+    export(&ExportArgs {
+        model: bundle(),
+        data: PathBuf::from("/nonexistent"),
+        out: Some(out.to_path_buf()),
+        format,
+        onnx_batch: 3,
+    })
+    .unwrap()
+}
+
+/// Real map tiles around Helsinki's centre as model inputs, with varied sources.
+fn inputs(p: &Predictor, n: usize) -> Vec<ModelInput> {
+    let map = OsmMap::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME).unwrap();
+    let r = Renderer::new(&map, 19).unwrap();
+    (0..n)
+        .map(|i| {
+            let (lat, lon) = (60.1685 + 0.0004 * i as f64, 24.9375 + 0.0006 * i as f64);
+            let img = image::DynamicImage::ImageRgba8(
+                r.render_tile(lat_lon_to_tile(lat, lon, 19).unwrap()),
+            )
+            .to_rgb8();
+            p.input(&img, lat, lon, ["osm", "user", "model", "other"][i % 4]).unwrap()
+        })
+        .collect()
+}
+
+fn python() -> PathBuf {
+    let cache = std::env::var_os("ACCESSATLAS_CACHE").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/accessatlas")
+    });
+    let venv = cache.join("venv-onnx");
+    let py = venv.join("bin/python");
+    let req = PathBuf::from(ROOT).join("tests/reference/onnx_requirements.txt");
+    let ok = |c: &mut Command| c.status().is_ok_and(|s| s.success());
+    if !py.exists() {
+        assert!(ok(Command::new("python3").args(["-m", "venv"]).arg(&venv)), "python3 -m venv");
+    }
+    // Quiet and quick when everything is installed already.
+    assert!(
+        ok(Command::new(&py).args(["-m", "pip", "install", "-q", "-r"]).arg(&req)),
+        "pip install -r {}",
+        req.display()
+    );
+    py
+}
+
+#[test]
+fn onnx_under_onnxruntime_matches_burn() {
+    let out = tmp("onnx");
+    export_to(Format::Onnx, &out);
+    let onnx = out.join("model.onnx");
+    let size = std::fs::metadata(&onnx).unwrap().len();
+    assert!(size > 10_000_000, "model.onnx holds the weights ({size} bytes)");
+
+    let p = accessatlas::cmd::predict::load(&bundle(), &Device::flex()).unwrap();
+    let xs = inputs(&p, 3);
+    let want: Vec<Prediction> = p.predict_batch(&xs).unwrap();
+    let flat =
+        |f: &dyn Fn(&ModelInput) -> Vec<f32>| -> Vec<f32> { xs.iter().flat_map(f).collect() };
+    let (s, k) = (p.config.image_size as usize, p.config.sources.one_hot_len());
+    let json = serde_json::json!({
+        "temperature": p.temperature,
+        "image": flat(&|x| x.image.clone()), "image_shape": [xs.len(), 3, s, s],
+        "coords": flat(&|x| x.coords.to_vec()), "coords_shape": [xs.len(), 2],
+        "source": flat(&|x| x.source.clone()), "source_shape": [xs.len(), k],
+    });
+    let inputs_path = out.join("inputs.json");
+    std::fs::write(&inputs_path, json.to_string()).unwrap();
+
+    let run = Command::new(python())
+        .arg(PathBuf::from(ROOT).join("tests/reference/onnx_parity.py"))
+        .arg(&onnx)
+        .arg(&inputs_path)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let got: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    // Exported for batch 3: three examples in one run.
+    let probs = got["probabilities"].as_array().unwrap();
+    assert_eq!(probs.len(), 3, "{got}");
+    let labels = p.config.labels.names();
+    let mut worst = 0f32;
+    for (row, w) in probs.iter().zip(&want) {
+        let row: Vec<f32> =
+            row.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        assert_eq!(row.len(), labels.len());
+        for (l, q) in labels.iter().zip(&row) {
+            let b = w.probabilities.0.iter().find(|(n, _)| n == l).unwrap().1;
+            assert!((b - q).abs() <= 1e-4, "{l}: Burn {b} vs onnxruntime {q}");
+            worst = worst.max((b - q).abs());
+        }
+    }
+    eprintln!("ONNX vs Burn: largest probability difference {worst:e} ({})", got["onnxruntime"]);
+    let _ = std::fs::remove_dir_all(out);
+}
+
+#[test]
+fn f16_and_int8_bundles_are_smaller_and_predict() {
+    let device = Device::flex();
+    let f32_model = accessatlas::cmd::predict::load(&bundle(), &device).unwrap();
+    let xs = inputs(&f32_model, 8);
+    let want = f32_model.predict_batch(&xs).unwrap();
+    let f32_size = std::fs::metadata(bundle().join("weights.bpk")).unwrap().len() as f64;
+
+    for (format, max_ratio, max_diff) in
+        [(Format::BurnF16, 0.55, 0.01f32), (Format::BurnInt8, 0.35, 0.15f32)]
+    {
+        let out = tmp(&format!("{format:?}"));
+        export_to(format, &out);
+        let size = std::fs::metadata(out.join("weights.bpk")).unwrap().len() as f64;
+        assert!(size / f32_size < max_ratio, "{format:?}: {size} vs {f32_size}");
+        // Loaded exactly as predict, serve and the app load a bundle.
+        let p = accessatlas::cmd::predict::load(&out, &device).unwrap();
+        let got = p.predict_batch(&xs).unwrap();
+        let mut agree = 0;
+        for (g, w) in got.iter().zip(&want) {
+            let sum: f32 = g.probabilities.0.iter().map(|(_, v)| v).sum();
+            assert!((sum - 1.0).abs() < 1e-4);
+            agree += usize::from(g.label == w.label);
+            for ((_, a), (_, b)) in g.probabilities.0.iter().zip(&w.probabilities.0) {
+                assert!((a - b).abs() <= max_diff, "{format:?}: {a} vs {b}");
+            }
+        }
+        assert!(agree >= 7, "{format:?}: only {agree} of 8 predictions agree with f32");
+        if format == Format::BurnInt8 {
+            let r: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(out.join("quantization.json")).unwrap())
+                    .unwrap();
+            assert!(r["size_ratio"].as_f64().unwrap() < max_ratio, "{r}");
+        }
+        let _ = std::fs::remove_dir_all(out);
+    }
+}
