@@ -12,10 +12,6 @@ import torch.nn as nn
 import torchvision
 from efficientnet_lite_pytorch import EfficientNet
 
-steps, size, batch, threads = (int(a) for a in sys.argv[1:5])
-encoders = sys.argv[5].split(",")
-torch.set_num_threads(threads)
-torch.manual_seed(0)
 
 
 class CustomCnn(nn.Module):
@@ -69,28 +65,39 @@ class Model(nn.Module):
 
 
 make = {"custom_cnn": CustomCnn, "efficientnet_lite0": Lite0, "resnet18": R18}
-for name in encoders:
-    model = Model(make[name]())
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
-    loss_fn = nn.CrossEntropyLoss()
-    img = torch.rand(batch, 3, size, size) * 4 - 2
-    coords = torch.rand(batch, 2) * 2 - 1
-    src = torch.eye(4)[torch.arange(batch) % 4]
-    y = torch.arange(batch) % 5
 
-    def step():
-        opt.zero_grad()
-        loss = loss_fn(model(img, coords, src), y)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
 
-    step()  # warm-up
-    t = time.perf_counter()
-    for _ in range(steps):
-        step()
-    s = time.perf_counter() - t
-    print(json.dumps({"bench": "train_step_torch", "encoder": name, "batch": batch, "size": size,
-                      "steps": steps, "seconds": s, "images_per_s": steps * batch / s,
-                      "torch": torch.__version__, "threads": threads}), flush=True)
+def main():
+    steps, size, batch, threads = (int(a) for a in sys.argv[1:5])
+    encoders = sys.argv[5].split(",")
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    for name in encoders:
+        model = Model(make[name]())
+        model.train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+        loss_fn = nn.CrossEntropyLoss()
+        img = torch.rand(batch, 3, size, size) * 4 - 2
+        coords = torch.rand(batch, 2) * 2 - 1
+        src = torch.eye(4)[torch.arange(batch) % 4]
+        y = torch.arange(batch) % 5
+
+        def step():
+            opt.zero_grad()
+            loss = loss_fn(model(img, coords, src), y)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+
+        step()  # warm-up
+        t = time.perf_counter()
+        for _ in range(steps):
+            step()
+        s = time.perf_counter() - t
+        print(json.dumps({"bench": "train_step_torch", "encoder": name, "batch": batch, "size": size,
+                          "steps": steps, "seconds": s, "images_per_s": steps * batch / s,
+                          "torch": torch.__version__, "threads": threads}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

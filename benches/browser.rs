@@ -3,7 +3,12 @@
 //! reloads with a warm HTTP cache) and prediction latency p50/p95 (request to answer on the
 //! page, worker messaging included; and the model's own forward pass).
 //!
-//! `--loads N --predictions M` (defaults 3 and 30). Prints one JSON line.
+//! With `--ort DIR` (a directory `cargo xtask bench` prepares: `bench/ort-web/index.html`,
+//! onnxruntime-web's files from npm and the ONNX export of the same bundle) the reference runs
+//! in the same Chromium session, alternating page loads with the app: ONNX Runtime Web (wasm,
+//! SIMD, one thread) on the same model; and the download sizes of both sides are compared.
+//!
+//! `--loads N --predictions M [--ort DIR]` (defaults 3 and 30). Prints one JSON line per side.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -27,6 +32,33 @@ fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
     v[i.min(v.len() - 1)]
 }
 
+fn gzip_size(path: &std::path::Path) -> u64 {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    e.write_all(&std::fs::read(path).unwrap()).unwrap();
+    e.finish().unwrap().len() as u64
+}
+
+/// Gzip bytes of the files directly in `dir` whose names pass `keep`.
+fn gzip_dir(dir: &std::path::Path, keep: impl Fn(&str) -> bool) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_file() && keep(&e.file_name().to_string_lossy()))
+        .map(|e| gzip_size(&e.path()))
+        .sum()
+}
+
+/// Loads the ORT page (`runs` timed predictions) and returns its result object.
+async fn ort_page(c: &fantoccini::Client, base: &str, runs: usize) -> serde_json::Value {
+    c.goto(&format!("{base}?runs={runs}")).await.unwrap();
+    let v =
+        wait_js(c, "window.__ortResult && JSON.stringify(window.__ortResult)", "ORT", 300).await;
+    let r: serde_json::Value = serde_json::from_str(v.as_str().unwrap()).unwrap();
+    assert!(r.get("error").is_none(), "ONNX Runtime Web failed: {r}");
+    r
+}
+
 async fn ready_ms(c: &fantoccini::Client) -> f64 {
     let v = wait_js(
         c,
@@ -42,14 +74,22 @@ async fn ready_ms(c: &fantoccini::Client) -> f64 {
 async fn main() {
     let loads = arg("--loads", 3).max(1);
     let predictions = arg("--predictions", 30).max(1);
+    let ort_dir =
+        std::env::args().skip_while(|a| a != "--ort").nth(1).map(std::path::PathBuf::from);
     let session = Session::start("bench", false).await;
     let c = &session.client;
     let url = session.url("cpu");
+    let ort_base = ort_dir.as_deref().map(start_app);
 
+    // Page loads, alternating with the reference's: the first of each is cold (empty cache).
     let mut ready = Vec::new();
+    let mut ort_ready = Vec::new();
     for _ in 0..loads {
         c.goto(&url).await.unwrap();
         ready.push(ready_ms(c).await);
+        if let Some(b) = &ort_base {
+            ort_ready.push(ort_page(c, b, 1).await["ready_ms"].as_f64().unwrap());
+        }
     }
     let cold = ready[0];
     let warm = if ready.len() > 1 { percentile(ready[1..].to_vec(), 0.5) } else { cold };
@@ -79,7 +119,35 @@ async fn main() {
             model.push(parts[1]);
         }
     }
+    // The reference's predictions, on its page (same session, after ours).
+    let ort = match &ort_base {
+        Some(b) => {
+            let r = ort_page(c, b, predictions).await;
+            let times: Vec<f64> =
+                r["times"].as_array().unwrap().iter().filter_map(|v| v.as_f64()).collect();
+            let dir = ort_dir.as_deref().unwrap();
+            let dist = dist_dir();
+            let model = std::path::Path::new(ROOT).join("assets/model");
+            Some(json!({
+                "bench": "browser_ort",
+                "version": r["version"],
+                "cold_ready_ms": ort_ready[0],
+                "warm_ready_ms": if ort_ready.len() > 1 { percentile(ort_ready[1..].to_vec(), 0.5) } else { ort_ready[0] },
+                "model_p50_ms": percentile(times.clone(), 0.5),
+                "model_p95_ms": percentile(times, 0.95),
+                "gzip_runtime_bytes": gzip_dir(dir, |n| n.ends_with(".js") || n.ends_with(".mjs") || n.ends_with(".wasm")),
+                "gzip_model_bytes": gzip_dir(dir, |n| n.ends_with(".onnx")),
+                "ours_gzip_runtime_bytes": gzip_dir(&dist, |n| n.starts_with("worker")),
+                "ours_gzip_app_bytes": gzip_dir(&dist, |_| true),
+                "ours_gzip_model_bytes": gzip_dir(&model, |_| true),
+            }))
+        }
+        None => None,
+    };
     session.client.close().await.unwrap();
+    if let Some(o) = ort {
+        println!("{o}");
+    }
     let version = std::process::Command::new(
         std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
     )

@@ -56,3 +56,24 @@ async fn shipped_bundle_predicts_on_the_cpu_backend() {
     assert!((sum - 1.0).abs() < 1e-4);
     assert!(manifest.config.labels.names().contains(&a.label));
 }
+
+/// The browser's fine-tuning step gives the native losses (`model-core/tests/finetune_parity.rs`
+/// checks the same fixture natively): same weights, same batch, CPU backend.
+#[wasm_bindgen_test]
+fn fine_tune_steps_match_the_native_fixture() {
+    let manifest =
+        BundleManifest::from_json(include_str!("../../assets/model/model.json")).unwrap();
+    let weights = include_bytes!("../../assets/model/weights.bpk");
+    let device = Device::flex();
+    let model = model_core::persist::model_from_bytes(&manifest.config, weights, &device).unwrap();
+    let losses =
+        model_core::finetune::reference_steps(model, manifest.config.image_size, 3, &device)
+            .unwrap();
+    let want: Vec<f32> =
+        serde_json::from_str(include_str!("../../model-core/tests/fixtures/finetune_steps.json"))
+            .unwrap();
+    assert_eq!(losses.len(), want.len());
+    for (a, b) in losses.iter().zip(&want) {
+        assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "browser {losses:?} vs native {want:?}");
+    }
+}

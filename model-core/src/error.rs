@@ -32,6 +32,8 @@ pub enum CoreError {
     InvalidConfig(String),
     #[error("batch is inconsistent: {0}")]
     BadBatch(String),
+    #[error("not enough tags to fine-tune: {0}")]
+    NotEnoughTags(String),
     #[error("backend error: {0}")]
     Backend(String),
 }

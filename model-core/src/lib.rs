@@ -14,6 +14,7 @@ pub mod bundle;
 pub mod calibration;
 pub mod dataset;
 pub mod error;
+pub mod finetune;
 pub mod infer;
 pub mod metadata;
 pub mod metrics;

@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::{cache_dir, cargo, output, run, web};
 
-pub const SECTIONS: [&str; 4] = ["data", "train", "browser", "api"];
+pub const SECTIONS: [&str; 5] = ["data", "train", "inference", "browser", "api"];
 
 /// JSON lines of a benchmark's stdout.
 fn json_lines(s: &str) -> Vec<serde_json::Value> {
@@ -85,6 +85,9 @@ pub fn bench(root: &Path, args: &[String]) -> Result<()> {
     if wanted("train") {
         sections.push(train_section(root)?);
     }
+    if wanted("inference") {
+        sections.push(inference_section(root)?);
+    }
     if wanted("browser") {
         sections.push(browser_section(root)?);
     }
@@ -106,6 +109,8 @@ fn smoke(root: &Path) -> Result<()> {
     let rows =
         train_once(&["--steps", "1", "--size", "64", "--batch", "2", "--encoders", "custom_cnn"])?;
     find(&rows, "train_step")?;
+    let rows = cargo_bench("infer", &["--batches", "1", "--repeat", "1"])?;
+    find(&rows, "infer_burn")?;
     let rows = browser_bench(root, &["--loads", "1", "--predictions", "2"])?;
     find(&rows, "browser_cpu")?;
     let rows = cargo_bench("api_load", &["--requests", "4", "--concurrency", "2"])?;
@@ -113,7 +118,7 @@ fn smoke(root: &Path) -> Result<()> {
     if api.len() != 2 || api.iter().any(|r| r["errors"] != 0) {
         bail!("api_load: expected two error-free runs, got {api:?}");
     }
-    eprintln!("bench --quick: data_stage, train_step, browser and api_load ok");
+    eprintln!("bench --quick: data_stage, train_step, infer, browser and api_load ok");
     Ok(())
 }
 
@@ -196,11 +201,7 @@ fn data_section(root: &Path) -> Result<String> {
     let (ours, theirs, render) = (median(ours), median(theirs), median(render));
 
     // End to end: `accessatlas collect` on the bundled extract, release build.
-    run(cargo().args(["build", "--release", "--quiet", "--bin", "accessatlas"]))?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let exe = target.join("release").join("accessatlas");
+    let exe = accessatlas_exe(root)?;
     let data = std::env::temp_dir().join(format!("accessatlas-bench-{}", std::process::id()));
     let mut collect_times = Vec::new();
     for _ in 0..3 {
@@ -268,31 +269,188 @@ A ratio below 1 means AccessAtlas trains slower than PyTorch on this machine.\n"
     ))
 }
 
-/// The app in headless Chromium (CPU backend): load to model-ready, prediction latency.
+/// The release `accessatlas` binary (built if needed).
+fn accessatlas_exe(root: &Path) -> Result<PathBuf> {
+    run(cargo().args(["build", "--release", "--quiet", "--bin", "accessatlas"]))?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    Ok(target.join("release").join("accessatlas"))
+}
+
+/// The shipped bundle exported by the release binary (`--format F`, extra arguments), into a
+/// fresh directory under the system temp dir.
+fn export_bundle(root: &Path, name: &str, args: &[&str]) -> Result<PathBuf> {
+    let out = std::env::temp_dir().join(format!("accessatlas-bench-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    run(Command::new(accessatlas_exe(root)?)
+        .args(["export", "--model"])
+        .arg(root.join("assets/model"))
+        .arg("--out")
+        .arg(&out)
+        .args(args))?;
+    Ok(out)
+}
+
+/// Native inference of the shipped model, batch 1 and 16: Burn (flex) vs onnxruntime (our
+/// ONNX export) vs PyTorch (the architecture mirror with the same weights), alternating.
+fn inference_section(root: &Path) -> Result<String> {
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).to_string();
+    let requirements = root.join("tests/reference/requirements.txt");
+    let onnx_requirements = root.join("tests/reference/onnx_requirements.txt");
+    let python = venv(
+        "venv-reference",
+        &["-r", &requirements.to_string_lossy(), "-r", &onnx_requirements.to_string_lossy()],
+    )?;
+    let st = export_bundle(root, "safetensors", &["--format", "safetensors"])?;
+    let b1 = export_bundle(root, "onnx-b1", &["--format", "onnx"])?;
+    let b16 = export_bundle(root, "onnx-b16", &["--format", "onnx", "--onnx-batch", "16"])?;
+    let mut ours: std::collections::BTreeMap<u64, Vec<f64>> = Default::default();
+    let mut ort: std::collections::BTreeMap<u64, Vec<f64>> = Default::default();
+    let mut torch: std::collections::BTreeMap<u64, Vec<f64>> = Default::default();
+    let (mut ort_version, mut torch_version) = (String::new(), String::new());
+    for _ in 0..2 {
+        for r in
+            named(&cargo_bench("infer", &["--batches", "1,16", "--repeat", "10"])?, "infer_burn")
+        {
+            ours.entry(r["batch"].as_u64().unwrap_or(0))
+                .or_default()
+                .push(r["p50_ms"].as_f64().unwrap_or(f64::NAN));
+        }
+        let out = output(
+            Command::new(&python)
+                .arg(root.join("bench/infer_reference.py"))
+                .arg(st.join("model.safetensors"))
+                .args([threads.as_str(), "10"])
+                .arg(b1.join("model.onnx"))
+                .arg(b16.join("model.onnx")),
+        )?;
+        let rows = json_lines(&out);
+        for r in named(&rows, "infer_onnxruntime") {
+            ort_version = r["onnxruntime"].as_str().unwrap_or("?").to_string();
+            ort.entry(r["batch"].as_u64().unwrap_or(0))
+                .or_default()
+                .push(r["p50_ms"].as_f64().unwrap_or(f64::NAN));
+        }
+        for r in named(&rows, "infer_torch") {
+            torch_version = r["torch"].as_str().unwrap_or("?").to_string();
+            torch
+                .entry(r["batch"].as_u64().unwrap_or(0))
+                .or_default()
+                .push(r["p50_ms"].as_f64().unwrap_or(f64::NAN));
+        }
+    }
+    for d in [st, b1, b16] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    let mut table = Vec::new();
+    for (batch, v) in ours {
+        let b = median(v);
+        let o = ort.remove(&batch).map_or(f64::NAN, median);
+        let t = torch.remove(&batch).map_or(f64::NAN, median);
+        table.push(format!(
+            "| {batch} | {b:.1} ms | {o:.1} ms | {t:.1} ms | {:.2}x | {:.2}x |",
+            o / b,
+            t / b
+        ));
+    }
+    Ok(format!(
+        "## Native inference\n\n\
+`cargo xtask bench inference`. The shipped model (EfficientNet-Lite0 + metadata, 224x224) on\n\
+the CPU, {threads} threads, median time of one forward pass: AccessAtlas (Burn 0.22.1 `flex`,\n\
+`Predictor::predict_batch`) vs onnxruntime {ort_version} running our own ONNX export of the\n\
+same bundle vs PyTorch {torch_version} running the architecture mirror\n\
+(`bench/train_step_torch.py`) with the bundle's weights (from its safetensors export).\n\n\
+| batch | AccessAtlas | onnxruntime | PyTorch | ratio onnxruntime / ours | ratio PyTorch / ours |\n\
+|---|---|---|---|---|---|\n\
+{}\n\n\
+A ratio below 1 means the reference is faster.\n",
+        table.join("\n"),
+    ))
+}
+
+/// onnxruntime-web, pinned, installed from npm into the cache.
+const ORT_WEB: &str = "onnxruntime-web@1.30.0";
+
+/// A directory with the reference page, onnxruntime-web's wasm build and the ONNX export of the
+/// shipped bundle (batch 1), for the browser benchmark's `--ort`.
+fn ort_web_dir(root: &Path) -> Result<PathBuf> {
+    let npm_dir = cache_dir().join("npm-bench");
+    let dist = npm_dir.join("node_modules/onnxruntime-web/dist");
+    let files = ["ort.wasm.min.js", "ort-wasm-simd-threaded.wasm", "ort-wasm-simd-threaded.mjs"];
+    if !files.iter().all(|f| dist.join(f).is_file()) {
+        std::fs::create_dir_all(&npm_dir)?;
+        run(Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&npm_dir)
+            .arg(ORT_WEB))?;
+    }
+    let dir = export_bundle(root, "ort-web", &["--format", "onnx"])?;
+    for f in files {
+        std::fs::copy(dist.join(f), dir.join(f)).with_context(|| format!("copying {f}"))?;
+    }
+    std::fs::copy(root.join("bench/ort-web/index.html"), dir.join("index.html"))?;
+    std::fs::remove_file(dir.join("model.json"))?;
+    Ok(dir)
+}
+
+/// The app in headless Chromium (CPU backend) beside ONNX Runtime Web on the same model: load
+/// to model-ready, prediction latency, download sizes.
 fn browser_section(root: &Path) -> Result<String> {
-    let rows = browser_bench(root, &["--loads", "4", "--predictions", "40"])?;
+    let ort_dir = ort_web_dir(root)?;
+    let rows = browser_bench(
+        root,
+        &["--loads", "4", "--predictions", "40", "--ort", &ort_dir.to_string_lossy()],
+    )?;
+    let _ = std::fs::remove_dir_all(&ort_dir);
     let b = find(&rows, "browser_cpu")?.clone();
+    let o = find(&rows, "browser_ort")?.clone();
     let num = |k: &str| b[k].as_f64().unwrap_or(f64::NAN);
+    let ort = |k: &str| o[k].as_f64().unwrap_or(f64::NAN);
+    let mb = |v: f64| v / 1e6;
     let browser_version = b["browser"].as_str().unwrap_or("?").to_string();
+    let ort_version = o["version"].as_str().unwrap_or("?").to_string();
     Ok(format!(
         "## In the browser\n\n\
-`cargo xtask bench browser`. The built app (`trunk build --release`) in headless\n\
-{browser_version}, CPU backend (Burn `flex`, wasm SIMD128, one thread, in a Web Worker), the\n\
-shipped EfficientNet-Lite0 bundle, map tiles from a local server. The reference (ONNX Runtime\n\
-Web on the same model) needs the ONNX export, which does not exist yet: this section has no\n\
-ratio until it does.\n\n\
-| measure | AccessAtlas |\n\
-|---|---|\n\
-| page load to model-ready, first load (fresh profile) | {:.0} ms |\n\
-| page load to model-ready, reload (warm HTTP cache) | {:.0} ms |\n\
-| prediction latency p50 / p95 (click to answer, tiles + model + messaging) | {:.0} / {:.0} ms |\n\
-| model forward pass p50 / p95 (in the worker) | {:.0} / {:.0} ms |\n",
+`cargo xtask bench browser`. Headless {browser_version}, one session. AccessAtlas: the built app\n\
+(`trunk build --release`), CPU backend (Burn `flex`, wasm SIMD128, one thread, in a Web Worker),\n\
+the shipped EfficientNet-Lite0 bundle, map tiles from a local server. Reference: ONNX Runtime\n\
+Web {ort_version} (npm `{ORT_WEB}`, wasm backend, SIMD, one thread: the page is not\n\
+cross-origin isolated, as the app is not), on the ONNX export of the same bundle (batch 1),\n\
+page `bench/ort-web/index.html`. Page loads alternate between the two; the first of each is\n\
+cold (empty cache). WebGPU is not measured: this machine has no GPU (SwiftShader only).\n\n\
+| measure | AccessAtlas | ONNX Runtime Web | ratio (ORT / ours) |\n\
+|---|---|---|---|\n\
+| page load to first prediction done, cold (the app: model-ready after its warm-up prediction) | {:.0} ms | {:.0} ms | {:.2}x |\n\
+| the same, warm HTTP cache | {:.0} ms | {:.0} ms | {:.2}x |\n\
+| model forward pass p50 | {:.0} ms | {:.0} ms | {:.2}x |\n\
+| model forward pass p95 | {:.0} ms | {:.0} ms | {:.2}x |\n\
+| runtime download, gzip (ours: the model worker's wasm + JS; ORT: its wasm + JS) | {:.2} MB | {:.2} MB | {:.2}x |\n\
+| model download, gzip (ours: `weights.bpk` f32 + `model.json`; ORT: `model.onnx`) | {:.2} MB | {:.2} MB | {:.2}x |\n\n\
+A ratio below 1 means ONNX Runtime Web is faster or smaller. The whole app (page, worker, map\n\
+library, styles) is {:.2} MB gzip. In the app, a click to an answer on the page (tiles, model,\n\
+worker messaging) takes {:.0} ms p50 / {:.0} ms p95.\n",
         num("cold_ready_ms"),
+        ort("cold_ready_ms"),
+        ort("cold_ready_ms") / num("cold_ready_ms"),
         num("warm_ready_ms"),
+        ort("warm_ready_ms"),
+        ort("warm_ready_ms") / num("warm_ready_ms"),
+        num("model_p50_ms"),
+        ort("model_p50_ms"),
+        ort("model_p50_ms") / num("model_p50_ms"),
+        num("model_p95_ms"),
+        ort("model_p95_ms"),
+        ort("model_p95_ms") / num("model_p95_ms"),
+        mb(ort("ours_gzip_runtime_bytes")),
+        mb(ort("gzip_runtime_bytes")),
+        ort("gzip_runtime_bytes") / ort("ours_gzip_runtime_bytes"),
+        mb(ort("ours_gzip_model_bytes")),
+        mb(ort("gzip_model_bytes")),
+        ort("gzip_model_bytes") / ort("ours_gzip_model_bytes"),
+        mb(ort("ours_gzip_app_bytes")),
         num("latency_p50_ms"),
         num("latency_p95_ms"),
-        num("model_p50_ms"),
-        num("model_p95_ms"),
     ))
 }
 

@@ -1,0 +1,70 @@
+//! Native inference benchmark (run by `cargo xtask bench`, never as a test): the shipped
+//! EfficientNet-Lite0 bundle's forward pass on the CPU backend (Burn `flex`) at the given batch
+//! sizes, through `Predictor::predict_batch` (what `predict` and the API run).
+//!
+//! `cargo bench --bench infer -- [--batches 1,16] [--repeat N]`. One JSON line per batch.
+
+use std::time::Instant;
+
+use burn::tensor::Device;
+use model_core::bundle::BundleManifest;
+use model_core::infer::Predictor;
+use model_core::preprocess::ModelInput;
+use model_core::rng::Rng;
+use serde_json::json;
+
+fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let repeat: usize = arg(&args, "--repeat", 20usize).max(1);
+    let batches: String = arg(&args, "--batches", "1,16".to_string());
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/model");
+    let manifest =
+        BundleManifest::from_json(&std::fs::read_to_string(format!("{dir}/model.json")).unwrap())
+            .unwrap();
+    let weights = std::fs::read(format!("{dir}/weights.bpk")).unwrap();
+    let device = Device::flex();
+    let p = Predictor::from_bundle(&manifest, &weights, &device).unwrap();
+    let s = p.config.image_size as usize;
+    let k = p.config.sources.one_hot_len();
+    let mut rng = Rng::new(7);
+    for batch in batches.split(',').filter_map(|b| b.parse::<usize>().ok()) {
+        let inputs: Vec<ModelInput> = (0..batch)
+            .map(|i| {
+                let mut source = vec![0.0; k];
+                source[i % k] = 1.0;
+                ModelInput {
+                    image: (0..3 * s * s).map(|_| rng.uniform(-2.0, 2.0) as f32).collect(),
+                    coords: [rng.uniform(-1.0, 1.0) as f32, rng.uniform(-1.0, 1.0) as f32],
+                    source,
+                }
+            })
+            .collect();
+        p.predict_batch(&inputs).unwrap(); // warm-up
+        let mut times: Vec<f64> = (0..repeat)
+            .map(|_| {
+                let t = Instant::now();
+                p.predict_batch(&inputs).unwrap();
+                t.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        println!(
+            "{}",
+            json!({
+                "bench": "infer_burn",
+                "batch": batch,
+                "repeat": repeat,
+                "p50_ms": times[times.len() / 2],
+                "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            })
+        );
+    }
+}

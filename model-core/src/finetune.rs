@@ -1,0 +1,487 @@
+//! Fine-tuning on a mapper's own tags, the same code in the browser's worker and natively:
+//!
+//! 1. [`plan`]: a seeded stratified train/validation split of the tags (the preprocessing's
+//!    grouped split, by map tile), class weights from the training part, and a clear error for
+//!    a class with too few tags;
+//! 2. [`encode_features`]: the frozen image encoder runs once per tag and view (view 0 as is,
+//!    the others through the training augmentation), and the features are cached;
+//! 3. [`HeadTrainer`]: epochs over the cached features train the metadata branch, fusion and
+//!    head with the train step's maths (class-weighted cross-entropy, AdamW, gradient
+//!    clipping); a rejected suggestion is a negative example with loss `-ln(1 - p(class))`.
+//!
+//! A head step on cached features costs milliseconds where a full 224x224 step costs seconds on
+//! the wasm CPU backend.
+
+use burn::module::Module;
+use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
+use burn::optim::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::preprocess::ModelInput;
+use crate::split::{Split, SplitConfig, class_weights, group_of, stratified_group_split};
+use crate::{AccessModel, CoreError};
+
+/// Fewest tags a class needs to take part (some for training, at least one to validate).
+pub const MIN_TAGS_PER_CLASS: usize = 3;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FineTuneConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub weight_decay: f32,
+    pub clip_norm: f32,
+    /// Views per tag: the tile as is, plus `views - 1` augmented copies.
+    pub views: usize,
+    pub val_fraction: f64,
+    pub seed: u64,
+    /// Zoom of the cells that keep neighbouring tags in one split (19: one map tile).
+    pub group_zoom: u8,
+}
+
+impl Default for FineTuneConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 5,
+            batch_size: 16,
+            learning_rate: 1e-3,
+            weight_decay: 1e-4,
+            clip_norm: 1.0,
+            views: 3,
+            val_fraction: 0.25,
+            seed: 42,
+            group_zoom: 19,
+        }
+    }
+}
+
+/// What an example teaches: its type, or (a rejected suggestion) a type it is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Target {
+    Is(usize),
+    IsNot(usize),
+}
+
+/// One cached example: the encoder's features of one view, and the rest of the model input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureExample {
+    pub features: Vec<f32>,
+    pub coords: [f32; 2],
+    pub source: Vec<f32>,
+    pub target: Target,
+}
+
+/// Which tags train and which validate, and the class weights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub train: Vec<usize>,
+    pub val: Vec<usize>,
+    pub class_weights: Vec<f32>,
+}
+
+/// Splits tags (`(class, lat, lon)`) for fine-tuning. At least two classes need
+/// [`MIN_TAGS_PER_CLASS`] tags each; a class with fewer (but some) is named in the error.
+pub fn plan(
+    tags: &[(usize, f64, f64)],
+    labels: &[String],
+    cfg: &FineTuneConfig,
+) -> Result<Plan, CoreError> {
+    let n = labels.len();
+    let mut counts = vec![0usize; n];
+    for &(c, _, _) in tags {
+        if c >= n {
+            return Err(CoreError::BadBatch(format!("class index {c} >= {n}")));
+        }
+        counts[c] += 1;
+    }
+    let short: Vec<String> = (0..n)
+        .filter(|&c| counts[c] > 0 && counts[c] < MIN_TAGS_PER_CLASS)
+        .map(|c| {
+            format!(
+                "`{}` has {} tag(s), needs at least {MIN_TAGS_PER_CLASS} ({} more)",
+                labels[c],
+                counts[c],
+                MIN_TAGS_PER_CLASS - counts[c]
+            )
+        })
+        .collect();
+    if !short.is_empty() {
+        return Err(CoreError::NotEnoughTags(short.join("; ")));
+    }
+    if counts.iter().filter(|&&k| k > 0).count() < 2 {
+        return Err(CoreError::NotEnoughTags(format!(
+            "fine-tuning needs tags of at least two types, {MIN_TAGS_PER_CLASS} or more each"
+        )));
+    }
+    let items: Vec<(usize, (u32, u32))> = tags
+        .iter()
+        .map(|&(c, lat, lon)| Ok((c, group_of(lat, lon, cfg.group_zoom)?)))
+        .collect::<Result<_, CoreError>>()?;
+    let v = cfg.val_fraction.clamp(0.05, 0.5);
+    let split = stratified_group_split(
+        &items,
+        n,
+        &SplitConfig { fractions: [1.0 - v, v, 0.0], seed: cfg.seed, group_zoom: cfg.group_zoom },
+    )?;
+    let mut train: Vec<usize> = (0..tags.len()).filter(|&i| split[i] == Split::Train).collect();
+    let mut val: Vec<usize> = (0..tags.len()).filter(|&i| split[i] != Split::Train).collect();
+    // Every class present keeps at least one training tag (a map cell may hold all of them).
+    for (c, &count) in counts.iter().enumerate() {
+        if count > 0
+            && !train.iter().any(|&i| tags[i].0 == c)
+            && let Some(p) = val.iter().position(|&i| tags[i].0 == c)
+        {
+            train.push(val.remove(p));
+        }
+    }
+    if val.is_empty() {
+        // Tiny sets: validate on the last training tag of the largest class.
+        let big = (0..n).max_by_key(|&c| counts[c]).unwrap_or(0);
+        if let Some(p) = train.iter().rposition(|&i| tags[i].0 == big) {
+            val.push(train.remove(p));
+        }
+    }
+    train.sort_unstable();
+    val.sort_unstable();
+    let train_labels: Vec<usize> = train.iter().map(|&i| tags[i].0).collect();
+    Ok(Plan { class_weights: class_weights(&train_labels, n), train, val })
+}
+
+/// Stacks model inputs into the encoder's image batch.
+fn image_batch(inputs: &[ModelInput], size: usize, device: &Device) -> Tensor<4> {
+    let mut images = Vec::with_capacity(inputs.len() * 3 * size * size);
+    for x in inputs {
+        images.extend_from_slice(&x.image);
+    }
+    Tensor::from_data(TensorData::new(images, [inputs.len(), 3, size, size]), device)
+}
+
+/// The frozen encoder's features `[n, F]` for `inputs` (one batch), still on the device: read
+/// back with `into_data` (CPU) or `into_data_async` (WebGPU).
+pub fn encode_features(
+    model: &AccessModel,
+    inputs: &[ModelInput],
+    size: usize,
+    device: &Device,
+) -> Result<Tensor<2>, CoreError> {
+    if inputs.is_empty() || inputs.iter().any(|x| x.image.len() != 3 * size * size) {
+        return Err(CoreError::BadBatch("inputs do not fit the model".into()));
+    }
+    Ok(model.encoder.features(image_batch(inputs, size, device)))
+}
+
+/// Splits a read-back `[n, F]` buffer into one feature vector per example.
+pub fn split_rows(data: Vec<f32>, n: usize) -> Vec<Vec<f32>> {
+    let f = data.len() / n.max(1);
+    data.chunks(f.max(1)).map(<[f32]>::to_vec).collect()
+}
+
+/// A batch of cached examples on a device.
+struct FeatureBatch {
+    features: Tensor<2>,
+    coords: Tensor<2>,
+    sources: Tensor<2>,
+    /// Class per example (its type, or the type it is not).
+    classes: Tensor<1, Int>,
+}
+
+fn feature_batch(examples: &[&FeatureExample], device: &Device) -> Option<FeatureBatch> {
+    let first = examples.first()?;
+    let (b, f, s) = (examples.len(), first.features.len(), first.source.len());
+    let mut features = Vec::with_capacity(b * f);
+    let mut coords = Vec::with_capacity(b * 2);
+    let mut sources = Vec::with_capacity(b * s);
+    let mut classes = Vec::with_capacity(b);
+    for e in examples {
+        features.extend_from_slice(&e.features);
+        coords.extend_from_slice(&e.coords);
+        sources.extend_from_slice(&e.source);
+        classes.push(match e.target {
+            Target::Is(c) | Target::IsNot(c) => c as i64,
+        });
+    }
+    Some(FeatureBatch {
+        features: Tensor::from_data(TensorData::new(features, [b, f]), device),
+        coords: Tensor::from_data(TensorData::new(coords, [b, 2]), device),
+        sources: Tensor::from_data(TensorData::new(sources, [b, s]), device),
+        classes: Tensor::from_data(TensorData::new(classes, [b]), device),
+    })
+}
+
+/// Trains the part of the model after the image encoder on cached features.
+pub struct HeadTrainer {
+    model: AccessModel,
+    optim: ModuleOptimizer,
+    loss: CrossEntropyLoss,
+    cfg: FineTuneConfig,
+    /// The autodiff device batches are built on.
+    device: Device,
+    /// The same device without autodiff, for evaluation.
+    inference: Device,
+    classes: usize,
+}
+
+impl HeadTrainer {
+    /// `model` is an inference model on `device` (e.g. a loaded bundle on `Device::flex()`); it
+    /// is switched to training on the same device with autodiff. `class_weights` as from
+    /// [`plan`] (0 for absent classes, which is made 1: never a target).
+    pub fn new(
+        model: AccessModel,
+        class_weights: &[f32],
+        cfg: FineTuneConfig,
+        device: &Device,
+    ) -> Self {
+        let inference = device.clone().without_autodiff();
+        let device = inference.clone().autodiff();
+        let adam = AdamWConfig::new()
+            .with_weight_decay(cfg.weight_decay)
+            .with_grad_clipping(Some(GradientClippingConfig::Norm(cfg.clip_norm)));
+        let weights: Vec<f32> =
+            class_weights.iter().map(|&x| if x.is_finite() && x > 0.0 { x } else { 1.0 }).collect();
+        let classes = weights.len();
+        Self {
+            model: model.train(),
+            optim: adam.init(),
+            loss: CrossEntropyLossConfig::new().with_weights(Some(weights)).init(&device),
+            cfg,
+            device,
+            inference,
+            classes,
+        }
+    }
+
+    /// The loss of `examples` under the current weights, in training mode (dropout active),
+    /// as a graph to differentiate.
+    fn loss(&self, examples: &[&FeatureExample]) -> Option<Tensor<1>> {
+        let pos: Vec<&FeatureExample> =
+            examples.iter().copied().filter(|e| matches!(e.target, Target::Is(_))).collect();
+        let neg: Vec<&FeatureExample> =
+            examples.iter().copied().filter(|e| matches!(e.target, Target::IsNot(_))).collect();
+        let logits = |b: &FeatureBatch| {
+            self.model.forward_features(b.features.clone(), b.coords.clone(), b.sources.clone())
+        };
+        let mut total: Option<Tensor<1>> = None;
+        if let Some(b) = feature_batch(&pos, &self.device) {
+            total = Some(self.loss.forward(logits(&b), b.classes));
+        }
+        if let Some(b) = feature_batch(&neg, &self.device) {
+            let n = neg.len();
+            let probs = softmax(logits(&b), 1);
+            let onehot = b.classes.one_hot::<2>(self.classes).float();
+            let p = (probs * onehot).sum_dim(1).reshape([n]);
+            let l = (p.neg() + 1.0 + 1e-6).log().neg().mean();
+            total = Some(match total {
+                Some(t) => t + l,
+                None => l,
+            });
+        }
+        total
+    }
+
+    /// One AdamW step on `examples`; returns its loss (before the update).
+    pub fn step(&mut self, examples: &[&FeatureExample]) -> Option<f32> {
+        let loss = self.loss(examples)?;
+        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
+        let value = loss.into_scalar::<f32>();
+        self.model = self.optim.step(self.cfg.learning_rate, self.model.clone(), grads);
+        Some(value)
+    }
+
+    /// One epoch over `examples` in a seeded order, in batches; the mean loss.
+    pub fn epoch(&mut self, examples: &[FeatureExample], epoch: usize) -> Option<f32> {
+        let mut order: Vec<usize> = (0..examples.len()).collect();
+        crate::rng::Rng::new(self.cfg.seed ^ ((epoch as u64 + 1) * 0x9e37_79b9))
+            .shuffle(&mut order);
+        let (mut sum, mut n) = (0.0f32, 0usize);
+        for chunk in order.chunks(self.cfg.batch_size.max(1)) {
+            let batch: Vec<&FeatureExample> = chunk.iter().map(|&i| &examples[i]).collect();
+            if let Some(l) = self.step(&batch) {
+                sum += l * batch.len() as f32;
+                n += batch.len();
+            }
+        }
+        (n > 0).then(|| sum / n as f32)
+    }
+
+    /// Accuracy on the positive examples, in inference mode.
+    pub fn accuracy(&self, examples: &[FeatureExample]) -> Option<f32> {
+        accuracy(&self.model.valid(), examples, &self.inference)
+    }
+
+    /// The trained model, in inference mode.
+    pub fn into_model(self) -> AccessModel {
+        self.model.valid()
+    }
+}
+
+/// The fixed scenario that proves the browser and the native build train alike: `steps` head
+/// steps of `model` (dropout off, so nothing is random) on four synthetic tiles with known
+/// classes, one of them a rejected suggestion; returns the loss of each step. A test runs it
+/// natively and in headless Chromium against one committed fixture.
+pub fn reference_steps(
+    mut model: AccessModel,
+    size: u32,
+    steps: usize,
+    device: &Device,
+) -> Result<Vec<f32>, CoreError> {
+    model.fusion_dropout.prob = 0.0;
+    model.head_dropout.prob = 0.0;
+    let scaler = crate::metadata::Scaler { mean: [60.17, 24.94], std: [0.01, 0.02] };
+    let sources = crate::SourceVocab::default();
+    let inputs: Vec<ModelInput> = (0..4u32)
+        .map(|k| {
+            let img = image::RgbImage::from_fn(size, size, |x, y| {
+                image::Rgb([
+                    ((x * (k + 3) + y * 7) % 256) as u8,
+                    ((y * (k + 5) + x * 3) % 256) as u8,
+                    ((x ^ y) * (k + 1) % 256) as u8,
+                ])
+            });
+            let (lat, lon) = (60.165 + 0.003 * f64::from(k), 24.935 + 0.004 * f64::from(k));
+            ModelInput::from_rgb_sized(
+                &img,
+                size,
+                lat,
+                lon,
+                ["osm", "user"][k as usize % 2],
+                &scaler,
+                &sources,
+            )
+        })
+        .collect::<Result<_, _>>()?;
+    let features = encode_features(&model, &inputs, size as usize, device)?
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| CoreError::Backend(format!("{e:?}")))?;
+    let targets = [Target::Is(0), Target::Is(2), Target::Is(2), Target::IsNot(1)];
+    let examples: Vec<FeatureExample> = split_rows(features, inputs.len())
+        .into_iter()
+        .zip(inputs)
+        .zip(targets)
+        .map(|((features, x), target)| FeatureExample {
+            features,
+            coords: x.coords,
+            source: x.source,
+            target,
+        })
+        .collect();
+    let refs: Vec<&FeatureExample> = examples.iter().collect();
+    let weights = [1.0, 0.5, 1.5, 1.0, 2.0];
+    let mut t = HeadTrainer::new(model, &weights, FineTuneConfig::default(), device);
+    (0..steps).map(|_| t.step(&refs).ok_or_else(|| CoreError::BadBatch("empty".into()))).collect()
+}
+
+/// Accuracy of `model` (inference mode) on the positive examples; `None` if there are none.
+pub fn accuracy(model: &AccessModel, examples: &[FeatureExample], device: &Device) -> Option<f32> {
+    let pos: Vec<&FeatureExample> =
+        examples.iter().filter(|e| matches!(e.target, Target::Is(_))).collect();
+    let b = feature_batch(&pos, device)?;
+    let pred =
+        model.forward_features(b.features, b.coords, b.sources).argmax(1).reshape([pos.len()]);
+    let correct = pred.equal(b.classes).int().sum().into_scalar::<i64>();
+    Some(correct as f32 / pos.len() as f32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+    use crate::{EncoderKind, ModelConfig};
+
+    fn labels() -> Vec<String> {
+        ["ramp", "elevator", "entrance", "tactile_path", "obstacle"].map(String::from).to_vec()
+    }
+
+    #[test]
+    fn too_few_tags_name_the_class_and_the_count() {
+        let mut tags = vec![(0, 60.17, 24.94), (0, 60.171, 24.941), (0, 60.172, 24.942)];
+        tags.push((2, 60.18, 24.95));
+        let e = plan(&tags, &labels(), &FineTuneConfig::default()).unwrap_err().to_string();
+        assert!(e.contains("`entrance` has 1 tag(s), needs at least 3 (2 more)"), "{e}");
+        let one_class = &tags[..3];
+        let e = plan(one_class, &labels(), &FineTuneConfig::default()).unwrap_err().to_string();
+        assert!(e.contains("at least two types"), "{e}");
+    }
+
+    #[test]
+    fn the_plan_splits_every_class_and_is_seeded() {
+        let tags: Vec<(usize, f64, f64)> = (0..24)
+            .map(|i| (i % 3, 60.16 + 0.001 * i as f64, 24.93 + 0.0013 * (i % 7) as f64))
+            .collect();
+        let p = plan(&tags, &labels(), &FineTuneConfig::default()).unwrap();
+        assert_eq!(p.train.len() + p.val.len(), 24);
+        assert!(!p.val.is_empty());
+        for c in 0..3 {
+            assert!(p.train.iter().any(|&i| tags[i].0 == c), "class {c} trains");
+        }
+        assert_eq!(p.class_weights[3], 0.0);
+        assert_eq!(plan(&tags, &labels(), &FineTuneConfig::default()).unwrap(), p);
+    }
+
+    /// Features where class `c` lifts feature block `c`, with noise.
+    fn examples(model_features: usize, n: usize, seed: u64) -> Vec<FeatureExample> {
+        let mut rng = Rng::new(seed);
+        (0..n)
+            .map(|i| {
+                let c = i % 3;
+                let features = (0..model_features)
+                    .map(|j| {
+                        let signal = if j / 16 == c { 2.0 } else { 0.0 };
+                        signal + rng.uniform(-0.5, 0.5) as f32
+                    })
+                    .collect();
+                let mut source = vec![0.0; 4];
+                source[i % 4] = 1.0;
+                FeatureExample {
+                    features,
+                    coords: [rng.uniform(-1.0, 1.0) as f32, rng.uniform(-1.0, 1.0) as f32],
+                    source,
+                    target: Target::Is(c),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn head_training_learns_cached_features_and_negatives_push_down() {
+        let device = Device::flex();
+        let mut config = ModelConfig::new(EncoderKind::CustomCnn);
+        config.image_size = 32;
+        let model = config.init(&device).unwrap().valid();
+        let f = EncoderKind::CustomCnn.features();
+        let train = examples(f, 48, 1);
+        let val = examples(f, 24, 2);
+        let before = accuracy(&model, &val, &device).unwrap();
+        let cfg = FineTuneConfig { epochs: 8, ..FineTuneConfig::default() };
+        let mut t = HeadTrainer::new(model, &[1.0, 1.0, 1.0, 0.0, 0.0], cfg, &device);
+        let first = t.epoch(&train, 0).unwrap();
+        let mut last = first;
+        for e in 1..8 {
+            last = t.epoch(&train, e).unwrap();
+        }
+        assert!(last < first * 0.5, "loss {first} -> {last}");
+        let after = t.accuracy(&val).unwrap();
+        assert!(after > 0.9 && after >= before, "accuracy {before} -> {after}");
+
+        // A rejected suggestion: "example 0 is not its class" lowers that class's probability.
+        let model = t.into_model();
+        let prob = |m: &AccessModel, e: &FeatureExample, c: usize| {
+            let b = feature_batch(&[e], &device).unwrap();
+            let p = softmax(m.forward_features(b.features, b.coords, b.sources), 1);
+            p.into_data().try_to_vec::<f32>().unwrap()[c]
+        };
+        let mut neg = val[0].clone();
+        let Target::Is(c) = neg.target else { unreachable!() };
+        neg.target = Target::IsNot(c);
+        let p0 = prob(&model, &neg, c);
+        let mut t = HeadTrainer::new(model, &[1.0; 5], FineTuneConfig::default(), &device);
+        for _ in 0..5 {
+            t.step(&[&neg]).unwrap();
+        }
+        let p1 = prob(&t.into_model(), &neg, c);
+        assert!(p1 < p0, "p(class) {p0} -> {p1}");
+    }
+}
