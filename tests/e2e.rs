@@ -274,6 +274,253 @@ async fn run_backend(backend: &str, webgpu: bool) {
     session.client.close().await.unwrap();
 }
 
+/// The probabilities the prediction panel shows, by type.
+async fn shown_probabilities(c: &fantoccini::Client) -> Vec<(String, f64)> {
+    let v = c
+        .execute(
+            "return [...document.querySelectorAll('[data-testid=prediction] .bar-row')].map(r => [r.dataset.label, parseFloat(r.dataset.probability)])",
+            vec![],
+        )
+        .await
+        .unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p[0].as_str().unwrap().to_string(), p[1].as_f64().unwrap()))
+        .collect()
+}
+
+/// Closes the form, clicks the map's centre and waits for the prediction there.
+async fn predict_at_centre(c: &fantoccini::Client) -> Vec<(String, f64)> {
+    c.execute(
+        "document.querySelector('[data-testid=tag-form] button.secondary')?.click(); document.querySelector('[data-testid=prediction]').dataset.state = 'idle';",
+        vec![],
+    )
+    .await
+    .unwrap();
+    c.execute("document.querySelector('.leaflet-container').focus();", vec![]).await.unwrap();
+    c.active_element().await.unwrap().send_keys("\u{E007}").await.unwrap();
+    wait_js(
+        c,
+        "document.querySelector('[data-testid=prediction]').dataset.state === 'done'",
+        "a prediction at the crosshair",
+        240,
+    )
+    .await;
+    shown_probabilities(c).await
+}
+
+fn differ(a: &[(String, f64)], b: &[(String, f64)]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x.1 - y.1).abs()).fold(0.0, f64::max)
+}
+
+async fn set_input(c: &fantoccini::Client, css: &str, value: &str, event: &str) {
+    c.execute(
+        &format!(
+            "const e = document.querySelector('{css}'); e.value = '{value}'; e.dispatchEvent(new Event('{event}', {{bubbles: true}}));"
+        ),
+        vec![],
+    )
+    .await
+    .unwrap();
+}
+
+/// Fine-tuning in the page on a fixture set of tags with the app's tiles: cancel keeps the old
+/// model; 2 epochs reach 100 %, the kept model survives a reload and predictions use it; its
+/// exported bundle loads in `accessatlas predict`; the suggestion layer scans, accepts, rejects.
+async fn fine_tune_flow() {
+    let session = Session::start("finetune", false).await;
+    let (c, downloads) = (&session.client, &session.downloads);
+    let out = out_dir();
+    c.goto(&session.url("cpu")).await.unwrap();
+    wait_js(
+        c,
+        "document.querySelector('[data-testid=backend-badge]').dataset.backend === 'cpu'",
+        "the model",
+        300,
+    )
+    .await;
+    wait_js(c, "document.querySelector('#sidebar').dataset.ready === 'true'", "stored tags", 30)
+        .await;
+    wait_js(
+        c,
+        "document.querySelector('[data-testid=model-origin]').dataset.origin === 'shipped'",
+        "the shipped model",
+        10,
+    )
+    .await;
+    let before = predict_at_centre(c).await;
+
+    // Fixture tags: three types, four each, on distinct map tiles around Helsinki's centre.
+    let mut csv = String::from("id,lat,lon,type,source\n");
+    for (k, label) in ["ramp", "entrance", "obstacle"].iter().enumerate() {
+        for i in 0..4 {
+            let lat = 60.1680 + 0.0007 * i as f64 + 0.0002 * k as f64;
+            let lon = 24.9360 + 0.0011 * k as f64 + 0.0003 * i as f64;
+            csv.push_str(&format!("ft-{k}-{i},{lat:.6},{lon:.6},{label},user\n"));
+        }
+    }
+    let fixture = out.join("finetune-tags.csv");
+    std::fs::write(&fixture, csv).unwrap();
+    let input = c.find(Locator::Css("[data-testid=import-file]")).await.unwrap();
+    input.send_keys(&fixture.display().to_string()).await.unwrap();
+    wait_js(
+        c,
+        "document.querySelectorAll('[data-testid=tag-list] li').length === 12",
+        "12 tags",
+        10,
+    )
+    .await;
+    set_input(c, "#ft-epochs", "2", "change").await;
+
+    // Cancel mid-way: the old model stays.
+    c.find(Locator::Css("[data-testid=finetune-start]")).await.unwrap().click().await.unwrap();
+    wait_js(c, "document.querySelector('[data-testid=finetune-cancel]')", "the cancel button", 10)
+        .await;
+    c.find(Locator::Css("[data-testid=finetune-cancel]")).await.unwrap().click().await.unwrap();
+    wait_js(
+        c,
+        "document.querySelector('[data-testid=finetune-cancelled]')",
+        "the cancelled fine-tune",
+        120,
+    )
+    .await;
+    wait_js(
+        c,
+        "document.querySelector('[data-testid=model-origin]').dataset.origin === 'shipped'",
+        "the shipped model after cancel",
+        10,
+    )
+    .await;
+    assert!(differ(&predict_at_centre(c).await, &before) < 1e-6, "cancel changed the model");
+
+    // Two epochs: progress reaches 100 %, before/after accuracy shown, keep.
+    c.find(Locator::Css("[data-testid=finetune-start]")).await.unwrap().click().await.unwrap();
+    let result = wait_js(
+        c,
+        "(r => r && [r.dataset.before, r.dataset.after])(document.querySelector('[data-testid=finetune-result]'))",
+        "the fine-tune result",
+        600,
+    )
+    .await;
+    let progress = c
+        .execute("return document.querySelector('[data-testid=finetune-progress]').getAttribute('aria-valuenow')", vec![])
+        .await
+        .unwrap();
+    assert_eq!(progress, json!("100"));
+    let after_acc: f64 = result[1].as_str().unwrap().parse().unwrap();
+    assert!((0.0..=1.0).contains(&after_acc), "{result}");
+    c.find(Locator::Css("[data-testid=finetune-keep]")).await.unwrap().click().await.unwrap();
+    wait_js(
+        c,
+        "document.querySelector('[data-testid=model-origin]').dataset.origin === 'finetuned'",
+        "the kept model",
+        60,
+    )
+    .await;
+    let tuned = predict_at_centre(c).await;
+    assert!(differ(&tuned, &before) > 1e-4, "predictions still come from the old model");
+
+    // It survives a reload (IndexedDB) and predictions still use it.
+    c.refresh().await.unwrap();
+    wait_js(
+        c,
+        "document.querySelector('[data-testid=backend-badge]').dataset.backend === 'cpu'",
+        "the model after reload",
+        300,
+    )
+    .await;
+    wait_js(
+        c,
+        "document.querySelector('[data-testid=model-origin]').dataset.origin === 'finetuned'",
+        "the kept model after reload",
+        30,
+    )
+    .await;
+    wait_js(c, "document.querySelector('[data-testid=finetune-kept]')", "the kept summary", 10)
+        .await;
+    let reloaded = predict_at_centre(c).await;
+    assert!(differ(&reloaded, &tuned) < 1e-4, "after reload: {reloaded:?} vs {tuned:?}");
+
+    // Export the bundle; `accessatlas predict` loads it.
+    c.find(Locator::Css("[data-testid=finetune-export]")).await.unwrap().click().await.unwrap();
+    let (mj, wb) = (downloads.join("model.json"), downloads.join("weights.bpk"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(mj.is_file() && wb.is_file()) {
+        assert!(Instant::now() < deadline, "no bundle downloaded to {}", downloads.display());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let manifest = std::fs::read_to_string(&mj).unwrap();
+    assert!(manifest.contains("fine-tune"), "provenance names the fine-tune: {manifest}");
+    let tile = out.join("finetune-tile.png");
+    image::RgbImage::from_pixel(224, 224, image::Rgb([240, 238, 232])).save(&tile).unwrap();
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_accessatlas"))
+        .args(["predict", "--json", "--lat", "60.1699", "--lon", "24.9384", "--model"])
+        .arg(downloads)
+        .arg("--image")
+        .arg(&tile)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let p: Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert!(p["type"].is_string() && p["probabilities"].is_object(), "{p}");
+
+    // The suggestion layer: scan, then accept one and reject one.
+    set_input(c, "[data-testid=scan-threshold]", "30", "input").await;
+    c.find(Locator::Css("[data-testid=scan-view]")).await.unwrap().click().await.unwrap();
+    wait_js(
+        c,
+        "document.querySelector('[data-testid=scan-status]').innerText.includes('points scanned')",
+        "the scan",
+        300,
+    )
+    .await;
+    let n_items = c
+        .execute("return document.querySelectorAll('[data-testid=suggestion-item]').length", vec![])
+        .await
+        .unwrap()
+        .as_u64()
+        .unwrap();
+    let n_markers = c
+        .execute("return document.querySelectorAll('[data-testid=suggestion]').length", vec![])
+        .await
+        .unwrap()
+        .as_u64()
+        .unwrap();
+    assert!(n_items >= 2, "a 4x4 scan at 30 % should suggest something ({n_items})");
+    assert_eq!(n_items, n_markers, "one marker per suggestion");
+    c.find(Locator::Css("[data-testid=suggestion-accept]")).await.unwrap().click().await.unwrap();
+    wait_js(
+        c,
+        "document.querySelectorAll('[data-testid=tag-list] li').length === 13",
+        "the accepted tag",
+        10,
+    )
+    .await;
+    c.find(Locator::Css("[data-testid=suggestion-reject]")).await.unwrap().click().await.unwrap();
+    wait_js(
+        c,
+        &format!(
+            "document.querySelectorAll('[data-testid=suggestion-item]').length === {}",
+            n_items - 2
+        ),
+        "the rejected suggestion gone",
+        10,
+    )
+    .await;
+    wait_js(c, "document.querySelector('#ft-h').parentElement.innerText.includes('1 rejected suggestions')", "the negative example", 10).await;
+    let csv = c.execute("return [...document.querySelectorAll('[data-testid=tag-list] li')].map(li => li.dataset.type + '/' + li.innerText).join('|')", vec![]).await.unwrap();
+    assert!(csv.as_str().unwrap().contains("model"), "accepted tag has source model: {csv}");
+    session.client.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the built app and Chromium: `cargo xtask test` runs it"]
+async fn fine_tune_in_chromium_cpu() {
+    fine_tune_flow().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the built app and Chromium: `cargo xtask test` runs it"]
 async fn app_in_chromium_cpu() {

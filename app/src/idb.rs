@@ -1,5 +1,6 @@
-//! Persistence in IndexedDB: the tag store as one JSON record, so tags survive reloads and
-//! browser restarts. Writes replace the record in one transaction (all or nothing).
+//! Persistence in IndexedDB: the tag store, the rejected suggestions and the kept model, one
+//! record each, so they survive reloads and browser restarts. Writes replace a record in one
+//! transaction (all or nothing: a full quota leaves the old record as it was).
 
 use js_sys::Promise;
 use wasm_bindgen::prelude::*;
@@ -11,6 +12,10 @@ const DB_VERSION: u32 = 1;
 const STORE: &str = "state";
 /// Key of the tag store record.
 pub const TAGS_KEY: &str = "tags";
+/// Key of the rejected suggestions (negative examples for the next fine-tune).
+pub const REJECTIONS_KEY: &str = "rejections";
+/// Key of the kept (fine-tuned or imported) model, written by the model worker.
+pub const MODEL_KEY: &str = "model";
 
 fn err(what: &str, e: JsValue) -> String {
     format!("IndexedDB {what}: {}", e.as_string().unwrap_or_else(|| format!("{e:?}")))
@@ -39,11 +44,12 @@ async fn settle(req: &IdbRequest) -> Result<JsValue, JsValue> {
 }
 
 async fn open() -> Result<IdbDatabase, String> {
-    let factory = web_sys::window()
-        .ok_or("no window")?
-        .indexed_db()
-        .map_err(|e| err("unavailable", e))?
-        .ok_or("IndexedDB is not available in this browser (private mode?)")?;
+    // `indexedDB` of the page or of a worker (the model worker stores the kept model).
+    let factory: web_sys::IdbFactory = js_sys::Reflect::get(&js_sys::global(), &"indexedDB".into())
+        .ok()
+        .filter(|f| !f.is_undefined() && !f.is_null())
+        .ok_or("IndexedDB is not available in this browser (private mode?)")?
+        .unchecked_into();
     let req: IdbOpenDbRequest =
         factory.open_with_u32(DB_NAME, DB_VERSION).map_err(|e| err("open", e))?;
     let upgrade = Closure::<dyn FnMut(web_sys::IdbVersionChangeEvent)>::new(
@@ -86,6 +92,19 @@ pub async fn put(key: &str, value: &str) -> Result<(), String> {
         .and_then(|s| s.put_with_key(&value.into(), &key.into()))
         .map_err(|e| err("write", e))?;
     settle(&req).await.map_err(|e| err("write", e))?;
+    db.close();
+    Ok(())
+}
+
+/// Deletes a record (no error if it does not exist).
+pub async fn delete(key: &str) -> Result<(), String> {
+    let db = open().await?;
+    let tx = db
+        .transaction_with_str_and_mode(STORE, IdbTransactionMode::Readwrite)
+        .map_err(|e| err("delete", e))?;
+    let req =
+        tx.object_store(STORE).and_then(|s| s.delete(&key.into())).map_err(|e| err("delete", e))?;
+    settle(&req).await.map_err(|e| err("delete", e))?;
     db.close();
     Ok(())
 }

@@ -13,6 +13,8 @@ pub mod protocol;
 pub mod store;
 
 #[cfg(target_arch = "wasm32")]
+mod finetune;
+#[cfg(target_arch = "wasm32")]
 pub mod idb;
 #[cfg(target_arch = "wasm32")]
 pub mod net;

@@ -35,6 +35,60 @@ pub enum ToWorker {
     Load { base: String, backend: BackendChoice },
     /// Predict the feature type at a point.
     Predict { id: u64, lat: f64, lon: f64, source: String },
+    /// Fine-tune the loaded model on these examples (tags and rejected suggestions).
+    FineTune { examples: Vec<FineTuneExample>, epochs: usize, seed: u64 },
+    /// Stop a running fine-tune; the loaded model stays as it is.
+    CancelFineTune,
+    /// Keep the fine-tuned candidate: store it (IndexedDB) and predict with it.
+    KeepModel,
+    /// Drop the fine-tuned candidate.
+    DiscardModel,
+    /// Back to the shipped model (the stored one is deleted).
+    RevertModel,
+    /// Send the loaded model as a bundle (for download).
+    ExportModel,
+    /// Use a bundle the user picked (refused if its config differs from the loaded model's).
+    ImportModel { manifest: String, weights_b64: String },
+    /// Predict at each point (the suggestion layer's scan of the visible map).
+    Scan { id: u64, points: Vec<(f64, f64)>, source: String },
+}
+
+/// One fine-tuning example: a tag, or (`negative`) a rejected suggestion: not a `label`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FineTuneExample {
+    pub id: String,
+    pub lat: f64,
+    pub lon: f64,
+    pub source: String,
+    pub label: String,
+    #[serde(default)]
+    pub negative: bool,
+}
+
+/// What a fine-tune did; stored with a kept model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FineTuneSummary {
+    /// Validation accuracy of the model before and after (the same held-out tags).
+    pub before_accuracy: f32,
+    pub after_accuracy: f32,
+    pub train_tags: usize,
+    pub val_tags: usize,
+    pub negatives: usize,
+    pub epochs: usize,
+    /// Mean training loss per epoch.
+    pub losses: Vec<f32>,
+    /// Examples left out, with the reason (a tile that failed to load, an unknown type).
+    pub skipped: Vec<String>,
+    pub seconds: f64,
+}
+
+/// Where the loaded model comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelOrigin {
+    Shipped,
+    FineTuned,
+    Imported,
 }
 
 /// What the page shows about the loaded model.
@@ -45,6 +99,9 @@ pub struct ModelInfo {
     pub tile_source: TileSourceSpec,
     pub git_revision: String,
     pub test_macro_f1: Option<f64>,
+    pub origin: ModelOrigin,
+    /// For a fine-tuned model: what the fine-tune did.
+    pub fine_tune: Option<FineTuneSummary>,
 }
 
 /// Worker -> page.
@@ -75,7 +132,52 @@ pub enum FromWorker {
         model_ms: f64,
     },
     /// Something failed; `id` names the prediction it belongs to, if any.
-    Failed { id: Option<u64>, message: String },
+    Failed {
+        id: Option<u64>,
+        message: String,
+    },
+    /// Fine-tune progress: `percent` 0-100 over the phases (`tiles`, `features`, `training`).
+    FineTuneProgress {
+        phase: String,
+        percent: f64,
+        epoch: usize,
+        epochs: usize,
+        loss: Option<f32>,
+        val_accuracy: Option<f32>,
+    },
+    /// The fine-tune finished; the candidate waits for `KeepModel` or `DiscardModel`.
+    FineTuneDone {
+        summary: FineTuneSummary,
+    },
+    FineTuneCancelled,
+    FineTuneFailed {
+        message: String,
+    },
+    /// The loaded model changed (kept, imported or reverted).
+    ModelChanged {
+        model: ModelInfo,
+    },
+    /// A model operation (keep, import, revert) failed; nothing changed.
+    ModelError {
+        message: String,
+    },
+    /// The loaded model as a bundle.
+    ModelExport {
+        manifest: String,
+        weights_b64: String,
+    },
+    /// One scanned point.
+    ScanResult {
+        id: u64,
+        lat: f64,
+        lon: f64,
+        prediction: Prediction,
+    },
+    /// The scan finished; `failed` points had no tiles.
+    ScanDone {
+        id: u64,
+        failed: usize,
+    },
 }
 
 /// The URL of one of the model's tiles. The renderer's tiles are served by `accessatlas

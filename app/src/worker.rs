@@ -1,6 +1,8 @@
-//! The model worker: loads the bundle, warms the model up, and answers predictions, off the
-//! page's thread so the map never freezes (CPU inference blocks the thread it runs on; WebGPU
-//! reads back asynchronously either way).
+//! The model worker: loads the bundle (the kept one from IndexedDB, else the shipped one),
+//! warms the model up, answers predictions and scans, and fine-tunes the model on the mapper's
+//! tags, off the page's thread so the map never freezes (CPU work blocks the thread it runs on;
+//! WebGPU reads back asynchronously either way). Fine-tuning yields to the event loop between
+//! batches so a cancel arrives while it runs.
 //!
 //! Every input is cut with model-core's code from the bundle's own tile source at the
 //! bundle's zoom, exactly as `accessatlas collect` cut the training images.
@@ -18,18 +20,46 @@ use wasm_bindgen::prelude::*;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
 use crate::net::{begin, now_ms};
-use crate::protocol::{BackendChoice, FromWorker, ModelInfo, ToWorker, model_tile_url};
+use base64::Engine;
 
-struct Loaded {
-    predictor: Predictor,
+use crate::protocol::{
+    BackendChoice, FineTuneSummary, FromWorker, ModelInfo, ModelOrigin, ToWorker, model_tile_url,
+};
+
+pub(crate) struct Loaded {
+    pub(crate) predictor: Predictor,
+    pub(crate) manifest: BundleManifest,
+    pub(crate) base: String,
+    /// The weights' bytes (fine-tuning rebuilds a CPU copy from them; export sends them).
+    pub(crate) weights: Rc<Vec<u8>>,
+    pub(crate) origin: ModelOrigin,
+    pub(crate) fine_tune: Option<FineTuneSummary>,
+    pub(crate) backend: &'static str,
+}
+
+/// A fine-tuned model waiting for keep or discard.
+struct Candidate {
     manifest: BundleManifest,
-    base: String,
+    weights: Vec<u8>,
+    summary: FineTuneSummary,
+}
+
+/// The kept model's IndexedDB record: one record, so it is written whole or not at all.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredModel {
+    manifest: String,
+    weights_b64: String,
+    origin: ModelOrigin,
+    fine_tune: Option<FineTuneSummary>,
 }
 
 #[derive(Default)]
 struct State {
     loaded: Option<Rc<Loaded>>,
     loading: bool,
+    candidate: Option<Candidate>,
+    training: bool,
+    cancel: bool,
 }
 
 thread_local! {
@@ -40,7 +70,7 @@ fn scope() -> DedicatedWorkerGlobalScope {
     js_sys::global().unchecked_into()
 }
 
-fn post(msg: &FromWorker) {
+pub(crate) fn post(msg: &FromWorker) {
     let text = serde_json::to_string(msg).expect("messages serialise");
     if let Err(e) = scope().post_message(&JsValue::from_str(&text)) {
         web_sys::console::error_2(&"worker: postMessage failed".into(), &e);
@@ -91,7 +121,215 @@ async fn handle(msg: ToWorker) {
                 Err(message) => post(&FromWorker::Failed { id: Some(id), message }),
             }
         }
+        ToWorker::FineTune { examples, epochs, seed } => {
+            let Some(m) = STATE.with_borrow(|s| s.loaded.clone()) else {
+                post(&FromWorker::FineTuneFailed { message: "the model is still loading".into() });
+                return;
+            };
+            if STATE.with_borrow(|s| s.training) {
+                return;
+            }
+            STATE.with_borrow_mut(|s| {
+                s.training = true;
+                s.cancel = false;
+                s.candidate = None;
+            });
+            let result = crate::finetune::run(&m, examples, epochs, seed).await;
+            STATE.with_borrow_mut(|s| s.training = false);
+            match result {
+                Ok(Some((manifest, weights, summary))) => {
+                    STATE.with_borrow_mut(|s| {
+                        s.candidate =
+                            Some(Candidate { manifest, weights, summary: summary.clone() })
+                    });
+                    post(&FromWorker::FineTuneDone { summary });
+                }
+                Ok(None) => post(&FromWorker::FineTuneCancelled),
+                Err(message) => post(&FromWorker::FineTuneFailed { message }),
+            }
+        }
+        ToWorker::CancelFineTune => STATE.with_borrow_mut(|s| s.cancel = true),
+        ToWorker::DiscardModel => STATE.with_borrow_mut(|s| s.candidate = None),
+        ToWorker::KeepModel => {
+            let Some(c) = STATE.with_borrow_mut(|s| s.candidate.take()) else {
+                post(&FromWorker::ModelError { message: "no fine-tuned model to keep".into() });
+                return;
+            };
+            let result = adopt(
+                c.manifest.clone(),
+                c.weights.clone(),
+                ModelOrigin::FineTuned,
+                Some(c.summary.clone()),
+            )
+            .await;
+            if result.is_err() {
+                // Nothing changed: the candidate stays for another try (or an export).
+                STATE.with_borrow_mut(|s| s.candidate = Some(c));
+            }
+            report(result);
+        }
+        ToWorker::ImportModel { manifest, weights_b64 } => {
+            report(import(&manifest, &weights_b64).await);
+        }
+        ToWorker::RevertModel => {
+            let base = STATE.with_borrow(|s| s.loaded.as_ref().map(|m| m.base.clone()));
+            let Some(base) = base else { return };
+            let result = async {
+                crate::idb::delete(crate::idb::MODEL_KEY).await?;
+                let (manifest, weights) = fetch_shipped(&base).await?;
+                adopt_unstored(manifest, weights, ModelOrigin::Shipped, None).await
+            }
+            .await;
+            report(result);
+        }
+        ToWorker::ExportModel => {
+            let Some(m) = STATE.with_borrow(|s| s.loaded.clone()) else { return };
+            post(&FromWorker::ModelExport {
+                manifest: m.manifest.to_json(),
+                weights_b64: base64::engine::general_purpose::STANDARD.encode(m.weights.as_slice()),
+            });
+        }
+        ToWorker::Scan { id, points, source } => {
+            let Some(m) = STATE.with_borrow(|s| s.loaded.clone()) else { return };
+            let mut failed = 0;
+            for (lat, lon) in points {
+                match predict(&m, id, lat, lon, &source).await {
+                    Ok(FromWorker::Prediction { prediction, .. }) => {
+                        post(&FromWorker::ScanResult { id, lat, lon, prediction })
+                    }
+                    _ => failed += 1,
+                }
+            }
+            post(&FromWorker::ScanDone { id, failed });
+        }
     }
+}
+
+/// Whether the page asked to stop the running fine-tune.
+pub(crate) fn cancelled() -> bool {
+    STATE.with_borrow(|s| s.cancel)
+}
+
+fn report(result: Result<FromWorker, String>) {
+    match result {
+        Ok(msg) => post(&msg),
+        Err(message) => post(&FromWorker::ModelError { message }),
+    }
+}
+
+fn info(m: &Loaded) -> ModelInfo {
+    ModelInfo {
+        encoder: m.manifest.config.encoder.to_string(),
+        labels: m.manifest.config.labels.names().to_vec(),
+        tile_source: m.manifest.tile_source.clone(),
+        git_revision: m.manifest.provenance.git_revision.clone(),
+        test_macro_f1: m.manifest.provenance.test_macro_f1,
+        origin: m.origin.clone(),
+        fine_tune: m.fine_tune.clone(),
+    }
+}
+
+/// Swaps in a model for predictions, on the current backend (nothing stored).
+async fn adopt_unstored(
+    manifest: BundleManifest,
+    weights: Vec<u8>,
+    origin: ModelOrigin,
+    fine_tune: Option<FineTuneSummary>,
+) -> Result<FromWorker, String> {
+    let Some(cur) = STATE.with_borrow(|s| s.loaded.clone()) else {
+        return Err("no model is loaded".into());
+    };
+    let predictor = Predictor::from_bundle(&manifest, &weights, cur.predictor.device())
+        .map_err(|e| e.to_string())?;
+    let loaded = Loaded {
+        predictor,
+        manifest,
+        base: cur.base.clone(),
+        weights: Rc::new(weights),
+        origin,
+        fine_tune,
+        backend: cur.backend,
+    };
+    let model = info(&loaded);
+    STATE.with_borrow_mut(|s| s.loaded = Some(Rc::new(loaded)));
+    Ok(FromWorker::ModelChanged { model })
+}
+
+/// Stores a model in IndexedDB (one record: all or nothing), then swaps it in.
+async fn adopt(
+    manifest: BundleManifest,
+    weights: Vec<u8>,
+    origin: ModelOrigin,
+    fine_tune: Option<FineTuneSummary>,
+) -> Result<FromWorker, String> {
+    // Check it loads before writing anything.
+    let cur = STATE.with_borrow(|s| s.loaded.clone()).ok_or("no model is loaded")?;
+    Predictor::from_bundle(&manifest, &weights, cur.predictor.device())
+        .map_err(|e| e.to_string())?;
+    let record = StoredModel {
+        manifest: manifest.to_json(),
+        weights_b64: base64::engine::general_purpose::STANDARD.encode(&weights),
+        origin: origin.clone(),
+        fine_tune: fine_tune.clone(),
+    };
+    let text = serde_json::to_string(&record).map_err(|e| e.to_string())?;
+    crate::idb::put(crate::idb::MODEL_KEY, &text).await.map_err(|e| {
+        if e.contains("Quota") || e.contains("quota") {
+            format!("the browser's storage is full, so the model was not kept (nothing was written): {e}")
+        } else {
+            format!("the model could not be stored (nothing was written): {e}")
+        }
+    })?;
+    adopt_unstored(manifest, weights, origin, fine_tune).await
+}
+
+/// A bundle the user picked: refused unless it fits the loaded model's config.
+async fn import(manifest: &str, weights_b64: &str) -> Result<FromWorker, String> {
+    let cur = STATE.with_borrow(|s| s.loaded.clone()).ok_or("no model is loaded")?;
+    let m = BundleManifest::from_json(manifest).map_err(|e| format!("model.json: {e}"))?;
+    let want = &cur.manifest.config;
+    let got = &m.config;
+    if got.labels != want.labels || got.sources != want.sources {
+        return Err(format!(
+            "this bundle has types {:?} and sources {:?}; the app needs types {:?} and sources {:?}",
+            got.labels.names(),
+            got.sources.names(),
+            want.labels.names(),
+            want.sources.names()
+        ));
+    }
+    if got.image_size != want.image_size || m.tile_source.zoom() != cur.manifest.tile_source.zoom()
+    {
+        return Err(format!(
+            "this bundle takes {}px inputs at zoom {}; the app's model takes {}px at zoom {}",
+            got.image_size,
+            m.tile_source.zoom(),
+            want.image_size,
+            cur.manifest.tile_source.zoom()
+        ));
+    }
+    let weights = base64::engine::general_purpose::STANDARD
+        .decode(weights_b64)
+        .map_err(|e| format!("weights.bpk: {e}"))?;
+    adopt(m, weights, ModelOrigin::Imported, None).await
+}
+
+/// The shipped bundle's manifest and weights.
+async fn fetch_shipped(base: &str) -> Result<(BundleManifest, Vec<u8>), String> {
+    let manifest_req = begin(&format!("{base}model/{BUNDLE_CONFIG_FILE}"));
+    let weights_req = begin(&format!("{base}model/{BUNDLE_WEIGHTS_FILE}"));
+    let manifest = BundleManifest::from_json(&manifest_req.text().await?)
+        .map_err(|e| format!("model/{BUNDLE_CONFIG_FILE}: {e}"))?;
+    Ok((manifest, weights_req.bytes().await?))
+}
+
+/// The kept model from IndexedDB, if there is a readable one.
+async fn stored_model() -> Option<(BundleManifest, Vec<u8>, ModelOrigin, Option<FineTuneSummary>)> {
+    let text = crate::idb::get(crate::idb::MODEL_KEY).await.ok()??;
+    let r: StoredModel = serde_json::from_str(&text).ok()?;
+    let manifest = BundleManifest::from_json(&r.manifest).ok()?;
+    let weights = base64::engine::general_purpose::STANDARD.decode(r.weights_b64).ok()?;
+    Some((manifest, weights, r.origin, r.fine_tune))
 }
 
 /// The device for the requested backend, and a note when it had to fall back. WebGPU is
@@ -126,11 +364,15 @@ async fn webgpu_device() -> (Device, &'static str, Option<String>) {
 
 async fn load(base: String, choice: BackendChoice) -> Result<FromWorker, String> {
     let t0 = now_ms();
-    let manifest_req = begin(&format!("{base}model/{BUNDLE_CONFIG_FILE}"));
-    let weights_req = begin(&format!("{base}model/{BUNDLE_WEIGHTS_FILE}"));
-    let manifest = BundleManifest::from_json(&manifest_req.text().await?)
-        .map_err(|e| format!("model/{BUNDLE_CONFIG_FILE}: {e}"))?;
-    let weights = weights_req.bytes().await?;
+    // A kept model (fine-tuned or imported) wins over the shipped one; an unreadable record is
+    // ignored (and replaced at the next keep).
+    let (manifest, weights, origin, fine_tune) = match stored_model().await {
+        Some(stored) => stored,
+        None => {
+            let (m, w) = fetch_shipped(&base).await?;
+            (m, w, ModelOrigin::Shipped, None)
+        }
+    };
     let (device, backend, note) = device(choice).await;
     let predictor = Predictor::from_bundle(&manifest, &weights, &device)
         .map_err(|e| format!("model/{BUNDLE_WEIGHTS_FILE}: {e}"))?;
@@ -146,25 +388,15 @@ async fn load(base: String, choice: BackendChoice) -> Result<FromWorker, String>
     predictor.predict_async(&input).await.map_err(|e| format!("warm-up: {e}"))?;
     let warmup_ms = now_ms() - t1;
 
-    let model = ModelInfo {
-        encoder: manifest.config.encoder.to_string(),
-        labels: manifest.config.labels.names().to_vec(),
-        tile_source: manifest.tile_source.clone(),
-        git_revision: manifest.provenance.git_revision.clone(),
-        test_macro_f1: manifest.provenance.test_macro_f1,
-    };
-    STATE.with_borrow_mut(|st| st.loaded = Some(Rc::new(Loaded { predictor, manifest, base })));
+    let loaded =
+        Loaded { predictor, manifest, base, weights: Rc::new(weights), origin, fine_tune, backend };
+    let model = info(&loaded);
+    STATE.with_borrow_mut(|st| st.loaded = Some(Rc::new(loaded)));
     Ok(FromWorker::Ready { backend: backend.to_string(), note, load_ms, warmup_ms, model })
 }
 
-async fn predict(
-    m: &Loaded,
-    id: u64,
-    lat: f64,
-    lon: f64,
-    source: &str,
-) -> Result<FromWorker, String> {
-    let t0 = now_ms();
+/// The model's input image at a point: tiles from the bundle's source, stitched and cut.
+pub(crate) async fn crop_at(m: &Loaded, lat: f64, lon: f64) -> Result<image::RgbImage, String> {
     let window =
         m.predictor.window(&m.manifest.tile_source, lat, lon).map_err(|e| e.to_string())?;
     let placements = window.placements();
@@ -181,7 +413,18 @@ async fn predict(
             .to_rgba8();
         tiles.push((p, img));
     }
-    let crop = window.stitch(&tiles, FILL);
+    Ok(window.stitch(&tiles, FILL))
+}
+
+async fn predict(
+    m: &Loaded,
+    id: u64,
+    lat: f64,
+    lon: f64,
+    source: &str,
+) -> Result<FromWorker, String> {
+    let t0 = now_ms();
+    let crop = crop_at(m, lat, lon).await?;
     let tiles_ms = now_ms() - t0;
 
     let t1 = now_ms();

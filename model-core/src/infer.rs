@@ -48,6 +48,11 @@ impl Predictor {
         Ok(Self::new(manifest.config.clone(), model, manifest.scaler, manifest.temperature, device))
     }
 
+    /// The device the model runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     /// The window of map pixels the model sees around a point of `source`'s tiles.
     pub fn window(&self, source: &TileSourceSpec, lat: f64, lon: f64) -> Result<Window, CoreError> {
         Window::centered(lat, lon, source.zoom(), self.config.image_size)

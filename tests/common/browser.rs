@@ -131,6 +131,8 @@ pub async fn browser(webdriver: &str, webgpu: bool, downloads: &Path, profile: &
             "prefs": {
                 "download.default_directory": downloads.display().to_string(),
                 "download.prompt_for_download": false,
+                // A model bundle downloads as two files (model.json, weights.bpk).
+                "profile.default_content_setting_values.automatic_downloads": 1,
             },
         }
     });

@@ -23,16 +23,61 @@ pub fn letter(label: &str) -> &'static str {
 }
 
 fn div_icon(class: &str, html: &str, title: &str) -> Result<leaflet::Icon, JsValue> {
+    div_icon_with(class, html, title, "")
+}
+
+/// `attrs` go on the icon's inner element (e.g. a `data-testid`).
+fn div_icon_with(
+    class: &str,
+    html: &str,
+    title: &str,
+    attrs: &str,
+) -> Result<leaflet::Icon, JsValue> {
     let opts = leaflet::DivIconOptions::new();
     opts.set_class_name(class.to_string());
     opts.set_html(format!(
-        "<span aria-hidden=\"true\">{html}</span><span class=\"sr-only\">{title}</span>"
+        "<span aria-hidden=\"true\" {attrs}>{html}</span><span class=\"sr-only\">{title}</span>"
     ));
     opts.set_icon_size(leaflet::Point::new(30.0, 30.0));
     opts.set_icon_anchor(leaflet::Point::new(15.0, 15.0));
     let l = js_sys::Reflect::get(&js_sys::global(), &"L".into())?;
     let f: js_sys::Function = js_sys::Reflect::get(&l, &"divIcon".into())?.dyn_into()?;
     Ok(f.call1(&l, &opts)?.unchecked_into())
+}
+
+/// A suggestion from the scan: dashed, with a question mark; click or Enter moves the focus to
+/// its Accept button in the Suggestions panel.
+fn suggestion_marker(s: &super::Suggestion, ctx: Ctx) -> Result<leaflet::Marker, JsValue> {
+    let title = format!(
+        "suggested {} ({:.0} %), {:.5}, {:.5}",
+        s.label.replace('_', " "),
+        s.confidence * 100.0,
+        s.lat,
+        s.lon
+    );
+    let opts = leaflet::MarkerOptions::new();
+    opts.set_icon(div_icon_with(
+        &format!("tag-marker suggestion-marker tag-{}", s.label),
+        &format!("{}?", letter(&s.label)),
+        &title,
+        &format!("data-testid=\"suggestion\" data-label=\"{}\"", s.label),
+    )?);
+    opts.set_title(title);
+    opts.set_keyboard(true);
+    let marker = leaflet::Marker::new_with_options(&leaflet::LatLng::new(s.lat, s.lon), &opts);
+    let key = s.key;
+    let on_click = Closure::<dyn Fn(JsValue)>::new(move |_| {
+        let el = web_sys::window()
+            .and_then(|w| w.document())
+            .and_then(|d| d.get_element_by_id(&format!("sg-{key}-accept")));
+        if let Some(el) = el.and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok()) {
+            let _ = el.focus();
+        }
+        ctx.status.set("Suggestion selected: Accept or Reject it in the Suggestions panel.".into());
+    });
+    let ev: &leaflet::Evented = marker.unchecked_ref();
+    ev.on("click", &on_click.into_js_value());
+    Ok(marker)
 }
 
 /// A draggable, keyboard-focusable marker: click or Enter selects the tag, dragging moves it.
@@ -157,6 +202,32 @@ pub fn MapView() -> impl IntoView {
                     shown.update_value(|v| v.push(marker));
                 }
                 Err(e) => web_sys::console::error_2(&"marker".into(), &e),
+            }
+        }
+    });
+
+    // The map handle for the scan; suggestion markers follow the suggestions and threshold.
+    Effect::new(move |_| {
+        if let Some(m) = map.get() {
+            ctx.map.set_value(Some(m));
+        }
+    });
+    let suggested = StoredValue::new_local(Vec::<leaflet::Marker>::new());
+    Effect::new(move |_| {
+        let Some(m) = map.get() else { return };
+        let list = super::finetune::visible_suggestions(&ctx);
+        suggested.update_value(|v| {
+            for old in v.drain(..) {
+                old.remove();
+            }
+        });
+        for s in &list {
+            match suggestion_marker(s, ctx) {
+                Ok(marker) => {
+                    marker.add_to(&m);
+                    suggested.update_value(|v| v.push(marker));
+                }
+                Err(e) => web_sys::console::error_2(&"suggestion marker".into(), &e),
             }
         }
     });

@@ -3,6 +3,7 @@
 //! State lives in a few signals owned by [`App`]; the model runs in a Web Worker
 //! ([`crate::worker`]) that this module starts and talks to with [`crate::protocol`] messages.
 
+mod finetune;
 mod map;
 mod panels;
 
@@ -12,7 +13,7 @@ use wasm_bindgen::prelude::*;
 use web_sys::{MessageEvent, Worker};
 
 use crate::idb;
-use crate::protocol::{BackendChoice, FromWorker, ModelInfo, ToWorker};
+use crate::protocol::{BackendChoice, FineTuneSummary, FromWorker, ModelInfo, ToWorker};
 use crate::store::{DEFAULT_SOURCE, TagStore};
 use model_core::Prediction;
 
@@ -80,6 +81,56 @@ pub struct TileSettings {
     pub model_view: bool,
 }
 
+/// The fine-tune panel's state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FineTuneState {
+    Idle,
+    Running {
+        phase: String,
+        percent: f64,
+        epoch: usize,
+        epochs: usize,
+        losses: Vec<f32>,
+        val_accuracy: Option<f32>,
+        cancelling: bool,
+    },
+    /// Finished: the candidate waits for keep or discard.
+    Done(FineTuneSummary),
+    Kept(FineTuneSummary),
+    Cancelled,
+    Failed(String),
+}
+
+/// A point the scan found: a suggested feature to accept or reject.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Suggestion {
+    pub key: u64,
+    pub lat: f64,
+    pub lon: f64,
+    pub label: String,
+    pub confidence: f32,
+}
+
+/// A rejected suggestion, kept as a negative example for the next fine-tune.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Rejection {
+    pub lat: f64,
+    pub lon: f64,
+    pub label: String,
+}
+
+/// The scan of the visible map.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanState {
+    pub running: bool,
+    pub id: u64,
+    pub scanned: usize,
+    pub total: usize,
+    pub failed: usize,
+    /// Suggestions need at least this confidence (0-1).
+    pub threshold: f32,
+}
+
 /// Everything the components share.
 #[derive(Clone, Copy)]
 pub struct Ctx {
@@ -97,6 +148,14 @@ pub struct Ctx {
     pub next_request: StoredValue<u64>,
     /// When the latest prediction was requested (`performance.now()`).
     pub requested_at: StoredValue<f64>,
+    pub finetune: RwSignal<FineTuneState>,
+    pub suggestions: RwSignal<Vec<Suggestion>>,
+    pub rejections: RwSignal<Vec<Rejection>>,
+    pub scan: RwSignal<ScanState>,
+    /// The Leaflet map, once it exists (the scan reads its bounds).
+    pub map: StoredValue<Option<leptos_leaflet::leaflet::Map>, LocalStorage>,
+    /// A model operation (keep, import, revert, export) in progress or its outcome.
+    pub model_op: RwSignal<Option<Result<String, String>>>,
 }
 
 impl Ctx {
@@ -164,7 +223,7 @@ impl Ctx {
     }
 }
 
-fn send(ctx: &Ctx, msg: &ToWorker) {
+pub(crate) fn send(ctx: &Ctx, msg: &ToWorker) {
     ctx.worker.with_value(|w| {
         if let Some(w) = w {
             let text = serde_json::to_string(msg).expect("messages serialise");
@@ -207,6 +266,9 @@ fn start_worker(ctx: Ctx) {
             }
             FromWorker::Ready { backend, note, load_ms, warmup_ms, model } => {
                 ctx.status.set(format!("Model ready ({}).", backend_label(&backend)));
+                if let Some(s) = model.fine_tune.clone() {
+                    ctx.finetune.set(FineTuneState::Kept(s));
+                }
                 let ready_at_ms = crate::net::now_ms();
                 ctx.model.set(ModelState::Ready {
                     backend,
@@ -230,6 +292,70 @@ fn start_worker(ctx: Ctx) {
                 }
             }
             FromWorker::Failed { id: None, message } => ctx.model.set(ModelState::Failed(message)),
+            FromWorker::FineTuneProgress { phase, percent, epoch, epochs, loss, val_accuracy } => {
+                ctx.finetune.update(|f| {
+                    let (mut losses, cancelling) = match f {
+                        FineTuneState::Running { losses, cancelling, .. } => {
+                            (std::mem::take(losses), *cancelling)
+                        }
+                        _ => (Vec::new(), false),
+                    };
+                    if let Some(l) = loss {
+                        losses.push(l);
+                    }
+                    *f = FineTuneState::Running {
+                        phase,
+                        percent,
+                        epoch,
+                        epochs,
+                        losses,
+                        val_accuracy,
+                        cancelling,
+                    };
+                });
+            }
+            FromWorker::FineTuneDone { summary } => {
+                ctx.status.set(format!(
+                    "Fine-tune finished: validation accuracy {:.0} % before, {:.0} % after. Keep or discard the new model.",
+                    summary.before_accuracy * 100.0,
+                    summary.after_accuracy * 100.0
+                ));
+                ctx.finetune.set(FineTuneState::Done(summary));
+            }
+            FromWorker::FineTuneCancelled => {
+                ctx.status.set("Fine-tune cancelled; the model is unchanged.".into());
+                ctx.finetune.set(FineTuneState::Cancelled);
+            }
+            FromWorker::FineTuneFailed { message } => {
+                ctx.status.set(format!("Fine-tune failed: {message}"));
+                ctx.finetune.set(FineTuneState::Failed(message));
+            }
+            FromWorker::ModelChanged { model } => {
+                if let Some(s) = model.fine_tune.clone() {
+                    ctx.finetune.set(FineTuneState::Kept(s));
+                } else {
+                    ctx.finetune.set(FineTuneState::Idle);
+                }
+                let what = finetune::origin_label(&model.origin);
+                ctx.status.set(format!("Predictions now use the {what}."));
+                ctx.model_op.set(Some(Ok(format!("Using the {what}."))));
+                ctx.model.update(|m| {
+                    if let ModelState::Ready { info, .. } = m {
+                        *info = model;
+                    }
+                });
+            }
+            FromWorker::ModelError { message } => {
+                ctx.status.set(message.clone());
+                ctx.model_op.set(Some(Err(message)));
+            }
+            FromWorker::ModelExport { manifest, weights_b64 } => {
+                finetune::download_bundle(&ctx, &manifest, &weights_b64)
+            }
+            FromWorker::ScanResult { id, lat, lon, prediction } => {
+                finetune::on_scan_result(&ctx, id, lat, lon, prediction)
+            }
+            FromWorker::ScanDone { id, failed } => finetune::on_scan_done(&ctx, id, failed),
             FromWorker::Failed { id: Some(id), message } => {
                 if id == ctx.next_request.get_value() {
                     ctx.prediction.set(PredictionState::Failed(message));
@@ -277,6 +403,19 @@ fn App() -> impl IntoView {
         worker: StoredValue::new_local(None),
         next_request: StoredValue::new(0),
         requested_at: StoredValue::new(0.0),
+        finetune: RwSignal::new(FineTuneState::Idle),
+        suggestions: RwSignal::new(Vec::new()),
+        rejections: RwSignal::new(Vec::new()),
+        scan: RwSignal::new(ScanState {
+            running: false,
+            id: 0,
+            scanned: 0,
+            total: 0,
+            failed: 0,
+            threshold: 0.6,
+        }),
+        map: StoredValue::new_local(None),
+        model_op: RwSignal::new(None),
     };
     provide_context(ctx);
 
@@ -290,6 +429,15 @@ fn App() -> impl IntoView {
             },
             Ok(None) => {}
             Err(e) => ctx.status.set(format!("Tags will not be saved: {e}")),
+        }
+        match idb::get(idb::REJECTIONS_KEY).await {
+            Ok(Some(text)) => {
+                if let Ok(r) = serde_json::from_str::<Vec<Rejection>>(&text) {
+                    ctx.rejections.set(r);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => ctx.status.set(format!("Rejected suggestions will not be saved: {e}")),
         }
         loaded.set(true);
     });
@@ -309,7 +457,9 @@ fn App() -> impl IntoView {
                 <p class="status" role="status" aria-live="polite">{move || ctx.status.get()}</p>
                 <panels::TagForm/>
                 <panels::PredictionPanel/>
+                <finetune::SuggestionsPanel/>
                 <panels::TagList/>
+                <finetune::FineTunePanel/>
                 <panels::ImportExport/>
                 <panels::Settings/>
             </aside>

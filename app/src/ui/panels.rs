@@ -232,7 +232,7 @@ pub fn TagList() -> impl IntoView {
     }
 }
 
-fn download(name: &str, mime: &str, bytes: &[u8]) -> Result<(), JsValue> {
+pub(crate) fn download(name: &str, mime: &str, bytes: &[u8]) -> Result<(), JsValue> {
     let parts = js_sys::Array::of1(&js_sys::Uint8Array::from(bytes));
     let opts = web_sys::BlobPropertyBag::new();
     opts.set_type(mime);

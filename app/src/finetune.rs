@@ -1,0 +1,219 @@
+//! The worker's fine-tuning run over model-core's [`model_core::finetune`]: cut each example's
+//! input from the model's tile source (as predictions do; tiles that fail are skipped and
+//! listed), split and weigh with model-core, encode each view once on the worker's backend,
+//! then train the head on the CPU (`flex`: a few thousand parameters, milliseconds a step) and
+//! measure validation accuracy before and after. Yields to the event loop between batches and
+//! epochs so a cancel arrives; a cancelled run leaves the loaded model untouched.
+
+use model_core::augment::{AugmentConfig, augment};
+use model_core::bundle::BundleManifest;
+use model_core::burn::tensor::Device;
+use model_core::finetune::{
+    FeatureExample, FineTuneConfig, HeadTrainer, Target, accuracy, encode_features, plan,
+    split_rows,
+};
+use model_core::persist::{model_from_bytes, weights_to_bytes};
+use model_core::preprocess::ModelInput;
+use model_core::rng::Rng;
+
+use crate::net::now_ms;
+use crate::protocol::{FineTuneExample, FineTuneSummary, FromWorker};
+use crate::worker::{Loaded, cancelled, crop_at, post};
+
+/// Images encoded per batch.
+const ENCODE_BATCH: usize = 8;
+
+fn progress(
+    phase: &str,
+    percent: f64,
+    epoch: usize,
+    epochs: usize,
+    loss: Option<f32>,
+    acc: Option<f32>,
+) {
+    post(&FromWorker::FineTuneProgress {
+        phase: phase.into(),
+        percent: percent.clamp(0.0, 100.0),
+        epoch,
+        epochs,
+        loss,
+        val_accuracy: acc,
+    });
+}
+
+/// Lets queued messages (a cancel) run.
+async fn yield_now() {
+    gloo_timers::future::TimeoutFuture::new(0).await;
+}
+
+struct Job {
+    example: usize,
+    input: ModelInput,
+}
+
+/// Fine-tunes `m`; `Ok(None)` when cancelled.
+pub(crate) async fn run(
+    m: &Loaded,
+    examples: Vec<FineTuneExample>,
+    epochs: usize,
+    seed: u64,
+) -> Result<Option<(BundleManifest, Vec<u8>, FineTuneSummary)>, String> {
+    let t0 = now_ms();
+    let epochs = epochs.clamp(1, 50);
+    let cfg = FineTuneConfig { epochs, seed, ..FineTuneConfig::default() };
+    let config = &m.manifest.config;
+    let labels = config.labels.names().to_vec();
+
+    // 1. Inputs, from the model's own tiles. A tile that fails skips its example.
+    let mut skipped = Vec::new();
+    let mut images = Vec::new();
+    for (i, e) in examples.iter().enumerate() {
+        progress("tiles", 25.0 * i as f64 / examples.len().max(1) as f64, 0, epochs, None, None);
+        if cancelled() {
+            return Ok(None);
+        }
+        let Some(class) = labels.iter().position(|l| *l == e.label) else {
+            skipped.push(format!("{}: unknown type `{}`", e.id, e.label));
+            continue;
+        };
+        match crop_at(m, e.lat, e.lon).await {
+            Ok(img) => images.push((i, class, img)),
+            Err(err) => skipped.push(format!("{} at {:.5}, {:.5}: {err}", e.id, e.lat, e.lon)),
+        }
+    }
+
+    // 2. The split and class weights, on the tags (rejected suggestions always train).
+    let positives: Vec<usize> =
+        (0..images.len()).filter(|&k| !examples[images[k].0].negative).collect();
+    let tags: Vec<(usize, f64, f64)> = positives
+        .iter()
+        .map(|&k| (images[k].1, examples[images[k].0].lat, examples[images[k].0].lon))
+        .collect();
+    let p = plan(&tags, &labels, &cfg).map_err(|e| e.to_string())?;
+    let train: Vec<usize> = p.train.iter().map(|&i| positives[i]).collect();
+    let val: Vec<usize> = p.val.iter().map(|&i| positives[i]).collect();
+    let negatives: Vec<usize> =
+        (0..images.len()).filter(|&k| examples[images[k].0].negative).collect();
+
+    // 3. Features: every view of training examples, view 0 of validation ones.
+    let mut rng = Rng::new(seed);
+    let aug = AugmentConfig::default();
+    let mut jobs: Vec<(usize, usize, Job)> = Vec::new(); // (image index, view, job)
+    for &k in train.iter().chain(&negatives) {
+        for v in 0..cfg.views.max(1) {
+            let img =
+                if v == 0 { images[k].2.clone() } else { augment(&images[k].2, &aug, &mut rng) };
+            jobs.push((k, v, job(m, &examples, images[k].0, &img)?));
+        }
+    }
+    for &k in &val {
+        jobs.push((k, 0, job(m, &examples, images[k].0, &images[k].2)?));
+    }
+    let size = config.image_size as usize;
+    let mut features: Vec<(usize, usize, FeatureExample)> = Vec::with_capacity(jobs.len());
+    let total = jobs.len();
+    let mut done = 0;
+    for chunk in jobs.chunks(ENCODE_BATCH) {
+        if cancelled() {
+            return Ok(None);
+        }
+        let inputs: Vec<ModelInput> = chunk.iter().map(|(_, _, j)| j.input.clone()).collect();
+        let data = encode_features(&m.predictor.model, &inputs, size, m.predictor.device())
+            .map_err(|e| e.to_string())?
+            .into_data_async()
+            .await
+            .map_err(|e| format!("{e:?}"))?
+            .try_to_vec::<f32>()
+            .map_err(|e| format!("{e:?}"))?;
+        for ((k, v, j), f) in chunk.iter().zip(split_rows(data, inputs.len())) {
+            let e = &examples[j.example];
+            let class = images[*k].1;
+            let target = if e.negative { Target::IsNot(class) } else { Target::Is(class) };
+            features.push((
+                *k,
+                *v,
+                FeatureExample {
+                    features: f,
+                    coords: j.input.coords,
+                    source: j.input.source.clone(),
+                    target,
+                },
+            ));
+        }
+        done += chunk.len();
+        progress(
+            "features",
+            25.0 + 60.0 * done as f64 / total.max(1) as f64,
+            0,
+            epochs,
+            None,
+            None,
+        );
+        yield_now().await;
+    }
+    let pick = |ks: &[usize], view: usize| -> Vec<FeatureExample> {
+        ks.iter()
+            .filter_map(|k| features.iter().find(|(kk, vv, _)| kk == k && *vv == view))
+            .map(|(_, _, f)| f.clone())
+            .collect()
+    };
+    let val_set = pick(&val, 0);
+
+    // 4. The head, on the CPU.
+    let cpu = Device::flex();
+    let model = model_from_bytes(config, &m.weights, &cpu).map_err(|e| e.to_string())?;
+    let before = accuracy(&model, &val_set, &cpu).unwrap_or(0.0);
+    let mut trainer = HeadTrainer::new(model, &p.class_weights, cfg.clone(), &cpu);
+    let mut losses = Vec::with_capacity(epochs);
+    let mut train_ks = train.clone();
+    train_ks.extend(&negatives);
+    for epoch in 0..epochs {
+        if cancelled() {
+            return Ok(None);
+        }
+        let set = pick(&train_ks, epoch % cfg.views.max(1));
+        let loss = trainer.epoch(&set, epoch).unwrap_or(f32::NAN);
+        let acc = trainer.accuracy(&val_set);
+        losses.push(loss);
+        let pct = 85.0 + 15.0 * (epoch + 1) as f64 / epochs as f64;
+        progress("training", pct, epoch + 1, epochs, Some(loss), acc);
+        yield_now().await;
+    }
+    if cancelled() {
+        return Ok(None);
+    }
+    let tuned = trainer.into_model();
+    let after = accuracy(&tuned, &val_set, &cpu).unwrap_or(0.0);
+    let weights = weights_to_bytes(&tuned).map_err(|e| e.to_string())?;
+    let mut manifest = m.manifest.clone();
+    manifest.provenance.created_by = format!(
+        "AccessAtlas app fine-tune of {} ({} tags)",
+        m.manifest.provenance.created_by,
+        train.len() + val.len()
+    );
+    manifest.provenance.test_accuracy = None;
+    manifest.provenance.test_macro_f1 = None;
+    let summary = FineTuneSummary {
+        before_accuracy: before,
+        after_accuracy: after,
+        train_tags: train.len(),
+        val_tags: val.len(),
+        negatives: negatives.len(),
+        epochs,
+        losses,
+        skipped,
+        seconds: (now_ms() - t0) / 1e3,
+    };
+    Ok(Some((manifest, weights, summary)))
+}
+
+fn job(
+    m: &Loaded,
+    examples: &[FineTuneExample],
+    example: usize,
+    img: &image::RgbImage,
+) -> Result<Job, String> {
+    let e = &examples[example];
+    let input = m.predictor.input(img, e.lat, e.lon, &e.source).map_err(|e| e.to_string())?;
+    Ok(Job { example, input })
+}

@@ -1,0 +1,473 @@
+//! Fine-tuning in the page and the suggestion layer.
+//!
+//! - [`FineTunePanel`]: fine-tune the model on the stored tags (and rejected suggestions) in
+//!   the worker, with progress, a live loss curve and cancel; keep or discard the result;
+//!   export the model in use as a bundle, import one, or go back to the shipped model.
+//! - [`SuggestionsPanel`]: "Scan this view" predicts over a grid of the visible map; what
+//!   passes the confidence threshold shows as suggestion markers to accept (a tag with source
+//!   `model`) or reject (a negative example for the next fine-tune).
+
+use base64::Engine;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use model_core::Prediction;
+
+use super::map::letter;
+use super::{Ctx, FineTuneState, ModelState, Rejection, Suggestion, send};
+use crate::protocol::{FineTuneExample, ModelOrigin, ToWorker};
+
+/// Points per side of the scan grid.
+const SCAN_GRID: usize = 4;
+
+pub fn origin_label(origin: &ModelOrigin) -> &'static str {
+    match origin {
+        ModelOrigin::Shipped => "shipped model",
+        ModelOrigin::FineTuned => "model fine-tuned in this browser",
+        ModelOrigin::Imported => "imported model",
+    }
+}
+
+fn pct(x: f32) -> String {
+    format!("{:.0} %", x * 100.0)
+}
+
+fn model_ready(ctx: &Ctx) -> bool {
+    matches!(ctx.model.get(), ModelState::Ready { .. })
+}
+
+/// Downloads the worker's bundle as its two files, `model.json` and `weights.bpk` (the layout
+/// `accessatlas predict --model DIR` reads).
+pub fn download_bundle(ctx: &Ctx, manifest: &str, weights_b64: &str) {
+    let result = base64::engine::general_purpose::STANDARD
+        .decode(weights_b64)
+        .map_err(|e| e.to_string())
+        .and_then(|w| {
+            super::panels::download("model.json", "application/json", manifest.as_bytes())
+                .and_then(|()| {
+                    super::panels::download("weights.bpk", "application/octet-stream", &w)
+                })
+                .map_err(|e| format!("{e:?}"))
+        });
+    match result {
+        Ok(()) => {
+            ctx.model_op.set(Some(Ok("Exported model.json and weights.bpk: put both in one \
+                 folder; `accessatlas predict --model FOLDER` loads it."
+                .into())));
+        }
+        Err(e) => ctx.model_op.set(Some(Err(format!("Export failed: {e}")))),
+    }
+}
+
+/// The loss curve so far as an SVG polyline (for sighted users; the numbers are in the text).
+fn loss_curve(losses: &[f32]) -> impl IntoView + use<> {
+    let (w, h) = (220.0f32, 60.0f32);
+    let max = losses.iter().copied().fold(f32::MIN, f32::max).max(1e-6);
+    let n = losses.len().max(2) - 1;
+    let points: String = losses
+        .iter()
+        .enumerate()
+        .map(|(i, l)| format!("{:.1},{:.1} ", w * i as f32 / n as f32, h - h * (l / max)))
+        .collect();
+    view! {
+        <svg class="loss-curve" width="220" height="60" viewBox="0 0 220 60" aria-hidden="true">
+            <polyline points=points fill="none" stroke="currentColor" stroke-width="2"/>
+        </svg>
+    }
+}
+
+#[component]
+pub fn FineTunePanel() -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    let epochs = RwSignal::new(5usize);
+    let counts = move || {
+        let store = ctx.store.get();
+        let mut per: Vec<(String, usize)> = crate::store::labels()
+            .names()
+            .iter()
+            .map(|l| (l.clone(), store.tags.iter().filter(|t| &t.label == l).count()))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        per.sort();
+        let text: Vec<String> =
+            per.into_iter().map(|(l, n)| format!("{} {n}", l.replace('_', " "))).collect();
+        let rejected = ctx.rejections.with(Vec::len);
+        format!(
+            "Your tags: {}{}.",
+            if text.is_empty() { "none yet".into() } else { text.join(", ") },
+            if rejected > 0 { format!("; {rejected} rejected suggestions") } else { String::new() }
+        )
+    };
+    let running = move || matches!(ctx.finetune.get(), FineTuneState::Running { .. });
+    let start = move |_| {
+        let mut examples: Vec<FineTuneExample> = ctx.store.with_untracked(|s| {
+            s.tags
+                .iter()
+                .map(|t| FineTuneExample {
+                    id: t.id.clone(),
+                    lat: t.lat,
+                    lon: t.lon,
+                    source: t.source.clone(),
+                    label: t.label.clone(),
+                    negative: false,
+                })
+                .collect()
+        });
+        ctx.rejections.with_untracked(|r| {
+            examples.extend(r.iter().enumerate().map(|(i, r)| FineTuneExample {
+                id: format!("rejected-{}", i + 1),
+                lat: r.lat,
+                lon: r.lon,
+                source: "model".into(),
+                label: r.label.clone(),
+                negative: true,
+            }))
+        });
+        ctx.finetune.set(FineTuneState::Running {
+            phase: "tiles".into(),
+            percent: 0.0,
+            epoch: 0,
+            epochs: epochs.get_untracked(),
+            losses: Vec::new(),
+            val_accuracy: None,
+            cancelling: false,
+        });
+        ctx.status.set("Fine-tuning started: loading the tags' map tiles.".into());
+        send(&ctx, &ToWorker::FineTune { examples, epochs: epochs.get_untracked(), seed: 42 });
+    };
+    let cancel = move |_| {
+        send(&ctx, &ToWorker::CancelFineTune);
+        ctx.finetune.update(|f| {
+            if let FineTuneState::Running { cancelling, .. } = f {
+                *cancelling = true;
+            }
+        });
+    };
+    let keep = move |_| {
+        ctx.model_op.set(None);
+        send(&ctx, &ToWorker::KeepModel);
+    };
+    let discard = move |_| {
+        send(&ctx, &ToWorker::DiscardModel);
+        ctx.finetune.set(FineTuneState::Idle);
+        ctx.status.set("The fine-tuned model was discarded; the model is unchanged.".into());
+    };
+    let export = move |_| send(&ctx, &ToWorker::ExportModel);
+    let revert = move |_| {
+        ctx.model_op.set(None);
+        send(&ctx, &ToWorker::RevertModel);
+    };
+    let on_import = move |ev: web_sys::Event| {
+        let input: web_sys::HtmlInputElement = event_target(&ev);
+        let Some(files) = input.files() else { return };
+        let files: Vec<web_sys::File> = (0..files.length()).filter_map(|i| files.get(i)).collect();
+        input.set_value("");
+        spawn_local(async move {
+            let mut manifest = None;
+            let mut weights = None;
+            for f in files {
+                let name = f.name();
+                match gloo_file::futures::read_as_bytes(&gloo_file::Blob::from(f)).await {
+                    Ok(b) if name.ends_with(".json") => manifest = String::from_utf8(b).ok(),
+                    Ok(b) => weights = Some(b),
+                    Err(e) => ctx.model_op.set(Some(Err(format!("{name}: {e}")))),
+                }
+            }
+            match (manifest, weights) {
+                (Some(manifest), Some(w)) => {
+                    let weights_b64 = base64::engine::general_purpose::STANDARD.encode(w);
+                    send(&ctx, &ToWorker::ImportModel { manifest, weights_b64 });
+                }
+                _ => ctx.model_op.set(Some(Err(
+                    "Pick both files of a bundle: model.json and weights.bpk.".into(),
+                ))),
+            }
+        });
+    };
+    let progress_view = move || {
+        let (percent, text, losses) = match ctx.finetune.get() {
+            FineTuneState::Running {
+                phase,
+                percent,
+                epoch,
+                epochs,
+                losses,
+                val_accuracy,
+                cancelling,
+                ..
+            } => {
+                let text = if cancelling {
+                    "Cancelling…".to_string()
+                } else {
+                    match phase.as_str() {
+                        "tiles" => "Loading the tags' map tiles…".to_string(),
+                        "features" => "Computing image features (once per tag)…".to_string(),
+                        _ => format!(
+                            "Epoch {epoch} of {epochs}: loss {}, validation accuracy {}",
+                            losses.last().map_or("-".into(), |l| format!("{l:.3}")),
+                            val_accuracy.map_or("-".into(), pct)
+                        ),
+                    }
+                };
+                (percent, text, losses)
+            }
+            FineTuneState::Done(s) => (100.0, "Done.".to_string(), s.losses),
+            _ => return None,
+        };
+        let p = format!("{percent:.0}");
+        Some(view! {
+            <div class="finetune-progress">
+                <progress data-testid="finetune-progress" max="100" value=p.clone()
+                    aria-valuenow=p aria-valuemin="0" aria-valuemax="100"
+                    aria-label="Fine-tune progress"></progress>
+                <p>{text}</p>
+                {loss_curve(&losses)}
+            </div>
+        })
+    };
+    let result_view = move || {
+        match ctx.finetune.get() {
+        FineTuneState::Done(s) => Some(
+            view! {
+                <div data-testid="finetune-result" data-before=s.before_accuracy.to_string()
+                    data-after=s.after_accuracy.to_string()>
+                    <p>{format!(
+                        "Validation accuracy on {} held-out tags: before {}, after {} ({} training tags, {} rejected suggestions, {} epochs, {:.1} s).",
+                        s.val_tags, pct(s.before_accuracy), pct(s.after_accuracy),
+                        s.train_tags, s.negatives, s.epochs, s.seconds
+                    )}</p>
+                    {(!s.skipped.is_empty()).then(|| view! {
+                        <p>"Skipped (their tiles did not load or their type is unknown):"</p>
+                        <ul class="rejected" data-testid="finetune-skipped">
+                            {s.skipped.iter().map(|x| view! { <li>{x.clone()}</li> }).collect_view()}
+                        </ul>
+                    })}
+                    <div class="buttons">
+                        <button type="button" data-testid="finetune-keep" on:click=keep>"Keep the new model"</button>
+                        <button type="button" data-testid="finetune-discard" on:click=discard>"Discard it"</button>
+                    </div>
+                </div>
+            }
+            .into_any(),
+        ),
+        FineTuneState::Kept(s) => Some(
+            view! {
+                <p data-testid="finetune-kept">{format!(
+                    "Using your fine-tuned model (validation accuracy {} -> {}).",
+                    pct(s.before_accuracy), pct(s.after_accuracy)
+                )}</p>
+            }
+            .into_any(),
+        ),
+        FineTuneState::Cancelled => Some(
+            view! { <p data-testid="finetune-cancelled">"Cancelled; the model is unchanged."</p> }
+                .into_any(),
+        ),
+        FineTuneState::Failed(e) => {
+            Some(view! { <p class="error" role="alert" data-testid="finetune-error">{e}</p> }.into_any())
+        }
+        _ => None,
+    }
+    };
+    let origin = move || match ctx.model.get() {
+        ModelState::Ready { info, .. } => Some(info.origin),
+        _ => None,
+    };
+    view! {
+        <section class="panel" aria-labelledby="ft-h">
+            <h2 id="ft-h">"Fine-tune the model on your tags"</h2>
+            <p>{counts}</p>
+            <p class="hint">"Trains the model's last layers in this page on your tags (each type needs at least 3); the model you use now stays until you keep the new one."</p>
+            <label for="ft-epochs">"Epochs"</label>
+            <input id="ft-epochs" type="number" min="1" max="50" prop:value=move || epochs.get().to_string()
+                on:change=move |ev| { if let Ok(n) = event_target_value(&ev).parse::<usize>() { epochs.set(n.clamp(1, 50)); } }/>
+            <div class="buttons">
+                <button type="button" data-testid="finetune-start" on:click=start
+                    disabled=move || running() || !model_ready(&ctx)>"Fine-tune"</button>
+                <Show when=running>
+                    <button type="button" data-testid="finetune-cancel" on:click=cancel>"Cancel"</button>
+                </Show>
+            </div>
+            {progress_view}
+            {result_view}
+            <h3>"Model in use"</h3>
+            <p data-testid="model-origin" data-origin=move || origin().map(|o| format!("{o:?}").to_lowercase()).unwrap_or_default()>
+                {move || origin().map(|o| origin_label(&o).to_string()).unwrap_or_else(|| "loading…".into())}
+            </p>
+            <div class="buttons">
+                <button type="button" data-testid="finetune-export" on:click=export
+                    disabled=move || !model_ready(&ctx)>"Export the model"</button>
+                <button type="button" data-testid="model-revert" on:click=revert
+                    disabled=move || !matches!(origin(), Some(ModelOrigin::FineTuned | ModelOrigin::Imported))>"Back to the shipped model"</button>
+            </div>
+            <label for="model-import">"Import a model bundle (pick model.json and weights.bpk together)"</label>
+            <input id="model-import" type="file" multiple data-testid="model-import" accept=".json,.bpk" on:change=on_import/>
+            {move || ctx.model_op.get().map(|r| match r {
+                Ok(m) => view! { <p data-testid="model-op">{m}</p> }.into_any(),
+                Err(e) => view! { <p class="error" role="alert" data-testid="model-op-error">{e}</p> }.into_any(),
+            })}
+        </section>
+    }
+}
+
+/// Starts a scan of the visible map (a grid of points inside its bounds).
+fn scan(ctx: &Ctx) {
+    let Some(bounds) = ctx.map.with_value(|m| m.as_ref().map(|m| m.get_bounds())) else {
+        return;
+    };
+    let (sw, ne) = (bounds.get_south_west(), bounds.get_north_east());
+    let (s, w, n, e) = (sw.lat(), sw.lng(), ne.lat(), ne.lng());
+    let k = SCAN_GRID;
+    let points: Vec<(f64, f64)> = (0..k)
+        .flat_map(|i| {
+            (0..k).map(move |j| {
+                let fy = (i as f64 + 0.5) / k as f64;
+                let fx = (j as f64 + 0.5) / k as f64;
+                (s + (n - s) * fy, w + (e - w) * fx)
+            })
+        })
+        .collect();
+    let id = ctx.scan.get_untracked().id + 1;
+    let total = points.len();
+    ctx.scan.update(|sc| {
+        sc.running = true;
+        sc.id = id;
+        sc.scanned = 0;
+        sc.total = total;
+        sc.failed = 0;
+    });
+    ctx.suggestions.set(Vec::new());
+    ctx.status.set(format!("Scanning {total} points of the visible map…"));
+    send(ctx, &ToWorker::Scan { id, points, source: "model".into() });
+}
+
+pub fn on_scan_result(ctx: &Ctx, id: u64, lat: f64, lon: f64, p: Prediction) {
+    if ctx.scan.get_untracked().id != id {
+        return;
+    }
+    ctx.scan.update(|s| s.scanned += 1);
+    ctx.suggestions.update(|v| {
+        let key = v.len() as u64 + 1;
+        v.push(Suggestion { key, lat, lon, label: p.label, confidence: p.confidence });
+    });
+}
+
+pub fn on_scan_done(ctx: &Ctx, id: u64, failed: usize) {
+    if ctx.scan.get_untracked().id != id {
+        return;
+    }
+    ctx.scan.update(|s| {
+        s.running = false;
+        s.failed = failed;
+    });
+    let shown = visible_suggestions(ctx).len();
+    ctx.status.set(format!(
+        "Scan done: {shown} suggestions above the threshold{}.",
+        if failed > 0 { format!("; {failed} points had no map tiles") } else { String::new() }
+    ));
+}
+
+/// Suggestions at or above the threshold, not already tagged there.
+pub fn visible_suggestions(ctx: &Ctx) -> Vec<Suggestion> {
+    let t = ctx.scan.with(|s| s.threshold);
+    ctx.suggestions.with(|v| v.iter().filter(|s| s.confidence >= t).cloned().collect())
+}
+
+fn save_rejections(ctx: &Ctx) {
+    let json = ctx.rejections.with_untracked(|r| serde_json::to_string(r).unwrap_or_default());
+    let status = ctx.status;
+    spawn_local(async move {
+        if let Err(e) = crate::idb::put(crate::idb::REJECTIONS_KEY, &json).await {
+            status.set(format!("Saving the rejection failed: {e}"));
+        }
+    });
+}
+
+pub fn accept(ctx: &Ctx, key: u64) {
+    let Some(s) = ctx.suggestions.with_untracked(|v| v.iter().find(|s| s.key == key).cloned())
+    else {
+        return;
+    };
+    let mut added = Err(String::new());
+    ctx.edit_store(|st| {
+        added = st.add(s.lat, s.lon, &s.label, "model", "accepted suggestion");
+    });
+    match added {
+        Ok(id) => {
+            ctx.suggestions.update(|v| v.retain(|x| x.key != key));
+            ctx.status.set(format!(
+                "Accepted: {} tag {id} with source model (edit it like any tag).",
+                s.label.replace('_', " ")
+            ));
+        }
+        Err(e) => ctx.status.set(format!("Could not accept the suggestion: {e}")),
+    }
+}
+
+pub fn reject(ctx: &Ctx, key: u64) {
+    let Some(s) = ctx.suggestions.with_untracked(|v| v.iter().find(|s| s.key == key).cloned())
+    else {
+        return;
+    };
+    ctx.suggestions.update(|v| v.retain(|x| x.key != key));
+    ctx.rejections.update(|r| r.push(Rejection { lat: s.lat, lon: s.lon, label: s.label.clone() }));
+    save_rejections(ctx);
+    ctx.status.set(format!(
+        "Rejected: not a {} here. It will count as a negative example in the next fine-tune.",
+        s.label.replace('_', " ")
+    ));
+}
+
+#[component]
+pub fn SuggestionsPanel() -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    let threshold = move || ctx.scan.with(|s| s.threshold);
+    let status = move || {
+        let s = ctx.scan.get();
+        if s.running {
+            format!("Scanning: {} of {} points…", s.scanned + s.failed, s.total)
+        } else if s.total > 0 {
+            format!(
+                "{} points scanned: {} suggestions at {:.0} % confidence or more{}.",
+                s.total,
+                visible_suggestions(&ctx).len(),
+                s.threshold * 100.0,
+                if s.failed > 0 { format!(" ({} without tiles)", s.failed) } else { String::new() }
+            )
+        } else {
+            "The model looks at a grid of points in the visible map and suggests features you can accept or reject.".into()
+        }
+    };
+    view! {
+        <section class="panel" aria-labelledby="sg-h">
+            <h2 id="sg-h">"Suggestions"</h2>
+            <label for="scan-threshold">{move || format!("Minimum confidence: {:.0} %", threshold() * 100.0)}</label>
+            <input id="scan-threshold" data-testid="scan-threshold" type="range" min="30" max="99" step="1"
+                prop:value=move || format!("{:.0}", threshold() * 100.0)
+                on:input=move |ev| {
+                    if let Ok(v) = event_target_value(&ev).parse::<f32>() {
+                        ctx.scan.update(|s| s.threshold = v / 100.0);
+                    }
+                }/>
+            <div class="buttons">
+                <button type="button" data-testid="scan-view" on:click=move |_| scan(&ctx)
+                    disabled=move || !model_ready(&ctx) || ctx.scan.with(|s| s.running)>"Scan this view"</button>
+            </div>
+            <p data-testid="scan-status">{status}</p>
+            <ul class="suggestions" data-testid="suggestion-list">
+                {move || visible_suggestions(&ctx).into_iter().map(|s| {
+                    let key = s.key;
+                    view! {
+                        <li data-testid="suggestion-item" data-label=s.label.clone()>
+                            <span class=format!("chip tag-{}", s.label) aria-hidden="true">{letter(&s.label)}</span>
+                            {format!(" {} {:.0} % at {:.5}, {:.5} ", s.label.replace('_', " "), s.confidence * 100.0, s.lat, s.lon)}
+                            <button type="button" id=format!("sg-{key}-accept") data-testid="suggestion-accept"
+                                on:click=move |_| accept(&ctx, key)>"Accept"</button>
+                            <button type="button" data-testid="suggestion-reject"
+                                on:click=move |_| reject(&ctx, key)>"Reject"</button>
+                        </li>
+                    }
+                }).collect_view()}
+            </ul>
+        </section>
+    }
+}
