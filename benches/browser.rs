@@ -59,6 +59,61 @@ async fn ort_page(c: &fantoccini::Client, base: &str, runs: usize) -> serde_json
     r
 }
 
+/// Fine-tuning 50 tags (three types on distinct map tiles) for 5 epochs in the page: the time
+/// to compute the encoder features (once per tag and view) and per epoch and step of the head.
+async fn fine_tune(c: &fantoccini::Client, url: &str) -> serde_json::Value {
+    c.goto(url).await.unwrap();
+    ready_ms(c).await;
+    wait_js(c, "document.querySelector('#sidebar').dataset.ready === 'true'", "stored tags", 30)
+        .await;
+    let mut csv = String::from("id,lat,lon,type,source\n");
+    for i in 0..50 {
+        let label = ["ramp", "entrance", "obstacle"][i % 3];
+        let (lat, lon) = (60.1660 + 0.0004 * (i / 7) as f64, 24.9330 + 0.0007 * (i % 7) as f64);
+        csv.push_str(&format!("b{i},{lat:.6},{lon:.6},{label},user\n"));
+    }
+    let path = out_dir().join("bench-finetune.csv");
+    std::fs::write(&path, csv).unwrap();
+    c.find(Locator::Css("[data-testid=import-file]"))
+        .await
+        .unwrap()
+        .send_keys(&path.display().to_string())
+        .await
+        .unwrap();
+    wait_js(
+        c,
+        "document.querySelectorAll('[data-testid=tag-list] li').length === 50",
+        "50 tags",
+        30,
+    )
+    .await;
+    c.execute(
+        "const e = document.querySelector('#ft-epochs'); e.value = '5'; e.dispatchEvent(new Event('change', {bubbles: true}));",
+        vec![],
+    )
+    .await
+    .unwrap();
+    c.find(Locator::Css("[data-testid=finetune-start]")).await.unwrap().click().await.unwrap();
+    let r = wait_js(
+        c,
+        "(r => r && JSON.stringify({...r.dataset}))(document.querySelector('[data-testid=finetune-result]'))",
+        "the fine-tune",
+        900,
+    )
+    .await;
+    let d: serde_json::Value = serde_json::from_str(r.as_str().unwrap()).unwrap();
+    let num = |k: &str| d[k].as_str().and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    json!({
+        "bench": "browser_finetune",
+        "tags": 50,
+        "train_tags": num("trainTags"),
+        "epochs": num("epochs"),
+        "features_s": num("featuresS"),
+        "epoch_ms": num("trainS") * 1e3 / num("epochs"),
+        "step_ms": num("trainS") * 1e3 / num("steps"),
+    })
+}
+
 async fn ready_ms(c: &fantoccini::Client) -> f64 {
     let v = wait_js(
         c,
@@ -90,6 +145,11 @@ async fn main() {
         if let Some(b) = &ort_base {
             ort_ready.push(ort_page(c, b, 1).await["ready_ms"].as_f64().unwrap());
         }
+    }
+    if ort_base.is_some() {
+        // Back to the app for its predictions.
+        c.goto(&url).await.unwrap();
+        ready_ms(c).await;
     }
     let cold = ready[0];
     let warm = if ready.len() > 1 { percentile(ready[1..].to_vec(), 0.5) } else { cold };
@@ -144,10 +204,12 @@ async fn main() {
         }
         None => None,
     };
+    let finetune = fine_tune(c, &url).await;
     session.client.close().await.unwrap();
     if let Some(o) = ort {
         println!("{o}");
     }
+    println!("{finetune}");
     let version = std::process::Command::new(
         std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
     )

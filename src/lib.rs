@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod cmd;
+pub mod device;
 pub mod fsutil;
 pub mod onnx;
 pub mod osm;

@@ -101,3 +101,20 @@ fn verify_names_missing_weights_and_bad_images() {
     assert!(!err.contains("panicked"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_gpu_backend_missing_from_the_build_is_a_clear_error() {
+    let out_dir = std::env::temp_dir().join(format!("aa-cli-device-{}", std::process::id()));
+    let out = bin()
+        .args(["train", "--device", "wgpu", "--data", "/nonexistent", "--out"])
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    if cfg!(feature = "wgpu") {
+        return;
+    }
+    assert!(!out.status.success());
+    assert!(err.contains("--features wgpu"), "{err}");
+    assert!(!out_dir.exists(), "nothing is written");
+}

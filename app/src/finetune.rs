@@ -96,6 +96,7 @@ pub(crate) async fn run(
         (0..images.len()).filter(|&k| examples[images[k].0].negative).collect();
 
     // 3. Features: every view of training examples, view 0 of validation ones.
+    let t_features = now_ms();
     let mut rng = Rng::new(seed);
     let aug = AugmentConfig::default();
     let mut jobs: Vec<(usize, usize, Job)> = Vec::new(); // (image index, view, job)
@@ -159,12 +160,16 @@ pub(crate) async fn run(
     };
     let val_set = pick(&val, 0);
 
+    let features_seconds = (now_ms() - t_features) / 1e3;
+
     // 4. The head, on the CPU.
+    let t_train = now_ms();
     let cpu = Device::flex();
     let model = model_from_bytes(config, &m.weights, &cpu).map_err(|e| e.to_string())?;
     let before = accuracy(&model, &val_set, &cpu).unwrap_or(0.0);
     let mut trainer = HeadTrainer::new(model, &p.class_weights, cfg.clone(), &cpu);
     let mut losses = Vec::with_capacity(epochs);
+    let mut steps = 0;
     let mut train_ks = train.clone();
     train_ks.extend(&negatives);
     for epoch in 0..epochs {
@@ -172,6 +177,7 @@ pub(crate) async fn run(
             return Ok(None);
         }
         let set = pick(&train_ks, epoch % cfg.views.max(1));
+        steps += set.len().div_ceil(cfg.batch_size.max(1));
         let loss = trainer.epoch(&set, epoch).unwrap_or(f32::NAN);
         let acc = trainer.accuracy(&val_set);
         losses.push(loss);
@@ -182,6 +188,7 @@ pub(crate) async fn run(
     if cancelled() {
         return Ok(None);
     }
+    let train_seconds = (now_ms() - t_train) / 1e3;
     let tuned = trainer.into_model();
     let after = accuracy(&tuned, &val_set, &cpu).unwrap_or(0.0);
     let weights = weights_to_bytes(&tuned).map_err(|e| e.to_string())?;
@@ -203,6 +210,9 @@ pub(crate) async fn run(
         losses,
         skipped,
         seconds: (now_ms() - t0) / 1e3,
+        features_seconds,
+        train_seconds,
+        steps,
     };
     Ok(Some((manifest, weights, summary)))
 }

@@ -79,7 +79,15 @@ pub struct FineTuneSummary {
     pub losses: Vec<f32>,
     /// Examples left out, with the reason (a tile that failed to load, an unknown type).
     pub skipped: Vec<String>,
+    /// Wall time in all, of computing the encoder features, and of the epochs.
     pub seconds: f64,
+    #[serde(default)]
+    pub features_seconds: f64,
+    #[serde(default)]
+    pub train_seconds: f64,
+    /// Optimiser steps taken over all epochs.
+    #[serde(default)]
+    pub steps: usize,
 }
 
 /// Where the loaded model comes from.

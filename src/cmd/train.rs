@@ -131,6 +131,9 @@ pub struct TrainArgs {
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
+    /// Backend: `cpu` (default), `wgpu` or `cuda` (the GPU ones need a build with that feature).
+    #[arg(long, value_enum, default_value_t = crate::device::DeviceArg::Cpu)]
+    pub device: crate::device::DeviceArg,
 }
 
 impl TrainArgs {
@@ -278,6 +281,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
 }
 
 pub fn train(args: &TrainArgs) -> Result<Vec<EpochLog>> {
+    // The backend first: a build without it fails before anything is read or written.
+    let device = crate::device::device(args.device)?.autodiff();
     let out = &args.out;
     let ckpt = out.join("checkpoints");
     let logs = out.join("logs");
@@ -368,9 +373,8 @@ pub fn train(args: &TrainArgs) -> Result<Vec<EpochLog>> {
         size,
         size
     );
-    tracing::info!("mixed precision: unavailable on the CPU (flex) backend; training in f32");
+    tracing::info!("{}", crate::device::mixed_precision_note(args.device));
 
-    let device = Device::flex().autodiff();
     let mut model = match &resume_state {
         Some(_) => {
             let bytes = std::fs::read(ckpt.join("last.bpk")).with_context(|| {

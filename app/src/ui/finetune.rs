@@ -229,7 +229,11 @@ pub fn FineTunePanel() -> impl IntoView {
         FineTuneState::Done(s) => Some(
             view! {
                 <div data-testid="finetune-result" data-before=s.before_accuracy.to_string()
-                    data-after=s.after_accuracy.to_string()>
+                    data-after=s.after_accuracy.to_string()
+                    data-features-s=s.features_seconds.to_string()
+                    data-train-s=s.train_seconds.to_string()
+                    data-epochs=s.epochs.to_string() data-steps=s.steps.to_string()
+                    data-train-tags=s.train_tags.to_string()>
                     <p>{format!(
                         "Validation accuracy on {} held-out tags: before {}, after {} ({} training tags, {} rejected suggestions, {} epochs, {:.1} s).",
                         s.val_tags, pct(s.before_accuracy), pct(s.after_accuracy),
