@@ -351,6 +351,17 @@ async fn fine_tune_flow() {
     .await;
     let before = predict_at_centre(c).await;
 
+    // No tags yet: a clear message, nothing changes.
+    c.find(Locator::Css("[data-testid=finetune-start]")).await.unwrap().click().await.unwrap();
+    let e = wait_js(
+        c,
+        "(e => e && e.innerText)(document.querySelector('[data-testid=finetune-error]'))",
+        "the too-few-tags message",
+        60,
+    )
+    .await;
+    assert!(e.as_str().unwrap().contains("at least two types"), "{e}");
+
     // Fixture tags: three types, four each, on distinct map tiles around Helsinki's centre.
     let mut csv = String::from("id,lat,lon,type,source\n");
     for (k, label) in ["ramp", "entrance", "obstacle"].iter().enumerate() {
@@ -394,7 +405,9 @@ async fn fine_tune_flow() {
     .await;
     assert!(differ(&predict_at_centre(c).await, &before) < 1e-6, "cancel changed the model");
 
-    // Two epochs: progress reaches 100 %, before/after accuracy shown, keep.
+    // Two epochs, the encoder's last stage too: progress reaches 100 %, before/after accuracy
+    // shown, keep.
+    c.find(Locator::Css("[data-testid=finetune-last-stage]")).await.unwrap().click().await.unwrap();
     c.find(Locator::Css("[data-testid=finetune-start]")).await.unwrap().click().await.unwrap();
     let result = wait_js(
         c,
@@ -465,6 +478,36 @@ async fn fine_tune_flow() {
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let p: Value = serde_json::from_slice(&run.stdout).unwrap();
     assert!(p["type"].is_string() && p["probabilities"].is_object(), "{p}");
+
+    // A bundle from another config is refused with the reason; the model stays.
+    let wrong = out.join("wrong-bundle");
+    std::fs::create_dir_all(&wrong).unwrap();
+    std::fs::write(wrong.join("model.json"), manifest.replace("\"obstacle\"", "\"stairs\""))
+        .unwrap();
+    std::fs::copy(&wb, wrong.join("weights.bpk")).unwrap();
+    let files =
+        format!("{}\n{}", wrong.join("model.json").display(), wrong.join("weights.bpk").display());
+    c.find(Locator::Css("[data-testid=model-import]"))
+        .await
+        .unwrap()
+        .send_keys(&files)
+        .await
+        .unwrap();
+    let e = wait_js(
+        c,
+        "(e => e && e.innerText)(document.querySelector('[data-testid=model-op-error]'))",
+        "the refused import",
+        60,
+    )
+    .await;
+    assert!(e.as_str().unwrap().contains("types"), "{e}");
+    wait_js(
+        c,
+        "document.querySelector('[data-testid=model-origin]').dataset.origin === 'finetuned'",
+        "the model unchanged",
+        10,
+    )
+    .await;
 
     // The suggestion layer: scan, then accept one and reject one.
     set_input(c, "[data-testid=scan-threshold]", "30", "input").await;

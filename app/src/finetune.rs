@@ -1,6 +1,7 @@
 //! The worker's fine-tuning run over model-core's [`model_core::finetune`]: cut each example's
 //! input from the model's tile source (as predictions do; tiles that fail are skipped and
-//! listed), split and weigh with model-core, encode each view once on the worker's backend,
+//! listed), split and weigh with model-core, encode each view once on the worker's backend
+//! (pooled features; or the trunk's feature maps when the encoder's last stage trains too),
 //! then train the head on the CPU (`flex`: a few thousand parameters, milliseconds a step) and
 //! measure validation accuracy before and after. Yields to the event loop between batches and
 //! epochs so a cancel arrives; a cancelled run leaves the loaded model untouched.
@@ -9,8 +10,8 @@ use model_core::augment::{AugmentConfig, augment};
 use model_core::bundle::BundleManifest;
 use model_core::burn::tensor::Device;
 use model_core::finetune::{
-    FeatureExample, FineTuneConfig, HeadTrainer, Target, accuracy, encode_features, plan,
-    split_rows,
+    FeatureExample, FineTuneConfig, HeadTrainer, Target, accuracy, encode_features, encode_trunk,
+    plan, split_rows,
 };
 use model_core::persist::{model_from_bytes, weights_to_bytes};
 use model_core::preprocess::ModelInput;
@@ -57,6 +58,7 @@ pub(crate) async fn run(
     examples: Vec<FineTuneExample>,
     epochs: usize,
     seed: u64,
+    last_stage: bool,
 ) -> Result<Option<(BundleManifest, Vec<u8>, FineTuneSummary)>, String> {
     let t0 = now_ms();
     let epochs = epochs.clamp(1, 50);
@@ -119,8 +121,18 @@ pub(crate) async fn run(
             return Ok(None);
         }
         let inputs: Vec<ModelInput> = chunk.iter().map(|(_, _, j)| j.input.clone()).collect();
-        let data = encode_features(&m.predictor.model, &inputs, size, m.predictor.device())
-            .map_err(|e| e.to_string())?
+        // The pooled features, or (training the last stage too) the trunk's feature maps.
+        let (encoded, map) = if last_stage {
+            let t = encode_trunk(&m.predictor.model, &inputs, size, m.predictor.device())
+                .map_err(|e| e.to_string())?;
+            let [_, c, h, w] = t.dims();
+            (t.flatten::<2>(1, 3), Some([c, h, w]))
+        } else {
+            let t = encode_features(&m.predictor.model, &inputs, size, m.predictor.device())
+                .map_err(|e| e.to_string())?;
+            (t, None)
+        };
+        let data = encoded
             .into_data_async()
             .await
             .map_err(|e| format!("{e:?}"))?
@@ -135,6 +147,7 @@ pub(crate) async fn run(
                 *v,
                 FeatureExample {
                     features: f,
+                    map,
                     coords: j.input.coords,
                     source: j.input.source.clone(),
                     target,

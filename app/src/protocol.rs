@@ -35,8 +35,15 @@ pub enum ToWorker {
     Load { base: String, backend: BackendChoice },
     /// Predict the feature type at a point.
     Predict { id: u64, lat: f64, lon: f64, source: String },
-    /// Fine-tune the loaded model on these examples (tags and rejected suggestions).
-    FineTune { examples: Vec<FineTuneExample>, epochs: usize, seed: u64 },
+    /// Fine-tune the loaded model on these examples (tags and rejected suggestions);
+    /// `last_stage` trains the image encoder's last stage too (slower).
+    FineTune {
+        examples: Vec<FineTuneExample>,
+        epochs: usize,
+        seed: u64,
+        #[serde(default)]
+        last_stage: bool,
+    },
     /// Stop a running fine-tune; the loaded model stays as it is.
     CancelFineTune,
     /// Keep the fine-tuned candidate: store it (IndexedDB) and predict with it.

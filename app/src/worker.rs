@@ -121,7 +121,7 @@ async fn handle(msg: ToWorker) {
                 Err(message) => post(&FromWorker::Failed { id: Some(id), message }),
             }
         }
-        ToWorker::FineTune { examples, epochs, seed } => {
+        ToWorker::FineTune { examples, epochs, seed, last_stage } => {
             let Some(m) = STATE.with_borrow(|s| s.loaded.clone()) else {
                 post(&FromWorker::FineTuneFailed { message: "the model is still loading".into() });
                 return;
@@ -134,7 +134,7 @@ async fn handle(msg: ToWorker) {
                 s.cancel = false;
                 s.candidate = None;
             });
-            let result = crate::finetune::run(&m, examples, epochs, seed).await;
+            let result = crate::finetune::run(&m, examples, epochs, seed, last_stage).await;
             STATE.with_borrow_mut(|s| s.training = false);
             match result {
                 Ok(Some((manifest, weights, summary))) => {

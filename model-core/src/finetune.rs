@@ -65,10 +65,13 @@ pub enum Target {
     IsNot(usize),
 }
 
-/// One cached example: the encoder's features of one view, and the rest of the model input.
+/// One cached example: the encoder's output for one view, and the rest of the model input.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeatureExample {
+    /// Pooled features `[F]`, or with `map` the trunk's feature map `[c, h, w]` (the encoder's
+    /// last stage then trains too).
     pub features: Vec<f32>,
+    pub map: Option<[usize; 3]>,
     pub coords: [f32; 2],
     pub source: Vec<f32>,
     pub target: Target,
@@ -173,15 +176,35 @@ pub fn encode_features(
     Ok(model.encoder.features(image_batch(inputs, size, device)))
 }
 
+/// The encoder's trunk (everything before its last stage) for `inputs`: `[n, c, h, w]` maps to
+/// cache when the last stage trains too.
+pub fn encode_trunk(
+    model: &AccessModel,
+    inputs: &[ModelInput],
+    size: usize,
+    device: &Device,
+) -> Result<Tensor<4>, CoreError> {
+    if inputs.is_empty() || inputs.iter().any(|x| x.image.len() != 3 * size * size) {
+        return Err(CoreError::BadBatch("inputs do not fit the model".into()));
+    }
+    Ok(model.encoder.trunk(image_batch(inputs, size, device)))
+}
+
 /// Splits a read-back `[n, F]` buffer into one feature vector per example.
 pub fn split_rows(data: Vec<f32>, n: usize) -> Vec<Vec<f32>> {
     let f = data.len() / n.max(1);
     data.chunks(f.max(1)).map(<[f32]>::to_vec).collect()
 }
 
+/// Cached encoder outputs: pooled features, or trunk maps for the last stage to run on.
+enum Encoded {
+    Pooled(Tensor<2>),
+    Map(Tensor<4>),
+}
+
 /// A batch of cached examples on a device.
 struct FeatureBatch {
-    features: Tensor<2>,
+    features: Encoded,
     coords: Tensor<2>,
     sources: Tensor<2>,
     /// Class per example (its type, or the type it is not).
@@ -191,6 +214,9 @@ struct FeatureBatch {
 fn feature_batch(examples: &[&FeatureExample], device: &Device) -> Option<FeatureBatch> {
     let first = examples.first()?;
     let (b, f, s) = (examples.len(), first.features.len(), first.source.len());
+    if examples.iter().any(|e| e.features.len() != f || e.map != first.map) {
+        return None;
+    }
     let mut features = Vec::with_capacity(b * f);
     let mut coords = Vec::with_capacity(b * 2);
     let mut sources = Vec::with_capacity(b * s);
@@ -203,15 +229,31 @@ fn feature_batch(examples: &[&FeatureExample], device: &Device) -> Option<Featur
             Target::Is(c) | Target::IsNot(c) => c as i64,
         });
     }
+    let features = match first.map {
+        Some([c, h, w]) => {
+            Encoded::Map(Tensor::from_data(TensorData::new(features, [b, c, h, w]), device))
+        }
+        None => Encoded::Pooled(Tensor::from_data(TensorData::new(features, [b, f]), device)),
+    };
     Some(FeatureBatch {
-        features: Tensor::from_data(TensorData::new(features, [b, f]), device),
+        features,
         coords: Tensor::from_data(TensorData::new(coords, [b, 2]), device),
         sources: Tensor::from_data(TensorData::new(sources, [b, s]), device),
         classes: Tensor::from_data(TensorData::new(classes, [b]), device),
     })
 }
 
-/// Trains the part of the model after the image encoder on cached features.
+/// Logits from cached encoder outputs (running the encoder's last stage on trunk maps).
+fn head_logits(model: &AccessModel, b: &FeatureBatch) -> Tensor<2> {
+    let features = match &b.features {
+        Encoded::Pooled(f) => f.clone(),
+        Encoded::Map(m) => model.encoder.last_stage(m.clone()),
+    };
+    model.forward_features(features, b.coords.clone(), b.sources.clone())
+}
+
+/// Trains the part of the model after the image encoder on cached features (and, with trunk
+/// maps, the encoder's last stage).
 pub struct HeadTrainer {
     model: AccessModel,
     optim: ModuleOptimizer,
@@ -260,9 +302,7 @@ impl HeadTrainer {
             examples.iter().copied().filter(|e| matches!(e.target, Target::Is(_))).collect();
         let neg: Vec<&FeatureExample> =
             examples.iter().copied().filter(|e| matches!(e.target, Target::IsNot(_))).collect();
-        let logits = |b: &FeatureBatch| {
-            self.model.forward_features(b.features.clone(), b.coords.clone(), b.sources.clone())
-        };
+        let logits = |b: &FeatureBatch| head_logits(&self.model, b);
         let mut total: Option<Tensor<1>> = None;
         if let Some(b) = feature_batch(&pos, &self.device) {
             total = Some(self.loss.forward(logits(&b), b.classes));
@@ -363,6 +403,7 @@ pub fn reference_steps(
         .zip(targets)
         .map(|((features, x), target)| FeatureExample {
             features,
+            map: None,
             coords: x.coords,
             source: x.source,
             target,
@@ -379,8 +420,7 @@ pub fn accuracy(model: &AccessModel, examples: &[FeatureExample], device: &Devic
     let pos: Vec<&FeatureExample> =
         examples.iter().filter(|e| matches!(e.target, Target::Is(_))).collect();
     let b = feature_batch(&pos, device)?;
-    let pred =
-        model.forward_features(b.features, b.coords, b.sources).argmax(1).reshape([pos.len()]);
+    let pred = head_logits(model, &b).argmax(1).reshape([pos.len()]);
     let correct = pred.equal(b.classes).int().sum().into_scalar::<i64>();
     Some(correct as f32 / pos.len() as f32)
 }
@@ -437,6 +477,7 @@ mod tests {
                 source[i % 4] = 1.0;
                 FeatureExample {
                     features,
+                    map: None,
                     coords: [rng.uniform(-1.0, 1.0) as f32, rng.uniform(-1.0, 1.0) as f32],
                     source,
                     target: Target::Is(c),
@@ -470,7 +511,7 @@ mod tests {
         let model = t.into_model();
         let prob = |m: &AccessModel, e: &FeatureExample, c: usize| {
             let b = feature_batch(&[e], &device).unwrap();
-            let p = softmax(m.forward_features(b.features, b.coords, b.sources), 1);
+            let p = softmax(head_logits(m, &b), 1);
             p.into_data().try_to_vec::<f32>().unwrap()[c]
         };
         let mut neg = val[0].clone();
@@ -483,5 +524,72 @@ mod tests {
         }
         let p1 = prob(&t.into_model(), &neg, c);
         assert!(p1 < p0, "p(class) {p0} -> {p1}");
+    }
+}
+
+#[cfg(test)]
+mod last_stage_tests {
+    use super::*;
+    use crate::{EncoderKind, ModelConfig};
+
+    #[test]
+    fn training_the_last_stage_on_trunk_maps_changes_only_it() {
+        let device = Device::flex();
+        let mut config = ModelConfig::new(EncoderKind::CustomCnn);
+        config.image_size = 32;
+        let model = config.init(&device).unwrap().valid();
+        let scaler = crate::metadata::Scaler::default();
+        let inputs: Vec<ModelInput> = (0..6u32)
+            .map(|k| {
+                let img = image::RgbImage::from_fn(32, 32, |x, y| {
+                    image::Rgb([(x * 8 * (k + 1)) as u8, (y * 8) as u8, (k * 40) as u8])
+                });
+                ModelInput::from_rgb_sized(&img, 32, 60.0, 24.0, "osm", &scaler, &config.sources)
+                    .unwrap()
+            })
+            .collect();
+        let maps = encode_trunk(&model, &inputs, 32, &device).unwrap();
+        let [n, c, h, w] = maps.dims();
+        let pooled = encode_features(&model, &inputs, 32, &device).unwrap();
+        // last_stage(trunk(x)) == features(x)
+        model
+            .encoder
+            .last_stage(maps.clone())
+            .into_data()
+            .assert_approx_eq::<f32>(&pooled.into_data(), burn::tensor::Tolerance::default());
+        let rows = split_rows(maps.into_data().try_to_vec::<f32>().unwrap(), n);
+        let examples: Vec<FeatureExample> = rows
+            .into_iter()
+            .zip(&inputs)
+            .enumerate()
+            .map(|(i, (features, x))| FeatureExample {
+                features,
+                map: Some([c, h, w]),
+                coords: x.coords,
+                source: x.source.clone(),
+                target: Target::Is(i % 2),
+            })
+            .collect();
+        let before = model.encoder.clone();
+        let mut t = HeadTrainer::new(model, &[1.0; 5], FineTuneConfig::default(), &device);
+        let first = t.epoch(&examples, 0).unwrap();
+        let mut last = first;
+        for e in 1..6 {
+            last = t.epoch(&examples, e).unwrap();
+        }
+        assert!(last < first, "loss {first} -> {last}");
+        let after = t.into_model().encoder;
+        let (crate::model::ImageEncoder::CustomCnn(a), crate::model::ImageEncoder::CustomCnn(b)) =
+            (&before, &after)
+        else {
+            unreachable!()
+        };
+        let diff = (a.proj.weight.val() - b.proj.weight.val()).abs().max().into_scalar::<f32>();
+        assert!(diff > 0.0, "the last stage trained");
+        let same = (a.stages[0].conv.weight.val() - b.stages[0].conv.weight.val())
+            .abs()
+            .max()
+            .into_scalar::<f32>();
+        assert_eq!(same, 0.0, "the trunk did not");
     }
 }

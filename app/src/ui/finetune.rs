@@ -79,6 +79,7 @@ fn loss_curve(losses: &[f32]) -> impl IntoView + use<> {
 pub fn FineTunePanel() -> impl IntoView {
     let ctx = expect_context::<Ctx>();
     let epochs = RwSignal::new(5usize);
+    let last_stage = RwSignal::new(false);
     let counts = move || {
         let store = ctx.store.get();
         let mut per: Vec<(String, usize)> = crate::store::labels()
@@ -132,7 +133,15 @@ pub fn FineTunePanel() -> impl IntoView {
             cancelling: false,
         });
         ctx.status.set("Fine-tuning started: loading the tags' map tiles.".into());
-        send(&ctx, &ToWorker::FineTune { examples, epochs: epochs.get_untracked(), seed: 42 });
+        send(
+            &ctx,
+            &ToWorker::FineTune {
+                examples,
+                epochs: epochs.get_untracked(),
+                seed: 42,
+                last_stage: last_stage.get_untracked(),
+            },
+        );
     };
     let cancel = move |_| {
         send(&ctx, &ToWorker::CancelFineTune);
@@ -284,6 +293,12 @@ pub fn FineTunePanel() -> impl IntoView {
             <label for="ft-epochs">"Epochs"</label>
             <input id="ft-epochs" type="number" min="1" max="50" prop:value=move || epochs.get().to_string()
                 on:change=move |ev| { if let Ok(n) = event_target_value(&ev).parse::<usize>() { epochs.set(n.clamp(1, 50)); } }/>
+            <label class="check">
+                <input type="checkbox" id="ft-last-stage" data-testid="finetune-last-stage"
+                    prop:checked=move || last_stage.get()
+                    on:change=move |ev| last_stage.set(event_target_checked(&ev))/>
+                " Also train the image encoder's last stage (slower, can fit your area better)"
+            </label>
             <div class="buttons">
                 <button type="button" data-testid="finetune-start" on:click=start
                     disabled=move || running() || !model_ready(&ctx)>"Fine-tune"</button>

@@ -52,10 +52,20 @@ impl CustomCnn {
         }
     }
 
-    pub fn features(&self, mut x: Tensor<4>) -> Tensor<2> {
+    pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
+        self.last_stage(self.trunk(x))
+    }
+
+    /// Everything before the last stage: the feature map the projection takes.
+    pub fn trunk(&self, mut x: Tensor<4>) -> Tensor<4> {
         for s in &self.stages {
             x = self.pool.forward(relu(s.bn.forward(s.conv.forward(x))));
         }
+        x
+    }
+
+    /// The last stage (the projection) and the pooling.
+    pub fn last_stage(&self, x: Tensor<4>) -> Tensor<2> {
         global_avg_pool(relu(self.proj_bn.forward(self.proj.forward(x))))
     }
 

@@ -115,12 +115,21 @@ impl EfficientNetLite0 {
 
     /// Pooled features `[B, 1280]`.
     pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
+        self.last_stage(self.trunk(x))
+    }
+
+    /// The stem and the MBConv stages: the `[B, 320, H/32, W/32]` map the head convolution takes.
+    pub fn trunk(&self, x: Tensor<4>) -> Tensor<4> {
         let mut x = relu6(self.bn0.forward(self.conv_stem.forward(x)));
         for b in &self.blocks {
             x = b.forward(x);
         }
-        x = relu6(self.bn1.forward(self.conv_head.forward(x)));
-        global_avg_pool(x)
+        x
+    }
+
+    /// The head convolution (the last stage) and the pooling.
+    pub fn last_stage(&self, x: Tensor<4>) -> Tensor<2> {
+        global_avg_pool(relu6(self.bn1.forward(self.conv_head.forward(x))))
     }
 
     /// ImageNet logits `[B, classes]`; panics if built without a classifier.

@@ -150,10 +150,20 @@ impl MobileNetV3Small {
     }
 
     pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
+        self.last_stage(self.trunk(x))
+    }
+
+    /// Everything before the last convolution.
+    pub fn trunk(&self, x: Tensor<4>) -> Tensor<4> {
         let mut x = hard_swish(self.stem.forward(x));
         for b in &self.blocks {
             x = b.forward(x);
         }
+        x
+    }
+
+    /// The last convolution and the pooling.
+    pub fn last_stage(&self, x: Tensor<4>) -> Tensor<2> {
         global_avg_pool(hard_swish(self.last.forward(x)))
     }
 

@@ -142,6 +142,27 @@ impl ImageEncoder {
         }
     }
 
+    /// Everything before the last stage: a feature map `[B, C, h, w]`. Fine-tuning caches it
+    /// when it trains the last stage.
+    pub fn trunk(&self, x: Tensor<4>) -> Tensor<4> {
+        match self {
+            Self::CustomCnn(m) => m.trunk(x),
+            Self::MobileNetV3Small(m) => m.trunk(x),
+            Self::EfficientNetLite0(m) => m.trunk(x),
+            Self::ResNet(m) => m.trunk(x),
+        }
+    }
+
+    /// The last stage and the pooling: `features(x) == last_stage(trunk(x))`.
+    pub fn last_stage(&self, x: Tensor<4>) -> Tensor<2> {
+        match self {
+            Self::CustomCnn(m) => m.last_stage(x),
+            Self::MobileNetV3Small(m) => m.last_stage(x),
+            Self::EfficientNetLite0(m) => m.last_stage(x),
+            Self::ResNet(m) => m.last_stage(x),
+        }
+    }
+
     /// Logits of the ImageNet classifier (only for encoders built with one).
     pub fn forward_classifier(&self, x: Tensor<4>) -> Tensor<2> {
         match self {

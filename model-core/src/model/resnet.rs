@@ -163,8 +163,24 @@ impl ResNet {
     }
 
     pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
+        self.last_stage(self.trunk(x))
+    }
+
+    /// The stem and all residual layers but the last.
+    pub fn trunk(&self, x: Tensor<4>) -> Tensor<4> {
         let mut x = self.maxpool.forward(relu(self.bn1.forward(self.conv1.forward(x))));
-        for layer in &self.layers {
+        let n = self.layers.len();
+        for layer in &self.layers[..n.saturating_sub(1)] {
+            for b in &layer.blocks {
+                x = b.forward(x);
+            }
+        }
+        x
+    }
+
+    /// The last residual layer and the pooling.
+    pub fn last_stage(&self, mut x: Tensor<4>) -> Tensor<2> {
+        if let Some(layer) = self.layers.last() {
             for b in &layer.blocks {
                 x = b.forward(x);
             }
