@@ -8,7 +8,12 @@
 //! in the same Chromium session, alternating page loads with the app: ONNX Runtime Web (wasm,
 //! SIMD, one thread) on the same model; and the download sizes of both sides are compared.
 //!
-//! `--loads N --predictions M [--ort DIR]` (defaults 3 and 30). Prints one JSON line per side.
+//! With `--tfjs DIR` (`bench/tfjs-head/index.html` and TensorFlow.js from npm), TF.js trains the
+//! same fine-tuning head on same-shaped features in the same session, the reference for the
+//! in-page fine-tuning step.
+//!
+//! `--loads N --predictions M [--ort DIR] [--tfjs DIR]` (defaults 3 and 30). Prints one JSON
+//! line per side.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -135,6 +140,8 @@ async fn main() {
     let c = &session.client;
     let url = session.url("cpu");
     let ort_base = ort_dir.as_deref().map(start_app);
+    let tfjs_dir =
+        std::env::args().skip_while(|a| a != "--tfjs").nth(1).map(std::path::PathBuf::from);
 
     // Page loads, alternating with the reference's: the first of each is cold (empty cache).
     let mut ready = Vec::new();
@@ -205,7 +212,36 @@ async fn main() {
         None => None,
     };
     let finetune = fine_tune(c, &url).await;
+    // The reference for in-browser training: TF.js training the same head on same-shaped
+    // features (wasm backend, one thread).
+    let tfjs = match tfjs_dir.as_deref() {
+        Some(dir) => {
+            let base = start_app(dir);
+            c.goto(&format!("{base}?steps=50")).await.unwrap();
+            let v = wait_js(
+                c,
+                "window.__tfjsResult && JSON.stringify(window.__tfjsResult)",
+                "TF.js",
+                300,
+            )
+            .await;
+            let r: serde_json::Value = serde_json::from_str(v.as_str().unwrap()).unwrap();
+            assert!(r.get("error").is_none(), "TF.js failed: {r}");
+            let times: Vec<f64> =
+                r["times"].as_array().unwrap().iter().filter_map(|v| v.as_f64()).collect();
+            Some(json!({
+                "bench": "browser_tfjs_head",
+                "version": r["version"],
+                "backend": r["backend"],
+                "step_p50_ms": percentile(times, 0.5),
+            }))
+        }
+        None => None,
+    };
     session.client.close().await.unwrap();
+    if let Some(t) = tfjs {
+        println!("{t}");
+    }
     if let Some(o) = ort {
         println!("{o}");
     }

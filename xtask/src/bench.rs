@@ -364,7 +364,16 @@ same bundle vs PyTorch {torch_version} running the architecture mirror\n\
 | batch | AccessAtlas | onnxruntime | PyTorch | ratio onnxruntime / ours | ratio PyTorch / ours |\n\
 |---|---|---|---|---|---|\n\
 {}\n\n\
-A ratio below 1 means the reference is faster.\n",
+A ratio below 1 means the reference is faster.\n\n\
+Why AccessAtlas loses, from a profile taken by hand (`perf record -g` on\n\
+`target/release/deps/infer-* --batches 16 --repeat 3`, 2026-11-27): about 20 % of the time is\n\
+in GEMM kernels (the convolutions proper), about 45 % in element-wise passes (`unary_op`,\n\
+`zip_apply_inplace`, SIMD loops: batch norm applied as separate subtract/divide/scale/shift\n\
+passes and ReLU6 as another) and about 12 % in page faults, `memset` and `memmove` for the\n\
+intermediate tensors. onnxruntime folds each batch norm into its convolution's weights and\n\
+fuses the activation (its default graph optimizations), so it makes one pass where Burn `flex`\n\
+makes several. Folding batch norms\n\
+into the convolutions at load time is the fix to try first.\n",
         table.join("\n"),
     ))
 }
@@ -394,15 +403,63 @@ fn ort_web_dir(root: &Path) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// TensorFlow.js (and its wasm backend), pinned, from npm.
+const TFJS: [&str; 2] = ["@tensorflow/tfjs@4.22.0", "@tensorflow/tfjs-backend-wasm@4.22.0"];
+
+/// A directory with the TF.js head-training page and TF.js's files.
+fn tfjs_dir() -> Result<PathBuf> {
+    let npm_dir = cache_dir().join("npm-bench");
+    let m = npm_dir.join("node_modules/@tensorflow");
+    let files = [
+        m.join("tfjs/dist/tf.min.js"),
+        m.join("tfjs-backend-wasm/dist/tf-backend-wasm.min.js"),
+        m.join("tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm"),
+        m.join("tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm"),
+        m.join("tfjs-backend-wasm/dist/tfjs-backend-wasm-threaded-simd.wasm"),
+    ];
+    if !files.iter().all(|f| f.is_file()) {
+        std::fs::create_dir_all(&npm_dir)?;
+        run(Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&npm_dir)
+            .args(TFJS)
+            .arg(ORT_WEB))?;
+    }
+    let dir = std::env::temp_dir().join(format!("accessatlas-bench-tfjs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    for f in &files {
+        let name = f.file_name().context("a file name")?;
+        std::fs::copy(f, dir.join(name)).with_context(|| format!("copying {}", f.display()))?;
+    }
+    let root = crate::project_root();
+    std::fs::copy(root.join("bench/tfjs-head/index.html"), dir.join("index.html"))?;
+    Ok(dir)
+}
+
 /// The app in headless Chromium (CPU backend) beside ONNX Runtime Web on the same model: load
 /// to model-ready, prediction latency, download sizes.
 fn browser_section(root: &Path) -> Result<String> {
     let ort_dir = ort_web_dir(root)?;
+    let tfjs = tfjs_dir()?;
     let rows = browser_bench(
         root,
-        &["--loads", "4", "--predictions", "40", "--ort", &ort_dir.to_string_lossy()],
+        &[
+            "--loads",
+            "4",
+            "--predictions",
+            "40",
+            "--ort",
+            &ort_dir.to_string_lossy(),
+            "--tfjs",
+            &tfjs.to_string_lossy(),
+        ],
     )?;
     let _ = std::fs::remove_dir_all(&ort_dir);
+    let _ = std::fs::remove_dir_all(&tfjs);
+    let t = find(&rows, "browser_tfjs_head")?.clone();
+    let tfjs_step = t["step_p50_ms"].as_f64().unwrap_or(f64::NAN);
+    let tfjs_version = t["version"].as_str().unwrap_or("?").to_string();
     let b = find(&rows, "browser_cpu")?.clone();
     let o = find(&rows, "browser_ort")?.clone();
     let f = find(&rows, "browser_finetune")?.clone();
@@ -436,12 +493,15 @@ worker messaging) takes {:.0} ms p50 / {:.0} ms p95.\n\n\
 50 tags (three types), 5 epochs, CPU backend, in the model worker: the image encoder runs once\n\
 per tag and view ({:.0} training tags x 3 views + the validation tags), then each epoch trains\n\
 the head on the cached features (batch 16).\n\n\
-| measure | AccessAtlas |\n\
-|---|---|\n\
-| encoder features, once per fine-tune | {:.1} s |\n\
-| one epoch of the head | {:.1} ms |\n\
-| one head step (batch 16) | {:.2} ms |\n\n\
-No reference yet: TensorFlow.js training the same head on the same embeddings is not set up.\n",
+| measure | AccessAtlas | TensorFlow.js {tfjs_version} (wasm, SIMD, one thread) | ratio (TF.js / ours) |\n\
+|---|---|---|---|\n\
+| encoder features, once per fine-tune | {:.1} s | | |\n\
+| one epoch of the head | {:.1} ms | | |\n\
+| one head step (batch 16; ours: AdamW with clipping, TF.js: Adam) | {:.2} ms | {tfjs_step:.2} ms | {:.2}x |\n\n\
+TF.js trains the same head (`bench/tfjs-head/index.html`: Linear(2, 64) + batch norm + ReLU,\n\
+concatenated with 1280 features and the source one-hot, Linear(1348, 256) + ReLU + dropout,\n\
+Linear(256, 5), softmax cross-entropy, batch 16) on features of the same shape (values do not\n\
+change its speed). A ratio above 1 means AccessAtlas is faster.\n",
         num("cold_ready_ms"),
         ort("cold_ready_ms"),
         ort("cold_ready_ms") / num("cold_ready_ms"),
@@ -467,6 +527,7 @@ No reference yet: TensorFlow.js training the same head on the same embeddings is
         ft("features_s"),
         ft("epoch_ms"),
         ft("step_ms"),
+        tfjs_step / ft("step_ms"),
     ))
 }
 
