@@ -236,11 +236,27 @@ async fn adopt_unstored(
     origin: ModelOrigin,
     fine_tune: Option<FineTuneSummary>,
 ) -> Result<FromWorker, String> {
-    let Some(cur) = STATE.with_borrow(|s| s.loaded.clone()) else {
-        return Err("no model is loaded".into());
-    };
-    let predictor = Predictor::from_bundle(&manifest, &weights, cur.predictor.device())
+    let (cur, predictor) = build(&manifest, &weights)?;
+    Ok(swap_in(&cur, predictor, manifest, weights, origin, fine_tune))
+}
+
+/// The loaded model and a predictor for `manifest`/`weights` on its backend (an error if
+/// they do not load).
+fn build(manifest: &BundleManifest, weights: &[u8]) -> Result<(Rc<Loaded>, Predictor), String> {
+    let cur = STATE.with_borrow(|s| s.loaded.clone()).ok_or("no model is loaded")?;
+    let predictor = Predictor::from_bundle(manifest, weights, cur.predictor.device())
         .map_err(|e| e.to_string())?;
+    Ok((cur, predictor))
+}
+
+fn swap_in(
+    cur: &Loaded,
+    predictor: Predictor,
+    manifest: BundleManifest,
+    weights: Vec<u8>,
+    origin: ModelOrigin,
+    fine_tune: Option<FineTuneSummary>,
+) -> FromWorker {
     let loaded = Loaded {
         predictor,
         manifest,
@@ -252,7 +268,7 @@ async fn adopt_unstored(
     };
     let model = info(&loaded);
     STATE.with_borrow_mut(|s| s.loaded = Some(Rc::new(loaded)));
-    Ok(FromWorker::ModelChanged { model })
+    FromWorker::ModelChanged { model }
 }
 
 /// Stores a model in IndexedDB (one record: all or nothing), then swaps it in.
@@ -262,10 +278,8 @@ async fn adopt(
     origin: ModelOrigin,
     fine_tune: Option<FineTuneSummary>,
 ) -> Result<FromWorker, String> {
-    // Check it loads before writing anything.
-    let cur = STATE.with_borrow(|s| s.loaded.clone()).ok_or("no model is loaded")?;
-    Predictor::from_bundle(&manifest, &weights, cur.predictor.device())
-        .map_err(|e| e.to_string())?;
+    // It must load before anything is written.
+    let (cur, predictor) = build(&manifest, &weights)?;
     let record = StoredModel {
         manifest: manifest.to_json(),
         weights_b64: base64::engine::general_purpose::STANDARD.encode(&weights),
@@ -280,7 +294,7 @@ async fn adopt(
             format!("the model could not be stored (nothing was written): {e}")
         }
     })?;
-    adopt_unstored(manifest, weights, origin, fine_tune).await
+    Ok(swap_in(&cur, predictor, manifest, weights, origin, fine_tune))
 }
 
 /// A bundle the user picked: refused unless it fits the loaded model's config.

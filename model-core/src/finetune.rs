@@ -153,13 +153,18 @@ pub fn plan(
     Ok(Plan { class_weights: class_weights(&train_labels, n), train, val })
 }
 
-/// Stacks model inputs into the encoder's image batch.
-fn image_batch(inputs: &[ModelInput], size: usize, device: &Device) -> Tensor<4> {
-    let mut images = Vec::with_capacity(inputs.len() * 3 * size * size);
-    for x in inputs {
-        images.extend_from_slice(&x.image);
+/// Stacks model inputs into the encoder's image batch (checked: non-empty, each `[3, size,
+/// size]`).
+fn image_batch(
+    inputs: &[ModelInput],
+    size: usize,
+    device: &Device,
+) -> Result<Tensor<4>, CoreError> {
+    if inputs.is_empty() || inputs.iter().any(|x| x.image.len() != 3 * size * size) {
+        return Err(CoreError::BadBatch("inputs do not fit the model".into()));
     }
-    Tensor::from_data(TensorData::new(images, [inputs.len(), 3, size, size]), device)
+    let images: Vec<f32> = inputs.iter().flat_map(|x| x.image.iter().copied()).collect();
+    Ok(Tensor::from_data(TensorData::new(images, [inputs.len(), 3, size, size]), device))
 }
 
 /// The frozen encoder's features `[n, F]` for `inputs` (one batch), still on the device: read
@@ -170,10 +175,7 @@ pub fn encode_features(
     size: usize,
     device: &Device,
 ) -> Result<Tensor<2>, CoreError> {
-    if inputs.is_empty() || inputs.iter().any(|x| x.image.len() != 3 * size * size) {
-        return Err(CoreError::BadBatch("inputs do not fit the model".into()));
-    }
-    Ok(model.encoder.features(image_batch(inputs, size, device)))
+    Ok(model.encoder.features(image_batch(inputs, size, device)?))
 }
 
 /// The encoder's trunk (everything before its last stage) for `inputs`: `[n, c, h, w]` maps to
@@ -184,10 +186,7 @@ pub fn encode_trunk(
     size: usize,
     device: &Device,
 ) -> Result<Tensor<4>, CoreError> {
-    if inputs.is_empty() || inputs.iter().any(|x| x.image.len() != 3 * size * size) {
-        return Err(CoreError::BadBatch("inputs do not fit the model".into()));
-    }
-    Ok(model.encoder.trunk(image_batch(inputs, size, device)))
+    Ok(model.encoder.trunk(image_batch(inputs, size, device)?))
 }
 
 /// Splits a read-back `[n, F]` buffer into one feature vector per example.
