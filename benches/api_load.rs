@@ -6,6 +6,9 @@
 //! `--requests N --concurrency C --max-batch B` (defaults 200, 8 and 16; also run at concurrency 1 to show what
 //! batching gives). Prints one JSON line per concurrency.
 
+mod util;
+use util::{arg, percentile};
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
@@ -15,21 +18,6 @@ use accessatlas::osm::OsmMap;
 use accessatlas::render::Renderer;
 use model_core::tile::lat_lon_to_tile;
 use serde_json::json;
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v[i.min(v.len() - 1)]
-}
 
 struct Server(Child);
 impl Drop for Server {

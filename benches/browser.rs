@@ -15,27 +15,15 @@
 //! `--loads N --predictions M [--ort DIR] [--tfjs DIR]` (defaults 3 and 30). Prints one JSON
 //! line per side.
 
+mod util;
+use util::{arg, percentile};
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 
 use common::browser::*;
 use fantoccini::Locator;
 use serde_json::json;
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v[i.min(v.len() - 1)]
-}
 
 fn gzip_size(path: &std::path::Path) -> u64 {
     use std::io::Write;
@@ -77,27 +65,8 @@ async fn fine_tune(c: &fantoccini::Client, url: &str) -> serde_json::Value {
         let (lat, lon) = (60.1660 + 0.0004 * (i / 7) as f64, 24.9330 + 0.0007 * (i % 7) as f64);
         csv.push_str(&format!("b{i},{lat:.6},{lon:.6},{label},user\n"));
     }
-    let path = out_dir().join("bench-finetune.csv");
-    std::fs::write(&path, csv).unwrap();
-    c.find(Locator::Css("[data-testid=import-file]"))
-        .await
-        .unwrap()
-        .send_keys(&path.display().to_string())
-        .await
-        .unwrap();
-    wait_js(
-        c,
-        "document.querySelectorAll('[data-testid=tag-list] li').length === 50",
-        "50 tags",
-        30,
-    )
-    .await;
-    c.execute(
-        "const e = document.querySelector('#ft-epochs'); e.value = '5'; e.dispatchEvent(new Event('change', {bubbles: true}));",
-        vec![],
-    )
-    .await
-    .unwrap();
+    import_tags(c, "bench-finetune.csv", &csv, 50).await;
+    set_input(c, "#ft-epochs", "5", "change").await;
     c.find(Locator::Css("[data-testid=finetune-start]")).await.unwrap().click().await.unwrap();
     let r = wait_js(
         c,

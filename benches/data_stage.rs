@@ -3,6 +3,9 @@
 //!
 //! `cargo bench --bench data_stage -- [--repeat N]`
 
+mod util;
+use util::arg;
+
 use std::time::Instant;
 
 use accessatlas::cmd::collect::BUNDLED_OSM;
@@ -16,13 +19,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let repeat: usize = args
-        .iter()
-        .position(|a| a == "--repeat")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+    let repeat: usize = arg("--repeat", 5);
 
     let mut times = Vec::new();
     let mut elements = 0;

@@ -4,6 +4,9 @@
 //!
 //! `cargo bench --bench infer -- [--batches 1,16] [--repeat N]`. One JSON line per batch.
 
+mod util;
+use util::arg;
+
 use std::time::Instant;
 
 use burn::tensor::Device;
@@ -13,18 +16,9 @@ use model_core::preprocess::ModelInput;
 use model_core::rng::Rng;
 use serde_json::json;
 
-fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let repeat: usize = arg(&args, "--repeat", 20usize).max(1);
-    let batches: String = arg(&args, "--batches", "1,16".to_string());
+    let repeat: usize = arg("--repeat", 20usize).max(1);
+    let batches: String = arg("--batches", "1,16".to_string());
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/model");
     let manifest =
         BundleManifest::from_json(&std::fs::read_to_string(format!("{dir}/model.json")).unwrap())

@@ -4,6 +4,9 @@
 //!
 //! `cargo bench --bench train_step -- [--steps N] [--size S] [--encoders a,b]`
 
+mod util;
+use util::arg;
+
 use std::time::Instant;
 
 use burn::tensor::Device;
@@ -12,21 +15,11 @@ use model_core::rng::Rng;
 use model_core::train::{Batch, StepConfig, Trainer};
 use model_core::{EncoderKind, ModelConfig};
 
-fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let steps: usize = arg(&args, "--steps", 3);
-    let size: usize = arg(&args, "--size", 224);
-    let batch: usize = arg(&args, "--batch", 16);
-    let encoders: String =
-        arg(&args, "--encoders", "custom_cnn,efficientnet_lite0,resnet18".to_string());
+    let steps: usize = arg("--steps", 3);
+    let size: usize = arg("--size", 224);
+    let batch: usize = arg("--batch", 16);
+    let encoders: String = arg("--encoders", "custom_cnn,efficientnet_lite0,resnet18".to_string());
     let device = Device::flex().autodiff();
     for name in encoders.split(',') {
         let kind: EncoderKind = name.parse().expect("known encoder");

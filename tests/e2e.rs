@@ -63,17 +63,10 @@ async fn run_backend(backend: &str, webgpu: bool) {
     let summary =
         c.find(Locator::Css("[data-testid=prediction]")).await.unwrap().text().await.unwrap();
     assert_eq!(state, json!("done"), "prediction failed: {summary}");
-    let probs = c
-        .execute(
-            "return [...document.querySelectorAll('[data-testid=prediction] .bar-row')].map(r => [r.dataset.label, parseFloat(r.dataset.probability)])",
-            vec![],
-        )
-        .await
-        .unwrap();
-    let probs = probs.as_array().unwrap();
-    let labels: Vec<&str> = probs.iter().map(|p| p[0].as_str().unwrap()).collect();
+    let probs = shown_probabilities(c).await;
+    let labels: Vec<&str> = probs.iter().map(|p| p.0.as_str()).collect();
     assert_eq!(labels, ["ramp", "elevator", "entrance", "tactile_path", "obstacle"]);
-    let sum: f64 = probs.iter().map(|p| p[1].as_f64().unwrap()).sum();
+    let sum: f64 = probs.iter().map(|p| p.1).sum();
     assert!((sum - 1.0).abs() < 1e-3, "probabilities sum to {sum}");
     assert!(summary.contains("confident"), "{summary}");
 
@@ -314,17 +307,6 @@ fn differ(a: &[(String, f64)], b: &[(String, f64)]) -> f64 {
     a.iter().zip(b).map(|(x, y)| (x.1 - y.1).abs()).fold(0.0, f64::max)
 }
 
-async fn set_input(c: &fantoccini::Client, css: &str, value: &str, event: &str) {
-    c.execute(
-        &format!(
-            "const e = document.querySelector('{css}'); e.value = '{value}'; e.dispatchEvent(new Event('{event}', {{bubbles: true}}));"
-        ),
-        vec![],
-    )
-    .await
-    .unwrap();
-}
-
 /// Fine-tuning in the page on a fixture set of tags with the app's tiles: cancel keeps the old
 /// model; 2 epochs reach 100 %, the kept model survives a reload and predictions use it; its
 /// exported bundle loads in `accessatlas predict`; the suggestion layer scans, accepts, rejects.
@@ -371,17 +353,7 @@ async fn fine_tune_flow() {
             csv.push_str(&format!("ft-{k}-{i},{lat:.6},{lon:.6},{label},user\n"));
         }
     }
-    let fixture = out.join("finetune-tags.csv");
-    std::fs::write(&fixture, csv).unwrap();
-    let input = c.find(Locator::Css("[data-testid=import-file]")).await.unwrap();
-    input.send_keys(&fixture.display().to_string()).await.unwrap();
-    wait_js(
-        c,
-        "document.querySelectorAll('[data-testid=tag-list] li').length === 12",
-        "12 tags",
-        10,
-    )
-    .await;
+    import_tags(c, "finetune-tags.csv", &csv, 12).await;
     set_input(c, "#ft-epochs", "2", "change").await;
 
     // Cancel mid-way: the old model stays.

@@ -235,3 +235,34 @@ impl Session {
         format!("{}?backend={backend}&tiles={}", self.base, encode(&self.tiles))
     }
 }
+
+/// Sets an input's value and fires `event` on it (`change` or `input`), as a user would.
+pub async fn set_input(c: &Client, css: &str, value: &str, event: &str) {
+    c.execute(
+        &format!(
+            "const e = document.querySelector('{css}'); e.value = '{value}'; e.dispatchEvent(new Event('{event}', {{bubbles: true}}));"
+        ),
+        vec![],
+    )
+    .await
+    .unwrap();
+}
+
+/// Imports a tags CSV written to `target/e2e/{name}` and waits until the list shows `expect` tags.
+pub async fn import_tags(c: &Client, name: &str, csv: &str, expect: usize) {
+    let path = out_dir().join(name);
+    std::fs::write(&path, csv).unwrap();
+    c.find(fantoccini::Locator::Css("[data-testid=import-file]"))
+        .await
+        .unwrap()
+        .send_keys(&path.display().to_string())
+        .await
+        .unwrap();
+    wait_js(
+        c,
+        &format!("document.querySelectorAll('[data-testid=tag-list] li').length === {expect}"),
+        "the imported tags",
+        30,
+    )
+    .await;
+}

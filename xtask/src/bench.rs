@@ -378,62 +378,64 @@ into the convolutions at load time is the fix to try first.\n",
     ))
 }
 
-/// onnxruntime-web, pinned, installed from npm into the cache.
+/// The browser references, pinned, from npm: onnxruntime-web, TensorFlow.js and its wasm
+/// backend.
 const ORT_WEB: &str = "onnxruntime-web@1.30.0";
+const NPM_REFERENCES: [&str; 3] =
+    [ORT_WEB, "@tensorflow/tfjs@4.22.0", "@tensorflow/tfjs-backend-wasm@4.22.0"];
 
-/// A directory with the reference page, onnxruntime-web's wasm build and the ONNX export of the
-/// shipped bundle (batch 1), for the browser benchmark's `--ort`.
-fn ort_web_dir(root: &Path) -> Result<PathBuf> {
+/// The paths (under the npm cache's `node_modules`) of `files`, installing the pinned
+/// references first if any is missing.
+fn npm_files(files: &[&str]) -> Result<Vec<PathBuf>> {
     let npm_dir = cache_dir().join("npm-bench");
-    let dist = npm_dir.join("node_modules/onnxruntime-web/dist");
-    let files = ["ort.wasm.min.js", "ort-wasm-simd-threaded.wasm", "ort-wasm-simd-threaded.mjs"];
-    if !files.iter().all(|f| dist.join(f).is_file()) {
+    let paths: Vec<PathBuf> = files.iter().map(|f| npm_dir.join("node_modules").join(f)).collect();
+    if !paths.iter().all(|p| p.is_file()) {
         std::fs::create_dir_all(&npm_dir)?;
         run(Command::new("npm")
             .args(["install", "--no-audit", "--no-fund", "--prefix"])
             .arg(&npm_dir)
-            .arg(ORT_WEB))?;
+            .args(NPM_REFERENCES))?;
     }
-    let dir = export_bundle(root, "ort-web", &["--format", "onnx"])?;
-    for f in files {
-        std::fs::copy(dist.join(f), dir.join(f)).with_context(|| format!("copying {f}"))?;
-    }
-    std::fs::copy(root.join("bench/ort-web/index.html"), dir.join("index.html"))?;
-    std::fs::remove_file(dir.join("model.json"))?;
-    Ok(dir)
+    Ok(paths)
 }
 
-/// TensorFlow.js (and its wasm backend), pinned, from npm.
-const TFJS: [&str; 2] = ["@tensorflow/tfjs@4.22.0", "@tensorflow/tfjs-backend-wasm@4.22.0"];
-
-/// A directory with the TF.js head-training page and TF.js's files.
-fn tfjs_dir() -> Result<PathBuf> {
-    let npm_dir = cache_dir().join("npm-bench");
-    let m = npm_dir.join("node_modules/@tensorflow");
-    let files = [
-        m.join("tfjs/dist/tf.min.js"),
-        m.join("tfjs-backend-wasm/dist/tf-backend-wasm.min.js"),
-        m.join("tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm"),
-        m.join("tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm"),
-        m.join("tfjs-backend-wasm/dist/tfjs-backend-wasm-threaded-simd.wasm"),
-    ];
-    if !files.iter().all(|f| f.is_file()) {
-        std::fs::create_dir_all(&npm_dir)?;
-        run(Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--prefix"])
-            .arg(&npm_dir)
-            .args(TFJS)
-            .arg(ORT_WEB))?;
-    }
-    let dir = std::env::temp_dir().join(format!("accessatlas-bench-tfjs-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    for f in &files {
+/// Copies `files` and the page `bench/{page}/index.html` into `dir`.
+fn assemble_page(root: &Path, dir: &Path, page: &str, files: &[PathBuf]) -> Result<()> {
+    for f in files {
         let name = f.file_name().context("a file name")?;
         std::fs::copy(f, dir.join(name)).with_context(|| format!("copying {}", f.display()))?;
     }
-    let root = crate::project_root();
-    std::fs::copy(root.join("bench/tfjs-head/index.html"), dir.join("index.html"))?;
+    std::fs::copy(root.join(format!("bench/{page}/index.html")), dir.join("index.html"))?;
+    Ok(())
+}
+
+/// A directory with the ONNX Runtime Web page, its wasm build and the ONNX export of the
+/// shipped bundle (batch 1), for the browser benchmark's `--ort`.
+fn ort_web_dir(root: &Path) -> Result<PathBuf> {
+    let files = npm_files(&[
+        "onnxruntime-web/dist/ort.wasm.min.js",
+        "onnxruntime-web/dist/ort-wasm-simd-threaded.wasm",
+        "onnxruntime-web/dist/ort-wasm-simd-threaded.mjs",
+    ])?;
+    let dir = export_bundle(root, "ort-web", &["--format", "onnx"])?;
+    std::fs::remove_file(dir.join("model.json"))?;
+    assemble_page(root, &dir, "ort-web", &files)?;
+    Ok(dir)
+}
+
+/// A directory with the TF.js head-training page and TF.js's files, for `--tfjs`.
+fn tfjs_dir(root: &Path) -> Result<PathBuf> {
+    let files = npm_files(&[
+        "@tensorflow/tfjs/dist/tf.min.js",
+        "@tensorflow/tfjs-backend-wasm/dist/tf-backend-wasm.min.js",
+        "@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm",
+        "@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm",
+        "@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-threaded-simd.wasm",
+    ])?;
+    let dir = std::env::temp_dir().join(format!("accessatlas-bench-tfjs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    assemble_page(root, &dir, "tfjs-head", &files)?;
     Ok(dir)
 }
 
@@ -441,7 +443,7 @@ fn tfjs_dir() -> Result<PathBuf> {
 /// to model-ready, prediction latency, download sizes.
 fn browser_section(root: &Path) -> Result<String> {
     let ort_dir = ort_web_dir(root)?;
-    let tfjs = tfjs_dir()?;
+    let tfjs = tfjs_dir(root)?;
     let rows = browser_bench(
         root,
         &[
