@@ -5,6 +5,7 @@
 
 use anyhow::Result;
 use burn::tensor::Device;
+use model_core::precision::Precision;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum DeviceArg {
@@ -50,15 +51,30 @@ fn cuda() -> Result<Device> {
     )
 }
 
-/// What training says about mixed precision on `d`.
-pub fn mixed_precision_note(d: DeviceArg) -> &'static str {
-    match d {
-        DeviceArg::Cpu => "mixed precision: unavailable on the CPU (flex) backend; training in f32",
-        DeviceArg::Wgpu | DeviceArg::Cuda => {
-            "mixed precision: not implemented for GPU training yet (no f16/bf16 autocast in \
-             this release); training in f32"
-        }
+/// Checks that `device` computes in `precision` and says what the run will do: an error that
+/// names the backend when it cannot (no silent fallback to f32), otherwise the line training
+/// logs.
+pub fn check_precision(d: DeviceArg, device: &Device, precision: Precision) -> Result<String> {
+    if precision == Precision::F32 {
+        return Ok("precision: f32 (pass --precision f16 or bf16 for mixed precision)".into());
     }
+    if !precision.supported_on(device) {
+        anyhow::bail!(
+            "--precision {precision}: this {d:?} device cannot compute in {precision}; \
+             train with --precision f32 or another --device"
+        );
+    }
+    Ok(match d {
+        DeviceArg::Cpu => format!(
+            "precision: mixed {precision} (f32 master weights{}); the CPU backend computes \
+             {precision} in software, slower than f32: use it to check a run before a GPU",
+            if precision == Precision::F16 { ", dynamic loss scaling" } else { "" }
+        ),
+        DeviceArg::Wgpu | DeviceArg::Cuda => format!(
+            "precision: mixed {precision} (f32 master weights{})",
+            if precision == Precision::F16 { ", dynamic loss scaling" } else { "" }
+        ),
+    })
 }
 
 #[cfg(test)]
@@ -72,5 +88,15 @@ mod tests {
         assert!(device(DeviceArg::Wgpu).unwrap_err().to_string().contains("--features wgpu"));
         #[cfg(not(feature = "cuda"))]
         assert!(device(DeviceArg::Cuda).unwrap_err().to_string().contains("--features cuda"));
+    }
+
+    #[test]
+    fn the_cpu_trains_in_every_precision_and_says_what_it_does() {
+        let d = device(DeviceArg::Cpu).unwrap();
+        assert!(check_precision(DeviceArg::Cpu, &d, Precision::F32).unwrap().contains("f32"));
+        let note = check_precision(DeviceArg::Cpu, &d, Precision::Bf16).unwrap();
+        assert!(note.contains("mixed bf16") && note.contains("slower"), "{note}");
+        let note = check_precision(DeviceArg::Cpu, &d, Precision::F16).unwrap();
+        assert!(note.contains("loss scaling"), "{note}");
     }
 }

@@ -21,13 +21,17 @@ fn prepared(name: &str) -> PathBuf {
 }
 
 fn train_cmd(data: &Path, out: &Path, epochs: &str) -> Command {
+    sized_train_cmd(data, out, epochs, "64")
+}
+
+fn sized_train_cmd(data: &Path, out: &Path, epochs: &str, image_size: &str) -> Command {
     let mut c = bin();
     c.args([
         "train",
         "--encoder",
         "custom_cnn",
         "--image-size",
-        "64",
+        image_size,
         "--batch-size",
         "32",
         "--lr",
@@ -84,7 +88,8 @@ fn short_run_learns_writes_artifacts_and_resumes_after_a_kill() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "epoch,train_loss,train_accuracy,val_loss,val_accuracy,val_macro_f1,lr,seconds"
+        "epoch,train_loss,train_accuracy,val_loss,val_accuracy,val_macro_f1,lr,seconds,\
+         loss_scale,skipped_steps"
     );
     let rows: Vec<&str> = lines.collect();
     assert_eq!(rows.len(), 3);
@@ -134,6 +139,56 @@ fn short_run_learns_writes_artifacts_and_resumes_after_a_kill() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("last.bpk") && !err.contains("panicked"), "{err}");
     assert_eq!(history(&out2).len(), 3);
+    std::fs::remove_dir_all(&data).ok();
+}
+
+/// Mixed precision from the command line, on the CPU backend (which computes in f16): the
+/// run learns, logs its loss scale, and a resumed run continues with the saved scaler.
+#[test]
+fn f16_mixed_precision_run_learns_and_resumes_with_its_loss_scale() {
+    // Small tiles: the CPU computes f16 in software (several times slower than f32).
+    let data = prepared("f16");
+    let out = data.join("models/f16");
+    let run = |epochs: &str| {
+        let mut c = sized_train_cmd(&data, &out, epochs, "32");
+        c.args(["--precision", "f16"]);
+        c
+    };
+    let o = run("1").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("mixed f16") && err.contains("loss scaling"), "{err}");
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("train_config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["precision"], "f16");
+    let h = history(&out);
+    assert_eq!(h.len(), 1);
+    assert!(h[0]["train_loss"].as_f64().unwrap().is_finite());
+    let scale = h[0]["loss_scale"].as_f64().expect("mixed precision logs its loss scale");
+    assert!(scale >= 1.0, "{scale}");
+    let state = |out: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(out.join("checkpoints/state.json")).unwrap()).unwrap()
+    };
+    let s1 = state(&out)["loss_scaler"].clone();
+    assert_eq!(s1["scale"].as_f64(), Some(scale));
+
+    let o = run("2").arg("--resume").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let h = history(&out);
+    assert_eq!(h.len(), 2);
+    assert!(h[1]["val_accuracy"].as_f64().unwrap() > 0.0);
+    // The resumed run went on with the saved scaler: its counts add up across the two runs
+    // (a fresh scaler would count only the second epoch) ...
+    let s2 = state(&out)["loss_scaler"].clone();
+    let n = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap();
+    assert_eq!(
+        n(&s2, "skipped_steps"),
+        n(&s1, "skipped_steps") + h[1]["skipped_steps"].as_u64().unwrap()
+    );
+    // ... and, when the scale did not move, its run of good steps continued.
+    if h[1]["skipped_steps"].as_u64() == Some(0) && h[1]["loss_scale"].as_f64() == Some(scale) {
+        assert!(n(&s2, "good_steps") > n(&s1, "good_steps"), "the scaler restarted");
+    }
     std::fs::remove_dir_all(&data).ok();
 }
 

@@ -20,6 +20,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod model;
 pub mod persist;
+pub mod precision;
 pub mod prediction;
 pub mod preprocess;
 pub mod pretrained;

@@ -7,6 +7,7 @@ use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
+use crate::precision::{self, LossScaler, Precision};
 use crate::preprocess::ModelInput;
 use crate::{AccessModel, CoreError};
 
@@ -73,6 +74,8 @@ pub struct StepConfig {
     pub class_weights: Option<Vec<f32>>,
     /// Apply the optimiser every `accumulate` batches, on the mean of their gradients.
     pub accumulate: usize,
+    /// Compute dtype of the forward and backward passes (see [`crate::precision`]).
+    pub precision: Precision,
 }
 
 impl Default for StepConfig {
@@ -83,6 +86,7 @@ impl Default for StepConfig {
             clip_norm: Some(1.0),
             class_weights: None,
             accumulate: 1,
+            precision: Precision::F32,
         }
     }
 }
@@ -93,6 +97,8 @@ pub struct StepOutput {
     pub loss: f32,
     pub correct: usize,
     pub count: usize,
+    /// Mixed precision only: the gradients overflowed, so the optimiser skipped this batch.
+    pub skipped: bool,
 }
 
 /// A model on an autodiff device, its AdamW state and its loss.
@@ -103,10 +109,14 @@ pub struct Trainer {
     pub config: StepConfig,
     accumulator: GradientsAccumulator<AccessModel>,
     pending: usize,
+    /// Mixed precision only.
+    pub scaler: Option<LossScaler>,
 }
 
 impl Trainer {
-    /// `model` must live on an autodiff device (`Device::flex().autodiff()`).
+    /// `model` must live on an autodiff device (`Device::flex().autodiff()`). With a mixed
+    /// `config.precision` the device must support its dtype
+    /// ([`Precision::supported_on`]); the model itself stays f32.
     pub fn new(model: AccessModel, config: StepConfig, device: &Device) -> Self {
         let mut adam = AdamWConfig::new().with_weight_decay(config.weight_decay);
         if let Some(n) = config.clip_norm {
@@ -122,9 +132,11 @@ impl Trainer {
             model,
             optim: adam.init(),
             loss,
-            config,
             accumulator: GradientsAccumulator::new(),
             pending: 0,
+            scaler: (config.precision != Precision::F32)
+                .then(|| LossScaler::for_precision(config.precision)),
+            config,
         }
     }
 
@@ -138,12 +150,55 @@ impl Trainer {
     /// One training step: forward, loss, backward; every `accumulate` steps the AdamW update
     /// (with gradient clipping) on the mean gradient of those steps.
     pub fn step(&mut self, batch: &Batch) -> StepOutput {
+        if let Some(dtype) = self.config.precision.compute_dtype() {
+            return self.mixed_step(batch, dtype);
+        }
         let (loss, logits) = self.loss_and_logits(&self.model, batch);
         let correct = count_correct(logits, batch.targets.clone());
         let n = self.config.accumulate.max(1);
         let scaled = if n > 1 { loss.clone().div_scalar(n as f32) } else { loss.clone() };
         let grads = GradientsParams::from_grads(scaled.backward(), &self.model);
         let loss = loss.into_scalar::<f32>();
+        self.apply(grads);
+        StepOutput { loss, correct, count: batch.len(), skipped: false }
+    }
+
+    /// The mixed-precision step: forward and backward on a half copy of the model (inputs
+    /// cast, logits cast back so the loss is f32), the loss scaled, the gradients unscaled
+    /// into f32 for the master weights; an overflowed step is skipped (and the scale lowered).
+    fn mixed_step(&mut self, batch: &Batch, dtype: burn::tensor::FloatDType) -> StepOutput {
+        let scaler =
+            *self.scaler.get_or_insert_with(|| LossScaler::for_precision(self.config.precision));
+        let scale = scaler.scale;
+        let half = precision::half_copy(&self.model, dtype);
+        let logits = half
+            .forward(
+                batch.images.clone().cast(dtype),
+                batch.coords.clone().cast(dtype),
+                batch.sources.clone().cast(dtype),
+            )
+            .cast(burn::tensor::FloatDType::F32);
+        let loss = self.loss.forward(logits.clone(), batch.targets.clone());
+        let correct = count_correct(logits, batch.targets.clone());
+        let n = self.config.accumulate.max(1);
+        let scaled = loss.clone().mul_scalar(scale / n as f32);
+        let half_grads = GradientsParams::from_grads(scaled.backward(), &half);
+        let loss = loss.into_scalar::<f32>();
+        let (grads, grads_finite) = precision::unscale_gradients(half_grads, &self.model, scale);
+        let (model, stats_finite) = precision::copy_running_stats(&half, self.model.clone());
+        self.model = model;
+        let finite = grads_finite && stats_finite && loss.is_finite();
+        let ok = self.scaler.as_mut().is_some_and(|s| s.update(finite));
+        if ok {
+            self.apply(grads);
+        }
+        StepOutput { loss, correct, count: batch.len(), skipped: !ok }
+    }
+
+    /// Applies `grads` now, or adds them to the accumulation and applies the mean every
+    /// `accumulate` batches.
+    fn apply(&mut self, grads: GradientsParams) {
+        let n = self.config.accumulate.max(1);
         if n == 1 {
             self.model = self.optim.step(self.config.learning_rate, self.model.clone(), grads);
         } else {
@@ -153,7 +208,6 @@ impl Trainer {
                 self.flush();
             }
         }
-        StepOutput { loss, correct, count: batch.len() }
     }
 
     /// Applies gradients accumulated so far (end of an epoch with a partial accumulation).
@@ -201,6 +255,7 @@ impl Trainer {
             loss,
             correct: count_correct(logits, batch.targets.clone()),
             count: batch.len(),
+            skipped: false,
         }
     }
 }

@@ -20,6 +20,7 @@ use model_core::metadata::Scaler;
 use model_core::metrics::Metrics;
 use model_core::model::ImageEncoder;
 use model_core::persist::{config_from_json, config_to_json, model_from_bytes, weights_to_bytes};
+use model_core::precision::{LossScaler, Precision};
 use model_core::preprocess::{ModelInput, decode_rgb, normalize_chw, resize_square};
 use model_core::rng::Rng;
 use model_core::schedule::{Schedule, Scheduler};
@@ -62,6 +63,8 @@ pub struct TrainConfig {
     pub dropout: f64,
     pub seed: u64,
     pub augment: bool,
+    /// Compute dtype of the training passes: f32, or mixed f16 / bf16 (f32 master weights).
+    pub precision: Precision,
 }
 
 impl Default for TrainConfig {
@@ -84,6 +87,7 @@ impl Default for TrainConfig {
             dropout: 0.3,
             seed: 42,
             augment: true,
+            precision: Precision::F32,
         }
     }
 }
@@ -131,6 +135,10 @@ pub struct TrainArgs {
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
+    /// Mixed precision: `f16` (dynamic loss scaling) or `bf16` compute with f32 master weights;
+    /// `f32` (default) for none. Refused where the device cannot compute in it.
+    #[arg(long)]
+    pub precision: Option<Precision>,
     /// Backend: `cpu` (default), `wgpu` or `cuda` (the GPU ones need a build with that feature).
     #[arg(long, value_enum, default_value_t = crate::device::DeviceArg::Cpu)]
     pub device: crate::device::DeviceArg,
@@ -149,7 +157,10 @@ impl TrainArgs {
         macro_rules! over {
             ($($f:ident),*) => { $( if let Some(v) = self.$f { c.$f = v; } )* };
         }
-        over!(encoder, epochs, batch_size, lr, scheduler, accumulate, patience, image_size, seed);
+        over!(
+            encoder, epochs, batch_size, lr, scheduler, accumulate, patience, image_size, seed,
+            precision
+        );
         if self.no_pretrained {
             c.pretrained = false;
         }
@@ -187,6 +198,12 @@ pub struct EpochLog {
     pub val_macro_f1: f64,
     pub lr: f64,
     pub seconds: f64,
+    /// Mixed precision: the loss scale at the end of the epoch (None in f32).
+    #[serde(default)]
+    pub loss_scale: Option<f64>,
+    /// Mixed precision: batches the optimiser skipped this epoch (overflowed gradients).
+    #[serde(default)]
+    pub skipped_steps: u64,
 }
 
 /// Everything needed to resume; written last, after the checkpoint files it refers to.
@@ -197,6 +214,9 @@ struct RunState {
     epochs_without_improvement: usize,
     scheduler: Scheduler,
     history: Vec<EpochLog>,
+    /// Mixed precision: the loss scaler, so a resumed run continues at the same scale.
+    #[serde(default)]
+    loss_scaler: Option<LossScaler>,
 }
 
 /// Decoded examples of one split.
@@ -373,7 +393,8 @@ pub fn train(args: &TrainArgs) -> Result<Vec<EpochLog>> {
         size,
         size
     );
-    tracing::info!("{}", crate::device::mixed_precision_note(args.device));
+    let precision_note = crate::device::check_precision(args.device, &device, cfg.precision)?;
+    tracing::info!("{precision_note}");
 
     let mut model = match &resume_state {
         Some(_) => {
@@ -408,6 +429,7 @@ pub fn train(args: &TrainArgs) -> Result<Vec<EpochLog>> {
         clip_norm: cfg.clip_norm,
         class_weights: Some(meta.weights_in_order()),
         accumulate: cfg.accumulate,
+        precision: cfg.precision,
     };
     let mut trainer = Trainer::new(model, step_cfg, &device);
     let mut state = match resume_state {
@@ -415,6 +437,9 @@ pub fn train(args: &TrainArgs) -> Result<Vec<EpochLog>> {
             let b = std::fs::read(ckpt.join("last_optimizer.bpk"))
                 .context("--resume: reading the optimizer state")?;
             trainer.load_optimizer_bytes(&b)?;
+            if st.loss_scaler.is_some() {
+                trainer.scaler = st.loss_scaler;
+            }
             tracing::info!("resuming after epoch {}", st.epochs_done);
             st
         }
@@ -450,6 +475,7 @@ pub fn train(args: &TrainArgs) -> Result<Vec<EpochLog>> {
                 epochs_without_improvement: 0,
                 scheduler: Scheduler::new(schedule, cfg.lr),
                 history: Vec::new(),
+                loss_scaler: None,
             }
         }
     };
@@ -475,6 +501,7 @@ pub fn train(args: &TrainArgs) -> Result<Vec<EpochLog>> {
             .expect("valid template"),
         );
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        let mut skipped = 0u64;
         // Decode-free (images are in memory), augment + normalise on a worker thread so the
         // model never waits; the channel holds a few batches ahead.
         std::thread::scope(|s| -> Result<()> {
@@ -511,6 +538,7 @@ pub fn train(args: &TrainArgs) -> Result<Vec<EpochLog>> {
                 let targets: Vec<usize> = idx.iter().map(|&i| train_set.labels[i]).collect();
                 let batch = Batch::from_inputs(&inputs, &targets, size, &device)?;
                 let out = trainer.step(&batch);
+                skipped += u64::from(out.skipped);
                 loss_sum += f64::from(out.loss) * out.count as f64;
                 correct += out.correct;
                 seen += out.count;
@@ -546,7 +574,16 @@ pub fn train(args: &TrainArgs) -> Result<Vec<EpochLog>> {
             val_macro_f1: m.macro_avg.f1,
             lr: state.scheduler.lr,
             seconds: t0.elapsed().as_secs_f64(),
+            loss_scale: trainer.scaler.map(|s| f64::from(s.scale)),
+            skipped_steps: skipped,
         };
+        if skipped > 0 {
+            tracing::warn!(
+                "epoch {epoch}: {skipped} batches skipped (gradients overflowed in {}); loss scale now {:?}",
+                cfg.precision,
+                log.loss_scale
+            );
+        }
         println!(
             "epoch {epoch:>3}: train loss {:.4} acc {:.3} | val loss {:.4} acc {:.3} macro-F1 {:.3} | lr {:.2e} | {:.1}s",
             log.train_loss,
@@ -568,6 +605,7 @@ pub fn train(args: &TrainArgs) -> Result<Vec<EpochLog>> {
         state.scheduler.step(log.val_macro_f1);
         state.history.push(log);
         state.epochs_done = epoch;
+        state.loss_scaler = trainer.scaler;
         write_atomic(&ckpt.join("last.bpk"), &weights)?;
         write_atomic(&ckpt.join("last_optimizer.bpk"), &trainer.optimizer_bytes()?)?;
         // state.json is the commit point of the epoch; history and curves are views of it.
