@@ -1,6 +1,8 @@
 """PyTorch reference for the training-throughput benchmark: the same two-branch model
 (image encoder + metadata encoder, fusion, head) and the same full AdamW train step at the
 same batch and size, on the CPU with the same thread count. Prints one JSON line per encoder.
+An optional sixth argument, f16 or bf16, runs the step under CPU autocast in that dtype (f16
+with a GradScaler), PyTorch's mixed precision, to compare with `--precision` on our side.
 Run by `cargo xtask bench` in its cached venv (PyTorch is installed once)."""
 
 import json
@@ -70,6 +72,8 @@ make = {"custom_cnn": CustomCnn, "efficientnet_lite0": Lite0, "resnet18": R18}
 def main():
     steps, size, batch, threads = (int(a) for a in sys.argv[1:5])
     encoders = sys.argv[5].split(",")
+    precision = sys.argv[6] if len(sys.argv) > 6 else "f32"
+    dtype = {"f32": None, "f16": torch.float16, "bf16": torch.bfloat16}[precision]
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     for name in encoders:
@@ -82,12 +86,28 @@ def main():
         src = torch.eye(4)[torch.arange(batch) % 4]
         y = torch.arange(batch) % 5
 
+        scaler = torch.amp.GradScaler("cpu") if dtype == torch.float16 else None
+
         def step():
             opt.zero_grad()
-            loss = loss_fn(model(img, coords, src), y)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
+            if dtype is None:
+                loss = loss_fn(model(img, coords, src), y)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                return
+            with torch.autocast("cpu", dtype=dtype):
+                loss = loss_fn(model(img, coords, src), y)
+            if scaler is None:
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                scaler.step(opt)
+                scaler.update()
 
         step()  # warm-up
         t = time.perf_counter()
@@ -96,7 +116,7 @@ def main():
         s = time.perf_counter() - t
         print(json.dumps({"bench": "train_step_torch", "encoder": name, "batch": batch, "size": size,
                           "steps": steps, "seconds": s, "images_per_s": steps * batch / s,
-                          "torch": torch.__version__, "threads": threads}), flush=True)
+                          "torch": torch.__version__, "threads": threads, "precision": precision}), flush=True)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 //! steps (forward, backward, AdamW) of the whole model at batch 16, 224x224, on the CPU
 //! backend. Prints one JSON object per encoder.
 //!
-//! `cargo bench --bench train_step -- [--steps N] [--size S] [--encoders a,b]`
+//! `cargo bench --bench train_step -- [--steps N] [--size S] [--encoders a,b]
+//! [--precision f32|f16|bf16]`
 
 mod util;
 use util::arg;
@@ -10,6 +11,7 @@ use util::arg;
 use std::time::Instant;
 
 use burn::tensor::Device;
+use model_core::precision::Precision;
 use model_core::preprocess::ModelInput;
 use model_core::rng::Rng;
 use model_core::train::{Batch, StepConfig, Trainer};
@@ -20,6 +22,7 @@ fn main() {
     let size: usize = arg("--size", 224);
     let batch: usize = arg("--batch", 16);
     let encoders: String = arg("--encoders", "custom_cnn,efficientnet_lite0,resnet18".to_string());
+    let precision: Precision = arg("--precision", Precision::F32);
     let device = Device::flex().autodiff();
     for name in encoders.split(',') {
         let kind: EncoderKind = name.parse().expect("known encoder");
@@ -41,7 +44,8 @@ fn main() {
             .collect();
         let targets: Vec<usize> = (0..batch).map(|i| i % cfg.num_classes()).collect();
         let b = Batch::from_inputs(&inputs, &targets, size, &device).expect("batch");
-        let mut trainer = Trainer::new(model, StepConfig::default(), &device);
+        let mut trainer =
+            Trainer::new(model, StepConfig { precision, ..StepConfig::default() }, &device);
         trainer.step(&b); // warm-up
         let t = Instant::now();
         for _ in 0..steps {
@@ -49,7 +53,7 @@ fn main() {
         }
         let s = t.elapsed().as_secs_f64();
         println!(
-            "{{\"bench\":\"train_step\",\"encoder\":\"{name}\",\"batch\":{batch},\"size\":{size},\"steps\":{steps},\"seconds\":{s:.4},\"images_per_s\":{:.3}}}",
+            "{{\"bench\":\"train_step\",\"encoder\":\"{name}\",\"batch\":{batch},\"size\":{size},\"steps\":{steps},\"seconds\":{s:.4},\"images_per_s\":{:.3},\"precision\":\"{precision}\"}}",
             (steps * batch) as f64 / s
         );
     }

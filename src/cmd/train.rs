@@ -361,6 +361,8 @@ pub fn train(args: &TrainArgs) -> Result<Vec<EpochLog>> {
         (args.resolve()?, None)
     };
 
+    // A precision the device cannot compute in fails here, before the data is read.
+    let precision_note = crate::device::check_precision(args.device, &device, cfg.precision)?;
     let labels = meta.label_vocab()?;
     let sources = meta.source_vocab()?;
     let mut model_cfg = ModelConfig::new(cfg.encoder);
@@ -393,7 +395,6 @@ pub fn train(args: &TrainArgs) -> Result<Vec<EpochLog>> {
         size,
         size
     );
-    let precision_note = crate::device::check_precision(args.device, &device, cfg.precision)?;
     tracing::info!("{precision_note}");
 
     let mut model = match &resume_state {
@@ -577,11 +578,10 @@ pub fn train(args: &TrainArgs) -> Result<Vec<EpochLog>> {
             loss_scale: trainer.scaler.map(|s| f64::from(s.scale)),
             skipped_steps: skipped,
         };
-        if skipped > 0 {
+        if let (true, Some(scale)) = (skipped > 0, log.loss_scale) {
             tracing::warn!(
-                "epoch {epoch}: {skipped} batches skipped (gradients overflowed in {}); loss scale now {:?}",
+                "epoch {epoch}: {skipped} batches skipped (gradients overflowed in {}); loss scale now {scale}",
                 cfg.precision,
-                log.loss_scale
             );
         }
         println!(

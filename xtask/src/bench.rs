@@ -109,6 +109,19 @@ fn smoke(root: &Path) -> Result<()> {
     let rows =
         train_once(&["--steps", "1", "--size", "64", "--batch", "2", "--encoders", "custom_cnn"])?;
     find(&rows, "train_step")?;
+    let rows = train_once(&[
+        "--steps",
+        "1",
+        "--size",
+        "32",
+        "--batch",
+        "2",
+        "--encoders",
+        "custom_cnn",
+        "--precision",
+        "f16",
+    ])?;
+    find(&rows, "train_step")?;
     let rows = cargo_bench("infer", &["--batches", "1", "--repeat", "1"])?;
     find(&rows, "infer_burn")?;
     let rows = browser_bench(root, &["--loads", "1", "--predictions", "2"])?;
@@ -256,6 +269,29 @@ fn train_section(root: &Path) -> Result<String> {
         let (b, t) = (median(b), median(t));
         train_rows.push(format!("| {enc} | {b:.2} img/s | {t:.2} img/s | {:.2}x |", b / t));
     }
+    // Mixed precision on the CPU: ours (`--precision`) vs PyTorch's CPU autocast.
+    let mut mixed_rows = Vec::new();
+    for enc in ["custom_cnn", "efficientnet_lite0"] {
+        for precision in ["f32", "bf16", "f16"] {
+            let (mut b, mut t) = (Vec::new(), Vec::new());
+            for _ in 0..2 {
+                let r = train_once(&["--steps", "3", "--encoders", enc, "--precision", precision])?;
+                b.push(find(&r, "train_step")?["images_per_s"].as_f64().unwrap_or(f64::NAN));
+                let out = output(
+                    Command::new(&torch_python)
+                        .arg(root.join("bench/train_step_torch.py"))
+                        .args(["3", "224", "16", &threads, enc, precision]),
+                )?;
+                let p = json_lines(&out).into_iter().next().context("torch printed nothing")?;
+                t.push(p["images_per_s"].as_f64().unwrap_or(f64::NAN));
+            }
+            let (b, t) = (median(b), median(t));
+            mixed_rows.push(format!(
+                "| {enc} | {precision} | {b:.2} img/s | {t:.2} img/s | {:.2}x |",
+                b / t
+            ));
+        }
+    }
     Ok(format!(
         "## Native training throughput\n\n\
 `cargo xtask bench train`. Full train step of the whole two-branch model (forward, backward,\n\
@@ -264,8 +300,17 @@ PyTorch {torch_version}.\n\n\
 | encoder | AccessAtlas (Burn flex) | PyTorch | ratio (ours / PyTorch) |\n\
 |---|---|---|---|\n\
 {}\n\n\
-A ratio below 1 means AccessAtlas trains slower than PyTorch on this machine.\n",
+A ratio below 1 means AccessAtlas trains slower than PyTorch on this machine.\n\n\
+### Mixed precision on the CPU\n\n\
+Same step, `--precision bf16|f16` (half-precision copy of the model, f32 master weights; f16\n\
+with loss scaling) against PyTorch's CPU autocast in the same dtype (f16 with a `GradScaler`).\n\
+Neither CPU here has native half-precision arithmetic, so this measures software cost, not\n\
+the GPU speed-up mixed precision is for (`cargo xtask gpu` checks its correctness on wgpu).\n\n\
+| encoder | precision | AccessAtlas (Burn flex) | PyTorch | ratio (ours / PyTorch) |\n\
+|---|---|---|---|---|\n\
+{}\n",
         train_rows.join("\n"),
+        mixed_rows.join("\n"),
     ))
 }
 

@@ -9,6 +9,9 @@
 //! - `bench [--quick] [SECTION...]`: every benchmark, AccessAtlas and the reference alternating
 //!   in one run; rewrites `BENCHMARKS.md` (only the named sections, if any). `--quick` runs the
 //!   AccessAtlas side once (CI smoke test). See `bench.rs`.
+//! - `gpu`: the wgpu backend against the CPU (`tests/gpu.rs`, release build with
+//!   `--features wgpu`) on the machine's GPU, or on Mesa's lavapipe (software Vulkan, installed
+//!   from Debian if no Vulkan driver is present). Not part of `test`: see `gpu.rs`.
 //! - `reference`: (by hand) builds a Python venv with PyTorch and the reference
 //!   EfficientNet-Lite0, and rewrites the parity fixtures in `tests/fixtures/pretrained/`.
 
@@ -18,6 +21,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 mod bench;
+mod gpu;
 mod web;
 
 fn main() -> Result<()> {
@@ -30,8 +34,9 @@ fn main() -> Result<()> {
         "serve" => web::serve(&root, &args[1..]),
         "reference" => reference(&root),
         "bench" => bench::bench(&root, &args[1..]),
+        "gpu" => gpu::gpu(&root),
         _ => {
-            eprintln!("usage: cargo xtask <serve|test|bench [--quick] [SECTION...]|reference>");
+            eprintln!("usage: cargo xtask <serve|test|gpu|bench [--quick] [SECTION...]|reference>");
             eprintln!(
                 "  serve      build the web app (trunk, release) and serve it on http://127.0.0.1:8080"
             );
@@ -43,6 +48,9 @@ fn main() -> Result<()> {
                 bench::SECTIONS.join(", ")
             );
             eprintln!("  test       fmt, clippy, all tests, wasm32 build (what CI runs)");
+            eprintln!(
+                "  gpu        the wgpu backend against the CPU (a GPU, else Mesa's software Vulkan)"
+            );
             eprintln!(
                 "  reference  regenerate the PyTorch parity fixtures (needs ~3 GB for torch)"
             );
@@ -135,6 +143,23 @@ fn reference(root: &Path) -> Result<()> {
         .arg(root.join("tests/fixtures/pretrained")))?;
     eprintln!("fixtures written to tests/fixtures/pretrained/; commit them");
     Ok(())
+}
+
+/// `apt-get install` of Debian packages (an `apt-get update` first if the lists are stale).
+fn apt_install(packages: &[&str]) -> Result<()> {
+    let apt = |args: &[&str]| {
+        let mut cmd = Command::new("apt-get");
+        cmd.args(args).args(packages).env("DEBIAN_FRONTEND", "noninteractive");
+        run(&mut cmd)
+    };
+    apt(&["install", "-y", "-q"])
+        .or_else(|_| {
+            run(Command::new("apt-get").args(["update", "-q"]))
+                .and_then(|()| apt(&["install", "-y", "-q"]))
+        })
+        .with_context(|| {
+            format!("installing Debian's {} (needs root and apt)", packages.join(", "))
+        })
 }
 
 fn output(cmd: &mut Command) -> Result<String> {

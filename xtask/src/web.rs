@@ -8,7 +8,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 use crate::{cache_dir, cargo, ensure_wasm_target, run};
 
@@ -68,17 +68,7 @@ pub fn ensure_chromium() -> Result<()> {
     if Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists() {
         return Ok(());
     }
-    let apt = |args: &[&str]| {
-        let mut cmd = Command::new("apt-get");
-        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
-        run(&mut cmd)
-    };
-    apt(&["install", "-y", "-q", "chromium", "chromium-driver"])
-        .or_else(|_| {
-            apt(&["update", "-q"])
-                .and_then(|()| apt(&["install", "-y", "-q", "chromium", "chromium-driver"]))
-        })
-        .context("installing Debian's chromium and chromium-driver (needs root and apt)")
+    crate::apt_install(&["chromium", "chromium-driver"])
 }
 
 /// `trunk build --release` into `dist/` (the app and its model worker).

@@ -1,0 +1,210 @@
+//! The wgpu backend against the CPU one, on whatever adapter wgpu finds: a GPU, or Mesa's
+//! lavapipe (software Vulkan) on a machine without one. Built only with `--features wgpu`;
+//! `cargo xtask gpu` installs lavapipe if needed and runs this file.
+//!
+//! Same weights, same inputs on both backends: the forward pass of the shipped bundle, three
+//! training steps (f32, and f16 mixed precision where the adapter computes in f16), and a
+//! whole `accessatlas train --device wgpu` run whose checkpoint then predicts on the CPU.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use accessatlas::cmd::collect::{BUNDLED_OSM, BUNDLED_OSM_NAME};
+use accessatlas::osm::OsmMap;
+use accessatlas::render::Renderer;
+use burn::tensor::{DType, Device, DeviceKind, FloatDType};
+use model_core::bundle::BundleManifest;
+use model_core::infer::Predictor;
+use model_core::persist::{model_from_bytes, weights_to_bytes};
+use model_core::precision::Precision;
+use model_core::preprocess::ModelInput;
+use model_core::tile::lat_lon_to_tile;
+use model_core::train::{Batch, StepConfig, Trainer};
+use model_core::{EncoderKind, ModelConfig};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn gpu() -> Device {
+    Device::wgpu(DeviceKind::DefaultDevice)
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("aa-gpu-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn shipped(device: &Device) -> Predictor {
+    let dir = PathBuf::from(ROOT).join("assets/model");
+    let manifest =
+        BundleManifest::from_json(&std::fs::read_to_string(dir.join("model.json")).unwrap())
+            .unwrap();
+    let weights = std::fs::read(dir.join("weights.bpk")).unwrap();
+    Predictor::from_bundle(&manifest, &weights, device).unwrap()
+}
+
+/// Real rendered tiles around Helsinki's centre, with varied sources.
+fn inputs(p: &Predictor, n: usize) -> Vec<ModelInput> {
+    let map = OsmMap::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME).unwrap();
+    let r = Renderer::new(&map, 19).unwrap();
+    (0..n)
+        .map(|i| {
+            let (lat, lon) = (60.1685 + 0.0004 * i as f64, 24.9375 + 0.0006 * i as f64);
+            let img = image::DynamicImage::ImageRgba8(
+                r.render_tile(lat_lon_to_tile(lat, lon, 19).unwrap()),
+            )
+            .to_rgb8();
+            p.input(&img, lat, lon, ["osm", "user", "model", "other"][i % 4]).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn the_shipped_bundle_predicts_the_same_on_wgpu_and_the_cpu() {
+    let cpu = shipped(&Device::flex());
+    let gpu = shipped(&gpu());
+    let xs = inputs(&cpu, 4);
+    let a = cpu.predict_batch(&xs).unwrap();
+    let b = gpu.predict_batch(&xs).unwrap();
+    for (i, (a, b)) in a.iter().zip(&b).enumerate() {
+        assert_eq!(a.label, b.label, "example {i}");
+        for (pa, pb) in a.probabilities.0.iter().zip(&b.probabilities.0) {
+            assert!((pa.1 - pb.1).abs() < 1e-3, "example {i}: {:?} vs {:?}", a, b);
+        }
+    }
+}
+
+/// A deterministic batch of `b` random examples.
+fn batch(cfg: &ModelConfig, b: usize, size: usize, device: &Device) -> Batch {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((state >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
+    };
+    let inputs: Vec<ModelInput> = (0..b)
+        .map(|i| {
+            let mut source = vec![0.0; cfg.sources.one_hot_len()];
+            let n = source.len();
+            source[i % n] = 1.0;
+            ModelInput {
+                image: (0..3 * size * size).map(|_| next()).collect(),
+                coords: [next(), next()],
+                source,
+            }
+        })
+        .collect();
+    let targets: Vec<usize> = (0..b).map(|i| i % cfg.num_classes()).collect();
+    Batch::from_inputs(&inputs, &targets, size, device).unwrap()
+}
+
+/// Losses of `steps` training steps from `weights` on `device`.
+fn losses(
+    cfg: &ModelConfig,
+    weights: &[u8],
+    device: &Device,
+    precision: Precision,
+    steps: usize,
+) -> Vec<f32> {
+    let device = device.clone().autodiff();
+    let model = model_from_bytes(cfg, weights, &device).unwrap();
+    let step = StepConfig { learning_rate: 3e-3, precision, ..StepConfig::default() };
+    let mut t = Trainer::new(model, step, &device);
+    let b = batch(cfg, 8, 32, &device);
+    let out: Vec<f32> = (0..steps).map(|_| t.step(&b).loss).collect();
+    for p in [t.model.head.weight.val().dtype(), t.model.fusion.weight.val().dtype()] {
+        assert_eq!(p, DType::F32, "the master weights stay f32");
+    }
+    out
+}
+
+#[test]
+fn training_steps_on_wgpu_match_the_cpu_in_f32_and_learn_in_f16() {
+    let mut cfg = ModelConfig::new(EncoderKind::CustomCnn);
+    cfg.dropout = 0.0; // dropout masks differ between backends' RNGs
+    let cpu = Device::flex();
+    cpu.seed(5);
+    let weights = weights_to_bytes(&cfg.init(&cpu).unwrap()).unwrap();
+    let on_cpu = losses(&cfg, &weights, &cpu, Precision::F32, 3);
+    let on_gpu = losses(&cfg, &weights, &gpu(), Precision::F32, 3);
+    for (i, (a, b)) in on_cpu.iter().zip(&on_gpu).enumerate() {
+        assert!((a - b).abs() <= 2e-3 * a.abs().max(1.0), "step {i}: cpu {a} vs wgpu {b}");
+    }
+    assert!(on_gpu[2] < on_gpu[0], "wgpu did not learn: {on_gpu:?}");
+
+    if gpu().supports_dtype(FloatDType::F16) {
+        let half = losses(&cfg, &weights, &gpu(), Precision::F16, 3);
+        // The first loss is the same forward pass in f16; later ones follow AdamW's path.
+        assert!((half[0] - on_gpu[0]).abs() < 0.02 * on_gpu[0], "{half:?} vs {on_gpu:?}");
+        assert!(half[2] < half[0], "f16 on wgpu did not learn: {half:?}");
+    } else {
+        eprintln!("this wgpu adapter has no f16: mixed precision checked by the CLI refusal");
+    }
+}
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_accessatlas"))
+}
+
+/// collect + a 120-tag subset + preprocess, so a whole epoch stays short on a software adapter.
+fn small_data(dir: &Path) {
+    let out = bin().arg("collect").arg("--data").arg(dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tags = std::fs::read_to_string(dir.join("tags.csv")).unwrap();
+    let subset: Vec<&str> = tags.lines().take(121).collect();
+    std::fs::write(dir.join("tags.csv"), subset.join("\n") + "\n").unwrap();
+    let out = bin().arg("preprocess").arg("--data").arg(dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn train_on_wgpu_writes_a_run_that_predicts_on_the_cpu() {
+    let data = tmp("run");
+    small_data(&data);
+    let run = data.join("models/wgpu");
+    let train = |extra: &[&str], out: &Path| {
+        bin()
+            .args(["train", "--device", "wgpu", "--encoder", "custom_cnn", "--image-size", "32"])
+            .args(["--epochs", "1", "--batch-size", "16", "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(out)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = train(&[], &run);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let h: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(run.join("logs/training_history.json")).unwrap())
+            .unwrap();
+    assert_eq!(h.len(), 1);
+    assert!(h[0]["train_loss"].as_f64().unwrap().is_finite());
+    assert!(run.join("checkpoints/best_model.bpk").is_file());
+
+    // The checkpoint is backend-neutral: the default (CPU) predict loads it.
+    let tile = std::fs::read_dir(data.join("images")).unwrap().next().unwrap().unwrap().path();
+    let o = bin()
+        .args(["predict", "--json", "--lat", "60.17", "--lon", "24.94", "--source", "osm"])
+        .arg("--model")
+        .arg(&run)
+        .arg("--image")
+        .arg(&tile)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(p["confidence"].as_f64().unwrap() > 0.0);
+
+    // bf16: trained if the adapter computes in it, otherwise refused with nothing written.
+    let bf = data.join("models/bf16");
+    let o = train(&["--precision", "bf16"], &bf);
+    if gpu().supports_dtype(FloatDType::BF16) {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    } else {
+        assert!(!o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("cannot compute in bf16") && !err.contains("panicked"), "{err}");
+        assert!(!bf.exists(), "a refused run wrote {}", bf.display());
+    }
+    std::fs::remove_dir_all(&data).ok();
+}
