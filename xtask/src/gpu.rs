@@ -6,8 +6,8 @@
 //! software Vulkan implementation: slow, but a real driver compiling and running the same
 //! shaders, which checks the code path end to end.
 //!
-//! Not part of `cargo xtask test` (CI): a release build with wgpu costs ~25 minutes on two
-//! cores when cold, and CI machines have no GPU to measure.
+//! Not part of `cargo xtask test` (CI): its cold release build with wgpu took ~40 minutes on two
+//! cores, and CI machines have no GPU to measure.
 
 use std::path::Path;
 
