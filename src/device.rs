@@ -29,7 +29,12 @@ pub fn device(d: DeviceArg) -> Result<Device> {
 
 #[cfg(feature = "wgpu")]
 fn wgpu() -> Result<Device> {
-    Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice))
+    probe(
+        "wgpu",
+        "is a Vulkan, Metal or DX12 driver installed? (`cargo xtask gpu` installs Mesa's \
+         software Vulkan on Debian)",
+        Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
+    )
 }
 
 #[cfg(not(feature = "wgpu"))]
@@ -41,7 +46,7 @@ fn wgpu() -> Result<Device> {
 
 #[cfg(feature = "cuda")]
 fn cuda() -> Result<Device> {
-    Ok(Device::cuda(0))
+    probe("CUDA", "is an NVIDIA GPU with its driver present?", Device::cuda(0))
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -49,6 +54,36 @@ fn cuda() -> Result<Device> {
     anyhow::bail!(
         "this build has no CUDA backend: rebuild with `cargo build --release --features cuda`"
     )
+}
+
+/// Runs one tiny computation on a GPU `device`, so a missing driver or adapter is a clear
+/// error before any file is read, not a panic from deep inside the backend mid-run.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn probe(name: &str, hint: &str, device: Device) -> Result<Device> {
+    use burn::tensor::Tensor;
+    let d = device.clone();
+    // The backend reports a missing adapter by panicking; keep its message off the terminal
+    // (it becomes the error below) and restore the hook after.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let sum = std::panic::catch_unwind(move || {
+        Tensor::<1>::from_floats([1.0, 2.0], &d).sum().into_scalar::<f32>()
+    });
+    std::panic::set_hook(hook);
+    match sum {
+        Ok(v) if v == 3.0 => Ok(device),
+        Ok(v) => anyhow::bail!("{name}: the device computed 1 + 2 = {v}; it is not usable"),
+        Err(p) => {
+            let why = p
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| p.downcast_ref::<&str>().copied())
+                .unwrap_or("unknown error");
+            anyhow::bail!(
+                "{name}: no usable device ({why}; the backend's log line above says more); {hint}"
+            )
+        }
+    }
 }
 
 /// Checks that `device` computes in `precision` and says what the run will do: an error that

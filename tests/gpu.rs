@@ -208,3 +208,22 @@ fn train_on_wgpu_writes_a_run_that_predicts_on_the_cpu() {
     }
     std::fs::remove_dir_all(&data).ok();
 }
+
+#[test]
+fn a_missing_adapter_is_a_clear_error_not_a_panic() {
+    let data = tmp("none");
+    let out = data.join("run");
+    // Ask wgpu for a discrete GPU this machine does not have.
+    let o = bin()
+        .args(["train", "--device", "wgpu", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .env("CUBECL_WGPU_DEFAULT_DEVICE", "DiscreteGpu(99)")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("wgpu: no usable device") && !err.contains("panicked at"), "{err}");
+    assert!(!out.exists(), "a failed start wrote {}", out.display());
+}
