@@ -5,21 +5,15 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use accessatlas::cmd::collect::{BUNDLED_OSM, BUNDLED_OSM_NAME};
+mod common;
+
 use accessatlas::cmd::export::{ExportArgs, Format, export};
-use accessatlas::osm::OsmMap;
-use accessatlas::render::Renderer;
 use burn::tensor::Device;
+use common::model::{bundle, rendered_inputs as inputs};
 use model_core::Prediction;
-use model_core::infer::Predictor;
 use model_core::preprocess::ModelInput;
-use model_core::tile::lat_lon_to_tile;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-fn bundle() -> PathBuf {
-    PathBuf::from(ROOT).join("assets/model")
-}
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("aa-export-{name}-{}", std::process::id()));
@@ -36,22 +30,6 @@ fn export_to(format: Format, out: &Path) -> PathBuf {
         onnx_batch: 3,
     })
     .unwrap()
-}
-
-/// Real map tiles around Helsinki's centre as model inputs, with varied sources.
-fn inputs(p: &Predictor, n: usize) -> Vec<ModelInput> {
-    let map = OsmMap::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME).unwrap();
-    let r = Renderer::new(&map, 19).unwrap();
-    (0..n)
-        .map(|i| {
-            let (lat, lon) = (60.1685 + 0.0004 * i as f64, 24.9375 + 0.0006 * i as f64);
-            let img = image::DynamicImage::ImageRgba8(
-                r.render_tile(lat_lon_to_tile(lat, lon, 19).unwrap()),
-            )
-            .to_rgb8();
-            p.input(&img, lat, lon, ["osm", "user", "model", "other"][i % 4]).unwrap()
-        })
-        .collect()
 }
 
 fn python() -> PathBuf {

@@ -9,20 +9,14 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use accessatlas::cmd::collect::{BUNDLED_OSM, BUNDLED_OSM_NAME};
-use accessatlas::osm::OsmMap;
-use accessatlas::render::Renderer;
+mod common;
+
 use burn::tensor::{DType, Device, DeviceKind, FloatDType};
-use model_core::bundle::BundleManifest;
-use model_core::infer::Predictor;
+use common::model::{rendered_inputs, shipped};
 use model_core::persist::{model_from_bytes, weights_to_bytes};
 use model_core::precision::Precision;
-use model_core::preprocess::ModelInput;
-use model_core::tile::lat_lon_to_tile;
 use model_core::train::{Batch, StepConfig, Trainer};
 use model_core::{EncoderKind, ModelConfig};
-
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 fn gpu() -> Device {
     Device::wgpu(DeviceKind::DefaultDevice)
@@ -34,36 +28,11 @@ fn tmp(name: &str) -> PathBuf {
     d
 }
 
-fn shipped(device: &Device) -> Predictor {
-    let dir = PathBuf::from(ROOT).join("assets/model");
-    let manifest =
-        BundleManifest::from_json(&std::fs::read_to_string(dir.join("model.json")).unwrap())
-            .unwrap();
-    let weights = std::fs::read(dir.join("weights.bpk")).unwrap();
-    Predictor::from_bundle(&manifest, &weights, device).unwrap()
-}
-
-/// Real rendered tiles around Helsinki's centre, with varied sources.
-fn inputs(p: &Predictor, n: usize) -> Vec<ModelInput> {
-    let map = OsmMap::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME).unwrap();
-    let r = Renderer::new(&map, 19).unwrap();
-    (0..n)
-        .map(|i| {
-            let (lat, lon) = (60.1685 + 0.0004 * i as f64, 24.9375 + 0.0006 * i as f64);
-            let img = image::DynamicImage::ImageRgba8(
-                r.render_tile(lat_lon_to_tile(lat, lon, 19).unwrap()),
-            )
-            .to_rgb8();
-            p.input(&img, lat, lon, ["osm", "user", "model", "other"][i % 4]).unwrap()
-        })
-        .collect()
-}
-
 #[test]
 fn the_shipped_bundle_predicts_the_same_on_wgpu_and_the_cpu() {
     let cpu = shipped(&Device::flex());
     let gpu = shipped(&gpu());
-    let xs = inputs(&cpu, 4);
+    let xs = rendered_inputs(&cpu, 4);
     let a = cpu.predict_batch(&xs).unwrap();
     let b = gpu.predict_batch(&xs).unwrap();
     for (i, (a, b)) in a.iter().zip(&b).enumerate() {
@@ -72,29 +41,6 @@ fn the_shipped_bundle_predicts_the_same_on_wgpu_and_the_cpu() {
             assert!((pa.1 - pb.1).abs() < 1e-3, "example {i}: {:?} vs {:?}", a, b);
         }
     }
-}
-
-/// A deterministic batch of `b` random examples.
-fn batch(cfg: &ModelConfig, b: usize, size: usize, device: &Device) -> Batch {
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((state >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
-    };
-    let inputs: Vec<ModelInput> = (0..b)
-        .map(|i| {
-            let mut source = vec![0.0; cfg.sources.one_hot_len()];
-            let n = source.len();
-            source[i % n] = 1.0;
-            ModelInput {
-                image: (0..3 * size * size).map(|_| next()).collect(),
-                coords: [next(), next()],
-                source,
-            }
-        })
-        .collect();
-    let targets: Vec<usize> = (0..b).map(|i| i % cfg.num_classes()).collect();
-    Batch::from_inputs(&inputs, &targets, size, device).unwrap()
 }
 
 /// Losses of `steps` training steps from `weights` on `device`.
@@ -109,7 +55,7 @@ fn losses(
     let model = model_from_bytes(cfg, weights, &device).unwrap();
     let step = StepConfig { learning_rate: 3e-3, precision, ..StepConfig::default() };
     let mut t = Trainer::new(model, step, &device);
-    let b = batch(cfg, 8, 32, &device);
+    let b = Batch::synthetic(cfg, 8, 32, 3, &device);
     let out: Vec<f32> = (0..steps).map(|_| t.step(&b).loss).collect();
     for p in [t.model.head.weight.val().dtype(), t.model.fusion.weight.val().dtype()] {
         assert_eq!(p, DType::F32, "the master weights stay f32");

@@ -9,7 +9,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::precision::{self, LossScaler, Precision};
 use crate::preprocess::ModelInput;
-use crate::{AccessModel, CoreError};
+use crate::{AccessModel, CoreError, ModelConfig};
 
 /// A batch on a device.
 #[derive(Debug, Clone)]
@@ -52,6 +52,33 @@ impl Batch {
             sources: Tensor::from_data(TensorData::new(sources, [b, s]), device),
             targets: Tensor::from_data(TensorData::new(t, [b]), device),
         })
+    }
+
+    /// A deterministic batch of `b` random examples of `cfg`'s shape (pixels and coordinates
+    /// uniform in [-1, 1], sources and classes in turn), the same for a seed on every platform:
+    /// for tests and benchmarks of the step.
+    pub fn synthetic(cfg: &ModelConfig, b: usize, size: usize, seed: u64, device: &Device) -> Self {
+        const A: u64 = 6364136223846793005;
+        const C: u64 = 1442695040888963407;
+        let mut state = seed.wrapping_mul(A).wrapping_add(C);
+        let mut next = move || {
+            state = state.wrapping_mul(A).wrapping_add(C);
+            ((state >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
+        };
+        let inputs: Vec<ModelInput> = (0..b)
+            .map(|i| {
+                let mut source = vec![0.0; cfg.sources.one_hot_len()];
+                let n = source.len();
+                source[i % n] = 1.0;
+                ModelInput {
+                    image: (0..3 * size * size).map(|_| next()).collect(),
+                    coords: [next(), next()],
+                    source,
+                }
+            })
+            .collect();
+        let targets: Vec<usize> = (0..b).map(|i| i % cfg.num_classes()).collect();
+        Self::from_inputs(&inputs, &targets, size, device).expect("consistent shapes")
     }
 
     pub fn len(&self) -> usize {

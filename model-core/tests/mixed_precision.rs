@@ -6,30 +6,11 @@ use burn::optim::GradientsParams;
 use burn::tensor::{DType, Device, FloatDType, Tensor};
 use model_core::model::ImageEncoder;
 use model_core::precision::{self, Precision};
-use model_core::preprocess::ModelInput;
 use model_core::train::{Batch, StepConfig, Trainer};
 use model_core::{AccessModel, EncoderKind, ModelConfig};
 
 fn batch(cfg: &ModelConfig, b: usize, size: usize, device: &Device, seed: u64) -> Batch {
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    let mut next = move || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((state >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
-    };
-    let inputs: Vec<ModelInput> = (0..b)
-        .map(|i| {
-            let mut source = vec![0.0; cfg.sources.one_hot_len()];
-            let n = source.len();
-            source[i % n] = 1.0;
-            ModelInput {
-                image: (0..3 * size * size).map(|_| next()).collect(),
-                coords: [next(), next()],
-                source,
-            }
-        })
-        .collect();
-    let targets: Vec<usize> = (0..b).map(|i| i % cfg.num_classes()).collect();
-    Batch::from_inputs(&inputs, &targets, size, device).unwrap()
+    Batch::synthetic(cfg, b, size, seed, device)
 }
 
 fn model(device: &Device) -> (ModelConfig, AccessModel) {

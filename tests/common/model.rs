@@ -1,0 +1,45 @@
+//! The shipped model bundle and real rendered tiles as its inputs, shared by the tests that
+//! compare backends and formats.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use accessatlas::cmd::collect::{BUNDLED_OSM, BUNDLED_OSM_NAME};
+use accessatlas::osm::OsmMap;
+use accessatlas::render::Renderer;
+use burn::tensor::Device;
+use model_core::bundle::BundleManifest;
+use model_core::infer::Predictor;
+use model_core::preprocess::ModelInput;
+use model_core::tile::lat_lon_to_tile;
+
+/// `assets/model`, the bundle the app ships.
+pub fn bundle() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/model")
+}
+
+/// The shipped bundle loaded on `device`.
+pub fn shipped(device: &Device) -> Predictor {
+    let dir = bundle();
+    let manifest =
+        BundleManifest::from_json(&std::fs::read_to_string(dir.join("model.json")).unwrap())
+            .unwrap();
+    let weights = std::fs::read(dir.join("weights.bpk")).unwrap();
+    Predictor::from_bundle(&manifest, &weights, device).unwrap()
+}
+
+/// Real map tiles around Helsinki's centre as model inputs, with varied sources.
+pub fn rendered_inputs(p: &Predictor, n: usize) -> Vec<ModelInput> {
+    let map = OsmMap::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME).unwrap();
+    let r = Renderer::new(&map, 19).unwrap();
+    (0..n)
+        .map(|i| {
+            let (lat, lon) = (60.1685 + 0.0004 * i as f64, 24.9375 + 0.0006 * i as f64);
+            let img = image::DynamicImage::ImageRgba8(
+                r.render_tile(lat_lon_to_tile(lat, lon, 19).unwrap()),
+            )
+            .to_rgb8();
+            p.input(&img, lat, lon, ["osm", "user", "model", "other"][i % 4]).unwrap()
+        })
+        .collect()
+}
