@@ -172,6 +172,14 @@ fn f16_mixed_precision_run_learns_and_resumes_with_its_loss_scale() {
     let s1 = state(&out)["loss_scaler"].clone();
     assert_eq!(s1["scale"].as_f64(), Some(scale));
 
+    // Resuming asks for the run's own precision (or none).
+    let o = sized_train_cmd(&data, &out, "2", "32")
+        .args(["--resume", "--precision", "bf16"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("trains in f16"), "{err}");
     let o = run("2").arg("--resume").output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let h = history(&out);

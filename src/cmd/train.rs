@@ -330,6 +330,14 @@ pub fn train(args: &TrainArgs) -> Result<Vec<EpochLog>> {
                 asked.encoder
             );
         }
+        if args.precision.is_some_and(|p| p != cfg.precision) {
+            bail!(
+                "--resume: the run in {} trains in {} (its saved config); resume it without \
+                 --precision or start a new run",
+                out.display(),
+                cfg.precision
+            );
+        }
         let mut cfg = cfg;
         if let Some(e) = args.epochs {
             cfg.epochs = e;
