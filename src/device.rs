@@ -99,17 +99,15 @@ pub fn check_precision(d: DeviceArg, device: &Device, precision: Precision) -> R
              train with --precision f32 or another --device"
         );
     }
-    Ok(match d {
-        DeviceArg::Cpu => format!(
-            "precision: mixed {precision} (f32 master weights{}); the CPU backend computes \
-             {precision} in software, slower than f32: use it to check a run before a GPU",
-            if precision == Precision::F16 { ", dynamic loss scaling" } else { "" }
-        ),
-        DeviceArg::Wgpu | DeviceArg::Cuda => format!(
-            "precision: mixed {precision} (f32 master weights{})",
-            if precision == Precision::F16 { ", dynamic loss scaling" } else { "" }
-        ),
-    })
+    let scaling = if precision == Precision::F16 { ", dynamic loss scaling" } else { "" };
+    let mut note = format!("precision: mixed {precision} (f32 master weights{scaling})");
+    if d == DeviceArg::Cpu {
+        note += &format!(
+            "; the CPU backend computes {precision} in software, slower than f32: use it to \
+             check a run before a GPU"
+        );
+    }
+    Ok(note)
 }
 
 #[cfg(test)]

@@ -202,7 +202,9 @@ pub fn copy_running_stats(half: &AccessModel, master: AccessModel) -> (AccessMod
     let mut c = Collect::default();
     // `valid` folds the per-thread updates of the forward pass into each statistic.
     half.valid().visit(&mut c);
-    if !all_finite(c.stats.values().cloned()) {
+    let mut check = FiniteCheck::default();
+    c.stats.values().for_each(|t| check.add(t.clone()));
+    if !check.all_finite() {
         return (master, false);
     }
     (master.map(&mut Write { path: Vec::new(), stats: c.stats }), true)
@@ -211,7 +213,7 @@ pub fn copy_running_stats(half: &AccessModel, master: AccessModel) -> (AccessMod
 /// The gradients of a [`half_copy`] (scaled by `scale`) as f32 gradients of `master`'s
 /// trainable parameters, divided by `scale`; and whether every one of them is finite.
 pub fn unscale_gradients(
-    mut half_grads: GradientsParams,
+    half_grads: GradientsParams,
     master: &AccessModel,
     scale: f32,
 ) -> (GradientsParams, bool) {
@@ -219,40 +221,46 @@ pub fn unscale_gradients(
         half: GradientsParams,
         out: GradientsParams,
         inv: f32,
-        total: Option<Tensor<1>>,
+        check: FiniteCheck,
     }
     impl ModuleVisitor for Unscale {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             let Some(g) = self.half.remove::<D>(param.id) else { return };
             let g = g.cast(FloatDType::F32).mul_scalar(self.inv);
-            let s = g.clone().abs().sum();
-            self.total = Some(match self.total.take() {
-                Some(t) => t + s,
-                None => s,
-            });
+            self.check.add(g.clone());
             self.out.register(param.id, g);
         }
     }
-    let mut u =
-        Unscale { half: half_grads, out: GradientsParams::new(), inv: 1.0 / scale, total: None };
+    let mut u = Unscale {
+        half: half_grads,
+        out: GradientsParams::new(),
+        inv: 1.0 / scale,
+        check: FiniteCheck::default(),
+    };
     master.visit(&mut u);
-    half_grads = u.half;
-    debug_assert!(half_grads.is_empty(), "every half gradient belongs to a master parameter");
-    // One read-back for the whole model: a sum of absolute values is finite iff every term is.
-    let finite = u.total.is_none_or(|t| t.into_scalar::<f32>().is_finite());
-    (u.out, finite)
+    debug_assert!(u.half.is_empty(), "every half gradient belongs to a master parameter");
+    (u.out, u.check.all_finite())
 }
 
-fn all_finite(tensors: impl Iterator<Item = Tensor<1>>) -> bool {
-    let mut total: Option<Tensor<1>> = None;
-    for t in tensors {
+/// Whether every element of the tensors added is finite, read back once: a sum of absolute
+/// values is finite iff every term is.
+#[derive(Default)]
+struct FiniteCheck {
+    total: Option<Tensor<1>>,
+}
+
+impl FiniteCheck {
+    fn add<const D: usize>(&mut self, t: Tensor<D>) {
         let s = t.abs().sum();
-        total = Some(match total.take() {
+        self.total = Some(match self.total.take() {
             Some(a) => a + s,
             None => s,
         });
     }
-    total.is_none_or(|t| t.into_scalar::<f32>().is_finite())
+
+    fn all_finite(self) -> bool {
+        self.total.is_none_or(|t| t.into_scalar::<f32>().is_finite())
+    }
 }
 
 #[cfg(test)]

@@ -194,8 +194,8 @@ impl Trainer {
     /// cast, logits cast back so the loss is f32), the loss scaled, the gradients unscaled
     /// into f32 for the master weights; an overflowed step is skipped (and the scale lowered).
     fn mixed_step(&mut self, batch: &Batch, dtype: burn::tensor::FloatDType) -> StepOutput {
-        let scaler =
-            *self.scaler.get_or_insert_with(|| LossScaler::for_precision(self.config.precision));
+        let mut scaler =
+            self.scaler.unwrap_or_else(|| LossScaler::for_precision(self.config.precision));
         let scale = scaler.scale;
         let half = precision::half_copy(&self.model, dtype);
         let logits = half
@@ -215,7 +215,8 @@ impl Trainer {
         let (model, stats_finite) = precision::copy_running_stats(&half, self.model.clone());
         self.model = model;
         let finite = grads_finite && stats_finite && loss.is_finite();
-        let ok = self.scaler.as_mut().is_some_and(|s| s.update(finite));
+        let ok = scaler.update(finite);
+        self.scaler = Some(scaler);
         if ok {
             self.apply(grads);
         }

@@ -250,42 +250,34 @@ fn train_section(root: &Path) -> Result<String> {
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).to_string();
     let requirements = root.join("tests/reference/requirements.txt");
     let torch_python = venv("venv-reference", &["-r", &requirements.to_string_lossy()])?;
-    let mut train_rows = Vec::new();
     let mut torch_version = String::new();
-    for enc in ["custom_cnn", "efficientnet_lite0", "resnet18"] {
+    // Median of two alternating runs of each side: (ours, PyTorch) images per second.
+    let mut side_by_side = |enc: &str, precision: &str| -> Result<(f64, f64)> {
         let (mut b, mut t) = (Vec::new(), Vec::new());
         for _ in 0..2 {
-            let r = train_once(&["--steps", "3", "--encoders", enc])?;
+            let r = train_once(&["--steps", "3", "--encoders", enc, "--precision", precision])?;
             b.push(find(&r, "train_step")?["images_per_s"].as_f64().unwrap_or(f64::NAN));
             let out = output(
                 Command::new(&torch_python)
                     .arg(root.join("bench/train_step_torch.py"))
-                    .args(["3", "224", "16", &threads, enc]),
+                    .args(["3", "224", "16", &threads, enc, precision]),
             )?;
             let p = json_lines(&out).into_iter().next().context("torch printed nothing")?;
             torch_version = p["torch"].as_str().unwrap_or("?").to_string();
             t.push(p["images_per_s"].as_f64().unwrap_or(f64::NAN));
         }
-        let (b, t) = (median(b), median(t));
+        Ok((median(b), median(t)))
+    };
+    let mut train_rows = Vec::new();
+    for enc in ["custom_cnn", "efficientnet_lite0", "resnet18"] {
+        let (b, t) = side_by_side(enc, "f32")?;
         train_rows.push(format!("| {enc} | {b:.2} img/s | {t:.2} img/s | {:.2}x |", b / t));
     }
     // Mixed precision on the CPU: ours (`--precision`) vs PyTorch's CPU autocast.
     let mut mixed_rows = Vec::new();
     for enc in ["custom_cnn", "efficientnet_lite0"] {
         for precision in ["f32", "bf16", "f16"] {
-            let (mut b, mut t) = (Vec::new(), Vec::new());
-            for _ in 0..2 {
-                let r = train_once(&["--steps", "3", "--encoders", enc, "--precision", precision])?;
-                b.push(find(&r, "train_step")?["images_per_s"].as_f64().unwrap_or(f64::NAN));
-                let out = output(
-                    Command::new(&torch_python)
-                        .arg(root.join("bench/train_step_torch.py"))
-                        .args(["3", "224", "16", &threads, enc, precision]),
-                )?;
-                let p = json_lines(&out).into_iter().next().context("torch printed nothing")?;
-                t.push(p["images_per_s"].as_f64().unwrap_or(f64::NAN));
-            }
-            let (b, t) = (median(b), median(t));
+            let (b, t) = side_by_side(enc, precision)?;
             mixed_rows.push(format!(
                 "| {enc} | {precision} | {b:.2} img/s | {t:.2} img/s | {:.2}x |",
                 b / t
