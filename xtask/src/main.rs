@@ -1,5 +1,7 @@
 //! Project automation (`cargo xtask <task>`), in the style of rust-analyzer's xtask: plain
-//! Rust, no shell scripts, each task installs what it needs.
+//! Rust, no shell scripts, each task installs what it needs from nothing (an empty cargo
+//! home, an empty cache): every task that ends in an offline build fetches the whole lockfile
+//! first (`crates.rs`).
 //!
 //! - `serve`: installs the pinned web tools if missing, builds the app with trunk (release) and
 //!   runs `accessatlas serve` on http://127.0.0.1:8080 (extra arguments go to `serve`).
@@ -21,6 +23,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 mod bench;
+mod crates;
 mod gpu;
 mod web;
 
@@ -95,6 +98,8 @@ fn ensure_wasm_target() -> Result<()> {
 
 fn test(_root: &Path) -> Result<()> {
     ensure_wasm_target()?;
+    // Every crate of every target first: the trunk builds below run offline.
+    crates::ensure_crates(_root, None)?;
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     // The app's browser-only modules exist on wasm32 only: lint them there too.

@@ -74,7 +74,10 @@ pub fn ensure_chromium() -> Result<()> {
 /// `trunk build --release` into `dist/` (the app and its model worker).
 pub fn build_app(root: &Path) -> Result<PathBuf> {
     ensure_tools()?;
-    // Trunk.toml sets `offline = true`: trunk uses the tools on PATH and downloads nothing.
+    // Trunk.toml sets `offline = true`, so cargo runs `--offline` under trunk: every crate of
+    // the lockfile (the worker's wasm-only `webgpu` ones too) must be in the cache first.
+    crate::crates::ensure_crates(root, None)?;
+    // Trunk uses the tools on PATH and downloads nothing.
     run(Command::new(tools_root().join("bin").join("trunk"))
         .current_dir(root)
         .env("PATH", tools_path())
