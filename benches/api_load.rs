@@ -13,8 +13,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
-use accessatlas::cmd::collect::{BUNDLED_OSM, BUNDLED_OSM_NAME};
 use accessatlas::osm::OsmMap;
+use accessatlas::osm::{BUNDLED_OSM, BUNDLED_OSM_NAME};
 use accessatlas::render::Renderer;
 use model_core::tile::lat_lon_to_tile;
 use serde_json::json;

@@ -8,7 +8,7 @@ use util::arg;
 
 use std::time::Instant;
 
-use accessatlas::cmd::collect::BUNDLED_OSM;
+use accessatlas::osm::BUNDLED_OSM;
 use accessatlas::osm::OsmMap;
 use accessatlas::render::Renderer;
 use model_core::tile::{TileId, lat_lon_to_tile};

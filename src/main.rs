@@ -9,7 +9,10 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "accessatlas",
     version,
-    about = "Find and record accessibility features on the map"
+    about = "Find and record accessibility features on the map",
+    // `accessatlas --epochs 3 train` would silently drop --epochs: the pipeline's flags are
+    // for the pipeline alone.
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
     #[command(subcommand)]
@@ -83,5 +86,31 @@ fn run(cli: Cli) -> Result<()> {
         Command::Predict(a) => cmd::predict::run(a),
         Command::Pretrained(c) => cmd::pretrained::run(c),
         Command::Serve(a) => cmd::serve::run(a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// Every flag of every subcommand says what it does in `--help`.
+    #[test]
+    fn every_flag_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if id != "help" && id != "version" && a.get_help().is_none() {
+                    missing.push(format!("{path} --{}", a.get_long().unwrap_or(id)));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "accessatlas", &mut missing);
+        assert!(missing.is_empty(), "flags without help:\n{}", missing.join("\n"));
     }
 }

@@ -26,6 +26,7 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use model_core::bundle::RENDERED_TILES_PATH;
 use model_core::tile::TileId;
 use tower_http::compression::CompressionLayer;
 use tower_http::services::{ServeDir, ServeFile};
@@ -104,9 +105,11 @@ pub struct ServeConfig {
 
 /// The whole application router.
 pub fn router(cfg: ServeConfig) -> Router {
+    // The rendered tiles' route is the bundle's tile-source rule (model-core), as the page
+    // asks it: `{RENDERED_TILES_PATH}/{z}/{x}/{y}.png`.
     let tiles = Router::new()
-        .route("/tiles/style", get(style_info))
-        .route("/tiles/{z}/{x}/{file}", get(tile))
+        .route(&format!("/{RENDERED_TILES_PATH}/style"), get(style_info))
+        .route(&format!("/{RENDERED_TILES_PATH}/{{z}}/{{x}}/{{file}}"), get(tile))
         .with_state(cfg.tiles);
     let model = ServeDir::new(&cfg.model);
     let mut app = tiles.nest_service("/model", model);

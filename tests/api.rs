@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use accessatlas::api::{Api, ApiConfig};
-use accessatlas::cmd::collect::{BUNDLED_OSM, BUNDLED_OSM_NAME};
 use accessatlas::osm::OsmMap;
+use accessatlas::osm::{BUNDLED_OSM, BUNDLED_OSM_NAME};
 use accessatlas::render::Renderer;
 use accessatlas::serve::{ServeConfig, TileRenderer, serve};
 use base64::Engine;
@@ -25,7 +25,7 @@ fn bundle() -> PathBuf {
 }
 
 fn start(cfg: ApiConfig) -> String {
-    let predictor = accessatlas::cmd::predict::load(&bundle(), &Device::flex()).unwrap();
+    let predictor = accessatlas::run::load_predictor(&bundle(), &Device::flex()).unwrap();
     let info = serde_json::from_str(&std::fs::read_to_string(bundle().join("model.json")).unwrap())
         .unwrap();
     let api = Arc::new(Api::new(predictor, info, cfg).unwrap());
@@ -146,7 +146,7 @@ fn predicts_like_the_cli_in_both_formats() {
     let base = start(ApiConfig::default());
     let url = format!("{base}/api/predict");
     let (png, lat, lon) = tiles(1).pop().unwrap();
-    let local = accessatlas::cmd::predict::load(&bundle(), &Device::flex()).unwrap();
+    let local = accessatlas::run::load_predictor(&bundle(), &Device::flex()).unwrap();
     let want = accessatlas::cmd::predict::predict_bytes(&local, &png, lat, lon, "osm").unwrap();
 
     let (ct, body) = form(&png, &lat.to_string(), &lon.to_string(), "osm");
@@ -276,6 +276,13 @@ fn bad_payloads_get_the_right_4xx() {
         ("lon", None, lo.as_bytes()),
     ]);
     assert_error(&post(&url, &ct, &body), 400, "duplicate_field", Some("lat"));
+    let dup = format!(r#"{{"image":"iVBORw0KGgo=","lat":{la},"lon":{lo},"lon":{lo}}}"#);
+    assert_error(
+        &post(&url, "application/json", dup.as_bytes()),
+        400,
+        "duplicate_field",
+        Some("lon"),
+    );
 
     // After all that, the server still answers.
     let (ct, body) = form(&png, &la, &lo, "osm");

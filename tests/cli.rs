@@ -118,3 +118,38 @@ fn a_gpu_backend_missing_from_the_build_is_a_clear_error() {
     assert!(err.contains("--features wgpu"), "{err}");
     assert!(!out_dir.exists(), "nothing is written");
 }
+
+#[test]
+fn serve_refuses_zero_concurrency_or_batch_at_start() {
+    for flag in ["--max-concurrent", "--max-batch"] {
+        let out = bin().args(["serve", "--port", "0", flag, "0"]).output().unwrap();
+        assert!(!out.status.success(), "{flag} 0 must not start a server");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(flag) && err.contains("at least 1"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn pipeline_flags_before_a_subcommand_are_refused() {
+    let out = bin()
+        .args(["--epochs", "3", "model", "summary", "--encoder", "custom_cnn"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the pipeline's --epochs would be dropped silently");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("model") && !err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn enum_flags_list_their_values_in_help() {
+    let out = bin().args(["train", "--help"]).output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for v in ["custom_cnn", "mobilenet_v3_small", "efficientnet_lite0", "resnet18", "bf16"] {
+        assert!(help.contains(v), "train --help does not list {v}:\n{help}");
+    }
+    let out = bin().args(["train", "--precision", "f8"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("f16") && err.contains("bf16"), "{err}");
+}

@@ -244,6 +244,52 @@ async fn run_backend(backend: &str, webgpu: bool) {
     if std::env::var_os("ACCESSATLAS_UPDATE_SCREENSHOT").is_some() && backend == "cpu" {
         std::fs::write(format!("{ROOT}/docs/img/app.png"), &png).unwrap();
     }
+    // WebGPU computes what the CPU computes: the same point, both backends, one session.
+    if webgpu {
+        let mut at = Vec::new();
+        for b in ["webgpu", "cpu"] {
+            c.goto(&session.url(b)).await.unwrap();
+            wait_js(
+                c,
+                &format!("document.querySelector('[data-testid=backend-badge]').dataset.backend === '{b}'"),
+                "the model",
+                300,
+            )
+            .await;
+            at.push(predict_at_centre(c).await);
+        }
+        let d = differ(&at[0], &at[1]);
+        assert!(d < 1e-3, "WebGPU and CPU probabilities differ by {d}: {:?} vs {:?}", at[0], at[1]);
+    }
+    // A browser without WebGPU (this session's) asked for it: words, not a Debug dump; the
+    // technical reason waits behind "Why?".
+    if !webgpu {
+        c.goto(&format!("{base}?backend=webgpu")).await.unwrap();
+        let note = wait_js(
+            c,
+            "(b => b && b.dataset.backend === 'cpu' && document.querySelector('[data-testid=backend-note]').innerText)(document.querySelector('[data-testid=backend-badge]'))",
+            "the CPU fallback",
+            300,
+        )
+        .await;
+        let note = note.as_str().unwrap();
+        assert!(
+            note.contains("WebGPU is not available in this browser; running on the CPU"),
+            "{note}"
+        );
+        assert!(
+            !note.contains("Device") && !note.contains('{'),
+            "a Debug dump reached people: {note}"
+        );
+        let why = c
+            .execute(
+                "return document.querySelector('[data-testid=backend-why] summary')?.innerText",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(why, json!("Why?"));
+    }
     // A tile server that is down: a clear message on the map, the page keeps working.
     if !webgpu {
         let dead = "http://127.0.0.1:9/{z}/{x}/{y}.png";

@@ -60,7 +60,7 @@ fn onnx_under_onnxruntime_matches_burn() {
     let size = std::fs::metadata(&onnx).unwrap().len();
     assert!(size > 10_000_000, "model.onnx holds the weights ({size} bytes)");
 
-    let p = accessatlas::cmd::predict::load(&bundle(), &Device::flex()).unwrap();
+    let p = accessatlas::run::load_predictor(&bundle(), &Device::flex()).unwrap();
     let xs = inputs(&p, 3);
     let want: Vec<Prediction> = p.predict_batch(&xs).unwrap();
     let flat =
@@ -105,7 +105,7 @@ fn onnx_under_onnxruntime_matches_burn() {
 #[test]
 fn f16_and_int8_bundles_are_smaller_and_predict() {
     let device = Device::flex();
-    let f32_model = accessatlas::cmd::predict::load(&bundle(), &device).unwrap();
+    let f32_model = accessatlas::run::load_predictor(&bundle(), &device).unwrap();
     let xs = inputs(&f32_model, 8);
     let want = f32_model.predict_batch(&xs).unwrap();
     let f32_size = std::fs::metadata(bundle().join("weights.bpk")).unwrap().len() as f64;
@@ -118,7 +118,7 @@ fn f16_and_int8_bundles_are_smaller_and_predict() {
         let size = std::fs::metadata(out.join("weights.bpk")).unwrap().len() as f64;
         assert!(size / f32_size < max_ratio, "{format:?}: {size} vs {f32_size}");
         // Loaded exactly as predict, serve and the app load a bundle.
-        let p = accessatlas::cmd::predict::load(&out, &device).unwrap();
+        let p = accessatlas::run::load_predictor(&out, &device).unwrap();
         let got = p.predict_batch(&xs).unwrap();
         let mut agree = 0;
         for (g, w) in got.iter().zip(&want) {

@@ -4,8 +4,8 @@
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
-use accessatlas::cmd::collect::{BUNDLED_OSM, BUNDLED_OSM_NAME};
 use accessatlas::osm::OsmMap;
+use accessatlas::osm::{BUNDLED_OSM, BUNDLED_OSM_NAME};
 use accessatlas::render::Renderer;
 use common::browser::start_app;
 use model_core::tile::lat_lon_to_tile;

@@ -129,6 +129,25 @@ fn short_run_learns_writes_artifacts_and_resumes_after_a_kill() {
     let epochs: Vec<u64> = after.iter().map(|e| e["epoch"].as_u64().unwrap()).collect();
     assert_eq!(epochs, vec![1, 2, 3]);
     assert_eq!(after[0], before[0], "resume rewrote a finished epoch");
+    // Same seed, same data: the killed-and-resumed run ends exactly as the uninterrupted one
+    // (every figure but the wall time, and the weights to the bit).
+    let figures = |h: &[serde_json::Value]| -> Vec<serde_json::Value> {
+        h.iter()
+            .map(|e| {
+                let mut e = e.clone();
+                e.as_object_mut().unwrap().remove("seconds");
+                e
+            })
+            .collect()
+    };
+    assert_eq!(figures(&before), figures(&h[..before.len()]), "two fresh runs of one seed differ");
+    assert_eq!(figures(&after), figures(&h), "the resumed run differs from the uninterrupted one");
+    for f in ["checkpoints/last.bpk", "checkpoints/best_model.bpk"] {
+        assert!(
+            std::fs::read(out.join(f)).unwrap() == std::fs::read(out2.join(f)).unwrap(),
+            "{f} differs between the resumed and the uninterrupted run"
+        );
+    }
 
     // A truncated checkpoint is a clear error on resume, and nothing is overwritten.
     let last = out2.join("checkpoints/last.bpk");
@@ -330,5 +349,48 @@ fn evaluate_writes_metrics_predictions_errors_and_plots() {
         .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("nope"));
+    std::fs::remove_dir_all(&data).ok();
+}
+
+/// With a learning rate of 1e-12 (weights frozen in f32; only batch-norm statistics settle)
+/// the validation macro-F1 soon stops improving: the run must end after exactly `--patience`
+/// epochs without a better one, and say so.
+#[test]
+fn early_stopping_ends_after_exactly_patience_epochs_without_improvement() {
+    let data = prepared("patience");
+    let out = data.join("models/patience");
+    let o = bin()
+        .args(["train", "--encoder", "custom_cnn", "--image-size", "32", "--batch-size", "32"])
+        .args(["--lr", "1e-12", "--scheduler", "constant", "--epochs", "10", "--patience", "2"])
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let f1: Vec<f64> = history(&out).iter().map(|e| e["val_macro_f1"].as_f64().unwrap()).collect();
+    // Replay the rule on the logged figures: where must the run have stopped?
+    let (mut best, mut without, mut stop_at) = (f64::NEG_INFINITY, 0, None);
+    for (i, &f) in f1.iter().enumerate() {
+        if f > best {
+            (best, without) = (f, 0);
+        } else {
+            without += 1;
+        }
+        if without == 2 {
+            stop_at = Some(i + 1);
+            break;
+        }
+    }
+    let stop_at = stop_at.unwrap_or_else(|| panic!("no plateau in 10 epochs at lr 0: {f1:?}"));
+    assert_eq!(
+        f1.len(),
+        stop_at,
+        "ran {} epochs, the rule stops after {stop_at}: {f1:?}",
+        f1.len()
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("early stopping after epoch {stop_at}")), "{err}");
     std::fs::remove_dir_all(&data).ok();
 }

@@ -18,7 +18,7 @@ pub const REJECTIONS_KEY: &str = "rejections";
 pub const MODEL_KEY: &str = "model";
 
 fn err(what: &str, e: JsValue) -> String {
-    format!("IndexedDB {what}: {}", e.as_string().unwrap_or_else(|| format!("{e:?}")))
+    format!("IndexedDB {what}: {}", crate::js::message(&e))
 }
 
 /// Resolves when `req` succeeds (with its result) or fails.

@@ -13,12 +13,12 @@ pub mod protocol;
 pub mod store;
 
 #[cfg(target_arch = "wasm32")]
-mod finetune;
-#[cfg(target_arch = "wasm32")]
 pub mod idb;
+#[cfg(target_arch = "wasm32")]
+pub mod js;
 #[cfg(target_arch = "wasm32")]
 pub mod net;
 #[cfg(target_arch = "wasm32")]
-pub mod ui;
+pub mod page;
 #[cfg(target_arch = "wasm32")]
 pub mod worker;

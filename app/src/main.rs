@@ -1,6 +1,6 @@
-//! The page: mounts the Leptos app (see `app::ui`).
+//! The page: mounts the Leptos app (see `app::page`).
 
 fn main() {
     #[cfg(target_arch = "wasm32")]
-    app::ui::start();
+    app::page::start();
 }

@@ -53,7 +53,7 @@ impl Pending {
 }
 
 fn describe(url: &str, e: &JsValue) -> String {
-    format!("{url}: {}", e.as_string().unwrap_or_else(|| format!("{e:?}")))
+    format!("{url}: {}", crate::js::message(e))
 }
 
 /// Milliseconds since the global's time origin.

@@ -3,7 +3,6 @@
 
 use model_core::Prediction;
 use model_core::bundle::TileSourceSpec;
-use model_core::tile::{TileId, expand_template};
 use serde::{Deserialize, Serialize};
 
 /// Which backend the page asks for (`?backend=webgpu|cpu`; default: WebGPU when an adapter
@@ -119,6 +118,24 @@ pub struct ModelInfo {
     pub fine_tune: Option<FineTuneSummary>,
 }
 
+/// Why the worker runs on another backend than the one asked for: a sentence for people, and
+/// the technical reason behind a disclosure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackendNote {
+    pub message: String,
+    pub detail: Option<String>,
+}
+
+impl BackendNote {
+    /// WebGPU was wanted but cannot run here.
+    pub fn no_webgpu(detail: Option<String>) -> Self {
+        Self {
+            message: "WebGPU is not available in this browser; running on the CPU".into(),
+            detail,
+        }
+    }
+}
+
 /// Worker -> page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -131,7 +148,7 @@ pub enum FromWorker {
         /// `"webgpu"` or `"cpu"`.
         backend: String,
         /// Why the backend differs from the one asked for, if it does.
-        note: Option<String>,
+        note: Option<BackendNote>,
         load_ms: f64,
         warmup_ms: f64,
         model: ModelInfo,
@@ -195,22 +212,6 @@ pub enum FromWorker {
     },
 }
 
-/// The URL of one of the model's tiles. The renderer's tiles are served by `accessatlas
-/// serve` at `{base}tiles/{z}/{x}/{y}.png`; an XYZ source is used as recorded; an MBTiles file
-/// exists only on the machine that trained the model.
-pub fn model_tile_url(source: &TileSourceSpec, base: &str, t: TileId) -> Result<String, String> {
-    match source {
-        TileSourceSpec::Render { .. } => {
-            Ok(expand_template(&format!("{base}tiles/{{z}}/{{x}}/{{y}}.png"), t))
-        }
-        TileSourceSpec::Xyz { url, .. } => Ok(expand_template(url, t)),
-        TileSourceSpec::Mbtiles { path, .. } => Err(format!(
-            "the model was trained on tiles from the MBTiles file {path}, which a browser cannot \
-             read; export a model trained on rendered or XYZ tiles"
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,16 +233,5 @@ mod tests {
         assert_eq!(BackendChoice::from_query(Some("cpu")), BackendChoice::Cpu);
         assert_eq!(BackendChoice::from_query(Some("tpu")), BackendChoice::Auto);
         assert_eq!(BackendChoice::from_query(None), BackendChoice::Auto);
-    }
-
-    #[test]
-    fn tile_urls_follow_the_model_source() {
-        let t = TileId { z: 19, x: 1, y: 2 };
-        let r = TileSourceSpec::Render { style: "s".into(), zoom: 19 };
-        assert_eq!(model_tile_url(&r, "http://h:1/", t).unwrap(), "http://h:1/tiles/19/1/2.png");
-        let x = TileSourceSpec::Xyz { url: "https://{s}.t/{z}/{x}/{y}.png".into(), zoom: 19 };
-        assert_eq!(model_tile_url(&x, "/", t).unwrap(), "https://a.t/19/1/2.png");
-        let m = TileSourceSpec::Mbtiles { path: "a.mbtiles".into(), zoom: 19 };
-        assert!(model_tile_url(&m, "/", t).unwrap_err().contains("MBTiles"));
     }
 }

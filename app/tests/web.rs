@@ -4,7 +4,6 @@
 #![cfg(target_arch = "wasm32")]
 
 use app::geojson::{import_geojson, to_geojson};
-use app::protocol::model_tile_url;
 use app::store::TagStore;
 use model_core::bundle::BundleManifest;
 use model_core::burn::tensor::Device;
@@ -21,6 +20,19 @@ async fn indexeddb_keeps_the_store() {
     let back = app::idb::get("test-store").await.unwrap().expect("a record");
     assert_eq!(TagStore::from_json(&back).unwrap(), s);
     assert_eq!(app::idb::get("never-written").await.unwrap(), None);
+}
+
+/// Errors reach people as words: a JavaScript `Error`'s message, not a `JsValue` dump.
+#[wasm_bindgen_test]
+fn javascript_errors_read_as_words() {
+    use wasm_bindgen::JsValue;
+    assert_eq!(app::js::message(&js_sys::Error::new("quota exceeded").into()), "quota exceeded");
+    let t: JsValue = js_sys::TypeError::new("not a function").into();
+    assert_eq!(app::js::message(&t), "TypeError: not a function");
+    assert_eq!(app::js::message(&JsValue::from_str("plain")), "plain");
+    let o = js_sys::JSON::parse(r#"{"code": 7}"#).unwrap();
+    assert_eq!(app::js::message(&o), r#"{"code":7}"#);
+    assert!(!app::js::message(&JsValue::UNDEFINED).contains("JsValue"));
 }
 
 #[wasm_bindgen_test]
@@ -44,7 +56,7 @@ async fn shipped_bundle_predicts_on_the_cpu_backend() {
     let p = Predictor::from_bundle(&manifest, weights, &Device::flex()).unwrap();
     let w = p.window(&manifest.tile_source, 60.1699, 24.9384).unwrap();
     assert!(!w.placements().is_empty());
-    let url = model_tile_url(&manifest.tile_source, "http://x/", w.placements()[0].tile).unwrap();
+    let url = manifest.tile_source.tile_url("http://x/", w.placements()[0].tile).unwrap();
     assert!(url.starts_with("http://x/tiles/19/"), "{url}");
     let s = manifest.config.image_size;
     let img = image::RgbImage::from_pixel(s, s, image::Rgb(model_core::tile::FILL));

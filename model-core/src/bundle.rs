@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::metadata::Scaler;
+use crate::tile::{TileId, expand_template};
 use crate::{CoreError, ModelConfig};
 
 /// Format tag of `model.json`; bump on incompatible changes.
@@ -14,7 +15,15 @@ pub const BUNDLE_FORMAT: &str = "accessatlas-bundle/1";
 pub const BUNDLE_CONFIG_FILE: &str = "model.json";
 pub const BUNDLE_WEIGHTS_FILE: &str = "weights.bpk";
 
-/// Where model inputs are cut from.
+/// The path under which `accessatlas serve` serves rendered tiles (`tiles/{z}/{x}/{y}.png`,
+/// relative to the app's base URL).
+pub const RENDERED_TILES_PATH: &str = "tiles";
+/// The attribution of AccessAtlas's rendered tiles (the map data is ODbL).
+pub const RENDERED_TILES_ATTRIBUTION: &str =
+    "Rendered by AccessAtlas from &copy; OpenStreetMap contributors (ODbL)";
+
+/// Where model inputs are cut from: the one rule for where a source's tiles are, asked by the
+/// server (its route), the page (the model's inputs and "what the model sees") and the CLI.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TileSourceSpec {
@@ -27,6 +36,46 @@ pub enum TileSourceSpec {
 }
 
 impl TileSourceSpec {
+    /// The rendered tiles' URL template for a page served at `base` (ending in `/`).
+    pub fn rendered_template(base: &str) -> String {
+        format!("{base}{RENDERED_TILES_PATH}/{{z}}/{{x}}/{{y}}.png")
+    }
+
+    /// This source's URL template (`{z}`, `{x}`, `{y}`, maybe `{s}`) as a page at `base` reaches
+    /// it: the renderer's tiles from `accessatlas serve`, an XYZ server as recorded. An MBTiles
+    /// file exists only on the machine that trained the model: an error saying so.
+    pub fn url_template(&self, base: &str) -> Result<String, CoreError> {
+        match self {
+            Self::Render { .. } => Ok(Self::rendered_template(base)),
+            Self::Xyz { url, .. } => Ok(url.clone()),
+            Self::Mbtiles { path, .. } => Err(CoreError::TileSourceUnreachable(format!(
+                "the model was trained on tiles from the MBTiles file {path}, which a browser \
+                 cannot read; export a model trained on rendered or XYZ tiles"
+            ))),
+        }
+    }
+
+    /// The URL of one tile of this source (see [`Self::url_template`]).
+    pub fn tile_url(&self, base: &str, t: TileId) -> Result<String, CoreError> {
+        Ok(expand_template(&self.url_template(base)?, t))
+    }
+
+    /// What a map showing these tiles must credit (empty where the source is the user's own).
+    pub fn attribution(&self) -> &'static str {
+        match self {
+            Self::Render { .. } => RENDERED_TILES_ATTRIBUTION,
+            Self::Xyz { .. } | Self::Mbtiles { .. } => "",
+        }
+    }
+
+    /// Whether a tile URL template is the rendered tiles of the app's own server.
+    pub fn is_rendered_template(template: &str) -> bool {
+        let t = template
+            .split_once("://")
+            .map_or(template, |(_, rest)| rest.split_once('/').map_or("", |(_, path)| path));
+        t.trim_start_matches('/') == Self::rendered_template("")
+    }
+
     pub fn zoom(&self) -> u8 {
         match self {
             Self::Render { zoom, .. } | Self::Xyz { zoom, .. } | Self::Mbtiles { zoom, .. } => {
@@ -90,6 +139,33 @@ impl BundleManifest {
 mod tests {
     use super::*;
     use crate::EncoderKind;
+
+    #[test]
+    fn tile_urls_follow_the_model_source() {
+        let t = TileId { z: 19, x: 1, y: 2 };
+        let r = TileSourceSpec::Render { style: "s".into(), zoom: 19 };
+        assert_eq!(r.tile_url("http://h:1/", t).unwrap(), "http://h:1/tiles/19/1/2.png");
+        assert_eq!(r.attribution(), RENDERED_TILES_ATTRIBUTION);
+        let x = TileSourceSpec::Xyz { url: "https://{s}.t/{z}/{x}/{y}.png".into(), zoom: 19 };
+        assert_eq!(x.tile_url("/", t).unwrap(), "https://a.t/19/1/2.png");
+        assert_eq!(x.url_template("/").unwrap(), "https://{s}.t/{z}/{x}/{y}.png");
+        let m = TileSourceSpec::Mbtiles { path: "a.mbtiles".into(), zoom: 19 };
+        assert!(m.tile_url("/", t).unwrap_err().to_string().contains("MBTiles"));
+    }
+
+    #[test]
+    fn the_rendered_template_is_recognised_wherever_it_is_served() {
+        for t in [
+            "tiles/{z}/{x}/{y}.png",
+            "/tiles/{z}/{x}/{y}.png",
+            "http://127.0.0.1:8080/tiles/{z}/{x}/{y}.png",
+        ] {
+            assert!(TileSourceSpec::is_rendered_template(t), "{t}");
+        }
+        for t in ["https://tile.openstreetmap.org/{z}/{x}/{y}.png", "/tiles/{z}/{y}/{x}.png"] {
+            assert!(!TileSourceSpec::is_rendered_template(t), "{t}");
+        }
+    }
 
     fn manifest() -> BundleManifest {
         BundleManifest {

@@ -34,6 +34,8 @@ pub enum CoreError {
     BadBatch(String),
     #[error("not enough tags to fine-tune: {0}")]
     NotEnoughTags(String),
+    #[error("{0}")]
+    TileSourceUnreachable(String),
     #[error("backend error: {0}")]
     Backend(String),
 }

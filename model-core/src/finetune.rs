@@ -13,15 +13,15 @@
 //! the wasm CPU backend.
 
 use burn::module::Module;
-use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
-use burn::optim::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::nn::loss::CrossEntropyLoss;
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::preprocess::ModelInput;
 use crate::split::{Split, SplitConfig, class_weights, group_of, stratified_group_split};
+use crate::train::{optimizer, weighted_loss};
 use crate::{AccessModel, CoreError};
 
 /// Fewest tags a class needs to take part (some for training, at least one to validate).
@@ -131,20 +131,43 @@ pub fn plan(
     )?;
     let mut train: Vec<usize> = (0..tags.len()).filter(|&i| split[i] == Split::Train).collect();
     let mut val: Vec<usize> = (0..tags.len()).filter(|&i| split[i] != Split::Train).collect();
-    // Every class present keeps at least one training tag (a map cell may hold all of them).
+    // Fix-ups move whole map cells, never single tags: a cell on both sides would let the
+    // validation see the training tags' surroundings.
+    let cell = |i: usize| items[i].1;
+    let move_cell = |from: &mut Vec<usize>, to: &mut Vec<usize>, g: (u32, u32)| {
+        to.extend(from.iter().copied().filter(|&i| cell(i) == g));
+        from.retain(|&i| cell(i) != g);
+    };
+    // Every class present keeps at least one training tag.
     for (c, &count) in counts.iter().enumerate() {
         if count > 0
             && !train.iter().any(|&i| tags[i].0 == c)
-            && let Some(p) = val.iter().position(|&i| tags[i].0 == c)
+            && let Some(&i) = val.iter().find(|&&i| tags[i].0 == c)
         {
-            train.push(val.remove(p));
+            move_cell(&mut val, &mut train, cell(i));
         }
     }
     if val.is_empty() {
-        // Tiny sets: validate on the last training tag of the largest class.
-        let big = (0..n).max_by_key(|&c| counts[c]).unwrap_or(0);
-        if let Some(p) = train.iter().rposition(|&i| tags[i].0 == big) {
-            val.push(train.remove(p));
+        // Tiny sets: validate on one whole cell whose loss leaves every class a training tag
+        // (the smallest such cell, so training keeps the most).
+        let mut cells: Vec<(u32, u32)> = train.iter().map(|&i| cell(i)).collect();
+        cells.sort_unstable();
+        cells.dedup();
+        let spare = |g: (u32, u32)| {
+            (0..n)
+                .filter(|&c| counts[c] > 0)
+                .all(|c| train.iter().any(|&i| tags[i].0 == c && cell(i) != g))
+        };
+        let size = |g: (u32, u32)| train.iter().filter(|&&i| cell(i) == g).count();
+        match cells.into_iter().filter(|&g| spare(g)).min_by_key(|&g| (size(g), g)) {
+            Some(g) => move_cell(&mut train, &mut val, g),
+            None => {
+                return Err(CoreError::NotEnoughTags(format!(
+                    "validation needs a map cell (zoom {}) of its own, and these tags leave none \
+                     once every type keeps a training tag; add tags in another block",
+                    cfg.group_zoom
+                )));
+            }
         }
     }
     train.sort_unstable();
@@ -277,16 +300,11 @@ impl HeadTrainer {
     ) -> Self {
         let inference = device.clone().without_autodiff();
         let device = inference.clone().autodiff();
-        let adam = AdamWConfig::new()
-            .with_weight_decay(cfg.weight_decay)
-            .with_grad_clipping(Some(GradientClippingConfig::Norm(cfg.clip_norm)));
-        let weights: Vec<f32> =
-            class_weights.iter().map(|&x| if x.is_finite() && x > 0.0 { x } else { 1.0 }).collect();
-        let classes = weights.len();
+        let classes = class_weights.len();
         Self {
             model: model.train(),
-            optim: adam.init(),
-            loss: CrossEntropyLossConfig::new().with_weights(Some(weights)).init(&device),
+            optim: optimizer(cfg.weight_decay, Some(cfg.clip_norm)),
+            loss: weighted_loss(Some(class_weights), &device),
             cfg,
             device,
             inference,
@@ -348,6 +366,15 @@ impl HeadTrainer {
     /// Accuracy on the positive examples, in inference mode.
     pub fn accuracy(&self, examples: &[FeatureExample]) -> Option<f32> {
         accuracy(&self.model.valid(), examples, &self.inference)
+    }
+
+    /// Accuracy and macro-F1 on the positive examples, in inference mode: what the epoch
+    /// driver judges an epoch by.
+    pub fn validate(&self, examples: &[FeatureExample]) -> Option<(f64, f64)> {
+        let (truth, pred) = predictions(&self.model.valid(), examples, &self.inference)?;
+        let names: Vec<String> = (0..self.classes).map(|c| c.to_string()).collect();
+        let m = crate::metrics::Metrics::compute(&truth, &pred, &names);
+        Some((m.accuracy, m.macro_avg.f1))
     }
 
     /// The trained model, in inference mode.
@@ -416,12 +443,29 @@ pub fn reference_steps(
 
 /// Accuracy of `model` (inference mode) on the positive examples; `None` if there are none.
 pub fn accuracy(model: &AccessModel, examples: &[FeatureExample], device: &Device) -> Option<f32> {
+    let (truth, pred) = predictions(model, examples, device)?;
+    let correct = truth.iter().zip(&pred).filter(|(t, p)| t == p).count();
+    Some(correct as f32 / truth.len() as f32)
+}
+
+/// True and predicted classes of the positive examples (`None` without any).
+fn predictions(
+    model: &AccessModel,
+    examples: &[FeatureExample],
+    device: &Device,
+) -> Option<(Vec<usize>, Vec<usize>)> {
     let pos: Vec<&FeatureExample> =
         examples.iter().filter(|e| matches!(e.target, Target::Is(_))).collect();
     let b = feature_batch(&pos, device)?;
     let pred = head_logits(model, &b).argmax(1).reshape([pos.len()]);
-    let correct = pred.equal(b.classes).int().sum().into_scalar::<i64>();
-    Some(correct as f32 / pos.len() as f32)
+    let pred: Vec<usize> = pred.into_data().iter::<i64>().map(|p| p as usize).collect();
+    let truth = pos
+        .iter()
+        .map(|e| match e.target {
+            Target::Is(c) | Target::IsNot(c) => c,
+        })
+        .collect();
+    Some((truth, pred))
 }
 
 #[cfg(test)]
@@ -458,6 +502,46 @@ mod tests {
         }
         assert_eq!(p.class_weights[3], 0.0);
         assert_eq!(plan(&tags, &labels(), &FineTuneConfig::default()).unwrap(), p);
+    }
+
+    /// However the tags fall, no map cell is on both sides of the split.
+    #[test]
+    fn the_plan_keeps_every_map_cell_on_one_side() {
+        let cfg = FineTuneConfig::default();
+        let cell = |t: &(usize, f64, f64)| group_of(t.1, t.2, cfg.group_zoom).unwrap();
+        let mut planned = 0;
+        for seed in 0..200u64 {
+            let mut rng = Rng::new(seed);
+            let n = 6 + rng.below(20);
+            // Few cells, classes mixed within them: the fix-ups have work to do.
+            let tags: Vec<(usize, f64, f64)> = (0..n)
+                .map(|i| {
+                    let c = if i < 6 { i % 2 } else { rng.below(3) };
+                    (c, 60.16 + 0.003 * rng.below(3) as f64, 24.93 + 0.005 * rng.below(2) as f64)
+                })
+                .collect();
+            let Ok(p) = plan(&tags, &labels(), &FineTuneConfig { seed, ..cfg.clone() }) else {
+                continue;
+            };
+            planned += 1;
+            assert!(!p.val.is_empty() && p.train.len() + p.val.len() == n);
+            for &v in &p.val {
+                assert!(
+                    p.train.iter().all(|&t| cell(&tags[t]) != cell(&tags[v])),
+                    "seed {seed}: tag {v}'s cell is on both sides"
+                );
+            }
+            for c in 0..3 {
+                if tags.iter().any(|t| t.0 == c) {
+                    assert!(p.train.iter().any(|&i| tags[i].0 == c), "seed {seed}: class {c}");
+                }
+            }
+        }
+        assert!(planned > 100, "only {planned} of 200 sets could be planned");
+        // All tags in one cell: no leak-free validation, said so.
+        let one: Vec<_> = (0..9).map(|i| (i % 3, 60.1701 + 1e-5 * i as f64, 24.9401)).collect();
+        let e = plan(&one, &labels(), &cfg).unwrap_err().to_string();
+        assert!(e.contains("map cell"), "{e}");
     }
 
     /// Features where class `c` lifts feature block `c`, with noise.

@@ -13,6 +13,7 @@ pub mod augment;
 pub mod bundle;
 pub mod calibration;
 pub mod dataset;
+pub mod driver;
 pub mod error;
 pub mod finetune;
 pub mod infer;

@@ -51,18 +51,6 @@ impl Scaler {
     }
 }
 
-/// Checks that `lat`/`lon` are finite WGS84 degrees inside the Web Mercator range.
-pub fn validate_lat_lon(lat: f64, lon: f64) -> Result<(), CoreError> {
-    if !lat.is_finite() || !(-crate::tile::MAX_LATITUDE..=crate::tile::MAX_LATITUDE).contains(&lat)
-    {
-        return Err(CoreError::LatitudeOutOfRange(lat));
-    }
-    if !lon.is_finite() || !(-180.0..=180.0).contains(&lon) {
-        return Err(CoreError::LongitudeOutOfRange(lon));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,9 +76,9 @@ mod tests {
 
     #[test]
     fn lat_lon_validation() {
-        assert!(validate_lat_lon(60.17, 24.94).is_ok());
-        assert!(validate_lat_lon(f64::NAN, 24.94).is_err());
-        assert!(validate_lat_lon(89.0, 24.94).is_err());
-        assert!(validate_lat_lon(60.0, 181.0).is_err());
+        assert!(crate::tile::validate_lat_lon(60.17, 24.94).is_ok());
+        assert!(crate::tile::validate_lat_lon(f64::NAN, 24.94).is_err());
+        assert!(crate::tile::validate_lat_lon(89.0, 24.94).is_err());
+        assert!(crate::tile::validate_lat_lon(60.0, 181.0).is_err());
     }
 }

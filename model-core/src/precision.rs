@@ -39,6 +39,8 @@ pub enum Precision {
 }
 
 impl Precision {
+    pub const ALL: [Precision; 3] = [Precision::F32, Precision::F16, Precision::Bf16];
+
     /// The compute dtype, `None` for plain f32 training.
     pub fn compute_dtype(self) -> Option<FloatDType> {
         match self {

@@ -3,6 +3,8 @@
 
 use image::{RgbImage, imageops::FilterType};
 
+use crate::augment::{AugmentConfig, augment};
+use crate::rng::Rng;
 use crate::{CoreError, SourceVocab, metadata::Scaler};
 
 /// Side of the square model input in pixels.
@@ -115,7 +117,7 @@ impl ModelInput {
         scaler: &Scaler,
         sources: &SourceVocab,
     ) -> Result<Self, CoreError> {
-        crate::metadata::validate_lat_lon(lat, lon)?;
+        crate::tile::validate_lat_lon(lat, lon)?;
         let image = if img.width() == size && img.height() == size {
             normalize_chw(img)
         } else {
@@ -124,6 +126,48 @@ impl ModelInput {
         let mut hot = vec![0.0; sources.one_hot_len()];
         sources.one_hot_into(source, &mut hot);
         Ok(Self { image, coords: scaler.transform(lat, lon), source: hot })
+    }
+}
+
+/// One labelled example as training sees it, assembled once: the tile at the model's input
+/// size, the checked and scaled coordinates, the source one-hot. Each epoch (or fine-tune view)
+/// draws a [`ModelInput`] from it, augmented or not. The CLI's `train` and the page's
+/// fine-tuning both assemble their examples here.
+#[derive(Debug, Clone)]
+pub struct TrainingExample {
+    pub image: RgbImage,
+    pub coords: [f32; 2],
+    pub source: Vec<f32>,
+}
+
+impl TrainingExample {
+    pub fn new(
+        img: RgbImage,
+        size: u32,
+        lat: f64,
+        lon: f64,
+        source: &str,
+        scaler: &Scaler,
+        sources: &SourceVocab,
+    ) -> Result<Self, CoreError> {
+        crate::tile::validate_lat_lon(lat, lon)?;
+        let image = if img.width() == size && img.height() == size {
+            img
+        } else {
+            resize_square(img, size)
+        };
+        let mut hot = vec![0.0; sources.one_hot_len()];
+        sources.one_hot_into(source, &mut hot);
+        Ok(Self { image, coords: scaler.transform(lat, lon), source: hot })
+    }
+
+    /// The model input: the tile as is, or through the training augmentation.
+    pub fn view(&self, augmentation: Option<(&AugmentConfig, &mut Rng)>) -> ModelInput {
+        let image = match augmentation {
+            Some((cfg, rng)) => normalize_chw(&augment(&self.image, cfg, rng)),
+            None => normalize_chw(&self.image),
+        };
+        ModelInput { image, coords: self.coords, source: self.source.clone() }
     }
 }
 

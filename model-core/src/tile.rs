@@ -30,7 +30,7 @@ fn check_zoom(z: u8) -> Result<(), CoreError> {
 /// Global pixel coordinates `(x, y)` of a point at zoom `z` (origin at the north-west corner).
 pub fn lat_lon_to_pixel(lat: f64, lon: f64, z: u8) -> Result<(f64, f64), CoreError> {
     check_zoom(z)?;
-    crate::metadata::validate_lat_lon(lat, lon)?;
+    validate_lat_lon(lat, lon)?;
     let world = f64::from(TILE_SIZE) * f64::from(1u32 << z);
     let x = (lon + 180.0) / 360.0 * world;
     let lat_rad = lat.to_radians();
@@ -156,6 +156,17 @@ pub fn expand_template(template: &str, t: TileId) -> String {
         .replace("{y}", &t.y.to_string())
         .replace("{s}", s)
         .replace("{r}", "")
+}
+
+/// Checks that `lat`/`lon` are finite WGS84 degrees inside the Web Mercator range.
+pub fn validate_lat_lon(lat: f64, lon: f64) -> Result<(), CoreError> {
+    if !lat.is_finite() || !(-MAX_LATITUDE..=MAX_LATITUDE).contains(&lat) {
+        return Err(CoreError::LatitudeOutOfRange(lat));
+    }
+    if !lon.is_finite() || !(-180.0..=180.0).contains(&lon) {
+        return Err(CoreError::LongitudeOutOfRange(lon));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -128,6 +128,24 @@ pub struct StepOutput {
     pub skipped: bool,
 }
 
+/// AdamW with decoupled weight decay and, if asked, gradient clipping by norm: the optimizer
+/// of every training in the project (the full step and the fine-tune head step).
+pub fn optimizer(weight_decay: f32, clip_norm: Option<f32>) -> ModuleOptimizer {
+    let adam = AdamWConfig::new()
+        .with_weight_decay(weight_decay)
+        .with_grad_clipping(clip_norm.map(GradientClippingConfig::Norm));
+    adam.init()
+}
+
+/// Class-weighted cross-entropy. A class absent from the training data has weight 0 in the
+/// metadata; it never occurs as a target, and Burn requires positive weights, so it gets 1.
+pub fn weighted_loss(class_weights: Option<&[f32]>, device: &Device) -> CrossEntropyLoss {
+    let weights = class_weights.map(|w| {
+        w.iter().map(|&x| if x.is_finite() && x > 0.0 { x } else { 1.0 }).collect::<Vec<f32>>()
+    });
+    CrossEntropyLossConfig::new().with_weights(weights).init(device)
+}
+
 /// A model on an autodiff device, its AdamW state and its loss.
 pub struct Trainer {
     pub model: AccessModel,
@@ -145,20 +163,10 @@ impl Trainer {
     /// `config.precision` the device must support its dtype
     /// ([`Precision::supported_on`]); the model itself stays f32.
     pub fn new(model: AccessModel, config: StepConfig, device: &Device) -> Self {
-        let mut adam = AdamWConfig::new().with_weight_decay(config.weight_decay);
-        if let Some(n) = config.clip_norm {
-            adam = adam.with_grad_clipping(Some(GradientClippingConfig::Norm(n)));
-        }
-        // A class absent from the training data has weight 0 in the metadata; it never occurs
-        // as a target, and Burn requires positive weights, so it gets 1 here (no effect).
-        let weights = config.class_weights.as_ref().map(|w| {
-            w.iter().map(|&x| if x.is_finite() && x > 0.0 { x } else { 1.0 }).collect::<Vec<f32>>()
-        });
-        let loss = CrossEntropyLossConfig::new().with_weights(weights).init(device);
         Self {
             model,
-            optim: adam.init(),
-            loss,
+            optim: optimizer(config.weight_decay, config.clip_norm),
+            loss: weighted_loss(config.class_weights.as_deref(), device),
             accumulator: GradientsAccumulator::new(),
             pending: 0,
             scaler: (config.precision != Precision::F32)

@@ -97,7 +97,7 @@ impl Api {
 
     fn input(&self, r: &request::PredictRequest) -> Result<ModelInput, ApiError> {
         // Coordinates first: cheap, and a bad one should not cost a decode.
-        model_core::metadata::validate_lat_lon(r.lat, r.lon).map_err(ApiError::from_core)?;
+        model_core::tile::validate_lat_lon(r.lat, r.lon).map_err(ApiError::from_core)?;
         let img = decode_rgb_limited(&r.image, self.cfg.max_pixels).map_err(ApiError::from_core)?;
         ModelInput::from_rgb_sized(
             &img,

@@ -168,13 +168,44 @@ async fn multipart(req: Request) -> Result<PredictRequest, ApiError> {
     f.finish()
 }
 
+/// A JSON object's members in order, duplicates kept (`serde_json::Value` keeps only the
+/// last of a repeated key, which would hide a client's mistake).
+struct Members(Vec<(String, serde_json::Value)>);
+
+impl<'de> serde::Deserialize<'de> for Members {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Members;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Members, A::Error> {
+                let mut members = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    members.push(entry);
+                }
+                Ok(Members(members))
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
+}
+
 fn json(body: &[u8]) -> Result<PredictRequest, ApiError> {
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+    // Syntax first, so invalid JSON is `bad_json` whatever its shape.
+    serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(|e| {
         ApiError::bad_request("bad_json", format!("the body is not valid JSON: {e}"))
     })?;
-    let obj = value
-        .as_object()
-        .ok_or_else(|| ApiError::bad_request("bad_json", "the body must be a JSON object"))?;
+    let Members(obj) = serde_json::from_slice(body)
+        .map_err(|_| ApiError::bad_request("bad_json", "the body must be a JSON object"))?;
+    let mut seen = std::collections::HashSet::new();
+    if let Some((k, _)) = obj.iter().find(|(k, _)| !seen.insert(k.as_str())) {
+        return Err(duplicate(k));
+    }
     let type_name = |v: &serde_json::Value| match v {
         serde_json::Value::Null => "null",
         serde_json::Value::Bool(_) => "a boolean",
@@ -184,7 +215,7 @@ fn json(body: &[u8]) -> Result<PredictRequest, ApiError> {
         serde_json::Value::Object(_) => "an object",
     };
     let mut f = Fields::default();
-    for (k, v) in obj {
+    for (k, v) in &obj {
         match k.as_str() {
             "image" => {
                 let s = v.as_str().ok_or_else(|| {
@@ -250,6 +281,12 @@ mod tests {
         let e = json(br#"{"image":"iVBORw0KGgo=","lat":1,"lon":2,"latitude":3}"#).unwrap_err();
         assert_eq!(e.code, "unknown_field");
         assert_eq!(json(b"[1]").unwrap_err().code, "bad_json");
+        // serde_json::Value would keep the last `lat`; a repeated key is refused instead.
+        let e = json(br#"{"image":"iVBORw0KGgo=","lat":1,"lon":2,"lat":3}"#).unwrap_err();
+        assert_eq!(
+            (e.status, e.code, e.field.as_deref()),
+            (StatusCode::BAD_REQUEST, "duplicate_field", Some("lat"))
+        );
         assert_eq!(json(b"{").unwrap_err().code, "bad_json");
     }
 

@@ -2,7 +2,7 @@
 //! 224x224 map tile per location, centred on it, in `DATA/images/` + `DATA/tags.csv`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -18,17 +18,12 @@ use model_core::tile::{TileId, Window};
 
 use crate::fsutil::write_atomic;
 use crate::osm::rules::Rules;
-use crate::osm::{OsmMap, labelled_features};
+use crate::osm::{BUNDLED_OSM, BUNDLED_OSM_NAME, OsmMap, labelled_features};
 use crate::render::{Renderer, style};
+use crate::run::DataDir;
 use crate::tiles::mbtiles::MbTiles;
 use crate::tiles::xyz::{XyzClient, XyzOptions};
 use crate::tiles::{Origin, TileSource, fetch_all};
-
-/// The bundled extract of central Helsinki (© OpenStreetMap contributors, ODbL 1.0).
-pub const BUNDLED_OSM: &[u8] = include_bytes!("../../assets/osm/helsinki.osm.pbf");
-pub const BUNDLED_OSM_NAME: &str = "assets/osm/helsinki.osm.pbf (bundled)";
-/// Written next to `tags.csv`: the tile source the images were cut from.
-pub const TILE_SOURCE_FILE: &str = "tile_source.json";
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TilesKind {
@@ -131,6 +126,7 @@ pub fn run(args: CollectArgs) -> Result<()> {
 
 pub fn collect(args: &CollectArgs) -> Result<Summary> {
     let labels = LabelVocab::default();
+    let data = DataDir::new(&args.data);
     let (map, origin) = match &args.osm {
         Some(p) => (OsmMap::read(p)?, p.display().to_string()),
         None => (OsmMap::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME)?, BUNDLED_OSM_NAME.to_string()),
@@ -183,7 +179,7 @@ pub fn collect(args: &CollectArgs) -> Result<Summary> {
         TilesKind::Xyz => Box::new(XyzClient::new(XyzOptions {
             template: args.url.clone().expect("clap requires --url"),
             token: std::env::var(&args.token_env).ok(),
-            cache_dir: args.data.join("tile_cache"),
+            cache_dir: data.tile_cache(),
             retries: args.retries,
             backoff: Duration::from_millis(args.backoff_ms),
             timeout: Duration::from_secs_f64(args.timeout_secs.max(0.001)),
@@ -205,7 +201,7 @@ pub fn collect(args: &CollectArgs) -> Result<Summary> {
             zoom: args.zoom,
         },
     };
-    let images_dir = args.data.join("images");
+    let images_dir = data.images();
     std::fs::create_dir_all(&images_dir)
         .with_context(|| format!("creating {}", images_dir.display()))?;
     let mut summary = Summary::default();
@@ -215,7 +211,7 @@ pub fn collect(args: &CollectArgs) -> Result<Summary> {
     let mut todo: Vec<(Tag, Window)> = Vec::new();
     for t in std::mem::take(&mut table.tags) {
         if let Some(img) = &t.image {
-            match check_image(&args.data, img) {
+            match data.check_image(img) {
                 Ok(()) => {
                     summary.reused += 1;
                     kept.push(t);
@@ -255,9 +251,9 @@ pub fn collect(args: &CollectArgs) -> Result<Summary> {
             fail(&mut summary, &mut rejected, &t, errors.join("; "));
             continue;
         }
-        let rel = format!("images/{}.png", safe_file_name(&t.id));
+        let rel = DataDir::image_rel(&safe_file_name(&t.id));
         match encode_png(&w.stitch(&parts, style::BACKGROUND))
-            .and_then(|png| write_atomic(&args.data.join(&rel), &png))
+            .and_then(|png| write_atomic(&data.resolve(&rel), &png))
         {
             Ok(()) => {
                 summary.written += 1;
@@ -276,13 +272,10 @@ pub fn collect(args: &CollectArgs) -> Result<Summary> {
         *summary.per_type.entry(t.label.clone()).or_default() += 1;
     }
     summary.rejected = rejected.len() - summary.failed.len();
-    write_atomic(&args.data.join("tags.csv"), &write_tags_csv(&table))?;
+    write_atomic(&data.tags(), &write_tags_csv(&table))?;
     // Which tiles these images were cut from: the model bundle records it for every consumer.
-    write_atomic(
-        &args.data.join(TILE_SOURCE_FILE),
-        serde_json::to_string_pretty(&spec)?.as_bytes(),
-    )?;
-    let rejected_path = args.data.join("rejected_rows.csv");
+    write_atomic(&data.tile_source(), serde_json::to_string_pretty(&spec)?.as_bytes())?;
+    let rejected_path = data.rejected_rows();
     if rejected.is_empty() {
         let _ = std::fs::remove_file(&rejected_path);
     } else {
@@ -290,7 +283,7 @@ pub fn collect(args: &CollectArgs) -> Result<Summary> {
     }
     tracing::info!(
         "wrote {} ({} tags, style {}, zoom {})",
-        args.data.join("tags.csv").display(),
+        data.tags().display(),
         table.tags.len(),
         style::STYLE_VERSION,
         args.zoom
@@ -308,13 +301,4 @@ fn encode_png(img: &image::RgbImage) -> Result<Vec<u8>> {
 fn fail(summary: &mut Summary, rejected: &mut Vec<Rejected>, t: &Tag, reason: String) {
     summary.failed.push(format!("{}: {reason}", t.id));
     rejected.push(Rejected::for_tag(t, "image", &reason));
-}
-
-/// Checks that a tag's image exists and decodes; `rel` is relative to the data directory
-/// unless absolute. Errors name the file.
-pub fn check_image(data: &Path, rel: &str) -> Result<()> {
-    let p = if Path::new(rel).is_absolute() { PathBuf::from(rel) } else { data.join(rel) };
-    let bytes = std::fs::read(&p).with_context(|| format!("image {}", p.display()))?;
-    model_core::preprocess::decode_rgb(&bytes).with_context(|| format!("image {}", p.display()))?;
-    Ok(())
 }

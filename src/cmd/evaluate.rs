@@ -4,26 +4,22 @@
 //! temperature on the validation split (`models/<run>/calibration.json`).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use clap::Args;
 use model_core::calibration::{expected_calibration_error, fit_temperature};
-use model_core::dataset::PreprocessingMetadata;
 use model_core::metrics::Metrics;
-use model_core::persist::{config_from_json, model_from_bytes};
 use model_core::prediction::softmax;
-use model_core::preprocess::{ModelInput, decode_rgb};
-use model_core::tags::{Tag, parse_tags_csv};
-use model_core::train::Batch;
-use model_core::{AccessModel, ModelConfig};
-use serde::{Deserialize, Serialize};
 
 use crate::fsutil::write_atomic;
+use crate::run::{Calibration, DataDir, RunDir};
+use crate::score::{Scored, score};
 
 #[derive(Args, Debug)]
 pub struct EvaluateArgs {
+    /// Data folder with the validation and test splits the run was trained beside.
     #[arg(long, default_value = "data")]
     pub data: PathBuf,
     /// Training run directory (holds model.json and checkpoints/best_model.bpk).
@@ -32,85 +28,6 @@ pub struct EvaluateArgs {
     /// How many of the worst examples error_analysis.json lists.
     #[arg(long, default_value_t = 20)]
     pub worst: usize,
-}
-
-/// Temperature fitted on the validation split, stored with the model.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Calibration {
-    pub temperature: f32,
-    pub val_ece_before: f64,
-    pub val_ece_after: f64,
-}
-
-/// Loads a training run's best model (on the CPU backend).
-pub fn load_run(dir: &Path, device: &Device) -> Result<(ModelConfig, AccessModel)> {
-    let cfg_path = dir.join("model.json");
-    let text = std::fs::read_to_string(&cfg_path).with_context(|| {
-        format!("reading {} (is {} a training run?)", cfg_path.display(), dir.display())
-    })?;
-    let cfg = config_from_json(&text).with_context(|| cfg_path.display().to_string())?;
-    let w = dir.join("checkpoints/best_model.bpk");
-    let bytes = std::fs::read(&w).with_context(|| format!("reading {}", w.display()))?;
-    let model = model_from_bytes(&cfg, &bytes, device).with_context(|| w.display().to_string())?;
-    Ok((cfg, model))
-}
-
-/// A split's labels and the model's logits for it.
-pub struct Scored {
-    pub tags: Vec<Tag>,
-    pub truth: Vec<usize>,
-    pub logits: Vec<Vec<f32>>,
-}
-
-/// Runs `model` over a split of `data` (`tags_{split}.csv`).
-pub fn score(
-    data: &Path,
-    split: &str,
-    cfg: &ModelConfig,
-    meta: &PreprocessingMetadata,
-    model: &AccessModel,
-    device: &Device,
-) -> Result<Scored> {
-    let path = data.join(format!("tags_{split}.csv"));
-    let bytes = std::fs::read(&path)
-        .with_context(|| format!("reading {} (run `accessatlas preprocess`)", path.display()))?;
-    let report = parse_tags_csv(&bytes, &cfg.labels).with_context(|| path.display().to_string())?;
-    if let Some(r) = report.rejected.first() {
-        bail!("{}: {r}", path.display());
-    }
-    let tags = report.table.tags;
-    let size = cfg.image_size as usize;
-    let mut logits = Vec::with_capacity(tags.len());
-    let mut truth = Vec::with_capacity(tags.len());
-    for chunk in tags.chunks(32) {
-        let mut inputs = Vec::with_capacity(chunk.len());
-        let mut targets = Vec::with_capacity(chunk.len());
-        for t in chunk {
-            let rel = t
-                .image
-                .as_deref()
-                .with_context(|| format!("{}: {} has no image", path.display(), t.id))?;
-            let p = data.join(rel);
-            let b = std::fs::read(&p).with_context(|| format!("image {}", p.display()))?;
-            let rgb = decode_rgb(&b).with_context(|| format!("image {}", p.display()))?;
-            inputs.push(ModelInput::from_rgb_sized(
-                &rgb,
-                cfg.image_size,
-                t.lat,
-                t.lon,
-                &t.source,
-                &meta.scaler,
-                &cfg.sources,
-            )?);
-            targets.push(cfg.labels.index(&t.label)?);
-        }
-        let batch = Batch::from_inputs(&inputs, &targets, size, device)?;
-        truth.extend(targets);
-        let out = model.forward(batch.images, batch.coords, batch.sources);
-        let v = out.into_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        logits.extend(v.chunks(cfg.num_classes()).map(<[f32]>::to_vec));
-    }
-    Ok(Scored { tags, truth, logits })
 }
 
 pub fn run(args: EvaluateArgs) -> Result<()> {
@@ -127,22 +44,23 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         "{:<14} {:>9.3} {:>9.3} {:>9.3}",
         "weighted", m.weighted.precision, m.weighted.recall, m.weighted.f1
     );
-    println!("accuracy {:.3}; written to {}", m.accuracy, args.model.join("errors").display());
+    println!(
+        "accuracy {:.3}; written to {}",
+        m.accuracy,
+        RunDir::new(&args.model).errors().display()
+    );
     Ok(())
 }
 
 pub fn evaluate(args: &EvaluateArgs) -> Result<Metrics> {
     let device = Device::flex();
-    let (cfg, model) = load_run(&args.model, &device)?;
-    let meta_path = args.data.join("preprocessing_metadata.json");
-    let meta = PreprocessingMetadata::from_json(
-        &std::fs::read_to_string(&meta_path)
-            .with_context(|| format!("reading {}", meta_path.display()))?,
-    )?;
+    let (run, data) = (RunDir::new(&args.model), DataDir::new(&args.data));
+    let (cfg, model) = run.load_best(&device)?;
+    let meta = data.read_metadata()?;
     if meta.labels != cfg.labels.names() {
         bail!(
             "{} has labels {:?} but the model was trained on {:?}",
-            meta_path.display(),
+            data.preprocessing_metadata().display(),
             meta.labels,
             cfg.labels.names()
         );
@@ -150,7 +68,7 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Metrics> {
     let labels = cfg.labels.names().to_vec();
 
     // Temperature scaling on the validation split.
-    let val = score(&args.data, "val", &cfg, &meta, &model, &device)?;
+    let val = score(&data, "val", &cfg, &meta, &model, &device)?;
     let temperature = fit_temperature(&val.logits, &val.truth);
     let ece_of = |s: &Scored, t: f32| {
         let (conf, ok): (Vec<f32>, Vec<bool>) = s
@@ -173,12 +91,9 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Metrics> {
         val_ece_before: ece_of(&val, 1.0).0,
         val_ece_after: ece_of(&val, temperature).0,
     };
-    write_atomic(
-        &args.model.join("calibration.json"),
-        serde_json::to_string_pretty(&cal)?.as_bytes(),
-    )?;
+    write_atomic(&run.calibration(), serde_json::to_string_pretty(&cal)?.as_bytes())?;
 
-    let test = score(&args.data, "test", &cfg, &meta, &model, &device)?;
+    let test = score(&data, "test", &cfg, &meta, &model, &device)?;
     if test.tags.is_empty() {
         bail!("the test split is empty");
     }
@@ -193,16 +108,12 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Metrics> {
         })
         .collect();
     let metrics = Metrics::compute(&test.truth, &pred, &labels);
-    let dir = args.model.join("errors");
-    std::fs::create_dir_all(&dir)?;
+    std::fs::create_dir_all(run.errors())?;
     let (ece, bins) = ece_of(&test, temperature);
     let mut metrics_json = serde_json::to_value(&metrics)?;
     metrics_json["expected_calibration_error"] = serde_json::json!(ece);
     metrics_json["temperature"] = serde_json::json!(temperature);
-    write_atomic(
-        &dir.join("metrics.json"),
-        serde_json::to_string_pretty(&metrics_json)?.as_bytes(),
-    )?;
+    write_atomic(&run.metrics(), serde_json::to_string_pretty(&metrics_json)?.as_bytes())?;
 
     // predictions.csv
     let mut w = csv::Writer::from_writer(Vec::new());
@@ -225,13 +136,13 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Metrics> {
         row.extend(probs[i].iter().map(|p| format!("{p:.6}")));
         w.write_record(&row)?;
     }
-    write_atomic(&dir.join("predictions.csv"), &w.into_inner()?)?;
+    write_atomic(&run.predictions(), &w.into_inner()?)?;
 
     // error_analysis.json
     let mut pairs: BTreeMap<(String, String), usize> = BTreeMap::new();
     let mut by_source: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     let mut worst = Vec::new();
-    let images = dir.join("images_test");
+    let images = run.images_test();
     let _ = std::fs::remove_dir_all(&images);
     std::fs::create_dir_all(&images)?;
     for (i, t) in test.tags.iter().enumerate() {
@@ -249,7 +160,7 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Metrics> {
                     labels[test.truth[i]],
                     labels[pred[i]]
                 );
-                std::fs::copy(args.data.join(rel), images.join(name))
+                std::fs::copy(data.resolve(rel), images.join(name))
                     .with_context(|| format!("copying {rel}"))?;
             }
         }
@@ -263,11 +174,8 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Metrics> {
         "accuracy_by_confidence": bins.iter().filter(|b| b.count > 0).collect::<Vec<_>>(),
         "worst": worst.iter().take(args.worst).map(|&(c, i)| serde_json::json!({"id": test.tags[i].id, "true": labels[test.truth[i]], "pred": labels[pred[i]], "confidence": c})).collect::<Vec<_>>(),
     });
-    write_atomic(
-        &dir.join("error_analysis.json"),
-        serde_json::to_string_pretty(&analysis)?.as_bytes(),
-    )?;
-    crate::plot::confusion_matrix(&metrics.confusion_matrix, &dir.join("confusion_matrix.png"))?;
-    crate::plot::reliability(&bins, ece, &dir.join("calibration.png"))?;
+    write_atomic(&run.error_analysis(), serde_json::to_string_pretty(&analysis)?.as_bytes())?;
+    crate::plot::confusion_matrix(&metrics.confusion_matrix, &run.confusion_matrix())?;
+    crate::plot::reliability(&bins, ece, &run.reliability_plot())?;
     Ok(metrics)
 }

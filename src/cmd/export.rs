@@ -11,12 +11,12 @@ use model_core::bundle::{
     BUNDLE_CONFIG_FILE, BUNDLE_FORMAT, BUNDLE_WEIGHTS_FILE, BundleManifest, Provenance,
     TileSourceSpec,
 };
-use model_core::dataset::PreprocessingMetadata;
-use model_core::persist::config_from_json;
 
-use crate::cmd::collect::TILE_SOURCE_FILE;
-use crate::cmd::evaluate::Calibration;
 use crate::fsutil::write_atomic;
+use crate::run::{
+    DataDir, ONNX_FILE, QUANTIZATION_REPORT_FILE, RunDir, SAFETENSORS_FILE, is_bundle, read_bundle,
+};
+use crate::score::{Scored, score};
 
 #[derive(Args, Debug)]
 pub struct ExportArgs {
@@ -104,43 +104,25 @@ struct Source {
 }
 
 fn from_bundle(dir: &Path) -> Result<Source> {
-    let mp = dir.join(BUNDLE_CONFIG_FILE);
-    let manifest =
-        BundleManifest::from_json(&read(&mp)?).with_context(|| mp.display().to_string())?;
-    let wp = dir.join(BUNDLE_WEIGHTS_FILE);
-    let weights = std::fs::read(&wp).with_context(|| format!("reading {}", wp.display()))?;
+    let (manifest, weights) = read_bundle(dir)?;
     Ok(Source { manifest, weights, run: None })
 }
 
 fn from_run(args: &ExportArgs) -> Result<Source> {
-    let run = &args.model;
-    let config = config_from_json(&read(&run.join("model.json"))?).with_context(|| {
-        format!("{} (is {} a training run?)", run.join("model.json").display(), run.display())
-    })?;
-    let meta = PreprocessingMetadata::from_json(&read(&run.join("preprocessing_metadata.json"))?)?;
+    let run = RunDir::new(&args.model);
+    let config = run.read_config()?;
+    let meta = run.read_metadata()?;
     if meta.labels != config.labels.names() {
-        bail!(
-            "{}: labels differ from the model's",
-            run.join("preprocessing_metadata.json").display()
-        );
+        bail!("{}: labels differ from the model's", run.preprocessing_metadata().display());
     }
-    let weights_path = run.join("checkpoints/best_model.bpk");
+    let weights_path = run.best_weights();
     let weights = std::fs::read(&weights_path)
         .with_context(|| format!("reading {}", weights_path.display()))?;
-    let temperature = match std::fs::read_to_string(run.join("calibration.json")) {
-        Ok(t) => {
-            serde_json::from_str::<Calibration>(&t)
-                .with_context(|| run.join("calibration.json").display().to_string())?
-                .temperature
-        }
-        Err(_) => 1.0,
-    };
-    let tile_source: TileSourceSpec =
-        serde_json::from_str(&read(&args.data.join(TILE_SOURCE_FILE))?)
-            .with_context(|| args.data.join(TILE_SOURCE_FILE).display().to_string())?;
-    let metrics: Option<serde_json::Value> = std::fs::read(run.join("errors/metrics.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
+    let temperature = run.temperature()?;
+    let tile_source_path = DataDir::new(&args.data).tile_source();
+    let tile_source: TileSourceSpec = serde_json::from_str(&read(&tile_source_path)?)
+        .with_context(|| tile_source_path.display().to_string())?;
+    let metrics = run.read_metrics();
     let manifest = BundleManifest {
         format: BUNDLE_FORMAT.to_string(),
         class_weights: meta.weights_in_order(),
@@ -156,11 +138,11 @@ fn from_run(args: &ExportArgs) -> Result<Source> {
             created_by: concat!("accessatlas ", env!("CARGO_PKG_VERSION")).to_string(),
         },
     };
-    Ok(Source { manifest, weights, run: Some(run.clone()) })
+    Ok(Source { manifest, weights, run: Some(args.model.clone()) })
 }
 
 pub fn export(args: &ExportArgs) -> Result<PathBuf> {
-    let is_bundle = args.model.join(BUNDLE_WEIGHTS_FILE).is_file();
+    let is_bundle = is_bundle(&args.model);
     let src = if is_bundle { from_bundle(&args.model)? } else { from_run(args)? };
     let device = Device::flex();
     let config = &src.manifest.config;
@@ -200,17 +182,17 @@ pub fn export(args: &ExportArgs) -> Result<PathBuf> {
             );
             write_atomic(&out.join(BUNDLE_WEIGHTS_FILE), &bytes)?;
             write_atomic(
-                &out.join("quantization.json"),
+                &out.join(QUANTIZATION_REPORT_FILE),
                 serde_json::to_string_pretty(&report)?.as_bytes(),
             )?;
         }
         Format::Safetensors => {
             let bytes = model_core::persist::weights_to_safetensors(&model)?;
-            write_atomic(&out.join("model.safetensors"), &bytes)?;
+            write_atomic(&out.join(SAFETENSORS_FILE), &bytes)?;
         }
         Format::Onnx => {
             let bytes = crate::onnx::to_onnx(&model, config, args.onnx_batch)?;
-            write_atomic(&out.join("model.onnx"), &bytes)?;
+            write_atomic(&out.join(ONNX_FILE), &bytes)?;
         }
     }
     write_atomic(&out.join(BUNDLE_CONFIG_FILE), src.manifest.to_json().as_bytes())?;
@@ -236,20 +218,23 @@ fn quantization_report(
         changed_predictions: None,
         test_examples: None,
     };
-    let meta_path = args.data.join("preprocessing_metadata.json");
-    if src.run.is_none() || !args.data.join("tags_test.csv").is_file() || !meta_path.is_file() {
+    let data = DataDir::new(&args.data);
+    if src.run.is_none()
+        || !data.split("test").is_file()
+        || !data.preprocessing_metadata().is_file()
+    {
         return Ok(report);
     }
-    let meta = PreprocessingMetadata::from_json(&read(&meta_path)?)?;
+    let meta = data.read_metadata()?;
     // The int8 model as every consumer will load it: from its bytes.
     let q = model_core::persist::model_from_bytes(config, int8_bytes, device)?;
-    let a = crate::cmd::evaluate::score(&args.data, "test", config, &meta, model, device)?;
-    let b = crate::cmd::evaluate::score(&args.data, "test", config, &meta, &q, device)?;
+    let a = score(&data, "test", config, &meta, model, device)?;
+    let b = score(&data, "test", config, &meta, &q, device)?;
     let argmax = |l: &Vec<f32>| {
         l.iter().enumerate().fold((0, f32::MIN), |m, (i, &v)| if v > m.1 { (i, v) } else { m }).0
     };
     let n = a.truth.len();
-    let acc = |s: &crate::cmd::evaluate::Scored| {
+    let acc = |s: &Scored| {
         s.logits.iter().zip(&s.truth).filter(|(l, y)| argmax(l) == **y).count() as f64
             / n.max(1) as f64
     };

@@ -1,3 +1,7 @@
+//! One module per subcommand: arguments, files and progress around the library (`crate::run`
+//! for the folder layouts, model-core for the work). Commands never import each other; the
+//! pipeline, which runs them in order, is the one exception.
+
 pub mod collect;
 pub mod evaluate;
 pub mod export;
@@ -8,3 +12,27 @@ pub mod preprocess;
 pub mod pretrained;
 pub mod serve;
 pub mod train;
+
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use model_core::EncoderKind;
+use model_core::precision::Precision;
+
+/// A flag taking one of a model-core enum's names: `--help` and errors list every value.
+fn named<T: Copy + Send + Sync + 'static>(
+    all: &'static [T],
+    name: fn(T) -> &'static str,
+) -> impl TypedValueParser<Value = T> {
+    PossibleValuesParser::new(all.iter().map(move |&v| name(v))).map(move |s| {
+        all.iter().copied().find(|&v| name(v) == s).expect("clap passes listed values")
+    })
+}
+
+/// `--encoder`: the six image encoders by name.
+pub(crate) fn encoder_parser() -> impl TypedValueParser<Value = EncoderKind> {
+    named(&EncoderKind::ALL, EncoderKind::name)
+}
+
+/// `--precision`: f32, f16 or bf16.
+pub(crate) fn precision_parser() -> impl TypedValueParser<Value = Precision> {
+    named(&Precision::ALL, Precision::name)
+}

@@ -11,8 +11,8 @@ use serde::Serialize;
 pub enum ModelCommand {
     /// Parameter counts of the encoder, metadata encoder, fusion and head.
     Summary {
-        /// custom_cnn, mobilenet_v3_small, efficientnet_lite0, resnet18, resnet34, resnet50
-        #[arg(long, default_value = "efficientnet_lite0")]
+        /// The image encoder to count.
+        #[arg(long, default_value = "efficientnet_lite0", value_parser = super::encoder_parser())]
         encoder: EncoderKind,
         /// Count the encoder with the 1000-class ImageNet classifier of its reference.
         #[arg(long)]

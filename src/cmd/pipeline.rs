@@ -16,16 +16,21 @@ use super::evaluate::EvaluateArgs;
 use super::export::ExportArgs;
 use super::preprocess::PreprocessArgs;
 use super::train::TrainArgs;
+use crate::run::{DataDir, RunDir};
 use model_core::EncoderKind;
 
 #[derive(Args, Debug)]
 pub struct PipelineArgs {
+    /// Data folder that collect and preprocess write (tags, images, splits).
     #[arg(long, default_value = "data")]
     pub data: PathBuf,
+    /// Run folder that train writes and evaluate and export read.
     #[arg(long, default_value = "models/baseline")]
     pub out: PathBuf,
-    #[arg(long)]
+    /// Image encoder to train (default: train's, the pretrained efficientnet_lite0).
+    #[arg(long, value_parser = super::encoder_parser())]
     pub encoder: Option<EncoderKind>,
+    /// Training epochs (default: train's).
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Also write the exported bundle to assets/model/ (what the app ships).
@@ -46,6 +51,7 @@ fn parse_args<A: clap::Args>(args: &[std::ffi::OsString]) -> Result<A> {
 
 pub fn run(args: PipelineArgs) -> Result<()> {
     let (data, out) = (args.data.clone(), args.out.clone());
+    let (data_dir, run_dir) = (DataDir::new(&data), RunDir::new(&out));
     let mut times = Vec::new();
     let t = Instant::now();
     super::collect::run(parse_args::<CollectArgs>(&["--data".into(), data.clone().into()])?)
@@ -58,7 +64,7 @@ pub fn run(args: PipelineArgs) -> Result<()> {
     times.push(("preprocess", t.elapsed().as_secs_f64()));
 
     let t = Instant::now();
-    let resume = out.join("checkpoints/state.json").exists();
+    let resume = run_dir.state().exists();
     if resume {
         println!("{} holds a run: resuming it (delete it to train from scratch)", out.display());
     }
@@ -103,7 +109,7 @@ pub fn run(args: PipelineArgs) -> Result<()> {
     // Majority-class baseline on the same test split.
     let labels = LabelVocab::default();
     let read = |s: &str| -> Result<Vec<usize>> {
-        let p = data.join(format!("tags_{s}.csv"));
+        let p = data_dir.split(s);
         let r =
             parse_tags_csv(&std::fs::read(&p).with_context(|| p.display().to_string())?, &labels)?;
         r.table.tags.iter().map(|t| Ok(labels.index(&t.label)?)).collect()
@@ -133,12 +139,12 @@ pub fn run(args: PipelineArgs) -> Result<()> {
     println!();
     println!("artifacts:");
     for p in [
-        data.join("tags.csv"),
-        data.join("preprocessing_metadata.json"),
-        out.join("checkpoints/best_model.bpk"),
-        out.join("logs/training_history.json"),
-        out.join("logs/curves.png"),
-        out.join("errors/metrics.json"),
+        data_dir.tags(),
+        data_dir.preprocessing_metadata(),
+        run_dir.best_weights(),
+        run_dir.history_json(),
+        run_dir.curves(),
+        run_dir.metrics(),
         bundle.clone(),
     ] {
         println!("  {}", p.display());

@@ -17,11 +17,12 @@ use model_core::tags::{Rejected, TagTable, parse_tags_csv, write_rejected_csv, w
 use model_core::vocab::DEFAULT_SOURCES;
 use sha2::{Digest, Sha256};
 
-use crate::cmd::collect::check_image;
 use crate::fsutil::write_atomic;
+use crate::run::DataDir;
 
 #[derive(Args, Debug)]
 pub struct PreprocessArgs {
+    /// Data folder holding `collect`'s tags.csv and images; the splits are written there.
     #[arg(long, default_value = "data")]
     pub data: PathBuf,
     /// Seed of the split.
@@ -52,7 +53,8 @@ pub fn run(args: PreprocessArgs) -> Result<()> {
 }
 
 pub fn preprocess(args: &PreprocessArgs) -> Result<PreprocessingMetadata> {
-    let path = args.data.join("tags.csv");
+    let data = DataDir::new(&args.data);
+    let path = data.tags();
     let bytes = std::fs::read(&path)
         .with_context(|| format!("reading {} (run `accessatlas collect` first)", path.display()))?;
     let labels = LabelVocab::default();
@@ -67,7 +69,7 @@ pub fn preprocess(args: &PreprocessArgs) -> Result<PreprocessingMetadata> {
             .image
             .as_deref()
             .context("no image (run `accessatlas collect` to make it)")
-            .and_then(|rel| check_image(&args.data, rel))
+            .and_then(|rel| data.check_image(rel))
         {
             Ok(()) => table.tags.push(t),
             Err(e) => {
@@ -132,7 +134,7 @@ pub fn preprocess(args: &PreprocessArgs) -> Result<PreprocessingMetadata> {
                 .map(|i| table.tags[i].clone())
                 .collect(),
         };
-        write_atomic(&args.data.join(format!("tags_{}.csv", s.name())), &write_tags_csv(&part))?;
+        write_atomic(&data.split(s.name()), &write_tags_csv(&part))?;
     }
     let meta = PreprocessingMetadata {
         labels: labels.names().to_vec(),
@@ -145,11 +147,8 @@ pub fn preprocess(args: &PreprocessArgs) -> Result<PreprocessingMetadata> {
         input_hash: Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect(),
         warnings,
     };
-    write_atomic(
-        &args.data.join("preprocessing_metadata.json"),
-        serde_json::to_string_pretty(&meta)?.as_bytes(),
-    )?;
-    let rej = args.data.join("preprocess_rejected_rows.csv");
+    write_atomic(&data.preprocessing_metadata(), serde_json::to_string_pretty(&meta)?.as_bytes())?;
+    let rej = data.preprocess_rejected_rows();
     if rejected.is_empty() {
         let _ = std::fs::remove_file(&rej);
     } else {

@@ -12,8 +12,8 @@ use clap::Args;
 use model_core::bundle::BUNDLE_CONFIG_FILE;
 
 use crate::api::{Api, ApiConfig};
-use crate::cmd::collect::{BUNDLED_OSM, BUNDLED_OSM_NAME};
 use crate::osm::OsmMap;
+use crate::osm::{BUNDLED_OSM, BUNDLED_OSM_NAME};
 use crate::serve::{ServeConfig, TileRenderer, serve};
 
 #[derive(Args, Debug)]
@@ -44,14 +44,24 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = ApiConfig::default().max_pixels)]
     pub max_pixels: u64,
     /// API: requests handled at once (more get 503 and Retry-After).
-    #[arg(long, default_value_t = ApiConfig::default().max_concurrent)]
+    #[arg(long, default_value_t = ApiConfig::default().max_concurrent, value_parser = at_least_one)]
     pub max_concurrent: usize,
     /// API: largest batch the model runs.
-    #[arg(long, default_value_t = ApiConfig::default().max_batch)]
+    #[arg(long, default_value_t = ApiConfig::default().max_batch, value_parser = at_least_one)]
     pub max_batch: usize,
     /// API: seconds to receive a body, and again to answer it.
     #[arg(long, default_value_t = 30)]
     pub timeout_s: u64,
+}
+
+/// A count that must be positive: 0 would refuse every request (or underflow), so it is
+/// refused at start with the reason.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("not a whole number: {e}")),
+    }
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
@@ -71,7 +81,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let api = if args.no_api {
         None
     } else {
-        let predictor = crate::cmd::predict::load(&args.model, &Device::flex())
+        let predictor = crate::run::load_predictor(&args.model, &Device::flex())
             .with_context(|| format!("loading the model {}", args.model.display()))?;
         let manifest = args.model.join(BUNDLE_CONFIG_FILE);
         let info = match std::fs::read_to_string(&manifest) {

@@ -3,25 +3,26 @@
 //! Per epoch: train (augmented, class-weighted cross-entropy, AdamW, gradient clipping and
 //! accumulation), validate (loss, accuracy, macro-F1), keep the best model by validation
 //! macro-F1, checkpoint (atomically), log, step the LR schedule, check early stopping.
-//! Randomness is derived from `(seed, epoch)`, so `--resume` continues exactly.
+//! Every random draw (initialisation, order, augmentation, dropout) follows from `--seed`, the
+//! epoch's from `(seed, epoch)`: the same seed gives the same run on the same machine, and a
+//! run resumed after epoch k ends as the uninterrupted one (both tested).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc::sync_channel;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
 use burn::tensor::Device;
 use clap::Args;
-use image::RgbImage;
 use indicatif::{ProgressBar, ProgressStyle};
-use model_core::augment::{AugmentConfig, augment};
-use model_core::dataset::PreprocessingMetadata;
+use model_core::augment::AugmentConfig;
+use model_core::driver::{DriverState, EpochDriver, EpochLog};
 use model_core::metadata::Scaler;
 use model_core::metrics::Metrics;
 use model_core::model::ImageEncoder;
-use model_core::persist::{config_from_json, config_to_json, model_from_bytes, weights_to_bytes};
+use model_core::persist::{config_to_json, model_from_bytes, weights_to_bytes};
 use model_core::precision::{LossScaler, Precision};
-use model_core::preprocess::{ModelInput, decode_rgb, normalize_chw, resize_square};
+use model_core::preprocess::{ModelInput, TrainingExample, decode_rgb};
 use model_core::rng::Rng;
 use model_core::schedule::{Schedule, Scheduler};
 use model_core::tags::{Tag, parse_tags_csv};
@@ -30,6 +31,7 @@ use model_core::{EncoderKind, LabelVocab, ModelConfig, SourceVocab};
 use serde::{Deserialize, Serialize};
 
 use crate::fsutil::write_atomic;
+use crate::run::{DataDir, RunDir};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
@@ -94,6 +96,7 @@ impl Default for TrainConfig {
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
+    /// Data folder with the splits `preprocess` wrote.
     #[arg(long, default_value = "data")]
     pub data: PathBuf,
     /// Run directory (checkpoints/, logs/, configs).
@@ -102,14 +105,19 @@ pub struct TrainArgs {
     /// TOML file with any `TrainConfig` fields; flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    #[arg(long)]
+    /// Image encoder [default: efficientnet_lite0, ImageNet-pretrained].
+    #[arg(long, value_parser = super::encoder_parser())]
     pub encoder: Option<EncoderKind>,
+    /// Epochs at most (early stopping may end sooner) [default: 8].
     #[arg(long)]
     pub epochs: Option<usize>,
+    /// Examples per batch [default: 16].
     #[arg(long)]
     pub batch_size: Option<usize>,
+    /// Base learning rate of AdamW [default: 1e-3].
     #[arg(long)]
     pub lr: Option<f64>,
+    /// Learning-rate schedule, stepped once per epoch [default: cosine].
     #[arg(long, value_enum)]
     pub scheduler: Option<SchedulerKind>,
     /// Freeze the first K stages of the image encoder.
@@ -118,12 +126,13 @@ pub struct TrainArgs {
     /// Apply the optimiser every N batches (gradient accumulation).
     #[arg(long)]
     pub accumulate: Option<usize>,
-    /// Early-stopping patience in epochs.
+    /// Stop after this many epochs in a row without a better validation macro-F1 [default: 4].
     #[arg(long)]
     pub patience: Option<usize>,
     /// Side of the square model input (224 for real runs; smaller only for quick experiments).
     #[arg(long)]
     pub image_size: Option<u32>,
+    /// Seed of every random draw (initialisation, order, augmentation, dropout) [default: 42].
     #[arg(long)]
     pub seed: Option<u64>,
     /// Start from random weights instead of the ImageNet-pretrained EfficientNet-Lite0.
@@ -137,7 +146,7 @@ pub struct TrainArgs {
     pub resume: bool,
     /// Mixed precision: `f16` (dynamic loss scaling) or `bf16` compute with f32 master weights;
     /// `f32` (default) for none. Refused where the device cannot compute in it.
-    #[arg(long)]
+    #[arg(long, value_parser = super::precision_parser())]
     pub precision: Option<Precision>,
     /// Backend: `cpu` (default), `wgpu` or `cuda` (the GPU ones need a build with that feature).
     #[arg(long, value_enum, default_value_t = crate::device::DeviceArg::Cpu)]
@@ -187,105 +196,66 @@ impl TrainArgs {
     }
 }
 
-/// One line of `training_history.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochLog {
-    pub epoch: usize,
-    pub train_loss: f64,
-    pub train_accuracy: f64,
-    pub val_loss: f64,
-    pub val_accuracy: f64,
-    pub val_macro_f1: f64,
-    pub lr: f64,
-    pub seconds: f64,
-    /// Mixed precision: the loss scale at the end of the epoch (None in f32).
-    #[serde(default)]
-    pub loss_scale: Option<f64>,
-    /// Mixed precision: batches the optimiser skipped this epoch (overflowed gradients).
-    #[serde(default)]
-    pub skipped_steps: u64,
-}
-
 /// Everything needed to resume; written last, after the checkpoint files it refers to.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct RunState {
-    epochs_done: usize,
-    best_macro_f1: f64,
-    epochs_without_improvement: usize,
-    scheduler: Scheduler,
-    history: Vec<EpochLog>,
+    #[serde(flatten)]
+    driver: DriverState,
     /// Mixed precision: the loss scaler, so a resumed run continues at the same scale.
     #[serde(default)]
     loss_scaler: Option<LossScaler>,
 }
 
-/// Decoded examples of one split.
+/// The examples of one split, assembled once (model-core's `TrainingExample`).
 struct Split {
-    images: Vec<RgbImage>,
-    coords: Vec<[f32; 2]>,
-    sources: Vec<Vec<f32>>,
+    examples: Vec<TrainingExample>,
     labels: Vec<usize>,
 }
 
 fn load_split(
-    data: &Path,
+    data: &DataDir,
     name: &str,
     labels: &LabelVocab,
     sources: &SourceVocab,
     scaler: &Scaler,
     size: u32,
 ) -> Result<Split> {
-    let path = data.join(format!("tags_{name}.csv"));
+    let path = data.split(name);
     let bytes = std::fs::read(&path)
         .with_context(|| format!("reading {} (run `accessatlas preprocess`)", path.display()))?;
     let report = parse_tags_csv(&bytes, labels).with_context(|| path.display().to_string())?;
     if let Some(r) = report.rejected.first() {
         bail!("{}: {r} (the split files are written by preprocess; run it again)", path.display());
     }
-    let mut s =
-        Split { images: Vec::new(), coords: Vec::new(), sources: Vec::new(), labels: Vec::new() };
-    for t in report.table.tags {
+    let mut s = Split { examples: Vec::new(), labels: Vec::new() };
+    for (row, t) in report.table.tags.into_iter().enumerate() {
         let Tag { image, lat, lon, source, label, id, .. } = t;
-        let rel = image.with_context(|| format!("{}: {id} has no image", path.display()))?;
-        let p = data.join(&rel);
-        let bytes = std::fs::read(&p)
-            .with_context(|| format!("{}: image {}", path.display(), p.display()))?;
-        let img = decode_rgb(&bytes)
-            .with_context(|| format!("{}: image {}", path.display(), p.display()))?;
-        s.images.push(resize_square(img, size));
-        s.coords.push(scaler.transform(lat, lon));
-        let mut hot = vec![0.0; sources.one_hot_len()];
-        sources.one_hot_into(&source, &mut hot);
-        s.sources.push(hot);
+        let at = || format!("{} line {} ({id})", path.display(), row + 2);
+        let rel = image.with_context(|| format!("{}: no image", at()))?;
+        let p = data.resolve(&rel);
+        let bytes =
+            std::fs::read(&p).with_context(|| format!("{}: image {}", at(), p.display()))?;
+        let img = decode_rgb(&bytes).with_context(|| format!("{}: image {}", at(), p.display()))?;
+        let example =
+            TrainingExample::new(img, size, lat, lon, &source, scaler, sources).with_context(at)?;
+        s.examples.push(example);
         s.labels.push(labels.index(&label)?);
     }
     Ok(s)
 }
 
-fn batch_of(
+/// The inputs of `idx`, augmented when `aug` is given.
+fn inputs_of(
     split: &Split,
     idx: &[usize],
-    aug: Option<(&AugmentConfig, &mut Rng)>,
-    size: usize,
-    device: &Device,
-) -> Result<Batch> {
-    let mut aug = aug;
-    let inputs: Vec<ModelInput> = idx
-        .iter()
-        .map(|&i| {
-            let img = match aug.as_mut() {
-                Some((cfg, rng)) => augment(&split.images[i], cfg, rng),
-                None => split.images[i].clone(),
-            };
-            ModelInput {
-                image: normalize_chw(&img),
-                coords: split.coords[i],
-                source: split.sources[i].clone(),
-            }
-        })
-        .collect();
+    mut aug: Option<(&AugmentConfig, &mut Rng)>,
+) -> Vec<ModelInput> {
+    idx.iter().map(|&i| split.examples[i].view(aug.as_mut().map(|(c, r)| (*c, &mut **r)))).collect()
+}
+
+fn batch_of(split: &Split, idx: &[usize], size: usize, device: &Device) -> Result<Batch> {
     let targets: Vec<usize> = idx.iter().map(|&i| split.labels[i]).collect();
-    Ok(Batch::from_inputs(&inputs, &targets, size, device)?)
+    Ok(Batch::from_inputs(&inputs_of(split, idx, None), &targets, size, device)?)
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
@@ -304,18 +274,12 @@ pub fn train(args: &TrainArgs) -> Result<Vec<EpochLog>> {
     // The backend first: a build without it fails before anything is read or written.
     let device = crate::device::device(args.device)?.autodiff();
     let out = &args.out;
-    let ckpt = out.join("checkpoints");
-    let logs = out.join("logs");
-    let state_path = ckpt.join("state.json");
-    let meta_path = args.data.join("preprocessing_metadata.json");
-    let meta =
-        PreprocessingMetadata::from_json(&std::fs::read_to_string(&meta_path).with_context(
-            || format!("reading {} (run `accessatlas preprocess`)", meta_path.display()),
-        )?)
-        .with_context(|| meta_path.display().to_string())?;
+    let (run, data) = (RunDir::new(out), DataDir::new(&args.data));
+    let state_path = run.state();
+    let meta = data.read_metadata()?;
 
     let (cfg, resume_state) = if args.resume {
-        let saved = out.join("train_config.json");
+        let saved = run.train_config();
         let cfg: TrainConfig = serde_json::from_str(
             &std::fs::read_to_string(&saved)
                 .with_context(|| format!("--resume: reading {}", saved.display()))?,
@@ -381,9 +345,8 @@ pub fn train(args: &TrainArgs) -> Result<Vec<EpochLog>> {
     model_cfg.validate()?;
 
     let size = cfg.image_size as usize;
-    let train_set =
-        load_split(&args.data, "train", &labels, &sources, &meta.scaler, cfg.image_size)?;
-    let val_set = load_split(&args.data, "val", &labels, &sources, &meta.scaler, cfg.image_size)?;
+    let train_set = load_split(&data, "train", &labels, &sources, &meta.scaler, cfg.image_size)?;
+    let val_set = load_split(&data, "val", &labels, &sources, &meta.scaler, cfg.image_size)?;
     ensure!(!train_set.labels.is_empty(), "the training split is empty");
     ensure!(
         !val_set.labels.is_empty(),
@@ -405,25 +368,28 @@ pub fn train(args: &TrainArgs) -> Result<Vec<EpochLog>> {
     );
     tracing::info!("{precision_note}");
 
+    // The backend's generator (weight initialisation, dropout) is seeded too: the same seed and
+    // data give the same run on the same machine.
+    device.seed(cfg.seed);
     let mut model = match &resume_state {
         Some(_) => {
-            let bytes = std::fs::read(ckpt.join("last.bpk")).with_context(|| {
-                format!("--resume: reading {}", ckpt.join("last.bpk").display())
-            })?;
-            let saved_cfg = config_from_json(&std::fs::read_to_string(out.join("model.json"))?)?;
+            let last = run.last_weights();
+            let bytes = std::fs::read(&last)
+                .with_context(|| format!("--resume: reading {}", last.display()))?;
+            let saved_cfg = run.read_config()?;
             ensure!(
                 saved_cfg == model_cfg,
                 "--resume: the data's vocabularies or the config differ from the checkpoint's model.json"
             );
             model_from_bytes(&model_cfg, &bytes, &device)
-                .with_context(|| format!("--resume: {}", ckpt.join("last.bpk").display()))?
+                .with_context(|| format!("--resume: {}", last.display()))?
         }
         None if cfg.pretrained => {
             let w = match &args.weights {
                 Some(w) => w.clone(),
-                None => super::pretrained::fetch(&crate::paths::cache_dir().join("pretrained"))?,
+                None => crate::pretrained::fetch(&crate::pretrained::default_dir())?,
             };
-            let net = super::pretrained::load_lite0(&w, false, &device)?;
+            let net = crate::pretrained::load_lite0(&w, false, &device)?;
             model_cfg.assemble(ImageEncoder::EfficientNetLite0(net), &device)
         }
         None => model_cfg.init(&device)?,
@@ -443,13 +409,13 @@ pub fn train(args: &TrainArgs) -> Result<Vec<EpochLog>> {
     let mut trainer = Trainer::new(model, step_cfg, &device);
     let mut state = match resume_state {
         Some(st) => {
-            let b = std::fs::read(ckpt.join("last_optimizer.bpk"))
+            let b = std::fs::read(run.last_optimizer())
                 .context("--resume: reading the optimizer state")?;
             trainer.load_optimizer_bytes(&b)?;
             if st.loss_scaler.is_some() {
                 trainer.scaler = st.loss_scaler;
             }
-            tracing::info!("resuming after epoch {}", st.epochs_done);
+            tracing::info!("resuming after epoch {}", st.driver.epochs_done);
             st
         }
         None => {
@@ -465,39 +431,41 @@ pub fn train(args: &TrainArgs) -> Result<Vec<EpochLog>> {
                 }
                 SchedulerKind::Constant => Schedule::Constant,
             };
-            std::fs::create_dir_all(&ckpt)?;
-            std::fs::create_dir_all(&logs)?;
-            write_atomic(
-                &out.join("train_config.json"),
-                serde_json::to_string_pretty(&cfg)?.as_bytes(),
-            )?;
-            write_atomic(&out.join("model.json"), config_to_json(&model_cfg).as_bytes())?;
+            std::fs::create_dir_all(run.checkpoints())?;
+            std::fs::create_dir_all(run.logs())?;
+            write_atomic(&run.train_config(), serde_json::to_string_pretty(&cfg)?.as_bytes())?;
+            write_atomic(&run.model_config(), config_to_json(&model_cfg).as_bytes())?;
             // The run keeps the preprocessing it was trained with (scaler, vocabularies,
             // weights), so predict and export need only the run directory.
             write_atomic(
-                &out.join("preprocessing_metadata.json"),
+                &run.preprocessing_metadata(),
                 serde_json::to_string_pretty(&meta)?.as_bytes(),
             )?;
             RunState {
-                epochs_done: 0,
-                best_macro_f1: f64::NEG_INFINITY,
-                epochs_without_improvement: 0,
-                scheduler: Scheduler::new(schedule, cfg.lr),
-                history: Vec::new(),
+                driver: EpochDriver::new(
+                    cfg.epochs,
+                    cfg.patience,
+                    Scheduler::new(schedule, cfg.lr),
+                )
+                .state,
                 loss_scaler: None,
             }
         }
     };
+    let mut driver = EpochDriver::resume(cfg.epochs, cfg.patience, state.driver.clone());
 
     let aug_cfg = AugmentConfig::default();
-    for epoch in state.epochs_done + 1..=cfg.epochs {
-        if state.epochs_without_improvement > cfg.patience {
-            tracing::info!("early stopping: no improvement in {} epochs", cfg.patience);
-            break;
-        }
+    if driver.stopped_early() {
+        tracing::info!("the run had stopped early: no epoch to add");
+    }
+    while let Some(epoch) = driver.next_epoch() {
         let t0 = Instant::now();
-        trainer.config.learning_rate = state.scheduler.lr;
-        let mut rng = Rng::new(cfg.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9));
+        trainer.config.learning_rate = driver.lr();
+        // Every random draw of an epoch (order, augmentation, dropout) follows from (seed,
+        // epoch), so a resumed run draws what the uninterrupted one would have.
+        let epoch_seed = cfg.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9);
+        device.seed(epoch_seed.rotate_left(17));
+        let mut rng = Rng::new(epoch_seed);
         let mut order: Vec<usize> = (0..train_set.labels.len()).collect();
         rng.shuffle(&mut order);
         let chunks: Vec<Vec<usize>> = order.chunks(cfg.batch_size).map(<[usize]>::to_vec).collect();
@@ -522,22 +490,8 @@ pub fn train(args: &TrainArgs) -> Result<Vec<EpochLog>> {
             s.spawn(move || {
                 let mut rng = rng;
                 for idx in chunks_ref {
-                    let inputs = idx
-                        .iter()
-                        .map(|&i| {
-                            let img = if do_aug {
-                                augment(&train_ref.images[i], aug_ref, &mut rng)
-                            } else {
-                                train_ref.images[i].clone()
-                            };
-                            ModelInput {
-                                image: normalize_chw(&img),
-                                coords: train_ref.coords[i],
-                                source: train_ref.sources[i].clone(),
-                            }
-                        })
-                        .collect();
-                    if tx.send(inputs).is_err() {
+                    let aug = do_aug.then_some((aug_ref, &mut rng));
+                    if tx.send(inputs_of(train_ref, idx, aug)).is_err() {
                         break;
                     }
                 }
@@ -568,7 +522,7 @@ pub fn train(args: &TrainArgs) -> Result<Vec<EpochLog>> {
         let (mut vloss, mut preds) = (0.0f64, Vec::new());
         let vidx: Vec<usize> = (0..val_set.labels.len()).collect();
         for idx in vidx.chunks(cfg.batch_size) {
-            let b = batch_of(&val_set, idx, None, size, &device)?;
+            let b = batch_of(&val_set, idx, size, &device)?;
             let (l, p) = trainer.predict(&b);
             vloss += f64::from(l) * idx.len() as f64;
             preds.extend(p);
@@ -581,7 +535,7 @@ pub fn train(args: &TrainArgs) -> Result<Vec<EpochLog>> {
             val_loss: vloss / val_set.labels.len() as f64,
             val_accuracy: m.accuracy,
             val_macro_f1: m.macro_avg.f1,
-            lr: state.scheduler.lr,
+            lr: driver.lr(),
             seconds: t0.elapsed().as_secs_f64(),
             loss_scale: trainer.scaler.map(|s| f64::from(s.scale)),
             skipped_steps: skipped,
@@ -603,29 +557,28 @@ pub fn train(args: &TrainArgs) -> Result<Vec<EpochLog>> {
             log.seconds
         );
         let weights = weights_to_bytes(&trainer.model)?;
-        if log.val_macro_f1 > state.best_macro_f1 {
-            state.best_macro_f1 = log.val_macro_f1;
-            state.epochs_without_improvement = 0;
-            write_atomic(&ckpt.join("best_model.bpk"), &weights)?;
-        } else {
-            state.epochs_without_improvement += 1;
+        let verdict = driver.finish_epoch(log);
+        if verdict.best {
+            write_atomic(&run.best_weights(), &weights)?;
         }
-        state.scheduler.step(log.val_macro_f1);
-        state.history.push(log);
-        state.epochs_done = epoch;
+        state.driver = driver.state.clone();
         state.loss_scaler = trainer.scaler;
-        write_atomic(&ckpt.join("last.bpk"), &weights)?;
-        write_atomic(&ckpt.join("last_optimizer.bpk"), &trainer.optimizer_bytes()?)?;
+        write_atomic(&run.last_weights(), &weights)?;
+        write_atomic(&run.last_optimizer(), &trainer.optimizer_bytes()?)?;
         // state.json is the commit point of the epoch; history and curves are views of it.
         write_atomic(&state_path, serde_json::to_string_pretty(&state)?.as_bytes())?;
-        write_atomic(
-            &logs.join("training_history.json"),
-            serde_json::to_string_pretty(&state.history)?.as_bytes(),
-        )?;
-        write_atomic(&logs.join("training_history.csv"), &history_csv(&state.history)?)?;
-        crate::plot::training_curves(&state.history, &logs.join("curves.png"))?;
+        let history = &state.driver.history;
+        write_atomic(&run.history_json(), serde_json::to_string_pretty(history)?.as_bytes())?;
+        write_atomic(&run.history_csv(), &history_csv(history)?)?;
+        crate::plot::training_curves(history, &run.curves())?;
+        if verdict.early_stop {
+            tracing::info!(
+                "early stopping after epoch {epoch}: no better validation macro-F1 in the last {} epochs",
+                cfg.patience
+            );
+        }
     }
-    Ok(state.history)
+    Ok(state.driver.history)
 }
 
 /// The history as CSV (one row per epoch, the JSON's fields as columns): the local
@@ -636,4 +589,42 @@ pub fn history_csv(history: &[EpochLog]) -> Result<Vec<u8>> {
         w.serialize(e)?;
     }
     w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        args: TrainArgs,
+    }
+
+    /// The defaults `--help` states are `TrainConfig::default()`'s (flags are optional so a
+    /// `--config` file can set them, so clap cannot show them by itself).
+    #[test]
+    fn help_states_the_config_defaults() {
+        let help = Wrap::command().render_long_help().to_string();
+        let d = TrainConfig::default();
+        for (flag, value) in [
+            ("--encoder", d.encoder.to_string()),
+            ("--epochs", d.epochs.to_string()),
+            ("--batch-size", d.batch_size.to_string()),
+            ("--lr", format!("{:e}", d.lr)),
+            ("--scheduler", format!("{:?}", d.scheduler).to_lowercase()),
+            ("--patience", d.patience.to_string()),
+            ("--seed", d.seed.to_string()),
+        ] {
+            let at = help.find(&format!("{flag} <")).unwrap_or_else(|| panic!("{flag}: {help}"));
+            let next = help[at + 2..].find("\n  -").map_or(help.len(), |n| at + 2 + n);
+            let text = &help[at..next];
+            assert!(text.contains(&format!("[default: {value}")), "{flag}: {text}");
+        }
+        for values in ["custom_cnn", "efficientnet_lite0", "resnet50", "f16", "bf16", "plateau"] {
+            assert!(help.contains(values), "{values} is not listed: {help}");
+        }
+    }
 }

@@ -9,6 +9,11 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use osmpbf::{Element, ElementReader, RelMemberType};
 
+/// The bundled extract of central Helsinki (© OpenStreetMap contributors, ODbL 1.0): what
+/// `collect` labels and `serve` renders when no `--osm` is given.
+pub const BUNDLED_OSM: &[u8] = include_bytes!("../../assets/osm/helsinki.osm.pbf");
+pub const BUNDLED_OSM_NAME: &str = "assets/osm/helsinki.osm.pbf (bundled)";
+
 pub type Tags = Vec<(String, String)>;
 
 #[derive(Debug, Clone)]

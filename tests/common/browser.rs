@@ -10,8 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use accessatlas::cmd::collect::{BUNDLED_OSM, BUNDLED_OSM_NAME};
 use accessatlas::osm::OsmMap;
+use accessatlas::osm::{BUNDLED_OSM, BUNDLED_OSM_NAME};
 use accessatlas::serve::{ServeConfig, TileRenderer, serve};
 use fantoccini::{Client, ClientBuilder};
 use serde_json::{Value, json};

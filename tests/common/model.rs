@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
-use accessatlas::cmd::collect::{BUNDLED_OSM, BUNDLED_OSM_NAME};
 use accessatlas::osm::OsmMap;
+use accessatlas::osm::{BUNDLED_OSM, BUNDLED_OSM_NAME};
 use accessatlas::render::Renderer;
 use burn::tensor::Device;
 use model_core::bundle::BundleManifest;

@@ -94,6 +94,10 @@ pub fn bench(root: &Path, args: &[String]) -> Result<()> {
     if wanted("api") {
         sections.push(api_section()?);
     }
+    // Each section records the run that wrote it: sections re-run alone come from other
+    // commits, days and machines than the rest.
+    let record = run_record(root);
+    let sections: Vec<String> = sections.iter().map(|s| stamp(s, &record)).collect();
     let path = root.join("BENCHMARKS.md");
     let old = std::fs::read_to_string(&path).unwrap_or_default();
     std::fs::write(&path, merge(&header(), &old, &sections, only.is_empty()))?;
@@ -135,7 +139,37 @@ fn smoke(root: &Path) -> Result<()> {
     Ok(())
 }
 
-fn header() -> String {
+/// The section with its run record as the line after its title.
+fn stamp(section: &str, record: &str) -> String {
+    match section.split_once('\n') {
+        Some((title, rest)) => format!("{title}\n\n{record}\n{rest}"),
+        None => format!("{section}\n\n{record}\n"),
+    }
+}
+
+/// `_Run: commit abc1234, 2026-11-29, <CPU>, 2 cores, rustc ..._`: what produced a section.
+fn run_record(root: &Path) -> String {
+    let git = |args: &[&str]| {
+        output(Command::new("git").current_dir(root).args(args))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    let commit = git(&["rev-parse", "--short=9", "HEAD"]);
+    let dirty = !git(&["status", "--porcelain", "--untracked-files=no"]).is_empty();
+    let date = output(Command::new("date").args(["-u", "+%Y-%m-%d"])).unwrap_or_default();
+    let (cpu, cores) = machine();
+    let rustc = output(Command::new("rustc").arg("--version")).unwrap_or_default();
+    format!(
+        "_Run: commit `{commit}`{}, {}, {cpu}, {cores} cores, {}._",
+        if dirty { " with uncommitted changes" } else { "" },
+        date.trim(),
+        rustc.trim()
+    )
+}
+
+/// The CPU model and the number of cores.
+fn machine() -> (String, usize) {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {
@@ -145,14 +179,17 @@ fn header() -> String {
         })
         .unwrap_or_else(|| "unknown".into());
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let rustc = output(Command::new("rustc").arg("--version")).unwrap_or_default();
+    (cpu, cores)
+}
+
+fn header() -> String {
     format!(
         "# Benchmarks\n\n\
 Written by `cargo xtask bench` (do not edit by hand; `cargo xtask bench SECTION` re-runs one\n\
 section: {sections}). Each comparison runs both sides in the same run, alternating, on the same\n\
-input; figures are medians. Machine: {cpu}, {cores} cores. {rustc}.\n",
+input; figures are medians. Each section names the commit, date, CPU and tool versions of the\n\
+run that wrote it: only figures of one section compare.\n",
         sections = SECTIONS.join(", "),
-        rustc = rustc.trim(),
     )
 }
 
@@ -190,7 +227,7 @@ fn data_section(root: &Path) -> Result<String> {
     let py_once = || -> Result<serde_json::Value> {
         let out = output(
             Command::new(&python)
-                .arg(root.join("bench/pbf_read_pyosmium.py"))
+                .arg(root.join("benches/reference/pbf_read_pyosmium.py"))
                 .arg(&pbf)
                 .arg(repeat),
         )?;
@@ -259,7 +296,7 @@ fn train_section(root: &Path) -> Result<String> {
             b.push(find(&r, "train_step")?["images_per_s"].as_f64().unwrap_or(f64::NAN));
             let out = output(
                 Command::new(&torch_python)
-                    .arg(root.join("bench/train_step_torch.py"))
+                    .arg(root.join("benches/reference/train_step_torch.py"))
                     .args(["3", "224", "16", &threads, enc, precision]),
             )?;
             let p = json_lines(&out).into_iter().next().context("torch printed nothing")?;
@@ -356,7 +393,7 @@ fn inference_section(root: &Path) -> Result<String> {
         }
         let out = output(
             Command::new(&python)
-                .arg(root.join("bench/infer_reference.py"))
+                .arg(root.join("benches/reference/infer_reference.py"))
                 .arg(st.join("model.safetensors"))
                 .args([threads.as_str(), "10"])
                 .arg(b1.join("model.onnx"))
@@ -397,7 +434,7 @@ fn inference_section(root: &Path) -> Result<String> {
 the CPU, {threads} threads, median time of one forward pass: AccessAtlas (Burn 0.22.1 `flex`,\n\
 `Predictor::predict_batch`) vs onnxruntime {ort_version} running our own ONNX export of the\n\
 same bundle vs PyTorch {torch_version} running the architecture mirror\n\
-(`bench/train_step_torch.py`) with the bundle's weights (from its safetensors export).\n\n\
+(`benches/reference/train_step_torch.py`) with the bundle's weights (from its safetensors export).\n\n\
 | batch | AccessAtlas | onnxruntime | PyTorch | ratio onnxruntime / ours | ratio PyTorch / ours |\n\
 |---|---|---|---|---|---|\n\
 {}\n\n\
@@ -436,13 +473,16 @@ fn npm_files(files: &[&str]) -> Result<Vec<PathBuf>> {
     Ok(paths)
 }
 
-/// Copies `files` and the page `bench/{page}/index.html` into `dir`.
+/// Copies `files` and the page `benches/reference/{page}/index.html` into `dir`.
 fn assemble_page(root: &Path, dir: &Path, page: &str, files: &[PathBuf]) -> Result<()> {
     for f in files {
         let name = f.file_name().context("a file name")?;
         std::fs::copy(f, dir.join(name)).with_context(|| format!("copying {}", f.display()))?;
     }
-    std::fs::copy(root.join(format!("bench/{page}/index.html")), dir.join("index.html"))?;
+    std::fs::copy(
+        root.join(format!("benches/reference/{page}/index.html")),
+        dir.join("index.html"),
+    )?;
     Ok(())
 }
 
@@ -515,7 +555,7 @@ fn browser_section(root: &Path) -> Result<String> {
 the shipped EfficientNet-Lite0 bundle, map tiles from a local server. Reference: ONNX Runtime\n\
 Web {ort_version} (npm `{ORT_WEB}`, wasm backend, SIMD, one thread: the page is not\n\
 cross-origin isolated, as the app is not), on the ONNX export of the same bundle (batch 1),\n\
-page `bench/ort-web/index.html`. Page loads alternate between the two; the first of each is\n\
+page `benches/reference/ort-web/index.html`. Page loads alternate between the two; the first of each is\n\
 cold (empty cache). WebGPU is not measured: this machine has no GPU (SwiftShader only).\n\n\
 | measure | AccessAtlas | ONNX Runtime Web | ratio (ORT / ours) |\n\
 |---|---|---|---|\n\
@@ -537,7 +577,7 @@ the head on the cached features (batch 16).\n\n\
 | encoder features, once per fine-tune | {:.1} s | | |\n\
 | one epoch of the head | {:.1} ms | | |\n\
 | one head step (batch 16; ours: AdamW with clipping, TF.js: Adam) | {:.2} ms | {tfjs_step:.2} ms | {:.2}x |\n\n\
-TF.js trains the same head (`bench/tfjs-head/index.html`: Linear(2, 64) + batch norm + ReLU,\n\
+TF.js trains the same head (`benches/reference/tfjs-head/index.html`: Linear(2, 64) + batch norm + ReLU,\n\
 concatenated with 1280 features and the source one-hot, Linear(1348, 256) + ReLU + dropout,\n\
 Linear(256, 5), softmax cross-entropy, batch 16) on features of the same shape (values do not\n\
 change its speed). A ratio above 1 means AccessAtlas is faster.\n",

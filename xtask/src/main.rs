@@ -22,8 +22,11 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+mod architecture;
 mod bench;
 mod crates;
+mod cycles;
+mod docs;
 mod gpu;
 mod web;
 

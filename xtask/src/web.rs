@@ -60,6 +60,8 @@ pub fn ensure_tools() -> Result<()> {
     if !installed_version("trunk").is_some_and(|v| v.ends_with(TRUNK_VERSION)) {
         cargo_install("trunk", TRUNK_VERSION, true)?;
     }
+    // The installs' build folder (1.3 GB) is of no use once the binaries are in place.
+    let _ = std::fs::remove_dir_all(cache_dir().join("install-target"));
     Ok(())
 }
 

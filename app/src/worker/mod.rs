@@ -7,6 +7,8 @@
 //! Every input is cut with model-core's code from the bundle's own tile source at the
 //! bundle's zoom, exactly as `accessatlas collect` cut the training images.
 
+mod fine_tune_run;
+
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -23,7 +25,7 @@ use crate::net::{begin, now_ms};
 use base64::Engine;
 
 use crate::protocol::{
-    BackendChoice, FineTuneSummary, FromWorker, ModelInfo, ModelOrigin, ToWorker, model_tile_url,
+    BackendChoice, BackendNote, FineTuneSummary, FromWorker, ModelInfo, ModelOrigin, ToWorker,
 };
 
 pub(crate) struct Loaded {
@@ -134,7 +136,7 @@ async fn handle(msg: ToWorker) {
                 s.cancel = false;
                 s.candidate = None;
             });
-            let result = crate::finetune::run(&m, examples, epochs, seed, last_stage).await;
+            let result = fine_tune_run::run(&m, examples, epochs, seed, last_stage).await;
             STATE.with_borrow_mut(|s| s.training = false);
             match result {
                 Ok(Some((manifest, weights, summary))) => {
@@ -348,7 +350,7 @@ async fn stored_model() -> Option<(BundleManifest, Vec<u8>, ModelOrigin, Option<
 
 /// The device for the requested backend, and a note when it had to fall back. WebGPU is
 /// tried unless the CPU was asked for; a missing adapter or a failed init falls back to flex.
-async fn device(choice: BackendChoice) -> (Device, &'static str, Option<String>) {
+async fn device(choice: BackendChoice) -> (Device, &'static str, Option<BackendNote>) {
     if choice == BackendChoice::Cpu {
         return (Device::flex(), "cpu", None);
     }
@@ -356,23 +358,24 @@ async fn device(choice: BackendChoice) -> (Device, &'static str, Option<String>)
 }
 
 #[cfg(not(feature = "webgpu"))]
-async fn webgpu_device() -> (Device, &'static str, Option<String>) {
-    let note = "this build has no WebGPU backend; using the CPU".to_string();
+async fn webgpu_device() -> (Device, &'static str, Option<BackendNote>) {
+    let note = BackendNote::no_webgpu(Some("this build has no WebGPU backend".into()));
     (Device::flex(), "cpu", Some(note))
 }
 
 #[cfg(feature = "webgpu")]
-async fn webgpu_device() -> (Device, &'static str, Option<String>) {
+async fn webgpu_device() -> (Device, &'static str, Option<BackendNote>) {
     let has_gpu = js_sys::Reflect::get(&scope().navigator(), &"gpu".into())
         .map(|g| !g.is_undefined() && !g.is_null())
         .unwrap_or(false);
     if !has_gpu {
-        let note = "this browser offers no WebGPU; using the CPU".to_string();
+        let note = BackendNote::no_webgpu(Some("navigator.gpu is missing".into()));
         return (Device::flex(), "cpu", Some(note));
     }
     match Device::wgpu_options().init_async().await {
         Ok(d) => (d, "webgpu", None),
-        Err(e) => (Device::flex(), "cpu", Some(format!("WebGPU failed ({e:?}); using the CPU"))),
+        // Burn's error is a Debug dump of its device: behind the disclosure, not in the text.
+        Err(e) => (Device::flex(), "cpu", Some(BackendNote::no_webgpu(Some(format!("{e:?}"))))),
     }
 }
 
@@ -416,7 +419,7 @@ pub(crate) async fn crop_at(m: &Loaded, lat: f64, lon: f64) -> Result<image::Rgb
     let placements = window.placements();
     let mut pending = Vec::with_capacity(placements.len());
     for p in &placements {
-        let url = model_tile_url(&m.manifest.tile_source, &m.base, p.tile)?;
+        let url = m.manifest.tile_source.tile_url(&m.base, p.tile).map_err(|e| e.to_string())?;
         pending.push((*p, begin(&url)));
     }
     let mut tiles: Vec<(Placement, RgbaImage)> = Vec::with_capacity(pending.len());

@@ -3,8 +3,9 @@
 //! State lives in a few signals owned by [`App`]; the model runs in a Web Worker
 //! ([`crate::worker`]) that this module starts and talks to with [`crate::protocol`] messages.
 
-mod finetune;
+mod files;
 mod map;
+mod model_panels;
 mod panels;
 
 use leptos::prelude::*;
@@ -13,9 +14,12 @@ use wasm_bindgen::prelude::*;
 use web_sys::{MessageEvent, Worker};
 
 use crate::idb;
-use crate::protocol::{BackendChoice, FineTuneSummary, FromWorker, ModelInfo, ToWorker};
+use crate::protocol::{
+    BackendChoice, BackendNote, FineTuneSummary, FromWorker, ModelInfo, ToWorker,
+};
 use crate::store::{DEFAULT_SOURCE, TagStore};
 use model_core::Prediction;
+use model_core::bundle::{RENDERED_TILES_ATTRIBUTION, TileSourceSpec};
 
 /// The OSM standard layer: the default view (not what the model sees; see the base-layer
 /// switch).
@@ -31,7 +35,7 @@ pub enum ModelState {
     Loading,
     Ready {
         backend: String,
-        note: Option<String>,
+        note: Option<BackendNote>,
         load_ms: f64,
         warmup_ms: f64,
         info: ModelInfo,
@@ -159,6 +163,12 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// Suggestions at or above the threshold, not already tagged there.
+    pub fn visible_suggestions(&self) -> Vec<Suggestion> {
+        let t = self.scan.with(|s| s.threshold);
+        self.suggestions.with(|v| v.iter().filter(|s| s.confidence >= t).cloned().collect())
+    }
+
     /// Changes the tags and saves them to IndexedDB (every change goes through here).
     pub fn edit_store(&self, f: impl FnOnce(&mut TagStore)) {
         self.store.update(f);
@@ -252,7 +262,10 @@ fn start_worker(ctx: Ctx) {
     let worker = match Worker::new("./worker_loader.js") {
         Ok(w) => w,
         Err(e) => {
-            ctx.model.set(ModelState::Failed(format!("the model worker did not start: {e:?}")));
+            ctx.model.set(ModelState::Failed(format!(
+                "the model worker did not start: {}",
+                crate::js::message(&e)
+            )));
             return;
         }
     };
@@ -336,7 +349,7 @@ fn start_worker(ctx: Ctx) {
                 } else {
                     ctx.finetune.set(FineTuneState::Idle);
                 }
-                let what = finetune::origin_label(&model.origin);
+                let what = model_panels::origin_label(&model.origin);
                 ctx.status.set(format!("Predictions now use the {what}."));
                 ctx.model_op.set(Some(Ok(format!("Using the {what}."))));
                 ctx.model.update(|m| {
@@ -350,12 +363,12 @@ fn start_worker(ctx: Ctx) {
                 ctx.model_op.set(Some(Err(message)));
             }
             FromWorker::ModelExport { manifest, weights_b64 } => {
-                finetune::download_bundle(&ctx, &manifest, &weights_b64)
+                model_panels::download_bundle(&ctx, &manifest, &weights_b64)
             }
             FromWorker::ScanResult { id, lat, lon, prediction } => {
-                finetune::on_scan_result(&ctx, id, lat, lon, prediction)
+                model_panels::on_scan_result(&ctx, id, lat, lon, prediction)
             }
-            FromWorker::ScanDone { id, failed } => finetune::on_scan_done(&ctx, id, failed),
+            FromWorker::ScanDone { id, failed } => model_panels::on_scan_done(&ctx, id, failed),
             FromWorker::Failed { id: Some(id), message } => {
                 if id == ctx.next_request.get_value() {
                     ctx.prediction.set(PredictionState::Failed(message));
@@ -373,6 +386,18 @@ fn start_worker(ctx: Ctx) {
     ctx.worker.set_value(Some(worker));
 }
 
+/// Short letter per type, shown on markers and in the list (information not by colour alone).
+pub fn letter(label: &str) -> &'static str {
+    match label {
+        "ramp" => "R",
+        "elevator" => "E",
+        "entrance" => "D",
+        "tactile_path" => "T",
+        "obstacle" => "O",
+        _ => "?",
+    }
+}
+
 pub fn backend_label(backend: &str) -> &'static str {
     match backend {
         "webgpu" => "WebGPU",
@@ -382,8 +407,12 @@ pub fn backend_label(backend: &str) -> &'static str {
 
 #[component]
 fn App() -> impl IntoView {
-    // A custom layer from the address has no default attribution; the OSM layer has its own.
+    // A custom layer from the address has no default attribution, except the app's own
+    // rendered tiles (drawn from ODbL data); the OSM layer has its own.
     let (url, default_attribution) = match query_param("tiles") {
+        Some(u) if TileSourceSpec::is_rendered_template(&u) => {
+            (u, RENDERED_TILES_ATTRIBUTION.to_string())
+        }
         Some(u) => (u, String::new()),
         None => (OSM_TILES.to_string(), OSM_ATTRIBUTION.to_string()),
     };
@@ -457,9 +486,9 @@ fn App() -> impl IntoView {
                 <p class="status" role="status" aria-live="polite">{move || ctx.status.get()}</p>
                 <panels::TagForm/>
                 <panels::PredictionPanel/>
-                <finetune::SuggestionsPanel/>
+                <model_panels::SuggestionsPanel/>
                 <panels::TagList/>
-                <finetune::FineTunePanel/>
+                <model_panels::FineTunePanel/>
                 <panels::ImportExport/>
                 <panels::Settings/>
             </aside>

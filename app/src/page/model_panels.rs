@@ -11,9 +11,10 @@ use base64::Engine;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use model_core::Prediction;
+use model_core::bundle::{BUNDLE_CONFIG_FILE, BUNDLE_WEIGHTS_FILE};
 
-use super::map::letter;
-use super::{Ctx, FineTuneState, ModelState, Rejection, Suggestion, send};
+use super::files::download;
+use super::{Ctx, FineTuneState, ModelState, Rejection, Suggestion, letter, send};
 use crate::protocol::{FineTuneExample, ModelOrigin, ToWorker};
 
 /// Points per side of the scan grid.
@@ -42,17 +43,16 @@ pub fn download_bundle(ctx: &Ctx, manifest: &str, weights_b64: &str) {
         .decode(weights_b64)
         .map_err(|e| e.to_string())
         .and_then(|w| {
-            super::panels::download("model.json", "application/json", manifest.as_bytes())
-                .and_then(|()| {
-                    super::panels::download("weights.bpk", "application/octet-stream", &w)
-                })
-                .map_err(|e| format!("{e:?}"))
+            download(BUNDLE_CONFIG_FILE, "application/json", manifest.as_bytes())
+                .and_then(|()| download(BUNDLE_WEIGHTS_FILE, "application/octet-stream", &w))
+                .map_err(|e| crate::js::message(&e))
         });
     match result {
         Ok(()) => {
-            ctx.model_op.set(Some(Ok("Exported model.json and weights.bpk: put both in one \
+            ctx.model_op.set(Some(Ok(format!(
+                "Exported {BUNDLE_CONFIG_FILE} and {BUNDLE_WEIGHTS_FILE}: put both in one \
                  folder; `accessatlas predict --model FOLDER` loads it."
-                .into())));
+            ))));
         }
         Err(e) => ctx.model_op.set(Some(Err(format!("Export failed: {e}")))),
     }
@@ -378,17 +378,11 @@ pub fn on_scan_done(ctx: &Ctx, id: u64, failed: usize) {
         s.running = false;
         s.failed = failed;
     });
-    let shown = visible_suggestions(ctx).len();
+    let shown = ctx.visible_suggestions().len();
     ctx.status.set(format!(
         "Scan done: {shown} suggestions above the threshold{}.",
         if failed > 0 { format!("; {failed} points had no map tiles") } else { String::new() }
     ));
-}
-
-/// Suggestions at or above the threshold, not already tagged there.
-pub fn visible_suggestions(ctx: &Ctx) -> Vec<Suggestion> {
-    let t = ctx.scan.with(|s| s.threshold);
-    ctx.suggestions.with(|v| v.iter().filter(|s| s.confidence >= t).cloned().collect())
 }
 
 fn save_rejections(ctx: &Ctx) {
@@ -448,7 +442,7 @@ pub fn SuggestionsPanel() -> impl IntoView {
             format!(
                 "{} points scanned: {} suggestions at {:.0} % confidence or more{}.",
                 s.total,
-                visible_suggestions(&ctx).len(),
+                ctx.visible_suggestions().len(),
                 s.threshold * 100.0,
                 if s.failed > 0 { format!(" ({} without tiles)", s.failed) } else { String::new() }
             )
@@ -473,7 +467,7 @@ pub fn SuggestionsPanel() -> impl IntoView {
             </div>
             <p data-testid="scan-status">{status}</p>
             <ul class="suggestions" data-testid="suggestion-list">
-                {move || visible_suggestions(&ctx).into_iter().map(|s| {
+                {move || ctx.visible_suggestions().into_iter().map(|s| {
                     let key = s.key;
                     view! {
                         <li data-testid="suggestion-item" data-label=s.label.clone()>

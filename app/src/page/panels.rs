@@ -6,9 +6,10 @@ use leptos::task::spawn_local;
 use model_core::tags::Rejected;
 use wasm_bindgen::prelude::*;
 
-use super::map::letter;
-use super::{Ctx, ModelState, PredictionState, backend_label};
+use super::files::download;
+use super::{Ctx, ModelState, PredictionState, backend_label, letter};
 use crate::geojson::{import_geojson, to_geojson};
+use crate::protocol::BackendNote;
 use crate::store::{ImportReport, labels};
 
 fn pretty(label: &str) -> String {
@@ -29,7 +30,7 @@ pub fn BackendBadge() -> impl IntoView {
             "{} model (git {}), loaded in {load_ms:.0} ms, warm-up {warmup_ms:.0} ms{}",
             info.encoder,
             info.git_revision,
-            note.map(|n| format!("; {n}")).unwrap_or_default()
+            note.map(|n| format!("; {}", n.message)).unwrap_or_default()
         ),
         ModelState::Failed(e) => e,
     };
@@ -42,10 +43,21 @@ pub fn BackendBadge() -> impl IntoView {
         ModelState::Ready { ready_at_ms, .. } => format!("{ready_at_ms:.1}"),
         _ => String::new(),
     };
+    // The technical reason for a fallback, for those who want it.
+    let why = move || match ctx.model.get() {
+        ModelState::Ready { note: Some(BackendNote { detail: Some(d), .. }), .. } => Some(view! {
+            <details class="badge-why" data-testid="backend-why">
+                <summary>"Why?"</summary>
+                <code>{d}</code>
+            </details>
+        }),
+        _ => None,
+    };
     view! {
         <div class="badge-wrap">
             <span class="badge" data-testid="backend-badge" data-backend=backend data-ready-ms=ready_at>{text}</span>
-            <span class="badge-detail">{detail}</span>
+            <span class="badge-detail" data-testid="backend-note">{detail}</span>
+            {why}
         </div>
     }
 }
@@ -232,21 +244,6 @@ pub fn TagList() -> impl IntoView {
     }
 }
 
-pub(crate) fn download(name: &str, mime: &str, bytes: &[u8]) -> Result<(), JsValue> {
-    let parts = js_sys::Array::of1(&js_sys::Uint8Array::from(bytes));
-    let opts = web_sys::BlobPropertyBag::new();
-    opts.set_type(mime);
-    let blob = web_sys::Blob::new_with_u8_array_sequence_and_options(&parts, &opts)?;
-    let url = web_sys::Url::create_object_url_with_blob(&blob)?;
-    let doc = web_sys::window().and_then(|w| w.document()).ok_or("no document")?;
-    let a: web_sys::HtmlAnchorElement = doc.create_element("a")?.unchecked_into();
-    a.set_href(&url);
-    a.set_download(name);
-    a.click();
-    web_sys::Url::revoke_object_url(&url)?;
-    Ok(())
-}
-
 #[derive(Clone, PartialEq)]
 struct ImportView {
     file: String,
@@ -305,13 +302,13 @@ pub fn ImportExport() -> impl IntoView {
     let export_csv = move |_| {
         let bytes = ctx.store.with_untracked(|s| s.to_csv());
         if let Err(e) = download("tags.csv", "text/csv", &bytes) {
-            ctx.status.set(format!("Export failed: {e:?}"));
+            ctx.status.set(format!("Export failed: {}", crate::js::message(&e)));
         }
     };
     let export_geojson = move |_| {
         let text = ctx.store.with_untracked(to_geojson);
         if let Err(e) = download("tags.geojson", "application/geo+json", text.as_bytes()) {
-            ctx.status.set(format!("Export failed: {e:?}"));
+            ctx.status.set(format!("Export failed: {}", crate::js::message(&e)));
         }
     };
     view! {

@@ -8,19 +8,9 @@ use leptos_leaflet::leaflet;
 use leptos_leaflet::prelude::*;
 use wasm_bindgen::prelude::*;
 
-use super::{Ctx, START};
+use model_core::bundle::{RENDERED_TILES_ATTRIBUTION, TileSourceSpec};
 
-/// Short letter per type, shown on markers and in the list (information not by colour alone).
-pub fn letter(label: &str) -> &'static str {
-    match label {
-        "ramp" => "R",
-        "elevator" => "E",
-        "entrance" => "D",
-        "tactile_path" => "T",
-        "obstacle" => "O",
-        _ => "?",
-    }
-}
+use super::{Ctx, ModelState, START, letter};
 
 fn div_icon(class: &str, html: &str, title: &str) -> Result<leaflet::Icon, JsValue> {
     div_icon_with(class, html, title, "")
@@ -129,11 +119,21 @@ pub fn MapView() -> impl IntoView {
         tile_error.set(None);
         let opts = leaflet::TileLayerOptions::default();
         let (url, attribution, max_zoom) = if s.model_view {
-            (
-                "tiles/{z}/{x}/{y}.png".to_string(),
-                "Rendered by AccessAtlas from &copy; OpenStreetMap contributors (ODbL)".to_string(),
-                20.0,
-            )
+            // The model's own tile source (the rendered tiles until the model has loaded).
+            let source = match ctx.model.get() {
+                ModelState::Ready { info, .. } => Some(info.tile_source),
+                _ => None,
+            };
+            let url = match &source {
+                Some(src) => src.url_template("").unwrap_or_else(|e| {
+                    tile_error.set(Some(e.to_string()));
+                    TileSourceSpec::rendered_template("")
+                }),
+                None => TileSourceSpec::rendered_template(""),
+            };
+            let attribution =
+                source.as_ref().map_or(RENDERED_TILES_ATTRIBUTION, |s| s.attribution());
+            (url, attribution.to_string(), 20.0)
         } else {
             (s.url.clone(), s.attribution.clone(), 19.0)
         };
@@ -215,7 +215,7 @@ pub fn MapView() -> impl IntoView {
     let suggested = StoredValue::new_local(Vec::<leaflet::Marker>::new());
     Effect::new(move |_| {
         let Some(m) = map.get() else { return };
-        let list = super::finetune::visible_suggestions(&ctx);
+        let list = ctx.visible_suggestions();
         suggested.update_value(|v| {
             for old in v.drain(..) {
                 old.remove();

@@ -6,20 +6,22 @@
 //! measure validation accuracy before and after. Yields to the event loop between batches and
 //! epochs so a cancel arrives; a cancelled run leaves the loaded model untouched.
 
-use model_core::augment::{AugmentConfig, augment};
+use model_core::augment::AugmentConfig;
 use model_core::bundle::BundleManifest;
 use model_core::burn::tensor::Device;
+use model_core::driver::{EpochDriver, EpochLog};
 use model_core::finetune::{
     FeatureExample, FineTuneConfig, HeadTrainer, Target, accuracy, encode_features, encode_trunk,
     plan, split_rows,
 };
 use model_core::persist::{model_from_bytes, weights_to_bytes};
-use model_core::preprocess::ModelInput;
+use model_core::preprocess::{ModelInput, TrainingExample};
 use model_core::rng::Rng;
+use model_core::schedule::{Schedule, Scheduler};
 
+use super::{Loaded, cancelled, crop_at, post};
 use crate::net::now_ms;
 use crate::protocol::{FineTuneExample, FineTuneSummary, FromWorker};
-use crate::worker::{Loaded, cancelled, crop_at, post};
 
 /// Images encoded per batch.
 const ENCODE_BATCH: usize = 8;
@@ -78,8 +80,21 @@ pub(crate) async fn run(
             skipped.push(format!("{}: unknown type `{}`", e.id, e.label));
             continue;
         };
-        match crop_at(m, e.lat, e.lon).await {
-            Ok(img) => images.push((i, class, img)),
+        // The same example assembly as native training (model-core's `TrainingExample`).
+        let example = crop_at(m, e.lat, e.lon).await.and_then(|img| {
+            TrainingExample::new(
+                img,
+                config.image_size,
+                e.lat,
+                e.lon,
+                &e.source,
+                &m.predictor.scaler,
+                &config.sources,
+            )
+            .map_err(|e| e.to_string())
+        });
+        match example {
+            Ok(x) => images.push((i, class, x)),
             Err(err) => skipped.push(format!("{} at {:.5}, {:.5}: {err}", e.id, e.lat, e.lon)),
         }
     }
@@ -104,13 +119,12 @@ pub(crate) async fn run(
     let mut jobs: Vec<(usize, usize, Job)> = Vec::new(); // (image index, view, job)
     for &k in train.iter().chain(&negatives) {
         for v in 0..cfg.views.max(1) {
-            let img =
-                if v == 0 { images[k].2.clone() } else { augment(&images[k].2, &aug, &mut rng) };
-            jobs.push((k, v, job(m, &examples, images[k].0, &img)?));
+            let input = images[k].2.view((v > 0).then_some((&aug, &mut rng)));
+            jobs.push((k, v, Job { example: images[k].0, input }));
         }
     }
     for &k in &val {
-        jobs.push((k, 0, job(m, &examples, images[k].0, &images[k].2)?));
+        jobs.push((k, 0, Job { example: images[k].0, input: images[k].2.view(None) }));
     }
     let size = config.image_size as usize;
     let mut features: Vec<(usize, usize, FeatureExample)> = Vec::with_capacity(jobs.len());
@@ -185,17 +199,35 @@ pub(crate) async fn run(
     let mut steps = 0;
     let mut train_ks = train.clone();
     train_ks.extend(&negatives);
-    for epoch in 0..epochs {
+    // Model-core's epoch driver decides which epoch runs next, as for native training; the
+    // page trains every epoch (patience = epochs never stops early: epoch 1 always improves).
+    let mut driver =
+        EpochDriver::new(epochs, epochs, Scheduler::new(Schedule::Constant, cfg.learning_rate));
+    while let Some(epoch) = driver.next_epoch() {
         if cancelled() {
             return Ok(None);
         }
-        let set = pick(&train_ks, epoch % cfg.views.max(1));
+        let t_epoch = now_ms();
+        let set = pick(&train_ks, (epoch - 1) % cfg.views.max(1));
         steps += set.len().div_ceil(cfg.batch_size.max(1));
-        let loss = trainer.epoch(&set, epoch).unwrap_or(f32::NAN);
-        let acc = trainer.accuracy(&val_set);
+        let loss = trainer.epoch(&set, epoch - 1).unwrap_or(f32::NAN);
+        let (acc, f1) = trainer.validate(&val_set).unwrap_or((f64::NAN, f64::NAN));
         losses.push(loss);
-        let pct = 85.0 + 15.0 * (epoch + 1) as f64 / epochs as f64;
-        progress("training", pct, epoch + 1, epochs, Some(loss), acc);
+        driver.finish_epoch(EpochLog {
+            epoch,
+            train_loss: f64::from(loss),
+            train_accuracy: f64::NAN,
+            val_loss: f64::NAN,
+            val_accuracy: acc,
+            val_macro_f1: f1,
+            lr: driver.lr(),
+            seconds: (now_ms() - t_epoch) / 1e3,
+            loss_scale: None,
+            skipped_steps: 0,
+        });
+        let pct = 85.0 + 15.0 * epoch as f64 / epochs as f64;
+        let acc = acc.is_finite().then_some(acc as f32);
+        progress("training", pct, epoch, epochs, Some(loss), acc);
         yield_now().await;
     }
     if cancelled() {
@@ -228,15 +260,4 @@ pub(crate) async fn run(
         steps,
     };
     Ok(Some((manifest, weights, summary)))
-}
-
-fn job(
-    m: &Loaded,
-    examples: &[FineTuneExample],
-    example: usize,
-    img: &image::RgbImage,
-) -> Result<Job, String> {
-    let e = &examples[example];
-    let input = m.predictor.input(img, e.lat, e.lon, &e.source).map_err(|e| e.to_string())?;
-    Ok(Job { example, input })
 }

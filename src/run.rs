@@ -1,0 +1,295 @@
+//! The folders the commands hand each other, and loading what they hold.
+//!
+//! - [`DataDir`]: what `collect` and `preprocess` write and `train`, `evaluate` and `export`
+//!   read (`tags.csv`, the split CSVs, `images/`, the preprocessing metadata, the tile source).
+//! - [`RunDir`]: what `train` writes and `evaluate`, `export`, `predict` and `serve` read (the
+//!   model config, checkpoints, logs, the calibration, `errors/`).
+//! - A bundle (what `export` writes, the app and `serve` load) is model-core's
+//!   ([`model_core::bundle`]); [`load_predictor`] takes a bundle or a run.
+//!
+//! Every file name of these layouts is written here once; commands ask for paths and never
+//! import each other (the pipeline, which runs them in order, aside).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::Device;
+use model_core::bundle::{BUNDLE_CONFIG_FILE, BUNDLE_WEIGHTS_FILE, BundleManifest};
+use model_core::dataset::PreprocessingMetadata;
+use model_core::infer::Predictor;
+use model_core::persist::{config_from_json, model_from_bytes};
+use model_core::{AccessModel, ModelConfig};
+use serde::{Deserialize, Serialize};
+
+/// `export --format burn-int8`'s report, written beside the bundle it describes.
+pub const QUANTIZATION_REPORT_FILE: &str = "quantization.json";
+/// `export --format safetensors`'s weights file.
+pub const SAFETENSORS_FILE: &str = "model.safetensors";
+/// `export --format onnx`'s model file.
+pub const ONNX_FILE: &str = "model.onnx";
+
+fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// A data folder (`--data`, default `data/`).
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    /// Every labelled location (`collect` writes it, `preprocess` reads it).
+    pub fn tags(&self) -> PathBuf {
+        self.root.join("tags.csv")
+    }
+    /// One split of `tags.csv` (`train`, `val`, `test`), written by `preprocess`.
+    pub fn split(&self, split: &str) -> PathBuf {
+        self.root.join(format!("tags_{split}.csv"))
+    }
+    /// The tiles `collect` cut, one PNG per tag.
+    pub fn images(&self) -> PathBuf {
+        self.root.join("images")
+    }
+    /// The `image` column's value for a tile of `images()` (relative to the data folder).
+    pub fn image_rel(file_stem: &str) -> String {
+        format!("images/{file_stem}.png")
+    }
+    /// Downloaded XYZ tiles, reused by later runs.
+    pub fn tile_cache(&self) -> PathBuf {
+        self.root.join("tile_cache")
+    }
+    /// Rows `collect` could not use, with the reason.
+    pub fn rejected_rows(&self) -> PathBuf {
+        self.root.join("rejected_rows.csv")
+    }
+    /// Rows `preprocess` could not use, with the reason.
+    pub fn preprocess_rejected_rows(&self) -> PathBuf {
+        self.root.join("preprocess_rejected_rows.csv")
+    }
+    /// Scaler, vocabularies and class weights of the preprocessing.
+    pub fn preprocessing_metadata(&self) -> PathBuf {
+        self.root.join(PREPROCESSING_METADATA_FILE)
+    }
+    /// The tile source the images were cut from (`collect` writes it; bundles carry it).
+    pub fn tile_source(&self) -> PathBuf {
+        self.root.join("tile_source.json")
+    }
+    pub fn read_metadata(&self) -> Result<PreprocessingMetadata> {
+        read_metadata(&self.preprocessing_metadata(), "run `accessatlas preprocess`")
+    }
+    /// Checks that a tag's image exists and decodes; `rel` is relative to the data folder
+    /// unless absolute. Errors name the file.
+    pub fn check_image(&self, rel: &str) -> Result<()> {
+        let p = self.resolve(rel);
+        let bytes = std::fs::read(&p).with_context(|| format!("image {}", p.display()))?;
+        model_core::preprocess::decode_rgb(&bytes)
+            .with_context(|| format!("image {}", p.display()))?;
+        Ok(())
+    }
+    /// An `image` column's value as a path.
+    pub fn resolve(&self, rel: &str) -> PathBuf {
+        if Path::new(rel).is_absolute() { PathBuf::from(rel) } else { self.root.join(rel) }
+    }
+}
+
+const PREPROCESSING_METADATA_FILE: &str = "preprocessing_metadata.json";
+
+fn read_metadata(path: &Path, hint: &str) -> Result<PreprocessingMetadata> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading {} ({hint})", path.display()))?;
+    PreprocessingMetadata::from_json(&text).with_context(|| path.display().to_string())
+}
+
+/// Temperature fitted on the validation split by `evaluate`, stored with the run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Calibration {
+    pub temperature: f32,
+    pub val_ece_before: f64,
+    pub val_ece_after: f64,
+}
+
+/// A training run folder (`--out` of `train`, default `models/baseline/`).
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    root: PathBuf,
+}
+
+impl RunDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    /// The model's architecture and vocabularies (same name as a bundle's manifest).
+    pub fn model_config(&self) -> PathBuf {
+        self.root.join(BUNDLE_CONFIG_FILE)
+    }
+    /// The run's own copy of the preprocessing it was trained with.
+    pub fn preprocessing_metadata(&self) -> PathBuf {
+        self.root.join(PREPROCESSING_METADATA_FILE)
+    }
+    /// The training configuration, checked on `--resume`.
+    pub fn train_config(&self) -> PathBuf {
+        self.root.join("train_config.json")
+    }
+    /// `evaluate`'s temperature.
+    pub fn calibration(&self) -> PathBuf {
+        self.root.join("calibration.json")
+    }
+    pub fn checkpoints(&self) -> PathBuf {
+        self.root.join("checkpoints")
+    }
+    /// The commit point of each epoch: history, scheduler, early-stopping counters.
+    pub fn state(&self) -> PathBuf {
+        self.checkpoints().join("state.json")
+    }
+    /// Weights of the epoch with the best validation macro-F1.
+    pub fn best_weights(&self) -> PathBuf {
+        self.checkpoints().join("best_model.bpk")
+    }
+    /// Weights and optimizer state after the last finished epoch (`--resume` reads them).
+    pub fn last_weights(&self) -> PathBuf {
+        self.checkpoints().join("last.bpk")
+    }
+    pub fn last_optimizer(&self) -> PathBuf {
+        self.checkpoints().join("last_optimizer.bpk")
+    }
+    pub fn logs(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+    pub fn history_json(&self) -> PathBuf {
+        self.logs().join("training_history.json")
+    }
+    pub fn history_csv(&self) -> PathBuf {
+        self.logs().join("training_history.csv")
+    }
+    pub fn curves(&self) -> PathBuf {
+        self.logs().join("curves.png")
+    }
+    /// `evaluate`'s outputs.
+    pub fn errors(&self) -> PathBuf {
+        self.root.join("errors")
+    }
+    pub fn metrics(&self) -> PathBuf {
+        self.errors().join("metrics.json")
+    }
+    pub fn predictions(&self) -> PathBuf {
+        self.errors().join("predictions.csv")
+    }
+    pub fn error_analysis(&self) -> PathBuf {
+        self.errors().join("error_analysis.json")
+    }
+    pub fn confusion_matrix(&self) -> PathBuf {
+        self.errors().join("confusion_matrix.png")
+    }
+    pub fn reliability_plot(&self) -> PathBuf {
+        self.errors().join("calibration.png")
+    }
+    /// The misclassified test tiles.
+    pub fn images_test(&self) -> PathBuf {
+        self.errors().join("images_test")
+    }
+
+    pub fn read_config(&self) -> Result<ModelConfig> {
+        let path = self.model_config();
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!("reading {} (is {} a training run?)", path.display(), self.root.display())
+        })?;
+        config_from_json(&text).with_context(|| path.display().to_string())
+    }
+    pub fn read_metadata(&self) -> Result<PreprocessingMetadata> {
+        read_metadata(&self.preprocessing_metadata(), "written by `accessatlas train`")
+    }
+    /// The run's calibration: `None` when `evaluate` has not run; a file that does not parse
+    /// is an error naming it (never a silent temperature of 1).
+    pub fn read_calibration(&self) -> Result<Option<Calibration>> {
+        let path = self.calibration();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map(Some)
+                .with_context(|| format!("{} is not a valid calibration", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+    /// The calibrated temperature, 1 when the run has none yet.
+    pub fn temperature(&self) -> Result<f32> {
+        Ok(self.read_calibration()?.map_or(1.0, |c| c.temperature))
+    }
+    /// The best checkpoint and its config.
+    pub fn load_best(&self, device: &Device) -> Result<(ModelConfig, AccessModel)> {
+        let cfg = self.read_config()?;
+        let w = self.best_weights();
+        let bytes = std::fs::read(&w).with_context(|| format!("reading {}", w.display()))?;
+        let model =
+            model_from_bytes(&cfg, &bytes, device).with_context(|| w.display().to_string())?;
+        Ok((cfg, model))
+    }
+    /// The test metrics `evaluate` wrote, if any.
+    pub fn read_metrics(&self) -> Option<serde_json::Value> {
+        std::fs::read(self.metrics()).ok().and_then(|b| serde_json::from_slice(&b).ok())
+    }
+}
+
+/// Whether `dir` holds an exported bundle (its weights beside its manifest) rather than a run.
+pub fn is_bundle(dir: &Path) -> bool {
+    dir.join(BUNDLE_WEIGHTS_FILE).is_file()
+}
+
+/// A bundle's manifest and weights.
+pub fn read_bundle(dir: &Path) -> Result<(BundleManifest, Vec<u8>)> {
+    let mp = dir.join(BUNDLE_CONFIG_FILE);
+    let manifest =
+        BundleManifest::from_json(&read_text(&mp)?).with_context(|| mp.display().to_string())?;
+    let wp = dir.join(BUNDLE_WEIGHTS_FILE);
+    let weights = std::fs::read(&wp).with_context(|| format!("reading {}", wp.display()))?;
+    Ok((manifest, weights))
+}
+
+/// Loads an exported bundle, or a training run (its best checkpoint), for inference.
+pub fn load_predictor(dir: &Path, device: &Device) -> Result<Predictor> {
+    if is_bundle(dir) {
+        let (m, w) = read_bundle(dir)?;
+        return Predictor::from_bundle(&m, &w, device)
+            .with_context(|| dir.join(BUNDLE_WEIGHTS_FILE).display().to_string());
+    }
+    let run = RunDir::new(dir);
+    let (config, model) = run.load_best(device)?;
+    let meta = run.read_metadata()?;
+    if meta.labels != config.labels.names() {
+        bail!("{}: labels differ from the model's", run.preprocessing_metadata().display());
+    }
+    Ok(Predictor::new(config, model, meta.scaler, run.temperature()?, device))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_corrupt_calibration_is_an_error_and_a_missing_one_is_none() {
+        let dir = std::env::temp_dir().join(format!("aa-run-cal-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let run = RunDir::new(&dir);
+        assert!(run.read_calibration().unwrap().is_none());
+        assert_eq!(run.temperature().unwrap(), 1.0);
+        std::fs::write(run.calibration(), "{\"temperature\": ").unwrap();
+        let err = format!("{:#}", run.temperature().unwrap_err());
+        assert!(err.contains("calibration.json"), "{err}");
+        std::fs::write(
+            run.calibration(),
+            r#"{"temperature": 1.5, "val_ece_before": 0.1, "val_ece_after": 0.05}"#,
+        )
+        .unwrap();
+        assert_eq!(run.temperature().unwrap(), 1.5);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,122 @@
+//! Keeps the README's figures honest: every speed, size or ratio it quotes in the sections
+//! about the app, the API and the benchmarks is a figure of `BENCHMARKS.md`, which
+//! `cargo xtask bench` writes.
+
+/// The README sections whose figures must come from `BENCHMARKS.md`.
+#[cfg(test)]
+const MEASURED_SECTIONS: [&str; 3] =
+    ["## The browser app", "## Benchmarks", "### The prediction API"];
+
+/// Units that mark a measured figure.
+#[cfg(test)]
+const UNITS: [&str; 7] = ["ms", "MB", "KB", "img/s", "requests/s", "tiles/s", "x"];
+
+/// `(number, unit)` for every measured figure in `text`: a decimal number followed (after an
+/// optional space) by one of [`UNITS`], the unit ending at a word boundary.
+#[cfg(test)]
+fn figures(text: &str) -> Vec<(String, String)> {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let starts = b[i].is_ascii_digit()
+            && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'.'));
+        if !starts {
+            i += 1;
+            continue;
+        }
+        let mut j = i;
+        while j < b.len()
+            && (b[j].is_ascii_digit()
+                || (b[j] == b'.' && j + 1 < b.len() && b[j + 1].is_ascii_digit()))
+        {
+            j += 1;
+        }
+        let number = &text[i..j];
+        let rest = text[j..].strip_prefix(' ').unwrap_or(&text[j..]);
+        if let Some(unit) = UNITS.iter().find(|u| {
+            rest.starts_with(**u)
+                && !rest[u.len()..].chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        }) {
+            out.push((number.to_string(), unit.to_string()));
+        }
+        i = j.max(i + 1);
+    }
+    out
+}
+
+/// Whether `number` stands in `text` as a whole number (not inside a longer one).
+#[cfg(test)]
+fn has_number(text: &str, number: &str) -> bool {
+    text.match_indices(number).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + number.len()..].chars().next();
+        let digitish = |c: Option<char>| c.is_some_and(|c| c.is_ascii_digit() || c == '.');
+        let sentence_end = text[at + number.len()..].starts_with(". ");
+        !digitish(before) && (!digitish(after) || sentence_end)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(name: &str) -> String {
+        std::fs::read_to_string(crate::project_root().join(name)).unwrap()
+    }
+
+    fn section<'a>(doc: &'a str, heading: &str) -> &'a str {
+        let start = doc.find(&format!("\n{heading}")).unwrap_or_else(|| panic!("no {heading}"));
+        let body = &doc[start + 1 + heading.len()..];
+        let level = heading.split(' ').next().unwrap();
+        let end = body
+            .match_indices("\n#")
+            .find(|(at, _)| {
+                let h = body[at + 1..].split(' ').next().unwrap_or("");
+                h.len() <= level.len() && h.chars().all(|c| c == '#')
+            })
+            .map_or(body.len(), |(at, _)| at);
+        &body[..end]
+    }
+
+    #[test]
+    fn figures_are_found_with_their_units() {
+        let f =
+            figures("load 1693 ms, 3.65 MB and 0.28x-0.34x; 25.3 requests/s; 11.17x; v0.22.1 x");
+        let got: Vec<String> = f.iter().map(|(n, u)| format!("{n} {u}")).collect();
+        assert_eq!(got, ["1693 ms", "3.65 MB", "0.28 x", "0.34 x", "25.3 requests/s", "11.17 x"]);
+        assert!(has_number("| 1693 ms |", "1693") && !has_number("| 11693 ms |", "1693"));
+        assert!(!has_number("16.93", "16.9"));
+    }
+
+    #[test]
+    fn readme_figures_come_from_benchmarks() {
+        let (readme, bench) = (read("README.md"), read("BENCHMARKS.md"));
+        let mut missing = Vec::new();
+        let mut seen = 0;
+        for heading in MEASURED_SECTIONS {
+            for (number, unit) in figures(section(&readme, heading)) {
+                seen += 1;
+                if !has_number(&bench, &number) {
+                    missing.push(format!("{heading}: {number} {unit}"));
+                }
+            }
+        }
+        assert!(seen > 10, "only {seen} figures found: is the README's layout the one expected?");
+        assert!(missing.is_empty(), "README figures not in BENCHMARKS.md:\n{}", missing.join("\n"));
+    }
+
+    #[test]
+    fn every_benchmark_section_names_its_run() {
+        let bench = read("BENCHMARKS.md");
+        let sections: Vec<&str> = bench.split("\n## ").skip(1).collect();
+        assert!(sections.len() >= 5, "{} sections", sections.len());
+        for s in sections {
+            let title = s.lines().next().unwrap_or("");
+            let record = s.lines().find(|l| l.starts_with("_Run: commit `"));
+            assert!(record.is_some(), "`## {title}` does not say which run wrote it");
+            let r = record.unwrap();
+            assert!(r.contains("cores") && r.contains("rustc"), "`## {title}`: {r}");
+        }
+    }
+}
