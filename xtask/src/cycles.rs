@@ -1,7 +1,8 @@
 //! No import circles: within each crate, no two modules use each other, directly or through
 //! others (a parent and its own submodules aside: `super::` is how a child reads its
 //! parent's types). Read from the source text: `crate::a::b` and `super::x` paths, and the
-//! names inside `use crate::{...}` / `use super::{...}` groups.
+//! names inside `use crate::{...}` / `use super::{...}` groups; comments and the unit tests
+//! (`#[cfg(test)] mod tests`) are not the design and are left out.
 
 #[cfg(test)]
 mod tests {
@@ -25,9 +26,18 @@ mod tests {
                 if !["mod", "lib", "main"].contains(&name.as_str()) {
                     m.push(name);
                 }
-                out.insert(m, std::fs::read_to_string(&p).unwrap());
+                out.insert(m, code_only(&std::fs::read_to_string(&p).unwrap()));
             }
         }
+    }
+
+    /// The text without comment lines and without the unit-test module.
+    fn code_only(text: &str) -> String {
+        let body = text.split("#[cfg(test)]\nmod tests").next().unwrap_or(text);
+        body.lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     fn ident_at(s: &str) -> String {
