@@ -16,3 +16,4 @@ pub mod run;
 pub mod score;
 pub mod serve;
 pub mod tiles;
+pub mod training;

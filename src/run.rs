@@ -16,10 +16,15 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use model_core::bundle::{BUNDLE_CONFIG_FILE, BUNDLE_WEIGHTS_FILE, BundleManifest};
 use model_core::dataset::PreprocessingMetadata;
+use model_core::driver::DriverState;
 use model_core::infer::Predictor;
-use model_core::persist::{config_from_json, model_from_bytes};
+use model_core::persist::{config_from_json, config_to_json, model_from_bytes};
+use model_core::precision::LossScaler;
+use model_core::recipe::TrainConfig;
 use model_core::{AccessModel, ModelConfig};
 use serde::{Deserialize, Serialize};
+
+use crate::fsutil::write_atomic;
 
 /// `export --format burn-int8`'s report, written beside the bundle it describes.
 pub const QUANTIZATION_REPORT_FILE: &str = "quantization.json";
@@ -113,6 +118,17 @@ pub struct Calibration {
     pub temperature: f32,
     pub val_ece_before: f64,
     pub val_ece_after: f64,
+}
+
+/// What `--resume` needs of a run, written last in each epoch (`checkpoints/state.json`, the
+/// epoch's commit point, after the checkpoint files it refers to).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunState {
+    #[serde(flatten)]
+    pub driver: DriverState,
+    /// Mixed precision: the loss scaler, so a resumed run continues at the same scale.
+    #[serde(default)]
+    pub loss_scaler: Option<LossScaler>,
 }
 
 /// A training run folder (`--out` of `train`, default `models/baseline/`).
@@ -233,6 +249,66 @@ impl RunDir {
             model_from_bytes(&cfg, &bytes, device).with_context(|| w.display().to_string())?;
         Ok((cfg, model))
     }
+    /// A new run: its folders, recipe, model config and the preprocessing it trains with (so
+    /// predict and export need only the run folder).
+    pub fn start(
+        &self,
+        recipe: &TrainConfig,
+        model: &ModelConfig,
+        meta: &PreprocessingMetadata,
+    ) -> Result<()> {
+        std::fs::create_dir_all(self.checkpoints())?;
+        std::fs::create_dir_all(self.logs())?;
+        write_atomic(&self.train_config(), serde_json::to_string_pretty(recipe)?.as_bytes())?;
+        write_atomic(&self.model_config(), config_to_json(model).as_bytes())?;
+        write_atomic(&self.preprocessing_metadata(), serde_json::to_string_pretty(meta)?.as_bytes())
+    }
+
+    /// Commits a finished epoch: weights (also as the best, if it is), optimizer, then the
+    /// state (the commit point), then the history (JSON, CSV) and curves that view it.
+    pub fn commit_epoch(
+        &self,
+        state: &RunState,
+        weights: &[u8],
+        best: bool,
+        optimizer: &[u8],
+    ) -> Result<()> {
+        if best {
+            write_atomic(&self.best_weights(), weights)?;
+        }
+        write_atomic(&self.last_weights(), weights)?;
+        write_atomic(&self.last_optimizer(), optimizer)?;
+        write_atomic(&self.state(), serde_json::to_string_pretty(state)?.as_bytes())?;
+        let history = &state.driver.history;
+        write_atomic(&self.history_json(), serde_json::to_string_pretty(history)?.as_bytes())?;
+        write_atomic(&self.history_csv(), &crate::training::history_csv(history)?)?;
+        crate::plot::training_curves(history, &self.curves())
+    }
+
+    /// The recipe the run was started with.
+    pub fn read_recipe(&self) -> Result<TrainConfig> {
+        let path = self.train_config();
+        serde_json::from_str(&read_text(&path)?)
+            .with_context(|| format!("{} does not parse", path.display()))
+    }
+
+    /// The state of the last committed epoch.
+    pub fn read_state(&self) -> Result<RunState> {
+        let path = self.state();
+        serde_json::from_str(&read_text(&path)?)
+            .with_context(|| format!("{} is truncated or corrupt", path.display()))
+    }
+
+    /// The last epoch's weights, for `model` (which must be the run's own config).
+    pub fn load_last(&self, model: &ModelConfig, device: &Device) -> Result<AccessModel> {
+        if self.read_config()? != *model {
+            bail!("the data's vocabularies or the config differ from the checkpoint's model.json");
+        }
+        let last = self.last_weights();
+        let bytes = std::fs::read(&last).with_context(|| format!("reading {}", last.display()))?;
+        model_from_bytes(model, &bytes, device).with_context(|| last.display().to_string())
+    }
+
     /// The test metrics `evaluate` wrote, if any.
     pub fn read_metrics(&self) -> Option<serde_json::Value> {
         std::fs::read(self.metrics()).ok().and_then(|b| serde_json::from_slice(&b).ok())

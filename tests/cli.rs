@@ -141,12 +141,32 @@ fn pipeline_flags_before_a_subcommand_are_refused() {
     assert!(err.contains("model") && !err.contains("panicked"), "{err}");
 }
 
+/// `train --help` lists every enum flag's values, and the defaults it states are the recipe's
+/// (`TrainConfig::default()`; the flags are optional so a `--config` file can set them, so
+/// clap cannot show them by itself).
 #[test]
-fn enum_flags_list_their_values_in_help() {
+fn train_help_lists_values_and_the_recipe_defaults() {
     let out = bin().args(["train", "--help"]).output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
-    for v in ["custom_cnn", "mobilenet_v3_small", "efficientnet_lite0", "resnet18", "bf16"] {
+    let d = model_core::recipe::TrainConfig::default();
+    for (flag, value) in [
+        ("--encoder", d.encoder.to_string()),
+        ("--epochs", d.epochs.to_string()),
+        ("--batch-size", d.batch_size.to_string()),
+        ("--lr", format!("{:e}", d.lr)),
+        ("--scheduler", d.scheduler.name().to_string()),
+        ("--patience", d.patience.to_string()),
+        ("--seed", d.seed.to_string()),
+    ] {
+        let at = help.find(&format!("{flag} <")).unwrap_or_else(|| panic!("{flag}: {help}"));
+        let next = help[at + 2..].find("\n  -").map_or(help.len(), |n| at + 2 + n);
+        let text = &help[at..next];
+        assert!(text.contains(&format!("[default: {value}")), "{flag}: {text}");
+    }
+    for v in
+        ["custom_cnn", "mobilenet_v3_small", "efficientnet_lite0", "resnet18", "bf16", "plateau"]
+    {
         assert!(help.contains(v), "train --help does not list {v}:\n{help}");
     }
     let out = bin().args(["train", "--precision", "f8"]).output().unwrap();

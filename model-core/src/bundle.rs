@@ -36,6 +36,33 @@ pub enum TileSourceSpec {
 }
 
 impl TileSourceSpec {
+    /// The kinds of source, by the name `collect --tiles` takes.
+    pub const KINDS: [&'static str; 3] = ["render", "xyz", "mbtiles"];
+
+    /// A source of kind `kind` (one of [`Self::KINDS`]) at `zoom`. `location` is the XYZ URL
+    /// template or the MBTiles path; the renderer needs its style version instead.
+    pub fn from_kind(
+        kind: &str,
+        location: Option<&str>,
+        style: &str,
+        zoom: u8,
+    ) -> Result<Self, CoreError> {
+        let located = |what: &str| {
+            location.map(str::to_string).ok_or_else(|| {
+                CoreError::InvalidConfig(format!("a `{kind}` tile source needs its {what}"))
+            })
+        };
+        match kind {
+            "render" => Ok(Self::Render { style: style.to_string(), zoom }),
+            "xyz" => Ok(Self::Xyz { url: located("URL template")?, zoom }),
+            "mbtiles" => Ok(Self::Mbtiles { path: located("file")?, zoom }),
+            other => Err(CoreError::InvalidConfig(format!(
+                "unknown tile source `{other}` (expected one of: {})",
+                Self::KINDS.join(", ")
+            ))),
+        }
+    }
+
     /// The rendered tiles' URL template for a page served at `base` (ending in `/`).
     pub fn rendered_template(base: &str) -> String {
         format!("{base}{RENDERED_TILES_PATH}/{{z}}/{{x}}/{{y}}.png")

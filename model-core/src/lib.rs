@@ -25,6 +25,7 @@ pub mod precision;
 pub mod prediction;
 pub mod preprocess;
 pub mod pretrained;
+pub mod recipe;
 pub mod rng;
 pub mod schedule;
 pub mod split;

@@ -19,18 +19,9 @@ use model_core::tile::{TileId, Window};
 use crate::fsutil::write_atomic;
 use crate::osm::rules::Rules;
 use crate::osm::{BUNDLED_OSM, BUNDLED_OSM_NAME, OsmMap, labelled_features};
-use crate::render::{Renderer, style};
+use crate::render::style;
 use crate::run::DataDir;
-use crate::tiles::mbtiles::MbTiles;
-use crate::tiles::xyz::{XyzClient, XyzOptions};
-use crate::tiles::{Origin, TileSource, fetch_all};
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TilesKind {
-    Render,
-    Xyz,
-    Mbtiles,
-}
+use crate::tiles::{Origin, Politeness, fetch_all};
 
 #[derive(Args, Debug)]
 pub struct CollectArgs {
@@ -49,8 +40,9 @@ pub struct CollectArgs {
     pub rules: Option<PathBuf>,
     /// Where tiles come from: `render` (offline, from the OSM extract), `xyz` (a tile server,
     /// --url), `mbtiles` (a file, --path).
-    #[arg(long, value_enum, default_value_t = TilesKind::Render)]
-    pub tiles: TilesKind,
+    #[arg(long, default_value = "render",
+          value_parser = clap::builder::PossibleValuesParser::new(TileSourceSpec::KINDS))]
+    pub tiles: String,
     /// XYZ URL template with {z} {x} {y}, optional {s} (a|b|c) and {token}.
     #[arg(long, required_if_eq("tiles", "xyz"))]
     pub url: Option<String>,
@@ -174,33 +166,26 @@ pub fn collect(args: &CollectArgs) -> Result<Summary> {
         }
     };
 
-    let source: Box<dyn TileSource> = match args.tiles {
-        TilesKind::Render => Box::new(Renderer::new(&map, args.zoom)?),
-        TilesKind::Xyz => Box::new(XyzClient::new(XyzOptions {
-            template: args.url.clone().expect("clap requires --url"),
-            token: std::env::var(&args.token_env).ok(),
-            cache_dir: data.tile_cache(),
-            retries: args.retries,
-            backoff: Duration::from_millis(args.backoff_ms),
-            timeout: Duration::from_secs_f64(args.timeout_secs.max(0.001)),
-        })?),
-        TilesKind::Mbtiles => {
-            Box::new(MbTiles::open(args.path.as_deref().expect("clap requires --path"))?)
-        }
+    // The source as the bundle will record it, then its client (`tiles::open`).
+    let location = match args.tiles.as_str() {
+        "mbtiles" => args.path.as_ref().map(|p| p.display().to_string()),
+        _ => args.url.clone(),
     };
+    let spec = TileSourceSpec::from_kind(
+        &args.tiles,
+        location.as_deref(),
+        style::STYLE_VERSION,
+        args.zoom,
+    )?;
+    let politeness = Politeness {
+        token: std::env::var(&args.token_env).ok(),
+        cache_dir: data.tile_cache(),
+        retries: args.retries,
+        backoff: Duration::from_millis(args.backoff_ms),
+        timeout: Duration::from_secs_f64(args.timeout_secs.max(0.001)),
+    };
+    let source = crate::tiles::open(&spec, &map, politeness)?;
     tracing::info!("tiles from {}", source.describe());
-    let spec = match args.tiles {
-        TilesKind::Render => {
-            TileSourceSpec::Render { style: style::STYLE_VERSION.to_string(), zoom: args.zoom }
-        }
-        TilesKind::Xyz => {
-            TileSourceSpec::Xyz { url: args.url.clone().unwrap_or_default(), zoom: args.zoom }
-        }
-        TilesKind::Mbtiles => TileSourceSpec::Mbtiles {
-            path: args.path.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
-            zoom: args.zoom,
-        },
-    };
     let images_dir = data.images();
     std::fs::create_dir_all(&images_dir)
         .with_context(|| format!("creating {}", images_dir.display()))?;

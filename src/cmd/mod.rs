@@ -16,6 +16,7 @@ pub mod train;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use model_core::EncoderKind;
 use model_core::precision::Precision;
+use model_core::recipe::SchedulerKind;
 
 /// A flag taking one of a model-core enum's names: `--help` and errors list every value.
 fn named<T: Copy + Send + Sync + 'static>(
@@ -30,6 +31,11 @@ fn named<T: Copy + Send + Sync + 'static>(
 /// `--encoder`: the six image encoders by name.
 pub(crate) fn encoder_parser() -> impl TypedValueParser<Value = EncoderKind> {
     named(&EncoderKind::ALL, EncoderKind::name)
+}
+
+/// `--scheduler`: cosine, step, plateau or constant.
+pub(crate) fn scheduler_parser() -> impl TypedValueParser<Value = SchedulerKind> {
+    named(&SchedulerKind::ALL, SchedulerKind::name)
 }
 
 /// `--precision`: f32, f16 or bf16.

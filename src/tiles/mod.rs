@@ -16,6 +16,38 @@ use model_core::tile::TileId;
 
 use crate::render::Renderer;
 
+/// How to be polite to an XYZ server (the other sources need nothing).
+pub struct Politeness {
+    /// Value for `{token}` in the template.
+    pub token: Option<String>,
+    pub cache_dir: std::path::PathBuf,
+    pub retries: u32,
+    pub backoff: std::time::Duration,
+    pub timeout: std::time::Duration,
+}
+
+/// The client of a tile source: the one place a source kind meets its code (the renderer
+/// draws from `map`; an XYZ server and an MBTiles file are read as the spec says).
+pub fn open(
+    spec: &model_core::bundle::TileSourceSpec,
+    map: &crate::osm::OsmMap,
+    xyz: Politeness,
+) -> Result<Box<dyn TileSource>> {
+    use model_core::bundle::TileSourceSpec as S;
+    Ok(match spec {
+        S::Render { zoom, .. } => Box::new(Renderer::new(map, *zoom)?),
+        S::Xyz { url, .. } => Box::new(xyz::XyzClient::new(xyz::XyzOptions {
+            template: url.clone(),
+            token: xyz.token,
+            cache_dir: xyz.cache_dir,
+            retries: xyz.retries,
+            backoff: xyz.backoff,
+            timeout: xyz.timeout,
+        })?),
+        S::Mbtiles { path, .. } => Box::new(mbtiles::MbTiles::open(std::path::Path::new(path))?),
+    })
+}
+
 /// How a tile was obtained, for the summary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Origin {

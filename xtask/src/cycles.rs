@@ -34,10 +34,7 @@ mod tests {
     /// The text without comment lines and without the unit-test module.
     fn code_only(text: &str) -> String {
         let body = text.split("#[cfg(test)]\nmod tests").next().unwrap_or(text);
-        body.lines()
-            .filter(|l| !l.trim_start().starts_with("//"))
-            .collect::<Vec<_>>()
-            .join("\n")
+        body.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n")
     }
 
     fn ident_at(s: &str) -> String {

@@ -1,0 +1,215 @@
+//! The training recipe: everything a run is trained with (`train_config.json` in a run
+//! folder, `--config` TOML, the CLI's flags), its checks, and what it implies for the model,
+//! the schedule and the step. Both fronts read a recipe here rather than spelling it out.
+
+use serde::{Deserialize, Serialize};
+
+use crate::precision::Precision;
+use crate::schedule::Schedule;
+use crate::train::StepConfig;
+use crate::{CoreError, EncoderKind, LabelVocab, ModelConfig, SourceVocab};
+
+/// The learning-rate schedule of a recipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SchedulerKind {
+    Cosine,
+    Step,
+    Plateau,
+    Constant,
+}
+
+impl SchedulerKind {
+    pub const ALL: [SchedulerKind; 4] = [
+        SchedulerKind::Cosine,
+        SchedulerKind::Step,
+        SchedulerKind::Plateau,
+        SchedulerKind::Constant,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SchedulerKind::Cosine => "cosine",
+            SchedulerKind::Step => "step",
+            SchedulerKind::Plateau => "plateau",
+            SchedulerKind::Constant => "constant",
+        }
+    }
+}
+
+/// Everything a run was trained with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub encoder: EncoderKind,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub weight_decay: f32,
+    pub scheduler: SchedulerKind,
+    pub step_size: usize,
+    pub gamma: f64,
+    pub clip_norm: Option<f32>,
+    pub accumulate: usize,
+    pub patience: usize,
+    /// Stages of the image encoder to freeze (default: 6 of EfficientNet-Lite0's 9 when
+    /// pretrained, i.e. stem and the first five MBConv stages; 0 otherwise).
+    pub freeze_stages: Option<usize>,
+    pub pretrained: bool,
+    pub image_size: u32,
+    pub dropout: f64,
+    pub seed: u64,
+    pub augment: bool,
+    /// Compute dtype of the training passes: f32, or mixed f16 / bf16 (f32 master weights).
+    pub precision: Precision,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            encoder: EncoderKind::EfficientNetLite0,
+            epochs: 8,
+            batch_size: 16,
+            lr: 1e-3,
+            weight_decay: 1e-4,
+            scheduler: SchedulerKind::Cosine,
+            step_size: 5,
+            gamma: 0.1,
+            clip_norm: Some(1.0),
+            accumulate: 1,
+            patience: 4,
+            freeze_stages: None,
+            pretrained: true,
+            image_size: 224,
+            dropout: 0.3,
+            seed: 42,
+            augment: true,
+            precision: Precision::F32,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Settles what follows from the rest (only EfficientNet-Lite0 has pretrained weights; the
+    /// frozen stages default to 6 when pretrained) and checks the values.
+    pub fn settle(mut self) -> Result<Self, CoreError> {
+        if self.encoder != EncoderKind::EfficientNetLite0 {
+            self.pretrained = false;
+        }
+        let bad = |m: String| Err(CoreError::InvalidConfig(m));
+        if self.epochs == 0 || self.batch_size == 0 || self.accumulate == 0 {
+            return bad("epochs, batch size and accumulate must be > 0".into());
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad(format!("learning rate must be positive, not {}", self.lr));
+        }
+        let k = self.freeze_stages.unwrap_or(if self.pretrained { 6 } else { 0 });
+        if k > self.encoder.num_stages() {
+            return bad(format!(
+                "{} has {} stages; cannot freeze {k}",
+                self.encoder,
+                self.encoder.num_stages()
+            ));
+        }
+        self.freeze_stages = Some(k);
+        Ok(self)
+    }
+
+    /// The model this recipe trains, for the data's vocabularies.
+    pub fn model_config(
+        &self,
+        labels: LabelVocab,
+        sources: SourceVocab,
+    ) -> Result<ModelConfig, CoreError> {
+        let mut m = ModelConfig::new(self.encoder);
+        m.labels = labels;
+        m.sources = sources;
+        m.image_size = self.image_size;
+        m.dropout = self.dropout;
+        m.validate()?;
+        Ok(m)
+    }
+
+    /// The learning-rate schedule, from the base rate.
+    pub fn schedule(&self) -> Schedule {
+        match self.scheduler {
+            SchedulerKind::Cosine => {
+                Schedule::Cosine { epochs: self.epochs, min_lr: self.lr * 0.01 }
+            }
+            SchedulerKind::Step => Schedule::Step { step_size: self.step_size, gamma: self.gamma },
+            SchedulerKind::Plateau => {
+                Schedule::ReduceOnPlateau { factor: 0.5, patience: 1, min_lr: self.lr * 0.01 }
+            }
+            SchedulerKind::Constant => Schedule::Constant,
+        }
+    }
+
+    /// The step's configuration, with the preprocessing's class weights.
+    pub fn step_config(&self, class_weights: Vec<f32>) -> StepConfig {
+        StepConfig {
+            learning_rate: self.lr,
+            weight_decay: self.weight_decay,
+            clip_norm: self.clip_norm,
+            class_weights: Some(class_weights),
+            accumulate: self.accumulate,
+            precision: self.precision,
+        }
+    }
+
+    /// This (saved) recipe continued with what a resume may ask: more or fewer `epochs`. A
+    /// different encoder or precision is refused with the reason.
+    pub fn resumed_with(
+        mut self,
+        encoder: Option<EncoderKind>,
+        precision: Option<Precision>,
+        epochs: Option<usize>,
+    ) -> Result<Self, CoreError> {
+        if let Some(e) = encoder.filter(|&e| e != self.encoder) {
+            return Err(CoreError::InvalidConfig(format!(
+                "was trained with {}, not {e}",
+                self.encoder
+            )));
+        }
+        if let Some(p) = precision.filter(|&p| p != self.precision) {
+            return Err(CoreError::InvalidConfig(format!(
+                "trains in {} (its saved config), not {p}; resume it without --precision or \
+                 start a new run",
+                self.precision
+            )));
+        }
+        self.epochs = epochs.unwrap_or(self.epochs);
+        Ok(self)
+    }
+
+    /// The seed of epoch `epoch`'s random draws (order, augmentation, dropout): a function of
+    /// the run's seed and the epoch alone, so a resumed run draws what an uninterrupted one
+    /// would.
+    pub fn epoch_seed(&self, epoch: usize) -> u64 {
+        self.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settling_checks_and_fills_in() {
+        let c = TrainConfig::default().settle().unwrap();
+        assert_eq!(c.freeze_stages, Some(6));
+        let c = TrainConfig { encoder: EncoderKind::ResNet18, ..Default::default() };
+        let c = c.settle().unwrap();
+        assert_eq!((c.pretrained, c.freeze_stages), (false, Some(0)));
+        let e = TrainConfig { lr: 0.0, ..Default::default() }.settle().unwrap_err();
+        assert!(e.to_string().contains("learning rate"), "{e}");
+        let e = TrainConfig { freeze_stages: Some(99), ..Default::default() }.settle();
+        assert!(e.unwrap_err().to_string().contains("cannot freeze 99"));
+        assert_ne!(TrainConfig::default().epoch_seed(1), TrainConfig::default().epoch_seed(2));
+        let saved = TrainConfig { precision: Precision::F16, ..Default::default() };
+        let e = saved.clone().resumed_with(None, Some(Precision::Bf16), None).unwrap_err();
+        assert!(e.to_string().contains("trains in f16"), "{e}");
+        let e = saved.clone().resumed_with(Some(EncoderKind::ResNet18), None, None).unwrap_err();
+        assert!(e.to_string().contains("not resnet18"), "{e}");
+        assert_eq!(saved.resumed_with(None, Some(Precision::F16), Some(3)).unwrap().epochs, 3);
+    }
+}
