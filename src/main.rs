@@ -41,6 +41,9 @@ enum Command {
     Predict(cmd::predict::PredictArgs),
     /// Serve the web app, the model bundle, rendered tiles and the prediction API (http://127.0.0.1:8080).
     Serve(cmd::serve::ServeArgs),
+    /// OpenStreetMap files from your tags, for review and upload in an editor.
+    #[command(subcommand)]
+    Osm(cmd::osm::OsmCommand),
     /// Fetch and check the ImageNet-pretrained EfficientNet-Lite0 weights.
     #[command(subcommand)]
     Pretrained(cmd::pretrained::PretrainedCommand),
@@ -85,6 +88,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Export(a) => cmd::export::run(a),
         Command::Predict(a) => cmd::predict::run(a),
         Command::Pretrained(c) => cmd::pretrained::run(c),
+        Command::Osm(c) => cmd::osm::run(c),
         Command::Serve(a) => cmd::serve::run(a),
     }
 }

@@ -117,15 +117,9 @@ impl ModelInput {
         scaler: &Scaler,
         sources: &SourceVocab,
     ) -> Result<Self, CoreError> {
-        crate::tile::validate_lat_lon(lat, lon)?;
-        let image = if img.width() == size && img.height() == size {
-            normalize_chw(img)
-        } else {
-            normalize_chw(&resize_square(img.clone(), size))
-        };
-        let mut hot = vec![0.0; sources.one_hot_len()];
-        sources.one_hot_into(source, &mut hot);
-        Ok(Self { image, coords: scaler.transform(lat, lon), source: hot })
+        // One assembly for inference and training: the example, seen without augmentation.
+        let example = TrainingExample::new(img.clone(), size, lat, lon, source, scaler, sources)?;
+        Ok(example.view(None))
     }
 }
 

@@ -72,6 +72,8 @@ impl std::fmt::Display for Rejected {
 pub struct ParseReport {
     pub table: TagTable,
     pub rejected: Vec<Rejected>,
+    /// The 1-based line of each row of `table.tags`, for errors found later.
+    pub lines: Vec<u64>,
 }
 
 /// Parses a tags CSV. Accepts a UTF-8 BOM, CRLF line ends, quoted fields with commas. The
@@ -177,6 +179,7 @@ pub fn parse_tags_csv(bytes: &[u8], labels: &LabelVocab) -> Result<ParseReport, 
             continue;
         }
         let image = image_idx.map(get).filter(|s| !s.is_empty()).map(str::to_string);
+        report.lines.push(line);
         report.table.tags.push(Tag {
             id: id.to_string(),
             lat,

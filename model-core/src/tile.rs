@@ -158,6 +158,15 @@ pub fn expand_template(template: &str, t: TileId) -> String {
         .replace("{r}", "")
 }
 
+/// Great-circle distance in metres between two WGS84 points (haversine, mean Earth radius).
+pub fn distance_m(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
+    const R: f64 = 6_371_008.8;
+    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
+    let (dp, dl) = ((lat2 - lat1).to_radians(), (lon2 - lon1).to_radians());
+    let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+    2.0 * R * a.sqrt().asin()
+}
+
 /// Checks that `lat`/`lon` are finite WGS84 degrees inside the Web Mercator range.
 pub fn validate_lat_lon(lat: f64, lon: f64) -> Result<(), CoreError> {
     if !lat.is_finite() || !(-MAX_LATITUDE..=MAX_LATITUDE).contains(&lat) {

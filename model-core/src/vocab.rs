@@ -7,9 +7,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::CoreError;
 
-/// The accessibility feature types AccessAtlas knows by default, in model-index order.
-pub const DEFAULT_LABELS: [&str; 5] = ["ramp", "elevator", "entrance", "tactile_path", "obstacle"];
-
 /// The tag sources AccessAtlas knows by default. Anything else maps to [`UNKNOWN_SOURCE`].
 pub const DEFAULT_SOURCES: [&str; 3] = ["osm", "user", "model"];
 
@@ -21,9 +18,10 @@ pub const UNKNOWN_SOURCE: &str = "unknown";
 #[serde(transparent)]
 pub struct LabelVocab(Vec<String>);
 
+/// The feature-type table's labels, in model-index order ([`crate::features`]).
 impl Default for LabelVocab {
     fn default() -> Self {
-        Self(DEFAULT_LABELS.iter().map(|s| s.to_string()).collect())
+        Self(crate::features::FeatureTypes::builtin().names())
     }
 }
 

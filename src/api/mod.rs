@@ -227,4 +227,15 @@ mod tests {
             assert!(responses.contains_key(code), "{code} is not described");
         }
     }
+
+    /// The types the description names are the feature-type table's, in its order.
+    #[test]
+    fn the_openapi_types_are_the_feature_table_s() {
+        let names = model_core::features::FeatureTypes::builtin().names();
+        let v: serde_json::Value = serde_json::from_str(super::OPENAPI).unwrap();
+        let examples = &v["components"]["schemas"]["Prediction"]["properties"]["type"]["examples"];
+        assert_eq!(examples, &serde_json::json!(names));
+        let intro = v["info"]["description"].as_str().unwrap();
+        assert!(intro.contains(&format!("({})", names.join(", "))), "{intro}");
+    }
 }

@@ -6,6 +6,7 @@ pub mod collect;
 pub mod evaluate;
 pub mod export;
 pub mod model;
+pub mod osm;
 pub mod pipeline;
 pub mod predict;
 pub mod preprocess;

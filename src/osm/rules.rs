@@ -117,6 +117,25 @@ mod tests {
         assert_eq!(r.classify(&[("entrance", "yes"), ("highway", "elevator")]), Some("elevator"));
     }
 
+    /// What `osm export` writes for a type, `collect` reads back as that type: every preset
+    /// of the feature-type table (with each optional key) classifies as its own type.
+    #[test]
+    fn every_preset_of_the_feature_table_reads_back_as_its_type() {
+        let r = rules();
+        for ty in &model_core::features::FeatureTypes::builtin().types {
+            for p in &ty.presets {
+                let mut tags = p.pairs();
+                for o in &ty.optional {
+                    let (k, v) = o.split_once('=').unwrap();
+                    tags.push((k.into(), v.split('|').next().unwrap().replace('*', "yes")));
+                }
+                let refs: Vec<(&str, &str)> =
+                    tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                assert_eq!(r.classify(&refs), Some(ty.name.as_str()), "{} / {}", ty.name, p.name);
+            }
+        }
+    }
+
     #[test]
     fn bad_tables_are_refused_with_the_reason() {
         let v = LabelVocab::default();

@@ -5,8 +5,8 @@
 //!
 //! - `serve`: installs the pinned web tools if missing, builds the app with trunk (release) and
 //!   runs `accessatlas serve` on http://127.0.0.1:8080 (extra arguments go to `serve`).
-//! - `test`: everything CI runs: installs the wasm32 target, the web tools and Chromium,
-//!   fetches the pretrained weights, then fmt check, clippy -D warnings, all tests, the app's
+//! - `test`: everything CI runs: installs the wasm32 target, the web tools, Chromium, JOSM and
+//!   osmium-tool, fetches the pretrained weights, then fmt check, clippy -D warnings, all tests, the app's
 //!   wasm-bindgen tests in headless Chromium, the app end to end in headless Chromium.
 //! - `bench [--quick] [SECTION...]`: every benchmark, AccessAtlas and the reference alternating
 //!   in one run; rewrites `BENCHMARKS.md` (only the named sections, if any). `--quick` runs the
@@ -121,6 +121,8 @@ fn test(_root: &Path) -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    // `tests/osm_export.rs` reads the exports back with real OSM clients from Debian.
+    ensure_osm_clients()?;
     // The parity test reads the real pretrained checkpoint: fetch it (cached, SHA-256 pinned).
     let weights_dir = cache_dir().join("pretrained");
     run(cargo()
@@ -135,6 +137,14 @@ fn test(_root: &Path) -> Result<()> {
     bench::bench(_root, &["--quick".to_string()])?;
     eprintln!("xtask test: all green");
     Ok(())
+}
+
+/// JOSM (its headless validator) and osmium-tool, installed from Debian when missing.
+fn ensure_osm_clients() -> Result<()> {
+    if Path::new("/usr/bin/josm").exists() && Path::new("/usr/bin/osmium").exists() {
+        return Ok(());
+    }
+    apt_install(&["josm", "osmium-tool"])
 }
 
 fn reference(root: &Path) -> Result<()> {

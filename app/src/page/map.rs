@@ -74,7 +74,7 @@ fn suggestion_marker(s: &super::Suggestion, ctx: Ctx) -> Result<leaflet::Marker,
 fn tag_marker(t: &model_core::tags::Tag, ctx: Ctx) -> Result<leaflet::Marker, JsValue> {
     let title = format!("{} tag {}, {:.5}, {:.5}", t.label.replace('_', " "), t.id, t.lat, t.lon);
     let opts = leaflet::MarkerOptions::new();
-    opts.set_icon(div_icon(&format!("tag-marker tag-{}", t.label), letter(&t.label), &title)?);
+    opts.set_icon(div_icon(&format!("tag-marker tag-{}", t.label), &letter(&t.label), &title)?);
     opts.set_title(title);
     opts.set_keyboard(true);
     opts.set_draggable(true);

@@ -20,6 +20,7 @@ use crate::protocol::{
 use crate::store::{DEFAULT_SOURCE, TagStore};
 use model_core::Prediction;
 use model_core::bundle::{RENDERED_TILES_ATTRIBUTION, TileSourceSpec};
+use model_core::features::FeatureTypes;
 
 /// The OSM standard layer: the default view (not what the model sees; see the base-layer
 /// switch).
@@ -386,15 +387,29 @@ fn start_worker(ctx: Ctx) {
     ctx.worker.set_value(Some(worker));
 }
 
-/// Short letter per type, shown on markers and in the list (information not by colour alone).
-pub fn letter(label: &str) -> &'static str {
-    match label {
-        "ramp" => "R",
-        "elevator" => "E",
-        "entrance" => "D",
-        "tactile_path" => "T",
-        "obstacle" => "O",
-        _ => "?",
+/// A type's marker letter, from the feature-type table (information not by colour alone).
+pub fn letter(label: &str) -> String {
+    FeatureTypes::builtin().letter(label).to_string()
+}
+
+/// What people read for a type, from the feature-type table.
+pub fn display(label: &str) -> String {
+    FeatureTypes::builtin()
+        .get(label)
+        .map_or_else(|_| label.replace('_', " "), |t| t.display.clone())
+}
+
+/// `.tag-<type> { background: <colour> }` for every type of the table, as one `<style>`.
+fn type_styles() {
+    let css: String = FeatureTypes::builtin()
+        .types
+        .iter()
+        .map(|t| format!(".tag-{} {{ background: {}; }}\n", t.name, t.colour))
+        .collect();
+    let Some(doc) = web_sys::window().and_then(|w| w.document()) else { return };
+    if let (Ok(style), Some(head)) = (doc.create_element("style"), doc.head()) {
+        style.set_text_content(Some(&css));
+        let _ = head.append_child(&style);
     }
 }
 
@@ -499,5 +514,6 @@ fn App() -> impl IntoView {
 /// Entry point of the `app` binary.
 pub fn start() {
     console_error_panic_hook::set_once();
+    type_styles();
     leptos::mount::mount_to_body(App);
 }

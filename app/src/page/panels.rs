@@ -7,14 +7,10 @@ use model_core::tags::Rejected;
 use wasm_bindgen::prelude::*;
 
 use super::files::download;
-use super::{Ctx, ModelState, PredictionState, backend_label, letter};
+use super::{Ctx, ModelState, PredictionState, backend_label, display, letter};
 use crate::geojson::{import_geojson, to_geojson};
 use crate::protocol::BackendNote;
 use crate::store::{ImportReport, labels};
-
-fn pretty(label: &str) -> String {
-    label.replace('_', " ")
-}
 
 #[component]
 pub fn BackendBadge() -> impl IntoView {
@@ -87,7 +83,7 @@ pub fn TagForm() -> impl IntoView {
         });
         match result {
             Ok(id) => {
-                ctx.status.set(format!("Saved {} tag {id}.", pretty(&d.label)));
+                ctx.status.set(format!("Saved {} tag {id}.", display(&d.label)));
                 ctx.draft.set(None);
             }
             Err(e) => ctx.status.set(format!("Not saved: {e}")),
@@ -113,7 +109,7 @@ pub fn TagForm() -> impl IntoView {
                 <select id="tag-type" data-testid="tag-type" on:change=field(|d, v| d.label = v)
                     prop:value=move || d().map(|d| d.label).unwrap_or_default()>
                     {labels().names().iter().map(|l| view! {
-                        <option value=l.clone()>{format!("{} ({})", pretty(l), letter(l))}</option>
+                        <option value=l.clone()>{format!("{} ({})", display(l), letter(l))}</option>
                     }).collect_view()}
                 </select>
                 <label for="tag-source">"Source"</label>
@@ -146,7 +142,7 @@ pub fn PredictionPanel() -> impl IntoView {
         PredictionState::Waiting { lat, lon } => format!("Predicting at {lat:.5}, {lon:.5}…"),
         PredictionState::Done { prediction, model_ms, tiles_ms, .. } => format!(
             "Predicted {}, {:.0} % confident ({:.0} ms: tiles {tiles_ms:.0} ms, model {model_ms:.0} ms).",
-            pretty(&prediction.label),
+            display(&prediction.label),
             prediction.confidence * 100.0,
             tiles_ms + model_ms
         ),
@@ -163,7 +159,7 @@ pub fn PredictionPanel() -> impl IntoView {
                 let top = l == prediction.label;
                 view! {
                     <li class="bar-row" class:top=top data-label=l.clone() data-probability=p.to_string()>
-                        <span class="bar-label">{format!("{} {}", letter(&l), pretty(&l))}</span>
+                        <span class="bar-label">{format!("{} {}", letter(&l), display(&l))}</span>
                         <span class=format!("bar tag-{l}") style=format!("width: {:.1}%", p * 100.0) aria-hidden="true"></span>
                         <span class="bar-value">{pct}</span>
                     </li>
@@ -216,7 +212,7 @@ pub fn TagList() -> impl IntoView {
                 ctx.filter.set((!v.is_empty()).then_some(v));
             }>
                 <option value="">"All types"</option>
-                {labels().names().iter().map(|l| view! { <option value=l.clone()>{pretty(l)}</option> }).collect_view()}
+                {labels().names().iter().map(|l| view! { <option value=l.clone()>{display(l)}</option> }).collect_view()}
             </select>
             <p class="count">{count}</p>
             <ul class="tag-list" data-testid="tag-list">
@@ -228,10 +224,10 @@ pub fn TagList() -> impl IntoView {
                         view! {
                             <li class="tag-row" data-id=t.id.clone() data-type=t.label.clone()>
                                 <span class=format!("chip tag-{label}") aria-hidden="true">{letter(&label)}</span>
-                                <span class="tag-text">{format!("{} · {} · {:.5}, {:.5}", pretty(&label), t.source, t.lat, t.lon)}</span>
-                                <button type="button" class="small" aria-label=format!("Edit {} {}", pretty(&label), t.id)
+                                <span class="tag-text">{format!("{} · {} · {:.5}, {:.5}", display(&label), t.source, t.lat, t.lon)}</span>
+                                <button type="button" class="small" aria-label=format!("Edit {} {}", display(&label), t.id)
                                     on:click=move |_| ctx.select(&id)>"Edit"</button>
-                                <button type="button" class="small danger" aria-label=format!("Delete {} {}", pretty(&label), t.id)
+                                <button type="button" class="small danger" aria-label=format!("Delete {} {}", display(&label), t.id)
                                     on:click=move |_| {
                                         ctx.edit_store(|s| { s.delete(&id_del); });
                                         ctx.status.set(format!("Deleted tag {id_del}."));
