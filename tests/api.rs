@@ -28,8 +28,8 @@ fn start(cfg: ApiConfig) -> String {
     let predictor = accessatlas::run::load_predictor(&bundle(), &Device::flex()).unwrap();
     let info = serde_json::from_str(&std::fs::read_to_string(bundle().join("model.json")).unwrap())
         .unwrap();
-    let api = Arc::new(Api::new(predictor, info, cfg).unwrap());
     let map = OsmMap::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME).unwrap();
+    let api = Arc::new(Api::new(predictor, info, cfg, mapped(&map)).unwrap());
     let cfg = ServeConfig {
         dist: None,
         model: bundle(),
@@ -43,6 +43,50 @@ fn start(cfg: ApiConfig) -> String {
             .unwrap();
     });
     format!("http://{}", rx.recv().unwrap())
+}
+
+/// The features of `map` that the rules give a type.
+fn mapped(map: &OsmMap) -> Vec<accessatlas::osm::Labelled> {
+    let rules = accessatlas::osm::rules::Rules::default_rules(&Default::default()).unwrap();
+    accessatlas::osm::labelled_features(map, &rules)
+}
+
+/// `GET /api/features`: what the extract maps in a bbox, as GeoJSON with OSM ids and tags; a
+/// bad or too large bbox is a 4xx naming it.
+#[test]
+fn features_in_a_bbox_and_bad_bboxes() {
+    let base = start(ApiConfig::default());
+    let bbox = "24.935,60.165,24.950,60.172";
+    let (status, v) = get(&format!("{base}/api/features?bbox={bbox}"));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["type"], "FeatureCollection");
+    let map = OsmMap::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME).unwrap();
+    let b = model_core::tile::BBox::parse(bbox).unwrap();
+    let want: Vec<_> = mapped(&map).into_iter().filter(|f| b.contains(f.lat, f.lon)).collect();
+    let got = v["features"].as_array().unwrap();
+    assert!(want.len() > 10, "the area holds {} features", want.len());
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        let p = &g["properties"];
+        assert_eq!(format!("{}/{}", p["osm_type"].as_str().unwrap(), p["osm_id"]), w.id);
+        assert_eq!(p["type"], w.label.as_str());
+        for (k, val) in &w.tags {
+            assert_eq!(p["tags"][k], val.as_str(), "{k} of {}", w.id);
+        }
+        assert_eq!(g["geometry"]["coordinates"], serde_json::json!([w.lon, w.lat]));
+    }
+    for (query, status, code) in [
+        ("", 400, "missing_field"),
+        ("?bbox=1,2,3", 400, "bad_bbox"),
+        ("?bbox=24.95,60.16,24.93,60.17", 400, "bad_bbox"),
+        ("?bbox=NaN,60.16,24.95,60.17", 400, "bad_bbox"),
+        ("?bbox=24.93,86,24.95,87", 400, "bad_bbox"),
+        ("?bbox=24,60,25,61", 422, "area_too_large"),
+    ] {
+        let (s, v) = get(&format!("{base}/api/features{query}"));
+        assert_eq!((s, v["code"].as_str().unwrap()), (status, code), "{query}: {v}");
+        assert_eq!(v["field"], "bbox", "{query}: {v}");
+    }
 }
 
 /// Real map tiles from the bundled extract around Helsinki's centre.

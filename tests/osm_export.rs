@@ -15,6 +15,10 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_accessatlas"))
 }
 
+type OsmTags = Vec<(String, String)>;
+/// A tags CSV row: id, lat, lon, type, OSM tags.
+type Row = (String, f64, f64, String, OsmTags);
+
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("aa-osm-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -23,7 +27,7 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 /// One row per preset of every type, on a grid far from anything mapped (the harbour).
-fn every_preset() -> Vec<(String, f64, f64, String, Vec<(String, String)>)> {
+fn every_preset() -> Vec<Row> {
     let mut rows = Vec::new();
     for (i, ty) in FeatureTypes::builtin().types.iter().enumerate() {
         for (j, p) in ty.presets.iter().enumerate() {
@@ -42,7 +46,7 @@ fn every_preset() -> Vec<(String, f64, f64, String, Vec<(String, String)>)> {
     rows
 }
 
-fn csv(rows: &[(String, f64, f64, String, Vec<(String, String)>)], extra: &str) -> String {
+fn csv(rows: &[Row], extra: &str) -> String {
     let mut s = String::from("id,lat,lon,type,source,note,osm_tags\n");
     for (id, lat, lon, ty, tags) in rows {
         s += &format!(
@@ -54,7 +58,7 @@ fn csv(rows: &[(String, f64, f64, String, Vec<(String, String)>)], extra: &str) 
 }
 
 /// Nodes of an OSM file as osmium reads it (OPL): `(lat, lon, tags)` in file order.
-fn osmium_nodes(file: &Path) -> Vec<(f64, f64, Vec<(String, String)>)> {
+fn osmium_nodes(file: &Path) -> Vec<(f64, f64, OsmTags)> {
     let info = Command::new("osmium").args(["fileinfo", "-e"]).arg(file).output().unwrap();
     assert!(info.status.success(), "osmium fileinfo: {}", String::from_utf8_lossy(&info.stderr));
     let out = Command::new("osmium").arg("cat").arg(file).args(["-f", "opl"]).output().unwrap();

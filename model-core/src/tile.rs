@@ -158,6 +158,58 @@ pub fn expand_template(template: &str, t: TileId) -> String {
         .replace("{r}", "")
 }
 
+/// An area as `min_lon,min_lat,max_lon,max_lat` (WGS84 degrees, OSM's `bbox` order).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BBox {
+    pub min_lon: f64,
+    pub min_lat: f64,
+    pub max_lon: f64,
+    pub max_lat: f64,
+}
+
+impl BBox {
+    /// Parses `min_lon,min_lat,max_lon,max_lat`: four finite numbers, minimum below maximum,
+    /// inside the Web Mercator range. The error says which rule failed.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = text.split(',').map(str::trim).collect();
+        if parts.len() != 4 {
+            return Err(format!(
+                "`{text}` is not min_lon,min_lat,max_lon,max_lat ({} numbers)",
+                parts.len()
+            ));
+        }
+        let mut v = [0.0f64; 4];
+        for (x, p) in v.iter_mut().zip(&parts) {
+            *x = p.parse().map_err(|_| format!("`{p}` is not a number"))?;
+            if !x.is_finite() {
+                return Err(format!("`{p}` is not a finite number"));
+            }
+        }
+        let b = Self { min_lon: v[0], min_lat: v[1], max_lon: v[2], max_lat: v[3] };
+        if b.min_lon >= b.max_lon || b.min_lat >= b.max_lat {
+            return Err(format!(
+                "`{text}` is inverted or empty (each minimum must be below its maximum)"
+            ));
+        }
+        for (lat, lon) in [(b.min_lat, b.min_lon), (b.max_lat, b.max_lon)] {
+            validate_lat_lon(lat, lon).map_err(|e| e.to_string())?;
+        }
+        Ok(b)
+    }
+
+    pub fn contains(&self, lat: f64, lon: f64) -> bool {
+        (self.min_lat..=self.max_lat).contains(&lat) && (self.min_lon..=self.max_lon).contains(&lon)
+    }
+
+    /// The area in km² (on the sphere).
+    pub fn area_km2(&self) -> f64 {
+        let mid = (self.min_lat + self.max_lat) / 2.0;
+        let h = distance_m(self.min_lat, self.min_lon, self.max_lat, self.min_lon);
+        let w = distance_m(mid, self.min_lon, mid, self.max_lon);
+        h * w / 1e6
+    }
+}
+
 /// Great-circle distance in metres between two WGS84 points (haversine, mean Earth radius).
 pub fn distance_m(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
     const R: f64 = 6_371_008.8;
@@ -181,6 +233,20 @@ pub fn validate_lat_lon(lat: f64, lon: f64) -> Result<(), CoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bboxes_parse_and_refuse_with_the_reason() {
+        let b = BBox::parse("24.93, 60.16,24.95,60.17").unwrap();
+        assert!(b.contains(60.165, 24.94) && !b.contains(60.18, 24.94));
+        let a = b.area_km2();
+        assert!((a - 1.11 * 1.11).abs() < 0.1, "{a}");
+        assert!(BBox::parse("24.95,60.16,24.93,60.17").unwrap_err().contains("inverted"));
+        assert!(BBox::parse("1,2,3").unwrap_err().contains("3 numbers"));
+        assert!(BBox::parse("a,2,3,4").unwrap_err().contains("`a`"));
+        assert!(BBox::parse("NaN,2,3,4").unwrap_err().contains("finite"));
+        assert!(BBox::parse("0,89,1,89.5").unwrap_err().contains("latitude"));
+        assert!((distance_m(60.17, 24.94, 60.17001, 24.94) - 1.11).abs() < 0.01);
+    }
 
     #[test]
     fn known_tile_of_helsinki_cathedral() {

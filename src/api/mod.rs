@@ -25,8 +25,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use model_core::infer::Predictor;
 use model_core::preprocess::{ModelInput, decode_rgb_limited};
+use model_core::tile::BBox;
 use tokio::sync::Semaphore;
 
+use crate::osm::Labelled;
 use batcher::Batcher;
 use error::ApiError;
 
@@ -50,6 +52,8 @@ pub struct ApiConfig {
     /// image than single ones (measured by `cargo xtask bench api`); larger helps where the
     /// backend has spare parallelism.
     pub max_batch: usize,
+    /// Largest area a `bbox` may cover, km².
+    pub max_area_km2: f64,
 }
 
 impl Default for ApiConfig {
@@ -61,6 +65,7 @@ impl Default for ApiConfig {
             predict_timeout: Duration::from_secs(30),
             max_concurrent: 64,
             max_batch: 1,
+            max_area_km2: 25.0,
         }
     }
 }
@@ -75,11 +80,18 @@ pub struct Api {
     info: serde_json::Value,
     in_flight: Arc<Semaphore>,
     started: Instant,
+    /// What the served extract already maps (`/api/features`).
+    features: Vec<Labelled>,
 }
 
 impl Api {
     /// Starts the model thread. `info` is what `/api/model` returns (the bundle manifest).
-    pub fn new(predictor: Predictor, info: serde_json::Value, cfg: ApiConfig) -> Result<Self> {
+    pub fn new(
+        predictor: Predictor,
+        info: serde_json::Value,
+        cfg: ApiConfig,
+        features: Vec<Labelled>,
+    ) -> Result<Self> {
         let config = predictor.config.clone();
         let scaler = predictor.scaler;
         let batcher = Batcher::start(predictor, cfg.max_batch, cfg.max_concurrent)
@@ -92,6 +104,7 @@ impl Api {
             scaler,
             info,
             started: Instant::now(),
+            features,
         })
     }
 
@@ -120,9 +133,72 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/health", get(health))
         .route("/model", get(model))
         .route("/openapi.json", get(openapi))
+        .route("/features", get(features))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(api)
+}
+
+#[derive(serde::Deserialize)]
+struct AreaQuery {
+    bbox: Option<String>,
+}
+
+/// `GET /api/features?bbox=min_lon,min_lat,max_lon,max_lat`: every feature of the served
+/// extract that the rules give a type, as GeoJSON points (OSM type and id, AccessAtlas type,
+/// OSM tags).
+async fn features(
+    State(api): State<Arc<Api>>,
+    query: Result<axum::extract::Query<AreaQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let axum::extract::Query(q) = query.map_err(|e| {
+        ApiError::bad_request("bad_query", format!("the query does not parse: {e}"))
+    })?;
+    let bbox = area(q.bbox.as_deref(), api.cfg.max_area_km2)?;
+    let found: Vec<serde_json::Value> = api
+        .features
+        .iter()
+        .filter(|f| bbox.contains(f.lat, f.lon))
+        .map(|f| {
+            let (kind, id) = f.id.split_once('/').unwrap_or(("node", &f.id));
+            let tags: serde_json::Map<String, serde_json::Value> =
+                f.tags.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
+            serde_json::json!({
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": [f.lon, f.lat]},
+                "properties": {
+                    "osm_type": kind,
+                    "osm_id": id.parse::<i64>().ok(),
+                    "type": f.label,
+                    "tags": tags,
+                },
+            })
+        })
+        .collect();
+    Ok(axum::Json(serde_json::json!({"type": "FeatureCollection", "features": found}))
+        .into_response())
+}
+
+/// The `bbox` parameter, checked: present, well formed (400) and no larger than the cap (422).
+fn area(bbox: Option<&str>, max_km2: f64) -> Result<BBox, ApiError> {
+    let text = bbox.ok_or_else(|| {
+        ApiError::bad_request(
+            "missing_field",
+            "the query has no `bbox` (min_lon,min_lat,max_lon,max_lat)",
+        )
+        .field("bbox")
+    })?;
+    let b = BBox::parse(text).map_err(|e| ApiError::bad_request("bad_bbox", e).field("bbox"))?;
+    let km2 = b.area_km2();
+    if km2 > max_km2 {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "area_too_large",
+            format!("the bbox covers {km2:.1} km², over the limit of {max_km2} km²"),
+        )
+        .field("bbox"));
+    }
+    Ok(b)
 }
 
 async fn not_found(req: Request) -> ApiError {
@@ -219,7 +295,8 @@ mod tests {
     fn the_openapi_description_is_json_and_names_every_route() {
         let v: serde_json::Value = serde_json::from_str(super::OPENAPI).unwrap();
         assert!(v["openapi"].as_str().unwrap().starts_with("3.1"));
-        for p in ["/api/predict", "/api/health", "/api/model", "/api/openapi.json"] {
+        for p in ["/api/predict", "/api/health", "/api/model", "/api/openapi.json", "/api/features"]
+        {
             assert!(v["paths"][p].is_object(), "{p} is not described");
         }
         let responses = v["paths"]["/api/predict"]["post"]["responses"].as_object().unwrap();

@@ -9,11 +9,13 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use burn::tensor::Device;
 use clap::Args;
+use model_core::LabelVocab;
 use model_core::bundle::BUNDLE_CONFIG_FILE;
 
 use crate::api::{Api, ApiConfig};
 use crate::osm::OsmMap;
-use crate::osm::{BUNDLED_OSM, BUNDLED_OSM_NAME};
+use crate::osm::rules::Rules;
+use crate::osm::{BUNDLED_OSM, BUNDLED_OSM_NAME, labelled_features};
 use crate::serve::{ServeConfig, TileRenderer, serve};
 
 #[derive(Args, Debug)]
@@ -49,6 +51,9 @@ pub struct ServeArgs {
     /// API: largest batch the model runs.
     #[arg(long, default_value_t = ApiConfig::default().max_batch, value_parser = at_least_one)]
     pub max_batch: usize,
+    /// API: largest area a `bbox` may cover, in km².
+    #[arg(long, default_value_t = ApiConfig::default().max_area_km2)]
+    pub max_area_km2: f64,
     /// API: seconds to receive a body, and again to answer it.
     #[arg(long, default_value_t = 30)]
     pub timeout_s: u64,
@@ -78,6 +83,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
         );
         None
     };
+    let map = match &args.osm {
+        Some(p) => OsmMap::read(p)?,
+        None => OsmMap::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME)?,
+    };
     let api = if args.no_api {
         None
     } else {
@@ -100,12 +109,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
             predict_timeout: Duration::from_secs(args.timeout_s),
             max_concurrent: args.max_concurrent,
             max_batch: args.max_batch,
+            max_area_km2: args.max_area_km2,
         };
-        Some(Arc::new(Api::new(predictor, info, cfg)?))
-    };
-    let map = match &args.osm {
-        Some(p) => OsmMap::read(p)?,
-        None => OsmMap::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME)?,
+        let mapped = labelled_features(&map, &Rules::default_rules(&LabelVocab::default())?);
+        Some(Arc::new(Api::new(predictor, info, cfg, mapped)?))
     };
     let has_api = api.is_some();
     let cfg = ServeConfig { dist, model: args.model, tiles: Arc::new(TileRenderer::new(map)), api };

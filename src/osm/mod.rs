@@ -149,6 +149,8 @@ pub struct Labelled {
     pub lat: f64,
     pub lon: f64,
     pub label: String,
+    /// The element's OSM tags.
+    pub tags: Tags,
 }
 
 fn as_refs(t: &Tags) -> Vec<(&str, &str)> {
@@ -165,6 +167,7 @@ pub fn labelled_features(map: &OsmMap, rules: &rules::Rules) -> Vec<Labelled> {
                 lat: n.lat,
                 lon: n.lon,
                 label: label.into(),
+                tags: n.tags.clone(),
             });
         }
     }
@@ -172,7 +175,13 @@ pub fn labelled_features(map: &OsmMap, rules: &rules::Rules) -> Vec<Labelled> {
         if let Some(label) = rules.classify(&as_refs(&w.tags))
             && let Some((lat, lon)) = map.way_point(w)
         {
-            out.push(Labelled { id: format!("way/{}", w.id), lat, lon, label: label.into() });
+            out.push(Labelled {
+                id: format!("way/{}", w.id),
+                lat,
+                lon,
+                label: label.into(),
+                tags: w.tags.clone(),
+            });
         }
     }
     out
