@@ -4,6 +4,8 @@
 
 pub mod style;
 
+use std::collections::HashMap;
+
 use image::RgbaImage;
 use model_core::tile::{self, TILE_SIZE, TileId};
 use tiny_skia::{
@@ -27,10 +29,19 @@ struct Shape {
     px_per_m: f32,
 }
 
+/// Side of a cell of the spatial index, in pixels at the render zoom (8 tiles).
+const CELL: f64 = 8.0 * TILE_SIZE as f64;
+/// How far outside a tile a shape may start and still be drawn (wide strokes, casings).
+const MARGIN: f64 = 64.0;
+
 /// An extract projected at one zoom, ready to draw tiles from.
 pub struct Renderer {
     zoom: u8,
     shapes: Vec<Shape>,
+    /// The spatial index: for each cell of `CELL` pixels, the shapes (indices into `shapes`,
+    /// ascending, so drawing order is kept) whose box, grown by `MARGIN`, touches it. A tile
+    /// lies in one cell, so its cost depends on what is near it, not on the extract's size.
+    cells: HashMap<(u32, u32), Vec<u32>>,
 }
 
 fn closed(nodes: &[i64]) -> bool {
@@ -87,7 +98,33 @@ impl Renderer {
             push(layer, (2, mp.id), paint, rings.iter().map(|r| project(r)).collect(), lat);
         }
         shapes.sort_by_key(|s| (s.layer, s.order));
-        Ok(Self { zoom, shapes })
+        let mut cells: HashMap<(u32, u32), Vec<u32>> = HashMap::new();
+        let max = f64::from(1u32 << zoom) * f64::from(TILE_SIZE) - 1.0;
+        let cell = |v: f64| (v.clamp(0.0, max) / CELL) as u32;
+        for (i, s) in shapes.iter().enumerate() {
+            let (x0, y0) = (cell(s.bbox.0 - MARGIN), cell(s.bbox.1 - MARGIN));
+            let (x1, y1) = (cell(s.bbox.2 + MARGIN), cell(s.bbox.3 + MARGIN));
+            for cx in x0..=x1 {
+                for cy in y0..=y1 {
+                    cells.entry((cx, cy)).or_default().push(i as u32);
+                }
+            }
+        }
+        Ok(Self { zoom, shapes, cells })
+    }
+
+    /// The shapes to draw on tile `t`, in drawing order: those whose box meets the tile grown
+    /// by `MARGIN`, found through the index.
+    fn shapes_for(&self, t: TileId) -> impl Iterator<Item = &Shape> {
+        let (x0, y0, x1, y1) = window(t);
+        let key = ((x0 + MARGIN) / CELL) as u32;
+        let key = (key, ((y0 + MARGIN) / CELL) as u32);
+        self.cells
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.shapes[i as usize])
+            .filter(move |s| !(s.bbox.2 < x0 || s.bbox.0 > x1 || s.bbox.3 < y0 || s.bbox.1 > y1))
     }
 
     /// Draws one 256x256 tile.
@@ -98,17 +135,7 @@ impl Renderer {
         let [r, g, b] = style::BACKGROUND;
         pixmap.fill(tiny_skia::Color::from_rgba8(r, g, b, 255));
         let (ox, oy) = (f64::from(t.x) * f64::from(size), f64::from(t.y) * f64::from(size));
-        let margin = 64.0;
-        let (x0, y0, x1, y1) = (
-            ox - margin,
-            oy - margin,
-            ox + f64::from(size) + margin,
-            oy + f64::from(size) + margin,
-        );
-        for s in &self.shapes {
-            if s.bbox.2 < x0 || s.bbox.0 > x1 || s.bbox.3 < y0 || s.bbox.1 > y1 {
-                continue;
-            }
+        for s in self.shapes_for(t) {
             draw(&mut pixmap, s, ox, oy);
         }
         let mut img = RgbaImage::new(size, size);
@@ -118,6 +145,13 @@ impl Renderer {
         }
         img
     }
+}
+
+/// Tile `t` grown by `MARGIN`, in global pixels: `(x0, y0, x1, y1)`.
+fn window(t: TileId) -> (f64, f64, f64, f64) {
+    let size = f64::from(TILE_SIZE);
+    let (ox, oy) = (f64::from(t.x) * size, f64::from(t.y) * size);
+    (ox - MARGIN, oy - MARGIN, ox + size + MARGIN, oy + size + MARGIN)
 }
 
 fn color(c: [u8; 3]) -> SkPaint<'static> {
@@ -171,6 +205,47 @@ fn draw(pixmap: &mut Pixmap, s: &Shape, ox: f64, oy: f64) {
             }
             let dash = l.dash_m.map(|(d, g)| (d * s.px_per_m, g * s.px_per_m));
             pixmap.stroke_path(&p, &color(l.color), &stroke(w, dash), id, None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::osm::{BUNDLED_OSM, BUNDLED_OSM_NAME};
+
+    /// The index finds exactly the shapes a scan of every shape does, in the same order, on
+    /// every tile of the bundled extract (and a ring of empty tiles around it).
+    #[test]
+    fn the_index_finds_what_the_linear_scan_did() {
+        let map = OsmMap::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME).unwrap();
+        for zoom in [17, 19] {
+            let r = Renderer::new(&map, zoom).unwrap();
+            let (mut lo, mut hi) = ((u32::MAX, u32::MAX), (0, 0));
+            for s in &r.shapes {
+                let (x, y) = ((s.bbox.0 / 256.0) as u32, (s.bbox.1 / 256.0) as u32);
+                lo = (lo.0.min(x), lo.1.min(y));
+                hi = (hi.0.max(x), hi.1.max(y));
+            }
+            let mut tiles = 0;
+            for x in lo.0 - 1..=hi.0 + 1 {
+                for y in lo.1 - 1..=hi.1 + 1 {
+                    let t = TileId { z: zoom, x, y };
+                    let (x0, y0, x1, y1) = window(t);
+                    let linear: Vec<(u8, i64)> = r
+                        .shapes
+                        .iter()
+                        .filter(|s| {
+                            !(s.bbox.2 < x0 || s.bbox.0 > x1 || s.bbox.3 < y0 || s.bbox.1 > y1)
+                        })
+                        .map(|s| s.order)
+                        .collect();
+                    let indexed: Vec<(u8, i64)> = r.shapes_for(t).map(|s| s.order).collect();
+                    assert_eq!(indexed, linear, "tile {zoom}/{x}/{y}");
+                    tiles += 1;
+                }
+            }
+            assert!(tiles > 50, "{tiles} tiles at zoom {zoom}");
         }
     }
 }
