@@ -16,7 +16,7 @@ use std::time::Instant;
 use accessatlas::osm::OsmMap;
 use accessatlas::osm::{BUNDLED_OSM, BUNDLED_OSM_NAME};
 use accessatlas::render::Renderer;
-use model_core::tile::lat_lon_to_tile;
+use model_core::data::tile::lat_lon_to_tile;
 use serde_json::json;
 
 struct Server(Child);

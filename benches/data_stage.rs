@@ -11,7 +11,7 @@ use std::time::Instant;
 use accessatlas::osm::BUNDLED_OSM;
 use accessatlas::osm::OsmMap;
 use accessatlas::render::Renderer;
-use model_core::tile::{TileId, lat_lon_to_tile};
+use model_core::data::tile::{TileId, lat_lon_to_tile};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);

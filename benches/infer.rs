@@ -10,9 +10,9 @@ use util::arg;
 use std::time::Instant;
 
 use burn::tensor::Device;
-use model_core::bundle::BundleManifest;
+use model_core::data::preprocess::ModelInput;
 use model_core::infer::Predictor;
-use model_core::preprocess::ModelInput;
+use model_core::infer::bundle::BundleManifest;
 use model_core::rng::Rng;
 use serde_json::json;
 

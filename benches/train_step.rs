@@ -11,9 +11,9 @@ use util::arg;
 use std::time::Instant;
 
 use burn::tensor::Device;
-use model_core::precision::Precision;
-use model_core::preprocess::ModelInput;
+use model_core::data::preprocess::ModelInput;
 use model_core::rng::Rng;
+use model_core::train::precision::Precision;
 use model_core::train::{Batch, StepConfig, Trainer};
 use model_core::{EncoderKind, ModelConfig};
 

@@ -5,7 +5,7 @@
 
 use anyhow::Result;
 use burn::tensor::Device;
-use model_core::precision::Precision;
+use model_core::train::precision::Precision;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum DeviceArg {

@@ -6,7 +6,7 @@ use anyhow::{Result, anyhow};
 use plotters::prelude::*;
 
 use crate::fsutil::write_atomic;
-use model_core::driver::EpochLog;
+use model_core::train::driver::EpochLog;
 
 const FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
 
@@ -91,7 +91,10 @@ fn encode(buf: Vec<u8>, w: u32, h: u32, path: &Path) -> Result<()> {
 
 /// `confusion_matrix.png`: counts (left) and row-normalised (right); rows are true classes,
 /// columns predicted classes.
-pub fn confusion_matrix(cm: &model_core::metrics::ConfusionMatrix, path: &Path) -> Result<()> {
+pub fn confusion_matrix(
+    cm: &model_core::train::metrics::ConfusionMatrix,
+    path: &Path,
+) -> Result<()> {
     register_font();
     let k = cm.labels.len().max(1) as i32;
     let cell = 70i32;
@@ -174,7 +177,11 @@ pub fn confusion_matrix(cm: &model_core::metrics::ConfusionMatrix, path: &Path) 
 }
 
 /// `calibration.png`: reliability diagram (accuracy per confidence bin against the diagonal).
-pub fn reliability(bins: &[model_core::calibration::Bin], ece: f64, path: &Path) -> Result<()> {
+pub fn reliability(
+    bins: &[model_core::infer::calibration::Bin],
+    ece: f64,
+    path: &Path,
+) -> Result<()> {
     register_font();
     let (w, h) = (520u32, 480u32);
     let mut buf = vec![255u8; (w * h * 3) as usize];

@@ -10,7 +10,7 @@ use burn::store::PytorchStore;
 use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use model_core::model::efficientnet::EfficientNetLite0;
-use model_core::pretrained::{KEY_REMAP, load_efficientnet_lite0};
+use model_core::model::pretrained::{KEY_REMAP, load_efficientnet_lite0};
 use sha2::{Digest, Sha256};
 
 use crate::fsutil::write_atomic;

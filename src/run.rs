@@ -5,7 +5,7 @@
 //! - [`RunDir`]: what `train` writes and `evaluate`, `export`, `predict` and `serve` read (the
 //!   model config, checkpoints, logs, the calibration, `errors/`).
 //! - A bundle (what `export` writes, the app and `serve` load) is model-core's
-//!   ([`model_core::bundle`]); [`load_predictor`] takes a bundle or a run.
+//!   ([`model_core::infer::bundle`]); [`load_predictor`] takes a bundle or a run.
 //!
 //! Every file name of these layouts is written here once; commands ask for paths and never
 //! import each other (the pipeline, which runs them in order, aside).
@@ -14,13 +14,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
-use model_core::bundle::{BUNDLE_CONFIG_FILE, BUNDLE_WEIGHTS_FILE, BundleManifest};
-use model_core::dataset::PreprocessingMetadata;
-use model_core::driver::DriverState;
+use model_core::data::dataset::PreprocessingMetadata;
 use model_core::infer::Predictor;
-use model_core::persist::{config_from_json, config_to_json, model_from_bytes};
-use model_core::precision::LossScaler;
-use model_core::recipe::TrainConfig;
+use model_core::infer::bundle::{BUNDLE_CONFIG_FILE, BUNDLE_WEIGHTS_FILE, BundleManifest};
+use model_core::model::persist::{config_from_json, config_to_json, model_from_bytes};
+use model_core::train::driver::DriverState;
+use model_core::train::precision::LossScaler;
+use model_core::train::recipe::TrainConfig;
 use model_core::{AccessModel, ModelConfig};
 use serde::{Deserialize, Serialize};
 
@@ -94,7 +94,7 @@ impl DataDir {
     pub fn check_image(&self, rel: &str) -> Result<()> {
         let p = self.resolve(rel);
         let bytes = std::fs::read(&p).with_context(|| format!("image {}", p.display()))?;
-        model_core::preprocess::decode_rgb(&bytes)
+        model_core::data::preprocess::decode_rgb(&bytes)
             .with_context(|| format!("image {}", p.display()))?;
         Ok(())
     }

@@ -2,9 +2,9 @@
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
-use model_core::dataset::PreprocessingMetadata;
-use model_core::preprocess::{ModelInput, decode_rgb};
-use model_core::tags::{Tag, parse_tags_csv};
+use model_core::data::dataset::PreprocessingMetadata;
+use model_core::data::preprocess::{ModelInput, decode_rgb};
+use model_core::data::tags::{Tag, parse_tags_csv};
 use model_core::train::Batch;
 use model_core::{AccessModel, ModelConfig};
 

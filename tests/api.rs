@@ -16,7 +16,7 @@ use accessatlas::serve::{ServeConfig, TileRenderer, serve};
 use base64::Engine;
 use burn::tensor::Device;
 use model_core::Prediction;
-use model_core::tile::lat_lon_to_tile;
+use model_core::data::tile::lat_lon_to_tile;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -61,7 +61,7 @@ fn features_in_a_bbox_and_bad_bboxes() {
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["type"], "FeatureCollection");
     let map = OsmMap::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME).unwrap();
-    let b = model_core::tile::BBox::parse(bbox).unwrap();
+    let b = model_core::data::tile::BBox::parse(bbox).unwrap();
     let want: Vec<_> = mapped(&map).into_iter().filter(|f| b.contains(f.lat, f.lon)).collect();
     let got = v["features"].as_array().unwrap();
     assert!(want.len() > 10, "the area holds {} features", want.len());

@@ -149,7 +149,7 @@ fn train_help_lists_values_and_the_recipe_defaults() {
     let out = bin().args(["train", "--help"]).output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
-    let d = model_core::recipe::TrainConfig::default();
+    let d = model_core::train::recipe::TrainConfig::default();
     for (flag, value) in [
         ("--encoder", d.encoder.to_string()),
         ("--epochs", d.epochs.to_string()),

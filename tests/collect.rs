@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use model_core::LabelVocab;
-use model_core::tags::parse_tags_csv;
+use model_core::data::tags::parse_tags_csv;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_accessatlas"))

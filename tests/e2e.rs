@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::Locator;
 use model_core::LabelVocab;
-use model_core::tags::parse_tags_csv;
+use model_core::data::tags::parse_tags_csv;
 use serde_json::{Value, json};
 
 mod common;

@@ -11,7 +11,7 @@ use accessatlas::cmd::export::{ExportArgs, Format, export};
 use burn::tensor::Device;
 use common::model::{bundle, rendered_inputs as inputs};
 use model_core::Prediction;
-use model_core::preprocess::ModelInput;
+use model_core::data::preprocess::ModelInput;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 

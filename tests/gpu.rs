@@ -13,8 +13,8 @@ mod common;
 
 use burn::tensor::{DType, Device, DeviceKind, FloatDType};
 use common::model::{rendered_inputs, shipped};
-use model_core::persist::{model_from_bytes, weights_to_bytes};
-use model_core::precision::Precision;
+use model_core::model::persist::{model_from_bytes, weights_to_bytes};
+use model_core::train::precision::Precision;
 use model_core::train::{Batch, StepConfig, Trainer};
 use model_core::{EncoderKind, ModelConfig};
 

@@ -9,7 +9,7 @@ use std::process::Command;
 use accessatlas::osm::rules::Rules;
 use accessatlas::osm::{BUNDLED_OSM, BUNDLED_OSM_NAME, OsmMap, labelled_features};
 use model_core::LabelVocab;
-use model_core::features::{FeatureTypes, format_osm_tags};
+use model_core::data::features::{FeatureTypes, format_osm_tags};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_accessatlas"))

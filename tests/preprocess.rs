@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use model_core::LabelVocab;
-use model_core::split::group_of;
-use model_core::tags::{Tag, parse_tags_csv};
+use model_core::data::split::group_of;
+use model_core::data::tags::{Tag, parse_tags_csv};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_accessatlas"))

@@ -8,7 +8,7 @@ use accessatlas::osm::OsmMap;
 use accessatlas::osm::{BUNDLED_OSM, BUNDLED_OSM_NAME};
 use accessatlas::render::Renderer;
 use common::browser::start_app;
-use model_core::tile::lat_lon_to_tile;
+use model_core::data::tile::lat_lon_to_tile;
 
 mod common;
 
@@ -76,7 +76,7 @@ fn serves_tiles_model_and_app() {
     let (s, h, b) = get(&format!("{base}/model/model.json"));
     assert_eq!(s, 200);
     assert_eq!(header(&h, "cache-control"), Some("no-cache"));
-    model_core::bundle::BundleManifest::from_json(std::str::from_utf8(&b).unwrap()).unwrap();
+    model_core::infer::bundle::BundleManifest::from_json(std::str::from_utf8(&b).unwrap()).unwrap();
     assert_eq!(get(&format!("{base}/model/missing.bin")).0, 404);
 
     // The app, its wasm with the right type and a long cache, and the SPA fallback.

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use model_core::tile::{TileId, lat_lon_to_tile};
+use model_core::data::tile::{TileId, lat_lon_to_tile};
 
 /// Colour that encodes a tile's address, so tests can tell which tile landed where.
 fn tile_colour(x: u32, y: u32) -> [u8; 3] {
@@ -154,7 +154,7 @@ fn text(o: &Output) -> String {
 fn needed_tiles() -> usize {
     let mut set = std::collections::BTreeSet::new();
     for (_, lat, lon) in POINTS {
-        let w = model_core::tile::Window::centered(lat, lon, 17, 224).unwrap();
+        let w = model_core::data::tile::Window::centered(lat, lon, 17, 224).unwrap();
         set.extend(w.placements().into_iter().map(|p| p.tile));
     }
     set.len()
@@ -290,7 +290,7 @@ fn mbtiles_tiles_are_read_back() {
         )
         .unwrap();
         for (_, lat, lon) in POINTS {
-            let w = model_core::tile::Window::centered(lat, lon, 17, 224).unwrap();
+            let w = model_core::data::tile::Window::centered(lat, lon, 17, 224).unwrap();
             for p in w.placements() {
                 let tms = (1u32 << 17) - 1 - p.tile.y;
                 conn.execute(

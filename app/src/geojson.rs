@@ -1,8 +1,8 @@
 //! Tags as a GeoJSON FeatureCollection of Points (RFC 7946: `[lon, lat]`), properties `id`,
 //! `type`, `source` and every extra column (the note among them).
 
-use model_core::tags::{Rejected, Tag};
-use model_core::tile::validate_lat_lon;
+use model_core::data::tags::{Rejected, Tag};
+use model_core::data::tile::validate_lat_lon;
 use serde_json::{Map, Value, json};
 
 use crate::store::{ImportReport, TagStore, labels};

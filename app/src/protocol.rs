@@ -2,7 +2,7 @@
 //! rules both sides agree on: which backend to use, where the model's tiles come from.
 
 use model_core::Prediction;
-use model_core::bundle::TileSourceSpec;
+use model_core::infer::bundle::TileSourceSpec;
 use serde::{Deserialize, Serialize};
 
 /// Which backend the page asks for (`?backend=webgpu|cpu`; default: WebGPU when an adapter

@@ -3,8 +3,8 @@
 //! [`crate::idb`]'s job, the DOM is the UI's.
 
 use model_core::LabelVocab;
-use model_core::tags::{Rejected, Tag, TagTable, parse_tags_csv, write_tags_csv};
-use model_core::tile::validate_lat_lon;
+use model_core::data::tags::{Rejected, Tag, TagTable, parse_tags_csv, write_tags_csv};
+use model_core::data::tile::validate_lat_lon;
 use serde::{Deserialize, Serialize};
 
 /// The extra column the app keeps the mapper's note in.

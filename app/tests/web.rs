@@ -5,9 +5,9 @@
 
 use app::geojson::{import_geojson, to_geojson};
 use app::store::TagStore;
-use model_core::bundle::BundleManifest;
 use model_core::burn::tensor::Device;
 use model_core::infer::Predictor;
+use model_core::infer::bundle::BundleManifest;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -59,7 +59,7 @@ async fn shipped_bundle_predicts_on_the_cpu_backend() {
     let url = manifest.tile_source.tile_url("http://x/", w.placements()[0].tile).unwrap();
     assert!(url.starts_with("http://x/tiles/19/"), "{url}");
     let s = manifest.config.image_size;
-    let img = image::RgbImage::from_pixel(s, s, image::Rgb(model_core::tile::FILL));
+    let img = image::RgbImage::from_pixel(s, s, image::Rgb(model_core::data::tile::FILL));
     let input = p.input(&img, 60.1699, 24.9384, "user").unwrap();
     let a = p.predict_async(&input).await.unwrap();
     let b = p.predict(&input).unwrap();
@@ -77,9 +77,10 @@ fn fine_tune_steps_match_the_native_fixture() {
         BundleManifest::from_json(include_str!("../../assets/model/model.json")).unwrap();
     let weights = include_bytes!("../../assets/model/weights.bpk");
     let device = Device::flex();
-    let model = model_core::persist::model_from_bytes(&manifest.config, weights, &device).unwrap();
+    let model =
+        model_core::model::persist::model_from_bytes(&manifest.config, weights, &device).unwrap();
     let losses =
-        model_core::finetune::reference_steps(model, manifest.config.image_size, 3, &device)
+        model_core::train::finetune::reference_steps(model, manifest.config.image_size, 3, &device)
             .unwrap();
     let want: Vec<f32> =
         serde_json::from_str(include_str!("../../model-core/tests/fixtures/finetune_steps.json"))

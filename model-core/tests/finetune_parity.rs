@@ -4,9 +4,9 @@
 //! batch. `ACCESSATLAS_UPDATE_FIXTURES=1` rewrites the fixture.
 
 use burn::tensor::Device;
-use model_core::bundle::BundleManifest;
-use model_core::finetune::reference_steps;
-use model_core::persist::model_from_bytes;
+use model_core::infer::bundle::BundleManifest;
+use model_core::model::persist::model_from_bytes;
+use model_core::train::finetune::reference_steps;
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/finetune_steps.json");
 

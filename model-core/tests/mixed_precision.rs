@@ -5,7 +5,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{DType, Device, FloatDType, Tensor};
 use model_core::model::ImageEncoder;
-use model_core::precision::{self, Precision};
+use model_core::train::precision::{self, Precision};
 use model_core::train::{Batch, StepConfig, Trainer};
 use model_core::{AccessModel, EncoderKind, ModelConfig};
 

@@ -2,10 +2,10 @@
 //! shapes, overfitting, gradient flow, persistence.
 
 use burn::tensor::{Device, Tensor, TensorData};
-use model_core::model::{ImageEncoder, count_parameters};
-use model_core::persist::{
+use model_core::model::persist::{
     config_from_json, config_from_toml, config_to_json, model_from_bytes, weights_to_bytes,
 };
+use model_core::model::{ImageEncoder, count_parameters};
 use model_core::train::{Batch, StepConfig, Trainer};
 use model_core::{EncoderKind, ModelConfig};
 
@@ -148,7 +148,7 @@ fn safetensors_export_has_pytorch_keys_and_round_trips() {
     let device = cpu();
     let cfg = ModelConfig::new(EncoderKind::EfficientNetLite0);
     let model = cfg.init(&device).unwrap();
-    let bytes = model_core::persist::weights_to_safetensors(&model).unwrap();
+    let bytes = model_core::model::persist::weights_to_safetensors(&model).unwrap();
     // Header: 8-byte little-endian length, then JSON with one entry per tensor.
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
@@ -163,9 +163,11 @@ fn safetensors_export_has_pytorch_keys_and_round_trips() {
             .try_to_vec::<f32>()
             .unwrap()
     };
-    let back = model_core::persist::model_from_safetensors(&cfg, &bytes, &device).unwrap();
+    let back = model_core::model::persist::model_from_safetensors(&cfg, &bytes, &device).unwrap();
     assert_eq!(out(&model), out(&back));
-    assert!(model_core::persist::model_from_safetensors(&cfg, &bytes[..100], &device).is_err());
+    assert!(
+        model_core::model::persist::model_from_safetensors(&cfg, &bytes[..100], &device).is_err()
+    );
 }
 
 #[test]

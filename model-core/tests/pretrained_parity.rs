@@ -8,9 +8,11 @@ use std::path::PathBuf;
 
 use burn::store::PytorchStore;
 use burn::tensor::{Device, Tensor, TensorData, ops::PadMode};
+use model_core::data::preprocess::{decode_rgb, normalize_chw};
 use model_core::model::efficientnet::EfficientNetLite0;
-use model_core::preprocess::{decode_rgb, normalize_chw};
-use model_core::pretrained::{EFFICIENTNET_LITE0_TENSORS, KEY_REMAP, load_efficientnet_lite0};
+use model_core::model::pretrained::{
+    EFFICIENTNET_LITE0_TENSORS, KEY_REMAP, load_efficientnet_lite0,
+};
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/pretrained")

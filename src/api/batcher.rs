@@ -7,8 +7,8 @@
 use std::panic::AssertUnwindSafe;
 
 use model_core::Prediction;
+use model_core::data::preprocess::ModelInput;
 use model_core::infer::Predictor;
-use model_core::preprocess::ModelInput;
 use tokio::sync::{mpsc, oneshot};
 
 struct Job {

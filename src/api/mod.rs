@@ -23,9 +23,9 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use model_core::data::preprocess::{ModelInput, decode_rgb_limited};
+use model_core::data::tile::BBox;
 use model_core::infer::Predictor;
-use model_core::preprocess::{ModelInput, decode_rgb_limited};
-use model_core::tile::BBox;
 use tokio::sync::Semaphore;
 
 use crate::osm::Labelled;
@@ -60,7 +60,7 @@ impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             max_body_bytes: 10 * 1024 * 1024,
-            max_pixels: model_core::preprocess::MAX_IMAGE_PIXELS,
+            max_pixels: model_core::data::preprocess::MAX_IMAGE_PIXELS,
             read_timeout: Duration::from_secs(30),
             predict_timeout: Duration::from_secs(30),
             max_concurrent: 64,
@@ -76,7 +76,7 @@ pub struct Api {
     batcher: Batcher,
     /// The model's config and scaler, to build inputs on the request's own task.
     config: model_core::ModelConfig,
-    scaler: model_core::metadata::Scaler,
+    scaler: model_core::data::metadata::Scaler,
     info: serde_json::Value,
     in_flight: Arc<Semaphore>,
     started: Instant,
@@ -110,7 +110,7 @@ impl Api {
 
     fn input(&self, r: &request::PredictRequest) -> Result<ModelInput, ApiError> {
         // Coordinates first: cheap, and a bad one should not cost a decode.
-        model_core::tile::validate_lat_lon(r.lat, r.lon).map_err(ApiError::from_core)?;
+        model_core::data::tile::validate_lat_lon(r.lat, r.lon).map_err(ApiError::from_core)?;
         let img = decode_rgb_limited(&r.image, self.cfg.max_pixels).map_err(ApiError::from_core)?;
         ModelInput::from_rgb_sized(
             &img,
@@ -308,7 +308,7 @@ mod tests {
     /// The types the description names are the feature-type table's, in its order.
     #[test]
     fn the_openapi_types_are_the_feature_table_s() {
-        let names = model_core::features::FeatureTypes::builtin().names();
+        let names = model_core::data::features::FeatureTypes::builtin().names();
         let v: serde_json::Value = serde_json::from_str(super::OPENAPI).unwrap();
         let examples = &v["components"]["schemas"]["Prediction"]["properties"]["type"]["examples"];
         assert_eq!(examples, &serde_json::json!(names));

@@ -9,12 +9,12 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use model_core::LabelVocab;
-use model_core::bundle::TileSourceSpec;
-use model_core::preprocess::INPUT_SIZE;
-use model_core::tags::{
+use model_core::data::preprocess::INPUT_SIZE;
+use model_core::data::tags::{
     Rejected, Tag, TagTable, parse_tags_csv, write_rejected_csv, write_tags_csv,
 };
-use model_core::tile::{TileId, Window};
+use model_core::data::tile::{TileId, Window};
+use model_core::infer::bundle::TileSourceSpec;
 
 use crate::fsutil::write_atomic;
 use crate::osm::rules::Rules;

@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use clap::Args;
-use model_core::calibration::{expected_calibration_error, fit_temperature};
-use model_core::metrics::Metrics;
-use model_core::prediction::softmax;
+use model_core::infer::calibration::{expected_calibration_error, fit_temperature};
+use model_core::infer::prediction::softmax;
+use model_core::train::metrics::Metrics;
 
 use crate::fsutil::write_atomic;
 use crate::run::{Calibration, DataDir, RunDir};

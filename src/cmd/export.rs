@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use clap::Args;
-use model_core::bundle::{
+use model_core::infer::bundle::{
     BUNDLE_CONFIG_FILE, BUNDLE_FORMAT, BUNDLE_WEIGHTS_FILE, BundleManifest, Provenance,
     TileSourceSpec,
 };
@@ -147,7 +147,7 @@ pub fn export(args: &ExportArgs) -> Result<PathBuf> {
     let device = Device::flex();
     let config = &src.manifest.config;
     // Refuse weights that do not load into the config: an export must always work.
-    let model = model_core::persist::model_from_bytes(config, &src.weights, &device)
+    let model = model_core::model::persist::model_from_bytes(config, &src.weights, &device)
         .with_context(|| format!("the weights of {}", args.model.display()))?;
     let out = args.out.clone().unwrap_or_else(|| args.model.join(args.format.default_dir()));
     if is_bundle && out == args.model {
@@ -159,7 +159,7 @@ pub fn export(args: &ExportArgs) -> Result<PathBuf> {
             write_atomic(&out.join(BUNDLE_WEIGHTS_FILE), &src.weights)?;
         }
         Format::BurnF16 => {
-            let bytes = model_core::persist::weights_to_bytes_f16(&model)?;
+            let bytes = model_core::model::persist::weights_to_bytes_f16(&model)?;
             println!(
                 "f16 weights: {:.1} MB (f32: {:.1} MB)",
                 bytes.len() as f64 / 1e6,
@@ -168,8 +168,8 @@ pub fn export(args: &ExportArgs) -> Result<PathBuf> {
             write_atomic(&out.join(BUNDLE_WEIGHTS_FILE), &bytes)?;
         }
         Format::BurnInt8 => {
-            let q = model_core::persist::quantize_int8(model.clone())?;
-            let bytes = model_core::persist::weights_to_bytes(&q)?;
+            let q = model_core::model::persist::quantize_int8(model.clone())?;
+            let bytes = model_core::model::persist::weights_to_bytes(&q)?;
             let report = quantization_report(&src, args, &model, &bytes, &device)?;
             println!(
                 "int8 weights: {:.1} MB, {:.2}x the f32 size; test accuracy {} -> {}",
@@ -187,7 +187,7 @@ pub fn export(args: &ExportArgs) -> Result<PathBuf> {
             )?;
         }
         Format::Safetensors => {
-            let bytes = model_core::persist::weights_to_safetensors(&model)?;
+            let bytes = model_core::model::persist::weights_to_safetensors(&model)?;
             write_atomic(&out.join(SAFETENSORS_FILE), &bytes)?;
         }
         Format::Onnx => {
@@ -227,7 +227,7 @@ fn quantization_report(
     }
     let meta = data.read_metadata()?;
     // The int8 model as every consumer will load it: from its bytes.
-    let q = model_core::persist::model_from_bytes(config, int8_bytes, device)?;
+    let q = model_core::model::persist::model_from_bytes(config, int8_bytes, device)?;
     let a = score(&data, "test", config, &meta, model, device)?;
     let b = score(&data, "test", config, &meta, &q, device)?;
     let argmax = |l: &Vec<f32>| {

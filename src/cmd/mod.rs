@@ -16,8 +16,8 @@ pub mod train;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use model_core::EncoderKind;
-use model_core::precision::Precision;
-use model_core::recipe::SchedulerKind;
+use model_core::train::precision::Precision;
+use model_core::train::recipe::SchedulerKind;
 
 /// A flag taking one of a model-core enum's names: `--help` and errors list every value.
 fn named<T: Copy + Send + Sync + 'static>(

@@ -8,10 +8,10 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use model_core::LabelVocab;
-use model_core::features::{FeatureTypes, parse_osm_tags};
-use model_core::osm_edit::{EditFormat, NewNode, node_tags, write};
-use model_core::tags::{Rejected, parse_tags_csv};
-use model_core::tile::distance_m;
+use model_core::data::features::{FeatureTypes, parse_osm_tags};
+use model_core::data::osm_edit::{EditFormat, NewNode, node_tags, write};
+use model_core::data::tags::{Rejected, parse_tags_csv};
+use model_core::data::tile::distance_m;
 
 use crate::fsutil::write_atomic;
 use crate::osm::rules::Rules;

@@ -8,8 +8,8 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 use model_core::LabelVocab;
-use model_core::metrics::Metrics;
-use model_core::tags::parse_tags_csv;
+use model_core::data::tags::parse_tags_csv;
+use model_core::train::metrics::Metrics;
 
 use super::collect::CollectArgs;
 use super::evaluate::EvaluateArgs;

@@ -7,8 +7,8 @@ use anyhow::{Context, Result};
 use burn::tensor::Device;
 use clap::Args;
 use model_core::Prediction;
+use model_core::data::preprocess::decode_rgb;
 use model_core::infer::Predictor;
-use model_core::preprocess::decode_rgb;
 
 use crate::run::load_predictor;
 

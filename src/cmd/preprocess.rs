@@ -8,13 +8,15 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use model_core::LabelVocab;
-use model_core::dataset::PreprocessingMetadata;
-use model_core::metadata::Scaler;
-use model_core::split::{
+use model_core::data::dataset::PreprocessingMetadata;
+use model_core::data::metadata::Scaler;
+use model_core::data::split::{
     Split, SplitConfig, class_weights, group_of, small_class_warnings, stratified_group_split,
 };
-use model_core::tags::{Rejected, TagTable, parse_tags_csv, write_rejected_csv, write_tags_csv};
-use model_core::vocab::DEFAULT_SOURCES;
+use model_core::data::tags::{
+    Rejected, TagTable, parse_tags_csv, write_rejected_csv, write_tags_csv,
+};
+use model_core::data::vocab::DEFAULT_SOURCES;
 use sha2::{Digest, Sha256};
 
 use crate::fsutil::write_atomic;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use burn::tensor::{Device, Tensor, TensorData};
 use clap::Subcommand;
-use model_core::preprocess::{INPUT_SIZE, ModelInput};
+use model_core::data::preprocess::{INPUT_SIZE, ModelInput};
 use serde::Serialize;
 
 use crate::pretrained::{PTH_NAME, default_dir, fetch, load_lite0};
@@ -73,7 +73,7 @@ fn verify(image: &Path, weights: &Path, top: usize, json: bool) -> Result<()> {
     let s = INPUT_SIZE as usize;
     let x = Tensor::<4>::from_data(TensorData::new(input.image, [1, 3, s, s]), &device);
     let logits = net.forward_classifier(x).into_data().try_to_vec::<f32>()?;
-    let probs = model_core::prediction::softmax(&logits, 1.0);
+    let probs = model_core::infer::prediction::softmax(&logits, 1.0);
     let mut ranked: Vec<Ranked> = probs
         .iter()
         .enumerate()

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use burn::tensor::Device;
 use clap::Args;
 use model_core::LabelVocab;
-use model_core::bundle::BUNDLE_CONFIG_FILE;
+use model_core::infer::bundle::BUNDLE_CONFIG_FILE;
 
 use crate::api::{Api, ApiConfig};
 use crate::osm::OsmMap;

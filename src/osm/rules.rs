@@ -122,7 +122,7 @@ mod tests {
     #[test]
     fn every_preset_of_the_feature_table_reads_back_as_its_type() {
         let r = rules();
-        for ty in &model_core::features::FeatureTypes::builtin().types {
+        for ty in &model_core::data::features::FeatureTypes::builtin().types {
             for p in &ty.presets {
                 let mut tags = p.pairs();
                 for o in &ty.optional {

@@ -7,7 +7,7 @@ pub mod style;
 use std::collections::HashMap;
 
 use image::RgbaImage;
-use model_core::tile::{self, TILE_SIZE, TileId};
+use model_core::data::tile::{self, TILE_SIZE, TileId};
 use tiny_skia::{
     FillRule, LineCap, LineJoin, Paint as SkPaint, PathBuilder, Pixmap, Stroke, StrokeDash,
     Transform,

@@ -9,7 +9,7 @@ use crate::osm::{Tags, tag};
 pub const STYLE_VERSION: &str = "accessatlas-basic-1";
 
 /// The land colour (also what model inputs are filled with where no tile covers them).
-pub const BACKGROUND: [u8; 3] = model_core::tile::FILL;
+pub const BACKGROUND: [u8; 3] = model_core::data::tile::FILL;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Line {

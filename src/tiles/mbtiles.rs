@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use anyhow::{Context, Result, bail};
 use image::RgbaImage;
-use model_core::tile::TileId;
+use model_core::data::tile::TileId;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use super::{Origin, TileSource, decode_tile};

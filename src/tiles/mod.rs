@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use anyhow::Result;
 use image::RgbaImage;
 use indicatif::{ProgressBar, ProgressStyle};
-use model_core::tile::TileId;
+use model_core::data::tile::TileId;
 
 use crate::render::Renderer;
 
@@ -29,11 +29,11 @@ pub struct Politeness {
 /// The client of a tile source: the one place a source kind meets its code (the renderer
 /// draws from `map`; an XYZ server and an MBTiles file are read as the spec says).
 pub fn open(
-    spec: &model_core::bundle::TileSourceSpec,
+    spec: &model_core::infer::bundle::TileSourceSpec,
     map: &crate::osm::OsmMap,
     xyz: Politeness,
 ) -> Result<Box<dyn TileSource>> {
-    use model_core::bundle::TileSourceSpec as S;
+    use model_core::infer::bundle::TileSourceSpec as S;
     Ok(match spec {
         S::Render { zoom, .. } => Box::new(Renderer::new(map, *zoom)?),
         S::Xyz { url, .. } => Box::new(xyz::XyzClient::new(xyz::XyzOptions {
@@ -82,7 +82,8 @@ pub fn decode_tile(bytes: &[u8]) -> Result<RgbaImage> {
         .map_err(|e| anyhow::anyhow!("corrupt tile bytes ({} bytes): {e}", bytes.len()))?;
     let img = img.to_rgba8();
     anyhow::ensure!(
-        img.width() == model_core::tile::TILE_SIZE && img.height() == model_core::tile::TILE_SIZE,
+        img.width() == model_core::data::tile::TILE_SIZE
+            && img.height() == model_core::data::tile::TILE_SIZE,
         "tile is {}x{}, expected 256x256",
         img.width(),
         img.height()

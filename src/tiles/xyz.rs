@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use image::RgbaImage;
-use model_core::tile::TileId;
+use model_core::data::tile::TileId;
 use serde::{Deserialize, Serialize};
 
 use super::{Origin, TileSource, decode_tile};
@@ -112,7 +112,7 @@ impl XyzClient {
     }
 
     pub fn url(&self, t: TileId) -> String {
-        let mut u = model_core::tile::expand_template(&self.opts.template, t);
+        let mut u = model_core::data::tile::expand_template(&self.opts.template, t);
         if let Some(tok) = &self.opts.token {
             u = u.replace("{token}", tok);
         }

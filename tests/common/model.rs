@@ -8,10 +8,10 @@ use accessatlas::osm::OsmMap;
 use accessatlas::osm::{BUNDLED_OSM, BUNDLED_OSM_NAME};
 use accessatlas::render::Renderer;
 use burn::tensor::Device;
-use model_core::bundle::BundleManifest;
+use model_core::data::preprocess::ModelInput;
+use model_core::data::tile::lat_lon_to_tile;
 use model_core::infer::Predictor;
-use model_core::preprocess::ModelInput;
-use model_core::tile::lat_lon_to_tile;
+use model_core::infer::bundle::BundleManifest;
 
 /// `assets/model`, the bundle the app ships.
 pub fn bundle() -> PathBuf {

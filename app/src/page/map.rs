@@ -8,7 +8,7 @@ use leptos_leaflet::leaflet;
 use leptos_leaflet::prelude::*;
 use wasm_bindgen::prelude::*;
 
-use model_core::bundle::{RENDERED_TILES_ATTRIBUTION, TileSourceSpec};
+use model_core::infer::bundle::{RENDERED_TILES_ATTRIBUTION, TileSourceSpec};
 
 use super::{Ctx, ModelState, START, letter};
 
@@ -71,7 +71,7 @@ fn suggestion_marker(s: &super::Suggestion, ctx: Ctx) -> Result<leaflet::Marker,
 }
 
 /// A draggable, keyboard-focusable marker: click or Enter selects the tag, dragging moves it.
-fn tag_marker(t: &model_core::tags::Tag, ctx: Ctx) -> Result<leaflet::Marker, JsValue> {
+fn tag_marker(t: &model_core::data::tags::Tag, ctx: Ctx) -> Result<leaflet::Marker, JsValue> {
     let title = format!("{} tag {}, {:.5}, {:.5}", t.label.replace('_', " "), t.id, t.lat, t.lon);
     let opts = leaflet::MarkerOptions::new();
     opts.set_icon(div_icon(&format!("tag-marker tag-{}", t.label), &letter(&t.label), &title)?);

@@ -19,8 +19,8 @@ use crate::protocol::{
 };
 use crate::store::{DEFAULT_SOURCE, TagStore};
 use model_core::Prediction;
-use model_core::bundle::{RENDERED_TILES_ATTRIBUTION, TileSourceSpec};
-use model_core::features::FeatureTypes;
+use model_core::data::features::FeatureTypes;
+use model_core::infer::bundle::{RENDERED_TILES_ATTRIBUTION, TileSourceSpec};
 
 /// The OSM standard layer: the default view (not what the model sees; see the base-layer
 /// switch).

@@ -11,7 +11,7 @@ use base64::Engine;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use model_core::Prediction;
-use model_core::bundle::{BUNDLE_CONFIG_FILE, BUNDLE_WEIGHTS_FILE};
+use model_core::infer::bundle::{BUNDLE_CONFIG_FILE, BUNDLE_WEIGHTS_FILE};
 
 use super::files::download;
 use super::{Ctx, FineTuneState, ModelState, Rejection, Suggestion, letter, send};

@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use model_core::tags::Rejected;
+use model_core::data::tags::Rejected;
 use wasm_bindgen::prelude::*;
 
 use super::files::download;

@@ -1,4 +1,4 @@
-//! The worker's fine-tuning run over model-core's [`model_core::finetune`]: cut each example's
+//! The worker's fine-tuning run over model-core's [`model_core::train::finetune`]: cut each example's
 //! input from the model's tile source (as predictions do; tiles that fail are skipped and
 //! listed), split and weigh with model-core, encode each view once on the worker's backend
 //! (pooled features; or the trunk's feature maps when the encoder's last stage trains too),
@@ -6,18 +6,18 @@
 //! measure validation accuracy before and after. Yields to the event loop between batches and
 //! epochs so a cancel arrives; a cancelled run leaves the loaded model untouched.
 
-use model_core::augment::AugmentConfig;
-use model_core::bundle::BundleManifest;
 use model_core::burn::tensor::Device;
-use model_core::driver::{EpochDriver, EpochLog};
-use model_core::finetune::{
+use model_core::data::augment::AugmentConfig;
+use model_core::data::preprocess::{ModelInput, TrainingExample};
+use model_core::infer::bundle::BundleManifest;
+use model_core::model::persist::{model_from_bytes, weights_to_bytes};
+use model_core::rng::Rng;
+use model_core::train::driver::{EpochDriver, EpochLog};
+use model_core::train::finetune::{
     FeatureExample, FineTuneConfig, HeadTrainer, Target, accuracy, encode_features, encode_trunk,
     plan, split_rows,
 };
-use model_core::persist::{model_from_bytes, weights_to_bytes};
-use model_core::preprocess::{ModelInput, TrainingExample};
-use model_core::rng::Rng;
-use model_core::schedule::{Schedule, Scheduler};
+use model_core::train::schedule::{Schedule, Scheduler};
 
 use super::{Loaded, cancelled, crop_at, post};
 use crate::net::now_ms;

@@ -13,11 +13,11 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use image::RgbaImage;
-use model_core::bundle::{BUNDLE_CONFIG_FILE, BUNDLE_WEIGHTS_FILE, BundleManifest};
 use model_core::burn::tensor::Device;
+use model_core::data::preprocess::ModelInput;
+use model_core::data::tile::{FILL, Placement};
 use model_core::infer::Predictor;
-use model_core::preprocess::ModelInput;
-use model_core::tile::{FILL, Placement};
+use model_core::infer::bundle::{BUNDLE_CONFIG_FILE, BUNDLE_WEIGHTS_FILE, BundleManifest};
 use wasm_bindgen::prelude::*;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 

@@ -8,6 +8,9 @@
 //!                                                        -> [B,256] -> Dropout -> Linear -> [B,C]
 //! ```
 
+pub mod persist;
+pub mod pretrained;
+
 pub mod custom_cnn;
 pub mod efficientnet;
 pub mod layers;
@@ -194,7 +197,7 @@ fn default_dropout() -> f64 {
     0.3
 }
 fn default_image_size() -> u32 {
-    crate::preprocess::INPUT_SIZE
+    crate::data::preprocess::INPUT_SIZE
 }
 
 /// Everything needed to rebuild the model: a saved model reloads from this alone.

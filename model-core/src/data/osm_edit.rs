@@ -5,7 +5,7 @@
 //! to review every object, so the files go to an editor, and the mapper uploads from there.
 
 use crate::CoreError;
-use crate::features::FeatureType;
+use crate::data::features::FeatureType;
 
 /// A node to create.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,7 +119,7 @@ pub fn write(nodes: &[NewNode], format: EditFormat, generator: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::features::FeatureTypes;
+    use crate::data::features::FeatureTypes;
 
     #[test]
     fn tags_come_from_the_preset_or_the_mapper_and_must_match_a_preset() {

@@ -120,8 +120,8 @@ pub fn model_from_safetensors(
 mod tests {
     use super::*;
     use crate::EncoderKind;
+    use crate::data::metadata::Scaler;
     use crate::infer::Predictor;
-    use crate::metadata::Scaler;
 
     fn predictor(model: AccessModel, config: &ModelConfig, device: &Device) -> Predictor {
         Predictor::new(config.clone(), model, Scaler::default(), 1.0, device)

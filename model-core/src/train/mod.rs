@@ -1,15 +1,22 @@
 //! The train step, shared by native training and in-browser fine-tuning (burn-train does not
 //! build for wasm, so both drive this same step from their own loop).
 
+pub mod driver;
+pub mod finetune;
+pub mod metrics;
+pub mod precision;
+pub mod recipe;
+pub mod schedule;
+
 use burn::module::Module;
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::precision::{self, LossScaler, Precision};
-use crate::preprocess::ModelInput;
+use crate::data::preprocess::ModelInput;
 use crate::{AccessModel, CoreError, ModelConfig};
+use precision::{LossScaler, Precision};
 
 /// A batch on a device.
 #[derive(Debug, Clone)]
@@ -101,7 +108,7 @@ pub struct StepConfig {
     pub class_weights: Option<Vec<f32>>,
     /// Apply the optimiser every `accumulate` batches, on the mean of their gradients.
     pub accumulate: usize,
-    /// Compute dtype of the forward and backward passes (see [`crate::precision`]).
+    /// Compute dtype of the forward and backward passes (see [`crate::train::precision`]).
     pub precision: Precision,
 }
 

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::schedule::Scheduler;
+use crate::train::schedule::Scheduler;
 
 /// One epoch's figures: a line of `training_history.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,7 +109,7 @@ impl EpochDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schedule::Schedule;
+    use crate::train::schedule::Schedule;
 
     fn log(epoch: usize, f1: f64) -> EpochLog {
         EpochLog {

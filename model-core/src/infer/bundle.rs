@@ -6,8 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::metadata::Scaler;
-use crate::tile::{TileId, expand_template};
+use crate::data::metadata::Scaler;
+use crate::data::tile::{TileId, expand_template};
 use crate::{CoreError, ModelConfig};
 
 /// Format tag of `model.json`; bump on incompatible changes.

@@ -5,15 +5,19 @@
 //! ([`Predictor::window`]), whatever layer a user looks at: a model only understands tiles like
 //! those it was trained on.
 
+pub mod bundle;
+pub mod calibration;
+pub mod prediction;
+
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use image::RgbImage;
 
-use crate::bundle::{BundleManifest, TileSourceSpec};
-use crate::metadata::Scaler;
-use crate::persist::model_from_bytes;
-use crate::preprocess::ModelInput;
-use crate::tile::Window;
+use crate::data::metadata::Scaler;
+use crate::data::preprocess::ModelInput;
+use crate::data::tile::Window;
+use crate::infer::bundle::{BundleManifest, TileSourceSpec};
+use crate::model::persist::model_from_bytes;
 use crate::{AccessModel, CoreError, ModelConfig, Prediction};
 
 /// A model in inference mode with what its inputs need.

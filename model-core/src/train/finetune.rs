@@ -19,8 +19,8 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::preprocess::ModelInput;
-use crate::split::{Split, SplitConfig, class_weights, group_of, stratified_group_split};
+use crate::data::preprocess::ModelInput;
+use crate::data::split::{Split, SplitConfig, class_weights, group_of, stratified_group_split};
 use crate::train::{optimizer, weighted_loss};
 use crate::{AccessModel, CoreError};
 
@@ -373,7 +373,7 @@ impl HeadTrainer {
     pub fn validate(&self, examples: &[FeatureExample]) -> Option<(f64, f64)> {
         let (truth, pred) = predictions(&self.model.valid(), examples, &self.inference)?;
         let names: Vec<String> = (0..self.classes).map(|c| c.to_string()).collect();
-        let m = crate::metrics::Metrics::compute(&truth, &pred, &names);
+        let m = crate::train::metrics::Metrics::compute(&truth, &pred, &names);
         Some((m.accuracy, m.macro_avg.f1))
     }
 
@@ -395,7 +395,7 @@ pub fn reference_steps(
 ) -> Result<Vec<f32>, CoreError> {
     model.fusion_dropout.prob = 0.0;
     model.head_dropout.prob = 0.0;
-    let scaler = crate::metadata::Scaler { mean: [60.17, 24.94], std: [0.01, 0.02] };
+    let scaler = crate::data::metadata::Scaler { mean: [60.17, 24.94], std: [0.01, 0.02] };
     let sources = crate::SourceVocab::default();
     let inputs: Vec<ModelInput> = (0..4u32)
         .map(|k| {
@@ -621,7 +621,7 @@ mod last_stage_tests {
         let mut config = ModelConfig::new(EncoderKind::CustomCnn);
         config.image_size = 32;
         let model = config.init(&device).unwrap().valid();
-        let scaler = crate::metadata::Scaler::default();
+        let scaler = crate::data::metadata::Scaler::default();
         let inputs: Vec<ModelInput> = (0..6u32)
             .map(|k| {
                 let img = image::RgbImage::from_fn(32, 32, |x, y| {

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::prediction::softmax;
+use crate::infer::prediction::softmax;
 
 /// One reliability bin: predictions whose confidence falls in `[lo, hi)`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::metadata::Scaler;
+use crate::data::metadata::Scaler;
 use crate::{CoreError, LabelVocab, SourceVocab};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -4,9 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::precision::Precision;
-use crate::schedule::Schedule;
 use crate::train::StepConfig;
+use crate::train::precision::Precision;
+use crate::train::schedule::Schedule;
 use crate::{CoreError, EncoderKind, LabelVocab, ModelConfig, SourceVocab};
 
 /// The learning-rate schedule of a recipe.

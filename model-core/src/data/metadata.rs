@@ -76,9 +76,9 @@ mod tests {
 
     #[test]
     fn lat_lon_validation() {
-        assert!(crate::tile::validate_lat_lon(60.17, 24.94).is_ok());
-        assert!(crate::tile::validate_lat_lon(f64::NAN, 24.94).is_err());
-        assert!(crate::tile::validate_lat_lon(89.0, 24.94).is_err());
-        assert!(crate::tile::validate_lat_lon(60.0, 181.0).is_err());
+        assert!(crate::data::tile::validate_lat_lon(60.17, 24.94).is_ok());
+        assert!(crate::data::tile::validate_lat_lon(f64::NAN, 24.94).is_err());
+        assert!(crate::data::tile::validate_lat_lon(89.0, 24.94).is_err());
+        assert!(crate::data::tile::validate_lat_lon(60.0, 181.0).is_err());
     }
 }

@@ -1,7 +1,7 @@
 //! Training augmentation, exactly the seed's: horizontal flip (p = 0.5), rotation within
 //! ±15°, random crop of 80-100 % of the area (aspect 3/4..4/3, as torchvision's
 //! `RandomResizedCrop`) resized back to the input size, brightness and contrast ±0.2.
-//! ImageNet normalisation follows in [`crate::preprocess::normalize_chw`]. Seeded.
+//! ImageNet normalisation follows in [`crate::data::preprocess::normalize_chw`]. Seeded.
 
 use image::{Rgb, RgbImage, imageops::FilterType};
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::CoreError;
 
 /// The default table, `config/feature_types.toml`.
-pub const DEFAULT_TABLE: &str = include_str!("../../config/feature_types.toml");
+pub const DEFAULT_TABLE: &str = include_str!("../../../config/feature_types.toml");
 
 /// One way of tagging a feature in OSM.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

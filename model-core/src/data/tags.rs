@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{CoreError, LabelVocab, tile::validate_lat_lon};
+use crate::{CoreError, LabelVocab, data::tile::validate_lat_lon};
 
 /// Columns every tags file has, in this order when written.
 pub const REQUIRED_COLUMNS: [&str; 5] = ["id", "lat", "lon", "type", "source"];

@@ -3,9 +3,9 @@
 
 use image::{RgbImage, imageops::FilterType};
 
-use crate::augment::{AugmentConfig, augment};
+use crate::data::augment::{AugmentConfig, augment};
 use crate::rng::Rng;
-use crate::{CoreError, SourceVocab, metadata::Scaler};
+use crate::{CoreError, SourceVocab, data::metadata::Scaler};
 
 /// Side of the square model input in pixels.
 pub const INPUT_SIZE: u32 = 224;
@@ -144,7 +144,7 @@ impl TrainingExample {
         scaler: &Scaler,
         sources: &SourceVocab,
     ) -> Result<Self, CoreError> {
-        crate::tile::validate_lat_lon(lat, lon)?;
+        crate::data::tile::validate_lat_lon(lat, lon)?;
         let image = if img.width() == size && img.height() == size {
             img
         } else {

@@ -18,10 +18,10 @@ pub const UNKNOWN_SOURCE: &str = "unknown";
 #[serde(transparent)]
 pub struct LabelVocab(Vec<String>);
 
-/// The feature-type table's labels, in model-index order ([`crate::features`]).
+/// The feature-type table's labels, in model-index order ([`crate::data::features`]).
 impl Default for LabelVocab {
     fn default() -> Self {
-        Self(crate::features::FeatureTypes::builtin().names())
+        Self(crate::data::features::FeatureTypes::builtin().names())
     }
 }
 
