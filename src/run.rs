@@ -18,7 +18,7 @@ use model_core::data::dataset::PreprocessingMetadata;
 use model_core::infer::Predictor;
 use model_core::infer::bundle::{BUNDLE_CONFIG_FILE, BUNDLE_WEIGHTS_FILE, BundleManifest};
 use model_core::model::persist::{config_from_json, config_to_json, model_from_bytes};
-use model_core::train::driver::DriverState;
+use model_core::train::driver::{DriverState, EpochLog};
 use model_core::train::precision::LossScaler;
 use model_core::train::recipe::TrainConfig;
 use model_core::{AccessModel, ModelConfig};
@@ -281,7 +281,7 @@ impl RunDir {
         write_atomic(&self.state(), serde_json::to_string_pretty(state)?.as_bytes())?;
         let history = &state.driver.history;
         write_atomic(&self.history_json(), serde_json::to_string_pretty(history)?.as_bytes())?;
-        write_atomic(&self.history_csv(), &crate::training::history_csv(history)?)?;
+        write_atomic(&self.history_csv(), &history_csv(history)?)?;
         crate::plot::training_curves(history, &self.curves())
     }
 
@@ -313,6 +313,16 @@ impl RunDir {
     pub fn read_metrics(&self) -> Option<serde_json::Value> {
         std::fs::read(self.metrics()).ok().and_then(|b| serde_json::from_slice(&b).ok())
     }
+}
+
+/// The history as CSV (one row per epoch, the JSON's fields as columns): the local
+/// experiment log a spreadsheet or `pandas.read_csv` opens directly.
+fn history_csv(history: &[EpochLog]) -> Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for e in history {
+        w.serialize(e)?;
+    }
+    w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// Whether `dir` holds an exported bundle (its weights beside its manifest) rather than a run.

@@ -203,13 +203,3 @@ pub fn report(log: &EpochLog, precision: Precision) {
         log.seconds
     );
 }
-
-/// The history as CSV (one row per epoch, the JSON's fields as columns): the local
-/// experiment log a spreadsheet or `pandas.read_csv` opens directly.
-pub fn history_csv(history: &[EpochLog]) -> Result<Vec<u8>> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    for e in history {
-        w.serialize(e)?;
-    }
-    w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
-}

@@ -142,6 +142,32 @@ mod tests {
         assert!(all.is_empty(), "import circles:\n{}", all.join("\n"));
     }
 
+    /// Commands stand on the library, never on each other (the pipeline, which runs them in
+    /// order, aside).
+    #[test]
+    fn no_command_imports_another() {
+        let dir = crate::project_root().join("src/cmd");
+        let mut files = BTreeMap::new();
+        modules(&dir, &[], &mut files);
+        let commands: BTreeSet<Vec<String>> =
+            files.keys().filter(|m| !m.is_empty()).cloned().collect();
+        assert!(commands.len() > 5, "{commands:?}");
+        // Read as the children of `cmd`: a sibling is `super::name`.
+        let known: BTreeSet<Vec<String>> =
+            commands.iter().map(|m| [vec!["cmd".to_string()], m.clone()].concat()).collect();
+        let mut bad = Vec::new();
+        for (m, text) in &files {
+            if m.is_empty() || m == &["pipeline".to_string()] {
+                continue;
+            }
+            let me = [vec!["cmd".to_string()], m.clone()].concat();
+            for r in references(&me, text, &known) {
+                bad.push(format!("cmd::{} uses {}", m.join("::"), r.join("::")));
+            }
+        }
+        assert!(bad.is_empty(), "{}", bad.join("\n"));
+    }
+
     #[test]
     fn a_circle_is_found() {
         let dir = std::env::temp_dir().join(format!("xtask-cycles-{}", std::process::id()));
