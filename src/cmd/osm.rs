@@ -123,7 +123,7 @@ pub fn export(args: &ExportArgs) -> Result<Exported> {
         let tags = match node_tags(types.get(&t.label)?, &own, note) {
             Ok(tags) => tags,
             Err(e) => {
-                rejected.push(reject(OSM_TAGS_COLUMN, e.to_string()));
+                rejected.push(reject(OSM_TAGS_COLUMN, e));
                 continue;
             }
         };

@@ -4,7 +4,6 @@
 //! not yet uploaded. Nothing here uploads: OSM's automated-edits code of conduct asks a person
 //! to review every object, so the files go to an editor, and the mapper uploads from there.
 
-use crate::CoreError;
 use crate::data::features::FeatureType;
 
 /// A node to create.
@@ -40,24 +39,24 @@ pub fn node_tags(
     ty: &FeatureType,
     osm_tags: &[(String, String)],
     note: Option<&str>,
-) -> Result<Vec<(String, String)>, CoreError> {
+) -> Result<Vec<(String, String)>, String> {
     let mut tags = if osm_tags.is_empty() {
-        ty.preset(None)?.pairs()
+        ty.preset(None).map_err(|e| e.to_string())?.pairs()
     } else {
         if ty.matching_preset(osm_tags).is_none() {
             let known: Vec<String> =
                 ty.presets.iter().map(|p| format!("{} ({})", p.name, p.tags.join(" + "))).collect();
-            return Err(CoreError::InvalidConfig(format!(
+            return Err(format!(
                 "the OSM tags match no preset of `{}` (presets: {})",
                 ty.name,
                 known.join("; ")
-            )));
+            ));
         }
         osm_tags.to_vec()
     };
     if let Some(n) = note.map(str::trim).filter(|n| !n.is_empty()) {
         if n.chars().count() > 255 {
-            return Err(CoreError::InvalidConfig("the note is over 255 characters".into()));
+            return Err("the note is over 255 characters (the OSM limit of a value)".into());
         }
         tags.retain(|(k, _)| k != "note");
         tags.push(("note".into(), n.to_string()));
@@ -137,7 +136,7 @@ mod tests {
         ];
         assert_eq!(node_tags(ramp, &own, None).unwrap(), own.to_vec());
         let e = node_tags(ramp, &[("highway".into(), "elevator".into())], None).unwrap_err();
-        assert!(e.to_string().contains("no preset of `ramp`"), "{e}");
+        assert!(e.contains("no preset of `ramp`"), "{e}");
     }
 
     #[test]
