@@ -41,6 +41,8 @@ enum Command {
     Predict(cmd::predict::PredictArgs),
     /// Serve the web app, the model bundle, rendered tiles and the prediction API (http://127.0.0.1:8080).
     Serve(cmd::serve::ServeArgs),
+    /// Suggestions for an area: candidate points from the map, scored by the model.
+    Suggest(cmd::suggest::SuggestArgs),
     /// OpenStreetMap files from your tags, for review and upload in an editor.
     #[command(subcommand)]
     Osm(cmd::osm::OsmCommand),
@@ -89,6 +91,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Predict(a) => cmd::predict::run(a),
         Command::Pretrained(c) => cmd::pretrained::run(c),
         Command::Osm(c) => cmd::osm::run(c),
+        Command::Suggest(a) => cmd::suggest::run(a),
         Command::Serve(a) => cmd::serve::run(a),
     }
 }

@@ -12,6 +12,7 @@ pub mod predict;
 pub mod preprocess;
 pub mod pretrained;
 pub mod serve;
+pub mod suggest;
 pub mod train;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};

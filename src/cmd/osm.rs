@@ -8,10 +8,10 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use model_core::LabelVocab;
+use model_core::data::candidates::{MappedFeature, nearest_mapped};
 use model_core::data::features::{FeatureTypes, parse_osm_tags};
 use model_core::data::osm_edit::{EditFormat, NewNode, node_tags, write};
 use model_core::data::tags::{Rejected, parse_tags_csv};
-use model_core::data::tile::distance_m;
 
 use crate::fsutil::write_atomic;
 use crate::osm::rules::Rules;
@@ -97,7 +97,10 @@ pub fn export(args: &ExportArgs) -> Result<Exported> {
         Some(p) => OsmMap::read(p)?,
         None => OsmMap::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME)?,
     };
-    let mapped = labelled_features(&map, &Rules::default_rules(&labels)?);
+    let mapped: Vec<MappedFeature> = labelled_features(&map, &Rules::default_rules(&labels)?)
+        .into_iter()
+        .map(|f| MappedFeature { id: f.id, label: f.label, lat: f.lat, lon: f.lon })
+        .collect();
 
     let (mut nodes, mut already_mapped, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
     for (t, &line) in report.table.tags.iter().zip(&report.lines) {
@@ -127,13 +130,7 @@ pub fn export(args: &ExportArgs) -> Result<Exported> {
                 continue;
             }
         };
-        let near = mapped
-            .iter()
-            .filter(|m| m.label == t.label)
-            .map(|m| (m, distance_m(t.lat, t.lon, m.lat, m.lon)))
-            .filter(|(_, d)| *d <= ALREADY_MAPPED_M)
-            .min_by(|a, b| a.1.total_cmp(&b.1));
-        if let Some((m, d)) = near {
+        if let Some((m, d)) = nearest_mapped(&mapped, &t.label, t.lat, t.lon, ALREADY_MAPPED_M) {
             already_mapped
                 .push(format!("{} at {:.6}, {:.6}: {} ({d:.1} m)", t.id, t.lat, t.lon, m.id));
             continue;

@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use model_core::data::candidates::{GeoNode, GeoWay, Geometry};
+use model_core::data::tile::BBox;
 use osmpbf::{Element, ElementReader, RelMemberType};
 
 /// The bundled extract of central Helsinki (© OpenStreetMap contributors, ODbL 1.0): what
@@ -155,6 +157,33 @@ pub struct Labelled {
 
 fn as_refs(t: &Tags) -> Vec<(&str, &str)> {
     t.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+/// The part of the map in `bbox`, as model-core's candidate finder reads it: every way with a
+/// node inside (all its nodes), every tagged node inside.
+pub fn geometry_in(map: &OsmMap, bbox: &BBox) -> Geometry {
+    let inside = |id: &i64| map.coords.get(id).is_some_and(|&(la, lo)| bbox.contains(la, lo));
+    let ways = map
+        .ways
+        .iter()
+        .filter(|w| w.nodes.iter().any(inside))
+        .map(|w| GeoWay {
+            id: w.id,
+            tags: w.tags.clone(),
+            nodes: w
+                .nodes
+                .iter()
+                .filter_map(|n| map.coords.get(n).map(|&(la, lo)| (*n, la, lo)))
+                .collect(),
+        })
+        .collect();
+    let nodes = map
+        .tagged_nodes
+        .iter()
+        .filter(|n| bbox.contains(n.lat, n.lon))
+        .map(|n| GeoNode { id: n.id, lat: n.lat, lon: n.lon, tags: n.tags.clone() })
+        .collect();
+    Geometry { nodes, ways }
 }
 
 /// Applies the rules to every tagged node and way, in file order.

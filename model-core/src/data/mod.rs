@@ -1,8 +1,10 @@
 //! The data layer: what mappers record and what the model is fed. Feature types and their
 //! OSM tags, vocabularies, the `tags.csv` schema, the split, Web Mercator tile math, the
-//! lat/lon scaler, image preprocessing and augmentation, and OSM edit files.
+//! lat/lon scaler, image preprocessing and augmentation, OSM edit files, and suggestion
+//! candidates from the map's geometry.
 
 pub mod augment;
+pub mod candidates;
 pub mod dataset;
 pub mod features;
 pub mod metadata;
