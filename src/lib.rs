@@ -15,5 +15,6 @@ pub mod render;
 pub mod run;
 pub mod score;
 pub mod serve;
+pub mod suggestions;
 pub mod tiles;
 pub mod training;

@@ -62,6 +62,11 @@ impl TileRenderer {
         Ok(r)
     }
 
+    /// The extract it draws.
+    pub fn map(&self) -> &OsmMap {
+        &self.map
+    }
+
     /// The PNG bytes of tile `t`, rendered or from the cache.
     pub fn png(&self, t: TileId) -> Result<Bytes> {
         anyhow::ensure!(t.z <= MAX_RENDER_ZOOM, "zoom {} is above {MAX_RENDER_ZOOM}", t.z);
@@ -89,6 +94,16 @@ impl TileRenderer {
         }
         cache.insert(t, png.clone());
         Ok(png)
+    }
+}
+
+/// The server's rendered tiles as a tile source (for suggestions): same drawing as the PNGs.
+impl crate::tiles::TileSource for TileRenderer {
+    fn describe(&self) -> String {
+        format!("render:{STYLE_VERSION}")
+    }
+    fn get(&self, t: TileId) -> Result<(image::RgbaImage, crate::tiles::Origin)> {
+        Ok((self.renderer(t.z)?.render_tile(t), crate::tiles::Origin::Rendered))
     }
 }
 

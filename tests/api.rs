@@ -29,13 +29,21 @@ fn start(cfg: ApiConfig) -> String {
     let info = serde_json::from_str(&std::fs::read_to_string(bundle().join("model.json")).unwrap())
         .unwrap();
     let map = OsmMap::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME).unwrap();
-    let api = Arc::new(Api::new(predictor, info, cfg, mapped(&map)).unwrap());
-    let cfg = ServeConfig {
-        dist: None,
-        model: bundle(),
-        tiles: Arc::new(TileRenderer::new(map)),
-        api: Some(api),
+    let features = mapped(&map);
+    let tiles = Arc::new(TileRenderer::new(map));
+    let (manifest, weights) = accessatlas::run::read_bundle(&bundle()).unwrap();
+    let rules = accessatlas::osm::rules::Rules::default_rules(&Default::default()).unwrap();
+    let suggest = accessatlas::api::SuggestContext {
+        predictor: std::sync::Mutex::new(
+            model_core::infer::Predictor::from_bundle(&manifest, &weights, &Device::flex())
+                .unwrap(),
+        ),
+        spec: manifest.tile_source,
+        tiles: tiles.clone(),
+        mapped: accessatlas::osm::mapped_features(tiles.map(), &rules),
     };
+    let api = Arc::new(Api::new(predictor, info, cfg, features).unwrap().with_suggestions(suggest));
+    let cfg = ServeConfig { dist: None, model: bundle(), tiles, api: Some(api) };
     let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
@@ -89,6 +97,52 @@ fn features_in_a_bbox_and_bad_bboxes() {
         let (s, v) = get(&format!("{base}/api/features{query}"));
         assert_eq!((s, v["code"].as_str().unwrap()), (status, code), "{query}: {v}");
         assert_eq!(v["field"], "bbox", "{query}: {v}");
+    }
+}
+
+/// `GET /api/suggest` gives what `accessatlas suggest --format geojson` gives for the same
+/// bbox and threshold; a bad threshold or an area outside the extract is a 4xx naming it.
+#[test]
+fn suggest_answers_what_the_cli_does() {
+    let base = start(ApiConfig::default());
+    let bbox = "24.9370,60.1685,24.9410,60.1705";
+    let (status, api) = get(&format!("{base}/api/suggest?bbox={bbox}&threshold=0.4"));
+    assert_eq!(status, 200, "{api}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_accessatlas"))
+        .current_dir(ROOT)
+        .args(["suggest", "--bbox", bbox, "--threshold", "0.4", "--format", "geojson"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cli: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (a, c) = (api["features"].as_array().unwrap(), cli["features"].as_array().unwrap());
+    assert!(!a.is_empty());
+    assert_eq!(a.len(), c.len());
+    assert_eq!(api["candidates"], cli["candidates"]);
+    for (x, y) in a.iter().zip(c) {
+        assert_eq!(x["properties"]["type"], y["properties"]["type"]);
+        assert_eq!(x["properties"]["candidate"], y["properties"]["candidate"]);
+        let f = |v: &serde_json::Value| v.as_f64().unwrap();
+        let (px, py) = (&x["properties"]["confidence"], &y["properties"]["confidence"]);
+        assert!((f(px) - f(py)).abs() < 1e-6, "{px} vs {py}");
+        for i in 0..2 {
+            let (u, w) = (f(&x["geometry"]["coordinates"][i]), f(&y["geometry"]["coordinates"][i]));
+            assert!((u - w).abs() < 1e-9);
+        }
+    }
+    for (query, status, code, field) in [
+        (format!("bbox={bbox}&threshold=2"), 400, "bad_threshold", "threshold"),
+        (format!("bbox={bbox}&threshold=high"), 400, "bad_threshold", "threshold"),
+        ("bbox=10.0,50.0,10.01,50.01".to_string(), 422, "outside_extract", "bbox"),
+        ("bbox=24.95,60.16,24.93,60.17".to_string(), 400, "bad_bbox", "bbox"),
+        ("threshold=0.5".to_string(), 400, "missing_field", "bbox"),
+    ] {
+        let (s, v) = get(&format!("{base}/api/suggest?{query}"));
+        assert_eq!(
+            (s, v["code"].as_str().unwrap(), v["field"].as_str().unwrap()),
+            (status, code, field),
+            "{query}: {v}"
+        );
     }
 }
 

@@ -26,6 +26,7 @@ use axum::routing::get;
 use model_core::data::preprocess::{ModelInput, decode_rgb_limited};
 use model_core::data::tile::BBox;
 use model_core::infer::Predictor;
+use model_core::infer::bundle::TileSourceSpec;
 use tokio::sync::Semaphore;
 
 use crate::osm::Labelled;
@@ -82,6 +83,18 @@ pub struct Api {
     started: Instant,
     /// What the served extract already maps (`/api/features`).
     features: Vec<Labelled>,
+    /// `/api/suggest`, when the model's tiles are the server's own rendered ones.
+    suggest: Option<SuggestContext>,
+}
+
+/// What `/api/suggest` runs on: its own predictor (suggestions take seconds; predictions
+/// must not wait behind them), the model's tile source and the server's rendered tiles and
+/// extract.
+pub struct SuggestContext {
+    pub predictor: std::sync::Mutex<Predictor>,
+    pub spec: TileSourceSpec,
+    pub tiles: Arc<crate::serve::TileRenderer>,
+    pub mapped: Vec<model_core::data::candidates::MappedFeature>,
 }
 
 impl Api {
@@ -105,6 +118,7 @@ impl Api {
             info,
             started: Instant::now(),
             features,
+            suggest: None,
         })
     }
 
@@ -125,6 +139,14 @@ impl Api {
     }
 }
 
+impl Api {
+    /// Turns on `/api/suggest`.
+    pub fn with_suggestions(mut self, ctx: SuggestContext) -> Self {
+        self.suggest = Some(ctx);
+        self
+    }
+}
+
 /// The API's routes, to be nested under `/api`, with their own body limit and a JSON 404.
 pub fn router(api: Arc<Api>) -> Router {
     let limit = api.cfg.max_body_bytes;
@@ -134,6 +156,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/model", get(model))
         .route("/openapi.json", get(openapi))
         .route("/features", get(features))
+        .route("/suggest", get(suggest))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(api)
@@ -142,6 +165,67 @@ pub fn router(api: Arc<Api>) -> Router {
 #[derive(serde::Deserialize)]
 struct AreaQuery {
     bbox: Option<String>,
+    threshold: Option<String>,
+}
+
+/// `GET /api/suggest?bbox=...&threshold=...`: `accessatlas suggest`'s pipeline for the served
+/// extract and model, as GeoJSON (the CLI's `--format geojson`).
+async fn suggest(
+    State(api): State<Arc<Api>>,
+    query: Result<axum::extract::Query<AreaQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let axum::extract::Query(q) = query.map_err(|e| {
+        ApiError::bad_request("bad_query", format!("the query does not parse: {e}"))
+    })?;
+    let bbox = area(q.bbox.as_deref(), api.cfg.max_area_km2)?;
+    let threshold = match q.threshold.as_deref() {
+        None => 0.5,
+        Some(t) => {
+            t.trim().parse::<f32>().ok().filter(|t| (0.0..=1.0).contains(t)).ok_or_else(|| {
+                ApiError::bad_request("bad_threshold", format!("`{t}` is not a number from 0 to 1"))
+                    .field("threshold")
+            })?
+        }
+    };
+    if api.suggest.is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "not_available",
+            "suggestions need a model bundle trained on this server's rendered tiles",
+        ));
+    }
+    let Ok(_permit) = api.in_flight.clone().try_acquire_owned() else {
+        return Err(ApiError::busy("the server is at its limit of requests; retry shortly"));
+    };
+    let api2 = api.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let ctx = api2.suggest.as_ref().expect("checked above");
+        let predictor = ctx.predictor.lock().expect("suggestion predictor lock");
+        crate::suggestions::suggest(
+            &predictor,
+            &ctx.spec,
+            ctx.tiles.as_ref(),
+            ctx.tiles.map(),
+            &ctx.mapped,
+            &bbox,
+            threshold,
+        )
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    match result {
+        Ok(s) => Ok(axum::Json(crate::suggestions::to_geojson(&s)).into_response()),
+        Err(e) if e.to_string().contains("nothing in this bbox") => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "outside_extract",
+            format!("{e:#}"),
+        )
+        .field("bbox")),
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "suggest failed");
+            Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("{e:#}")))
+        }
+    }
 }
 
 /// `GET /api/features?bbox=min_lon,min_lat,max_lon,max_lat`: every feature of the served

@@ -8,14 +8,14 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use model_core::LabelVocab;
-use model_core::data::candidates::{MappedFeature, nearest_mapped};
+use model_core::data::candidates::nearest_mapped;
 use model_core::data::features::{FeatureTypes, parse_osm_tags};
 use model_core::data::osm_edit::{EditFormat, NewNode, node_tags, write};
 use model_core::data::tags::{Rejected, parse_tags_csv};
 
 use crate::fsutil::write_atomic;
 use crate::osm::rules::Rules;
-use crate::osm::{BUNDLED_OSM, BUNDLED_OSM_NAME, OsmMap, labelled_features};
+use crate::osm::{BUNDLED_OSM, BUNDLED_OSM_NAME, OsmMap, mapped_features};
 
 /// The column of a tags CSV that holds a tag's OSM tags, `key=value;key=value`.
 pub const OSM_TAGS_COLUMN: &str = "osm_tags";
@@ -97,10 +97,7 @@ pub fn export(args: &ExportArgs) -> Result<Exported> {
         Some(p) => OsmMap::read(p)?,
         None => OsmMap::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME)?,
     };
-    let mapped: Vec<MappedFeature> = labelled_features(&map, &Rules::default_rules(&labels)?)
-        .into_iter()
-        .map(|f| MappedFeature { id: f.id, label: f.label, lat: f.lat, lon: f.lon })
-        .collect();
+    let mapped = mapped_features(&map, &Rules::default_rules(&labels)?);
 
     let (mut nodes, mut already_mapped, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
     for (t, &line) in report.table.tags.iter().zip(&report.lines) {

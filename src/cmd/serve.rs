@@ -10,12 +10,14 @@ use anyhow::{Context, Result};
 use burn::tensor::Device;
 use clap::Args;
 use model_core::LabelVocab;
+use model_core::infer::Predictor;
 use model_core::infer::bundle::BUNDLE_CONFIG_FILE;
+use model_core::infer::bundle::TileSourceSpec;
 
-use crate::api::{Api, ApiConfig};
+use crate::api::{Api, ApiConfig, SuggestContext};
 use crate::osm::OsmMap;
 use crate::osm::rules::Rules;
-use crate::osm::{BUNDLED_OSM, BUNDLED_OSM_NAME, labelled_features};
+use crate::osm::{BUNDLED_OSM, BUNDLED_OSM_NAME, labelled_features, mapped_features};
 use crate::serve::{ServeConfig, TileRenderer, serve};
 
 #[derive(Args, Debug)]
@@ -87,6 +89,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         Some(p) => OsmMap::read(p)?,
         None => OsmMap::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME)?,
     };
+    let tiles = Arc::new(TileRenderer::new(map));
     let api = if args.no_api {
         None
     } else {
@@ -111,11 +114,24 @@ pub fn run(args: ServeArgs) -> Result<()> {
             max_batch: args.max_batch,
             max_area_km2: args.max_area_km2,
         };
-        let mapped = labelled_features(&map, &Rules::default_rules(&LabelVocab::default())?);
-        Some(Arc::new(Api::new(predictor, info, cfg, mapped)?))
+        let rules = Rules::default_rules(&LabelVocab::default())?;
+        let mut api = Api::new(predictor, info, cfg, labelled_features(tiles.map(), &rules))?;
+        // Suggestions: a bundle whose tiles are the ones this server renders.
+        if let Ok((manifest, weights)) = crate::run::read_bundle(&args.model)
+            && matches!(manifest.tile_source, TileSourceSpec::Render { .. })
+        {
+            let predictor = Predictor::from_bundle(&manifest, &weights, &Device::flex())?;
+            api = api.with_suggestions(SuggestContext {
+                predictor: std::sync::Mutex::new(predictor),
+                spec: manifest.tile_source,
+                tiles: tiles.clone(),
+                mapped: mapped_features(tiles.map(), &rules),
+            });
+        }
+        Some(Arc::new(api))
     };
     let has_api = api.is_some();
-    let cfg = ServeConfig { dist, model: args.model, tiles: Arc::new(TileRenderer::new(map)), api };
+    let cfg = ServeConfig { dist, model: args.model, tiles, api };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

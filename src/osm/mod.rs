@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use model_core::data::candidates::{GeoNode, GeoWay, Geometry};
+use model_core::data::candidates::{GeoNode, GeoWay, Geometry, MappedFeature};
 use model_core::data::tile::BBox;
 use osmpbf::{Element, ElementReader, RelMemberType};
 
@@ -184,6 +184,14 @@ pub fn geometry_in(map: &OsmMap, bbox: &BBox) -> Geometry {
         .map(|n| GeoNode { id: n.id, lat: n.lat, lon: n.lon, tags: n.tags.clone() })
         .collect();
     Geometry { nodes, ways }
+}
+
+/// The features the rules give a type, as the "already mapped" rule reads them.
+pub fn mapped_features(map: &OsmMap, rules: &rules::Rules) -> Vec<MappedFeature> {
+    labelled_features(map, rules)
+        .into_iter()
+        .map(|f| MappedFeature { id: f.id, label: f.label, lat: f.lat, lon: f.lon })
+        .collect()
 }
 
 /// Applies the rules to every tagged node and way, in file order.

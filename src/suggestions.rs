@@ -1,0 +1,165 @@
+//! Suggestions for an area, one pipeline for `accessatlas suggest` and `GET /api/suggest`:
+//! candidate points from the map's geometry (model-core's `data::candidates`), the model's
+//! prediction at each from its own tile source, then the threshold, nothing already mapped (a
+//! feature of the predicted type within [`ALREADY_MAPPED_M`]), most confident first.
+
+use std::collections::BTreeSet;
+
+use anyhow::{Result, bail};
+use model_core::Prediction;
+use model_core::data::candidates::{Candidate, MappedFeature, candidates, nearest_mapped};
+use model_core::data::tile::{BBox, TileId, Window};
+use model_core::infer::Predictor;
+use model_core::infer::bundle::TileSourceSpec;
+
+use crate::osm::{OsmMap, geometry_in};
+use crate::render::style;
+use crate::tiles::{TileSource, fetch_all};
+
+/// A suggestion this close to a mapped feature of its type is not made.
+pub const ALREADY_MAPPED_M: f64 = 5.0;
+/// The largest area, km².
+pub const MAX_AREA_KM2: f64 = 25.0;
+
+/// One suggestion.
+#[derive(Debug, Clone)]
+pub struct Suggestion {
+    pub candidate: Candidate,
+    pub prediction: Prediction,
+}
+
+/// What a run found: suggestions (most confident first), how many candidates there were and
+/// how many were skipped as already mapped.
+pub struct Suggested {
+    pub suggestions: Vec<Suggestion>,
+    pub candidates: usize,
+    pub already_mapped: usize,
+    pub labels: Vec<String>,
+}
+
+/// The pipeline on `map` in `bbox`, with `source` the model's own tile source (`spec`).
+pub fn suggest(
+    predictor: &Predictor,
+    spec: &TileSourceSpec,
+    source: &dyn TileSource,
+    map: &OsmMap,
+    mapped: &[MappedFeature],
+    bbox: &BBox,
+    threshold: f32,
+) -> Result<Suggested> {
+    if map.coords.values().all(|&(la, lo)| !bbox.contains(la, lo)) {
+        bail!("the extract has nothing in this bbox");
+    }
+    let found: Vec<Candidate> = candidates(&geometry_in(map, bbox))
+        .into_iter()
+        .filter(|c| bbox.contains(c.lat, c.lon))
+        .collect();
+    let windows: Vec<Window> =
+        found.iter().map(|c| predictor.window(spec, c.lat, c.lon)).collect::<Result<_, _>>()?;
+    let needed: BTreeSet<TileId> =
+        windows.iter().flat_map(|w| w.placements()).map(|p| p.tile).collect();
+    let needed: Vec<TileId> = needed.into_iter().collect();
+    let tiles = fetch_all(source, &needed, "tiles");
+
+    let (mut suggestions, mut already_mapped) = (Vec::new(), 0);
+    let pairs: Vec<(&Candidate, &Window)> = found.iter().zip(&windows).collect();
+    for chunk in pairs.chunks(16) {
+        let mut inputs = Vec::with_capacity(chunk.len());
+        for (c, w) in chunk {
+            let mut parts = Vec::new();
+            for p in w.placements() {
+                match &tiles[&p.tile] {
+                    Ok((img, _)) => parts.push((p, img.clone())),
+                    Err(e) => bail!("tile {}/{}/{}: {e:#}", p.tile.z, p.tile.x, p.tile.y),
+                }
+            }
+            let img = w.stitch(&parts, style::BACKGROUND);
+            inputs.push(predictor.input(&img, c.lat, c.lon, "osm")?);
+        }
+        for ((c, _), p) in chunk.iter().zip(predictor.predict_batch(&inputs)?) {
+            if p.confidence < threshold || p.label == "none" {
+                continue;
+            }
+            if nearest_mapped(mapped, &p.label, c.lat, c.lon, ALREADY_MAPPED_M).is_some() {
+                already_mapped += 1;
+                continue;
+            }
+            suggestions.push(Suggestion { candidate: (*c).clone(), prediction: p });
+        }
+    }
+    suggestions.sort_by(|a, b| {
+        b.prediction.confidence.total_cmp(&a.prediction.confidence).then(
+            a.candidate
+                .lat
+                .total_cmp(&b.candidate.lat)
+                .then(a.candidate.lon.total_cmp(&b.candidate.lon)),
+        )
+    });
+    let labels = predictor.config.labels.names().to_vec();
+    Ok(Suggested { suggestions, candidates: found.len(), already_mapped, labels })
+}
+
+/// Checks an area for the pipeline: well formed (see `BBox::parse`) and at most
+/// [`MAX_AREA_KM2`].
+pub fn area(text: &str) -> Result<BBox, String> {
+    let b = BBox::parse(text)?;
+    let km2 = b.area_km2();
+    if km2 > MAX_AREA_KM2 {
+        return Err(format!("the area is {km2:.1} km², over the limit of {MAX_AREA_KM2} km²"));
+    }
+    Ok(b)
+}
+
+fn kinds(c: &Candidate) -> String {
+    c.kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join("+")
+}
+
+/// `lat,lon,type,confidence,candidate,p_<type>...`
+pub fn to_csv(s: &Suggested) -> Result<String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header: Vec<String> =
+        ["lat", "lon", "type", "confidence", "candidate"].map(String::from).to_vec();
+    header.extend(s.labels.iter().map(|l| format!("p_{l}")));
+    w.write_record(&header)?;
+    for g in &s.suggestions {
+        let mut row = vec![
+            format!("{:.7}", g.candidate.lat),
+            format!("{:.7}", g.candidate.lon),
+            g.prediction.label.clone(),
+            format!("{:.6}", g.prediction.confidence),
+            kinds(&g.candidate),
+        ];
+        row.extend(s.labels.iter().map(|l| {
+            let p = g.prediction.probabilities.0.iter().find(|(k, _)| k == l).map(|(_, v)| *v);
+            format!("{:.6}", p.unwrap_or(0.0))
+        }));
+        w.write_record(&row)?;
+    }
+    Ok(String::from_utf8(w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)?)
+}
+
+/// A GeoJSON FeatureCollection of points (`type`, `confidence`, `candidate`, `probabilities`).
+pub fn to_geojson(s: &Suggested) -> serde_json::Value {
+    let features: Vec<serde_json::Value> = s
+        .suggestions
+        .iter()
+        .map(|g| {
+            serde_json::json!({
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": [g.candidate.lon, g.candidate.lat]},
+                "properties": {
+                    "type": g.prediction.label,
+                    "confidence": g.prediction.confidence,
+                    "candidate": kinds(&g.candidate),
+                    "probabilities": g.prediction.probabilities,
+                },
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "type": "FeatureCollection",
+        "features": features,
+        "candidates": s.candidates,
+        "already_mapped": s.already_mapped,
+    })
+}
