@@ -25,24 +25,9 @@ fn bundle() -> PathBuf {
 }
 
 fn start(cfg: ApiConfig) -> String {
-    let predictor = accessatlas::run::load_predictor(&bundle(), &Device::flex()).unwrap();
-    let info = serde_json::from_str(&std::fs::read_to_string(bundle().join("model.json")).unwrap())
-        .unwrap();
     let map = OsmMap::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME).unwrap();
-    let features = mapped(&map);
     let tiles = Arc::new(TileRenderer::new(map));
-    let (manifest, weights) = accessatlas::run::read_bundle(&bundle()).unwrap();
-    let rules = accessatlas::osm::rules::Rules::default_rules(&Default::default()).unwrap();
-    let suggest = accessatlas::api::SuggestContext {
-        predictor: std::sync::Mutex::new(
-            model_core::infer::Predictor::from_bundle(&manifest, &weights, &Device::flex())
-                .unwrap(),
-        ),
-        spec: manifest.tile_source,
-        tiles: tiles.clone(),
-        mapped: accessatlas::osm::mapped_features(tiles.map(), &rules),
-    };
-    let api = Arc::new(Api::new(predictor, info, cfg, features).unwrap().with_suggestions(suggest));
+    let api = Arc::new(Api::serving(&bundle(), tiles.clone(), cfg).unwrap());
     let cfg = ServeConfig { dist: None, model: bundle(), tiles, api: Some(api) };
     let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
     std::thread::spawn(move || {

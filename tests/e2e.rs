@@ -549,8 +549,53 @@ async fn fine_tune_flow() {
         .unwrap()
         .as_u64()
         .unwrap();
-    assert!(n_items >= 2, "a 4x4 scan at 30 % should suggest something ({n_items})");
+    assert!(n_items >= 2, "a scan at 30 % should suggest something ({n_items})");
     assert_eq!(n_items, n_markers, "one marker per suggestion");
+    // Every suggestion sits on a candidate point of the map, and none on a feature of its type
+    // that OpenStreetMap already has (5 m).
+    let status = c
+        .execute("const p = document.querySelector('[data-testid=scan-status]'); return [p.dataset.bbox, p.innerText]", vec![])
+        .await
+        .unwrap();
+    let (bbox, text) = (status[0].as_str().unwrap(), status[1].as_str().unwrap());
+    assert!(text.contains("candidates from the map"), "{text}");
+    let api = |path: &str| -> Value {
+        let mut r = ureq::get(&format!("{}api/{path}?bbox={bbox}", session.base)).call().unwrap();
+        serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
+    };
+    let point = |f: &Value| {
+        (
+            f["geometry"]["coordinates"][1].as_f64().unwrap(),
+            f["geometry"]["coordinates"][0].as_f64().unwrap(),
+        )
+    };
+    let candidates: Vec<(f64, f64)> =
+        api("candidates")["features"].as_array().unwrap().iter().map(point).collect();
+    let mapped: Vec<(String, f64, f64)> = api("features")["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let (lat, lon) = point(f);
+            (f["properties"]["type"].as_str().unwrap().to_string(), lat, lon)
+        })
+        .collect();
+    let items = c
+        .execute("return [...document.querySelectorAll('[data-testid=suggestion-item]')].map(li => [li.dataset.label, parseFloat(li.dataset.lat), parseFloat(li.dataset.lon)])", vec![])
+        .await
+        .unwrap();
+    for it in items.as_array().unwrap() {
+        let (label, lat, lon) =
+            (it[0].as_str().unwrap(), it[1].as_f64().unwrap(), it[2].as_f64().unwrap());
+        assert!(
+            candidates.iter().any(|&(a, b)| (a - lat).abs() < 1e-6 && (b - lon).abs() < 1e-6),
+            "{label} at {lat}, {lon} is not a candidate"
+        );
+        let near = mapped.iter().find(|(l, a, b)| {
+            l == label && model_core::data::tile::distance_m(lat, lon, *a, *b) <= 5.0
+        });
+        assert!(near.is_none(), "{label} at {lat}, {lon} is already mapped: {near:?}");
+    }
     c.find(Locator::Css("[data-testid=suggestion-accept]")).await.unwrap().click().await.unwrap();
     wait_js(
         c,

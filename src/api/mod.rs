@@ -140,6 +140,44 @@ impl Api {
 }
 
 impl Api {
+    /// The API `accessatlas serve` runs: the model in `model` (a bundle or a training run), what
+    /// the served extract maps, and suggestions when the model is a bundle trained on the
+    /// server's rendered tiles (`tiles`).
+    pub fn serving(
+        model: &std::path::Path,
+        tiles: Arc<crate::serve::TileRenderer>,
+        cfg: ApiConfig,
+    ) -> Result<Self> {
+        let device = burn::tensor::Device::flex();
+        let predictor = crate::run::load_predictor(model, &device)
+            .with_context(|| format!("loading the model {}", model.display()))?;
+        let manifest = model.join(model_core::infer::bundle::BUNDLE_CONFIG_FILE);
+        let info = match std::fs::read_to_string(&manifest) {
+            Ok(text) => serde_json::from_str(&text)
+                .with_context(|| format!("parsing {}", manifest.display()))?,
+            Err(_) => serde_json::json!({
+                "config": predictor.config,
+                "scaler": predictor.scaler,
+                "temperature": predictor.temperature,
+            }),
+        };
+        let rules = crate::osm::rules::Rules::default_rules(&model_core::LabelVocab::default())?;
+        let features = crate::osm::labelled_features(tiles.map(), &rules);
+        let mut api = Api::new(predictor, info, cfg, features)?;
+        if let Ok((manifest, weights)) = crate::run::read_bundle(model)
+            && matches!(manifest.tile_source, TileSourceSpec::Render { .. })
+        {
+            let predictor = Predictor::from_bundle(&manifest, &weights, &device)?;
+            api = api.with_suggestions(SuggestContext {
+                predictor: std::sync::Mutex::new(predictor),
+                spec: manifest.tile_source,
+                mapped: crate::osm::mapped_features(tiles.map(), &rules),
+                tiles,
+            });
+        }
+        Ok(api)
+    }
+
     /// Turns on `/api/suggest`.
     pub fn with_suggestions(mut self, ctx: SuggestContext) -> Self {
         self.suggest = Some(ctx);
@@ -157,6 +195,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/openapi.json", get(openapi))
         .route("/features", get(features))
         .route("/suggest", get(suggest))
+        .route("/candidates", get(candidates_in))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(api)
@@ -166,6 +205,42 @@ pub fn router(api: Arc<Api>) -> Router {
 struct AreaQuery {
     bbox: Option<String>,
     threshold: Option<String>,
+}
+
+/// `GET /api/candidates?bbox=...`: the candidate points of the served extract in the area
+/// (model-core's `data::candidates`), as GeoJSON points with their kinds: what the page's
+/// "Scan this view" asks the model about.
+async fn candidates_in(
+    State(api): State<Arc<Api>>,
+    query: Result<axum::extract::Query<AreaQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let axum::extract::Query(q) = query.map_err(|e| {
+        ApiError::bad_request("bad_query", format!("the query does not parse: {e}"))
+    })?;
+    let bbox = area(q.bbox.as_deref(), api.cfg.max_area_km2)?;
+    let Some(ctx) = api.suggest.as_ref() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "not_available",
+            "candidates need the server's rendered extract and a bundle trained on it",
+        ));
+    };
+    let found =
+        model_core::data::candidates::candidates(&crate::osm::geometry_in(ctx.tiles.map(), &bbox));
+    let features: Vec<serde_json::Value> = found
+        .iter()
+        .filter(|c| bbox.contains(c.lat, c.lon))
+        .map(|c| {
+            let kinds: Vec<&str> = c.kinds.iter().map(|k| k.name()).collect();
+            serde_json::json!({
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": [c.lon, c.lat]},
+                "properties": {"candidate": kinds.join("+")},
+            })
+        })
+        .collect();
+    Ok(axum::Json(serde_json::json!({"type": "FeatureCollection", "features": features}))
+        .into_response())
 }
 
 /// `GET /api/suggest?bbox=...&threshold=...`: `accessatlas suggest`'s pipeline for the served

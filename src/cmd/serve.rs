@@ -7,17 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use burn::tensor::Device;
 use clap::Args;
-use model_core::LabelVocab;
-use model_core::infer::Predictor;
-use model_core::infer::bundle::BUNDLE_CONFIG_FILE;
-use model_core::infer::bundle::TileSourceSpec;
 
-use crate::api::{Api, ApiConfig, SuggestContext};
-use crate::osm::OsmMap;
-use crate::osm::rules::Rules;
-use crate::osm::{BUNDLED_OSM, BUNDLED_OSM_NAME, labelled_features, mapped_features};
+use crate::api::{Api, ApiConfig};
+use crate::osm::{BUNDLED_OSM, BUNDLED_OSM_NAME, OsmMap};
 use crate::serve::{ServeConfig, TileRenderer, serve};
 
 #[derive(Args, Debug)]
@@ -93,18 +86,6 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let api = if args.no_api {
         None
     } else {
-        let predictor = crate::run::load_predictor(&args.model, &Device::flex())
-            .with_context(|| format!("loading the model {}", args.model.display()))?;
-        let manifest = args.model.join(BUNDLE_CONFIG_FILE);
-        let info = match std::fs::read_to_string(&manifest) {
-            Ok(text) => serde_json::from_str(&text)
-                .with_context(|| format!("parsing {}", manifest.display()))?,
-            Err(_) => serde_json::json!({
-                "config": predictor.config,
-                "scaler": predictor.scaler,
-                "temperature": predictor.temperature,
-            }),
-        };
         let cfg = ApiConfig {
             max_body_bytes: args.max_body_bytes,
             max_pixels: args.max_pixels,
@@ -114,20 +95,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             max_batch: args.max_batch,
             max_area_km2: args.max_area_km2,
         };
-        let rules = Rules::default_rules(&LabelVocab::default())?;
-        let mut api = Api::new(predictor, info, cfg, labelled_features(tiles.map(), &rules))?;
-        // Suggestions: a bundle whose tiles are the ones this server renders.
-        if let Ok((manifest, weights)) = crate::run::read_bundle(&args.model)
-            && matches!(manifest.tile_source, TileSourceSpec::Render { .. })
-        {
-            let predictor = Predictor::from_bundle(&manifest, &weights, &Device::flex())?;
-            api = api.with_suggestions(SuggestContext {
-                predictor: std::sync::Mutex::new(predictor),
-                spec: manifest.tile_source,
-                tiles: tiles.clone(),
-                mapped: mapped_features(tiles.map(), &rules),
-            });
-        }
+        let api = Api::serving(&args.model, tiles.clone(), cfg)?;
         Some(Arc::new(api))
     };
     let has_api = api.is_some();

@@ -67,12 +67,12 @@ fn tile_response(mut s: TcpStream, png: &[u8], hits: &std::sync::atomic::AtomicU
 
 pub fn start_app(dist: &Path) -> String {
     let map = OsmMap::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME).unwrap();
-    let cfg = ServeConfig {
-        dist: Some(dist.to_path_buf()),
-        model: PathBuf::from(ROOT).join("assets/model"),
-        tiles: Arc::new(TileRenderer::new(map)),
-        api: None,
-    };
+    let (model, tiles) =
+        (PathBuf::from(ROOT).join("assets/model"), Arc::new(TileRenderer::new(map)));
+    // The API as `accessatlas serve` runs it: "Scan this view" asks it for candidates.
+    let api = accessatlas::api::Api::serving(&model, tiles.clone(), Default::default()).unwrap();
+    let cfg =
+        ServeConfig { dist: Some(dist.to_path_buf()), model, tiles, api: Some(Arc::new(api)) };
     let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();

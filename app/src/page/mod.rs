@@ -134,6 +134,14 @@ pub struct ScanState {
     pub failed: usize,
     /// Suggestions need at least this confidence (0-1).
     pub threshold: f32,
+    /// The scanned area, `min_lon,min_lat,max_lon,max_lat`.
+    pub bbox: String,
+    /// Where the points came from ("candidates from the map", or a grid and why).
+    pub points_from: String,
+    /// What the extract already maps there: a suggestion of a type within 5 m of one is left out.
+    pub mapped: Vec<model_core::data::candidates::MappedFeature>,
+    /// Suggestions left out as already mapped.
+    pub already_mapped: usize,
 }
 
 /// Everything the components share.
@@ -457,6 +465,10 @@ fn App() -> impl IntoView {
             total: 0,
             failed: 0,
             threshold: 0.6,
+            bbox: String::new(),
+            points_from: String::new(),
+            mapped: Vec::new(),
+            already_mapped: 0,
         }),
         map: StoredValue::new_local(None),
         model_op: RwSignal::new(None),

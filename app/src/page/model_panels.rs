@@ -328,35 +328,120 @@ pub fn FineTunePanel() -> impl IntoView {
     }
 }
 
-/// Starts a scan of the visible map (a grid of points inside its bounds).
+/// Most points one scan asks the model about (the worker takes about 0.1 s each on the CPU).
+const SCAN_MAX: usize = 48;
+/// A suggestion this close to a mapped feature of its type is not made.
+const ALREADY_MAPPED_M: f64 = 5.0;
+
+/// Starts a scan of the visible map: the candidate points of its geometry from the server
+/// (`/api/candidates`, what the extract already maps from `/api/features`), or, where the
+/// server cannot say (no API, too large an area), a grid of points.
 fn scan(ctx: &Ctx) {
     let Some(bounds) = ctx.map.with_value(|m| m.as_ref().map(|m| m.get_bounds())) else {
         return;
     };
     let (sw, ne) = (bounds.get_south_west(), bounds.get_north_east());
     let (s, w, n, e) = (sw.lat(), sw.lng(), ne.lat(), ne.lng());
-    let k = SCAN_GRID;
-    let points: Vec<(f64, f64)> = (0..k)
-        .flat_map(|i| {
-            (0..k).map(move |j| {
-                let fy = (i as f64 + 0.5) / k as f64;
-                let fx = (j as f64 + 0.5) / k as f64;
-                (s + (n - s) * fy, w + (e - w) * fx)
-            })
-        })
-        .collect();
+    let bbox = format!("{w:.6},{s:.6},{e:.6},{n:.6}");
     let id = ctx.scan.get_untracked().id + 1;
-    let total = points.len();
     ctx.scan.update(|sc| {
         sc.running = true;
         sc.id = id;
         sc.scanned = 0;
-        sc.total = total;
+        sc.total = 0;
         sc.failed = 0;
+        sc.already_mapped = 0;
+        sc.bbox = bbox.clone();
     });
     ctx.suggestions.set(Vec::new());
-    ctx.status.set(format!("Scanning {total} points of the visible map…"));
-    send(ctx, &ToWorker::Scan { id, points, source: "model".into() });
+    ctx.status.set("Finding candidate points in the visible map…".into());
+    let ctx = *ctx;
+    spawn_local(async move {
+        let (points, mapped, from) = match view_candidates(&bbox).await {
+            Ok((points, mapped)) => (points, mapped, "candidates from the map".to_string()),
+            Err(why) => {
+                let k = SCAN_GRID;
+                let grid = (0..k)
+                    .flat_map(|i| {
+                        (0..k).map(move |j| {
+                            let fy = (i as f64 + 0.5) / k as f64;
+                            let fx = (j as f64 + 0.5) / k as f64;
+                            (s + (n - s) * fy, w + (e - w) * fx)
+                        })
+                    })
+                    .collect();
+                (grid, Vec::new(), format!("a grid ({why})"))
+            }
+        };
+        let total = points.len();
+        ctx.scan.update(|sc| {
+            sc.total = total;
+            sc.mapped = mapped;
+            sc.points_from = from.clone();
+        });
+        if total == 0 {
+            ctx.scan.update(|sc| sc.running = false);
+            ctx.status.set("No candidate points in the visible map.".into());
+            return;
+        }
+        ctx.status.set(format!("Scanning {total} points of the visible map ({from})…"));
+        send(&ctx, &ToWorker::Scan { id, points, source: "model".into() });
+    });
+}
+
+/// The candidate points in `bbox` (at most [`SCAN_MAX`], kerbs and OSM-marked places first)
+/// and what is mapped there, from the server.
+async fn view_candidates(
+    bbox: &str,
+) -> Result<(Vec<(f64, f64)>, Vec<model_core::data::candidates::MappedFeature>), String> {
+    let base = super::base_url();
+    let get = |path: String| async move {
+        let text = crate::net::begin(&path).text().await?;
+        serde_json::from_str::<serde_json::Value>(&text).map_err(|e| e.to_string())
+    };
+    let c = get(format!("{base}api/candidates?bbox={bbox}")).await?;
+    let f = get(format!("{base}api/features?bbox={bbox}")).await?;
+    let features = |v: &serde_json::Value| -> Result<Vec<serde_json::Value>, String> {
+        v["features"]
+            .as_array()
+            .cloned()
+            .ok_or_else(|| v["error"].as_str().map_or("no answer".to_string(), str::to_string))
+    };
+    let point = |x: &serde_json::Value| {
+        let at = &x["geometry"]["coordinates"];
+        Some((at[1].as_f64()?, at[0].as_f64()?))
+    };
+    let mut cands: Vec<(usize, (f64, f64))> = features(&c)?
+        .iter()
+        .filter_map(|x| {
+            let kinds = x["properties"]["candidate"].as_str().unwrap_or("");
+            // Places OSM marks and kerbs first: where features most often are.
+            let rank = if kinds.contains("marked") {
+                0
+            } else if kinds.contains("kerb") {
+                1
+            } else {
+                2
+            };
+            Some((rank, point(x)?))
+        })
+        .collect();
+    cands.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.0.total_cmp(&b.1.0)).then(a.1.1.total_cmp(&b.1.1)));
+    let points = cands.into_iter().take(SCAN_MAX).map(|(_, p)| p).collect();
+    let mapped = features(&f)?
+        .iter()
+        .filter_map(|x| {
+            let (lat, lon) = point(x)?;
+            let p = &x["properties"];
+            Some(model_core::data::candidates::MappedFeature {
+                id: format!("{}/{}", p["osm_type"].as_str()?, p["osm_id"].as_i64()?),
+                label: p["type"].as_str()?.to_string(),
+                lat,
+                lon,
+            })
+        })
+        .collect();
+    Ok((points, mapped))
 }
 
 pub fn on_scan_result(ctx: &Ctx, id: u64, lat: f64, lon: f64, p: Prediction) {
@@ -364,6 +449,20 @@ pub fn on_scan_result(ctx: &Ctx, id: u64, lat: f64, lon: f64, p: Prediction) {
         return;
     }
     ctx.scan.update(|s| s.scanned += 1);
+    let mapped = ctx.scan.with_untracked(|s| {
+        model_core::data::candidates::nearest_mapped(
+            &s.mapped,
+            &p.label,
+            lat,
+            lon,
+            ALREADY_MAPPED_M,
+        )
+        .is_some()
+    });
+    if mapped {
+        ctx.scan.update(|s| s.already_mapped += 1);
+        return;
+    }
     ctx.suggestions.update(|v| {
         let key = v.len() as u64 + 1;
         v.push(Suggestion { key, lat, lon, label: p.label, confidence: p.confidence });
@@ -440,14 +539,20 @@ pub fn SuggestionsPanel() -> impl IntoView {
             format!("Scanning: {} of {} points…", s.scanned + s.failed, s.total)
         } else if s.total > 0 {
             format!(
-                "{} points scanned: {} suggestions at {:.0} % confidence or more{}.",
+                "{} points scanned ({}): {} suggestions at {:.0} % confidence or more{}{}.",
                 s.total,
+                s.points_from,
                 ctx.visible_suggestions().len(),
                 s.threshold * 100.0,
+                if s.already_mapped > 0 {
+                    format!("; {} already in OpenStreetMap", s.already_mapped)
+                } else {
+                    String::new()
+                },
                 if s.failed > 0 { format!(" ({} without tiles)", s.failed) } else { String::new() }
             )
         } else {
-            "The model looks at a grid of points in the visible map and suggests features you can accept or reject.".into()
+            "The model looks at candidate points of the visible map (kerbs, entrances, path nodes, stations, untagged crossings) and suggests features you can accept or reject.".into()
         }
     };
     view! {
@@ -465,12 +570,13 @@ pub fn SuggestionsPanel() -> impl IntoView {
                 <button type="button" data-testid="scan-view" on:click=move |_| scan(&ctx)
                     disabled=move || !model_ready(&ctx) || ctx.scan.with(|s| s.running)>"Scan this view"</button>
             </div>
-            <p data-testid="scan-status">{status}</p>
+            <p data-testid="scan-status" data-bbox=move || ctx.scan.with(|s| s.bbox.clone())>{status}</p>
             <ul class="suggestions" data-testid="suggestion-list">
                 {move || ctx.visible_suggestions().into_iter().map(|s| {
                     let key = s.key;
                     view! {
-                        <li data-testid="suggestion-item" data-label=s.label.clone()>
+                        <li data-testid="suggestion-item" data-label=s.label.clone()
+                            data-lat=format!("{:.7}", s.lat) data-lon=format!("{:.7}", s.lon)>
                             <span class=format!("chip tag-{}", s.label) aria-hidden="true">{letter(&s.label)}</span>
                             {format!(" {} {:.0} % at {:.5}, {:.5} ", s.label.replace('_', " "), s.confidence * 100.0, s.lat, s.lon)}
                             <button type="button" id=format!("sg-{key}-accept") data-testid="suggestion-accept"
