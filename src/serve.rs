@@ -14,14 +14,12 @@
 //! Responses are gzip-compressed when the client accepts it; `.wasm` is served as
 //! `application/wasm`; hashed build outputs are cached for a year, the rest revalidated.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -32,80 +30,8 @@ use tower_http::compression::CompressionLayer;
 use tower_http::services::{ServeDir, ServeFile};
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::osm::OsmMap;
-use crate::render::{Renderer, style::STYLE_VERSION};
-
-/// Highest zoom the tile endpoint draws (the renderer's limit is 22; 20 is the deepest a
-/// Leaflet map asks for here).
-pub const MAX_RENDER_ZOOM: u8 = 20;
-/// Rendered PNGs kept in memory (about 5-20 KB each).
-const TILE_CACHE_CAPACITY: usize = 4096;
-
-/// Draws tiles at any zoom from one extract; one [`Renderer`] per zoom, built on first use.
-pub struct TileRenderer {
-    map: OsmMap,
-    renderers: Mutex<HashMap<u8, Arc<Renderer>>>,
-    cache: Mutex<HashMap<TileId, Bytes>>,
-}
-
-impl TileRenderer {
-    pub fn new(map: OsmMap) -> Self {
-        Self { map, renderers: Mutex::default(), cache: Mutex::default() }
-    }
-
-    fn renderer(&self, z: u8) -> Result<Arc<Renderer>> {
-        if let Some(r) = self.renderers.lock().expect("renderer lock").get(&z) {
-            return Ok(r.clone());
-        }
-        let r = Arc::new(Renderer::new(&self.map, z)?);
-        self.renderers.lock().expect("renderer lock").insert(z, r.clone());
-        Ok(r)
-    }
-
-    /// The extract it draws.
-    pub fn map(&self) -> &OsmMap {
-        &self.map
-    }
-
-    /// The PNG bytes of tile `t`, rendered or from the cache.
-    pub fn png(&self, t: TileId) -> Result<Bytes> {
-        anyhow::ensure!(t.z <= MAX_RENDER_ZOOM, "zoom {} is above {MAX_RENDER_ZOOM}", t.z);
-        let n = 1u64 << t.z;
-        anyhow::ensure!(
-            u64::from(t.x) < n && u64::from(t.y) < n,
-            "tile {}/{}/{} is outside the world",
-            t.z,
-            t.x,
-            t.y
-        );
-        if let Some(b) = self.cache.lock().expect("tile cache lock").get(&t) {
-            return Ok(b.clone());
-        }
-        let img = self.renderer(t.z)?.render_tile(t);
-        let mut png = Vec::new();
-        image::DynamicImage::ImageRgba8(img)
-            .to_rgb8()
-            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-            .context("encoding tile")?;
-        let png = Bytes::from(png);
-        let mut cache = self.cache.lock().expect("tile cache lock");
-        if cache.len() >= TILE_CACHE_CAPACITY {
-            cache.clear();
-        }
-        cache.insert(t, png.clone());
-        Ok(png)
-    }
-}
-
-/// The server's rendered tiles as a tile source (for suggestions): same drawing as the PNGs.
-impl crate::tiles::TileSource for TileRenderer {
-    fn describe(&self) -> String {
-        format!("render:{STYLE_VERSION}")
-    }
-    fn get(&self, t: TileId) -> Result<(image::RgbaImage, crate::tiles::Origin)> {
-        Ok((self.renderer(t.z)?.render_tile(t), crate::tiles::Origin::Rendered))
-    }
-}
+use crate::render::style::STYLE_VERSION;
+use crate::tiles::rendered::{MAX_RENDER_ZOOM, TileRenderer};
 
 /// What the server serves.
 pub struct ServeConfig {

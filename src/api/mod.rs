@@ -93,7 +93,7 @@ pub struct Api {
 pub struct SuggestContext {
     pub predictor: std::sync::Mutex<Predictor>,
     pub spec: TileSourceSpec,
-    pub tiles: Arc<crate::serve::TileRenderer>,
+    pub tiles: Arc<crate::tiles::rendered::TileRenderer>,
     pub mapped: Vec<model_core::data::candidates::MappedFeature>,
 }
 
@@ -145,7 +145,7 @@ impl Api {
     /// server's rendered tiles (`tiles`).
     pub fn serving(
         model: &std::path::Path,
-        tiles: Arc<crate::serve::TileRenderer>,
+        tiles: Arc<crate::tiles::rendered::TileRenderer>,
         cfg: ApiConfig,
     ) -> Result<Self> {
         let device = burn::tensor::Device::flex();

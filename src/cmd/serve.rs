@@ -11,7 +11,8 @@ use clap::Args;
 
 use crate::api::{Api, ApiConfig};
 use crate::osm::{BUNDLED_OSM, BUNDLED_OSM_NAME, OsmMap};
-use crate::serve::{ServeConfig, TileRenderer, serve};
+use crate::serve::{ServeConfig, serve};
+use crate::tiles::rendered::TileRenderer;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {

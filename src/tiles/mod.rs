@@ -3,6 +3,7 @@
 //! list on a few worker threads with a progress bar.
 
 pub mod mbtiles;
+pub mod rendered;
 pub mod xyz;
 
 use std::collections::BTreeMap;

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use accessatlas::osm::OsmMap;
 use accessatlas::osm::{BUNDLED_OSM, BUNDLED_OSM_NAME};
-use accessatlas::serve::{ServeConfig, TileRenderer, serve};
+use accessatlas::serve::{ServeConfig, serve};
+use accessatlas::tiles::rendered::TileRenderer;
 use fantoccini::{Client, ClientBuilder};
 use serde_json::{Value, json};
 
