@@ -290,6 +290,37 @@ async fn run_backend(backend: &str, webgpu: bool) {
             .unwrap();
         assert_eq!(why, json!("Why?"));
     }
+    // The address carries the view (`#map=zoom/lat/lon`, OSM's form): it opens there, and a
+    // reload opens the same view.
+    if !webgpu {
+        c.goto(&format!("{}#map=18/60.17100/24.94200", session.url("cpu"))).await.unwrap();
+        for round in ["opened", "reloaded"] {
+            wait_js(
+                c,
+                "document.querySelector('[data-testid=backend-badge]').dataset.backend === 'cpu'",
+                "the model",
+                300,
+            )
+            .await;
+            c.execute("document.querySelector('.leaflet-container').focus();", vec![])
+                .await
+                .unwrap();
+            c.active_element().await.unwrap().send_keys("\u{E007}").await.unwrap();
+            let form = wait_js(
+                c,
+                "(f => f && f.innerText)(document.querySelector('[data-testid=tag-form]'))",
+                "the tag form at the crosshair",
+                30,
+            )
+            .await;
+            assert!(form.as_str().unwrap().contains("60.17100, 24.94200"), "{round}: {form}");
+            let hash = c.execute("return location.hash", vec![]).await.unwrap();
+            assert_eq!(hash, json!("#map=18/60.17100/24.94200"), "{round}");
+            if round == "opened" {
+                c.refresh().await.unwrap();
+            }
+        }
+    }
     // A tile server that is down: a clear message on the map, the page keeps working.
     if !webgpu {
         let dead = "http://127.0.0.1:9/{z}/{x}/{y}.png";

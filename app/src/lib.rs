@@ -8,6 +8,7 @@
 //! What wasm code here may not do: block (CPU inference runs in the worker; everything else is
 //! async), spawn threads, touch a filesystem or environment variables.
 
+pub mod address;
 pub mod geojson;
 pub mod protocol;
 pub mod store;

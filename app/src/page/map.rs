@@ -157,6 +157,23 @@ pub fn MapView() -> impl IntoView {
         current.set_value(Some(layer));
     });
 
+    // The view follows the address (`#map=zoom/lat/lon`, OSM's form) both ways.
+    Effect::new(move |_| {
+        let Some(m) = map.get() else { return };
+        let m2 = m.clone();
+        let on_move = Closure::<dyn Fn(JsValue)>::new(move |_| {
+            let c = m2.get_center();
+            let hash = crate::address::format_view(m2.get_zoom(), c.lat(), c.lng());
+            if let Some(w) = web_sys::window()
+                && let Ok(h) = w.history()
+            {
+                let _ = h.replace_state_with_url(&JsValue::NULL, "", Some(&hash));
+            }
+        });
+        let evented: &leaflet::Evented = m.unchecked_ref();
+        evented.on("moveend", &on_move.into_js_value());
+    });
+
     // Keyboard: Leaflet pans with the arrow keys; Enter tags the point under the crosshair.
     Effect::new(move |_| {
         let Some(m) = map.get() else { return };
@@ -232,12 +249,17 @@ pub fn MapView() -> impl IntoView {
         }
     });
 
+    // Where the map opens: the address's `#map=` view, else the bundled data's centre.
+    let start = web_sys::window()
+        .and_then(|w| w.location().hash().ok())
+        .and_then(|h| crate::address::parse_view(&h))
+        .unwrap_or((START.2, START.0, START.1));
     view! {
         <section class="map-wrap" aria-label="Map" data-testid="map">
             <MapContainer
                 class="map"
-                center=Position::new(START.0, START.1)
-                zoom=START.2
+                center=Position::new(start.1, start.2)
+                zoom=start.0
                 set_view=true
                 map=set_map
                 node_ref=node
