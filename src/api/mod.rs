@@ -207,24 +207,38 @@ struct AreaQuery {
     threshold: Option<String>,
 }
 
+type AreaQueryResult =
+    Result<axum::extract::Query<AreaQuery>, axum::extract::rejection::QueryRejection>;
+
+/// The query of an area endpoint and its checked `bbox`.
+fn area_query(query: AreaQueryResult, max_km2: f64) -> Result<(AreaQuery, BBox), ApiError> {
+    let axum::extract::Query(q) = query.map_err(|e| {
+        ApiError::bad_request("bad_query", format!("the query does not parse: {e}"))
+    })?;
+    let bbox = area(q.bbox.as_deref(), max_km2)?;
+    Ok((q, bbox))
+}
+
+/// What candidates and suggestions run on: a bundle trained on the server's rendered tiles.
+fn suggest_context(api: &Api) -> Result<&SuggestContext, ApiError> {
+    api.suggest.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "not_available",
+            "candidates and suggestions need a model bundle trained on this server's rendered tiles",
+        )
+    })
+}
+
 /// `GET /api/candidates?bbox=...`: the candidate points of the served extract in the area
 /// (model-core's `data::candidates`), as GeoJSON points with their kinds: what the page's
 /// "Scan this view" asks the model about.
 async fn candidates_in(
     State(api): State<Arc<Api>>,
-    query: Result<axum::extract::Query<AreaQuery>, axum::extract::rejection::QueryRejection>,
+    query: AreaQueryResult,
 ) -> Result<Response, ApiError> {
-    let axum::extract::Query(q) = query.map_err(|e| {
-        ApiError::bad_request("bad_query", format!("the query does not parse: {e}"))
-    })?;
-    let bbox = area(q.bbox.as_deref(), api.cfg.max_area_km2)?;
-    let Some(ctx) = api.suggest.as_ref() else {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "not_available",
-            "candidates need the server's rendered extract and a bundle trained on it",
-        ));
-    };
+    let (_, bbox) = area_query(query, api.cfg.max_area_km2)?;
+    let ctx = suggest_context(&api)?;
     let found =
         model_core::data::candidates::candidates(&crate::osm::geometry_in(ctx.tiles.map(), &bbox));
     let features: Vec<serde_json::Value> = found
@@ -247,12 +261,9 @@ async fn candidates_in(
 /// extract and model, as GeoJSON (the CLI's `--format geojson`).
 async fn suggest(
     State(api): State<Arc<Api>>,
-    query: Result<axum::extract::Query<AreaQuery>, axum::extract::rejection::QueryRejection>,
+    query: AreaQueryResult,
 ) -> Result<Response, ApiError> {
-    let axum::extract::Query(q) = query.map_err(|e| {
-        ApiError::bad_request("bad_query", format!("the query does not parse: {e}"))
-    })?;
-    let bbox = area(q.bbox.as_deref(), api.cfg.max_area_km2)?;
+    let (q, bbox) = area_query(query, api.cfg.max_area_km2)?;
     let threshold = match q.threshold.as_deref() {
         None => 0.5,
         Some(t) => {
@@ -262,13 +273,7 @@ async fn suggest(
             })?
         }
     };
-    if api.suggest.is_none() {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "not_available",
-            "suggestions need a model bundle trained on this server's rendered tiles",
-        ));
-    }
+    suggest_context(&api)?;
     let Ok(_permit) = api.in_flight.clone().try_acquire_owned() else {
         return Err(ApiError::busy("the server is at its limit of requests; retry shortly"));
     };
@@ -308,12 +313,9 @@ async fn suggest(
 /// OSM tags).
 async fn features(
     State(api): State<Arc<Api>>,
-    query: Result<axum::extract::Query<AreaQuery>, axum::extract::rejection::QueryRejection>,
+    query: AreaQueryResult,
 ) -> Result<Response, ApiError> {
-    let axum::extract::Query(q) = query.map_err(|e| {
-        ApiError::bad_request("bad_query", format!("the query does not parse: {e}"))
-    })?;
-    let bbox = area(q.bbox.as_deref(), api.cfg.max_area_km2)?;
+    let (_, bbox) = area_query(query, api.cfg.max_area_km2)?;
     let found: Vec<serde_json::Value> = api
         .features
         .iter()
