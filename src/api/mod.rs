@@ -163,6 +163,8 @@ impl Api {
         };
         let rules = crate::osm::rules::Rules::default_rules(&model_core::LabelVocab::default())?;
         let features = crate::osm::labelled_features(tiles.map(), &rules);
+        // The same features, as the already-mapped rule reads them (labelled once).
+        let mapped = features.iter().map(crate::osm::Labelled::mapped).collect();
         let mut api = Api::new(predictor, info, cfg, features)?;
         if let Ok((manifest, weights)) = crate::run::read_bundle(model)
             && matches!(manifest.tile_source, TileSourceSpec::Render { .. })
@@ -171,7 +173,7 @@ impl Api {
             api = api.with_suggestions(SuggestContext {
                 predictor: std::sync::Mutex::new(predictor),
                 spec: manifest.tile_source,
-                mapped: crate::osm::mapped_features(tiles.map(), &rules),
+                mapped,
                 tiles,
             });
         }

@@ -186,12 +186,21 @@ pub fn geometry_in(map: &OsmMap, bbox: &BBox) -> Geometry {
     Geometry { nodes, ways }
 }
 
+impl Labelled {
+    /// The feature as the "already mapped" rule reads it.
+    pub fn mapped(&self) -> MappedFeature {
+        MappedFeature {
+            id: self.id.clone(),
+            label: self.label.clone(),
+            lat: self.lat,
+            lon: self.lon,
+        }
+    }
+}
+
 /// The features the rules give a type, as the "already mapped" rule reads them.
 pub fn mapped_features(map: &OsmMap, rules: &rules::Rules) -> Vec<MappedFeature> {
-    labelled_features(map, rules)
-        .into_iter()
-        .map(|f| MappedFeature { id: f.id, label: f.label, lat: f.lat, lon: f.lon })
-        .collect()
+    labelled_features(map, rules).iter().map(Labelled::mapped).collect()
 }
 
 /// Applies the rules to every tagged node and way, in file order.
