@@ -218,17 +218,8 @@ async fn run_backend(backend: &str, webgpu: bool) {
     )
     .await;
     // For the picture: a prediction at the crosshair on the rendered map, panel in view.
-    wait_js(
-        c,
-        &format!(
-            "document.querySelector('[data-testid=backend-badge]').dataset.backend === '{backend}'"
-        ),
-        "the model after reload",
-        300,
-    )
-    .await;
-    c.execute("document.querySelector('.leaflet-container').focus();", vec![]).await.unwrap();
-    c.active_element().await.unwrap().send_keys("\u{E007}").await.unwrap();
+    wait_backend(c, backend, "the model after reload").await;
+    enter_at_crosshair(c).await;
     wait_js(
         c,
         "document.querySelector('[data-testid=prediction]').dataset.state === 'done'",
@@ -249,13 +240,7 @@ async fn run_backend(backend: &str, webgpu: bool) {
         let mut at = Vec::new();
         for b in ["webgpu", "cpu"] {
             c.goto(&session.url(b)).await.unwrap();
-            wait_js(
-                c,
-                &format!("document.querySelector('[data-testid=backend-badge]').dataset.backend === '{b}'"),
-                "the model",
-                300,
-            )
-            .await;
+            wait_backend(c, b, "the model").await;
             at.push(predict_at_centre(c).await);
         }
         let d = differ(&at[0], &at[1]);
@@ -295,17 +280,8 @@ async fn run_backend(backend: &str, webgpu: bool) {
     if !webgpu {
         c.goto(&format!("{}#map=18/60.17100/24.94200", session.url("cpu"))).await.unwrap();
         for round in ["opened", "reloaded"] {
-            wait_js(
-                c,
-                "document.querySelector('[data-testid=backend-badge]').dataset.backend === 'cpu'",
-                "the model",
-                300,
-            )
-            .await;
-            c.execute("document.querySelector('.leaflet-container').focus();", vec![])
-                .await
-                .unwrap();
-            c.active_element().await.unwrap().send_keys("\u{E007}").await.unwrap();
+            wait_backend(c, "cpu", "the model").await;
+            enter_at_crosshair(c).await;
             let form = wait_js(
                 c,
                 "(f => f && f.innerText)(document.querySelector('[data-testid=tag-form]'))",
@@ -344,6 +320,20 @@ async fn run_backend(backend: &str, webgpu: bool) {
     session.client.close().await.unwrap();
 }
 
+/// Waits until the model is ready on `backend` (the badge names it).
+async fn wait_backend(c: &fantoccini::Client, backend: &str, what: &str) {
+    let expr = format!(
+        "document.querySelector('[data-testid=backend-badge]').dataset.backend === '{backend}'"
+    );
+    wait_js(c, &expr, what, 300).await;
+}
+
+/// Focuses the map and presses Enter: a tag (and a prediction) at the crosshair.
+async fn enter_at_crosshair(c: &fantoccini::Client) {
+    c.execute("document.querySelector('.leaflet-container').focus();", vec![]).await.unwrap();
+    c.active_element().await.unwrap().send_keys("\u{E007}").await.unwrap();
+}
+
 /// The probabilities the prediction panel shows, by type.
 async fn shown_probabilities(c: &fantoccini::Client) -> Vec<(String, f64)> {
     let v = c
@@ -368,8 +358,7 @@ async fn predict_at_centre(c: &fantoccini::Client) -> Vec<(String, f64)> {
     )
     .await
     .unwrap();
-    c.execute("document.querySelector('.leaflet-container').focus();", vec![]).await.unwrap();
-    c.active_element().await.unwrap().send_keys("\u{E007}").await.unwrap();
+    enter_at_crosshair(c).await;
     wait_js(
         c,
         "document.querySelector('[data-testid=prediction]').dataset.state === 'done'",
@@ -392,13 +381,7 @@ async fn fine_tune_flow() {
     let (c, downloads) = (&session.client, &session.downloads);
     let out = out_dir();
     c.goto(&session.url("cpu")).await.unwrap();
-    wait_js(
-        c,
-        "document.querySelector('[data-testid=backend-badge]').dataset.backend === 'cpu'",
-        "the model",
-        300,
-    )
-    .await;
+    wait_backend(c, "cpu", "the model").await;
     wait_js(c, "document.querySelector('#sidebar').dataset.ready === 'true'", "stored tags", 30)
         .await;
     wait_js(
@@ -485,13 +468,7 @@ async fn fine_tune_flow() {
 
     // It survives a reload (IndexedDB) and predictions still use it.
     c.refresh().await.unwrap();
-    wait_js(
-        c,
-        "document.querySelector('[data-testid=backend-badge]').dataset.backend === 'cpu'",
-        "the model after reload",
-        300,
-    )
-    .await;
+    wait_backend(c, "cpu", "the model after reload").await;
     wait_js(
         c,
         "document.querySelector('[data-testid=model-origin]').dataset.origin === 'finetuned'",
