@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use model_core::LabelVocab;
+use model_core::data::split::group_of;
 use model_core::data::tags::parse_tags_csv;
+use model_core::data::tile::distance_m;
+use model_core::data::vocab::NONE_LABEL;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_accessatlas"))
@@ -35,10 +38,12 @@ fn bundled_extract_gives_hundreds_of_labelled_tiles() {
     let out = run(&[], &data);
     assert!(out.status.success(), "{}", text(&out));
     let report =
-        parse_tags_csv(&std::fs::read(data.join("tags.csv")).unwrap(), &LabelVocab::default())
+        parse_tags_csv(&std::fs::read(data.join("tags.csv")).unwrap(), &LabelVocab::with_none())
             .unwrap();
     assert!(report.rejected.is_empty());
-    let tags = &report.table.tags;
+    let (background, tags): (Vec<_>, Vec<_>) =
+        report.table.tags.into_iter().partition(|t| t.label == NONE_LABEL);
+    let tags = &tags;
     assert!(tags.len() >= 500, "only {} tags", tags.len());
     let count = |t: &str| tags.iter().filter(|x| x.label == t).count();
     // The extract's documented content: ~325 entrances, 95 lowered kerbs, 11+ lifts, ~190+
@@ -58,6 +63,42 @@ fn bundled_extract_gives_hundreds_of_labelled_tiles() {
         let img = image::open(data.join(t.image.as_ref().unwrap())).unwrap();
         assert_eq!((img.width(), img.height()), (224, 224));
     }
+    // The `none` class: as many background points as labels (--negatives-per-label 1.0), on
+    // the labels' source, 10 m or more from every mapped feature, in the labels' map cells.
+    assert_eq!(background.len(), tags.len(), "one background point per label");
+    let cells: std::collections::HashSet<_> =
+        tags.iter().map(|t| group_of(t.lat, t.lon, 17).unwrap()).collect();
+    for b in &background {
+        assert!(b.id.starts_with("none/") && b.source == "osm", "{b:?}");
+        assert!(cells.contains(&group_of(b.lat, b.lon, 17).unwrap()), "{b:?}");
+        let near = tags.iter().map(|t| distance_m(b.lat, b.lon, t.lat, t.lon)).fold(1e9, f64::min);
+        assert!(near >= 10.0, "{} is {near:.1} m from a mapped feature", b.id);
+        assert!(data.join(b.image.as_ref().unwrap()).is_file());
+    }
+    assert!(String::from_utf8_lossy(&out.stdout).contains("none"));
+    std::fs::remove_dir_all(&data).ok();
+}
+
+#[test]
+fn negatives_per_label_sets_the_background_share_and_refuses_nonsense() {
+    let data = tmp("negatives");
+    let csv = root().join("tests/fixtures/render/golden_tags.csv");
+    let csv = csv.to_str().unwrap();
+    let out = run(&["--tags", csv, "--negatives-per-label", "0"], &data);
+    assert!(out.status.success(), "{}", text(&out));
+    let tags = std::fs::read_to_string(data.join("tags.csv")).unwrap();
+    assert!(!tags.contains(",none,"), "{tags}");
+    let out = run(&["--tags", csv, "--negatives-per-label", "3"], &data);
+    assert!(out.status.success(), "{}", text(&out));
+    let tags = std::fs::read_to_string(data.join("tags.csv")).unwrap();
+    let labelled = tags.lines().skip(1).filter(|l| !l.contains(",none,")).count();
+    let none = tags.lines().filter(|l| l.contains(",none,")).count();
+    assert_eq!(none, 3 * labelled, "{tags}");
+    let before = std::fs::read(data.join("tags.csv")).unwrap();
+    let out = run(&["--tags", csv, "--negatives-per-label=-1"], &data);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("--negatives-per-label"), "{}", text(&out));
+    assert_eq!(std::fs::read(data.join("tags.csv")).unwrap(), before, "nothing written");
     std::fs::remove_dir_all(&data).ok();
 }
 

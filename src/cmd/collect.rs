@@ -1,7 +1,7 @@
 //! `accessatlas collect`: labelled locations (from an OSM extract or the user's CSV) and one
 //! 224x224 map tile per location, centred on it, in `DATA/images/` + `DATA/tags.csv`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -9,16 +9,19 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use model_core::LabelVocab;
+use model_core::data::background::background_points;
+use model_core::data::split::{SplitConfig, group_of};
+use model_core::data::vocab::NONE_LABEL;
 use model_core::data::preprocess::INPUT_SIZE;
 use model_core::data::tags::{
     Rejected, Tag, TagTable, parse_tags_csv, write_rejected_csv, write_tags_csv,
 };
-use model_core::data::tile::{TileId, Window};
+use model_core::data::tile::{BBox, TileId, Window};
 use model_core::infer::bundle::TileSourceSpec;
 
 use crate::fsutil::write_atomic;
 use crate::osm::rules::Rules;
-use crate::osm::{BUNDLED_OSM, BUNDLED_OSM_NAME, OsmMap, labelled_features};
+use crate::osm::{BUNDLED_OSM, BUNDLED_OSM_NAME, OsmMap, geometry_in, labelled_features};
 use crate::render::style;
 use crate::run::DataDir;
 use crate::tiles::{Origin, Politeness, fetch_all};
@@ -64,6 +67,14 @@ pub struct CollectArgs {
     /// Zoom level of the tiles.
     #[arg(long, default_value_t = 19)]
     pub zoom: u8,
+    /// Background points (the `none` class, "no feature here") per labelled location: on
+    /// footways, building outlines and road edges of the extract, at least 10 m from every
+    /// mapped feature, in the map cells of the labelled locations. 0 leaves them out.
+    #[arg(long, default_value_t = 1.0)]
+    pub negatives_per_label: f64,
+    /// Seed of the background points' sampling.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
     /// Exit non-zero if any row is rejected or any tile fails.
     #[arg(long)]
     pub strict: bool,
@@ -117,7 +128,10 @@ pub fn run(args: CollectArgs) -> Result<()> {
 }
 
 pub fn collect(args: &CollectArgs) -> Result<Summary> {
-    let labels = LabelVocab::default();
+    if !(args.negatives_per_label.is_finite() && args.negatives_per_label >= 0.0) {
+        bail!("--negatives-per-label must be a number >= 0, not {}", args.negatives_per_label);
+    }
+    let labels = LabelVocab::with_none();
     let data = DataDir::new(&args.data);
     let (map, origin) = match &args.osm {
         Some(p) => (OsmMap::read(p)?, p.display().to_string()),
@@ -130,6 +144,16 @@ pub fn collect(args: &CollectArgs) -> Result<Summary> {
         map.multipolygons.len()
     );
     let mut rejected: Vec<Rejected> = Vec::new();
+    let features = LabelVocab::default();
+    let rules = match &args.rules {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            Rules::parse(&text, &p.display().to_string(), &features)?
+        }
+        None => Rules::default_rules(&features)?,
+    };
+    let mapped = labelled_features(&map, &rules);
     let mut table = match &args.tags {
         Some(csv) => {
             let bytes = std::fs::read(csv).with_context(|| format!("reading {}", csv.display()))?;
@@ -142,16 +166,9 @@ pub fn collect(args: &CollectArgs) -> Result<Summary> {
             report.table
         }
         None => {
-            let rules = match &args.rules {
-                Some(p) => {
-                    let text = std::fs::read_to_string(p)
-                        .with_context(|| format!("reading {}", p.display()))?;
-                    Rules::parse(&text, &p.display().to_string(), &labels)?
-                }
-                None => Rules::default_rules(&labels)?,
-            };
-            let tags = labelled_features(&map, &rules)
-                .into_iter()
+            let tags = mapped
+                .iter()
+                .cloned()
                 .map(|l| Tag {
                     id: l.id,
                     lat: l.lat,
@@ -165,6 +182,13 @@ pub fn collect(args: &CollectArgs) -> Result<Summary> {
             TagTable { extra_columns: Vec::new(), tags }
         }
     };
+
+    let mut background = background_tags(&map, &mapped, &table.tags, args)?;
+    tracing::info!("{} background points (`{NONE_LABEL}`)", background.len());
+    for b in &mut background {
+        b.extra = vec![String::new(); table.extra_columns.len()];
+    }
+    table.tags.extend(background);
 
     // The source as the bundle will record it, then its client (`tiles::open`).
     let location = match args.tiles.as_str() {
@@ -250,7 +274,7 @@ pub fn collect(args: &CollectArgs) -> Result<Summary> {
     }
     bar.finish_and_clear();
     table.tags = kept;
-    for l in labels.names() {
+    for l in features.names() {
         summary.per_type.insert(l.clone(), 0);
     }
     for t in &table.tags {
@@ -274,6 +298,55 @@ pub fn collect(args: &CollectArgs) -> Result<Summary> {
         args.zoom
     );
     Ok(summary)
+}
+
+/// The `none` class's rows: background points of the extract in the labelled locations' map
+/// cells (zoom 17, the split's groups), away from every mapped feature and every labelled
+/// location, with the labelled rows' most common source (so the metadata cannot tell them
+/// apart).
+fn background_tags(
+    map: &OsmMap,
+    mapped: &[crate::osm::Labelled],
+    labelled: &[Tag],
+    args: &CollectArgs,
+) -> Result<Vec<Tag>> {
+    let n = (args.negatives_per_label * labelled.len() as f64).round() as usize;
+    if n == 0 || labelled.is_empty() {
+        return Ok(Vec::new());
+    }
+    let zoom = SplitConfig::default().group_zoom;
+    let cells: HashSet<(u32, u32)> =
+        labelled.iter().filter_map(|t| group_of(t.lat, t.lon, zoom).ok()).collect();
+    let mut avoid: Vec<(f64, f64)> = mapped.iter().map(|l| (l.lat, l.lon)).collect();
+    avoid.extend(labelled.iter().map(|t| (t.lat, t.lon)));
+    let geometry = geometry_in(map, &BBox::WORLD);
+    let points = background_points(&geometry, &avoid, n, args.seed, |lat, lon| {
+        group_of(lat, lon, zoom).is_ok_and(|c| cells.contains(&c))
+    });
+    if points.len() < n {
+        tracing::warn!(
+            "asked for {n} background points, the extract has room for {}",
+            points.len()
+        );
+    }
+    let mut sources: BTreeMap<&str, usize> = BTreeMap::new();
+    for t in labelled {
+        *sources.entry(t.source.as_str()).or_default() += 1;
+    }
+    let source = sources.iter().max_by_key(|(_, n)| **n).map_or("osm", |(s, _)| *s).to_string();
+    Ok(points
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| Tag {
+            id: format!("{NONE_LABEL}/{}", i + 1),
+            lat: p.lat,
+            lon: p.lon,
+            label: NONE_LABEL.to_string(),
+            source: source.clone(),
+            image: None,
+            extra: Vec::new(),
+        })
+        .collect())
 }
 
 fn encode_png(img: &image::RgbImage) -> Result<Vec<u8>> {

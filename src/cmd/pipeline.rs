@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use model_core::LabelVocab;
 use model_core::data::tags::parse_tags_csv;
 use model_core::train::metrics::Metrics;
 
@@ -107,7 +106,7 @@ pub fn run(args: PipelineArgs) -> Result<()> {
     times.push(("export", t.elapsed().as_secs_f64()));
 
     // Majority-class baseline on the same test split.
-    let labels = LabelVocab::default();
+    let labels = data_dir.read_metadata()?.label_vocab()?;
     let read = |s: &str| -> Result<Vec<usize>> {
         let p = data_dir.split(s);
         let r =

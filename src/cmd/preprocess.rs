@@ -16,7 +16,7 @@ use model_core::data::split::{
 use model_core::data::tags::{
     Rejected, TagTable, parse_tags_csv, write_rejected_csv, write_tags_csv,
 };
-use model_core::data::vocab::DEFAULT_SOURCES;
+use model_core::data::vocab::{DEFAULT_SOURCES, NONE_LABEL};
 use sha2::{Digest, Sha256};
 
 use crate::fsutil::write_atomic;
@@ -59,8 +59,15 @@ pub fn preprocess(args: &PreprocessArgs) -> Result<PreprocessingMetadata> {
     let path = data.tags();
     let bytes = std::fs::read(&path)
         .with_context(|| format!("reading {} (run `accessatlas collect` first)", path.display()))?;
-    let labels = LabelVocab::default();
-    let report = parse_tags_csv(&bytes, &labels).with_context(|| path.display().to_string())?;
+    let report = parse_tags_csv(&bytes, &LabelVocab::with_none())
+        .with_context(|| path.display().to_string())?;
+    // The model learns "no feature here" when the data has background points (`collect`
+    // makes them); without them it has the five feature types, as before.
+    let labels = if report.table.tags.iter().any(|t| t.label == NONE_LABEL) {
+        LabelVocab::with_none()
+    } else {
+        LabelVocab::default()
+    };
     let mut rejected: Vec<Rejected> = report.rejected;
     for r in &rejected {
         tracing::warn!("{}: {r}", path.display());

@@ -87,23 +87,23 @@ pub struct Candidate {
     pub kinds: Vec<CandidateKind>,
 }
 
-fn get<'a>(tags: &'a [(String, String)], key: &str) -> Option<&'a str> {
+pub(crate) fn get<'a>(tags: &'a [(String, String)], key: &str) -> Option<&'a str> {
     tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
-fn is_footway(t: &[(String, String)]) -> bool {
+pub(crate) fn is_footway(t: &[(String, String)]) -> bool {
     matches!(get(t, "highway"), Some("footway" | "path" | "pedestrian" | "steps" | "cycleway"))
 }
 
-fn is_crossing_way(t: &[(String, String)]) -> bool {
+pub(crate) fn is_crossing_way(t: &[(String, String)]) -> bool {
     get(t, "footway") == Some("crossing") || get(t, "path") == Some("crossing")
 }
 
-fn is_sidewalk(t: &[(String, String)]) -> bool {
+pub(crate) fn is_sidewalk(t: &[(String, String)]) -> bool {
     get(t, "footway") == Some("sidewalk")
 }
 
-fn is_road(t: &[(String, String)]) -> bool {
+pub(crate) fn is_road(t: &[(String, String)]) -> bool {
     matches!(
         get(t, "highway"),
         Some(
@@ -123,7 +123,7 @@ fn is_road(t: &[(String, String)]) -> bool {
     )
 }
 
-fn is_building(w: &GeoWay) -> bool {
+pub(crate) fn is_building(w: &GeoWay) -> bool {
     get(&w.tags, "building").is_some_and(|v| v != "no")
         && w.nodes.len() > 3
         && w.nodes.first().map(|n| n.0) == w.nodes.last().map(|n| n.0)

@@ -168,6 +168,9 @@ pub struct BBox {
 }
 
 impl BBox {
+    /// Everything.
+    pub const WORLD: BBox = BBox { min_lon: -180.0, min_lat: -90.0, max_lon: 180.0, max_lat: 90.0 };
+
     /// Parses `min_lon,min_lat,max_lon,max_lat`: four finite numbers, minimum below maximum,
     /// inside the Web Mercator range. The error says which rule failed.
     pub fn parse(text: &str) -> Result<Self, String> {

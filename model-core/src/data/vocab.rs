@@ -13,6 +13,10 @@ pub const DEFAULT_SOURCES: [&str; 3] = ["osm", "user", "model"];
 /// The bucket that every source outside the vocabulary falls into.
 pub const UNKNOWN_SOURCE: &str = "unknown";
 
+/// The class of "no feature here": background points, never offered by the tag form. A
+/// model trained with it has it last; one trained without it (five outputs) works as before.
+pub const NONE_LABEL: &str = "none";
+
 /// Ordered list of class names; the index of a name is its class id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -26,6 +30,21 @@ impl Default for LabelVocab {
 }
 
 impl LabelVocab {
+    /// The feature types and [`NONE_LABEL`] last: what a model that can say "no feature
+    /// here" predicts, and what `tags.csv` rows are checked against.
+    pub fn with_none() -> Self {
+        let mut names = Self::default().0;
+        names.push(NONE_LABEL.to_string());
+        Self(names)
+    }
+    /// The index of [`NONE_LABEL`], if this vocabulary has it.
+    pub fn none_index(&self) -> Option<usize> {
+        self.0.iter().position(|n| n == NONE_LABEL)
+    }
+    /// The feature types: every label but [`NONE_LABEL`].
+    pub fn feature_names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str).filter(|n| *n != NONE_LABEL)
+    }
     /// A vocabulary from names; duplicates and empty names are refused.
     pub fn new(names: Vec<String>) -> Result<Self, CoreError> {
         validate_names(&names, "label")?;
@@ -126,6 +145,17 @@ mod tests {
         assert_eq!(v.name(4), Some("obstacle"));
         let err = v.index("stairs").unwrap_err().to_string();
         assert!(err.contains("stairs") && err.contains("tactile_path"), "{err}");
+    }
+
+    #[test]
+    fn none_comes_last_and_only_when_asked_for() {
+        let v = LabelVocab::with_none();
+        assert_eq!(v.len(), 6);
+        assert_eq!(v.none_index(), Some(5));
+        assert_eq!(v.name(5), Some(NONE_LABEL));
+        assert_eq!(v.feature_names().count(), 5);
+        assert_eq!(LabelVocab::default().none_index(), None);
+        assert!(LabelVocab::default().index(NONE_LABEL).is_err());
     }
 
     #[test]
