@@ -15,6 +15,7 @@ pub mod render;
 pub mod run;
 pub mod score;
 pub mod serve;
+pub mod suggestion_eval;
 pub mod suggestions;
 pub mod tiles;
 pub mod training;

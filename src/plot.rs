@@ -212,3 +212,61 @@ pub fn reliability(
     }
     encode(buf, w, h, path)
 }
+
+/// `suggestions_pr.png`: precision against recall over thresholds, one line per type and
+/// overall (`all`, thicker), with the base rate (blind picking) as a dashed level.
+pub fn precision_recall(
+    curves: &std::collections::BTreeMap<String, Vec<(f32, f64, f64)>>,
+    base_rate: f64,
+    path: &Path,
+) -> Result<()> {
+    register_font();
+    let (w, h) = (560u32, 480u32);
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    let palette = [BLUE, RED, GREEN, MAGENTA, CYAN, RGBColor(200, 120, 0)];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+        let mut c = ChartBuilder::on(&root)
+            .caption("Suggestions: precision against recall", ("sans-serif", 20))
+            .margin(14)
+            .x_label_area_size(36)
+            .y_label_area_size(48)
+            .build_cartesian_2d(0.0..1.0, 0.0..1.0)
+            .map_err(|e| anyhow!("{e}"))?;
+        c.configure_mesh()
+            .x_desc("recall")
+            .y_desc("precision")
+            .draw()
+            .map_err(|e| anyhow!("{e}"))?;
+        for (k, (label, points)) in curves.iter().enumerate() {
+            let (colour, width) =
+                if label == "all" { (BLACK, 3) } else { (palette[k % palette.len()], 2) };
+            // Thresholds where something was suggested (precision is defined).
+            let line: Vec<(f64, f64)> =
+                points.iter().filter(|p| p.1 > 0.0 || p.2 > 0.0).map(|p| (p.2, p.1)).collect();
+            c.draw_series(LineSeries::new(line, colour.stroke_width(width)))
+                .map_err(|e| anyhow!("{e}"))?
+                .label(label.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(width))
+                });
+        }
+        c.draw_series(DashedLineSeries::new(
+            [(0.0, base_rate), (1.0, base_rate)],
+            6,
+            4,
+            BLACK.stroke_width(1),
+        ))
+        .map_err(|e| anyhow!("{e}"))?
+        .label("base rate (any candidate)")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.stroke_width(1)));
+        c.configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE)
+            .draw()
+            .map_err(|e| anyhow!("{e}"))?;
+        root.present().map_err(|e| anyhow!("{e}"))?;
+    }
+    encode(buf, w, h, path)
+}

@@ -86,6 +86,13 @@ impl DataDir {
     pub fn tile_source(&self) -> PathBuf {
         self.root.join("tile_source.json")
     }
+    /// The tile source `collect` cut the images from.
+    pub fn read_tile_source(&self) -> Result<model_core::infer::bundle::TileSourceSpec> {
+        let p = self.tile_source();
+        let text = std::fs::read_to_string(&p)
+            .with_context(|| format!("reading {} (run `accessatlas collect`)", p.display()))?;
+        serde_json::from_str(&text).with_context(|| p.display().to_string())
+    }
     pub fn read_metadata(&self) -> Result<PreprocessingMetadata> {
         read_metadata(&self.preprocessing_metadata(), "run `accessatlas preprocess`")
     }
@@ -208,6 +215,19 @@ impl RunDir {
     }
     pub fn reliability_plot(&self) -> PathBuf {
         self.errors().join("calibration.png")
+    }
+    /// The suggestion evaluation's suggestions, candidates, figures and plot.
+    pub fn suggestions_test(&self) -> PathBuf {
+        self.errors().join("suggestions_test.csv")
+    }
+    pub fn candidates_test(&self) -> PathBuf {
+        self.errors().join("candidates_test.csv")
+    }
+    pub fn suggestions_eval(&self) -> PathBuf {
+        self.errors().join("suggestions_eval.json")
+    }
+    pub fn suggestions_pr(&self) -> PathBuf {
+        self.errors().join("suggestions_pr.png")
     }
     /// The misclassified test tiles.
     pub fn images_test(&self) -> PathBuf {

@@ -9,6 +9,7 @@ use anyhow::{Result, bail};
 use model_core::Prediction;
 use model_core::data::candidates::{Candidate, MappedFeature, candidates, nearest_mapped};
 use model_core::data::tile::{BBox, TileId, Window};
+use model_core::data::vocab::NONE_LABEL;
 use model_core::infer::Predictor;
 use model_core::infer::bundle::TileSourceSpec;
 
@@ -50,18 +51,36 @@ pub fn suggest(
     if map.coords.values().all(|&(la, lo)| !bbox.contains(la, lo)) {
         bail!("the extract has nothing in this bbox");
     }
-    let found: Vec<Candidate> = candidates(&geometry_in(map, bbox))
+    let found = candidates_in(map, bbox);
+    let scored = predict_at(predictor, spec, source, &found)?;
+    let (suggestions, already_mapped) = select(scored, mapped, threshold);
+    let labels = predictor.config.labels.names().to_vec();
+    Ok(Suggested { suggestions, candidates: found.len(), already_mapped, labels })
+}
+
+/// The candidates of `map` inside `bbox`.
+pub fn candidates_in(map: &OsmMap, bbox: &BBox) -> Vec<Candidate> {
+    candidates(&geometry_in(map, bbox))
         .into_iter()
         .filter(|c| bbox.contains(c.lat, c.lon))
-        .collect();
+        .collect()
+}
+
+/// The model's prediction at every candidate, in their order, from the model's own tiles,
+/// in batches.
+pub fn predict_at(
+    predictor: &Predictor,
+    spec: &TileSourceSpec,
+    source: &dyn TileSource,
+    found: &[Candidate],
+) -> Result<Vec<Suggestion>> {
     let windows: Vec<Window> =
         found.iter().map(|c| predictor.window(spec, c.lat, c.lon)).collect::<Result<_, _>>()?;
     let needed: BTreeSet<TileId> =
         windows.iter().flat_map(|w| w.placements()).map(|p| p.tile).collect();
     let needed: Vec<TileId> = needed.into_iter().collect();
     let tiles = fetch_all(source, &needed, "tiles");
-
-    let (mut suggestions, mut already_mapped) = (Vec::new(), 0);
+    let mut out = Vec::with_capacity(found.len());
     let pairs: Vec<(&Candidate, &Window)> = found.iter().zip(&windows).collect();
     for chunk in pairs.chunks(16) {
         let mut inputs = Vec::with_capacity(chunk.len());
@@ -77,15 +96,31 @@ pub fn suggest(
             inputs.push(predictor.input(&img, c.lat, c.lon, "osm")?);
         }
         for ((c, _), p) in chunk.iter().zip(predictor.predict_batch(&inputs)?) {
-            if p.confidence < threshold || p.label == "none" {
-                continue;
-            }
-            if nearest_mapped(mapped, &p.label, c.lat, c.lon, ALREADY_MAPPED_M).is_some() {
-                already_mapped += 1;
-                continue;
-            }
-            suggestions.push(Suggestion { candidate: (*c).clone(), prediction: p });
+            out.push(Suggestion { candidate: (*c).clone(), prediction: p });
         }
+    }
+    Ok(out)
+}
+
+/// The suggestions among scored candidates: not where `none` wins, not under `threshold`,
+/// not within [`ALREADY_MAPPED_M`] of a mapped feature of the predicted type; most confident
+/// first. Also how many were skipped as already mapped.
+pub fn select(
+    scored: Vec<Suggestion>,
+    mapped: &[MappedFeature],
+    threshold: f32,
+) -> (Vec<Suggestion>, usize) {
+    let (mut suggestions, mut already_mapped) = (Vec::new(), 0);
+    for g in scored {
+        let (p, c) = (&g.prediction, &g.candidate);
+        if p.confidence < threshold || p.label == NONE_LABEL {
+            continue;
+        }
+        if nearest_mapped(mapped, &p.label, c.lat, c.lon, ALREADY_MAPPED_M).is_some() {
+            already_mapped += 1;
+            continue;
+        }
+        suggestions.push(g);
     }
     suggestions.sort_by(|a, b| {
         b.prediction.confidence.total_cmp(&a.prediction.confidence).then(
@@ -95,8 +130,7 @@ pub fn suggest(
                 .then(a.candidate.lon.total_cmp(&b.candidate.lon)),
         )
     });
-    let labels = predictor.config.labels.names().to_vec();
-    Ok(Suggested { suggestions, candidates: found.len(), already_mapped, labels })
+    (suggestions, already_mapped)
 }
 
 /// Checks an area for the pipeline: well formed (see `BBox::parse`) and at most
@@ -110,7 +144,8 @@ pub fn area(text: &str) -> Result<BBox, String> {
     Ok(b)
 }
 
-fn kinds(c: &Candidate) -> String {
+/// A candidate's kinds, `+`-joined.
+pub fn kinds(c: &Candidate) -> String {
     c.kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join("+")
 }
 

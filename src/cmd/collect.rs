@@ -10,18 +10,18 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use model_core::LabelVocab;
 use model_core::data::background::background_points;
-use model_core::data::split::{SplitConfig, group_of};
-use model_core::data::vocab::NONE_LABEL;
 use model_core::data::preprocess::INPUT_SIZE;
+use model_core::data::split::{SplitConfig, group_of};
 use model_core::data::tags::{
     Rejected, Tag, TagTable, parse_tags_csv, write_rejected_csv, write_tags_csv,
 };
 use model_core::data::tile::{BBox, TileId, Window};
+use model_core::data::vocab::NONE_LABEL;
 use model_core::infer::bundle::TileSourceSpec;
 
 use crate::fsutil::write_atomic;
 use crate::osm::rules::Rules;
-use crate::osm::{BUNDLED_OSM, BUNDLED_OSM_NAME, OsmMap, geometry_in, labelled_features};
+use crate::osm::{OsmMap, geometry_in, labelled_features};
 use crate::render::style;
 use crate::run::DataDir;
 use crate::tiles::{Origin, Politeness, fetch_all};
@@ -133,10 +133,7 @@ pub fn collect(args: &CollectArgs) -> Result<Summary> {
     }
     let labels = LabelVocab::with_none();
     let data = DataDir::new(&args.data);
-    let (map, origin) = match &args.osm {
-        Some(p) => (OsmMap::read(p)?, p.display().to_string()),
-        None => (OsmMap::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME)?, BUNDLED_OSM_NAME.to_string()),
-    };
+    let (map, origin) = OsmMap::open(args.osm.as_deref())?;
     tracing::info!(
         "{origin}: {} nodes, {} ways, {} multipolygons",
         map.coords.len(),

@@ -9,13 +9,20 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use clap::Args;
+use model_core::LabelVocab;
+use model_core::data::vocab::NONE_LABEL;
 use model_core::infer::calibration::{expected_calibration_error, fit_temperature};
 use model_core::infer::prediction::softmax;
-use model_core::train::metrics::Metrics;
+use model_core::train::metrics::{ClassMetrics, Metrics};
+use model_core::train::suggestion_metrics::SuggestionEval;
 
 use crate::fsutil::write_atomic;
-use crate::run::{Calibration, DataDir, RunDir};
+use crate::osm::OsmMap;
+use crate::osm::rules::Rules;
+use crate::run::{Calibration, DataDir, RunDir, load_predictor};
 use crate::score::{Scored, score};
+use crate::suggestion_eval::{Inputs, evaluate_suggestions};
+use crate::tiles::Politeness;
 
 #[derive(Args, Debug)]
 pub struct EvaluateArgs {
@@ -28,10 +35,33 @@ pub struct EvaluateArgs {
     /// How many of the worst examples error_analysis.json lists.
     #[arg(long, default_value_t = 20)]
     pub worst: usize,
+    /// The OSM extract the data was collected from, for the suggestion evaluation (default:
+    /// the bundled one).
+    #[arg(long)]
+    pub osm: Option<PathBuf>,
+    /// The suggestions' confidence threshold in the suggestion evaluation.
+    #[arg(long, default_value_t = 0.5)]
+    pub threshold: f32,
+    /// Skip the suggestion evaluation (data not collected from an extract).
+    #[arg(long)]
+    pub no_suggestions: bool,
+}
+
+/// What `evaluate` measured.
+pub struct Evaluation {
+    /// Every class, `none` included when the model has it.
+    pub metrics: Metrics,
+    /// The feature types on the test rows that hold a feature; the prediction is the most
+    /// probable feature type (`none` set aside).
+    pub feature_types: Metrics,
+    /// `none` against "any feature" (when the model has `none`).
+    pub none: Option<ClassMetrics>,
+    pub suggestions: Option<SuggestionEval>,
 }
 
 pub fn run(args: EvaluateArgs) -> Result<()> {
-    let m = evaluate(&args)?;
+    let e = evaluate(&args)?;
+    let m = &e.metrics;
     println!("{:<14} {:>9} {:>9} {:>9} {:>8}", "type", "precision", "recall", "f1", "support");
     for (l, c) in &m.per_class {
         println!("{l:<14} {:>9.3} {:>9.3} {:>9.3} {:>8}", c.precision, c.recall, c.f1, c.support);
@@ -44,15 +74,44 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         "{:<14} {:>9.3} {:>9.3} {:>9.3}",
         "weighted", m.weighted.precision, m.weighted.recall, m.weighted.f1
     );
-    println!(
-        "accuracy {:.3}; written to {}",
-        m.accuracy,
-        RunDir::new(&args.model).errors().display()
-    );
+    println!("accuracy {:.3}", m.accuracy);
+    if let Some(n) = &e.none {
+        println!(
+            "feature types (rows with a feature, `{NONE_LABEL}` set aside): accuracy {:.3}, \
+             macro-F1 {:.3}",
+            e.feature_types.accuracy, e.feature_types.macro_avg.f1
+        );
+        println!(
+            "`{NONE_LABEL}` against any feature: precision {:.3}, recall {:.3}, F1 {:.3}",
+            n.precision, n.recall, n.f1
+        );
+    }
+    if let Some(s) = &e.suggestions {
+        println!();
+        println!(
+            "suggestions on the test cells (threshold {}, match within {} m): {} candidates, \
+             candidate recall {:.3}",
+            s.threshold, s.match_radius_m, s.candidates, s.candidate_recall
+        );
+        println!(
+            "{:<14} {:>9} {:>9} {:>8} {:>9} {:>9}",
+            "type", "precision", "recall", "support", "suggested", "base rate"
+        );
+        for (l, q) in s.per_type.iter().chain([(&"all".to_string(), &s.overall)]) {
+            println!(
+                "{l:<14} {:>9.3} {:>9.3} {:>8} {:>9} {:>9.3}",
+                q.precision, q.recall, q.support, q.suggested, q.base_rate
+            );
+        }
+    }
+    println!("written to {}", RunDir::new(&args.model).errors().display());
     Ok(())
 }
 
-pub fn evaluate(args: &EvaluateArgs) -> Result<Metrics> {
+pub fn evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
+    if !(0.0..=1.0).contains(&args.threshold) {
+        bail!("--threshold: {} is not between 0 and 1", args.threshold);
+    }
     let device = Device::flex();
     let (run, data) = (RunDir::new(&args.model), DataDir::new(&args.data));
     let (cfg, model) = run.load_best(&device)?;
@@ -108,9 +167,30 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Metrics> {
         })
         .collect();
     let metrics = Metrics::compute(&test.truth, &pred, &labels);
+    let none_index = cfg.labels.none_index();
+    let (feature_types, none) = match none_index {
+        None => (metrics.clone(), None),
+        Some(ni) => {
+            let rows: Vec<usize> = (0..test.truth.len()).filter(|&i| test.truth[i] != ni).collect();
+            let best_type = |p: &[f32]| {
+                (0..p.len())
+                    .filter(|&c| c != ni)
+                    .max_by(|&a, &b| p[a].total_cmp(&p[b]))
+                    .unwrap_or(0)
+            };
+            let truth: Vec<usize> = rows.iter().map(|&i| test.truth[i]).collect();
+            let pred: Vec<usize> = rows.iter().map(|&i| best_type(&probs[i])).collect();
+            let names: Vec<String> = cfg.labels.feature_names().map(str::to_string).collect();
+            (Metrics::compute(&truth, &pred, &names), metrics.per_class.get(NONE_LABEL).copied())
+        }
+    };
     std::fs::create_dir_all(run.errors())?;
     let (ece, bins) = ece_of(&test, temperature);
     let mut metrics_json = serde_json::to_value(&metrics)?;
+    metrics_json["feature_types"] = serde_json::to_value(&feature_types)?;
+    if let Some(n) = &none {
+        metrics_json["none_vs_feature"] = serde_json::to_value(n)?;
+    }
     metrics_json["expected_calibration_error"] = serde_json::json!(ece);
     metrics_json["temperature"] = serde_json::json!(temperature);
     write_atomic(&run.metrics(), serde_json::to_string_pretty(&metrics_json)?.as_bytes())?;
@@ -177,5 +257,29 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Metrics> {
     write_atomic(&run.error_analysis(), serde_json::to_string_pretty(&analysis)?.as_bytes())?;
     crate::plot::confusion_matrix(&metrics.confusion_matrix, &run.confusion_matrix())?;
     crate::plot::reliability(&bins, ece, &run.reliability_plot())?;
-    Ok(metrics)
+
+    let suggestions = if args.no_suggestions {
+        None
+    } else {
+        let (map, origin) = OsmMap::open(args.osm.as_deref())?;
+        let predictor = load_predictor(run.root(), &device)?;
+        let spec = data.read_tile_source()?;
+        let rules = Rules::default_rules(&LabelVocab::default())?;
+        let eval = evaluate_suggestions(
+            &run,
+            Inputs {
+                predictor: &predictor,
+                spec: &spec,
+                politeness: Politeness::for_data(&data),
+                map: &map,
+                rules: &rules,
+                test: &test.tags,
+                group_zoom: meta.group_zoom,
+                threshold: args.threshold,
+            },
+        )
+        .with_context(|| format!("the suggestion evaluation on {origin}"))?;
+        Some(eval)
+    };
+    Ok(Evaluation { metrics, feature_types, none, suggestions })
 }

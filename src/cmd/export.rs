@@ -9,7 +9,6 @@ use burn::tensor::Device;
 use clap::Args;
 use model_core::infer::bundle::{
     BUNDLE_CONFIG_FILE, BUNDLE_FORMAT, BUNDLE_WEIGHTS_FILE, BundleManifest, Provenance,
-    TileSourceSpec,
 };
 
 use crate::fsutil::write_atomic;
@@ -80,10 +79,6 @@ pub struct QuantizationReport {
     pub test_examples: Option<usize>,
 }
 
-fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
-}
-
 /// The revision this binary was built from (see build.rs).
 fn git_revision() -> String {
     env!("ACCESSATLAS_GIT_REV").to_string()
@@ -119,9 +114,7 @@ fn from_run(args: &ExportArgs) -> Result<Source> {
     let weights = std::fs::read(&weights_path)
         .with_context(|| format!("reading {}", weights_path.display()))?;
     let temperature = run.temperature()?;
-    let tile_source_path = DataDir::new(&args.data).tile_source();
-    let tile_source: TileSourceSpec = serde_json::from_str(&read(&tile_source_path)?)
-        .with_context(|| tile_source_path.display().to_string())?;
+    let tile_source = DataDir::new(&args.data).read_tile_source()?;
     let metrics = run.read_metrics();
     let manifest = BundleManifest {
         format: BUNDLE_FORMAT.to_string(),

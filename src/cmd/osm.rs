@@ -15,7 +15,7 @@ use model_core::data::tags::{Rejected, parse_tags_csv};
 
 use crate::fsutil::write_atomic;
 use crate::osm::rules::Rules;
-use crate::osm::{BUNDLED_OSM, BUNDLED_OSM_NAME, OsmMap, mapped_features};
+use crate::osm::{OsmMap, mapped_features};
 
 /// The column of a tags CSV that holds a tag's OSM tags, `key=value;key=value`.
 pub const OSM_TAGS_COLUMN: &str = "osm_tags";
@@ -93,10 +93,7 @@ pub fn export(args: &ExportArgs) -> Result<Exported> {
     let mut rejected = report.rejected;
 
     // What the extract already has, by type.
-    let map = match &args.osm {
-        Some(p) => OsmMap::read(p)?,
-        None => OsmMap::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME)?,
-    };
+    let (map, _) = OsmMap::open(args.osm.as_deref())?;
     let mapped = mapped_features(&map, &Rules::default_rules(&labels)?);
 
     let (mut nodes, mut already_mapped, mut skipped) = (Vec::new(), Vec::new(), Vec::new());

@@ -80,12 +80,13 @@ pub fn run(args: PipelineArgs) -> Result<()> {
     times.push(("train", t.elapsed().as_secs_f64()));
 
     let t = Instant::now();
-    let metrics = super::evaluate::evaluate(&EvaluateArgs {
-        data: data.clone(),
-        model: out.clone(),
-        worst: 20,
-    })
-    .context("evaluate")?;
+    let eval_args = parse_args::<EvaluateArgs>(&[
+        "--data".into(),
+        data.clone().into(),
+        "--model".into(),
+        out.clone().into(),
+    ])?;
+    let evaluation = super::evaluate::evaluate(&eval_args).context("evaluate")?;
     times.push(("evaluate", t.elapsed().as_secs_f64()));
 
     let t = Instant::now();
@@ -105,21 +106,26 @@ pub fn run(args: PipelineArgs) -> Result<()> {
     }
     times.push(("export", t.elapsed().as_secs_f64()));
 
-    // Majority-class baseline on the same test split.
+    // Majority-class baseline on the same test split: the feature types, on the rows that
+    // hold a feature (what "which type is it?" is measured on).
     let labels = data_dir.read_metadata()?.label_vocab()?;
+    let none = labels.none_index();
     let read = |s: &str| -> Result<Vec<usize>> {
         let p = data_dir.split(s);
         let r =
             parse_tags_csv(&std::fs::read(&p).with_context(|| p.display().to_string())?, &labels)?;
-        r.table.tags.iter().map(|t| Ok(labels.index(&t.label)?)).collect()
+        let idx: Result<Vec<usize>, _> =
+            r.table.tags.iter().map(|t| labels.index(&t.label)).collect();
+        Ok(idx?.into_iter().filter(|&c| Some(c) != none).collect())
     };
     let (train, test) = (read("train")?, read("test")?);
-    let mut counts = vec![0usize; labels.len()];
+    let types: Vec<String> = labels.feature_names().map(str::to_string).collect();
+    let mut counts = vec![0usize; types.len()];
     for &c in &train {
         counts[c] += 1;
     }
-    let majority = (0..labels.len()).max_by_key(|&c| counts[c]).unwrap_or(0);
-    let base = Metrics::compute(&test, &vec![majority; test.len()], labels.names());
+    let majority = (0..types.len()).max_by_key(|&c| counts[c]).unwrap_or(0);
+    let base = Metrics::compute(&test, &vec![majority; test.len()], &types);
 
     println!();
     println!("{:<12} {:>9}", "stage", "seconds");
@@ -127,14 +133,36 @@ pub fn run(args: PipelineArgs) -> Result<()> {
         println!("{s:<12} {secs:>9.1}");
     }
     println!();
-    println!("{:<28} {:>9} {:>9}", "test split", "accuracy", "macro-F1");
-    println!("{:<28} {:>9.3} {:>9.3}", "model", metrics.accuracy, metrics.macro_avg.f1);
     println!(
-        "{:<28} {:>9.3} {:>9.3}",
-        format!("majority class ({})", labels.names()[majority]),
+        "{:<40} {:>9} {:>9}",
+        format!("test split ({} feature tags)", test.len()),
+        "accuracy",
+        "macro-F1"
+    );
+    let ft = &evaluation.feature_types;
+    println!("{:<40} {:>9.3} {:>9.3}", "model: feature type", ft.accuracy, ft.macro_avg.f1);
+    println!(
+        "{:<40} {:>9.3} {:>9.3}",
+        format!("majority class ({})", types[majority]),
         base.accuracy,
         base.macro_avg.f1
     );
+    if let Some(n) = &evaluation.none {
+        println!(
+            "model: `none` against any feature: precision {:.3}, recall {:.3}, F1 {:.3} ({} background points)",
+            n.precision, n.recall, n.f1, n.support
+        );
+    }
+    if let Some(s) = &evaluation.suggestions {
+        println!(
+            "suggestions on the test cells at {}: precision {:.3} (base rate {:.3}), recall {:.3}, candidate recall {:.3}",
+            s.threshold,
+            s.overall.precision,
+            s.overall.base_rate,
+            s.overall.recall,
+            s.candidate_recall
+        );
+    }
     println!();
     println!("artifacts:");
     for p in [

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::api::{Api, ApiConfig};
-use crate::osm::{BUNDLED_OSM, BUNDLED_OSM_NAME, OsmMap};
+use crate::osm::OsmMap;
 use crate::serve::{ServeConfig, serve};
 use crate::tiles::rendered::TileRenderer;
 
@@ -79,10 +79,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         );
         None
     };
-    let map = match &args.osm {
-        Some(p) => OsmMap::read(p)?,
-        None => OsmMap::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME)?,
-    };
+    let (map, _) = OsmMap::open(args.osm.as_deref())?;
     let tiles = Arc::new(TileRenderer::new(map));
     let api = if args.no_api {
         None

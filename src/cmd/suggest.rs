@@ -10,7 +10,7 @@ use model_core::infer::Predictor;
 
 use crate::fsutil::write_atomic;
 use crate::osm::rules::Rules;
-use crate::osm::{BUNDLED_OSM, BUNDLED_OSM_NAME, OsmMap, mapped_features};
+use crate::osm::{OsmMap, mapped_features};
 use crate::run::read_bundle;
 use crate::suggestions::{area, suggest, to_csv, to_geojson};
 use crate::tiles::Politeness;
@@ -47,10 +47,7 @@ pub fn run(args: SuggestArgs) -> Result<()> {
         format!("--model {} (a bundle, as `export` writes)", args.model.display())
     })?;
     let predictor = Predictor::from_bundle(&manifest, &weights, &Device::flex())?;
-    let map = match &args.osm {
-        Some(p) => OsmMap::read(p)?,
-        None => OsmMap::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME)?,
-    };
+    let (map, _) = OsmMap::open(args.osm.as_deref())?;
     let mapped = mapped_features(&map, &Rules::default_rules(&manifest.config.labels)?);
     let politeness = Politeness {
         token: None,

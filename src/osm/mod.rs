@@ -70,6 +70,14 @@ impl OsmMap {
         Self::from_bytes(&bytes, &path.display().to_string())
     }
 
+    /// The extract at `path`, or the bundled one; with the name logs and errors use.
+    pub fn open(path: Option<&Path>) -> Result<(Self, String)> {
+        match path {
+            Some(p) => Ok((Self::read(p)?, p.display().to_string())),
+            None => Ok((Self::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME)?, BUNDLED_OSM_NAME.into())),
+        }
+    }
+
     /// Reads PBF bytes; `origin` names them in errors.
     pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<Self> {
         let reader = ElementReader::new(bytes);
@@ -140,6 +148,56 @@ impl OsmMap {
         } else {
             Some(c[c.len() / 2])
         }
+    }
+}
+
+impl OsmMap {
+    /// The map as if the features `ids` (`node/<id>`, `way/<id>`) had never been surveyed:
+    /// each loses its accessibility tags (`is_accessibility(key, value)`); one left with no
+    /// tag is deleted, and a deleted node is dropped from its ways. Other elements are kept
+    /// as they are.
+    pub fn without_features(
+        &self,
+        ids: &std::collections::HashSet<String>,
+        is_accessibility: impl Fn(&str, &str) -> bool,
+    ) -> OsmMap {
+        let strip = |tags: &Tags| -> Tags {
+            tags.iter().filter(|(k, v)| !is_accessibility(k, v)).cloned().collect()
+        };
+        let mut out = OsmMap {
+            coords: self.coords.clone(),
+            multipolygons: self.multipolygons.clone(),
+            ..OsmMap::default()
+        };
+        let mut deleted = std::collections::HashSet::new();
+        for n in &self.tagged_nodes {
+            if !ids.contains(&format!("node/{}", n.id)) {
+                out.tagged_nodes.push(n.clone());
+                continue;
+            }
+            let tags = strip(&n.tags);
+            if tags.is_empty() {
+                deleted.insert(n.id);
+                out.coords.remove(&n.id);
+            } else {
+                out.tagged_nodes.push(TaggedNode { tags, ..n.clone() });
+            }
+        }
+        for w in &self.ways {
+            let mut w = w.clone();
+            if ids.contains(&format!("way/{}", w.id)) {
+                w.tags = strip(&w.tags);
+                if w.tags.is_empty() {
+                    continue;
+                }
+            }
+            if !deleted.is_empty() {
+                w.nodes.retain(|n| !deleted.contains(n));
+            }
+            out.ways_by_id.insert(w.id, out.ways.len());
+            out.ways.push(w);
+        }
+        out
     }
 }
 

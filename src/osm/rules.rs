@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result, bail};
 use model_core::LabelVocab;
+use model_core::data::features::FeatureTypes;
 use serde::Deserialize;
 
 /// The default table, `config/osm_rules.toml`.
@@ -74,6 +75,32 @@ impl Rules {
 
     pub fn default_rules(labels: &LabelVocab) -> Result<Self> {
         Self::parse(DEFAULT_RULES, "config/osm_rules.toml", labels)
+    }
+
+    /// Whether some rule's condition names this tag: it is part of what makes an element a
+    /// feature (`barrier=kerb`, `entrance=main`), not of what else it is (`highway=crossing`).
+    pub fn names_tag(&self, key: &str, value: &str) -> bool {
+        self.0.iter().flat_map(|r| &r.conditions).any(|c| {
+            c.key == key
+                && match &c.values {
+                    Values::Any => true,
+                    Values::OneOf(vs) => vs.iter().any(|x| x == value),
+                }
+        })
+    }
+
+    /// Whether a tag records accessibility: one a rule names, or one the feature-type table
+    /// lists as a preset tag or optional key (`wheelchair=*`, `tactile_paving=*`, `door=*`).
+    /// What a survey would add; removing these makes a feature unmapped.
+    pub fn is_accessibility(&self, key: &str, value: &str) -> bool {
+        self.names_tag(key, value)
+            || FeatureTypes::builtin().types.iter().any(|t| {
+                t.optional_keys().contains(&key)
+                    || t.presets
+                        .iter()
+                        .flat_map(|p| &p.tags)
+                        .any(|x| x.split_once('=').is_some_and(|(k, v)| k == key && v == value))
+            })
     }
 
     /// The type for an element with these tags, if any rule matches.

@@ -27,6 +27,19 @@ pub struct Politeness {
     pub timeout: std::time::Duration,
 }
 
+impl Politeness {
+    /// The defaults `collect` uses, caching in the data folder.
+    pub fn for_data(data: &crate::run::DataDir) -> Self {
+        Self {
+            token: std::env::var("ACCESSATLAS_TILE_TOKEN").ok(),
+            cache_dir: data.tile_cache(),
+            retries: 4,
+            backoff: std::time::Duration::from_millis(500),
+            timeout: std::time::Duration::from_secs(30),
+        }
+    }
+}
+
 /// The client of a tile source: the one place a source kind meets its code (the renderer
 /// draws from `map`; an XYZ server and an MBTiles file are read as the spec says).
 pub fn open(

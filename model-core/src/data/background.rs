@@ -84,9 +84,9 @@ impl PointIndex {
         let (cx, cy) = self.cell(lat, lon);
         (-1..=1).any(|dx| {
             (-1..=1).any(|dy| {
-                self.cells.get(&(cx + dx, cy + dy)).is_some_and(|v| {
-                    v.iter().any(|&(la, lo)| distance_m(lat, lon, la, lo) < r)
-                })
+                self.cells
+                    .get(&(cx + dx, cy + dy))
+                    .is_some_and(|v| v.iter().any(|&(la, lo)| distance_m(lat, lon, la, lo) < r))
             })
         })
     }
@@ -212,7 +212,11 @@ mod tests {
                         (5, lat + north, lon),
                     ],
                 ),
-                way(4, &["landuse=grass"], vec![(9, lat + 0.01, lon), (10, lat + 0.01, lon + dlon)]),
+                way(
+                    4,
+                    &["landuse=grass"],
+                    vec![(9, lat + 0.01, lon), (10, lat + 0.01, lon + dlon)],
+                ),
             ],
         }
     }

@@ -7,6 +7,7 @@ pub mod metrics;
 pub mod precision;
 pub mod recipe;
 pub mod schedule;
+pub mod suggestion_metrics;
 
 use burn::module::Module;
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};

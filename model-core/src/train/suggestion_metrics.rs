@@ -1,0 +1,223 @@
+//! How good suggestions are, measured against features that were removed from the map before
+//! the candidates were found: one-to-one matching (most confident suggestion first, to the
+//! nearest unmatched true feature of its type within the match radius), precision and recall
+//! per type at a threshold, the candidates' recall (could a suggestion have been made at all?)
+//! and the base rate (the precision of picking candidates blindly), and the precision-recall
+//! curve over thresholds.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::candidates::MappedFeature;
+use crate::data::tile::distance_m;
+
+/// A suggestion as the evaluation reads it: where, which type, how sure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Suggested {
+    pub lat: f64,
+    pub lon: f64,
+    pub label: String,
+    pub confidence: f32,
+}
+
+/// For each suggestion, the index of the true feature it matched. Suggestions are taken most
+/// confident first (ties: input order); each takes the nearest true feature of its own type
+/// within `radius_m` that no earlier suggestion took.
+pub fn match_suggestions(
+    suggestions: &[Suggested],
+    truth: &[MappedFeature],
+    radius_m: f64,
+) -> Vec<Option<usize>> {
+    let mut order: Vec<usize> = (0..suggestions.len()).collect();
+    order.sort_by(|&a, &b| suggestions[b].confidence.total_cmp(&suggestions[a].confidence));
+    let mut taken = vec![false; truth.len()];
+    let mut out = vec![None; suggestions.len()];
+    for i in order {
+        let s = &suggestions[i];
+        let best = truth
+            .iter()
+            .enumerate()
+            .filter(|(j, t)| !taken[*j] && t.label == s.label)
+            .map(|(j, t)| (j, distance_m(s.lat, s.lon, t.lat, t.lon)))
+            .filter(|(_, d)| *d <= radius_m)
+            .min_by(|a, b| a.1.total_cmp(&b.1));
+        if let Some((j, _)) = best {
+            taken[j] = true;
+            out[i] = Some(j);
+        }
+    }
+    out
+}
+
+/// Quality of one type's suggestions (or of all of them).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Quality {
+    pub precision: f64,
+    pub recall: f64,
+    /// True features.
+    pub support: usize,
+    /// Suggestions made.
+    pub suggested: usize,
+    /// Suggestions that matched a true feature.
+    pub matched: usize,
+    /// Share of candidates within the match radius of a true feature (of this type): the
+    /// precision of suggesting every candidate blindly.
+    pub base_rate: f64,
+}
+
+/// The suggestion evaluation, as `errors/suggestions_eval.json` holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SuggestionEval {
+    pub threshold: f32,
+    pub match_radius_m: f64,
+    pub candidates: usize,
+    /// Share of true features with a candidate within the match radius.
+    pub candidate_recall: f64,
+    /// True features without a candidate within the radius, per type.
+    pub missed_by_candidates: BTreeMap<String, usize>,
+    pub overall: Quality,
+    pub per_type: BTreeMap<String, Quality>,
+}
+
+fn ratio(a: usize, b: usize) -> f64 {
+    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+}
+
+fn within(lat: f64, lon: f64, t: &MappedFeature, r: f64) -> bool {
+    distance_m(lat, lon, t.lat, t.lon) <= r
+}
+
+impl SuggestionEval {
+    /// Evaluates the suggestions at `threshold` (those under it are dropped first) against
+    /// `truth`, given every candidate (`(lat, lon)`) they were chosen from. `labels`: the
+    /// types to report (each gets an entry, support or not).
+    pub fn compute(
+        eligible: &[Suggested],
+        candidates: &[(f64, f64)],
+        truth: &[MappedFeature],
+        labels: &[String],
+        threshold: f32,
+        radius_m: f64,
+    ) -> Self {
+        let kept: Vec<Suggested> =
+            eligible.iter().filter(|s| s.confidence >= threshold).cloned().collect();
+        let matched = match_suggestions(&kept, truth, radius_m);
+        let near = |t: &MappedFeature| candidates.iter().any(|c| within(c.0, c.1, t, radius_m));
+        let covered: Vec<bool> = truth.iter().map(near).collect();
+        let mut missed = BTreeMap::new();
+        for (t, _) in truth.iter().zip(&covered).filter(|(_, c)| !**c) {
+            *missed.entry(t.label.clone()).or_insert(0) += 1;
+        }
+        let quality = |label: Option<&str>| {
+            let is = |l: &str| label.is_none_or(|x| x == l);
+            let support = truth.iter().filter(|t| is(&t.label)).count();
+            let suggested = kept.iter().filter(|s| is(&s.label)).count();
+            let hits = kept.iter().zip(&matched).filter(|(s, m)| is(&s.label) && m.is_some());
+            let hits = hits.count();
+            let near_true = candidates
+                .iter()
+                .filter(|c| truth.iter().any(|t| is(&t.label) && within(c.0, c.1, t, radius_m)))
+                .count();
+            Quality {
+                precision: ratio(hits, suggested),
+                recall: ratio(hits, support),
+                support,
+                suggested,
+                matched: hits,
+                base_rate: ratio(near_true, candidates.len()),
+            }
+        };
+        Self {
+            threshold,
+            match_radius_m: radius_m,
+            candidates: candidates.len(),
+            candidate_recall: ratio(covered.iter().filter(|c| **c).count(), truth.len()),
+            missed_by_candidates: missed,
+            overall: quality(None),
+            per_type: labels.iter().map(|l| (l.clone(), quality(Some(l)))).collect(),
+        }
+    }
+}
+
+/// Precision and recall at each threshold, per type (`labels`) and overall (`"all"`):
+/// `(threshold, precision, recall)`, thresholds ascending.
+pub fn pr_curves(
+    eligible: &[Suggested],
+    truth: &[MappedFeature],
+    labels: &[String],
+    thresholds: &[f32],
+    radius_m: f64,
+) -> BTreeMap<String, Vec<(f32, f64, f64)>> {
+    let mut out: BTreeMap<String, Vec<(f32, f64, f64)>> = BTreeMap::new();
+    for &th in thresholds {
+        let e = SuggestionEval::compute(eligible, &[], truth, labels, th, radius_m);
+        for (l, q) in e.per_type.iter().chain([(&"all".to_string(), &e.overall)]) {
+            out.entry(l.clone()).or_default().push((th, q.precision, q.recall));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Metres north of (60, 25) as latitude.
+    fn north(m: f64) -> f64 {
+        60.0 + m / 111_195.0
+    }
+
+    fn s(m: f64, label: &str, confidence: f32) -> Suggested {
+        Suggested { lat: north(m), lon: 25.0, label: label.into(), confidence }
+    }
+
+    fn t(id: &str, m: f64, label: &str) -> MappedFeature {
+        MappedFeature { id: id.into(), label: label.into(), lat: north(m), lon: 25.0 }
+    }
+
+    #[test]
+    fn matching_is_one_to_one_most_confident_first_nearest_same_type() {
+        let truth = [t("a", 0.0, "ramp"), t("b", 5.5, "ramp"), t("c", 1.0, "entrance")];
+        // Two ramps near `a`: the surer one (at 2 m) takes `a`, the other (at 1 m) is left
+        // with `b` (5 m away); an entrance suggestion never takes a ramp.
+        let sug = [s(1.0, "ramp", 0.6), s(2.0, "ramp", 0.9), s(0.0, "entrance", 0.7)];
+        assert_eq!(match_suggestions(&sug, &truth, 5.0), vec![Some(1), Some(0), Some(2)]);
+        // Out of reach: nothing within 5 m.
+        assert_eq!(match_suggestions(&[s(20.0, "ramp", 0.9)], &truth, 5.0), vec![None]);
+        // One feature, two suggestions: only one matches.
+        let two = [s(0.0, "entrance", 0.8), s(0.5, "entrance", 0.9)];
+        assert_eq!(match_suggestions(&two, &truth, 5.0), vec![None, Some(2)]);
+    }
+
+    #[test]
+    fn precision_recall_candidate_recall_and_base_rate() {
+        let labels = vec!["ramp".to_string(), "entrance".to_string()];
+        let truth = [t("a", 0.0, "ramp"), t("b", 100.0, "ramp"), t("c", 200.0, "entrance")];
+        // Candidates near a and c, and two far from everything; none near b.
+        let cands =
+            [(north(1.0), 25.0), (north(201.0), 25.0), (north(50.0), 25.0), (north(150.0), 25.0)];
+        let eligible = [s(1.0, "ramp", 0.9), s(50.0, "ramp", 0.8), s(201.0, "ramp", 0.3)];
+        let e = SuggestionEval::compute(&eligible, &cands, &truth, &labels, 0.5, 5.0);
+        assert_eq!(e.candidates, 4);
+        assert!((e.candidate_recall - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(e.missed_by_candidates.get("ramp"), Some(&1));
+        let ramp = e.per_type["ramp"];
+        assert_eq!((ramp.suggested, ramp.matched, ramp.support), (2, 1, 2));
+        assert_eq!((ramp.precision, ramp.recall), (0.5, 0.5));
+        assert_eq!(ramp.base_rate, 0.25);
+        let entrance = e.per_type["entrance"];
+        assert_eq!((entrance.suggested, entrance.support, entrance.recall), (0, 1, 0.0));
+        assert_eq!(entrance.base_rate, 0.25);
+        assert_eq!(e.overall.base_rate, 0.5);
+        assert_eq!((e.overall.precision, e.overall.recall), (0.5, 1.0 / 3.0));
+        // A lower threshold adds the 0.3 ramp at c, which is an entrance: precision falls.
+        let low = SuggestionEval::compute(&eligible, &cands, &truth, &labels, 0.1, 5.0);
+        assert_eq!(low.per_type["ramp"].suggested, 3);
+        assert!((low.per_type["ramp"].precision - 1.0 / 3.0).abs() < 1e-12);
+        let curves = pr_curves(&eligible, &truth, &labels, &[0.1, 0.5, 0.95], 5.0);
+        assert_eq!(curves["ramp"].len(), 3);
+        assert_eq!(curves["ramp"][2], (0.95, 0.0, 0.0));
+        assert_eq!(curves["all"][1], (0.5, 0.5, 1.0 / 3.0));
+    }
+}

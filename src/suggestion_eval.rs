@@ -1,0 +1,139 @@
+//! The suggestion evaluation `accessatlas evaluate` runs on the test split's map cells: the
+//! extract with the test split's features removed (as if never surveyed), candidates in those
+//! cells, the suggestion pipeline (`crate::suggestions`), and one-to-one matching against the
+//! removed features (model-core's `train::suggestion_metrics`). Writes
+//! `errors/suggestions_test.csv`, `errors/candidates_test.csv`, `errors/suggestions_eval.json`
+//! and `errors/suggestions_pr.png`.
+
+use std::collections::{BTreeMap, HashSet};
+
+use anyhow::Result;
+use model_core::data::candidates::{Candidate, MappedFeature};
+use model_core::data::split::group_of;
+use model_core::data::tags::Tag;
+use model_core::data::tile::{BBox, TileId, tile_bounds};
+use model_core::data::vocab::NONE_LABEL;
+use model_core::infer::Predictor;
+use model_core::infer::bundle::TileSourceSpec;
+use model_core::train::suggestion_metrics::{
+    Suggested, SuggestionEval, match_suggestions, pr_curves,
+};
+
+use crate::fsutil::write_atomic;
+use crate::osm::rules::Rules;
+use crate::osm::{OsmMap, mapped_features};
+use crate::run::RunDir;
+use crate::suggestions::{ALREADY_MAPPED_M, Suggestion, candidates_in, kinds, predict_at, select};
+use crate::tiles::Politeness;
+
+/// Suggestions match true features within this radius (the "already mapped" radius).
+pub const MATCH_RADIUS_M: f64 = ALREADY_MAPPED_M;
+
+/// What the evaluation needs from its caller.
+pub struct Inputs<'a> {
+    pub predictor: &'a Predictor,
+    pub spec: &'a TileSourceSpec,
+    pub politeness: Politeness,
+    /// The extract the data was collected from.
+    pub map: &'a OsmMap,
+    pub rules: &'a Rules,
+    /// The test split's rows (background rows included: their cells count).
+    pub test: &'a [Tag],
+    pub group_zoom: u8,
+    pub threshold: f32,
+}
+
+/// The cells' bounding box (`(x, y)` at `zoom`).
+fn cells_bbox(cells: &HashSet<(u32, u32)>, zoom: u8) -> Result<BBox> {
+    let mut b = BBox { min_lon: 180.0, min_lat: 90.0, max_lon: -180.0, max_lat: -90.0 };
+    for &(x, y) in cells {
+        let (west, south, east, north) = tile_bounds(TileId { z: zoom, x, y })?;
+        b.min_lon = b.min_lon.min(west);
+        b.min_lat = b.min_lat.min(south);
+        b.max_lon = b.max_lon.max(east);
+        b.max_lat = b.max_lat.max(north);
+    }
+    Ok(b)
+}
+
+fn suggested(s: &Suggestion) -> Suggested {
+    Suggested {
+        lat: s.candidate.lat,
+        lon: s.candidate.lon,
+        label: s.prediction.label.clone(),
+        confidence: s.prediction.confidence,
+    }
+}
+
+/// Runs the evaluation and writes its files into the run's `errors/`.
+pub fn evaluate_suggestions(run: &RunDir, i: Inputs) -> Result<SuggestionEval> {
+    let truth: Vec<MappedFeature> = i
+        .test
+        .iter()
+        .filter(|t| t.label != NONE_LABEL)
+        .map(|t| MappedFeature { id: t.id.clone(), label: t.label.clone(), lat: t.lat, lon: t.lon })
+        .collect();
+    let cells: HashSet<(u32, u32)> =
+        i.test.iter().filter_map(|t| group_of(t.lat, t.lon, i.group_zoom).ok()).collect();
+    // As if never surveyed: neither the candidates nor "already mapped" can see them.
+    let ids: HashSet<String> = truth.iter().map(|t| t.id.clone()).collect();
+    let unsurveyed = i.map.without_features(&ids, |k, v| i.rules.is_accessibility(k, v));
+    let mapped = mapped_features(&unsurveyed, i.rules);
+    let found: Vec<Candidate> = if cells.is_empty() {
+        Vec::new()
+    } else {
+        candidates_in(&unsurveyed, &cells_bbox(&cells, i.group_zoom)?)
+            .into_iter()
+            .filter(|c| group_of(c.lat, c.lon, i.group_zoom).is_ok_and(|g| cells.contains(&g)))
+            .collect()
+    };
+    let source = crate::tiles::open(i.spec, &unsurveyed, i.politeness)?;
+    let scored = predict_at(i.predictor, i.spec, source.as_ref(), &found)?;
+    // Every threshold at once: what survives `none` and "already mapped".
+    let (eligible, already_mapped) = select(scored, &mapped, 0.0);
+    let eligible_s: Vec<Suggested> = eligible.iter().map(suggested).collect();
+    let points: Vec<(f64, f64)> = found.iter().map(|c| (c.lat, c.lon)).collect();
+    let labels: Vec<String> =
+        i.predictor.config.labels.feature_names().map(str::to_string).collect();
+    let eval =
+        SuggestionEval::compute(&eligible_s, &points, &truth, &labels, i.threshold, MATCH_RADIUS_M);
+
+    std::fs::create_dir_all(run.errors())?;
+    let kept: Vec<&Suggestion> =
+        eligible.iter().filter(|s| s.prediction.confidence >= i.threshold).collect();
+    let kept_s: Vec<Suggested> = kept.iter().map(|s| suggested(s)).collect();
+    let matched = match_suggestions(&kept_s, &truth, MATCH_RADIUS_M);
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(["lat", "lon", "type", "confidence", "candidate", "matched_id"])?;
+    for (s, m) in kept.iter().zip(&matched) {
+        w.write_record([
+            format!("{:.7}", s.candidate.lat),
+            format!("{:.7}", s.candidate.lon),
+            s.prediction.label.clone(),
+            format!("{:.6}", s.prediction.confidence),
+            kinds(&s.candidate),
+            m.map(|j| truth[j].id.clone()).unwrap_or_default(),
+        ])?;
+    }
+    write_atomic(&run.suggestions_test(), &w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)?;
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(["lat", "lon", "candidate"])?;
+    for c in &found {
+        w.write_record([format!("{:.7}", c.lat), format!("{:.7}", c.lon), kinds(c)])?;
+    }
+    write_atomic(&run.candidates_test(), &w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)?;
+
+    let mut json = serde_json::to_value(&eval)?;
+    json["already_mapped"] = serde_json::json!(already_mapped);
+    json["test_cells"] = serde_json::json!(cells.len());
+    write_atomic(&run.suggestions_eval(), serde_json::to_string_pretty(&json)?.as_bytes())?;
+
+    let thresholds: Vec<f32> = (0..=19).map(|k| k as f32 * 0.05).collect();
+    let curves: BTreeMap<String, Vec<(f32, f64, f64)>> =
+        pr_curves(&eligible_s, &truth, &labels, &thresholds, MATCH_RADIUS_M)
+            .into_iter()
+            .filter(|(l, _)| l == "all" || eval.per_type.get(l).is_some_and(|q| q.support > 0))
+            .collect();
+    crate::plot::precision_recall(&curves, eval.overall.base_rate, &run.suggestions_pr())?;
+    Ok(eval)
+}
