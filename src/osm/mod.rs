@@ -221,13 +221,30 @@ fn as_refs(t: &Tags) -> Vec<(&str, &str)> {
 /// node inside (all its nodes), every tagged node inside.
 pub fn geometry_in(map: &OsmMap, bbox: &BBox) -> Geometry {
     let inside = |id: &i64| map.coords.get(id).is_some_and(|&(la, lo)| bbox.contains(la, lo));
+    // Outlines of multipolygon buildings carry their relation's `building` tag here, so the
+    // candidate finder sees them as buildings.
+    let mut building_of: HashMap<i64, &str> = HashMap::new();
+    for r in &map.multipolygons {
+        if let Some(b) = tag(&r.tags, "building") {
+            for &o in &r.outer {
+                building_of.insert(o, b);
+            }
+        }
+    }
     let ways = map
         .ways
         .iter()
         .filter(|w| w.nodes.iter().any(inside))
         .map(|w| GeoWay {
             id: w.id,
-            tags: w.tags.clone(),
+            tags: match building_of.get(&w.id) {
+                Some(b) if tag(&w.tags, "building").is_none() => {
+                    let mut t = w.tags.clone();
+                    t.push(("building".into(), (*b).into()));
+                    t
+                }
+                _ => w.tags.clone(),
+            },
             nodes: w
                 .nodes
                 .iter()

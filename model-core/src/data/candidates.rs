@@ -19,6 +19,10 @@ use crate::data::tile::distance_m;
 pub const MERGE_M: f64 = 3.0;
 /// A footway end this close to a building outline touches it.
 pub const TOUCH_M: f64 = 2.0;
+/// Spacing of facade candidates along a building outline.
+pub const FACADE_STEP_M: f64 = 8.0;
+/// A facade is a building outline this close to a path or road.
+pub const FACADE_NEAR_M: f64 = 40.0;
 
 /// A tagged node of the geometry.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,6 +66,12 @@ pub enum CandidateKind {
     MarkedKerb,
     /// An entrance without `wheelchair=*`.
     MarkedEntrance,
+    /// A path or road crossing, or ending at, a building outline or barrier line: gates,
+    /// bollards, passages.
+    Passage,
+    /// A point of a building outline near a path or road, every [`FACADE_STEP_M`]: entrances
+    /// that have no path drawn to them.
+    Facade,
 }
 
 impl CandidateKind {
@@ -74,6 +84,8 @@ impl CandidateKind {
             CandidateKind::MarkedCrossing => "marked_crossing",
             CandidateKind::MarkedKerb => "marked_kerb",
             CandidateKind::MarkedEntrance => "marked_entrance",
+            CandidateKind::Passage => "passage",
+            CandidateKind::Facade => "facade",
         }
     }
 }
@@ -131,6 +143,11 @@ pub(crate) fn is_building(w: &GeoWay) -> bool {
 
 fn is_barrier_line(t: &[(String, String)]) -> bool {
     matches!(get(t, "barrier"), Some("fence" | "wall" | "hedge" | "guard_rail" | "retaining_wall"))
+}
+
+/// Any line people or vehicles travel along (not an area).
+fn is_travelled(t: &[(String, String)]) -> bool {
+    get(t, "highway").is_some() && get(t, "area") != Some("yes")
 }
 
 fn is_station(t: &[(String, String)]) -> bool {
@@ -244,7 +261,151 @@ pub fn candidates(g: &Geometry) -> Vec<Candidate> {
             raw.push((n.lat, n.lon, k));
         }
     }
+    passages_and_facades(g, &mut raw);
     merge(raw)
+}
+
+/// Local plane in metres around a reference latitude.
+#[derive(Clone, Copy)]
+struct Plane {
+    k: f64,
+}
+
+impl Plane {
+    const M_PER_DEG: f64 = 111_195.0;
+    fn xy(self, lat: f64, lon: f64) -> (f64, f64) {
+        (lon * self.k * Self::M_PER_DEG, lat * Self::M_PER_DEG)
+    }
+    fn lat_lon(self, x: f64, y: f64) -> (f64, f64) {
+        (y / Self::M_PER_DEG, x / (self.k * Self::M_PER_DEG))
+    }
+}
+
+type Seg = ((f64, f64), (f64, f64));
+
+/// Segments bucketed on a square grid, for "which segments are near here".
+struct SegmentGrid {
+    cell: f64,
+    cells: HashMap<(i64, i64), Vec<Seg>>,
+}
+
+impl SegmentGrid {
+    fn new(cell: f64) -> Self {
+        Self { cell, cells: HashMap::new() }
+    }
+    fn key(&self, x: f64, y: f64) -> (i64, i64) {
+        ((x / self.cell).floor() as i64, (y / self.cell).floor() as i64)
+    }
+    fn insert(&mut self, s: Seg) {
+        let (a, b) = self.key(s.0.0.min(s.1.0), s.0.1.min(s.1.1));
+        let (c, d) = self.key(s.0.0.max(s.1.0), s.0.1.max(s.1.1));
+        for i in a..=c {
+            for j in b..=d {
+                self.cells.entry((i, j)).or_default().push(s);
+            }
+        }
+    }
+    /// Segments in the cells within `r` of the box of `s` (may repeat).
+    fn near(&self, s: Seg, r: f64) -> impl Iterator<Item = &Seg> {
+        let (a, b) = self.key(s.0.0.min(s.1.0) - r, s.0.1.min(s.1.1) - r);
+        let (c, d) = self.key(s.0.0.max(s.1.0) + r, s.0.1.max(s.1.1) + r);
+        (a..=c)
+            .flat_map(move |i| (b..=d).map(move |j| (i, j)))
+            .filter_map(|k| self.cells.get(&k))
+            .flatten()
+    }
+}
+
+/// Where segments `p` and `q` cross, if they do.
+fn crossing(p: Seg, q: Seg) -> Option<(f64, f64)> {
+    let (r, s) = ((p.1.0 - p.0.0, p.1.1 - p.0.1), (q.1.0 - q.0.0, q.1.1 - q.0.1));
+    let den = r.0 * s.1 - r.1 * s.0;
+    if den.abs() < 1e-12 {
+        return None;
+    }
+    let (dx, dy) = (q.0.0 - p.0.0, q.0.1 - p.0.1);
+    let t = (dx * s.1 - dy * s.0) / den;
+    let u = (dx * r.1 - dy * r.0) / den;
+    ((0.0..=1.0).contains(&t) && (0.0..=1.0).contains(&u))
+        .then(|| (p.0.0 + t * r.0, p.0.1 + t * r.1))
+}
+
+/// Distance from point `p` to segment `s`, and the nearest point.
+fn to_seg(p: (f64, f64), s: Seg) -> f64 {
+    let (dx, dy) = (s.1.0 - s.0.0, s.1.1 - s.0.1);
+    let len2 = dx * dx + dy * dy;
+    let t = if len2 == 0.0 {
+        0.0
+    } else {
+        (((p.0 - s.0.0) * dx + (p.1 - s.0.1) * dy) / len2).clamp(0.0, 1.0)
+    };
+    ((s.0.0 + t * dx - p.0).powi(2) + (s.0.1 + t * dy - p.1).powi(2)).sqrt()
+}
+
+/// [`CandidateKind::Passage`] and [`CandidateKind::Facade`] candidates: found on a local
+/// plane with segment grids, so an area's cost grows with its size, not with its square.
+fn passages_and_facades(g: &Geometry, raw: &mut Vec<(f64, f64, CandidateKind)>) {
+    let Some(lat0) = g.ways.iter().flat_map(|w| w.nodes.first()).map(|n| n.1).next() else {
+        return;
+    };
+    let plane = Plane { k: lat0.to_radians().cos().max(0.05) };
+    let segs = |w: &GeoWay| -> Vec<Seg> {
+        w.nodes.windows(2).map(|p| (plane.xy(p[0].1, p[0].2), plane.xy(p[1].1, p[1].2))).collect()
+    };
+    let mut travelled = SegmentGrid::new(40.0);
+    let mut walls = SegmentGrid::new(40.0);
+    let mut ends: Vec<(f64, f64)> = Vec::new();
+    for w in &g.ways {
+        if is_travelled(&w.tags) {
+            for s in segs(w) {
+                travelled.insert(s);
+            }
+            for n in [w.nodes.first(), w.nodes.last()].into_iter().flatten() {
+                ends.push(plane.xy(n.1, n.2));
+            }
+        } else if is_building(w) || is_barrier_line(&w.tags) {
+            for s in segs(w) {
+                walls.insert(s);
+            }
+        }
+    }
+    let mut push = |(x, y): (f64, f64), k| {
+        let (lat, lon) = plane.lat_lon(x, y);
+        raw.push((lat, lon, k));
+    };
+    // Paths and roads through walls and outlines (shared nodes included: they cross there).
+    for w in g.ways.iter().filter(|w| is_travelled(&w.tags)) {
+        for s in segs(w) {
+            for q in walls.near(s, 0.0) {
+                if let Some(p) = crossing(s, *q) {
+                    push(p, CandidateKind::Passage);
+                }
+            }
+        }
+    }
+    // Paths and roads that end at a wall or outline.
+    for &e in &ends {
+        if walls.near((e, e), TOUCH_M).any(|q| to_seg(e, *q) <= TOUCH_M) {
+            push(e, CandidateKind::Passage);
+        }
+    }
+    // Facades: outline points near a path or road.
+    for w in g.ways.iter().filter(|w| is_building(w)) {
+        for s in segs(w) {
+            let len = ((s.1.0 - s.0.0).powi(2) + (s.1.1 - s.0.1).powi(2)).sqrt();
+            // (A side a hair over a whole number of steps is not worth one more point.)
+            let n = (len / FACADE_STEP_M - 0.05).ceil().max(1.0) as usize;
+            for i in 0..n {
+                let f = (i as f64 + 0.5) / n as f64;
+                let p = (s.0.0 + f * (s.1.0 - s.0.0), s.0.1 + f * (s.1.1 - s.0.1));
+                let near =
+                    travelled.near((p, p), FACADE_NEAR_M).any(|q| to_seg(p, *q) <= FACADE_NEAR_M);
+                if near {
+                    push(p, CandidateKind::Facade);
+                }
+            }
+        }
+    }
 }
 
 /// Merges points closer than [`MERGE_M`] (the first in latitude order keeps its place).
@@ -379,6 +540,35 @@ mod tests {
         );
         let c = candidates(&Geometry { nodes: vec![], ways: vec![house, far] });
         assert!(c.iter().all(|c| !c.kinds.contains(&CandidateKind::Entrance)), "{c:?}");
+    }
+
+    #[test]
+    fn a_road_through_a_wall_is_a_passage_and_outlines_near_paths_are_facades() {
+        let (lat, lon) = (60.17f64, 24.94f64);
+        let k = lat.to_radians().cos();
+        let east = |m: f64| lon + m * M / k;
+        // A wall north-south at x = 0; a service road crossing it at y = 0 (no shared node).
+        let wall = way(1, &["barrier=wall"], &[(1, lat - 20.0 * M, lon), (2, lat + 20.0 * M, lon)]);
+        let road = way(2, &["highway=service"], &[(3, lat, east(-30.0)), (4, lat, east(30.0))]);
+        // A 16 m house 10 m north of the road's east part, another 100 m away from any path.
+        let square = |id: i64, y: f64, x: f64| {
+            let n = |i: i64, dy: f64, dx: f64| (id * 10 + i, lat + (y + dy) * M, east(x + dx));
+            way(
+                id,
+                &["building=yes"],
+                &[n(1, 0., 0.), n(2, 0., 16.), n(3, 16., 16.), n(4, 16., 0.), n(1, 0., 0.)],
+            )
+        };
+        let near = square(5, 10.0, 5.0);
+        let far = square(6, 100.0, 100.0);
+        let c = candidates(&Geometry { nodes: vec![], ways: vec![wall, road, near, far] });
+        let gate = c.iter().find(|c| distance_m(c.lat, c.lon, lat, lon) < 0.5).unwrap();
+        assert!(gate.kinds.contains(&CandidateKind::Passage), "{gate:?}");
+        let facades: Vec<&Candidate> =
+            c.iter().filter(|c| c.kinds.contains(&CandidateKind::Facade)).collect();
+        // Two points per 16 m side (8 m apart), every side within 40 m of the road.
+        assert_eq!(facades.len(), 8, "{facades:?}");
+        assert!(facades.iter().all(|f| f.lat < lat + 30.0 * M), "the far house has none");
     }
 
     #[test]
