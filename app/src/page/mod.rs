@@ -20,6 +20,7 @@ use crate::protocol::{
 use crate::store::{DEFAULT_SOURCE, TagStore};
 use model_core::Prediction;
 use model_core::data::features::FeatureTypes;
+use model_core::data::vocab::NONE_LABEL;
 use model_core::infer::bundle::{RENDERED_TILES_ATTRIBUTION, TileSourceSpec};
 
 /// The OSM standard layer: the default view (not what the model sees; see the base-layer
@@ -395,17 +396,27 @@ fn start_worker(ctx: Ctx) {
     ctx.worker.set_value(Some(worker));
 }
 
-/// A type's marker letter, from the feature-type table (information not by colour alone).
+/// A type's marker letter, from the feature-type table (information not by colour alone);
+/// `none` ("no feature here") has a dash.
 pub fn letter(label: &str) -> String {
+    if label == NONE_LABEL {
+        return "–".into();
+    }
     FeatureTypes::builtin().letter(label).to_string()
 }
 
-/// What people read for a type, from the feature-type table.
+/// What people read for a type, from the feature-type table; `none` is "no feature here".
 pub fn display(label: &str) -> String {
+    if label == NONE_LABEL {
+        return "no feature here".into();
+    }
     FeatureTypes::builtin()
         .get(label)
         .map_or_else(|_| label.replace('_', " "), |t| t.display.clone())
 }
+
+/// The bar colour of `none` (grey: not a feature).
+const NONE_COLOUR: &str = "#4b5563";
 
 /// `.tag-<type> { background: <colour> }` for every type of the table, as one `<style>`.
 fn type_styles() {
@@ -413,6 +424,7 @@ fn type_styles() {
         .types
         .iter()
         .map(|t| format!(".tag-{} {{ background: {}; }}\n", t.name, t.colour))
+        .chain([format!(".tag-{NONE_LABEL} {{ background: {NONE_COLOUR}; }}\n")])
         .collect();
     let Some(doc) = web_sys::window().and_then(|w| w.document()) else { return };
     if let (Ok(style), Some(head)) = (doc.create_element("style"), doc.head()) {

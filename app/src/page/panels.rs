@@ -7,6 +7,8 @@ use model_core::data::tags::Rejected;
 use wasm_bindgen::prelude::*;
 
 use super::files::download;
+use model_core::data::vocab::NONE_LABEL;
+
 use super::{Ctx, ModelState, PredictionState, backend_label, display, letter};
 use crate::geojson::{import_geojson, to_geojson};
 use crate::protocol::BackendNote;
@@ -141,8 +143,12 @@ pub fn PredictionPanel() -> impl IntoView {
         }
         PredictionState::Waiting { lat, lon } => format!("Predicting at {lat:.5}, {lon:.5}…"),
         PredictionState::Done { prediction, model_ms, tiles_ms, .. } => format!(
-            "Predicted {}, {:.0} % confident ({:.0} ms: tiles {tiles_ms:.0} ms, model {model_ms:.0} ms).",
-            display(&prediction.label),
+            "{}, {:.0} % confident ({:.0} ms: tiles {tiles_ms:.0} ms, model {model_ms:.0} ms).",
+            if prediction.label == NONE_LABEL {
+                "No feature here".to_string()
+            } else {
+                format!("Predicted {}", display(&prediction.label))
+            },
             prediction.confidence * 100.0,
             tiles_ms + model_ms
         ),

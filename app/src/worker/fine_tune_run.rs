@@ -106,11 +106,12 @@ pub(crate) async fn run(
         .iter()
         .map(|&k| (images[k].1, examples[images[k].0].lat, examples[images[k].0].lon))
         .collect();
-    let p = plan(&tags, &labels, &cfg).map_err(|e| e.to_string())?;
+    let mut p = plan(&tags, &labels, &cfg).map_err(|e| e.to_string())?;
     let train: Vec<usize> = p.train.iter().map(|&i| positives[i]).collect();
     let val: Vec<usize> = p.val.iter().map(|&i| positives[i]).collect();
     let negatives: Vec<usize> =
         (0..images.len()).filter(|&k| examples[images[k].0].negative).collect();
+    p.weigh_rejections(&config.labels, negatives.len());
 
     // 3. Features: every view of training examples, view 0 of validation ones.
     let t_features = now_ms();
@@ -155,7 +156,11 @@ pub(crate) async fn run(
         for ((k, v, j), f) in chunk.iter().zip(split_rows(data, inputs.len())) {
             let e = &examples[j.example];
             let class = images[*k].1;
-            let target = if e.negative { Target::IsNot(class) } else { Target::Is(class) };
+            let target = if e.negative {
+                Target::rejected(&config.labels, class)
+            } else {
+                Target::Is(class)
+            };
             features.push((
                 *k,
                 *v,

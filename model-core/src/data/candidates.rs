@@ -327,7 +327,7 @@ fn crossing(p: Seg, q: Seg) -> Option<(f64, f64)> {
     let t = (dx * s.1 - dy * s.0) / den;
     let u = (dx * r.1 - dy * r.0) / den;
     ((0.0..=1.0).contains(&t) && (0.0..=1.0).contains(&u))
-        .then(|| (p.0.0 + t * r.0, p.0.1 + t * r.1))
+        .then_some((p.0.0 + t * r.0, p.0.1 + t * r.1))
 }
 
 /// Distance from point `p` to segment `s`, and the nearest point.

@@ -7,7 +7,8 @@
 //!    the others through the training augmentation), and the features are cached;
 //! 3. [`HeadTrainer`]: epochs over the cached features train the metadata branch, fusion and
 //!    head with the train step's maths (class-weighted cross-entropy, AdamW, gradient
-//!    clipping); a rejected suggestion is a negative example with loss `-ln(1 - p(class))`.
+//!    clipping); a rejected suggestion is a `none` example when the model has that class, and
+//!    otherwise a negative example with loss `-ln(1 - p(class))` ([`Target::rejected`]).
 //!
 //! A head step on cached features costs milliseconds where a full 224x224 step costs seconds on
 //! the wasm CPU backend.
@@ -65,6 +66,18 @@ pub enum Target {
     IsNot(usize),
 }
 
+impl Target {
+    /// What a rejected suggestion of `class` teaches: with a `none` class, "no feature here"
+    /// (a `none` example, like the background points the model was trained on); without one,
+    /// "not this type" (`-ln(1 - p(class))`).
+    pub fn rejected(labels: &crate::LabelVocab, class: usize) -> Self {
+        match labels.none_index() {
+            Some(none) => Target::Is(none),
+            None => Target::IsNot(class),
+        }
+    }
+}
+
 /// One cached example: the encoder's output for one view, and the rest of the model input.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeatureExample {
@@ -83,6 +96,20 @@ pub struct Plan {
     pub train: Vec<usize>,
     pub val: Vec<usize>,
     pub class_weights: Vec<f32>,
+}
+
+impl Plan {
+    /// Gives `none` a weight when `rejected` suggestions train it ([`Target::rejected`]): the
+    /// tags never hold `none`, so its weight from them is 0 and the rejections would teach
+    /// nothing. 1.0: a rejection counts as much as an average tag.
+    pub fn weigh_rejections(&mut self, labels: &crate::LabelVocab, rejected: usize) {
+        if let Some(w) = labels.none_index().and_then(|n| self.class_weights.get_mut(n))
+            && rejected > 0
+            && *w == 0.0
+        {
+            *w = 1.0;
+        }
+    }
 }
 
 /// Splits tags (`(class, lat, lon)`) for fine-tuning. At least two classes need
@@ -607,6 +634,48 @@ mod tests {
         }
         let p1 = prob(&t.into_model(), &neg, c);
         assert!(p1 < p0, "p(class) {p0} -> {p1}");
+    }
+
+    #[test]
+    fn a_rejected_suggestion_teaches_none_when_the_model_has_it() {
+        use crate::LabelVocab;
+        assert_eq!(Target::rejected(&LabelVocab::default(), 2), Target::IsNot(2));
+        assert_eq!(Target::rejected(&LabelVocab::with_none(), 2), Target::Is(5));
+        let mut p =
+            Plan { train: vec![], val: vec![], class_weights: vec![1.2, 0.8, 1.0, 0.0, 1.1, 0.0] };
+        p.weigh_rejections(&LabelVocab::with_none(), 0);
+        assert_eq!(p.class_weights[5], 0.0, "no rejections: none stays unweighted");
+        p.weigh_rejections(&LabelVocab::with_none(), 3);
+        assert_eq!((p.class_weights[3], p.class_weights[5]), (0.0, 1.0));
+
+        // A six-output model: the rejected point's p(none) rises, p(its type) falls.
+        let device = Device::flex();
+        let mut config = ModelConfig::new(EncoderKind::CustomCnn);
+        config.image_size = 32;
+        config.labels = LabelVocab::with_none();
+        let model = config.init(&device).unwrap().valid();
+        let f = EncoderKind::CustomCnn.features();
+        let mut rejected = examples(f, 1, 3).remove(0);
+        let Target::Is(c) = rejected.target else { unreachable!() };
+        rejected.target = Target::rejected(&config.labels, c);
+        let probs = |m: &AccessModel| {
+            let b = feature_batch(&[&rejected], &device).unwrap();
+            softmax(head_logits(m, &b), 1).into_data().try_to_vec::<f32>().unwrap()
+        };
+        let p0 = probs(&model);
+        let mut t = HeadTrainer::new(model, &[1.0; 6], FineTuneConfig::default(), &device);
+        for _ in 0..5 {
+            t.step(&[&rejected]).unwrap();
+        }
+        let p1 = probs(&t.into_model());
+        assert!(
+            p1[5] > p0[5] && p1[c] < p0[c],
+            "none {} -> {}, type {} -> {}",
+            p0[5],
+            p1[5],
+            p0[c],
+            p1[c]
+        );
     }
 }
 
