@@ -1,7 +1,10 @@
 //! Background points: the examples of the `none` class ("no feature here"). Places where a
-//! mapper could stand and where an accessibility feature could be but none is mapped: along
-//! footways, paths, pedestrian areas, crossings and sidewalks, along building outlines, and at
-//! road edges, at least [`MIN_DISTANCE_M`] from every mapped feature of any type.
+//! mapper could stand and where an accessibility feature could be but none is mapped, at least
+//! [`MIN_DISTANCE_M`] from every mapped feature of any type: first the suggestion candidates
+//! ([`crate::data::candidates`]: path ends and junctions, facades, passages...), the very
+//! places the model is asked about when it suggests, so "no feature here" is learned where it
+//! is needed; then, if more are wanted, points along footways, paths, pedestrian ways,
+//! crossings and sidewalks, along building outlines, and at road edges.
 //!
 //! No I/O: the caller hands in the geometry and the features to keep away from. Sampling is
 //! seeded, so the same extract gives the same points on every platform.
@@ -11,7 +14,8 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::data::candidates::{
-    GeoWay, Geometry, get, is_building, is_crossing_way, is_footway, is_road, is_sidewalk,
+    GeoWay, Geometry, candidates, get, is_building, is_crossing_way, is_footway, is_road,
+    is_sidewalk,
 };
 use crate::data::tile::distance_m;
 use crate::rng::Rng;
@@ -27,6 +31,8 @@ pub const ROAD_EDGE_M: f64 = 5.0;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PlaceKind {
+    /// A suggestion candidate.
+    Candidate,
     /// On a footway, path, pedestrian way, crossing or sidewalk.
     Walkway,
     /// On a building outline.
@@ -38,6 +44,7 @@ pub enum PlaceKind {
 impl PlaceKind {
     pub fn name(self) -> &'static str {
         match self {
+            PlaceKind::Candidate => "candidate",
             PlaceKind::Walkway => "walkway",
             PlaceKind::Building => "building",
             PlaceKind::RoadEdge => "road_edge",
@@ -50,7 +57,7 @@ pub struct BackgroundPoint {
     pub lat: f64,
     pub lon: f64,
     pub kind: PlaceKind,
-    /// The way it was sampled on.
+    /// The way it was sampled on (0 for a candidate).
     pub way: i64,
 }
 
@@ -145,13 +152,24 @@ pub fn background_points(
     seed: u64,
     keep: impl Fn(f64, f64) -> bool,
 ) -> Vec<BackgroundPoint> {
-    let mut places = Vec::new();
-    for w in &geometry.ways {
-        places_of(w, &mut places);
-    }
     let avoid_idx = PointIndex::new(avoid.iter().copied(), MIN_DISTANCE_M);
-    places.retain(|p| keep(p.lat, p.lon) && !avoid_idx.any_within(p.lat, p.lon, MIN_DISTANCE_M));
-    Rng::new(seed).shuffle(&mut places);
+    let usable = |p: &BackgroundPoint| {
+        keep(p.lat, p.lon) && !avoid_idx.any_within(p.lat, p.lon, MIN_DISTANCE_M)
+    };
+    let mut rng = Rng::new(seed);
+    let mut first: Vec<BackgroundPoint> = candidates(geometry)
+        .into_iter()
+        .map(|c| BackgroundPoint { lat: c.lat, lon: c.lon, kind: PlaceKind::Candidate, way: 0 })
+        .filter(usable)
+        .collect();
+    rng.shuffle(&mut first);
+    let mut then = Vec::new();
+    for w in &geometry.ways {
+        places_of(w, &mut then);
+    }
+    then.retain(usable);
+    rng.shuffle(&mut then);
+    let places = first.into_iter().chain(then);
     // Greedy: each chosen point keeps the next ones MIN_DISTANCE_M away (no near-duplicates).
     let mut chosen: Vec<BackgroundPoint> = Vec::with_capacity(n);
     let mut near = PointIndex::new(std::iter::empty(), MIN_DISTANCE_M);
@@ -228,7 +246,10 @@ mod tests {
         let pts = background_points(&g, &[feature], 1000, 7, |_, _| true);
         assert!(pts.len() > 20, "{}", pts.len());
         let kinds: HashSet<PlaceKind> = pts.iter().map(|p| p.kind).collect();
-        assert_eq!(kinds.len(), 3, "walkway, building and road edge: {kinds:?}");
+        // (The house's outline is all facade candidates already.)
+        for k in [PlaceKind::Candidate, PlaceKind::Walkway, PlaceKind::RoadEdge] {
+            assert!(kinds.contains(&k), "{k:?} missing: {kinds:?}");
+        }
         assert!(pts.iter().all(|p| p.way != 4), "grass is not a walkable place");
         for (i, p) in pts.iter().enumerate() {
             assert!(distance_m(p.lat, p.lon, feature.0, feature.1) >= MIN_DISTANCE_M);
@@ -245,6 +266,18 @@ mod tests {
     }
 
     #[test]
+    fn candidates_come_first() {
+        let g = street();
+        let all = candidates(&g);
+        let few = background_points(&g, &[], 4, 3, |_, _| true);
+        assert_eq!(few.len(), 4);
+        for p in &few {
+            assert_eq!(p.kind, PlaceKind::Candidate);
+            assert!(all.iter().any(|c| (c.lat, c.lon) == (p.lat, p.lon)));
+        }
+    }
+
+    #[test]
     fn sampling_is_seeded_counted_and_filtered() {
         let g = street();
         let a = background_points(&g, &[], 5, 1, |_, _| true);
@@ -252,7 +285,8 @@ mod tests {
         assert_eq!(a, background_points(&g, &[], 5, 1, |_, _| true));
         assert_ne!(a, background_points(&g, &[], 5, 2, |_, _| true));
         let north = background_points(&g, &[], 1000, 1, |lat, _| lat > 60.17 + 1e-6);
-        assert!(!north.is_empty() && north.iter().all(|p| p.kind == PlaceKind::Building));
+        assert!(!north.is_empty());
+        assert!(north.iter().all(|p| matches!(p.kind, PlaceKind::Building | PlaceKind::Candidate)));
         assert!(background_points(&g, &[], 0, 1, |_, _| true).is_empty());
     }
 
