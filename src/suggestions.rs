@@ -17,8 +17,7 @@ use crate::osm::{OsmMap, geometry_in};
 use crate::render::style;
 use crate::tiles::{TileSource, fetch_all};
 
-/// A suggestion this close to a mapped feature of its type is not made.
-pub const ALREADY_MAPPED_M: f64 = 5.0;
+pub use model_core::data::candidates::ALREADY_MAPPED_M;
 /// The largest area, km².
 pub const MAX_AREA_KM2: f64 = 25.0;
 
@@ -133,13 +132,32 @@ pub fn select(
     (suggestions, already_mapped)
 }
 
-/// Checks an area for the pipeline: well formed (see `BBox::parse`) and at most
-/// [`MAX_AREA_KM2`].
-pub fn area(text: &str) -> Result<BBox, String> {
-    let b = BBox::parse(text)?;
+/// Why an area is refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AreaError {
+    /// Not four finite numbers in order, or outside the Web Mercator range.
+    Malformed(String),
+    /// Larger than the cap.
+    TooLarge(String),
+}
+
+impl std::fmt::Display for AreaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AreaError::Malformed(m) | AreaError::TooLarge(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Checks an area for the pipeline (the CLI's `--bbox`, the API's `bbox`): well formed (see
+/// `BBox::parse`) and at most `max_km2`.
+pub fn area(text: &str, max_km2: f64) -> Result<BBox, AreaError> {
+    let b = BBox::parse(text).map_err(AreaError::Malformed)?;
     let km2 = b.area_km2();
-    if km2 > MAX_AREA_KM2 {
-        return Err(format!("the area is {km2:.1} km², over the limit of {MAX_AREA_KM2} km²"));
+    if km2 > max_km2 {
+        return Err(AreaError::TooLarge(format!(
+            "the area is {km2:.1} km², over the limit of {max_km2} km²"
+        )));
     }
     Ok(b)
 }

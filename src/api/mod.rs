@@ -30,6 +30,7 @@ use model_core::infer::bundle::TileSourceSpec;
 use tokio::sync::Semaphore;
 
 use crate::osm::Labelled;
+use crate::suggestions::AreaError;
 use batcher::Batcher;
 use error::ApiError;
 
@@ -241,20 +242,17 @@ async fn candidates_in(
 ) -> Result<Response, ApiError> {
     let (_, bbox) = area_query(query, api.cfg.max_area_km2)?;
     let ctx = suggest_context(&api)?;
-    let found =
-        model_core::data::candidates::candidates(&crate::osm::geometry_in(ctx.tiles.map(), &bbox));
-    let features: Vec<serde_json::Value> = found
-        .iter()
-        .filter(|c| bbox.contains(c.lat, c.lon))
-        .map(|c| {
-            let kinds: Vec<&str> = c.kinds.iter().map(|k| k.name()).collect();
-            serde_json::json!({
-                "type": "Feature",
-                "geometry": {"type": "Point", "coordinates": [c.lon, c.lat]},
-                "properties": {"candidate": kinds.join("+")},
+    let features: Vec<serde_json::Value> =
+        crate::suggestions::candidates_in(ctx.tiles.map(), &bbox)
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "type": "Feature",
+                    "geometry": {"type": "Point", "coordinates": [c.lon, c.lat]},
+                    "properties": {"candidate": crate::suggestions::kinds(c)},
+                })
             })
-        })
-        .collect();
+            .collect();
     Ok(axum::Json(serde_json::json!({"type": "FeatureCollection", "features": features}))
         .into_response())
 }
@@ -351,17 +349,12 @@ fn area(bbox: Option<&str>, max_km2: f64) -> Result<BBox, ApiError> {
         )
         .field("bbox")
     })?;
-    let b = BBox::parse(text).map_err(|e| ApiError::bad_request("bad_bbox", e).field("bbox"))?;
-    let km2 = b.area_km2();
-    if km2 > max_km2 {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "area_too_large",
-            format!("the bbox covers {km2:.1} km², over the limit of {max_km2} km²"),
-        )
-        .field("bbox"));
-    }
-    Ok(b)
+    crate::suggestions::area(text, max_km2).map_err(|e| match e {
+        AreaError::Malformed(m) => ApiError::bad_request("bad_bbox", m).field("bbox"),
+        AreaError::TooLarge(m) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "area_too_large", m).field("bbox")
+        }
+    })
 }
 
 async fn not_found(req: Request) -> ApiError {

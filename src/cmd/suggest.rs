@@ -12,7 +12,7 @@ use crate::fsutil::write_atomic;
 use crate::osm::rules::Rules;
 use crate::osm::{OsmMap, mapped_features};
 use crate::run::read_bundle;
-use crate::suggestions::{area, suggest, to_csv, to_geojson};
+use crate::suggestions::{MAX_AREA_KM2, area, suggest, to_csv, to_geojson};
 use crate::tiles::Politeness;
 
 #[derive(Args, Debug)]
@@ -39,7 +39,7 @@ pub struct SuggestArgs {
 }
 
 pub fn run(args: SuggestArgs) -> Result<()> {
-    let bbox = area(&args.bbox).map_err(|e| anyhow::anyhow!("--bbox: {e}"))?;
+    let bbox = area(&args.bbox, MAX_AREA_KM2).map_err(|e| anyhow::anyhow!("--bbox: {e}"))?;
     if !(0.0..=1.0).contains(&args.threshold) {
         bail!("--threshold: {} is not between 0 and 1", args.threshold);
     }

@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::{cache_dir, cargo, output, run, web};
 
-pub const SECTIONS: [&str; 5] = ["data", "train", "inference", "browser", "api"];
+pub const SECTIONS: [&str; 6] = ["data", "train", "inference", "browser", "api", "suggest"];
 
 /// JSON lines of a benchmark's stdout.
 fn json_lines(s: &str) -> Vec<serde_json::Value> {
@@ -94,6 +94,9 @@ pub fn bench(root: &Path, args: &[String]) -> Result<()> {
     if wanted("api") {
         sections.push(api_section()?);
     }
+    if wanted("suggest") {
+        sections.push(suggest_section()?);
+    }
     // Each section records the run that wrote it: sections re-run alone come from other
     // commits, days and machines than the rest.
     let record = run_record(root);
@@ -135,7 +138,9 @@ fn smoke(root: &Path) -> Result<()> {
     if api.len() != 2 || api.iter().any(|r| r["errors"] != 0) {
         bail!("api_load: expected two error-free runs, got {api:?}");
     }
-    eprintln!("bench --quick: data_stage, train_step, infer, browser and api_load ok");
+    let rows = cargo_bench("suggest", &["--side-m", "60"])?;
+    find(&rows, "suggest_cli")?;
+    eprintln!("bench --quick: data_stage, train_step, infer, browser, api_load and suggest ok");
     Ok(())
 }
 
@@ -660,6 +665,31 @@ already spreads one image's convolutions over the cores; larger batches mostly g
 set), so `serve` defaults to `--max-batch 1`: requests queue and run one by one. Batching stays\n\
 available for machines where it pays.\n",
         table.join("\n"),
+    ))
+}
+
+fn suggest_section() -> Result<String> {
+    let side = "500";
+    let rows = cargo_bench("suggest", &["--side-m", side])?;
+    let r = find(&rows, "suggest_cli")?;
+    let n = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+    Ok(format!(
+        "## Suggestions\n\n\
+`cargo xtask bench suggest`. The suggestion pipeline of `accessatlas suggest` and\n\
+`GET /api/suggest` (`benches/suggest.rs`: candidates from the bundled extract's geometry, tiles\n\
+rendered, the shipped bundle on the CPU in batches of 16, threshold 0.5, nothing already\n\
+mapped) over a {side} m x {side} m square of central Helsinki. No reference: no other tool\n\
+suggests these features. The page scores at most 48 candidates per scan in its worker; its\n\
+speed per candidate is the browser section's forward pass.\n\n\
+| area | candidates | suggestions | seconds | candidates/s | suggestions/s |\n\
+|---|---|---|---|---|---|\n\
+| {:.2} km² | {} | {} | {:.1} | {:.1} | {:.2} |\n",
+        n("area_km2"),
+        r["candidates"],
+        r["suggestions"],
+        n("seconds"),
+        n("candidates_per_s"),
+        n("suggestions_per_s"),
     ))
 }
 

@@ -11,6 +11,8 @@ use base64::Engine;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use model_core::Prediction;
+use model_core::data::candidates::ALREADY_MAPPED_M;
+use model_core::data::vocab::NONE_LABEL;
 use model_core::infer::bundle::{BUNDLE_CONFIG_FILE, BUNDLE_WEIGHTS_FILE};
 
 use super::files::download;
@@ -330,8 +332,6 @@ pub fn FineTunePanel() -> impl IntoView {
 
 /// Most points one scan asks the model about (the worker takes about 0.1 s each on the CPU).
 const SCAN_MAX: usize = 48;
-/// A suggestion this close to a mapped feature of its type is not made.
-const ALREADY_MAPPED_M: f64 = 5.0;
 
 /// Starts a scan of the visible map: the candidate points of its geometry from the server
 /// (`/api/candidates`, what the extract already maps from `/api/features`), or, where the
@@ -415,11 +415,14 @@ async fn view_candidates(
         .iter()
         .filter_map(|x| {
             let kinds = x["properties"]["candidate"].as_str().unwrap_or("");
-            // Places OSM marks and kerbs first: where features most often are.
+            // Places OSM marks and kerbs first: where features most often are; bare facade
+            // points (many, each rarely an entrance) last.
             let rank = if kinds.contains("marked") {
                 0
             } else if kinds.contains("kerb") {
                 1
+            } else if kinds == "facade" {
+                3
             } else {
                 2
             };
@@ -449,6 +452,10 @@ pub fn on_scan_result(ctx: &Ctx, id: u64, lat: f64, lon: f64, p: Prediction) {
         return;
     }
     ctx.scan.update(|s| s.scanned += 1);
+    if p.label == NONE_LABEL {
+        // "No feature here" won: nothing to suggest.
+        return;
+    }
     let mapped = ctx.scan.with_untracked(|s| {
         model_core::data::candidates::nearest_mapped(
             &s.mapped,

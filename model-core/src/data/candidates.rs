@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::tile::distance_m;
 
+/// A suggestion this close to a mapped feature of its type is not made ("already mapped"):
+/// the CLI, the API and the page use this one value.
+pub const ALREADY_MAPPED_M: f64 = 5.0;
 /// Candidates closer than this merge into one.
 pub const MERGE_M: f64 = 3.0;
 /// A footway end this close to a building outline touches it.
