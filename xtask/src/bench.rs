@@ -349,7 +349,7 @@ the GPU speed-up mixed precision is for (`cargo xtask gpu` checks its correctnes
 }
 
 /// The release `accessatlas` binary (built if needed).
-fn accessatlas_exe(root: &Path) -> Result<PathBuf> {
+pub fn accessatlas_exe(root: &Path) -> Result<PathBuf> {
     run(cargo().args(["build", "--release", "--quiet", "--bin", "accessatlas"]))?;
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)

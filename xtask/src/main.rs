@@ -14,8 +14,10 @@
 //! - `gpu`: the wgpu backend against the CPU (`tests/gpu.rs`, release build with
 //!   `--features wgpu`) on the machine's GPU, or on Mesa's lavapipe (software Vulkan, installed
 //!   from Debian if no Vulkan driver is present). Not part of `test`: see `gpu.rs`.
-//! - `reference`: (by hand) builds a Python venv with PyTorch and the reference
+//! - `reference [parity]`: (by hand) builds a Python venv with PyTorch and the reference
 //!   EfficientNet-Lite0, and rewrites the parity fixtures in `tests/fixtures/pretrained/`.
+//! - `reference train`: (by hand) the PyTorch mirror trained with the same recipe on the same
+//!   split as `cargo run --release`, into `tests/fixtures/reference/train_torch.json`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,11 +40,17 @@ fn main() -> Result<()> {
     match task {
         "test" => test(&root),
         "serve" => web::serve(&root, &args[1..]),
-        "reference" => reference(&root),
+        "reference" => match args.get(1).map(String::as_str) {
+            None | Some("parity") => reference(&root),
+            Some("train") => reference_train(&root),
+            Some(other) => anyhow::bail!("unknown reference task `{other}` (parity or train)"),
+        },
         "bench" => bench::bench(&root, &args[1..]),
         "gpu" => gpu::gpu(&root),
         _ => {
-            eprintln!("usage: cargo xtask <serve|test|gpu|bench [--quick] [SECTION...]|reference>");
+            eprintln!(
+                "usage: cargo xtask <serve|test|gpu|bench [--quick] [SECTION...]|reference [parity|train]>"
+            );
             eprintln!(
                 "  serve      build the web app (trunk, release) and serve it on http://127.0.0.1:8080"
             );
@@ -58,7 +66,10 @@ fn main() -> Result<()> {
                 "  gpu        the wgpu backend against the CPU (a GPU, else Mesa's software Vulkan)"
             );
             eprintln!(
-                "  reference  regenerate the PyTorch parity fixtures (needs ~3 GB for torch)"
+                "  reference  regenerate the PyTorch parity fixtures (needs ~3 GB for torch);"
+            );
+            eprintln!(
+                "             `reference train`: PyTorch trained with our recipe on our split"
             );
             if task == "help" { Ok(()) } else { bail!("unknown task `{task}`") }
         }
@@ -160,6 +171,35 @@ fn reference(root: &Path) -> Result<()> {
         .arg(root.join("tests/reference/efficientnet_lite0.py"))
         .arg(root.join("tests/fixtures/pretrained")))?;
     eprintln!("fixtures written to tests/fixtures/pretrained/; commit them");
+    Ok(())
+}
+
+/// `reference train`: the PyTorch mirror trained with the same recipe on the same preprocessed
+/// split as `cargo run --release` (collect + preprocess on the bundled extract, same seeds),
+/// written to `tests/fixtures/reference/train_torch.json` for README and BENCHMARKS.md.
+fn reference_train(root: &Path) -> Result<()> {
+    let venv = cache_dir().join("venv-reference");
+    let python = venv.join("bin").join("python");
+    if !python.exists() {
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    }
+    run(Command::new(&python)
+        .args(["-m", "pip", "install", "-q", "-r"])
+        .arg(root.join("tests/reference/requirements.txt")))?;
+    let exe = bench::accessatlas_exe(root)?;
+    let data = std::env::temp_dir().join("accessatlas-reference-train").join("data");
+    let _ = std::fs::remove_dir_all(&data);
+    run(Command::new(&exe).arg("collect").arg("--data").arg(&data))?;
+    run(Command::new(&exe).arg("preprocess").arg("--data").arg(&data))?;
+    let out = root.join("tests/fixtures/reference/train_torch.json");
+    std::fs::create_dir_all(out.parent().expect("a folder"))?;
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    run(Command::new(&python)
+        .arg(root.join("benches/reference/train_reference_torch.py"))
+        .arg(&data)
+        .arg(&out)
+        .arg(threads.to_string()))?;
+    eprintln!("{} written; commit it", out.display());
     Ok(())
 }
 
