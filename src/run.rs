@@ -216,6 +216,23 @@ impl RunDir {
     pub fn reliability_plot(&self) -> PathBuf {
         self.errors().join("calibration.png")
     }
+    /// The suggestion candidates' class prior `evaluate` measures on the training cells.
+    pub fn suggestion_prior(&self) -> PathBuf {
+        self.root.join("suggestion_prior.json")
+    }
+    /// The prior's values, if `evaluate` has measured it.
+    pub fn read_suggestion_prior(&self) -> Result<Option<Vec<f32>>> {
+        let p = self.suggestion_prior();
+        if !p.exists() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&p).with_context(|| p.display().to_string())?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| p.display().to_string())?;
+        let prior: Vec<f32> = serde_json::from_value(v["prior"].clone())
+            .with_context(|| format!("{}: `prior`", p.display()))?;
+        Ok(Some(prior))
+    }
     /// The suggestion evaluation's suggestions, candidates, figures and plot.
     pub fn suggestions_test(&self) -> PathBuf {
         self.errors().join("suggestions_test.csv")
@@ -373,7 +390,9 @@ pub fn load_predictor(dir: &Path, device: &Device) -> Result<Predictor> {
     if meta.labels != config.labels.names() {
         bail!("{}: labels differ from the model's", run.preprocessing_metadata().display());
     }
-    Ok(Predictor::new(config, model, meta.scaler, run.temperature()?, device))
+    let mut p = Predictor::new(config, model, meta.scaler, run.temperature()?, device);
+    p.candidate_prior = run.read_suggestion_prior()?;
+    Ok(p)
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use anyhow::Result;
+use model_core::LabelVocab;
 use model_core::data::candidates::{Candidate, MappedFeature};
 use model_core::data::split::group_of;
 use model_core::data::tags::Tag;
@@ -16,7 +17,7 @@ use model_core::data::vocab::NONE_LABEL;
 use model_core::infer::Predictor;
 use model_core::infer::bundle::TileSourceSpec;
 use model_core::train::suggestion_metrics::{
-    Suggested, SuggestionEval, match_suggestions, pr_curves,
+    Suggested, SuggestionEval, candidate_prior, match_suggestions, pr_curves,
 };
 
 use crate::fsutil::write_atomic;
@@ -65,31 +66,69 @@ fn suggested(s: &Suggestion) -> Suggested {
     }
 }
 
-/// Runs the evaluation and writes its files into the run's `errors/`.
-pub fn evaluate_suggestions(run: &RunDir, i: Inputs) -> Result<SuggestionEval> {
-    let truth: Vec<MappedFeature> = i
-        .test
+/// The cells of `tags` as if never surveyed: the extract without the tags' features, its
+/// candidates in those cells, and the removed features (the truth).
+pub struct Unsurveyed {
+    pub map: OsmMap,
+    pub candidates: Vec<Candidate>,
+    pub truth: Vec<MappedFeature>,
+    pub cells: HashSet<(u32, u32)>,
+}
+
+pub fn unsurveyed(map: &OsmMap, rules: &Rules, tags: &[Tag], zoom: u8) -> Result<Unsurveyed> {
+    let truth: Vec<MappedFeature> = tags
         .iter()
         .filter(|t| t.label != NONE_LABEL)
         .map(|t| MappedFeature { id: t.id.clone(), label: t.label.clone(), lat: t.lat, lon: t.lon })
         .collect();
     let cells: HashSet<(u32, u32)> =
-        i.test.iter().filter_map(|t| group_of(t.lat, t.lon, i.group_zoom).ok()).collect();
+        tags.iter().filter_map(|t| group_of(t.lat, t.lon, zoom).ok()).collect();
     // As if never surveyed: neither the candidates nor "already mapped" can see them.
     let ids: HashSet<String> = truth.iter().map(|t| t.id.clone()).collect();
-    let unsurveyed = i.map.without_features(&ids, |k, v| i.rules.is_accessibility(k, v));
-    let mapped = mapped_features(&unsurveyed, i.rules);
-    let found: Vec<Candidate> = if cells.is_empty() {
+    let map = map.without_features(&ids, |k, v| rules.is_accessibility(k, v));
+    let candidates = if cells.is_empty() {
         Vec::new()
     } else {
-        candidates_in(&unsurveyed, &cells_bbox(&cells, i.group_zoom)?)
+        candidates_in(&map, &cells_bbox(&cells, zoom)?)
             .into_iter()
-            .filter(|c| group_of(c.lat, c.lon, i.group_zoom).is_ok_and(|g| cells.contains(&g)))
+            .filter(|c| group_of(c.lat, c.lon, zoom).is_ok_and(|g| cells.contains(&g)))
             .collect()
     };
+    Ok(Unsurveyed { map, candidates, truth, cells })
+}
+
+/// Measures the candidates' class prior on the training split's cells (as if never surveyed,
+/// like the test cells) and writes it to the run's `suggestion_prior.json`.
+pub fn measure_candidate_prior(
+    run: &RunDir,
+    map: &OsmMap,
+    rules: &Rules,
+    train: &[Tag],
+    zoom: u8,
+    labels: &LabelVocab,
+) -> Result<Vec<f32>> {
+    let u = unsurveyed(map, rules, train, zoom)?;
+    let points: Vec<(f64, f64)> = u.candidates.iter().map(|c| (c.lat, c.lon)).collect();
+    let prior = candidate_prior(&points, &u.truth, labels, MATCH_RADIUS_M);
+    let json = serde_json::json!({
+        "labels": labels.names(),
+        "prior": prior,
+        "candidates": points.len(),
+        "cells": u.cells.len(),
+        "measured_on": "the training split's cells, its features removed",
+    });
+    write_atomic(&run.suggestion_prior(), serde_json::to_string_pretty(&json)?.as_bytes())?;
+    Ok(prior)
+}
+
+/// Runs the evaluation and writes its files into the run's `errors/`.
+pub fn evaluate_suggestions(run: &RunDir, i: Inputs) -> Result<SuggestionEval> {
+    let Unsurveyed { map: unsurveyed, candidates: found, truth, cells } =
+        unsurveyed(i.map, i.rules, i.test, i.group_zoom)?;
+    let mapped = mapped_features(&unsurveyed, i.rules);
     let source = crate::tiles::open(i.spec, &unsurveyed, i.politeness)?;
     let scored = predict_at(i.predictor, i.spec, source.as_ref(), &found)?;
-    // Every threshold at once: what survives `none` and "already mapped".
+    // Every threshold at once (the curve), and the pipeline's own view at the threshold.
     let (eligible, already_mapped) = select(scored, &mapped, 0.0);
     let eligible_s: Vec<Suggested> = eligible.iter().map(suggested).collect();
     let points: Vec<(f64, f64)> = found.iter().map(|c| (c.lat, c.lon)).collect();
@@ -123,17 +162,30 @@ pub fn evaluate_suggestions(run: &RunDir, i: Inputs) -> Result<SuggestionEval> {
     }
     write_atomic(&run.candidates_test(), &w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)?;
 
-    let mut json = serde_json::to_value(&eval)?;
-    json["already_mapped"] = serde_json::json!(already_mapped);
-    json["test_cells"] = serde_json::json!(cells.len());
-    write_atomic(&run.suggestions_eval(), serde_json::to_string_pretty(&json)?.as_bytes())?;
-
-    let thresholds: Vec<f32> = (0..=19).map(|k| k as f32 * 0.05).collect();
+    let thresholds: Vec<f32> =
+        [0.01, 0.02, 0.03].into_iter().chain((1..=19).map(|k| k as f32 * 0.05)).collect();
     let curves: BTreeMap<String, Vec<(f32, f64, f64)>> =
         pr_curves(&eligible_s, &truth, &labels, &thresholds, MATCH_RADIUS_M)
             .into_iter()
             .filter(|(l, _)| l == "all" || eval.per_type.get(l).is_some_and(|q| q.support > 0))
             .collect();
+    let mut json = serde_json::to_value(&eval)?;
+    json["already_mapped"] = serde_json::json!(already_mapped);
+    json["test_cells"] = serde_json::json!(cells.len());
+    json["curve"] = serde_json::json!(
+        curves
+            .iter()
+            .map(|(l, pts)| (
+                l.clone(),
+                pts.iter()
+                    .map(
+                        |(t, p, r)| serde_json::json!({"threshold": t, "precision": p, "recall": r})
+                    )
+                    .collect::<serde_json::Value>()
+            ))
+            .collect::<serde_json::Map<_, _>>()
+    );
+    write_atomic(&run.suggestions_eval(), serde_json::to_string_pretty(&json)?.as_bytes())?;
     crate::plot::precision_recall(&curves, eval.overall.base_rate, &run.suggestions_pr())?;
     Ok(eval)
 }

@@ -9,7 +9,6 @@ use anyhow::{Result, bail};
 use model_core::Prediction;
 use model_core::data::candidates::{Candidate, MappedFeature, candidates, nearest_mapped};
 use model_core::data::tile::{BBox, TileId, Window};
-use model_core::data::vocab::NONE_LABEL;
 use model_core::infer::Predictor;
 use model_core::infer::bundle::TileSourceSpec;
 
@@ -66,7 +65,8 @@ pub fn candidates_in(map: &OsmMap, bbox: &BBox) -> Vec<Candidate> {
 }
 
 /// The model's prediction at every candidate, in their order, from the model's own tiles,
-/// in batches.
+/// in batches, under the candidates' prior when the model has one
+/// ([`Predictor::at_candidate`]).
 pub fn predict_at(
     predictor: &Predictor,
     spec: &TileSourceSpec,
@@ -95,30 +95,37 @@ pub fn predict_at(
             inputs.push(predictor.input(&img, c.lat, c.lon, "osm")?);
         }
         for ((c, _), p) in chunk.iter().zip(predictor.predict_batch(&inputs)?) {
-            out.push(Suggestion { candidate: (*c).clone(), prediction: p });
+            let prediction = predictor.at_candidate(p);
+            out.push(Suggestion { candidate: (*c).clone(), prediction });
         }
     }
     Ok(out)
 }
 
-/// The suggestions among scored candidates: not where `none` wins, not under `threshold`,
-/// not within [`ALREADY_MAPPED_M`] of a mapped feature of the predicted type; most confident
-/// first. Also how many were skipped as already mapped.
+/// The suggestions among scored candidates: each names its most probable feature type
+/// ([`Prediction::top_feature`]), kept when that type's probability reaches `threshold` (from
+/// 0.5 up it then beats `none`) and no mapped feature of the type lies within
+/// [`ALREADY_MAPPED_M`]; most confident first. Also how many were skipped as already mapped.
 pub fn select(
     scored: Vec<Suggestion>,
     mapped: &[MappedFeature],
     threshold: f32,
 ) -> (Vec<Suggestion>, usize) {
     let (mut suggestions, mut already_mapped) = (Vec::new(), 0);
-    for g in scored {
-        let (p, c) = (&g.prediction, &g.candidate);
-        if p.confidence < threshold || p.label == NONE_LABEL {
+    for mut g in scored {
+        let Some((label, p)) = g.prediction.top_feature().map(|(l, p)| (l.to_string(), p)) else {
+            continue;
+        };
+        if p < threshold {
             continue;
         }
-        if nearest_mapped(mapped, &p.label, c.lat, c.lon, ALREADY_MAPPED_M).is_some() {
+        let c = &g.candidate;
+        if nearest_mapped(mapped, &label, c.lat, c.lon, ALREADY_MAPPED_M).is_some() {
             already_mapped += 1;
             continue;
         }
+        g.prediction.label = label;
+        g.prediction.confidence = p;
         suggestions.push(g);
     }
     suggestions.sort_by(|a, b| {

@@ -263,7 +263,9 @@ fn predicts_like_the_cli_in_both_formats() {
     assert_eq!((s, h["status"].as_str()), (200, Some("ok")));
     let (s, m) = get(&format!("{base}/api/model"));
     assert_eq!(s, 200);
-    assert_eq!(m["config"]["labels"].as_array().unwrap().len(), 5);
+    // The shipped model: five types and "no feature here", with the candidates' prior.
+    assert_eq!(m["config"]["labels"].as_array().unwrap().len(), 6);
+    assert_eq!(m["candidate_prior"].as_array().unwrap().len(), 6);
     assert!(m["provenance"]["git_revision"].is_string(), "{m}");
     assert!(m["tile_source"]["zoom"].is_u64(), "{m}");
     let (s, o) = get(&format!("{base}/api/openapi.json"));

@@ -14,7 +14,7 @@ fn bin() -> Command {
 
 fn read(data: &Path, split: &str) -> Vec<Tag> {
     let bytes = std::fs::read(data.join(format!("tags_{split}.csv"))).unwrap();
-    parse_tags_csv(&bytes, &LabelVocab::default()).unwrap().table.tags
+    parse_tags_csv(&bytes, &LabelVocab::with_none()).unwrap().table.tags
 }
 
 #[test]
@@ -32,7 +32,7 @@ fn bundled_data_is_split_without_leakage_and_metadata_matches_the_formulas() {
         ["train", "val", "test"].into_iter().map(|s| (s, read(&data, s))).collect();
     let total: usize = splits.values().map(Vec::len).sum();
     let all =
-        parse_tags_csv(&std::fs::read(data.join("tags.csv")).unwrap(), &LabelVocab::default())
+        parse_tags_csv(&std::fs::read(data.join("tags.csv")).unwrap(), &LabelVocab::with_none())
             .unwrap()
             .table
             .tags;
@@ -59,7 +59,9 @@ fn bundled_data_is_split_without_leakage_and_metadata_matches_the_formulas() {
     for key in ["labels", "sources", "scaler", "class_weights", "counts", "seed", "input_hash"] {
         assert!(meta.get(key).is_some(), "metadata lacks `{key}`");
     }
-    assert_eq!(meta["labels"].as_array().unwrap().len(), 5);
+    // The five types and `none` (collect's background points) last.
+    assert_eq!(meta["labels"].as_array().unwrap().len(), 6);
+    assert_eq!(meta["labels"][5], "none");
     // Scaler: mean and population std of the training split.
     let train = &splits["train"];
     let n = train.len() as f64;

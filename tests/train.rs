@@ -288,6 +288,35 @@ fn evaluate_writes_metrics_predictions_errors_and_plots() {
     let cal: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("calibration.json")).unwrap()).unwrap();
     assert!(cal["temperature"].as_f64().unwrap() > 0.0);
+    // With background points the model has `none`: the feature types' metrics and `none`
+    // against any feature are reported beside the whole matrix.
+    assert_eq!(labels.last().map(String::as_str), Some("none"));
+    assert!(m["feature_types"]["confusion_matrix"]["labels"].as_array().unwrap().len() == 5);
+    assert!(m["none_vs_feature"]["support"].as_u64().unwrap() > 0);
+    // The suggestion evaluation on the test cells, and the candidates' prior.
+    let se: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(errors.join("suggestions_eval.json")).unwrap())
+            .unwrap();
+    assert_eq!(se["match_radius_m"], 5.0);
+    assert!(se["candidates"].as_u64().unwrap() > 100, "{se}");
+    let cr = se["candidate_recall"].as_f64().unwrap();
+    assert!((0.5..=1.0).contains(&cr), "candidate recall {cr}");
+    for k in ["overall", "per_type", "missed_by_candidates", "curve"] {
+        assert!(se.get(k).is_some(), "suggestions_eval.json lacks {k}");
+    }
+    let base = se["overall"]["base_rate"].as_f64().unwrap();
+    assert!(base > 0.0 && base < 1.0, "{base}");
+    let cands = std::fs::read_to_string(errors.join("candidates_test.csv")).unwrap();
+    assert_eq!(cands.lines().count() as u64 - 1, se["candidates"].as_u64().unwrap());
+    let sugg = std::fs::read_to_string(errors.join("suggestions_test.csv")).unwrap();
+    assert!(sugg.starts_with("lat,lon,type,confidence,candidate,matched_id"), "{sugg}");
+    assert!(errors.join("suggestions_pr.png").is_file());
+    let prior: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("suggestion_prior.json")).unwrap()).unwrap();
+    let prior: Vec<f64> =
+        prior["prior"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(prior.len(), labels.len());
+    assert!(prior[labels.len() - 1] > 0.5, "most candidates hold no feature: {prior:?}");
 
     // Export a bundle and predict from it and from the run: same answer, the seed's schema.
     let o = bin().arg("export").arg("--data").arg(&data).arg("--model").arg(&out).output().unwrap();
@@ -298,6 +327,7 @@ fn evaluate_writes_metrics_predictions_errors_and_plots() {
     assert_eq!(manifest["tile_source"]["kind"], "render");
     assert_eq!(manifest["tile_source"]["zoom"], 19);
     assert_eq!(manifest["provenance"]["data_hash"].as_str().unwrap().len(), 64);
+    assert_eq!(manifest["candidate_prior"].as_array().unwrap().len(), labels.len());
     let test_csv = std::fs::read_to_string(data.join("tags_test.csv")).unwrap();
     let row: Vec<&str> = test_csv.lines().nth(1).unwrap().split(',').collect();
     let predict = |model: &Path, lat: &str, source: &str| {
@@ -315,7 +345,7 @@ fn evaluate_writes_metrics_predictions_errors_and_plots() {
     assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
     let pa: serde_json::Value = serde_json::from_slice(&a.stdout).unwrap();
     let probs = pa["probabilities"].as_object().unwrap();
-    assert_eq!(probs.len(), 5);
+    assert_eq!(probs.len(), 6, "five types and `none`");
     let sum: f64 = probs.values().map(|v| v.as_f64().unwrap()).sum();
     assert!((sum - 1.0).abs() < 1e-4);
     assert_eq!(pa["confidence"], probs[pa["type"].as_str().unwrap()]);

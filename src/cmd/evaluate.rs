@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use clap::Args;
 use model_core::LabelVocab;
+use model_core::data::tags::parse_tags_csv;
 use model_core::data::vocab::NONE_LABEL;
 use model_core::infer::calibration::{expected_calibration_error, fit_temperature};
 use model_core::infer::prediction::softmax;
@@ -21,7 +22,7 @@ use crate::osm::OsmMap;
 use crate::osm::rules::Rules;
 use crate::run::{Calibration, DataDir, RunDir, load_predictor};
 use crate::score::{Scored, score};
-use crate::suggestion_eval::{Inputs, evaluate_suggestions};
+use crate::suggestion_eval::{Inputs, evaluate_suggestions, measure_candidate_prior};
 use crate::tiles::Politeness;
 
 #[derive(Args, Debug)]
@@ -262,9 +263,19 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
         None
     } else {
         let (map, origin) = OsmMap::open(args.osm.as_deref())?;
+        let rules = Rules::default_rules(&LabelVocab::default())?;
+        // The candidates' prior, from the training cells, before the predictor loads it.
+        let train = data.split("train");
+        let bytes =
+            std::fs::read(&train).with_context(|| format!("reading {}", train.display()))?;
+        let train = parse_tags_csv(&bytes, &cfg.labels)
+            .with_context(|| train.display().to_string())?
+            .table
+            .tags;
+        measure_candidate_prior(&run, &map, &rules, &train, meta.group_zoom, &cfg.labels)
+            .with_context(|| format!("the candidates' prior on {origin}"))?;
         let predictor = load_predictor(run.root(), &device)?;
         let spec = data.read_tile_source()?;
-        let rules = Rules::default_rules(&LabelVocab::default())?;
         let eval = evaluate_suggestions(
             &run,
             Inputs {

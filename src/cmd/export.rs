@@ -116,6 +116,7 @@ fn from_run(args: &ExportArgs) -> Result<Source> {
     let temperature = run.temperature()?;
     let tile_source = DataDir::new(&args.data).read_tile_source()?;
     let metrics = run.read_metrics();
+    let candidate_prior = run.read_suggestion_prior()?;
     let manifest = BundleManifest {
         format: BUNDLE_FORMAT.to_string(),
         class_weights: meta.weights_in_order(),
@@ -123,6 +124,7 @@ fn from_run(args: &ExportArgs) -> Result<Source> {
         config,
         temperature,
         tile_source,
+        candidate_prior,
         provenance: Provenance {
             data_hash: meta.input_hash.clone(),
             git_revision: git_revision(),

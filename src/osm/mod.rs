@@ -307,3 +307,55 @@ pub fn labelled_features(map: &OsmMap, rules: &rules::Rules) -> Vec<Labelled> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags(t: &[&str]) -> Tags {
+        t.iter()
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap();
+                (k.to_string(), v.to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn removing_features_deletes_bare_ones_and_strips_the_rest() {
+        let mut map = OsmMap::default();
+        for (id, t) in [
+            (1, tags(&["barrier=kerb", "kerb=lowered"])),
+            (2, tags(&["highway=crossing", "crossing=marked", "tactile_paving=yes"])),
+            (3, tags(&["entrance=main", "ref=A"])),
+            (4, tags(&["barrier=bollard"])),
+        ] {
+            map.add_node(id, 60.0 + id as f64 * 1e-4, 25.0, t);
+        }
+        map.add_node(5, 60.0, 25.001, Tags::new());
+        map.ways.push(Way { id: 10, tags: tags(&["highway=footway"]), nodes: vec![1, 2, 4, 5] });
+        map.ways.push(Way { id: 11, tags: tags(&["barrier=bollard"]), nodes: vec![5, 1] });
+        for (i, w) in map.ways.iter().enumerate() {
+            map.ways_by_id.insert(w.id, i);
+        }
+        let rules = rules::Rules::default_rules(&model_core::LabelVocab::default()).unwrap();
+        let ids: std::collections::HashSet<String> =
+            ["node/1", "node/2", "node/3", "way/11"].map(String::from).into();
+        let out = map.without_features(&ids, |k, v| rules.is_accessibility(k, v));
+        let node = |id: i64| out.tagged_nodes.iter().find(|n| n.id == id).map(|n| n.tags.clone());
+        // A kerb node is all accessibility tags: gone, from its way too.
+        assert!(node(1).is_none() && !out.coords.contains_key(&1));
+        assert_eq!(out.way(10).unwrap().nodes, vec![2, 4, 5]);
+        // A crossing keeps what it is, loses its tactile paving.
+        assert_eq!(node(2).unwrap(), tags(&["highway=crossing", "crossing=marked"]));
+        // An entrance keeps its ref.
+        assert_eq!(node(3).unwrap(), tags(&["ref=A"]));
+        // Not asked for: untouched. A bare feature way: gone.
+        assert_eq!(node(4).unwrap(), tags(&["barrier=bollard"]));
+        assert!(out.way(11).is_none());
+        // What the rules see afterwards: only the untouched bollard.
+        let left = labelled_features(&out, &rules);
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert_eq!(left[0].id, "node/4");
+    }
+}

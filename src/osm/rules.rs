@@ -3,8 +3,12 @@
 
 use anyhow::{Context, Result, bail};
 use model_core::LabelVocab;
-use model_core::data::features::FeatureTypes;
 use serde::Deserialize;
+
+/// Keys that only ever record accessibility (the feature table's optional keys that say how
+/// accessible something is, and the kerb keys).
+pub const ACCESSIBILITY_KEYS: [&str; 7] =
+    ["wheelchair", "tactile_paving", "kerb", "curb", "ramp:wheelchair", "door", "automatic_door"];
 
 /// The default table, `config/osm_rules.toml`.
 pub const DEFAULT_RULES: &str = include_str!("../../config/osm_rules.toml");
@@ -89,18 +93,12 @@ impl Rules {
         })
     }
 
-    /// Whether a tag records accessibility: one a rule names, or one the feature-type table
-    /// lists as a preset tag or optional key (`wheelchair=*`, `tactile_paving=*`, `door=*`).
-    /// What a survey would add; removing these makes a feature unmapped.
+    /// Whether a tag records accessibility: one a rule names, or one of
+    /// [`ACCESSIBILITY_KEYS`]. What a survey adds; removing these makes a feature unmapped,
+    /// while what else an element is (`highway=crossing`, `crossing=marked`, `level=1`,
+    /// `access=private`) stays.
     pub fn is_accessibility(&self, key: &str, value: &str) -> bool {
-        self.names_tag(key, value)
-            || FeatureTypes::builtin().types.iter().any(|t| {
-                t.optional_keys().contains(&key)
-                    || t.presets
-                        .iter()
-                        .flat_map(|p| &p.tags)
-                        .any(|x| x.split_once('=').is_some_and(|(k, v)| k == key && v == value))
-            })
+        self.names_tag(key, value) || ACCESSIBILITY_KEYS.contains(&key)
     }
 
     /// The type for an element with these tags, if any rule matches.

@@ -476,7 +476,7 @@ fn App() -> impl IntoView {
             scanned: 0,
             total: 0,
             failed: 0,
-            threshold: 0.6,
+            threshold: 0.5,
             bbox: String::new(),
             points_from: String::new(),
             mapped: Vec::new(),

@@ -12,7 +12,6 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use model_core::Prediction;
 use model_core::data::candidates::ALREADY_MAPPED_M;
-use model_core::data::vocab::NONE_LABEL;
 use model_core::infer::bundle::{BUNDLE_CONFIG_FILE, BUNDLE_WEIGHTS_FILE};
 
 use super::files::download;
@@ -452,19 +451,14 @@ pub fn on_scan_result(ctx: &Ctx, id: u64, lat: f64, lon: f64, p: Prediction) {
         return;
     }
     ctx.scan.update(|s| s.scanned += 1);
-    if p.label == NONE_LABEL {
-        // "No feature here" won: nothing to suggest.
+    // A suggestion names the most probable feature type; the threshold decides (from 50 % up
+    // it also beats "no feature here"), as in `accessatlas suggest`.
+    let Some((label, confidence)) = p.top_feature().map(|(l, c)| (l.to_string(), c)) else {
         return;
-    }
+    };
     let mapped = ctx.scan.with_untracked(|s| {
-        model_core::data::candidates::nearest_mapped(
-            &s.mapped,
-            &p.label,
-            lat,
-            lon,
-            ALREADY_MAPPED_M,
-        )
-        .is_some()
+        model_core::data::candidates::nearest_mapped(&s.mapped, &label, lat, lon, ALREADY_MAPPED_M)
+            .is_some()
     });
     if mapped {
         ctx.scan.update(|s| s.already_mapped += 1);
@@ -472,7 +466,7 @@ pub fn on_scan_result(ctx: &Ctx, id: u64, lat: f64, lon: f64, p: Prediction) {
     }
     ctx.suggestions.update(|v| {
         let key = v.len() as u64 + 1;
-        v.push(Suggestion { key, lat, lon, label: p.label, confidence: p.confidence });
+        v.push(Suggestion { key, lat, lon, label, confidence });
     });
 }
 
@@ -485,8 +479,20 @@ pub fn on_scan_done(ctx: &Ctx, id: u64, failed: usize) {
         s.failed = failed;
     });
     let shown = ctx.visible_suggestions().len();
+    // Nothing passes: say how sure the model was at best, so the mapper can lower the bar.
+    let best = ctx
+        .suggestions
+        .with_untracked(|v| v.iter().max_by(|a, b| a.confidence.total_cmp(&b.confidence)).cloned());
+    let hint = match best {
+        Some(b) if shown == 0 => format!(
+            " (the likeliest: {} at {:.0} %; lower the minimum confidence to see more)",
+            super::display(&b.label),
+            b.confidence * 100.0
+        ),
+        _ => String::new(),
+    };
     ctx.status.set(format!(
-        "Scan done: {shown} suggestions above the threshold{}.",
+        "Scan done: {shown} suggestions above the threshold{hint}{}.",
         if failed > 0 { format!("; {failed} points had no map tiles") } else { String::new() }
     ));
 }
@@ -566,7 +572,7 @@ pub fn SuggestionsPanel() -> impl IntoView {
         <section class="panel" aria-labelledby="sg-h">
             <h2 id="sg-h">"Suggestions"</h2>
             <label for="scan-threshold">{move || format!("Minimum confidence: {:.0} %", threshold() * 100.0)}</label>
-            <input id="scan-threshold" data-testid="scan-threshold" type="range" min="30" max="99" step="1"
+            <input id="scan-threshold" data-testid="scan-threshold" type="range" min="1" max="99" step="1"
                 prop:value=move || format!("{:.0}", threshold() * 100.0)
                 on:input=move |ev| {
                     if let Ok(v) = event_target_value(&ev).parse::<f32>() {

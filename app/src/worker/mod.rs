@@ -197,6 +197,8 @@ async fn handle(msg: ToWorker) {
             for (lat, lon) in points {
                 match predict(&m, id, lat, lon, &source).await {
                     Ok(FromWorker::Prediction { prediction, .. }) => {
+                        // Candidates, not a point a mapper chose: under the candidates' prior.
+                        let prediction = m.predictor.at_candidate(prediction);
                         post(&FromWorker::ScanResult { id, lat, lon, prediction })
                     }
                     _ => failed += 1,

@@ -134,6 +134,11 @@ pub struct BundleManifest {
     pub class_weights: Vec<f32>,
     pub tile_source: TileSourceSpec,
     pub provenance: Provenance,
+    /// Per class (label order), how often a suggestion candidate has that feature (`none`:
+    /// none), measured on the training cells by `evaluate`: the prior the suggestion pipeline
+    /// reweighs the class-balanced model's probabilities with. Absent in older bundles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate_prior: Option<Vec<f32>>,
 }
 
 impl BundleManifest {
@@ -147,6 +152,16 @@ impl BundleManifest {
             )));
         }
         m.config.validate()?;
+        if let Some(p) = &m.candidate_prior
+            && (p.len() != m.config.num_classes()
+                || p.iter().any(|x| !(x.is_finite() && *x >= 0.0)))
+        {
+            return Err(CoreError::ConfigMismatch(format!(
+                "candidate_prior: {} values for {} classes, each a share in 0..1",
+                p.len(),
+                m.config.num_classes()
+            )));
+        }
         if m.class_weights.len() != m.config.num_classes() {
             return Err(CoreError::ConfigMismatch(format!(
                 "{} class weights for {} classes",
@@ -202,6 +217,7 @@ mod tests {
             temperature: 1.3,
             class_weights: vec![1.0; 5],
             tile_source: TileSourceSpec::Render { style: "s".into(), zoom: 19 },
+            candidate_prior: None,
             provenance: Provenance {
                 data_hash: "h".into(),
                 git_revision: "r".into(),
@@ -219,6 +235,14 @@ mod tests {
         let mut other = m.clone();
         other.format = "something/9".into();
         assert!(BundleManifest::from_json(&other.to_json()).is_err());
+        // A candidate prior round-trips; one of the wrong length or negative is refused.
+        let mut with = m.clone();
+        with.candidate_prior = Some(vec![0.1, 0.0, 0.05, 0.0, 0.02]);
+        assert_eq!(BundleManifest::from_json(&with.to_json()).unwrap(), with);
+        with.candidate_prior = Some(vec![0.1; 4]);
+        assert!(BundleManifest::from_json(&with.to_json()).is_err());
+        with.candidate_prior = Some(vec![0.1, -1.0, 0.0, 0.0, 0.0]);
+        assert!(BundleManifest::from_json(&with.to_json()).is_err());
         let mut bad = m.clone();
         bad.class_weights.pop();
         assert!(BundleManifest::from_json(&bad.to_json()).is_err());

@@ -28,6 +28,8 @@ pub struct Predictor {
     pub scaler: Scaler,
     /// Softmax temperature (1 when not calibrated).
     pub temperature: f32,
+    /// The suggestion candidates' class prior (the bundle's `candidate_prior`), if measured.
+    pub candidate_prior: Option<Vec<f32>>,
     device: Device,
 }
 
@@ -39,7 +41,14 @@ impl Predictor {
         temperature: f32,
         device: &Device,
     ) -> Self {
-        Self { config, model: model.valid(), scaler, temperature, device: device.clone() }
+        Self {
+            config,
+            model: model.valid(),
+            scaler,
+            temperature,
+            candidate_prior: None,
+            device: device.clone(),
+        }
     }
 
     /// Loads a bundle from its `model.json` text and `weights.bpk` bytes.
@@ -49,7 +58,24 @@ impl Predictor {
         device: &Device,
     ) -> Result<Self, CoreError> {
         let model = model_from_bytes(&manifest.config, weights, device)?;
-        Ok(Self::new(manifest.config.clone(), model, manifest.scaler, manifest.temperature, device))
+        let mut p = Self::new(
+            manifest.config.clone(),
+            model,
+            manifest.scaler,
+            manifest.temperature,
+            device,
+        );
+        p.candidate_prior = manifest.candidate_prior.clone();
+        Ok(p)
+    }
+
+    /// A prediction at a suggestion candidate: under the candidates' prior when the bundle
+    /// has one ([`Prediction::with_prior`]), as it is otherwise.
+    pub fn at_candidate(&self, p: Prediction) -> Prediction {
+        match &self.candidate_prior {
+            Some(prior) => p.with_prior(prior),
+            None => p,
+        }
     }
 
     /// The device the model runs on.

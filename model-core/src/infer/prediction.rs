@@ -78,6 +78,48 @@ impl Prediction {
         }
     }
 
+    /// The most probable feature type (`none` set aside) and its probability: what a
+    /// suggestion names. Its probability reaching a threshold of 0.5 or more means it also
+    /// beats `none`.
+    pub fn top_feature(&self) -> Option<(&str, f32)> {
+        self.probabilities
+            .0
+            .iter()
+            .filter(|(l, _)| l != crate::data::vocab::NONE_LABEL)
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(l, p)| (l.as_str(), *p))
+    }
+
+    /// The prediction under other class priors: each probability times `prior[c]` (label
+    /// order), renormalised: Bayes' rule for a prior shift. The model trains class-balanced
+    /// (its own prior is uniform), so at suggestion candidates, where a feature is rare, the
+    /// candidates' base rates are the prior ([`crate::infer::Predictor::candidate_prior`]).
+    /// A prior of another length, or one that zeroes everything, leaves the prediction as is.
+    pub fn with_prior(&self, prior: &[f32]) -> Self {
+        let p = &self.probabilities.0;
+        if prior.len() != p.len() {
+            return self.clone();
+        }
+        let w: Vec<f32> = p.iter().zip(prior).map(|((_, q), r)| q * r.max(0.0)).collect();
+        let sum: f32 = w.iter().sum();
+        if !(sum > 0.0 && sum.is_finite()) {
+            return self.clone();
+        }
+        let mut best = 0;
+        for (i, &x) in w.iter().enumerate() {
+            if x > w[best] {
+                best = i;
+            }
+        }
+        Self {
+            label: p[best].0.clone(),
+            confidence: w[best] / sum,
+            probabilities: Probabilities(
+                p.iter().zip(&w).map(|((l, _), x)| (l.clone(), x / sum)).collect(),
+            ),
+        }
+    }
+
     /// One prediction per row of a `[batch, classes]` row-major logits buffer.
     pub fn batch_from_logits(logits: &[f32], labels: &LabelVocab, temperature: f32) -> Vec<Self> {
         logits.chunks(labels.len()).map(|row| Self::from_logits(row, labels, temperature)).collect()
@@ -93,6 +135,30 @@ mod tests {
         let p = softmax(&[1000.0, 1000.0, 0.0], 1.0);
         assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
         assert!((p[0] - 0.5).abs() < 1e-6 && p[2] < 1e-6);
+    }
+
+    #[test]
+    fn a_prior_shift_reweighs_and_renormalises() {
+        let labels = LabelVocab::with_none();
+        // The model: entrance 0.6, none 0.3; at candidates entrances are rare.
+        let p = Prediction::from_logits(
+            &[0.1f32.ln(), 1e-9f32.ln(), 0.6f32.ln(), 1e-9f32.ln(), 1e-9f32.ln(), 0.3f32.ln()],
+            &labels,
+            1.0,
+        );
+        assert_eq!(p.label, "entrance");
+        let prior = [0.01, 0.01, 0.04, 0.0, 0.02, 0.92];
+        let q = p.with_prior(&prior);
+        assert_eq!(q.label, "none");
+        let sum: f32 = q.probabilities.0.iter().map(|(_, v)| v).sum();
+        assert!((sum - 1.0).abs() < 1e-5);
+        let e = q.probabilities.0[2].1;
+        assert!((e - 0.6 * 0.04 / (0.1 * 0.01 + 0.6 * 0.04 + 0.3 * 0.92)).abs() < 1e-4, "{e}");
+        assert_eq!(q.top_feature(), Some(("entrance", e)));
+        // A uniform prior changes nothing; a wrong-sized one is ignored.
+        assert_eq!(p.with_prior(&[0.5; 6]).label, p.label);
+        assert!((p.with_prior(&[0.5; 6]).confidence - p.confidence).abs() < 1e-6);
+        assert_eq!(p.with_prior(&[1.0; 5]), p);
     }
 
     #[test]

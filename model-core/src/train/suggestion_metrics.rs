@@ -140,6 +140,33 @@ impl SuggestionEval {
     }
 }
 
+/// The class prior at suggestion candidates (label order): per feature type, the share of
+/// `candidates` within `radius_m` of a mapped feature of that type; for `none`, the share near
+/// no feature at all. What the class-balanced model's probabilities are reweighed with
+/// ([`crate::Prediction::with_prior`]); measured on cells the model trained on, never the test.
+pub fn candidate_prior(
+    candidates: &[(f64, f64)],
+    features: &[MappedFeature],
+    labels: &crate::LabelVocab,
+    radius_m: f64,
+) -> Vec<f32> {
+    let near = |c: &(f64, f64), label: Option<&str>| {
+        features.iter().any(|t| label.is_none_or(|l| t.label == l) && within(c.0, c.1, t, radius_m))
+    };
+    labels
+        .names()
+        .iter()
+        .map(|l| {
+            let n = if Some(l.as_str()) == labels.none_index().and_then(|i| labels.name(i)) {
+                candidates.iter().filter(|c| !near(c, None)).count()
+            } else {
+                candidates.iter().filter(|c| near(c, Some(l))).count()
+            };
+            ratio(n, candidates.len()) as f32
+        })
+        .collect()
+}
+
 /// Precision and recall at each threshold, per type (`labels`) and overall (`"all"`):
 /// `(threshold, precision, recall)`, thresholds ascending.
 pub fn pr_curves(
@@ -188,6 +215,16 @@ mod tests {
         // One feature, two suggestions: only one matches.
         let two = [s(0.0, "entrance", 0.8), s(0.5, "entrance", 0.9)];
         assert_eq!(match_suggestions(&two, &truth, 5.0), vec![None, Some(2)]);
+    }
+
+    #[test]
+    fn the_candidate_prior_is_the_share_near_each_type_and_none_near_nothing() {
+        let labels = crate::LabelVocab::with_none();
+        let feats = [t("a", 0.0, "ramp"), t("b", 100.0, "entrance")];
+        let cands =
+            [(north(1.0), 25.0), (north(2.0), 25.0), (north(99.0), 25.0), (north(50.0), 25.0)];
+        let p = candidate_prior(&cands, &feats, &labels, 5.0);
+        assert_eq!(p, vec![0.5, 0.0, 0.25, 0.0, 0.0, 0.25]);
     }
 
     #[test]
