@@ -92,11 +92,11 @@ fn features_in_a_bbox_and_bad_bboxes() {
 fn suggest_answers_what_the_cli_does() {
     let base = start(ApiConfig::default());
     let bbox = "24.9370,60.1685,24.9410,60.1705";
-    let (status, api) = get(&format!("{base}/api/suggest?bbox={bbox}&threshold=0.4"));
+    let (status, api) = get(&format!("{base}/api/suggest?bbox={bbox}&threshold=0.03"));
     assert_eq!(status, 200, "{api}");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_accessatlas"))
         .current_dir(ROOT)
-        .args(["suggest", "--bbox", bbox, "--threshold", "0.4", "--format", "geojson"])
+        .args(["suggest", "--bbox", bbox, "--threshold", "0.03", "--format", "geojson"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -137,7 +137,9 @@ fn write_tags(dir: &Path) -> PathBuf {
 fn collect(data: &Path, extra: &[&str]) -> Output {
     let tags = write_tags(data);
     Command::new(env!("CARGO_BIN_EXE_accessatlas"))
-        .args(["collect", "--zoom", "17", "--backoff-ms", "10", "--retries", "2", "--data"])
+        // Only the listed points: no background points (their tiles would count too).
+        .args(["collect", "--zoom", "17", "--backoff-ms", "10", "--retries", "2"])
+        .args(["--negatives-per-label", "0", "--data"])
         .arg(data)
         .arg("--tags")
         .arg(&tags)

@@ -463,7 +463,10 @@ pub fn reference_steps(
         })
         .collect();
     let refs: Vec<&FeatureExample> = examples.iter().collect();
-    let weights = [1.0, 0.5, 1.5, 1.0, 2.0];
+    // One weight per output (five types, and `none` when the model has it).
+    let classes = model.head.weight.val().dims()[1];
+    let weights: Vec<f32> =
+        [1.0, 0.5, 1.5, 1.0, 2.0, 0.8].into_iter().cycle().take(classes).collect();
     let mut t = HeadTrainer::new(model, &weights, FineTuneConfig::default(), device);
     (0..steps).map(|_| t.step(&refs).ok_or_else(|| CoreError::BadBatch("empty".into()))).collect()
 }
