@@ -134,6 +134,24 @@ async fn run_backend(backend: &str, webgpu: bool) {
     assert!((t.lat - 60.1699).abs() < 0.01 && (t.lon - 24.9384).abs() < 0.01, "{t:?}");
     assert_eq!(parsed.table.extra_columns, ["note"]);
     assert_eq!(t.extra, ["kerb ramp, e2e"]);
+    // For OpenStreetMap: a JOSM file with the tag as a new node and its type's default preset;
+    // the private note stays out.
+    c.find(Locator::Css("[data-testid=export-josm]")).await.unwrap().click().await.unwrap();
+    let osm_path = downloads.join("tags.osm");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !osm_path.is_file() {
+        assert!(Instant::now() < deadline, "no tags.osm downloaded to {}", downloads.display());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let osm = std::fs::read_to_string(&osm_path).unwrap();
+    assert!(osm.contains("<osm version=\"0.6\" upload=\"true\""), "{osm}");
+    assert!(osm.contains("<node id=\"-1\" action=\"modify\""), "{osm}");
+    assert!(
+        osm.contains("k=\"barrier\" v=\"kerb\"") && osm.contains("k=\"kerb\" v=\"lowered\""),
+        "{osm}"
+    );
+    assert!(!osm.contains("e2e"), "the note leaked: {osm}");
     // Round trip: importing the export replaces the same tag, adds nothing.
     let input = c.find(Locator::Css("[data-testid=import-file]")).await.unwrap();
     input.send_keys(&csv_path.display().to_string()).await.unwrap();

@@ -1,8 +1,11 @@
 //! The mapper's tags: add, move, edit, delete, filter, and import/export in exactly the
-//! pipeline's `tags.csv` schema (model-core's reader and writer). Pure logic: persistence is
+//! pipeline's `tags.csv` schema (model-core's reader and writer), and export as JOSM or
+//! osmChange files for an editor (model-core's `osm_edit`). Pure logic: persistence is
 //! [`crate::idb`]'s job, the DOM is the UI's.
 
 use model_core::LabelVocab;
+use model_core::data::features::FeatureTypes;
+use model_core::data::osm_edit::{EditFormat, NewNode, node_tags, write};
 use model_core::data::tags::{Rejected, Tag, TagTable, parse_tags_csv, write_tags_csv};
 use model_core::data::tile::validate_lat_lon;
 use serde::{Deserialize, Serialize};
@@ -172,6 +175,24 @@ impl TagStore {
         })
     }
 
+    /// The tags as a file an OpenStreetMap editor opens for review (JOSM XML or osmChange;
+    /// model-core's `osm_edit`, as `accessatlas osm export` writes): one new node per tag with
+    /// its type's default preset. The mapper's notes stay out (they are private unless
+    /// `accessatlas osm export --with-notes` puts them in). Nothing uploads.
+    pub fn to_osm_edit(&self, format: EditFormat) -> Result<String, String> {
+        let types = FeatureTypes::builtin();
+        let nodes = self
+            .tags
+            .iter()
+            .map(|t| {
+                let ty = types.get(&t.label).map_err(|e| format!("{}: {e}", t.id))?;
+                let tags = node_tags(ty, &[], None).map_err(|e| format!("{}: {e}", t.id))?;
+                Ok(NewNode { lat: t.lat, lon: t.lon, tags })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(write(&nodes, format, concat!("AccessAtlas ", env!("CARGO_PKG_VERSION"))))
+    }
+
     /// Serialised form for IndexedDB.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("store serialises")
@@ -193,6 +214,28 @@ impl TagStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tags_become_new_nodes_for_josm_and_osmchange() {
+        let mut s = TagStore::default();
+        s.add(60.17, 24.94, "ramp", "", "private note").unwrap();
+        s.add(60.18, 24.95, "entrance", "", "").unwrap();
+        let josm = s.to_osm_edit(EditFormat::Josm).unwrap();
+        assert!(josm.contains("upload=\"true\""), "{josm}");
+        assert!(josm.contains("<node id=\"-1\" action=\"modify\""), "{josm}");
+        assert!(josm.contains("lat=\"60.1700000\" lon=\"24.9400000\""), "{josm}");
+        assert!(josm.contains("<tag k=\"barrier\" v=\"kerb\"/>"), "{josm}");
+        assert!(josm.contains("<tag k=\"kerb\" v=\"lowered\"/>"), "{josm}");
+        assert!(josm.contains("<node id=\"-2\"") && josm.contains("v=\"yes\""), "{josm}");
+        assert!(!josm.contains("private note"), "notes stay out");
+        let osc = s.to_osm_edit(EditFormat::OsmChange).unwrap();
+        assert!(osc.contains("<osmChange") && osc.contains("<create>"), "{osc}");
+        assert_eq!(osc.matches("<node ").count(), 2);
+        assert_eq!(
+            TagStore::default().to_osm_edit(EditFormat::Josm).unwrap().matches("<node").count(),
+            0
+        );
+    }
 
     #[test]
     fn add_edit_move_delete_filter() {

@@ -3,6 +3,7 @@
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
+use model_core::data::osm_edit::EditFormat;
 use model_core::data::tags::Rejected;
 use wasm_bindgen::prelude::*;
 
@@ -313,6 +314,19 @@ pub fn ImportExport() -> impl IntoView {
             ctx.status.set(format!("Export failed: {}", crate::js::message(&e)));
         }
     };
+    // For an OpenStreetMap editor: the mapper reviews every object there and uploads from it.
+    let export_edit = move |format: EditFormat| {
+        let name = format!("tags.{}", format.extension());
+        let result = ctx.store.with_untracked(|s| s.to_osm_edit(format)).and_then(|text| {
+            download(&name, "application/xml", text.as_bytes()).map_err(|e| crate::js::message(&e))
+        });
+        match result {
+            Ok(()) => ctx.status.set(format!(
+                "Exported {name}: open it in your editor and review each object before uploading."
+            )),
+            Err(e) => ctx.status.set(format!("Export failed: {e}")),
+        }
+    };
     view! {
         <section class="panel" aria-labelledby="io-h">
             <h2 id="io-h">"Import and export"</h2>
@@ -322,6 +336,11 @@ pub fn ImportExport() -> impl IntoView {
             <div class="buttons">
                 <button type="button" data-testid="export-csv" on:click=export_csv>"Export CSV"</button>
                 <button type="button" data-testid="export-geojson" on:click=export_geojson>"Export GeoJSON"</button>
+            </div>
+            <p class="hint">"For OpenStreetMap: a file your editor opens, one new node per tag with its type's OSM tags. Review every object there before you upload; AccessAtlas uploads nothing."</p>
+            <div class="buttons">
+                <button type="button" data-testid="export-josm" on:click=move |_| export_edit(EditFormat::Josm)>"Export for JOSM (.osm)"</button>
+                <button type="button" data-testid="export-osc" on:click=move |_| export_edit(EditFormat::OsmChange)>"Export osmChange (.osc)"</button>
             </div>
             {move || report.get().map(|r| match r {
                 Err(e) => view! { <p class="error" data-testid="import-report">{e}</p> }.into_any(),
