@@ -179,10 +179,14 @@ impl TagStore {
     /// model-core's `osm_edit`, as `accessatlas osm export` writes): one new node per tag with
     /// its type's default preset. The mapper's notes stay out (they are private unless
     /// `accessatlas osm export --with-notes` puts them in). Nothing uploads.
-    pub fn to_osm_edit(&self, format: EditFormat) -> Result<String, String> {
+    /// Tags with source `osm` came from OpenStreetMap and are left out (as the CLI does);
+    /// returns the file and how many were left out.
+    pub fn to_osm_edit(&self, format: EditFormat) -> Result<(String, usize), String> {
         let types = FeatureTypes::builtin();
-        let nodes = self
-            .tags
+        let own: Vec<&Tag> =
+            self.tags.iter().filter(|t| !t.source.eq_ignore_ascii_case("osm")).collect();
+        let skipped = self.tags.len() - own.len();
+        let nodes = own
             .iter()
             .map(|t| {
                 let ty = types.get(&t.label).map_err(|e| format!("{}: {e}", t.id))?;
@@ -190,7 +194,7 @@ impl TagStore {
                 Ok(NewNode { lat: t.lat, lon: t.lon, tags })
             })
             .collect::<Result<Vec<_>, String>>()?;
-        Ok(write(&nodes, format, concat!("AccessAtlas ", env!("CARGO_PKG_VERSION"))))
+        Ok((write(&nodes, format, concat!("AccessAtlas ", env!("CARGO_PKG_VERSION"))), skipped))
     }
 
     /// Serialised form for IndexedDB.
@@ -220,7 +224,9 @@ mod tests {
         let mut s = TagStore::default();
         s.add(60.17, 24.94, "ramp", "", "private note").unwrap();
         s.add(60.18, 24.95, "entrance", "", "").unwrap();
-        let josm = s.to_osm_edit(EditFormat::Josm).unwrap();
+        s.add(60.19, 24.96, "obstacle", "osm", "").unwrap();
+        let (josm, skipped) = s.to_osm_edit(EditFormat::Josm).unwrap();
+        assert_eq!(skipped, 1, "the tag that came from OSM stays out");
         assert!(josm.contains("upload=\"true\""), "{josm}");
         assert!(josm.contains("<node id=\"-1\" action=\"modify\""), "{josm}");
         assert!(josm.contains("lat=\"60.1700000\" lon=\"24.9400000\""), "{josm}");
@@ -228,13 +234,12 @@ mod tests {
         assert!(josm.contains("<tag k=\"kerb\" v=\"lowered\"/>"), "{josm}");
         assert!(josm.contains("<node id=\"-2\"") && josm.contains("v=\"yes\""), "{josm}");
         assert!(!josm.contains("private note"), "notes stay out");
-        let osc = s.to_osm_edit(EditFormat::OsmChange).unwrap();
+        let (osc, _) = s.to_osm_edit(EditFormat::OsmChange).unwrap();
         assert!(osc.contains("<osmChange") && osc.contains("<create>"), "{osc}");
         assert_eq!(osc.matches("<node ").count(), 2);
-        assert_eq!(
-            TagStore::default().to_osm_edit(EditFormat::Josm).unwrap().matches("<node").count(),
-            0
-        );
+        assert!(!osc.contains("bollard"));
+        let (empty, _) = TagStore::default().to_osm_edit(EditFormat::Josm).unwrap();
+        assert_eq!(empty.matches("<node").count(), 0);
     }
 
     #[test]

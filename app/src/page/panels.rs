@@ -317,12 +317,19 @@ pub fn ImportExport() -> impl IntoView {
     // For an OpenStreetMap editor: the mapper reviews every object there and uploads from it.
     let export_edit = move |format: EditFormat| {
         let name = format!("tags.{}", format.extension());
-        let result = ctx.store.with_untracked(|s| s.to_osm_edit(format)).and_then(|text| {
-            download(&name, "application/xml", text.as_bytes()).map_err(|e| crate::js::message(&e))
+        let result = ctx.store.with_untracked(|s| s.to_osm_edit(format)).and_then(|(text, n)| {
+            download(&name, "application/xml", text.as_bytes())
+                .map(|()| n)
+                .map_err(|e| crate::js::message(&e))
         });
         match result {
-            Ok(()) => ctx.status.set(format!(
-                "Exported {name}: open it in your editor and review each object before uploading."
+            Ok(skipped) => ctx.status.set(format!(
+                "Exported {name}{}: open it in your editor and review each object before uploading.",
+                if skipped > 0 {
+                    format!(" ({skipped} tags with source osm left out: they came from OpenStreetMap)")
+                } else {
+                    String::new()
+                }
             )),
             Err(e) => ctx.status.set(format!("Export failed: {e}")),
         }
