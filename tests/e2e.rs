@@ -70,13 +70,24 @@ async fn run_backend(backend: &str, webgpu: bool) {
     assert!((sum - 1.0).abs() < 1e-3, "probabilities sum to {sum}");
     assert!(summary.contains("confident"), "{summary}");
 
-    // Save the tag as a ramp with a note.
-    c.find(Locator::Css("[data-testid=tag-type]"))
-        .await
-        .unwrap()
-        .select_by_value("ramp")
-        .await
-        .unwrap();
+    // Save the tag as a ramp with a note; the type letters pick the type (D: entrance, R: ramp).
+    let select = c.find(Locator::Css("[data-testid=tag-type]")).await.unwrap();
+    select.send_keys("d").await.unwrap();
+    wait_js(
+        c,
+        "document.querySelector('[data-testid=tag-type]').value === 'entrance'",
+        "D picks entrance",
+        5,
+    )
+    .await;
+    select.send_keys("r").await.unwrap();
+    wait_js(
+        c,
+        "document.querySelector('[data-testid=tag-type]').value === 'ramp'",
+        "R picks ramp",
+        5,
+    )
+    .await;
     c.find(Locator::Css("[data-testid=tag-note]"))
         .await
         .unwrap()
@@ -115,6 +126,16 @@ async fn run_backend(backend: &str, webgpu: bool) {
         .await
         .unwrap();
     assert_eq!(row_type, json!("ramp"));
+    // "Edit in iD" opens openstreetmap.org's editor at the tag.
+    let href = c
+        .execute(
+            "return document.querySelector('[data-testid=edit-in-id]').getAttribute('href')",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let href = href.as_str().unwrap();
+    assert!(href.starts_with("https://www.openstreetmap.org/edit?editor=id#map=19/60.1"), "{href}");
 
     // Export CSV: the pipeline's reader takes it, and it holds the tag.
     c.find(Locator::Css("[data-testid=export-csv]")).await.unwrap().click().await.unwrap();

@@ -3,6 +3,7 @@
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
+use model_core::data::features::FeatureTypes;
 use model_core::data::osm_edit::EditFormat;
 use model_core::data::tags::Rejected;
 use wasm_bindgen::prelude::*;
@@ -101,6 +102,23 @@ pub fn TagForm() -> impl IntoView {
         ctx.status.set(format!("Deleted tag {id}."));
     };
     let cancel = move |_| ctx.draft.set(None);
+    // The type letters (R, E, D, T, O, from the feature-type table) pick the type.
+    let pick_by_letter = move |e: web_sys::KeyboardEvent| {
+        if e.ctrl_key() || e.meta_key() || e.alt_key() {
+            return;
+        }
+        let mut chars = e.key().chars();
+        let (Some(c), None) = (chars.next(), chars.next()) else { return };
+        if let Some(t) = FeatureTypes::builtin().by_letter(c) {
+            e.prevent_default();
+            let name = t.name.clone();
+            ctx.draft.update(|d| {
+                if let Some(d) = d {
+                    d.label = name
+                }
+            });
+        }
+    };
     let d = move || ctx.draft.get();
     view! {
         <Show when=move || d().is_some()>
@@ -110,6 +128,7 @@ pub fn TagForm() -> impl IntoView {
                 <p class="coords">{move || d().map(|d| format!("{:.5}, {:.5}", d.lat, d.lon)).unwrap_or_default()}</p>
                 <label for="tag-type">"Type"</label>
                 <select id="tag-type" data-testid="tag-type" on:change=field(|d, v| d.label = v)
+                    on:keydown=pick_by_letter
                     prop:value=move || d().map(|d| d.label).unwrap_or_default()>
                     {labels().names().iter().map(|l| view! {
                         <option value=l.clone()>{format!("{} ({})", display(l), letter(l))}</option>
@@ -234,6 +253,9 @@ pub fn TagList() -> impl IntoView {
                                 <span class="tag-text">{format!("{} · {} · {:.5}, {:.5}", display(&label), t.source, t.lat, t.lon)}</span>
                                 <button type="button" class="small" aria-label=format!("Edit {} {}", display(&label), t.id)
                                     on:click=move |_| ctx.select(&id)>"Edit"</button>
+                                <a class="small edit-id" data-testid="edit-in-id" target="_blank" rel="noopener"
+                                    href=format!("https://www.openstreetmap.org/edit?editor=id#map=19/{:.6}/{:.6}", t.lat, t.lon)
+                                    aria-label=format!("Edit in iD at {} {}", display(&label), t.id)>"Edit in iD"</a>
                                 <button type="button" class="small danger" aria-label=format!("Delete {} {}", display(&label), t.id)
                                     on:click=move |_| {
                                         ctx.edit_store(|s| { s.delete(&id_del); });
