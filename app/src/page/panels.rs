@@ -107,7 +107,8 @@ pub fn TagForm() -> impl IntoView {
         if e.ctrl_key() || e.meta_key() || e.alt_key() {
             return;
         }
-        let mut chars = e.key().chars();
+        let key = e.key();
+        let mut chars = key.chars();
         let (Some(c), None) = (chars.next(), chars.next()) else { return };
         if let Some(t) = FeatureTypes::builtin().by_letter(c) {
             e.prevent_default();
