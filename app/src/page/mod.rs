@@ -76,9 +76,6 @@ pub struct Draft {
     pub label: String,
     pub source: String,
     pub note: String,
-    /// Whether the mapper chose the type (an existing tag's counts as chosen); until then a
-    /// new tag's type follows the prediction.
-    pub chosen: bool,
 }
 
 /// Map base layer settings (from the settings panel or `?tiles=`/`?attribution=`).
@@ -222,7 +219,6 @@ impl Ctx {
             label: "entrance".into(),
             source: DEFAULT_SOURCE.into(),
             note: String::new(),
-            chosen: false,
         }));
         self.status.set(format!("New tag at {lat:.5}, {lon:.5}: choose its type and save."));
         self.predict(lat, lon, DEFAULT_SOURCE);
@@ -238,7 +234,6 @@ impl Ctx {
                 label: t.label.clone(),
                 source: t.source.clone(),
                 note: store.note(t).to_string(),
-                chosen: true,
             })
         });
         let Some(d) = draft else { return };
@@ -309,19 +304,6 @@ fn start_worker(ctx: Ctx) {
             }
             FromWorker::Prediction { id, lat, lon, prediction, tiles_ms, model_ms } => {
                 if id == ctx.next_request.get_value() {
-                    // A new tag whose type the mapper has not chosen takes the predicted one.
-                    if let Some((label, _)) = prediction.top_feature() {
-                        let label = label.to_string();
-                        ctx.draft.update(|d| {
-                            if let Some(d) = d
-                                && d.id.is_none()
-                                && !d.chosen
-                                && (d.lat, d.lon) == (lat, lon)
-                            {
-                                d.label = label;
-                            }
-                        });
-                    }
                     ctx.prediction.set(PredictionState::Done {
                         lat,
                         lon,
