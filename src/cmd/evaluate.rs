@@ -12,6 +12,7 @@ use clap::Args;
 use model_core::LabelVocab;
 use model_core::data::tags::parse_tags_csv;
 use model_core::data::vocab::NONE_LABEL;
+use model_core::infer::Predictor;
 use model_core::infer::calibration::{expected_calibration_error, fit_temperature};
 use model_core::infer::prediction::softmax;
 use model_core::train::metrics::{ClassMetrics, Metrics};
@@ -20,7 +21,7 @@ use model_core::train::suggestion_metrics::SuggestionEval;
 use crate::fsutil::write_atomic;
 use crate::osm::OsmMap;
 use crate::osm::rules::Rules;
-use crate::run::{Calibration, DataDir, RunDir, load_predictor};
+use crate::run::{Calibration, DataDir, RunDir};
 use crate::score::{Scored, score};
 use crate::suggestion_eval::{Inputs, evaluate_suggestions, measure_candidate_prior};
 use crate::tiles::Politeness;
@@ -272,9 +273,12 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
             .with_context(|| train.display().to_string())?
             .table
             .tags;
-        measure_candidate_prior(&run, &map, &rules, &train, meta.group_zoom, &cfg.labels)
-            .with_context(|| format!("the candidates' prior on {origin}"))?;
-        let predictor = load_predictor(run.root(), &device)?;
+        let prior =
+            measure_candidate_prior(&run, &map, &rules, &train, meta.group_zoom, &cfg.labels)
+                .with_context(|| format!("the candidates' prior on {origin}"))?;
+        // The model already loaded, as `load_predictor` would build it from this run.
+        let mut predictor = Predictor::new(cfg.clone(), model, meta.scaler, temperature, &device);
+        predictor.candidate_prior = Some(prior);
         let spec = data.read_tile_source()?;
         let eval = evaluate_suggestions(
             &run,

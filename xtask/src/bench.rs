@@ -57,7 +57,7 @@ fn train_once(args: &[&str]) -> Result<Vec<serde_json::Value>> {
 }
 
 /// A Python venv under the cache with `requirements` installed (pinned there).
-fn venv(name: &str, requirements: &[&str]) -> Result<PathBuf> {
+pub fn venv(name: &str, requirements: &[&str]) -> Result<PathBuf> {
     let venv = cache_dir().join(name);
     let python = venv.join("bin").join("python");
     if !python.exists() {

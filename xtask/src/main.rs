@@ -159,14 +159,8 @@ fn ensure_osm_clients() -> Result<()> {
 }
 
 fn reference(root: &Path) -> Result<()> {
-    let venv = cache_dir().join("venv-reference");
-    let python = venv.join("bin").join("python");
-    if !python.exists() {
-        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-    }
-    run(Command::new(&python)
-        .args(["-m", "pip", "install", "-q", "-r"])
-        .arg(root.join("tests/reference/requirements.txt")))?;
+    let requirements = root.join("tests/reference/requirements.txt");
+    let python = bench::venv("venv-reference", &["-r", &requirements.to_string_lossy()])?;
     run(Command::new(&python)
         .arg(root.join("tests/reference/efficientnet_lite0.py"))
         .arg(root.join("tests/fixtures/pretrained")))?;
@@ -178,14 +172,8 @@ fn reference(root: &Path) -> Result<()> {
 /// split as `cargo run --release` (collect + preprocess on the bundled extract, same seeds),
 /// written to `tests/fixtures/reference/train_torch.json` for README and BENCHMARKS.md.
 fn reference_train(root: &Path) -> Result<()> {
-    let venv = cache_dir().join("venv-reference");
-    let python = venv.join("bin").join("python");
-    if !python.exists() {
-        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-    }
-    run(Command::new(&python)
-        .args(["-m", "pip", "install", "-q", "-r"])
-        .arg(root.join("tests/reference/requirements.txt")))?;
+    let requirements = root.join("tests/reference/requirements.txt");
+    let python = bench::venv("venv-reference", &["-r", &requirements.to_string_lossy()])?;
     let exe = bench::accessatlas_exe(root)?;
     let data = std::env::temp_dir().join("accessatlas-reference-train").join("data");
     let _ = std::fs::remove_dir_all(&data);
