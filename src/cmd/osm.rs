@@ -26,6 +26,19 @@ pub const ALREADY_MAPPED_M: f64 = 3.0;
 pub enum OsmCommand {
     /// Write the mapper's tags as an osmChange or JOSM file for review in an editor.
     Export(ExportArgs),
+    /// Read an extract and count what AccessAtlas keeps of it: elements, labelled features per
+    /// type, and the time the read took.
+    Stats(StatsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// The extract (default: the bundled one).
+    #[arg(long)]
+    pub osm: Option<PathBuf>,
+    /// Print one JSON object instead of lines of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -49,6 +62,7 @@ pub struct ExportArgs {
 
 pub fn run(cmd: OsmCommand) -> Result<()> {
     match cmd {
+        OsmCommand::Stats(a) => stats(&a),
         OsmCommand::Export(a) => {
             let s = export(&a)?;
             for line in &s.already_mapped {
@@ -68,6 +82,34 @@ pub fn run(cmd: OsmCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn stats(args: &StatsArgs) -> Result<()> {
+    let start = std::time::Instant::now();
+    let (map, origin) = OsmMap::open(args.osm.as_deref())?;
+    let seconds = start.elapsed().as_secs_f64();
+    let rules = Rules::default_rules(&LabelVocab::default())?;
+    let mut per_type = std::collections::BTreeMap::<String, usize>::new();
+    for f in mapped_features(&map, &rules) {
+        *per_type.entry(f.label).or_default() += 1;
+    }
+    let (nodes, ways, multipolygons) = (map.coords.len(), map.ways.len(), map.multipolygons.len());
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "extract": origin, "seconds": seconds, "nodes": nodes, "ways": ways,
+                "multipolygons": multipolygons, "features": per_type,
+            })
+        );
+    } else {
+        println!("{origin}: read in {seconds:.2} s");
+        println!("{nodes} nodes, {ways} ways, {multipolygons} multipolygons");
+        for (t, n) in &per_type {
+            println!("{t:<14} {n:>7}");
+        }
+    }
+    Ok(())
 }
 
 /// What an export did.

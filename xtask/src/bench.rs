@@ -3,7 +3,8 @@
 //!
 //! Sections: `data` (PBF read vs pyosmium, tile rendering, collect), `train` (Burn vs PyTorch
 //! training throughput), `browser` (the app in headless Chromium), `api` (the prediction API
-//! under load). Naming sections re-runs only those and replaces them in `BENCHMARKS.md`,
+//! under load), `suggest` (the suggestion pipeline), `scale` (`--sizes 1,10,100`: collect and
+//! serve on N-copy extracts, `scale.rs`). Naming sections re-runs only those and replaces them in `BENCHMARKS.md`,
 //! keeping the others. `--quick` runs the AccessAtlas side once on tiny sizes and writes
 //! nothing (the CI smoke test).
 
@@ -12,9 +13,10 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{cache_dir, cargo, output, run, web};
+use crate::{accessatlas_exe, cache_dir, cargo, output, run, venv, web};
 
-pub const SECTIONS: [&str; 6] = ["data", "train", "inference", "browser", "api", "suggest"];
+pub const SECTIONS: [&str; 7] =
+    ["data", "train", "inference", "browser", "api", "suggest", "scale"];
 
 /// JSON lines of a benchmark's stdout.
 fn json_lines(s: &str) -> Vec<serde_json::Value> {
@@ -57,20 +59,14 @@ fn train_once(args: &[&str]) -> Result<Vec<serde_json::Value>> {
 }
 
 /// A Python venv under the cache with `requirements` installed (pinned there).
-pub fn venv(name: &str, requirements: &[&str]) -> Result<PathBuf> {
-    let venv = cache_dir().join(name);
-    let python = venv.join("bin").join("python");
-    if !python.exists() {
-        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-    }
-    run(Command::new(&python).args(["-m", "pip", "install", "-q"]).args(requirements))?;
-    Ok(python)
-}
-
 pub fn bench(root: &Path, args: &[String]) -> Result<()> {
     let quick = args.iter().any(|a| a == "--quick");
-    let only: Vec<&str> =
-        args.iter().filter(|a| !a.starts_with("--")).map(String::as_str).collect();
+    let only: Vec<&str> = args
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| !a.starts_with("--") && (*i == 0 || args[i - 1] != "--sizes"))
+        .map(|(_, a)| a.as_str())
+        .collect();
     if let Some(bad) = only.iter().find(|s| !SECTIONS.contains(s)) {
         bail!("unknown benchmark section `{bad}` (expected some of: {})", SECTIONS.join(", "));
     }
@@ -97,6 +93,9 @@ pub fn bench(root: &Path, args: &[String]) -> Result<()> {
     if wanted("suggest") {
         sections.push(suggest_section()?);
     }
+    if wanted("scale") {
+        sections.push(crate::scale::scale_section(root, &scale_sizes(args)?)?);
+    }
     // Each section records the run that wrote it: sections re-run alone come from other
     // commits, days and machines than the rest.
     let record = run_record(root);
@@ -106,6 +105,20 @@ pub fn bench(root: &Path, args: &[String]) -> Result<()> {
     std::fs::write(&path, merge(&header(), &old, &sections, only.is_empty()))?;
     eprintln!("BENCHMARKS.md written");
     Ok(())
+}
+
+/// `--sizes 1,10,100` (the default) for the scale section.
+fn scale_sizes(args: &[String]) -> Result<Vec<usize>> {
+    let Some(i) = args.iter().position(|a| a == "--sizes") else {
+        return Ok(vec![1, 10, 100]);
+    };
+    let list = args.get(i + 1).context("--sizes needs a list such as 1,10,100")?;
+    let sizes: Vec<usize> = list
+        .split(',')
+        .map(|s| s.parse().with_context(|| format!("--sizes: `{s}` is not a number")))
+        .collect::<Result<_>>()?;
+    anyhow::ensure!(!sizes.is_empty() && sizes.iter().all(|&s| s >= 1), "--sizes: counts >= 1");
+    Ok(sizes)
 }
 
 /// The AccessAtlas side of every benchmark, once, on tiny sizes.
@@ -140,7 +153,10 @@ fn smoke(root: &Path) -> Result<()> {
     }
     let rows = cargo_bench("suggest", &["--side-m", "60"])?;
     find(&rows, "suggest_cli")?;
-    eprintln!("bench --quick: data_stage, train_step, infer, browser, api_load and suggest ok");
+    crate::scale::scale_section(root, &[1, 2])?;
+    eprintln!(
+        "bench --quick: data_stage, train_step, infer, browser, api_load, suggest and scale ok"
+    );
     Ok(())
 }
 
@@ -346,15 +362,6 @@ the GPU speed-up mixed precision is for (`cargo xtask gpu` checks its correctnes
         train_rows.join("\n"),
         mixed_rows.join("\n"),
     ))
-}
-
-/// The release `accessatlas` binary (built if needed).
-pub fn accessatlas_exe(root: &Path) -> Result<PathBuf> {
-    run(cargo().args(["build", "--release", "--quiet", "--bin", "accessatlas"]))?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    Ok(target.join("release").join("accessatlas"))
 }
 
 /// The shipped bundle exported by the release binary (`--format F`, extra arguments), into a

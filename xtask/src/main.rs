@@ -11,6 +11,8 @@
 //! - `bench [--quick] [SECTION...]`: every benchmark, AccessAtlas and the reference alternating
 //!   in one run; rewrites `BENCHMARKS.md` (only the named sections, if any). `--quick` runs the
 //!   AccessAtlas side once (CI smoke test). See `bench.rs`.
+//! - `synth --copies N --out FILE.osm.pbf`: the bundled extract copied N times side by side
+//!   with fresh ids (the scale benchmark's input; `scale.rs`).
 //! - `gpu`: the wgpu backend against the CPU (`tests/gpu.rs`, release build with
 //!   `--features wgpu`) on the machine's GPU, or on Mesa's lavapipe (software Vulkan, installed
 //!   from Debian if no Vulkan driver is present). Not part of `test`: see `gpu.rs`.
@@ -30,6 +32,7 @@ mod crates;
 mod cycles;
 mod docs;
 mod gpu;
+mod scale;
 mod web;
 
 fn main() -> Result<()> {
@@ -47,6 +50,7 @@ fn main() -> Result<()> {
         },
         "bench" => bench::bench(&root, &args[1..]),
         "gpu" => gpu::gpu(&root),
+        "synth" => scale::synth_task(&root, &args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <serve|test|gpu|bench [--quick] [SECTION...]|reference [parity|train]>"
@@ -62,6 +66,9 @@ fn main() -> Result<()> {
                 bench::SECTIONS.join(", ")
             );
             eprintln!("  test       fmt, clippy, all tests, wasm32 build (what CI runs)");
+            eprintln!(
+                "  synth      --copies N --out FILE.osm.pbf: the bundled extract copied N times (scale bench)"
+            );
             eprintln!(
                 "  gpu        the wgpu backend against the CPU (a GPU, else Mesa's software Vulkan)"
             );
@@ -160,7 +167,7 @@ fn ensure_osm_clients() -> Result<()> {
 
 fn reference(root: &Path) -> Result<()> {
     let requirements = root.join("tests/reference/requirements.txt");
-    let python = bench::venv("venv-reference", &["-r", &requirements.to_string_lossy()])?;
+    let python = venv("venv-reference", &["-r", &requirements.to_string_lossy()])?;
     run(Command::new(&python)
         .arg(root.join("tests/reference/efficientnet_lite0.py"))
         .arg(root.join("tests/fixtures/pretrained")))?;
@@ -173,8 +180,8 @@ fn reference(root: &Path) -> Result<()> {
 /// written to `tests/fixtures/reference/train_torch.json` for README and BENCHMARKS.md.
 fn reference_train(root: &Path) -> Result<()> {
     let requirements = root.join("tests/reference/requirements.txt");
-    let python = bench::venv("venv-reference", &["-r", &requirements.to_string_lossy()])?;
-    let exe = bench::accessatlas_exe(root)?;
+    let python = venv("venv-reference", &["-r", &requirements.to_string_lossy()])?;
+    let exe = accessatlas_exe(root)?;
     let data = std::env::temp_dir().join("accessatlas-reference-train").join("data");
     let _ = std::fs::remove_dir_all(&data);
     run(Command::new(&exe).arg("collect").arg("--data").arg(&data))?;
@@ -215,4 +222,24 @@ fn output(cmd: &mut Command) -> Result<String> {
         bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A Python venv in the cache with `requirements` installed; its `python`.
+pub fn venv(name: &str, requirements: &[&str]) -> Result<PathBuf> {
+    let venv = cache_dir().join(name);
+    let python = venv.join("bin").join("python");
+    if !python.exists() {
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    }
+    run(Command::new(&python).args(["-m", "pip", "install", "-q"]).args(requirements))?;
+    Ok(python)
+}
+
+/// The release `accessatlas` binary (built if needed).
+pub fn accessatlas_exe(root: &Path) -> Result<PathBuf> {
+    run(cargo().args(["build", "--release", "--quiet", "--bin", "accessatlas"]))?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    Ok(target.join("release").join("accessatlas"))
 }
