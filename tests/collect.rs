@@ -189,3 +189,32 @@ fn unreadable_inputs_name_the_file() {
     assert!(text(&out).contains("empty.csv") && text(&out).contains("empty"), "{}", text(&out));
     std::fs::remove_dir_all(&data).ok();
 }
+
+/// A download cut short or a file damaged in the middle: an error naming the file and the byte
+/// offset of the bad blob, and nothing written (no `tags.csv`, no images).
+#[test]
+fn truncated_or_corrupt_extracts_name_the_offset_and_write_nothing() {
+    let good = std::fs::read(root().join("assets/osm/helsinki.osm.pbf")).unwrap();
+    let mut corrupt = good.clone();
+    // Inside the data of a blob in the middle of the file.
+    for b in &mut corrupt[200_000..200_400] {
+        *b ^= 0x5a;
+    }
+    for (name, bytes, offset_word) in [
+        ("truncated", good[..300_000].to_vec(), "truncated at byte offset"),
+        ("cut-in-a-length", good[..good.len() - 2].to_vec(), "byte offset"),
+        ("corrupt", corrupt, "corrupt blob at byte offset"),
+    ] {
+        let dir = tmp(name);
+        let pbf = dir.join(format!("{name}.osm.pbf"));
+        std::fs::write(&pbf, &bytes).unwrap();
+        let data = dir.join("data");
+        let out = run(&["--osm", pbf.to_str().unwrap()], &data);
+        let t = text(&out);
+        assert!(!out.status.success(), "{name}: {t}");
+        assert!(t.contains(&format!("{name}.osm.pbf")) && t.contains(offset_word), "{name}: {t}");
+        assert!(!t.contains("panicked"), "{t}");
+        assert!(!data.join("tags.csv").exists() && !data.join("images").exists(), "{name}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

@@ -1,13 +1,13 @@
 //! `accessatlas collect`: labelled locations (from an OSM extract or the user's CSV) and one
 //! 224x224 map tile per location, centred on it, in `DATA/images/` + `DATA/tags.csv`.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use model_core::LabelVocab;
 use model_core::data::background::background_points;
 use model_core::data::preprocess::INPUT_SIZE;
@@ -24,7 +24,7 @@ use crate::osm::rules::Rules;
 use crate::osm::{OsmMap, geometry_in, labelled_features};
 use crate::render::style;
 use crate::run::DataDir;
-use crate::tiles::{Origin, Politeness, fetch_all};
+use crate::tiles::{Origin, Politeness, fetch_with, tile_bar_style};
 
 #[derive(Args, Debug)]
 pub struct CollectArgs {
@@ -229,47 +229,18 @@ pub fn collect(args: &CollectArgs) -> Result<Summary> {
         let w = Window::centered(t.lat, t.lon, args.zoom, INPUT_SIZE)?;
         todo.push((t, w));
     }
-    let needed: BTreeSet<TileId> =
-        todo.iter().flat_map(|(_, w)| w.placements()).map(|p| p.tile).collect();
-    let needed: Vec<TileId> = needed.into_iter().collect();
-    let tiles = fetch_all(source.as_ref(), &needed, "tiles");
-    for (_, origin) in tiles.values().flatten() {
-        *summary.tiles.entry(*origin).or_default() += 1;
-    }
-    let bar = ProgressBar::new(todo.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template("images {bar:40} {pos}/{len} {per_sec} eta {eta}")
-            .expect("valid template"),
-    );
-    for (mut t, w) in todo {
-        bar.inc(1);
-        let mut parts = Vec::new();
-        let mut errors = Vec::new();
-        for p in w.placements() {
-            match &tiles[&p.tile] {
-                Ok((img, _)) => parts.push((p, img.clone())),
-                Err(e) => {
-                    errors.push(format!("tile {}/{}/{}: {e:#}", p.tile.z, p.tile.x, p.tile.y))
-                }
-            }
-        }
-        if !errors.is_empty() {
-            fail(&mut summary, &mut rejected, &t, errors.join("; "));
-            continue;
-        }
-        let rel = DataDir::image_rel(&safe_file_name(&t.id));
-        match encode_png(&w.stitch(&parts, style::BACKGROUND))
-            .and_then(|png| write_atomic(&data.resolve(&rel), &png))
-        {
-            Ok(()) => {
+    let (outcomes, origins) = images(source.as_ref(), &todo, &data);
+    summary.tiles = origins;
+    for ((mut t, _), outcome) in todo.into_iter().zip(outcomes) {
+        match outcome {
+            Ok(rel) => {
                 summary.written += 1;
                 t.image = Some(rel);
                 kept.push(t);
             }
-            Err(e) => fail(&mut summary, &mut rejected, &t, format!("{e:#}")),
+            Err(reason) => fail(&mut summary, &mut rejected, &t, reason),
         }
     }
-    bar.finish_and_clear();
     table.tags = kept;
     for l in features.names() {
         summary.per_type.insert(l.clone(), 0);
@@ -344,6 +315,102 @@ fn background_tags(
             extra: Vec::new(),
         })
         .collect())
+}
+
+/// Places per batch. A batch's tiles are fetched together and dropped once no later batch
+/// needs them; batches follow the places' Z-order, so memory holds the tiles around a few
+/// hundred places whatever the size of the area.
+const BATCH: usize = 48;
+
+/// `(x, y)` interleaved bit by bit: nearby tiles get nearby keys.
+fn z_order(x: u32, y: u32) -> u64 {
+    let spread = |v: u32| {
+        let mut v = u64::from(v);
+        v = (v | (v << 16)) & 0x0000_ffff_0000_ffff;
+        v = (v | (v << 8)) & 0x00ff_00ff_00ff_00ff;
+        v = (v | (v << 4)) & 0x0f0f_0f0f_0f0f_0f0f;
+        v = (v | (v << 2)) & 0x3333_3333_3333_3333;
+        (v | (v << 1)) & 0x5555_5555_5555_5555
+    };
+    spread(x) | (spread(y) << 1)
+}
+
+/// Cuts each place's image from its tiles and writes it: the image's path relative to the data
+/// folder, or why it failed, in `todo`'s order; and how the tiles were obtained. Each tile is
+/// fetched once.
+fn images(
+    source: &dyn crate::tiles::TileSource,
+    todo: &[(Tag, Window)],
+    data: &DataDir,
+) -> (Vec<Result<String, String>>, BTreeMap<Origin, usize>) {
+    let placements: Vec<_> = todo.iter().map(|(_, w)| w.placements()).collect();
+    let mut order: Vec<usize> = (0..todo.len()).collect();
+    order.sort_by_key(|&i| placements[i].first().map(|p| z_order(p.tile.x, p.tile.y)));
+    let batches: Vec<&[usize]> = order.chunks(BATCH).collect();
+    // The last batch that needs each tile.
+    let mut last_use: HashMap<TileId, usize> = HashMap::new();
+    for (b, batch) in batches.iter().enumerate() {
+        for &i in *batch {
+            for p in &placements[i] {
+                last_use.insert(p.tile, b);
+            }
+        }
+    }
+    let progress = MultiProgress::new();
+    let tile_bar = progress.add(ProgressBar::new(last_use.len() as u64));
+    tile_bar.set_style(tile_bar_style("tiles "));
+    let image_bar = progress.add(ProgressBar::new(todo.len() as u64));
+    image_bar.set_style(
+        ProgressStyle::with_template("images {bar:40} {pos}/{len} {per_sec} eta {eta}")
+            .expect("valid template"),
+    );
+    let mut origins = BTreeMap::new();
+    let mut held: HashMap<TileId, Result<image::RgbaImage, String>> = HashMap::new();
+    let mut out: Vec<Option<Result<String, String>>> = vec![None; todo.len()];
+    for (b, batch) in batches.iter().enumerate() {
+        let missing: BTreeSet<TileId> = batch
+            .iter()
+            .flat_map(|&i| &placements[i])
+            .map(|p| p.tile)
+            .filter(|t| !held.contains_key(t))
+            .collect();
+        let missing: Vec<TileId> = missing.into_iter().collect();
+        for (t, r) in fetch_with(source, &missing, &tile_bar) {
+            held.insert(
+                t,
+                r.map(|(img, origin)| {
+                    *origins.entry(origin).or_default() += 1;
+                    img
+                })
+                .map_err(|e| format!("tile {}/{}/{}: {e:#}", t.z, t.x, t.y)),
+            );
+        }
+        for &i in *batch {
+            image_bar.inc(1);
+            let (t, w) = &todo[i];
+            let mut parts = Vec::new();
+            let mut errors = Vec::new();
+            for p in &placements[i] {
+                match &held[&p.tile] {
+                    Ok(img) => parts.push((*p, img.clone())),
+                    Err(e) => errors.push(e.clone()),
+                }
+            }
+            out[i] = Some(if errors.is_empty() {
+                let rel = DataDir::image_rel(&safe_file_name(&t.id));
+                encode_png(&w.stitch(&parts, style::BACKGROUND))
+                    .and_then(|png| write_atomic(&data.resolve(&rel), &png))
+                    .map(|()| rel)
+                    .map_err(|e| format!("{e:#}"))
+            } else {
+                Err(errors.join("; "))
+            });
+        }
+        held.retain(|t, _| last_use[t] > b);
+    }
+    tile_bar.finish_and_clear();
+    image_bar.finish_and_clear();
+    (out.into_iter().map(|o| o.expect("every place is in one batch")).collect(), origins)
 }
 
 fn encode_png(img: &image::RgbImage) -> Result<Vec<u8>> {

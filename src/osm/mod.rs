@@ -6,10 +6,10 @@ pub mod rules;
 use std::collections::HashMap;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use model_core::data::candidates::{GeoNode, GeoWay, Geometry, MappedFeature};
 use model_core::data::tile::BBox;
-use osmpbf::{Element, ElementReader, RelMemberType};
+use osmpbf::{Element, RelMemberType};
 
 /// The bundled extract of central Helsinki (© OpenStreetMap contributors, ODbL 1.0): what
 /// `collect` labels and `serve` renders when no `--osm` is given.
@@ -78,42 +78,52 @@ impl OsmMap {
         }
     }
 
-    /// Reads PBF bytes; `origin` names them in errors.
+    /// Reads PBF bytes; `origin` names them in errors. The file's framing is checked first
+    /// ([`frames`]), so a truncated or corrupt file is an error naming the byte offset of the
+    /// bad blob, never a silently shorter map.
     pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<Self> {
-        let reader = ElementReader::new(bytes);
+        let frames = frames(bytes).with_context(|| format!("reading OSM extract {origin}"))?;
         let mut map = OsmMap::default();
-        reader
-            .for_each(|el| match el {
-                Element::Node(n) => map.add_node(n.id(), n.lat(), n.lon(), own(n.tags())),
-                Element::DenseNode(n) => map.add_node(n.id(), n.lat(), n.lon(), own(n.tags())),
-                Element::Way(w) => {
-                    map.ways_by_id.insert(w.id(), map.ways.len());
-                    map.ways.push(Way {
-                        id: w.id(),
-                        tags: own(w.tags()),
-                        nodes: w.refs().collect(),
-                    });
+        for f in frames {
+            let corrupt =
+                || format!("reading OSM extract {origin}: corrupt blob at byte offset {}", f.start);
+            for blob in osmpbf::BlobReader::new(&bytes[f.start..f.end]) {
+                if let osmpbf::BlobDecode::OsmData(block) =
+                    blob.with_context(corrupt)?.decode().with_context(corrupt)?
+                {
+                    block.for_each_element(|el| map.add_element(el));
                 }
-                Element::Relation(r) => {
-                    let tags = own(r.tags());
-                    if tag(&tags, "type") != Some("multipolygon") {
-                        return;
-                    }
-                    let (mut outer, mut inner) = (Vec::new(), Vec::new());
-                    for m in r.members() {
-                        if m.member_type != RelMemberType::Way {
-                            continue;
-                        }
-                        match m.role() {
-                            Ok("inner") => inner.push(m.member_id),
-                            _ => outer.push(m.member_id),
-                        }
-                    }
-                    map.multipolygons.push(Multipolygon { id: r.id(), tags, outer, inner });
-                }
-            })
-            .with_context(|| format!("reading OSM extract {origin} (not a valid .osm.pbf?)"))?;
+            }
+        }
         Ok(map)
+    }
+
+    fn add_element(&mut self, el: Element<'_>) {
+        match el {
+            Element::Node(n) => self.add_node(n.id(), n.lat(), n.lon(), own(n.tags())),
+            Element::DenseNode(n) => self.add_node(n.id(), n.lat(), n.lon(), own(n.tags())),
+            Element::Way(w) => {
+                self.ways_by_id.insert(w.id(), self.ways.len());
+                self.ways.push(Way { id: w.id(), tags: own(w.tags()), nodes: w.refs().collect() });
+            }
+            Element::Relation(r) => {
+                let tags = own(r.tags());
+                if tag(&tags, "type") != Some("multipolygon") {
+                    return;
+                }
+                let (mut outer, mut inner) = (Vec::new(), Vec::new());
+                for m in r.members() {
+                    if m.member_type != RelMemberType::Way {
+                        continue;
+                    }
+                    match m.role() {
+                        Ok("inner") => inner.push(m.member_id),
+                        _ => outer.push(m.member_id),
+                    }
+                }
+                self.multipolygons.push(Multipolygon { id: r.id(), tags, outer, inner });
+            }
+        }
     }
 
     fn add_node(&mut self, id: i64, lat: f64, lon: f64, tags: Tags) {
@@ -199,6 +209,91 @@ impl OsmMap {
         }
         out
     }
+}
+
+/// One blob of a PBF file: `bytes[start..end]` holds its length prefix, header and data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame {
+    pub start: usize,
+    pub end: usize,
+}
+
+/// The blobs of a PBF file, from its framing alone (a 4-byte big-endian header length, a
+/// `BlobHeader` whose field 3 is the data size, the data): an error names the byte offset
+/// where the file is truncated or stops being PBF.
+pub fn frames(bytes: &[u8]) -> Result<Vec<Frame>> {
+    /// The limits of the PBF format (OSM wiki, PBF Format: 64 KiB headers, 32 MiB blobs).
+    const MAX_HEADER: usize = 64 * 1024;
+    const MAX_BLOB: usize = 32 * 1024 * 1024;
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let Some(len) = bytes.get(pos..pos + 4) else {
+            bail!(
+                "truncated at byte offset {pos}: {} stray bytes after the last blob",
+                bytes.len() - pos
+            );
+        };
+        let header_len = u32::from_be_bytes(len.try_into().expect("4 bytes")) as usize;
+        if header_len == 0 || header_len > MAX_HEADER {
+            bail!("not a PBF blob at byte offset {pos}: header length {header_len}");
+        }
+        let Some(header) = bytes.get(pos + 4..pos + 4 + header_len) else {
+            bail!(
+                "truncated at byte offset {pos}: the blob header needs {header_len} bytes, the file ends at {}",
+                bytes.len()
+            );
+        };
+        let data_len = blob_data_size(header)
+            .with_context(|| format!("not a PBF blob header at byte offset {pos}"))?;
+        if data_len > MAX_BLOB {
+            bail!("not a PBF blob at byte offset {pos}: data size {data_len}");
+        }
+        let end = pos + 4 + header_len + data_len;
+        if end > bytes.len() {
+            bail!(
+                "truncated at byte offset {pos}: the blob there needs {} bytes, the file ends at {}",
+                end - pos,
+                bytes.len()
+            );
+        }
+        out.push(Frame { start: pos, end });
+        pos = end;
+    }
+    Ok(out)
+}
+
+/// Field 3 (`datasize`, a varint) of a `BlobHeader`; fields 1 and 2 are length-delimited.
+fn blob_data_size(mut h: &[u8]) -> Result<usize> {
+    fn varint(h: &mut &[u8]) -> Result<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&b, rest) = h.split_first().context("varint runs past the header")?;
+            *h = rest;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        bail!("varint longer than 10 bytes")
+    }
+    let mut size = None;
+    while !h.is_empty() {
+        let key = varint(&mut h)?;
+        match (key >> 3, key & 7) {
+            (3, 0) => size = Some(varint(&mut h)? as usize),
+            (_, 0) => {
+                varint(&mut h)?;
+            }
+            (_, 2) => {
+                let n = varint(&mut h)? as usize;
+                anyhow::ensure!(n <= h.len(), "field runs past the header");
+                h = &h[n..];
+            }
+            (f, w) => bail!("unexpected field {f} of wire type {w}"),
+        }
+    }
+    size.context("no data size")
 }
 
 /// One OSM element that a rule labelled.
@@ -319,6 +414,36 @@ mod tests {
                 (k.to_string(), v.to_string())
             })
             .collect()
+    }
+
+    #[test]
+    fn framing_finds_every_blob_and_names_where_a_file_breaks() {
+        let all = frames(BUNDLED_OSM).unwrap();
+        assert!(all.len() > 2);
+        assert_eq!(all[0].start, 0);
+        assert_eq!(all.last().unwrap().end, BUNDLED_OSM.len());
+        assert!(all.windows(2).all(|w| w[0].end == w[1].start));
+        // Cut anywhere inside the last blob, or inside the next one's length: the offset of
+        // the blob that is cut short.
+        let last = *all.last().unwrap();
+        for cut in [last.start + 2, last.start + 10, last.end - 1] {
+            let e = frames(&BUNDLED_OSM[..cut]).unwrap_err().to_string();
+            assert!(e.contains(&format!("truncated at byte offset {}", last.start)), "{e}");
+        }
+        // Cut exactly between blobs: a shorter but well-formed file (the reader then sees
+        // fewer elements; only the framing can be checked for such a cut).
+        assert_eq!(frames(&BUNDLED_OSM[..last.start]).unwrap().len(), all.len() - 1);
+        let e = frames(b"definitely not protobuf").unwrap_err().to_string();
+        assert!(e.contains("byte offset 0"), "{e}");
+        // Corrupt data inside a blob: the decoder's error names the blob.
+        let mut bad = BUNDLED_OSM.to_vec();
+        let mid = all[all.len() / 2];
+        let half = (mid.start + mid.end) / 2;
+        for b in &mut bad[half..half + 200] {
+            *b ^= 0x5a;
+        }
+        let e = format!("{:#}", OsmMap::from_bytes(&bad, "x.pbf").unwrap_err());
+        assert!(e.contains(&format!("x.pbf: corrupt blob at byte offset {}", mid.start)), "{e}");
     }
 
     #[test]

@@ -107,15 +107,26 @@ pub fn decode_tile(bytes: &[u8]) -> Result<RgbaImage> {
 
 pub type Fetched = BTreeMap<TileId, Result<(RgbaImage, Origin)>>;
 
-/// Gets every tile from `source`, in parallel up to `source.workers()`.
+/// Gets every tile from `source`, in parallel up to `source.workers()`, with a progress bar.
 pub fn fetch_all(source: &dyn TileSource, tiles: &[TileId], label: &str) -> Fetched {
     let bar = ProgressBar::new(tiles.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template(&format!(
-            "{label} {{bar:40}} {{pos}}/{{len}} tiles {{per_sec}} eta {{eta}}"
-        ))
-        .expect("valid template"),
-    );
+    bar.set_style(tile_bar_style(label));
+    let out = fetch_with(source, tiles, &bar);
+    bar.finish_and_clear();
+    out
+}
+
+/// The style of a tile progress bar named `label`.
+pub fn tile_bar_style(label: &str) -> ProgressStyle {
+    ProgressStyle::with_template(&format!(
+        "{label} {{bar:40}} {{pos}}/{{len}} tiles {{per_sec}} eta {{eta}}"
+    ))
+    .expect("valid template")
+}
+
+/// Gets every tile from `source`, in parallel up to `source.workers()`, advancing `bar` by one
+/// per tile.
+pub fn fetch_with(source: &dyn TileSource, tiles: &[TileId], bar: &ProgressBar) -> Fetched {
     let next = AtomicUsize::new(0);
     let out = Mutex::new(BTreeMap::new());
     std::thread::scope(|s| {
@@ -131,6 +142,5 @@ pub fn fetch_all(source: &dyn TileSource, tiles: &[TileId], label: &str) -> Fetc
             });
         }
     });
-    bar.finish_and_clear();
     out.into_inner().expect("threads joined")
 }

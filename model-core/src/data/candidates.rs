@@ -172,6 +172,46 @@ fn to_segment_m(p: (f64, f64), a: (f64, f64), b: (f64, f64)) -> f64 {
     (cx * cx + cy * cy).sqrt() * 111_195.0
 }
 
+/// Items bucketed by latitude/longitude cells, for "what lies within r metres of here" over an
+/// area of any size: a query looks only at the cells around it (its longitude reach widens
+/// with the latitude's cosine), never at the whole area.
+struct LatLonGrid<T> {
+    /// Cell side in degrees (of latitude, and the same number of degrees of longitude).
+    cell: f64,
+    cells: HashMap<(i64, i64), Vec<T>>,
+}
+
+impl<T: Clone> LatLonGrid<T> {
+    fn new(cell_m: f64) -> Self {
+        Self { cell: cell_m / 111_195.0, cells: HashMap::new() }
+    }
+    fn key(&self, lat: f64, lon: f64) -> (i64, i64) {
+        ((lat / self.cell).floor() as i64, (lon / self.cell).floor() as i64)
+    }
+    /// Files `item` under every cell the box `(lat0, lon0)`-`(lat1, lon1)` touches.
+    fn insert(&mut self, (lat0, lon0): (f64, f64), (lat1, lon1): (f64, f64), item: T) {
+        let (a, b) = self.key(lat0.min(lat1), lon0.min(lon1));
+        let (c, d) = self.key(lat0.max(lat1), lon0.max(lon1));
+        for i in a..=c {
+            for j in b..=d {
+                self.cells.entry((i, j)).or_default().push(item.clone());
+            }
+        }
+    }
+    /// Every item filed within `r_m` metres of the point (and some farther; may repeat).
+    fn near(&self, lat: f64, lon: f64, r_m: f64) -> impl Iterator<Item = &T> {
+        // 1.5x: a margin over the local-plane and great-circle distances alike.
+        let dlat = r_m * 1.5 / 111_195.0;
+        let dlon = dlat / lat.to_radians().cos().max(0.01);
+        let (a, b) = self.key(lat - dlat, lon - dlon);
+        let (c, d) = self.key(lat + dlat, lon + dlon);
+        (a..=c)
+            .flat_map(move |i| (b..=d).map(move |j| (i, j)))
+            .filter_map(|k| self.cells.get(&k))
+            .flatten()
+    }
+}
+
 /// A node's place, and how many footways, crossings, roads or sidewalks, building outlines
 /// and barrier lines it belongs to.
 #[derive(Debug, Clone, Copy, Default)]
@@ -225,7 +265,13 @@ pub fn candidates(g: &Geometry) -> Vec<Candidate> {
     }
     // Crossing ends are kerbs; footway ends are path nodes, or entrances where they touch a
     // building without sharing a node.
-    let buildings: Vec<&GeoWay> = g.ways.iter().filter(|w| is_building(w)).collect();
+    let mut outlines: LatLonGrid<((f64, f64), (f64, f64))> = LatLonGrid::new(50.0);
+    for b in g.ways.iter().filter(|w| is_building(w)) {
+        for s in b.nodes.windows(2) {
+            let (p, q) = ((s[0].1, s[0].2), (s[1].1, s[1].2));
+            outlines.insert(p, q, (p, q));
+        }
+    }
     for w in g.ways.iter().filter(|w| is_footway(&w.tags) || is_crossing_way(&w.tags)) {
         for end in [w.nodes.first(), w.nodes.last()].into_iter().flatten() {
             let p = (end.1, end.2);
@@ -234,11 +280,8 @@ pub fn candidates(g: &Geometry) -> Vec<Candidate> {
                 continue;
             }
             raw.push((p.0, p.1, CandidateKind::PathNode));
-            let touches = buildings.iter().any(|b| {
-                b.nodes
-                    .windows(2)
-                    .any(|s| to_segment_m(p, (s[0].1, s[0].2), (s[1].1, s[1].2)) <= TOUCH_M)
-            });
+            let touches =
+                outlines.near(p.0, p.1, TOUCH_M).any(|&(a, b)| to_segment_m(p, a, b) <= TOUCH_M);
             if touches {
                 raw.push((p.0, p.1, CandidateKind::Entrance));
             }
@@ -415,21 +458,29 @@ fn passages_and_facades(g: &Geometry, raw: &mut Vec<(f64, f64, CandidateKind)>) 
 fn merge(mut raw: Vec<(f64, f64, CandidateKind)>) -> Vec<Candidate> {
     raw.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
     let mut out: Vec<Candidate> = Vec::new();
-    // Latitude window: 3 m is about 2.7e-5 degrees of latitude.
-    let window = MERGE_M / 111_195.0 * 1.01;
-    let mut start = 0;
+    let mut grid: LatLonGrid<u32> = LatLonGrid::new(4.0 * MERGE_M);
     for (lat, lon, kind) in raw {
-        while start < out.len() && out[start].lat < lat - window {
-            start += 1;
-        }
-        match out[start..].iter_mut().find(|c| distance_m(c.lat, c.lon, lat, lon) < MERGE_M) {
-            Some(c) => {
+        // The earliest kept point within reach (the latitude order's first).
+        let hit = grid
+            .near(lat, lon, MERGE_M)
+            .copied()
+            .filter(|&i| {
+                let c = &out[i as usize];
+                distance_m(c.lat, c.lon, lat, lon) < MERGE_M
+            })
+            .min();
+        match hit {
+            Some(i) => {
+                let c = &mut out[i as usize];
                 if !c.kinds.contains(&kind) {
                     c.kinds.push(kind);
                     c.kinds.sort();
                 }
             }
-            None => out.push(Candidate { lat, lon, kinds: vec![kind] }),
+            None => {
+                grid.insert((lat, lon), (lat, lon), out.len() as u32);
+                out.push(Candidate { lat, lon, kinds: vec![kind] });
+            }
         }
     }
     out

@@ -122,16 +122,28 @@ impl Window {
         let mut out = RgbImage::from_pixel(self.size, self.size, Rgb(background));
         let size = i64::from(self.size);
         for (p, img) in tiles {
-            for (tx, ty, px) in img.enumerate_pixels() {
-                let (wx, wy) = (p.dest_x + i64::from(tx), p.dest_y + i64::from(ty));
-                if wx < 0 || wy < 0 || wx >= size || wy >= size {
-                    continue;
-                }
-                let a = u16::from(px[3]);
-                let dst = out.get_pixel_mut(wx as u32, wy as u32);
-                for c in 0..3 {
-                    let v = (u16::from(px[c]) * a + u16::from(dst[c]) * (255 - a) + 127) / 255;
-                    dst[c] = v as u8;
+            // The part of the tile inside the window.
+            let (tw, th) = (i64::from(img.width()), i64::from(img.height()));
+            let (x0, x1) = ((-p.dest_x).max(0), (size - p.dest_x).min(tw));
+            let (y0, y1) = ((-p.dest_y).max(0), (size - p.dest_y).min(th));
+            for ty in y0..y1 {
+                let wy = (p.dest_y + ty) as u32;
+                for tx in x0..x1 {
+                    let px = img.get_pixel(tx as u32, ty as u32);
+                    let dst = out.get_pixel_mut((p.dest_x + tx) as u32, wy);
+                    match px[3] {
+                        255 => dst.0 = [px[0], px[1], px[2]],
+                        0 => {}
+                        a => {
+                            let a = u16::from(a);
+                            for c in 0..3 {
+                                let v =
+                                    (u16::from(px[c]) * a + u16::from(dst[c]) * (255 - a) + 127)
+                                        / 255;
+                                dst[c] = v as u8;
+                            }
+                        }
+                    }
                 }
             }
         }
