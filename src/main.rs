@@ -43,6 +43,9 @@ enum Command {
     Serve(cmd::serve::ServeArgs),
     /// Suggestions for an area: candidate points from the map, scored by the model.
     Suggest(cmd::suggest::SuggestArgs),
+    /// Map tiles: render an area once into MBTiles or a folder (for `serve --tiles`).
+    #[command(subcommand)]
+    Tiles(cmd::tiles::TilesCommand),
     /// OpenStreetMap files from your tags, for review and upload in an editor.
     #[command(subcommand)]
     Osm(cmd::osm::OsmCommand),
@@ -54,7 +57,7 @@ enum Command {
 fn main() {
     let filter = || {
         tracing_subscriber::EnvFilter::try_from_env("ACCESSATLAS_LOG")
-            .unwrap_or_else(|_| "info".into())
+            .unwrap_or_else(|_| "info,tiny_skia=error".into())
     };
     // ACCESSATLAS_LOG_FORMAT=json: one JSON object per log line (e.g. `serve`'s request log).
     if std::env::var("ACCESSATLAS_LOG_FORMAT").is_ok_and(|f| f == "json") {
@@ -91,6 +94,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Predict(a) => cmd::predict::run(a),
         Command::Pretrained(c) => cmd::pretrained::run(c),
         Command::Osm(c) => cmd::osm::run(c),
+        Command::Tiles(c) => cmd::tiles::run(c),
         Command::Suggest(a) => cmd::suggest::run(a),
         Command::Serve(a) => cmd::serve::run(a),
     }

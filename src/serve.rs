@@ -3,8 +3,9 @@
 //!
 //! Routes:
 //! - `/tiles/{z}/{x}/{y}.png`: a 256x256 tile from [`crate::render::Renderer`] (same code as
-//!   `collect --tiles render`), cached in memory, CORS-open, `X-AccessAtlas-Style` names the
-//!   style version;
+//!   `collect --tiles render`), cached in memory, or from a pre-rendered MBTiles file
+//!   (`serve --tiles`, [`ServedTiles`]); CORS-open, `X-AccessAtlas-Style` names the style
+//!   version;
 //! - `/tiles/style`: the style version and zoom range as JSON;
 //! - `/model/...`: the model bundle directory (`model.json`, `weights.bpk`);
 //! - `/api/...`: the prediction API ([`crate::api`]), when enabled;
@@ -30,8 +31,7 @@ use tower_http::compression::CompressionLayer;
 use tower_http::services::{ServeDir, ServeFile};
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::render::style::STYLE_VERSION;
-use crate::tiles::rendered::{MAX_RENDER_ZOOM, TileRenderer};
+use crate::tiles::ServedTiles;
 
 /// What the server serves.
 pub struct ServeConfig {
@@ -39,7 +39,7 @@ pub struct ServeConfig {
     pub dist: Option<PathBuf>,
     /// The model bundle directory.
     pub model: PathBuf,
-    pub tiles: Arc<TileRenderer>,
+    pub tiles: Arc<dyn ServedTiles>,
     /// The prediction API under `/api/`.
     pub api: Option<Arc<crate::api::Api>>,
 }
@@ -75,32 +75,35 @@ pub fn router(cfg: ServeConfig) -> Router {
         .layer(CompressionLayer::new().gzip(true))
 }
 
-async fn style_info() -> impl IntoResponse {
+async fn style_info(State(tiles): State<Arc<dyn ServedTiles>>) -> impl IntoResponse {
+    let (min_zoom, max_zoom) = tiles.zooms();
     (
         [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")],
         axum::Json(serde_json::json!({
-            "style": STYLE_VERSION,
-            "min_zoom": 0,
-            "max_zoom": MAX_RENDER_ZOOM,
+            "style": tiles.style(),
+            "min_zoom": min_zoom,
+            "max_zoom": max_zoom,
         })),
     )
 }
 
 async fn tile(
-    State(tiles): State<Arc<TileRenderer>>,
+    State(tiles): State<Arc<dyn ServedTiles>>,
     UrlPath((z, x, file)): UrlPath<(u8, u32, String)>,
 ) -> Response {
     let Some(y) = file.strip_suffix(".png").and_then(|s| s.parse::<u32>().ok()) else {
         return (StatusCode::NOT_FOUND, "tile paths end in {y}.png").into_response();
     };
     let t = TileId { z, x, y };
+    let style =
+        HeaderValue::from_str(&tiles.style()).unwrap_or(HeaderValue::from_static("unknown"));
     match tokio::task::spawn_blocking(move || tiles.png(t)).await {
         Ok(Ok(png)) => {
             let mut h = HeaderMap::new();
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/png"));
             h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=86400"));
-            h.insert("x-accessatlas-style", HeaderValue::from_static(STYLE_VERSION));
+            h.insert("x-accessatlas-style", style);
             (h, png).into_response()
         }
         Ok(Err(e)) => (StatusCode::NOT_FOUND, format!("{e:#}")).into_response(),

@@ -28,7 +28,7 @@ fn bundle() -> PathBuf {
 fn start(cfg: ApiConfig) -> String {
     let map = OsmMap::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME).unwrap();
     let tiles = Arc::new(TileRenderer::new(map));
-    let api = Arc::new(Api::serving(&bundle(), tiles.clone(), cfg).unwrap());
+    let api = Arc::new(Api::serving(&bundle(), Some(tiles.clone()), cfg).unwrap());
     let cfg = ServeConfig { dist: None, model: bundle(), tiles, api: Some(api) };
     let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
     std::thread::spawn(move || {

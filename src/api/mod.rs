@@ -82,8 +82,8 @@ pub struct Api {
     info: serde_json::Value,
     in_flight: Arc<Semaphore>,
     started: Instant,
-    /// What the served extract already maps (`/api/features`).
-    features: Vec<Labelled>,
+    /// What the served extract already maps (`/api/features`); `None` without an extract.
+    features: Option<Vec<Labelled>>,
     /// `/api/suggest`, when the model's tiles are the server's own rendered ones.
     suggest: Option<SuggestContext>,
 }
@@ -104,7 +104,7 @@ impl Api {
         predictor: Predictor,
         info: serde_json::Value,
         cfg: ApiConfig,
-        features: Vec<Labelled>,
+        features: Option<Vec<Labelled>>,
     ) -> Result<Self> {
         let config = predictor.config.clone();
         let scaler = predictor.scaler;
@@ -143,10 +143,11 @@ impl Api {
 impl Api {
     /// The API `accessatlas serve` runs: the model in `model` (a bundle or a training run), what
     /// the served extract maps, and suggestions when the model is a bundle trained on the
-    /// server's rendered tiles (`tiles`).
+    /// server's rendered tiles (`tiles`). Without an extract (`serve --tiles FILE` alone),
+    /// features and suggestions answer 501 and say so.
     pub fn serving(
         model: &std::path::Path,
-        tiles: Arc<crate::tiles::rendered::TileRenderer>,
+        tiles: Option<Arc<crate::tiles::rendered::TileRenderer>>,
         cfg: ApiConfig,
     ) -> Result<Self> {
         let device = burn::tensor::Device::flex();
@@ -162,11 +163,14 @@ impl Api {
                 "temperature": predictor.temperature,
             }),
         };
+        let Some(tiles) = tiles else {
+            return Api::new(predictor, info, cfg, None);
+        };
         let rules = crate::osm::rules::Rules::default_rules(&model_core::LabelVocab::default())?;
         let features = crate::osm::labelled_features(tiles.map(), &rules);
         // The same features, as the already-mapped rule reads them (labelled once).
         let mapped = features.iter().map(crate::osm::Labelled::mapped).collect();
-        let mut api = Api::new(predictor, info, cfg, features)?;
+        let mut api = Api::new(predictor, info, cfg, Some(features))?;
         if let Ok((manifest, weights)) = crate::run::read_bundle(model)
             && matches!(manifest.tile_source, TileSourceSpec::Render { .. })
         {
@@ -228,7 +232,7 @@ fn suggest_context(api: &Api) -> Result<&SuggestContext, ApiError> {
         ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
             "not_available",
-            "candidates and suggestions need a model bundle trained on this server's rendered tiles",
+            "candidates and suggestions need the extract (`serve --osm`) and a model bundle trained on this server's rendered tiles",
         )
     })
 }
@@ -316,8 +320,14 @@ async fn features(
     query: AreaQueryResult,
 ) -> Result<Response, ApiError> {
     let (_, bbox) = area_query(query, api.cfg.max_area_km2)?;
-    let found: Vec<serde_json::Value> = api
-        .features
+    let all = api.features.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "not_available",
+            "this server holds no extract (it serves pre-rendered tiles): start it with --osm FILE for features",
+        )
+    })?;
+    let found: Vec<serde_json::Value> = all
         .iter()
         .filter(|f| bbox.contains(f.lat, f.lon))
         .map(|f| {

@@ -13,6 +13,7 @@ pub mod preprocess;
 pub mod pretrained;
 pub mod serve;
 pub mod suggest;
+pub mod tiles;
 pub mod train;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};

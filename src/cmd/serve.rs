@@ -12,6 +12,8 @@ use clap::Args;
 use crate::api::{Api, ApiConfig};
 use crate::osm::OsmMap;
 use crate::serve::{ServeConfig, serve};
+use crate::tiles::ServedTiles;
+use crate::tiles::mbtiles::MbTiles;
 use crate::tiles::rendered::TileRenderer;
 
 #[derive(Args, Debug)]
@@ -32,6 +34,11 @@ pub struct ServeArgs {
     /// OSM extract the /tiles/ endpoint renders (default: the bundled Helsinki extract).
     #[arg(long)]
     pub osm: Option<PathBuf>,
+    /// Serve /tiles/ from this pre-rendered MBTiles file (`accessatlas tiles render`) instead
+    /// of drawing them: no extract is read unless --osm is given too (the API's features and
+    /// suggestions then come from it).
+    #[arg(long)]
+    pub tiles: Option<PathBuf>,
     /// Do not serve the prediction API under /api/.
     #[arg(long)]
     pub no_api: bool,
@@ -79,8 +86,28 @@ pub fn run(args: ServeArgs) -> Result<()> {
         );
         None
     };
-    let (map, _) = OsmMap::open(args.osm.as_deref())?;
-    let tiles = Arc::new(TileRenderer::new(map));
+    // Tiles from a file hold no extract; the API's features and suggestions need one.
+    let (tiles, renderer): (Arc<dyn ServedTiles>, Option<Arc<TileRenderer>>) = match &args.tiles {
+        Some(file) => {
+            let mb = MbTiles::open(file)?;
+            anyhow::ensure!(
+                mb.format() == "png",
+                "{}: serve --tiles needs PNG tiles, this file holds {}",
+                file.display(),
+                mb.format()
+            );
+            let renderer = match &args.osm {
+                Some(p) => Some(Arc::new(TileRenderer::new(OsmMap::read(p)?))),
+                None => None,
+            };
+            (Arc::new(mb), renderer)
+        }
+        None => {
+            let (map, _) = OsmMap::open(args.osm.as_deref())?;
+            let r = Arc::new(TileRenderer::new(map));
+            (r.clone(), Some(r))
+        }
+    };
     let api = if args.no_api {
         None
     } else {
@@ -93,7 +120,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             max_batch: args.max_batch,
             max_area_km2: args.max_area_km2,
         };
-        let api = Api::serving(&args.model, tiles.clone(), cfg)?;
+        let api = Api::serving(&args.model, renderer, cfg)?;
         Some(Arc::new(api))
     };
     let has_api = api.is_some();

@@ -90,6 +90,54 @@ impl TileSource for Renderer {
     }
 }
 
+/// What `serve` answers `/tiles/{z}/{x}/{y}.png` from: the tiles drawn on request from an
+/// extract ([`rendered::TileRenderer`]) or read from a pre-rendered MBTiles file
+/// ([`mbtiles::MbTiles`], `tiles render`), which needs no extract in memory.
+pub trait ServedTiles: Send + Sync {
+    /// The PNG bytes of tile `t`; an error (answered 404) names why there is none.
+    fn png(&self, t: TileId) -> Result<axum::body::Bytes>;
+    /// The style the tiles were drawn with (the `X-AccessAtlas-Style` header).
+    fn style(&self) -> String;
+    /// The zoom levels it has.
+    fn zooms(&self) -> (u8, u8);
+}
+
+impl ServedTiles for rendered::TileRenderer {
+    fn png(&self, t: TileId) -> Result<axum::body::Bytes> {
+        rendered::TileRenderer::png(self, t)
+    }
+    fn style(&self) -> String {
+        crate::render::style::STYLE_VERSION.to_string()
+    }
+    fn zooms(&self) -> (u8, u8) {
+        (0, rendered::MAX_RENDER_ZOOM)
+    }
+}
+
+impl ServedTiles for mbtiles::MbTiles {
+    fn png(&self, t: TileId) -> Result<axum::body::Bytes> {
+        let n = 1u64 << t.z.min(30);
+        anyhow::ensure!(
+            t.z <= 30 && u64::from(t.x) < n && u64::from(t.y) < n,
+            "tile {}/{}/{} is outside the world",
+            t.z,
+            t.x,
+            t.y
+        );
+        match self.bytes(t)? {
+            Some(b) => Ok(b.into()),
+            None => anyhow::bail!("tile {}/{}/{} is not in {}", t.z, t.x, t.y, self.describe()),
+        }
+    }
+    fn style(&self) -> String {
+        self.metadata(mbtiles::STYLE_KEY).unwrap_or_else(|| "mbtiles".into())
+    }
+    fn zooms(&self) -> (u8, u8) {
+        let z = |k: &str, d: u8| self.metadata(k).and_then(|v| v.trim().parse().ok()).unwrap_or(d);
+        (z("minzoom", 0), z("maxzoom", rendered::MAX_RENDER_ZOOM))
+    }
+}
+
 /// Decodes tile bytes to RGBA, refusing anything that is not a 256x256 image.
 pub fn decode_tile(bytes: &[u8]) -> Result<RgbaImage> {
     let img = image::load_from_memory(bytes)

@@ -59,13 +59,7 @@ impl TileRenderer {
         if let Some(b) = self.cache.lock().expect("tile cache lock").get(&t) {
             return Ok(b.clone());
         }
-        let img = self.renderer(t.z)?.render_tile(t);
-        let mut png = Vec::new();
-        image::DynamicImage::ImageRgba8(img)
-            .to_rgb8()
-            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-            .context("encoding tile")?;
-        let png = Bytes::from(png);
+        let png = Bytes::from(tile_png(self.renderer(t.z)?.render_tile(t))?);
         let mut cache = self.cache.lock().expect("tile cache lock");
         if cache.len() >= TILE_CACHE_CAPACITY {
             cache.clear();
@@ -73,6 +67,16 @@ impl TileRenderer {
         cache.insert(t, png.clone());
         Ok(png)
     }
+}
+
+/// A rendered tile as the server sends it and `tiles render` stores it: an RGB PNG.
+pub fn tile_png(img: image::RgbaImage) -> Result<Vec<u8>> {
+    let mut png = Vec::new();
+    image::DynamicImage::ImageRgba8(img)
+        .to_rgb8()
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .context("encoding tile")?;
+    Ok(png)
 }
 
 /// The server's rendered tiles as a tile source (for suggestions): same drawing as the PNGs.

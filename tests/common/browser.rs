@@ -71,7 +71,8 @@ pub fn start_app(dist: &Path) -> String {
     let (model, tiles) =
         (PathBuf::from(ROOT).join("assets/model"), Arc::new(TileRenderer::new(map)));
     // The API as `accessatlas serve` runs it: "Scan this view" asks it for candidates.
-    let api = accessatlas::api::Api::serving(&model, tiles.clone(), Default::default()).unwrap();
+    let api =
+        accessatlas::api::Api::serving(&model, Some(tiles.clone()), Default::default()).unwrap();
     let cfg =
         ServeConfig { dist: Some(dist.to_path_buf()), model, tiles, api: Some(Arc::new(api)) };
     let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();

@@ -281,13 +281,18 @@ struct ServeRun {
 
 /// `accessatlas serve --osm FILE`: seconds until it answers, the first tile (builds the zoom's
 /// renderer), the median of `tiles` more at zoom 19 spread over the copies, peak RSS.
-fn serve_run(exe: &Path, root: &Path, osm: &Path, grid: &Grid, copies: usize) -> Result<ServeRun> {
+fn serve_run(
+    exe: &Path,
+    root: &Path,
+    source: &[&std::ffi::OsStr],
+    grid: &Grid,
+    copies: usize,
+) -> Result<ServeRun> {
     let port = free_port()?;
     let start = std::time::Instant::now();
     let mut child = Command::new(exe)
         .arg("serve")
-        .arg("--osm")
-        .arg(osm)
+        .args(source)
         .arg("--model")
         .arg(root.join("assets/model"))
         .args(["--dist", "/nonexistent-accessatlas-dist", "--port", &port.to_string()])
@@ -374,6 +379,9 @@ struct SizeRow {
     labels: usize,
     tiles: usize,
     serve: ServeRun,
+    render: Measured,
+    rendered: usize,
+    serve_file: ServeRun,
 }
 
 /// `cargo xtask bench scale [--sizes 1,10,100]`.
@@ -420,7 +428,25 @@ pub fn scale_section(root: &Path, sizes: &[usize]) -> Result<String> {
             .and_then(|n| n.parse().ok())
             .context("collect printed no tile count")?;
         let _ = std::fs::remove_dir_all(&data);
-        let serve = serve_run(&exe, root, &pbf, &grid, copies)?;
+        let serve = serve_run(&exe, root, &["--osm".as_ref(), pbf.as_os_str()], &grid, copies)?;
+        let mbtiles = dir.join(format!("helsinki-x{copies}.mbtiles"));
+        let render = measure(
+            Command::new(&exe)
+                .args(["tiles", "render", "--zoom", "19", "--osm"])
+                .arg(&pbf)
+                .arg("--out")
+                .arg(&mbtiles),
+            &dir.join(format!("render-x{copies}.log")),
+        )?;
+        let rendered = render
+            .stdout
+            .split(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .context("tiles render printed no count")?;
+        let serve_file =
+            serve_run(&exe, root, &["--tiles".as_ref(), mbtiles.as_os_str()], &grid, copies)?;
+        let _ = std::fs::remove_file(&mbtiles);
         rows.push(SizeRow {
             copies,
             pbf_mb: std::fs::metadata(&pbf)?.len() as f64 / 1e6,
@@ -432,6 +458,9 @@ pub fn scale_section(root: &Path, sizes: &[usize]) -> Result<String> {
             labels,
             tiles,
             serve,
+            render,
+            rendered,
+            serve_file,
         });
     }
     let base = &rows[0];
@@ -473,6 +502,22 @@ pub fn scale_section(root: &Path, sizes: &[usize]) -> Result<String> {
             growth(r.serve.peak_rss_mb, base.serve.peak_rss_mb),
         ));
     }
+    let mut files = Vec::new();
+    for r in &rows {
+        files.push(format!(
+            "| {}x | {} tiles in {:.1} s ({:.0} tiles/s), peak RSS {:.0} MB | {:.2} s | {:.1} / {:.1} ms | {:.0} MB ({}) |",
+            r.copies,
+            r.rendered,
+            r.render.seconds,
+            r.rendered as f64 / r.render.seconds,
+            r.render.peak_rss_mb,
+            r.serve_file.startup_s,
+            r.serve_file.first_tile_ms,
+            r.serve_file.tile_p50_ms,
+            r.serve_file.peak_rss_mb,
+            growth(r.serve_file.peak_rss_mb, base.serve_file.peak_rss_mb),
+        ));
+    }
     Ok(format!(
         "## Scale\n\n\
 `cargo xtask bench scale`. Synthetic extracts: the bundled one copied N times side by side\n\
@@ -485,8 +530,15 @@ to its first answer, then one tile at zoom 19 (builds that zoom's renderer) and 
 against the smallest size.\n\n\
 | size | PBF | elements | osmium fileinfo -e | pyosmium | our read | collect | collect peak RSS | collect output | serve start | serve first / p50 tile | serve peak RSS |\n\
 |---|---|---|---|---|---|---|---|---|---|---|---|\n\
+{}\n\n\
+Render once, serve statically: `accessatlas tiles render --zoom 19 --osm FILE --out F.mbtiles`\n\
+draws the whole extract, then `accessatlas serve --tiles F.mbtiles` serves it without reading\n\
+the extract (same tile requests as above).\n\n\
+| size | tiles render | serve --tiles start | first / p50 tile | serve --tiles peak RSS |\n\
+|---|---|---|---|---|\n\
 {}\n",
-        table.join("\n")
+        table.join("\n"),
+        files.join("\n"),
     ))
 }
 
