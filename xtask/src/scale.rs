@@ -518,6 +518,17 @@ pub fn scale_section(root: &Path, sizes: &[usize]) -> Result<String> {
             growth(r.serve_file.peak_rss_mb, base.serve_file.peak_rss_mb),
         ));
     }
+    let top = rows.last().expect("at least one size");
+    let per_m = |v: f64| v / (top.elements as f64 / 1e6);
+    let per_million = format!(
+        "Per million elements at {}x: `collect` {:.1} s and {:.0} MB of peak memory, `tiles render` \
+{:.1} s; `serve` (drawing on request) {:.0} MB.",
+        top.copies,
+        per_m(top.collect.seconds),
+        per_m(top.collect.peak_rss_mb),
+        per_m(top.render.seconds),
+        per_m(top.serve.peak_rss_mb),
+    );
     Ok(format!(
         "## Scale\n\n\
 `cargo xtask bench scale`. Synthetic extracts: the bundled one copied N times side by side\n\
@@ -531,6 +542,7 @@ against the smallest size.\n\n\
 | size | PBF | elements | osmium fileinfo -e | pyosmium | our read | collect | collect peak RSS | collect output | serve start | serve first / p50 tile | serve peak RSS |\n\
 |---|---|---|---|---|---|---|---|---|---|---|---|\n\
 {}\n\n\
+{per_million}\n\n\
 Render once, serve statically: `accessatlas tiles render --zoom 19 --osm FILE --out F.mbtiles`\n\
 draws the whole extract, then `accessatlas serve --tiles F.mbtiles` serves it without reading\n\
 the extract (same tile requests as above).\n\n\
