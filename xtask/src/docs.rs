@@ -4,8 +4,12 @@
 
 /// The README sections whose figures must come from `BENCHMARKS.md`.
 #[cfg(test)]
-const MEASURED_SECTIONS: [&str; 3] =
-    ["## The browser app", "## Benchmarks", "### The prediction API"];
+const MEASURED_SECTIONS: [&str; 4] = [
+    "## The browser app",
+    "## Benchmarks",
+    "### The prediction API",
+    "## From a city to a country",
+];
 
 /// Units that mark a measured figure.
 #[cfg(test)]
