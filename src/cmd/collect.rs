@@ -21,7 +21,7 @@ use model_core::infer::bundle::TileSourceSpec;
 
 use crate::fsutil::write_atomic;
 use crate::osm::rules::Rules;
-use crate::osm::{OsmMap, geometry_in, labelled_features};
+use crate::osm::{KeepTags, OsmMap, geometry_in, labelled_features};
 use crate::render::style;
 use crate::run::DataDir;
 use crate::tiles::{Origin, Politeness, fetch_with, tile_bar_style};
@@ -133,14 +133,6 @@ pub fn collect(args: &CollectArgs) -> Result<Summary> {
     }
     let labels = LabelVocab::with_none();
     let data = DataDir::new(&args.data);
-    let (map, origin) = OsmMap::open(args.osm.as_deref())?;
-    tracing::info!(
-        "{origin}: {} nodes, {} ways, {} multipolygons",
-        map.coords.len(),
-        map.ways.len(),
-        map.multipolygons.len()
-    );
-    let mut rejected: Vec<Rejected> = Vec::new();
     let features = LabelVocab::default();
     let rules = match &args.rules {
         Some(p) => {
@@ -150,6 +142,14 @@ pub fn collect(args: &CollectArgs) -> Result<Summary> {
         }
         None => Rules::default_rules(&features)?,
     };
+    let (map, origin) = OsmMap::open_keeping(args.osm.as_deref(), &KeepTags::for_rules(&rules))?;
+    tracing::info!(
+        "{origin}: {} nodes, {} ways, {} multipolygons",
+        map.coords.len(),
+        map.ways.len(),
+        map.multipolygons.len()
+    );
+    let mut rejected: Vec<Rejected> = Vec::new();
     let mapped = labelled_features(&map, &rules);
     let mut table = match &args.tags {
         Some(csv) => {

@@ -59,30 +59,90 @@ pub fn tag<'a>(tags: &'a Tags, key: &str) -> Option<&'a str> {
     tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
-fn own<'a>(it: impl Iterator<Item = (&'a str, &'a str)>) -> Tags {
-    it.map(|(k, v)| (k.to_string(), v.to_string())).collect()
+/// Which tags reading keeps: every tag of an element the rules give a type (a feature: its OSM
+/// tags go to `/api/features` and to the "never surveyed" view), and of every other element
+/// only the keys something reads (the rules, the renderer's style, the candidate finder).
+/// Names, addresses, opening hours and the like are most of an extract's tags and nothing
+/// here reads them.
+pub struct KeepTags {
+    rules: rules::Rules,
+    /// `None`: keep everything.
+    keys: Option<std::collections::HashSet<String>>,
+}
+
+impl KeepTags {
+    /// What `rules`, the style and the candidate finder read.
+    pub fn for_rules(rules: &rules::Rules) -> Self {
+        let mut keys: std::collections::HashSet<String> = rules.keys().map(String::from).collect();
+        keys.extend(
+            crate::render::style::READ_KEYS
+                .iter()
+                .chain(model_core::data::candidates::READ_KEYS)
+                .map(|k| k.to_string()),
+        );
+        keys.insert("type".into());
+        Self { rules: rules.clone(), keys: Some(keys) }
+    }
+
+    /// For the default rules.
+    pub fn default_rules() -> Result<Self> {
+        Ok(Self::for_rules(&rules::Rules::default_rules(&model_core::LabelVocab::default())?))
+    }
+
+    /// Every tag of every element.
+    pub fn everything() -> Result<Self> {
+        Ok(Self { keys: None, ..Self::default_rules()? })
+    }
+
+    fn keep<'a>(&self, it: impl Iterator<Item = (&'a str, &'a str)>) -> Tags {
+        let pairs: Vec<(&str, &str)> = it.collect();
+        let all = self.keys.is_none() || self.rules.classify(&pairs).is_some();
+        pairs
+            .into_iter()
+            .filter(|(k, _)| all || self.keys.as_ref().is_some_and(|keys| keys.contains(*k)))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
 }
 
 impl OsmMap {
-    /// Reads a `.osm.pbf` file. Errors name the file.
+    /// Reads a `.osm.pbf` file, keeping what the default rules need. Errors name the file.
     pub fn read(path: &Path) -> Result<Self> {
+        Self::read_keeping(path, &KeepTags::default_rules()?)
+    }
+
+    /// Reads a `.osm.pbf` file, keeping the tags `keep` says.
+    pub fn read_keeping(path: &Path, keep: &KeepTags) -> Result<Self> {
         let bytes = std::fs::read(path)
             .with_context(|| format!("opening OSM extract {}", path.display()))?;
-        Self::from_bytes(&bytes, &path.display().to_string())
+        Self::from_bytes_keeping(&bytes, &path.display().to_string(), keep)
     }
 
     /// The extract at `path`, or the bundled one; with the name logs and errors use.
     pub fn open(path: Option<&Path>) -> Result<(Self, String)> {
+        Self::open_keeping(path, &KeepTags::default_rules()?)
+    }
+
+    /// [`OsmMap::open`], keeping the tags `keep` says.
+    pub fn open_keeping(path: Option<&Path>, keep: &KeepTags) -> Result<(Self, String)> {
         match path {
-            Some(p) => Ok((Self::read(p)?, p.display().to_string())),
-            None => Ok((Self::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME)?, BUNDLED_OSM_NAME.into())),
+            Some(p) => Ok((Self::read_keeping(p, keep)?, p.display().to_string())),
+            None => Ok((
+                Self::from_bytes_keeping(BUNDLED_OSM, BUNDLED_OSM_NAME, keep)?,
+                BUNDLED_OSM_NAME.into(),
+            )),
         }
+    }
+
+    /// Reads PBF bytes, keeping what the default rules need; `origin` names them in errors.
+    pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<Self> {
+        Self::from_bytes_keeping(bytes, origin, &KeepTags::default_rules()?)
     }
 
     /// Reads PBF bytes; `origin` names them in errors. The file's framing is checked first
     /// ([`frames`]), so a truncated or corrupt file is an error naming the byte offset of the
     /// bad blob, never a silently shorter map.
-    pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<Self> {
+    pub fn from_bytes_keeping(bytes: &[u8], origin: &str, keep: &KeepTags) -> Result<Self> {
         let frames = frames(bytes).with_context(|| format!("reading OSM extract {origin}"))?;
         // Blobs decode on every core, each thread a contiguous run of them; the parts join in
         // file order, so the map is the same as a sequential read's.
@@ -105,7 +165,7 @@ impl OsmMap {
                     s.spawn(move || -> Result<OsmMap> {
                         let mut map = OsmMap::default();
                         for f in run {
-                            map.add_blob(&bytes[f.start..f.end]).with_context(|| {
+                            map.add_blob(&bytes[f.start..f.end], keep).with_context(|| {
                                 format!(
                                     "reading OSM extract {origin}: corrupt blob at byte offset {}",
                                     f.start
@@ -128,10 +188,10 @@ impl OsmMap {
     }
 
     /// Decodes one blob (its length prefix, header and data) into the map.
-    fn add_blob(&mut self, blob: &[u8]) -> Result<()> {
+    fn add_blob(&mut self, blob: &[u8], keep: &KeepTags) -> Result<()> {
         for b in osmpbf::BlobReader::new(blob) {
             if let osmpbf::BlobDecode::OsmData(block) = b?.decode()? {
-                block.for_each_element(|el| self.add_element(el));
+                block.for_each_element(|el| self.add_element(el, keep));
             }
         }
         Ok(())
@@ -151,19 +211,20 @@ impl OsmMap {
         self.multipolygons.extend(other.multipolygons);
     }
 
-    fn add_element(&mut self, el: Element<'_>) {
+    fn add_element(&mut self, el: Element<'_>, keep: &KeepTags) {
         match el {
-            Element::Node(n) => self.add_node(n.id(), n.lat(), n.lon(), own(n.tags())),
-            Element::DenseNode(n) => self.add_node(n.id(), n.lat(), n.lon(), own(n.tags())),
+            Element::Node(n) => self.add_node(n.id(), n.lat(), n.lon(), keep.keep(n.tags())),
+            Element::DenseNode(n) => self.add_node(n.id(), n.lat(), n.lon(), keep.keep(n.tags())),
             Element::Way(w) => {
                 self.ways_by_id.insert(w.id(), self.ways.len());
-                self.ways.push(Way { id: w.id(), tags: own(w.tags()), nodes: w.refs().collect() });
+                let tags = keep.keep(w.tags());
+                self.ways.push(Way { id: w.id(), tags, nodes: w.refs().collect() });
             }
             Element::Relation(r) => {
-                let tags = own(r.tags());
-                if tag(&tags, "type") != Some("multipolygon") {
+                if !r.tags().any(|(k, v)| k == "type" && v == "multipolygon") {
                     return;
                 }
+                let tags = keep.keep(r.tags());
                 let (mut outer, mut inner) = (Vec::new(), Vec::new());
                 for m in r.members() {
                     if m.member_type != RelMemberType::Way {
@@ -473,8 +534,9 @@ mod tests {
     fn the_parallel_read_equals_a_sequential_one() {
         let parallel = OsmMap::from_bytes(BUNDLED_OSM, "bundled").unwrap();
         let mut seq = OsmMap::default();
+        let keep = KeepTags::default_rules().unwrap();
         for f in frames(BUNDLED_OSM).unwrap() {
-            seq.add_blob(&BUNDLED_OSM[f.start..f.end]).unwrap();
+            seq.add_blob(&BUNDLED_OSM[f.start..f.end], &keep).unwrap();
         }
         assert_eq!(parallel.coords, seq.coords);
         assert_eq!(parallel.ways_by_id, seq.ways_by_id);

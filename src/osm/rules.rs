@@ -97,6 +97,11 @@ impl Rules {
     /// [`ACCESSIBILITY_KEYS`]. What a survey adds; removing these makes a feature unmapped,
     /// while what else an element is (`highway=crossing`, `crossing=marked`, `level=1`,
     /// `access=private`) stays.
+    /// Every key a condition reads.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().flat_map(|r| &r.conditions).map(|c| c.key.as_str())
+    }
+
     pub fn is_accessibility(&self, key: &str, value: &str) -> bool {
         self.names_tag(key, value) || ACCESSIBILITY_KEYS.contains(&key)
     }

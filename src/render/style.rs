@@ -3,7 +3,29 @@
 //! themselves (kerbs, entrances, bollards, lifts, tactile paving) get no symbol: drawing them
 //! would leak the label into the model input.
 
-use crate::osm::{Tags, tag};
+use crate::osm::Tags;
+
+/// Every OSM key the style reads. A map reader may drop the other tags of elements that are not
+/// features (the tests' debug builds check each read against this list).
+pub const READ_KEYS: &[&str] = &[
+    "amenity",
+    "area",
+    "barrier",
+    "building",
+    "building:part",
+    "highway",
+    "landuse",
+    "leisure",
+    "natural",
+    "place",
+    "railway",
+    "waterway",
+];
+
+fn tag<'a>(tags: &'a Tags, key: &str) -> Option<&'a str> {
+    debug_assert!(READ_KEYS.contains(&key), "the style reads `{key}`: list it in READ_KEYS");
+    crate::osm::tag(tags, key)
+}
 
 /// Bump when anything here changes: models record the style they were trained on.
 pub const STYLE_VERSION: &str = "accessatlas-basic-1";

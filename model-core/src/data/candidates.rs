@@ -102,7 +102,26 @@ pub struct Candidate {
     pub kinds: Vec<CandidateKind>,
 }
 
+/// Every OSM key the candidate finder and the background sampler read. A map reader may drop
+/// the other tags of elements that are not features (the tests' debug builds check each read
+/// against this list).
+pub const READ_KEYS: &[&str] = &[
+    "area",
+    "barrier",
+    "building",
+    "entrance",
+    "footway",
+    "highway",
+    "kerb",
+    "path",
+    "public_transport",
+    "railway",
+    "tactile_paving",
+    "wheelchair",
+];
+
 pub(crate) fn get<'a>(tags: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    debug_assert!(READ_KEYS.contains(&key), "candidates read `{key}`: list it in READ_KEYS");
     tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
