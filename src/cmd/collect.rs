@@ -15,13 +15,13 @@ use model_core::data::split::{SplitConfig, group_of};
 use model_core::data::tags::{
     Rejected, Tag, TagTable, parse_tags_csv, write_rejected_csv, write_tags_csv,
 };
-use model_core::data::tile::{BBox, TileId, Window};
+use model_core::data::tile::{TileId, Window};
 use model_core::data::vocab::NONE_LABEL;
 use model_core::infer::bundle::TileSourceSpec;
 
 use crate::fsutil::write_atomic;
 use crate::osm::rules::Rules;
-use crate::osm::{KeepTags, OsmMap, geometry_in, labelled_features};
+use crate::osm::{KeepTags, OsmMap, labelled_features};
 use crate::render::style;
 use crate::run::DataDir;
 use crate::tiles::{Origin, Politeness, fetch_with, tile_bar_style};
@@ -272,6 +272,12 @@ pub fn collect(args: &CollectArgs) -> Result<Summary> {
 /// cells (zoom 17, the split's groups), away from every mapped feature and every labelled
 /// location, with the labelled rows' most common source (so the metadata cannot tell them
 /// apart).
+/// Zoom of the areas background points are sampled in one at a time (about 10 km across):
+/// the geometry of one area is held at once, never the whole map's.
+const BACKGROUND_AREA_ZOOM: u8 = 12;
+/// Geometry this far around an area is looked at too (candidates there depend on what is near).
+const BACKGROUND_MARGIN_M: f64 = 200.0;
+
 fn background_tags(
     map: &OsmMap,
     mapped: &[crate::osm::Labelled],
@@ -285,12 +291,48 @@ fn background_tags(
     let zoom = SplitConfig::default().group_zoom;
     let cells: HashSet<(u32, u32)> =
         labelled.iter().filter_map(|t| group_of(t.lat, t.lon, zoom).ok()).collect();
+    // The areas holding labelled rows, in order, each asked for its share of the points.
+    let shift = zoom - BACKGROUND_AREA_ZOOM;
+    let mut per_area: BTreeMap<(u32, u32), usize> = BTreeMap::new();
+    for t in labelled {
+        if let Ok(c) = group_of(t.lat, t.lon, zoom) {
+            *per_area.entry((c.0 >> shift, c.1 >> shift)).or_default() += 1;
+        }
+    }
+    let shares = shares(n, &per_area.values().copied().collect::<Vec<_>>());
+    let index = crate::osm::AreaIndex::new(map, BACKGROUND_AREA_ZOOM, BACKGROUND_MARGIN_M);
     let mut avoid: Vec<(f64, f64)> = mapped.iter().map(|l| (l.lat, l.lon)).collect();
     avoid.extend(labelled.iter().map(|t| (t.lat, t.lon)));
-    let geometry = geometry_in(map, &BBox::WORLD);
-    let points = background_points(&geometry, &avoid, n, args.seed, |lat, lon| {
-        group_of(lat, lon, zoom).is_ok_and(|c| cells.contains(&c))
-    });
+    let mut avoid_by_area: HashMap<(u32, u32), Vec<(f64, f64)>> = HashMap::new();
+    for &(lat, lon) in &avoid {
+        if let Ok(c) = group_of(lat, lon, zoom) {
+            avoid_by_area.entry((c.0 >> shift, c.1 >> shift)).or_default().push((lat, lon));
+        }
+    }
+    let mut points = Vec::new();
+    for (i, ((&area, _), &want)) in per_area.iter().zip(&shares).enumerate() {
+        let geometry = index.geometry(map, area)?;
+        // Features and chosen points of this area and its neighbours keep points away.
+        let mut near: Vec<(f64, f64)> = Vec::new();
+        for dx in -1i64..=1 {
+            for dy in -1i64..=1 {
+                let a = (area.0 as i64 + dx, area.1 as i64 + dy);
+                if let (Ok(x), Ok(y)) = (u32::try_from(a.0), u32::try_from(a.1))
+                    && let Some(v) = avoid_by_area.get(&(x, y))
+                {
+                    near.extend(v);
+                }
+            }
+        }
+        let found = background_points(&geometry, &near, want, args.seed + i as u64, |lat, lon| {
+            group_of(lat, lon, zoom)
+                .is_ok_and(|c| cells.contains(&c) && (c.0 >> shift, c.1 >> shift) == area)
+        });
+        for p in &found {
+            avoid_by_area.entry(area).or_default().push((p.lat, p.lon));
+        }
+        points.extend(found);
+    }
     if points.len() < n {
         tracing::warn!(
             "asked for {n} background points, the extract has room for {}",
@@ -315,6 +357,24 @@ fn background_tags(
             extra: Vec::new(),
         })
         .collect())
+}
+
+/// `n` split in proportion to `weights`, the largest remainders rounding up: the shares sum
+/// to `n` (one weight: all of it).
+fn shares(n: usize, weights: &[usize]) -> Vec<usize> {
+    let total: usize = weights.iter().sum();
+    if total == 0 {
+        return vec![0; weights.len()];
+    }
+    let mut out: Vec<usize> = weights.iter().map(|w| n * w / total).collect();
+    let mut rest: Vec<(usize, usize)> =
+        weights.iter().enumerate().map(|(i, w)| (n * w % total, i)).collect();
+    rest.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let missing = n - out.iter().sum::<usize>();
+    for &(_, i) in rest.iter().take(missing) {
+        out[i] += 1;
+    }
+    out
 }
 
 /// Places per batch. A batch's tiles are fetched together and dropped once no later batch
@@ -423,4 +483,30 @@ fn encode_png(img: &image::RgbImage) -> Result<Vec<u8>> {
 fn fail(summary: &mut Summary, rejected: &mut Vec<Rejected>, t: &Tag, reason: String) {
     summary.failed.push(format!("{}: {reason}", t.id));
     rejected.push(Rejected::for_tag(t, "image", &reason));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_sum_to_the_whole_in_proportion() {
+        assert_eq!(shares(689, &[689]), vec![689]);
+        assert_eq!(shares(10, &[1, 1, 1]), vec![4, 3, 3]);
+        assert_eq!(shares(7, &[5, 0, 2]), vec![5, 0, 2]);
+        assert_eq!(shares(5, &[0, 0]), vec![0, 0]);
+        let s = shares(1000, &[3, 7, 11, 13]);
+        assert_eq!(s.iter().sum::<usize>(), 1000);
+        assert!(s.windows(2).all(|w| w[0] <= w[1]), "{s:?}");
+    }
+
+    #[test]
+    fn z_order_keeps_neighbours_close() {
+        assert_eq!(z_order(0, 0), 0);
+        assert_eq!(z_order(1, 0), 1);
+        assert_eq!(z_order(0, 1), 2);
+        assert_eq!(z_order(1, 1), 3);
+        assert_eq!(z_order(2, 0), 4);
+        assert!(z_order(u32::MAX, u32::MAX) == u64::MAX);
+    }
 }

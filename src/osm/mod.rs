@@ -429,6 +429,17 @@ fn as_refs(t: &Tags) -> Vec<(&str, &str)> {
 /// The part of the map in `bbox`, as model-core's candidate finder reads it: every way with a
 /// node inside (all its nodes), every tagged node inside.
 pub fn geometry_in(map: &OsmMap, bbox: &BBox) -> Geometry {
+    geometry_among(map, bbox, 0..map.ways.len(), 0..map.tagged_nodes.len())
+}
+
+/// [`geometry_in`] looking only at the ways and tagged nodes listed (indices, ascending): the
+/// same result when the lists hold every element near `bbox`.
+fn geometry_among(
+    map: &OsmMap,
+    bbox: &BBox,
+    ways: impl Iterator<Item = usize>,
+    nodes: impl Iterator<Item = usize>,
+) -> Geometry {
     let inside = |id: &i64| map.coords.get(id).is_some_and(|&(la, lo)| bbox.contains(la, lo));
     // Outlines of multipolygon buildings carry their relation's `building` tag here, so the
     // candidate finder sees them as buildings.
@@ -440,9 +451,8 @@ pub fn geometry_in(map: &OsmMap, bbox: &BBox) -> Geometry {
             }
         }
     }
-    let ways = map
-        .ways
-        .iter()
+    let ways = ways
+        .map(|i| &map.ways[i])
         .filter(|w| w.nodes.iter().any(inside))
         .map(|w| GeoWay {
             id: w.id,
@@ -461,13 +471,89 @@ pub fn geometry_in(map: &OsmMap, bbox: &BBox) -> Geometry {
                 .collect(),
         })
         .collect();
-    let nodes = map
-        .tagged_nodes
-        .iter()
+    let nodes = nodes
+        .map(|i| &map.tagged_nodes[i])
         .filter(|n| bbox.contains(n.lat, n.lon))
         .map(|n| GeoNode { id: n.id, lat: n.lat, lon: n.lon, tags: n.tags.clone() })
         .collect();
     Geometry { nodes, ways }
+}
+
+/// The map's ways and tagged nodes filed by the tiles of one zoom level they come within
+/// `margin_m` of: the geometry of one tile's area without looking at the rest of the map, so
+/// work done area by area costs what the areas hold, not areas x map.
+pub struct AreaIndex {
+    zoom: u8,
+    margin_m: f64,
+    ways: HashMap<(u32, u32), Vec<usize>>,
+    nodes: HashMap<(u32, u32), Vec<usize>>,
+}
+
+impl AreaIndex {
+    pub fn new(map: &OsmMap, zoom: u8, margin_m: f64) -> Self {
+        let mut index = Self { zoom, margin_m, ways: HashMap::new(), nodes: HashMap::new() };
+        let mut tiles = Vec::with_capacity(4);
+        for (i, w) in map.ways.iter().enumerate() {
+            tiles.clear();
+            for &(lat, lon) in w.nodes.iter().filter_map(|n| map.coords.get(n)) {
+                index.tiles_near(lat, lon, &mut tiles);
+            }
+            tiles.sort_unstable();
+            tiles.dedup();
+            for t in &tiles {
+                index.ways.entry(*t).or_default().push(i);
+            }
+        }
+        for (i, n) in map.tagged_nodes.iter().enumerate() {
+            tiles.clear();
+            index.tiles_near(n.lat, n.lon, &mut tiles);
+            tiles.sort_unstable();
+            tiles.dedup();
+            for t in &tiles {
+                index.nodes.entry(*t).or_default().push(i);
+            }
+        }
+        index
+    }
+
+    /// The tiles within `margin_m` of a point (the corners of the box around it).
+    fn tiles_near(&self, lat: f64, lon: f64, out: &mut Vec<(u32, u32)>) {
+        let dlat = self.margin_m / 111_195.0;
+        let dlon = dlat / lat.to_radians().cos().max(0.01);
+        for (a, b) in [(-dlat, -dlon), (-dlat, dlon), (dlat, -dlon), (dlat, dlon)] {
+            let (la, lo) = ((lat + a).clamp(-85.0, 85.0), (lon + b).clamp(-180.0, 179.999_999));
+            if let Ok(t) = model_core::data::tile::lat_lon_to_tile(la, lo, self.zoom) {
+                out.push((t.x, t.y));
+            }
+        }
+    }
+
+    /// The zoom level of its tiles.
+    pub fn zoom(&self) -> u8 {
+        self.zoom
+    }
+
+    /// [`geometry_in`] for tile `t`'s area grown by the margin.
+    pub fn geometry(&self, map: &OsmMap, t: (u32, u32)) -> Result<Geometry> {
+        let (west, south, east, north) =
+            model_core::data::tile::tile_bounds(model_core::data::tile::TileId {
+                z: self.zoom,
+                x: t.0,
+                y: t.1,
+            })?;
+        let dlat = self.margin_m / 111_195.0;
+        let dlon = dlat / north.abs().max(south.abs()).to_radians().cos().max(0.01);
+        let bbox = BBox {
+            min_lon: west - dlon,
+            min_lat: south - dlat,
+            max_lon: east + dlon,
+            max_lat: north + dlat,
+        };
+        let empty = Vec::new();
+        let ways = self.ways.get(&t).unwrap_or(&empty).iter().copied();
+        let nodes = self.nodes.get(&t).unwrap_or(&empty).iter().copied();
+        Ok(geometry_among(map, &bbox, ways, nodes))
+    }
 }
 
 impl Labelled {
@@ -528,6 +614,39 @@ mod tests {
                 (k.to_string(), v.to_string())
             })
             .collect()
+    }
+
+    #[test]
+    fn an_area_from_the_index_equals_the_scan_of_the_whole_map() {
+        let map = OsmMap::from_bytes(BUNDLED_OSM, "bundled").unwrap();
+        let index = AreaIndex::new(&map, 16, 50.0);
+        let mut seen = 0;
+        for y in 0..3u32 {
+            for x in 0..3u32 {
+                let t = model_core::data::tile::lat_lon_to_tile(60.1645, 24.936, 16).unwrap();
+                let t = (t.x + x, t.y - 2 + y);
+                let from_index = index.geometry(&map, t).unwrap();
+                let (w, s, e, n) =
+                    model_core::data::tile::tile_bounds(model_core::data::tile::TileId {
+                        z: 16,
+                        x: t.0,
+                        y: t.1,
+                    })
+                    .unwrap();
+                let dlat = 50.0 / 111_195.0;
+                let dlon = dlat / n.abs().max(s.abs()).to_radians().cos();
+                let bbox = BBox {
+                    min_lon: w - dlon,
+                    min_lat: s - dlat,
+                    max_lon: e + dlon,
+                    max_lat: n + dlat,
+                };
+                let scanned = geometry_in(&map, &bbox);
+                assert_eq!(from_index, scanned, "tile {t:?}");
+                seen += scanned.ways.len();
+            }
+        }
+        assert!(seen > 500, "only {seen} ways in the areas tried");
     }
 
     #[test]
