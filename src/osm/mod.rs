@@ -1,6 +1,7 @@
 //! Reading OpenStreetMap PBF extracts: the map the renderer draws and the labelled features
 //! collect turns into tags.
 
+pub mod nodes;
 pub mod rules;
 
 use std::collections::HashMap;
@@ -48,7 +49,7 @@ pub struct TaggedNode {
 #[derive(Debug, Default)]
 pub struct OsmMap {
     /// Every node's `(lat, lon)`.
-    pub coords: HashMap<i64, (f64, f64)>,
+    pub coords: nodes::NodeCoords,
     pub tagged_nodes: Vec<TaggedNode>,
     pub ways: Vec<Way>,
     pub ways_by_id: HashMap<i64, usize>,
@@ -204,7 +205,7 @@ impl OsmMap {
             return;
         }
         let offset = self.ways.len();
-        self.coords.extend(other.coords);
+        self.coords.append(other.coords);
         self.tagged_nodes.extend(other.tagged_nodes);
         self.ways_by_id.extend(other.ways_by_id.into_iter().map(|(id, i)| (id, i + offset)));
         self.ways.extend(other.ways);
@@ -302,10 +303,12 @@ impl OsmMap {
             let tags = strip(&n.tags);
             if tags.is_empty() {
                 deleted.insert(n.id);
-                out.coords.remove(&n.id);
             } else {
                 out.tagged_nodes.push(TaggedNode { tags, ..n.clone() });
             }
+        }
+        if !deleted.is_empty() {
+            out.coords.retain(|id| !deleted.contains(&id));
         }
         for w in &self.ways {
             let mut w = w.clone();
