@@ -98,11 +98,14 @@ impl KeepTags {
     fn keep<'a>(&self, it: impl Iterator<Item = (&'a str, &'a str)>) -> Tags {
         let pairs: Vec<(&str, &str)> = it.collect();
         let all = self.keys.is_none() || self.rules.classify(&pairs).is_some();
-        pairs
+        let mut kept = pairs
             .into_iter()
             .filter(|(k, _)| all || self.keys.as_ref().is_some_and(|keys| keys.contains(*k)))
             .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+            .collect::<Tags>();
+        // Exactly as long as it is: most elements keep one or two tags.
+        kept.shrink_to_fit();
+        kept
     }
 }
 
@@ -113,10 +116,31 @@ impl OsmMap {
     }
 
     /// Reads a `.osm.pbf` file, keeping the tags `keep` says.
+    /// The file is never held whole: each decoding thread reads one blob at a time.
     pub fn read_keeping(path: &Path, keep: &KeepTags) -> Result<Self> {
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("opening OSM extract {}", path.display()))?;
-        Self::from_bytes_keeping(&bytes, &path.display().to_string(), keep)
+        use std::io::{Read, Seek, SeekFrom};
+        let origin = path.display().to_string();
+        let open =
+            || std::fs::File::open(path).with_context(|| format!("opening OSM extract {origin}"));
+        let mut file = open()?;
+        let len = file.metadata().with_context(|| format!("opening OSM extract {origin}"))?.len();
+        let read_at = |file: &mut std::fs::File, pos: usize, n: usize| -> Result<Vec<u8>> {
+            let mut buf = vec![0; n];
+            file.seek(SeekFrom::Start(pos as u64))?;
+            file.read_exact(&mut buf)?;
+            Ok(buf)
+        };
+        let frames = frames_in(len as usize, |pos, n| read_at(&mut file, pos, n))
+            .with_context(|| format!("reading OSM extract {origin}"))?;
+        Self::decode(&frames, &origin, keep, || {
+            let mut file = open()?;
+            let origin = &origin;
+            Ok(move |f: &Frame| -> Result<Vec<u8>> {
+                read_at(&mut file, f.start, f.end - f.start).with_context(|| {
+                    format!("reading OSM extract {origin} at byte offset {}", f.start)
+                })
+            })
+        })
     }
 
     /// The extract at `path`, or the bundled one; with the name logs and errors use.
@@ -145,15 +169,28 @@ impl OsmMap {
     /// bad blob, never a silently shorter map.
     pub fn from_bytes_keeping(bytes: &[u8], origin: &str, keep: &KeepTags) -> Result<Self> {
         let frames = frames(bytes).with_context(|| format!("reading OSM extract {origin}"))?;
-        // Blobs decode on every core, each thread a contiguous run of them; the parts join in
-        // file order, so the map is the same as a sequential read's.
+        Self::decode(&frames, origin, keep, || {
+            Ok(|f: &Frame| -> Result<Vec<u8>> { Ok(bytes[f.start..f.end].to_vec()) })
+        })
+    }
+
+    /// Decodes `frames` on every core, each thread a contiguous run of them reading one blob at
+    /// a time through its own reader (`reader()`); the parts join in file order, so the map is
+    /// the same as a sequential read's.
+    fn decode<R>(
+        frames: &[Frame],
+        origin: &str,
+        keep: &KeepTags,
+        reader: impl Fn() -> Result<R> + Sync,
+    ) -> Result<Self>
+    where
+        R: FnMut(&Frame) -> Result<Vec<u8>>,
+    {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let per = frames.len().div_ceil(threads.max(1)).max(1);
-        let bar = if bytes.len() >= 16 << 20 {
-            ProgressBar::new(bytes.len() as u64)
-        } else {
-            ProgressBar::hidden()
-        };
+        let total = frames.last().map_or(0, |f| f.end);
+        let bar =
+            if total >= 16 << 20 { ProgressBar::new(total as u64) } else { ProgressBar::hidden() };
         bar.set_style(
             ProgressStyle::with_template("reading {bar:40} {bytes}/{total_bytes} {bytes_per_sec}")
                 .expect("valid template"),
@@ -162,11 +199,13 @@ impl OsmMap {
             let handles: Vec<_> = frames
                 .chunks(per)
                 .map(|run| {
-                    let bar = &bar;
+                    let (bar, reader) = (&bar, &reader);
                     s.spawn(move || -> Result<OsmMap> {
+                        let mut read = reader()?;
                         let mut map = OsmMap::default();
                         for f in run {
-                            map.add_blob(&bytes[f.start..f.end], keep).with_context(|| {
+                            let blob = read(f)?;
+                            map.add_blob(&blob, keep).with_context(|| {
                                 format!(
                                     "reading OSM extract {origin}: corrupt blob at byte offset {}",
                                     f.start
@@ -219,7 +258,9 @@ impl OsmMap {
             Element::Way(w) => {
                 self.ways_by_id.insert(w.id(), self.ways.len());
                 let tags = keep.keep(w.tags());
-                self.ways.push(Way { id: w.id(), tags, nodes: w.refs().collect() });
+                let mut nodes: Vec<i64> = w.refs().collect();
+                nodes.shrink_to_fit();
+                self.ways.push(Way { id: w.id(), tags, nodes });
             }
             Element::Relation(r) => {
                 if !r.tags().any(|(k, v)| k == "type" && v == "multipolygon") {
@@ -339,39 +380,44 @@ pub struct Frame {
 /// `BlobHeader` whose field 3 is the data size, the data): an error names the byte offset
 /// where the file is truncated or stops being PBF.
 pub fn frames(bytes: &[u8]) -> Result<Vec<Frame>> {
+    frames_in(bytes.len(), |pos, n| Ok(bytes[pos..pos + n].to_vec()))
+}
+
+/// [`frames`] of a source of `len` bytes that `read(pos, n)` reads from (`pos + n <= len`).
+fn frames_in(
+    len: usize,
+    mut read: impl FnMut(usize, usize) -> Result<Vec<u8>>,
+) -> Result<Vec<Frame>> {
     /// The limits of the PBF format (OSM wiki, PBF Format: 64 KiB headers, 32 MiB blobs).
     const MAX_HEADER: usize = 64 * 1024;
     const MAX_BLOB: usize = 32 * 1024 * 1024;
     let mut out = Vec::new();
     let mut pos = 0;
-    while pos < bytes.len() {
-        let Some(len) = bytes.get(pos..pos + 4) else {
-            bail!(
-                "truncated at byte offset {pos}: {} stray bytes after the last blob",
-                bytes.len() - pos
-            );
-        };
-        let header_len = u32::from_be_bytes(len.try_into().expect("4 bytes")) as usize;
+    while pos < len {
+        if pos + 4 > len {
+            bail!("truncated at byte offset {pos}: {} stray bytes after the last blob", len - pos);
+        }
+        let prefix = read(pos, 4)?;
+        let header_len = u32::from_be_bytes(prefix[..].try_into().expect("4 bytes")) as usize;
         if header_len == 0 || header_len > MAX_HEADER {
             bail!("not a PBF blob at byte offset {pos}: header length {header_len}");
         }
-        let Some(header) = bytes.get(pos + 4..pos + 4 + header_len) else {
+        if pos + 4 + header_len > len {
             bail!(
-                "truncated at byte offset {pos}: the blob header needs {header_len} bytes, the file ends at {}",
-                bytes.len()
+                "truncated at byte offset {pos}: the blob header needs {header_len} bytes, the file ends at {len}"
             );
-        };
-        let data_len = blob_data_size(header)
+        }
+        let header = read(pos + 4, header_len)?;
+        let data_len = blob_data_size(&header)
             .with_context(|| format!("not a PBF blob header at byte offset {pos}"))?;
         if data_len > MAX_BLOB {
             bail!("not a PBF blob at byte offset {pos}: data size {data_len}");
         }
         let end = pos + 4 + header_len + data_len;
-        if end > bytes.len() {
+        if end > len {
             bail!(
-                "truncated at byte offset {pos}: the blob there needs {} bytes, the file ends at {}",
-                end - pos,
-                bytes.len()
+                "truncated at byte offset {pos}: the blob there needs {} bytes, the file ends at {len}",
+                end - pos
             );
         }
         out.push(Frame { start: pos, end });
@@ -679,6 +725,20 @@ mod tests {
         );
         // Two or more parts really were joined (the extract has several blobs of ways).
         assert!(frames(BUNDLED_OSM).unwrap().len() >= 4);
+        // A file, read blob by blob, gives the same map as its bytes.
+        let path = std::env::temp_dir().join(format!("aa-osm-read-{}.pbf", std::process::id()));
+        std::fs::write(&path, BUNDLED_OSM).unwrap();
+        let from_file = OsmMap::read(&path).unwrap();
+        std::fs::remove_file(&path).ok();
+        assert_eq!(from_file.coords, parallel.coords);
+        assert_eq!(ids(&from_file), ids(&parallel));
+        assert!(
+            from_file
+                .ways
+                .iter()
+                .zip(&parallel.ways)
+                .all(|(a, b)| a.nodes == b.nodes && a.tags == b.tags)
+        );
     }
 
     #[test]
