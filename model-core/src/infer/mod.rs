@@ -20,7 +20,9 @@ use crate::infer::bundle::{BundleManifest, TileSourceSpec};
 use crate::model::persist::model_from_bytes;
 use crate::{AccessModel, CoreError, ModelConfig, Prediction};
 
-/// A model in inference mode with what its inputs need.
+/// A model in inference mode with what its inputs need. Its encoder is in inference form
+/// (batch norms folded into their convolutions): `model` is for prediction, never for
+/// training or saving.
 #[derive(Debug, Clone)]
 pub struct Predictor {
     pub config: ModelConfig,
@@ -41,14 +43,10 @@ impl Predictor {
         temperature: f32,
         device: &Device,
     ) -> Self {
-        Self {
-            config,
-            model: model.valid(),
-            scaler,
-            temperature,
-            candidate_prior: None,
-            device: device.clone(),
-        }
+        // The inference form, on every platform: batch norms folded into their convolutions.
+        let mut model = model.valid();
+        model.encoder = model.encoder.fold_batch_norms();
+        Self { config, model, scaler, temperature, candidate_prior: None, device: device.clone() }
     }
 
     /// Loads a bundle from its `model.json` text and `weights.bpk` bytes.
@@ -179,6 +177,73 @@ impl Predictor {
 mod tests {
     use super::*;
     use crate::EncoderKind;
+
+    /// Largest probability difference between two predictors over a few inputs.
+    fn worst_gap(a: &Predictor, b: &Predictor, size: u32) -> f32 {
+        let mut worst = 0f32;
+        for i in 0..3u8 {
+            let img = RgbImage::from_fn(size, size, |x, y| {
+                image::Rgb([(x * 7 + u32::from(i) * 40) as u8, (y * 3) as u8, 60 + i * 50])
+            });
+            let input = a.input(&img, 60.16 + f64::from(i) * 0.01, 24.94, "osm").unwrap();
+            let (pa, pb) = (a.predict(&input).unwrap(), b.predict(&input).unwrap());
+            for ((_, x), (_, y)) in pa.probabilities.0.iter().zip(&pb.probabilities.0) {
+                worst = worst.max((x - y).abs());
+            }
+        }
+        worst
+    }
+
+    /// A predictor is the inference form (norms folded into convolutions), and predicts what
+    /// the model as trained does, for every encoder: each encoder's norms first get real
+    /// statistics from training-mode passes.
+    #[test]
+    fn the_folded_inference_form_predicts_what_the_trained_model_does() {
+        for kind in EncoderKind::ALL {
+            let train = Device::flex().autodiff();
+            let mut config = ModelConfig::new(kind);
+            config.image_size = 64;
+            let model = config.init(&train).unwrap();
+            for seed in 0..2 {
+                let x = Tensor::<4>::random(
+                    [2, 3, 64, 64],
+                    burn::tensor::Distribution::Normal(0.3 + seed as f64, 1.5),
+                    &train,
+                );
+                let _ = model.encoder.features(x);
+            }
+            let device = Device::flex();
+            let trained = model.valid();
+            let folded =
+                Predictor::new(config.clone(), trained.clone(), Scaler::default(), 1.0, &device);
+            let mut unfolded = folded.clone();
+            unfolded.model = trained;
+            let gap = worst_gap(&folded, &unfolded, 64);
+            assert!(gap < 1e-4, "{}: folded and trained models differ by {gap}", kind.name());
+            // Folding did happen: every folded convolution gained a bias.
+            assert!(
+                folded.model.num_params() > unfolded.model.num_params(),
+                "{}: nothing was folded",
+                kind.name()
+            );
+        }
+    }
+
+    /// The shipped bundle, folded, predicts what it does as trained.
+    #[test]
+    fn the_shipped_bundle_folded_predicts_what_it_does_as_trained() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/model");
+        let manifest: BundleManifest =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("model.json")).unwrap())
+                .unwrap();
+        let weights = std::fs::read(dir.join("weights.bpk")).unwrap();
+        let device = Device::flex();
+        let folded = Predictor::from_bundle(&manifest, &weights, &device).unwrap();
+        let mut unfolded = folded.clone();
+        unfolded.model = model_from_bytes(&manifest.config, &weights, &device).unwrap().valid();
+        let gap = worst_gap(&folded, &unfolded, manifest.config.image_size);
+        assert!(gap < 1e-4, "folded and trained shipped model differ by {gap}");
+    }
 
     #[test]
     fn a_batch_predicts_what_single_inputs_do() {

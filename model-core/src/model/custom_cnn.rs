@@ -8,7 +8,7 @@ use burn::nn::{BatchNorm, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
-use super::layers::{bn, conv, global_avg_pool, pad_half};
+use super::layers::{bn, conv, fold, global_avg_pool, norm, pad_half};
 
 const CHANNELS: [usize; 4] = [32, 64, 128, 256];
 /// Width of the pooled features.
@@ -59,14 +59,27 @@ impl CustomCnn {
     /// Everything before the last stage: the feature map the projection takes.
     pub fn trunk(&self, mut x: Tensor<4>) -> Tensor<4> {
         for s in &self.stages {
-            x = self.pool.forward(relu(s.bn.forward(s.conv.forward(x))));
+            x = self.pool.forward(relu(norm(&s.bn, s.conv.forward(x))));
         }
         x
     }
 
     /// The last stage (the projection) and the pooling.
     pub fn last_stage(&self, x: Tensor<4>) -> Tensor<2> {
-        global_avg_pool(relu(self.proj_bn.forward(self.proj.forward(x))))
+        global_avg_pool(relu(norm(&self.proj_bn, self.proj.forward(x))))
+    }
+
+    /// The inference form: every batch norm folded into its convolution ([`fold`]).
+    pub fn fold_batch_norms(mut self) -> Self {
+        self.stages = std::mem::take(&mut self.stages)
+            .into_iter()
+            .map(|s| {
+                let (conv, bn) = fold(s.conv, s.bn);
+                CnnStage { conv, bn }
+            })
+            .collect();
+        (self.proj, self.proj_bn) = fold(self.proj, self.proj_bn);
+        self
     }
 
     pub fn forward_classifier(&self, x: Tensor<4>) -> Tensor<2> {

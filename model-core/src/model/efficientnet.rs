@@ -12,7 +12,7 @@ use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
 
-use super::layers::{bn, conv, global_avg_pool, relu6};
+use super::layers::{bn, conv, fold, global_avg_pool, norm, relu6};
 
 const BN_EPS: f64 = 1e-3;
 /// TensorFlow's 0.99 decay is PyTorch momentum 0.01.
@@ -67,13 +67,24 @@ impl MbConvBlock {
         }
     }
 
+    /// The inference form ([`fold`]).
+    pub fn fold_batch_norms(mut self) -> Self {
+        if let (Some(c), Some(b)) = (self.expand_conv.take(), self.bn0.take()) {
+            let (c, b) = fold(c, b);
+            (self.expand_conv, self.bn0) = (Some(c), Some(b));
+        }
+        (self.depthwise_conv, self.bn1) = fold(self.depthwise_conv, self.bn1);
+        (self.project_conv, self.bn2) = fold(self.project_conv, self.bn2);
+        self
+    }
+
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
         let mut x = input.clone();
         if let (Some(c), Some(b)) = (&self.expand_conv, &self.bn0) {
-            x = relu6(b.forward(c.forward(x)));
+            x = relu6(norm(b, c.forward(x)));
         }
-        x = relu6(self.bn1.forward(self.depthwise_conv.forward(x)));
-        x = self.bn2.forward(self.project_conv.forward(x));
+        x = relu6(norm(&self.bn1, self.depthwise_conv.forward(x)));
+        x = norm(&self.bn2, self.project_conv.forward(x));
         // Drop-connect is a training-time regulariser of the reference; it is the identity at
         // inference and left out here (fine-tuning uses dropout in the fusion and head).
         if self.residual { x + input } else { x }
@@ -120,7 +131,7 @@ impl EfficientNetLite0 {
 
     /// The stem and the MBConv stages: the `[B, 320, H/32, W/32]` map the head convolution takes.
     pub fn trunk(&self, x: Tensor<4>) -> Tensor<4> {
-        let mut x = relu6(self.bn0.forward(self.conv_stem.forward(x)));
+        let mut x = relu6(norm(&self.bn0, self.conv_stem.forward(x)));
         for b in &self.blocks {
             x = b.forward(x);
         }
@@ -129,7 +140,18 @@ impl EfficientNetLite0 {
 
     /// The head convolution (the last stage) and the pooling.
     pub fn last_stage(&self, x: Tensor<4>) -> Tensor<2> {
-        global_avg_pool(relu6(self.bn1.forward(self.conv_head.forward(x))))
+        global_avg_pool(relu6(norm(&self.bn1, self.conv_head.forward(x))))
+    }
+
+    /// The inference form: every batch norm folded into its convolution ([`fold`]).
+    pub fn fold_batch_norms(mut self) -> Self {
+        (self.conv_stem, self.bn0) = fold(self.conv_stem, self.bn0);
+        self.blocks = std::mem::take(&mut self.blocks)
+            .into_iter()
+            .map(MbConvBlock::fold_batch_norms)
+            .collect();
+        (self.conv_head, self.bn1) = fold(self.conv_head, self.bn1);
+        self
     }
 
     /// ImageNet logits `[B, classes]`; panics if built without a classifier.

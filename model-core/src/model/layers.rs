@@ -1,5 +1,6 @@
 //! Small building blocks shared by the encoders.
 
+use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,6 +34,37 @@ pub fn pad_half(kernel: usize) -> PaddingConfig2d {
 /// Batch norm with PyTorch's conventions: `momentum` is the weight of the new batch.
 pub fn bn(channels: usize, epsilon: f64, momentum: f64, device: &Device) -> BatchNorm {
     BatchNormConfig::new(channels).with_epsilon(epsilon).with_momentum(momentum).init(device)
+}
+
+/// The `epsilon` of a batch norm folded into the convolution before it (a real one is always
+/// positive): [`norm`] then passes its input through.
+const FOLDED: f64 = 0.0;
+
+/// The inference form of `bn(conv(x))`: one convolution whose weights and bias carry the
+/// norm's scale and shift (`w * g / sqrt(var + eps)`, `(b - mean) * g / sqrt(var + eps) +
+/// beta`), and the norm marked folded so [`norm`] skips it. Only for prediction: a folded
+/// model is never trained or saved (its marker is not part of the record).
+pub fn fold(mut conv: Conv2d, mut bn: BatchNorm) -> (Conv2d, BatchNorm) {
+    if bn.epsilon == FOLDED {
+        return (conv, bn);
+    }
+    let [c] = bn.gamma.shape().dims();
+    let scale = bn.gamma.val() / (bn.running_var.value() + bn.epsilon).sqrt();
+    let shift = bn.beta.val() - bn.running_mean.value() * scale.clone();
+    let weight = conv.weight.val() * scale.clone().reshape([c, 1, 1, 1]);
+    let bias = match &conv.bias {
+        Some(b) => b.val() * scale + shift,
+        None => shift,
+    };
+    conv.weight = Param::from_tensor(weight);
+    conv.bias = Some(Param::from_tensor(bias));
+    bn.epsilon = FOLDED;
+    (conv, bn)
+}
+
+/// `bn(x)`, or `x` when the norm was folded into the convolution before it ([`fold`]).
+pub fn norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
+    if bn.epsilon == FOLDED { x } else { bn.forward(x) }
 }
 
 /// When set, the layers below use formulations made only of the operations ONNX exporters

@@ -7,7 +7,7 @@ use burn::nn::{BatchNorm, Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::tensor::activation::{hard_sigmoid, hard_swish, relu};
 use burn::tensor::{Device, Tensor};
 
-use super::layers::{bn, conv, global_avg_pool, pad_half};
+use super::layers::{bn, conv, fold, global_avg_pool, norm, pad_half};
 
 const BN_EPS: f64 = 1e-3;
 const BN_MOMENTUM: f64 = 0.01;
@@ -55,7 +55,12 @@ impl ConvBn {
         }
     }
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.bn.forward(self.conv.forward(x))
+        norm(&self.bn, self.conv.forward(x))
+    }
+    /// The inference form ([`fold`]).
+    fn fold_batch_norms(self) -> Self {
+        let (conv, bn) = fold(self.conv, self.bn);
+        Self { conv, bn }
     }
 }
 
@@ -85,6 +90,12 @@ pub struct InvertedResidual {
 }
 
 impl InvertedResidual {
+    fn fold_batch_norms(mut self) -> Self {
+        self.expand = self.expand.map(ConvBn::fold_batch_norms);
+        self.depthwise = self.depthwise.fold_batch_norms();
+        self.project = self.project.fold_batch_norms();
+        self
+    }
     fn act(&self, x: Tensor<4>) -> Tensor<4> {
         if self.hard_swish { hard_swish(x) } else { relu(x) }
     }
@@ -147,6 +158,17 @@ impl MobileNetV3Small {
                 fc2: LinearConfig::new(HIDDEN, c).init(d),
             }),
         }
+    }
+
+    /// The inference form: every batch norm folded into its convolution ([`fold`]).
+    pub fn fold_batch_norms(mut self) -> Self {
+        self.stem = self.stem.fold_batch_norms();
+        self.blocks = std::mem::take(&mut self.blocks)
+            .into_iter()
+            .map(InvertedResidual::fold_batch_norms)
+            .collect();
+        self.last = self.last.fold_batch_norms();
+        self
     }
 
     pub fn features(&self, x: Tensor<4>) -> Tensor<2> {

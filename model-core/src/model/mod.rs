@@ -176,6 +176,18 @@ impl ImageEncoder {
         }
     }
 
+    /// The inference form: every batch norm folded into the convolution before it
+    /// (`layers::fold`); same outputs up to float rounding, fewer passes over each activation.
+    /// Only for prediction: a folded encoder is never trained or saved.
+    pub fn fold_batch_norms(self) -> Self {
+        match self {
+            Self::CustomCnn(m) => Self::CustomCnn(m.fold_batch_norms()),
+            Self::MobileNetV3Small(m) => Self::MobileNetV3Small(m.fold_batch_norms()),
+            Self::EfficientNetLite0(m) => Self::EfficientNetLite0(m.fold_batch_norms()),
+            Self::ResNet(m) => Self::ResNet(m.fold_batch_norms()),
+        }
+    }
+
     /// Freezes the first `k` stages (see each encoder's `NUM_STAGES`).
     pub fn freeze_stages(self, k: usize) -> Self {
         match self {

@@ -8,7 +8,7 @@ use burn::nn::{BatchNorm, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
-use super::layers::{bn, conv, global_avg_pool, pad_half};
+use super::layers::{bn, conv, fold, global_avg_pool, norm as fold_aware_norm, pad_half};
 
 const BN_EPS: f64 = 1e-5;
 const BN_MOMENTUM: f64 = 0.1;
@@ -102,20 +102,45 @@ impl ResBlock {
         }
     }
 
+    /// The inference form ([`fold`]).
+    fn fold_batch_norms(self) -> Self {
+        let ds = |d: Option<Downsample>| {
+            d.map(|d| {
+                let (conv, bn) = fold(d.conv, d.bn);
+                Downsample { conv, bn }
+            })
+        };
+        match self {
+            ResBlock::Basic(mut b) => {
+                (b.conv1, b.bn1) = fold(b.conv1, b.bn1);
+                (b.conv2, b.bn2) = fold(b.conv2, b.bn2);
+                b.downsample = ds(b.downsample);
+                ResBlock::Basic(b)
+            }
+            ResBlock::Bottleneck(mut b) => {
+                (b.conv1, b.bn1) = fold(b.conv1, b.bn1);
+                (b.conv2, b.bn2) = fold(b.conv2, b.bn2);
+                (b.conv3, b.bn3) = fold(b.conv3, b.bn3);
+                b.downsample = ds(b.downsample);
+                ResBlock::Bottleneck(b)
+            }
+        }
+    }
+
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let (y, ds) = match self {
             ResBlock::Basic(b) => {
-                let y = relu(b.bn1.forward(b.conv1.forward(x.clone())));
-                (b.bn2.forward(b.conv2.forward(y)), &b.downsample)
+                let y = relu(fold_aware_norm(&b.bn1, b.conv1.forward(x.clone())));
+                (fold_aware_norm(&b.bn2, b.conv2.forward(y)), &b.downsample)
             }
             ResBlock::Bottleneck(b) => {
-                let y = relu(b.bn1.forward(b.conv1.forward(x.clone())));
-                let y = relu(b.bn2.forward(b.conv2.forward(y)));
-                (b.bn3.forward(b.conv3.forward(y)), &b.downsample)
+                let y = relu(fold_aware_norm(&b.bn1, b.conv1.forward(x.clone())));
+                let y = relu(fold_aware_norm(&b.bn2, b.conv2.forward(y)));
+                (fold_aware_norm(&b.bn3, b.conv3.forward(y)), &b.downsample)
             }
         };
         let shortcut = match ds {
-            Some(ds) => ds.bn.forward(ds.conv.forward(x)),
+            Some(ds) => fold_aware_norm(&ds.bn, ds.conv.forward(x)),
             None => x,
         };
         relu(y + shortcut)
@@ -168,7 +193,7 @@ impl ResNet {
 
     /// The stem and all residual layers but the last.
     pub fn trunk(&self, x: Tensor<4>) -> Tensor<4> {
-        let mut x = self.maxpool.forward(relu(self.bn1.forward(self.conv1.forward(x))));
+        let mut x = self.maxpool.forward(relu(fold_aware_norm(&self.bn1, self.conv1.forward(x))));
         let n = self.layers.len();
         for layer in &self.layers[..n.saturating_sub(1)] {
             for b in &layer.blocks {
@@ -186,6 +211,18 @@ impl ResNet {
             }
         }
         global_avg_pool(x)
+    }
+
+    /// The inference form: every batch norm folded into its convolution ([`fold`]).
+    pub fn fold_batch_norms(mut self) -> Self {
+        (self.conv1, self.bn1) = fold(self.conv1, self.bn1);
+        for layer in &mut self.layers {
+            layer.blocks = std::mem::take(&mut layer.blocks)
+                .into_iter()
+                .map(ResBlock::fold_batch_norms)
+                .collect();
+        }
+        self
     }
 
     pub fn forward_classifier(&self, x: Tensor<4>) -> Tensor<2> {
