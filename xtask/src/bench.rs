@@ -451,15 +451,16 @@ same bundle vs PyTorch {torch_version} running the architecture mirror\n\
 |---|---|---|---|---|---|\n\
 {}\n\n\
 A ratio below 1 means the reference is faster.\n\n\
-Why AccessAtlas loses, from a profile taken by hand (`perf record -g` on\n\
-`target/release/deps/infer-* --batches 16 --repeat 3`, 2026-11-27): about 20 % of the time is\n\
-in GEMM kernels (the convolutions proper), about 45 % in element-wise passes (`unary_op`,\n\
-`zip_apply_inplace`, SIMD loops: batch norm applied as separate subtract/divide/scale/shift\n\
-passes and ReLU6 as another) and about 12 % in page faults, `memset` and `memmove` for the\n\
-intermediate tensors. onnxruntime folds each batch norm into its convolution's weights and\n\
-fuses the activation (its default graph optimizations), so it makes one pass where Burn `flex`\n\
-makes several. Folding batch norms\n\
-into the convolutions at load time is the fix to try first.\n",
+Every batch norm is folded into its convolution when a predictor is built (`Predictor::new`,\n\
+the same path for the CLI, the API and the page; equal outputs within 1e-4, tested): the\n\
+profile taken by hand before that (`perf record -g` on `target/release/deps/infer-* --batches\n\
+16 --repeat 3`, 2026-11-27) had about 45 % of the time in element-wise passes, batch norm as\n\
+separate subtract/divide/scale/shift passes among them. The same profile after folding\n\
+(2026-11-29): about 27 % in Burn `flex`'s depthwise convolution (`conv3d_f32`'s SIMD loops,\n\
+not a GEMM), 21 % in GEMM kernels (the pointwise convolutions), 14 % in `unary_op` (ReLU6,\n\
+already one clamp per activation) and about 10 % in page faults and `memmove` for intermediate\n\
+tensors. What remains is inside Burn: a faster depthwise kernel and fusing each activation\n\
+into its convolution, as onnxruntime's graph optimizations do.\n",
         table.join("\n"),
     ))
 }
