@@ -80,8 +80,9 @@ def torch_name(k):
     return {"meta_fc": "meta.0", "meta_bn": "meta.1", "fusion": "fusion.0", "head": "head.1"}[k.split(".")[0]] + "." + k.split(".", 1)[1]
 
 
-model = Model(Lite0()).eval()
 state = {torch_name(k): v for k, v in read_safetensors(st_path).items()}
+# As many outputs as the bundle's head has (5 feature types, 6 with `none`).
+model = Model(Lite0(), classes=state["head.1.weight"].shape[0]).eval()
 missing, unexpected = model.load_state_dict(state, strict=False)
 missing = [m for m in missing if not m.endswith("num_batches_tracked") and "_fc" not in m]
 assert not missing and not unexpected, (missing, unexpected)
