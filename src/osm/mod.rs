@@ -60,6 +60,24 @@ pub fn tag<'a>(tags: &'a Tags, key: &str) -> Option<&'a str> {
     tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
+/// Every OSM key the renderer's style (`render::style`) reads; the style checks each read
+/// against it in debug builds. Kept here, beside the reader that keeps these keys, so the map
+/// does not depend on the renderer.
+pub const STYLE_KEYS: &[&str] = &[
+    "amenity",
+    "area",
+    "barrier",
+    "building",
+    "building:part",
+    "highway",
+    "landuse",
+    "leisure",
+    "natural",
+    "place",
+    "railway",
+    "waterway",
+];
+
 /// Which tags reading keeps: every tag of an element the rules give a type (a feature: its OSM
 /// tags go to `/api/features` and to the "never surveyed" view), and of every other element
 /// only the keys something reads (the rules, the renderer's style, the candidate finder).
@@ -76,10 +94,7 @@ impl KeepTags {
     pub fn for_rules(rules: &rules::Rules) -> Self {
         let mut keys: std::collections::HashSet<String> = rules.keys().map(String::from).collect();
         keys.extend(
-            crate::render::style::READ_KEYS
-                .iter()
-                .chain(model_core::data::candidates::READ_KEYS)
-                .map(|k| k.to_string()),
+            STYLE_KEYS.iter().chain(model_core::data::candidates::READ_KEYS).map(|k| k.to_string()),
         );
         keys.insert("type".into());
         Self { rules: rules.clone(), keys: Some(keys) }

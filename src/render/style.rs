@@ -5,25 +5,11 @@
 
 use crate::osm::Tags;
 
-/// Every OSM key the style reads. A map reader may drop the other tags of elements that are not
-/// features (the tests' debug builds check each read against this list).
-pub const READ_KEYS: &[&str] = &[
-    "amenity",
-    "area",
-    "barrier",
-    "building",
-    "building:part",
-    "highway",
-    "landuse",
-    "leisure",
-    "natural",
-    "place",
-    "railway",
-    "waterway",
-];
-
 fn tag<'a>(tags: &'a Tags, key: &str) -> Option<&'a str> {
-    debug_assert!(READ_KEYS.contains(&key), "the style reads `{key}`: list it in READ_KEYS");
+    debug_assert!(
+        crate::osm::STYLE_KEYS.contains(&key),
+        "the style reads `{key}`: list it in osm::STYLE_KEYS"
+    );
     crate::osm::tag(tags, key)
 }
 
