@@ -2,7 +2,8 @@
 //! trunk itself), builds the app with trunk, runs the browser tests.
 //!
 //! Pinned: `wasm-bindgen-cli` = the `wasm-bindgen` in Cargo.lock, `trunk` 0.21.14 (0.22 needs
-//! a newer rustc). Chromium and chromedriver come from Debian (`apt-get`).
+//! a newer rustc), `wasm-opt` from npm `binaryen` 132.0.0 (Debian's 108 breaks these
+//! modules). Chromium and chromedriver come from Debian (`apt-get`).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,9 @@ use crate::{cache_dir, cargo, ensure_wasm_target, run};
 
 pub const WASM_BINDGEN_VERSION: &str = "0.2.130";
 pub const TRUNK_VERSION: &str = "0.21.14";
+/// npm `binaryen`, whose `wasm-opt` trunk runs on the built modules (`Trunk.toml` names the
+/// same version). Debian's binaryen 108 writes modules that fail to load: never that one.
+pub const BINARYEN_VERSION: &str = "132.0.0";
 /// The cargo profile of every wasm build (see the workspace Cargo.toml).
 pub const WASM_PROFILE: &str = "wasm-release";
 
@@ -62,7 +66,34 @@ pub fn ensure_tools() -> Result<()> {
     }
     // The installs' build folder (1.3 GB) is of no use once the binaries are in place.
     let _ = std::fs::remove_dir_all(cache_dir().join("install-target"));
-    Ok(())
+    ensure_wasm_opt()
+}
+
+/// `wasm-opt` from npm `binaryen` (a Node script around binaryen built to wasm), linked into
+/// the tools' `bin/` where trunk finds it. Node and npm come from Debian when missing.
+fn ensure_wasm_opt() -> Result<()> {
+    let want = format!("version_{}", BINARYEN_VERSION.split('.').next().unwrap_or_default());
+    if installed_version("wasm-opt").is_some_and(|v| v.contains(&want)) {
+        return Ok(());
+    }
+    if Command::new("npm").arg("--version").output().is_err() {
+        crate::apt_install(&["nodejs", "npm"])?;
+    }
+    let npm_dir = tools_root().join("npm");
+    std::fs::create_dir_all(&npm_dir)?;
+    run(Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--prefix"])
+        .arg(&npm_dir)
+        .arg(format!("binaryen@{BINARYEN_VERSION}")))?;
+    let bin = tools_root().join("bin");
+    std::fs::create_dir_all(&bin)?;
+    let link = bin.join("wasm-opt");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(npm_dir.join("node_modules/binaryen/bin/wasm-opt"), &link)?;
+    match installed_version("wasm-opt") {
+        Some(v) if v.contains(&want) => Ok(()),
+        other => bail!("wasm-opt from npm binaryen@{BINARYEN_VERSION} reports {other:?}"),
+    }
 }
 
 /// Chromium and chromedriver from Debian, installed when missing.
