@@ -162,3 +162,24 @@ pub fn browser_tests(root: &Path) -> Result<()> {
         "--test-threads=1",
     ]))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both wasm modules go through wasm-opt, the one `Trunk.toml` pins and xtask installs.
+    #[test]
+    fn the_trunk_build_optimizes_both_modules_with_the_pinned_wasm_opt() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let trunk = std::fs::read_to_string(root.join("Trunk.toml")).unwrap();
+        let major = BINARYEN_VERSION.split('.').next().unwrap();
+        assert!(trunk.contains(&format!("wasm_opt = \"version_{major}\"")), "{trunk}");
+        let html = std::fs::read_to_string(root.join("index.html")).unwrap();
+        let rust_links: Vec<&str> = html.lines().filter(|l| l.contains("rel=\"rust\"")).collect();
+        assert_eq!(rust_links.len(), 2, "the app and the model worker");
+        for l in rust_links {
+            assert!(l.contains("data-wasm-opt=") && !l.contains("data-wasm-opt=\"0\""), "{l}");
+            assert!(l.contains("--enable-simd"), "the modules use SIMD128: {l}");
+        }
+    }
+}
