@@ -199,6 +199,37 @@ pub fn to_csv(s: &Suggested) -> Result<String> {
 }
 
 /// A GeoJSON FeatureCollection of points (`type`, `confidence`, `candidate`, `probabilities`).
+/// A MapRoulette challenge file (model-core's `osm_edit::maproulette`): one task per
+/// suggestion, most confident first, proposing the type's default preset, with the model's
+/// type, confidence and candidate kind beside the OSM tags.
+pub fn to_maproulette(s: &Suggested) -> Result<String> {
+    use model_core::data::osm_edit::{NewNode, Task, maproulette};
+    let types = model_core::data::features::FeatureTypes::builtin();
+    let tasks = s
+        .suggestions
+        .iter()
+        .map(|g| -> Result<Task> {
+            let ty = types.get(&g.prediction.label)?;
+            Ok(Task {
+                node: NewNode {
+                    lat: g.candidate.lat,
+                    lon: g.candidate.lon,
+                    tags: ty.preset(None)?.pairs(),
+                },
+                info: vec![
+                    ("accessatlas:type".into(), g.prediction.label.clone().into()),
+                    (
+                        "accessatlas:confidence".into(),
+                        serde_json::json!((g.prediction.confidence * 1e4).round() / 1e4),
+                    ),
+                    ("accessatlas:candidate".into(), kinds(&g.candidate).into()),
+                ],
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(maproulette(&tasks))
+}
+
 pub fn to_geojson(s: &Suggested) -> serde_json::Value {
     let features: Vec<serde_json::Value> = s
         .suggestions

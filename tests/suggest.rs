@@ -87,6 +87,27 @@ fn suggestions_sit_on_candidates_and_skip_what_is_mapped() {
     for (f, r) in feats.iter().zip(&rows) {
         assert_eq!(f["properties"]["type"], r[2].as_str());
     }
+
+    // MapRoulette: one task per suggestion, same places, the type's default OSM tags.
+    let o = suggest(&["--bbox", BBOX, "--threshold", "0.03", "--format", "maproulette"]);
+    assert!(o.status.success());
+    let text = String::from_utf8(o.stdout).unwrap();
+    let tasks: Vec<&str> = text.lines().collect();
+    assert_eq!(tasks.len(), rows.len());
+    let types = model_core::data::features::FeatureTypes::builtin();
+    for (line, r) in tasks.iter().zip(&rows) {
+        let json = line.strip_prefix('\u{1e}').expect("RFC 7464: each task starts with RS");
+        let task: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert_eq!(task["type"], "FeatureCollection");
+        let f = &task["features"][0];
+        let c = f["geometry"]["coordinates"].as_array().unwrap();
+        assert!((c[1].as_f64().unwrap() - r[0].parse::<f64>().unwrap()).abs() < 1e-6);
+        assert!((c[0].as_f64().unwrap() - r[1].parse::<f64>().unwrap()).abs() < 1e-6);
+        assert_eq!(f["properties"]["accessatlas:type"], r[2].as_str());
+        for (k, v) in types.get(&r[2]).unwrap().preset(None).unwrap().pairs() {
+            assert_eq!(f["properties"][&k], v.as_str(), "{line}");
+        }
+    }
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -12,7 +12,7 @@ use crate::fsutil::write_atomic;
 use crate::osm::rules::Rules;
 use crate::osm::{OsmMap, mapped_features};
 use crate::run::read_bundle;
-use crate::suggestions::{MAX_AREA_KM2, area, suggest, to_csv, to_geojson};
+use crate::suggestions::{MAX_AREA_KM2, area, suggest, to_csv, to_geojson, to_maproulette};
 use crate::tiles::Politeness;
 
 #[derive(Args, Debug)]
@@ -30,8 +30,10 @@ pub struct SuggestArgs {
     /// Lowest confidence of a suggestion.
     #[arg(long, default_value_t = 0.5)]
     pub threshold: f32,
-    /// `csv` (lat,lon,type,confidence,candidate,p_<type>...) or `geojson`.
-    #[arg(long, default_value = "csv", value_parser = ["csv", "geojson"])]
+    /// `csv` (lat,lon,type,confidence,candidate,p_<type>...), `geojson`, or `maproulette` (a
+    /// MapRoulette challenge: line-by-line GeoJSON, one task per suggestion with the type's
+    /// default OSM tags, for mappers to review one by one).
+    #[arg(long, default_value = "csv", value_parser = ["csv", "geojson", "maproulette"])]
     pub format: String,
     /// Output file (default: standard output).
     #[arg(long)]
@@ -69,6 +71,7 @@ pub fn run(args: SuggestArgs) -> Result<()> {
     .map_err(|e| anyhow::anyhow!("--bbox {}: {e:#}", args.bbox))?;
     let text = match args.format.as_str() {
         "geojson" => serde_json::to_string_pretty(&to_geojson(&s))? + "\n",
+        "maproulette" => to_maproulette(&s)?,
         _ => to_csv(&s)?,
     };
     match &args.out {

@@ -83,6 +83,49 @@ fn escape(s: &str) -> String {
     out
 }
 
+/// One MapRoulette task: a proposed node and what the mapper is told about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    pub node: NewNode,
+    /// Extra properties shown with the task (for example the model's type and confidence),
+    /// beside the node's OSM tags.
+    pub info: Vec<(String, serde_json::Value)>,
+}
+
+/// RFC 7464's record separator, which starts each line of a line-by-line GeoJSON file.
+pub const RECORD_SEPARATOR: char = '\u{1e}';
+
+/// A MapRoulette challenge file in its line-by-line GeoJSON form
+/// (<https://learn.maproulette.org/documentation/line-by-line-geojson/>): one line per task,
+/// each a record separator and a FeatureCollection holding the proposed node as a point whose
+/// properties are its OSM tags (and `info`, under keys that are not OSM tags). A mapper
+/// reviews each task in an editor before anything reaches OpenStreetMap.
+pub fn maproulette(tasks: &[Task]) -> String {
+    let mut out = String::new();
+    for t in tasks {
+        let mut props = serde_json::Map::new();
+        for (k, v) in &t.node.tags {
+            props.insert(k.clone(), serde_json::Value::String(v.clone()));
+        }
+        for (k, v) in &t.info {
+            props.insert(k.clone(), v.clone());
+        }
+        let round = |v: f64| (v * 1e7).round() / 1e7;
+        let task = serde_json::json!({
+            "type": "FeatureCollection",
+            "features": [{
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": [round(t.node.lon), round(t.node.lat)]},
+                "properties": props,
+            }],
+        });
+        out.push(RECORD_SEPARATOR);
+        out.push_str(&task.to_string());
+        out.push('\n');
+    }
+    out
+}
+
 /// The file for `nodes`, ids -1, -2, ... in order; coordinates to 7 decimals (OSM's
 /// precision).
 pub fn write(nodes: &[NewNode], format: EditFormat, generator: &str) -> String {
@@ -152,5 +195,50 @@ mod tests {
         let josm = write(&nodes, EditFormat::Josm, "AccessAtlas");
         assert!(josm.contains("upload=\"true\"") && josm.contains("action=\"modify\""), "{josm}");
         assert!(!josm.contains("<create>"));
+    }
+
+    #[test]
+    fn a_maproulette_file_holds_one_task_per_line_with_its_osm_tags() {
+        let tasks = vec![
+            Task {
+                node: NewNode {
+                    lat: 60.1699123456,
+                    lon: 24.9384,
+                    tags: vec![
+                        ("barrier".into(), "kerb".into()),
+                        ("kerb".into(), "lowered".into()),
+                    ],
+                },
+                info: vec![("accessatlas:confidence".into(), serde_json::json!(0.81))],
+            },
+            Task {
+                node: NewNode {
+                    lat: 60.17,
+                    lon: 24.94,
+                    tags: vec![("entrance".into(), "yes".into())],
+                },
+                info: vec![],
+            },
+        ];
+        let text = maproulette(&tasks);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        for (line, task) in lines.iter().zip(&tasks) {
+            let json = line.strip_prefix(RECORD_SEPARATOR).expect("each line starts with RS");
+            let v: serde_json::Value = serde_json::from_str(json).unwrap();
+            assert_eq!(v["type"], "FeatureCollection");
+            let f = &v["features"][0];
+            assert_eq!(v["features"].as_array().unwrap().len(), 1);
+            assert_eq!(f["geometry"]["type"], "Point");
+            let c = f["geometry"]["coordinates"].as_array().unwrap();
+            assert!((c[0].as_f64().unwrap() - task.node.lon).abs() < 1e-7);
+            assert!((c[1].as_f64().unwrap() - task.node.lat).abs() < 1e-7);
+            for (k, val) in &task.node.tags {
+                assert_eq!(f["properties"][k], *val);
+            }
+        }
+        let first: serde_json::Value =
+            serde_json::from_str(lines[0].trim_start_matches(RECORD_SEPARATOR)).unwrap();
+        assert_eq!(first["features"][0]["properties"]["accessatlas:confidence"], 0.81);
     }
 }
