@@ -173,6 +173,25 @@ async fn run_backend(backend: &str, webgpu: bool) {
         "{osm}"
     );
     assert!(!osm.contains("e2e"), "the note leaked: {osm}");
+    // For MapRoulette: one task, the same place and preset, line-by-line GeoJSON.
+    c.find(Locator::Css("[data-testid=export-maproulette]")).await.unwrap().click().await.unwrap();
+    let mr_path = downloads.join("tags.maproulette.geojson");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !mr_path.is_file() {
+        assert!(Instant::now() < deadline, "no MapRoulette file in {}", downloads.display());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mr = std::fs::read_to_string(&mr_path).unwrap();
+    let tasks: Vec<&str> = mr.lines().collect();
+    assert_eq!(tasks.len(), 1, "{mr}");
+    let task: serde_json::Value =
+        serde_json::from_str(tasks[0].strip_prefix('\u{1e}').expect("RS first")).unwrap();
+    let f = &task["features"][0];
+    assert_eq!(f["properties"]["kerb"], "lowered", "{mr}");
+    let lat = f["geometry"]["coordinates"][1].as_f64().unwrap();
+    assert!((lat - t.lat).abs() < 1e-6, "{mr}");
+    assert!(!mr.contains("e2e"), "the note leaked: {mr}");
     // Round trip: importing the export replaces the same tag, adds nothing.
     let input = c.find(Locator::Css("[data-testid=import-file]")).await.unwrap();
     input.send_keys(&csv_path.display().to_string()).await.unwrap();

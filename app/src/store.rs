@@ -5,7 +5,7 @@
 
 use model_core::LabelVocab;
 use model_core::data::features::FeatureTypes;
-use model_core::data::osm_edit::{EditFormat, NewNode, node_tags, write};
+use model_core::data::osm_edit::{EditFormat, NewNode, Task, maproulette, node_tags, write};
 use model_core::data::tags::{Rejected, Tag, TagTable, parse_tags_csv, write_tags_csv};
 use model_core::data::tile::validate_lat_lon;
 use serde::{Deserialize, Serialize};
@@ -197,6 +197,28 @@ impl TagStore {
         Ok((write(&nodes, format, concat!("AccessAtlas ", env!("CARGO_PKG_VERSION"))), skipped))
     }
 
+    /// The mapper's own tags (not source `osm`) as a MapRoulette challenge (model-core's
+    /// `osm_edit::maproulette`, as `accessatlas suggest --format maproulette` writes): one task
+    /// per tag, its type's default preset as the point's properties, so other mappers can
+    /// check each place before it reaches OpenStreetMap. Notes stay out.
+    pub fn to_maproulette(&self) -> Result<String, String> {
+        let types = FeatureTypes::builtin();
+        let tasks = self
+            .tags
+            .iter()
+            .filter(|t| !t.source.eq_ignore_ascii_case("osm"))
+            .map(|t| {
+                let ty = types.get(&t.label).map_err(|e| format!("{}: {e}", t.id))?;
+                let tags = node_tags(ty, &[], None).map_err(|e| format!("{}: {e}", t.id))?;
+                Ok(Task {
+                    node: NewNode { lat: t.lat, lon: t.lon, tags },
+                    info: vec![("accessatlas:type".into(), t.label.clone().into())],
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(maproulette(&tasks))
+    }
+
     /// Serialised form for IndexedDB.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("store serialises")
@@ -218,6 +240,22 @@ impl TagStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn own_tags_become_maproulette_tasks() {
+        let mut s = TagStore::default();
+        s.add(60.17, 24.94, "ramp", "", "private note").unwrap();
+        s.add(60.19, 24.96, "obstacle", "osm", "").unwrap();
+        let text = s.to_maproulette().unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1, "the tag from OSM stays out: {text}");
+        let v: serde_json::Value =
+            serde_json::from_str(lines[0].strip_prefix('\u{1e}').unwrap()).unwrap();
+        let p = &v["features"][0]["properties"];
+        assert_eq!((p["barrier"].as_str(), p["kerb"].as_str()), (Some("kerb"), Some("lowered")));
+        assert_eq!(p["accessatlas:type"], "ramp");
+        assert!(!text.contains("private note"));
+    }
 
     #[test]
     fn tags_become_new_nodes_for_josm_and_osmchange() {

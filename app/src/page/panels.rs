@@ -357,6 +357,20 @@ pub fn ImportExport() -> impl IntoView {
             Err(e) => ctx.status.set(format!("Export failed: {e}")),
         }
     };
+    // For MapRoulette: a challenge other mappers work through, one task per tag.
+    let export_maproulette = move |_| {
+        let result = ctx.store.with_untracked(|s| s.to_maproulette()).and_then(|text| {
+            download("tags.maproulette.geojson", "application/geo+json-seq", text.as_bytes())
+                .map_err(|e| crate::js::message(&e))
+        });
+        match result {
+            Ok(()) => ctx.status.set(
+                "Exported tags.maproulette.geojson: a MapRoulette challenge, one task per tag to review."
+                    .into(),
+            ),
+            Err(e) => ctx.status.set(format!("Export failed: {e}")),
+        }
+    };
     view! {
         <section class="panel" aria-labelledby="io-h">
             <h2 id="io-h">"Import and export"</h2>
@@ -371,6 +385,7 @@ pub fn ImportExport() -> impl IntoView {
             <div class="buttons">
                 <button type="button" data-testid="export-josm" on:click=move |_| export_edit(EditFormat::Josm)>"Export for JOSM (.osm)"</button>
                 <button type="button" data-testid="export-osc" on:click=move |_| export_edit(EditFormat::OsmChange)>"Export osmChange (.osc)"</button>
+                <button type="button" data-testid="export-maproulette" on:click=export_maproulette>"Export MapRoulette challenge"</button>
             </div>
             {move || report.get().map(|r| match r {
                 Err(e) => view! { <p class="error" data-testid="import-report">{e}</p> }.into_any(),
