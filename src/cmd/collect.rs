@@ -310,7 +310,18 @@ fn background_tags(
         }
     }
     let mut points = Vec::new();
+    // One pass per area: a bar when there is more than one.
+    let bar = if per_area.len() > 1 {
+        ProgressBar::new(per_area.len() as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("background {bar:40} {pos}/{len} areas eta {eta}")
+            .expect("valid template"),
+    );
     for (i, ((&area, _), &want)) in per_area.iter().zip(&shares).enumerate() {
+        bar.inc(1);
         let geometry = index.geometry(map, area)?;
         // Features and chosen points of this area and its neighbours keep points away.
         let mut near: Vec<(f64, f64)> = Vec::new();
@@ -333,6 +344,7 @@ fn background_tags(
         }
         points.extend(found);
     }
+    bar.finish_and_clear();
     if points.len() < n {
         tracing::warn!(
             "asked for {n} background points, the extract has room for {}",
