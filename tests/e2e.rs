@@ -139,13 +139,7 @@ async fn run_backend(backend: &str, webgpu: bool) {
 
     // Export CSV: the pipeline's reader takes it, and it holds the tag.
     c.find(Locator::Css("[data-testid=export-csv]")).await.unwrap().click().await.unwrap();
-    let csv_path = downloads.join("tags.csv");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !csv_path.is_file() {
-        assert!(Instant::now() < deadline, "no tags.csv downloaded to {}", downloads.display());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let csv_path = downloaded(downloads, "tags.csv").await;
     let bytes = std::fs::read(&csv_path).unwrap();
     let parsed = parse_tags_csv(&bytes, &LabelVocab::default()).unwrap();
     assert!(parsed.rejected.is_empty(), "{:?}", parsed.rejected);
@@ -158,13 +152,7 @@ async fn run_backend(backend: &str, webgpu: bool) {
     // For OpenStreetMap: a JOSM file with the tag as a new node and its type's default preset;
     // the private note stays out.
     c.find(Locator::Css("[data-testid=export-josm]")).await.unwrap().click().await.unwrap();
-    let osm_path = downloads.join("tags.osm");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !osm_path.is_file() {
-        assert!(Instant::now() < deadline, "no tags.osm downloaded to {}", downloads.display());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let osm_path = downloaded(downloads, "tags.osm").await;
     let osm = std::fs::read_to_string(&osm_path).unwrap();
     assert!(osm.contains("<osm version=\"0.6\" upload=\"true\""), "{osm}");
     assert!(osm.contains("<node id=\"-1\" action=\"modify\""), "{osm}");
@@ -175,13 +163,7 @@ async fn run_backend(backend: &str, webgpu: bool) {
     assert!(!osm.contains("e2e"), "the note leaked: {osm}");
     // For MapRoulette: one task, the same place and preset, line-by-line GeoJSON.
     c.find(Locator::Css("[data-testid=export-maproulette]")).await.unwrap().click().await.unwrap();
-    let mr_path = downloads.join("tags.maproulette.geojson");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !mr_path.is_file() {
-        assert!(Instant::now() < deadline, "no MapRoulette file in {}", downloads.display());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mr_path = downloaded(downloads, "tags.maproulette.geojson").await;
     let mr = std::fs::read_to_string(&mr_path).unwrap();
     let tasks: Vec<&str> = mr.lines().collect();
     assert_eq!(tasks.len(), 1, "{mr}");
@@ -376,6 +358,19 @@ async fn run_backend(backend: &str, webgpu: bool) {
         .await;
     }
     session.client.close().await.unwrap();
+}
+
+/// The file `name` once the browser has finished downloading it into `dir` (20 s at most).
+async fn downloaded(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !path.is_file() {
+        assert!(Instant::now() < deadline, "no {name} downloaded to {}", dir.display());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The download may still be closing its file.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    path
 }
 
 /// Waits until the model is ready on `backend` (the badge names it).

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use accessatlas::osm::OsmMap;
 use accessatlas::render::Renderer;
 use accessatlas::tiles::rendered::tile_png;
-use model_core::data::tile::{BBox, TileId, lat_lon_to_tile};
+use model_core::data::tile::{BBox, TileId};
 
 const BBOX: &str = "24.9440,60.1690,24.9470,60.1705";
 
@@ -40,18 +40,7 @@ fn render(out: &Path) {
 
 /// Every tile of the area at zoom 18 and 19.
 fn area_tiles() -> Vec<TileId> {
-    let b = BBox::parse(BBOX).unwrap();
-    let mut out = Vec::new();
-    for z in 18..=19 {
-        let a = lat_lon_to_tile(b.max_lat, b.min_lon, z).unwrap();
-        let c = lat_lon_to_tile(b.min_lat, b.max_lon, z).unwrap();
-        for y in a.y..=c.y {
-            for x in a.x..=c.x {
-                out.push(TileId { z, x, y });
-            }
-        }
-    }
-    out
+    accessatlas::cmd::tiles::tiles_in(&BBox::parse(BBOX).unwrap(), (18, 19)).unwrap()
 }
 
 struct Server(Child, u16);

@@ -493,7 +493,23 @@ fn as_refs(t: &Tags) -> Vec<(&str, &str)> {
 /// The part of the map in `bbox`, as model-core's candidate finder reads it: every way with a
 /// node inside (all its nodes), every tagged node inside.
 pub fn geometry_in(map: &OsmMap, bbox: &BBox) -> Geometry {
-    geometry_among(map, bbox, 0..map.ways.len(), 0..map.tagged_nodes.len())
+    let outlines = building_outlines(map);
+    geometry_among(map, bbox, &outlines, 0..map.ways.len(), 0..map.tagged_nodes.len())
+}
+
+/// The `building` value of each way that is an outer ring of a multipolygon building: those
+/// outlines carry their relation's tag in the candidate finder's geometry, so it sees them as
+/// buildings.
+fn building_outlines(map: &OsmMap) -> HashMap<i64, String> {
+    let mut out = HashMap::new();
+    for r in &map.multipolygons {
+        if let Some(b) = tag(&r.tags, "building") {
+            for &o in &r.outer {
+                out.insert(o, b.to_string());
+            }
+        }
+    }
+    out
 }
 
 /// [`geometry_in`] looking only at the ways and tagged nodes listed (indices, ascending): the
@@ -501,20 +517,11 @@ pub fn geometry_in(map: &OsmMap, bbox: &BBox) -> Geometry {
 fn geometry_among(
     map: &OsmMap,
     bbox: &BBox,
+    building_of: &HashMap<i64, String>,
     ways: impl Iterator<Item = usize>,
     nodes: impl Iterator<Item = usize>,
 ) -> Geometry {
     let inside = |id: &i64| map.coords.get(id).is_some_and(|&(la, lo)| bbox.contains(la, lo));
-    // Outlines of multipolygon buildings carry their relation's `building` tag here, so the
-    // candidate finder sees them as buildings.
-    let mut building_of: HashMap<i64, &str> = HashMap::new();
-    for r in &map.multipolygons {
-        if let Some(b) = tag(&r.tags, "building") {
-            for &o in &r.outer {
-                building_of.insert(o, b);
-            }
-        }
-    }
     let ways = ways
         .map(|i| &map.ways[i])
         .filter(|w| w.nodes.iter().any(inside))
@@ -523,7 +530,7 @@ fn geometry_among(
             tags: match building_of.get(&w.id) {
                 Some(b) if tag(&w.tags, "building").is_none() => {
                     let mut t = w.tags.clone();
-                    t.push(("building".into(), (*b).into()));
+                    t.push(("building".into(), b.clone()));
                     t
                 }
                 _ => w.tags.clone(),
@@ -551,11 +558,19 @@ pub struct AreaIndex {
     margin_m: f64,
     ways: HashMap<(u32, u32), Vec<usize>>,
     nodes: HashMap<(u32, u32), Vec<usize>>,
+    /// [`building_outlines`], found once for every area.
+    outlines: HashMap<i64, String>,
 }
 
 impl AreaIndex {
     pub fn new(map: &OsmMap, zoom: u8, margin_m: f64) -> Self {
-        let mut index = Self { zoom, margin_m, ways: HashMap::new(), nodes: HashMap::new() };
+        let mut index = Self {
+            zoom,
+            margin_m,
+            ways: HashMap::new(),
+            nodes: HashMap::new(),
+            outlines: building_outlines(map),
+        };
         let mut tiles = Vec::with_capacity(4);
         for (i, w) in map.ways.iter().enumerate() {
             tiles.clear();
@@ -616,7 +631,7 @@ impl AreaIndex {
         let empty = Vec::new();
         let ways = self.ways.get(&t).unwrap_or(&empty).iter().copied();
         let nodes = self.nodes.get(&t).unwrap_or(&empty).iter().copied();
-        Ok(geometry_among(map, &bbox, ways, nodes))
+        Ok(geometry_among(map, &bbox, &self.outlines, ways, nodes))
     }
 }
 
@@ -730,14 +745,11 @@ mod tests {
                 m.multipolygons.iter().map(|r| r.id).collect(),
             )
         };
+        let same_ways = |a: &OsmMap, b: &OsmMap| {
+            a.ways.iter().zip(&b.ways).all(|(a, b)| a.nodes == b.nodes && a.tags == b.tags)
+        };
         assert_eq!(ids(&parallel), ids(&seq));
-        assert!(
-            parallel
-                .ways
-                .iter()
-                .zip(&seq.ways)
-                .all(|(a, b)| a.nodes == b.nodes && a.tags == b.tags)
-        );
+        assert!(same_ways(&parallel, &seq));
         // Two or more parts really were joined (the extract has several blobs of ways).
         assert!(frames(BUNDLED_OSM).unwrap().len() >= 4);
         // A file, read blob by blob, gives the same map as its bytes.
@@ -747,13 +759,7 @@ mod tests {
         std::fs::remove_file(&path).ok();
         assert_eq!(from_file.coords, parallel.coords);
         assert_eq!(ids(&from_file), ids(&parallel));
-        assert!(
-            from_file
-                .ways
-                .iter()
-                .zip(&parallel.ways)
-                .all(|(a, b)| a.nodes == b.nodes && a.tags == b.tags)
-        );
+        assert!(same_ways(&from_file, &parallel));
     }
 
     #[test]

@@ -116,14 +116,7 @@ impl ServedTiles for rendered::TileRenderer {
 
 impl ServedTiles for mbtiles::MbTiles {
     fn png(&self, t: TileId) -> Result<axum::body::Bytes> {
-        let n = 1u64 << t.z.min(30);
-        anyhow::ensure!(
-            t.z <= 30 && u64::from(t.x) < n && u64::from(t.y) < n,
-            "tile {}/{}/{} is outside the world",
-            t.z,
-            t.x,
-            t.y
-        );
+        anyhow::ensure!(t.in_world(), "tile {}/{}/{} is outside the world", t.z, t.x, t.y);
         match self.bytes(t)? {
             Some(b) => Ok(b.into()),
             None => anyhow::bail!("tile {}/{}/{} is not in {}", t.z, t.x, t.y, self.describe()),

@@ -48,14 +48,7 @@ impl TileRenderer {
     /// The PNG bytes of tile `t`, rendered or from the cache.
     pub fn png(&self, t: TileId) -> Result<Bytes> {
         anyhow::ensure!(t.z <= MAX_RENDER_ZOOM, "zoom {} is above {MAX_RENDER_ZOOM}", t.z);
-        let n = 1u64 << t.z;
-        anyhow::ensure!(
-            u64::from(t.x) < n && u64::from(t.y) < n,
-            "tile {}/{}/{} is outside the world",
-            t.z,
-            t.x,
-            t.y
-        );
+        anyhow::ensure!(t.in_world(), "tile {}/{}/{} is outside the world", t.z, t.x, t.y);
         if let Some(b) = self.cache.lock().expect("tile cache lock").get(&t) {
             return Ok(b.clone());
         }

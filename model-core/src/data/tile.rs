@@ -23,6 +23,13 @@ pub struct TileId {
     pub y: u32,
 }
 
+impl TileId {
+    /// Whether the address names a tile of the world (`x` and `y` below `2^z`, `z` at most 30).
+    pub fn in_world(self) -> bool {
+        self.z <= 30 && u64::from(self.x) < 1u64 << self.z && u64::from(self.y) < 1u64 << self.z
+    }
+}
+
 fn check_zoom(z: u8) -> Result<(), CoreError> {
     if z > MAX_ZOOM { Err(CoreError::ZoomOutOfRange(z)) } else { Ok(()) }
 }
