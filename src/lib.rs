@@ -6,6 +6,7 @@ pub mod api;
 pub mod cmd;
 pub mod device;
 pub mod fsutil;
+pub mod memory;
 pub mod onnx;
 pub mod osm;
 pub mod paths;

@@ -46,7 +46,7 @@ pub fn suggest(
     bbox: &BBox,
     threshold: f32,
 ) -> Result<Suggested> {
-    if map.coords.values().all(|&(la, lo)| !bbox.contains(la, lo)) {
+    if map.coords.values().all(|(la, lo)| !bbox.contains(la, lo)) {
         bail!("the extract has nothing in this bbox");
     }
     let found = candidates_in(map, bbox);
@@ -87,7 +87,7 @@ pub fn predict_at(
             let mut parts = Vec::new();
             for p in w.placements() {
                 match &tiles[&p.tile] {
-                    Ok((img, _)) => parts.push((p, img.clone())),
+                    Ok((img, _)) => parts.push((p, img)),
                     Err(e) => bail!("tile {}/{}/{}: {e:#}", p.tile.z, p.tile.x, p.tile.y),
                 }
             }

@@ -333,7 +333,7 @@ async fn features(
         .map(|f| {
             let (kind, id) = f.id.split_once('/').unwrap_or(("node", &f.id));
             let tags: serde_json::Map<String, serde_json::Value> =
-                f.tags.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
+                f.tags.iter().map(|(k, v)| (k.to_string(), v.into())).collect();
             serde_json::json!({
                 "type": "Feature",
                 "geometry": {"type": "Point", "coordinates": [f.lon, f.lat]},

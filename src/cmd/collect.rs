@@ -149,6 +149,7 @@ pub fn collect(args: &CollectArgs) -> Result<Summary> {
         map.ways.len(),
         map.multipolygons.len()
     );
+    crate::memory::log_stage("reading the map");
     let mut rejected: Vec<Rejected> = Vec::new();
     let mapped = labelled_features(&map, &rules);
     let mut table = match &args.tags {
@@ -180,12 +181,16 @@ pub fn collect(args: &CollectArgs) -> Result<Summary> {
         }
     };
 
+    crate::memory::log_stage("labels");
     let mut background = background_tags(&map, &mapped, &table.tags, args)?;
     tracing::info!("{} background points (`{NONE_LABEL}`)", background.len());
     for b in &mut background {
         b.extra = vec![String::new(); table.extra_columns.len()];
     }
     table.tags.extend(background);
+    crate::memory::log_stage("background points");
+    drop(mapped);
+    crate::memory::release_freed();
 
     // The source as the bundle will record it, then its client (`tiles::open`).
     let location = match args.tiles.as_str() {
@@ -207,6 +212,7 @@ pub fn collect(args: &CollectArgs) -> Result<Summary> {
     };
     let source = crate::tiles::open(&spec, &map, politeness)?;
     tracing::info!("tiles from {}", source.describe());
+    crate::memory::log_stage("opening the tile source");
     let images_dir = data.images();
     std::fs::create_dir_all(&images_dir)
         .with_context(|| format!("creating {}", images_dir.display()))?;
@@ -242,6 +248,7 @@ pub fn collect(args: &CollectArgs) -> Result<Summary> {
         }
     }
     table.tags = kept;
+    crate::memory::log_stage("images");
     for l in features.names() {
         summary.per_type.insert(l.clone(), 0);
     }
@@ -272,9 +279,13 @@ pub fn collect(args: &CollectArgs) -> Result<Summary> {
 /// cells (zoom 17, the split's groups), away from every mapped feature and every labelled
 /// location, with the labelled rows' most common source (so the metadata cannot tell them
 /// apart).
-/// Zoom of the areas background points are sampled in one at a time (about 10 km across):
+/// Zoom of the areas background points are sampled in one at a time (about 5 km across):
 /// the geometry of one area is held at once, never the whole map's.
 const BACKGROUND_AREA_ZOOM: u8 = 12;
+/// An area near more ways than this is cut in four, down to [`BACKGROUND_FINEST_ZOOM`], so a
+/// dense city holds as little at once as a sparse one (the bundled extract has 5,130 ways).
+const BACKGROUND_SPLIT_WAYS: usize = 20_000;
+const BACKGROUND_FINEST_ZOOM: u8 = 14;
 /// Geometry this far around an area is looked at too (candidates there depend on what is near).
 const BACKGROUND_MARGIN_M: f64 = 200.0;
 
@@ -284,29 +295,56 @@ fn background_tags(
     labelled: &[Tag],
     args: &CollectArgs,
 ) -> Result<Vec<Tag>> {
+    use crate::osm::{Area, AreaIndex};
     let n = (args.negatives_per_label * labelled.len() as f64).round() as usize;
     if n == 0 || labelled.is_empty() {
         return Ok(Vec::new());
     }
     let zoom = SplitConfig::default().group_zoom;
-    let cells: HashSet<(u32, u32)> =
-        labelled.iter().filter_map(|t| group_of(t.lat, t.lon, zoom).ok()).collect();
-    // The areas holding labelled rows, in order, each asked for its share of the points.
-    let shift = zoom - BACKGROUND_AREA_ZOOM;
-    let mut per_area: BTreeMap<(u32, u32), usize> = BTreeMap::new();
-    for t in labelled {
-        if let Ok(c) = group_of(t.lat, t.lon, zoom) {
-            *per_area.entry((c.0 >> shift, c.1 >> shift)).or_default() += 1;
+    let cell_of = |lat: f64, lon: f64| group_of(lat, lon, zoom).ok();
+    // The split-group cell `c` lies in area `a`.
+    let within = |c: (u32, u32), (z, t): Area| (c.0 >> (zoom - z), c.1 >> (zoom - z)) == t;
+    let row_cells: Vec<(u32, u32)> =
+        labelled.iter().filter_map(|t| cell_of(t.lat, t.lon)).collect();
+    let cells: HashSet<(u32, u32)> = row_cells.iter().copied().collect();
+    let index = AreaIndex::new(map, BACKGROUND_FINEST_ZOOM, BACKGROUND_MARGIN_M);
+    crate::memory::log_stage("indexing areas");
+    // The areas holding labelled rows, in order, dense ones cut into their quarters; each is
+    // asked for its share of the points.
+    let mut per_area: Vec<(Area, usize)> = Vec::new();
+    let mut todo: Vec<Area> = {
+        let top: BTreeSet<(u32, u32)> = row_cells
+            .iter()
+            .map(|c| (c.0 >> (zoom - BACKGROUND_AREA_ZOOM), c.1 >> (zoom - BACKGROUND_AREA_ZOOM)))
+            .collect();
+        top.into_iter().rev().map(|t| (BACKGROUND_AREA_ZOOM, t)).collect()
+    };
+    while let Some(area @ (z, (x, y))) = todo.pop() {
+        if z < BACKGROUND_FINEST_ZOOM && index.ways_near(area) > BACKGROUND_SPLIT_WAYS {
+            let quarters =
+                [(0, 0), (0, 1), (1, 0), (1, 1)].map(|(dx, dy)| (z + 1, (2 * x + dx, 2 * y + dy)));
+            todo.extend(quarters.into_iter().rev());
+            continue;
+        }
+        let rows = row_cells.iter().filter(|&&c| within(c, area)).count();
+        if rows > 0 {
+            per_area.push((area, rows));
         }
     }
-    let shares = shares(n, &per_area.values().copied().collect::<Vec<_>>());
-    let index = crate::osm::AreaIndex::new(map, BACKGROUND_AREA_ZOOM, BACKGROUND_MARGIN_M);
-    let mut avoid: Vec<(f64, f64)> = mapped.iter().map(|l| (l.lat, l.lon)).collect();
-    avoid.extend(labelled.iter().map(|t| (t.lat, t.lon)));
-    let mut avoid_by_area: HashMap<(u32, u32), Vec<(f64, f64)>> = HashMap::new();
-    for &(lat, lon) in &avoid {
-        if let Ok(c) = group_of(lat, lon, zoom) {
-            avoid_by_area.entry((c.0 >> shift, c.1 >> shift)).or_default().push((lat, lon));
+    let shares = shares(n, &per_area.iter().map(|(_, rows)| *rows).collect::<Vec<_>>());
+    // Mapped features and labelled places keep points away; filed by the finest areas.
+    let finest = |lat: f64, lon: f64| {
+        cell_of(lat, lon).map(|c| {
+            let shift = zoom - BACKGROUND_FINEST_ZOOM;
+            (c.0 >> shift, c.1 >> shift)
+        })
+    };
+    let mut avoid: HashMap<(u32, u32), Vec<(f64, f64)>> = HashMap::new();
+    let places =
+        mapped.iter().map(|l| (l.lat, l.lon)).chain(labelled.iter().map(|t| (t.lat, t.lon)));
+    for (lat, lon) in places {
+        if let Some(f) = finest(lat, lon) {
+            avoid.entry(f).or_default().push((lat, lon));
         }
     }
     let mut points = Vec::new();
@@ -320,27 +358,29 @@ fn background_tags(
         ProgressStyle::with_template("background {bar:40} {pos}/{len} areas eta {eta}")
             .expect("valid template"),
     );
-    for (i, ((&area, _), &want)) in per_area.iter().zip(&shares).enumerate() {
+    for (i, (&(area, _), &want)) in per_area.iter().zip(&shares).enumerate() {
         bar.inc(1);
         let geometry = index.geometry(map, area)?;
-        // Features and chosen points of this area and its neighbours keep points away.
+        // What lies in this area and one finest area around it keeps points away.
+        let (z, (x, y)) = area;
+        let k = 1i64 << (BACKGROUND_FINEST_ZOOM - z);
         let mut near: Vec<(f64, f64)> = Vec::new();
-        for dx in -1i64..=1 {
-            for dy in -1i64..=1 {
-                let a = (area.0 as i64 + dx, area.1 as i64 + dy);
-                if let (Ok(x), Ok(y)) = (u32::try_from(a.0), u32::try_from(a.1))
-                    && let Some(v) = avoid_by_area.get(&(x, y))
+        for fx in x as i64 * k - 1..=(x as i64 + 1) * k {
+            for fy in y as i64 * k - 1..=(y as i64 + 1) * k {
+                if let (Ok(fx), Ok(fy)) = (u32::try_from(fx), u32::try_from(fy))
+                    && let Some(v) = avoid.get(&(fx, fy))
                 {
                     near.extend(v);
                 }
             }
         }
         let found = background_points(&geometry, &near, want, args.seed + i as u64, |lat, lon| {
-            group_of(lat, lon, zoom)
-                .is_ok_and(|c| cells.contains(&c) && (c.0 >> shift, c.1 >> shift) == area)
+            cell_of(lat, lon).is_some_and(|c| cells.contains(&c) && within(c, area))
         });
         for p in &found {
-            avoid_by_area.entry(area).or_default().push((p.lat, p.lon));
+            if let Some(f) = finest(p.lat, p.lon) {
+                avoid.entry(f).or_default().push((p.lat, p.lon));
+            }
         }
         points.extend(found);
     }
@@ -389,10 +429,13 @@ fn shares(n: usize, weights: &[usize]) -> Vec<usize> {
     out
 }
 
-/// Places per batch. A batch's tiles are fetched together and dropped once no later batch
-/// needs them; batches follow the places' Z-order, so memory holds the tiles around a few
-/// hundred places whatever the size of the area.
+/// Places per batch. A batch's tiles are fetched together and kept only while one of the next
+/// [`LOOKAHEAD`] batches needs them; batches follow the places' Z-order, so memory holds the
+/// tiles around a few hundred places whatever the size of the area. (Kept until their last
+/// use instead, the tiles of places where the Z-order curve jumps pile up as areas grow.)
 const BATCH: usize = 48;
+/// How many batches ahead a tile is kept for (fetched again if needed later).
+const LOOKAHEAD: usize = 8;
 
 /// `(x, y)` interleaved bit by bit: nearby tiles get nearby keys.
 fn z_order(x: u32, y: u32) -> u64 {
@@ -408,28 +451,38 @@ fn z_order(x: u32, y: u32) -> u64 {
 }
 
 /// Cuts each place's image from its tiles and writes it: the image's path relative to the data
-/// folder, or why it failed, in `todo`'s order; and how the tiles were obtained. Each tile is
-/// fetched once.
+/// folder, or why it failed, in `todo`'s order; and how the tiles were obtained. A tile is
+/// fetched again only when the batches needing it are more than [`LOOKAHEAD`] apart.
 fn images(
     source: &dyn crate::tiles::TileSource,
     todo: &[(Tag, Window)],
     data: &DataDir,
 ) -> (Vec<Result<String, String>>, BTreeMap<Origin, usize>) {
-    let placements: Vec<_> = todo.iter().map(|(_, w)| w.placements()).collect();
+    // Placements are recomputed where needed rather than held for every place (a country's
+    // places would hold hundreds of MB of them).
+    let first_tile = |i: usize| todo[i].1.placements().first().map(|p| z_order(p.tile.x, p.tile.y));
     let mut order: Vec<usize> = (0..todo.len()).collect();
-    order.sort_by_key(|&i| placements[i].first().map(|p| z_order(p.tile.x, p.tile.y)));
+    order.sort_by_cached_key(|&i| first_tile(i));
     let batches: Vec<&[usize]> = order.chunks(BATCH).collect();
-    // The last batch that needs each tile.
-    let mut last_use: HashMap<TileId, usize> = HashMap::new();
+    // The batches that need each tile, ascending.
+    let mut uses: HashMap<TileId, Vec<u32>> = HashMap::new();
     for (b, batch) in batches.iter().enumerate() {
         for &i in *batch {
-            for p in &placements[i] {
-                last_use.insert(p.tile, b);
+            for p in todo[i].1.placements() {
+                let u = uses.entry(p.tile).or_default();
+                if u.last() != Some(&(b as u32)) {
+                    u.push(b as u32);
+                }
             }
         }
     }
+    // The next batch after `b` that needs tile `t`.
+    let next_use = |t: &TileId, b: usize| -> Option<usize> {
+        let u = &uses[t];
+        u.get(u.partition_point(|&x| x as usize <= b)).map(|&x| x as usize)
+    };
     let progress = MultiProgress::new();
-    let tile_bar = progress.add(ProgressBar::new(last_use.len() as u64));
+    let tile_bar = progress.add(ProgressBar::new(uses.len() as u64));
     tile_bar.set_style(tile_bar_style("tiles "));
     let image_bar = progress.add(ProgressBar::new(todo.len() as u64));
     image_bar.set_style(
@@ -438,15 +491,20 @@ fn images(
     );
     let mut origins = BTreeMap::new();
     let mut held: HashMap<TileId, Result<image::RgbaImage, String>> = HashMap::new();
+    let (mut most_held, mut refetched) = (0, 0);
     let mut out: Vec<Option<Result<String, String>>> = vec![None; todo.len()];
     for (b, batch) in batches.iter().enumerate() {
         let missing: BTreeSet<TileId> = batch
             .iter()
-            .flat_map(|&i| &placements[i])
+            .flat_map(|&i| todo[i].1.placements())
             .map(|p| p.tile)
             .filter(|t| !held.contains_key(t))
             .collect();
         let missing: Vec<TileId> = missing.into_iter().collect();
+        // Tiles fetched before and dropped since count again.
+        let again = missing.iter().filter(|t| uses[*t][0] as usize != b).count();
+        tile_bar.inc_length(again as u64);
+        refetched += again;
         for (t, r) in fetch_with(source, &missing, &tile_bar) {
             held.insert(
                 t,
@@ -462,9 +520,9 @@ fn images(
             let (t, w) = &todo[i];
             let mut parts = Vec::new();
             let mut errors = Vec::new();
-            for p in &placements[i] {
+            for p in w.placements() {
                 match &held[&p.tile] {
-                    Ok(img) => parts.push((*p, img.clone())),
+                    Ok(img) => parts.push((p, img)),
                     Err(e) => errors.push(e.clone()),
                 }
             }
@@ -478,8 +536,12 @@ fn images(
                 Err(errors.join("; "))
             });
         }
-        held.retain(|t, _| last_use[t] > b);
+        held.retain(|t, _| next_use(t, b).is_some_and(|n| n <= b + LOOKAHEAD));
+        most_held = most_held.max(held.len());
     }
+    tracing::debug!(
+        "at most {most_held} tiles held at once; {refetched} fetched again for later batches"
+    );
     tile_bar.finish_and_clear();
     image_bar.finish_and_clear();
     (out.into_iter().map(|o| o.expect("every place is in one batch")).collect(), origins)

@@ -92,7 +92,7 @@ pub fn tiles_in(bbox: &BBox, (lo, hi): (u8, u8)) -> Result<Vec<TileId>> {
 /// The extract's own extent (its nodes').
 fn extent(map: &OsmMap) -> Option<BBox> {
     let mut b = BBox { min_lon: f64::MAX, min_lat: f64::MAX, max_lon: f64::MIN, max_lat: f64::MIN };
-    for &(lat, lon) in map.coords.values() {
+    for (lat, lon) in map.coords.values() {
         b = BBox {
             min_lon: b.min_lon.min(lon),
             min_lat: b.min_lat.min(lat),

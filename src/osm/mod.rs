@@ -3,6 +3,7 @@
 
 pub mod nodes;
 pub mod rules;
+pub mod tags;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -18,7 +19,7 @@ use osmpbf::{Element, RelMemberType};
 pub const BUNDLED_OSM: &[u8] = include_bytes!("../../assets/osm/helsinki.osm.pbf");
 pub const BUNDLED_OSM_NAME: &str = "assets/osm/helsinki.osm.pbf (bundled)";
 
-pub type Tags = Vec<(String, String)>;
+pub use tags::Tags;
 
 #[derive(Debug, Clone)]
 pub struct Way {
@@ -52,12 +53,14 @@ pub struct OsmMap {
     pub coords: nodes::NodeCoords,
     pub tagged_nodes: Vec<TaggedNode>,
     pub ways: Vec<Way>,
-    pub ways_by_id: HashMap<i64, usize>,
+    /// Indices into `ways` in ascending way id ([`OsmMap::way`] searches it); kept by
+    /// [`OsmMap::index_ways`]. 4 bytes a way, where a hash map takes 20 or more.
+    ways_by_id: Vec<u32>,
     pub multipolygons: Vec<Multipolygon>,
 }
 
 pub fn tag<'a>(tags: &'a Tags, key: &str) -> Option<&'a str> {
-    tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    tags.get(key)
 }
 
 /// Every OSM key the renderer's style (`render::style`) reads; the style checks each read
@@ -110,17 +113,18 @@ impl KeepTags {
         Ok(Self { keys: None, ..Self::default_rules()? })
     }
 
-    fn keep<'a>(&self, it: impl Iterator<Item = (&'a str, &'a str)>) -> Tags {
+    fn keep<'a>(
+        &self,
+        it: impl Iterator<Item = (&'a str, &'a str)>,
+        strings: &mut tags::Interner,
+    ) -> Tags {
         let pairs: Vec<(&str, &str)> = it.collect();
         let all = self.keys.is_none() || self.rules.classify(&pairs).is_some();
-        let mut kept = pairs
-            .into_iter()
-            .filter(|(k, _)| all || self.keys.as_ref().is_some_and(|keys| keys.contains(*k)))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<Tags>();
-        // Exactly as long as it is: most elements keep one or two tags.
-        kept.shrink_to_fit();
-        kept
+        strings.tags(
+            pairs
+                .into_iter()
+                .filter(|(k, _)| all || self.keys.as_ref().is_some_and(|keys| keys.contains(*k))),
+        )
     }
 }
 
@@ -218,9 +222,10 @@ impl OsmMap {
                     s.spawn(move || -> Result<OsmMap> {
                         let mut read = reader()?;
                         let mut map = OsmMap::default();
+                        let mut strings = tags::Interner::default();
                         for f in run {
                             let blob = read(f)?;
-                            map.add_blob(&blob, keep).with_context(|| {
+                            map.add_blob(&blob, keep, &mut strings).with_context(|| {
                                 format!(
                                     "reading OSM extract {origin}: corrupt blob at byte offset {}",
                                     f.start
@@ -239,14 +244,22 @@ impl OsmMap {
         for part in parts {
             map.append(part?);
         }
+        map.index_ways();
+        // The decoding threads' buffers are freed but held by their arenas.
+        crate::memory::release_freed();
         Ok(map)
     }
 
     /// Decodes one blob (its length prefix, header and data) into the map.
-    fn add_blob(&mut self, blob: &[u8], keep: &KeepTags) -> Result<()> {
+    fn add_blob(
+        &mut self,
+        blob: &[u8],
+        keep: &KeepTags,
+        strings: &mut tags::Interner,
+    ) -> Result<()> {
         for b in osmpbf::BlobReader::new(blob) {
             if let osmpbf::BlobDecode::OsmData(block) = b?.decode()? {
-                block.for_each_element(|el| self.add_element(el, keep));
+                block.for_each_element(|el| self.add_element(el, keep, strings));
             }
         }
         Ok(())
@@ -258,21 +271,22 @@ impl OsmMap {
             *self = other;
             return;
         }
-        let offset = self.ways.len();
         self.coords.append(other.coords);
         self.tagged_nodes.extend(other.tagged_nodes);
-        self.ways_by_id.extend(other.ways_by_id.into_iter().map(|(id, i)| (id, i + offset)));
         self.ways.extend(other.ways);
         self.multipolygons.extend(other.multipolygons);
     }
 
-    fn add_element(&mut self, el: Element<'_>, keep: &KeepTags) {
+    fn add_element(&mut self, el: Element<'_>, keep: &KeepTags, strings: &mut tags::Interner) {
         match el {
-            Element::Node(n) => self.add_node(n.id(), n.lat(), n.lon(), keep.keep(n.tags())),
-            Element::DenseNode(n) => self.add_node(n.id(), n.lat(), n.lon(), keep.keep(n.tags())),
+            Element::Node(n) => {
+                self.add_node(n.id(), n.lat(), n.lon(), keep.keep(n.tags(), strings))
+            }
+            Element::DenseNode(n) => {
+                self.add_node(n.id(), n.lat(), n.lon(), keep.keep(n.tags(), strings))
+            }
             Element::Way(w) => {
-                self.ways_by_id.insert(w.id(), self.ways.len());
-                let tags = keep.keep(w.tags());
+                let tags = keep.keep(w.tags(), strings);
                 let mut nodes: Vec<i64> = w.refs().collect();
                 nodes.shrink_to_fit();
                 self.ways.push(Way { id: w.id(), tags, nodes });
@@ -281,7 +295,7 @@ impl OsmMap {
                 if !r.tags().any(|(k, v)| k == "type" && v == "multipolygon") {
                     return;
                 }
-                let tags = keep.keep(r.tags());
+                let tags = keep.keep(r.tags(), strings);
                 let (mut outer, mut inner) = (Vec::new(), Vec::new());
                 for m in r.members() {
                     if m.member_type != RelMemberType::Way {
@@ -306,11 +320,22 @@ impl OsmMap {
 
     /// Coordinates of a way's nodes (nodes missing from the extract are skipped).
     pub fn way_coords(&self, way: &Way) -> Vec<(f64, f64)> {
-        way.nodes.iter().filter_map(|n| self.coords.get(n).copied()).collect()
+        way.nodes.iter().filter_map(|n| self.coords.get(n)).collect()
     }
 
     pub fn way(&self, id: i64) -> Option<&Way> {
-        self.ways_by_id.get(&id).map(|&i| &self.ways[i])
+        let found = self.ways_by_id.binary_search_by_key(&id, |&i| self.ways[i as usize].id);
+        found.ok().map(|k| &self.ways[self.ways_by_id[k] as usize])
+    }
+
+    /// Files `ways` by id for [`OsmMap::way`]: call after changing `ways`. Files list ways in
+    /// id order, so this is usually one pass over an already sorted list.
+    pub fn index_ways(&mut self) {
+        let ways = &self.ways;
+        assert!(u32::try_from(ways.len()).is_ok(), "more than 2^32 ways");
+        let mut order: Vec<u32> = (0..ways.len() as u32).collect();
+        order.sort_by_key(|&i| ways[i as usize].id);
+        self.ways_by_id = order;
     }
 
     /// A representative point of a way: the vertex mean of a closed way, the middle node of an
@@ -342,9 +367,7 @@ impl OsmMap {
         ids: &std::collections::HashSet<String>,
         is_accessibility: impl Fn(&str, &str) -> bool,
     ) -> OsmMap {
-        let strip = |tags: &Tags| -> Tags {
-            tags.iter().filter(|(k, v)| !is_accessibility(k, v)).cloned().collect()
-        };
+        let strip = |tags: &Tags| -> Tags { tags.filtered(|k, v| !is_accessibility(k, v)) };
         let mut out = OsmMap {
             coords: self.coords.clone(),
             multipolygons: self.multipolygons.clone(),
@@ -377,9 +400,9 @@ impl OsmMap {
             if !deleted.is_empty() {
                 w.nodes.retain(|n| !deleted.contains(n));
             }
-            out.ways_by_id.insert(w.id, out.ways.len());
             out.ways.push(w);
         }
+        out.index_ways();
         out
     }
 }
@@ -487,7 +510,7 @@ pub struct Labelled {
 }
 
 fn as_refs(t: &Tags) -> Vec<(&str, &str)> {
-    t.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+    t.iter().collect()
 }
 
 /// The part of the map in `bbox`, as model-core's candidate finder reads it: every way with a
@@ -521,7 +544,7 @@ fn geometry_among(
     ways: impl Iterator<Item = usize>,
     nodes: impl Iterator<Item = usize>,
 ) -> Geometry {
-    let inside = |id: &i64| map.coords.get(id).is_some_and(|&(la, lo)| bbox.contains(la, lo));
+    let inside = |id: &i64| map.coords.get(id).is_some_and(|(la, lo)| bbox.contains(la, lo));
     let ways = ways
         .map(|i| &map.ways[i])
         .filter(|w| w.nodes.iter().any(inside))
@@ -529,40 +552,44 @@ fn geometry_among(
             id: w.id,
             tags: match building_of.get(&w.id) {
                 Some(b) if tag(&w.tags, "building").is_none() => {
-                    let mut t = w.tags.clone();
-                    t.push(("building".into(), b.clone()));
-                    t
+                    w.tags.with("building", b).to_pairs()
                 }
-                _ => w.tags.clone(),
+                _ => w.tags.to_pairs(),
             },
             nodes: w
                 .nodes
                 .iter()
-                .filter_map(|n| map.coords.get(n).map(|&(la, lo)| (*n, la, lo)))
+                .filter_map(|n| map.coords.get(n).map(|(la, lo)| (*n, la, lo)))
                 .collect(),
         })
         .collect();
     let nodes = nodes
         .map(|i| &map.tagged_nodes[i])
         .filter(|n| bbox.contains(n.lat, n.lon))
-        .map(|n| GeoNode { id: n.id, lat: n.lat, lon: n.lon, tags: n.tags.clone() })
+        .map(|n| GeoNode { id: n.id, lat: n.lat, lon: n.lon, tags: n.tags.to_pairs() })
         .collect();
     Geometry { nodes, ways }
 }
 
 /// The map's ways and tagged nodes filed by the tiles of one zoom level they come within
-/// `margin_m` of: the geometry of one tile's area without looking at the rest of the map, so
-/// work done area by area costs what the areas hold, not areas x map.
+/// `margin_m` of: the geometry of one area (that tile, or any tile of a lower zoom: the union
+/// of its children) without looking at the rest of the map, so work done area by area costs
+/// what the areas hold, not areas x map.
 pub struct AreaIndex {
     zoom: u8,
     margin_m: f64,
-    ways: HashMap<(u32, u32), Vec<usize>>,
-    nodes: HashMap<(u32, u32), Vec<usize>>,
+    ways: HashMap<(u32, u32), Vec<u32>>,
+    nodes: HashMap<(u32, u32), Vec<u32>>,
     /// [`building_outlines`], found once for every area.
     outlines: HashMap<i64, String>,
 }
 
+/// An area: a tile `(x, y)` at a zoom.
+pub type Area = (u8, (u32, u32));
+
 impl AreaIndex {
+    /// Files at `zoom` (the finest area it can answer for). `margin_m` must be smaller than a
+    /// tile at that zoom.
     pub fn new(map: &OsmMap, zoom: u8, margin_m: f64) -> Self {
         let mut index = Self {
             zoom,
@@ -574,13 +601,13 @@ impl AreaIndex {
         let mut tiles = Vec::with_capacity(4);
         for (i, w) in map.ways.iter().enumerate() {
             tiles.clear();
-            for &(lat, lon) in w.nodes.iter().filter_map(|n| map.coords.get(n)) {
+            for (lat, lon) in w.nodes.iter().filter_map(|n| map.coords.get(n)) {
                 index.tiles_near(lat, lon, &mut tiles);
             }
             tiles.sort_unstable();
             tiles.dedup();
             for t in &tiles {
-                index.ways.entry(*t).or_default().push(i);
+                index.ways.entry(*t).or_default().push(i as u32);
             }
         }
         for (i, n) in map.tagged_nodes.iter().enumerate() {
@@ -589,7 +616,7 @@ impl AreaIndex {
             tiles.sort_unstable();
             tiles.dedup();
             for t in &tiles {
-                index.nodes.entry(*t).or_default().push(i);
+                index.nodes.entry(*t).or_default().push(i as u32);
             }
         }
         index
@@ -607,19 +634,38 @@ impl AreaIndex {
         }
     }
 
-    /// The zoom level of its tiles.
+    /// The zoom level of its tiles (the finest area).
     pub fn zoom(&self) -> u8 {
         self.zoom
     }
 
-    /// [`geometry_in`] for tile `t`'s area grown by the margin.
-    pub fn geometry(&self, map: &OsmMap, t: (u32, u32)) -> Result<Geometry> {
+    /// What is filed under the index's tiles inside `area`: ascending, each once.
+    fn filed(&self, of: &HashMap<(u32, u32), Vec<u32>>, (z, (x, y)): Area) -> Vec<usize> {
+        assert!(z <= self.zoom, "area zoom {z} is finer than the index's {}", self.zoom);
+        let k = 1u32 << (self.zoom - z);
+        let mut out: Vec<usize> = Vec::new();
+        for cx in x * k..(x + 1) * k {
+            for cy in y * k..(y + 1) * k {
+                out.extend(of.get(&(cx, cy)).into_iter().flatten().map(|&i| i as usize));
+            }
+        }
+        if k > 1 {
+            out.sort_unstable();
+            out.dedup();
+        }
+        out
+    }
+
+    /// How many ways come within the margin of `area`: what its geometry will hold.
+    pub fn ways_near(&self, area: Area) -> usize {
+        self.filed(&self.ways, area).len()
+    }
+
+    /// [`geometry_in`] for `area` grown by the margin.
+    pub fn geometry(&self, map: &OsmMap, area: Area) -> Result<Geometry> {
+        let (z, (x, y)) = area;
         let (west, south, east, north) =
-            model_core::data::tile::tile_bounds(model_core::data::tile::TileId {
-                z: self.zoom,
-                x: t.0,
-                y: t.1,
-            })?;
+            model_core::data::tile::tile_bounds(model_core::data::tile::TileId { z, x, y })?;
         let dlat = self.margin_m / 111_195.0;
         let dlon = dlat / north.abs().max(south.abs()).to_radians().cos().max(0.01);
         let bbox = BBox {
@@ -628,9 +674,8 @@ impl AreaIndex {
             max_lon: east + dlon,
             max_lat: north + dlat,
         };
-        let empty = Vec::new();
-        let ways = self.ways.get(&t).unwrap_or(&empty).iter().copied();
-        let nodes = self.nodes.get(&t).unwrap_or(&empty).iter().copied();
+        let ways = self.filed(&self.ways, area).into_iter();
+        let nodes = self.filed(&self.nodes, area).into_iter();
         Ok(geometry_among(map, &bbox, &self.outlines, ways, nodes))
     }
 }
@@ -687,45 +732,47 @@ mod tests {
     use super::*;
 
     fn tags(t: &[&str]) -> Tags {
-        t.iter()
-            .map(|kv| {
-                let (k, v) = kv.split_once('=').unwrap();
-                (k.to_string(), v.to_string())
-            })
-            .collect()
+        t.iter().map(|kv| kv.split_once('=').unwrap()).collect()
     }
 
     #[test]
     fn an_area_from_the_index_equals_the_scan_of_the_whole_map() {
         let map = OsmMap::from_bytes(BUNDLED_OSM, "bundled").unwrap();
         let index = AreaIndex::new(&map, 16, 50.0);
-        let mut seen = 0;
-        for y in 0..3u32 {
-            for x in 0..3u32 {
-                let t = model_core::data::tile::lat_lon_to_tile(60.1645, 24.936, 16).unwrap();
-                let t = (t.x + x, t.y - 2 + y);
-                let from_index = index.geometry(&map, t).unwrap();
-                let (w, s, e, n) =
-                    model_core::data::tile::tile_bounds(model_core::data::tile::TileId {
-                        z: 16,
-                        x: t.0,
-                        y: t.1,
-                    })
+        let scan = |(z, (x, y)): Area| {
+            let (w, s, e, n) =
+                model_core::data::tile::tile_bounds(model_core::data::tile::TileId { z, x, y })
                     .unwrap();
-                let dlat = 50.0 / 111_195.0;
-                let dlon = dlat / n.abs().max(s.abs()).to_radians().cos();
-                let bbox = BBox {
+            let dlat = 50.0 / 111_195.0;
+            let dlon = dlat / n.abs().max(s.abs()).to_radians().cos();
+            geometry_in(
+                &map,
+                &BBox {
                     min_lon: w - dlon,
                     min_lat: s - dlat,
                     max_lon: e + dlon,
                     max_lat: n + dlat,
-                };
-                let scanned = geometry_in(&map, &bbox);
-                assert_eq!(from_index, scanned, "tile {t:?}");
-                seen += scanned.ways.len();
+                },
+            )
+        };
+        let mut areas = Vec::new();
+        // Areas of the index's own zoom, and coarser ones answered from their children.
+        for z in [16u8, 15, 14] {
+            let t = model_core::data::tile::lat_lon_to_tile(60.1645, 24.936, z).unwrap();
+            for y in 0..3u32 {
+                for x in 0..3u32 {
+                    areas.push((z, (t.x + x, t.y - 2 + y)));
+                }
             }
         }
-        assert!(seen > 500, "only {seen} ways in the areas tried");
+        let mut seen = 0;
+        for area in areas {
+            let (from_index, scanned) = (index.geometry(&map, area).unwrap(), scan(area));
+            assert_eq!(from_index, scanned, "area {area:?}");
+            assert!(index.ways_near(area) >= scanned.ways.len());
+            seen += scanned.ways.len();
+        }
+        assert!(seen > 2000, "only {seen} ways in the areas tried");
     }
 
     #[test]
@@ -734,9 +781,11 @@ mod tests {
         let mut seq = OsmMap::default();
         let keep = KeepTags::default_rules().unwrap();
         for f in frames(BUNDLED_OSM).unwrap() {
-            seq.add_blob(&BUNDLED_OSM[f.start..f.end], &keep).unwrap();
+            seq.add_blob(&BUNDLED_OSM[f.start..f.end], &keep, &mut tags::Interner::default())
+                .unwrap();
         }
         assert_eq!(parallel.coords, seq.coords);
+        seq.index_ways();
         assert_eq!(parallel.ways_by_id, seq.ways_by_id);
         let ids = |m: &OsmMap| -> (Vec<i64>, Vec<i64>, Vec<i64>) {
             (
@@ -806,9 +855,7 @@ mod tests {
         map.add_node(5, 60.0, 25.001, Tags::new());
         map.ways.push(Way { id: 10, tags: tags(&["highway=footway"]), nodes: vec![1, 2, 4, 5] });
         map.ways.push(Way { id: 11, tags: tags(&["barrier=bollard"]), nodes: vec![5, 1] });
-        for (i, w) in map.ways.iter().enumerate() {
-            map.ways_by_id.insert(w.id, i);
-        }
+        map.index_ways();
         let rules = rules::Rules::default_rules(&model_core::LabelVocab::default()).unwrap();
         let ids: std::collections::HashSet<String> =
             ["node/1", "node/2", "node/3", "way/11"].map(String::from).into();

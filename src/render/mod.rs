@@ -16,14 +16,25 @@ use tiny_skia::{
 use crate::osm::OsmMap;
 use style::{Layer, Paint};
 
-/// One drawable feature in global pixel coordinates at the scene's zoom.
+/// What a shape is drawn from: an element of the map, projected when a tile needs it.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    /// Index into the map's ways.
+    Way(u32),
+    /// Index into the map's multipolygons.
+    Multipolygon(u32),
+}
+
+/// One drawable feature of the map at the scene's zoom: its style and where it lies. Its
+/// points are projected from the map when a tile is drawn (the same f64 arithmetic each
+/// time), so a scene holds no copy of the map's geometry.
 struct Shape {
     layer: Layer,
     /// Order within a layer: the OSM element kind and id, for determinism.
     order: (u8, i64),
     paint: Paint,
-    rings: Vec<Vec<(f64, f64)>>,
-    /// `(min_x, min_y, max_x, max_y)` of all rings.
+    source: Source,
+    /// `(min_x, min_y, max_x, max_y)` of all rings, in global pixels.
     bbox: (f64, f64, f64, f64),
     /// Pixels per metre at the feature's latitude.
     px_per_m: f32,
@@ -34,8 +45,10 @@ const CELL: f64 = 8.0 * TILE_SIZE as f64;
 /// How far outside a tile a shape may start and still be drawn (wide strokes, casings).
 const MARGIN: f64 = 64.0;
 
-/// An extract projected at one zoom, ready to draw tiles from.
-pub struct Renderer {
+/// What to draw of one map at one zoom, and where: the styled shapes and their spatial index.
+/// It refers to the map's elements by index, so it draws only with the map it was built from
+/// ([`Scene::render_tile`]); [`Renderer`] keeps the two together.
+pub struct Scene {
     zoom: u8,
     shapes: Vec<Shape>,
     /// The spatial index: for each cell of `CELL` pixels, the shapes (indices into `shapes`,
@@ -44,23 +57,39 @@ pub struct Renderer {
     cells: HashMap<(u32, u32), Vec<u32>>,
 }
 
+/// An extract and its [`Scene`] at one zoom, ready to draw tiles from.
+pub struct Renderer<'a> {
+    map: &'a OsmMap,
+    scene: Scene,
+}
+
 fn closed(nodes: &[i64]) -> bool {
     nodes.len() > 3 && nodes.first() == nodes.last()
 }
 
-impl Renderer {
+/// A source's rings in global pixels at `zoom` (rings of fewer than two points left out).
+fn rings(map: &OsmMap, source: Source, zoom: u8) -> Vec<Vec<(f64, f64)>> {
+    let project = |pts: Vec<(f64, f64)>| -> Vec<(f64, f64)> {
+        pts.into_iter().filter_map(|(la, lo)| tile::lat_lon_to_pixel(la, lo, zoom).ok()).collect()
+    };
+    let rings: Vec<Vec<(f64, f64)>> = match source {
+        Source::Way(i) => vec![project(map.way_coords(&map.ways[i as usize]))],
+        Source::Multipolygon(i) => {
+            let mp = &map.multipolygons[i as usize];
+            let ring =
+                |id: &i64| map.way(*id).filter(|w| closed(&w.nodes)).map(|w| map.way_coords(w));
+            mp.outer.iter().chain(&mp.inner).filter_map(ring).map(project).collect()
+        }
+    };
+    rings.into_iter().filter(|r| r.len() >= 2).collect()
+}
+
+impl Scene {
     pub fn new(map: &OsmMap, zoom: u8) -> anyhow::Result<Self> {
         anyhow::ensure!(zoom <= 22, "render zoom {zoom} is above 22");
         let mut shapes = Vec::new();
-        let project = |pts: &[(f64, f64)]| -> Vec<(f64, f64)> {
-            pts.iter().filter_map(|&(la, lo)| tile::lat_lon_to_pixel(la, lo, zoom).ok()).collect()
-        };
-        let mut push = |layer: Layer,
-                        order: (u8, i64),
-                        paint: Paint,
-                        rings: Vec<Vec<(f64, f64)>>,
-                        lat: f64| {
-            let rings: Vec<_> = rings.into_iter().filter(|r| r.len() >= 2).collect();
+        let mut push = |layer: Layer, order: (u8, i64), paint: Paint, source: Source, lat: f64| {
+            let rings = rings(map, source, zoom);
             if rings.is_empty() {
                 return;
             }
@@ -73,31 +102,37 @@ impl Renderer {
                 layer,
                 order,
                 paint,
-                rings,
+                source,
                 bbox,
                 px_per_m: (1.0 / m_per_px) as f32,
             });
         };
-        for w in &map.ways {
-            let coords = map.way_coords(w);
-            let Some(&(lat, _)) = coords.first() else { continue };
+        for (i, w) in map.ways.iter().enumerate() {
+            let Some((lat, _)) = w.nodes.iter().find_map(|n| map.coords.get(n)) else { continue };
             let is_closed = closed(&w.nodes);
             let style = if is_closed { style::area_style(&w.tags) } else { None }
                 .or_else(|| style::line_style(&w.tags));
             if let Some((layer, paint)) = style {
-                push(layer, (1, w.id), paint, vec![project(&coords)], lat);
+                push(layer, (1, w.id), paint, Source::Way(i as u32), lat);
             }
         }
-        for mp in &map.multipolygons {
+        for (i, mp) in map.multipolygons.iter().enumerate() {
             let Some((layer, paint)) = style::area_style(&mp.tags) else { continue };
-            let ring =
-                |id: &i64| map.way(*id).filter(|w| closed(&w.nodes)).map(|w| map.way_coords(w));
-            let rings: Vec<Vec<(f64, f64)>> =
-                mp.outer.iter().chain(&mp.inner).filter_map(ring).collect();
-            let Some(&(lat, _)) = rings.first().and_then(|r| r.first()) else { continue };
-            push(layer, (2, mp.id), paint, rings.iter().map(|r| project(r)).collect(), lat);
+            // The latitude of the first ring's first point (none: not drawn).
+            let first_ring = mp
+                .outer
+                .iter()
+                .chain(&mp.inner)
+                .find_map(|id| map.way(*id).filter(|w| closed(&w.nodes)));
+            let Some((lat, _)) =
+                first_ring.and_then(|w| w.nodes.iter().find_map(|n| map.coords.get(n)))
+            else {
+                continue;
+            };
+            push(layer, (2, mp.id), paint, Source::Multipolygon(i as u32), lat);
         }
         shapes.sort_by_key(|s| (s.layer, s.order));
+        shapes.shrink_to_fit();
         let mut cells: HashMap<(u32, u32), Vec<u32>> = HashMap::new();
         let max = f64::from(1u32 << zoom) * f64::from(TILE_SIZE) - 1.0;
         let cell = |v: f64| (v.clamp(0.0, max) / CELL) as u32;
@@ -127,8 +162,8 @@ impl Renderer {
             .filter(move |s| !(s.bbox.2 < x0 || s.bbox.0 > x1 || s.bbox.3 < y0 || s.bbox.1 > y1))
     }
 
-    /// Draws one 256x256 tile.
-    pub fn render_tile(&self, t: TileId) -> RgbaImage {
+    /// Draws one 256x256 tile; `map` must be the map the scene was built from.
+    pub fn render_tile(&self, map: &OsmMap, t: TileId) -> RgbaImage {
         assert_eq!(t.z, self.zoom, "renderer built for zoom {}", self.zoom);
         let size = TILE_SIZE;
         let mut pixmap = Pixmap::new(size, size).expect("tile size is non-zero");
@@ -136,7 +171,7 @@ impl Renderer {
         pixmap.fill(tiny_skia::Color::from_rgba8(r, g, b, 255));
         let (ox, oy) = (f64::from(t.x) * f64::from(size), f64::from(t.y) * f64::from(size));
         for s in self.shapes_for(t) {
-            draw(&mut pixmap, s, ox, oy);
+            draw(&mut pixmap, s, &rings(map, s.source, self.zoom), ox, oy);
         }
         let mut img = RgbaImage::new(size, size);
         for (dst, src) in img.pixels_mut().zip(pixmap.pixels()) {
@@ -144,6 +179,17 @@ impl Renderer {
             *dst = image::Rgba([c.red(), c.green(), c.blue(), c.alpha()]);
         }
         img
+    }
+}
+
+impl<'a> Renderer<'a> {
+    pub fn new(map: &'a OsmMap, zoom: u8) -> anyhow::Result<Self> {
+        Ok(Self { map, scene: Scene::new(map, zoom)? })
+    }
+
+    /// Draws one 256x256 tile.
+    pub fn render_tile(&self, t: TileId) -> RgbaImage {
+        self.scene.render_tile(self.map, t)
     }
 }
 
@@ -187,18 +233,18 @@ fn stroke(width: f32, dash: Option<(f32, f32)>) -> Stroke {
     }
 }
 
-fn draw(pixmap: &mut Pixmap, s: &Shape, ox: f64, oy: f64) {
+fn draw(pixmap: &mut Pixmap, s: &Shape, rings: &[Vec<(f64, f64)>], ox: f64, oy: f64) {
     let id = Transform::identity();
     match s.paint {
         Paint::Area { fill, outline } => {
-            let Some(p) = path(&s.rings, ox, oy, true) else { return };
+            let Some(p) = path(rings, ox, oy, true) else { return };
             pixmap.fill_path(&p, &color(fill), FillRule::EvenOdd, id, None);
             if let Some(o) = outline {
                 pixmap.stroke_path(&p, &color(o), &stroke(1.0, None), id, None);
             }
         }
         Paint::Line(l) => {
-            let Some(p) = path(&s.rings, ox, oy, false) else { return };
+            let Some(p) = path(rings, ox, oy, false) else { return };
             let w = l.width_m * s.px_per_m;
             if let Some((c, extra)) = l.casing {
                 pixmap.stroke_path(&p, &color(c), &stroke(w + extra * s.px_per_m, None), id, None);
@@ -220,7 +266,7 @@ mod tests {
     fn the_index_finds_what_the_linear_scan_did() {
         let map = OsmMap::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME).unwrap();
         for zoom in [17, 19] {
-            let r = Renderer::new(&map, zoom).unwrap();
+            let r = Scene::new(&map, zoom).unwrap();
             let (mut lo, mut hi) = ((u32::MAX, u32::MAX), (0, 0));
             for s in &r.shapes {
                 let (x, y) = ((s.bbox.0 / 256.0) as u32, (s.bbox.1 / 256.0) as u32);

@@ -42,11 +42,11 @@ impl Politeness {
 
 /// The client of a tile source: the one place a source kind meets its code (the renderer
 /// draws from `map`; an XYZ server and an MBTiles file are read as the spec says).
-pub fn open(
+pub fn open<'a>(
     spec: &model_core::infer::bundle::TileSourceSpec,
-    map: &crate::osm::OsmMap,
+    map: &'a crate::osm::OsmMap,
     xyz: Politeness,
-) -> Result<Box<dyn TileSource>> {
+) -> Result<Box<dyn TileSource + 'a>> {
     use model_core::infer::bundle::TileSourceSpec as S;
     Ok(match spec {
         S::Render { zoom, .. } => Box::new(Renderer::new(map, *zoom)?),
@@ -81,7 +81,7 @@ pub trait TileSource: Sync {
     fn get(&self, t: TileId) -> Result<(RgbaImage, Origin)>;
 }
 
-impl TileSource for Renderer {
+impl TileSource for Renderer<'_> {
     fn describe(&self) -> String {
         format!("render:{}", crate::render::style::STYLE_VERSION)
     }

@@ -1,4 +1,4 @@
-//! The server's rendered tiles: any zoom from one extract, one [`Renderer`] per zoom built on
+//! The server's rendered tiles: any zoom from one extract, one [`Scene`] per zoom built on
 //! first use, PNGs cached in memory. `accessatlas serve` answers `/tiles/` from it, and
 //! suggestions read it as a [`TileSource`].
 
@@ -10,7 +10,7 @@ use axum::body::Bytes;
 use model_core::data::tile::TileId;
 
 use crate::osm::OsmMap;
-use crate::render::{Renderer, style::STYLE_VERSION};
+use crate::render::{Scene, style::STYLE_VERSION};
 use crate::tiles::{Origin, TileSource};
 
 /// Highest zoom the tile endpoint draws (the renderer's limit is 22; 20 is the deepest a
@@ -19,10 +19,10 @@ pub const MAX_RENDER_ZOOM: u8 = 20;
 /// Rendered PNGs kept in memory (about 5-20 KB each).
 const TILE_CACHE_CAPACITY: usize = 4096;
 
-/// Draws tiles at any zoom from one extract; one [`Renderer`] per zoom, built on first use.
+/// Draws tiles at any zoom from one extract; one [`Scene`] per zoom, built on first use.
 pub struct TileRenderer {
     map: OsmMap,
-    renderers: Mutex<HashMap<u8, Arc<Renderer>>>,
+    renderers: Mutex<HashMap<u8, Arc<Scene>>>,
     cache: Mutex<HashMap<TileId, Bytes>>,
 }
 
@@ -31,11 +31,11 @@ impl TileRenderer {
         Self { map, renderers: Mutex::default(), cache: Mutex::default() }
     }
 
-    fn renderer(&self, z: u8) -> Result<Arc<Renderer>> {
+    fn renderer(&self, z: u8) -> Result<Arc<Scene>> {
         if let Some(r) = self.renderers.lock().expect("renderer lock").get(&z) {
             return Ok(r.clone());
         }
-        let r = Arc::new(Renderer::new(&self.map, z)?);
+        let r = Arc::new(Scene::new(&self.map, z)?);
         self.renderers.lock().expect("renderer lock").insert(z, r.clone());
         Ok(r)
     }
@@ -52,7 +52,7 @@ impl TileRenderer {
         if let Some(b) = self.cache.lock().expect("tile cache lock").get(&t) {
             return Ok(b.clone());
         }
-        let png = Bytes::from(tile_png(self.renderer(t.z)?.render_tile(t))?);
+        let png = Bytes::from(tile_png(self.renderer(t.z)?.render_tile(&self.map, t))?);
         let mut cache = self.cache.lock().expect("tile cache lock");
         if cache.len() >= TILE_CACHE_CAPACITY {
             cache.clear();
@@ -78,6 +78,6 @@ impl TileSource for TileRenderer {
         format!("render:{STYLE_VERSION}")
     }
     fn get(&self, t: TileId) -> Result<(image::RgbaImage, Origin)> {
-        Ok((self.renderer(t.z)?.render_tile(t), Origin::Rendered))
+        Ok((self.renderer(t.z)?.render_tile(&self.map, t), Origin::Rendered))
     }
 }

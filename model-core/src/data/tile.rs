@@ -124,11 +124,17 @@ impl Window {
     }
 
     /// Pastes the given tiles into the window. Tiles not given (failed, beyond the poles) stay
-    /// `background`. Transparent tile pixels are composited over the background.
-    pub fn stitch(&self, tiles: &[(Placement, RgbaImage)], background: [u8; 3]) -> RgbImage {
+    /// `background`. Transparent tile pixels are composited over the background. Tiles may be
+    /// given owned or borrowed (a cache shares one tile among many windows without copies).
+    pub fn stitch<T: std::borrow::Borrow<RgbaImage>>(
+        &self,
+        tiles: &[(Placement, T)],
+        background: [u8; 3],
+    ) -> RgbImage {
         let mut out = RgbImage::from_pixel(self.size, self.size, Rgb(background));
         let size = i64::from(self.size);
         for (p, img) in tiles {
+            let img: &RgbaImage = img.borrow();
             // The part of the tile inside the window.
             let (tw, th) = (i64::from(img.width()), i64::from(img.height()));
             let (x0, x1) = ((-p.dest_x).max(0), (size - p.dest_x).min(tw));
@@ -346,7 +352,7 @@ mod tests {
         assert_eq!(img.get_pixel(3, 0)[0], 100); // tile (1,0)
         assert_eq!(img.get_pixel(0, 3)[0], 50); // tile (0,1)
         assert_eq!(img.get_pixel(3, 3)[0], 150); // tile (1,1)
-        let blank = w.stitch(&[], [1, 2, 3]);
+        let blank = w.stitch::<RgbaImage>(&[], [1, 2, 3]);
         assert_eq!(blank.get_pixel(2, 2).0, [1, 2, 3]);
     }
 
