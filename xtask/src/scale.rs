@@ -529,6 +529,17 @@ pub fn scale_section(root: &Path, sizes: &[usize]) -> Result<String> {
         per_m(top.render.seconds),
         per_m(top.serve.peak_rss_mb),
     );
+    // Peak memory as a constant plus a part per copy, through the smallest and largest sizes.
+    let base_rss = rows[0].collect.peak_rss_mb;
+    let per_copy =
+        (top.collect.peak_rss_mb - base_rss) / (top.copies - rows[0].copies).max(1) as f64;
+    let constant = base_rss - per_copy * rows[0].copies as f64;
+    let per_million = format!(
+        "{per_million} `collect`'s peak memory is about {constant:.0} MB of constant part (the \
+program, one batch of tiles and images) plus {per_copy:.1} MB per copy of the bundled \
+extract ({:.0} MB per million elements).",
+        per_copy / (rows[0].elements as f64 / rows[0].copies as f64 / 1e6),
+    );
     Ok(format!(
         "## Scale\n\n\
 `cargo xtask bench scale`. Synthetic extracts: the bundled one copied N times side by side\n\
