@@ -337,6 +337,87 @@ async fn run_backend(backend: &str, webgpu: bool) {
             }
         }
     }
+    // "Already in OpenStreetMap": the layer shows as many features as `/api/features` gives
+    // for the view's bbox; it can be switched off; a new tag on top of a mapped feature of its
+    // type says so.
+    if !webgpu {
+        let layer_settled = "(e => e && e.dataset.bbox && document.querySelectorAll('[data-testid=osm-feature]').length === Number(e.dataset.count) && e.dataset.bbox)(document.querySelector('[data-testid=osm-layer]'))";
+        let bbox = wait_js(c, layer_settled, "the OSM layer", 30).await;
+        let bbox = bbox.as_str().unwrap().to_string();
+        let mut r = ureq::get(&format!("{}api/features?bbox={bbox}", session.base)).call().unwrap();
+        let api: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+        let api = api["features"].as_array().unwrap().clone();
+        let shown = c
+            .execute("return document.querySelectorAll('[data-testid=osm-feature]').length", vec![])
+            .await
+            .unwrap();
+        assert!(!api.is_empty(), "the view {bbox} holds mapped features");
+        assert_eq!(shown, json!(api.len()), "one hollow marker per feature in {bbox}");
+        c.find(Locator::Css("[data-testid=osm-layer-toggle]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_js(
+            c,
+            "document.querySelectorAll('[data-testid=osm-feature]').length === 0",
+            "the layer off",
+            10,
+        )
+        .await;
+        c.find(Locator::Css("[data-testid=osm-layer-toggle]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_js(
+            c,
+            &format!(
+                "document.querySelectorAll('[data-testid=osm-feature]').length === {}",
+                api.len()
+            ),
+            "the layer on",
+            30,
+        )
+        .await;
+        // A tag on the first of them, of its type (picked by its letter).
+        let f = &api[0];
+        let (lat, lon) = (
+            f["geometry"]["coordinates"][1].as_f64().unwrap(),
+            f["geometry"]["coordinates"][0].as_f64().unwrap(),
+        );
+        let label = f["properties"]["type"].as_str().unwrap();
+        let id = format!(
+            "{}/{}",
+            f["properties"]["osm_type"].as_str().unwrap(),
+            f["properties"]["osm_id"]
+        );
+        let letter = model_core::data::features::FeatureTypes::builtin()
+            .types
+            .iter()
+            .find(|t| t.name == label)
+            .unwrap()
+            .letter
+            .to_lowercase();
+        // Only the hash differs from the address shown: reload so the page opens there.
+        c.goto(&format!("{}#map=19/{lat:.6}/{lon:.6}", session.url("cpu"))).await.unwrap();
+        c.refresh().await.unwrap();
+        wait_backend(c, "cpu", "the model").await;
+        wait_js(c, layer_settled, "the OSM layer at the feature", 30).await;
+        enter_at_crosshair(c).await;
+        let select = c.find(Locator::Css("[data-testid=tag-type]")).await.unwrap();
+        select.send_keys(&letter).await.unwrap();
+        let said = wait_js(
+            c,
+            "(e => e && e.innerText)(document.querySelector('[data-testid=on-osm]'))",
+            "the on-top flag",
+            10,
+        )
+        .await;
+        assert!(said.as_str().unwrap().contains(&id), "{said} names {id}");
+    }
     // A tile server that is down: a clear message on the map, the page keeps working.
     if !webgpu {
         let dead = "http://127.0.0.1:9/{z}/{x}/{y}.png";

@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use model_core::LabelVocab;
 use model_core::data::candidates::nearest_mapped;
 use model_core::data::features::{FeatureTypes, parse_osm_tags};
-use model_core::data::osm_edit::{EditFormat, NewNode, node_tags, write};
+use model_core::data::osm_edit::{EditFormat, NewNode, SAME_FEATURE_M, node_tags, write};
 use model_core::data::tags::{Rejected, parse_tags_csv};
 
 use crate::fsutil::write_atomic;
@@ -19,8 +19,6 @@ use crate::osm::{OsmMap, mapped_features};
 
 /// The column of a tags CSV that holds a tag's OSM tags, `key=value;key=value`.
 pub const OSM_TAGS_COLUMN: &str = "osm_tags";
-/// A new node this close to a mapped feature of the same type is a duplicate.
-pub const ALREADY_MAPPED_M: f64 = 3.0;
 
 #[derive(Subcommand)]
 pub enum OsmCommand {
@@ -166,7 +164,7 @@ pub fn export(args: &ExportArgs) -> Result<Exported> {
                 continue;
             }
         };
-        if let Some((m, d)) = nearest_mapped(&mapped, &t.label, t.lat, t.lon, ALREADY_MAPPED_M) {
+        if let Some((m, d)) = nearest_mapped(&mapped, &t.label, t.lat, t.lon, SAME_FEATURE_M) {
             already_mapped
                 .push(format!("{} at {:.6}, {:.6}: {} ({d:.1} m)", t.id, t.lat, t.lon, m.id));
             continue;

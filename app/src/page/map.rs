@@ -70,6 +70,50 @@ fn suggestion_marker(s: &super::Suggestion, ctx: Ctx) -> Result<leaflet::Marker,
     Ok(marker)
 }
 
+/// A feature OpenStreetMap already has: hollow, its type's letter, named for screen readers;
+/// not interactive (the mapper's own markers and the map's clicks stay on top of it).
+fn osm_marker(f: &model_core::data::candidates::MappedFeature) -> Result<leaflet::Marker, JsValue> {
+    let title = format!("{} already in OpenStreetMap ({})", f.label.replace('_', " "), f.id);
+    let opts = leaflet::MarkerOptions::new();
+    opts.set_icon(div_icon_with(
+        &format!("osm-marker osm-{}", f.label),
+        &letter(&f.label),
+        &title,
+        &format!("data-testid=\"osm-feature\" data-label=\"{}\" data-id=\"{}\"", f.label, f.id),
+    )?);
+    opts.set_title(title);
+    opts.set_keyboard(false);
+    opts.set_interactive(false);
+    opts.set_z_index_offset(-1000.0);
+    Ok(leaflet::Marker::new_with_options(&leaflet::LatLng::new(f.lat, f.lon), &opts))
+}
+
+/// Asks the server what its extract maps in the visible map (when the layer is on).
+fn refresh_osm_layer(ctx: Ctx, m: &leaflet::Map) {
+    if !ctx.osm.with_untracked(|o| o.on) {
+        return;
+    }
+    let b = m.get_bounds();
+    let (sw, ne) = (b.get_south_west(), b.get_north_east());
+    let bbox = format!("{:.6},{:.6},{:.6},{:.6}", sw.lng(), sw.lat(), ne.lng(), ne.lat());
+    leptos::task::spawn_local(async move {
+        let got = super::model_panels::features_in(&bbox).await;
+        ctx.osm.update(|o| {
+            o.bbox = bbox;
+            match got {
+                Ok(f) => {
+                    o.features = f;
+                    o.error = None;
+                }
+                Err(e) => {
+                    o.features.clear();
+                    o.error = Some(e);
+                }
+            }
+        });
+    });
+}
+
 /// A draggable, keyboard-focusable marker: click or Enter selects the tag, dragging moves it.
 fn tag_marker(t: &model_core::data::tags::Tag, ctx: Ctx) -> Result<leaflet::Marker, JsValue> {
     let title = format!("{} tag {}, {:.5}, {:.5}", t.label.replace('_', " "), t.id, t.lat, t.lon);
@@ -172,7 +216,50 @@ pub fn MapView() -> impl IntoView {
         });
         let evented: &leaflet::Evented = m.unchecked_ref();
         evented.on("moveend", &on_move.into_js_value());
+        // The "Already in OpenStreetMap" layer follows the view.
+        let m3 = m.clone();
+        let on_view = Closure::<dyn Fn(JsValue)>::new(move |_| refresh_osm_layer(ctx, &m3));
+        evented.on("moveend", &on_view.into_js_value());
+        refresh_osm_layer(ctx, &m);
     });
+
+    // Its markers, below the mapper's own.
+    let osm_shown = StoredValue::new_local(Vec::<leaflet::Marker>::new());
+    Effect::new(move |_| {
+        let Some(m) = map.get() else { return };
+        let layer = ctx.osm.get();
+        osm_shown.update_value(|v| {
+            for old in v.drain(..) {
+                old.remove();
+            }
+        });
+        if !layer.on {
+            return;
+        }
+        for f in &layer.features {
+            match osm_marker(f) {
+                Ok(marker) => {
+                    marker.add_to(&m);
+                    osm_shown.update_value(|v| v.push(marker));
+                }
+                Err(e) => web_sys::console::error_2(&"OSM marker".into(), &e),
+            }
+        }
+    });
+    let toggle_osm = move |ev: web_sys::Event| {
+        let on = event_target_checked(&ev);
+        ctx.osm.update(|o| o.on = on);
+        if on && let Some(m) = map.get_untracked() {
+            refresh_osm_layer(ctx, &m);
+        }
+    };
+    let osm_summary = move || {
+        ctx.osm.with(|o| match (&o.error, o.on) {
+            (_, false) => String::new(),
+            (Some(e), true) => format!(" (not available: {e})"),
+            (None, true) => format!(" ({} in view)", o.features.len()),
+        })
+    };
 
     // Keyboard: Leaflet pans with the arrow keys; Enter tags the point under the crosshair.
     Effect::new(move |_| {
@@ -267,6 +354,13 @@ pub fn MapView() -> impl IntoView {
             >
             </MapContainer>
             <div class="crosshair" aria-hidden="true"></div>
+            <label class="osm-layer" data-testid="osm-layer"
+                data-bbox=move || ctx.osm.with(|o| o.bbox.clone())
+                data-count=move || ctx.osm.with(|o| o.features.len().to_string())>
+                <input type="checkbox" data-testid="osm-layer-toggle" prop:checked=move || ctx.osm.with(|o| o.on) on:change=toggle_osm/>
+                " Already in OpenStreetMap"
+                <span data-testid="osm-layer-count">{osm_summary}</span>
+            </label>
             <Show when=move || tile_error.get().is_some()>
                 <p class="tile-error" role="alert">{move || tile_error.get().unwrap_or_default()}</p>
             </Show>

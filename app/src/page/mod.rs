@@ -125,6 +125,18 @@ pub struct Rejection {
     pub label: String,
 }
 
+/// The "Already in OpenStreetMap" layer: the features the server's extract maps in view.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OsmLayer {
+    /// Shown (the mapper can switch it off).
+    pub on: bool,
+    /// The bbox (`min_lon,min_lat,max_lon,max_lat`) the features were asked for.
+    pub bbox: String,
+    pub features: Vec<model_core::data::candidates::MappedFeature>,
+    /// Why there are none to show (no server API, too large an area), if so.
+    pub error: Option<String>,
+}
+
 /// The scan of the visible map.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScanState {
@@ -170,6 +182,7 @@ pub struct Ctx {
     pub map: StoredValue<Option<leptos_leaflet::leaflet::Map>, LocalStorage>,
     /// A model operation (keep, import, revert, export) in progress or its outcome.
     pub model_op: RwSignal<Option<Result<String, String>>>,
+    pub osm: RwSignal<OsmLayer>,
 }
 
 impl Ctx {
@@ -418,13 +431,20 @@ pub fn display(label: &str) -> String {
 /// The bar colour of `none` (grey: not a feature).
 const NONE_COLOUR: &str = "#4b5563";
 
-/// `.tag-<type> { background: <colour> }` for every type of the table, as one `<style>`.
+/// `.tag-<type> { background: <colour> }` for every type of the table (and the hollow
+/// `.osm-<type>` ring of what OpenStreetMap already has), as one `<style>`.
 fn type_styles() {
     let css: String = FeatureTypes::builtin()
         .types
         .iter()
         .map(|t| format!(".tag-{} {{ background: {}; }}\n", t.name, t.colour))
         .chain([format!(".tag-{NONE_LABEL} {{ background: {NONE_COLOUR}; }}\n")])
+        .chain(
+            FeatureTypes::builtin()
+                .types
+                .iter()
+                .map(|t| format!(".osm-marker.osm-{} {{ border-color: {}; }}\n", t.name, t.colour)),
+        )
         .collect();
     let Some(doc) = web_sys::window().and_then(|w| w.document()) else { return };
     if let (Ok(style), Some(head)) = (doc.create_element("style"), doc.head()) {
@@ -484,6 +504,7 @@ fn App() -> impl IntoView {
         }),
         map: StoredValue::new_local(None),
         model_op: RwSignal::new(None),
+        osm: RwSignal::new(OsmLayer { on: true, ..OsmLayer::default() }),
     };
     provide_context(ctx);
 

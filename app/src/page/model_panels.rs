@@ -390,6 +390,48 @@ fn scan(ctx: &Ctx) {
 
 /// The candidate points in `bbox` (at most [`SCAN_MAX`], kerbs and OSM-marked places first)
 /// and what is mapped there, from the server.
+/// A GeoJSON answer's features, or the error it names.
+fn features(v: &serde_json::Value) -> Result<Vec<serde_json::Value>, String> {
+    v["features"]
+        .as_array()
+        .cloned()
+        .ok_or_else(|| v["error"].as_str().map_or("no answer".to_string(), str::to_string))
+}
+
+/// A GeoJSON point feature's `(lat, lon)`.
+fn point(x: &serde_json::Value) -> Option<(f64, f64)> {
+    let at = &x["geometry"]["coordinates"];
+    Some((at[1].as_f64()?, at[0].as_f64()?))
+}
+
+/// `/api/features`' answer as the features it lists.
+fn mapped_features(
+    v: &serde_json::Value,
+) -> Result<Vec<model_core::data::candidates::MappedFeature>, String> {
+    Ok(features(v)?
+        .iter()
+        .filter_map(|x| {
+            let (lat, lon) = point(x)?;
+            let p = &x["properties"];
+            Some(model_core::data::candidates::MappedFeature {
+                id: format!("{}/{}", p["osm_type"].as_str()?, p["osm_id"].as_i64()?),
+                label: p["type"].as_str()?.to_string(),
+                lat,
+                lon,
+            })
+        })
+        .collect())
+}
+
+/// What the server's extract already maps in `bbox` (`/api/features`).
+pub async fn features_in(
+    bbox: &str,
+) -> Result<Vec<model_core::data::candidates::MappedFeature>, String> {
+    let url = format!("{}api/features?bbox={bbox}", super::base_url());
+    let text = crate::net::begin(&url).text().await?;
+    mapped_features(&serde_json::from_str(&text).map_err(|e| e.to_string())?)
+}
+
 async fn view_candidates(
     bbox: &str,
 ) -> Result<(Vec<(f64, f64)>, Vec<model_core::data::candidates::MappedFeature>), String> {
@@ -399,17 +441,6 @@ async fn view_candidates(
         serde_json::from_str::<serde_json::Value>(&text).map_err(|e| e.to_string())
     };
     let c = get(format!("{base}api/candidates?bbox={bbox}")).await?;
-    let f = get(format!("{base}api/features?bbox={bbox}")).await?;
-    let features = |v: &serde_json::Value| -> Result<Vec<serde_json::Value>, String> {
-        v["features"]
-            .as_array()
-            .cloned()
-            .ok_or_else(|| v["error"].as_str().map_or("no answer".to_string(), str::to_string))
-    };
-    let point = |x: &serde_json::Value| {
-        let at = &x["geometry"]["coordinates"];
-        Some((at[1].as_f64()?, at[0].as_f64()?))
-    };
     let mut cands: Vec<(usize, (f64, f64))> = features(&c)?
         .iter()
         .filter_map(|x| {
@@ -430,19 +461,7 @@ async fn view_candidates(
         .collect();
     cands.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.0.total_cmp(&b.1.0)).then(a.1.1.total_cmp(&b.1.1)));
     let points = cands.into_iter().take(SCAN_MAX).map(|(_, p)| p).collect();
-    let mapped = features(&f)?
-        .iter()
-        .filter_map(|x| {
-            let (lat, lon) = point(x)?;
-            let p = &x["properties"];
-            Some(model_core::data::candidates::MappedFeature {
-                id: format!("{}/{}", p["osm_type"].as_str()?, p["osm_id"].as_i64()?),
-                label: p["type"].as_str()?.to_string(),
-                lat,
-                lon,
-            })
-        })
-        .collect();
+    let mapped = features_in(bbox).await?;
     Ok((points, mapped))
 }
 

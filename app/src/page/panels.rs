@@ -62,6 +62,22 @@ pub fn BackendBadge() -> impl IntoView {
     }
 }
 
+/// The feature of the draft's type OpenStreetMap already has where the draft is (from the
+/// "Already in OpenStreetMap" layer), by id.
+fn on_osm(ctx: Ctx) -> Option<String> {
+    let d = ctx.draft.get()?;
+    ctx.osm.with(|o| {
+        model_core::data::candidates::nearest_mapped(
+            &o.features,
+            &d.label,
+            d.lat,
+            d.lon,
+            model_core::data::osm_edit::SAME_FEATURE_M,
+        )
+        .map(|(f, _)| f.id.clone())
+    })
+}
+
 #[component]
 pub fn TagForm() -> impl IntoView {
     let ctx = expect_context::<Ctx>();
@@ -135,6 +151,11 @@ pub fn TagForm() -> impl IntoView {
                         <option value=l.clone()>{format!("{} ({})", display(l), letter(l))}</option>
                     }).collect_view()}
                 </select>
+                {move || on_osm(ctx).map(|id| view! {
+                    <p class="on-osm" role="status" data-testid="on-osm">
+                        {format!("Already in OpenStreetMap: {id} is this feature, within 3 m. Map it only if it is another one.")}
+                    </p>
+                })}
                 <label for="tag-source">"Source"</label>
                 <input id="tag-source" data-testid="tag-source" type="text" autocomplete="off"
                     on:input=field(|d, v| d.source = v)

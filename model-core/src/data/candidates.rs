@@ -516,7 +516,8 @@ pub struct MappedFeature {
 }
 
 /// The nearest feature of type `label` within `radius_m` of the point, and its distance: the
-/// "already mapped" rule (`osm export` uses 3 m, suggestions 5 m).
+/// "already mapped" rule (exports and the page's tag form use
+/// [`crate::data::osm_edit::SAME_FEATURE_M`], suggestions [`ALREADY_MAPPED_M`]).
 pub fn nearest_mapped<'a>(
     mapped: &'a [MappedFeature],
     label: &str,

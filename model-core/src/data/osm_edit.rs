@@ -6,6 +6,10 @@
 
 use crate::data::features::FeatureType;
 
+/// A tag this close to a feature of its type that the extract already has is that feature:
+/// exports leave it out ("already mapped: node/ID") and the page's tag form says so.
+pub const SAME_FEATURE_M: f64 = 3.0;
+
 /// A node to create.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewNode {
