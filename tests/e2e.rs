@@ -417,6 +417,35 @@ async fn run_backend(backend: &str, webgpu: bool) {
         )
         .await;
         assert!(said.as_str().unwrap().contains(&id), "{said} names {id}");
+        // Saved anyway, it stays out of the export for an editor, which says why.
+        c.find(Locator::Css("[data-testid=save-tag]")).await.unwrap().click().await.unwrap();
+        wait_js(
+            c,
+            "document.querySelector('[data-testid=edit-exports]').dataset.osmCheck === 'done'",
+            "what OSM has around the tags",
+            30,
+        )
+        .await;
+        let _ = std::fs::remove_file(downloads.join("tags.osm"));
+        c.find(Locator::Css("[data-testid=export-josm]")).await.unwrap().click().await.unwrap();
+        let osm = std::fs::read_to_string(downloaded(downloads, "tags.osm").await).unwrap();
+        let status = wait_js(
+            c,
+            "(p => p && p.innerText.includes('Exported tags.osm') && p.innerText)(document.querySelector('p.status'))",
+            "the export's status",
+            10,
+        )
+        .await;
+        assert!(status.as_str().unwrap().contains(&format!("({id})")), "{status}");
+        assert!(osm.contains("<node "), "the other tags are exported: {osm}");
+        for node in osm.split("<node ").skip(1) {
+            let attr = |k: &str| -> f64 {
+                let rest = &node[node.find(&format!(" {k}=\"")).unwrap() + k.len() + 3..];
+                rest[..rest.find('"').unwrap()].parse().unwrap()
+            };
+            let d = model_core::data::tile::distance_m(attr("lat"), attr("lon"), lat, lon);
+            assert!(d > 3.0, "a node {d:.1} m from {id} was exported: {osm}");
+        }
     }
     // A tile server that is down: a clear message on the map, the page keeps working.
     if !webgpu {
@@ -430,9 +459,10 @@ async fn run_backend(backend: &str, webgpu: bool) {
         )
         .await;
         assert!(msg.as_str().unwrap().contains("127.0.0.1:9"), "{msg}");
+        // The three imported tags and the one on a mapped feature.
         wait_js(
             c,
-            "document.querySelectorAll('[data-testid=tag-list] li').length === 3",
+            "document.querySelectorAll('[data-testid=tag-list] li').length === 4",
             "tags",
             10,
         )

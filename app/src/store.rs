@@ -4,8 +4,11 @@
 //! [`crate::idb`]'s job, the DOM is the UI's.
 
 use model_core::LabelVocab;
+use model_core::data::candidates::{MappedFeature, nearest_mapped};
 use model_core::data::features::FeatureTypes;
-use model_core::data::osm_edit::{EditFormat, NewNode, Task, maproulette, node_tags, write};
+use model_core::data::osm_edit::{
+    EditFormat, NewNode, SAME_FEATURE_M, Task, maproulette, node_tags, write,
+};
 use model_core::data::tags::{Rejected, Tag, TagTable, parse_tags_csv, write_tags_csv};
 use model_core::data::tile::validate_lat_lon;
 use serde::{Deserialize, Serialize};
@@ -22,6 +25,18 @@ pub struct ImportReport {
     /// Rows whose id was already in the store: replaced by the imported row.
     pub replaced: usize,
     pub rejected: Vec<Rejected>,
+}
+
+/// A file for an OpenStreetMap editor and what it leaves out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EditExport {
+    pub text: String,
+    /// New nodes in it.
+    pub nodes: usize,
+    /// Tags with source `osm` left out.
+    pub from_osm: usize,
+    /// `(tag id, OSM id)` of tags left out as features OpenStreetMap already has.
+    pub already_mapped: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -179,22 +194,51 @@ impl TagStore {
     /// model-core's `osm_edit`, as `accessatlas osm export` writes): one new node per tag with
     /// its type's default preset. The mapper's notes stay out (they are private unless
     /// `accessatlas osm export --with-notes` puts them in). Nothing uploads.
-    /// Tags with source `osm` came from OpenStreetMap and are left out (as the CLI does);
-    /// returns the file and how many were left out.
-    pub fn to_osm_edit(&self, format: EditFormat) -> Result<(String, usize), String> {
+    /// Tags with source `osm` came from OpenStreetMap and are left out (as the CLI does), and
+    /// so is a tag within [`SAME_FEATURE_M`] of a feature of its type in `mapped` (what the
+    /// extract already has there: the same object).
+    pub fn to_osm_edit(
+        &self,
+        format: EditFormat,
+        mapped: &[MappedFeature],
+    ) -> Result<EditExport, String> {
         let types = FeatureTypes::builtin();
         let own: Vec<&Tag> =
             self.tags.iter().filter(|t| !t.source.eq_ignore_ascii_case("osm")).collect();
-        let skipped = self.tags.len() - own.len();
-        let nodes = own
-            .iter()
-            .map(|t| {
-                let ty = types.get(&t.label).map_err(|e| format!("{}: {e}", t.id))?;
-                let tags = node_tags(ty, &[], None).map_err(|e| format!("{}: {e}", t.id))?;
-                Ok(NewNode { lat: t.lat, lon: t.lon, tags })
+        let from_osm = self.tags.len() - own.len();
+        let mut already_mapped = Vec::new();
+        let mut nodes = Vec::new();
+        for t in own {
+            if let Some((m, _)) = nearest_mapped(mapped, &t.label, t.lat, t.lon, SAME_FEATURE_M) {
+                already_mapped.push((t.id.clone(), m.id.clone()));
+                continue;
+            }
+            let ty = types.get(&t.label).map_err(|e| format!("{}: {e}", t.id))?;
+            let tags = node_tags(ty, &[], None).map_err(|e| format!("{}: {e}", t.id))?;
+            nodes.push(NewNode { lat: t.lat, lon: t.lon, tags });
+        }
+        let text = write(&nodes, format, concat!("AccessAtlas ", env!("CARGO_PKG_VERSION")));
+        Ok(EditExport { text, nodes: nodes.len(), from_osm, already_mapped })
+    }
+
+    /// `(min_lon, min_lat, max_lon, max_lat)` around the mapper's own tags (not source `osm`),
+    /// grown by about 20 m and rounded outward to 1e-4 degrees (so moving a tag a little does
+    /// not change it): where to ask what OpenStreetMap already has before an export.
+    pub fn own_bbox(&self) -> Option<(f64, f64, f64, f64)> {
+        let own = self.tags.iter().filter(|t| !t.source.eq_ignore_ascii_case("osm"));
+        let b = own.fold(None, |b: Option<(f64, f64, f64, f64)>, t| {
+            Some(match b {
+                None => (t.lon, t.lat, t.lon, t.lat),
+                Some((a, b, c, d)) => (a.min(t.lon), b.min(t.lat), c.max(t.lon), d.max(t.lat)),
             })
-            .collect::<Result<Vec<_>, String>>()?;
-        Ok((write(&nodes, format, concat!("AccessAtlas ", env!("CARGO_PKG_VERSION"))), skipped))
+        })?;
+        let grid = 1e4;
+        Some((
+            ((b.0 - 2e-4) * grid).floor() / grid,
+            ((b.1 - 2e-4) * grid).floor() / grid,
+            ((b.2 + 2e-4) * grid).ceil() / grid,
+            ((b.3 + 2e-4) * grid).ceil() / grid,
+        ))
     }
 
     /// The mapper's own tags (not source `osm`) as a MapRoulette challenge (model-core's
@@ -263,8 +307,9 @@ mod tests {
         s.add(60.17, 24.94, "ramp", "", "private note").unwrap();
         s.add(60.18, 24.95, "entrance", "", "").unwrap();
         s.add(60.19, 24.96, "obstacle", "osm", "").unwrap();
-        let (josm, skipped) = s.to_osm_edit(EditFormat::Josm).unwrap();
-        assert_eq!(skipped, 1, "the tag that came from OSM stays out");
+        let e = s.to_osm_edit(EditFormat::Josm, &[]).unwrap();
+        let josm = e.text;
+        assert_eq!(e.from_osm, 1, "the tag that came from OSM stays out");
         assert!(josm.contains("upload=\"true\""), "{josm}");
         assert!(josm.contains("<node id=\"-1\" action=\"modify\""), "{josm}");
         assert!(josm.contains("lat=\"60.1700000\" lon=\"24.9400000\""), "{josm}");
@@ -272,12 +317,36 @@ mod tests {
         assert!(josm.contains("<tag k=\"kerb\" v=\"lowered\"/>"), "{josm}");
         assert!(josm.contains("<node id=\"-2\"") && josm.contains("v=\"yes\""), "{josm}");
         assert!(!josm.contains("private note"), "notes stay out");
-        let (osc, _) = s.to_osm_edit(EditFormat::OsmChange).unwrap();
+        let osc = s.to_osm_edit(EditFormat::OsmChange, &[]).unwrap().text;
         assert!(osc.contains("<osmChange") && osc.contains("<create>"), "{osc}");
         assert_eq!(osc.matches("<node ").count(), 2);
         assert!(!osc.contains("bollard"));
-        let (empty, _) = TagStore::default().to_osm_edit(EditFormat::Josm).unwrap();
+        let empty = TagStore::default().to_osm_edit(EditFormat::Josm, &[]).unwrap().text;
         assert_eq!(empty.matches("<node").count(), 0);
+    }
+
+    #[test]
+    fn a_tag_on_a_feature_osm_has_is_left_out_and_named() {
+        let mut s = TagStore::default();
+        let on_top = s.add(60.17, 24.94, "ramp", "", "").unwrap();
+        s.add(60.17, 24.94, "entrance", "", "").unwrap(); // same place, another type
+        s.add(60.171, 24.94, "ramp", "", "").unwrap(); // 111 m away
+        let mapped = [MappedFeature {
+            id: "node/42".into(),
+            label: "ramp".into(),
+            lat: 60.170_02,
+            lon: 24.94,
+        }];
+        let e = s.to_osm_edit(EditFormat::OsmChange, &mapped).unwrap();
+        assert_eq!(e.already_mapped, [(on_top, "node/42".to_string())]);
+        assert_eq!((e.nodes, e.text.matches("<node ").count()), (2, 2));
+        assert!(!e.text.contains("lat=\"60.1700000\" lon=\"24.9400000\"><tag k=\"barrier\""));
+        // Nothing known there: everything goes out.
+        assert_eq!(s.to_osm_edit(EditFormat::OsmChange, &[]).unwrap().nodes, 3);
+        // The area asked about holds every own tag, rounded outward.
+        let b = s.own_bbox().unwrap();
+        assert!(b.0 < 24.94 && b.1 < 60.17 && b.2 > 24.94 && b.3 > 60.171, "{b:?}");
+        assert_eq!(TagStore::default().own_bbox(), None);
     }
 
     #[test]

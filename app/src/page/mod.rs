@@ -137,6 +137,18 @@ pub struct OsmLayer {
     pub error: Option<String>,
 }
 
+/// What OpenStreetMap already has around the mapper's own tags, for the exports to leave out.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OwnAreaOsm {
+    /// The area asked about ([`crate::store::TagStore::own_bbox`]).
+    pub bbox: Option<(f64, f64, f64, f64)>,
+    /// The answer is on its way.
+    pub pending: bool,
+    pub features: Vec<model_core::data::candidates::MappedFeature>,
+    /// Why the server could not say (no API, an area over its cap).
+    pub error: Option<String>,
+}
+
 /// The scan of the visible map.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScanState {
@@ -183,6 +195,7 @@ pub struct Ctx {
     /// A model operation (keep, import, revert, export) in progress or its outcome.
     pub model_op: RwSignal<Option<Result<String, String>>>,
     pub osm: RwSignal<OsmLayer>,
+    pub own_osm: RwSignal<OwnAreaOsm>,
 }
 
 impl Ctx {
@@ -505,6 +518,7 @@ fn App() -> impl IntoView {
         map: StoredValue::new_local(None),
         model_op: RwSignal::new(None),
         osm: RwSignal::new(OsmLayer { on: true, ..OsmLayer::default() }),
+        own_osm: RwSignal::new(OwnAreaOsm::default()),
     };
     provide_context(ctx);
 

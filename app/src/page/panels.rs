@@ -358,23 +358,78 @@ pub fn ImportExport() -> impl IntoView {
             ctx.status.set(format!("Export failed: {}", crate::js::message(&e)));
         }
     };
+    // What OpenStreetMap already has around the mapper's tags, asked again when they move
+    // out of the area asked about: the exports leave those features out.
+    Effect::new(move |_| {
+        let bbox = ctx.store.with(|s| s.own_bbox());
+        if ctx.own_osm.with_untracked(|o| o.bbox == bbox) {
+            return;
+        }
+        let Some(b) = bbox else {
+            ctx.own_osm.set(super::OwnAreaOsm::default());
+            return;
+        };
+        ctx.own_osm.set(super::OwnAreaOsm { bbox, pending: true, ..Default::default() });
+        spawn_local(async move {
+            let got =
+                super::model_panels::features_in(&format!("{},{},{},{}", b.0, b.1, b.2, b.3)).await;
+            ctx.own_osm.update(|o| {
+                if o.bbox != bbox {
+                    return;
+                }
+                o.pending = false;
+                match got {
+                    Ok(f) => o.features = f,
+                    Err(e) => o.error = Some(e),
+                }
+            });
+        });
+    });
+    let osm_check = move || {
+        ctx.own_osm.with(|o| match (o.pending, &o.error) {
+            (true, _) => "pending",
+            (false, Some(_)) => "failed",
+            (false, None) => "done",
+        })
+    };
     // For an OpenStreetMap editor: the mapper reviews every object there and uploads from it.
     let export_edit = move |format: EditFormat| {
         let name = format!("tags.{}", format.extension());
-        let result = ctx.store.with_untracked(|s| s.to_osm_edit(format)).and_then(|(text, n)| {
-            download(&name, "application/xml", text.as_bytes())
-                .map(|()| n)
+        let (mapped, unchecked) = ctx.own_osm.with_untracked(|o| {
+            let why = match (o.pending, &o.error) {
+                (true, _) => Some("the server has not answered yet".to_string()),
+                (false, Some(e)) => Some(e.clone()),
+                (false, None) => None,
+            };
+            (o.features.clone(), why)
+        });
+        let result = ctx.store.with_untracked(|s| s.to_osm_edit(format, &mapped)).and_then(|e| {
+            download(&name, "application/xml", e.text.as_bytes())
+                .map(|()| e)
                 .map_err(|e| crate::js::message(&e))
         });
         match result {
-            Ok(skipped) => ctx.status.set(format!(
-                "Exported {name}{}: open it in your editor and review each object before uploading.",
-                if skipped > 0 {
-                    format!(" ({skipped} tags with source osm left out: they came from OpenStreetMap)")
-                } else {
-                    String::new()
+            Ok(e) => {
+                let mut said = format!(
+                    "Exported {name} ({} new nodes): open it in your editor and review each object before uploading.",
+                    e.nodes
+                );
+                if e.from_osm > 0 {
+                    said += &format!(
+                        " {} tags with source osm left out: they came from OpenStreetMap.",
+                        e.from_osm
+                    );
                 }
-            )),
+                if !e.already_mapped.is_empty() {
+                    let list: Vec<String> =
+                        e.already_mapped.iter().map(|(t, m)| format!("{t} ({m})")).collect();
+                    said += &format!(" Left out, already in OpenStreetMap: {}.", list.join(", "));
+                }
+                if let Some(why) = unchecked {
+                    said += &format!(" Not checked against OpenStreetMap: {why}.");
+                }
+                ctx.status.set(said);
+            }
             Err(e) => ctx.status.set(format!("Export failed: {e}")),
         }
     };
@@ -402,8 +457,8 @@ pub fn ImportExport() -> impl IntoView {
                 <button type="button" data-testid="export-csv" on:click=export_csv>"Export CSV"</button>
                 <button type="button" data-testid="export-geojson" on:click=export_geojson>"Export GeoJSON"</button>
             </div>
-            <p class="hint">"For OpenStreetMap: a file your editor opens, one new node per tag with its type's OSM tags. Review every object there before you upload; AccessAtlas uploads nothing."</p>
-            <div class="buttons">
+            <p class="hint">"For OpenStreetMap: a file your editor opens, one new node per tag with its type's OSM tags, leaving out what OpenStreetMap already has within 3 m. Review every object there before you upload; AccessAtlas uploads nothing."</p>
+            <div class="buttons" data-testid="edit-exports" data-osm-check=osm_check>
                 <button type="button" data-testid="export-josm" on:click=move |_| export_edit(EditFormat::Josm)>"Export for JOSM (.osm)"</button>
                 <button type="button" data-testid="export-osc" on:click=move |_| export_edit(EditFormat::OsmChange)>"Export osmChange (.osc)"</button>
                 <button type="button" data-testid="export-maproulette" on:click=export_maproulette>"Export MapRoulette challenge"</button>
