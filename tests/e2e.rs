@@ -467,6 +467,59 @@ async fn run_backend(backend: &str, webgpu: bool) {
             10,
         )
         .await;
+        // Deleting can be undone: the button, then Ctrl+Z outside text fields.
+        let first = c
+            .execute(
+                "return document.querySelector('[data-testid=tag-list] li').dataset.id",
+                vec![],
+            )
+            .await
+            .unwrap();
+        for undo in [
+            "document.querySelector('[data-testid=undo-delete]').click();",
+            "document.body.dispatchEvent(new KeyboardEvent('keydown', {key: 'z', ctrlKey: true, bubbles: true}));",
+        ] {
+            c.execute(
+                "document.querySelector('[data-testid=tag-list] li button.danger').click();",
+                vec![],
+            )
+            .await
+            .unwrap();
+            wait_js(
+                c,
+                "document.querySelectorAll('[data-testid=tag-list] li').length === 3",
+                "the tag deleted",
+                10,
+            )
+            .await;
+            c.execute(undo, vec![]).await.unwrap();
+            wait_js(
+                c,
+                "document.querySelectorAll('[data-testid=tag-list] li').length === 4",
+                "the tag back",
+                10,
+            )
+            .await;
+            let back = c
+                .execute(
+                    "return document.querySelector('[data-testid=tag-list] li').dataset.id",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            assert_eq!(back, first, "the same tag, in its place");
+        }
+        // Every shortcut is in the page's help.
+        let help = c
+            .execute(
+                "return document.querySelector('[data-testid=keyboard-help]').textContent",
+                vec![],
+            )
+            .await
+            .unwrap();
+        for key in ["Enter", "Escape", "A / X", "Ctrl+Z", "R ramp"] {
+            assert!(help.as_str().unwrap().contains(key), "{key} in {help}");
+        }
     }
     session.client.close().await.unwrap();
 }
@@ -768,7 +821,12 @@ async fn fine_tune_flow() {
         });
         assert!(near.is_none(), "{label} at {lat}, {lon} is already mapped: {near:?}");
     }
-    c.find(Locator::Css("[data-testid=suggestion-accept]")).await.unwrap().click().await.unwrap();
+    // From the keyboard: A accepts the focused suggestion, the focus moves to the next, X
+    // rejects that one.
+    c.execute("document.querySelector('[data-testid=suggestion-accept]').focus();", vec![])
+        .await
+        .unwrap();
+    c.active_element().await.unwrap().send_keys("a").await.unwrap();
     wait_js(
         c,
         "document.querySelectorAll('[data-testid=tag-list] li').length === 13",
@@ -776,7 +834,14 @@ async fn fine_tune_flow() {
         10,
     )
     .await;
-    c.find(Locator::Css("[data-testid=suggestion-reject]")).await.unwrap().click().await.unwrap();
+    wait_js(
+        c,
+        "document.activeElement && document.activeElement.dataset.testid === 'suggestion-accept'",
+        "the focus on the next suggestion",
+        10,
+    )
+    .await;
+    c.active_element().await.unwrap().send_keys("x").await.unwrap();
     wait_js(
         c,
         &format!(

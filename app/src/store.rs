@@ -27,6 +27,13 @@ pub struct ImportReport {
     pub rejected: Vec<Rejected>,
 }
 
+/// A deleted tag and where it stood in the list (deleting can be undone).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deleted {
+    pub at: usize,
+    pub tag: Tag,
+}
+
 /// A file for an OpenStreetMap editor and what it leaves out.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EditExport {
@@ -134,10 +141,20 @@ impl TagStore {
         Ok(())
     }
 
-    pub fn delete(&mut self, id: &str) -> bool {
-        let before = self.tags.len();
-        self.tags.retain(|t| t.id != id);
-        self.tags.len() != before
+    /// Removes tag `id`; what it removed, for [`TagStore::restore`].
+    pub fn delete(&mut self, id: &str) -> Option<Deleted> {
+        let at = self.tags.iter().position(|t| t.id == id)?;
+        Some(Deleted { at, tag: self.tags.remove(at) })
+    }
+
+    /// Puts a deleted tag back where it was (with its id, note and everything). `false` when a
+    /// tag with its id exists again (an import brought it back): nothing changes then.
+    pub fn restore(&mut self, d: Deleted) -> bool {
+        if self.get(&d.tag.id).is_some() {
+            return false;
+        }
+        self.tags.insert(d.at.min(self.tags.len()), d.tag);
+        true
     }
 
     /// Tags of one type (all when `label` is `None`), in insertion order.
@@ -365,9 +382,16 @@ mod tests {
         assert_eq!(s.get(&a).unwrap().lat, 60.171);
         assert_eq!(s.filtered(Some("elevator")).len(), 1);
         assert_eq!(s.filtered(None).len(), 2);
-        assert!(s.delete(&b));
-        assert!(!s.delete(&b));
+        let gone = s.delete(&b).unwrap();
+        assert!(s.delete(&b).is_none());
         assert_eq!(s.tags.len(), 1);
+        // Undo: back in its place, with everything it had.
+        let mut undone = s.clone();
+        assert!(undone.restore(gone.clone()));
+        assert_eq!(undone.tags.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), [&a, &b]);
+        assert_eq!(undone.get(&b).unwrap().source, "survey");
+        assert!(!undone.restore(gone), "already back: nothing changes");
+        assert_eq!(undone.tags.len(), 2);
         let back = TagStore::from_json(&s.to_json()).unwrap();
         assert_eq!(back, s);
         assert!(TagStore::from_json("{").is_err());

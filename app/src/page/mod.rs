@@ -196,6 +196,8 @@ pub struct Ctx {
     pub model_op: RwSignal<Option<Result<String, String>>>,
     pub osm: RwSignal<OsmLayer>,
     pub own_osm: RwSignal<OwnAreaOsm>,
+    /// Deleted tags, latest last ("Undo delete", Ctrl+Z).
+    pub deleted: RwSignal<Vec<crate::store::Deleted>>,
 }
 
 impl Ctx {
@@ -251,6 +253,32 @@ impl Ctx {
     }
 
     /// Opens the form for an existing tag and predicts at it.
+    /// Deletes tag `id`; it can be undone ([`Ctx::undo_delete`]).
+    pub fn delete_tag(&self, id: &str) {
+        let mut gone = None;
+        self.edit_store(|s| gone = s.delete(id));
+        if let Some(d) = gone {
+            self.deleted.update(|v| v.push(d));
+            self.status.set(format!("Deleted tag {id}. Undo delete (Ctrl+Z) brings it back."));
+        }
+    }
+
+    /// Brings back the last deleted tag.
+    pub fn undo_delete(&self) {
+        let Some(d) = self.deleted.try_update(|v| v.pop()).flatten() else {
+            self.status.set("Nothing to undo.".into());
+            return;
+        };
+        let id = d.tag.id.clone();
+        let mut back = false;
+        self.edit_store(|s| back = s.restore(d));
+        self.status.set(if back {
+            format!("Restored tag {id}.")
+        } else {
+            format!("Tag {id} is already back (imported again).")
+        });
+    }
+
     pub fn select(&self, id: &str) {
         let draft = self.store.with_untracked(|store| {
             store.get(id).map(|t| Draft {
@@ -519,6 +547,7 @@ fn App() -> impl IntoView {
         model_op: RwSignal::new(None),
         osm: RwSignal::new(OsmLayer { on: true, ..OsmLayer::default() }),
         own_osm: RwSignal::new(OwnAreaOsm::default()),
+        deleted: RwSignal::new(Vec::new()),
     };
     provide_context(ctx);
 
@@ -547,6 +576,24 @@ fn App() -> impl IntoView {
     let store_ready = move || loaded.get();
 
     start_worker(ctx);
+    // Ctrl+Z (Cmd+Z) outside text fields undoes the last delete.
+    if let Some(doc) = web_sys::window().and_then(|w| w.document()) {
+        let on_key = wasm_bindgen::closure::Closure::<dyn Fn(web_sys::KeyboardEvent)>::new(
+            move |e: web_sys::KeyboardEvent| {
+                let in_field =
+                    e.target().and_then(|t| t.dyn_into::<web_sys::Element>().ok()).is_some_and(
+                        |el| matches!(el.tag_name().as_str(), "INPUT" | "TEXTAREA" | "SELECT"),
+                    );
+                if (e.ctrl_key() || e.meta_key()) && e.key().eq_ignore_ascii_case("z") && !in_field
+                {
+                    e.prevent_default();
+                    ctx.undo_delete();
+                }
+            },
+        );
+        let _ = doc.add_event_listener_with_callback("keydown", on_key.as_ref().unchecked_ref());
+        on_key.forget();
+    }
 
     view! {
         <a class="skip-link" href="#sidebar">"Skip to the tag panel"</a>
@@ -565,6 +612,7 @@ fn App() -> impl IntoView {
                 <model_panels::FineTunePanel/>
                 <panels::ImportExport/>
                 <panels::Settings/>
+                <panels::KeyboardHelp/>
             </aside>
         </main>
     }

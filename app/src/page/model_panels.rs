@@ -13,6 +13,7 @@ use leptos::task::spawn_local;
 use model_core::Prediction;
 use model_core::data::candidates::ALREADY_MAPPED_M;
 use model_core::infer::bundle::{BUNDLE_CONFIG_FILE, BUNDLE_WEIGHTS_FILE};
+use wasm_bindgen::JsCast;
 
 use super::files::download;
 use super::{Ctx, FineTuneState, ModelState, Rejection, Suggestion, letter, send};
@@ -603,11 +604,38 @@ pub fn SuggestionsPanel() -> impl IntoView {
                     disabled=move || !model_ready(&ctx) || ctx.scan.with(|s| s.running)>"Scan this view"</button>
             </div>
             <p data-testid="scan-status" data-bbox=move || ctx.scan.with(|s| s.bbox.clone())>{status}</p>
-            <ul class="suggestions" data-testid="suggestion-list">
+            <ul class="suggestions" data-testid="suggestion-list" on:keydown=move |e: web_sys::KeyboardEvent| {
+                if e.ctrl_key() || e.meta_key() || e.alt_key() {
+                    return;
+                }
+                let act: fn(&Ctx, u64) = match e.key().as_str() {
+                    "a" | "A" => accept,
+                    "x" | "X" => reject,
+                    _ => return,
+                };
+                // The suggestion whose item holds the focus.
+                let key = e
+                    .target()
+                    .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+                    .and_then(|el| el.closest("[data-key]").ok().flatten())
+                    .and_then(|li| li.get_attribute("data-key"))
+                    .and_then(|k| k.parse::<u64>().ok());
+                let Some(key) = key else { return };
+                e.prevent_default();
+                let next = ctx.visible_suggestions().into_iter().map(|s| s.key).find(|&k| k > key);
+                act(&ctx, key);
+                // The next suggestion's Accept button takes the focus.
+                if let Some(el) = next
+                    .and_then(|k| web_sys::window()?.document()?.get_element_by_id(&format!("sg-{k}-accept")))
+                    .and_then(|el| el.dyn_into::<web_sys::HtmlElement>().ok())
+                {
+                    let _ = el.focus();
+                }
+            }>
                 {move || ctx.visible_suggestions().into_iter().map(|s| {
                     let key = s.key;
                     view! {
-                        <li data-testid="suggestion-item" data-label=s.label.clone()
+                        <li data-testid="suggestion-item" data-key=key.to_string() data-label=s.label.clone()
                             data-lat=format!("{:.7}", s.lat) data-lon=format!("{:.7}", s.lon)>
                             <span class=format!("chip tag-{}", s.label) aria-hidden="true">{letter(&s.label)}</span>
                             {format!(" {} {:.0} % at {:.5}, {:.5} ", s.label.replace('_', " "), s.confidence * 100.0, s.lat, s.lon)}

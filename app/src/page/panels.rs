@@ -111,11 +111,8 @@ pub fn TagForm() -> impl IntoView {
     };
     let delete = move |_| {
         let Some(Some(id)) = ctx.draft.get_untracked().map(|d| d.id) else { return };
-        ctx.edit_store(|s| {
-            s.delete(&id);
-        });
         ctx.draft.set(None);
-        ctx.status.set(format!("Deleted tag {id}."));
+        ctx.delete_tag(&id);
     };
     let cancel = move |_| ctx.draft.set(None);
     // The type letters (R, E, D, T, O, from the feature-type table) pick the type.
@@ -263,6 +260,12 @@ pub fn TagList() -> impl IntoView {
                 {labels().names().iter().map(|l| view! { <option value=l.clone()>{display(l)}</option> }).collect_view()}
             </select>
             <p class="count">{count}</p>
+            <Show when=move || ctx.deleted.with(|v| !v.is_empty())>
+                <button type="button" class="small secondary" data-testid="undo-delete"
+                    on:click=move |_| ctx.undo_delete()>
+                    {move || ctx.deleted.with(|v| v.last().map(|d| format!("Undo delete of {} (Ctrl+Z)", d.tag.id)).unwrap_or_default())}
+                </button>
+            </Show>
             <ul class="tag-list" data-testid="tag-list">
                 <For each=rows key=|t| (t.id.clone(), t.label.clone(), t.lat.to_bits(), t.lon.to_bits(), t.source.clone())
                     children=move |t| {
@@ -279,10 +282,7 @@ pub fn TagList() -> impl IntoView {
                                     href=format!("https://www.openstreetmap.org/edit?editor=id#map=19/{:.6}/{:.6}", t.lat, t.lon)
                                     aria-label=format!("Edit in iD at {} {}", display(&label), t.id)>"Edit in iD"</a>
                                 <button type="button" class="small danger" aria-label=format!("Delete {} {}", display(&label), t.id)
-                                    on:click=move |_| {
-                                        ctx.edit_store(|s| { s.delete(&id_del); });
-                                        ctx.status.set(format!("Deleted tag {id_del}."));
-                                    }>"Delete"</button>
+                                    on:click=move |_| ctx.delete_tag(&id_del)>"Delete"</button>
                             </li>
                         }
                     }/>
@@ -536,6 +536,29 @@ pub fn Settings() -> impl IntoView {
                 <input id="tile-attribution" type="text" bind:value=attribution/>
                 <button type="submit">"Apply"</button>
             </form>
+        </details>
+    }
+}
+
+/// Every keyboard shortcut of the page, in one place.
+#[component]
+pub fn KeyboardHelp() -> impl IntoView {
+    let letters: Vec<String> = FeatureTypes::builtin()
+        .types
+        .iter()
+        .map(|t| format!("{} {}", t.letter, display(&t.name)))
+        .collect();
+    view! {
+        <details class="panel" data-testid="keyboard-help">
+            <summary>"Keyboard shortcuts"</summary>
+            <dl class="shortcuts">
+                <dt>"Arrow keys (map focused)"</dt><dd>"Move the map under the crosshair."</dd>
+                <dt>"Enter (map focused)"</dt><dd>"New tag at the crosshair, with a prediction."</dd>
+                <dt>"Type letters (Type field)"</dt><dd>{format!("Pick the type: {}.", letters.join(", "))}</dd>
+                <dt>"Escape (tag form)"</dt><dd>"Close the form without saving."</dd>
+                <dt>"A / X (a suggestion focused)"</dt><dd>"Accept or reject it; the focus moves to the next one."</dd>
+                <dt>"Ctrl+Z (outside text fields)"</dt><dd>"Undo the last delete."</dd>
+            </dl>
         </details>
     }
 }
