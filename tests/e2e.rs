@@ -69,6 +69,21 @@ async fn run_backend(backend: &str, webgpu: bool) {
     let sum: f64 = probs.iter().map(|p| p.1).sum();
     assert!((sum - 1.0).abs() < 1e-3, "probabilities sum to {sum}");
     assert!(summary.contains("confident"), "{summary}");
+    // The form's type follows the prediction (its most probable feature type) until the
+    // mapper picks one.
+    let top = probs
+        .iter()
+        .filter(|p| p.0 != "none")
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|p| p.0.clone())
+        .unwrap();
+    wait_js(
+        c,
+        &format!("document.querySelector('[data-testid=tag-type]').value === '{top}'"),
+        "the predicted type in the form",
+        10,
+    )
+    .await;
 
     // Save the tag as a ramp with a note; the type letters pick the type (D: entrance, R: ramp).
     let select = c.find(Locator::Css("[data-testid=tag-type]")).await.unwrap();

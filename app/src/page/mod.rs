@@ -76,6 +76,24 @@ pub struct Draft {
     pub label: String,
     pub source: String,
     pub note: String,
+    /// The mapper picked the type (until then a new tag's type follows the prediction).
+    pub label_chosen: bool,
+}
+
+impl Draft {
+    /// A new tag's type follows the prediction at its point until the mapper picks one: the
+    /// most probable feature type ("no feature here" is not a type one tags).
+    pub fn prefill(&mut self, lat: f64, lon: f64, p: &Prediction) {
+        // The point went to the worker and back as JSON, which may change the last bit.
+        let here = (self.lat - lat).abs() < 1e-9 && (self.lon - lon).abs() < 1e-9;
+        if self.id.is_none()
+            && !self.label_chosen
+            && here
+            && let Some((label, _)) = p.top_feature()
+        {
+            self.label = label.to_string();
+        }
+    }
 }
 
 /// Map base layer settings (from the settings panel or `?tiles=`/`?attribution=`).
@@ -247,12 +265,12 @@ impl Ctx {
             label: "entrance".into(),
             source: DEFAULT_SOURCE.into(),
             note: String::new(),
+            label_chosen: false,
         }));
         self.status.set(format!("New tag at {lat:.5}, {lon:.5}: choose its type and save."));
         self.predict(lat, lon, DEFAULT_SOURCE);
     }
 
-    /// Opens the form for an existing tag and predicts at it.
     /// Deletes tag `id`; it can be undone ([`Ctx::undo_delete`]).
     pub fn delete_tag(&self, id: &str) {
         let mut gone = None;
@@ -279,6 +297,7 @@ impl Ctx {
         });
     }
 
+    /// Opens the form for an existing tag and predicts at it.
     pub fn select(&self, id: &str) {
         let draft = self.store.with_untracked(|store| {
             store.get(id).map(|t| Draft {
@@ -288,6 +307,7 @@ impl Ctx {
                 label: t.label.clone(),
                 source: t.source.clone(),
                 note: store.note(t).to_string(),
+                label_chosen: true,
             })
         });
         let Some(d) = draft else { return };
@@ -358,6 +378,11 @@ fn start_worker(ctx: Ctx) {
             }
             FromWorker::Prediction { id, lat, lon, prediction, tiles_ms, model_ms } => {
                 if id == ctx.next_request.get_value() {
+                    ctx.draft.update(|d| {
+                        if let Some(d) = d {
+                            d.prefill(lat, lon, &prediction);
+                        }
+                    });
                     ctx.prediction.set(PredictionState::Done {
                         lat,
                         lon,

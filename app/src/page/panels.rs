@@ -128,7 +128,8 @@ pub fn TagForm() -> impl IntoView {
             let name = t.name.clone();
             ctx.draft.update(|d| {
                 if let Some(d) = d {
-                    d.label = name
+                    d.label = name;
+                    d.label_chosen = true;
                 }
             });
         }
@@ -141,7 +142,10 @@ pub fn TagForm() -> impl IntoView {
                 <h2>{move || if d().and_then(|d| d.id).is_some() { "Edit tag" } else { "New tag" }}</h2>
                 <p class="coords">{move || d().map(|d| format!("{:.5}, {:.5}", d.lat, d.lon)).unwrap_or_default()}</p>
                 <label for="tag-type">"Type"</label>
-                <select id="tag-type" data-testid="tag-type" on:change=field(|d, v| d.label = v)
+                <select id="tag-type" data-testid="tag-type" on:change=field(|d, v| {
+                        d.label = v;
+                        d.label_chosen = true;
+                    })
                     on:keydown=pick_by_letter
                     prop:value=move || d().map(|d| d.label).unwrap_or_default()>
                     {labels().names().iter().map(|l| view! {
