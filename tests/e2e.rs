@@ -43,12 +43,7 @@ async fn run_backend(backend: &str, webgpu: bool) {
     assert!(session.tile_hits.load(std::sync::atomic::Ordering::SeqCst) > 0);
 
     // Click the map -> a prediction with one probability per type.
-    c.find(Locator::Css("[data-testid=map] .leaflet-container, .leaflet-container"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "[data-testid=map] .leaflet-container, .leaflet-container").await;
     wait_js(
         c,
         "document.querySelector('[data-testid=prediction]').dataset.state === 'done' || document.querySelector('[data-testid=prediction]').dataset.state === 'failed'",
@@ -109,7 +104,7 @@ async fn run_backend(backend: &str, webgpu: bool) {
         .send_keys("kerb ramp, e2e")
         .await
         .unwrap();
-    c.find(Locator::Css("[data-testid=save-tag]")).await.unwrap().click().await.unwrap();
+    click(c, "[data-testid=save-tag]").await;
     wait_js(
         c,
         "document.querySelectorAll('[data-testid=tag-list] li').length === 1",
@@ -153,7 +148,7 @@ async fn run_backend(backend: &str, webgpu: bool) {
     assert!(href.starts_with("https://www.openstreetmap.org/edit?editor=id#map=19/60.1"), "{href}");
 
     // Export CSV: the pipeline's reader takes it, and it holds the tag.
-    c.find(Locator::Css("[data-testid=export-csv]")).await.unwrap().click().await.unwrap();
+    click(c, "[data-testid=export-csv]").await;
     let csv_path = downloaded(downloads, "tags.csv").await;
     let bytes = std::fs::read(&csv_path).unwrap();
     let parsed = parse_tags_csv(&bytes, &LabelVocab::default()).unwrap();
@@ -166,7 +161,7 @@ async fn run_backend(backend: &str, webgpu: bool) {
     assert_eq!(t.extra, ["kerb ramp, e2e"]);
     // For OpenStreetMap: a JOSM file with the tag as a new node and its type's default preset;
     // the private note stays out.
-    c.find(Locator::Css("[data-testid=export-josm]")).await.unwrap().click().await.unwrap();
+    click(c, "[data-testid=export-josm]").await;
     let osm_path = downloaded(downloads, "tags.osm").await;
     let osm = std::fs::read_to_string(&osm_path).unwrap();
     assert!(osm.contains("<osm version=\"0.6\" upload=\"true\""), "{osm}");
@@ -177,7 +172,7 @@ async fn run_backend(backend: &str, webgpu: bool) {
     );
     assert!(!osm.contains("e2e"), "the note leaked: {osm}");
     // For MapRoulette: one task, the same place and preset, line-by-line GeoJSON.
-    c.find(Locator::Css("[data-testid=export-maproulette]")).await.unwrap().click().await.unwrap();
+    click(c, "[data-testid=export-maproulette]").await;
     let mr_path = downloaded(downloads, "tags.maproulette.geojson").await;
     let mr = std::fs::read_to_string(&mr_path).unwrap();
     let tasks: Vec<&str> = mr.lines().collect();
@@ -264,7 +259,7 @@ async fn run_backend(backend: &str, webgpu: bool) {
     )
     .await
     .unwrap();
-    c.find(Locator::Css("[data-testid=model-view]")).await.unwrap().click().await.unwrap();
+    click(c, "[data-testid=model-view]").await;
     wait_js(
         c,
         "[...document.querySelectorAll('img.leaflet-tile-loaded')].some(i => i.src.includes('/tiles/'))",
@@ -368,12 +363,7 @@ async fn run_backend(backend: &str, webgpu: bool) {
             .unwrap();
         assert!(!api.is_empty(), "the view {bbox} holds mapped features");
         assert_eq!(shown, json!(api.len()), "one hollow marker per feature in {bbox}");
-        c.find(Locator::Css("[data-testid=osm-layer-toggle]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(c, "[data-testid=osm-layer-toggle]").await;
         wait_js(
             c,
             "document.querySelectorAll('[data-testid=osm-feature]').length === 0",
@@ -381,12 +371,7 @@ async fn run_backend(backend: &str, webgpu: bool) {
             10,
         )
         .await;
-        c.find(Locator::Css("[data-testid=osm-layer-toggle]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(c, "[data-testid=osm-layer-toggle]").await;
         wait_js(
             c,
             &format!(
@@ -433,7 +418,7 @@ async fn run_backend(backend: &str, webgpu: bool) {
         .await;
         assert!(said.as_str().unwrap().contains(&id), "{said} names {id}");
         // Saved anyway, it stays out of the export for an editor, which says why.
-        c.find(Locator::Css("[data-testid=save-tag]")).await.unwrap().click().await.unwrap();
+        click(c, "[data-testid=save-tag]").await;
         wait_js(
             c,
             "document.querySelector('[data-testid=edit-exports]').dataset.osmCheck === 'done'",
@@ -442,7 +427,7 @@ async fn run_backend(backend: &str, webgpu: bool) {
         )
         .await;
         let _ = std::fs::remove_file(downloads.join("tags.osm"));
-        c.find(Locator::Css("[data-testid=export-josm]")).await.unwrap().click().await.unwrap();
+        click(c, "[data-testid=export-josm]").await;
         let osm = std::fs::read_to_string(downloaded(downloads, "tags.osm").await).unwrap();
         let status = wait_js(
             c,
@@ -626,7 +611,7 @@ async fn fine_tune_flow() {
     let before = predict_at_centre(c).await;
 
     // No tags yet: a clear message, nothing changes.
-    c.find(Locator::Css("[data-testid=finetune-start]")).await.unwrap().click().await.unwrap();
+    click(c, "[data-testid=finetune-start]").await;
     let e = wait_js(
         c,
         "(e => e && e.innerText)(document.querySelector('[data-testid=finetune-error]'))",
@@ -649,10 +634,10 @@ async fn fine_tune_flow() {
     set_input(c, "#ft-epochs", "2", "change").await;
 
     // Cancel mid-way: the old model stays.
-    c.find(Locator::Css("[data-testid=finetune-start]")).await.unwrap().click().await.unwrap();
+    click(c, "[data-testid=finetune-start]").await;
     wait_js(c, "document.querySelector('[data-testid=finetune-cancel]')", "the cancel button", 10)
         .await;
-    c.find(Locator::Css("[data-testid=finetune-cancel]")).await.unwrap().click().await.unwrap();
+    click(c, "[data-testid=finetune-cancel]").await;
     wait_js(
         c,
         "document.querySelector('[data-testid=finetune-cancelled]')",
@@ -671,8 +656,8 @@ async fn fine_tune_flow() {
 
     // Two epochs, the encoder's last stage too: progress reaches 100 %, before/after accuracy
     // shown, keep.
-    c.find(Locator::Css("[data-testid=finetune-last-stage]")).await.unwrap().click().await.unwrap();
-    c.find(Locator::Css("[data-testid=finetune-start]")).await.unwrap().click().await.unwrap();
+    click(c, "[data-testid=finetune-last-stage]").await;
+    click(c, "[data-testid=finetune-start]").await;
     let result = wait_js(
         c,
         "(r => r && [r.dataset.before, r.dataset.after])(document.querySelector('[data-testid=finetune-result]'))",
@@ -687,7 +672,7 @@ async fn fine_tune_flow() {
     assert_eq!(progress, json!("100"));
     let after_acc: f64 = result[1].as_str().unwrap().parse().unwrap();
     assert!((0.0..=1.0).contains(&after_acc), "{result}");
-    c.find(Locator::Css("[data-testid=finetune-keep]")).await.unwrap().click().await.unwrap();
+    click(c, "[data-testid=finetune-keep]").await;
     wait_js(
         c,
         "document.querySelector('[data-testid=model-origin]').dataset.origin === 'finetuned'",
@@ -714,7 +699,7 @@ async fn fine_tune_flow() {
     assert!(differ(&reloaded, &tuned) < 1e-4, "after reload: {reloaded:?} vs {tuned:?}");
 
     // Export the bundle; `accessatlas predict` loads it.
-    c.find(Locator::Css("[data-testid=finetune-export]")).await.unwrap().click().await.unwrap();
+    click(c, "[data-testid=finetune-export]").await;
     let (mj, wb) = (downloads.join("model.json"), downloads.join("weights.bpk"));
     let deadline = Instant::now() + Duration::from_secs(30);
     while !(mj.is_file() && wb.is_file()) {
@@ -769,7 +754,7 @@ async fn fine_tune_flow() {
 
     // The suggestion layer: scan, then accept one and reject one.
     set_input(c, "[data-testid=scan-threshold]", "3", "input").await;
-    c.find(Locator::Css("[data-testid=scan-view]")).await.unwrap().click().await.unwrap();
+    click(c, "[data-testid=scan-view]").await;
     wait_js(
         c,
         "document.querySelector('[data-testid=scan-status]').innerText.includes('points scanned')",

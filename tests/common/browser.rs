@@ -238,6 +238,11 @@ impl Session {
     }
 }
 
+/// Clicks the element `css` finds (the first one).
+pub async fn click(c: &Client, css: &str) {
+    c.find(fantoccini::Locator::Css(css)).await.unwrap().click().await.unwrap();
+}
+
 /// Sets an input's value and fires `event` on it (`change` or `input`), as a user would.
 pub async fn set_input(c: &Client, css: &str, value: &str, event: &str) {
     c.execute(
