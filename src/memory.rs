@@ -1,4 +1,4 @@
-//! The process's memory, for logs at stage boundaries of long jobs (`RUST_LOG=debug`): what
+//! The process's memory, for logs at stage boundaries of long jobs (`ACCESSATLAS_LOG=debug`): what
 //! `cargo xtask bench scale` measures from outside as one peak, broken down by stage.
 
 /// Resident set now and its peak so far, in MB (`VmRSS`, `VmHWM` of `/proc/self/status`);

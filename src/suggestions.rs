@@ -198,7 +198,6 @@ pub fn to_csv(s: &Suggested) -> Result<String> {
     Ok(String::from_utf8(w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)?)
 }
 
-/// A GeoJSON FeatureCollection of points (`type`, `confidence`, `candidate`, `probabilities`).
 /// A MapRoulette challenge file (model-core's `osm_edit::maproulette`): one task per
 /// suggestion, most confident first, proposing the type's default preset, with the model's
 /// type, confidence and candidate kind beside the OSM tags.
@@ -230,6 +229,7 @@ pub fn to_maproulette(s: &Suggested) -> Result<String> {
     Ok(maproulette(&tasks))
 }
 
+/// A GeoJSON FeatureCollection of points (`type`, `confidence`, `candidate`, `probabilities`).
 pub fn to_geojson(s: &Suggested) -> serde_json::Value {
     let features: Vec<serde_json::Value> = s
         .suggestions

@@ -27,6 +27,13 @@ pub struct ImportReport {
     pub rejected: Vec<Rejected>,
 }
 
+/// A tag as a new OSM node with its type's default preset.
+fn new_node(t: &Tag) -> Result<NewNode, String> {
+    let ty = FeatureTypes::builtin().get(&t.label).map_err(|e| format!("{}: {e}", t.id))?;
+    let tags = node_tags(ty, &[], None).map_err(|e| format!("{}: {e}", t.id))?;
+    Ok(NewNode { lat: t.lat, lon: t.lon, tags })
+}
+
 /// A deleted tag and where it stood in the list (deleting can be undone).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Deleted {
@@ -219,9 +226,7 @@ impl TagStore {
         format: EditFormat,
         mapped: &[MappedFeature],
     ) -> Result<EditExport, String> {
-        let types = FeatureTypes::builtin();
-        let own: Vec<&Tag> =
-            self.tags.iter().filter(|t| !t.source.eq_ignore_ascii_case("osm")).collect();
+        let own: Vec<&Tag> = self.own().collect();
         let from_osm = self.tags.len() - own.len();
         let mut already_mapped = Vec::new();
         let mut nodes = Vec::new();
@@ -230,20 +235,22 @@ impl TagStore {
                 already_mapped.push((t.id.clone(), m.id.clone()));
                 continue;
             }
-            let ty = types.get(&t.label).map_err(|e| format!("{}: {e}", t.id))?;
-            let tags = node_tags(ty, &[], None).map_err(|e| format!("{}: {e}", t.id))?;
-            nodes.push(NewNode { lat: t.lat, lon: t.lon, tags });
+            nodes.push(new_node(t)?);
         }
         let text = write(&nodes, format, concat!("AccessAtlas ", env!("CARGO_PKG_VERSION")));
         Ok(EditExport { text, nodes: nodes.len(), from_osm, already_mapped })
+    }
+
+    /// The mapper's own tags: not those with source `osm`, which came from OpenStreetMap.
+    fn own(&self) -> impl Iterator<Item = &Tag> {
+        self.tags.iter().filter(|t| !t.source.eq_ignore_ascii_case("osm"))
     }
 
     /// `(min_lon, min_lat, max_lon, max_lat)` around the mapper's own tags (not source `osm`),
     /// grown by about 20 m and rounded outward to 1e-4 degrees (so moving a tag a little does
     /// not change it): where to ask what OpenStreetMap already has before an export.
     pub fn own_bbox(&self) -> Option<(f64, f64, f64, f64)> {
-        let own = self.tags.iter().filter(|t| !t.source.eq_ignore_ascii_case("osm"));
-        let b = own.fold(None, |b: Option<(f64, f64, f64, f64)>, t| {
+        let b = self.own().fold(None, |b: Option<(f64, f64, f64, f64)>, t| {
             Some(match b {
                 None => (t.lon, t.lat, t.lon, t.lat),
                 Some((a, b, c, d)) => (a.min(t.lon), b.min(t.lat), c.max(t.lon), d.max(t.lat)),
@@ -263,16 +270,11 @@ impl TagStore {
     /// per tag, its type's default preset as the point's properties, so other mappers can
     /// check each place before it reaches OpenStreetMap. Notes stay out.
     pub fn to_maproulette(&self) -> Result<String, String> {
-        let types = FeatureTypes::builtin();
         let tasks = self
-            .tags
-            .iter()
-            .filter(|t| !t.source.eq_ignore_ascii_case("osm"))
+            .own()
             .map(|t| {
-                let ty = types.get(&t.label).map_err(|e| format!("{}: {e}", t.id))?;
-                let tags = node_tags(ty, &[], None).map_err(|e| format!("{}: {e}", t.id))?;
                 Ok(Task {
-                    node: NewNode { lat: t.lat, lon: t.lon, tags },
+                    node: new_node(t)?,
                     info: vec![("accessatlas:type".into(), t.label.clone().into())],
                 })
             })

@@ -59,10 +59,6 @@ pub struct OsmMap {
     pub multipolygons: Vec<Multipolygon>,
 }
 
-pub fn tag<'a>(tags: &'a Tags, key: &str) -> Option<&'a str> {
-    tags.get(key)
-}
-
 /// Every OSM key the renderer's style (`render::style`) reads; the style checks each read
 /// against it in debug builds. Kept here, beside the reader that keeps these keys, so the map
 /// does not depend on the renderer.
@@ -526,7 +522,7 @@ pub fn geometry_in(map: &OsmMap, bbox: &BBox) -> Geometry {
 fn building_outlines(map: &OsmMap) -> HashMap<i64, String> {
     let mut out = HashMap::new();
     for r in &map.multipolygons {
-        if let Some(b) = tag(&r.tags, "building") {
+        if let Some(b) = r.tags.get("building") {
             for &o in &r.outer {
                 out.insert(o, b.to_string());
             }
@@ -551,7 +547,7 @@ fn geometry_among(
         .map(|w| GeoWay {
             id: w.id,
             tags: match building_of.get(&w.id) {
-                Some(b) if tag(&w.tags, "building").is_none() => {
+                Some(b) if w.tags.get("building").is_none() => {
                     w.tags.with("building", b).to_pairs()
                 }
                 _ => w.tags.to_pairs(),
@@ -632,11 +628,6 @@ impl AreaIndex {
                 out.push((t.x, t.y));
             }
         }
-    }
-
-    /// The zoom level of its tiles (the finest area).
-    pub fn zoom(&self) -> u8 {
-        self.zoom
     }
 
     /// What is filed under the index's tiles inside `area`: ascending, each once.

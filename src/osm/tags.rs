@@ -29,8 +29,8 @@ impl Tags {
         self.0.iter().find(|(k, _)| &**k == key).map(|(_, v)| &**v)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (&**k, &**v))
+    pub fn iter(&self) -> <&Self as IntoIterator>::IntoIter {
+        self.into_iter()
     }
 
     pub fn len(&self) -> usize {

@@ -10,7 +10,7 @@ fn tag<'a>(tags: &'a Tags, key: &str) -> Option<&'a str> {
         crate::osm::STYLE_KEYS.contains(&key),
         "the style reads `{key}`: list it in osm::STYLE_KEYS"
     );
-    crate::osm::tag(tags, key)
+    tags.get(key)
 }
 
 /// Bump when anything here changes: models record the style they were trained on.

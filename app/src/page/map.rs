@@ -57,12 +57,7 @@ fn suggestion_marker(s: &super::Suggestion, ctx: Ctx) -> Result<leaflet::Marker,
     let marker = leaflet::Marker::new_with_options(&leaflet::LatLng::new(s.lat, s.lon), &opts);
     let key = s.key;
     let on_click = Closure::<dyn Fn(JsValue)>::new(move |_| {
-        let el = web_sys::window()
-            .and_then(|w| w.document())
-            .and_then(|d| d.get_element_by_id(&format!("sg-{key}-accept")));
-        if let Some(el) = el.and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok()) {
-            let _ = el.focus();
-        }
+        super::model_panels::focus_accept(key);
         ctx.status.set("Suggestion selected: Accept or Reject it in the Suggestions panel.".into());
     });
     let ev: &leaflet::Evented = marker.unchecked_ref();

@@ -167,6 +167,16 @@ pub struct OwnAreaOsm {
     pub error: Option<String>,
 }
 
+impl OwnAreaOsm {
+    /// Why an export now cannot leave out what OpenStreetMap has, if it cannot.
+    pub fn unchecked(&self) -> Option<String> {
+        match (self.pending, &self.error) {
+            (true, _) => Some("the server has not answered yet".into()),
+            (false, e) => e.clone(),
+        }
+    }
+}
+
 /// The scan of the visible map.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScanState {

@@ -389,8 +389,6 @@ fn scan(ctx: &Ctx) {
     });
 }
 
-/// The candidate points in `bbox` (at most [`SCAN_MAX`], kerbs and OSM-marked places first)
-/// and what is mapped there, from the server.
 /// A GeoJSON answer's features, or the error it names.
 fn features(v: &serde_json::Value) -> Result<Vec<serde_json::Value>, String> {
     v["features"]
@@ -428,20 +426,32 @@ fn mapped_features(
 pub async fn features_in(
     bbox: &str,
 ) -> Result<Vec<model_core::data::candidates::MappedFeature>, String> {
-    let url = format!("{}api/features?bbox={bbox}", super::base_url());
-    let text = crate::net::begin(&url).text().await?;
-    mapped_features(&serde_json::from_str(&text).map_err(|e| e.to_string())?)
+    mapped_features(&get_json(&format!("{}api/features?bbox={bbox}", super::base_url())).await?)
 }
 
+/// A JSON answer of the server.
+async fn get_json(url: &str) -> Result<serde_json::Value, String> {
+    let text = crate::net::begin(url).text().await?;
+    serde_json::from_str(&text).map_err(|e| e.to_string())
+}
+
+/// Moves the focus to suggestion `key`'s Accept button.
+pub fn focus_accept(key: u64) {
+    let el = web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.get_element_by_id(&format!("sg-{key}-accept")))
+        .and_then(|el| el.dyn_into::<web_sys::HtmlElement>().ok());
+    if let Some(el) = el {
+        let _ = el.focus();
+    }
+}
+
+/// The candidate points in `bbox` (at most [`SCAN_MAX`], kerbs and OSM-marked places first)
+/// and what is mapped there, from the server.
 async fn view_candidates(
     bbox: &str,
 ) -> Result<(Vec<(f64, f64)>, Vec<model_core::data::candidates::MappedFeature>), String> {
-    let base = super::base_url();
-    let get = |path: String| async move {
-        let text = crate::net::begin(&path).text().await?;
-        serde_json::from_str::<serde_json::Value>(&text).map_err(|e| e.to_string())
-    };
-    let c = get(format!("{base}api/candidates?bbox={bbox}")).await?;
+    let c = get_json(&format!("{}api/candidates?bbox={bbox}", super::base_url())).await?;
     let mut cands: Vec<(usize, (f64, f64))> = features(&c)?
         .iter()
         .filter_map(|x| {
@@ -625,11 +635,8 @@ pub fn SuggestionsPanel() -> impl IntoView {
                 let next = ctx.visible_suggestions().into_iter().map(|s| s.key).find(|&k| k > key);
                 act(&ctx, key);
                 // The next suggestion's Accept button takes the focus.
-                if let Some(el) = next
-                    .and_then(|k| web_sys::window()?.document()?.get_element_by_id(&format!("sg-{k}-accept")))
-                    .and_then(|el| el.dyn_into::<web_sys::HtmlElement>().ok())
-                {
-                    let _ = el.focus();
+                if let Some(k) = next {
+                    focus_accept(k);
                 }
             }>
                 {move || ctx.visible_suggestions().into_iter().map(|s| {

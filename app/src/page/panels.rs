@@ -399,14 +399,8 @@ pub fn ImportExport() -> impl IntoView {
     // For an OpenStreetMap editor: the mapper reviews every object there and uploads from it.
     let export_edit = move |format: EditFormat| {
         let name = format!("tags.{}", format.extension());
-        let (mapped, unchecked) = ctx.own_osm.with_untracked(|o| {
-            let why = match (o.pending, &o.error) {
-                (true, _) => Some("the server has not answered yet".to_string()),
-                (false, Some(e)) => Some(e.clone()),
-                (false, None) => None,
-            };
-            (o.features.clone(), why)
-        });
+        let (mapped, unchecked) =
+            ctx.own_osm.with_untracked(|o| (o.features.clone(), o.unchecked()));
         let result = ctx.store.with_untracked(|s| s.to_osm_edit(format, &mapped)).and_then(|e| {
             download(&name, "application/xml", e.text.as_bytes())
                 .map(|()| e)
