@@ -157,8 +157,8 @@ async fn run_backend(backend: &str, webgpu: bool) {
     let t = &parsed.table.tags[0];
     assert_eq!((t.label.as_str(), t.source.as_str()), ("ramp", "user"));
     assert!((t.lat - 60.1699).abs() < 0.01 && (t.lon - 24.9384).abs() < 0.01, "{t:?}");
-    assert_eq!(parsed.table.extra_columns, ["note"]);
-    assert_eq!(t.extra, ["kerb ramp, e2e"]);
+    assert_eq!(parsed.table.extra_columns, ["note", "osm_tags"]);
+    assert_eq!(t.extra, ["kerb ramp, e2e", "barrier=kerb;kerb=lowered"]);
     // For OpenStreetMap: a JOSM file with the tag as a new node and its type's default preset;
     // the private note stays out.
     click(c, "[data-testid=export-josm]").await;
@@ -856,6 +856,243 @@ async fn fine_tune_flow() {
     let csv = c.execute("return [...document.querySelectorAll('[data-testid=tag-list] li')].map(li => li.dataset.type + '/' + li.innerText).join('|')", vec![]).await.unwrap();
     assert!(csv.as_str().unwrap().contains("model"), "accepted tag has source model: {csv}");
     session.client.close().await.unwrap();
+}
+
+/// `%XX` decoded (a query value as JOSM's remote control reads it).
+fn percent_decode(v: &str) -> String {
+    let (b, mut out, mut i) = (v.as_bytes(), Vec::new(), 0);
+    while i < b.len() {
+        if b[i] == b'%' {
+            out.push(u8::from_str_radix(&v[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(if b[i] == b'+' { b' ' } else { b[i] });
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// The query of a request target as `(key, value)` pairs.
+fn query(target: &str) -> Vec<(String, String)> {
+    let q = target.split_once('?').map_or("", |(_, q)| q);
+    q.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), percent_decode(v)))
+        .collect()
+}
+
+/// Listens where JOSM's remote control does (127.0.0.1:8111) and answers as JOSM does (`OK`,
+/// CORS open); each request's target comes out of the channel. A real JOSM needs a display to
+/// run its remote control; what it would load is checked by its headless validator instead.
+fn josm_remote_control() -> std::sync::mpsc::Receiver<String> {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:8111").expect("port 8111 is free");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut reader = BufReader::new(s.try_clone().unwrap());
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap() == 0 || h == "\r\n" {
+                    break;
+                }
+            }
+            let target = line.split(' ').nth(1).unwrap_or("").to_string();
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nAccess-Control-Allow-Origin: *\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 4\r\nConnection: close\r\n\r\nOK\r\n");
+            if tx.send(target).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// From tags to files for an editor, in the page: one tag of each type with its last preset
+/// and an optional key, chosen in the form; the JOSM and osmChange files the page downloads
+/// read back in osmium with every node's place (1e-7) and tags, and pass JOSM's validator;
+/// "Open in JOSM" sends the same JOSM file to the remote control, and one tag as `add_node`.
+async fn osm_edit_flow() {
+    use common::osm_clients::{josm_findings, osmium_nodes};
+    use model_core::data::features::{FeatureTypes, OsmTagChoice, format_osm_tags};
+    let session = Session::start("osm-edit", false).await;
+    let (c, downloads) = (&session.client, &session.downloads);
+    let dir = out_dir().join("osm-edit");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // The harbour: nothing mapped within reach, so every tag is new.
+    c.goto(&format!("{}#map=19/60.15000/24.96000", session.url("cpu"))).await.unwrap();
+    wait_backend(c, "cpu", "the model").await;
+    wait_js(c, "document.querySelector('#sidebar').dataset.ready === 'true'", "stored tags", 30)
+        .await;
+    let types = FeatureTypes::builtin();
+    let mut want = Vec::new();
+    for (i, ty) in types.types.iter().enumerate() {
+        if i > 0 {
+            // Arrow right pans the map; the next tag goes to the new crosshair.
+            let before = c.execute("return location.hash", vec![]).await.unwrap();
+            c.execute("document.querySelector('.leaflet-container').focus();", vec![])
+                .await
+                .unwrap();
+            c.active_element().await.unwrap().send_keys("\u{E014}").await.unwrap();
+            wait_js(c, &format!("location.hash !== {before}"), "the map panned", 10).await;
+        }
+        enter_at_crosshair(c).await;
+        wait_js(c, "document.querySelector('[data-testid=tag-preset]')", "the tag form", 10).await;
+        let select = c.find(Locator::Css("[data-testid=tag-type]")).await.unwrap();
+        select.send_keys(&ty.letter.to_lowercase()).await.unwrap();
+        wait_js(
+            c,
+            &format!("document.querySelector('[data-testid=tag-type]').value === '{}'", ty.name),
+            "the type by its letter",
+            5,
+        )
+        .await;
+        // The first preset is preselected; take the last one and the first optional key.
+        let default = format_osm_tags(&ty.compose(&OsmTagChoice::default()));
+        wait_js(
+            c,
+            &format!(
+                "document.querySelector('[data-testid=osm-tags]').dataset.tags === '{default}'"
+            ),
+            "the default preset",
+            5,
+        )
+        .await;
+        let preset = ty.presets.len() - 1;
+        set_input(c, "[data-testid=tag-preset]", &preset.to_string(), "change").await;
+        let key = ty.optional_keys()[0].to_string();
+        let (value, event) = match ty.optional_values(&key) {
+            Some(v) => (v[0].to_string(), "change"),
+            None => ("2".to_string(), "input"),
+        };
+        let css = format!("[data-testid=tag-opt-{}]", key.replace(':', "-"));
+        set_input(c, &css, &value, event).await;
+        let tags =
+            ty.compose(&OsmTagChoice { preset, optional: vec![(key, value)], other: Vec::new() });
+        wait_js(
+            c,
+            &format!(
+                "document.querySelector('[data-testid=osm-tags]').dataset.tags === '{}'",
+                format_osm_tags(&tags)
+            ),
+            "the chosen OSM tags",
+            5,
+        )
+        .await;
+        click(c, "[data-testid=save-tag]").await;
+        wait_js(
+            c,
+            &format!("document.querySelectorAll('[data-testid=tag-list] li').length === {}", i + 1),
+            "the saved tag",
+            10,
+        )
+        .await;
+        want.push((ty.name.clone(), tags));
+    }
+    // Stored: the CSV carries the OSM tags in its `osm_tags` column.
+    click(c, "[data-testid=export-csv]").await;
+    let csv = std::fs::read(downloaded(downloads, "tags.csv").await).unwrap();
+    let parsed = parse_tags_csv(&csv, &LabelVocab::default()).unwrap();
+    let col = parsed.table.extra_columns.iter().position(|c| c == "osm_tags").unwrap();
+    let saved = &parsed.table.tags;
+    assert_eq!(saved.len(), want.len());
+    for (t, (label, tags)) in saved.iter().zip(&want) {
+        assert_eq!((&t.label, t.extra[col].as_str()), (label, format_osm_tags(tags).as_str()));
+    }
+    // Both editor files, read by osmium and checked by JOSM's validator.
+    wait_js(
+        c,
+        "document.querySelector('[data-testid=edit-exports]').dataset.osmCheck === 'done'",
+        "what OSM has around the tags",
+        30,
+    )
+    .await;
+    let empty = dir.join("empty.osm");
+    std::fs::write(&empty, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<osm version=\"0.6\"/>\n")
+        .unwrap();
+    let mut josm_text = String::new();
+    for (button, name) in [("export-josm", "tags.osm"), ("export-osc", "tags.osc")] {
+        click(c, &format!("[data-testid={button}]")).await;
+        let path = downloaded(downloads, name).await;
+        let nodes = osmium_nodes(&path);
+        assert_eq!(nodes.len(), want.len(), "{name}: one node per tag");
+        for ((t, (_, tags)), (lat, lon, got)) in saved.iter().zip(&want).zip(&nodes) {
+            assert!(
+                (t.lat - lat).abs() <= 1e-7 && (t.lon - lon).abs() <= 1e-7,
+                "{name}: {},{} vs {lat},{lon}",
+                t.lat,
+                t.lon
+            );
+            assert_eq!(got, tags, "{name}");
+        }
+        let findings = match name {
+            "tags.osm" => josm_findings(&path, None, &dir),
+            _ => josm_findings(&empty, Some(&path), &dir),
+        };
+        let errors: Vec<_> = findings.iter().filter(|(s, _)| s == "Errors").collect();
+        assert!(errors.is_empty(), "{name}: JOSM finds errors: {errors:?}");
+        if name == "tags.osm" {
+            josm_text = std::fs::read_to_string(&path).unwrap();
+        }
+    }
+    // "Edit in iD" for the whole list: openstreetmap.org's editor over the tags' area.
+    let href = c
+        .execute(
+            "return document.querySelector('[data-testid=edit-area-in-id]').getAttribute('href')",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let view = href.as_str().unwrap().split_once("#map=").expect("a #map= view").1.to_string();
+    let v: Vec<f64> = view.split('/').map(|x| x.parse().unwrap()).collect();
+    let (first, last) = (&saved[0], &saved[saved.len() - 1]);
+    assert!((16.0..=19.0).contains(&v[0]), "{href}");
+    assert!(v[2] > first.lon && v[2] < last.lon && (v[1] - first.lat).abs() < 1e-3, "{href}");
+    // "Open in JOSM" with no JOSM running: the page says how to turn remote control on.
+    click(c, "[data-testid=open-in-josm]").await;
+    wait_js(
+        c,
+        "document.querySelector('p.status').innerText.includes('Enable remote control')",
+        "the hint to start JOSM",
+        20,
+    )
+    .await;
+    // With JOSM's remote control listening: the whole list as the same JOSM file...
+    let requests = josm_remote_control();
+    click(c, "[data-testid=open-in-josm]").await;
+    let target = requests.recv_timeout(Duration::from_secs(20)).expect("a load_data request");
+    assert!(target.starts_with("/load_data?"), "{target}");
+    let q = query(&target);
+    let data = &q.iter().find(|(k, _)| k == "data").expect("data").1;
+    assert_eq!(data, &josm_text, "the file JOSM gets is the exported one");
+    wait_js(
+        c,
+        "document.querySelector('p.status').innerText.includes('Sent 5 new nodes to JOSM')",
+        "JOSM's answer",
+        20,
+    )
+    .await;
+    // ... and one tag as a new node with its OSM tags.
+    click(c, "[data-testid=tag-to-josm]").await;
+    let target = requests.recv_timeout(Duration::from_secs(20)).expect("an add_node request");
+    assert!(target.starts_with("/add_node?"), "{target}");
+    let q = query(&target);
+    let get = |k: &str| q.iter().find(|(x, _)| x == k).unwrap().1.clone();
+    assert!((get("lat").parse::<f64>().unwrap() - saved[0].lat).abs() <= 1e-7, "{target}");
+    assert!((get("lon").parse::<f64>().unwrap() - saved[0].lon).abs() <= 1e-7, "{target}");
+    let tags: Vec<String> = want[0].1.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    assert_eq!(get("addtags"), tags.join("|"));
+    session.client.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the built app, Chromium, josm and osmium-tool: `cargo xtask test` runs it"]
+async fn osm_edits_in_chromium_cpu() {
+    osm_edit_flow().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

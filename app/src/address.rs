@@ -19,6 +19,22 @@ pub fn format_view(zoom: f64, lat: f64, lon: f64) -> String {
     format!("#map={}/{lat:.5}/{lon:.5}", zoom.round() as i64)
 }
 
+/// The view that shows a whole bbox `(min_lon, min_lat, max_lon, max_lat)` on a screen about
+/// 1,000 pixels wide: its centre, and the largest zoom (at most 19, at least 2) at which it
+/// fits in Web Mercator.
+pub fn fit_view(b: (f64, f64, f64, f64)) -> (f64, f64, f64) {
+    let (lat, lon) = ((b.1 + b.3) / 2.0, (b.0 + b.2) / 2.0);
+    let y = |lat: f64| {
+        let r = lat.to_radians();
+        (r.tan() + 1.0 / r.cos()).ln() / std::f64::consts::TAU
+    };
+    // The bbox's size as a share of the world's width at zoom 0.
+    let share = ((b.2 - b.0) / 360.0).max((y(b.3) - y(b.1)).abs()).max(1e-9);
+    // 256 * 2^z * share <= 1000.
+    let zoom = (1000.0 / (256.0 * share)).log2().floor().clamp(2.0, 19.0);
+    (zoom, lat, lon)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -32,6 +48,11 @@ mod tests {
         );
         assert_eq!(format_view(16.0, 60.1699, 24.9384), "#map=16/60.16990/24.93840");
         assert_eq!(parse_view("#layers=M&map=15/1/2"), Some((15.0, 1.0, 2.0)));
+        // A bbox a few hundred metres wide fits at zoom 16 or 17; a point at 19.
+        let (z, lat, lon) = fit_view((24.94, 60.17, 24.946, 60.172));
+        assert_eq!((z, lat, lon), (17.0, 60.171, 24.943));
+        assert_eq!(fit_view((24.94, 60.17, 24.94, 60.17)).0, 19.0);
+        assert_eq!(fit_view((-180.0, -80.0, 180.0, 80.0)).0, 2.0);
         for bad in ["", "#", "#map=18/60.17", "#map=25/60/24", "#map=18/95/24", "#map=a/b/c"] {
             assert_eq!(parse_view(bad), None, "{bad}");
         }

@@ -5,6 +5,8 @@ use model_core::data::tags::{Rejected, Tag};
 use model_core::data::tile::validate_lat_lon;
 use serde_json::{Map, Value, json};
 
+use model_core::data::features::OSM_TAGS_COLUMN;
+
 use crate::store::{ImportReport, TagStore, labels};
 
 pub fn to_geojson(store: &TagStore) -> String {
@@ -92,13 +94,8 @@ pub fn import_geojson(store: &mut TagStore, text: &str) -> Result<ImportReport, 
         match parse_feature(i + 1, f) {
             Ok((mut tag, props)) => {
                 for k in props.keys() {
-                    if !matches!(k.as_str(), "id" | "type" | "source" | "image")
-                        && !store.extra_columns.contains(k)
-                    {
-                        store.extra_columns.push(k.clone());
-                        for t in &mut store.tags {
-                            t.extra.push(String::new());
-                        }
+                    if !matches!(k.as_str(), "id" | "type" | "source" | "image") {
+                        store.ensure_column(k);
                     }
                 }
                 tag.extra = store
@@ -110,7 +107,7 @@ pub fn import_geojson(store: &mut TagStore, text: &str) -> Result<ImportReport, 
                         Some(other) => other.to_string(),
                     })
                     .collect();
-                store.upsert(tag, &mut report);
+                store.upsert(tag, &mut report, |reason| reject(i + 1, OSM_TAGS_COLUMN, reason, f));
             }
             Err(r) => report.rejected.push(r),
         }
@@ -125,8 +122,8 @@ mod tests {
     #[test]
     fn round_trip_and_bad_features() {
         let mut s = TagStore::default();
-        s.add(60.17, 24.94, "ramp", "user", "steep").unwrap();
-        s.add(60.18, 24.95, "tactile_path", "osm", "").unwrap();
+        s.add(60.17, 24.94, "ramp", "user", "steep", &[]).unwrap();
+        s.add(60.18, 24.95, "tactile_path", "osm", "", &[]).unwrap();
         let text = to_geojson(&s);
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["features"][0]["geometry"]["coordinates"], json!([24.94, 60.17]));

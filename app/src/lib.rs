@@ -10,6 +10,7 @@
 
 pub mod address;
 pub mod geojson;
+pub mod josm;
 pub mod protocol;
 pub mod store;
 

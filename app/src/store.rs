@@ -5,7 +5,7 @@
 
 use model_core::LabelVocab;
 use model_core::data::candidates::{MappedFeature, nearest_mapped};
-use model_core::data::features::FeatureTypes;
+use model_core::data::features::{FeatureTypes, OSM_TAGS_COLUMN, format_osm_tags, parse_osm_tags};
 use model_core::data::osm_edit::{
     EditFormat, NewNode, SAME_FEATURE_M, Task, maproulette, node_tags, write,
 };
@@ -27,11 +27,14 @@ pub struct ImportReport {
     pub rejected: Vec<Rejected>,
 }
 
-/// A tag as a new OSM node with its type's default preset.
-fn new_node(t: &Tag) -> Result<NewNode, String> {
-    let ty = FeatureTypes::builtin().get(&t.label).map_err(|e| format!("{}: {e}", t.id))?;
-    let tags = node_tags(ty, &[], None).map_err(|e| format!("{}: {e}", t.id))?;
-    Ok(NewNode { lat: t.lat, lon: t.lon, tags })
+/// The OSM tags of a tag of type `label`: `osm_tags` when they hold one of its presets, its
+/// default preset when empty (model-core's `osm_edit::node_tags`, as `osm export` checks them).
+pub fn checked_osm_tags(
+    label: &str,
+    osm_tags: &[(String, String)],
+) -> Result<Vec<(String, String)>, String> {
+    let ty = FeatureTypes::builtin().get(label).map_err(|e| e.to_string())?;
+    node_tags(ty, osm_tags, None)
 }
 
 /// A deleted tag and where it stood in the list (deleting can be undone).
@@ -63,7 +66,11 @@ pub struct TagStore {
 
 impl Default for TagStore {
     fn default() -> Self {
-        Self { extra_columns: vec![NOTE_COLUMN.to_string()], tags: Vec::new(), next_id: 1 }
+        Self {
+            extra_columns: vec![NOTE_COLUMN.to_string(), OSM_TAGS_COLUMN.to_string()],
+            tags: Vec::new(),
+            next_id: 1,
+        }
     }
 }
 
@@ -73,8 +80,36 @@ pub fn labels() -> LabelVocab {
 }
 
 impl TagStore {
+    fn column(&self, name: &str) -> usize {
+        self.extra_columns.iter().position(|c| c == name).expect("the store keeps this column")
+    }
+
     fn note_index(&self) -> usize {
-        self.extra_columns.iter().position(|c| c == NOTE_COLUMN).expect("note column exists")
+        self.column(NOTE_COLUMN)
+    }
+
+    /// Adds column `name` (empty for every tag) unless the store has it.
+    pub(crate) fn ensure_column(&mut self, name: &str) {
+        if !self.extra_columns.iter().any(|c| c == name) {
+            self.extra_columns.push(name.to_string());
+            for t in &mut self.tags {
+                t.extra.push(String::new());
+            }
+        }
+    }
+
+    /// A tag's OSM tags as stored (its type's default preset when it has none).
+    pub fn osm_tags(&self, t: &Tag) -> Vec<(String, String)> {
+        let own = parse_osm_tags(&t.extra[self.column(OSM_TAGS_COLUMN)]).unwrap_or_default();
+        checked_osm_tags(&t.label, &own).unwrap_or(own)
+    }
+
+    /// A tag as a new OSM node with its OSM tags.
+    fn new_node(&self, t: &Tag) -> Result<NewNode, String> {
+        let own = parse_osm_tags(&t.extra[self.column(OSM_TAGS_COLUMN)])
+            .and_then(|own| checked_osm_tags(&t.label, &own))
+            .map_err(|e| format!("{}: {e}", t.id))?;
+        Ok(NewNode { lat: t.lat, lon: t.lon, tags: own })
     }
 
     pub fn get(&self, id: &str) -> Option<&Tag> {
@@ -101,7 +136,8 @@ impl TagStore {
         Ok(())
     }
 
-    /// Adds a tag and returns its id.
+    /// Adds a tag and returns its id. `osm_tags` must hold one of its type's presets (empty:
+    /// the default preset); they are stored in full.
     pub fn add(
         &mut self,
         lat: f64,
@@ -109,11 +145,14 @@ impl TagStore {
         label: &str,
         source: &str,
         note: &str,
+        osm_tags: &[(String, String)],
     ) -> Result<String, String> {
         Self::check(lat, lon, label)?;
+        let osm_tags = format_osm_tags(&checked_osm_tags(label, osm_tags)?);
         let id = self.fresh_id();
         let mut extra = vec![String::new(); self.extra_columns.len()];
         extra[self.note_index()] = note.to_string();
+        extra[self.column(OSM_TAGS_COLUMN)] = osm_tags;
         let source = if source.trim().is_empty() { DEFAULT_SOURCE } else { source.trim() };
         self.tags.push(Tag {
             id: id.clone(),
@@ -127,14 +166,23 @@ impl TagStore {
         Ok(id)
     }
 
-    /// Changes a tag's type, source and note.
-    pub fn edit(&mut self, id: &str, label: &str, source: &str, note: &str) -> Result<(), String> {
+    /// Changes a tag's type, source, note and OSM tags (checked as [`Self::add`] does).
+    pub fn edit(
+        &mut self,
+        id: &str,
+        label: &str,
+        source: &str,
+        note: &str,
+        osm_tags: &[(String, String)],
+    ) -> Result<(), String> {
         labels().index(label).map_err(|e| e.to_string())?;
-        let n = self.note_index();
+        let osm_tags = format_osm_tags(&checked_osm_tags(label, osm_tags)?);
+        let (n, o) = (self.note_index(), self.column(OSM_TAGS_COLUMN));
         let t = self.tags.iter_mut().find(|t| t.id == id).ok_or(format!("no tag `{id}`"))?;
         t.label = label.to_string();
         t.source = if source.trim().is_empty() { DEFAULT_SOURCE } else { source.trim() }.into();
         t.extra[n] = note.to_string();
+        t.extra[o] = osm_tags;
         Ok(())
     }
 
@@ -175,25 +223,38 @@ impl TagStore {
         let parsed = parse_tags_csv(bytes, &labels()).map_err(|e| e.to_string())?;
         let mut report = ImportReport { rejected: parsed.rejected, ..Default::default() };
         for c in &parsed.table.extra_columns {
-            if !self.extra_columns.contains(c) {
-                self.extra_columns.push(c.clone());
-                for t in &mut self.tags {
-                    t.extra.push(String::new());
-                }
-            }
+            self.ensure_column(c);
         }
-        for t in parsed.table.tags {
+        for (t, line) in parsed.table.tags.into_iter().zip(parsed.lines) {
             let mut extra = vec![String::new(); self.extra_columns.len()];
+            let raw = format!("{},{},{},{},{}", t.id, t.lat, t.lon, t.label, t.source);
             for (c, v) in parsed.table.extra_columns.iter().zip(t.extra) {
                 let i = self.extra_columns.iter().position(|x| x == c).expect("added above");
                 extra[i] = v;
             }
-            self.upsert(Tag { extra, ..t }, &mut report);
+            self.upsert(Tag { extra, ..t }, &mut report, |reason| Rejected {
+                line,
+                field: Some(OSM_TAGS_COLUMN.into()),
+                reason,
+                raw,
+            });
         }
         Ok(report)
     }
 
-    pub(crate) fn upsert(&mut self, t: Tag, report: &mut ImportReport) {
+    /// Adds an imported tag, or replaces the one with its id; a tag whose OSM tags do not
+    /// hold a preset of its type is rejected instead (`reject` says where it was).
+    pub(crate) fn upsert(
+        &mut self,
+        t: Tag,
+        report: &mut ImportReport,
+        reject: impl FnOnce(String) -> Rejected,
+    ) {
+        let own = &t.extra[self.column(OSM_TAGS_COLUMN)];
+        if let Err(e) = parse_osm_tags(own).and_then(|own| checked_osm_tags(&t.label, &own)) {
+            report.rejected.push(reject(e));
+            return;
+        }
         match self.tags.iter_mut().find(|x| x.id == t.id) {
             Some(x) => {
                 *x = t;
@@ -216,7 +277,7 @@ impl TagStore {
 
     /// The tags as a file an OpenStreetMap editor opens for review (JOSM XML or osmChange;
     /// model-core's `osm_edit`, as `accessatlas osm export` writes): one new node per tag with
-    /// its type's default preset. The mapper's notes stay out (they are private unless
+    /// its OSM tags. The mapper's notes stay out (they are private unless
     /// `accessatlas osm export --with-notes` puts them in). Nothing uploads.
     /// Tags with source `osm` came from OpenStreetMap and are left out (as the CLI does), and
     /// so is a tag within [`SAME_FEATURE_M`] of a feature of its type in `mapped` (what the
@@ -235,7 +296,7 @@ impl TagStore {
                 already_mapped.push((t.id.clone(), m.id.clone()));
                 continue;
             }
-            nodes.push(new_node(t)?);
+            nodes.push(self.new_node(t)?);
         }
         let text = write(&nodes, format, concat!("AccessAtlas ", env!("CARGO_PKG_VERSION")));
         Ok(EditExport { text, nodes: nodes.len(), from_osm, already_mapped })
@@ -267,14 +328,14 @@ impl TagStore {
 
     /// The mapper's own tags (not source `osm`) as a MapRoulette challenge (model-core's
     /// `osm_edit::maproulette`, as `accessatlas suggest --format maproulette` writes): one task
-    /// per tag, its type's default preset as the point's properties, so other mappers can
+    /// per tag, its OSM tags as the point's properties, so other mappers can
     /// check each place before it reaches OpenStreetMap. Notes stay out.
     pub fn to_maproulette(&self) -> Result<String, String> {
         let tasks = self
             .own()
             .map(|t| {
                 Ok(Task {
-                    node: new_node(t)?,
+                    node: self.new_node(t)?,
                     info: vec![("accessatlas:type".into(), t.label.clone().into())],
                 })
             })
@@ -288,14 +349,16 @@ impl TagStore {
     }
 
     /// Reads what [`Self::to_json`] wrote; a record from a broken write is an error, not a
-    /// silently empty store.
+    /// silently empty store. A store from before OSM tags were kept gets the column, empty
+    /// (its tags' default presets).
     pub fn from_json(text: &str) -> Result<Self, String> {
-        let s: Self = serde_json::from_str(text).map_err(|e| format!("stored tags: {e}"))?;
+        let mut s: Self = serde_json::from_str(text).map_err(|e| format!("stored tags: {e}"))?;
         if !s.extra_columns.iter().any(|c| c == NOTE_COLUMN)
             || s.tags.iter().any(|t| t.extra.len() != s.extra_columns.len())
         {
             return Err("stored tags: columns do not match".into());
         }
+        s.ensure_column(OSM_TAGS_COLUMN);
         Ok(s)
     }
 }
@@ -307,8 +370,8 @@ mod tests {
     #[test]
     fn own_tags_become_maproulette_tasks() {
         let mut s = TagStore::default();
-        s.add(60.17, 24.94, "ramp", "", "private note").unwrap();
-        s.add(60.19, 24.96, "obstacle", "osm", "").unwrap();
+        s.add(60.17, 24.94, "ramp", "", "private note", &[]).unwrap();
+        s.add(60.19, 24.96, "obstacle", "osm", "", &[]).unwrap();
         let text = s.to_maproulette().unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 1, "the tag from OSM stays out: {text}");
@@ -323,9 +386,9 @@ mod tests {
     #[test]
     fn tags_become_new_nodes_for_josm_and_osmchange() {
         let mut s = TagStore::default();
-        s.add(60.17, 24.94, "ramp", "", "private note").unwrap();
-        s.add(60.18, 24.95, "entrance", "", "").unwrap();
-        s.add(60.19, 24.96, "obstacle", "osm", "").unwrap();
+        s.add(60.17, 24.94, "ramp", "", "private note", &[]).unwrap();
+        s.add(60.18, 24.95, "entrance", "", "", &[]).unwrap();
+        s.add(60.19, 24.96, "obstacle", "osm", "", &[]).unwrap();
         let e = s.to_osm_edit(EditFormat::Josm, &[]).unwrap();
         let josm = e.text;
         assert_eq!(e.from_osm, 1, "the tag that came from OSM stays out");
@@ -347,9 +410,9 @@ mod tests {
     #[test]
     fn a_tag_on_a_feature_osm_has_is_left_out_and_named() {
         let mut s = TagStore::default();
-        let on_top = s.add(60.17, 24.94, "ramp", "", "").unwrap();
-        s.add(60.17, 24.94, "entrance", "", "").unwrap(); // same place, another type
-        s.add(60.171, 24.94, "ramp", "", "").unwrap(); // 111 m away
+        let on_top = s.add(60.17, 24.94, "ramp", "", "", &[]).unwrap();
+        s.add(60.17, 24.94, "entrance", "", "", &[]).unwrap(); // same place, another type
+        s.add(60.171, 24.94, "ramp", "", "", &[]).unwrap(); // 111 m away
         let mapped = [MappedFeature {
             id: "node/42".into(),
             label: "ramp".into(),
@@ -368,17 +431,80 @@ mod tests {
         assert_eq!(TagStore::default().own_bbox(), None);
     }
 
+    fn pairs(text: &str) -> Vec<(String, String)> {
+        parse_osm_tags(text).unwrap()
+    }
+
+    #[test]
+    fn osm_tags_are_stored_checked_exported_and_round_trip() {
+        let mut s = TagStore::default();
+        let a = s
+            .add(60.17, 24.94, "entrance", "", "", &pairs("entrance=main;wheelchair=limited"))
+            .unwrap();
+        let b = s.add(60.18, 24.95, "ramp", "", "", &[]).unwrap();
+        // Stored in full; none given means the type's default preset.
+        assert_eq!(
+            format_osm_tags(&s.osm_tags(s.get(&a).unwrap())),
+            "entrance=main;wheelchair=limited"
+        );
+        assert_eq!(format_osm_tags(&s.osm_tags(s.get(&b).unwrap())), "barrier=kerb;kerb=lowered");
+        // Tags that hold no preset of the type are refused, naming the presets.
+        let e = s.add(60.1, 24.9, "ramp", "", "", &pairs("highway=elevator")).unwrap_err();
+        assert!(e.contains("no preset of `ramp`") && e.contains("lowered kerb"), "{e}");
+        let e = s.edit(&b, "ramp", "", "", &pairs("kerb=flush")).unwrap_err();
+        assert!(e.contains("no preset"), "{e}");
+        s.edit(&b, "ramp", "", "", &pairs("barrier=kerb;kerb=flush;tactile_paving=yes")).unwrap();
+        // The editor files carry them.
+        let osc = s.to_osm_edit(EditFormat::OsmChange, &[]).unwrap().text;
+        for tag in [
+            "k=\"entrance\" v=\"main\"",
+            "k=\"wheelchair\" v=\"limited\"",
+            "k=\"kerb\" v=\"flush\"",
+            "k=\"tactile_paving\" v=\"yes\"",
+        ] {
+            assert!(osc.contains(tag), "{tag} in {osc}");
+        }
+        assert!(!osc.contains("lowered"), "{osc}");
+        assert!(s.to_maproulette().unwrap().contains("\"kerb\":\"flush\""));
+        // CSV: an `osm_tags` column the pipeline's reader keeps and `osm export` reads.
+        let csv = String::from_utf8(s.to_csv()).unwrap();
+        assert!(csv.starts_with("id,lat,lon,type,source,image,note,osm_tags\n"), "{csv}");
+        let mut t = TagStore::default();
+        assert_eq!(t.import_csv(csv.as_bytes()).unwrap().added, 2);
+        assert_eq!(t.tags, s.tags);
+        // IndexedDB's JSON, and a store saved before the column existed.
+        assert_eq!(TagStore::from_json(&s.to_json()).unwrap(), s);
+        let old = r#"{"extra_columns":["note"],"tags":[{"id":"user-1","lat":60.1,"lon":24.9,"type":"ramp","source":"user","image":null,"extra":["n"]}],"next_id":2}"#;
+        let old = TagStore::from_json(old).unwrap();
+        assert_eq!(old.extra_columns, ["note", "osm_tags"]);
+        assert_eq!(format_osm_tags(&old.osm_tags(&old.tags[0])), "barrier=kerb;kerb=lowered");
+        // CSV rows with bad OSM tags are rejected with their line; the rest are kept; rows
+        // without the column (files from before it) take the default preset.
+        let bad = "id,lat,lon,type,source,osm_tags\n\
+            a,60.1,24.9,ramp,user,barrier=kerb;kerb=flush\n\
+            b,60.1,24.9,ramp,user,highway=elevator\n\
+            c,60.1,24.9,obstacle,user,barrier=bollard;barrier=gate\n\
+            d,60.1,24.9,obstacle,user,\n";
+        let mut u = TagStore::default();
+        let r = u.import_csv(bad.as_bytes()).unwrap();
+        assert_eq!(r.added, 2);
+        let got: Vec<_> = r.rejected.iter().map(|r| (r.line, r.field.clone().unwrap())).collect();
+        assert_eq!(got, [(3, "osm_tags".to_string()), (4, "osm_tags".to_string())]);
+        assert!(r.rejected[1].reason.contains("twice"), "{}", r.rejected[1].reason);
+        assert_eq!(format_osm_tags(&u.osm_tags(u.get("d").unwrap())), "barrier=bollard");
+    }
+
     #[test]
     fn add_edit_move_delete_filter() {
         let mut s = TagStore::default();
-        let a = s.add(60.17, 24.94, "ramp", "", "by the door").unwrap();
-        let b = s.add(60.18, 24.95, "elevator", "survey", "").unwrap();
+        let a = s.add(60.17, 24.94, "ramp", "", "by the door", &[]).unwrap();
+        let b = s.add(60.18, 24.95, "elevator", "survey", "", &[]).unwrap();
         assert_ne!(a, b);
         assert_eq!(s.get(&a).unwrap().source, "user");
         assert_eq!(s.note(s.get(&a).unwrap()), "by the door");
-        assert!(s.add(91.0, 24.0, "ramp", "user", "").unwrap_err().contains("latitude"));
-        assert!(s.add(60.0, 24.0, "stairs", "user", "").unwrap_err().contains("stairs"));
-        s.edit(&a, "entrance", "osm", "moved?").unwrap();
+        assert!(s.add(91.0, 24.0, "ramp", "user", "", &[]).unwrap_err().contains("latitude"));
+        assert!(s.add(60.0, 24.0, "stairs", "user", "", &[]).unwrap_err().contains("stairs"));
+        s.edit(&a, "entrance", "osm", "moved?", &[]).unwrap();
         assert_eq!(s.get(&a).unwrap().label, "entrance");
         s.move_to(&a, 60.171, 24.941).unwrap();
         assert_eq!(s.get(&a).unwrap().lat, 60.171);
@@ -402,8 +528,8 @@ mod tests {
     #[test]
     fn csv_round_trips_through_the_pipeline_reader() {
         let mut s = TagStore::default();
-        s.add(60.17, 24.94, "ramp", "user", "note, with comma").unwrap();
-        s.add(60.18, 24.95, "obstacle", "osm", "").unwrap();
+        s.add(60.17, 24.94, "ramp", "user", "note, with comma", &[]).unwrap();
+        s.add(60.18, 24.95, "obstacle", "osm", "", &[]).unwrap();
         let csv = s.to_csv();
         let parsed = parse_tags_csv(&csv, &labels()).unwrap();
         assert!(parsed.rejected.is_empty());
@@ -431,8 +557,8 @@ mod tests {
         assert_eq!(r.rejected[0].line, 3);
         assert_eq!(r.rejected[0].field.as_deref(), Some("lat"));
         assert_eq!(r.rejected[1].field.as_deref(), Some("type"));
-        assert_eq!(s.extra_columns, vec!["note", "colour"]);
-        assert_eq!(s.get("a").unwrap().extra, vec!["", "red"]);
+        assert_eq!(s.extra_columns, vec!["note", "osm_tags", "colour"]);
+        assert_eq!(s.get("a").unwrap().extra, vec!["", "", "red"]);
         assert!(s.import_csv(b"nothing,useful\n1,2\n").is_err());
     }
 }

@@ -15,7 +15,7 @@ wasm_bindgen_test_configure!(run_in_browser);
 #[wasm_bindgen_test]
 async fn indexeddb_keeps_the_store() {
     let mut s = TagStore::default();
-    s.add(60.17, 24.94, "ramp", "user", "é note").unwrap();
+    s.add(60.17, 24.94, "ramp", "user", "é note", &[]).unwrap();
     app::idb::put("test-store", &s.to_json()).await.unwrap();
     let back = app::idb::get("test-store").await.unwrap().expect("a record");
     assert_eq!(TagStore::from_json(&back).unwrap(), s);
@@ -38,7 +38,7 @@ fn javascript_errors_read_as_words() {
 #[wasm_bindgen_test]
 fn formats_round_trip_in_wasm() {
     let mut s = TagStore::default();
-    s.add(60.17, 24.94, "elevator", "user", "lift, east side").unwrap();
+    s.add(60.17, 24.94, "elevator", "user", "lift, east side", &[]).unwrap();
     let mut t = TagStore::default();
     let r = t.import_csv(&s.to_csv()).unwrap();
     assert_eq!((r.added, r.rejected.len()), (1, 0));

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use model_core::LabelVocab;
 use model_core::data::candidates::nearest_mapped;
-use model_core::data::features::{FeatureTypes, parse_osm_tags};
+use model_core::data::features::{FeatureTypes, OSM_TAGS_COLUMN, parse_osm_tags};
 use model_core::data::osm_edit::{EditFormat, NewNode, SAME_FEATURE_M, node_tags, write};
 use model_core::data::tags::{Rejected, parse_tags_csv};
 
@@ -18,7 +18,6 @@ use crate::osm::rules::Rules;
 use crate::osm::{OsmMap, mapped_features};
 
 /// The column of a tags CSV that holds a tag's OSM tags, `key=value;key=value`.
-pub const OSM_TAGS_COLUMN: &str = "osm_tags";
 
 #[derive(Subcommand)]
 pub enum OsmCommand {

@@ -1,2 +1,3 @@
 pub mod browser;
 pub mod model;
+pub mod osm_clients;

@@ -19,7 +19,7 @@ use crate::protocol::{
 };
 use crate::store::{DEFAULT_SOURCE, TagStore};
 use model_core::Prediction;
-use model_core::data::features::FeatureTypes;
+use model_core::data::features::{FeatureTypes, OsmTagChoice};
 use model_core::data::vocab::NONE_LABEL;
 use model_core::infer::bundle::{RENDERED_TILES_ATTRIBUTION, TileSourceSpec};
 
@@ -78,9 +78,26 @@ pub struct Draft {
     pub note: String,
     /// The mapper picked the type (until then a new tag's type follows the prediction).
     pub label_chosen: bool,
+    /// The OSM tags chosen in the form: one of the type's presets and optional keys.
+    pub osm: OsmTagChoice,
 }
 
 impl Draft {
+    /// Another type: its default preset, keeping the optional keys it also has.
+    pub fn set_label(&mut self, label: &str) {
+        if self.label != label
+            && let Ok(ty) = FeatureTypes::builtin().get(label)
+        {
+            self.osm = self.osm.for_type(ty);
+            self.label = label.to_string();
+        }
+    }
+
+    /// The OSM tags the tag is saved with.
+    pub fn osm_tags(&self) -> Vec<(String, String)> {
+        FeatureTypes::builtin().get(&self.label).map(|ty| ty.compose(&self.osm)).unwrap_or_default()
+    }
+
     /// A new tag's type follows the prediction at its point until the mapper picks one: the
     /// most probable feature type ("no feature here" is not a type one tags).
     pub fn prefill(&mut self, lat: f64, lon: f64, p: &Prediction) {
@@ -91,7 +108,7 @@ impl Draft {
             && here
             && let Some((label, _)) = p.top_feature()
         {
-            self.label = label.to_string();
+            self.set_label(label);
         }
     }
 }
@@ -276,6 +293,7 @@ impl Ctx {
             source: DEFAULT_SOURCE.into(),
             note: String::new(),
             label_chosen: false,
+            osm: OsmTagChoice::default(),
         }));
         self.status.set(format!("New tag at {lat:.5}, {lon:.5}: choose its type and save."));
         self.predict(lat, lon, DEFAULT_SOURCE);
@@ -318,6 +336,10 @@ impl Ctx {
                 source: t.source.clone(),
                 note: store.note(t).to_string(),
                 label_chosen: true,
+                osm: FeatureTypes::builtin()
+                    .get(&t.label)
+                    .map(|ty| ty.choice(&store.osm_tags(t)))
+                    .unwrap_or_default(),
             })
         });
         let Some(d) = draft else { return };

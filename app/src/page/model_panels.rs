@@ -544,7 +544,7 @@ pub fn accept(ctx: &Ctx, key: u64) {
     };
     let mut added = Err(String::new());
     ctx.edit_store(|st| {
-        added = st.add(s.lat, s.lon, &s.label, "model", "accepted suggestion");
+        added = st.add(s.lat, s.lon, &s.label, "model", "accepted suggestion", &[]);
     });
     match added {
         Ok(id) => {

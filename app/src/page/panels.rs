@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use model_core::data::features::FeatureTypes;
+use model_core::data::features::{FeatureTypes, OsmTagChoice, format_osm_tags};
 use model_core::data::osm_edit::EditFormat;
 use model_core::data::tags::Rejected;
 use wasm_bindgen::prelude::*;
@@ -97,8 +97,10 @@ pub fn TagForm() -> impl IntoView {
         let mut result = Ok(String::new());
         ctx.edit_store(|s| {
             result = match &d.id {
-                Some(id) => s.edit(id, &d.label, &d.source, &d.note).map(|()| id.clone()),
-                None => s.add(d.lat, d.lon, &d.label, &d.source, &d.note),
+                Some(id) => {
+                    s.edit(id, &d.label, &d.source, &d.note, &d.osm_tags()).map(|()| id.clone())
+                }
+                None => s.add(d.lat, d.lon, &d.label, &d.source, &d.note, &d.osm_tags()),
             }
         });
         match result {
@@ -128,7 +130,7 @@ pub fn TagForm() -> impl IntoView {
             let name = t.name.clone();
             ctx.draft.update(|d| {
                 if let Some(d) = d {
-                    d.label = name;
+                    d.set_label(&name);
                     d.label_chosen = true;
                 }
             });
@@ -143,7 +145,7 @@ pub fn TagForm() -> impl IntoView {
                 <p class="coords">{move || d().map(|d| format!("{:.5}, {:.5}", d.lat, d.lon)).unwrap_or_default()}</p>
                 <label for="tag-type">"Type"</label>
                 <select id="tag-type" data-testid="tag-type" on:change=field(|d, v| {
-                        d.label = v;
+                        d.set_label(&v);
                         d.label_chosen = true;
                     })
                     on:keydown=pick_by_letter
@@ -157,6 +159,7 @@ pub fn TagForm() -> impl IntoView {
                         {format!("Already in OpenStreetMap: {id} is this feature, within 3 m. Map it only if it is another one.")}
                     </p>
                 })}
+                <OsmTagFields/>
                 <label for="tag-source">"Source"</label>
                 <input id="tag-source" data-testid="tag-source" type="text" autocomplete="off"
                     on:input=field(|d, v| d.source = v)
@@ -174,6 +177,70 @@ pub fn TagForm() -> impl IntoView {
                 </div>
             </form>
         </Show>
+    }
+}
+
+/// The draft's OSM tags: one of its type's presets (the first preselected) and its optional
+/// keys (a list of the usual values, or free text for keys that take any).
+#[component]
+fn OsmTagFields() -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    let ty = move || {
+        ctx.draft.with(|d| d.as_ref().and_then(|d| FeatureTypes::builtin().get(&d.label).ok()))
+    };
+    let osm = move || ctx.draft.with(|d| d.as_ref().map(|d| d.osm.clone()).unwrap_or_default());
+    let set = move |f: Box<dyn FnOnce(&mut OsmTagChoice)>| {
+        ctx.draft.update(|d| {
+            if let Some(d) = d {
+                f(&mut d.osm)
+            }
+        })
+    };
+    let shown = move || {
+        ctx.draft.with(|d| d.as_ref().map(|d| format_osm_tags(&d.osm_tags())).unwrap_or_default())
+    };
+    view! {
+        <fieldset class="osm-tags" data-testid="osm-tags" data-tags=shown>
+            <legend>"OpenStreetMap tags"</legend>
+            <label for="tag-preset">"Preset"</label>
+            <select id="tag-preset" data-testid="tag-preset"
+                on:change=move |ev| {
+                    let i = event_target_value(&ev).parse().unwrap_or(0);
+                    set(Box::new(move |o| o.preset = i));
+                }
+                prop:value=move || osm().preset.to_string()>
+                {move || ty().map(|t| t.presets.iter().enumerate().map(|(i, p)| view! {
+                    <option value=i.to_string() prop:selected=move || osm().preset == i>{format!("{} ({})", p.name, p.tags.join(" + "))}</option>
+                }).collect_view())}
+            </select>
+            {move || ty().map(|t| t.optional_keys().into_iter().map(|k| {
+                let key = k.to_string();
+                let id = format!("tag-opt-{}", key.replace(':', "-"));
+                let value = move || ctx.draft.with(|d| d.as_ref().map(|d| d.osm.optional_value(&key).to_string()).unwrap_or_default());
+                let chosen = value.clone();
+                let key_set = k.to_string();
+                let on = move |ev: web_sys::Event| {
+                    let (k, v) = (key_set.clone(), event_target_value(&ev));
+                    set(Box::new(move |o| o.set_optional(&k, &v)));
+                };
+                let input = match t.optional_values(k) {
+                    Some(values) => view! {
+                        <select id=id.clone() data-testid=id.clone() data-key=k.to_string() on:change=on prop:value=value>
+                            <option value="">"(not set)"</option>
+                            {values.into_iter().map(|v| {
+                                let (v, chosen) = (v.to_string(), chosen.clone());
+                                view! { <option value=v.clone() prop:selected={let v = v.clone(); move || chosen() == v}>{v.clone()}</option> }
+                            }).collect_view()}
+                        </select>
+                    }.into_any(),
+                    None => view! {
+                        <input id=id.clone() data-testid=id.clone() data-key=k.to_string() type="text" autocomplete="off" on:input=on prop:value=value/>
+                    }.into_any(),
+                };
+                view! { <label for=id.clone()>{format!("{k} (optional)")}</label>{input} }
+            }).collect_view())}
+            <p class="hint osm-preview">{shown}</p>
+        </fieldset>
     }
 }
 
@@ -240,6 +307,24 @@ pub fn PredictionPanel() -> impl IntoView {
     }
 }
 
+/// One tag into a running JOSM as a new node with its OSM tags (remote control `add_node`).
+fn tag_to_josm(ctx: Ctx, id: &str) {
+    let Some((lat, lon, tags)) =
+        ctx.store.with_untracked(|s| s.get(id).map(|t| (t.lat, t.lon, s.osm_tags(t))))
+    else {
+        return;
+    };
+    let id = id.to_string();
+    spawn_local(async move {
+        ctx.status.set(match crate::josm::send(&crate::josm::add_node_url(lat, lon, &tags)).await {
+            Ok(()) => {
+                format!("Sent tag {id} to JOSM as a new node: review it there before uploading.")
+            }
+            Err(why) => why,
+        })
+    });
+}
+
 #[component]
 pub fn TagList() -> impl IntoView {
     let ctx = expect_context::<Ctx>();
@@ -271,20 +356,27 @@ pub fn TagList() -> impl IntoView {
                 </button>
             </Show>
             <ul class="tag-list" data-testid="tag-list">
-                <For each=rows key=|t| (t.id.clone(), t.label.clone(), t.lat.to_bits(), t.lon.to_bits(), t.source.clone())
+                <For each=rows key=|t| (t.id.clone(), t.label.clone(), t.lat.to_bits(), t.lon.to_bits(), t.source.clone(), t.extra.clone())
                     children=move |t| {
                         let id = t.id.clone();
                         let id_del = t.id.clone();
+                        let id_josm = t.id.clone();
                         let label = t.label.clone();
                         view! {
                             <li class="tag-row" data-id=t.id.clone() data-type=t.label.clone()>
                                 <span class=format!("chip tag-{label}") aria-hidden="true">{letter(&label)}</span>
-                                <span class="tag-text">{format!("{} · {} · {:.5}, {:.5}", display(&label), t.source, t.lat, t.lon)}</span>
+                                <span class="tag-text">{format!("{} · {} · {:.5}, {:.5}", display(&label), t.source, t.lat, t.lon)}<br/>
+                                    <span class="tag-osm" data-testid="tag-osm">{ctx.store.with_untracked(|s| s.osm_tags(&t)).iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" + ")}</span></span>
                                 <button type="button" class="small" aria-label=format!("Edit {} {}", display(&label), t.id)
                                     on:click=move |_| ctx.select(&id)>"Edit"</button>
                                 <a class="small edit-id" data-testid="edit-in-id" target="_blank" rel="noopener"
                                     href=format!("https://www.openstreetmap.org/edit?editor=id#map=19/{:.6}/{:.6}", t.lat, t.lon)
                                     aria-label=format!("Edit in iD at {} {}", display(&label), t.id)>"Edit in iD"</a>
+                                {(!t.source.eq_ignore_ascii_case("osm")).then(|| view! {
+                                    <button type="button" class="small" data-testid="tag-to-josm"
+                                        aria-label=format!("Open {} {} in JOSM", display(&label), t.id)
+                                        on:click=move |_| tag_to_josm(ctx, &id_josm)>"JOSM"</button>
+                                })}
                                 <button type="button" class="small danger" aria-label=format!("Delete {} {}", display(&label), t.id)
                                     on:click=move |_| ctx.delete_tag(&id_del)>"Delete"</button>
                             </li>
@@ -293,6 +385,26 @@ pub fn TagList() -> impl IntoView {
             </ul>
         </section>
     }
+}
+
+/// What an editor file left out, for the status line.
+fn left_out(e: &crate::store::EditExport, unchecked: Option<String>) -> String {
+    let mut said = String::new();
+    if e.from_osm > 0 {
+        said += &format!(
+            " {} tags with source osm left out: they came from OpenStreetMap.",
+            e.from_osm
+        );
+    }
+    if !e.already_mapped.is_empty() {
+        let list: Vec<String> =
+            e.already_mapped.iter().map(|(t, m)| format!("{t} ({m})")).collect();
+        said += &format!(" Left out, already in OpenStreetMap: {}.", list.join(", "));
+    }
+    if let Some(why) = unchecked {
+        said += &format!(" Not checked against OpenStreetMap: {why}.");
+    }
+    said
 }
 
 #[derive(Clone, PartialEq)]
@@ -407,28 +519,31 @@ pub fn ImportExport() -> impl IntoView {
                 .map_err(|e| crate::js::message(&e))
         });
         match result {
-            Ok(e) => {
-                let mut said = format!(
-                    "Exported {name} ({} new nodes): open it in your editor and review each object before uploading.",
-                    e.nodes
-                );
-                if e.from_osm > 0 {
-                    said += &format!(
-                        " {} tags with source osm left out: they came from OpenStreetMap.",
-                        e.from_osm
-                    );
-                }
-                if !e.already_mapped.is_empty() {
-                    let list: Vec<String> =
-                        e.already_mapped.iter().map(|(t, m)| format!("{t} ({m})")).collect();
-                    said += &format!(" Left out, already in OpenStreetMap: {}.", list.join(", "));
-                }
-                if let Some(why) = unchecked {
-                    said += &format!(" Not checked against OpenStreetMap: {why}.");
-                }
-                ctx.status.set(said);
-            }
+            Ok(e) => ctx.status.set(format!(
+                "Exported {name} ({} new nodes): open it in your editor and review each object before uploading.{}",
+                e.nodes,
+                left_out(&e, unchecked)
+            )),
             Err(e) => ctx.status.set(format!("Export failed: {e}")),
+        }
+    };
+    // The same JOSM file straight into a running JOSM, as a new layer to review.
+    let open_in_josm = move |_| {
+        let (mapped, unchecked) =
+            ctx.own_osm.with_untracked(|o| (o.features.clone(), o.unchecked()));
+        match ctx.store.with_untracked(|s| s.to_osm_edit(EditFormat::Josm, &mapped)) {
+            Err(e) => ctx.status.set(format!("Not sent to JOSM: {e}")),
+            Ok(e) => spawn_local(async move {
+                ctx.status.set(match crate::josm::send(&crate::josm::load_data_url(&e.text)).await {
+                    Ok(()) => format!(
+                        "Sent {} new nodes to JOSM as the layer \"{}\": review each object there before uploading.{}",
+                        e.nodes,
+                        crate::josm::LAYER_NAME,
+                        left_out(&e, unchecked)
+                    ),
+                    Err(why) => why,
+                })
+            }),
         }
     };
     // For MapRoulette: a challenge other mappers work through, one task per tag.
@@ -460,6 +575,15 @@ pub fn ImportExport() -> impl IntoView {
                 <button type="button" data-testid="export-josm" on:click=move |_| export_edit(EditFormat::Josm)>"Export for JOSM (.osm)"</button>
                 <button type="button" data-testid="export-osc" on:click=move |_| export_edit(EditFormat::OsmChange)>"Export osmChange (.osc)"</button>
                 <button type="button" data-testid="export-maproulette" on:click=export_maproulette>"Export MapRoulette challenge"</button>
+                <button type="button" data-testid="open-in-josm" on:click=open_in_josm>"Open in JOSM"</button>
+                {move || ctx.store.with(|s| s.own_bbox()).map(|b| {
+                    let (z, lat, lon) = crate::address::fit_view(b);
+                    view! {
+                        <a class="edit-id" data-testid="edit-area-in-id" target="_blank" rel="noopener"
+                            href=format!("https://www.openstreetmap.org/edit?editor=id{}", crate::address::format_view(z, lat, lon))>
+                            "Edit the area of your tags in iD"</a>
+                    }
+                })}
             </div>
             {move || report.get().map(|r| match r {
                 Err(e) => view! { <p class="error" data-testid="import-report">{e}</p> }.into_any(),

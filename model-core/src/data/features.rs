@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::CoreError;
 
+/// The tags-CSV column (and GeoJSON property) holding a tag's OSM tags in [`format_osm_tags`]'s
+/// form, `key=value;key=value`. Empty: its type's default preset.
+pub const OSM_TAGS_COLUMN: &str = "osm_tags";
+
 /// The default table, `config/feature_types.toml`.
 pub const DEFAULT_TABLE: &str = include_str!("../../../config/feature_types.toml");
 
@@ -72,6 +76,94 @@ impl FeatureType {
     /// type); the matching preset.
     pub fn matching_preset(&self, tags: &[(String, String)]) -> Option<&Preset> {
         self.presets.iter().find(|p| p.pairs().iter().all(|t| tags.contains(t)))
+    }
+
+    /// The usual values of optional key `key` (`None` when it takes any value or is not one of
+    /// this type's optional keys).
+    pub fn optional_values(&self, key: &str) -> Option<Vec<&str>> {
+        let spec = self.optional.iter().find(|o| o.split('=').next() == Some(key))?;
+        let values = spec.split_once('=').map_or("*", |(_, v)| v);
+        (values != "*").then(|| values.split('|').collect())
+    }
+
+    /// `tags` as the tag form shows them: the most specific preset they hold (the default
+    /// when none), the optional keys they set, and every other tag, kept as it was.
+    pub fn choice(&self, tags: &[(String, String)]) -> OsmTagChoice {
+        let preset = self
+            .presets
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.pairs().iter().all(|t| tags.contains(t)))
+            .max_by_key(|(i, p)| (p.tags.len(), usize::MAX - i))
+            .map_or(0, |(i, _)| i);
+        let in_preset = self.presets[preset].pairs();
+        let optional_keys = self.optional_keys();
+        let (mut optional, mut other) = (Vec::new(), Vec::new());
+        for t in tags.iter().filter(|t| !in_preset.contains(t)) {
+            if optional_keys.contains(&t.0.as_str()) {
+                optional.push(t.clone());
+            } else {
+                other.push(t.clone());
+            }
+        }
+        OsmTagChoice { preset, optional, other }
+    }
+
+    /// The OSM tags of a choice: the preset's tags, then the optional keys set (not those the
+    /// preset sets), then the other tags (not those already given). Always holds a preset.
+    pub fn compose(&self, c: &OsmTagChoice) -> Vec<(String, String)> {
+        let mut tags = self.presets.get(c.preset).unwrap_or(&self.presets[0]).pairs();
+        for (k, v) in c.optional.iter().chain(&c.other) {
+            let v = v.trim();
+            if !v.is_empty() && !tags.iter().any(|(tk, _)| tk == k) {
+                tags.push((k.clone(), v.to_string()));
+            }
+        }
+        tags
+    }
+}
+
+/// A feature's OSM tags as the tag form holds them: one of its type's presets, values for its
+/// optional keys, and any other tags (from an imported file), kept as they were.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct OsmTagChoice {
+    /// Index into the type's presets.
+    pub preset: usize,
+    /// The optional keys set, `(key, value)`.
+    pub optional: Vec<(String, String)>,
+    /// Tags that are neither the preset's nor optional keys.
+    pub other: Vec<(String, String)>,
+}
+
+impl OsmTagChoice {
+    /// The choice carried to another type: its default preset, the optional keys it also
+    /// offers; other tags belonged to the old type and are dropped.
+    pub fn for_type(&self, ty: &FeatureType) -> Self {
+        let keys = ty.optional_keys();
+        Self {
+            preset: 0,
+            optional: self
+                .optional
+                .iter()
+                .filter(|(k, _)| keys.contains(&k.as_str()))
+                .cloned()
+                .collect(),
+            other: Vec::new(),
+        }
+    }
+
+    /// The value set for optional key `key` (empty when not set).
+    pub fn optional_value(&self, key: &str) -> &str {
+        self.optional.iter().find(|(k, _)| k == key).map_or("", |(_, v)| v.as_str())
+    }
+
+    /// Sets optional key `key` (an empty value unsets it).
+    pub fn set_optional(&mut self, key: &str, value: &str) {
+        self.optional.retain(|(k, _)| k != key);
+        let value = value.trim();
+        if !value.is_empty() {
+            self.optional.push((key.to_string(), value.to_string()));
+        }
     }
 }
 
@@ -219,6 +311,47 @@ mod tests {
         assert!(e.contains("#rrggbb"), "{e}");
         let e = FeatureTypes::parse(&format!("[[types]]\n{ok}\n[[types]]\n{ok}")).unwrap_err();
         assert!(e.to_string().contains("twice"), "{e}");
+    }
+
+    fn pairs(text: &str) -> Vec<(String, String)> {
+        parse_osm_tags(text).unwrap()
+    }
+
+    #[test]
+    fn tags_split_into_preset_optional_keys_and_others_and_back() {
+        let t = FeatureTypes::builtin();
+        let tactile = t.get("tactile_path").unwrap();
+        // The most specific preset wins: a crossing with tactile paving, not just paving.
+        let c =
+            tactile.choice(&pairs("highway=crossing;tactile_paving=yes;crossing=marked;name=X"));
+        assert_eq!(tactile.presets[c.preset].name, "crossing with tactile paving");
+        assert_eq!(c.optional, pairs("crossing=marked"));
+        assert_eq!(c.other, pairs("name=X"));
+        assert_eq!(
+            format_osm_tags(&tactile.compose(&c)),
+            "highway=crossing;tactile_paving=yes;crossing=marked;name=X"
+        );
+        // Nothing given: the default preset.
+        let entrance = t.get("entrance").unwrap();
+        let mut c = entrance.choice(&[]);
+        assert_eq!(format_osm_tags(&entrance.compose(&c)), "entrance=yes");
+        c.preset = 1;
+        c.set_optional("wheelchair", "limited");
+        c.set_optional("door", "sliding");
+        c.set_optional("door", "");
+        assert_eq!(c.optional_value("wheelchair"), "limited");
+        assert_eq!(format_osm_tags(&entrance.compose(&c)), "entrance=main;wheelchair=limited");
+        assert!(entrance.matching_preset(&entrance.compose(&c)).is_some());
+        // To another type: its default preset, the optional keys it shares.
+        let ramp = t.get("ramp").unwrap();
+        let moved = c.for_type(ramp);
+        assert_eq!(
+            format_osm_tags(&ramp.compose(&moved)),
+            "barrier=kerb;kerb=lowered;wheelchair=limited"
+        );
+        assert_eq!(entrance.optional_values("door").unwrap()[0], "hinged");
+        assert_eq!(t.get("elevator").unwrap().optional_values("level"), None);
+        assert_eq!(entrance.optional_values("level"), None);
     }
 
     #[test]
