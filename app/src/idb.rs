@@ -70,26 +70,38 @@ async fn open() -> Result<IdbDatabase, String> {
     Ok(db.unchecked_into())
 }
 
-/// Reads a record; `None` when it was never written.
+/// Reads a text record; `None` when it was never written (or holds no text).
 pub async fn get(key: &str) -> Result<Option<String>, String> {
+    Ok(get_value(key).await?.and_then(|v| v.as_string()))
+}
+
+/// Reads a record as IndexedDB keeps it (a structured clone: text, objects, `ArrayBuffer`s);
+/// `None` when it was never written.
+pub async fn get_value(key: &str) -> Result<Option<JsValue>, String> {
     let db = open().await?;
     let tx = db.transaction_with_str(STORE).map_err(|e| err("read", e))?;
     let req =
         tx.object_store(STORE).and_then(|s| s.get(&key.into())).map_err(|e| err("read", e))?;
     let v = settle(&req).await.map_err(|e| err("read", e))?;
     db.close();
-    Ok(v.as_string())
+    Ok((!v.is_undefined() && !v.is_null()).then_some(v))
 }
 
-/// Writes a record and waits until it is stored.
+/// Writes a text record and waits until it is stored.
 pub async fn put(key: &str, value: &str) -> Result<(), String> {
+    put_value(key, &value.into()).await
+}
+
+/// Writes a record (any structured-cloneable value, e.g. an object holding an `ArrayBuffer`)
+/// and waits until it is stored.
+pub async fn put_value(key: &str, value: &JsValue) -> Result<(), String> {
     let db = open().await?;
     let tx = db
         .transaction_with_str_and_mode(STORE, IdbTransactionMode::Readwrite)
         .map_err(|e| err("write", e))?;
     let req = tx
         .object_store(STORE)
-        .and_then(|s| s.put_with_key(&value.into(), &key.into()))
+        .and_then(|s| s.put_with_key(value, &key.into()))
         .map_err(|e| err("write", e))?;
     settle(&req).await.map_err(|e| err("write", e))?;
     db.close();

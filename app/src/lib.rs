@@ -23,4 +23,6 @@ pub mod net;
 #[cfg(target_arch = "wasm32")]
 pub mod page;
 #[cfg(target_arch = "wasm32")]
+pub mod transfer;
+#[cfg(target_arch = "wasm32")]
 pub mod worker;

@@ -54,7 +54,8 @@ pub enum ToWorker {
     /// Send the loaded model as a bundle (for download).
     ExportModel,
     /// Use a bundle the user picked (refused if its config differs from the loaded model's).
-    ImportModel { manifest: String, weights_b64: String },
+    /// Its weights travel beside the message as bytes (`transfer`).
+    ImportModel { manifest: String },
     /// Predict at each point (the suggestion layer's scan of the visible map).
     Scan { id: u64, points: Vec<(f64, f64)>, source: String },
 }
@@ -193,10 +194,10 @@ pub enum FromWorker {
     ModelError {
         message: String,
     },
-    /// The loaded model as a bundle.
+    /// The loaded model as a bundle; its weights travel beside the message as bytes
+    /// (`transfer`).
     ModelExport {
         manifest: String,
-        weights_b64: String,
     },
     /// One scanned point.
     ScanResult {

@@ -90,3 +90,37 @@ fn fine_tune_steps_match_the_native_fixture() {
         assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "browser {losses:?} vs native {want:?}");
     }
 }
+
+/// Weights cross between page and worker as a transferred `ArrayBuffer` (moved, not copied;
+/// no base64 in the JSON) and rest in IndexedDB as one.
+#[wasm_bindgen_test]
+async fn weights_travel_and_rest_as_bytes() {
+    use js_sys::{Array, ArrayBuffer, Function, Object, Reflect};
+    use wasm_bindgen::{JsCast, JsValue};
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(100_003).collect();
+    let (value, transfer) = app::transfer::pack("{\"ModelExport\":{}}", Some(&bytes));
+    assert!(value.as_string().is_none(), "an object beside the text, not text");
+    assert_eq!(transfer.length(), 1);
+    let sent: ArrayBuffer = transfer.get(0).dyn_into().expect("an ArrayBuffer is transferred");
+    // What postMessage does: a structured clone with the transfer list.
+    let options = Object::new();
+    Reflect::set(&options, &"transfer".into(), &transfer).unwrap();
+    let clone: Function =
+        Reflect::get(&js_sys::global(), &"structuredClone".into()).unwrap().dyn_into().unwrap();
+    let arrived = clone.call2(&JsValue::NULL, &value, &options).unwrap();
+    assert_eq!(sent.byte_length(), 0, "moved to the other side, not copied");
+    let (text, got) = app::transfer::unpack(&arrived).unwrap();
+    assert_eq!(text, "{\"ModelExport\":{}}");
+    assert_eq!(got.unwrap(), bytes);
+    // Plain messages stay text.
+    let (plain, none) = app::transfer::pack("{}", None);
+    assert_eq!((plain.as_string().as_deref(), none.length()), (Some("{}"), 0));
+    assert_eq!(app::transfer::unpack(&plain), Some(("{}".to_string(), None)));
+    assert_eq!(app::transfer::unpack(&Array::new().into()), None);
+    // IndexedDB keeps an ArrayBuffer as it is.
+    app::idb::put_value("test-bytes", &app::transfer::to_buffer(&bytes).into()).await.unwrap();
+    let back = app::idb::get_value("test-bytes").await.unwrap().expect("a record");
+    assert!(back.is_instance_of::<ArrayBuffer>());
+    assert_eq!(app::transfer::from_buffer(&back).unwrap(), bytes);
+    assert!(app::idb::get_value("never-written-bytes").await.unwrap().is_none());
+}

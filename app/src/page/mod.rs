@@ -350,10 +350,16 @@ impl Ctx {
 }
 
 pub(crate) fn send(ctx: &Ctx, msg: &ToWorker) {
+    send_with_bytes(ctx, msg, None);
+}
+
+/// Sends a message with bytes beside it, transferred (not copied) to the worker.
+pub(crate) fn send_with_bytes(ctx: &Ctx, msg: &ToWorker, bytes: Option<&[u8]>) {
     ctx.worker.with_value(|w| {
         if let Some(w) = w {
             let text = serde_json::to_string(msg).expect("messages serialise");
-            if let Err(e) = w.post_message(&JsValue::from_str(&text)) {
+            let (value, transfer) = crate::transfer::pack(&text, bytes);
+            if let Err(e) = w.post_message_with_transfer(&value, &transfer) {
                 web_sys::console::error_1(&e);
             }
         }
@@ -386,7 +392,7 @@ fn start_worker(ctx: Ctx) {
         }
     };
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
-        let Some(text) = e.data().as_string() else { return };
+        let Some((text, bytes)) = crate::transfer::unpack(&e.data()) else { return };
         let Ok(msg) = serde_json::from_str::<FromWorker>(&text) else { return };
         match msg {
             FromWorker::Started => {
@@ -483,8 +489,8 @@ fn start_worker(ctx: Ctx) {
                 ctx.status.set(message.clone());
                 ctx.model_op.set(Some(Err(message)));
             }
-            FromWorker::ModelExport { manifest, weights_b64 } => {
-                model_panels::download_bundle(&ctx, &manifest, &weights_b64)
+            FromWorker::ModelExport { manifest } => {
+                model_panels::download_bundle(&ctx, &manifest, bytes.as_deref())
             }
             FromWorker::ScanResult { id, lat, lon, prediction } => {
                 model_panels::on_scan_result(&ctx, id, lat, lon, prediction)

@@ -7,7 +7,6 @@
 //!   passes the confidence threshold shows as suggestion markers to accept (a tag with source
 //!   `model`) or reject (a negative example for the next fine-tune).
 
-use base64::Engine;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use model_core::Prediction;
@@ -16,7 +15,7 @@ use model_core::infer::bundle::{BUNDLE_CONFIG_FILE, BUNDLE_WEIGHTS_FILE};
 use wasm_bindgen::JsCast;
 
 use super::files::download;
-use super::{Ctx, FineTuneState, ModelState, Rejection, Suggestion, letter, send};
+use super::{Ctx, FineTuneState, ModelState, Rejection, Suggestion, letter, send, send_with_bytes};
 use crate::protocol::{FineTuneExample, ModelOrigin, ToWorker};
 
 /// Points per side of the scan grid.
@@ -40,15 +39,12 @@ fn model_ready(ctx: &Ctx) -> bool {
 
 /// Downloads the worker's bundle as its two files, `model.json` and `weights.bpk` (the layout
 /// `accessatlas predict --model DIR` reads).
-pub fn download_bundle(ctx: &Ctx, manifest: &str, weights_b64: &str) {
-    let result = base64::engine::general_purpose::STANDARD
-        .decode(weights_b64)
-        .map_err(|e| e.to_string())
-        .and_then(|w| {
-            download(BUNDLE_CONFIG_FILE, "application/json", manifest.as_bytes())
-                .and_then(|()| download(BUNDLE_WEIGHTS_FILE, "application/octet-stream", &w))
-                .map_err(|e| crate::js::message(&e))
-        });
+pub fn download_bundle(ctx: &Ctx, manifest: &str, weights: Option<&[u8]>) {
+    let result = weights.ok_or_else(|| "the weights did not arrive".to_string()).and_then(|w| {
+        download(BUNDLE_CONFIG_FILE, "application/json", manifest.as_bytes())
+            .and_then(|()| download(BUNDLE_WEIGHTS_FILE, "application/octet-stream", w))
+            .map_err(|e| crate::js::message(&e))
+    });
     match result {
         Ok(()) => {
             ctx.model_op.set(Some(Ok(format!(
@@ -185,8 +181,7 @@ pub fn FineTunePanel() -> impl IntoView {
             }
             match (manifest, weights) {
                 (Some(manifest), Some(w)) => {
-                    let weights_b64 = base64::engine::general_purpose::STANDARD.encode(w);
-                    send(&ctx, &ToWorker::ImportModel { manifest, weights_b64 });
+                    send_with_bytes(&ctx, &ToWorker::ImportModel { manifest }, Some(&w));
                 }
                 _ => ctx.model_op.set(Some(Err(
                     "Pick both files of a bundle: model.json and weights.bpk.".into(),

@@ -46,9 +46,19 @@ struct Candidate {
     summary: FineTuneSummary,
 }
 
-/// The kept model's IndexedDB record: one record, so it is written whole or not at all.
+/// What the kept model's IndexedDB record says about it, as JSON. The record is one object,
+/// `{meta: <this as JSON>, weights: ArrayBuffer}`, so it is written whole or not at all.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct StoredModel {
+    manifest: String,
+    origin: ModelOrigin,
+    fine_tune: Option<FineTuneSummary>,
+}
+
+/// The record as written before weights were kept as bytes: all JSON, weights in base64.
+/// Read (so a kept model survives the update), never written.
+#[derive(serde::Deserialize)]
+struct StoredModelBase64 {
     manifest: String,
     weights_b64: String,
     origin: ModelOrigin,
@@ -73,8 +83,14 @@ fn scope() -> DedicatedWorkerGlobalScope {
 }
 
 pub(crate) fn post(msg: &FromWorker) {
+    post_with_bytes(msg, None);
+}
+
+/// Posts a message with bytes beside it, transferred (not copied) to the page.
+fn post_with_bytes(msg: &FromWorker, bytes: Option<&[u8]>) {
     let text = serde_json::to_string(msg).expect("messages serialise");
-    if let Err(e) = scope().post_message(&JsValue::from_str(&text)) {
+    let (value, transfer) = crate::transfer::pack(&text, bytes);
+    if let Err(e) = scope().post_message_with_transfer(&value, &transfer) {
         web_sys::console::error_2(&"worker: postMessage failed".into(), &e);
     }
 }
@@ -83,9 +99,9 @@ pub(crate) fn post(msg: &FromWorker) {
 pub fn start() {
     console_error_panic_hook::set_once();
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(|e: MessageEvent| {
-        let Some(text) = e.data().as_string() else { return };
+        let Some((text, bytes)) = crate::transfer::unpack(&e.data()) else { return };
         match serde_json::from_str::<ToWorker>(&text) {
-            Ok(msg) => wasm_bindgen_futures::spawn_local(handle(msg)),
+            Ok(msg) => wasm_bindgen_futures::spawn_local(handle(msg, bytes)),
             Err(err) => {
                 post(&FromWorker::Failed { id: None, message: format!("bad message: {err}") })
             }
@@ -96,7 +112,8 @@ pub fn start() {
     post(&FromWorker::Started);
 }
 
-async fn handle(msg: ToWorker) {
+/// One message from the page; `bytes` are the weights an `ImportModel` carries.
+async fn handle(msg: ToWorker, bytes: Option<Vec<u8>>) {
     match msg {
         ToWorker::Load { base, backend } => {
             if STATE.with_borrow(|s| s.loading || s.loaded.is_some()) {
@@ -170,8 +187,11 @@ async fn handle(msg: ToWorker) {
             }
             report(result);
         }
-        ToWorker::ImportModel { manifest, weights_b64 } => {
-            report(import(&manifest, &weights_b64).await);
+        ToWorker::ImportModel { manifest } => {
+            report(match bytes {
+                Some(weights) => import(&manifest, weights).await,
+                None => Err("the bundle's weights did not arrive".into()),
+            });
         }
         ToWorker::RevertModel => {
             let base = STATE.with_borrow(|s| s.loaded.as_ref().map(|m| m.base.clone()));
@@ -186,10 +206,10 @@ async fn handle(msg: ToWorker) {
         }
         ToWorker::ExportModel => {
             let Some(m) = STATE.with_borrow(|s| s.loaded.clone()) else { return };
-            post(&FromWorker::ModelExport {
-                manifest: m.manifest.to_json(),
-                weights_b64: base64::engine::general_purpose::STANDARD.encode(m.weights.as_slice()),
-            });
+            post_with_bytes(
+                &FromWorker::ModelExport { manifest: m.manifest.to_json() },
+                Some(m.weights.as_slice()),
+            );
         }
         ToWorker::Scan { id, points, source } => {
             let Some(m) = STATE.with_borrow(|s| s.loaded.clone()) else { return };
@@ -284,14 +304,18 @@ async fn adopt(
 ) -> Result<FromWorker, String> {
     // It must load before anything is written.
     let (cur, predictor) = build(&manifest, &weights)?;
-    let record = StoredModel {
+    let meta = StoredModel {
         manifest: manifest.to_json(),
-        weights_b64: base64::engine::general_purpose::STANDARD.encode(&weights),
         origin: origin.clone(),
         fine_tune: fine_tune.clone(),
     };
-    let text = serde_json::to_string(&record).map_err(|e| e.to_string())?;
-    crate::idb::put(crate::idb::MODEL_KEY, &text).await.map_err(|e| {
+    let meta = serde_json::to_string(&meta).map_err(|e| e.to_string())?;
+    let record = js_sys::Object::new();
+    let set = |k: &str, v: &JsValue| js_sys::Reflect::set(&record, &k.into(), v);
+    set("meta", &JsValue::from_str(&meta))
+        .and_then(|_| set("weights", &crate::transfer::to_buffer(&weights)))
+        .map_err(|e| crate::js::message(&e))?;
+    crate::idb::put_value(crate::idb::MODEL_KEY, &record).await.map_err(|e| {
         if e.contains("Quota") || e.contains("quota") {
             format!("the browser's storage is full, so the model was not kept (nothing was written): {e}")
         } else {
@@ -302,7 +326,7 @@ async fn adopt(
 }
 
 /// A bundle the user picked: refused unless it fits the loaded model's config.
-async fn import(manifest: &str, weights_b64: &str) -> Result<FromWorker, String> {
+async fn import(manifest: &str, weights: Vec<u8>) -> Result<FromWorker, String> {
     let cur = STATE.with_borrow(|s| s.loaded.clone()).ok_or("no model is loaded")?;
     let m = BundleManifest::from_json(manifest).map_err(|e| format!("model.json: {e}"))?;
     let want = &cur.manifest.config;
@@ -326,9 +350,6 @@ async fn import(manifest: &str, weights_b64: &str) -> Result<FromWorker, String>
             cur.manifest.tile_source.zoom()
         ));
     }
-    let weights = base64::engine::general_purpose::STANDARD
-        .decode(weights_b64)
-        .map_err(|e| format!("weights.bpk: {e}"))?;
     adopt(m, weights, ModelOrigin::Imported, None).await
 }
 
@@ -343,10 +364,26 @@ async fn fetch_shipped(base: &str) -> Result<(BundleManifest, Vec<u8>), String> 
 
 /// The kept model from IndexedDB, if there is a readable one.
 async fn stored_model() -> Option<(BundleManifest, Vec<u8>, ModelOrigin, Option<FineTuneSummary>)> {
-    let text = crate::idb::get(crate::idb::MODEL_KEY).await.ok()??;
-    let r: StoredModel = serde_json::from_str(&text).ok()?;
+    let value = crate::idb::get_value(crate::idb::MODEL_KEY).await.ok()??;
+    let (r, weights) = match value.as_string() {
+        // A record from before weights were kept as bytes.
+        Some(text) => {
+            let old: StoredModelBase64 = serde_json::from_str(&text).ok()?;
+            let weights = base64::engine::general_purpose::STANDARD.decode(old.weights_b64).ok()?;
+            let r = StoredModel {
+                manifest: old.manifest,
+                origin: old.origin,
+                fine_tune: old.fine_tune,
+            };
+            (r, weights)
+        }
+        None => {
+            let get = |k: &str| js_sys::Reflect::get(&value, &k.into()).ok();
+            let r: StoredModel = serde_json::from_str(&get("meta")?.as_string()?).ok()?;
+            (r, crate::transfer::from_buffer(&get("weights")?)?)
+        }
+    };
     let manifest = BundleManifest::from_json(&r.manifest).ok()?;
-    let weights = base64::engine::general_purpose::STANDARD.decode(r.weights_b64).ok()?;
     Some((manifest, weights, r.origin, r.fine_tune))
 }
 
