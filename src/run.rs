@@ -26,8 +26,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::fsutil::write_atomic;
 
-/// `export --format burn-int8`'s report, written beside the bundle it describes.
-pub const QUANTIZATION_REPORT_FILE: &str = "quantization.json";
 /// `export --format safetensors`'s weights file.
 pub const SAFETENSORS_FILE: &str = "model.safetensors";
 /// `export --format onnx`'s model file.

@@ -133,12 +133,61 @@ fn f16_and_int8_bundles_are_smaller_and_predict() {
             }
         }
         assert!(agree >= min_agree, "{format:?}: only {agree} of 8 predictions agree with f32");
-        if format == Format::BurnInt8 {
-            let r: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(out.join("quantization.json")).unwrap())
-                    .unwrap();
-            assert!(r["size_ratio"].as_f64().unwrap() < max_ratio, "{r}");
-        }
+        // Beside the weights, what export measured. From a bundle no test split is at hand:
+        // unmeasured, so the page would keep f32.
+        let r: model_core::infer::bundle::PrecisionReport =
+            serde_json::from_slice(&std::fs::read(out.join("precision.json")).unwrap()).unwrap();
+        assert!(r.size_ratio < max_ratio, "{r:?}");
+        assert_eq!(r.bytes as f64, size);
+        assert!(r.format.ends_with(if format == Format::BurnF16 { "f16" } else { "int8" }));
+        assert!(r.test_accuracy.is_none() && !r.within_budget(), "{r:?}");
         let _ = std::fs::remove_dir_all(out);
     }
+}
+
+/// The page's compact copy of the shipped model (`assets/model/compact/`) is the f16 form of
+/// the shipped f32 weights, byte for byte, with the same manifest, and what `export` measured
+/// of it on the test split is inside the page's budget (1 point of accuracy and of macro-F1),
+/// or the page would not load it.
+#[test]
+fn the_shipped_compact_copy_is_the_shipped_model_in_f16_within_its_budget() {
+    use model_core::infer::bundle::{BundleManifest, PrecisionReport};
+    let shipped = bundle();
+    let compact = shipped.join("compact");
+    let report: PrecisionReport =
+        serde_json::from_slice(&std::fs::read(compact.join("precision.json")).unwrap()).unwrap();
+    assert_eq!(report.format, "burn-f16");
+    assert!(report.within_budget(), "{report:?}");
+    assert!(report.test_examples.unwrap() > 100, "{report:?}");
+    let device = Device::flex();
+    let read = |dir: &Path| {
+        let m =
+            BundleManifest::from_json(&std::fs::read_to_string(dir.join("model.json")).unwrap())
+                .unwrap();
+        (m, std::fs::read(dir.join("weights.bpk")).unwrap())
+    };
+    let ((m32, w32), (m16, w16)) = (read(&shipped), read(&compact));
+    assert_eq!((report.f32_bytes, report.bytes), (w32.len(), w16.len()));
+    // Its tensors are the shipped ones in f16: it predicts exactly what the shipped weights
+    // converted here predict (the files' parameter ids may differ).
+    let model = model_core::model::persist::model_from_bytes(&m32.config, &w32, &device).unwrap();
+    let f16 = model_core::model::persist::weights_to_bytes_f16(&model).unwrap();
+    let here = model_core::infer::Predictor::from_bundle(&m32, &f16, &device).unwrap();
+    let shipped16 = model_core::infer::Predictor::from_bundle(&m16, &w16, &device).unwrap();
+    let xs = inputs(&here, 8);
+    let (a, b) = (here.predict_batch(&xs).unwrap(), shipped16.predict_batch(&xs).unwrap());
+    assert_eq!(a, b, "compact/weights.bpk is not the shipped weights in f16");
+    // The same model: only the build that exported it may differ.
+    let same = |m: &BundleManifest| BundleManifest {
+        provenance: model_core::infer::bundle::Provenance {
+            git_revision: String::new(),
+            ..m.provenance.clone()
+        },
+        ..m.clone()
+    };
+    assert_eq!(same(&m16), same(&m32));
+    // Its accuracy is the shipped model's as the bundle records it.
+    assert!(
+        (report.test_accuracy_f32.unwrap() - m32.provenance.test_accuracy.unwrap()).abs() < 0.05
+    );
 }

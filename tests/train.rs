@@ -369,6 +369,30 @@ fn evaluate_writes_metrics_predictions_errors_and_plots() {
     let header: serde_json::Value = serde_json::from_slice(&st[8..8 + n]).unwrap();
     assert!(header.get("head.weight").is_some(), "{header}");
     assert!(out.join("export-safetensors/model.json").is_file());
+    // f16 from the run: export measures it on the test split and writes the verdict beside
+    // it; the figures are the ones `evaluate` and the f32 bundle give.
+    let o = bin()
+        .args(["export", "--format", "burn-f16", "--data"])
+        .arg(&data)
+        .arg("--model")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: model_core::infer::bundle::PrecisionReport =
+        serde_json::from_slice(&std::fs::read(out.join("bundle-f16/precision.json")).unwrap())
+            .unwrap();
+    let n = test_csv.lines().count() - 1;
+    assert_eq!(r.test_examples, Some(n), "{r:?}");
+    let (a32, a16) = (r.test_accuracy_f32.unwrap(), r.test_accuracy.unwrap());
+    assert!((0.0..=1.0).contains(&a32) && r.test_macro_f1.is_some(), "{r:?}");
+    // f16 rounding moves few predictions; the verdict follows the numbers.
+    assert!(r.changed_predictions.unwrap() <= n / 10 + 1, "{r:?}");
+    assert_eq!(
+        r.within_budget(),
+        a32 - a16 <= 0.01 && r.test_macro_f1_f32.unwrap() - r.test_macro_f1.unwrap() <= 0.01
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("budget"));
     // Out-of-range latitude and truncated weights are clear errors.
     let d = predict(&bundle, "123", "user");
     assert!(!d.status.success() && String::from_utf8_lossy(&d.stderr).contains("123"));

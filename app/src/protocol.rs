@@ -117,6 +117,10 @@ pub struct ModelInfo {
     pub origin: ModelOrigin,
     /// For a fine-tuned model: what the fine-tune did.
     pub fine_tune: Option<FineTuneSummary>,
+    /// When the shipped bundle's compact (f16 or int8) copy is loaded: what export measured
+    /// of it.
+    #[serde(default)]
+    pub weights: Option<String>,
 }
 
 /// Why the worker runs on another backend than the one asked for: a sentence for people, and

@@ -8,13 +8,12 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use clap::Args;
 use model_core::infer::bundle::{
-    BUNDLE_CONFIG_FILE, BUNDLE_FORMAT, BUNDLE_WEIGHTS_FILE, BundleManifest, Provenance,
+    BUNDLE_CONFIG_FILE, BUNDLE_FORMAT, BUNDLE_WEIGHTS_FILE, BundleManifest, PRECISION_REPORT_FILE,
+    PrecisionReport, Provenance,
 };
 
 use crate::fsutil::write_atomic;
-use crate::run::{
-    DataDir, ONNX_FILE, QUANTIZATION_REPORT_FILE, RunDir, SAFETENSORS_FILE, is_bundle, read_bundle,
-};
+use crate::run::{DataDir, ONNX_FILE, RunDir, SAFETENSORS_FILE, is_bundle, read_bundle};
 use crate::score::{Scored, score};
 
 #[derive(Args, Debug)]
@@ -64,21 +63,6 @@ impl Format {
     }
 }
 
-/// What `--format burn-int8` reports (also written as `quantization.json` in the bundle).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct QuantizationReport {
-    pub f32_bytes: usize,
-    pub int8_bytes: usize,
-    /// `int8_bytes / f32_bytes`.
-    pub size_ratio: f64,
-    /// Test-split accuracy before and after, when the run's data is at hand.
-    pub test_accuracy_f32: Option<f64>,
-    pub test_accuracy_int8: Option<f64>,
-    /// Test examples whose predicted type changed.
-    pub changed_predictions: Option<usize>,
-    pub test_examples: Option<usize>,
-}
-
 /// The revision this binary was built from (see build.rs).
 fn git_revision() -> String {
     env!("ACCESSATLAS_GIT_REV").to_string()
@@ -94,7 +78,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
 struct Source {
     manifest: BundleManifest,
     weights: Vec<u8>,
-    /// The run directory with its data at hand (for int8's accuracy check), if any.
+    /// The run directory with its data at hand (for f16's and int8's accuracy check), if any.
     run: Option<PathBuf>,
 }
 
@@ -153,31 +137,23 @@ pub fn export(args: &ExportArgs) -> Result<PathBuf> {
         Format::Burn => {
             write_atomic(&out.join(BUNDLE_WEIGHTS_FILE), &src.weights)?;
         }
-        Format::BurnF16 => {
-            let bytes = model_core::model::persist::weights_to_bytes_f16(&model)?;
-            println!(
-                "f16 weights: {:.1} MB (f32: {:.1} MB)",
-                bytes.len() as f64 / 1e6,
-                src.weights.len() as f64 / 1e6
-            );
-            write_atomic(&out.join(BUNDLE_WEIGHTS_FILE), &bytes)?;
-        }
-        Format::BurnInt8 => {
-            let q = model_core::model::persist::quantize_int8(model.clone())?;
-            let bytes = model_core::model::persist::weights_to_bytes(&q)?;
-            let report = quantization_report(&src, args, &model, &bytes, &device)?;
-            println!(
-                "int8 weights: {:.1} MB, {:.2}x the f32 size; test accuracy {} -> {}",
-                bytes.len() as f64 / 1e6,
-                report.size_ratio,
-                report.test_accuracy_f32.map_or("n/a".into(), |a| format!("{a:.3}")),
-                report
-                    .test_accuracy_int8
-                    .map_or("n/a (no data split at hand)".into(), |a| { format!("{a:.3}") }),
-            );
+        Format::BurnF16 | Format::BurnInt8 => {
+            let bytes = if args.format == Format::BurnF16 {
+                model_core::model::persist::weights_to_bytes_f16(&model)?
+            } else {
+                let q = model_core::model::persist::quantize_int8(model.clone())?;
+                model_core::model::persist::weights_to_bytes(&q)?
+            };
+            let report = precision_report(&src, args, &model, &bytes, &device)?;
+            let verdict = if report.within_budget() {
+                "within the page's budget of 1 point: the page may load it"
+            } else {
+                "outside the page's budget of 1 point (or unmeasured): the page keeps f32"
+            };
+            println!("{}; {verdict}", report.summary());
             write_atomic(&out.join(BUNDLE_WEIGHTS_FILE), &bytes)?;
             write_atomic(
-                &out.join(QUANTIZATION_REPORT_FILE),
+                &out.join(PRECISION_REPORT_FILE),
                 serde_json::to_string_pretty(&report)?.as_bytes(),
             )?;
         }
@@ -194,24 +170,31 @@ pub fn export(args: &ExportArgs) -> Result<PathBuf> {
     Ok(out)
 }
 
-/// Sizes, and the test-split accuracy of the f32 and the int8 model when the run's data split
-/// is at hand.
-fn quantization_report(
+/// Sizes, and the test split's accuracy and macro-F1 with the f32 and the reduced weights
+/// (over every class, `none` included) when the run's data split is at hand.
+fn precision_report(
     src: &Source,
     args: &ExportArgs,
     model: &model_core::AccessModel,
-    int8_bytes: &[u8],
+    bytes: &[u8],
     device: &Device,
-) -> Result<QuantizationReport> {
+) -> Result<PrecisionReport> {
     let config = &src.manifest.config;
-    let mut report = QuantizationReport {
+    let mut report = PrecisionReport {
+        format: match args.format {
+            Format::BurnF16 => "burn-f16",
+            _ => "burn-int8",
+        }
+        .to_string(),
         f32_bytes: src.weights.len(),
-        int8_bytes: int8_bytes.len(),
-        size_ratio: int8_bytes.len() as f64 / src.weights.len() as f64,
-        test_accuracy_f32: None,
-        test_accuracy_int8: None,
-        changed_predictions: None,
+        bytes: bytes.len(),
+        size_ratio: bytes.len() as f64 / src.weights.len() as f64,
         test_examples: None,
+        test_accuracy_f32: None,
+        test_accuracy: None,
+        test_macro_f1_f32: None,
+        test_macro_f1: None,
+        changed_predictions: None,
     };
     let data = DataDir::new(&args.data);
     if src.run.is_none()
@@ -221,22 +204,25 @@ fn quantization_report(
         return Ok(report);
     }
     let meta = data.read_metadata()?;
-    // The int8 model as every consumer will load it: from its bytes.
-    let q = model_core::model::persist::model_from_bytes(config, int8_bytes, device)?;
+    // The reduced model as every consumer will load it: from its bytes.
+    let q = model_core::model::persist::model_from_bytes(config, bytes, device)?;
     let a = score(&data, "test", config, &meta, model, device)?;
     let b = score(&data, "test", config, &meta, &q, device)?;
     let argmax = |l: &Vec<f32>| {
         l.iter().enumerate().fold((0, f32::MIN), |m, (i, &v)| if v > m.1 { (i, v) } else { m }).0
     };
-    let n = a.truth.len();
-    let acc = |s: &Scored| {
-        s.logits.iter().zip(&s.truth).filter(|(l, y)| argmax(l) == **y).count() as f64
-            / n.max(1) as f64
+    let names = config.labels.names();
+    let metrics = |s: &Scored| {
+        let pred: Vec<usize> = s.logits.iter().map(argmax).collect();
+        model_core::train::metrics::Metrics::compute(&s.truth, &pred, &names)
     };
-    report.test_accuracy_f32 = Some(acc(&a));
-    report.test_accuracy_int8 = Some(acc(&b));
+    let (ma, mb) = (metrics(&a), metrics(&b));
+    report.test_accuracy_f32 = Some(ma.accuracy);
+    report.test_accuracy = Some(mb.accuracy);
+    report.test_macro_f1_f32 = Some(ma.macro_avg.f1);
+    report.test_macro_f1 = Some(mb.macro_avg.f1);
     report.changed_predictions =
         Some(a.logits.iter().zip(&b.logits).filter(|(x, y)| argmax(x) != argmax(y)).count());
-    report.test_examples = Some(n);
+    report.test_examples = Some(a.truth.len());
     Ok(report)
 }

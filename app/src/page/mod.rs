@@ -40,7 +40,7 @@ pub enum ModelState {
         note: Option<BackendNote>,
         load_ms: f64,
         warmup_ms: f64,
-        info: ModelInfo,
+        info: Box<ModelInfo>,
         /// Milliseconds from navigation start to model-ready (for the benchmark).
         ready_at_ms: f64,
     },
@@ -410,7 +410,7 @@ fn start_worker(ctx: Ctx) {
                     note,
                     load_ms,
                     warmup_ms,
-                    info: model,
+                    info: Box::new(model),
                     ready_at_ms,
                 });
             }
@@ -481,7 +481,7 @@ fn start_worker(ctx: Ctx) {
                 ctx.model_op.set(Some(Ok(format!("Using the {what}."))));
                 ctx.model.update(|m| {
                     if let ModelState::Ready { info, .. } = m {
-                        *info = model;
+                        **info = model;
                     }
                 });
             }

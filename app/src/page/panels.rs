@@ -27,9 +27,10 @@ pub fn BackendBadge() -> impl IntoView {
     let detail = move || match ctx.model.get() {
         ModelState::Loading => String::new(),
         ModelState::Ready { note, load_ms, warmup_ms, info, .. } => format!(
-            "{} model (git {}), loaded in {load_ms:.0} ms, warm-up {warmup_ms:.0} ms{}",
+            "{} model (git {}{}), loaded in {load_ms:.0} ms, warm-up {warmup_ms:.0} ms{}",
             info.encoder,
             info.git_revision,
+            info.weights.map(|w| format!("; {w}")).unwrap_or_default(),
             note.map(|n| format!("; {}", n.message)).unwrap_or_default()
         ),
         ModelState::Failed(e) => e,

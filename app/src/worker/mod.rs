@@ -17,7 +17,10 @@ use model_core::burn::tensor::Device;
 use model_core::data::preprocess::ModelInput;
 use model_core::data::tile::{FILL, Placement};
 use model_core::infer::Predictor;
-use model_core::infer::bundle::{BUNDLE_CONFIG_FILE, BUNDLE_WEIGHTS_FILE, BundleManifest};
+use model_core::infer::bundle::{
+    BUNDLE_CONFIG_FILE, BUNDLE_WEIGHTS_FILE, BundleManifest, COMPACT_DIR, PRECISION_REPORT_FILE,
+    PrecisionReport,
+};
 use wasm_bindgen::prelude::*;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
@@ -37,6 +40,8 @@ pub(crate) struct Loaded {
     pub(crate) origin: ModelOrigin,
     pub(crate) fine_tune: Option<FineTuneSummary>,
     pub(crate) backend: &'static str,
+    /// The shipped bundle's compact copy is loaded: what export measured of it.
+    pub(crate) compact: Option<String>,
 }
 
 /// A fine-tuned model waiting for keep or discard.
@@ -198,8 +203,8 @@ async fn handle(msg: ToWorker, bytes: Option<Vec<u8>>) {
             let Some(base) = base else { return };
             let result = async {
                 crate::idb::delete(crate::idb::MODEL_KEY).await?;
-                let (manifest, weights) = fetch_shipped(&base).await?;
-                adopt_unstored(manifest, weights, ModelOrigin::Shipped, None).await
+                let (manifest, weights, compact) = fetch_shipped(&base).await?;
+                adopt_unstored(manifest, weights, ModelOrigin::Shipped, compact).await
             }
             .await;
             report(result);
@@ -250,6 +255,7 @@ fn info(m: &Loaded) -> ModelInfo {
         test_macro_f1: m.manifest.provenance.test_macro_f1,
         origin: m.origin.clone(),
         fine_tune: m.fine_tune.clone(),
+        weights: m.compact.clone(),
     }
 }
 
@@ -258,10 +264,10 @@ async fn adopt_unstored(
     manifest: BundleManifest,
     weights: Vec<u8>,
     origin: ModelOrigin,
-    fine_tune: Option<FineTuneSummary>,
+    compact: Option<String>,
 ) -> Result<FromWorker, String> {
     let (cur, predictor) = build(&manifest, &weights)?;
-    Ok(swap_in(&cur, predictor, manifest, weights, origin, fine_tune))
+    Ok(swap_in(&cur, predictor, manifest, weights, origin, None, compact))
 }
 
 /// The loaded model and a predictor for `manifest`/`weights` on its backend (an error if
@@ -280,6 +286,7 @@ fn swap_in(
     weights: Vec<u8>,
     origin: ModelOrigin,
     fine_tune: Option<FineTuneSummary>,
+    compact: Option<String>,
 ) -> FromWorker {
     let loaded = Loaded {
         predictor,
@@ -289,6 +296,7 @@ fn swap_in(
         origin,
         fine_tune,
         backend: cur.backend,
+        compact,
     };
     let model = info(&loaded);
     STATE.with_borrow_mut(|s| s.loaded = Some(Rc::new(loaded)));
@@ -322,7 +330,7 @@ async fn adopt(
             format!("the model could not be stored (nothing was written): {e}")
         }
     })?;
-    Ok(swap_in(&cur, predictor, manifest, weights, origin, fine_tune))
+    Ok(swap_in(&cur, predictor, manifest, weights, origin, fine_tune, None))
 }
 
 /// A bundle the user picked: refused unless it fits the loaded model's config.
@@ -353,12 +361,28 @@ async fn import(manifest: &str, weights: Vec<u8>) -> Result<FromWorker, String> 
     adopt(m, weights, ModelOrigin::Imported, None).await
 }
 
-/// The shipped bundle's manifest and weights.
-async fn fetch_shipped(base: &str) -> Result<(BundleManifest, Vec<u8>), String> {
-    let manifest_req = begin(&format!("{base}model/{BUNDLE_CONFIG_FILE}"));
-    let weights_req = begin(&format!("{base}model/{BUNDLE_WEIGHTS_FILE}"));
+/// The shipped bundle's manifest and weights: its compact copy (`model/compact/`, f16 or int8)
+/// when `export` measured it within the page's budget (1 point of test accuracy and of
+/// macro-F1), with what it measured; else the f32 weights.
+async fn fetch_shipped(base: &str) -> Result<(BundleManifest, Vec<u8>, Option<String>), String> {
+    let compact = format!("{base}model/{COMPACT_DIR}/");
+    let report = begin(&format!("{compact}{PRECISION_REPORT_FILE}")).text().await;
+    if let Some(r) = report.ok().and_then(|t| serde_json::from_str::<PrecisionReport>(&t).ok())
+        && r.within_budget()
+        && let Ok((manifest, weights)) = fetch_bundle(&compact).await
+    {
+        return Ok((manifest, weights, Some(r.summary())));
+    }
+    let (manifest, weights) = fetch_bundle(&format!("{base}model/")).await?;
+    Ok((manifest, weights, None))
+}
+
+/// A bundle's manifest and weights from the folder at `url`.
+async fn fetch_bundle(url: &str) -> Result<(BundleManifest, Vec<u8>), String> {
+    let manifest_req = begin(&format!("{url}{BUNDLE_CONFIG_FILE}"));
+    let weights_req = begin(&format!("{url}{BUNDLE_WEIGHTS_FILE}"));
     let manifest = BundleManifest::from_json(&manifest_req.text().await?)
-        .map_err(|e| format!("model/{BUNDLE_CONFIG_FILE}: {e}"))?;
+        .map_err(|e| format!("{url}{BUNDLE_CONFIG_FILE}: {e}"))?;
     Ok((manifest, weights_req.bytes().await?))
 }
 
@@ -422,11 +446,11 @@ async fn load(base: String, choice: BackendChoice) -> Result<FromWorker, String>
     let t0 = now_ms();
     // A kept model (fine-tuned or imported) wins over the shipped one; an unreadable record is
     // ignored (and replaced at the next keep).
-    let (manifest, weights, origin, fine_tune) = match stored_model().await {
-        Some(stored) => stored,
+    let (manifest, weights, origin, fine_tune, compact) = match stored_model().await {
+        Some((m, w, origin, fine_tune)) => (m, w, origin, fine_tune, None),
         None => {
-            let (m, w) = fetch_shipped(&base).await?;
-            (m, w, ModelOrigin::Shipped, None)
+            let (m, w, compact) = fetch_shipped(&base).await?;
+            (m, w, ModelOrigin::Shipped, None, compact)
         }
     };
     let (device, backend, note) = device(choice).await;
@@ -444,8 +468,16 @@ async fn load(base: String, choice: BackendChoice) -> Result<FromWorker, String>
     predictor.predict_async(&input).await.map_err(|e| format!("warm-up: {e}"))?;
     let warmup_ms = now_ms() - t1;
 
-    let loaded =
-        Loaded { predictor, manifest, base, weights: Rc::new(weights), origin, fine_tune, backend };
+    let loaded = Loaded {
+        predictor,
+        manifest,
+        base,
+        weights: Rc::new(weights),
+        origin,
+        fine_tune,
+        backend,
+        compact,
+    };
     let model = info(&loaded);
     STATE.with_borrow_mut(|st| st.loaded = Some(Rc::new(loaded)));
     Ok(FromWorker::Ready { backend: backend.to_string(), note, load_ms, warmup_ms, model })

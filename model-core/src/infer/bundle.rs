@@ -14,6 +14,14 @@ use crate::{CoreError, ModelConfig};
 pub const BUNDLE_FORMAT: &str = "accessatlas-bundle/1";
 pub const BUNDLE_CONFIG_FILE: &str = "model.json";
 pub const BUNDLE_WEIGHTS_FILE: &str = "weights.bpk";
+/// What `export` measured of a bundle with reduced-precision weights, beside them.
+pub const PRECISION_REPORT_FILE: &str = "precision.json";
+/// Where a bundle keeps its compact (f16 or int8) copy for the page: a bundle of its own,
+/// with its [`PRECISION_REPORT_FILE`].
+pub const COMPACT_DIR: &str = "compact";
+/// How much a compact copy may lose on the test split, in accuracy and in macro-F1 each
+/// (1 point), for the page to load it instead of the f32 weights.
+pub const PAGE_PRECISION_BUDGET: f64 = 0.01;
 
 /// The path under which `accessatlas serve` serves rendered tiles (`tiles/{z}/{x}/{y}.png`,
 /// relative to the app's base URL).
@@ -177,9 +185,86 @@ impl BundleManifest {
     }
 }
 
+/// What `export --format burn-f16|burn-int8` measured: sizes, and the test split's accuracy and
+/// macro-F1 with the f32 weights and with the reduced ones (when the run's data was at hand).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrecisionReport {
+    /// `burn-f16` or `burn-int8`.
+    pub format: String,
+    pub f32_bytes: usize,
+    pub bytes: usize,
+    /// `bytes / f32_bytes`.
+    pub size_ratio: f64,
+    pub test_examples: Option<usize>,
+    pub test_accuracy_f32: Option<f64>,
+    pub test_accuracy: Option<f64>,
+    pub test_macro_f1_f32: Option<f64>,
+    pub test_macro_f1: Option<f64>,
+    /// Test examples whose predicted class changed.
+    pub changed_predictions: Option<usize>,
+}
+
+impl PrecisionReport {
+    /// Measured, and neither accuracy nor macro-F1 dropped by more than
+    /// [`PAGE_PRECISION_BUDGET`]: the page may load these weights instead of f32.
+    pub fn within_budget(&self) -> bool {
+        let within = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => a - b <= PAGE_PRECISION_BUDGET + 1e-12,
+            _ => false,
+        };
+        within(self.test_accuracy_f32, self.test_accuracy)
+            && within(self.test_macro_f1_f32, self.test_macro_f1)
+    }
+
+    /// One line for people: the format, the size and the measured change.
+    pub fn summary(&self) -> String {
+        let precision = self.format.trim_start_matches("burn-");
+        match (
+            self.test_accuracy_f32,
+            self.test_accuracy,
+            self.test_macro_f1_f32,
+            self.test_macro_f1,
+        ) {
+            (Some(a0), Some(a1), Some(f0), Some(f1)) => format!(
+                "{precision} weights, {:.1} MB ({:.2}x f32); test accuracy {a0:.3} -> {a1:.3}, macro-F1 {f0:.3} -> {f1:.3}",
+                self.bytes as f64 / 1e6,
+                self.size_ratio
+            ),
+            _ => format!(
+                "{precision} weights, {:.1} MB ({:.2}x f32); not measured (no test split at hand)",
+                self.bytes as f64 / 1e6,
+                self.size_ratio
+            ),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_compact_copy_is_for_the_page_only_when_measured_within_a_point() {
+        let r = PrecisionReport {
+            format: "burn-f16".into(),
+            f32_bytes: 100,
+            bytes: 50,
+            size_ratio: 0.5,
+            test_examples: Some(208),
+            test_accuracy_f32: Some(0.486),
+            test_accuracy: Some(0.481),
+            test_macro_f1_f32: Some(0.356),
+            test_macro_f1: Some(0.360),
+            changed_predictions: Some(1),
+        };
+        assert!(r.within_budget());
+        assert!(r.summary().contains("0.486 -> 0.481"), "{}", r.summary());
+        let worse = PrecisionReport { test_macro_f1: Some(0.345), ..r.clone() };
+        assert!(!worse.within_budget(), "1.1 points of macro-F1 lost");
+        let unmeasured = PrecisionReport { test_accuracy: None, ..r.clone() };
+        assert!(!unmeasured.within_budget());
+        assert!(unmeasured.summary().contains("not measured"));
+    }
     use crate::EncoderKind;
 
     #[test]
