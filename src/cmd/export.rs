@@ -214,7 +214,7 @@ fn precision_report(
     let names = config.labels.names();
     let metrics = |s: &Scored| {
         let pred: Vec<usize> = s.logits.iter().map(argmax).collect();
-        model_core::train::metrics::Metrics::compute(&s.truth, &pred, &names)
+        model_core::train::metrics::Metrics::compute(&s.truth, &pred, names)
     };
     let (ma, mb) = (metrics(&a), metrics(&b));
     report.test_accuracy_f32 = Some(ma.accuracy);
