@@ -88,6 +88,47 @@ async fn fine_tune(c: &fantoccini::Client, url: &str) -> serde_json::Value {
     })
 }
 
+/// "Scan this view" on the square `cargo xtask bench suggest` scores natively (centred on
+/// 60.1690, 24.9420, zoom 17: about 500 m across in this window): the page asks the server for
+/// the view's candidates (at most 48) and scores them in its worker; the page's own timing,
+/// click to done (candidates, tiles, model, messaging).
+async fn scan(c: &fantoccini::Client, url: &str) -> serde_json::Value {
+    c.goto(&format!("{url}#map=17/60.16900/24.94200")).await.unwrap();
+    c.refresh().await.unwrap();
+    ready_ms(c).await;
+    set_input(c, "[data-testid=scan-threshold]", "50", "input").await;
+    c.find(Locator::Css("[data-testid=scan-view]")).await.unwrap().click().await.unwrap();
+    let v = wait_js(
+        c,
+        "(p => p.dataset.ms && JSON.stringify({...p.dataset, text: p.innerText}))(document.querySelector('[data-testid=scan-status]'))",
+        "the scan",
+        600,
+    )
+    .await;
+    let d: serde_json::Value = serde_json::from_str(v.as_str().unwrap()).unwrap();
+    let num = |k: &str| d[k].as_str().and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    let b: Vec<f64> =
+        d["bbox"].as_str().unwrap_or("").split(',').filter_map(|x| x.parse().ok()).collect();
+    let (w, h) = (
+        (b[2] - b[0]) * 111_320.0 * ((b[1] + b[3]) / 2.0).to_radians().cos(),
+        (b[3] - b[1]) * 110_574.0,
+    );
+    let suggestions = c
+        .execute("return document.querySelectorAll('[data-testid=suggestion-item]').length", vec![])
+        .await
+        .unwrap();
+    assert!(d["text"].as_str().unwrap_or("").contains("candidates from the map"), "{d}");
+    json!({
+        "bench": "browser_scan",
+        "points": num("total"),
+        "ms": num("ms"),
+        "points_per_s": num("total") / num("ms") * 1e3,
+        "suggestions": suggestions,
+        "width_m": w,
+        "height_m": h,
+    })
+}
+
 async fn ready_ms(c: &fantoccini::Client) -> f64 {
     let v = wait_js(
         c,
@@ -155,6 +196,7 @@ async fn main() {
             model.push(parts[1]);
         }
     }
+    let scan = scan(c, &url).await;
     // The reference's predictions, on its page (same session, after ours).
     let ort = match &ort_base {
         Some(b) => {
@@ -227,6 +269,7 @@ async fn main() {
         println!("{o}");
     }
     println!("{finetune}");
+    println!("{scan}");
     let version = std::process::Command::new(
         std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
     )

@@ -146,6 +146,7 @@ fn smoke(root: &Path) -> Result<()> {
     find(&rows, "infer_burn")?;
     let rows = browser_bench(root, &["--loads", "1", "--predictions", "2"])?;
     find(&rows, "browser_cpu")?;
+    find(&rows, "browser_scan")?;
     let rows = cargo_bench("api_load", &["--requests", "4", "--concurrency", "2"])?;
     let api = named(&rows, "api_load");
     if api.len() != 2 || api.iter().any(|r| r["errors"] != 0) {
@@ -555,6 +556,8 @@ fn browser_section(root: &Path) -> Result<String> {
     let b = find(&rows, "browser_cpu")?.clone();
     let o = find(&rows, "browser_ort")?.clone();
     let f = find(&rows, "browser_finetune")?.clone();
+    let sc = find(&rows, "browser_scan")?.clone();
+    let scan = |k: &str| sc[k].as_f64().unwrap_or(f64::NAN);
     let ft = |k: &str| f[k].as_f64().unwrap_or(f64::NAN);
     let num = |k: &str| b[k].as_f64().unwrap_or(f64::NAN);
     let ort = |k: &str| o[k].as_f64().unwrap_or(f64::NAN);
@@ -582,6 +585,14 @@ cold (empty cache). WebGPU is not measured: this machine has no GPU (SwiftShader
 A ratio below 1 means ONNX Runtime Web is faster or smaller. The whole app (page, worker, map\n\
 library, styles) is {:.2} MB gzip. In the app, a click to an answer on the page (tiles, model,\n\
 worker messaging) takes {:.0} ms p50 / {:.0} ms p95.\n\n\
+### Suggestions in the page\n\n\
+\"Scan this view\" over the square `cargo xtask bench suggest` scores natively (centre\n\
+60.1690, 24.9420; the view at zoom 17 is {:.0} m x {:.0} m): the page asks the server for the\n\
+view's candidates, at most 48, and scores them in its worker at threshold 0.5; timed by the\n\
+page from the click to done (candidates, tiles, model, messaging).\n\n\
+| candidates scored | suggestions | seconds | candidates/s |\n\
+|---|---|---|---|\n\
+| {:.0} | {} | {:.1} | {:.1} |\n\n\
 ### Fine-tuning in the page\n\n\
 50 tags (three types), 5 epochs, CPU backend, in the model worker: the image encoder runs once\n\
 per tag and view ({:.0} training tags x 3 views + the validation tags), then each epoch trains\n\
@@ -620,6 +631,12 @@ change its speed). A ratio above 1 means AccessAtlas is faster.\n",
         mb(ort("ours_gzip_app_bytes")),
         num("latency_p50_ms"),
         num("latency_p95_ms"),
+        scan("width_m"),
+        scan("height_m"),
+        scan("points"),
+        sc["suggestions"],
+        scan("ms") / 1e3,
+        scan("points_per_s"),
         ft("train_tags"),
         ft("features_s"),
         ft("epoch_ms"),
@@ -692,8 +709,8 @@ fn suggest_section() -> Result<String> {
 `GET /api/suggest` (`benches/suggest.rs`: candidates from the bundled extract's geometry, tiles\n\
 rendered, the shipped bundle on the CPU in batches of 16, threshold 0.5, nothing already\n\
 mapped) over a {side} m x {side} m square of central Helsinki. No reference: no other tool\n\
-suggests these features. The page scores at most 48 candidates per scan in its worker; its\n\
-speed per candidate is the browser section's forward pass.\n\n\
+suggests these features. The page scores at most 48 candidates per scan in its worker: see\n\
+\"In the browser\", \"Suggestions in the page\", for its rate on the same square.\n\n\
 | area | candidates | suggestions | seconds | candidates/s | suggestions/s |\n\
 |---|---|---|---|---|---|\n\
 | {:.2} km² | {} | {} | {:.1} | {:.1} | {:.2} |\n",

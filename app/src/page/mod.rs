@@ -212,6 +212,10 @@ pub struct ScanState {
     pub mapped: Vec<model_core::data::candidates::MappedFeature>,
     /// Suggestions left out as already mapped.
     pub already_mapped: usize,
+    /// When the scan started and how long it took, end to end (candidates, tiles, model),
+    /// in milliseconds (for the benchmark).
+    pub started_ms: f64,
+    pub took_ms: Option<f64>,
 }
 
 /// Everything the components share.
@@ -605,6 +609,8 @@ fn App() -> impl IntoView {
             points_from: String::new(),
             mapped: Vec::new(),
             already_mapped: 0,
+            started_ms: 0.0,
+            took_ms: None,
         }),
         map: StoredValue::new_local(None),
         model_op: RwSignal::new(None),

@@ -347,6 +347,8 @@ fn scan(ctx: &Ctx) {
         sc.failed = 0;
         sc.already_mapped = 0;
         sc.bbox = bbox.clone();
+        sc.started_ms = crate::net::now_ms();
+        sc.took_ms = None;
     });
     ctx.suggestions.set(Vec::new());
     ctx.status.set("Finding candidate points in the visible map…".into());
@@ -502,6 +504,7 @@ pub fn on_scan_done(ctx: &Ctx, id: u64, failed: usize) {
     ctx.scan.update(|s| {
         s.running = false;
         s.failed = failed;
+        s.took_ms = Some(crate::net::now_ms() - s.started_ms);
     });
     let shown = ctx.visible_suggestions().len();
     // Nothing passes: say how sure the model was at best, so the mapper can lower the bar.
@@ -608,7 +611,9 @@ pub fn SuggestionsPanel() -> impl IntoView {
                 <button type="button" data-testid="scan-view" on:click=move |_| scan(&ctx)
                     disabled=move || !model_ready(&ctx) || ctx.scan.with(|s| s.running)>"Scan this view"</button>
             </div>
-            <p data-testid="scan-status" data-bbox=move || ctx.scan.with(|s| s.bbox.clone())>{status}</p>
+            <p data-testid="scan-status" data-bbox=move || ctx.scan.with(|s| s.bbox.clone())
+                data-total=move || ctx.scan.with(|s| s.total.to_string())
+                data-ms=move || ctx.scan.with(|s| s.took_ms.map(|t| format!("{t:.1}")).unwrap_or_default())>{status}</p>
             <ul class="suggestions" data-testid="suggestion-list" on:keydown=move |e: web_sys::KeyboardEvent| {
                 if e.ctrl_key() || e.meta_key() || e.alt_key() {
                     return;
