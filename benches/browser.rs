@@ -52,6 +52,32 @@ async fn ort_page(c: &fantoccini::Client, base: &str, runs: usize) -> serde_json
     r
 }
 
+/// The `data-*` attributes (and `text`, its inner text) of the element `css` finds, once
+/// `ready` (a JavaScript expression over it, `e`) holds.
+async fn dataset(
+    c: &fantoccini::Client,
+    css: &str,
+    ready: &str,
+    what: &str,
+    secs: u64,
+) -> serde_json::Value {
+    let v = wait_js(
+        c,
+        &format!(
+            "(e => e && ({ready}) && JSON.stringify({{...e.dataset, text: e.innerText}}))(document.querySelector('{css}'))"
+        ),
+        what,
+        secs,
+    )
+    .await;
+    serde_json::from_str(v.as_str().unwrap()).unwrap()
+}
+
+/// A `data-*` attribute read by [`dataset`] as a number (NaN when it is not one).
+fn number(d: &serde_json::Value, key: &str) -> f64 {
+    d[key].as_str().and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN)
+}
+
 /// Fine-tuning 50 tags (three types on distinct map tiles) for 5 epochs in the page: the time
 /// to compute the encoder features (once per tag and view) and per epoch and step of the head.
 async fn fine_tune(c: &fantoccini::Client, url: &str) -> serde_json::Value {
@@ -68,15 +94,8 @@ async fn fine_tune(c: &fantoccini::Client, url: &str) -> serde_json::Value {
     import_tags(c, "bench-finetune.csv", &csv, 50).await;
     set_input(c, "#ft-epochs", "5", "change").await;
     c.find(Locator::Css("[data-testid=finetune-start]")).await.unwrap().click().await.unwrap();
-    let r = wait_js(
-        c,
-        "(r => r && JSON.stringify({...r.dataset}))(document.querySelector('[data-testid=finetune-result]'))",
-        "the fine-tune",
-        900,
-    )
-    .await;
-    let d: serde_json::Value = serde_json::from_str(r.as_str().unwrap()).unwrap();
-    let num = |k: &str| d[k].as_str().and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    let d = dataset(c, "[data-testid=finetune-result]", "true", "the fine-tune", 900).await;
+    let num = |k: &str| number(&d, k);
     json!({
         "bench": "browser_finetune",
         "tags": 50,
@@ -98,15 +117,8 @@ async fn scan(c: &fantoccini::Client, url: &str) -> serde_json::Value {
     ready_ms(c).await;
     set_input(c, "[data-testid=scan-threshold]", "50", "input").await;
     c.find(Locator::Css("[data-testid=scan-view]")).await.unwrap().click().await.unwrap();
-    let v = wait_js(
-        c,
-        "(p => p.dataset.ms && JSON.stringify({...p.dataset, text: p.innerText}))(document.querySelector('[data-testid=scan-status]'))",
-        "the scan",
-        600,
-    )
-    .await;
-    let d: serde_json::Value = serde_json::from_str(v.as_str().unwrap()).unwrap();
-    let num = |k: &str| d[k].as_str().and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    let d = dataset(c, "[data-testid=scan-status]", "e.dataset.ms", "the scan", 600).await;
+    let num = |k: &str| number(&d, k);
     let b: Vec<f64> =
         d["bbox"].as_str().unwrap_or("").split(',').filter_map(|x| x.parse().ok()).collect();
     let (w, h) = (

@@ -356,14 +356,18 @@ fn evaluate_writes_metrics_predictions_errors_and_plots() {
     assert!(c.status.success());
     assert!(String::from_utf8_lossy(&c.stderr).contains("unknown"));
     // safetensors export: PyTorch-style keys next to the same manifest.
-    let o = bin()
-        .args(["export", "--format", "safetensors", "--data"])
-        .arg(&data)
-        .arg("--model")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let export_as = |format: &str| {
+        let o = bin()
+            .args(["export", "--format", format, "--data"])
+            .arg(&data)
+            .arg("--model")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{format}: {}", String::from_utf8_lossy(&o.stderr));
+        o
+    };
+    export_as("safetensors");
     let st = std::fs::read(out.join("export-safetensors/model.safetensors")).unwrap();
     let n = u64::from_le_bytes(st[..8].try_into().unwrap()) as usize;
     let header: serde_json::Value = serde_json::from_slice(&st[8..8 + n]).unwrap();
@@ -371,14 +375,7 @@ fn evaluate_writes_metrics_predictions_errors_and_plots() {
     assert!(out.join("export-safetensors/model.json").is_file());
     // f16 from the run: export measures it on the test split and writes the verdict beside
     // it; the figures are the ones `evaluate` and the f32 bundle give.
-    let o = bin()
-        .args(["export", "--format", "burn-f16", "--data"])
-        .arg(&data)
-        .arg("--model")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = export_as("burn-f16");
     let r: model_core::infer::bundle::PrecisionReport =
         serde_json::from_slice(&std::fs::read(out.join("bundle-f16/precision.json")).unwrap())
             .unwrap();
