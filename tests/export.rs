@@ -186,6 +186,13 @@ fn the_shipped_compact_copy_is_the_shipped_model_in_f16_within_its_budget() {
         ..m.clone()
     };
     assert_eq!(same(&m16), same(&m32));
+    // The README quotes what export measured.
+    let readme = std::fs::read_to_string(format!("{ROOT}/README.md")).unwrap();
+    let (a0, a1) = (report.test_accuracy_f32.unwrap(), report.test_accuracy.unwrap());
+    let (f0, f1) = (report.test_macro_f1_f32.unwrap(), report.test_macro_f1.unwrap());
+    for quoted in [format!("{a0:.3} -> {a1:.3}"), format!("{f0:.3} -> {f1:.3}")] {
+        assert!(readme.contains(&quoted), "README does not quote {quoted}");
+    }
     // Its accuracy is the shipped model's as the bundle records it.
     assert!(
         (report.test_accuracy_f32.unwrap() - m32.provenance.test_accuracy.unwrap()).abs() < 0.05

@@ -32,7 +32,8 @@ pub struct PipelineArgs {
     /// Training epochs (default: train's).
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Also write the exported bundle to assets/model/ (what the app ships).
+    /// Also write the exported bundle to assets/model/ (what the app ships), and its f16 copy
+    /// with its measured accuracy to assets/model/compact/.
     #[arg(long)]
     pub refresh_assets: bool,
 }
@@ -90,19 +91,26 @@ pub fn run(args: PipelineArgs) -> Result<()> {
     times.push(("evaluate", t.elapsed().as_secs_f64()));
 
     let t = Instant::now();
-    let export_to = |dest: Option<PathBuf>| {
+    let export_to = |dest: Option<PathBuf>, format| {
         super::export::export(&ExportArgs {
             model: out.clone(),
             data: data.clone(),
             out: dest,
-            format: Default::default(),
+            format,
             onnx_batch: 1,
         })
         .context("export")
     };
-    let bundle = export_to(None)?;
+    let bundle = export_to(None, Default::default())?;
     if args.refresh_assets {
-        export_to(Some(PathBuf::from("assets/model")))?;
+        // The shipped bundle and its f16 copy with what export measured of it (the page
+        // loads the copy only when that is within its budget).
+        let shipped = PathBuf::from("assets/model");
+        export_to(Some(shipped.clone()), Default::default())?;
+        export_to(
+            Some(shipped.join(model_core::infer::bundle::COMPACT_DIR)),
+            super::export::Format::BurnF16,
+        )?;
     }
     times.push(("export", t.elapsed().as_secs_f64()));
 
