@@ -24,14 +24,13 @@ pub fn format_view(zoom: f64, lat: f64, lon: f64) -> String {
 /// fits in Web Mercator.
 pub fn fit_view(b: (f64, f64, f64, f64)) -> (f64, f64, f64) {
     let (lat, lon) = ((b.1 + b.3) / 2.0, (b.0 + b.2) / 2.0);
-    let y = |lat: f64| {
-        let r = lat.to_radians();
-        (r.tan() + 1.0 / r.cos()).ln() / std::f64::consts::TAU
+    // The bbox in pixels at zoom 0 (model-core's tile math); each zoom doubles it.
+    let px = |lat, lon| model_core::data::tile::lat_lon_to_pixel(lat, lon, 0).ok();
+    let size = match (px(b.1, b.0), px(b.3, b.2)) {
+        (Some(a), Some(c)) => (c.0 - a.0).abs().max((c.1 - a.1).abs()),
+        _ => f64::INFINITY,
     };
-    // The bbox's size as a share of the world's width at zoom 0.
-    let share = ((b.2 - b.0) / 360.0).max((y(b.3) - y(b.1)).abs()).max(1e-9);
-    // 256 * 2^z * share <= 1000.
-    let zoom = (1000.0 / (256.0 * share)).log2().floor().clamp(2.0, 19.0);
+    let zoom = (1000.0 / size.max(1e-9)).log2().floor().clamp(2.0, 19.0);
     (zoom, lat, lon)
 }
 

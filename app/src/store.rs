@@ -98,18 +98,22 @@ impl TagStore {
         }
     }
 
+    /// A tag's `osm_tags` column, parsed and checked against its type's presets (empty: the
+    /// default preset).
+    fn checked_column(&self, t: &Tag) -> Result<Vec<(String, String)>, String> {
+        parse_osm_tags(&t.extra[self.column(OSM_TAGS_COLUMN)])
+            .and_then(|own| checked_osm_tags(&t.label, &own))
+    }
+
     /// A tag's OSM tags as stored (its type's default preset when it has none).
     pub fn osm_tags(&self, t: &Tag) -> Vec<(String, String)> {
-        let own = parse_osm_tags(&t.extra[self.column(OSM_TAGS_COLUMN)]).unwrap_or_default();
-        checked_osm_tags(&t.label, &own).unwrap_or(own)
+        self.checked_column(t).unwrap_or_default()
     }
 
     /// A tag as a new OSM node with its OSM tags.
     fn new_node(&self, t: &Tag) -> Result<NewNode, String> {
-        let own = parse_osm_tags(&t.extra[self.column(OSM_TAGS_COLUMN)])
-            .and_then(|own| checked_osm_tags(&t.label, &own))
-            .map_err(|e| format!("{}: {e}", t.id))?;
-        Ok(NewNode { lat: t.lat, lon: t.lon, tags: own })
+        let tags = self.checked_column(t).map_err(|e| format!("{}: {e}", t.id))?;
+        Ok(NewNode { lat: t.lat, lon: t.lon, tags })
     }
 
     pub fn get(&self, id: &str) -> Option<&Tag> {
@@ -250,8 +254,7 @@ impl TagStore {
         report: &mut ImportReport,
         reject: impl FnOnce(String) -> Rejected,
     ) {
-        let own = &t.extra[self.column(OSM_TAGS_COLUMN)];
-        if let Err(e) = parse_osm_tags(own).and_then(|own| checked_osm_tags(&t.label, &own)) {
+        if let Err(e) = self.checked_column(&t) {
             report.rejected.push(reject(e));
             return;
         }
