@@ -219,17 +219,8 @@ async fn main() {
             let dist = dist_dir();
             // The bundle the page loads: the compact copy when export measured it within the
             // page's budget (the worker's rule), else the f32 one.
-            let shipped = std::path::Path::new(ROOT).join("assets/model");
-            let compact = shipped.join(model_core::infer::bundle::COMPACT_DIR);
-            let within =
-                std::fs::read(compact.join(model_core::infer::bundle::PRECISION_REPORT_FILE))
-                    .ok()
-                    .and_then(|b| {
-                        serde_json::from_slice::<model_core::infer::bundle::PrecisionReport>(&b)
-                            .ok()
-                    })
-                    .is_some_and(|r| r.within_budget());
-            let model = if within { compact } else { shipped };
+            let model =
+                common::model::page_compact().map_or_else(common::model::bundle, |(dir, _)| dir);
             Some(json!({
                 "bench": "browser_ort",
                 "version": r["version"],

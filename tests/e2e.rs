@@ -38,16 +38,12 @@ async fn run_backend(backend: &str, webgpu: bool) {
     assert_eq!(got, json!(backend), "backend badge");
     // The page loads the shipped bundle's compact copy when export measured it within the
     // accuracy budget, and says so.
-    let compact =
-        std::fs::read(format!("{ROOT}/assets/model/compact/precision.json")).ok().and_then(|b| {
-            serde_json::from_slice::<model_core::infer::bundle::PrecisionReport>(&b).ok()
-        });
     let detail = c
         .execute("return document.querySelector('[data-testid=backend-note]').innerText", vec![])
         .await
         .unwrap();
-    match compact.filter(|r| r.within_budget()) {
-        Some(r) => assert!(detail.as_str().unwrap().contains(&r.summary()), "{detail}"),
+    match common::model::page_compact() {
+        Some((_, r)) => assert!(detail.as_str().unwrap().contains(&r.summary()), "{detail}"),
         None => assert!(!detail.as_str().unwrap().contains(" weights, "), "{detail}"),
     }
     wait_js(c, "document.querySelector('#sidebar').dataset.ready === 'true'", "stored tags", 30)

@@ -18,6 +18,16 @@ pub fn bundle() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/model")
 }
 
+/// The shipped bundle's compact copy and what export measured of it, when that is within the
+/// page's budget: the bundle the page loads instead of the f32 one (the worker's rule).
+pub fn page_compact() -> Option<(PathBuf, model_core::infer::bundle::PrecisionReport)> {
+    use model_core::infer::bundle::{COMPACT_DIR, PRECISION_REPORT_FILE, PrecisionReport};
+    let dir = bundle().join(COMPACT_DIR);
+    let bytes = std::fs::read(dir.join(PRECISION_REPORT_FILE)).ok()?;
+    let report: PrecisionReport = serde_json::from_slice(&bytes).ok()?;
+    report.within_budget().then_some((dir, report))
+}
+
 /// The shipped bundle loaded on `device`.
 pub fn shipped(device: &Device) -> Predictor {
     let dir = bundle();
