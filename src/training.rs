@@ -6,7 +6,8 @@ use std::sync::mpsc::sync_channel;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use burn::tensor::Device;
+use burn::module::Module;
+use burn::tensor::{Device, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use model_core::data::augment::AugmentConfig;
 use model_core::data::dataset::PreprocessingMetadata;
@@ -16,8 +17,10 @@ use model_core::rng::Rng;
 use model_core::train::driver::EpochLog;
 use model_core::train::metrics::Metrics;
 use model_core::train::precision::Precision;
+use model_core::train::recipe::TrainConfig;
+use model_core::train::trunk_cache::{TrunkCache, frozen_maps};
 use model_core::train::{Batch, Trainer};
-use model_core::{LabelVocab, ModelConfig};
+use model_core::{AccessModel, LabelVocab, ModelConfig};
 
 use crate::run::DataDir;
 
@@ -87,6 +90,111 @@ impl Split {
         let targets: Vec<usize> = idx.iter().map(|&i| self.labels[i]).collect();
         Ok(Batch::from_inputs(inputs, &targets, self.size, device)?)
     }
+
+    /// The batch of `idx` with `images` in place of their images (frozen-stage maps).
+    fn batch_with(&self, idx: &[usize], images: Tensor<4>, device: &Device) -> Batch {
+        let b = idx.len();
+        let s = self.examples.first().map_or(0, |e| e.source.len());
+        let coords: Vec<f32> = idx.iter().flat_map(|&i| self.examples[i].coords).collect();
+        let sources: Vec<f32> =
+            idx.iter().flat_map(|&i| self.examples[i].source.iter().copied()).collect();
+        let targets: Vec<i64> = idx.iter().map(|&i| self.labels[i] as i64).collect();
+        Batch {
+            images,
+            coords: Tensor::from_data(TensorData::new(coords, [b, 2]), device),
+            sources: Tensor::from_data(TensorData::new(sources, [b, s]), device),
+            targets: Tensor::from_data(TensorData::new(targets, [b]), device),
+        }
+    }
+}
+
+/// Bytes of frozen-stage maps a run keeps in memory (the bundled data's two views of 968 maps
+/// of 112x14x14 take 170 MB); views past it are recomputed each epoch that needs them.
+pub const TRUNK_CACHE_BYTES: usize = 4 << 30;
+
+/// The encoder's frozen stages, in inference form: they never change during a run, so one
+/// copy (batch norms on their running statistics, folded into the convolutions as the
+/// predictor folds them) computes every map. Shared with the loader thread.
+struct FrozenModel {
+    stages: usize,
+    model: AccessModel,
+    inference: Device,
+}
+
+impl FrozenModel {
+    /// The maps `[n, c, h, w]` of `inputs`, read back.
+    fn maps(&self, inputs: &[ModelInput], size: usize) -> Result<(Vec<f32>, [usize; 4])> {
+        let maps = frozen_maps(&self.model, self.stages, inputs, size, &self.inference)?;
+        let shape = maps.dims();
+        let data = maps.into_data().try_into_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        Ok((data, shape))
+    }
+}
+
+/// The encoder's frozen stages of a run and the maps they gave for the training views and
+/// the validation images ([`model_core::train::trunk_cache`]).
+pub struct FrozenStages {
+    model: FrozenModel,
+    train: TrunkCache,
+    val: TrunkCache,
+}
+
+impl FrozenStages {
+    /// For a recipe that freezes stages (`None` otherwise). `model` is the model about to train.
+    pub fn new(
+        cfg: &TrainConfig,
+        model: &AccessModel,
+        train: &Split,
+        val: &Split,
+        device: &Device,
+    ) -> Option<Self> {
+        let stages = cfg.freeze_stages.filter(|&k| k > 0)?;
+        let mut frozen = model.valid();
+        frozen.encoder = frozen.encoder.fold_batch_norms();
+        let val_budget = TRUNK_CACHE_BYTES / 8;
+        Some(Self {
+            model: FrozenModel {
+                stages,
+                model: frozen,
+                inference: device.clone().without_autodiff(),
+            },
+            train: TrunkCache::new(train.labels.len(), cfg.views, TRUNK_CACHE_BYTES - val_budget),
+            val: TrunkCache::new(val.labels.len(), 1, val_budget),
+        })
+    }
+}
+
+/// A batch's model input as the loader hands it over: images, or frozen-stage maps.
+enum Loaded {
+    Images(Vec<ModelInput>),
+    Maps(Vec<f32>, [usize; 4]),
+}
+
+/// The batch of `idx` from frozen-stage `maps` (kept in `cache` under `view` when the budget
+/// allows).
+fn batch_from_maps(
+    split: &Split,
+    cache: &mut TrunkCache,
+    idx: &[usize],
+    view: usize,
+    (maps, shape): (Vec<f32>, [usize; 4]),
+    device: &Device,
+) -> Batch {
+    let images = Tensor::from_data(TensorData::new(maps.clone(), shape), device);
+    cache.store(idx, view, maps, shape);
+    split.batch_with(idx, images, device)
+}
+
+/// The batch of `idx` from maps `cache` holds for `view`.
+fn held_batch(
+    split: &Split,
+    cache: &TrunkCache,
+    idx: &[usize],
+    view: usize,
+    device: &Device,
+) -> Option<Batch> {
+    let images = cache.batch(&cache.get(idx, view)?, device)?;
+    Some(split.batch_with(idx, images, device))
 }
 
 /// Checks that the splits can train: both non-empty, no class only in validation.
@@ -118,16 +226,27 @@ pub struct EpochFigures {
 pub fn train_epoch(
     trainer: &mut Trainer,
     split: &Split,
-    batch_size: usize,
-    augmentation: Option<&AugmentConfig>,
-    mut rng: Rng,
+    cfg: &TrainConfig,
+    epoch: usize,
+    frozen: Option<&mut FrozenStages>,
     device: &Device,
     label: &str,
 ) -> Result<EpochFigures> {
     let t0 = Instant::now();
+    let mut rng = Rng::new(cfg.epoch_seed(epoch));
     let mut order: Vec<usize> = (0..split.labels.len()).collect();
     rng.shuffle(&mut order);
-    let chunks: Vec<&[usize]> = order.chunks(batch_size.max(1)).collect();
+    let chunks: Vec<&[usize]> = order.chunks(cfg.batch_size.max(1)).collect();
+    let augmentation = cfg.augment.then(AugmentConfig::default);
+    // With frozen stages: the epoch's view, and whether its maps must be computed (on the
+    // loader thread, beside the training step: much of a step runs on one core).
+    let view = cfg.epoch_view(epoch);
+    let (frozen_model, mut cache) = match frozen {
+        Some(f) => (Some(&f.model), Some(&mut f.train)),
+        None => (None, None),
+    };
+    let all: Vec<usize> = (0..split.labels.len()).collect();
+    let held = cache.as_ref().is_some_and(|c| c.get(&all, view).is_some());
     let bar = ProgressBar::new(chunks.len() as u64);
     bar.set_style(
         ProgressStyle::with_template(&format!("{label} {{bar:30}} {{pos}}/{{len}} {{msg}}"))
@@ -135,19 +254,44 @@ pub fn train_epoch(
     );
     let (mut loss_sum, mut correct, mut seen, mut skipped) = (0.0f64, 0usize, 0usize, 0u64);
     std::thread::scope(|s| -> Result<()> {
-        let (tx, rx) = sync_channel::<Vec<ModelInput>>(3);
+        let (tx, rx) = sync_channel::<Result<Loaded>>(3);
         let chunks_ref = &chunks;
-        s.spawn(move || {
-            for idx in chunks_ref {
-                let aug = augmentation.map(|a| (a, &mut rng));
-                if tx.send(split.inputs(idx, aug)).is_err() {
-                    break;
+        let augmentation = augmentation.as_ref();
+        if !held {
+            s.spawn(move || {
+                for idx in chunks_ref {
+                    let loaded = match frozen_model {
+                        Some(m) => {
+                            let inputs: Vec<ModelInput> = idx
+                                .iter()
+                                .map(|&i| cfg.training_view(&split.examples[i], i, view))
+                                .collect();
+                            m.maps(&inputs, split.size).map(|(d, s)| Loaded::Maps(d, s))
+                        }
+                        None => Ok(Loaded::Images(
+                            split.inputs(idx, augmentation.map(|a| (a, &mut rng))),
+                        )),
+                    };
+                    if tx.send(loaded).is_err() {
+                        break;
+                    }
                 }
-            }
-        });
+            });
+        }
         for idx in &chunks {
-            let inputs = rx.recv().context("data loader stopped")?;
-            let out = trainer.step(&split.batch(idx, &inputs, device)?);
+            let batch = match (held, cache.as_deref_mut()) {
+                (true, Some(c)) => {
+                    held_batch(split, c, idx, view, device).context("held maps went missing")?
+                }
+                (_, cache) => match (rx.recv().context("data loader stopped")??, cache) {
+                    (Loaded::Images(inputs), _) => split.batch(idx, &inputs, device)?,
+                    (Loaded::Maps(m, s), Some(c)) => {
+                        batch_from_maps(split, c, idx, view, (m, s), device)
+                    }
+                    (Loaded::Maps(..), None) => unreachable!("maps come only with frozen stages"),
+                },
+            };
+            let out = trainer.step(&batch);
             skipped += u64::from(out.skipped);
             loss_sum += f64::from(out.loss) * out.count as f64;
             correct += out.correct;
@@ -169,12 +313,23 @@ pub fn validate(
     trainer: &Trainer,
     split: &Split,
     batch_size: usize,
+    mut frozen: Option<&mut FrozenStages>,
     device: &Device,
 ) -> Result<(f64, Metrics)> {
     let (mut loss, mut preds) = (0.0f64, Vec::new());
     let all: Vec<usize> = (0..split.labels.len()).collect();
     for idx in all.chunks(batch_size.max(1)) {
-        let (l, p) = trainer.predict(&split.batch(idx, &split.inputs(idx, None), device)?);
+        let batch = match frozen.as_deref_mut() {
+            Some(f) => match held_batch(split, &f.val, idx, 0, device) {
+                Some(b) => b,
+                None => {
+                    let maps = f.model.maps(&split.inputs(idx, None), split.size)?;
+                    batch_from_maps(split, &mut f.val, idx, 0, maps, device)
+                }
+            },
+            None => split.batch(idx, &split.inputs(idx, None), device)?,
+        };
+        let (l, p) = trainer.predict(&batch);
         loss += f64::from(l) * idx.len() as f64;
         preds.extend(p);
     }

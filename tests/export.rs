@@ -111,8 +111,8 @@ fn f16_and_int8_bundles_are_smaller_and_predict() {
     let f32_size = std::fs::metadata(bundle().join("weights.bpk")).unwrap().len() as f64;
 
     for (format, max_ratio, max_diff, min_agree) in
-        // int8 (one scale per tensor) moves a probability of the six-class shipped model by up
-        // to about 0.45 on these random inputs (its test accuracy falls 0.486 -> 0.385, as
+        // int8 (one scale per tensor) can move a probability of the six-class shipped model a
+        // lot on these random inputs (on the test split it changed 24 of 208 predictions, as
         // `export` reports and the README says); the labels must still mostly agree (below).
         [(Format::BurnF16, 0.55, 0.01f32, 7), (Format::BurnInt8, 0.35, 0.5f32, 6)]
     {
@@ -145,18 +145,18 @@ fn f16_and_int8_bundles_are_smaller_and_predict() {
     }
 }
 
-/// The page's compact copy of the shipped model (`assets/model/compact/`) is the f16 form of
-/// the shipped f32 weights, byte for byte, with the same manifest, and what `export` measured
-/// of it on the test split is inside the page's budget (1 point of accuracy and of macro-F1),
-/// or the page would not load it.
+/// The page's compact copy of the shipped model (`assets/model/compact/`) is the int8 or f16
+/// form of the shipped f32 weights, with the same manifest, and what `export` measured of it
+/// on the test split is inside the page's budget (1 point of accuracy and of macro-F1), or the
+/// page would not load it. `--refresh-assets` writes int8 when that is within the budget.
 #[test]
-fn the_shipped_compact_copy_is_the_shipped_model_in_f16_within_its_budget() {
+fn the_shipped_compact_copy_is_the_shipped_model_reduced_within_its_budget() {
     use model_core::infer::bundle::{BundleManifest, PrecisionReport};
     let shipped = bundle();
     let compact = shipped.join("compact");
     let report: PrecisionReport =
         serde_json::from_slice(&std::fs::read(compact.join("precision.json")).unwrap()).unwrap();
-    assert_eq!(report.format, "burn-f16");
+    assert!(["burn-int8", "burn-f16"].contains(&report.format.as_str()), "{report:?}");
     assert!(report.within_budget(), "{report:?}");
     assert!(report.test_examples.unwrap() > 100, "{report:?}");
     let device = Device::flex();
@@ -168,15 +168,19 @@ fn the_shipped_compact_copy_is_the_shipped_model_in_f16_within_its_budget() {
     };
     let ((m32, w32), (m16, w16)) = (read(&shipped), read(&compact));
     assert_eq!((report.f32_bytes, report.bytes), (w32.len(), w16.len()));
-    // Its tensors are the shipped ones in f16: it predicts exactly what the shipped weights
-    // converted here predict (the files' parameter ids may differ).
-    let model = model_core::model::persist::model_from_bytes(&m32.config, &w32, &device).unwrap();
-    let f16 = model_core::model::persist::weights_to_bytes_f16(&model).unwrap();
-    let here = model_core::infer::Predictor::from_bundle(&m32, &f16, &device).unwrap();
+    // Its tensors are the shipped ones reduced: it predicts exactly what the shipped weights
+    // reduced here predict (the files' parameter ids may differ).
+    use model_core::model::persist;
+    let model = persist::model_from_bytes(&m32.config, &w32, &device).unwrap();
+    let reduced = match report.format.as_str() {
+        "burn-int8" => persist::weights_to_bytes(&persist::quantize_int8(model).unwrap()),
+        _ => persist::weights_to_bytes_f16(&model),
+    };
+    let here = model_core::infer::Predictor::from_bundle(&m32, &reduced.unwrap(), &device).unwrap();
     let shipped16 = model_core::infer::Predictor::from_bundle(&m16, &w16, &device).unwrap();
     let xs = inputs(&here, 8);
     let (a, b) = (here.predict_batch(&xs).unwrap(), shipped16.predict_batch(&xs).unwrap());
-    assert_eq!(a, b, "compact/weights.bpk is not the shipped weights in f16");
+    assert_eq!(a, b, "compact/weights.bpk is not the shipped weights reduced to {}", report.format);
     // The same model: only the build that exported it may differ.
     let same = |m: &BundleManifest| BundleManifest {
         provenance: model_core::infer::bundle::Provenance {

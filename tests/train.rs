@@ -171,6 +171,49 @@ fn short_run_learns_writes_artifacts_and_resumes_after_a_kill() {
     std::fs::remove_dir_all(&data).ok();
 }
 
+/// With frozen stages, epochs train on cached frozen-stage maps of a fixed set of augmented
+/// views. A run resumed in a new process (its cache empty) recomputes the views it needs and
+/// ends exactly as the uninterrupted run that reused them from its cache.
+#[test]
+fn frozen_stages_train_on_cached_views_and_resume_exactly() {
+    let data = prepared("frozen");
+    let with_views = |out: &str, epochs: &str, views: &str| {
+        let mut c = train_cmd(&data, &data.join(out), epochs);
+        c.args(["--freeze-stages", "2", "--views", views]);
+        c
+    };
+    let run = |out: &str, epochs: &str| with_views(out, epochs, "2");
+    let o = run("whole", "3").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let config = std::fs::read_to_string(data.join("whole/train_config.json")).unwrap();
+    assert!(config.contains("\"views\": 2") && config.contains("\"freeze_stages\": 2"), "{config}");
+    let o = run("resumed", "1").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run("resumed", "3").arg("--resume").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let figures = |out: &str| -> Vec<serde_json::Value> {
+        history(&data.join(out))
+            .into_iter()
+            .map(|mut e| {
+                e.as_object_mut().unwrap().remove("seconds");
+                e
+            })
+            .collect()
+    };
+    assert_eq!(figures("whole").len(), 3);
+    assert_eq!(figures("resumed"), figures("whole"));
+    let a = std::fs::read(data.join("whole/checkpoints/last.bpk")).unwrap();
+    let b = std::fs::read(data.join("resumed/checkpoints/last.bpk")).unwrap();
+    let body =
+        |b: &[u8]| b[10 + u32::from_le_bytes(b[6..10].try_into().unwrap()) as usize..].to_vec();
+    assert!(body(&a) == body(&b), "the weights differ between the resumed and the whole run");
+    // Zero views is refused with the reason.
+    let o = with_views("none", "1", "0").output().unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("views must be > 0"));
+    std::fs::remove_dir_all(&data).ok();
+}
+
 /// Mixed precision from the command line, on the CPU backend (which computes in f16): the
 /// run learns, logs its loss scale, and a resumed run continues with the saved scaler.
 #[test]

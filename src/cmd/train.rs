@@ -9,10 +9,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use model_core::EncoderKind;
-use model_core::data::augment::AugmentConfig;
 use model_core::model::ImageEncoder;
 use model_core::model::persist::weights_to_bytes;
-use model_core::rng::Rng;
 use model_core::train::Trainer;
 use model_core::train::driver::{EpochDriver, EpochLog};
 use model_core::train::precision::Precision;
@@ -20,7 +18,7 @@ use model_core::train::recipe::{SchedulerKind, TrainConfig};
 use model_core::train::schedule::Scheduler;
 
 use crate::run::{DataDir, RunDir, RunState};
-use crate::training::{Split, check_splits, report, train_epoch, validate};
+use crate::training::{FrozenStages, Split, check_splits, report, train_epoch, validate};
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
@@ -48,9 +46,14 @@ pub struct TrainArgs {
     /// Learning-rate schedule, stepped once per epoch [default: cosine].
     #[arg(long, value_parser = super::scheduler_parser())]
     pub scheduler: Option<SchedulerKind>,
-    /// Freeze the first K stages of the image encoder.
+    /// Freeze the first K stages of the image encoder [default: 6 when pretrained]. They run
+    /// once per image and view, in inference mode, and each epoch trains the rest.
     #[arg(long)]
     pub freeze_stages: Option<usize>,
+    /// With frozen stages: augmented views per training image, computed once; epoch E trains
+    /// on view (E - 1) mod N [default: 2].
+    #[arg(long)]
+    pub views: Option<usize>,
     /// Apply the optimiser every N batches (gradient accumulation).
     #[arg(long)]
     pub accumulate: Option<usize>,
@@ -97,7 +100,7 @@ impl TrainArgs {
         }
         over!(
             encoder, epochs, batch_size, lr, scheduler, accumulate, patience, image_size, seed,
-            precision
+            precision, views
         );
         c.pretrained &= !self.no_pretrained;
         if self.freeze_stages.is_some() {
@@ -200,23 +203,15 @@ pub fn train(args: &TrainArgs) -> Result<Vec<EpochLog>> {
     };
 
     let mut driver = EpochDriver::resume(cfg.epochs, cfg.patience, state.driver.clone());
-    let augmentation = cfg.augment.then(AugmentConfig::default);
+    let mut frozen = FrozenStages::new(&cfg, &trainer.model, &train_set, &val_set, &device);
     while let Some(epoch) = driver.next_epoch() {
         let t0 = Instant::now();
         trainer.config.learning_rate = driver.lr();
         device.seed(cfg.epoch_seed(epoch).rotate_left(17));
-        let rng = Rng::new(cfg.epoch_seed(epoch));
         let label = format!("epoch {epoch}/{}", cfg.epochs);
-        let t = train_epoch(
-            &mut trainer,
-            &train_set,
-            cfg.batch_size,
-            augmentation.as_ref(),
-            rng,
-            &device,
-            &label,
-        )?;
-        let (val_loss, m) = validate(&trainer, &val_set, cfg.batch_size, &device)?;
+        let t =
+            train_epoch(&mut trainer, &train_set, &cfg, epoch, frozen.as_mut(), &device, &label)?;
+        let (val_loss, m) = validate(&trainer, &val_set, cfg.batch_size, frozen.as_mut(), &device)?;
         let log = EpochLog {
             epoch,
             train_loss: t.loss,

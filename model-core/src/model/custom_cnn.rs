@@ -1,6 +1,8 @@
 //! A small CNN for quick experiments (about 0.5M parameters): four 3x3 conv + batch norm +
 //! ReLU + 2x2 max-pool stages (32, 64, 128, 256 channels), a 1x1 conv to 512, global pooling.
 
+use std::ops::Range;
+
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
@@ -53,20 +55,29 @@ impl CustomCnn {
     }
 
     pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
-        self.last_stage(self.trunk(x))
+        global_avg_pool(self.stages(x, 0..Self::NUM_STAGES))
     }
 
     /// Everything before the last stage: the feature map the projection takes.
-    pub fn trunk(&self, mut x: Tensor<4>) -> Tensor<4> {
-        for s in &self.stages {
-            x = self.pool.forward(relu(norm(&s.bn, s.conv.forward(x))));
-        }
-        x
+    pub fn trunk(&self, x: Tensor<4>) -> Tensor<4> {
+        self.stages(x, 0..Self::NUM_STAGES - 1)
     }
 
     /// The last stage (the projection) and the pooling.
     pub fn last_stage(&self, x: Tensor<4>) -> Tensor<2> {
-        global_avg_pool(relu(norm(&self.proj_bn, self.proj.forward(x))))
+        global_avg_pool(self.stages(x, Self::NUM_STAGES - 1..Self::NUM_STAGES))
+    }
+
+    /// Runs the stages `range` of [`Self::freeze_stages`]'s numbering on `x` (stages past the
+    /// last are ignored).
+    pub fn stages(&self, mut x: Tensor<4>, range: Range<usize>) -> Tensor<4> {
+        for s in range.start..range.end.min(Self::NUM_STAGES) {
+            x = match self.stages.get(s) {
+                Some(st) => self.pool.forward(relu(norm(&st.bn, st.conv.forward(x)))),
+                None => relu(norm(&self.proj_bn, self.proj.forward(x))),
+            };
+        }
+        x
     }
 
     /// The inference form: every batch norm folded into its convolution ([`fold`]).

@@ -7,6 +7,8 @@
 //! go to the bottom and right. Burn's `PaddingConfig2d::Same` computes exactly that from the
 //! input size (the reference precomputes it for 224x224; identical at that size).
 
+use std::ops::Range;
+
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
@@ -31,6 +33,12 @@ const STAGES: [(usize, usize, usize, usize, usize, usize); 7] = [
     (4, 5, 2, 6, 112, 192),
     (1, 3, 1, 6, 192, 320),
 ];
+
+/// The blocks of MBConv stage `stage` (1..=7, the numbering of `freeze_stages`).
+fn stage_blocks(stage: usize) -> Range<usize> {
+    let start: usize = STAGES[..stage - 1].iter().map(|s| s.0).sum();
+    start..start + STAGES[stage - 1].0
+}
 
 fn same_conv(cin: usize, cout: usize, k: usize, s: usize, groups: usize, d: &Device) -> Conv2d {
     conv([cin, cout], k, s, groups, PaddingConfig2d::Same, d)
@@ -126,21 +134,30 @@ impl EfficientNetLite0 {
 
     /// Pooled features `[B, 1280]`.
     pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
-        self.last_stage(self.trunk(x))
+        global_avg_pool(self.stages(x, 0..Self::NUM_STAGES))
     }
 
     /// The stem and the MBConv stages: the `[B, 320, H/32, W/32]` map the head convolution takes.
     pub fn trunk(&self, x: Tensor<4>) -> Tensor<4> {
-        let mut x = relu6(norm(&self.bn0, self.conv_stem.forward(x)));
-        for b in &self.blocks {
-            x = b.forward(x);
-        }
-        x
+        self.stages(x, 0..Self::NUM_STAGES - 1)
     }
 
     /// The head convolution (the last stage) and the pooling.
     pub fn last_stage(&self, x: Tensor<4>) -> Tensor<2> {
-        global_avg_pool(relu6(norm(&self.bn1, self.conv_head.forward(x))))
+        global_avg_pool(self.stages(x, Self::NUM_STAGES - 1..Self::NUM_STAGES))
+    }
+
+    /// Runs the stages `range` of [`Self::freeze_stages`]'s numbering on `x` (stages past the
+    /// last are ignored).
+    pub fn stages(&self, mut x: Tensor<4>, range: Range<usize>) -> Tensor<4> {
+        for s in range.start..range.end.min(Self::NUM_STAGES) {
+            x = match s {
+                0 => relu6(norm(&self.bn0, self.conv_stem.forward(x))),
+                s if s == Self::NUM_STAGES - 1 => relu6(norm(&self.bn1, self.conv_head.forward(x))),
+                s => self.blocks[stage_blocks(s)].iter().fold(x, |x, b| b.forward(x)),
+            };
+        }
+        x
     }
 
     /// The inference form: every batch norm folded into its convolution ([`fold`]).
@@ -169,20 +186,13 @@ impl EfficientNetLite0 {
             self.conv_stem = self.conv_stem.freeze();
             self.bn0 = self.bn0.freeze();
         }
-        let mut start = 0;
-        let blocks = std::mem::take(&mut self.blocks);
-        let mut ends = Vec::new();
-        for &(repeats, ..) in &STAGES {
-            start += repeats;
-            ends.push(start);
-        }
-        self.blocks = blocks
+        // Blocks of the stages before `k`.
+        let frozen =
+            if k > STAGES.len() { self.blocks.len() } else { stage_blocks(k.max(1)).start };
+        self.blocks = std::mem::take(&mut self.blocks)
             .into_iter()
             .enumerate()
-            .map(|(i, b)| {
-                let stage = 1 + ends.iter().position(|&e| i < e).unwrap_or(STAGES.len());
-                if stage < k { b.freeze() } else { b }
-            })
+            .map(|(i, b)| if i < frozen { b.freeze() } else { b })
             .collect();
         if k >= Self::NUM_STAGES {
             self.conv_head = self.conv_head.freeze();

@@ -1,6 +1,8 @@
 //! MobileNetV3-Small with torchvision's layout (inverted residuals, squeeze-excite with a
 //! hard sigmoid, hard swish), so the parameter count equals torchvision's exactly.
 
+use std::ops::Range;
+
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Dropout, DropoutConfig, Linear, LinearConfig};
@@ -172,21 +174,30 @@ impl MobileNetV3Small {
     }
 
     pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
-        self.last_stage(self.trunk(x))
+        global_avg_pool(self.stages(x, 0..Self::NUM_STAGES))
     }
 
     /// Everything before the last convolution.
     pub fn trunk(&self, x: Tensor<4>) -> Tensor<4> {
-        let mut x = hard_swish(self.stem.forward(x));
-        for b in &self.blocks {
-            x = b.forward(x);
-        }
-        x
+        self.stages(x, 0..Self::NUM_STAGES - 1)
     }
 
     /// The last convolution and the pooling.
     pub fn last_stage(&self, x: Tensor<4>) -> Tensor<2> {
-        global_avg_pool(hard_swish(self.last.forward(x)))
+        global_avg_pool(self.stages(x, Self::NUM_STAGES - 1..Self::NUM_STAGES))
+    }
+
+    /// Runs the stages `range` of [`Self::freeze_stages`]'s numbering on `x` (stages past the
+    /// last are ignored).
+    pub fn stages(&self, mut x: Tensor<4>, range: Range<usize>) -> Tensor<4> {
+        for s in range.start..range.end.min(Self::NUM_STAGES) {
+            x = match s {
+                0 => hard_swish(self.stem.forward(x)),
+                s if s == Self::NUM_STAGES - 1 => hard_swish(self.last.forward(x)),
+                s => self.blocks[s - 1].forward(x),
+            };
+        }
+        x
     }
 
     pub fn forward_classifier(&self, x: Tensor<4>) -> Tensor<2> {

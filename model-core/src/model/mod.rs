@@ -156,6 +156,23 @@ impl ImageEncoder {
         }
     }
 
+    /// Stages `range` of `freeze_stages`'s numbering on `x`: `stages(x, 0..k)` is what `k`
+    /// frozen stages compute, the map a training run caches.
+    pub fn stages(&self, x: Tensor<4>, range: std::ops::Range<usize>) -> Tensor<4> {
+        match self {
+            Self::CustomCnn(m) => m.stages(x, range),
+            Self::MobileNetV3Small(m) => m.stages(x, range),
+            Self::EfficientNetLite0(m) => m.stages(x, range),
+            Self::ResNet(m) => m.stages(x, range),
+        }
+    }
+
+    /// Pooled features from the output of the first `k` stages:
+    /// `features(x) == features_from(stages(x, 0..k), k)`.
+    pub fn features_from(&self, x: Tensor<4>, k: usize) -> Tensor<2> {
+        layers::global_avg_pool(self.stages(x, k..usize::MAX))
+    }
+
     /// The last stage and the pooling: `features(x) == last_stage(trunk(x))`.
     pub fn last_stage(&self, x: Tensor<4>) -> Tensor<2> {
         match self {
@@ -347,6 +364,18 @@ impl AccessModel {
     pub fn forward(&self, images: Tensor<4>, coords: Tensor<2>, sources: Tensor<2>) -> Tensor<2> {
         let features = self.encoder.features(images);
         self.forward_features(features, coords, sources)
+    }
+
+    /// Logits from the output of the encoder's first `k` stages (`k = 0`: from the images):
+    /// what training runs when those stages are frozen and their maps cached.
+    pub fn forward_from(
+        &self,
+        x: Tensor<4>,
+        k: usize,
+        coords: Tensor<2>,
+        sources: Tensor<2>,
+    ) -> Tensor<2> {
+        self.forward_features(self.encoder.features_from(x, k), coords, sources)
     }
 
     /// The part after the image encoder: lets fine-tuning cache frozen image features.

@@ -1,6 +1,8 @@
 //! ResNet-18/34/50 with torchvision's layout (v1.5: the stride of a bottleneck sits on its 3x3
 //! convolution), so parameter counts equal torchvision's exactly.
 
+use std::ops::Range;
+
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
@@ -188,29 +190,29 @@ impl ResNet {
     }
 
     pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
-        self.last_stage(self.trunk(x))
+        global_avg_pool(self.stages(x, 0..Self::NUM_STAGES))
     }
 
     /// The stem and all residual layers but the last.
     pub fn trunk(&self, x: Tensor<4>) -> Tensor<4> {
-        let mut x = self.maxpool.forward(relu(fold_aware_norm(&self.bn1, self.conv1.forward(x))));
-        let n = self.layers.len();
-        for layer in &self.layers[..n.saturating_sub(1)] {
-            for b in &layer.blocks {
-                x = b.forward(x);
-            }
-        }
-        x
+        self.stages(x, 0..Self::NUM_STAGES - 1)
     }
 
     /// The last residual layer and the pooling.
-    pub fn last_stage(&self, mut x: Tensor<4>) -> Tensor<2> {
-        if let Some(layer) = self.layers.last() {
-            for b in &layer.blocks {
-                x = b.forward(x);
-            }
+    pub fn last_stage(&self, x: Tensor<4>) -> Tensor<2> {
+        global_avg_pool(self.stages(x, Self::NUM_STAGES - 1..Self::NUM_STAGES))
+    }
+
+    /// Runs the stages `range` of [`Self::freeze_stages`]'s numbering on `x` (stages past the
+    /// last are ignored).
+    pub fn stages(&self, mut x: Tensor<4>, range: Range<usize>) -> Tensor<4> {
+        for s in range.start..range.end.min(Self::NUM_STAGES) {
+            x = match s {
+                0 => self.maxpool.forward(relu(fold_aware_norm(&self.bn1, self.conv1.forward(x)))),
+                s => self.layers[s - 1].blocks.iter().fold(x, |x, b| b.forward(x)),
+            };
         }
-        global_avg_pool(x)
+        x
     }
 
     /// The inference form: every batch norm folded into its convolution ([`fold`]).

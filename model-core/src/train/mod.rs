@@ -8,6 +8,7 @@ pub mod precision;
 pub mod recipe;
 pub mod schedule;
 pub mod suggestion_metrics;
+pub mod trunk_cache;
 
 use burn::module::Module;
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
@@ -22,6 +23,8 @@ use precision::{LossScaler, Precision};
 /// A batch on a device.
 #[derive(Debug, Clone)]
 pub struct Batch {
+    /// The images, or (with [`StepConfig::start_stage`] `k > 0`) the maps of the encoder's
+    /// first `k` stages.
     pub images: Tensor<4>,
     pub coords: Tensor<2>,
     pub sources: Tensor<2>,
@@ -111,6 +114,9 @@ pub struct StepConfig {
     pub accumulate: usize,
     /// Compute dtype of the forward and backward passes (see [`crate::train::precision`]).
     pub precision: Precision,
+    /// Batches hold the maps of the encoder's first `start_stage` stages, not images: those
+    /// stages are frozen and run beforehand in inference mode ([`crate::train::trunk_cache`]).
+    pub start_stage: usize,
 }
 
 impl Default for StepConfig {
@@ -122,6 +128,7 @@ impl Default for StepConfig {
             class_weights: None,
             accumulate: 1,
             precision: Precision::F32,
+            start_stage: 0,
         }
     }
 }
@@ -183,10 +190,15 @@ impl Trainer {
         }
     }
 
+    /// Logits of `model` on `batch` (images, or maps from [`StepConfig::start_stage`]).
+    fn logits(&self, model: &AccessModel, batch: &Batch) -> Tensor<2> {
+        let (coords, sources) = (batch.coords.clone(), batch.sources.clone());
+        model.forward_from(batch.images.clone(), self.config.start_stage, coords, sources)
+    }
+
     /// Weighted cross-entropy and logits of `model` on `batch`.
     pub fn loss_and_logits(&self, model: &AccessModel, batch: &Batch) -> (Tensor<1>, Tensor<2>) {
-        let logits =
-            model.forward(batch.images.clone(), batch.coords.clone(), batch.sources.clone());
+        let logits = self.logits(model, batch);
         (self.loss.forward(logits.clone(), batch.targets.clone()), logits)
     }
 
@@ -215,8 +227,9 @@ impl Trainer {
         let scale = scaler.scale;
         let half = precision::half_copy(&self.model, dtype);
         let logits = half
-            .forward(
+            .forward_from(
                 batch.images.clone().cast(dtype),
+                self.config.start_stage,
                 batch.coords.clone().cast(dtype),
                 batch.sources.clone().cast(dtype),
             )
@@ -279,9 +292,7 @@ impl Trainer {
 
     /// Predicted class per example and the mean loss, in inference mode.
     pub fn predict(&self, batch: &Batch) -> (f32, Vec<usize>) {
-        let model = self.model.valid();
-        let logits =
-            model.forward(batch.images.clone(), batch.coords.clone(), batch.sources.clone());
+        let logits = self.logits(&self.model.valid(), batch);
         let loss = self.loss.forward(logits.clone(), batch.targets.clone()).into_scalar::<f32>();
         let pred = logits.argmax(1).squeeze_dim::<1>(1).into_data();
         let pred = pred.iter::<i64>().map(|v| v as usize).collect();
@@ -291,9 +302,7 @@ impl Trainer {
     /// Loss and accuracy without updating anything (inference mode: running BN statistics,
     /// no dropout).
     pub fn evaluate(&self, batch: &Batch) -> StepOutput {
-        let model = self.model.valid();
-        let logits =
-            model.forward(batch.images.clone(), batch.coords.clone(), batch.sources.clone());
+        let logits = self.logits(&self.model.valid(), batch);
         let loss = self.loss.forward(logits.clone(), batch.targets.clone()).into_scalar::<f32>();
         StepOutput {
             loss,

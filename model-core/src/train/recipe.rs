@@ -62,6 +62,10 @@ pub struct TrainConfig {
     pub augment: bool,
     /// Compute dtype of the training passes: f32, or mixed f16 / bf16 (f32 master weights).
     pub precision: Precision,
+    /// With frozen stages: the augmented views of each training image. Their frozen-stage
+    /// maps are computed once and epoch `e` trains on view `(e - 1) mod views`
+    /// ([`crate::train::trunk_cache`]). Without frozen stages every epoch draws afresh.
+    pub views: usize,
 }
 
 impl Default for TrainConfig {
@@ -85,6 +89,7 @@ impl Default for TrainConfig {
             seed: 42,
             augment: true,
             precision: Precision::F32,
+            views: 2,
         }
     }
 }
@@ -97,8 +102,8 @@ impl TrainConfig {
             self.pretrained = false;
         }
         let bad = |m: String| Err(CoreError::InvalidConfig(m));
-        if self.epochs == 0 || self.batch_size == 0 || self.accumulate == 0 {
-            return bad("epochs, batch size and accumulate must be > 0".into());
+        if self.epochs == 0 || self.batch_size == 0 || self.accumulate == 0 || self.views == 0 {
+            return bad("epochs, batch size, accumulate and views must be > 0".into());
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return bad(format!("learning rate must be positive, not {}", self.lr));
@@ -153,6 +158,7 @@ impl TrainConfig {
             class_weights: Some(class_weights),
             accumulate: self.accumulate,
             precision: self.precision,
+            start_stage: self.freeze_stages.unwrap_or(0),
         }
     }
 
