@@ -32,8 +32,9 @@ pub struct PipelineArgs {
     /// Training epochs (default: train's).
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Also write the exported bundle to assets/model/ (what the app ships), and its f16 copy
-    /// with its measured accuracy to assets/model/compact/.
+    /// Also write the exported bundle to assets/model/ (what the app ships), and its compact
+    /// copy (int8 when within the page's accuracy budget, else f16) with its measured
+    /// accuracy to assets/model/compact/.
     #[arg(long)]
     pub refresh_assets: bool,
 }
@@ -103,14 +104,19 @@ pub fn run(args: PipelineArgs) -> Result<()> {
     };
     let bundle = export_to(None, Default::default())?;
     if args.refresh_assets {
-        // The shipped bundle and its f16 copy with what export measured of it (the page
-        // loads the copy only when that is within its budget).
+        // The shipped bundle and its compact copy with what export measured of it: int8 when
+        // that is within the page's budget, else f16 (the page loads the copy only when it is
+        // within the budget).
         let shipped = PathBuf::from("assets/model");
         export_to(Some(shipped.clone()), Default::default())?;
-        export_to(
-            Some(shipped.join(model_core::infer::bundle::COMPACT_DIR)),
-            super::export::Format::BurnF16,
-        )?;
+        let compact = shipped.join(model_core::infer::bundle::COMPACT_DIR);
+        export_to(Some(compact.clone()), super::export::Format::BurnInt8)?;
+        let report = compact.join(model_core::infer::bundle::PRECISION_REPORT_FILE);
+        let report: model_core::infer::bundle::PrecisionReport =
+            serde_json::from_slice(&std::fs::read(&report)?).context("export's precision.json")?;
+        if !report.within_budget() {
+            export_to(Some(compact), super::export::Format::BurnF16)?;
+        }
     }
     times.push(("export", t.elapsed().as_secs_f64()));
 
