@@ -30,14 +30,19 @@ pub fn model_from_bytes(
 ) -> Result<AccessModel, CoreError> {
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(weights.to_vec()))
         .map_err(|e| CoreError::CorruptModel(e.to_string()))?;
-    let model = config.init(device)?;
     // f16 weights (a `burn-f16` bundle) are widened to the model's f32 on load, and so are
     // quantized ones (`burn-int8`): int8 then saves download and disk, and the forward pass
-    // runs at f32's speed on the values the backend would dequantize at every pass.
-    let model = model
+    // runs at f32's speed on the values the backend would dequantize at every pass. A model
+    // for inference on a GPU is read and dequantized on the CPU first, then moved: GPU
+    // backends do not all take Burn's native int8 store.
+    let gpu_inference = !device.is_autodiff() && *device != Device::flex();
+    let load_on = if gpu_inference { Device::flex() } else { device.clone() };
+    let model = config
+        .init(&load_on)?
         .try_load_record(record.cast_to_module_dtype())
         .map_err(|e| CoreError::ConfigMismatch(e.to_string()))?;
-    Ok(dequantized(model))
+    let model = dequantized(model);
+    Ok(if gpu_inference { model.to_device(device) } else { model })
 }
 
 /// The model with every quantized parameter turned back into floats (others unchanged).
