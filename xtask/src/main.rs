@@ -83,8 +83,13 @@ fn main() -> Result<()> {
     }
 }
 
+/// The checkout this xtask runs for: `cargo run` names the manifest at run time; the path
+/// baked in at build time is only the fallback (a target folder shared by two checkouts may
+/// hold a binary built in the other one).
 fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the root").to_path_buf()
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    dir.parent().expect("xtask sits in the root").to_path_buf()
 }
 
 /// The shared cache for downloads and venvs (outside the clone, reused by CI).
