@@ -220,9 +220,11 @@ pub struct EpochFigures {
     pub skipped_steps: u64,
 }
 
-/// One epoch over `split` in batches of `batch_size`, in the order and with the augmentation
-/// `rng` draws. Augmentation and normalisation run on a loader thread a few batches ahead, so
-/// the model never waits; a progress bar shows loss and speed.
+/// Epoch `epoch` of the recipe over `split`, in batches, in the order the epoch's seed draws.
+/// Without frozen stages every epoch augments afresh; with them it trains on the epoch's view
+/// ([`TrainConfig::epoch_view`]) from the maps `frozen` holds, or computes them. Augmentation,
+/// normalisation and the frozen stages run on a loader thread a few batches ahead; a progress
+/// bar shows loss and speed.
 pub fn train_epoch(
     trainer: &mut Trainer,
     split: &Split,
