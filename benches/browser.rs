@@ -152,6 +152,16 @@ async fn ready_ms(c: &fantoccini::Client) -> f64 {
     v.as_str().and_then(|s| s.parse().ok()).expect("a number")
 }
 
+/// The app's own profile of its forward pass (`?profile=N`: N passes timed by kind of
+/// operation in the worker), as a `browser_profile` row.
+async fn profile(c: &fantoccini::Client, url: &str, runs: usize) -> serde_json::Value {
+    c.goto(&format!("{url}&profile={runs}")).await.unwrap();
+    let v = wait_js(c, "document.body.dataset.profile", "the profile", 300).await;
+    let mut r: serde_json::Value = serde_json::from_str(v.as_str().unwrap()).unwrap();
+    r["bench"] = json!("browser_profile");
+    r
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let loads = arg("--loads", 3).max(1);
@@ -209,6 +219,7 @@ async fn main() {
         }
     }
     let scan = scan(c, &url).await;
+    let profile = profile(c, &url, predictions).await;
     // The reference's predictions, on its page (same session, after ours).
     let ort = match &ort_base {
         Some(b) => {
@@ -272,6 +283,7 @@ async fn main() {
         println!("{o}");
     }
     println!("{finetune}");
+    println!("{profile}");
     println!("{scan}");
     let version = std::process::Command::new(
         std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),

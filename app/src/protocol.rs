@@ -3,6 +3,7 @@
 
 use model_core::Prediction;
 use model_core::infer::bundle::TileSourceSpec;
+use model_core::model::Op;
 use serde::{Deserialize, Serialize};
 
 /// Which backend the page asks for (`?backend=webgpu|cpu`; default: WebGPU when an adapter
@@ -58,6 +59,8 @@ pub enum ToWorker {
     ImportModel { manifest: String },
     /// Predict at each point (the suggestion layer's scan of the visible map).
     Scan { id: u64, points: Vec<(f64, f64)>, source: String },
+    /// Time `runs` forward passes by kind of operation (`?profile=N`; the benchmark's).
+    Profile { runs: usize },
 }
 
 /// One fine-tuning example: a tag, or (`negative`) a rejected suggestion: not a `label`.
@@ -167,6 +170,14 @@ pub enum FromWorker {
         tiles_ms: f64,
         /// Preprocessing, the forward pass and readback.
         model_ms: f64,
+    },
+    /// Where a forward pass's time goes: the median milliseconds of each kind of operation
+    /// over `runs` passes, and of the whole pass, on `backend`.
+    Profile {
+        runs: usize,
+        backend: String,
+        ops: Vec<(Op, f64)>,
+        total_ms: f64,
     },
     /// Something failed; `id` names the prediction it belongs to, if any.
     Failed {

@@ -147,6 +147,7 @@ fn smoke(root: &Path) -> Result<()> {
     let rows = browser_bench(root, &["--loads", "1", "--predictions", "2"])?;
     find(&rows, "browser_cpu")?;
     find(&rows, "browser_scan")?;
+    find(&rows, "browser_profile")?;
     let rows = cargo_bench("api_load", &["--requests", "4", "--concurrency", "2"])?;
     let api = named(&rows, "api_load");
     if api.len() != 2 || api.iter().any(|r| r["errors"] != 0) {
@@ -557,6 +558,7 @@ fn browser_section(root: &Path) -> Result<String> {
     let o = find(&rows, "browser_ort")?.clone();
     let f = find(&rows, "browser_finetune")?.clone();
     let sc = find(&rows, "browser_scan")?.clone();
+    let profile = profile_table(find(&rows, "browser_profile")?)?;
     let scan = |k: &str| sc[k].as_f64().unwrap_or(f64::NAN);
     let ft = |k: &str| f[k].as_f64().unwrap_or(f64::NAN);
     let num = |k: &str| b[k].as_f64().unwrap_or(f64::NAN);
@@ -585,6 +587,8 @@ cold (empty cache). WebGPU is not measured: this machine has no GPU (SwiftShader
 A ratio below 1 means ONNX Runtime Web is faster or smaller. The whole app (page, worker, map\n\
 library, styles) is {:.2} MB gzip. In the app, a click to an answer on the page (tiles, model,\n\
 worker messaging) takes {:.0} ms p50 / {:.0} ms p95.\n\n\
+### Where the page's forward pass goes\n\n\
+{profile}\n\
 ### Suggestions in the page\n\n\
 \"Scan this view\" over the square `cargo xtask bench suggest` scores natively (centre\n\
 60.1690, 24.9420; the view at zoom 17 is {:.0} m x {:.0} m): the page asks the server for the\n\
@@ -642,6 +646,36 @@ change its speed). A ratio above 1 means AccessAtlas is faster.\n",
         ft("epoch_ms"),
         ft("step_ms"),
         tfjs_step / ft("step_ms"),
+    ))
+}
+
+/// The page's profile of its forward pass (`browser_profile`: the median milliseconds of each
+/// kind of operation over N passes, timed in the worker) as a table and what it says.
+fn profile_table(p: &serde_json::Value) -> Result<String> {
+    let total = p["total_ms"].as_f64().context("profile without total_ms")?;
+    let runs = p["runs"].as_u64().unwrap_or(0);
+    let mut ops: Vec<(String, f64)> = p["ops"]
+        .as_array()
+        .context("profile without ops")?
+        .iter()
+        .filter_map(|o| Some((o[0].as_str()?.replace('_', " "), o[1].as_f64()?)))
+        .collect();
+    ops.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let rows: Vec<String> = ops
+        .iter()
+        .map(|(op, ms)| format!("| {op} | {ms:.1} ms | {:.0} % |", 100.0 * ms / total))
+        .collect();
+    let (top, top_ms) = ops.first().cloned().context("an empty profile")?;
+    Ok(format!(
+        "The app times its own forward pass by kind of operation (`?profile=N` in the address: \
+the worker runs N passes of the shipped model on a blank tile through `Predictor::profile`, \
+which marks the time after each operation; Burn `flex` computes eagerly, so the time between \
+two marks is that operation's). Median of {runs} passes, CPU backend:\n\n\
+| operation | time | share of the pass ({total:.1} ms) |\n|---|---|---|\n{}\n\n\
+Every row is a kernel of Burn `flex` compiled to wasm SIMD128 (the model code only chains \
+them): the largest is {top}, {:.0} % of the pass.\n",
+        rows.join("\n"),
+        100.0 * top_ms / total,
     ))
 }
 

@@ -408,6 +408,10 @@ fn start_worker(ctx: Ctx) {
                 if let Some(s) = model.fine_tune.clone() {
                     ctx.finetune.set(FineTuneState::Kept(s));
                 }
+                // `?profile=N`: time N forward passes by kind of operation (the benchmark's).
+                if let Some(runs) = query_param("profile").and_then(|r| r.parse().ok()) {
+                    send(&ctx, &ToWorker::Profile { runs });
+                }
                 let ready_at_ms = crate::net::now_ms();
                 ctx.model.set(ModelState::Ready {
                     backend,
@@ -433,6 +437,13 @@ fn start_worker(ctx: Ctx) {
                         model_ms,
                         latency_ms: crate::net::now_ms() - ctx.requested_at.get_value(),
                     });
+                }
+            }
+            FromWorker::Profile { .. } => {
+                // For whoever asked (`?profile=N`): the result as JSON on `<body data-profile>`.
+                let body = web_sys::window().and_then(|w| w.document()).and_then(|d| d.body());
+                if let (Some(body), Ok(json)) = (body, serde_json::to_string(&msg)) {
+                    let _ = body.set_attribute("data-profile", &json);
                 }
             }
             FromWorker::Failed { id: None, message } => ctx.model.set(ModelState::Failed(message)),

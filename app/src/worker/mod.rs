@@ -132,6 +132,19 @@ async fn handle(msg: ToWorker, bytes: Option<Vec<u8>>) {
                 Err(message) => post(&FromWorker::Failed { id: None, message }),
             }
         }
+        ToWorker::Profile { runs } => {
+            let Some(m) = STATE.with_borrow(|s| s.loaded.clone()) else {
+                post(&FromWorker::Failed {
+                    id: None,
+                    message: "the model is still loading".into(),
+                });
+                return;
+            };
+            match profile(&m, runs) {
+                Ok(p) => post(&p),
+                Err(message) => post(&FromWorker::Failed { id: None, message }),
+            }
+        }
         ToWorker::Predict { id, lat, lon, source } => {
             let Some(m) = STATE.with_borrow(|s| s.loaded.clone()) else {
                 post(&FromWorker::Failed {
@@ -502,6 +515,36 @@ pub(crate) async fn crop_at(m: &Loaded, lat: f64, lon: f64) -> Result<image::Rgb
         tiles.push((p, img));
     }
     Ok(window.stitch(&tiles, FILL))
+}
+
+/// `runs` forward passes of a blank tile, timed by kind of operation
+/// (`Predictor::profile`): the median of each kind and of the whole pass.
+fn profile(m: &Loaded, runs: usize) -> Result<FromWorker, String> {
+    let s = m.manifest.config.image_size;
+    let blank = image::RgbImage::from_pixel(s, s, image::Rgb(FILL));
+    let (lat, lon) = (m.manifest.scaler.mean[0], m.manifest.scaler.mean[1]);
+    let input = m.predictor.input(&blank, lat, lon, "user").map_err(|e| e.to_string())?;
+    let mut passes = Vec::new();
+    for _ in 0..runs.clamp(1, 1000) {
+        passes.push(m.predictor.profile(&input, &now_ms).map_err(|e| e.to_string())?);
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let kinds: Vec<_> = passes[0].0.iter().map(|(op, _)| *op).collect();
+    let ops = kinds
+        .into_iter()
+        .map(|op| {
+            let times = passes
+                .iter()
+                .map(|(parts, _)| parts.iter().find(|(o, _)| *o == op).map_or(0.0, |p| p.1))
+                .collect();
+            (op, median(times))
+        })
+        .collect();
+    let total_ms = median(passes.iter().map(|p| p.1).collect());
+    Ok(FromWorker::Profile { runs: passes.len(), backend: m.backend.to_string(), ops, total_ms })
 }
 
 async fn predict(

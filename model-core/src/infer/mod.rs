@@ -17,6 +17,7 @@ use crate::data::metadata::Scaler;
 use crate::data::preprocess::ModelInput;
 use crate::data::tile::Window;
 use crate::infer::bundle::{BundleManifest, TileSourceSpec};
+use crate::model::Op;
 use crate::model::persist::model_from_bytes;
 use crate::{AccessModel, CoreError, ModelConfig, Prediction};
 
@@ -111,6 +112,46 @@ impl Predictor {
 
     /// Logits `[n, classes]` for `n` inputs run as one batch.
     fn batch_logits(&self, inputs: &[ModelInput]) -> Result<Tensor<2>, CoreError> {
+        let (images, coords, sources) = self.batch_tensors(inputs)?;
+        Ok(self.model.forward(images, coords, sources))
+    }
+
+    /// One forward pass of `input`, timed by kind of operation with `clock` (milliseconds: the
+    /// worker's `performance.now()`, natively an `Instant`): where the model's time goes, in
+    /// the order the kinds first ran, and the whole pass. Meaningful on a backend that
+    /// computes eagerly (the CPU's `flex`); a GPU's queued work would land on the last mark.
+    pub fn profile(
+        &self,
+        input: &ModelInput,
+        clock: &dyn Fn() -> f64,
+    ) -> Result<(Vec<(Op, f64)>, f64), CoreError> {
+        let (images, coords, sources) = self.batch_tensors(std::slice::from_ref(input))?;
+        let start = clock();
+        let mut last = start;
+        let mut times: Vec<(Op, f64)> = Vec::new();
+        let mut mark = |op: Op| {
+            let now = clock();
+            match times.iter_mut().find(|(o, _)| *o == op) {
+                Some((_, t)) => *t += now - last,
+                None => times.push((op, now - last)),
+            }
+            last = now;
+        };
+        let encoder = &self.model.encoder;
+        let maps = encoder.stages_marked(images, 0..usize::MAX, &mut mark);
+        let features = crate::model::layers::global_avg_pool(maps);
+        mark(Op::Pool);
+        let logits = self.model.forward_features(features, coords, sources);
+        logits.try_into_data().map_err(|e| CoreError::Backend(format!("{e:?}")))?;
+        mark(Op::Head);
+        Ok((times, last - start))
+    }
+
+    /// The batch's tensors: images `[n, 3, s, s]`, coordinates `[n, 2]`, sources `[n, k]`.
+    fn batch_tensors(
+        &self,
+        inputs: &[ModelInput],
+    ) -> Result<(Tensor<4>, Tensor<2>, Tensor<2>), CoreError> {
         let s = self.config.image_size as usize;
         let k = self.config.sources.one_hot_len();
         let n = inputs.len();
@@ -128,7 +169,7 @@ impl Predictor {
             src.extend_from_slice(&input.source);
         }
         let d = &self.device;
-        Ok(self.model.forward(
+        Ok((
             Tensor::<4>::from_data(TensorData::new(img, [n, 3, s, s]), d),
             Tensor::<2>::from_data(TensorData::new(coords, [n, 2]), d),
             Tensor::<2>::from_data(TensorData::new(src, [n, k]), d),
@@ -192,6 +233,46 @@ mod tests {
             }
         }
         worst
+    }
+
+    /// A profile times every kind of operation of EfficientNet-Lite0 once or more, and its
+    /// parts add up to the whole pass; other encoders are one `Encoder` part.
+    #[test]
+    fn a_profile_names_every_kind_of_operation_and_adds_up() {
+        let start = std::time::Instant::now();
+        let clock = move || start.elapsed().as_secs_f64() * 1e3;
+        for (kind, want) in [
+            (
+                EncoderKind::EfficientNetLite0,
+                vec![
+                    Op::StemConv,
+                    Op::Activation,
+                    Op::DepthwiseConv,
+                    Op::PointwiseConv,
+                    Op::Residual,
+                    Op::Pool,
+                    Op::Head,
+                ],
+            ),
+            (EncoderKind::CustomCnn, vec![Op::Encoder, Op::Pool, Op::Head]),
+        ] {
+            let mut config = ModelConfig::new(kind);
+            config.image_size = 32;
+            let device = Device::flex();
+            let model = config.init(&device).unwrap();
+            let p = Predictor::new(config, model, Scaler::default(), 1.0, &device);
+            let img = RgbImage::from_fn(32, 32, |x, y| image::Rgb([x as u8 * 8, y as u8 * 8, 90]));
+            let input = p.input(&img, 60.16, 24.94, "osm").unwrap();
+            let (parts, total) = p.profile(&input, &clock).unwrap();
+            let mut kinds: Vec<Op> = parts.iter().map(|(o, _)| *o).collect();
+            kinds.sort();
+            let mut want = want;
+            want.sort();
+            assert_eq!(kinds, want, "{kind}");
+            let sum: f64 = parts.iter().map(|(_, t)| t).sum();
+            assert!(parts.iter().all(|(_, t)| *t >= 0.0), "{parts:?}");
+            assert!((sum - total).abs() < 1e-6 * total.max(1.0), "{sum} vs {total}");
+        }
     }
 
     /// A predictor is the inference form (norms folded into convolutions), and predicts what

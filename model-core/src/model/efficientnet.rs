@@ -14,6 +14,7 @@ use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
 
+use super::Op;
 use super::layers::{bn, conv, fold, global_avg_pool, norm, relu6};
 
 const BN_EPS: f64 = 1e-3;
@@ -87,15 +88,31 @@ impl MbConvBlock {
     }
 
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
+        self.forward_marked(input, &mut |_| {})
+    }
+
+    /// [`Self::forward`], calling `mark` after each operation.
+    pub fn forward_marked(&self, input: Tensor<4>, mark: &mut dyn FnMut(Op)) -> Tensor<4> {
         let mut x = input.clone();
         if let (Some(c), Some(b)) = (&self.expand_conv, &self.bn0) {
-            x = relu6(norm(b, c.forward(x)));
+            x = norm(b, c.forward(x));
+            mark(Op::PointwiseConv);
+            x = relu6(x);
+            mark(Op::Activation);
         }
-        x = relu6(norm(&self.bn1, self.depthwise_conv.forward(x)));
+        x = norm(&self.bn1, self.depthwise_conv.forward(x));
+        mark(Op::DepthwiseConv);
+        x = relu6(x);
+        mark(Op::Activation);
         x = norm(&self.bn2, self.project_conv.forward(x));
+        mark(Op::PointwiseConv);
         // Drop-connect is a training-time regulariser of the reference; it is the identity at
         // inference and left out here (fine-tuning uses dropout in the fusion and head).
-        if self.residual { x + input } else { x }
+        if self.residual {
+            x = x + input;
+            mark(Op::Residual);
+        }
+        x
     }
 }
 
@@ -149,13 +166,38 @@ impl EfficientNetLite0 {
 
     /// Runs the stages `range` of [`Self::freeze_stages`]'s numbering on `x` (stages past the
     /// last are ignored).
-    pub fn stages(&self, mut x: Tensor<4>, range: Range<usize>) -> Tensor<4> {
+    pub fn stages(&self, x: Tensor<4>, range: Range<usize>) -> Tensor<4> {
+        self.stages_marked(x, range, &mut |_| {})
+    }
+
+    /// [`Self::stages`], calling `mark` after each operation.
+    pub fn stages_marked(
+        &self,
+        mut x: Tensor<4>,
+        range: Range<usize>,
+        mark: &mut dyn FnMut(Op),
+    ) -> Tensor<4> {
         for s in range.start..range.end.min(Self::NUM_STAGES) {
             x = match s {
-                0 => relu6(norm(&self.bn0, self.conv_stem.forward(x))),
-                s if s == Self::NUM_STAGES - 1 => relu6(norm(&self.bn1, self.conv_head.forward(x))),
-                s => self.blocks[stage_blocks(s)].iter().fold(x, |x, b| b.forward(x)),
+                0 => {
+                    let x = norm(&self.bn0, self.conv_stem.forward(x));
+                    mark(Op::StemConv);
+                    x
+                }
+                s if s == Self::NUM_STAGES - 1 => {
+                    let x = norm(&self.bn1, self.conv_head.forward(x));
+                    mark(Op::PointwiseConv);
+                    x
+                }
+                s => {
+                    let blocks = &self.blocks[stage_blocks(s)];
+                    blocks.iter().fold(x, |x, b| b.forward_marked(x, mark))
+                }
             };
+            if s == 0 || s == Self::NUM_STAGES - 1 {
+                x = relu6(x);
+                mark(Op::Activation);
+            }
         }
         x
     }

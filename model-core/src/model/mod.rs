@@ -109,6 +109,29 @@ impl FromStr for EncoderKind {
     }
 }
 
+/// The kinds of operation a marked forward pass reports ([`ImageEncoder::stages_marked`]):
+/// what a profile of the forward pass sums its time by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    /// The stem's 3x3 strided convolution.
+    StemConv,
+    /// 1x1 convolutions: the MBConv expansions and projections, the head convolution.
+    PointwiseConv,
+    /// The MBConv blocks' depthwise 3x3 and 5x5 convolutions.
+    DepthwiseConv,
+    /// ReLU6 (one clamp each).
+    Activation,
+    /// The MBConv blocks' skip connections.
+    Residual,
+    /// Global average pooling.
+    Pool,
+    /// An encoder other than EfficientNet-Lite0, not broken down.
+    Encoder,
+    /// The metadata branch, the fusion and the head.
+    Head,
+}
+
 /// One of the image encoders.
 #[derive(Module, Debug)]
 pub enum ImageEncoder {
@@ -164,6 +187,25 @@ impl ImageEncoder {
             Self::MobileNetV3Small(m) => m.stages(x, range),
             Self::EfficientNetLite0(m) => m.stages(x, range),
             Self::ResNet(m) => m.stages(x, range),
+        }
+    }
+
+    /// [`Self::stages`], calling `mark` after each operation with its kind (EfficientNet-Lite0
+    /// op by op; other encoders once, as [`Op::Encoder`]). On a backend that computes eagerly
+    /// (the CPU's `flex`), the time between marks is that operation's.
+    pub fn stages_marked(
+        &self,
+        x: Tensor<4>,
+        range: std::ops::Range<usize>,
+        mark: &mut dyn FnMut(Op),
+    ) -> Tensor<4> {
+        match self {
+            Self::EfficientNetLite0(m) => m.stages_marked(x, range, mark),
+            other => {
+                let x = other.stages(x, range);
+                mark(Op::Encoder);
+                x
+            }
         }
     }
 

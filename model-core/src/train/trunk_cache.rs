@@ -112,7 +112,7 @@ impl TrunkCache {
         }
         let (kept, s) = *self.kept.get_or_insert_with(|| {
             let per_view = self.examples * c * h * w * std::mem::size_of::<f32>();
-            let fit = if per_view == 0 { self.views } else { self.budget / per_view };
+            let fit = self.budget.checked_div(per_view).unwrap_or(self.views);
             (fit.min(self.views), [c, h, w])
         });
         if view >= kept || s != [c, h, w] {
