@@ -205,7 +205,7 @@ pub fn plan(
 
 /// Stacks model inputs into the encoder's image batch (checked: non-empty, each `[3, size,
 /// size]`).
-fn image_batch(
+pub(crate) fn image_batch(
     inputs: &[ModelInput],
     size: usize,
     device: &Device,

@@ -30,11 +30,7 @@ pub fn frozen_maps(
     size: usize,
     device: &Device,
 ) -> Result<Tensor<4>, CoreError> {
-    if inputs.is_empty() || inputs.iter().any(|x| x.image.len() != 3 * size * size) {
-        return Err(CoreError::BadBatch("inputs do not fit the model".into()));
-    }
-    let images: Vec<f32> = inputs.iter().flat_map(|x| x.image.iter().copied()).collect();
-    let x = Tensor::from_data(TensorData::new(images, [inputs.len(), 3, size, size]), device);
+    let x = crate::train::finetune::image_batch(inputs, size, device)?;
     Ok(model.encoder.stages(x, 0..k))
 }
 
