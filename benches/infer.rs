@@ -19,7 +19,8 @@ use serde_json::json;
 fn main() {
     let repeat: usize = arg("--repeat", 20usize).max(1);
     let batches: String = arg("--batches", "1,16".to_string());
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/model");
+    // `--bundle DIR`: another bundle than the shipped one (`cargo xtask reference encoders`).
+    let dir: String = arg("--bundle", concat!(env!("CARGO_MANIFEST_DIR"), "/assets/model").into());
     let manifest =
         BundleManifest::from_json(&std::fs::read_to_string(format!("{dir}/model.json")).unwrap())
             .unwrap();

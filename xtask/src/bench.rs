@@ -37,7 +37,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn cargo_bench(name: &str, args: &[&str]) -> Result<Vec<serde_json::Value>> {
+pub(crate) fn cargo_bench(name: &str, args: &[&str]) -> Result<Vec<serde_json::Value>> {
     Ok(json_lines(&output(cargo().args(["bench", "--quiet", "--bench", name, "--"]).args(args))?))
 }
 
@@ -171,7 +171,7 @@ fn stamp(section: &str, record: &str) -> String {
 }
 
 /// `_Run: commit abc1234, 2026-11-29, <CPU>, 2 cores, rustc ..._`: what produced a section.
-fn run_record(root: &Path) -> String {
+pub(crate) fn run_record(root: &Path) -> String {
     let git = |args: &[&str]| {
         output(Command::new("git").current_dir(root).args(args))
             .unwrap_or_default()

@@ -18,6 +18,9 @@
 //!   from Debian if no Vulkan driver is present). Not part of `test`: see `gpu.rs`.
 //! - `reference [parity]`: (by hand) builds a Python venv with PyTorch and the reference
 //!   EfficientNet-Lite0, and rewrites the parity fixtures in `tests/fixtures/pretrained/`.
+//! - `reference encoders [ENCODER...]`: (by hand) each encoder trained with the pipeline's
+//!   recipe on the bundled data: parameters, training images/s, inference ms, test accuracy
+//!   and macro-F1, into `tests/fixtures/reference/encoders.json` (the README's table).
 //! - `reference train`: (by hand) the PyTorch mirror trained with the same recipe on the same
 //!   split as `cargo run --release`, into `tests/fixtures/reference/train_torch.json`.
 
@@ -31,6 +34,7 @@ mod bench;
 mod crates;
 mod cycles;
 mod docs;
+mod encoders;
 mod gpu;
 mod scale;
 mod web;
@@ -46,14 +50,17 @@ fn main() -> Result<()> {
         "reference" => match args.get(1).map(String::as_str) {
             None | Some("parity") => reference(&root),
             Some("train") => reference_train(&root),
-            Some(other) => anyhow::bail!("unknown reference task `{other}` (parity or train)"),
+            Some("encoders") => encoders::run(&root, &args[2..]),
+            Some(other) => {
+                anyhow::bail!("unknown reference task `{other}` (parity, train or encoders)")
+            }
         },
         "bench" => bench::bench(&root, &args[1..]),
         "gpu" => gpu::gpu(&root),
         "synth" => scale::synth_task(&root, &args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <serve|test|gpu|bench [--quick] [SECTION...]|reference [parity|train]>"
+                "usage: cargo xtask <serve|test|gpu|bench [--quick] [SECTION...]|reference [parity|train|encoders]>"
             );
             eprintln!(
                 "  serve      build the web app (trunk, release) and serve it on http://127.0.0.1:8080"
