@@ -154,16 +154,6 @@ impl EfficientNetLite0 {
         global_avg_pool(self.stages(x, 0..Self::NUM_STAGES))
     }
 
-    /// The stem and the MBConv stages: the `[B, 320, H/32, W/32]` map the head convolution takes.
-    pub fn trunk(&self, x: Tensor<4>) -> Tensor<4> {
-        self.stages(x, 0..Self::NUM_STAGES - 1)
-    }
-
-    /// The head convolution (the last stage) and the pooling.
-    pub fn last_stage(&self, x: Tensor<4>) -> Tensor<2> {
-        global_avg_pool(self.stages(x, Self::NUM_STAGES - 1..Self::NUM_STAGES))
-    }
-
     /// Runs the stages `range` of [`Self::freeze_stages`]'s numbering on `x` (stages past the
     /// last are ignored).
     pub fn stages(&self, x: Tensor<4>, range: Range<usize>) -> Tensor<4> {

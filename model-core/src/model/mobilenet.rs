@@ -177,16 +177,6 @@ impl MobileNetV3Small {
         global_avg_pool(self.stages(x, 0..Self::NUM_STAGES))
     }
 
-    /// Everything before the last convolution.
-    pub fn trunk(&self, x: Tensor<4>) -> Tensor<4> {
-        self.stages(x, 0..Self::NUM_STAGES - 1)
-    }
-
-    /// The last convolution and the pooling.
-    pub fn last_stage(&self, x: Tensor<4>) -> Tensor<2> {
-        global_avg_pool(self.stages(x, Self::NUM_STAGES - 1..Self::NUM_STAGES))
-    }
-
     /// Runs the stages `range` of [`Self::freeze_stages`]'s numbering on `x` (stages past the
     /// last are ignored).
     pub fn stages(&self, mut x: Tensor<4>, range: Range<usize>) -> Tensor<4> {

@@ -160,22 +160,22 @@ impl ImageEncoder {
 
     /// Pooled features `[B, F]`.
     pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
-        match self {
-            Self::CustomCnn(m) => m.features(x),
-            Self::MobileNetV3Small(m) => m.features(x),
-            Self::EfficientNetLite0(m) => m.features(x),
-            Self::ResNet(m) => m.features(x),
-        }
+        self.features_from(x, 0)
     }
 
     /// Everything before the last stage: a feature map `[B, C, h, w]`. Fine-tuning caches it
     /// when it trains the last stage.
     pub fn trunk(&self, x: Tensor<4>) -> Tensor<4> {
+        self.stages(x, 0..self.num_stages() - 1)
+    }
+
+    /// How many stages `freeze_stages` and [`Self::stages`] count.
+    pub fn num_stages(&self) -> usize {
         match self {
-            Self::CustomCnn(m) => m.trunk(x),
-            Self::MobileNetV3Small(m) => m.trunk(x),
-            Self::EfficientNetLite0(m) => m.trunk(x),
-            Self::ResNet(m) => m.trunk(x),
+            Self::CustomCnn(_) => CustomCnn::NUM_STAGES,
+            Self::MobileNetV3Small(_) => MobileNetV3Small::NUM_STAGES,
+            Self::EfficientNetLite0(_) => EfficientNetLite0::NUM_STAGES,
+            Self::ResNet(_) => ResNet::NUM_STAGES,
         }
     }
 
@@ -217,12 +217,7 @@ impl ImageEncoder {
 
     /// The last stage and the pooling: `features(x) == last_stage(trunk(x))`.
     pub fn last_stage(&self, x: Tensor<4>) -> Tensor<2> {
-        match self {
-            Self::CustomCnn(m) => m.last_stage(x),
-            Self::MobileNetV3Small(m) => m.last_stage(x),
-            Self::EfficientNetLite0(m) => m.last_stage(x),
-            Self::ResNet(m) => m.last_stage(x),
-        }
+        self.features_from(x, self.num_stages() - 1)
     }
 
     /// Logits of the ImageNet classifier (only for encoders built with one).
