@@ -17,6 +17,7 @@ use burn::tensor::Device;
 use model_core::data::dataset::PreprocessingMetadata;
 use model_core::infer::Predictor;
 use model_core::infer::bundle::{BUNDLE_CONFIG_FILE, BUNDLE_WEIGHTS_FILE, BundleManifest};
+use model_core::infer::prior::CandidatePrior;
 use model_core::model::persist::{config_from_json, config_to_json, model_from_bytes};
 use model_core::train::driver::{DriverState, EpochLog};
 use model_core::train::precision::LossScaler;
@@ -218,8 +219,9 @@ impl RunDir {
     pub fn suggestion_prior(&self) -> PathBuf {
         self.root.join("suggestion_prior.json")
     }
-    /// The prior's values, if `evaluate` has measured it.
-    pub fn read_suggestion_prior(&self) -> Result<Option<Vec<f32>>> {
+    /// The prior, overall and per kind (none per kind in runs measured before kinds), if
+    /// `evaluate` has measured it.
+    pub fn read_suggestion_prior(&self) -> Result<Option<CandidatePrior>> {
         let p = self.suggestion_prior();
         if !p.exists() {
             return Ok(None);
@@ -227,9 +229,14 @@ impl RunDir {
         let text = std::fs::read_to_string(&p).with_context(|| p.display().to_string())?;
         let v: serde_json::Value =
             serde_json::from_str(&text).with_context(|| p.display().to_string())?;
-        let prior: Vec<f32> = serde_json::from_value(v["prior"].clone())
+        let overall: Vec<f32> = serde_json::from_value(v["prior"].clone())
             .with_context(|| format!("{}: `prior`", p.display()))?;
-        Ok(Some(prior))
+        let by_kind = match v.get("by_kind") {
+            Some(k) => serde_json::from_value(k.clone())
+                .with_context(|| format!("{}: `by_kind`", p.display()))?,
+            None => Default::default(),
+        };
+        Ok(Some(CandidatePrior { overall, by_kind }))
     }
     /// The suggestion evaluation's suggestions, candidates, figures and plot.
     pub fn suggestions_test(&self) -> PathBuf {

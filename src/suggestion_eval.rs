@@ -16,6 +16,7 @@ use model_core::data::tile::{BBox, TileId, tile_bounds};
 use model_core::data::vocab::NONE_LABEL;
 use model_core::infer::Predictor;
 use model_core::infer::bundle::TileSourceSpec;
+use model_core::infer::prior::CandidatePrior;
 use model_core::train::suggestion_metrics::{
     Suggested, SuggestionEval, candidate_prior, match_suggestions, pr_curves,
 };
@@ -24,7 +25,7 @@ use crate::fsutil::write_atomic;
 use crate::osm::rules::Rules;
 use crate::osm::{OsmMap, mapped_features};
 use crate::run::RunDir;
-use crate::suggestions::{ALREADY_MAPPED_M, Suggestion, candidates_in, kinds, predict_at, select};
+use crate::suggestions::{ALREADY_MAPPED_M, Suggestion, candidates_in, predict_at, select};
 use crate::tiles::Politeness;
 
 /// Suggestions match true features within this radius (the "already mapped" radius).
@@ -97,8 +98,9 @@ pub fn unsurveyed(map: &OsmMap, rules: &Rules, tags: &[Tag], zoom: u8) -> Result
     Ok(Unsurveyed { map, candidates, truth, cells })
 }
 
-/// Measures the candidates' class prior on the training split's cells (as if never surveyed,
-/// like the test cells) and writes it to the run's `suggestion_prior.json`.
+/// Measures the candidates' class prior, overall and per kind, on the training split's cells
+/// (as if never surveyed, like the test cells) and writes it to the run's
+/// `suggestion_prior.json`.
 pub fn measure_candidate_prior(
     run: &RunDir,
     map: &OsmMap,
@@ -106,14 +108,14 @@ pub fn measure_candidate_prior(
     train: &[Tag],
     zoom: u8,
     labels: &LabelVocab,
-) -> Result<Vec<f32>> {
+) -> Result<CandidatePrior> {
     let u = unsurveyed(map, rules, train, zoom)?;
-    let points: Vec<(f64, f64)> = u.candidates.iter().map(|c| (c.lat, c.lon)).collect();
-    let prior = candidate_prior(&points, &u.truth, labels, MATCH_RADIUS_M);
+    let prior = candidate_prior(&u.candidates, &u.truth, labels, MATCH_RADIUS_M);
     let json = serde_json::json!({
         "labels": labels.names(),
-        "prior": prior,
-        "candidates": points.len(),
+        "prior": prior.overall,
+        "by_kind": prior.by_kind,
+        "candidates": u.candidates.len(),
         "cells": u.cells.len(),
         "measured_on": "the training split's cells, its features removed",
     });
@@ -150,7 +152,7 @@ pub fn evaluate_suggestions(run: &RunDir, i: Inputs) -> Result<SuggestionEval> {
             format!("{:.7}", s.candidate.lon),
             s.prediction.label.clone(),
             format!("{:.6}", s.prediction.confidence),
-            kinds(&s.candidate),
+            s.candidate.reasons(),
             m.map(|j| truth[j].id.clone()).unwrap_or_default(),
         ])?;
     }
@@ -158,7 +160,7 @@ pub fn evaluate_suggestions(run: &RunDir, i: Inputs) -> Result<SuggestionEval> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(["lat", "lon", "candidate"])?;
     for c in &found {
-        w.write_record([format!("{:.7}", c.lat), format!("{:.7}", c.lon), kinds(c)])?;
+        w.write_record([format!("{:.7}", c.lat), format!("{:.7}", c.lon), c.reasons()])?;
     }
     write_atomic(&run.candidates_test(), &w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)?;
 

@@ -65,7 +65,7 @@ pub fn candidates_in(map: &OsmMap, bbox: &BBox) -> Vec<Candidate> {
 }
 
 /// The model's prediction at every candidate, in their order, from the model's own tiles,
-/// in batches, under the candidates' prior when the model has one
+/// in batches, under the prior of each candidate's kind when the model has one
 /// ([`Predictor::at_candidate`]).
 pub fn predict_at(
     predictor: &Predictor,
@@ -95,7 +95,7 @@ pub fn predict_at(
             inputs.push(predictor.input(&img, c.lat, c.lon, "osm")?);
         }
         for ((c, _), p) in chunk.iter().zip(predictor.predict_batch(&inputs)?) {
-            let prediction = predictor.at_candidate(p);
+            let prediction = predictor.at_candidate(p, &c.reasons());
             out.push(Suggestion { candidate: (*c).clone(), prediction });
         }
     }
@@ -169,11 +169,6 @@ pub fn area(text: &str, max_km2: f64) -> Result<BBox, AreaError> {
     Ok(b)
 }
 
-/// A candidate's kinds, `+`-joined.
-pub fn kinds(c: &Candidate) -> String {
-    c.kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join("+")
-}
-
 /// `lat,lon,type,confidence,candidate,p_<type>...`
 pub fn to_csv(s: &Suggested) -> Result<String> {
     let mut w = csv::Writer::from_writer(Vec::new());
@@ -187,7 +182,7 @@ pub fn to_csv(s: &Suggested) -> Result<String> {
             format!("{:.7}", g.candidate.lon),
             g.prediction.label.clone(),
             format!("{:.6}", g.prediction.confidence),
-            kinds(&g.candidate),
+            g.candidate.reasons(),
         ];
         row.extend(s.labels.iter().map(|l| {
             let p = g.prediction.probabilities.0.iter().find(|(k, _)| k == l).map(|(_, v)| *v);
@@ -221,7 +216,7 @@ pub fn to_maproulette(s: &Suggested) -> Result<String> {
                         "accessatlas:confidence".into(),
                         serde_json::json!((g.prediction.confidence * 1e4).round() / 1e4),
                     ),
-                    ("accessatlas:candidate".into(), kinds(&g.candidate).into()),
+                    ("accessatlas:candidate".into(), g.candidate.reasons().into()),
                 ],
             })
         })
@@ -241,7 +236,7 @@ pub fn to_geojson(s: &Suggested) -> serde_json::Value {
                 "properties": {
                     "type": g.prediction.label,
                     "confidence": g.prediction.confidence,
-                    "candidate": kinds(&g.candidate),
+                    "candidate": g.candidate.reasons(),
                     "probabilities": g.prediction.probabilities,
                 },
             })

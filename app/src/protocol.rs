@@ -58,9 +58,18 @@ pub enum ToWorker {
     /// Its weights travel beside the message as bytes (`transfer`).
     ImportModel { manifest: String },
     /// Predict at each point (the suggestion layer's scan of the visible map).
-    Scan { id: u64, points: Vec<(f64, f64)>, source: String },
+    Scan { id: u64, points: Vec<ScanPoint>, source: String },
     /// Time `runs` forward passes by kind of operation (`?profile=N`; the benchmark's).
     Profile { runs: usize },
+}
+
+/// A point a scan asks the model about, with the reasons it is a candidate (`+`-joined, as
+/// `/api/candidates` names them; empty for a grid point): they pick the candidates' prior.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScanPoint {
+    pub lat: f64,
+    pub lon: f64,
+    pub reasons: String,
 }
 
 /// One fine-tuning example: a tag, or (`negative`) a rejected suggestion: not a `label`.

@@ -253,7 +253,7 @@ async fn candidates_in(
                 serde_json::json!({
                     "type": "Feature",
                     "geometry": {"type": "Point", "coordinates": [c.lon, c.lat]},
-                    "properties": {"candidate": crate::suggestions::kinds(c)},
+                    "properties": {"candidate": c.reasons()},
                 })
             })
             .collect();

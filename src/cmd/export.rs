@@ -108,7 +108,11 @@ fn from_run(args: &ExportArgs) -> Result<Source> {
         config,
         temperature,
         tile_source,
-        candidate_prior,
+        candidate_prior_by_kind: candidate_prior
+            .as_ref()
+            .filter(|p| !p.by_kind.is_empty())
+            .map(|p| p.by_kind.clone()),
+        candidate_prior: candidate_prior.map(|p| p.overall),
         provenance: Provenance {
             data_hash: meta.input_hash.clone(),
             git_revision: git_revision(),

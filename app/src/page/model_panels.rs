@@ -16,7 +16,7 @@ use wasm_bindgen::JsCast;
 
 use super::files::download;
 use super::{Ctx, FineTuneState, ModelState, Rejection, Suggestion, letter, send, send_with_bytes};
-use crate::protocol::{FineTuneExample, ModelOrigin, ToWorker};
+use crate::protocol::{FineTuneExample, ModelOrigin, ScanPoint, ToWorker};
 
 /// Points per side of the scan grid.
 const SCAN_GRID: usize = 4;
@@ -363,7 +363,11 @@ fn scan(ctx: &Ctx) {
                         (0..k).map(move |j| {
                             let fy = (i as f64 + 0.5) / k as f64;
                             let fx = (j as f64 + 0.5) / k as f64;
-                            (s + (n - s) * fy, w + (e - w) * fx)
+                            ScanPoint {
+                                lat: s + (n - s) * fy,
+                                lon: w + (e - w) * fx,
+                                reasons: String::new(),
+                            }
                         })
                     })
                     .collect();
@@ -447,9 +451,9 @@ pub fn focus_accept(key: u64) {
 /// and what is mapped there, from the server.
 async fn view_candidates(
     bbox: &str,
-) -> Result<(Vec<(f64, f64)>, Vec<model_core::data::candidates::MappedFeature>), String> {
+) -> Result<(Vec<ScanPoint>, Vec<model_core::data::candidates::MappedFeature>), String> {
     let c = get_json(&format!("{}api/candidates?bbox={bbox}", super::base_url())).await?;
-    let mut cands: Vec<(usize, (f64, f64))> = features(&c)?
+    let mut cands: Vec<(usize, ScanPoint)> = features(&c)?
         .iter()
         .filter_map(|x| {
             let kinds = x["properties"]["candidate"].as_str().unwrap_or("");
@@ -464,10 +468,13 @@ async fn view_candidates(
             } else {
                 2
             };
-            Some((rank, point(x)?))
+            let (lat, lon) = point(x)?;
+            Some((rank, ScanPoint { lat, lon, reasons: kinds.to_string() }))
         })
         .collect();
-    cands.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.0.total_cmp(&b.1.0)).then(a.1.1.total_cmp(&b.1.1)));
+    cands.sort_by(|a, b| {
+        a.0.cmp(&b.0).then(a.1.lat.total_cmp(&b.1.lat)).then(a.1.lon.total_cmp(&b.1.lon))
+    });
     let points = cands.into_iter().take(SCAN_MAX).map(|(_, p)| p).collect();
     let mapped = features_in(bbox).await?;
     Ok((points, mapped))

@@ -28,7 +28,8 @@ use crate::net::{begin, now_ms};
 use base64::Engine;
 
 use crate::protocol::{
-    BackendChoice, BackendNote, FineTuneSummary, FromWorker, ModelInfo, ModelOrigin, ToWorker,
+    BackendChoice, BackendNote, FineTuneSummary, FromWorker, ModelInfo, ModelOrigin, ScanPoint,
+    ToWorker,
 };
 
 pub(crate) struct Loaded {
@@ -232,11 +233,11 @@ async fn handle(msg: ToWorker, bytes: Option<Vec<u8>>) {
         ToWorker::Scan { id, points, source } => {
             let Some(m) = STATE.with_borrow(|s| s.loaded.clone()) else { return };
             let mut failed = 0;
-            for (lat, lon) in points {
+            for ScanPoint { lat, lon, reasons } in points {
                 match predict(&m, id, lat, lon, &source).await {
                     Ok(FromWorker::Prediction { prediction, .. }) => {
-                        // Candidates, not a point a mapper chose: under the candidates' prior.
-                        let prediction = m.predictor.at_candidate(prediction);
+                        // Candidates, not a point a mapper chose: under the prior of their kind.
+                        let prediction = m.predictor.at_candidate(prediction, &reasons);
                         post(&FromWorker::ScanResult { id, lat, lon, prediction })
                     }
                     _ => failed += 1,

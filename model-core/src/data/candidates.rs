@@ -102,6 +102,14 @@ pub struct Candidate {
     pub kinds: Vec<CandidateKind>,
 }
 
+impl Candidate {
+    /// Its reasons, `+`-joined in order (e.g. `kerb+marked_crossing`): what the CSV's
+    /// `candidate` column shows and what names its kind in the candidates' prior.
+    pub fn reasons(&self) -> String {
+        self.kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join("+")
+    }
+}
+
 /// Every OSM key the candidate finder and the background sampler read. A map reader may drop
 /// the other tags of elements that are not features (the tests' debug builds check each read
 /// against this list).

@@ -4,10 +4,13 @@
 //! A model only understands tiles like those it was trained on, so the bundle records its tile
 //! source and zoom, and every consumer cuts its input from that source.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::data::metadata::Scaler;
 use crate::data::tile::{TileId, expand_template};
+use crate::infer::prior::{CandidatePrior, KindPrior};
 use crate::{CoreError, ModelConfig};
 
 /// Format tag of `model.json`; bump on incompatible changes.
@@ -147,6 +150,10 @@ pub struct BundleManifest {
     /// reweighs the class-balanced model's probabilities with. Absent in older bundles.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub candidate_prior: Option<Vec<f32>>,
+    /// The same per kind of candidate (its `+`-joined reasons), with how many training
+    /// candidates each was measured on ([`crate::infer::prior`]). Absent in older bundles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate_prior_by_kind: Option<BTreeMap<String, KindPrior>>,
 }
 
 impl BundleManifest {
@@ -160,15 +167,14 @@ impl BundleManifest {
             )));
         }
         m.config.validate()?;
-        if let Some(p) = &m.candidate_prior
-            && (p.len() != m.config.num_classes()
-                || p.iter().any(|x| !(x.is_finite() && *x >= 0.0)))
-        {
-            return Err(CoreError::ConfigMismatch(format!(
-                "candidate_prior: {} values for {} classes, each a share in 0..1",
-                p.len(),
-                m.config.num_classes()
-            )));
+        if m.candidate_prior_by_kind.is_some() && m.candidate_prior.is_none() {
+            return Err(CoreError::ConfigMismatch(
+                "candidate_prior_by_kind without candidate_prior".into(),
+            ));
+        }
+        if let Some(p) = m.candidate_prior() {
+            p.check(m.config.num_classes())
+                .map_err(|e| CoreError::ConfigMismatch(format!("candidate_prior: {e}")))?;
         }
         if m.class_weights.len() != m.config.num_classes() {
             return Err(CoreError::ConfigMismatch(format!(
@@ -178,6 +184,14 @@ impl BundleManifest {
             )));
         }
         Ok(m)
+    }
+
+    /// The candidates' prior, overall and per kind, when measured.
+    pub fn candidate_prior(&self) -> Option<CandidatePrior> {
+        self.candidate_prior.as_ref().map(|overall| CandidatePrior {
+            overall: overall.clone(),
+            by_kind: self.candidate_prior_by_kind.clone().unwrap_or_default(),
+        })
     }
 
     pub fn to_json(&self) -> String {
@@ -303,6 +317,7 @@ mod tests {
             class_weights: vec![1.0; 5],
             tile_source: TileSourceSpec::Render { style: "s".into(), zoom: 19 },
             candidate_prior: None,
+            candidate_prior_by_kind: None,
             provenance: Provenance {
                 data_hash: "h".into(),
                 git_revision: "r".into(),
@@ -328,6 +343,24 @@ mod tests {
         assert!(BundleManifest::from_json(&with.to_json()).is_err());
         with.candidate_prior = Some(vec![0.1, -1.0, 0.0, 0.0, 0.0]);
         assert!(BundleManifest::from_json(&with.to_json()).is_err());
+        // So does one per kind; a kind's list of the wrong length, or kinds without the
+        // overall prior, are refused.
+        with.candidate_prior = Some(vec![0.1, 0.0, 0.05, 0.0, 0.02]);
+        let kind = KindPrior { candidates: 7, prior: vec![0.0, 0.0, 0.5, 0.0, 0.0] };
+        with.candidate_prior_by_kind = Some(BTreeMap::from([("entrance".to_string(), kind)]));
+        let back = BundleManifest::from_json(&with.to_json()).unwrap();
+        assert_eq!(back, with);
+        assert_eq!(
+            back.candidate_prior().unwrap().for_reasons("facade"),
+            with.candidate_prior.unwrap()
+        );
+        let mut short = back.clone();
+        short.candidate_prior_by_kind.as_mut().unwrap().get_mut("entrance").unwrap().prior.pop();
+        let e = BundleManifest::from_json(&short.to_json()).unwrap_err().to_string();
+        assert!(e.contains("kind `entrance`"), "{e}");
+        let mut orphan = back.clone();
+        orphan.candidate_prior = None;
+        assert!(BundleManifest::from_json(&orphan.to_json()).is_err());
         let mut bad = m.clone();
         bad.class_weights.pop();
         assert!(BundleManifest::from_json(&bad.to_json()).is_err());

@@ -8,6 +8,7 @@
 pub mod bundle;
 pub mod calibration;
 pub mod prediction;
+pub mod prior;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -17,6 +18,7 @@ use crate::data::metadata::Scaler;
 use crate::data::preprocess::ModelInput;
 use crate::data::tile::Window;
 use crate::infer::bundle::{BundleManifest, TileSourceSpec};
+use crate::infer::prior::CandidatePrior;
 use crate::model::Op;
 use crate::model::persist::model_from_bytes;
 use crate::{AccessModel, CoreError, ModelConfig, Prediction};
@@ -31,8 +33,9 @@ pub struct Predictor {
     pub scaler: Scaler,
     /// Softmax temperature (1 when not calibrated).
     pub temperature: f32,
-    /// The suggestion candidates' class prior (the bundle's `candidate_prior`), if measured.
-    pub candidate_prior: Option<Vec<f32>>,
+    /// The suggestion candidates' class prior, overall and per kind (the bundle's
+    /// `candidate_prior` and `candidate_prior_by_kind`), if measured.
+    pub candidate_prior: Option<CandidatePrior>,
     device: Device,
 }
 
@@ -64,15 +67,16 @@ impl Predictor {
             manifest.temperature,
             device,
         );
-        p.candidate_prior = manifest.candidate_prior.clone();
+        p.candidate_prior = manifest.candidate_prior();
         Ok(p)
     }
 
-    /// A prediction at a suggestion candidate: under the candidates' prior when the bundle
-    /// has one ([`Prediction::with_prior`]), as it is otherwise.
-    pub fn at_candidate(&self, p: Prediction) -> Prediction {
+    /// A prediction at a suggestion candidate found for `reasons` (its `+`-joined kinds):
+    /// under that kind's prior when the bundle has one ([`CandidatePrior::for_reasons`],
+    /// [`Prediction::with_prior`]), as it is otherwise.
+    pub fn at_candidate(&self, p: Prediction, reasons: &str) -> Prediction {
         match &self.candidate_prior {
-            Some(prior) => p.with_prior(prior),
+            Some(prior) => p.with_prior(&prior.for_reasons(reasons)),
             None => p,
         }
     }

@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::candidates::MappedFeature;
+use crate::data::candidates::{Candidate, MappedFeature};
 use crate::data::tile::distance_m;
+use crate::infer::prior::{CandidatePrior, KindPrior};
 
 /// A suggestion as the evaluation reads it: where, which type, how sure.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -140,31 +141,54 @@ impl SuggestionEval {
     }
 }
 
-/// The class prior at suggestion candidates (label order): per feature type, the share of
-/// `candidates` within `radius_m` of a mapped feature of that type; for `none`, the share near
-/// no feature at all. What the class-balanced model's probabilities are reweighed with
-/// ([`crate::Prediction::with_prior`]); measured on cells the model trained on, never the test.
+/// The class prior at suggestion candidates (label order), overall and per kind of candidate
+/// (its [`Candidate::reasons`]): per feature type, the share of candidates within `radius_m`
+/// of a mapped feature of that type; for `none`, the share near no feature at all. What the
+/// class-balanced model's probabilities are reweighed with ([`crate::Prediction::with_prior`]);
+/// measured on cells the model trained on, never the test.
 pub fn candidate_prior(
-    candidates: &[(f64, f64)],
+    candidates: &[Candidate],
     features: &[MappedFeature],
     labels: &crate::LabelVocab,
     radius_m: f64,
-) -> Vec<f32> {
-    let near = |c: &(f64, f64), label: Option<&str>| {
-        features.iter().any(|t| label.is_none_or(|l| t.label == l) && within(c.0, c.1, t, radius_m))
-    };
-    labels
-        .names()
+) -> CandidatePrior {
+    let none = labels.none_index();
+    // Per candidate, which classes it counts for.
+    let hits: Vec<Vec<bool>> = candidates
         .iter()
-        .map(|l| {
-            let n = if Some(l.as_str()) == labels.none_index().and_then(|i| labels.name(i)) {
-                candidates.iter().filter(|c| !near(c, None)).count()
-            } else {
-                candidates.iter().filter(|c| near(c, Some(l))).count()
+        .map(|c| {
+            let near = |label: Option<&str>| {
+                features.iter().any(|t| {
+                    label.is_none_or(|l| t.label == l) && within(c.lat, c.lon, t, radius_m)
+                })
             };
-            ratio(n, candidates.len()) as f32
+            let any = near(None);
+            labels
+                .names()
+                .iter()
+                .enumerate()
+                .map(|(i, l)| if Some(i) == none { !any } else { any && near(Some(l)) })
+                .collect()
         })
-        .collect()
+        .collect();
+    let shares = |members: &[usize]| -> Vec<f32> {
+        (0..labels.len())
+            .map(|k| ratio(members.iter().filter(|&&i| hits[i][k]).count(), members.len()) as f32)
+            .collect()
+    };
+    let mut kinds: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, c) in candidates.iter().enumerate() {
+        kinds.entry(c.reasons()).or_default().push(i);
+    }
+    CandidatePrior {
+        overall: shares(&(0..candidates.len()).collect::<Vec<_>>()),
+        by_kind: kinds
+            .into_iter()
+            .map(|(k, members)| {
+                (k, KindPrior { candidates: members.len(), prior: shares(&members) })
+            })
+            .collect(),
+    }
 }
 
 /// Precision and recall at each threshold, per type (`labels`) and overall (`"all"`):
@@ -218,13 +242,32 @@ mod tests {
     }
 
     #[test]
-    fn the_candidate_prior_is_the_share_near_each_type_and_none_near_nothing() {
+    fn the_candidate_prior_is_the_share_near_each_type_and_none_near_nothing_per_kind() {
+        use crate::data::candidates::CandidateKind::{Entrance, Facade, MarkedEntrance};
         let labels = crate::LabelVocab::with_none();
         let feats = [t("a", 0.0, "ramp"), t("b", 100.0, "entrance")];
-        let cands =
-            [(north(1.0), 25.0), (north(2.0), 25.0), (north(99.0), 25.0), (north(50.0), 25.0)];
+        let c = |m: f64, kinds: Vec<crate::data::candidates::CandidateKind>| Candidate {
+            lat: north(m),
+            lon: 25.0,
+            kinds,
+        };
+        let cands = [
+            c(1.0, vec![Facade]),
+            c(2.0, vec![Facade]),
+            c(99.0, vec![Entrance, MarkedEntrance]),
+            c(50.0, vec![Facade]),
+        ];
         let p = candidate_prior(&cands, &feats, &labels, 5.0);
-        assert_eq!(p, vec![0.5, 0.0, 0.25, 0.0, 0.0, 0.25]);
+        assert_eq!(p.overall, vec![0.5, 0.0, 0.25, 0.0, 0.0, 0.25]);
+        assert_eq!(p.by_kind.len(), 2);
+        let facade = &p.by_kind["facade"];
+        assert_eq!(facade.candidates, 3);
+        assert_eq!(facade.prior, vec![2.0 / 3.0, 0.0, 0.0, 0.0, 0.0, 1.0 / 3.0]);
+        let marked = &p.by_kind["entrance+marked_entrance"];
+        assert_eq!(
+            (marked.candidates, marked.prior.clone()),
+            (1, vec![0.0, 0.0, 1.0, 0.0, 0.0, 0.0])
+        );
     }
 
     #[test]
