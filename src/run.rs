@@ -238,6 +238,28 @@ impl RunDir {
         };
         Ok(Some(CandidatePrior { overall, by_kind }))
     }
+    /// The suggestions' default threshold `evaluate` chooses on the validation cells.
+    pub fn suggestion_threshold(&self) -> PathBuf {
+        self.root.join("suggestion_threshold.json")
+    }
+    /// That threshold, if `evaluate` has chosen one.
+    pub fn read_suggest_threshold(&self) -> Result<Option<f32>> {
+        let p = self.suggestion_threshold();
+        if !p.exists() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&p).with_context(|| p.display().to_string())?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| p.display().to_string())?;
+        let t: Option<f32> = serde_json::from_value(v["threshold"].clone())
+            .with_context(|| format!("{}: `threshold`", p.display()))?;
+        match t {
+            Some(t) if !(0.0..=1.0).contains(&t) => {
+                bail!("{}: `threshold` {t} is not between 0 and 1", p.display())
+            }
+            t => Ok(t),
+        }
+    }
     /// The suggestion evaluation's suggestions, candidates, figures and plot.
     pub fn suggestions_test(&self) -> PathBuf {
         self.errors().join("suggestions_test.csv")
@@ -397,6 +419,7 @@ pub fn load_predictor(dir: &Path, device: &Device) -> Result<Predictor> {
     }
     let mut p = Predictor::new(config, model, meta.scaler, run.temperature()?, device);
     p.candidate_prior = run.read_suggestion_prior()?;
+    p.suggest_threshold = run.read_suggest_threshold()?;
     Ok(p)
 }
 

@@ -18,7 +18,8 @@ use model_core::infer::Predictor;
 use model_core::infer::bundle::TileSourceSpec;
 use model_core::infer::prior::CandidatePrior;
 use model_core::train::suggestion_metrics::{
-    Suggested, SuggestionEval, candidate_prior, match_suggestions, pr_curves,
+    MIN_MATCHED, OperatingPoint, Suggested, SuggestionEval, TARGET_LIFT, candidate_prior,
+    match_suggestions, operating_point, pr_curves, threshold_grid,
 };
 
 use crate::fsutil::write_atomic;
@@ -39,10 +40,7 @@ pub struct Inputs<'a> {
     /// The extract the data was collected from.
     pub map: &'a OsmMap,
     pub rules: &'a Rules,
-    /// The test split's rows (background rows included: their cells count).
-    pub test: &'a [Tag],
     pub group_zoom: u8,
-    pub threshold: f32,
 }
 
 /// The cells' bounding box (`(x, y)` at `zoom`).
@@ -123,25 +121,90 @@ pub fn measure_candidate_prior(
     Ok(prior)
 }
 
-/// Runs the evaluation and writes its files into the run's `errors/`.
-pub fn evaluate_suggestions(run: &RunDir, i: Inputs) -> Result<SuggestionEval> {
-    let Unsurveyed { map: unsurveyed, candidates: found, truth, cells } =
-        unsurveyed(i.map, i.rules, i.test, i.group_zoom)?;
-    let mapped = mapped_features(&unsurveyed, i.rules);
-    let source = crate::tiles::open(i.spec, &unsurveyed, i.politeness)?;
-    let scored = predict_at(i.predictor, i.spec, source.as_ref(), &found)?;
-    // Every threshold at once (the curve), and the pipeline's own view at the threshold.
-    let (eligible, already_mapped) = select(scored, &mapped, 0.0);
-    let eligible_s: Vec<Suggested> = eligible.iter().map(suggested).collect();
-    let points: Vec<(f64, f64)> = found.iter().map(|c| (c.lat, c.lon)).collect();
+/// The pipeline on the cells of `tags` (background rows included: their cells count) as if
+/// never surveyed: every candidate scored, none dropped by a threshold yet.
+struct Scored {
+    unsurveyed: Unsurveyed,
+    eligible: Vec<Suggestion>,
+    already_mapped: usize,
+}
+
+impl Scored {
+    fn new(i: &Inputs, tags: &[Tag]) -> Result<Self> {
+        let unsurveyed = unsurveyed(i.map, i.rules, tags, i.group_zoom)?;
+        let mapped = mapped_features(&unsurveyed.map, i.rules);
+        let scored = {
+            let source = crate::tiles::open(i.spec, &unsurveyed.map, i.politeness.clone())?;
+            predict_at(i.predictor, i.spec, source.as_ref(), &unsurveyed.candidates)?
+        };
+        let (eligible, already_mapped) = select(scored, &mapped, 0.0);
+        Ok(Self { unsurveyed, eligible, already_mapped })
+    }
+
+    fn suggested(&self) -> Vec<Suggested> {
+        self.eligible.iter().map(suggested).collect()
+    }
+
+    fn points(&self) -> Vec<(f64, f64)> {
+        self.unsurveyed.candidates.iter().map(|c| (c.lat, c.lon)).collect()
+    }
+}
+
+/// Chooses the suggestions' default threshold on the validation split's cells
+/// ([`operating_point`]) and writes it, with what it gave there, to the run's
+/// `suggestion_threshold.json` (`threshold` null when no threshold gets there).
+pub fn choose_threshold(run: &RunDir, i: &Inputs, val: &[Tag]) -> Result<Option<OperatingPoint>> {
+    let s = Scored::new(i, val)?;
+    let labels: Vec<String> =
+        i.predictor.config.labels.feature_names().map(str::to_string).collect();
+    let point = operating_point(
+        &s.suggested(),
+        &s.points(),
+        &s.unsurveyed.truth,
+        &labels,
+        &threshold_grid(),
+        MATCH_RADIUS_M,
+    );
+    let json = serde_json::json!({
+        "threshold": point.as_ref().map(|p| p.threshold),
+        "at_threshold": point,
+        "rule": format!(
+            "the lowest threshold whose suggestions are right at least {TARGET_LIFT} times as \
+             often as a candidate picked blindly (the base rate), on at least {MIN_MATCHED} \
+             right suggestions"
+        ),
+        "candidates": s.unsurveyed.candidates.len(),
+        "true_features": s.unsurveyed.truth.len(),
+        "cells": s.unsurveyed.cells.len(),
+        "measured_on": "the validation split's cells, its features removed",
+    });
+    write_atomic(&run.suggestion_threshold(), serde_json::to_string_pretty(&json)?.as_bytes())?;
+    Ok(point)
+}
+
+/// Runs the evaluation on the test split's cells (`test`: its rows, background rows included)
+/// at `threshold` and writes its files into the run's `errors/`.
+pub fn evaluate_suggestions(
+    run: &RunDir,
+    i: &Inputs,
+    test: &[Tag],
+    threshold: f32,
+) -> Result<SuggestionEval> {
+    let scored = Scored::new(i, test)?;
+    let (eligible_s, points) = (scored.suggested(), scored.points());
+    let Scored {
+        unsurveyed: Unsurveyed { candidates: found, truth, cells, .. },
+        eligible,
+        already_mapped,
+    } = scored;
     let labels: Vec<String> =
         i.predictor.config.labels.feature_names().map(str::to_string).collect();
     let eval =
-        SuggestionEval::compute(&eligible_s, &points, &truth, &labels, i.threshold, MATCH_RADIUS_M);
+        SuggestionEval::compute(&eligible_s, &points, &truth, &labels, threshold, MATCH_RADIUS_M);
 
     std::fs::create_dir_all(run.errors())?;
     let kept: Vec<&Suggestion> =
-        eligible.iter().filter(|s| s.prediction.confidence >= i.threshold).collect();
+        eligible.iter().filter(|s| s.prediction.confidence >= threshold).collect();
     let kept_s: Vec<Suggested> = kept.iter().map(|s| suggested(s)).collect();
     let matched = match_suggestions(&kept_s, &truth, MATCH_RADIUS_M);
     let mut w = csv::Writer::from_writer(Vec::new());
@@ -164,8 +227,7 @@ pub fn evaluate_suggestions(run: &RunDir, i: Inputs) -> Result<SuggestionEval> {
     }
     write_atomic(&run.candidates_test(), &w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)?;
 
-    let thresholds: Vec<f32> =
-        [0.01, 0.02, 0.03].into_iter().chain((1..=19).map(|k| k as f32 * 0.05)).collect();
+    let thresholds = threshold_grid();
     let curves: BTreeMap<String, Vec<(f32, f64, f64)>> =
         pr_curves(&eligible_s, &truth, &labels, &thresholds, MATCH_RADIUS_M)
             .into_iter()

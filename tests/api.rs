@@ -116,6 +116,20 @@ fn suggest_answers_what_the_cli_does() {
             assert!((u - w).abs() < 1e-9);
         }
     }
+    // Without a threshold, both use the model's own.
+    let (status, api) = get(&format!("{base}/api/suggest?bbox={bbox}"));
+    assert_eq!(status, 200, "{api}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_accessatlas"))
+        .current_dir(ROOT)
+        .args(["suggest", "--bbox", bbox, "--format", "geojson"])
+        .output()
+        .unwrap();
+    let cli: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let places = |v: &serde_json::Value| {
+        v["features"].as_array().unwrap().iter().map(|f| f["geometry"].clone()).collect::<Vec<_>>()
+    };
+    assert!(!places(&api).is_empty());
+    assert_eq!(places(&api), places(&cli));
     for (query, status, code, field) in [
         (format!("bbox={bbox}&threshold=2"), 400, "bad_threshold", "threshold"),
         (format!("bbox={bbox}&threshold=high"), 400, "bad_threshold", "threshold"),

@@ -762,7 +762,21 @@ async fn fine_tune_flow() {
     )
     .await;
 
-    // The suggestion layer: scan, then accept one and reject one.
+    // The suggestion layer starts at the served model's own threshold (chosen on its
+    // validation cells); then scan, accept one and reject one.
+    let shipped: Value = serde_json::from_slice(
+        &std::fs::read(std::path::Path::new(ROOT).join("assets/model/model.json")).unwrap(),
+    )
+    .unwrap();
+    let want = (shipped["suggest_threshold"].as_f64().unwrap() * 100.0).round();
+    let slider = wait_js(
+        c,
+        "document.querySelector('[data-testid=scan-threshold]').value",
+        "the threshold slider",
+        10,
+    )
+    .await;
+    assert_eq!(slider.as_str().unwrap().parse::<f64>().unwrap(), want, "{slider}");
     set_input(c, "[data-testid=scan-threshold]", "3", "input").await;
     click(c, "[data-testid=scan-view]").await;
     wait_js(

@@ -111,6 +111,26 @@ fn suggestions_sit_on_candidates_and_skip_what_is_mapped() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// Without `--threshold`, `suggest` uses the shipped model's own threshold (chosen on its
+/// validation cells): the same suggestions as passing it.
+#[test]
+fn the_default_threshold_is_the_models() {
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/model/model.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let t = manifest["suggest_threshold"].as_f64().expect("the shipped model has a threshold");
+    assert!(t > 0.0 && t < 0.5, "{t}");
+    let plain = suggest(&["--bbox", BBOX]);
+    assert!(plain.status.success(), "{}", String::from_utf8_lossy(&plain.stderr));
+    let at_t = suggest(&["--bbox", BBOX, "--threshold", &t.to_string()]);
+    assert_eq!(String::from_utf8_lossy(&plain.stdout), String::from_utf8_lossy(&at_t.stdout));
+    let at_half = suggest(&["--bbox", BBOX, "--threshold", "0.5"]);
+    let rows = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).lines().count();
+    assert!(rows(&at_half) < rows(&plain), "the model's threshold is lower than 0.5");
+}
+
 #[test]
 fn bad_areas_are_clear_errors_and_write_nothing() {
     let dir = tmp("bad");

@@ -354,12 +354,32 @@ fn evaluate_writes_metrics_predictions_errors_and_plots() {
     let sugg = std::fs::read_to_string(errors.join("suggestions_test.csv")).unwrap();
     assert!(sugg.starts_with("lat,lon,type,confidence,candidate,matched_id"), "{sugg}");
     assert!(errors.join("suggestions_pr.png").is_file());
-    let prior: serde_json::Value =
+    let prior_json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("suggestion_prior.json")).unwrap()).unwrap();
     let prior: Vec<f64> =
-        prior["prior"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        prior_json["prior"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
     assert_eq!(prior.len(), labels.len());
     assert!(prior[labels.len() - 1] > 0.5, "most candidates hold no feature: {prior:?}");
+    // Per kind of candidate too: every training candidate counted under its reasons.
+    let by_kind = prior_json["by_kind"].as_object().unwrap();
+    let counted: u64 = by_kind.values().map(|k| k["candidates"].as_u64().unwrap()).sum();
+    assert_eq!(counted, prior_json["candidates"].as_u64().unwrap());
+    assert!(by_kind.values().all(|k| k["prior"].as_array().unwrap().len() == labels.len()));
+    // The default threshold, chosen on the validation cells, is the one the test cells were
+    // evaluated at (0.5 when none reaches twice the base rate there).
+    let chosen: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("suggestion_threshold.json")).unwrap())
+            .unwrap();
+    assert_eq!(chosen["measured_on"], "the validation split's cells, its features removed");
+    let threshold = chosen["threshold"].as_f64();
+    if let Some(t) = threshold {
+        let at = &chosen["at_threshold"];
+        assert!(at["matched"].as_u64().unwrap() >= 3, "{chosen}");
+        assert!(at["precision"].as_f64().unwrap() >= 2.0 * at["base_rate"].as_f64().unwrap());
+        assert!((se["threshold"].as_f64().unwrap() - t).abs() < 1e-6, "{se}");
+    } else {
+        assert_eq!(se["threshold"], 0.5);
+    }
 
     // Export a bundle and predict from it and from the run: same answer, the seed's schema.
     let o = bin().arg("export").arg("--data").arg(&data).arg("--model").arg(&out).output().unwrap();
@@ -371,6 +391,20 @@ fn evaluate_writes_metrics_predictions_errors_and_plots() {
     assert_eq!(manifest["tile_source"]["zoom"], 19);
     assert_eq!(manifest["provenance"]["data_hash"].as_str().unwrap().len(), 64);
     assert_eq!(manifest["candidate_prior"].as_array().unwrap().len(), labels.len());
+    let in_bundle = manifest["candidate_prior_by_kind"].as_object().unwrap();
+    assert_eq!(in_bundle.len(), by_kind.len());
+    for (kind, k) in by_kind {
+        let b = &in_bundle[kind];
+        assert_eq!(b["candidates"], k["candidates"], "{kind}");
+        let (x, y) = (b["prior"].as_array().unwrap(), k["prior"].as_array().unwrap());
+        assert!(
+            x.iter().zip(y).all(|(x, y)| (x.as_f64().unwrap() - y.as_f64().unwrap()).abs() < 1e-6)
+        );
+    }
+    match threshold {
+        Some(t) => assert!((manifest["suggest_threshold"].as_f64().unwrap() - t).abs() < 1e-6),
+        None => assert!(manifest.get("suggest_threshold").is_none(), "{manifest}"),
+    }
     let test_csv = std::fs::read_to_string(data.join("tags_test.csv")).unwrap();
     let row: Vec<&str> = test_csv.lines().nth(1).unwrap().split(',').collect();
     let predict = |model: &Path, lat: &str, source: &str| {

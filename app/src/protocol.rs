@@ -133,6 +133,10 @@ pub struct ModelInfo {
     /// of it.
     #[serde(default)]
     pub weights: Option<String>,
+    /// The suggestions' default threshold the bundle carries (chosen by `evaluate` on the
+    /// validation cells); `None`: 0.5.
+    #[serde(default)]
+    pub suggest_threshold: Option<f32>,
 }
 
 /// Why the worker runs on another backend than the one asked for: a sentence for people, and

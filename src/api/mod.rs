@@ -268,14 +268,15 @@ async fn suggest(
     query: AreaQueryResult,
 ) -> Result<Response, ApiError> {
     let (q, bbox) = area_query(query, api.cfg.max_area_km2)?;
+    // Absent: the model's default threshold, as the CLI's.
     let threshold = match q.threshold.as_deref() {
-        None => 0.5,
-        Some(t) => {
+        None => None,
+        Some(t) => Some(
             t.trim().parse::<f32>().ok().filter(|t| (0.0..=1.0).contains(t)).ok_or_else(|| {
                 ApiError::bad_request("bad_threshold", format!("`{t}` is not a number from 0 to 1"))
                     .field("threshold")
-            })?
-        }
+            })?,
+        ),
     };
     suggest_context(&api)?;
     let Ok(_permit) = api.in_flight.clone().try_acquire_owned() else {
@@ -292,7 +293,7 @@ async fn suggest(
             ctx.tiles.map(),
             &ctx.mapped,
             &bbox,
-            threshold,
+            threshold.unwrap_or(predictor.default_threshold()),
         )
     })
     .await

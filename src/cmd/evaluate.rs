@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use clap::Args;
 use model_core::LabelVocab;
-use model_core::data::tags::parse_tags_csv;
+use model_core::data::tags::{Tag, parse_tags_csv};
 use model_core::data::vocab::NONE_LABEL;
 use model_core::infer::Predictor;
 use model_core::infer::calibration::{expected_calibration_error, fit_temperature};
@@ -23,7 +23,9 @@ use crate::osm::OsmMap;
 use crate::osm::rules::Rules;
 use crate::run::{Calibration, DataDir, RunDir};
 use crate::score::{Scored, score};
-use crate::suggestion_eval::{Inputs, evaluate_suggestions, measure_candidate_prior};
+use crate::suggestion_eval::{
+    Inputs, choose_threshold, evaluate_suggestions, measure_candidate_prior,
+};
 use crate::tiles::Politeness;
 
 #[derive(Args, Debug)]
@@ -41,9 +43,11 @@ pub struct EvaluateArgs {
     /// the bundled one).
     #[arg(long)]
     pub osm: Option<PathBuf>,
-    /// The suggestions' confidence threshold in the suggestion evaluation.
-    #[arg(long, default_value_t = 0.5)]
-    pub threshold: f32,
+    /// The suggestions' confidence threshold in the suggestion evaluation (default: the one
+    /// chosen on the validation cells, which `export` makes the bundle's default; 0.5 when
+    /// none is chosen).
+    #[arg(long)]
+    pub threshold: Option<f32>,
     /// Skip the suggestion evaluation (data not collected from an extract).
     #[arg(long)]
     pub no_suggestions: bool,
@@ -111,8 +115,10 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
 }
 
 pub fn evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
-    if !(0.0..=1.0).contains(&args.threshold) {
-        bail!("--threshold: {} is not between 0 and 1", args.threshold);
+    if let Some(t) = args.threshold
+        && !(0.0..=1.0).contains(&t)
+    {
+        bail!("--threshold: {t} is not between 0 and 1");
     }
     let device = Device::flex();
     let (run, data) = (RunDir::new(&args.model), DataDir::new(&args.data));
@@ -266,13 +272,16 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
         let (map, origin) = OsmMap::open(args.osm.as_deref())?;
         let rules = Rules::default_rules(&LabelVocab::default())?;
         // The candidates' prior, from the training cells, before the predictor loads it.
-        let train = data.split("train");
-        let bytes =
-            std::fs::read(&train).with_context(|| format!("reading {}", train.display()))?;
-        let train = parse_tags_csv(&bytes, &cfg.labels)
-            .with_context(|| train.display().to_string())?
-            .table
-            .tags;
+        let split = |name: &str| -> Result<Vec<Tag>> {
+            let path = data.split(name);
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            Ok(parse_tags_csv(&bytes, &cfg.labels)
+                .with_context(|| path.display().to_string())?
+                .table
+                .tags)
+        };
+        let train = split("train")?;
         let prior =
             measure_candidate_prior(&run, &map, &rules, &train, meta.group_zoom, &cfg.labels)
                 .with_context(|| format!("the candidates' prior on {origin}"))?;
@@ -280,20 +289,23 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
         let mut predictor = Predictor::new(cfg.clone(), model, meta.scaler, temperature, &device);
         predictor.candidate_prior = Some(prior);
         let spec = data.read_tile_source()?;
-        let eval = evaluate_suggestions(
-            &run,
-            Inputs {
-                predictor: &predictor,
-                spec: &spec,
-                politeness: Politeness::for_data(&data),
-                map: &map,
-                rules: &rules,
-                test: &test.tags,
-                group_zoom: meta.group_zoom,
-                threshold: args.threshold,
-            },
-        )
-        .with_context(|| format!("the suggestion evaluation on {origin}"))?;
+        let inputs = Inputs {
+            predictor: &predictor,
+            spec: &spec,
+            politeness: Politeness::for_data(&data),
+            map: &map,
+            rules: &rules,
+            group_zoom: meta.group_zoom,
+        };
+        // The default threshold, chosen on the validation cells, never on the test.
+        let chosen = choose_threshold(&run, &inputs, &split("val")?)
+            .with_context(|| format!("choosing the suggestions' threshold on {origin}"))?;
+        let threshold = args
+            .threshold
+            .or(chosen.map(|p| p.threshold))
+            .unwrap_or(model_core::infer::DEFAULT_SUGGEST_THRESHOLD);
+        let eval = evaluate_suggestions(&run, &inputs, &test.tags, threshold)
+            .with_context(|| format!("the suggestion evaluation on {origin}"))?;
         Some(eval)
     };
     Ok(Evaluation { metrics, feature_types, none, suggestions })

@@ -113,6 +113,7 @@ fn from_run(args: &ExportArgs) -> Result<Source> {
             .filter(|p| !p.by_kind.is_empty())
             .map(|p| p.by_kind.clone()),
         candidate_prior: candidate_prior.map(|p| p.overall),
+        suggest_threshold: run.read_suggest_threshold()?,
         provenance: Provenance {
             data_hash: meta.input_hash.clone(),
             git_revision: git_revision(),

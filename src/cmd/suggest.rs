@@ -27,9 +27,10 @@ pub struct SuggestArgs {
     /// (default: the bundled one).
     #[arg(long)]
     pub osm: Option<PathBuf>,
-    /// Lowest confidence of a suggestion.
-    #[arg(long, default_value_t = 0.5)]
-    pub threshold: f32,
+    /// Lowest confidence of a suggestion (default: the model's, which `evaluate` chose on
+    /// the validation cells; 0.5 for a model without one).
+    #[arg(long)]
+    pub threshold: Option<f32>,
     /// `csv` (lat,lon,type,confidence,candidate,p_<type>...), `geojson`, or `maproulette` (a
     /// MapRoulette challenge: line-by-line GeoJSON, one task per suggestion with the type's
     /// default OSM tags, for mappers to review one by one).
@@ -42,8 +43,10 @@ pub struct SuggestArgs {
 
 pub fn run(args: SuggestArgs) -> Result<()> {
     let bbox = area(&args.bbox, MAX_AREA_KM2).map_err(|e| anyhow::anyhow!("--bbox: {e}"))?;
-    if !(0.0..=1.0).contains(&args.threshold) {
-        bail!("--threshold: {} is not between 0 and 1", args.threshold);
+    if let Some(t) = args.threshold
+        && !(0.0..=1.0).contains(&t)
+    {
+        bail!("--threshold: {t} is not between 0 and 1");
     }
     let (manifest, weights) = read_bundle(&args.model).with_context(|| {
         format!("--model {} (a bundle, as `export` writes)", args.model.display())
@@ -66,7 +69,7 @@ pub fn run(args: SuggestArgs) -> Result<()> {
         &map,
         &mapped,
         &bbox,
-        args.threshold,
+        args.threshold.unwrap_or(predictor.default_threshold()),
     )
     .map_err(|e| anyhow::anyhow!("--bbox {}: {e:#}", args.bbox))?;
     let text = match args.format.as_str() {

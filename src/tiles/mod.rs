@@ -18,6 +18,7 @@ use model_core::data::tile::TileId;
 use crate::render::Renderer;
 
 /// How to be polite to an XYZ server (the other sources need nothing).
+#[derive(Debug, Clone)]
 pub struct Politeness {
     /// Value for `{token}` in the template.
     pub token: Option<String>,

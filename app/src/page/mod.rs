@@ -412,6 +412,12 @@ fn start_worker(ctx: Ctx) {
                 if let Some(runs) = query_param("profile").and_then(|r| r.parse().ok()) {
                     send(&ctx, &ToWorker::Profile { runs });
                 }
+                // Scans start at the model's own threshold (the user's slider moves it).
+                ctx.scan.update(|s| {
+                    s.threshold = model
+                        .suggest_threshold
+                        .unwrap_or(model_core::infer::DEFAULT_SUGGEST_THRESHOLD)
+                });
                 let ready_at_ms = crate::net::now_ms();
                 ctx.model.set(ModelState::Ready {
                     backend,
@@ -615,7 +621,7 @@ fn App() -> impl IntoView {
             scanned: 0,
             total: 0,
             failed: 0,
-            threshold: 0.5,
+            threshold: model_core::infer::DEFAULT_SUGGEST_THRESHOLD,
             bbox: String::new(),
             points_from: String::new(),
             mapped: Vec::new(),

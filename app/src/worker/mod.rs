@@ -270,6 +270,7 @@ fn info(m: &Loaded) -> ModelInfo {
         origin: m.origin.clone(),
         fine_tune: m.fine_tune.clone(),
         weights: m.compact.clone(),
+        suggest_threshold: m.manifest.suggest_threshold,
     }
 }
 

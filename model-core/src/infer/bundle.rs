@@ -154,6 +154,10 @@ pub struct BundleManifest {
     /// candidates each was measured on ([`crate::infer::prior`]). Absent in older bundles.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub candidate_prior_by_kind: Option<BTreeMap<String, KindPrior>>,
+    /// The suggestions' default threshold, chosen by `evaluate` on the validation cells
+    /// ([`crate::train::suggestion_metrics::operating_point`]). Absent: 0.5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suggest_threshold: Option<f32>,
 }
 
 impl BundleManifest {
@@ -171,6 +175,13 @@ impl BundleManifest {
             return Err(CoreError::ConfigMismatch(
                 "candidate_prior_by_kind without candidate_prior".into(),
             ));
+        }
+        if let Some(t) = m.suggest_threshold
+            && !(0.0..=1.0).contains(&t)
+        {
+            return Err(CoreError::ConfigMismatch(format!(
+                "suggest_threshold: {t} is not between 0 and 1"
+            )));
         }
         if let Some(p) = m.candidate_prior() {
             p.check(m.config.num_classes())
@@ -318,6 +329,7 @@ mod tests {
             tile_source: TileSourceSpec::Render { style: "s".into(), zoom: 19 },
             candidate_prior: None,
             candidate_prior_by_kind: None,
+            suggest_threshold: None,
             provenance: Provenance {
                 data_hash: "h".into(),
                 git_revision: "r".into(),
@@ -352,12 +364,18 @@ mod tests {
         assert_eq!(back, with);
         assert_eq!(
             back.candidate_prior().unwrap().for_reasons("facade"),
-            with.candidate_prior.unwrap()
+            with.candidate_prior.clone().unwrap()
         );
         let mut short = back.clone();
         short.candidate_prior_by_kind.as_mut().unwrap().get_mut("entrance").unwrap().prior.pop();
         let e = BundleManifest::from_json(&short.to_json()).unwrap_err().to_string();
         assert!(e.contains("kind `entrance`"), "{e}");
+        // A threshold round-trips; one outside 0..1 is refused.
+        with.suggest_threshold = Some(0.2);
+        assert_eq!(BundleManifest::from_json(&with.to_json()).unwrap(), with);
+        with.suggest_threshold = Some(1.5);
+        let e = BundleManifest::from_json(&with.to_json()).unwrap_err().to_string();
+        assert!(e.contains("suggest_threshold"), "{e}");
         let mut orphan = back.clone();
         orphan.candidate_prior = None;
         assert!(BundleManifest::from_json(&orphan.to_json()).is_err());

@@ -23,6 +23,10 @@ use crate::model::Op;
 use crate::model::persist::model_from_bytes;
 use crate::{AccessModel, CoreError, ModelConfig, Prediction};
 
+/// The suggestions' threshold for a bundle that has not chosen one: from 0.5 up, a suggested
+/// type also beats `none`.
+pub const DEFAULT_SUGGEST_THRESHOLD: f32 = 0.5;
+
 /// A model in inference mode with what its inputs need. Its encoder is in inference form
 /// (batch norms folded into their convolutions): `model` is for prediction, never for
 /// training or saving.
@@ -36,6 +40,8 @@ pub struct Predictor {
     /// The suggestion candidates' class prior, overall and per kind (the bundle's
     /// `candidate_prior` and `candidate_prior_by_kind`), if measured.
     pub candidate_prior: Option<CandidatePrior>,
+    /// The suggestions' default threshold (the bundle's `suggest_threshold`), if chosen.
+    pub suggest_threshold: Option<f32>,
     device: Device,
 }
 
@@ -50,7 +56,15 @@ impl Predictor {
         // The inference form, on every platform: batch norms folded into their convolutions.
         let mut model = model.valid();
         model.encoder = model.encoder.fold_batch_norms();
-        Self { config, model, scaler, temperature, candidate_prior: None, device: device.clone() }
+        Self {
+            config,
+            model,
+            scaler,
+            temperature,
+            candidate_prior: None,
+            suggest_threshold: None,
+            device: device.clone(),
+        }
     }
 
     /// Loads a bundle from its `model.json` text and `weights.bpk` bytes.
@@ -68,6 +82,7 @@ impl Predictor {
             device,
         );
         p.candidate_prior = manifest.candidate_prior();
+        p.suggest_threshold = manifest.suggest_threshold;
         Ok(p)
     }
 
@@ -79,6 +94,12 @@ impl Predictor {
             Some(prior) => p.with_prior(&prior.for_reasons(reasons)),
             None => p,
         }
+    }
+
+    /// The threshold a suggestion's confidence must reach unless the user sets one: the
+    /// bundle's chosen one, else [`DEFAULT_SUGGEST_THRESHOLD`].
+    pub fn default_threshold(&self) -> f32 {
+        self.suggest_threshold.unwrap_or(DEFAULT_SUGGEST_THRESHOLD)
     }
 
     /// The device the model runs on.
@@ -277,6 +298,42 @@ mod tests {
             assert!(parts.iter().all(|(_, t)| *t >= 0.0), "{parts:?}");
             assert!((sum - total).abs() < 1e-6 * total.max(1.0), "{sum} vs {total}");
         }
+    }
+
+    /// At a candidate a prediction is reweighed with its kind's prior (blended with the
+    /// overall one), with the overall prior for a kind never measured, and left as it is
+    /// without a prior; the default threshold is the bundle's, else 0.5.
+    #[test]
+    fn a_candidate_is_weighed_with_its_kinds_prior_and_the_threshold_defaults() {
+        use crate::infer::prior::KindPrior;
+        let mut config = ModelConfig::new(EncoderKind::CustomCnn);
+        config.labels = crate::LabelVocab::with_none();
+        config.image_size = 32;
+        let device = Device::flex();
+        let model = config.init(&device).unwrap();
+        let mut p = Predictor::new(config.clone(), model, Scaler::default(), 1.0, &device);
+        let raw = Prediction::from_logits(&[0.5, 0.1, 1.0, 0.0, 0.3, 0.8], &config.labels, 1.0);
+        assert_eq!(p.at_candidate(raw.clone(), "entrance"), raw);
+        assert_eq!(p.default_threshold(), DEFAULT_SUGGEST_THRESHOLD);
+        let overall = vec![0.02, 0.01, 0.05, 0.0, 0.02, 0.9];
+        let kind = KindPrior { candidates: 180, prior: vec![0.0, 0.0, 0.6, 0.0, 0.0, 0.4] };
+        p.candidate_prior = Some(CandidatePrior {
+            overall: overall.clone(),
+            by_kind: [("entrance".to_string(), kind)].into(),
+        });
+        p.suggest_threshold = Some(0.15);
+        assert_eq!(p.default_threshold(), 0.15);
+        let at_entrance = p.at_candidate(raw.clone(), "entrance");
+        let at_facade = p.at_candidate(raw.clone(), "facade");
+        assert_eq!(at_facade, raw.with_prior(&overall));
+        let blended: Vec<f32> = [0.002, 0.001, 0.545, 0.0, 0.002, 0.45].to_vec();
+        let want = raw.with_prior(&blended);
+        for ((_, a), (_, b)) in at_entrance.probabilities.0.iter().zip(&want.probabilities.0) {
+            assert!((a - b).abs() < 1e-5, "{at_entrance:?} vs {want:?}");
+        }
+        // The entrance kind makes an entrance far likelier than a bare facade point does.
+        let entrance = |q: &Prediction| q.probabilities.0[2].1;
+        assert!(entrance(&at_entrance) > 5.0 * entrance(&at_facade));
     }
 
     /// A predictor is the inference form (norms folded into convolutions), and predicts what

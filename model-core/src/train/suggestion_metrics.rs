@@ -191,6 +191,56 @@ pub fn candidate_prior(
     }
 }
 
+/// The thresholds the precision-recall curve and the operating point are measured at.
+pub fn threshold_grid() -> Vec<f32> {
+    [0.01, 0.02, 0.03].into_iter().chain((1..=19).map(|k| k as f32 * 0.05)).collect()
+}
+
+/// How many times the base rate the suggestions at the default threshold aim to be right.
+pub const TARGET_LIFT: f64 = 2.0;
+/// The fewest right suggestions an operating point stands on (one lucky hit is no evidence).
+pub const MIN_MATCHED: usize = 3;
+
+/// The default threshold of a model's suggestions and what it gave where it was chosen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperatingPoint {
+    pub threshold: f32,
+    pub precision: f64,
+    pub recall: f64,
+    pub base_rate: f64,
+    pub suggested: usize,
+    pub matched: usize,
+}
+
+/// The lowest threshold of `thresholds` (ascending) whose suggestions are right at least
+/// [`TARGET_LIFT`] times as often as a blindly picked candidate, on at least [`MIN_MATCHED`]
+/// right suggestions: the most features found at that precision. `None` when no threshold
+/// gets there. Chosen on cells the model did not train on (`evaluate` uses the validation
+/// split's) and reported on others.
+pub fn operating_point(
+    eligible: &[Suggested],
+    candidates: &[(f64, f64)],
+    truth: &[MappedFeature],
+    labels: &[String],
+    thresholds: &[f32],
+    radius_m: f64,
+) -> Option<OperatingPoint> {
+    thresholds.iter().find_map(|&threshold| {
+        let q = SuggestionEval::compute(eligible, candidates, truth, labels, threshold, radius_m)
+            .overall;
+        (q.matched >= MIN_MATCHED && q.precision >= TARGET_LIFT * q.base_rate).then_some(
+            OperatingPoint {
+                threshold,
+                precision: q.precision,
+                recall: q.recall,
+                base_rate: q.base_rate,
+                suggested: q.suggested,
+                matched: q.matched,
+            },
+        )
+    })
+}
+
 /// Precision and recall at each threshold, per type (`labels`) and overall (`"all"`):
 /// `(threshold, precision, recall)`, thresholds ascending.
 pub fn pr_curves(
@@ -268,6 +318,30 @@ mod tests {
             (marked.candidates, marked.prior.clone()),
             (1, vec![0.0, 0.0, 1.0, 0.0, 0.0, 0.0])
         );
+    }
+
+    #[test]
+    fn the_operating_point_is_the_lowest_threshold_at_twice_the_base_rate_on_three_hits() {
+        let labels = vec!["ramp".to_string()];
+        // Ten candidates 20 m apart, three ramps among them: the base rate is 0.3.
+        let truth: Vec<MappedFeature> =
+            (0..3).map(|k| t(&format!("r{k}"), 20.0 * k as f64, "ramp")).collect();
+        let cands: Vec<(f64, f64)> = (0..10).map(|k| (north(20.0 * k as f64), 25.0)).collect();
+        // Sure of the three ramps and of one miss; unsure of the other six.
+        let mut eligible: Vec<Suggested> =
+            (0..3).map(|k| s(20.0 * k as f64, "ramp", 0.6 + 0.1 * k as f32)).collect();
+        eligible.push(s(60.0, "ramp", 0.7));
+        eligible.extend((4..10).map(|k| s(20.0 * k as f64, "ramp", 0.1)));
+        let grid = threshold_grid();
+        let p = operating_point(&eligible, &cands, &truth, &labels, &grid, 5.0).unwrap();
+        // At 0.1 every candidate is suggested (precision 0.3, the base rate); from 0.15 the
+        // four sure ones (0.75 >= 2 x 0.3) with all three ramps.
+        assert_eq!(p.threshold, 0.15);
+        assert_eq!((p.suggested, p.matched), (4, 3));
+        assert!((p.precision - 0.75).abs() < 1e-12 && (p.base_rate - 0.3).abs() < 1e-12);
+        // Two hits are not enough evidence, however precise.
+        let two = &eligible[1..];
+        assert_eq!(operating_point(two, &cands, &truth, &labels, &grid, 5.0), None);
     }
 
     #[test]
