@@ -45,8 +45,18 @@ fn main() {
     };
     let source = open(&manifest.tile_source, &map, politeness).unwrap();
     let t = Instant::now();
-    let s = suggest(&predictor, &manifest.tile_source, source.as_ref(), &map, &mapped, &bbox, 0.5)
-        .unwrap();
+    // At the model's own default threshold, as `accessatlas suggest` runs without one.
+    let threshold = predictor.default_threshold();
+    let s = suggest(
+        &predictor,
+        &manifest.tile_source,
+        source.as_ref(),
+        &map,
+        &mapped,
+        &bbox,
+        threshold,
+    )
+    .unwrap();
     let secs = t.elapsed().as_secs_f64();
     println!(
         "{}",
@@ -57,6 +67,7 @@ fn main() {
             "candidates": s.candidates,
             "suggestions": s.suggestions.len(),
             "already_mapped": s.already_mapped,
+            "threshold": threshold,
             "seconds": secs,
             "candidates_per_s": s.candidates as f64 / secs,
             "suggestions_per_s": s.suggestions.len() as f64 / secs,

@@ -100,13 +100,19 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
             s.threshold, s.match_radius_m, s.candidates, s.candidate_recall
         );
         println!(
-            "{:<14} {:>9} {:>9} {:>8} {:>9} {:>9}",
-            "type", "precision", "recall", "support", "suggested", "base rate"
+            "{:<14} {:>9} {:>9} {:>8} {:>9} {:>7} {:>9} {:>6}",
+            "type", "precision", "recall", "support", "suggested", "right", "base rate", "lift"
         );
         for (l, q) in s.per_type.iter().chain([(&"all".to_string(), &s.overall)]) {
+            // How many times the base rate the suggestions are right.
+            let lift = if q.base_rate > 0.0 {
+                format!("{:.2}", q.precision / q.base_rate)
+            } else {
+                "-".to_string()
+            };
             println!(
-                "{l:<14} {:>9.3} {:>9.3} {:>8} {:>9} {:>9.3}",
-                q.precision, q.recall, q.support, q.suggested, q.base_rate
+                "{l:<14} {:>9.3} {:>9.3} {:>8} {:>9} {:>7} {:>9.3} {lift:>6}",
+                q.precision, q.recall, q.support, q.suggested, q.matched, q.base_rate
             );
         }
     }

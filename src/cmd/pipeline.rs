@@ -169,10 +169,11 @@ pub fn run(args: PipelineArgs) -> Result<()> {
     }
     if let Some(s) = &evaluation.suggestions {
         println!(
-            "suggestions on the test cells at {}: precision {:.3} (base rate {:.3}), recall {:.3}, candidate recall {:.3}",
+            "suggestions on the test cells at {}: precision {:.3} (base rate {:.3}: {:.2}x), recall {:.3}, candidate recall {:.3}",
             s.threshold,
             s.overall.precision,
             s.overall.base_rate,
+            s.overall.precision / s.overall.base_rate,
             s.overall.recall,
             s.candidate_recall
         );

@@ -741,13 +741,15 @@ fn suggest_section() -> Result<String> {
         "## Suggestions\n\n\
 `cargo xtask bench suggest`. The suggestion pipeline of `accessatlas suggest` and\n\
 `GET /api/suggest` (`benches/suggest.rs`: candidates from the bundled extract's geometry, tiles\n\
-rendered, the shipped bundle on the CPU in batches of 16, threshold 0.5, nothing already\n\
-mapped) over a {side} m x {side} m square of central Helsinki. No reference: no other tool\n\
-suggests these features. The page scores at most 48 candidates per scan in its worker: see\n\
+rendered, the shipped bundle on the CPU in batches of 16, at the model's default threshold\n\
+({:.2}), nothing already mapped) over a {side} m x {side} m square of central Helsinki. No\n\
+reference: no other tool suggests these features. The page scores at most 48 candidates per\n\
+scan in its worker: see\n\
 \"In the browser\", \"Suggestions in the page\", for its rate on the same square.\n\n\
 | area | candidates | suggestions | seconds | candidates/s | suggestions/s |\n\
 |---|---|---|---|---|---|\n\
 | {:.2} km² | {} | {} | {:.1} | {:.1} | {:.2} |\n",
+        n("threshold"),
         n("area_km2"),
         r["candidates"],
         r["suggestions"],
