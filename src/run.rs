@@ -137,6 +137,18 @@ pub struct RunState {
     pub loss_scaler: Option<LossScaler>,
 }
 
+/// A JSON file's value, `None` when there is no such file; an unreadable or malformed file is
+/// an error naming it.
+fn read_json_if_present(path: &Path) -> Result<Option<serde_json::Value>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .with_context(|| format!("{} is not valid JSON", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
 /// A training run folder (`--out` of `train`, default `models/baseline/`).
 #[derive(Debug, Clone)]
 pub struct RunDir {
@@ -223,12 +235,7 @@ impl RunDir {
     /// `evaluate` has measured it.
     pub fn read_suggestion_prior(&self) -> Result<Option<CandidatePrior>> {
         let p = self.suggestion_prior();
-        if !p.exists() {
-            return Ok(None);
-        }
-        let text = std::fs::read_to_string(&p).with_context(|| p.display().to_string())?;
-        let v: serde_json::Value =
-            serde_json::from_str(&text).with_context(|| p.display().to_string())?;
+        let Some(v) = read_json_if_present(&p)? else { return Ok(None) };
         let overall: Vec<f32> = serde_json::from_value(v["prior"].clone())
             .with_context(|| format!("{}: `prior`", p.display()))?;
         let by_kind = match v.get("by_kind") {
@@ -245,12 +252,7 @@ impl RunDir {
     /// That threshold, if `evaluate` has chosen one.
     pub fn read_suggest_threshold(&self) -> Result<Option<f32>> {
         let p = self.suggestion_threshold();
-        if !p.exists() {
-            return Ok(None);
-        }
-        let text = std::fs::read_to_string(&p).with_context(|| p.display().to_string())?;
-        let v: serde_json::Value =
-            serde_json::from_str(&text).with_context(|| p.display().to_string())?;
+        let Some(v) = read_json_if_present(&p)? else { return Ok(None) };
         let t: Option<f32> = serde_json::from_value(v["threshold"].clone())
             .with_context(|| format!("{}: `threshold`", p.display()))?;
         match t {
@@ -292,13 +294,10 @@ impl RunDir {
     /// is an error naming it (never a silent temperature of 1).
     pub fn read_calibration(&self) -> Result<Option<Calibration>> {
         let path = self.calibration();
-        match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text)
-                .map(Some)
-                .with_context(|| format!("{} is not a valid calibration", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-        }
+        read_json_if_present(&path)?
+            .map(serde_json::from_value)
+            .transpose()
+            .with_context(|| format!("{} is not a valid calibration", path.display()))
     }
     /// The calibrated temperature, 1 when the run has none yet.
     pub fn temperature(&self) -> Result<f32> {
@@ -426,6 +425,25 @@ pub fn load_predictor(dir: &Path, device: &Device) -> Result<Predictor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_suggestion_threshold_is_read_checked_and_absent_when_not_chosen() {
+        let dir = std::env::temp_dir().join(format!("aa-run-thr-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let run = RunDir::new(&dir);
+        assert_eq!(run.read_suggest_threshold().unwrap(), None);
+        for (text, want) in [(r#"{"threshold": null}"#, None), (r#"{"threshold": 0.2}"#, Some(0.2))]
+        {
+            std::fs::write(run.suggestion_threshold(), text).unwrap();
+            assert_eq!(run.read_suggest_threshold().unwrap(), want, "{text}");
+        }
+        for bad in [r#"{"threshold": 1.5}"#, r#"{"threshold": "high"}"#, "{"] {
+            std::fs::write(run.suggestion_threshold(), bad).unwrap();
+            let err = format!("{:#}", run.read_suggest_threshold().unwrap_err());
+            assert!(err.contains("suggestion_threshold.json"), "{bad}: {err}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn a_corrupt_calibration_is_an_error_and_a_missing_one_is_none() {
