@@ -168,7 +168,7 @@ pub fn choose_threshold(run: &RunDir, i: &Inputs, val: &[Tag]) -> Result<Option<
     let json = serde_json::json!({
         "threshold": point.as_ref().map(|p| p.threshold),
         "at_threshold": point,
-        "lift": point.as_ref().filter(|p| p.base_rate > 0.0).map(|p| p.precision / p.base_rate),
+        "lift": point.as_ref().map(|p| p.quality).filter(|q| q.base_rate > 0.0).map(|q| q.precision / q.base_rate),
         "rule": format!(
             "the lowest threshold whose suggestions are right at least {TARGET_LIFT} times as \
              often as a candidate picked blindly (the base rate), on at least {MIN_MATCHED} \

@@ -205,11 +205,8 @@ pub const MIN_MATCHED: usize = 3;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OperatingPoint {
     pub threshold: f32,
-    pub precision: f64,
-    pub recall: f64,
-    pub base_rate: f64,
-    pub suggested: usize,
-    pub matched: usize,
+    #[serde(flatten)]
+    pub quality: Quality,
 }
 
 /// The lowest threshold of `thresholds` (ascending) whose suggestions are right at least
@@ -226,18 +223,11 @@ pub fn operating_point(
     radius_m: f64,
 ) -> Option<OperatingPoint> {
     thresholds.iter().find_map(|&threshold| {
-        let q = SuggestionEval::compute(eligible, candidates, truth, labels, threshold, radius_m)
-            .overall;
-        (q.matched >= MIN_MATCHED && q.precision >= TARGET_LIFT * q.base_rate).then_some(
-            OperatingPoint {
-                threshold,
-                precision: q.precision,
-                recall: q.recall,
-                base_rate: q.base_rate,
-                suggested: q.suggested,
-                matched: q.matched,
-            },
-        )
+        let quality =
+            SuggestionEval::compute(eligible, candidates, truth, labels, threshold, radius_m)
+                .overall;
+        (quality.matched >= MIN_MATCHED && quality.precision >= TARGET_LIFT * quality.base_rate)
+            .then_some(OperatingPoint { threshold, quality })
     })
 }
 
@@ -337,8 +327,9 @@ mod tests {
         // At 0.1 every candidate is suggested (precision 0.3, the base rate); from 0.15 the
         // four sure ones (0.75 >= 2 x 0.3) with all three ramps.
         assert_eq!(p.threshold, 0.15);
-        assert_eq!((p.suggested, p.matched), (4, 3));
-        assert!((p.precision - 0.75).abs() < 1e-12 && (p.base_rate - 0.3).abs() < 1e-12);
+        let q = &p.quality;
+        assert_eq!((q.suggested, q.matched), (4, 3));
+        assert!((q.precision - 0.75).abs() < 1e-12 && (q.base_rate - 0.3).abs() < 1e-12);
         // Two hits are not enough evidence, however precise.
         let two = &eligible[1..];
         assert_eq!(operating_point(two, &cands, &truth, &labels, &grid, 5.0), None);
