@@ -18,8 +18,8 @@ use model_core::infer::Predictor;
 use model_core::infer::bundle::TileSourceSpec;
 use model_core::infer::prior::CandidatePrior;
 use model_core::train::suggestion_metrics::{
-    MIN_MATCHED, OperatingPoint, Suggested, SuggestionEval, TARGET_LIFT, candidate_prior,
-    match_suggestions, operating_point, pr_curves, threshold_grid,
+    LiftInterval, MIN_MATCHED, OperatingPoint, Suggested, SuggestionEval, TARGET_LIFT,
+    candidate_prior, lift_interval, match_suggestions, operating_point, pr_curves, threshold_grid,
 };
 
 use crate::fsutil::write_atomic;
@@ -31,6 +31,8 @@ use crate::tiles::Politeness;
 
 /// Suggestions match true features within this radius (the "already mapped" radius).
 pub const MATCH_RADIUS_M: f64 = ALREADY_MAPPED_M;
+/// Seed of the lift's bootstrap over cells.
+const LIFT_SEED: u64 = 17;
 
 /// What the evaluation needs from its caller.
 pub struct Inputs<'a> {
@@ -148,6 +150,19 @@ impl Scored {
     fn points(&self) -> Vec<(f64, f64)> {
         self.unsurveyed.candidates.iter().map(|c| (c.lat, c.lon)).collect()
     }
+
+    /// The overall lift at `threshold` with its bootstrap interval over these cells.
+    fn lift_interval(&self, threshold: f32, zoom: u8) -> Option<LiftInterval> {
+        lift_interval(
+            &self.suggested(),
+            &self.points(),
+            &self.unsurveyed.truth,
+            threshold,
+            MATCH_RADIUS_M,
+            |lat, lon| group_of(lat, lon, zoom).ok(),
+            LIFT_SEED,
+        )
+    }
 }
 
 /// Chooses the suggestions' default threshold on the validation split's cells
@@ -169,6 +184,7 @@ pub fn choose_threshold(run: &RunDir, i: &Inputs, val: &[Tag]) -> Result<Option<
         "threshold": point.as_ref().map(|p| p.threshold),
         "at_threshold": point,
         "lift": point.as_ref().map(|p| p.quality).filter(|q| q.base_rate > 0.0).map(|q| q.precision / q.base_rate),
+        "lift_interval": point.as_ref().and_then(|p| s.lift_interval(p.threshold, i.group_zoom)),
         "rule": format!(
             "the lowest threshold whose suggestions are right at least {TARGET_LIFT} times as \
              often as a candidate picked blindly (the base rate), on at least {MIN_MATCHED} \
@@ -193,6 +209,7 @@ pub fn evaluate_suggestions(
 ) -> Result<SuggestionEval> {
     let scored = Scored::new(i, test)?;
     let (eligible_s, points) = (scored.suggested(), scored.points());
+    let interval = scored.lift_interval(threshold, i.group_zoom);
     let Scored {
         unsurveyed: Unsurveyed { candidates: found, truth, cells, .. },
         eligible,
@@ -200,8 +217,10 @@ pub fn evaluate_suggestions(
     } = scored;
     let labels: Vec<String> =
         i.predictor.config.labels.feature_names().map(str::to_string).collect();
-    let eval =
-        SuggestionEval::compute(&eligible_s, &points, &truth, &labels, threshold, MATCH_RADIUS_M);
+    let eval = SuggestionEval {
+        lift_interval: interval,
+        ..SuggestionEval::compute(&eligible_s, &points, &truth, &labels, threshold, MATCH_RADIUS_M)
+    };
 
     std::fs::create_dir_all(run.errors())?;
     let kept: Vec<&Suggestion> =

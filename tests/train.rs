@@ -349,6 +349,24 @@ fn evaluate_writes_metrics_predictions_errors_and_plots() {
     }
     let base = se["overall"]["base_rate"].as_f64().unwrap();
     assert!(base > 0.0 && base < 1.0, "{base}");
+    // The lift comes with its bootstrap interval over the test cells, and beside the strict
+    // base rate stands a blind picker's that names the same types as the suggestions (at most
+    // the strict one, which is told the type for free).
+    let same_types = se["base_rate_same_types"].as_f64().unwrap();
+    assert!((0.0..=base + 1e-12).contains(&same_types), "{same_types} against {base}");
+    if se["overall"]["matched"].as_u64().unwrap() > 0 {
+        let li = &se["lift_interval"];
+        let (low, lift, high) = (
+            li["low"].as_f64().unwrap(),
+            li["lift"].as_f64().unwrap(),
+            li["high"].as_f64().unwrap(),
+        );
+        assert!(low <= lift && lift <= high, "{li}");
+        let precision = se["overall"]["precision"].as_f64().unwrap();
+        assert!((lift - precision / base).abs() < 1e-9, "{li}");
+        // Cells without a candidate carry no weight in the lift.
+        assert!(li["cells"].as_u64().unwrap() <= se["test_cells"].as_u64().unwrap(), "{li}");
+    }
     let cands = std::fs::read_to_string(errors.join("candidates_test.csv")).unwrap();
     assert_eq!(cands.lines().count() as u64 - 1, se["candidates"].as_u64().unwrap());
     let sugg = std::fs::read_to_string(errors.join("suggestions_test.csv")).unwrap();
@@ -377,6 +395,8 @@ fn evaluate_writes_metrics_predictions_errors_and_plots() {
         assert!(at["matched"].as_u64().unwrap() >= 3, "{chosen}");
         assert!(at["precision"].as_f64().unwrap() >= 2.0 * at["base_rate"].as_f64().unwrap());
         assert!((se["threshold"].as_f64().unwrap() - t).abs() < 1e-6, "{se}");
+        let li = &chosen["lift_interval"];
+        assert!(li["low"].as_f64().unwrap() <= chosen["lift"].as_f64().unwrap(), "{chosen}");
     } else {
         assert_eq!(se["threshold"], 0.5);
     }

@@ -17,6 +17,7 @@ use model_core::infer::calibration::{expected_calibration_error, fit_temperature
 use model_core::infer::prediction::softmax;
 use model_core::train::metrics::{ClassMetrics, Metrics};
 use model_core::train::suggestion_metrics::SuggestionEval;
+use model_core::train::suggestion_metrics::TARGET_LIFT;
 
 use crate::fsutil::write_atomic;
 use crate::osm::OsmMap;
@@ -113,6 +114,27 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
             println!(
                 "{l:<14} {:>9.3} {:>9.3} {:>8} {:>9} {:>7} {:>9.3} {lift:>6}",
                 q.precision, q.recall, q.support, q.suggested, q.matched, q.base_rate
+            );
+        }
+        if let Some(li) = &s.lift_interval {
+            println!(
+                "lift {:.2}: {:.0} % of {} resamples of the {} cells lie in {:.2} to {:.2}; {:.0} % \
+                 reach {TARGET_LIFT}",
+                li.lift,
+                li.level * 100.0,
+                li.resamples,
+                li.cells,
+                li.low,
+                li.high,
+                li.at_target * 100.0
+            );
+        }
+        if s.base_rate_same_types > 0.0 {
+            println!(
+                "a blind picker making as many suggestions of each type is right {:.3} of the \
+                 time ({:.2}x less often)",
+                s.base_rate_same_types,
+                s.overall.precision / s.base_rate_same_types
             );
         }
     }

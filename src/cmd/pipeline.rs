@@ -168,8 +168,12 @@ pub fn run(args: PipelineArgs) -> Result<()> {
         );
     }
     if let Some(s) = &evaluation.suggestions {
+        let interval = s
+            .lift_interval
+            .map(|li| format!(", {:.0} % interval {:.2}-{:.2}x", li.level * 100.0, li.low, li.high))
+            .unwrap_or_default();
         println!(
-            "suggestions on the test cells at {}: precision {:.3} (base rate {:.3}: {:.2}x), recall {:.3}, candidate recall {:.3}",
+            "suggestions on the test cells at {}: precision {:.3} (base rate {:.3}: {:.2}x{interval}), recall {:.3}, candidate recall {:.3}",
             s.threshold,
             s.overall.precision,
             s.overall.base_rate,

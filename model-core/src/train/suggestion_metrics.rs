@@ -79,6 +79,16 @@ pub struct SuggestionEval {
     pub missed_by_candidates: BTreeMap<String, usize>,
     pub overall: Quality,
     pub per_type: BTreeMap<String, Quality>,
+    /// The precision of a blind picker that makes as many suggestions of each type as these,
+    /// each at a candidate picked at random: the per-type base rates weighted by how many
+    /// suggestions name each type (0 when none were made). `overall.base_rate` is stricter: a
+    /// blind picker told each candidate's type for free.
+    #[serde(default)]
+    pub base_rate_same_types: f64,
+    /// How far the overall lift can be trusted ([`lift_interval`]); set by the caller, which
+    /// knows the map cells.
+    #[serde(default)]
+    pub lift_interval: Option<LiftInterval>,
 }
 
 fn ratio(a: usize, b: usize) -> f64 {
@@ -129,16 +139,109 @@ impl SuggestionEval {
                 base_rate: ratio(near_true, candidates.len()),
             }
         };
+        let per_type: BTreeMap<String, Quality> =
+            labels.iter().map(|l| (l.clone(), quality(Some(l)))).collect();
+        let overall = quality(None);
+        let weighted: f64 = per_type.values().map(|q| q.suggested as f64 * q.base_rate).sum();
         Self {
             threshold,
             match_radius_m: radius_m,
             candidates: candidates.len(),
             candidate_recall: ratio(covered.iter().filter(|c| **c).count(), truth.len()),
             missed_by_candidates: missed,
-            overall: quality(None),
-            per_type: labels.iter().map(|l| (l.clone(), quality(Some(l)))).collect(),
+            base_rate_same_types: if overall.suggested == 0 {
+                0.0
+            } else {
+                weighted / overall.suggested as f64
+            },
+            overall,
+            per_type,
+            lift_interval: None,
         }
     }
+}
+
+/// How many cell resamples [`lift_interval`] draws.
+pub const LIFT_RESAMPLES: usize = 2000;
+/// The central share of the resampled lifts [`lift_interval`] reports.
+pub const LIFT_LEVEL: f64 = 0.9;
+
+/// The overall lift (precision over the base rate) with a bootstrap interval over map cells.
+/// The split assigns whole cells, and features cluster within cells, so cells, not points,
+/// are what another draw of the data would change: each resample draws as many cells as there
+/// are, with replacement, and recomputes the lift from their suggestions, matches, candidates
+/// and candidates near a true feature.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LiftInterval {
+    pub lift: f64,
+    /// Bounds of the central [`LiftInterval::level`] share of the resampled lifts.
+    pub low: f64,
+    pub high: f64,
+    pub level: f64,
+    pub resamples: usize,
+    pub cells: usize,
+    /// Share of resamples whose lift is at least [`TARGET_LIFT`].
+    pub at_target: f64,
+}
+
+/// [`LiftInterval`] of the suggestions in `eligible` at `threshold`, the candidates they were
+/// chosen from and the true features, each placed in its map cell by `cell` (points without
+/// one are left out). `None` when nothing was suggested or no candidate is near a true
+/// feature. Seeded: the same input gives the same interval.
+pub fn lift_interval(
+    eligible: &[Suggested],
+    candidates: &[(f64, f64)],
+    truth: &[MappedFeature],
+    threshold: f32,
+    radius_m: f64,
+    cell: impl Fn(f64, f64) -> Option<(u32, u32)>,
+    seed: u64,
+) -> Option<LiftInterval> {
+    let kept: Vec<Suggested> =
+        eligible.iter().filter(|s| s.confidence >= threshold).cloned().collect();
+    let matched = match_suggestions(&kept, truth, radius_m);
+    // Per cell: suggested, matched, candidates, candidates near a true feature.
+    let mut counts: BTreeMap<(u32, u32), [usize; 4]> = BTreeMap::new();
+    for (s, m) in kept.iter().zip(&matched) {
+        if let Some(c) = cell(s.lat, s.lon) {
+            let e = counts.entry(c).or_default();
+            e[0] += 1;
+            e[1] += usize::from(m.is_some());
+        }
+    }
+    for &(lat, lon) in candidates {
+        if let Some(c) = cell(lat, lon) {
+            let e = counts.entry(c).or_default();
+            e[2] += 1;
+            e[3] += usize::from(truth.iter().any(|t| within(lat, lon, t, radius_m)));
+        }
+    }
+    let cells: Vec<[usize; 4]> = counts.into_values().collect();
+    let lift = |pick: &mut dyn Iterator<Item = &[usize; 4]>| {
+        let t = pick.fold([0; 4], |a, c| [a[0] + c[0], a[1] + c[1], a[2] + c[2], a[3] + c[3]]);
+        (t[0] > 0 && t[3] > 0).then(|| ratio(t[1], t[0]) / ratio(t[3], t[2]))
+    };
+    let value = lift(&mut cells.iter())?;
+    let mut rng = crate::rng::Rng::new(seed);
+    let mut lifts: Vec<f64> = (0..LIFT_RESAMPLES)
+        .map(|_| {
+            let mut draw = (0..cells.len()).map(|_| &cells[rng.below(cells.len())]);
+            // A resample without a suggestion or a true feature has a lift of 0.
+            lift(&mut draw).unwrap_or(0.0)
+        })
+        .collect();
+    lifts.sort_by(f64::total_cmp);
+    let at = |q: f64| lifts[((lifts.len() - 1) as f64 * q).round() as usize];
+    let tail = (1.0 - LIFT_LEVEL) / 2.0;
+    Some(LiftInterval {
+        lift: value,
+        low: at(tail),
+        high: at(1.0 - tail),
+        level: LIFT_LEVEL,
+        resamples: LIFT_RESAMPLES,
+        cells: cells.len(),
+        at_target: ratio(lifts.iter().filter(|&&l| l >= TARGET_LIFT).count(), lifts.len()),
+    })
 }
 
 /// The class prior at suggestion candidates (label order), overall and per kind of candidate
@@ -336,6 +439,39 @@ mod tests {
     }
 
     #[test]
+    fn the_lift_interval_resamples_cells_and_holds_the_lift() {
+        // Cell k lies 1 km north of cell k - 1 (the cell is the kilometre).
+        let cell = |lat: f64, _lon: f64| Some((0, ((lat - 60.0) * 111.195).floor() as u32));
+        let at = |k: usize, m: f64| 1000.0 * k as f64 + m;
+        // Four cells alike: each has ten candidates, one ramp at a candidate, and two
+        // suggestions, one of them right. Precision 0.5, base rate 0.1: a lift of 5 in every
+        // resample.
+        let (mut truth, mut cands, mut eligible) = (vec![], vec![], vec![]);
+        for k in 0..4 {
+            truth.push(t(&format!("r{k}"), at(k, 0.0), "ramp"));
+            cands.extend((0..10).map(|i| (north(at(k, 20.0 * i as f64)), 25.0)));
+            eligible.push(s(at(k, 0.0), "ramp", 0.9));
+            eligible.push(s(at(k, 100.0), "ramp", 0.8));
+        }
+        let same = lift_interval(&eligible, &cands, &truth, 0.5, 5.0, cell, 7).unwrap();
+        assert_eq!(same.cells, 4);
+        assert!((same.lift - 5.0).abs() < 1e-9, "{same:?}");
+        assert!((same.low - 5.0).abs() < 1e-9 && (same.high - 5.0).abs() < 1e-9, "{same:?}");
+        assert_eq!(same.at_target, 1.0);
+        // Make the cells differ: cell 0's suggestions both miss. The lift falls to 3/8 / 0.1 =
+        // 3.75; resamples spread around it, and one drawing only cell 0 gets 0.
+        eligible[0].lat = north(at(0, 300.0));
+        let mixed = lift_interval(&eligible, &cands, &truth, 0.5, 5.0, cell, 7).unwrap();
+        assert!((mixed.lift - 3.75).abs() < 1e-9, "{mixed:?}");
+        assert!(mixed.low < mixed.lift && mixed.lift < mixed.high, "{mixed:?}");
+        assert!(mixed.at_target > 0.5 && mixed.at_target < 1.0, "{mixed:?}");
+        // Seeded: the same input gives the same interval.
+        assert_eq!(lift_interval(&eligible, &cands, &truth, 0.5, 5.0, cell, 7), Some(mixed));
+        // Nothing suggested: no lift to bound.
+        assert_eq!(lift_interval(&eligible, &cands, &truth, 0.95, 5.0, cell, 7), None);
+    }
+
+    #[test]
     fn precision_recall_candidate_recall_and_base_rate() {
         let labels = vec!["ramp".to_string(), "entrance".to_string()];
         let truth = [t("a", 0.0, "ramp"), t("b", 100.0, "ramp"), t("c", 200.0, "entrance")];
@@ -356,6 +492,9 @@ mod tests {
         assert_eq!(entrance.base_rate, 0.25);
         assert_eq!(e.overall.base_rate, 0.5);
         assert_eq!((e.overall.precision, e.overall.recall), (0.5, 1.0 / 3.0));
+        // Both suggestions name a ramp: a blind picker of two ramps is right a quarter of the
+        // time, stricter than `overall.base_rate`'s picker, told the type for free.
+        assert_eq!(e.base_rate_same_types, 0.25);
         // A lower threshold adds the 0.3 ramp at c, which is an entrance: precision falls.
         let low = SuggestionEval::compute(&eligible, &cands, &truth, &labels, 0.1, 5.0);
         assert_eq!(low.per_type["ramp"].suggested, 3);
