@@ -2,7 +2,9 @@
 //! rules both sides agree on: which backend to use, where the model's tiles come from.
 
 use model_core::Prediction;
+use model_core::data::vocab::NONE_LABEL;
 use model_core::infer::bundle::TileSourceSpec;
+use model_core::infer::prior::CandidatePrior;
 use model_core::model::Op;
 use serde::{Deserialize, Serialize};
 
@@ -72,6 +74,21 @@ pub struct ScanPoint {
     pub reasons: String,
 }
 
+/// The at most `max` of `points` a scan asks about: with the model's candidates' prior (and
+/// its `none` class), the kinds that most often hold a feature first; without one, in order
+/// of position. Ties keep the order of position, so the same view scans the same points.
+pub fn scan_points(
+    mut points: Vec<ScanPoint>,
+    prior: Option<(&CandidatePrior, usize)>,
+    max: usize,
+) -> Vec<ScanPoint> {
+    points.sort_by(|a, b| a.lat.total_cmp(&b.lat).then(a.lon.total_cmp(&b.lon)));
+    match prior {
+        Some((prior, none)) => prior.most_promising(points, |p| &p.reasons, none, max),
+        None => points.into_iter().take(max).collect(),
+    }
+}
+
 /// One fine-tuning example: a tag, or (`negative`) a rejected suggestion: not a `label`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FineTuneExample {
@@ -137,6 +154,17 @@ pub struct ModelInfo {
     /// validation cells); `None`: 0.5.
     #[serde(default)]
     pub suggest_threshold: Option<f32>,
+    /// The candidates' prior the bundle carries: which kinds of candidate a scan tries first.
+    #[serde(default)]
+    pub candidate_prior: Option<CandidatePrior>,
+}
+
+impl ModelInfo {
+    /// The candidates' prior and the index of `none`, when the model has both.
+    pub fn scan_prior(&self) -> Option<(&CandidatePrior, usize)> {
+        let none = self.labels.iter().position(|l| l == NONE_LABEL)?;
+        Some((self.candidate_prior.as_ref()?, none))
+    }
 }
 
 /// Why the worker runs on another backend than the one asked for: a sentence for people, and
@@ -254,6 +282,24 @@ mod tests {
         let f = FromWorker::Failed { id: Some(3), message: "tile 404".into() };
         let text = serde_json::to_string(&f).unwrap();
         assert_eq!(serde_json::from_str::<FromWorker>(&text).unwrap(), f);
+    }
+
+    /// A scan asks about the kinds of candidate that most often hold a feature first, by the
+    /// shipped model's prior: an OSM-marked entrance on a facade before bare facade points.
+    #[test]
+    fn scans_try_the_most_promising_candidates_first() {
+        let manifest = model_core::infer::bundle::BundleManifest::from_json(include_str!(
+            "../../assets/model/model.json"
+        ))
+        .unwrap();
+        let prior = manifest.candidate_prior().expect("the shipped bundle has a prior");
+        let none = manifest.config.labels.none_index().unwrap();
+        let pt = |lat: f64, reasons: &str| ScanPoint { lat, lon: 24.94, reasons: reasons.into() };
+        let points = vec![pt(60.3, "facade"), pt(60.2, "entrance+facade"), pt(60.1, "facade")];
+        let lats = |v: Vec<ScanPoint>| v.iter().map(|p| p.lat).collect::<Vec<_>>();
+        assert_eq!(lats(scan_points(points.clone(), Some((&prior, none)), 2)), [60.2, 60.1]);
+        // Without a prior: in order of position.
+        assert_eq!(lats(scan_points(points, None, 2)), [60.1, 60.2]);
     }
 
     #[test]

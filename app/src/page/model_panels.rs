@@ -12,11 +12,12 @@ use leptos::task::spawn_local;
 use model_core::Prediction;
 use model_core::data::candidates::ALREADY_MAPPED_M;
 use model_core::infer::bundle::{BUNDLE_CONFIG_FILE, BUNDLE_WEIGHTS_FILE};
+use model_core::infer::prior::CandidatePrior;
 use wasm_bindgen::JsCast;
 
 use super::files::download;
 use super::{Ctx, FineTuneState, ModelState, Rejection, Suggestion, letter, send, send_with_bytes};
-use crate::protocol::{FineTuneExample, ModelOrigin, ScanPoint, ToWorker};
+use crate::protocol::{FineTuneExample, ModelOrigin, ScanPoint, ToWorker, scan_points};
 
 /// Points per side of the scan grid.
 const SCAN_GRID: usize = 4;
@@ -352,9 +353,14 @@ fn scan(ctx: &Ctx) {
     });
     ctx.suggestions.set(Vec::new());
     ctx.status.set("Finding candidate points in the visible map…".into());
+    // Which candidates to try first: the kinds the model's prior says most often hold one.
+    let prior = ctx.model.with_untracked(|m| match m {
+        ModelState::Ready { info, .. } => info.scan_prior().map(|(p, none)| (p.clone(), none)),
+        _ => None,
+    });
     let ctx = *ctx;
     spawn_local(async move {
-        let (points, mapped, from) = match view_candidates(&bbox).await {
+        let (points, mapped, from) = match view_candidates(&bbox, prior).await {
             Ok((points, mapped)) => (points, mapped, "candidates from the map".to_string()),
             Err(why) => {
                 let k = SCAN_GRID;
@@ -447,35 +453,23 @@ pub fn focus_accept(key: u64) {
     }
 }
 
-/// The candidate points in `bbox` (at most [`SCAN_MAX`], kerbs and OSM-marked places first)
-/// and what is mapped there, from the server.
+/// The candidate points in `bbox` the scan asks about ([`scan_points`]: at most
+/// [`SCAN_MAX`], by `prior`, the model's with its `none` class) and what is mapped there, from
+/// the server.
 async fn view_candidates(
     bbox: &str,
+    prior: Option<(CandidatePrior, usize)>,
 ) -> Result<(Vec<ScanPoint>, Vec<model_core::data::candidates::MappedFeature>), String> {
     let c = get_json(&format!("{}api/candidates?bbox={bbox}", super::base_url())).await?;
-    let mut cands: Vec<(usize, ScanPoint)> = features(&c)?
+    let cands: Vec<ScanPoint> = features(&c)?
         .iter()
         .filter_map(|x| {
             let kinds = x["properties"]["candidate"].as_str().unwrap_or("");
-            // Places OSM marks and kerbs first: where features most often are; bare facade
-            // points (many, each rarely an entrance) last.
-            let rank = if kinds.contains("marked") {
-                0
-            } else if kinds.contains("kerb") {
-                1
-            } else if kinds == "facade" {
-                3
-            } else {
-                2
-            };
             let (lat, lon) = point(x)?;
-            Some((rank, ScanPoint { lat, lon, reasons: kinds.to_string() }))
+            Some(ScanPoint { lat, lon, reasons: kinds.to_string() })
         })
         .collect();
-    cands.sort_by(|a, b| {
-        a.0.cmp(&b.0).then(a.1.lat.total_cmp(&b.1.lat)).then(a.1.lon.total_cmp(&b.1.lon))
-    });
-    let points = cands.into_iter().take(SCAN_MAX).map(|(_, p)| p).collect();
+    let points = scan_points(cands, prior.as_ref().map(|(p, none)| (p, *none)), SCAN_MAX);
     let mapped = features_in(bbox).await?;
     Ok((points, mapped))
 }

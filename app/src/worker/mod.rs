@@ -271,6 +271,7 @@ fn info(m: &Loaded) -> ModelInfo {
         fine_tune: m.fine_tune.clone(),
         weights: m.compact.clone(),
         suggest_threshold: m.manifest.suggest_threshold,
+        candidate_prior: m.manifest.candidate_prior(),
     }
 }
 
