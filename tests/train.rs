@@ -281,7 +281,8 @@ fn evaluate_writes_metrics_predictions_errors_and_plots() {
     let o =
         bin().arg("evaluate").arg("--data").arg(&data).arg("--model").arg(&out).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("macro"));
+    let printed = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(printed.contains("macro"));
     let errors = out.join("errors");
     let m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(errors.join("metrics.json")).unwrap()).unwrap();
@@ -366,6 +367,12 @@ fn evaluate_writes_metrics_predictions_errors_and_plots() {
         assert!((lift - precision / base).abs() < 1e-9, "{li}");
         // Cells without a candidate carry no weight in the lift.
         assert!(li["cells"].as_u64().unwrap() <= se["test_cells"].as_u64().unwrap(), "{li}");
+        assert!(printed.contains("resamples of the"), "{printed}");
+    }
+    if se["overall"]["suggested"].as_u64().unwrap() > 0 && same_types > 0.0 {
+        assert!(
+            printed.contains("a blind picker making as many suggestions of each type is right")
+        );
     }
     let cands = std::fs::read_to_string(errors.join("candidates_test.csv")).unwrap();
     assert_eq!(cands.lines().count() as u64 - 1, se["candidates"].as_u64().unwrap());
