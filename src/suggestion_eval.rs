@@ -150,19 +150,19 @@ impl Scored {
     fn points(&self) -> Vec<(f64, f64)> {
         self.unsurveyed.candidates.iter().map(|c| (c.lat, c.lon)).collect()
     }
+}
 
-    /// The overall lift at `threshold` with its bootstrap interval over these cells.
-    fn lift_interval(&self, threshold: f32, zoom: u8) -> Option<LiftInterval> {
-        lift_interval(
-            &self.suggested(),
-            &self.points(),
-            &self.unsurveyed.truth,
-            threshold,
-            MATCH_RADIUS_M,
-            |lat, lon| group_of(lat, lon, zoom).ok(),
-            LIFT_SEED,
-        )
-    }
+/// The overall lift at `threshold` with its bootstrap interval over the cells (at `zoom`) of
+/// the candidates `points`.
+fn cell_lift_interval(
+    eligible: &[Suggested],
+    points: &[(f64, f64)],
+    truth: &[MappedFeature],
+    threshold: f32,
+    zoom: u8,
+) -> Option<LiftInterval> {
+    let cell = |lat, lon| group_of(lat, lon, zoom).ok();
+    lift_interval(eligible, points, truth, threshold, MATCH_RADIUS_M, cell, LIFT_SEED)
 }
 
 /// Chooses the suggestions' default threshold on the validation split's cells
@@ -170,21 +170,19 @@ impl Scored {
 /// `suggestion_threshold.json` (`threshold` null when no threshold gets there).
 pub fn choose_threshold(run: &RunDir, i: &Inputs, val: &[Tag]) -> Result<Option<OperatingPoint>> {
     let s = Scored::new(i, val)?;
+    let (eligible, points, truth) = (s.suggested(), s.points(), &s.unsurveyed.truth);
     let labels: Vec<String> =
         i.predictor.config.labels.feature_names().map(str::to_string).collect();
-    let point = operating_point(
-        &s.suggested(),
-        &s.points(),
-        &s.unsurveyed.truth,
-        &labels,
-        &threshold_grid(),
-        MATCH_RADIUS_M,
-    );
+    let point =
+        operating_point(&eligible, &points, truth, &labels, &threshold_grid(), MATCH_RADIUS_M);
+    let interval = point
+        .as_ref()
+        .and_then(|p| cell_lift_interval(&eligible, &points, truth, p.threshold, i.group_zoom));
     let json = serde_json::json!({
         "threshold": point.as_ref().map(|p| p.threshold),
         "at_threshold": point,
-        "lift": point.as_ref().map(|p| p.quality).filter(|q| q.base_rate > 0.0).map(|q| q.precision / q.base_rate),
-        "lift_interval": point.as_ref().and_then(|p| s.lift_interval(p.threshold, i.group_zoom)),
+        "lift": point.as_ref().and_then(|p| p.quality.lift()),
+        "lift_interval": interval,
         "rule": format!(
             "the lowest threshold whose suggestions are right at least {TARGET_LIFT} times as \
              often as a candidate picked blindly (the base rate), on at least {MIN_MATCHED} \
@@ -209,7 +207,6 @@ pub fn evaluate_suggestions(
 ) -> Result<SuggestionEval> {
     let scored = Scored::new(i, test)?;
     let (eligible_s, points) = (scored.suggested(), scored.points());
-    let interval = scored.lift_interval(threshold, i.group_zoom);
     let Scored {
         unsurveyed: Unsurveyed { candidates: found, truth, cells, .. },
         eligible,
@@ -218,7 +215,7 @@ pub fn evaluate_suggestions(
     let labels: Vec<String> =
         i.predictor.config.labels.feature_names().map(str::to_string).collect();
     let eval = SuggestionEval {
-        lift_interval: interval,
+        lift_interval: cell_lift_interval(&eligible_s, &points, &truth, threshold, i.group_zoom),
         ..SuggestionEval::compute(&eligible_s, &points, &truth, &labels, threshold, MATCH_RADIUS_M)
     };
 

@@ -16,8 +16,7 @@ use model_core::infer::Predictor;
 use model_core::infer::calibration::{expected_calibration_error, fit_temperature};
 use model_core::infer::prediction::softmax;
 use model_core::train::metrics::{ClassMetrics, Metrics};
-use model_core::train::suggestion_metrics::SuggestionEval;
-use model_core::train::suggestion_metrics::TARGET_LIFT;
+use model_core::train::suggestion_metrics::{SuggestionEval, TARGET_LIFT};
 
 use crate::fsutil::write_atomic;
 use crate::osm::OsmMap;
@@ -105,12 +104,7 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
             "type", "precision", "recall", "support", "suggested", "right", "base rate", "lift"
         );
         for (l, q) in s.per_type.iter().chain([(&"all".to_string(), &s.overall)]) {
-            // How many times the base rate the suggestions are right.
-            let lift = if q.base_rate > 0.0 {
-                format!("{:.2}", q.precision / q.base_rate)
-            } else {
-                "-".to_string()
-            };
+            let lift = q.lift().map_or("-".to_string(), |l| format!("{l:.2}"));
             println!(
                 "{l:<14} {:>9.3} {:>9.3} {:>8} {:>9} {:>7} {:>9.3} {lift:>6}",
                 q.precision, q.recall, q.support, q.suggested, q.matched, q.base_rate

@@ -173,11 +173,11 @@ pub fn run(args: PipelineArgs) -> Result<()> {
             .map(|li| format!(", {:.0} % interval {:.2}-{:.2}x", li.level * 100.0, li.low, li.high))
             .unwrap_or_default();
         println!(
-            "suggestions on the test cells at {}: precision {:.3} (base rate {:.3}: {:.2}x{interval}), recall {:.3}, candidate recall {:.3}",
+            "suggestions on the test cells at {}: precision {:.3} (base rate {:.3}: {}x{interval}), recall {:.3}, candidate recall {:.3}",
             s.threshold,
             s.overall.precision,
             s.overall.base_rate,
-            s.overall.precision / s.overall.base_rate,
+            s.overall.lift().map_or("-".to_string(), |l| format!("{l:.2}")),
             s.overall.recall,
             s.candidate_recall
         );

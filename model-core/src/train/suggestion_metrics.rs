@@ -67,6 +67,13 @@ pub struct Quality {
     pub base_rate: f64,
 }
 
+impl Quality {
+    /// How many times the base rate the suggestions are right; `None` without a base rate.
+    pub fn lift(&self) -> Option<f64> {
+        (self.base_rate > 0.0).then(|| self.precision / self.base_rate)
+    }
+}
+
 /// The suggestion evaluation, as `errors/suggestions_eval.json` holds it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SuggestionEval {
@@ -495,6 +502,8 @@ mod tests {
         // Both suggestions name a ramp: a blind picker of two ramps is right a quarter of the
         // time, stricter than `overall.base_rate`'s picker, told the type for free.
         assert_eq!(e.base_rate_same_types, 0.25);
+        assert_eq!(e.overall.lift(), Some(1.0));
+        assert_eq!(Quality { base_rate: 0.0, ..e.overall }.lift(), None);
         // A lower threshold adds the 0.3 ramp at c, which is an entrance: precision falls.
         let low = SuggestionEval::compute(&eligible, &cands, &truth, &labels, 0.1, 5.0);
         assert_eq!(low.per_type["ramp"].suggested, 3);
