@@ -46,7 +46,11 @@ fn cargo_install(krate: &str, version: &str, locked: bool) -> Result<()> {
         .arg(tools_root())
         .arg("--target-dir")
         .arg(cache_dir().join("install-target"))
-        .env_remove("CARGO_TARGET_DIR");
+        .env_remove("CARGO_TARGET_DIR")
+        // A build tool needs no fat LTO on one codegen unit (trunk's own release profile):
+        // on 2 cores that alone kept one rustc busy for 8+ minutes while the other core idled.
+        .env("CARGO_PROFILE_RELEASE_LTO", "false")
+        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16");
     if locked {
         cmd.arg("--locked");
     }
