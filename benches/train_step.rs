@@ -39,6 +39,7 @@ fn main() {
                     image: (0..3 * size * size).map(|_| rng.uniform(-2.0, 2.0) as f32).collect(),
                     coords: [rng.uniform(-1.0, 1.0) as f32, rng.uniform(-1.0, 1.0) as f32],
                     source,
+                    outside_trained_area: false,
                 }
             })
             .collect();

@@ -26,6 +26,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     result
 }
 
+/// A command's rejected rows: written (atomically) to `path` when there are any, and an old
+/// list removed when there are none, so the file always describes the last run.
+pub fn write_rejected(path: &Path, rejected: &[model_core::data::tags::Rejected]) -> Result<()> {
+    if rejected.is_empty() {
+        let _ = std::fs::remove_file(path);
+        Ok(())
+    } else {
+        write_atomic(path, &model_core::data::tags::write_rejected_csv(rejected))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,8 @@ use crate::run::DataDir;
 /// A split's labels and the model's logits for it.
 pub struct Scored {
     pub tags: Vec<Tag>,
+    /// Each row's region (`""` where the split has no `region` column).
+    pub regions: Vec<String>,
     pub truth: Vec<usize>,
     pub logits: Vec<Vec<f32>>,
 }
@@ -33,6 +35,7 @@ pub fn score(
     if let Some(r) = report.rejected.first() {
         bail!("{}: {r}", path.display());
     }
+    let regions = report.table.regions().into_iter().map(str::to_string).collect();
     let tags = report.table.tags;
     let size = cfg.image_size as usize;
     let mut logits = Vec::with_capacity(tags.len());
@@ -65,5 +68,5 @@ pub fn score(
         let v = out.into_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
         logits.extend(v.chunks(cfg.num_classes()).map(<[f32]>::to_vec));
     }
-    Ok(Scored { tags, truth, logits })
+    Ok(Scored { tags, regions, truth, logits })
 }

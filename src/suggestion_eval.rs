@@ -80,7 +80,13 @@ pub fn unsurveyed(map: &OsmMap, rules: &Rules, tags: &[Tag], zoom: u8) -> Result
     let truth: Vec<MappedFeature> = tags
         .iter()
         .filter(|t| t.label != NONE_LABEL)
-        .map(|t| MappedFeature { id: t.id.clone(), label: t.label.clone(), lat: t.lat, lon: t.lon })
+        .map(|t| MappedFeature {
+            id: t.id.clone(),
+            label: t.label.clone(),
+            lat: t.lat,
+            lon: t.lon,
+            line: Vec::new(),
+        })
         .collect();
     let cells: HashSet<(u32, u32)> =
         tags.iter().filter_map(|t| group_of(t.lat, t.lon, zoom).ok()).collect();

@@ -33,6 +33,9 @@ pub struct Suggested {
     pub suggestions: Vec<Suggestion>,
     pub candidates: usize,
     pub already_mapped: usize,
+    /// Candidates outside the area the model was trained on (their predictions ignore
+    /// position: guesses until the model is adapted to the area).
+    pub outside_trained_area: usize,
     pub labels: Vec<String>,
 }
 
@@ -51,9 +54,16 @@ pub fn suggest(
     }
     let found = candidates_in(map, bbox);
     let scored = predict_at(predictor, spec, source, &found)?;
+    let outside_trained_area = scored.iter().filter(|g| g.prediction.outside_trained_area).count();
     let (suggestions, already_mapped) = select(scored, mapped, threshold);
     let labels = predictor.config.labels.names().to_vec();
-    Ok(Suggested { suggestions, candidates: found.len(), already_mapped, labels })
+    Ok(Suggested {
+        suggestions,
+        candidates: found.len(),
+        already_mapped,
+        outside_trained_area,
+        labels,
+    })
 }
 
 /// The candidates of `map` inside `bbox`.
@@ -238,6 +248,7 @@ pub fn to_geojson(s: &Suggested) -> serde_json::Value {
                     "confidence": g.prediction.confidence,
                     "candidate": g.candidate.reasons(),
                     "probabilities": g.prediction.probabilities,
+                    "outside_trained_area": g.prediction.outside_trained_area,
                 },
             })
         })
@@ -247,5 +258,73 @@ pub fn to_geojson(s: &Suggested) -> serde_json::Value {
         "features": features,
         "candidates": s.candidates,
         "already_mapped": s.already_mapped,
+        "outside_trained_area": s.outside_trained_area,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::osm::rules::Rules;
+    use crate::osm::{BUNDLED_OSM, labelled_features};
+    use model_core::data::candidates::CandidateKind;
+
+    /// The bundled extract's obstacles mapped as ways (bollard rows such as way/240859307):
+    /// a candidate predicted `obstacle` within 5 m of any segment of one is already mapped,
+    /// even far from the way's representative point; a point 10 m off every segment is not.
+    #[test]
+    fn nothing_is_suggested_within_5_m_of_a_feature_mapped_as_a_line() {
+        let map = OsmMap::from_bytes(BUNDLED_OSM, "bundled").unwrap();
+        let labels = model_core::LabelVocab::with_none();
+        let features = labelled_features(&map, &Rules::default_rules(&labels).unwrap());
+        let mapped: Vec<MappedFeature> = features.iter().map(|f| f.mapped()).collect();
+        let row = features
+            .iter()
+            .find(|f| f.id == "way/240859307")
+            .expect("the bollard row of the issue is in the bundled extract");
+        assert_eq!(row.label, "obstacle");
+        assert!(row.line.len() >= 2, "{:?}", row.line);
+        // Along every segment, 3 m to one side, and 10 m to the side of its midpoint.
+        let m_lat = 1.0 / 111_195.0;
+        let (mut near, mut far) = (Vec::new(), Vec::new());
+        for seg in row.line.windows(2) {
+            for t in [0.0, 0.25, 0.5, 0.75, 1.0] {
+                let lat = seg[0][0] + t * (seg[1][0] - seg[0][0]);
+                let lon = seg[0][1] + t * (seg[1][1] - seg[0][1]);
+                near.push((lat + 3.0 * m_lat, lon));
+            }
+        }
+        let probs = |label: &str| {
+            let mut logits = vec![0.0f32; labels.len()];
+            logits[labels.names().iter().position(|l| l == label).unwrap()] = 5.0;
+            Prediction::from_logits(&logits, &labels, 1.0)
+        };
+        let scored = |pts: &[(f64, f64)]| -> Vec<Suggestion> {
+            pts.iter()
+                .map(|&(lat, lon)| Suggestion {
+                    candidate: Candidate { lat, lon, kinds: vec![CandidateKind::PathNode] },
+                    prediction: probs("obstacle"),
+                })
+                .collect()
+        };
+        let far_from_rep = near
+            .iter()
+            .filter(|(la, lo)| model_core::data::tile::distance_m(*la, *lo, row.lat, row.lon) > 5.0)
+            .count();
+        assert!(far_from_rep > 0, "the test must include points the old point rule missed");
+        let (kept, skipped) = select(scored(&near), &mapped, 0.5);
+        assert!(kept.is_empty(), "suggested next to the row: {:?}", kept[0].candidate);
+        assert_eq!(skipped, near.len());
+        // 10 m beside the row's midpoint (and no other obstacle that near) is suggested.
+        let mid = row.line[row.line.len() / 2];
+        far.push((mid[0] + 10.0 * m_lat, mid[1]));
+        let nearest_other = mapped
+            .iter()
+            .filter(|m| m.label == "obstacle")
+            .map(|m| m.distance_m(far[0].0, far[0].1))
+            .fold(f64::INFINITY, f64::min);
+        if nearest_other > ALREADY_MAPPED_M {
+            assert_eq!(select(scored(&far), &mapped, 0.5).0.len(), 1);
+        }
+    }
 }

@@ -105,7 +105,13 @@ fn suggest_answers_what_the_cli_does() {
     assert!(!a.is_empty());
     assert_eq!(a.len(), c.len());
     assert_eq!(api["candidates"], cli["candidates"]);
+    // Central Helsinki is the shipped model's own area: nothing is flagged.
+    assert_eq!(
+        (api["outside_trained_area"].as_u64(), cli["outside_trained_area"].as_u64()),
+        (Some(0), Some(0))
+    );
     for (x, y) in a.iter().zip(c) {
+        assert_eq!(x["properties"]["outside_trained_area"], false);
         assert_eq!(x["properties"]["type"], y["properties"]["type"]);
         assert_eq!(x["properties"]["candidate"], y["properties"]["candidate"]);
         let f = |v: &serde_json::Value| v.as_f64().unwrap();
@@ -143,6 +149,34 @@ fn suggest_answers_what_the_cli_does() {
             (status, code, field),
             "{query}: {v}"
         );
+    }
+}
+
+/// `suggest` in a region the model never saw (Andorra la Vella, from the bundled Andorran
+/// extract): it warns how many candidates lie outside the trained area and marks each.
+#[test]
+fn suggest_outside_the_trained_area_says_so() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_accessatlas"))
+        .current_dir(ROOT)
+        .args([
+            "suggest",
+            "--osm",
+            "assets/osm/andorra.osm.pbf",
+            "--bbox",
+            "1.5210,42.5070,1.5216,42.5074",
+        ])
+        .args(["--threshold", "0.01", "--format", "geojson"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let n = v["candidates"].as_u64().unwrap();
+    assert!(n > 0, "{v}");
+    assert_eq!(v["outside_trained_area"].as_u64(), Some(n), "{v}");
+    assert!(err.contains("outside the area the model was trained on"), "{err}");
+    for f in v["features"].as_array().unwrap() {
+        assert_eq!(f["properties"]["outside_trained_area"], true, "{f}");
     }
 }
 
@@ -254,7 +288,12 @@ fn predicts_like_the_cli_in_both_formats() {
     let r = post(&url, &ct, &body);
     assert_eq!(r.status, 200, "{}", r.json);
     let keys: Vec<&String> = r.json.as_object().unwrap().keys().collect();
-    assert_eq!(keys, ["confidence", "probabilities", "type"], "predict --json's schema");
+    assert_eq!(
+        keys,
+        ["confidence", "outside_trained_area", "probabilities", "type"],
+        "predict --json's schema"
+    );
+    assert_eq!(r.json["outside_trained_area"], false, "the bundled data's own area");
     let got = prediction(&r.json);
     assert_close(&got, &want, 1e-6);
     let sum: f32 = got.probabilities.0.iter().map(|(_, p)| p).sum();
@@ -282,11 +321,49 @@ fn predicts_like_the_cli_in_both_formats() {
     assert_eq!(m["candidate_prior"].as_array().unwrap().len(), 6);
     assert!(m["provenance"]["git_revision"].is_string(), "{m}");
     assert!(m["tile_source"]["zoom"].is_u64(), "{m}");
+    // Its limits: the area it was trained on (central Helsinki, implied by the shipped
+    // bundle's scaler), and the type it never saw.
+    let area = &m["trained_areas"][0];
+    assert!(area["min_lat"].as_f64().unwrap() < lat && lat < area["max_lat"].as_f64().unwrap());
+    assert_eq!(m["unlearned_types"], serde_json::json!(["tactile_path"]), "{m}");
     let (s, o) = get(&format!("{base}/api/openapi.json"));
     assert_eq!(s, 200);
     assert!(o["paths"]["/api/predict"]["post"].is_object());
     let (s, e) = get(&format!("{base}/api/nothing"));
     assert_eq!((s, e["code"].as_str()), (404, Some("not_found")));
+}
+
+/// The bug this guards against: with the same tile, a place on another continent got `none`
+/// at 100 % (its position arrived as a z-score in the thousands). Now the answer is the
+/// model's guess from the tile alone, not saturated, and says it lies outside the trained
+/// area; it equals the answer at the trained area's centre, which tells the model nothing of
+/// position either.
+#[test]
+fn a_place_far_from_the_trained_area_is_flagged_not_saturated() {
+    let base = start(ApiConfig::default());
+    let url = format!("{base}/api/predict");
+    let (png, lat, lon) = tiles(1).pop().unwrap();
+    let ask = |lat: f64, lon: f64| {
+        let (ct, body) = form(&png, &lat.to_string(), &lon.to_string(), "osm");
+        let r = post(&url, &ct, &body);
+        assert_eq!(r.status, 200, "{}", r.json);
+        r.json
+    };
+    let home = ask(lat, lon);
+    assert_eq!(home["outside_trained_area"], false);
+    for (far_lat, far_lon) in [(-0.18, -78.47), (42.51, 1.52), (45.76, 4.84)] {
+        let far = ask(far_lat, far_lon);
+        assert_eq!(far["outside_trained_area"], true, "{far_lat},{far_lon}: {far}");
+        let p = prediction(&far);
+        assert!(p.confidence < 0.99, "{far_lat},{far_lon}: saturated {far}");
+        let centre = accessatlas::run::load_predictor(&bundle(), &Device::flex()).unwrap();
+        let mean = centre.scaler.areas[0].mean;
+        let at_centre =
+            accessatlas::cmd::predict::predict_bytes(&centre, &png, mean[0], mean[1], "osm")
+                .unwrap();
+        assert!(!at_centre.outside_trained_area);
+        assert_close(&p, &at_centre, 1e-5);
+    }
 }
 
 #[test]

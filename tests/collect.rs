@@ -76,6 +76,88 @@ fn bundled_extract_gives_hundreds_of_labelled_tiles() {
         assert!(data.join(b.image.as_ref().unwrap()).is_file());
     }
     assert!(String::from_utf8_lossy(&out.stdout).contains("none"));
+    // Every row names its region: the bundled extract's.
+    assert_eq!(report.table.extra_columns, ["region"]);
+    assert!(tags.iter().chain(&background).all(|t| t.extra == ["helsinki"]));
+    std::fs::remove_dir_all(&data).ok();
+}
+
+/// Two extracts make one dataset: rows of both, each with its region; background ids stay
+/// unique; `preprocess` splits each region on its own, no map cell across two splits, and
+/// `--hold-out` makes one region the whole test split.
+#[test]
+fn two_extracts_make_one_dataset_split_per_region() {
+    use model_core::data::split::Split;
+    let data = tmp("regions");
+    let (h, a) =
+        (root().join("assets/osm/helsinki.osm.pbf"), root().join("assets/osm/andorra.osm.pbf"));
+    let out = run(&["--osm", h.to_str().unwrap(), "--osm", a.to_str().unwrap()], &data);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("rows per region: andorra "), "{}", text(&out));
+    let read = |name: &str| {
+        parse_tags_csv(&std::fs::read(data.join(name)).unwrap(), &LabelVocab::with_none()).unwrap()
+    };
+    let report = read("tags.csv");
+    assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+    let table = report.table;
+    let regions = table.regions();
+    let of = |r: &str| table.tags.iter().zip(&regions).filter(|(_, x)| **x == r).map(|(t, _)| t);
+    // Andorra: its features and background points, inside its bbox; Helsinki: in its own.
+    let andorra: Vec<_> = of("andorra").collect();
+    let features = andorra.iter().filter(|t| t.label != NONE_LABEL).count();
+    assert!(features >= 60, "{features} Andorran features");
+    assert!(andorra.iter().any(|t| t.id.starts_with("none/andorra/")));
+    assert!(andorra.iter().all(|t| (42.4..42.7).contains(&t.lat) && (1.4..1.8).contains(&t.lon)));
+    assert!(of("helsinki").count() >= 1000);
+    assert!(of("helsinki").all(|t| (60.1..60.2).contains(&t.lat)));
+    let ids: std::collections::HashSet<_> = table.tags.iter().map(|t| &t.id).collect();
+    assert_eq!(ids.len(), table.tags.len(), "ids are unique");
+
+    let splits_of = |hold_out: &[&str]| {
+        let o = bin().arg("preprocess").arg("--data").arg(&data).args(hold_out).output().unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        let mut rows = Vec::new();
+        for s in Split::ALL {
+            let t = read(&format!("tags_{}.csv", s.name())).table;
+            let r: Vec<String> = t.regions().into_iter().map(str::to_string).collect();
+            rows.extend(t.tags.into_iter().zip(r).map(|(tag, r)| (tag, r, s)));
+        }
+        assert_eq!(rows.len(), table.tags.len());
+        let mut cell_split = std::collections::HashMap::new();
+        for (t, _, s) in &rows {
+            let c = group_of(t.lat, t.lon, 17).unwrap();
+            assert_eq!(*cell_split.entry(c).or_insert(*s), *s, "cell {c:?} spans two splits");
+        }
+        rows
+    };
+    let rows = splits_of(&[]);
+    for region in ["helsinki", "andorra"] {
+        for s in Split::ALL {
+            assert!(
+                rows.iter().any(|(_, r, x)| r == region && *x == s),
+                "{region} has no {s:?} rows"
+            );
+        }
+    }
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.join("preprocessing_metadata.json")).unwrap())
+            .unwrap();
+    let areas = meta["scaler"]["areas"].as_array().unwrap();
+    let names: Vec<&str> = areas.iter().map(|a| a["region"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.contains(&"andorra") && names.contains(&"helsinki"));
+    let held = splits_of(&["--hold-out", "andorra"]);
+    for (_, r, s) in &held {
+        assert_eq!(*s == Split::Test, r == "andorra", "{r} in {s:?}");
+    }
+    let o = bin()
+        .arg("preprocess")
+        .arg("--data")
+        .arg(&data)
+        .args(["--hold-out", "quito"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success() && text(&o).contains("quito"), "{}", text(&o));
     std::fs::remove_dir_all(&data).ok();
 }
 

@@ -68,6 +68,10 @@ async fn run_backend(backend: &str, webgpu: bool) {
     let summary =
         c.find(Locator::Css("[data-testid=prediction]")).await.unwrap().text().await.unwrap();
     assert_eq!(state, json!("done"), "prediction failed: {summary}");
+    assert!(
+        c.find(Locator::Css("[data-testid=outside-area]")).await.is_err(),
+        "no outside-the-trained-area warning inside it: {summary}"
+    );
     let probs = shown_probabilities(c).await;
     let labels: Vec<&str> = probs.iter().map(|p| p.0.as_str()).collect();
     assert_eq!(labels, ["ramp", "elevator", "entrance", "tactile_path", "obstacle", "none"]);
@@ -356,6 +360,40 @@ async fn run_backend(backend: &str, webgpu: bool) {
                 c.refresh().await.unwrap();
             }
         }
+    }
+    // The model's limits, in words: in its trained area no warning; on another continent
+    // (Quito) the prediction is not a saturated `none`, and the panel says the place lies
+    // outside the area the model was trained on. A type without a training example shows no
+    // probability.
+    if !webgpu {
+        let outside = "document.querySelector('[data-testid=outside-area]')?.innerText ?? ''";
+        assert_eq!(c.execute(&format!("return {outside}"), vec![]).await.unwrap(), json!(""));
+        c.goto(&format!("{}#map=19/-0.18000/-78.47000", session.url("cpu"))).await.unwrap();
+        c.refresh().await.unwrap();
+        wait_backend(c, "cpu", "the model").await;
+        let far = predict_at_centre(c).await;
+        let words = c.execute(&format!("return {outside}"), vec![]).await.unwrap();
+        assert!(
+            words.as_str().unwrap().contains("outside the area the model was trained on"),
+            "{words}"
+        );
+        let top = far.iter().map(|(_, p)| *p).fold(0.0, f64::max);
+        assert!(top < 0.99, "a saturated answer far from the trained area: {far:?}");
+        let unlearned = c
+            .execute(
+                "return [...document.querySelectorAll('[data-testid=prediction] .bar-row[data-unlearned=true]')].map(r => [r.dataset.label, r.innerText])",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let unlearned = unlearned.as_array().unwrap();
+        assert_eq!(unlearned.len(), 1, "{unlearned:?}");
+        assert_eq!(unlearned[0][0], json!("tactile_path"));
+        assert!(unlearned[0][1].as_str().unwrap().contains("cannot be predicted yet"));
+        // Back where the next steps expect the view.
+        c.goto(&format!("{}#map=18/60.17100/24.94200", session.url("cpu"))).await.unwrap();
+        c.refresh().await.unwrap();
+        wait_backend(c, "cpu", "the model").await;
     }
     // "Already in OpenStreetMap": the layer shows as many features as `/api/features` gives
     // for the view's bbox; it can be switched off; a new tag on top of a mapped feature of its

@@ -559,3 +559,75 @@ fn early_stopping_ends_after_exactly_patience_epochs_without_improvement() {
     assert!(err.contains(&format!("early stopping after epoch {stop_at}")), "{err}");
     std::fs::remove_dir_all(&data).ok();
 }
+
+/// `train --init BUNDLE` adapts an exported model: the run starts from the bundle's weights
+/// and config (the first forward equals the bundle's), and a bundle of another encoder, input
+/// size or label set is refused with words naming what differs.
+#[test]
+fn train_init_starts_from_a_bundle_and_refuses_one_that_does_not_fit() {
+    use burn::tensor::Device;
+    use model_core::infer::Predictor;
+    use model_core::infer::bundle::BundleManifest;
+    // The shipped bundle as `--init` reads it: its own config and weights.
+    let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/model");
+    let (manifest, _) = accessatlas::run::read_bundle(&shipped).unwrap();
+    let (cfg, weights) = accessatlas::cmd::train::init_bundle(&shipped, &manifest.config).unwrap();
+    assert_eq!(cfg, manifest.config);
+    let device = Device::flex();
+    let model = model_core::model::persist::model_from_bytes(&cfg, &weights, &device).unwrap();
+    let from_init =
+        Predictor::new(cfg.clone(), model, manifest.scaler.clone(), manifest.temperature, &device);
+    let bundle = accessatlas::run::load_predictor(&shipped, &device).unwrap();
+    let img = image::RgbImage::from_fn(224, 224, |x, y| image::Rgb([x as u8, y as u8, 120]));
+    let input = bundle.input(&img, 60.17, 24.94, "osm").unwrap();
+    let (a, b) = (from_init.predict(&input).unwrap(), bundle.predict(&input).unwrap());
+    for ((_, x), (_, y)) in a.probabilities.0.iter().zip(&b.probabilities.0) {
+        assert!((x - y).abs() < 1e-5, "{a:?} vs {b:?}");
+    }
+    // Another label set, encoder or input size: refused, naming it.
+    let mut other = manifest.config.clone();
+    other.labels = model_core::LabelVocab::default();
+    let e = accessatlas::cmd::train::init_bundle(&shipped, &other).unwrap_err().to_string();
+    assert!(e.contains("label") && e.contains("none"), "{e}");
+    let mut other = manifest.config.clone();
+    other.encoder = model_core::EncoderKind::CustomCnn;
+    let e = accessatlas::cmd::train::init_bundle(&shipped, &other).unwrap_err().to_string();
+    assert!(e.contains("encoder") && e.contains("custom_cnn"), "{e}");
+    let mut other = manifest.config.clone();
+    other.image_size = 64;
+    let e = accessatlas::cmd::train::init_bundle(&shipped, &other).unwrap_err().to_string();
+    assert!(e.contains("64x64"), "{e}");
+    let e = accessatlas::cmd::train::init_bundle(Path::new("/nonexistent"), &manifest.config)
+        .unwrap_err();
+    assert!(format!("{e:#}").contains("--init /nonexistent"), "{e:#}");
+    let _ = BundleManifest::from_json(&manifest.to_json()).unwrap();
+
+    // The CLI: a small model trained and exported, then adapted from its bundle (one epoch);
+    // the adapted run's model is the bundle's architecture. Asking for another encoder fails
+    // before anything is written.
+    let data = prepared("init");
+    let first = data.join("models/first");
+    let o = train_cmd(&data, &first, "1").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let exported = data.join("bundle");
+    let o = bin()
+        .args(["export", "--data"])
+        .arg(&data)
+        .arg("--model")
+        .arg(&first)
+        .arg("--out")
+        .arg(&exported)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let adapted = data.join("models/adapted");
+    let o = train_cmd(&data, &adapted, "1").arg("--init").arg(&exported).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(history(&adapted).len(), 1);
+    let refused = data.join("models/refused");
+    let o =
+        sized_train_cmd(&data, &refused, "1", "96").arg("--init").arg(&exported).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("64x64") && err.contains("96x96"), "{err}");
+    std::fs::remove_dir_all(&data).ok();
+}

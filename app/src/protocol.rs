@@ -2,6 +2,7 @@
 //! rules both sides agree on: which backend to use, where the model's tiles come from.
 
 use model_core::Prediction;
+use model_core::data::metadata::TrainedArea;
 use model_core::data::vocab::NONE_LABEL;
 use model_core::infer::bundle::TileSourceSpec;
 use model_core::infer::prior::CandidatePrior;
@@ -157,6 +158,14 @@ pub struct ModelInfo {
     /// The candidates' prior the bundle carries: which kinds of candidate a scan tries first.
     #[serde(default)]
     pub candidate_prior: Option<CandidatePrior>,
+    /// The areas the model was trained on: predictions outside them carry
+    /// `outside_trained_area`, and the page says so.
+    #[serde(default)]
+    pub trained_areas: Vec<TrainedArea>,
+    /// The types the model never saw an example of: the page says they cannot be predicted
+    /// yet instead of showing a probability.
+    #[serde(default)]
+    pub unlearned: Vec<String>,
 }
 
 impl ModelInfo {

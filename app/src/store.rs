@@ -421,6 +421,7 @@ mod tests {
             label: "ramp".into(),
             lat: 60.170_02,
             lon: 24.94,
+            line: Vec::new(),
         }];
         let e = s.to_osm_edit(EditFormat::OsmChange, &mapped).unwrap();
         assert_eq!(e.already_mapped, [(on_top, "node/42".to_string())]);

@@ -107,7 +107,7 @@ impl Api {
         features: Option<Vec<Labelled>>,
     ) -> Result<Self> {
         let config = predictor.config.clone();
-        let scaler = predictor.scaler;
+        let scaler = predictor.scaler.clone();
         let batcher = Batcher::start(predictor, cfg.max_batch, cfg.max_concurrent)
             .context("starting the model thread")?;
         Ok(Self {
@@ -154,15 +154,29 @@ impl Api {
         let predictor = crate::run::load_predictor(model, &device)
             .with_context(|| format!("loading the model {}", model.display()))?;
         let manifest = model.join(model_core::infer::bundle::BUNDLE_CONFIG_FILE);
-        let info = match std::fs::read_to_string(&manifest) {
-            Ok(text) => serde_json::from_str(&text)
-                .with_context(|| format!("parsing {}", manifest.display()))?,
-            Err(_) => serde_json::json!({
-                "config": predictor.config,
-                "scaler": predictor.scaler,
-                "temperature": predictor.temperature,
-            }),
+        let (mut info, unlearned) = match std::fs::read_to_string(&manifest) {
+            Ok(text) => (
+                serde_json::from_str(&text)
+                    .with_context(|| format!("parsing {}", manifest.display()))?,
+                model_core::infer::bundle::BundleManifest::from_json(&text)
+                    .map(|m| m.unlearned_types())
+                    .unwrap_or_default(),
+            ),
+            Err(_) => (
+                serde_json::json!({
+                    "config": predictor.config,
+                    "temperature": predictor.temperature,
+                }),
+                Vec::new(),
+            ),
         };
+        // The model's limits, as the predictor applies them: the area it reads position in
+        // (recorded, or implied by an older bundle's scaler) and the types it never saw.
+        if let Some(obj) = info.as_object_mut() {
+            obj.insert("scaler".into(), serde_json::json!(predictor.scaler));
+            obj.insert("trained_areas".into(), serde_json::json!(predictor.scaler.areas));
+            obj.insert("unlearned_types".into(), serde_json::json!(unlearned));
+        }
         let Some(tiles) = tiles else {
             return Api::new(predictor, info, cfg, None);
         };
@@ -335,7 +349,7 @@ async fn features(
             let (kind, id) = f.id.split_once('/').unwrap_or(("node", &f.id));
             let tags: serde_json::Map<String, serde_json::Value> =
                 f.tags.iter().map(|(k, v)| (k.to_string(), v.into())).collect();
-            serde_json::json!({
+            let mut v = serde_json::json!({
                 "type": "Feature",
                 "geometry": {"type": "Point", "coordinates": [f.lon, f.lat]},
                 "properties": {
@@ -344,7 +358,14 @@ async fn features(
                     "type": f.label,
                     "tags": tags,
                 },
-            })
+            });
+            // A way's whole line ([lon, lat] pairs, GeoJSON's order): the page's "already
+            // mapped" rule measures to it, as the CLI's does.
+            if !f.line.is_empty() {
+                let line: Vec<[f64; 2]> = f.line.iter().map(|p| [p[1], p[0]]).collect();
+                v["properties"]["line"] = serde_json::json!(line);
+            }
+            v
         })
         .collect();
     Ok(axum::Json(serde_json::json!({"type": "FeatureCollection", "features": found}))

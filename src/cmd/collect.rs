@@ -1,5 +1,7 @@
-//! `accessatlas collect`: labelled locations (from an OSM extract or the user's CSV) and one
-//! 224x224 map tile per location, centred on it, in `DATA/images/` + `DATA/tags.csv`.
+//! `accessatlas collect`: labelled locations (from OSM extracts or the user's CSV) and one
+//! 224x224 map tile per location, centred on it, in `DATA/images/` + `DATA/tags.csv`. Several
+//! extracts make one dataset: each row carries its region (the `region` column, the extract's
+//! name), each extract's background points and tiles come from that extract.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
@@ -12,9 +14,7 @@ use model_core::LabelVocab;
 use model_core::data::background::background_points;
 use model_core::data::preprocess::INPUT_SIZE;
 use model_core::data::split::{SplitConfig, group_of};
-use model_core::data::tags::{
-    Rejected, Tag, TagTable, parse_tags_csv, write_rejected_csv, write_tags_csv,
-};
+use model_core::data::tags::{Rejected, Tag, TagTable, parse_tags_csv, write_tags_csv};
 use model_core::data::tile::{TileId, Window};
 use model_core::data::vocab::NONE_LABEL;
 use model_core::infer::bundle::TileSourceSpec;
@@ -32,10 +32,13 @@ pub struct CollectArgs {
     #[arg(long, default_value = "data")]
     pub data: PathBuf,
     /// OSM extract: the source of labels (without --tags) and the map tiles are rendered from.
-    /// Default: the bundled extract of central Helsinki.
+    /// Repeat it, or name a folder (its `*.pbf` files), for one dataset of several regions,
+    /// each named after its file (`andorra.osm.pbf`: `andorra`). Default: the bundled extract
+    /// of central Helsinki (region `helsinki`).
     #[arg(long)]
-    pub osm: Option<PathBuf>,
-    /// Your own labelled locations (`id,lat,lon,type,source[,image]`); labels come only from here.
+    pub osm: Vec<PathBuf>,
+    /// Your own labelled locations (`id,lat,lon,type,source[,image][,region]`); labels come
+    /// only from here (with one extract at most).
     #[arg(long)]
     pub tags: Option<PathBuf>,
     /// OSM tag -> type table (default: config/osm_rules.toml, compiled in).
@@ -84,6 +87,8 @@ pub struct CollectArgs {
 #[derive(Debug, Default)]
 pub struct Summary {
     pub per_type: BTreeMap<String, usize>,
+    /// Rows per region (the extract's name), background points included.
+    pub per_region: BTreeMap<String, usize>,
     /// Tiles obtained, by how.
     pub tiles: BTreeMap<Origin, usize>,
     /// Tag images written.
@@ -103,6 +108,10 @@ pub fn run(args: CollectArgs) -> Result<()> {
     for (t, n) in &s.per_type {
         let note = if *n == 0 { "  (no examples: kept in the vocabulary)" } else { "" };
         println!("{t:<14} {n:>7}{note}");
+    }
+    if s.per_region.len() > 1 {
+        let regions: Vec<String> = s.per_region.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        println!("rows per region: {}", regions.join(", "));
     }
     let tiles: Vec<String> =
         s.tiles.iter().map(|(o, n)| format!("{n} {o:?}").to_lowercase()).collect();
@@ -127,11 +136,54 @@ pub fn run(args: CollectArgs) -> Result<()> {
     Ok(())
 }
 
+/// The region of the bundled extract.
+pub const BUNDLED_REGION: &str = "helsinki";
+
+/// The extracts `--osm` names, folders expanded to their `*.pbf` files (sorted), each with its
+/// region: the file name without `.osm.pbf`/`.pbf`. None: the bundled extract.
+pub fn extracts(osm: &[PathBuf]) -> Result<Vec<(Option<PathBuf>, String)>> {
+    if osm.is_empty() {
+        return Ok(vec![(None, BUNDLED_REGION.to_string())]);
+    }
+    let mut out: Vec<(Option<PathBuf>, String)> = Vec::new();
+    for p in osm {
+        let files = if p.is_dir() {
+            let mut f: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("--osm {}: reading the folder", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.extension().is_some_and(|x| x == "pbf"))
+                .collect();
+            f.sort();
+            if f.is_empty() {
+                bail!("--osm {}: the folder holds no .pbf file", p.display());
+            }
+            f
+        } else {
+            vec![p.clone()]
+        };
+        for f in files {
+            let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let region = name
+                .strip_suffix(".osm.pbf")
+                .or_else(|| name.strip_suffix(".pbf"))
+                .unwrap_or(&name)
+                .to_string();
+            if out.iter().any(|(_, r)| *r == region) {
+                bail!(
+                    "--osm {}: a second extract named `{region}` (regions are file names)",
+                    f.display()
+                );
+            }
+            out.push((Some(f), region));
+        }
+    }
+    Ok(out)
+}
+
 pub fn collect(args: &CollectArgs) -> Result<Summary> {
     if !(args.negatives_per_label.is_finite() && args.negatives_per_label >= 0.0) {
         bail!("--negatives-per-label must be a number >= 0, not {}", args.negatives_per_label);
     }
-    let labels = LabelVocab::with_none();
     let data = DataDir::new(&args.data);
     let features = LabelVocab::default();
     let rules = match &args.rules {
@@ -142,7 +194,102 @@ pub fn collect(args: &CollectArgs) -> Result<Summary> {
         }
         None => Rules::default_rules(&features)?,
     };
-    let (map, origin) = OsmMap::open_keeping(args.osm.as_deref(), &KeepTags::for_rules(&rules))?;
+    let extracts = extracts(&args.osm)?;
+    if args.tags.is_some() && extracts.len() > 1 {
+        bail!("--tags takes one extract (--osm once): the rows' tiles come from it");
+    }
+    let several = extracts.len() > 1;
+    let mut summary = Summary::default();
+    let mut table = TagTable::default();
+    let mut rejected: Vec<Rejected> = Vec::new();
+    let mut spec = None;
+    for (path, region) in &extracts {
+        let part = collect_region(args, path.as_deref(), region, several, &rules, &data)?;
+        merge_tables(&mut table, part.table);
+        rejected.extend(part.rejected);
+        for (o, n) in part.summary.tiles {
+            *summary.tiles.entry(o).or_default() += n;
+        }
+        summary.written += part.summary.written;
+        summary.reused += part.summary.reused;
+        summary.failed.extend(part.summary.failed);
+        spec = Some(part.spec);
+    }
+    let spec = spec.expect("at least one extract");
+    for l in features.names() {
+        summary.per_type.insert(l.clone(), 0);
+    }
+    for t in &table.tags {
+        *summary.per_type.entry(t.label.clone()).or_default() += 1;
+    }
+    for r in table.regions() {
+        *summary.per_region.entry(r.to_string()).or_default() += 1;
+    }
+    summary.rejected = rejected.len() - summary.failed.len();
+    write_atomic(&data.tags(), &write_tags_csv(&table))?;
+    // Which tiles these images were cut from: the model bundle records it for every consumer.
+    write_atomic(&data.tile_source(), serde_json::to_string_pretty(&spec)?.as_bytes())?;
+    crate::fsutil::write_rejected(&data.rejected_rows(), &rejected)?;
+    tracing::info!(
+        "wrote {} ({} tags from {} region(s), style {}, zoom {})",
+        data.tags().display(),
+        table.tags.len(),
+        extracts.len(),
+        style::STYLE_VERSION,
+        args.zoom
+    );
+    Ok(summary)
+}
+
+/// `part`'s rows appended to `table`, extra columns matched by name (a column only one side
+/// has is empty on the other's rows). A feature two overlapping extracts both hold (the same
+/// OSM id) is kept once, from the first.
+fn merge_tables(table: &mut TagTable, part: TagTable) {
+    for c in &part.extra_columns {
+        if !table.extra_columns.contains(c) {
+            table.extra_columns.push(c.clone());
+        }
+    }
+    let n = table.extra_columns.len();
+    for t in &mut table.tags {
+        t.extra.resize(n, String::new());
+    }
+    let seen: HashSet<String> = table.tags.iter().map(|t| t.id.clone()).collect();
+    for mut t in part.tags {
+        if seen.contains(&t.id) {
+            tracing::info!("{}: in two extracts, kept from the first", t.id);
+            continue;
+        }
+        let mut extra = vec![String::new(); n];
+        for (c, v) in part.extra_columns.iter().zip(std::mem::take(&mut t.extra)) {
+            let i = table.extra_columns.iter().position(|x| x == c).expect("merged above");
+            extra[i] = v;
+        }
+        t.extra = extra;
+        table.tags.push(t);
+    }
+}
+
+/// What one extract gave.
+struct RegionPart {
+    table: TagTable,
+    rejected: Vec<Rejected>,
+    summary: Summary,
+    spec: TileSourceSpec,
+}
+
+/// One extract's rows (its features or the user's tags, its background points), each with
+/// its image. `several`: background ids carry the region, so they stay unique.
+fn collect_region(
+    args: &CollectArgs,
+    path: Option<&std::path::Path>,
+    region: &str,
+    several: bool,
+    rules: &Rules,
+    data: &DataDir,
+) -> Result<RegionPart> {
+    let labels = LabelVocab::with_none();
+    let (map, origin) = OsmMap::open_keeping(path, &KeepTags::for_rules(rules))?;
     tracing::info!(
         "{origin}: {} nodes, {} ways, {} multipolygons",
         map.coords.len(),
@@ -151,7 +298,7 @@ pub fn collect(args: &CollectArgs) -> Result<Summary> {
     );
     crate::memory::log_stage("reading the map");
     let mut rejected: Vec<Rejected> = Vec::new();
-    let mapped = labelled_features(&map, &rules);
+    let mapped = labelled_features(&map, rules);
     let mut table = match &args.tags {
         Some(csv) => {
             let bytes = std::fs::read(csv).with_context(|| format!("reading {}", csv.display()))?;
@@ -183,11 +330,15 @@ pub fn collect(args: &CollectArgs) -> Result<Summary> {
 
     crate::memory::log_stage("labels");
     let mut background = background_tags(&map, &mapped, &table.tags, args)?;
-    tracing::info!("{} background points (`{NONE_LABEL}`)", background.len());
+    tracing::info!("{region}: {} background points (`{NONE_LABEL}`)", background.len());
     for b in &mut background {
         b.extra = vec![String::new(); table.extra_columns.len()];
+        if several {
+            b.id = b.id.replacen('/', &format!("/{region}/"), 1);
+        }
     }
     table.tags.extend(background);
+    table.fill_region(region);
     crate::memory::log_stage("background points");
     drop(mapped);
     crate::memory::release_freed();
@@ -211,7 +362,7 @@ pub fn collect(args: &CollectArgs) -> Result<Summary> {
         timeout: Duration::from_secs_f64(args.timeout_secs.max(0.001)),
     };
     let source = crate::tiles::open(&spec, &map, politeness)?;
-    tracing::info!("tiles from {}", source.describe());
+    tracing::info!("{region}: tiles from {}", source.describe());
     crate::memory::log_stage("opening the tile source");
     let images_dir = data.images();
     std::fs::create_dir_all(&images_dir)
@@ -235,7 +386,7 @@ pub fn collect(args: &CollectArgs) -> Result<Summary> {
         let w = Window::centered(t.lat, t.lon, args.zoom, INPUT_SIZE)?;
         todo.push((t, w));
     }
-    let (outcomes, origins) = images(source.as_ref(), &todo, &data);
+    let (outcomes, origins) = images(source.as_ref(), &todo, data);
     summary.tiles = origins;
     for ((mut t, _), outcome) in todo.into_iter().zip(outcomes) {
         match outcome {
@@ -249,30 +400,7 @@ pub fn collect(args: &CollectArgs) -> Result<Summary> {
     }
     table.tags = kept;
     crate::memory::log_stage("images");
-    for l in features.names() {
-        summary.per_type.insert(l.clone(), 0);
-    }
-    for t in &table.tags {
-        *summary.per_type.entry(t.label.clone()).or_default() += 1;
-    }
-    summary.rejected = rejected.len() - summary.failed.len();
-    write_atomic(&data.tags(), &write_tags_csv(&table))?;
-    // Which tiles these images were cut from: the model bundle records it for every consumer.
-    write_atomic(&data.tile_source(), serde_json::to_string_pretty(&spec)?.as_bytes())?;
-    let rejected_path = data.rejected_rows();
-    if rejected.is_empty() {
-        let _ = std::fs::remove_file(&rejected_path);
-    } else {
-        write_atomic(&rejected_path, &write_rejected_csv(&rejected))?;
-    }
-    tracing::info!(
-        "wrote {} ({} tags, style {}, zoom {})",
-        data.tags().display(),
-        table.tags.len(),
-        style::STYLE_VERSION,
-        args.zoom
-    );
-    Ok(summary)
+    Ok(RegionPart { table, rejected, summary, spec })
 }
 
 /// The `none` class's rows: background points of the extract in the labelled locations' map

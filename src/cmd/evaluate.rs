@@ -62,7 +62,23 @@ pub struct Evaluation {
     pub feature_types: Metrics,
     /// `none` against "any feature" (when the model has `none`).
     pub none: Option<ClassMetrics>,
+    /// The same per region of the test rows (empty for data of one region).
+    pub by_region: Vec<RegionMetrics>,
     pub suggestions: Option<SuggestionEval>,
+}
+
+/// One region's test figures (`metrics.json`'s `by_region`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RegionMetrics {
+    pub region: String,
+    pub rows: usize,
+    /// Rows that hold a feature.
+    pub feature_rows: usize,
+    pub accuracy: f64,
+    pub feature_accuracy: f64,
+    pub feature_macro_f1: f64,
+    pub none_precision: Option<f64>,
+    pub none_recall: Option<f64>,
 }
 
 pub fn run(args: EvaluateArgs) -> Result<()> {
@@ -91,6 +107,23 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
             "`{NONE_LABEL}` against any feature: precision {:.3}, recall {:.3}, F1 {:.3}",
             n.precision, n.recall, n.f1
         );
+    }
+    if !e.by_region.is_empty() {
+        println!();
+        println!(
+            "{:<14} {:>6} {:>9} {:>14} {:>14} {:>15}",
+            "region", "rows", "accuracy", "types: acc.", "types: mF1", "none: P / R"
+        );
+        for r in &e.by_region {
+            let none = match (r.none_precision, r.none_recall) {
+                (Some(p), Some(q)) => format!("{p:.3} / {q:.3}"),
+                _ => "-".into(),
+            };
+            println!(
+                "{:<14} {:>6} {:>9.3} {:>14.3} {:>14.3} {none:>15}",
+                r.region, r.rows, r.accuracy, r.feature_accuracy, r.feature_macro_f1
+            );
+        }
     }
     if let Some(s) = &e.suggestions {
         println!();
@@ -196,23 +229,57 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
                 .0
         })
         .collect();
-    let metrics = Metrics::compute(&test.truth, &pred, &labels);
-    let none_index = cfg.labels.none_index();
-    let (feature_types, none) = match none_index {
-        None => (metrics.clone(), None),
-        Some(ni) => {
-            let rows: Vec<usize> = (0..test.truth.len()).filter(|&i| test.truth[i] != ni).collect();
-            let best_type = |p: &[f32]| {
-                (0..p.len())
-                    .filter(|&c| c != ni)
-                    .max_by(|&a, &b| p[a].total_cmp(&p[b]))
-                    .unwrap_or(0)
-            };
-            let truth: Vec<usize> = rows.iter().map(|&i| test.truth[i]).collect();
-            let pred: Vec<usize> = rows.iter().map(|&i| best_type(&probs[i])).collect();
-            let names: Vec<String> = cfg.labels.feature_names().map(str::to_string).collect();
-            (Metrics::compute(&truth, &pred, &names), metrics.per_class.get(NONE_LABEL).copied())
+    // All classes, the feature types (rows with a feature, `none` set aside) and `none`
+    // against any feature, over the test rows `rows`.
+    let measure = |rows: &[usize]| -> (Metrics, Metrics, Option<ClassMetrics>) {
+        let truth: Vec<usize> = rows.iter().map(|&i| test.truth[i]).collect();
+        let all_pred: Vec<usize> = rows.iter().map(|&i| pred[i]).collect();
+        let metrics = Metrics::compute(&truth, &all_pred, &labels);
+        match cfg.labels.none_index() {
+            None => (metrics.clone(), metrics, None),
+            Some(ni) => {
+                let rows: Vec<usize> =
+                    rows.iter().copied().filter(|&i| test.truth[i] != ni).collect();
+                let best_type = |p: &[f32]| {
+                    (0..p.len())
+                        .filter(|&c| c != ni)
+                        .max_by(|&a, &b| p[a].total_cmp(&p[b]))
+                        .unwrap_or(0)
+                };
+                let truth: Vec<usize> = rows.iter().map(|&i| test.truth[i]).collect();
+                let pred: Vec<usize> = rows.iter().map(|&i| best_type(&probs[i])).collect();
+                let names: Vec<String> = cfg.labels.feature_names().map(str::to_string).collect();
+                let none = metrics.per_class.get(NONE_LABEL).copied();
+                (metrics, Metrics::compute(&truth, &pred, &names), none)
+            }
         }
+    };
+    let (metrics, feature_types, none) = measure(&(0..test.truth.len()).collect::<Vec<_>>());
+    // The same per region, when the test rows come from more than one.
+    let mut region_names: Vec<&str> = test.regions.iter().map(String::as_str).collect();
+    region_names.sort_unstable();
+    region_names.dedup();
+    let by_region: Vec<RegionMetrics> = if region_names.len() > 1 {
+        region_names
+            .iter()
+            .map(|r| {
+                let rows: Vec<usize> =
+                    (0..test.truth.len()).filter(|&i| test.regions[i] == *r).collect();
+                let (m, f, n) = measure(&rows);
+                RegionMetrics {
+                    region: r.to_string(),
+                    rows: rows.len(),
+                    feature_rows: f.confusion_matrix.matrix.iter().flatten().sum(),
+                    accuracy: m.accuracy,
+                    feature_accuracy: f.accuracy,
+                    feature_macro_f1: f.macro_avg.f1,
+                    none_precision: n.map(|n| n.precision),
+                    none_recall: n.map(|n| n.recall),
+                }
+            })
+            .collect()
+    } else {
+        Vec::new()
     };
     std::fs::create_dir_all(run.errors())?;
     let (ece, bins) = ece_of(&test, temperature);
@@ -220,6 +287,9 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
     metrics_json["feature_types"] = serde_json::to_value(&feature_types)?;
     if let Some(n) = &none {
         metrics_json["none_vs_feature"] = serde_json::to_value(n)?;
+    }
+    if !by_region.is_empty() {
+        metrics_json["by_region"] = serde_json::to_value(&by_region)?;
     }
     metrics_json["expected_calibration_error"] = serde_json::json!(ece);
     metrics_json["temperature"] = serde_json::json!(temperature);
@@ -293,22 +363,48 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
     } else {
         let (map, origin) = OsmMap::open(args.osm.as_deref())?;
         let rules = Rules::default_rules(&LabelVocab::default())?;
+        // Data of several regions: the suggestions are measured on the extract's own region
+        // (its rows; the extract's file name names it, as `collect` does).
+        let region = super::collect::extracts(args.osm.as_slice())?.remove(0).1;
+        let of_region = |tags: Vec<Tag>, regions: Vec<String>, what: &str| -> Result<Vec<Tag>> {
+            let mut names = regions.clone();
+            names.sort_unstable();
+            names.dedup();
+            if names.len() <= 1 {
+                return Ok(tags);
+            }
+            let kept: Vec<Tag> = tags
+                .into_iter()
+                .zip(regions)
+                .filter(|(_, r)| *r == region)
+                .map(|(t, _)| t)
+                .collect();
+            if kept.is_empty() {
+                bail!(
+                    "the {what} rows are of regions {names:?}, none of them `{region}` ({origin}): \
+                     name the extract of the region to measure suggestions on with --osm"
+                );
+            }
+            Ok(kept)
+        };
         // The candidates' prior, from the training cells, before the predictor loads it.
         let split = |name: &str| -> Result<Vec<Tag>> {
             let path = data.split(name);
             let bytes =
                 std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-            Ok(parse_tags_csv(&bytes, &cfg.labels)
+            let table = parse_tags_csv(&bytes, &cfg.labels)
                 .with_context(|| path.display().to_string())?
-                .table
-                .tags)
+                .table;
+            let regions = table.regions().into_iter().map(str::to_string).collect();
+            of_region(table.tags, regions, name)
         };
         let train = split("train")?;
         let prior =
             measure_candidate_prior(&run, &map, &rules, &train, meta.group_zoom, &cfg.labels)
                 .with_context(|| format!("the candidates' prior on {origin}"))?;
         // The model already loaded, as `load_predictor` would build it from this run.
-        let mut predictor = Predictor::new(cfg.clone(), model, meta.scaler, temperature, &device);
+        let mut predictor =
+            Predictor::new(cfg.clone(), model, meta.scaler.clone(), temperature, &device);
         predictor.candidate_prior = Some(prior);
         let spec = data.read_tile_source()?;
         let inputs = Inputs {
@@ -326,9 +422,10 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
             .threshold
             .or(chosen.map(|p| p.threshold))
             .unwrap_or(model_core::infer::DEFAULT_SUGGEST_THRESHOLD);
-        let eval = evaluate_suggestions(&run, &inputs, &test.tags, threshold)
+        let test_tags = of_region(test.tags.clone(), test.regions.clone(), "test")?;
+        let eval = evaluate_suggestions(&run, &inputs, &test_tags, threshold)
             .with_context(|| format!("the suggestion evaluation on {origin}"))?;
         Some(eval)
     };
-    Ok(Evaluation { metrics, feature_types, none, suggestions })
+    Ok(Evaluation { metrics, feature_types, none, by_region, suggestions })
 }

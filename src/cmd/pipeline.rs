@@ -1,6 +1,8 @@
 //! The main native job (`accessatlas` with no subcommand, i.e. `cargo run --release`):
 //! collect -> preprocess -> train -> evaluate -> export, on the bundled Helsinki extract, in
-//! the seed's layout (`data/`, `models/baseline/`).
+//! the seed's layout (`data/`, `models/baseline/`). With `--osm MY.pbf` the same on the
+//! mapper's own extract, adapting the shipped model (`train --init assets/model`) instead of
+//! training from ImageNet's weights.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -37,6 +39,14 @@ pub struct PipelineArgs {
     /// accuracy to assets/model/compact/.
     #[arg(long)]
     pub refresh_assets: bool,
+    /// Your own OSM extract(s) instead of the bundled one (as `collect --osm`): the pipeline
+    /// then adapts a model to them (`--init`, the shipped one by default).
+    #[arg(long)]
+    pub osm: Vec<PathBuf>,
+    /// The bundle training starts from (`train --init`); default with `--osm`: the shipped
+    /// model `assets/model`, without: ImageNet's weights.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
 }
 
 /// A stage's arguments with the defaults its own command declares (one source of truth).
@@ -50,13 +60,20 @@ fn parse_args<A: clap::Args>(args: &[std::ffi::OsString]) -> Result<A> {
     Ok(<Wrap<A> as clap::Parser>::try_parse_from(argv)?.inner)
 }
 
+/// The bundle training starts from: `--init`, else with `--osm` (the mapper's own extract) the
+/// shipped model, else none (ImageNet's weights).
+fn init_for(args: &PipelineArgs) -> Option<PathBuf> {
+    args.init.clone().or_else(|| (!args.osm.is_empty()).then(|| PathBuf::from("assets/model")))
+}
+
 pub fn run(args: PipelineArgs) -> Result<()> {
     let (data, out) = (args.data.clone(), args.out.clone());
     let (data_dir, run_dir) = (DataDir::new(&data), RunDir::new(&out));
     let mut times = Vec::new();
     let t = Instant::now();
-    super::collect::run(parse_args::<CollectArgs>(&["--data".into(), data.clone().into()])?)
-        .context("collect")?;
+    let mut collect_args = parse_args::<CollectArgs>(&["--data".into(), data.clone().into()])?;
+    collect_args.osm = args.osm.clone();
+    super::collect::run(collect_args).context("collect")?;
     times.push(("collect", t.elapsed().as_secs_f64()));
 
     let t = Instant::now();
@@ -78,16 +95,19 @@ pub fn run(args: PipelineArgs) -> Result<()> {
     train_args.encoder = args.encoder;
     train_args.epochs = args.epochs;
     train_args.resume = resume;
+    train_args.init = init_for(&args);
     super::train::run(train_args).context("train")?;
     times.push(("train", t.elapsed().as_secs_f64()));
 
     let t = Instant::now();
-    let eval_args = parse_args::<EvaluateArgs>(&[
+    let mut eval_args = parse_args::<EvaluateArgs>(&[
         "--data".into(),
         data.clone().into(),
         "--model".into(),
         out.clone().into(),
     ])?;
+    // Suggestions are measured on the (first) extract the data came from.
+    eval_args.osm = super::collect::extracts(&args.osm)?.remove(0).0;
     let evaluation = super::evaluate::evaluate(&eval_args).context("evaluate")?;
     times.push(("evaluate", t.elapsed().as_secs_f64()));
 
@@ -212,5 +232,19 @@ mod tests {
         assert_eq!(t.out, PathBuf::from("o"));
         assert!(!t.resume && t.epochs.is_none());
         assert!(parse_args::<PreprocessArgs>(&["--bogus".into()]).is_err());
+    }
+
+    /// `--osm MY.pbf` adapts the shipped model; `--init` names another; without either the
+    /// pipeline trains from ImageNet's weights as before.
+    #[test]
+    fn an_own_extract_adapts_the_shipped_model() {
+        let p = |a: &[&str]| {
+            let v: Vec<std::ffi::OsString> = a.iter().map(Into::into).collect();
+            parse_args::<PipelineArgs>(&v).unwrap()
+        };
+        assert_eq!(init_for(&p(&[])), None);
+        assert_eq!(init_for(&p(&["--osm", "my.osm.pbf"])), Some(PathBuf::from("assets/model")));
+        assert_eq!(init_for(&p(&["--osm", "a.pbf", "--init", "b"])), Some(PathBuf::from("b")));
+        assert_eq!(p(&["--osm", "a.pbf", "--osm", "b.pbf"]).osm.len(), 2);
     }
 }

@@ -59,6 +59,16 @@ pub fn run(args: PredictArgs) -> Result<()> {
         std::fs::read(&args.image).with_context(|| format!("reading {}", args.image.display()))?;
     let p = predict_bytes(&loaded, &bytes, args.lat, args.lon, &args.source)
         .with_context(|| args.image.display().to_string())?;
+    if p.outside_trained_area {
+        let area = loaded.scaler.describe_areas();
+        tracing::warn!(
+            "{},{} lies outside the area the model was trained on ({area}): the model read its \
+             position as that area's centre, and this prediction is a guess until the model is \
+             adapted to the area (train --init)",
+            args.lat,
+            args.lon
+        );
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&p)?);
     } else {

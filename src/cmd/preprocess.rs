@@ -1,6 +1,7 @@
 //! `accessatlas preprocess`: validate `tags.csv` and its images, split 70/15/15 stratified by
-//! class and grouped by map cell, fit the lat/lon scaler and class weights on the training
-//! split, write `tags_{train,val,test}.csv` and `preprocessing_metadata.json`.
+//! class within each region (the `region` column; one region without it) and grouped by map
+//! cell, fit the lat/lon scaler (one area per region) and class weights on the training split,
+//! write `tags_{train,val,test}.csv` and `preprocessing_metadata.json`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -11,11 +12,10 @@ use model_core::LabelVocab;
 use model_core::data::dataset::PreprocessingMetadata;
 use model_core::data::metadata::Scaler;
 use model_core::data::split::{
-    Split, SplitConfig, class_weights, group_of, small_class_warnings, stratified_group_split,
+    Split, SplitConfig, class_weights, group_of, small_class_warnings,
+    stratified_group_split_by_region,
 };
-use model_core::data::tags::{
-    Rejected, TagTable, parse_tags_csv, write_rejected_csv, write_tags_csv,
-};
+use model_core::data::tags::{Rejected, TagTable, parse_tags_csv, write_tags_csv};
 use model_core::data::vocab::{DEFAULT_SOURCES, NONE_LABEL};
 use sha2::{Digest, Sha256};
 
@@ -33,6 +33,11 @@ pub struct PreprocessArgs {
     /// Tags are grouped by the tile cell at this zoom before splitting (17: ~300 m at 60°N).
     #[arg(long, default_value_t = 17)]
     pub group_zoom: u8,
+    /// Leave this region out of training: all its rows become the test split, the other
+    /// regions are split 85/15 into train and validation (a model's figure on a region it
+    /// never saw; `cargo xtask reference regions`).
+    #[arg(long)]
+    pub hold_out: Option<String>,
 }
 
 pub fn run(args: PreprocessArgs) -> Result<()> {
@@ -97,13 +102,41 @@ pub fn preprocess(args: &PreprocessArgs) -> Result<PreprocessingMetadata> {
         .collect::<Result<_, model_core::CoreError>>()?;
     let cfg =
         SplitConfig { seed: args.seed, group_zoom: args.group_zoom, ..SplitConfig::default() };
-    let splits = stratified_group_split(&items, labels.len(), &cfg)?;
+    let regions = table.regions();
+    let splits = match &args.hold_out {
+        None => stratified_group_split_by_region(&items, &regions, labels.len(), &cfg)?,
+        Some(out) => {
+            if !regions.contains(&out.as_str()) {
+                let mut names = regions.clone();
+                names.sort_unstable();
+                names.dedup();
+                bail!(
+                    "--hold-out {out}: {} has no rows of that region (its regions: {names:?})",
+                    path.display()
+                );
+            }
+            let rest: Vec<usize> = (0..items.len()).filter(|&i| regions[i] != out).collect();
+            if rest.is_empty() {
+                bail!("--hold-out {out}: no other region is left to train on");
+            }
+            let part: Vec<(usize, (u32, u32))> = rest.iter().map(|&i| items[i]).collect();
+            let part_regions: Vec<&str> = rest.iter().map(|&i| regions[i]).collect();
+            let train_val = SplitConfig { fractions: [0.85, 0.15, 0.0], ..cfg.clone() };
+            let mut splits = vec![Split::Test; items.len()];
+            let got =
+                stratified_group_split_by_region(&part, &part_regions, labels.len(), &train_val)?;
+            for (&i, s) in rest.iter().zip(got) {
+                splits[i] = s;
+            }
+            splits
+        }
+    };
     let mut warnings = small_class_warnings(labels.names(), &items);
 
     let train: Vec<usize> = (0..items.len()).filter(|&i| splits[i] == Split::Train).collect();
-    let points: Vec<[f64; 2]> =
-        train.iter().map(|&i| [table.tags[i].lat, table.tags[i].lon]).collect();
-    let scaler = Scaler::fit(&points)?;
+    let points: Vec<(&str, [f64; 2])> =
+        train.iter().map(|&i| (regions[i], [table.tags[i].lat, table.tags[i].lon])).collect();
+    let scaler = Scaler::fit_regions(&points)?;
     let train_labels: Vec<usize> = train.iter().map(|&i| items[i].0).collect();
     let weights = class_weights(&train_labels, labels.len());
 
@@ -158,10 +191,8 @@ pub fn preprocess(args: &PreprocessArgs) -> Result<PreprocessingMetadata> {
     };
     write_atomic(&data.preprocessing_metadata(), serde_json::to_string_pretty(&meta)?.as_bytes())?;
     let rej = data.preprocess_rejected_rows();
-    if rejected.is_empty() {
-        let _ = std::fs::remove_file(&rej);
-    } else {
-        write_atomic(&rej, &write_rejected_csv(&rejected))?;
+    crate::fsutil::write_rejected(&rej, &rejected)?;
+    if !rejected.is_empty() {
         println!("{} rows rejected, listed in {}", rejected.len(), rej.display());
     }
     Ok(meta)

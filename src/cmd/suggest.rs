@@ -72,6 +72,16 @@ pub fn run(args: SuggestArgs) -> Result<()> {
         args.threshold.unwrap_or(predictor.default_threshold()),
     )
     .map_err(|e| anyhow::anyhow!("--bbox {}: {e:#}", args.bbox))?;
+    if s.outside_trained_area > 0 {
+        let area = predictor.scaler.describe_areas();
+        tracing::warn!(
+            "{} of {} candidates lie outside the area the model was trained on ({area}): there \
+             it ignores position and its suggestions are guesses until it is adapted to the area \
+             (train --init on an extract of it)",
+            s.outside_trained_area,
+            s.candidates
+        );
+    }
     let text = match args.format.as_str() {
         "geojson" => serde_json::to_string_pretty(&to_geojson(&s))? + "\n",
         "maproulette" => to_maproulette(&s)?,

@@ -72,6 +72,11 @@ pub struct TrainArgs {
     /// The pretrained .pth (default: the cached one, fetched if missing).
     #[arg(long)]
     pub weights: Option<PathBuf>,
+    /// Start from a model bundle's weights (`export` writes one; `assets/model` is the shipped
+    /// one) instead of ImageNet's: adapting a model to your own area. The data's labels must
+    /// be the bundle's; the architecture, input size and sources are the bundle's.
+    #[arg(long, conflicts_with_all = ["no_pretrained", "weights"])]
+    pub init: Option<PathBuf>,
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
@@ -129,6 +134,53 @@ pub fn run(args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// `--init DIR`: the bundle's model config and weights, when the bundle fits the data: the
+/// same labels, and the encoder and input size the recipe asks for. The run then uses the
+/// bundle's config (its sources: a source of the data it lacks reads as `unknown`).
+pub fn init_bundle(
+    dir: &std::path::Path,
+    wanted: &model_core::ModelConfig,
+) -> Result<(model_core::ModelConfig, Vec<u8>)> {
+    let (manifest, weights) = crate::run::read_bundle(dir).with_context(|| {
+        format!("--init {} (a model bundle, as `export` writes)", dir.display())
+    })?;
+    let have = &manifest.config;
+    let what = format!("--init {}", dir.display());
+    if have.labels != wanted.labels {
+        bail!(
+            "{what}: the bundle predicts {:?} but the data's labels are {:?}: adapt only a model \
+             with the same label set",
+            have.labels.names(),
+            wanted.labels.names()
+        );
+    }
+    if have.encoder != wanted.encoder {
+        bail!(
+            "{what}: the bundle's encoder is {} but the run asks for {} (leave --encoder out, or \
+             name the bundle's)",
+            have.encoder,
+            wanted.encoder
+        );
+    }
+    if have.image_size != wanted.image_size {
+        bail!(
+            "{what}: the bundle reads {s}x{s} images but the run asks for {w}x{w}",
+            s = have.image_size,
+            w = wanted.image_size
+        );
+    }
+    for s in wanted.sources.names() {
+        if have.sources.lookup(s).is_none() {
+            tracing::warn!(
+                "{what}: source `{s}` is not in the bundle's vocabulary: read as `unknown`"
+            );
+        }
+    }
+    let mut cfg = have.clone();
+    cfg.dropout = wanted.dropout;
+    Ok((cfg, weights))
+}
+
 pub fn train(args: &TrainArgs) -> Result<Vec<EpochLog>> {
     // The backend first: a build without it fails before anything is read or written.
     let device = crate::device::device(args.device)?.autodiff();
@@ -154,7 +206,15 @@ pub fn train(args: &TrainArgs) -> Result<Vec<EpochLog>> {
 
     // A precision the device cannot compute in fails here, before the data is read.
     let precision_note = crate::device::check_precision(args.device, &device, cfg.precision)?;
-    let model_cfg = cfg.model_config(meta.label_vocab()?, meta.source_vocab()?)?;
+    let mut model_cfg = cfg.model_config(meta.label_vocab()?, meta.source_vocab()?)?;
+    let init = match (&args.init, &saved) {
+        (Some(dir), None) => {
+            let (bundle_cfg, weights) = init_bundle(dir, &model_cfg)?;
+            model_cfg = bundle_cfg;
+            Some(weights)
+        }
+        _ => None,
+    };
     let train_set = Split::load(&data, "train", &model_cfg, &meta)?;
     let val_set = Split::load(&data, "val", &model_cfg, &meta)?;
     check_splits(&train_set, &val_set, &model_cfg.labels)?;
@@ -170,6 +230,11 @@ pub fn train(args: &TrainArgs) -> Result<Vec<EpochLog>> {
     device.seed(cfg.seed);
     let model = match &saved {
         Some(_) => run.load_last(&model_cfg, &device).context("--resume")?,
+        None if init.is_some() => {
+            let w = init.as_deref().expect("matched");
+            model_core::model::persist::model_from_bytes(&model_cfg, w, &device)
+                .with_context(|| format!("--init {}", args.init.as_ref().expect("set").display()))?
+        }
         None if cfg.pretrained => {
             let w = match &args.weights {
                 Some(w) => w.clone(),

@@ -503,6 +503,9 @@ pub struct Labelled {
     pub label: String,
     /// The element's OSM tags.
     pub tags: Tags,
+    /// A way's nodes as `[lat, lon]` (empty for a node): what the "already mapped" rule
+    /// measures to.
+    pub line: Vec<[f64; 2]>,
 }
 
 fn as_refs(t: &Tags) -> Vec<(&str, &str)> {
@@ -679,6 +682,7 @@ impl Labelled {
             label: self.label.clone(),
             lat: self.lat,
             lon: self.lon,
+            line: self.line.clone(),
         }
     }
 }
@@ -699,6 +703,7 @@ pub fn labelled_features(map: &OsmMap, rules: &rules::Rules) -> Vec<Labelled> {
                 lon: n.lon,
                 label: label.into(),
                 tags: n.tags.clone(),
+                line: Vec::new(),
             });
         }
     }
@@ -712,6 +717,7 @@ pub fn labelled_features(map: &OsmMap, rules: &rules::Rules) -> Vec<Labelled> {
                 lon,
                 label: label.into(),
                 tags: w.tags.clone(),
+                line: map.way_coords(w).into_iter().map(|(la, lo)| [la, lo]).collect(),
             });
         }
     }

@@ -22,7 +22,7 @@ pub const FIXTURE: &str = "tests/fixtures/reference/encoders.json";
 pub const ENCODERS: [&str; 6] =
     ["custom_cnn", "mobilenet_v3_small", "efficientnet_lite0", "resnet18", "resnet34", "resnet50"];
 
-fn read_json(path: &Path) -> Result<Value> {
+pub fn read_json(path: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
     serde_json::from_str(&text).with_context(|| path.display().to_string())
 }

@@ -23,6 +23,9 @@
 //!   and macro-F1, into `tests/fixtures/reference/encoders.json` (the README's table).
 //! - `reference train`: (by hand) the PyTorch mirror trained with the same recipe on the same
 //!   split as `cargo run --release`, into `tests/fixtures/reference/train_torch.json`.
+//! - `reference regions`: (by hand) the recipe trained on all bundled regions and with each
+//!   left out, measured on each region (`regions.rs`), into
+//!   `tests/fixtures/reference/regions.json`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,6 +39,7 @@ mod cycles;
 mod docs;
 mod encoders;
 mod gpu;
+mod regions;
 mod scale;
 mod web;
 
@@ -51,8 +55,11 @@ fn main() -> Result<()> {
             None | Some("parity") => reference(&root),
             Some("train") => reference_train(&root),
             Some("encoders") => encoders::run(&root, &args[2..]),
+            Some("regions") => regions::run(&root),
             Some(other) => {
-                anyhow::bail!("unknown reference task `{other}` (parity, train or encoders)")
+                anyhow::bail!(
+                    "unknown reference task `{other}` (parity, train, encoders or regions)"
+                )
             }
         },
         "bench" => bench::bench(&root, &args[1..]),
@@ -60,7 +67,7 @@ fn main() -> Result<()> {
         "synth" => scale::synth_task(&root, &args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <serve|test|gpu|bench [--quick] [SECTION...]|reference [parity|train|encoders]>"
+                "usage: cargo xtask <serve|test|gpu|bench [--quick] [SECTION...]|reference [parity|train|encoders|regions]>"
             );
             eprintln!(
                 "  serve      build the web app (trunk, release) and serve it on http://127.0.0.1:8080"
@@ -84,6 +91,9 @@ fn main() -> Result<()> {
             );
             eprintln!(
                 "             `reference train`: PyTorch trained with our recipe on our split"
+            );
+            eprintln!(
+                "             `reference regions`: trained on all regions and with each left out"
             );
             if task == "help" { Ok(()) } else { bail!("unknown task `{task}`") }
         }

@@ -419,11 +419,21 @@ fn mapped_features(
         .filter_map(|x| {
             let (lat, lon) = point(x)?;
             let p = &x["properties"];
+            // A way's whole line, when the server sends it ([lon, lat] pairs).
+            let line = p["line"]
+                .as_array()
+                .map(|pts| {
+                    pts.iter()
+                        .filter_map(|q| Some([q.get(1)?.as_f64()?, q.get(0)?.as_f64()?]))
+                        .collect()
+                })
+                .unwrap_or_default();
             Some(model_core::data::candidates::MappedFeature {
                 id: format!("{}/{}", p["osm_type"].as_str()?, p["osm_id"].as_i64()?),
                 label: p["type"].as_str()?.to_string(),
                 lat,
                 lon,
+                line,
             })
         })
         .collect())

@@ -265,19 +265,50 @@ pub fn PredictionPanel() -> impl IntoView {
         ),
         PredictionState::Failed(e) => format!("No prediction: {e}"),
     };
+    // The model's own limits, in words: a place outside the area it was trained on, and the
+    // types it never saw an example of (no probability is shown for those).
+    let info = move || match ctx.model.get() {
+        ModelState::Ready { info, .. } => Some(info),
+        _ => None,
+    };
+    let outside = move || match ctx.prediction.get() {
+        PredictionState::Done { prediction, .. } if prediction.outside_trained_area => {
+            let area = info()
+                .map(|i| i.trained_areas.iter().map(|a| a.describe()).collect::<Vec<_>>())
+                .filter(|a| !a.is_empty())
+                .map(|a| format!(" ({})", a.join("; ")))
+                .unwrap_or_default();
+            Some(view! {
+                <p class="warning" role="status" data-testid="outside-area">
+                    {format!("This place lies outside the area the model was trained on{area}. \
+                        It ignored the position and answered from the map alone: treat this as a \
+                        guess until the model is fine-tuned on tags from this area.")}
+                </p>
+            })
+        }
+        _ => None,
+    };
     let bars = move || {
+        let unlearned = info().map(|i| i.unlearned).unwrap_or_default();
         match ctx.prediction.get() {
         PredictionState::Done { prediction, .. } => prediction
             .probabilities
             .0
             .into_iter()
             .map(|(l, p)| {
-                let pct = format!("{:.1} %", p * 100.0);
+                let not_learned = unlearned.contains(&l);
+                let pct = if not_learned {
+                    "cannot be predicted yet (no training example)".to_string()
+                } else {
+                    format!("{:.1} %", p * 100.0)
+                };
+                let width = if not_learned { 0.0 } else { p * 100.0 };
                 let top = l == prediction.label;
                 view! {
-                    <li class="bar-row" class:top=top data-label=l.clone() data-probability=p.to_string()>
+                    <li class="bar-row" class:top=top class:unlearned=not_learned data-label=l.clone()
+                        data-probability=p.to_string() data-unlearned=not_learned.to_string()>
                         <span class="bar-label">{format!("{} {}", letter(&l), display(&l))}</span>
-                        <span class=format!("bar tag-{l}") style=format!("width: {:.1}%", p * 100.0) aria-hidden="true"></span>
+                        <span class=format!("bar tag-{l}") style=format!("width: {width:.1}%") aria-hidden="true"></span>
                         <span class="bar-value">{pct}</span>
                     </li>
                 }
@@ -303,6 +334,7 @@ pub fn PredictionPanel() -> impl IntoView {
         <section class="panel" data-testid="prediction" data-state=state data-timing=timing aria-labelledby="prediction-h">
             <h2 id="prediction-h">"Prediction"</h2>
             <p aria-live="polite" aria-atomic="true" class="prediction-summary">{summary}</p>
+            {outside}
             <ul class="bars" aria-label="Probability per type">{bars}</ul>
         </section>
     }

@@ -272,6 +272,8 @@ fn info(m: &Loaded) -> ModelInfo {
         weights: m.compact.clone(),
         suggest_threshold: m.manifest.suggest_threshold,
         candidate_prior: m.manifest.candidate_prior(),
+        trained_areas: m.manifest.scaler.areas.clone(),
+        unlearned: m.manifest.unlearned_types(),
     }
 }
 

@@ -519,13 +519,47 @@ pub struct MappedFeature {
     /// `node/123` or `way/456`.
     pub id: String,
     pub label: String,
+    /// Its representative point (a way's middle node or centroid).
     pub lat: f64,
     pub lon: f64,
+    /// A way's nodes as `[lat, lon]`, in order (a bollard row, a kerb line, an outline); empty
+    /// for a node. The rule measures to the whole line, not to its one point.
+    pub line: Vec<[f64; 2]>,
 }
 
-/// The nearest feature of type `label` within `radius_m` of the point, and its distance: the
-/// "already mapped" rule (exports and the page's tag form use
-/// [`crate::data::osm_edit::SAME_FEATURE_M`], suggestions [`ALREADY_MAPPED_M`]).
+impl MappedFeature {
+    /// Distance in metres from `lat`/`lon` to the feature's geometry: its point, or the
+    /// nearest point of its line (segments measured in a local flat projection, exact to
+    /// well under a centimetre at the few metres the rule cares about).
+    pub fn distance_m(&self, lat: f64, lon: f64) -> f64 {
+        let point = distance_m(lat, lon, self.lat, self.lon);
+        if self.line.is_empty() {
+            return point;
+        }
+        // Metres east and north of the query point.
+        let k = 6_371_008.8f64.to_radians();
+        let cos = lat.to_radians().cos();
+        let xy = |p: &[f64; 2]| ((p[1] - lon) * k * cos, (p[0] - lat) * k);
+        let mut best = point;
+        if self.line.len() == 1 {
+            let (x, y) = xy(&self.line[0]);
+            return best.min(x.hypot(y));
+        }
+        for seg in self.line.windows(2) {
+            let ((ax, ay), (bx, by)) = (xy(&seg[0]), xy(&seg[1]));
+            let (dx, dy) = (bx - ax, by - ay);
+            let len2 = dx * dx + dy * dy;
+            let t = if len2 > 0.0 { (-(ax * dx + ay * dy) / len2).clamp(0.0, 1.0) } else { 0.0 };
+            best = best.min((ax + t * dx).hypot(ay + t * dy));
+        }
+        best
+    }
+}
+
+/// The nearest feature of type `label` within `radius_m` of the point, and its distance to the
+/// feature's whole geometry ([`MappedFeature::distance_m`]): the "already mapped" rule
+/// (exports and the page's tag form use [`crate::data::osm_edit::SAME_FEATURE_M`], suggestions
+/// [`ALREADY_MAPPED_M`]).
 pub fn nearest_mapped<'a>(
     mapped: &'a [MappedFeature],
     label: &str,
@@ -536,7 +570,7 @@ pub fn nearest_mapped<'a>(
     mapped
         .iter()
         .filter(|m| m.label == label)
-        .map(|m| (m, distance_m(lat, lon, m.lat, m.lon)))
+        .map(|m| (m, m.distance_m(lat, lon)))
         .filter(|(_, d)| *d <= radius_m)
         .min_by(|a, b| a.1.total_cmp(&b.1))
 }
@@ -681,6 +715,7 @@ mod tests {
             label: label.into(),
             lat: 60.17 + dlat * M,
             lon: 24.94,
+            line: Vec::new(),
         };
         let mapped =
             [f("node/1", "ramp", 4.0), f("node/2", "entrance", 1.0), f("node/3", "ramp", 2.0)];
@@ -689,5 +724,39 @@ mod tests {
         assert!((d - 2.0).abs() < 0.05, "{d}");
         assert!(nearest_mapped(&mapped, "ramp", 60.17, 24.94, 1.5).is_none());
         assert!(nearest_mapped(&mapped, "elevator", 60.17, 24.94, 50.0).is_none());
+    }
+
+    /// A bollard row mapped as a way, 60 m long, its representative point at its middle node:
+    /// a point 3 m beside the row's end is already mapped (it is 30 m from the middle), one
+    /// 3 m past the end along the line too, one 8 m beside it is not.
+    #[test]
+    fn already_mapped_measures_to_a_lines_whole_geometry() {
+        let lon_m = 1.0 / (111_195.0 * 60.17f64.to_radians().cos());
+        let row = MappedFeature {
+            id: "way/240859307".into(),
+            label: "obstacle".into(),
+            lat: 60.17,
+            lon: 24.94,
+            line: vec![
+                [60.17, 24.94 - 30.0 * lon_m],
+                [60.17, 24.94],
+                [60.17, 24.94 + 30.0 * lon_m],
+            ],
+        };
+        let beside_end = (60.17 + 3.0 * M, 24.94 + 29.0 * lon_m);
+        let (m, d) =
+            nearest_mapped(std::slice::from_ref(&row), "obstacle", beside_end.0, beside_end.1, 5.0)
+                .expect("within 5 m of the line");
+        assert_eq!(m.id, "way/240859307");
+        assert!((d - 3.0).abs() < 0.05, "{d}");
+        let past_end = (60.17, 24.94 + 33.0 * lon_m);
+        assert!((row.distance_m(past_end.0, past_end.1) - 3.0).abs() < 0.05);
+        let away = (60.17 + 8.0 * M, 24.94 + 10.0 * lon_m);
+        assert!(
+            nearest_mapped(std::slice::from_ref(&row), "obstacle", away.0, away.1, 5.0).is_none()
+        );
+        // The old rule, the representative point only, would have missed the first.
+        let point_only = MappedFeature { line: Vec::new(), ..row.clone() };
+        assert!(point_only.distance_m(beside_end.0, beside_end.1) > 25.0);
     }
 }

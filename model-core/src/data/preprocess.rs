@@ -77,6 +77,9 @@ pub struct ModelInput {
     pub coords: [f32; 2],
     /// One-hot source, length [`SourceVocab::one_hot_len`].
     pub source: Vec<f32>,
+    /// The place lies outside the area the model was trained on ([`Scaler::covers`]): its
+    /// position was read as the area's centre, and the prediction says so.
+    pub outside_trained_area: bool,
 }
 
 impl ModelInput {
@@ -132,6 +135,8 @@ pub struct TrainingExample {
     pub image: RgbImage,
     pub coords: [f32; 2],
     pub source: Vec<f32>,
+    /// See [`ModelInput::outside_trained_area`].
+    pub outside_trained_area: bool,
 }
 
 impl TrainingExample {
@@ -152,7 +157,12 @@ impl TrainingExample {
         };
         let mut hot = vec![0.0; sources.one_hot_len()];
         sources.one_hot_into(source, &mut hot);
-        Ok(Self { image, coords: scaler.transform(lat, lon), source: hot })
+        Ok(Self {
+            image,
+            coords: scaler.transform(lat, lon),
+            source: hot,
+            outside_trained_area: !scaler.covers(lat, lon),
+        })
     }
 
     /// The model input: the tile as is, or through the training augmentation.
@@ -161,7 +171,12 @@ impl TrainingExample {
             Some((cfg, rng)) => normalize_chw(&augment(&self.image, cfg, rng)),
             None => normalize_chw(&self.image),
         };
-        ModelInput { image, coords: self.coords, source: self.source.clone() }
+        ModelInput {
+            image,
+            coords: self.coords,
+            source: self.source.clone(),
+            outside_trained_area: self.outside_trained_area,
+        }
     }
 }
 

@@ -113,6 +113,43 @@ pub fn stratified_group_split(
     Ok(out)
 }
 
+/// [`stratified_group_split`] within each region (`regions[i]` names item `i`'s), so every
+/// region is split in the target fractions of each of its classes, not only the whole. A map
+/// cell that holds items of two regions (overlapping extracts) goes with the region of its
+/// first item, so no cell is ever split.
+pub fn stratified_group_split_by_region(
+    items: &[(usize, (u32, u32))],
+    regions: &[&str],
+    num_classes: usize,
+    cfg: &SplitConfig,
+) -> Result<Vec<Split>, CoreError> {
+    if regions.len() != items.len() {
+        return Err(CoreError::BadBatch(format!(
+            "{} regions for {} items",
+            regions.len(),
+            items.len()
+        )));
+    }
+    let mut cell_region: BTreeMap<(u32, u32), &str> = BTreeMap::new();
+    let mut names: Vec<&str> = Vec::new();
+    for (&(_, g), &r) in items.iter().zip(regions) {
+        let r = *cell_region.entry(g).or_insert(r);
+        if !names.contains(&r) {
+            names.push(r);
+        }
+    }
+    let mut out = vec![Split::Train; items.len()];
+    for name in names {
+        let idx: Vec<usize> =
+            (0..items.len()).filter(|&i| cell_region[&items[i].1] == name).collect();
+        let part: Vec<(usize, (u32, u32))> = idx.iter().map(|&i| items[i]).collect();
+        for (&i, s) in idx.iter().zip(stratified_group_split(&part, num_classes, cfg)?) {
+            out[i] = s;
+        }
+    }
+    Ok(out)
+}
+
 /// Warnings about classes too small to appear in every split.
 pub fn small_class_warnings(labels: &[String], items: &[(usize, (u32, u32))]) -> Vec<String> {
     let mut warnings = Vec::new();
@@ -200,6 +237,47 @@ mod tests {
             stratified_group_split(&items, 5, &SplitConfig { seed: 7, ..SplitConfig::default() })
                 .unwrap();
         assert_ne!(a, c);
+    }
+
+    /// Two regions of different sizes: each is split near 70/15/15 on its own (the whole
+    /// could be, with the small region all in training), no cell spans two splits, and a cell
+    /// shared by both regions stays whole.
+    #[test]
+    fn each_region_is_split_on_its_own_and_no_cell_is_split() {
+        let big = clustered();
+        let small: Vec<(usize, (u32, u32))> =
+            clustered().into_iter().take(80).map(|(c, (x, y))| (c, (x + 1000, y))).collect();
+        let mut items = big.clone();
+        items.extend(&small);
+        let mut regions = vec!["helsinki"; big.len()];
+        regions.extend(vec!["andorra"; small.len()]);
+        // One cell of the big region also holds an item labelled with the small region.
+        items.push((0, big[0].1));
+        regions.push("andorra");
+        let splits =
+            stratified_group_split_by_region(&items, &regions, 5, &SplitConfig::default()).unwrap();
+        let mut where_: BTreeMap<(u32, u32), Split> = BTreeMap::new();
+        for (i, &(_, g)) in items.iter().enumerate() {
+            let s = *where_.entry(g).or_insert(splits[i]);
+            assert_eq!(s, splits[i], "group {g:?} spans two splits");
+        }
+        let share = |r: &str, s: Split| {
+            let n = regions.iter().filter(|x| **x == r).count() as f64;
+            let k = (0..items.len()).filter(|&i| regions[i] == r && splits[i] == s).count();
+            k as f64 / n
+        };
+        for r in ["helsinki", "andorra"] {
+            assert!(
+                (share(r, Split::Train) - 0.70).abs() < 0.12,
+                "{r}: {}",
+                share(r, Split::Train)
+            );
+            assert!(share(r, Split::Test) > 0.05, "{r} has test rows");
+        }
+        assert!(
+            stratified_group_split_by_region(&items, &regions[1..], 5, &SplitConfig::default())
+                .is_err()
+        );
     }
 
     #[test]

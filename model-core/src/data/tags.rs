@@ -10,6 +10,9 @@ use crate::{CoreError, LabelVocab, data::tile::validate_lat_lon};
 pub const REQUIRED_COLUMNS: [&str; 5] = ["id", "lat", "lon", "type", "source"];
 /// Optional column: path of the tile image, relative to the data directory.
 pub const IMAGE_COLUMN: &str = "image";
+/// The optional column naming a row's region (`collect` writes the extract's name): the split
+/// is stratified per region, the scaler keeps one area per region, `evaluate` reports each.
+pub const REGION_COLUMN: &str = "region";
 
 /// One labelled location.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,6 +34,34 @@ pub struct Tag {
 pub struct TagTable {
     pub extra_columns: Vec<String>,
     pub tags: Vec<Tag>,
+}
+
+impl TagTable {
+    /// Each row's region ([`REGION_COLUMN`]), `""` for every row of a table without one.
+    pub fn regions(&self) -> Vec<&str> {
+        let col = self.extra_columns.iter().position(|c| c == REGION_COLUMN);
+        self.tags
+            .iter()
+            .map(|t| col.and_then(|i| t.extra.get(i)).map_or("", |s| s.trim()))
+            .collect()
+    }
+
+    /// Sets every row's region to `region` where it has none, adding the column if missing.
+    pub fn fill_region(&mut self, region: &str) {
+        let col = match self.extra_columns.iter().position(|c| c == REGION_COLUMN) {
+            Some(i) => i,
+            None => {
+                self.extra_columns.push(REGION_COLUMN.to_string());
+                self.extra_columns.len() - 1
+            }
+        };
+        for t in &mut self.tags {
+            t.extra.resize(self.extra_columns.len(), String::new());
+            if t.extra[col].trim().is_empty() {
+                t.extra[col] = region.to_string();
+            }
+        }
+    }
 }
 
 /// A row that was not accepted.
@@ -270,6 +301,24 @@ mod tests {
         // round trip
         let back = parse_tags_csv(&write_tags_csv(&r.table), &LabelVocab::default()).unwrap();
         assert_eq!(back.table, r.table);
+    }
+
+    /// A table without a region column gets one; rows that name their region keep it.
+    #[test]
+    fn regions_are_read_and_filled() {
+        let mut r = parse("id,lat,lon,type,source\na,60.1,24.9,ramp,user\n").table;
+        assert_eq!(r.regions(), [""]);
+        r.fill_region("helsinki");
+        assert_eq!(r.extra_columns, [REGION_COLUMN]);
+        assert_eq!(r.regions(), ["helsinki"]);
+        let mut two = parse(
+            "id,lat,lon,type,source,region\na,60.1,24.9,ramp,user,espoo\nb,60.2,24.9,ramp,user,\n",
+        )
+        .table;
+        two.fill_region("helsinki");
+        assert_eq!(two.regions(), ["espoo", "helsinki"]);
+        let back = parse(std::str::from_utf8(&write_tags_csv(&two)).unwrap()).table;
+        assert_eq!(back.regions(), ["espoo", "helsinki"]);
     }
 
     #[test]

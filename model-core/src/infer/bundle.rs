@@ -162,8 +162,11 @@ pub struct BundleManifest {
 
 impl BundleManifest {
     pub fn from_json(text: &str) -> Result<Self, CoreError> {
-        let m: Self =
+        let mut m: Self =
             serde_json::from_str(text).map_err(|e| CoreError::InvalidConfig(e.to_string()))?;
+        // A bundle written before the trained area was recorded: the area its scaler implies,
+        // so position stays bounded outside it (`data::metadata`).
+        m.scaler = m.scaler.with_area_or_derived();
         if m.format != BUNDLE_FORMAT {
             return Err(CoreError::InvalidConfig(format!(
                 "bundle format `{}` is not `{BUNDLE_FORMAT}`",
@@ -195,6 +198,19 @@ impl BundleManifest {
             )));
         }
         Ok(m)
+    }
+
+    /// The types the model never saw an example of (class weight 0: absent from its training
+    /// split). It cannot predict them: callers say so instead of showing a probability.
+    pub fn unlearned_types(&self) -> Vec<String> {
+        self.config
+            .labels
+            .names()
+            .iter()
+            .zip(&self.class_weights)
+            .filter(|(_, w)| **w == 0.0)
+            .map(|(l, _)| l.clone())
+            .collect()
     }
 
     /// The candidates' prior, overall and per kind, when measured.
@@ -340,9 +356,25 @@ mod tests {
         }
     }
 
+    /// A bundle from before the trained area was recorded gets the area its scaler implies
+    /// as it loads, so position stays bounded; one that records it keeps it.
+    #[test]
+    fn a_bundle_always_knows_its_trained_area() {
+        let mut m = manifest();
+        m.scaler = Scaler { mean: [60.17, 24.94], std: [0.003, 0.005], areas: Vec::new() };
+        let loaded = BundleManifest::from_json(&m.to_json()).unwrap();
+        let area = &loaded.scaler.areas[0];
+        assert!((area.min_lat - 60.164).abs() < 1e-9 && (area.max_lon - 24.95).abs() < 1e-9);
+        assert!(!loaded.scaler.covers(-33.9, 18.4));
+        // Binary-exact figures: JSON round-trips them bit for bit.
+        m.scaler = Scaler::fit(&[[42.5, 1.5], [42.75, 1.75]]).unwrap();
+        assert_eq!(BundleManifest::from_json(&m.to_json()).unwrap().scaler, m.scaler);
+    }
+
     #[test]
     fn round_trips_and_refuses_other_formats_and_mismatches() {
-        let m = manifest();
+        let mut m = manifest();
+        m.scaler = Scaler::fit(&[[60.0, 24.75], [60.5, 25.0]]).unwrap();
         assert_eq!(BundleManifest::from_json(&m.to_json()).unwrap(), m);
         let mut other = m.clone();
         other.format = "something/9".into();
@@ -379,6 +411,10 @@ mod tests {
         let mut orphan = back.clone();
         orphan.candidate_prior = None;
         assert!(BundleManifest::from_json(&orphan.to_json()).is_err());
+        let mut unlearned = m.clone();
+        unlearned.class_weights[3] = 0.0;
+        assert_eq!(unlearned.unlearned_types(), ["tactile_path"]);
+        assert!(m.unlearned_types().is_empty());
         let mut bad = m.clone();
         bad.class_weights.pop();
         assert!(BundleManifest::from_json(&bad.to_json()).is_err());

@@ -77,7 +77,7 @@ impl Predictor {
         let mut p = Self::new(
             manifest.config.clone(),
             model,
-            manifest.scaler,
+            manifest.scaler.clone(),
             manifest.temperature,
             device,
         );
@@ -210,12 +210,24 @@ impl Predictor {
             .map_err(|e| CoreError::Backend(format!("{e:?}")))?
             .try_to_vec::<f32>()
             .map_err(|e| CoreError::Backend(format!("{e:?}")))?;
-        Ok(Prediction::batch_from_logits(&logits, &self.config.labels, self.temperature))
+        let mut out = Prediction::batch_from_logits(&logits, &self.config.labels, self.temperature);
+        for (p, input) in out.iter_mut().zip(inputs) {
+            p.outside_trained_area = input.outside_trained_area;
+        }
+        Ok(out)
     }
 
-    fn finish(&self, data: TensorData) -> Result<Prediction, CoreError> {
+    fn finish(&self, data: TensorData, input: &ModelInput) -> Result<Prediction, CoreError> {
         let logits = data.try_to_vec::<f32>().map_err(|e| CoreError::Backend(format!("{e:?}")))?;
-        Ok(Prediction::from_logits(&logits, &self.config.labels, self.temperature))
+        let mut p = Prediction::from_logits(&logits, &self.config.labels, self.temperature);
+        p.outside_trained_area = input.outside_trained_area;
+        Ok(p)
+    }
+
+    /// Whether the model reads position at `lat`/`lon` (its trained area, with the margin):
+    /// outside it, predictions carry `outside_trained_area`.
+    pub fn covers(&self, lat: f64, lon: f64) -> bool {
+        self.scaler.covers(lat, lon)
     }
 
     /// Runs the model and reads the result back synchronously (CPU backends).
@@ -224,7 +236,7 @@ impl Predictor {
             .logits(input)?
             .try_into_data()
             .map_err(|e| CoreError::Backend(format!("{e:?}")))?;
-        self.finish(data)
+        self.finish(data, input)
     }
 
     /// Runs the model and reads the result back asynchronously (required by WebGPU in the
@@ -235,7 +247,7 @@ impl Predictor {
             .into_data_async()
             .await
             .map_err(|e| CoreError::Backend(format!("{e:?}")))?;
-        self.finish(data)
+        self.finish(data, input)
     }
 }
 

@@ -47,6 +47,11 @@ pub struct Prediction {
     pub label: String,
     pub confidence: f32,
     pub probabilities: Probabilities,
+    /// The place lies outside the area the model was trained on: the model read its position
+    /// as the area's centre and answered from the tile and source alone, a guess until the
+    /// model is adapted to that area.
+    #[serde(default)]
+    pub outside_trained_area: bool,
 }
 
 /// Numerically stable softmax of one row of logits, optionally divided by a temperature first.
@@ -75,6 +80,7 @@ impl Prediction {
             probabilities: Probabilities(
                 labels.names().iter().cloned().zip(probs.iter().copied()).collect(),
             ),
+            outside_trained_area: false,
         }
     }
 
@@ -117,6 +123,7 @@ impl Prediction {
             probabilities: Probabilities(
                 p.iter().zip(&w).map(|((l, _), x)| (l.clone(), x / sum)).collect(),
             ),
+            outside_trained_area: self.outside_trained_area,
         }
     }
 

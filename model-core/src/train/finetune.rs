@@ -422,7 +422,11 @@ pub fn reference_steps(
 ) -> Result<Vec<f32>, CoreError> {
     model.fusion_dropout.prob = 0.0;
     model.head_dropout.prob = 0.0;
-    let scaler = crate::data::metadata::Scaler { mean: [60.17, 24.94], std: [0.01, 0.02] };
+    let scaler = crate::data::metadata::Scaler {
+        mean: [60.17, 24.94],
+        std: [0.01, 0.02],
+        areas: Vec::new(),
+    };
     let sources = crate::SourceVocab::default();
     let inputs: Vec<ModelInput> = (0..4u32)
         .map(|k| {

@@ -85,6 +85,7 @@ impl Batch {
                     image: (0..3 * size * size).map(|_| next()).collect(),
                     coords: [next(), next()],
                     source,
+                    outside_trained_area: false,
                 }
             })
             .collect();

@@ -374,7 +374,7 @@ mod tests {
     }
 
     fn t(id: &str, m: f64, label: &str) -> MappedFeature {
-        MappedFeature { id: id.into(), label: label.into(), lat: north(m), lon: 25.0 }
+        MappedFeature { id: id.into(), label: label.into(), lat: north(m), lon: 25.0, line: vec![] }
     }
 
     #[test]

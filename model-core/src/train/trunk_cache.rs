@@ -180,6 +180,7 @@ mod tests {
                 image: batch.images.clone().into_data().try_to_vec::<f32>().unwrap(),
                 coords: [0.0, 0.0],
                 source: vec![0.0; cfg.sources.one_hot_len()],
+                outside_trained_area: false,
             };
             let whole = model.encoder.features(batch.images.clone()).into_data();
             for k in 0..=kind.num_stages() {
