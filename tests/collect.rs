@@ -101,7 +101,9 @@ fn two_extracts_make_one_dataset_split_per_region() {
     assert!(report.rejected.is_empty(), "{:?}", report.rejected);
     let table = report.table;
     let regions = table.regions();
-    let of = |r: &str| table.tags.iter().zip(&regions).filter(|(_, x)| **x == r).map(|(t, _)| t);
+    let of = |r: &'static str| {
+        table.tags.iter().zip(&regions).filter(move |(_, x)| **x == r).map(|(t, _)| t)
+    };
     // Andorra: its features and background points, inside its bbox; Helsinki: in its own.
     let andorra: Vec<_> = of("andorra").collect();
     let features = andorra.iter().filter(|t| t.label != NONE_LABEL).count();
