@@ -148,6 +148,36 @@ fn two_extracts_make_one_dataset_split_per_region() {
     let names: Vec<&str> = areas.iter().map(|a| a["region"].as_str().unwrap()).collect();
     assert_eq!(names.len(), 2, "{names:?}");
     assert!(names.contains(&"andorra") && names.contains(&"helsinki"));
+    // `evaluate` reports each region of the test split (a small model, one epoch).
+    let run_dir = data.join("run");
+    let o = bin()
+        .args(["train", "--encoder", "custom_cnn", "--image-size", "64", "--epochs", "1"])
+        .args(["--batch-size", "64", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&run_dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let o = bin()
+        .args(["evaluate", "--no-suggestions", "--data"])
+        .arg(&data)
+        .arg("--model")
+        .arg(&run_dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("errors/metrics.json")).unwrap())
+            .unwrap();
+    let by_region = m["by_region"].as_array().expect("a figure per region");
+    for region in ["andorra", "helsinki"] {
+        let r = by_region.iter().find(|r| r["region"] == region).expect(region);
+        let test_rows = rows.iter().filter(|(_, x, s)| x == region && *s == Split::Test).count();
+        assert_eq!(r["rows"].as_u64(), Some(test_rows as u64), "{region}: {r}");
+        assert!(r["feature_macro_f1"].is_number(), "{r}");
+    }
+    assert!(text(&o).contains("andorra"), "the region table: {}", text(&o));
     let held = splits_of(&["--hold-out", "andorra"]);
     for (_, r, s) in &held {
         assert_eq!(*s == Split::Test, r == "andorra", "{r} in {s:?}");

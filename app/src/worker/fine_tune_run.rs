@@ -68,6 +68,11 @@ pub(crate) async fn run(
     let config = &m.manifest.config;
     let labels = config.labels.names().to_vec();
 
+    // Places outside the model's trained areas get an area of their own: the fine-tuned model
+    // reads their positions by it (and stops calling them outside).
+    let points: Vec<[f64; 2]> = examples.iter().map(|e| [e.lat, e.lon]).collect();
+    let scaler = m.predictor.scaler.adapted_to("fine-tune", &points);
+
     // 1. Inputs, from the model's own tiles. A tile that fails skips its example.
     let mut skipped = Vec::new();
     let mut images = Vec::new();
@@ -88,7 +93,7 @@ pub(crate) async fn run(
                 e.lat,
                 e.lon,
                 &e.source,
-                &m.predictor.scaler,
+                &scaler,
                 &config.sources,
             )
             .map_err(|e| e.to_string())
@@ -243,6 +248,7 @@ pub(crate) async fn run(
     let after = accuracy(&tuned, &val_set, &cpu).unwrap_or(0.0);
     let weights = weights_to_bytes(&tuned).map_err(|e| e.to_string())?;
     let mut manifest = m.manifest.clone();
+    manifest.scaler = scaler;
     manifest.provenance.created_by = format!(
         "AccessAtlas app fine-tune of {} ({} tags)",
         m.manifest.provenance.created_by,

@@ -220,6 +220,21 @@ impl Scaler {
         self.areas.is_empty() || self.area_of(lat, lon).is_some()
     }
 
+    /// This scaler with one more area, `region`, around those of `points` (`[lat, lon]`) that
+    /// lie outside every area it has: what a model fine-tuned on them reads their positions
+    /// by (its own mean and std), so after adapting to a new place it no longer says the
+    /// place is outside its trained area. Unchanged when it covers them all (or has no
+    /// areas, reading everywhere).
+    pub fn adapted_to(&self, region: &str, points: &[[f64; 2]]) -> Self {
+        let outside: Vec<[f64; 2]> =
+            points.iter().copied().filter(|p| !self.covers(p[0], p[1])).collect();
+        let mut out = self.clone();
+        if let Some(area) = TrainedArea::around(region, &outside) {
+            out.areas.push(area);
+        }
+        out
+    }
+
     /// The trained areas, for people (`; `-separated).
     pub fn describe_areas(&self) -> String {
         self.areas.iter().map(TrainedArea::describe).collect::<Vec<_>>().join("; ")
@@ -347,6 +362,25 @@ mod tests {
             "{}",
             s.describe_areas()
         );
+    }
+
+    /// Fine-tuning on places outside every area adds one around them; places already covered
+    /// change nothing.
+    #[test]
+    fn adapting_adds_an_area_around_new_places_only() {
+        let helsinki = Scaler::fit(&[[60.164, 24.935], [60.179, 24.953]]).unwrap();
+        assert_eq!(helsinki.adapted_to("fine-tune", &[[60.17, 24.94]]), helsinki);
+        let quito = [[-0.18, -78.47], [-0.17, -78.48], [60.17, 24.94]];
+        let adapted = helsinki.adapted_to("fine-tune", &quito);
+        assert_eq!(adapted.areas.len(), 2);
+        let added = &adapted.areas[1];
+        assert_eq!(
+            (added.region.as_str(), added.min_lat, added.max_lat),
+            ("fine-tune", -0.18, -0.17)
+        );
+        assert!(adapted.covers(-0.175, -78.475) && !helsinki.covers(-0.175, -78.475));
+        assert_eq!(adapted.transform(60.17, 24.94), helsinki.transform(60.17, 24.94));
+        assert_eq!(Scaler::default().adapted_to("x", &quito), Scaler::default());
     }
 
     #[test]
