@@ -136,50 +136,6 @@ pub fn run(args: CollectArgs) -> Result<()> {
     Ok(())
 }
 
-/// The region of the bundled extract.
-pub const BUNDLED_REGION: &str = "helsinki";
-
-/// The extracts `--osm` names, folders expanded to their `*.pbf` files (sorted), each with its
-/// region: the file name without `.osm.pbf`/`.pbf`. None: the bundled extract.
-pub fn extracts(osm: &[PathBuf]) -> Result<Vec<(Option<PathBuf>, String)>> {
-    if osm.is_empty() {
-        return Ok(vec![(None, BUNDLED_REGION.to_string())]);
-    }
-    let mut out: Vec<(Option<PathBuf>, String)> = Vec::new();
-    for p in osm {
-        let files = if p.is_dir() {
-            let mut f: Vec<PathBuf> = std::fs::read_dir(p)
-                .with_context(|| format!("--osm {}: reading the folder", p.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| f.extension().is_some_and(|x| x == "pbf"))
-                .collect();
-            f.sort();
-            if f.is_empty() {
-                bail!("--osm {}: the folder holds no .pbf file", p.display());
-            }
-            f
-        } else {
-            vec![p.clone()]
-        };
-        for f in files {
-            let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let region = name
-                .strip_suffix(".osm.pbf")
-                .or_else(|| name.strip_suffix(".pbf"))
-                .unwrap_or(&name)
-                .to_string();
-            if out.iter().any(|(_, r)| *r == region) {
-                bail!(
-                    "--osm {}: a second extract named `{region}` (regions are file names)",
-                    f.display()
-                );
-            }
-            out.push((Some(f), region));
-        }
-    }
-    Ok(out)
-}
-
 pub fn collect(args: &CollectArgs) -> Result<Summary> {
     if !(args.negatives_per_label.is_finite() && args.negatives_per_label >= 0.0) {
         bail!("--negatives-per-label must be a number >= 0, not {}", args.negatives_per_label);
@@ -194,7 +150,7 @@ pub fn collect(args: &CollectArgs) -> Result<Summary> {
         }
         None => Rules::default_rules(&features)?,
     };
-    let extracts = extracts(&args.osm)?;
+    let extracts = crate::osm::extracts(&args.osm)?;
     if args.tags.is_some() && extracts.len() > 1 {
         bail!("--tags takes one extract (--osm once): the rows' tiles come from it");
     }

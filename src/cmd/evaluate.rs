@@ -365,7 +365,7 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
         let rules = Rules::default_rules(&LabelVocab::default())?;
         // Data of several regions: the suggestions are measured on the extract's own region
         // (its rows; the extract's file name names it, as `collect` does).
-        let region = super::collect::extracts(args.osm.as_slice())?.remove(0).1;
+        let region = crate::osm::extracts(args.osm.as_slice())?.remove(0).1;
         let of_region = |tags: Vec<Tag>, regions: Vec<String>, what: &str| -> Result<Vec<Tag>> {
             let mut names = regions.clone();
             names.sort_unstable();

@@ -107,7 +107,7 @@ pub fn run(args: PipelineArgs) -> Result<()> {
         out.clone().into(),
     ])?;
     // Suggestions are measured on the (first) extract the data came from.
-    eval_args.osm = super::collect::extracts(&args.osm)?.remove(0).0;
+    eval_args.osm = crate::osm::extracts(&args.osm)?.remove(0).0;
     let evaluation = super::evaluate::evaluate(&eval_args).context("evaluate")?;
     times.push(("evaluate", t.elapsed().as_secs_f64()));
 

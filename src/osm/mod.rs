@@ -493,6 +493,50 @@ fn blob_data_size(mut h: &[u8]) -> Result<usize> {
     size.context("no data size")
 }
 
+/// The region of the bundled extract.
+pub const BUNDLED_REGION: &str = "helsinki";
+
+/// The extracts `--osm` names, folders expanded to their `*.pbf` files (sorted), each with its
+/// region: the file name without `.osm.pbf`/`.pbf`. None: the bundled extract.
+pub fn extracts(osm: &[std::path::PathBuf]) -> Result<Vec<(Option<std::path::PathBuf>, String)>> {
+    if osm.is_empty() {
+        return Ok(vec![(None, BUNDLED_REGION.to_string())]);
+    }
+    let mut out: Vec<(Option<std::path::PathBuf>, String)> = Vec::new();
+    for p in osm {
+        let files = if p.is_dir() {
+            let mut f: Vec<std::path::PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("--osm {}: reading the folder", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.extension().is_some_and(|x| x == "pbf"))
+                .collect();
+            f.sort();
+            if f.is_empty() {
+                bail!("--osm {}: the folder holds no .pbf file", p.display());
+            }
+            f
+        } else {
+            vec![p.clone()]
+        };
+        for f in files {
+            let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let region = name
+                .strip_suffix(".osm.pbf")
+                .or_else(|| name.strip_suffix(".pbf"))
+                .unwrap_or(&name)
+                .to_string();
+            if out.iter().any(|(_, r)| *r == region) {
+                bail!(
+                    "--osm {}: a second extract named `{region}` (regions are file names)",
+                    f.display()
+                );
+            }
+            out.push((Some(f), region));
+        }
+    }
+    Ok(out)
+}
+
 /// One OSM element that a rule labelled.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Labelled {
