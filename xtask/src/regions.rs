@@ -37,6 +37,17 @@ fn extracts(root: &Path) -> Result<Vec<(PathBuf, String)>> {
     Ok(out)
 }
 
+/// How many rows a confusion matrix (`{"matrix": [[n, ...], ...]}`) counts.
+fn count(confusion: &Value) -> u64 {
+    confusion["matrix"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|r| r.as_array().into_iter().flatten())
+        .filter_map(Value::as_u64)
+        .sum()
+}
+
 /// One evaluation's figures from its `metrics.json`: over the whole test split, or one
 /// region's rows of it (`by_region`).
 fn figures(m: &Value, region: Option<&str>) -> Value {
@@ -52,8 +63,8 @@ fn figures(m: &Value, region: Option<&str>) -> Value {
             "none_recall": r["none_recall"],
         }),
         None => json!({
-            "rows": m["confusion_matrix"]["matrix"].as_array().map_or(0, |rows| rows.iter().flat_map(|r| r.as_array().cloned().unwrap_or_default()).filter_map(|v| v.as_u64()).sum::<u64>()),
-            "feature_rows": m["feature_types"]["confusion_matrix"]["matrix"].as_array().map_or(0, |rows| rows.iter().flat_map(|r| r.as_array().cloned().unwrap_or_default()).filter_map(|v| v.as_u64()).sum::<u64>()),
+            "rows": count(&m["confusion_matrix"]),
+            "feature_rows": count(&m["feature_types"]["confusion_matrix"]),
             "feature_types_accuracy": m["feature_types"]["accuracy"],
             "feature_types_macro_f1": m["feature_types"]["macro"]["f1"],
             "none_precision": m["none_vs_feature"]["precision"],
