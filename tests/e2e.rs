@@ -1151,6 +1151,104 @@ async fn osm_edit_flow() {
     session.client.close().await.unwrap();
 }
 
+/// "Learn this area" on the bundled view: the features the extract maps there and background
+/// points become examples, the fine-tune reports before/after on held-out cells, keeping it
+/// rescans the view, the kept model survives a reload, and "Undo" goes back to the shipped one.
+async fn learn_area_flow() {
+    let session = Session::start("learn-area", false).await;
+    let c = &session.client;
+    c.goto(&session.url("cpu")).await.unwrap();
+    wait_backend(c, "cpu", "the model").await;
+    wait_js(c, "document.querySelector('#sidebar').dataset.ready === 'true'", "stored tags", 30)
+        .await;
+    wait_js(
+        c,
+        "document.querySelector('[data-testid=model-origin]').dataset.origin === 'shipped'",
+        "the shipped model",
+        10,
+    )
+    .await;
+    let before = predict_at_centre(c).await;
+
+    let started = Instant::now();
+    click(c, "[data-testid=learn-area]").await;
+    let result = wait_js(
+        c,
+        "(r => r && [r.dataset.before, r.dataset.after, r.dataset.trainTags, document.querySelector('[data-testid=finetune-area]').innerText])(document.querySelector('[data-testid=finetune-result]'))",
+        "the learned area's result",
+        600,
+    )
+    .await;
+    let took = started.elapsed();
+    eprintln!("learn this area: {result} in {:.1} s", took.as_secs_f64());
+    let acc = |i: usize| result[i].as_str().unwrap().parse::<f64>().unwrap();
+    assert!((0.0..=1.0).contains(&acc(0)) && (0.0..=1.0).contains(&acc(1)), "{result}");
+    assert!(acc(2) >= 10.0, "too few training places: {result}");
+    // The view's mapped features of several types and "no feature" places are the examples.
+    let area = result[3].as_str().unwrap();
+    assert!(area.starts_with("Learned this area from ") && area.contains("no feature"), "{area}");
+    assert!(area.contains("entrance"), "{area}");
+
+    // Keep: the model changes and the view is scanned with it.
+    click(c, "[data-testid=finetune-keep]").await;
+    wait_js(
+        c,
+        "document.querySelector('[data-testid=model-origin]').dataset.origin === 'finetuned'",
+        "the kept model",
+        60,
+    )
+    .await;
+    wait_js(
+        c,
+        "document.querySelector('[data-testid=scan-status]').innerText.includes('points scanned')",
+        "the rescan after keeping",
+        300,
+    )
+    .await;
+    let tuned = predict_at_centre(c).await;
+    assert!(differ(&tuned, &before) > 1e-4, "predictions still come from the shipped model");
+
+    // Kept across a reload, and it says which area it learned.
+    c.refresh().await.unwrap();
+    wait_backend(c, "cpu", "the model after reload").await;
+    let kept = wait_js(
+        c,
+        "(k => k && k.dataset.area)(document.querySelector('[data-testid=finetune-kept]'))",
+        "the kept area after reload",
+        30,
+    )
+    .await;
+    assert_eq!(kept.as_str().unwrap().split(',').count(), 4, "{kept}");
+    assert!(differ(&predict_at_centre(c).await, &tuned) < 1e-4, "the reload lost the model");
+
+    // Undo: back to the model before (the shipped one), kept so across a reload.
+    click(c, "[data-testid=model-undo]").await;
+    wait_js(
+        c,
+        "document.querySelector('[data-testid=model-origin]').dataset.origin === 'shipped'",
+        "the shipped model after undo",
+        60,
+    )
+    .await;
+    assert!(differ(&predict_at_centre(c).await, &before) < 1e-6, "undo did not restore it");
+    c.refresh().await.unwrap();
+    wait_backend(c, "cpu", "the model after undo and reload").await;
+    wait_js(
+        c,
+        "document.querySelector('[data-testid=model-origin]').dataset.origin === 'shipped'",
+        "the shipped model after undo and reload",
+        30,
+    )
+    .await;
+    session.client.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the built app and Chromium: `cargo xtask test` runs it"]
+async fn learn_area_in_chromium_cpu() {
+    learn_area_flow().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the built app, Chromium, josm and osmium-tool: `cargo xtask test` runs it"]
 async fn osm_edits_in_chromium_cpu() {

@@ -16,6 +16,8 @@ pub const TAGS_KEY: &str = "tags";
 pub const REJECTIONS_KEY: &str = "rejections";
 /// Key of the kept (fine-tuned or imported) model, written by the model worker.
 pub const MODEL_KEY: &str = "model";
+/// Key of the model kept before the current one ("Undo" brings it back).
+pub const PREVIOUS_MODEL_KEY: &str = "model-previous";
 
 fn err(what: &str, e: JsValue) -> String {
     format!("IndexedDB {what}: {}", crate::js::message(&e))

@@ -46,6 +46,9 @@ pub enum ToWorker {
         seed: u64,
         #[serde(default)]
         last_stage: bool,
+        /// "Learn this area": the view the examples come from.
+        #[serde(default)]
+        area: Option<LearnedArea>,
     },
     /// Stop a running fine-tune; the loaded model stays as it is.
     CancelFineTune,
@@ -55,6 +58,9 @@ pub enum ToWorker {
     DiscardModel,
     /// Back to the shipped model (the stored one is deleted).
     RevertModel,
+    /// Undo the last kept (or imported) model: back to the one kept before it, or to the
+    /// shipped model when there was none.
+    UndoModel,
     /// Send the loaded model as a bundle (for download).
     ExportModel,
     /// Use a bundle the user picked (refused if its config differs from the loaded model's).
@@ -102,6 +108,14 @@ pub struct FineTuneExample {
     pub negative: bool,
 }
 
+/// The view a "learn this area" fine-tune learned: its bbox (`min_lon,min_lat,max_lon,max_lat`)
+/// and, for people, what it learned from (model-core's `AreaPlan::describe`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LearnedArea {
+    pub bbox: String,
+    pub described: String,
+}
+
 /// What a fine-tune did; stored with a kept model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FineTuneSummary {
@@ -125,6 +139,9 @@ pub struct FineTuneSummary {
     /// Optimiser steps taken over all epochs.
     #[serde(default)]
     pub steps: usize,
+    /// A "learn this area" fine-tune: the view.
+    #[serde(default)]
+    pub area: Option<LearnedArea>,
 }
 
 /// Where the loaded model comes from.

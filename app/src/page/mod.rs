@@ -4,6 +4,7 @@
 //! ([`crate::worker`]) that this module starts and talks to with [`crate::protocol`] messages.
 
 mod files;
+mod learn_area;
 mod map;
 mod model_panels;
 mod panels;
@@ -492,6 +493,9 @@ fn start_worker(ctx: Ctx) {
                 ctx.finetune.set(FineTuneState::Failed(message));
             }
             FromWorker::ModelChanged { model } => {
+                // Keeping what "learn this area" learned rescans the view with it.
+                let kept_area = matches!(&model.origin, crate::protocol::ModelOrigin::FineTuned)
+                    && matches!(ctx.finetune.get_untracked(), FineTuneState::Done(s) if s.area.is_some());
                 if let Some(s) = model.fine_tune.clone() {
                     ctx.finetune.set(FineTuneState::Kept(s));
                 } else {
@@ -505,6 +509,9 @@ fn start_worker(ctx: Ctx) {
                         **info = model;
                     }
                 });
+                if kept_area {
+                    model_panels::scan(&ctx);
+                }
             }
             FromWorker::ModelError { message } => {
                 ctx.status.set(message.clone());

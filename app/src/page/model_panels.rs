@@ -139,6 +139,7 @@ pub fn FineTunePanel() -> impl IntoView {
                 epochs: epochs.get_untracked(),
                 seed: 42,
                 last_stage: last_stage.get_untracked(),
+                area: None,
             },
         );
     };
@@ -158,6 +159,11 @@ pub fn FineTunePanel() -> impl IntoView {
         send(&ctx, &ToWorker::DiscardModel);
         ctx.finetune.set(FineTuneState::Idle);
         ctx.status.set("The fine-tuned model was discarded; the model is unchanged.".into());
+    };
+    let learn = move |_| super::learn_area::learn_area(&ctx, epochs.get_untracked());
+    let undo = move |_| {
+        ctx.model_op.set(None);
+        send(&ctx, &ToWorker::UndoModel);
     };
     let export = move |_| send(&ctx, &ToWorker::ExportModel);
     let revert = move |_| {
@@ -206,8 +212,11 @@ pub fn FineTunePanel() -> impl IntoView {
                     "Cancelling…".to_string()
                 } else {
                     match phase.as_str() {
-                        "tiles" => "Loading the tags' map tiles…".to_string(),
-                        "features" => "Computing image features (once per tag)…".to_string(),
+                        "area" => "Reading what the map has in this view…".to_string(),
+                        "tiles" => {
+                            "Loading the map tiles of the places it learns from…".to_string()
+                        }
+                        "features" => "Computing image features (once per place)…".to_string(),
                         _ => format!(
                             "Epoch {epoch} of {epochs}: loss {}, validation accuracy {}",
                             losses.last().map_or("-".into(), |l| format!("{l:.3}")),
@@ -241,10 +250,15 @@ pub fn FineTunePanel() -> impl IntoView {
                     data-train-s=s.train_seconds.to_string()
                     data-epochs=s.epochs.to_string() data-steps=s.steps.to_string()
                     data-train-tags=s.train_tags.to_string()>
+                    {s.area.clone().map(|a| view! {
+                        <p data-testid="finetune-area" data-bbox=a.bbox>{format!("Learned this area from {}.", a.described)}</p>
+                    })}
                     <p>{format!(
-                        "Validation accuracy on {} held-out tags: before {}, after {} ({} training tags, {} rejected suggestions, {} epochs, {:.1} s).",
-                        s.val_tags, pct(s.before_accuracy), pct(s.after_accuracy),
-                        s.train_tags, s.negatives, s.epochs, s.seconds
+                        "Validation accuracy on {} held-out {} (other map cells): before {}, after {} ({} training {}, {} rejected suggestions, {} epochs, {:.1} s).",
+                        s.val_tags, if s.area.is_some() { "places" } else { "tags" },
+                        pct(s.before_accuracy), pct(s.after_accuracy),
+                        s.train_tags, if s.area.is_some() { "places" } else { "tags" },
+                        s.negatives, s.epochs, s.seconds
                     )}</p>
                     {(!s.skipped.is_empty()).then(|| view! {
                         <p>"Skipped (their tiles did not load or their type is unknown):"</p>
@@ -262,8 +276,9 @@ pub fn FineTunePanel() -> impl IntoView {
         ),
         FineTuneState::Kept(s) => Some(
             view! {
-                <p data-testid="finetune-kept">{format!(
-                    "Using your fine-tuned model (validation accuracy {} -> {}).",
+                <p data-testid="finetune-kept" data-area=s.area.as_ref().map(|a| a.bbox.clone()).unwrap_or_default()>{format!(
+                    "Using your fine-tuned model{} (validation accuracy {} -> {}).",
+                    s.area.as_ref().map(|a| format!(", which learned the area {}", a.bbox)).unwrap_or_default(),
                     pct(s.before_accuracy), pct(s.after_accuracy)
                 )}</p>
             }
@@ -285,9 +300,14 @@ pub fn FineTunePanel() -> impl IntoView {
     };
     view! {
         <section class="panel" aria-labelledby="ft-h">
-            <h2 id="ft-h">"Fine-tune the model on your tags"</h2>
+            <h2 id="ft-h">"Fine-tune the model: this area or your tags"</h2>
+            <p class="hint">"Learn this area: the model learns the visible map from the features OpenStreetMap already has there and your tags in it, with places away from them as \"no feature here\". Best where it has not been trained (see the warning under a prediction)."</p>
+            <div class="buttons">
+                <button type="button" data-testid="learn-area" on:click=learn
+                    disabled=move || running() || !model_ready(&ctx)>"Learn this area"</button>
+            </div>
             <p>{counts}</p>
-            <p class="hint">"Trains the model's last layers in this page on your tags (each type needs at least 3); the model you use now stays until you keep the new one."</p>
+            <p class="hint">"Fine-tune trains the model's last layers in this page on your tags (each type needs at least 3). Either way the model you use now stays until you keep the new one."</p>
             <label for="ft-epochs">"Epochs"</label>
             <input id="ft-epochs" type="number" min="1" max="50" prop:value=move || epochs.get().to_string()
                 on:change=move |ev| { if let Ok(n) = event_target_value(&ev).parse::<usize>() { epochs.set(n.clamp(1, 50)); } }/>
@@ -313,6 +333,8 @@ pub fn FineTunePanel() -> impl IntoView {
             <div class="buttons">
                 <button type="button" data-testid="finetune-export" on:click=export
                     disabled=move || !model_ready(&ctx)>"Export the model"</button>
+                <button type="button" data-testid="model-undo" on:click=undo
+                    disabled=move || !matches!(origin(), Some(ModelOrigin::FineTuned | ModelOrigin::Imported))>"Undo: back to the model before"</button>
                 <button type="button" data-testid="model-revert" on:click=revert
                     disabled=move || !matches!(origin(), Some(ModelOrigin::FineTuned | ModelOrigin::Imported))>"Back to the shipped model"</button>
             </div>
@@ -332,13 +354,8 @@ const SCAN_MAX: usize = 48;
 /// Starts a scan of the visible map: the candidate points of its geometry from the server
 /// (`/api/candidates`, what the extract already maps from `/api/features`), or, where the
 /// server cannot say (no API, too large an area), a grid of points.
-fn scan(ctx: &Ctx) {
-    let Some(bounds) = ctx.map.with_value(|m| m.as_ref().map(|m| m.get_bounds())) else {
-        return;
-    };
-    let (sw, ne) = (bounds.get_south_west(), bounds.get_north_east());
-    let (s, w, n, e) = (sw.lat(), sw.lng(), ne.lat(), ne.lng());
-    let bbox = format!("{w:.6},{s:.6},{e:.6},{n:.6}");
+pub(super) fn scan(ctx: &Ctx) {
+    let Some((bbox, [s, w, n, e])) = view_bbox(ctx) else { return };
     let id = ctx.scan.get_untracked().id + 1;
     ctx.scan.update(|sc| {
         sc.running = true;
@@ -394,6 +411,15 @@ fn scan(ctx: &Ctx) {
         ctx.status.set(format!("Scanning {total} points of the visible map ({from})…"));
         send(&ctx, &ToWorker::Scan { id, points, source: "model".into() });
     });
+}
+
+/// The visible map as the API's `bbox` (`min_lon,min_lat,max_lon,max_lat`) and as
+/// `[south, west, north, east]`.
+pub(super) fn view_bbox(ctx: &Ctx) -> Option<(String, [f64; 4])> {
+    let bounds = ctx.map.with_value(|m| m.as_ref().map(|m| m.get_bounds()))?;
+    let (sw, ne) = (bounds.get_south_west(), bounds.get_north_east());
+    let (s, w, n, e) = (sw.lat(), sw.lng(), ne.lat(), ne.lng());
+    Some((format!("{w:.6},{s:.6},{e:.6},{n:.6}"), [s, w, n, e]))
 }
 
 /// A GeoJSON answer's features, or the error it names.
@@ -452,6 +478,19 @@ async fn get_json(url: &str) -> Result<serde_json::Value, String> {
     serde_json::from_str(&text).map_err(|e| e.to_string())
 }
 
+/// The candidate points of the map's geometry in `bbox` (`/api/candidates`), with their kinds.
+pub async fn candidates_in(bbox: &str) -> Result<Vec<ScanPoint>, String> {
+    let c = get_json(&format!("{}api/candidates?bbox={bbox}", super::base_url())).await?;
+    Ok(features(&c)?
+        .iter()
+        .filter_map(|x| {
+            let kinds = x["properties"]["candidate"].as_str().unwrap_or("");
+            let (lat, lon) = point(x)?;
+            Some(ScanPoint { lat, lon, reasons: kinds.to_string() })
+        })
+        .collect())
+}
+
 /// Moves the focus to suggestion `key`'s Accept button.
 pub fn focus_accept(key: u64) {
     let el = web_sys::window()
@@ -470,15 +509,7 @@ async fn view_candidates(
     bbox: &str,
     prior: Option<(CandidatePrior, usize)>,
 ) -> Result<(Vec<ScanPoint>, Vec<model_core::data::candidates::MappedFeature>), String> {
-    let c = get_json(&format!("{}api/candidates?bbox={bbox}", super::base_url())).await?;
-    let cands: Vec<ScanPoint> = features(&c)?
-        .iter()
-        .filter_map(|x| {
-            let kinds = x["properties"]["candidate"].as_str().unwrap_or("");
-            let (lat, lon) = point(x)?;
-            Some(ScanPoint { lat, lon, reasons: kinds.to_string() })
-        })
-        .collect();
+    let cands = candidates_in(bbox).await?;
     let points = scan_points(cands, prior.as_ref().map(|(p, none)| (p, *none)), SCAN_MAX);
     let mapped = features_in(bbox).await?;
     Ok((points, mapped))

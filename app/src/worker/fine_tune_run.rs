@@ -21,7 +21,7 @@ use model_core::train::schedule::{Schedule, Scheduler};
 
 use super::{Loaded, cancelled, crop_at, post};
 use crate::net::now_ms;
-use crate::protocol::{FineTuneExample, FineTuneSummary, FromWorker};
+use crate::protocol::{FineTuneExample, FineTuneSummary, FromWorker, LearnedArea};
 
 /// Images encoded per batch.
 const ENCODE_BATCH: usize = 8;
@@ -61,6 +61,7 @@ pub(crate) async fn run(
     epochs: usize,
     seed: u64,
     last_stage: bool,
+    area: Option<LearnedArea>,
 ) -> Result<Option<(BundleManifest, Vec<u8>, FineTuneSummary)>, String> {
     let t0 = now_ms();
     let epochs = epochs.clamp(1, 50);
@@ -250,9 +251,13 @@ pub(crate) async fn run(
     let mut manifest = m.manifest.clone();
     manifest.scaler = scaler;
     manifest.provenance.created_by = format!(
-        "AccessAtlas app fine-tune of {} ({} tags)",
+        "AccessAtlas app fine-tune of {} ({} {})",
         m.manifest.provenance.created_by,
-        train.len() + val.len()
+        train.len() + val.len(),
+        match &area {
+            Some(a) => format!("places of the view {}", a.bbox),
+            None => "tags".into(),
+        }
     );
     manifest.provenance.test_accuracy = None;
     manifest.provenance.test_macro_f1 = None;
@@ -269,6 +274,7 @@ pub(crate) async fn run(
         features_seconds,
         train_seconds,
         steps,
+        area,
     };
     Ok(Some((manifest, weights, summary)))
 }

@@ -159,7 +159,7 @@ async fn handle(msg: ToWorker, bytes: Option<Vec<u8>>) {
                 Err(message) => post(&FromWorker::Failed { id: Some(id), message }),
             }
         }
-        ToWorker::FineTune { examples, epochs, seed, last_stage } => {
+        ToWorker::FineTune { examples, epochs, seed, last_stage, area } => {
             let Some(m) = STATE.with_borrow(|s| s.loaded.clone()) else {
                 post(&FromWorker::FineTuneFailed { message: "the model is still loading".into() });
                 return;
@@ -172,7 +172,7 @@ async fn handle(msg: ToWorker, bytes: Option<Vec<u8>>) {
                 s.cancel = false;
                 s.candidate = None;
             });
-            let result = fine_tune_run::run(&m, examples, epochs, seed, last_stage).await;
+            let result = fine_tune_run::run(&m, examples, epochs, seed, last_stage, area).await;
             STATE.with_borrow_mut(|s| s.training = false);
             match result {
                 Ok(Some((manifest, weights, summary))) => {
@@ -215,13 +215,12 @@ async fn handle(msg: ToWorker, bytes: Option<Vec<u8>>) {
         ToWorker::RevertModel => {
             let base = STATE.with_borrow(|s| s.loaded.as_ref().map(|m| m.base.clone()));
             let Some(base) = base else { return };
-            let result = async {
-                crate::idb::delete(crate::idb::MODEL_KEY).await?;
-                let (manifest, weights, compact) = fetch_shipped(&base).await?;
-                adopt_unstored(manifest, weights, ModelOrigin::Shipped, compact).await
-            }
-            .await;
-            report(result);
+            report(revert(&base).await);
+        }
+        ToWorker::UndoModel => {
+            let base = STATE.with_borrow(|s| s.loaded.as_ref().map(|m| m.base.clone()));
+            let Some(base) = base else { return };
+            report(undo(&base).await);
         }
         ToWorker::ExportModel => {
             let Some(m) = STATE.with_borrow(|s| s.loaded.clone()) else { return };
@@ -341,6 +340,16 @@ async fn adopt(
     set("meta", &JsValue::from_str(&meta))
         .and_then(|_| set("weights", &crate::transfer::to_buffer(&weights)))
         .map_err(|e| crate::js::message(&e))?;
+    // The model kept until now is the one "Undo" brings back (none: the shipped one).
+    let keep_previous = async {
+        match crate::idb::get_value(crate::idb::MODEL_KEY).await? {
+            Some(v) => crate::idb::put_value(crate::idb::PREVIOUS_MODEL_KEY, &v).await,
+            None => crate::idb::delete(crate::idb::PREVIOUS_MODEL_KEY).await,
+        }
+    };
+    keep_previous
+        .await
+        .map_err(|e| format!("the model could not be stored (nothing was changed): {e}"))?;
     crate::idb::put_value(crate::idb::MODEL_KEY, &record).await.map_err(|e| {
         if e.contains("Quota") || e.contains("quota") {
             format!("the browser's storage is full, so the model was not kept (nothing was written): {e}")
@@ -348,6 +357,32 @@ async fn adopt(
             format!("the model could not be stored (nothing was written): {e}")
         }
     })?;
+    Ok(swap_in(&cur, predictor, manifest, weights, origin, fine_tune, None))
+}
+
+/// Back to the shipped model: the kept one and the one before it are deleted.
+async fn revert(base: &str) -> Result<FromWorker, String> {
+    crate::idb::delete(crate::idb::MODEL_KEY).await?;
+    crate::idb::delete(crate::idb::PREVIOUS_MODEL_KEY).await?;
+    let (manifest, weights, compact) = fetch_shipped(base).await?;
+    adopt_unstored(manifest, weights, ModelOrigin::Shipped, compact).await
+}
+
+/// Undoes the last keep or import: the model kept before it comes back (and is the kept one
+/// again), or, when there was none, the shipped model.
+async fn undo(base: &str) -> Result<FromWorker, String> {
+    let Some((manifest, weights, origin, fine_tune)) =
+        stored_model(crate::idb::PREVIOUS_MODEL_KEY).await
+    else {
+        return revert(base).await;
+    };
+    // It must load before anything is written.
+    let (cur, predictor) = build(&manifest, &weights)?;
+    let record = crate::idb::get_value(crate::idb::PREVIOUS_MODEL_KEY)
+        .await?
+        .ok_or("the model kept before went missing")?;
+    crate::idb::put_value(crate::idb::MODEL_KEY, &record).await?;
+    crate::idb::delete(crate::idb::PREVIOUS_MODEL_KEY).await?;
     Ok(swap_in(&cur, predictor, manifest, weights, origin, fine_tune, None))
 }
 
@@ -404,9 +439,12 @@ async fn fetch_bundle(url: &str) -> Result<(BundleManifest, Vec<u8>), String> {
     Ok((manifest, weights_req.bytes().await?))
 }
 
-/// The kept model from IndexedDB, if there is a readable one.
-async fn stored_model() -> Option<(BundleManifest, Vec<u8>, ModelOrigin, Option<FineTuneSummary>)> {
-    let value = crate::idb::get_value(crate::idb::MODEL_KEY).await.ok()??;
+/// The kept model (or, at [`crate::idb::PREVIOUS_MODEL_KEY`], the one kept before it) from
+/// IndexedDB, if there is a readable one.
+async fn stored_model(
+    key: &str,
+) -> Option<(BundleManifest, Vec<u8>, ModelOrigin, Option<FineTuneSummary>)> {
+    let value = crate::idb::get_value(key).await.ok()??;
     let (r, weights) = match value.as_string() {
         // A record from before weights were kept as bytes.
         Some(text) => {
@@ -464,13 +502,14 @@ async fn load(base: String, choice: BackendChoice) -> Result<FromWorker, String>
     let t0 = now_ms();
     // A kept model (fine-tuned or imported) wins over the shipped one; an unreadable record is
     // ignored (and replaced at the next keep).
-    let (manifest, weights, origin, fine_tune, compact) = match stored_model().await {
-        Some((m, w, origin, fine_tune)) => (m, w, origin, fine_tune, None),
-        None => {
-            let (m, w, compact) = fetch_shipped(&base).await?;
-            (m, w, ModelOrigin::Shipped, None, compact)
-        }
-    };
+    let (manifest, weights, origin, fine_tune, compact) =
+        match stored_model(crate::idb::MODEL_KEY).await {
+            Some((m, w, origin, fine_tune)) => (m, w, origin, fine_tune, None),
+            None => {
+                let (m, w, compact) = fetch_shipped(&base).await?;
+                (m, w, ModelOrigin::Shipped, None, compact)
+            }
+        };
     let (device, backend, note) = device(choice).await;
     let predictor = Predictor::from_bundle(&manifest, &weights, &device)
         .map_err(|e| format!("model/{BUNDLE_WEIGHTS_FILE}: {e}"))?;

@@ -1,6 +1,7 @@
 //! The train step, shared by native training and in-browser fine-tuning (burn-train does not
 //! build for wasm, so both drive this same step from their own loop).
 
+pub mod area;
 pub mod driver;
 pub mod finetune;
 pub mod metrics;
