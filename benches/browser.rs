@@ -141,6 +141,37 @@ async fn scan(c: &fantoccini::Client, url: &str) -> serde_json::Value {
     })
 }
 
+/// "Learn this area" on the scan's view of the bundled data (the view's mapped features and
+/// background places, 5 epochs by default, CPU backend): the page's fine-tune from the click to
+/// its before/after result, and what it learned from. Not kept.
+async fn learn_area(c: &fantoccini::Client, url: &str) -> serde_json::Value {
+    c.goto(&format!("{url}#map=17/60.16900/24.94200")).await.unwrap();
+    c.refresh().await.unwrap();
+    ready_ms(c).await;
+    wait_js(c, "document.querySelector('#sidebar').dataset.ready === 'true'", "stored tags", 30)
+        .await;
+    let started = std::time::Instant::now();
+    c.find(Locator::Css("[data-testid=learn-area]")).await.unwrap().click().await.unwrap();
+    let d = dataset(c, "[data-testid=finetune-result]", "true", "the learned area", 900).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let area = c
+        .execute("return document.querySelector('[data-testid=finetune-area]').innerText", vec![])
+        .await
+        .unwrap();
+    let num = |k: &str| number(&d, k);
+    json!({
+        "bench": "browser_learn_area",
+        "seconds": seconds,
+        "features_s": num("featuresS"),
+        "train_s": num("trainS"),
+        "epochs": num("epochs"),
+        "train_places": num("trainTags"),
+        "before": num("before"),
+        "after": num("after"),
+        "area": area,
+    })
+}
+
 async fn ready_ms(c: &fantoccini::Client) -> f64 {
     let v = wait_js(
         c,
@@ -248,6 +279,8 @@ async fn main() {
         }
         None => None,
     };
+    // Before the fine-tune, whose imported tags would join the view's examples.
+    let learned = learn_area(c, &url).await;
     let finetune = fine_tune(c, &url).await;
     // The reference for in-browser training: TF.js training the same head on same-shaped
     // features (wasm backend, one thread).
@@ -283,6 +316,7 @@ async fn main() {
         println!("{o}");
     }
     println!("{finetune}");
+    println!("{learned}");
     println!("{profile}");
     println!("{scan}");
     let version = std::process::Command::new(

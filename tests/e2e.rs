@@ -1153,7 +1153,8 @@ async fn osm_edit_flow() {
 
 /// "Learn this area" on the bundled view: the features the extract maps there and background
 /// points become examples, the fine-tune reports before/after on held-out cells, keeping it
-/// rescans the view, the kept model survives a reload, and "Undo" goes back to the shipped one.
+/// rescans the view, the kept model survives a reload; learned again and kept, "Undo" goes back
+/// to the model kept before, and once more to the shipped one.
 async fn learn_area_flow() {
     let session = Session::start("learn-area", false).await;
     let c = &session.client;
@@ -1221,7 +1222,46 @@ async fn learn_area_flow() {
     assert_eq!(kept.as_str().unwrap().split(',').count(), 4, "{kept}");
     assert!(differ(&predict_at_centre(c).await, &tuned) < 1e-4, "the reload lost the model");
 
-    // Undo: back to the model before (the shipped one), kept so across a reload.
+    // Learned again and kept: "Undo" goes back to the model kept before it, not further.
+    click(c, "[data-testid=learn-area]").await;
+    wait_js(
+        c,
+        "!!document.querySelector('[data-testid=finetune-result]')",
+        "the second learned area's result",
+        600,
+    )
+    .await;
+    click(c, "[data-testid=finetune-keep]").await;
+    wait_js(
+        c,
+        "document.querySelector('[data-testid=scan-status]').innerText.includes('points scanned')",
+        "the rescan after keeping again",
+        300,
+    )
+    .await;
+    let again = predict_at_centre(c).await;
+    assert!(differ(&again, &tuned) > 1e-6, "the second learned model was not used");
+    click(c, "[data-testid=model-undo]").await;
+    // Both models are fine-tuned ones: poll the prediction until the worker has swapped.
+    let mut undone = predict_at_centre(c).await;
+    for _ in 0..50 {
+        if differ(&undone, &tuned) < 1e-4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        undone = predict_at_centre(c).await;
+    }
+    assert!(differ(&undone, &tuned) < 1e-4, "undo did not go back to the model kept before");
+    let origin = c
+        .execute(
+            "return document.querySelector('[data-testid=model-origin]').dataset.origin",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(origin, "finetuned", "undo went further back than the model kept before");
+
+    // Undo again: back to the shipped one, kept so across a reload.
     click(c, "[data-testid=model-undo]").await;
     wait_js(
         c,

@@ -646,7 +646,33 @@ change its speed). A ratio above 1 means AccessAtlas is faster.\n",
         ft("epoch_ms"),
         ft("step_ms"),
         tfjs_step / ft("step_ms"),
-    ))
+    ) + &learn_area_section(find(&rows, "browser_learn_area")?))
+}
+
+/// "Learn this area" in the page (`browser_learn_area`), a table of its own: no other tool
+/// does it, so there is no reference column.
+fn learn_area_section(l: &serde_json::Value) -> String {
+    let n = |k: &str| l[k].as_f64().unwrap_or(f64::NAN);
+    format!(
+        "\n### Learning this area in the page\n\n\
+\"Learn this area\" on the same view as the scan, CPU backend, in the model worker: the view's\n\
+mapped features (`/api/features`, lines included) and background places from its candidates\n\
+become examples, split by map cell; encoder features once, then the head for the default\n\
+epochs; timed from the click to the before/after result on the held-out cells (features, tiles,\n\
+model, messaging). No reference: no other tool fine-tunes on a map view in the browser.\n\n\
+| click to result | encoder features | head training | epochs | training places | held-out accuracy before -> after |\n\
+|---|---|---|---|---|---|\n\
+| {:.1} s | {:.1} s | {:.2} s | {:.0} | {:.0} | {:.2} -> {:.2} |\n\n\
+What it learned from: {}\n",
+        n("seconds"),
+        n("features_s"),
+        n("train_s"),
+        n("epochs"),
+        n("train_places"),
+        n("before"),
+        n("after"),
+        l["area"].as_str().unwrap_or("?"),
+    )
 }
 
 /// The page's profile of its forward pass (`browser_profile`: the median milliseconds of each

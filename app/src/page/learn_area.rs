@@ -10,7 +10,7 @@ use leptos::task::spawn_local;
 use model_core::LabelVocab;
 use model_core::train::area::{AreaLimits, AreaPoint, area_examples};
 
-use super::model_panels::{candidates_in, features_in, view_bbox};
+use super::view_api::{candidates_in, features_in, view_bbox};
 use super::{Ctx, FineTuneState, ModelState, send};
 use crate::protocol::{FineTuneExample, LearnedArea, ToWorker};
 

@@ -92,7 +92,7 @@ fn refresh_osm_layer(ctx: Ctx, m: &leaflet::Map) {
     let (sw, ne) = (b.get_south_west(), b.get_north_east());
     let bbox = format!("{:.6},{:.6},{:.6},{:.6}", sw.lng(), sw.lat(), ne.lng(), ne.lat());
     leptos::task::spawn_local(async move {
-        let got = super::model_panels::features_in(&bbox).await;
+        let got = super::view_api::features_in(&bbox).await;
         ctx.osm.update(|o| {
             o.bbox = bbox;
             match got {

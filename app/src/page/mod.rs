@@ -8,6 +8,7 @@ mod learn_area;
 mod map;
 mod model_panels;
 mod panels;
+mod view_api;
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;

@@ -521,7 +521,7 @@ pub fn ImportExport() -> impl IntoView {
         ctx.own_osm.set(super::OwnAreaOsm { bbox, pending: true, ..Default::default() });
         spawn_local(async move {
             let got =
-                super::model_panels::features_in(&format!("{},{},{},{}", b.0, b.1, b.2, b.3)).await;
+                super::view_api::features_in(&format!("{},{},{},{}", b.0, b.1, b.2, b.3)).await;
             ctx.own_osm.update(|o| {
                 if o.bbox != bbox {
                     return;
