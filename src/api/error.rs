@@ -7,12 +7,67 @@ use axum::response::{IntoResponse, Response};
 use model_core::CoreError;
 use serde::Serialize;
 
+/// Declares [`Code`]: every machine-readable error kind the API answers with, and its name on
+/// the wire. The OpenAPI description's `ErrorResponse.code` enum lists exactly these (tested).
+macro_rules! codes {
+    ($($variant:ident => $name:literal,)*) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+        pub enum Code {
+            $(#[serde(rename = $name)] $variant,)*
+        }
+
+        impl Code {
+            /// Every code, in the description's order.
+            pub const ALL: &[Code] = &[$(Code::$variant,)*];
+
+            /// The code's name on the wire.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Code::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+codes! {
+    MissingField => "missing_field",
+    WrongType => "wrong_type",
+    DuplicateField => "duplicate_field",
+    UnknownField => "unknown_field",
+    BadJson => "bad_json",
+    BadMultipart => "bad_multipart",
+    BadBase64 => "bad_base64",
+    BadBody => "bad_body",
+    BadQuery => "bad_query",
+    BadBbox => "bad_bbox",
+    BadThreshold => "bad_threshold",
+    UnsupportedContentType => "unsupported_content_type",
+    NotAnImage => "not_an_image",
+    BadImage => "bad_image",
+    OutOfRange => "out_of_range",
+    TooLarge => "too_large",
+    AreaTooLarge => "area_too_large",
+    OutsideExtract => "outside_extract",
+    Timeout => "timeout",
+    Busy => "busy",
+    NotFound => "not_found",
+    NotAvailable => "not_available",
+    Internal => "internal",
+}
+
+impl PartialEq<&str> for Code {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ApiError {
     #[serde(skip)]
     pub status: StatusCode,
     /// Machine-readable kind, e.g. `missing_field`.
-    pub code: &'static str,
+    pub code: Code,
     /// Human-readable message.
     pub error: String,
     /// The request field at fault, when there is one.
@@ -21,7 +76,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, error: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: Code, error: impl Into<String>) -> Self {
         Self { status, code, error: error.into(), field: None }
     }
 
@@ -30,26 +85,26 @@ impl ApiError {
         self
     }
 
-    pub fn bad_request(code: &'static str, error: impl Into<String>) -> Self {
+    pub fn bad_request(code: Code, error: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, error)
     }
 
     pub fn missing(field: &str) -> Self {
-        Self::bad_request("missing_field", format!("the request has no `{field}` field"))
+        Self::bad_request(Code::MissingField, format!("the request has no `{field}` field"))
             .field(field)
     }
 
     pub fn wrong_type(field: &str, expected: &str, got: &str) -> Self {
-        Self::bad_request("wrong_type", format!("`{field}` must be {expected}, got {got}"))
+        Self::bad_request(Code::WrongType, format!("`{field}` must be {expected}, got {got}"))
             .field(field)
     }
 
     pub fn too_large(error: impl Into<String>) -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", error)
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, Code::TooLarge, error)
     }
 
     pub fn busy(error: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", error)
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, Code::Busy, error)
     }
 
     /// Maps an error of the shared core (decoding, metadata) to a status.
@@ -57,19 +112,19 @@ impl ApiError {
         let msg = e.to_string();
         match e {
             CoreError::UnknownImageFormat | CoreError::UnsupportedImageFormat(_) => {
-                Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "not_an_image", msg).field("image")
+                Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, Code::NotAnImage, msg).field("image")
             }
             CoreError::ImageTooLarge { .. } => Self::too_large(msg).field("image"),
             CoreError::ImageDecode(_) | CoreError::EmptyImage { .. } => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_image", msg).field("image")
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, Code::BadImage, msg).field("image")
             }
             CoreError::LatitudeOutOfRange(_) => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "out_of_range", msg).field("lat")
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, Code::OutOfRange, msg).field("lat")
             }
             CoreError::LongitudeOutOfRange(_) => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "out_of_range", msg).field("lon")
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, Code::OutOfRange, msg).field("lon")
             }
-            _ => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", msg),
+            _ => Self::new(StatusCode::INTERNAL_SERVER_ERROR, Code::Internal, msg),
         }
     }
 }

@@ -32,7 +32,7 @@ use tokio::sync::Semaphore;
 use crate::osm::Labelled;
 use crate::suggestions::AreaError;
 use batcher::Batcher;
-use error::ApiError;
+use error::{ApiError, Code};
 
 /// The OpenAPI description served at `/api/openapi.json`.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -234,7 +234,7 @@ type AreaQueryResult =
 /// The query of an area endpoint and its checked `bbox`.
 fn area_query(query: AreaQueryResult, max_km2: f64) -> Result<(AreaQuery, BBox), ApiError> {
     let axum::extract::Query(q) = query.map_err(|e| {
-        ApiError::bad_request("bad_query", format!("the query does not parse: {e}"))
+        ApiError::bad_request(Code::BadQuery, format!("the query does not parse: {e}"))
     })?;
     let bbox = area(q.bbox.as_deref(), max_km2)?;
     Ok((q, bbox))
@@ -245,7 +245,7 @@ fn suggest_context(api: &Api) -> Result<&SuggestContext, ApiError> {
     api.suggest.as_ref().ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
-            "not_available",
+            Code::NotAvailable,
             "candidates and suggestions need the extract (`serve --osm`) and a model bundle trained on this server's rendered tiles",
         )
     })
@@ -287,8 +287,11 @@ async fn suggest(
         None => None,
         Some(t) => Some(
             t.trim().parse::<f32>().ok().filter(|t| (0.0..=1.0).contains(t)).ok_or_else(|| {
-                ApiError::bad_request("bad_threshold", format!("`{t}` is not a number from 0 to 1"))
-                    .field("threshold")
+                ApiError::bad_request(
+                    Code::BadThreshold,
+                    format!("`{t}` is not a number from 0 to 1"),
+                )
+                .field("threshold")
             })?,
         ),
     };
@@ -311,18 +314,18 @@ async fn suggest(
         )
     })
     .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, Code::Internal, e.to_string()))?;
     match result {
         Ok(s) => Ok(axum::Json(crate::suggestions::to_geojson(&s)).into_response()),
         Err(e) if e.to_string().contains("nothing in this bbox") => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "outside_extract",
+            Code::OutsideExtract,
             format!("{e:#}"),
         )
         .field("bbox")),
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "suggest failed");
-            Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("{e:#}")))
+            Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, Code::Internal, format!("{e:#}")))
         }
     }
 }
@@ -338,7 +341,7 @@ async fn features(
     let all = api.features.as_ref().ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
-            "not_available",
+            Code::NotAvailable,
             "this server holds no extract (it serves pre-rendered tiles): start it with --osm FILE for features",
         )
     })?;
@@ -376,15 +379,15 @@ async fn features(
 fn area(bbox: Option<&str>, max_km2: f64) -> Result<BBox, ApiError> {
     let text = bbox.ok_or_else(|| {
         ApiError::bad_request(
-            "missing_field",
+            Code::MissingField,
             "the query has no `bbox` (min_lon,min_lat,max_lon,max_lat)",
         )
         .field("bbox")
     })?;
     crate::suggestions::area(text, max_km2).map_err(|e| match e {
-        AreaError::Malformed(m) => ApiError::bad_request("bad_bbox", m).field("bbox"),
+        AreaError::Malformed(m) => ApiError::bad_request(Code::BadBbox, m).field("bbox"),
         AreaError::TooLarge(m) => {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "area_too_large", m).field("bbox")
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, Code::AreaTooLarge, m).field("bbox")
         }
     })
 }
@@ -392,7 +395,7 @@ fn area(bbox: Option<&str>, max_km2: f64) -> Result<BBox, ApiError> {
 async fn not_found(req: Request) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        "not_found",
+        Code::NotFound,
         format!("no endpoint {} /api{} (see /api/openapi.json)", req.method(), req.uri().path()),
     )
 }
@@ -409,9 +412,9 @@ async fn predict(State(api): State<Arc<Api>>, req: Request) -> Response {
         Ok(p) => axum::Json(p).into_response(),
         Err(e) => {
             if e.status.is_server_error() {
-                tracing::error!(code = e.code, error = %e.error, "predict failed");
+                tracing::error!(code = e.code.as_str(), error = %e.error, "predict failed");
             } else {
-                tracing::info!(code = e.code, field = ?e.field, error = %e.error, "predict rejected");
+                tracing::info!(code = e.code.as_str(), field = ?e.field, error = %e.error, "predict rejected");
             }
             e.into_response()
         }
@@ -425,7 +428,7 @@ async fn run_predict(api: &Arc<Api>, req: Request) -> Result<model_core::Predict
             .map_err(|_| {
                 ApiError::new(
                     StatusCode::REQUEST_TIMEOUT,
-                    "timeout",
+                    Code::Timeout,
                     format!("the body took longer than {:?} to arrive", api.cfg.read_timeout),
                 )
             })??;
@@ -437,7 +440,7 @@ async fn run_predict(api: &Arc<Api>, req: Request) -> Result<model_core::Predict
         let a = api.clone();
         let input =
             tokio::task::spawn_blocking(move || a.input(&parsed)).await.map_err(|e| {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, Code::Internal, e.to_string())
             })??;
         let rx = api
             .batcher
@@ -447,11 +450,11 @@ async fn run_predict(api: &Arc<Api>, req: Request) -> Result<model_core::Predict
             .map_err(|_| {
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
+                    Code::Internal,
                     "the model thread stopped",
                 )
             })?
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, Code::Internal, e))
     };
     tokio::time::timeout(api.cfg.predict_timeout, work).await.map_err(|_| {
         ApiError::busy(format!("no prediction within {:?}; retry shortly", api.cfg.predict_timeout))
@@ -490,6 +493,25 @@ mod tests {
         let responses = v["paths"]["/api/predict"]["post"]["responses"].as_object().unwrap();
         for code in ["200", "400", "408", "413", "415", "422", "503"] {
             assert!(responses.contains_key(code), "{code} is not described");
+        }
+    }
+
+    /// The description's error codes are exactly those the server can answer with: every
+    /// error is built from [`super::error::Code`], whose list this compares.
+    #[test]
+    fn every_error_code_the_server_answers_is_described() {
+        let v: serde_json::Value = serde_json::from_str(super::OPENAPI).unwrap();
+        let described: Vec<&str> =
+            v["components"]["schemas"]["Error"]["properties"]["code"]["enum"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|c| c.as_str())
+                .collect();
+        let answered: Vec<&str> = super::Code::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(described, answered);
+        for code in ["bad_bbox", "area_too_large", "outside_extract", "bad_threshold"] {
+            assert!(described.contains(&code), "{code}");
         }
     }
 

@@ -9,7 +9,7 @@ use axum::http::{StatusCode, header};
 use base64::Engine;
 use http_body_util::BodyExt;
 
-use super::error::ApiError;
+use super::error::{ApiError, Code};
 
 pub const DEFAULT_SOURCE: &str = "user";
 
@@ -34,7 +34,7 @@ pub async fn parse(req: Request, max_body: usize) -> Result<PredictRequest, ApiE
     if !is_multipart && !ctype.starts_with("application/json") {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_content_type",
+            Code::UnsupportedContentType,
             format!(
                 "Content-Type `{}` is not supported: send multipart/form-data or application/json",
                 truncate(&ctype)
@@ -62,7 +62,7 @@ async fn read_body(mut body: Body, max: usize) -> Result<Bytes, ApiError> {
     let mut seen = 0usize;
     while let Some(frame) = body.frame().await {
         let frame = frame
-            .map_err(|e| ApiError::bad_request("bad_body", format!("reading the body: {e}")))?;
+            .map_err(|e| ApiError::bad_request(Code::BadBody, format!("reading the body: {e}")))?;
         let Ok(data) = frame.into_data() else { continue };
         seen += data.len();
         if seen <= max {
@@ -113,12 +113,12 @@ impl Fields {
 }
 
 fn duplicate(field: &str) -> ApiError {
-    ApiError::bad_request("duplicate_field", format!("`{field}` is given twice")).field(field)
+    ApiError::bad_request(Code::DuplicateField, format!("`{field}` is given twice")).field(field)
 }
 
 fn unknown(field: &str) -> ApiError {
     ApiError::bad_request(
-        "unknown_field",
+        Code::UnknownField,
         format!("unknown field `{}` (expected image, lat, lon, source)", truncate(field)),
     )
     .field(field)
@@ -127,13 +127,13 @@ fn unknown(field: &str) -> ApiError {
 async fn multipart(req: Request) -> Result<PredictRequest, ApiError> {
     let mut mp = Multipart::from_request(req, &())
         .await
-        .map_err(|e| ApiError::bad_request("bad_multipart", e.body_text()))?;
+        .map_err(|e| ApiError::bad_request(Code::BadMultipart, e.body_text()))?;
     let mut f = Fields::default();
     let part_error = |e: axum::extract::multipart::MultipartError| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::too_large(e.body_text())
         } else {
-            ApiError::bad_request("bad_multipart", e.body_text())
+            ApiError::bad_request(Code::BadMultipart, e.body_text())
         }
     };
     while let Some(field) = mp.next_field().await.map_err(part_error)? {
@@ -198,10 +198,10 @@ impl<'de> serde::Deserialize<'de> for Members {
 fn json(body: &[u8]) -> Result<PredictRequest, ApiError> {
     // Syntax first, so invalid JSON is `bad_json` whatever its shape.
     serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(|e| {
-        ApiError::bad_request("bad_json", format!("the body is not valid JSON: {e}"))
+        ApiError::bad_request(Code::BadJson, format!("the body is not valid JSON: {e}"))
     })?;
     let Members(obj) = serde_json::from_slice(body)
-        .map_err(|_| ApiError::bad_request("bad_json", "the body must be a JSON object"))?;
+        .map_err(|_| ApiError::bad_request(Code::BadJson, "the body must be a JSON object"))?;
     let mut seen = std::collections::HashSet::new();
     if let Some((k, _)) = obj.iter().find(|(k, _)| !seen.insert(k.as_str())) {
         return Err(duplicate(k));
@@ -226,7 +226,7 @@ fn json(body: &[u8]) -> Result<PredictRequest, ApiError> {
                 let bytes =
                     base64::engine::general_purpose::STANDARD.decode(b64.trim()).map_err(|e| {
                         ApiError::bad_request(
-                            "bad_base64",
+                            Code::BadBase64,
                             format!("`image` is not valid base64: {e}"),
                         )
                         .field("image")
@@ -271,13 +271,13 @@ mod tests {
         let e = json(br#"{"image":"iVBORw0KGgo=","lon":24.9}"#).unwrap_err();
         assert_eq!(
             (e.status, e.code, e.field.as_deref()),
-            (StatusCode::BAD_REQUEST, "missing_field", Some("lat"))
+            (StatusCode::BAD_REQUEST, Code::MissingField, Some("lat"))
         );
         let e = json(br#"{"image":"iVBORw0KGgo=","lat":"north","lon":24.9}"#).unwrap_err();
-        assert_eq!((e.code, e.field.as_deref()), ("wrong_type", Some("lat")));
+        assert_eq!((e.code.as_str(), e.field.as_deref()), ("wrong_type", Some("lat")));
         assert!(e.error.contains("a string"), "{}", e.error);
         let e = json(br#"{"image":"***","lat":1,"lon":2}"#).unwrap_err();
-        assert_eq!((e.code, e.field.as_deref()), ("bad_base64", Some("image")));
+        assert_eq!((e.code.as_str(), e.field.as_deref()), ("bad_base64", Some("image")));
         let e = json(br#"{"image":"iVBORw0KGgo=","lat":1,"lon":2,"latitude":3}"#).unwrap_err();
         assert_eq!(e.code, "unknown_field");
         assert_eq!(json(b"[1]").unwrap_err().code, "bad_json");
@@ -285,7 +285,7 @@ mod tests {
         let e = json(br#"{"image":"iVBORw0KGgo=","lat":1,"lon":2,"lat":3}"#).unwrap_err();
         assert_eq!(
             (e.status, e.code, e.field.as_deref()),
-            (StatusCode::BAD_REQUEST, "duplicate_field", Some("lat"))
+            (StatusCode::BAD_REQUEST, Code::DuplicateField, Some("lat"))
         );
         assert_eq!(json(b"{").unwrap_err().code, "bad_json");
     }

@@ -107,6 +107,25 @@ pub struct ParseReport {
     pub lines: Vec<u64>,
 }
 
+/// The 1-based line of byte `offset` of `bytes`: one more than the line ends before it, a line
+/// end being `\n`, `\r\n` or a lone `\r` (the csv crate's own count is one too low with
+/// CRLF ends, which spreadsheet programs write).
+fn line_at(bytes: &[u8], offset: u64) -> u64 {
+    // A record's position is where the reader started looking for it, before the blank lines
+    // it skipped: the record itself starts after them.
+    let mut end = (offset as usize).min(bytes.len());
+    while matches!(bytes.get(end), Some(b'\r' | b'\n')) {
+        end += 1;
+    }
+    let before = &bytes[..end];
+    let ends = before
+        .iter()
+        .enumerate()
+        .filter(|&(i, &b)| b == b'\n' || (b == b'\r' && bytes.get(i + 1) != Some(&b'\n')))
+        .count();
+    1 + ends as u64
+}
+
 /// Parses a tags CSV. Accepts a UTF-8 BOM, CRLF line ends, quoted fields with commas. The
 /// header must name at least the required columns (any order). Only a missing or unusable
 /// header is an error; bad rows go to [`ParseReport::rejected`].
@@ -142,7 +161,7 @@ pub fn parse_tags_csv(bytes: &[u8], labels: &LabelVocab) -> Result<ParseReport, 
         let rec = match rec {
             Ok(r) => r,
             Err(e) => {
-                let line = e.position().map(|p| p.line()).unwrap_or(0);
+                let line = e.position().map(|p| line_at(bytes, p.byte())).unwrap_or(0);
                 report.rejected.push(Rejected {
                     line,
                     field: None,
@@ -152,7 +171,7 @@ pub fn parse_tags_csv(bytes: &[u8], labels: &LabelVocab) -> Result<ParseReport, 
                 continue;
             }
         };
-        let line = rec.position().map(|p| p.line()).unwrap_or(0);
+        let line = rec.position().map(|p| line_at(bytes, p.byte())).unwrap_or(0);
         let raw = rec.iter().collect::<Vec<_>>().join(",");
         let reject = |field: Option<&str>, reason: String| Rejected {
             line,
@@ -319,6 +338,30 @@ mod tests {
         assert_eq!(two.regions(), ["espoo", "helsinki"]);
         let back = parse(std::str::from_utf8(&write_tags_csv(&two)).unwrap()).table;
         assert_eq!(back.regions(), ["espoo", "helsinki"]);
+    }
+
+    /// Line numbers count the file's own lines whatever its line ends: LF, CRLF (what
+    /// spreadsheet programs write, RFC 4180's own) or a lone CR, with a BOM, a blank line and
+    /// a quoted field that spans two lines before the bad row.
+    #[test]
+    fn line_numbers_are_right_with_every_line_end() {
+        let lf = "id,lat,lon,type,source,note\n\
+                  ok1,60.1,24.9,ramp,user,\"two\nlines\"\n\
+                  \n\
+                  bad,abc,24.9,ramp,user,\n\
+                  ok2,60.1,24.9,ramp,user,\n";
+        for (name, text) in [
+            ("LF", lf.to_string()),
+            ("CRLF", lf.replace('\n', "\r\n")),
+            ("CR", lf.replace('\n', "\r")),
+            ("BOM + CRLF", format!("\u{feff}{}", lf.replace('\n', "\r\n"))),
+        ] {
+            let r = parse_tags_csv(text.as_bytes(), &LabelVocab::default()).unwrap();
+            let got: Vec<(u64, Option<&str>)> =
+                r.rejected.iter().map(|x| (x.line, x.field.as_deref())).collect();
+            assert_eq!(got, vec![(5, Some("lat"))], "{name}");
+            assert_eq!(r.lines, vec![2, 6], "{name}");
+        }
     }
 
     #[test]
