@@ -19,6 +19,10 @@ use burn::tensor::Device;
 use model_core::Prediction;
 use model_core::data::tile::lat_lon_to_tile;
 
+mod common;
+
+use common::bin;
+
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 fn bundle() -> PathBuf {
@@ -94,7 +98,7 @@ fn suggest_answers_what_the_cli_does() {
     let bbox = "24.9370,60.1685,24.9410,60.1705";
     let (status, api) = get(&format!("{base}/api/suggest?bbox={bbox}&threshold=0.03"));
     assert_eq!(status, 200, "{api}");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_accessatlas"))
+    let out = bin()
         .current_dir(ROOT)
         .args(["suggest", "--bbox", bbox, "--threshold", "0.03", "--format", "geojson"])
         .output()
@@ -125,7 +129,7 @@ fn suggest_answers_what_the_cli_does() {
     // Without a threshold, both use the model's own.
     let (status, api) = get(&format!("{base}/api/suggest?bbox={bbox}"));
     assert_eq!(status, 200, "{api}");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_accessatlas"))
+    let out = bin()
         .current_dir(ROOT)
         .args(["suggest", "--bbox", bbox, "--format", "geojson"])
         .output()
@@ -156,7 +160,7 @@ fn suggest_answers_what_the_cli_does() {
 /// extract): it warns how many candidates lie outside the trained area and marks each.
 #[test]
 fn suggest_outside_the_trained_area_says_so() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_accessatlas"))
+    let out = bin()
         .current_dir(ROOT)
         .args([
             "suggest",

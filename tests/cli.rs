@@ -1,11 +1,10 @@
 //! The CLI as users run it: the real binary, real files.
 
 use std::path::PathBuf;
-use std::process::Command;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_accessatlas"))
-}
+mod common;
+
+use common::{bin, tmp};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -84,9 +83,8 @@ fn verify_names_missing_weights_and_bad_images() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/w.pth") && err.contains("pretrained fetch"), "{err}");
 
-    let dir = std::env::temp_dir().join(format!("aa-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let bad = dir.join("broken.png");
+    let dir = tmp("cli");
+    let bad = dir.path().join("broken.png");
     std::fs::write(&bad, b"\x89PNG\r\n\x1a\nnot really").unwrap();
     let out = bin()
         .args(["pretrained", "verify", "--image"])
@@ -99,12 +97,12 @@ fn verify_names_missing_weights_and_bad_images() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("broken.png"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn a_gpu_backend_missing_from_the_build_is_a_clear_error() {
-    let out_dir = std::env::temp_dir().join(format!("aa-cli-device-{}", std::process::id()));
+    let dir = tmp("cli-device");
+    let out_dir = dir.path().join("out");
     let out = bin()
         .args(["train", "--device", "wgpu", "--data", "/nonexistent", "--out"])
         .arg(&out_dir)

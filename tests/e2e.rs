@@ -759,7 +759,7 @@ async fn fine_tune_flow() {
     assert!(manifest.contains("fine-tune"), "provenance names the fine-tune: {manifest}");
     let tile = out.join("finetune-tile.png");
     image::RgbImage::from_pixel(224, 224, image::Rgb([240, 238, 232])).save(&tile).unwrap();
-    let run = std::process::Command::new(env!("CARGO_BIN_EXE_accessatlas"))
+    let run = common::bin()
         .args(["predict", "--json", "--lat", "60.1699", "--lon", "24.9384", "--model"])
         .arg(downloads)
         .arg("--image")

@@ -10,16 +10,11 @@ mod common;
 use accessatlas::cmd::export::{ExportArgs, Format, export};
 use burn::tensor::Device;
 use common::model::{bundle, rendered_inputs as inputs};
+use common::tmp;
 use model_core::Prediction;
 use model_core::data::preprocess::ModelInput;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("aa-export-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
 
 fn export_to(format: Format, out: &Path) -> PathBuf {
     export(&ExportArgs {
@@ -54,7 +49,8 @@ fn python() -> PathBuf {
 
 #[test]
 fn onnx_under_onnxruntime_matches_burn() {
-    let out = tmp("onnx");
+    let temp = tmp("export-onnx");
+    let out = temp.path().join("out");
     export_to(Format::Onnx, &out);
     let onnx = out.join("model.onnx");
     let size = std::fs::metadata(&onnx).unwrap().len();
@@ -99,7 +95,6 @@ fn onnx_under_onnxruntime_matches_burn() {
         }
     }
     eprintln!("ONNX vs Burn: largest probability difference {worst:e} ({})", got["onnxruntime"]);
-    let _ = std::fs::remove_dir_all(out);
 }
 
 #[test]
@@ -116,7 +111,8 @@ fn f16_and_int8_bundles_are_smaller_and_predict() {
         // `export` reports and the README says); the labels must still mostly agree (below).
         [(Format::BurnF16, 0.55, 0.01f32, 7), (Format::BurnInt8, 0.35, 0.5f32, 6)]
     {
-        let out = tmp(&format!("{format:?}"));
+        let temp = tmp(&format!("export-{format:?}"));
+        let out = temp.path().join("out");
         export_to(format, &out);
         let size = std::fs::metadata(out.join("weights.bpk")).unwrap().len() as f64;
         assert!(size / f32_size < max_ratio, "{format:?}: {size} vs {f32_size}");
@@ -141,7 +137,6 @@ fn f16_and_int8_bundles_are_smaller_and_predict() {
         assert_eq!(r.bytes as f64, size);
         assert!(r.format.ends_with(if format == Format::BurnF16 { "f16" } else { "int8" }));
         assert!(r.test_accuracy.is_none() && !r.within_budget(), "{r:?}");
-        let _ = std::fs::remove_dir_all(out);
     }
 }
 

@@ -6,13 +6,13 @@
 //! training steps (f32, and f16 mixed precision where the adapter computes in f16), and a
 //! whole `accessatlas train --device wgpu` run whose checkpoint then predicts on the CPU.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 mod common;
 
 use burn::tensor::{DType, Device, DeviceKind, FloatDType};
 use common::model::{rendered_inputs, shipped};
+use common::{bin, tmp};
 use model_core::model::persist::{model_from_bytes, weights_to_bytes};
 use model_core::train::precision::Precision;
 use model_core::train::{Batch, StepConfig, Trainer};
@@ -20,12 +20,6 @@ use model_core::{EncoderKind, ModelConfig};
 
 fn gpu() -> Device {
     Device::wgpu(DeviceKind::DefaultDevice)
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("aa-gpu-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
 }
 
 #[test]
@@ -87,10 +81,6 @@ fn training_steps_on_wgpu_match_the_cpu_in_f32_and_learn_in_f16() {
     }
 }
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_accessatlas"))
-}
-
 /// collect + a 120-tag subset + preprocess, so a whole epoch stays short on a software adapter.
 fn small_data(dir: &Path) {
     let out = bin().arg("collect").arg("--data").arg(dir).output().unwrap();
@@ -104,7 +94,8 @@ fn small_data(dir: &Path) {
 
 #[test]
 fn train_on_wgpu_writes_a_run_that_predicts_on_the_cpu() {
-    let data = tmp("run");
+    let temp = tmp("gpu-run");
+    let data = temp.path().join("data");
     small_data(&data);
     let run = data.join("models/wgpu");
     let train = |extra: &[&str], out: &Path| {
@@ -152,12 +143,12 @@ fn train_on_wgpu_writes_a_run_that_predicts_on_the_cpu() {
         assert!(err.contains("cannot compute in bf16") && !err.contains("panicked"), "{err}");
         assert!(!bf.exists(), "a refused run wrote {}", bf.display());
     }
-    std::fs::remove_dir_all(&data).ok();
 }
 
 #[test]
 fn a_missing_adapter_is_a_clear_error_not_a_panic() {
-    let data = tmp("none");
+    let temp = tmp("gpu-none");
+    let data = temp.path().join("data");
     let out = data.join("run");
     // Ask wgpu for a discrete GPU this machine does not have.
     let o = bin()

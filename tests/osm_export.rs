@@ -3,8 +3,7 @@
 //! test` installs them). Every type and preset, coordinates to 1e-7, tags exactly; the
 //! already-mapped rule; bad rows reported and left out; an unknown preset refused.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use accessatlas::osm::rules::Rules;
 use accessatlas::osm::{BUNDLED_OSM, BUNDLED_OSM_NAME, OsmMap, labelled_features};
@@ -14,20 +13,10 @@ use model_core::data::features::{FeatureTypes, format_osm_tags};
 mod common;
 
 use common::osm_clients::{OsmTags, josm_findings, osmium_nodes};
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_accessatlas"))
-}
+use common::{bin, tmp};
 
 /// A tags CSV row: id, lat, lon, type, OSM tags.
 type Row = (String, f64, f64, String, OsmTags);
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("aa-osm-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// One row per preset of every type, on a grid far from anything mapped (the harbour).
 fn every_preset() -> Vec<Row> {
@@ -73,7 +62,8 @@ fn export(csv_path: &Path, format: &str, out: &Path, extra: &[&str]) -> std::pro
 
 #[test]
 fn every_type_and_preset_reads_back_in_osmium_and_passes_josm() {
-    let dir = tmp("all");
+    let temp = tmp("osm-all");
+    let dir = temp.path();
     let rows = every_preset();
     let path = dir.join("tags.csv");
     std::fs::write(&path, csv(&rows, "")).unwrap();
@@ -96,8 +86,8 @@ fn every_type_and_preset_reads_back_in_osmium_and_passes_josm() {
             assert_eq!(ntags, &want, "{format}");
         }
         let findings = match format {
-            "josm" => josm_findings(&out, None, &dir),
-            _ => josm_findings(&empty, Some(&out), &dir),
+            "josm" => josm_findings(&out, None, dir),
+            _ => josm_findings(&empty, Some(&out), dir),
         };
         let errors: Vec<_> = findings.iter().filter(|(s, _)| s == "Errors").collect();
         assert!(errors.is_empty(), "{format}: JOSM finds errors: {errors:?}");
@@ -106,7 +96,6 @@ fn every_type_and_preset_reads_back_in_osmium_and_passes_josm() {
             assert!(KNOWN_WARNINGS.contains(&m.as_str()), "{format}: new JOSM warning `{m}`");
         }
     }
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// JOSM warnings the exports may carry (the README lists them).
@@ -114,7 +103,8 @@ const KNOWN_WARNINGS: [&str; 0] = [];
 
 #[test]
 fn already_mapped_features_and_bad_rows_are_left_out_and_reported() {
-    let dir = tmp("rules");
+    let temp = tmp("osm-rules");
+    let dir = temp.path();
     let labels = LabelVocab::default();
     let map = OsmMap::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME).unwrap();
     let mapped = labelled_features(&map, &Rules::default_rules(&labels).unwrap());
@@ -167,5 +157,4 @@ fn already_mapped_features_and_bad_rows_are_left_out_and_reported() {
         err.contains("field `type`") && err.contains("stairs") && err.contains("obstacle"),
         "{err}"
     );
-    std::fs::remove_dir_all(&dir).ok();
 }

@@ -1,16 +1,15 @@
 //! `accessatlas preprocess` on the bundled data: split, scaler, class weights, metadata.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use model_core::LabelVocab;
 use model_core::data::split::group_of;
 use model_core::data::tags::{Tag, parse_tags_csv};
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_accessatlas"))
-}
+mod common;
+
+use common::{bin, tmp};
 
 fn read(data: &Path, split: &str) -> Vec<Tag> {
     let bytes = std::fs::read(data.join(format!("tags_{split}.csv"))).unwrap();
@@ -19,8 +18,8 @@ fn read(data: &Path, split: &str) -> Vec<Tag> {
 
 #[test]
 fn bundled_data_is_split_without_leakage_and_metadata_matches_the_formulas() {
-    let data = std::env::temp_dir().join(format!("aa-prep-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data);
+    let temp = tmp("prep");
+    let data = temp.path().join("data");
     let out = bin().arg("collect").arg("--data").arg(&data).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = bin().arg("preprocess").arg("--data").arg(&data).output().unwrap();
@@ -99,12 +98,12 @@ fn bundled_data_is_split_without_leakage_and_metadata_matches_the_formulas() {
     assert!(rej.contains(&first.id), "{rej}");
     let total2: usize = ["train", "val", "test"].iter().map(|s| read(&data, s).len()).sum();
     assert_eq!(total2, all.len() - 1);
-    std::fs::remove_dir_all(&data).ok();
 }
 
 #[test]
 fn missing_tags_file_names_the_next_step() {
-    let data: PathBuf = std::env::temp_dir().join(format!("aa-prep-none-{}", std::process::id()));
+    let temp = tmp("prep-none");
+    let data = temp.path().join("data");
     let out = bin().arg("preprocess").arg("--data").arg(&data).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

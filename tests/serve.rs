@@ -2,23 +2,26 @@
 //! the model bundle and the app are served with the right types, compression and caching.
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
 
 use accessatlas::osm::OsmMap;
 use accessatlas::osm::{BUNDLED_OSM, BUNDLED_OSM_NAME};
 use accessatlas::render::Renderer;
 use common::browser::start_app;
+use common::tmp;
 use model_core::data::tile::lat_lon_to_tile;
 
 mod common;
 
-fn start() -> (String, PathBuf) {
-    let dist = std::env::temp_dir().join(format!("accessatlas-serve-{}", std::process::id()));
-    std::fs::create_dir_all(&dist).unwrap();
-    std::fs::write(dist.join("index.html"), "<!doctype html><title>AccessAtlas test</title>")
-        .unwrap();
-    std::fs::write(dist.join("app-0123456789abcdef_bg.wasm"), b"\0asm\x01\0\0\0").unwrap();
-    let base = start_app(&dist).trim_end_matches('/').to_string();
+/// The server's base URL and its app folder, which the test keeps while it makes requests.
+fn start() -> (String, tempfile::TempDir) {
+    let dist = tmp("serve");
+    std::fs::write(
+        dist.path().join("index.html"),
+        "<!doctype html><title>AccessAtlas test</title>",
+    )
+    .unwrap();
+    std::fs::write(dist.path().join("app-0123456789abcdef_bg.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    let base = start_app(dist.path()).trim_end_matches('/').to_string();
     (base, dist)
 }
 
@@ -103,6 +106,5 @@ fn serves_tiles_model_and_app() {
         String::from_utf8_lossy(&raw[..raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap()])
             .to_ascii_lowercase();
     assert!(head.contains("content-encoding: gzip"), "{head}");
-
-    std::fs::remove_dir_all(dist).ok();
+    drop(dist);
 }

@@ -4,7 +4,6 @@
 //! clear error and writes nothing.
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use accessatlas::osm::rules::Rules;
 use accessatlas::osm::{BUNDLED_OSM, BUNDLED_OSM_NAME, OsmMap, geometry_in, labelled_features};
@@ -12,18 +11,11 @@ use model_core::LabelVocab;
 use model_core::data::candidates::candidates;
 use model_core::data::tile::{BBox, distance_m};
 
+mod common;
+
+use common::{bin, tmp};
+
 const BBOX: &str = "24.9370,60.1685,24.9410,60.1705";
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_accessatlas"))
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("aa-suggest-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn suggest(args: &[&str]) -> std::process::Output {
     bin().current_dir(env!("CARGO_MANIFEST_DIR")).arg("suggest").args(args).output().unwrap()
@@ -31,8 +23,8 @@ fn suggest(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn suggestions_sit_on_candidates_and_skip_what_is_mapped() {
-    let dir = tmp("ok");
-    let out = dir.join("s.csv");
+    let dir = tmp("suggest-ok");
+    let out = dir.path().join("s.csv");
     // Under the candidates' prior the shipped model is rarely sure of a feature: a low bar.
     let threshold = 0.03;
     let o = suggest(&["--bbox", BBOX, "--threshold", "0.03", "--out", out.to_str().unwrap()]);
@@ -108,7 +100,6 @@ fn suggestions_sit_on_candidates_and_skip_what_is_mapped() {
             assert_eq!(f["properties"][&k], v.as_str(), "{line}");
         }
     }
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// Without `--threshold`, `suggest` uses the shipped model's own threshold (chosen on its
@@ -133,8 +124,8 @@ fn the_default_threshold_is_the_models() {
 
 #[test]
 fn bad_areas_are_clear_errors_and_write_nothing() {
-    let dir = tmp("bad");
-    let out = dir.join("s.csv");
+    let dir = tmp("suggest-bad");
+    let out = dir.path().join("s.csv");
     for (bbox, says) in [
         ("24.95,60.17,24.93,60.16", "inverted"),
         ("24.9,60.1", "2 numbers"),
@@ -149,5 +140,4 @@ fn bad_areas_are_clear_errors_and_write_nothing() {
         assert!(!err.contains("panicked"), "{err}");
         assert!(!out.exists(), "{bbox}: nothing is written");
     }
-    std::fs::remove_dir_all(&dir).ok();
 }

@@ -5,12 +5,16 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use model_core::data::tile::{TileId, lat_lon_to_tile};
+
+mod common;
+
+use common::{bin, tmp};
 
 /// Colour that encodes a tile's address, so tests can tell which tile landed where.
 fn tile_colour(x: u32, y: u32) -> [u8; 3] {
@@ -114,13 +118,6 @@ fn handle(mut stream: TcpStream, stats: &Stats) {
     stats.active.fetch_sub(1, Ordering::SeqCst);
 }
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("aa-tiles-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 const POINTS: [(&str, f64, f64); 3] =
     [("a", 60.1700, 24.9450), ("b", 60.1705, 24.9460), ("c", 60.1690, 24.9500)];
 
@@ -136,7 +133,7 @@ fn write_tags(dir: &Path) -> PathBuf {
 
 fn collect(data: &Path, extra: &[&str]) -> Output {
     let tags = write_tags(data);
-    Command::new(env!("CARGO_BIN_EXE_accessatlas"))
+    bin()
         // Only the listed points: no background points (their tiles would count too).
         .args(["collect", "--zoom", "17", "--backoff-ms", "10", "--retries", "2"])
         .args(["--negatives-per-label", "0", "--data"])
@@ -165,9 +162,10 @@ fn needed_tiles() -> usize {
 #[test]
 fn xyz_client_fetches_caches_and_resumes() {
     let (base, stats) = start_server();
-    let data = tmp("ok");
+    let temp = tmp("tiles-ok");
+    let data = temp.path();
     let url = format!("{base}/ok/{{z}}/{{x}}/{{y}}.png");
-    let out = collect(&data, &["--tiles", "xyz", "--url", &url]);
+    let out = collect(data, &["--tiles", "xyz", "--url", &url]);
     assert!(out.status.success(), "{}", text(&out));
     let need = needed_tiles();
     assert_eq!(stats.total("/ok/"), need, "each tile fetched once");
@@ -180,7 +178,7 @@ fn xyz_client_fetches_caches_and_resumes() {
         assert_eq!(img.get_pixel(112, 112).0, tile_colour(t.x, t.y), "{id}");
     }
     // A second run is served from the cache: no request at all.
-    let again = collect(&data, &["--tiles", "xyz", "--url", &url]);
+    let again = collect(data, &["--tiles", "xyz", "--url", &url]);
     assert!(again.status.success(), "{}", text(&again));
     assert_eq!(stats.total("/ok/"), need);
     assert!(text(&again).contains(&format!("{need} cached")), "{}", text(&again));
@@ -191,7 +189,7 @@ fn xyz_client_fetches_caches_and_resumes() {
         .collect();
     assert_eq!(cached.len(), need);
     std::fs::remove_file(&cached[0]).unwrap();
-    let resumed = collect(&data, &["--tiles", "xyz", "--url", &url]);
+    let resumed = collect(data, &["--tiles", "xyz", "--url", &url]);
     assert!(resumed.status.success(), "{}", text(&resumed));
     assert_eq!(stats.total("/ok/"), need + 1);
     // The cache keeps tiles at least 7 days although the server said max-age=60.
@@ -202,7 +200,6 @@ fn xyz_client_fetches_caches_and_resumes() {
     let m: serde_json::Value = serde_json::from_slice(&std::fs::read(meta).unwrap()).unwrap();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     assert!(m["expires"].as_u64().unwrap() >= now + 7 * 24 * 3600 - 60);
-    std::fs::remove_dir_all(&data).ok();
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -218,18 +215,18 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn xyz_client_retries_429_and_reports_failures() {
     let (base, stats) = start_server();
-    let data = tmp("flaky");
-    let out = collect(
-        &data,
-        &["--tiles", "xyz", "--url", &format!("{base}/flaky/{{z}}/{{x}}/{{y}}.png")],
-    );
+    let temp = tmp("tiles-flaky");
+    let data = temp.path();
+    let out =
+        collect(data, &["--tiles", "xyz", "--url", &format!("{base}/flaky/{{z}}/{{x}}/{{y}}.png")]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(stats.total("/flaky/"), 2 * needed_tiles(), "one 429 then one success per tile");
 
     for (route, needle) in [("broken", "HTTP 500"), ("corrupt", "corrupt tile bytes")] {
-        let data = tmp(route);
+        let temp = tmp(&format!("tiles-{route}"));
+        let data = temp.path();
         let out = collect(
-            &data,
+            data,
             &["--tiles", "xyz", "--url", &format!("{base}/{route}/{{z}}/{{x}}/{{y}}.png")],
         );
         assert!(!out.status.success(), "{route}: {}", text(&out));
@@ -247,9 +244,10 @@ fn xyz_client_retries_429_and_reports_failures() {
 #[test]
 fn xyz_client_times_out_slow_servers() {
     let (base, _stats) = start_server();
-    let data = tmp("slow");
+    let temp = tmp("tiles-slow");
+    let data = temp.path();
     let out = collect(
-        &data,
+        data,
         &[
             "--tiles",
             "xyz",
@@ -270,9 +268,10 @@ fn xyz_client_times_out_slow_servers() {
 
 #[test]
 fn osm_tile_servers_are_refused() {
-    let data = tmp("osmorg");
+    let temp = tmp("tiles-osmorg");
+    let data = temp.path();
     let out = collect(
-        &data,
+        data,
         &["--tiles", "xyz", "--url", "https://tile.openstreetmap.org/{z}/{x}/{y}.png"],
     );
     assert!(!out.status.success());
@@ -281,7 +280,8 @@ fn osm_tile_servers_are_refused() {
 
 #[test]
 fn mbtiles_tiles_are_read_back() {
-    let data = tmp("mbtiles");
+    let temp = tmp("tiles-mbtiles");
+    let data = temp.path();
     let file = data.join("fixture.mbtiles");
     {
         let conn = rusqlite::Connection::open(&file).unwrap();
@@ -303,7 +303,7 @@ fn mbtiles_tiles_are_read_back() {
             }
         }
     }
-    let out = collect(&data, &["--tiles", "mbtiles", "--path", file.to_str().unwrap()]);
+    let out = collect(data, &["--tiles", "mbtiles", "--path", file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
     for (id, lat, lon) in POINTS {
         let img = image::open(data.join(format!("images/{id}.png"))).unwrap().to_rgb8();
@@ -312,7 +312,7 @@ fn mbtiles_tiles_are_read_back() {
     }
     let bad = data.join("not.mbtiles");
     std::fs::write(&bad, b"SQLite format 3\0 but not really").unwrap();
-    let out = collect(&data, &["--tiles", "mbtiles", "--path", bad.to_str().unwrap()]);
+    let out = collect(data, &["--tiles", "mbtiles", "--path", bad.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(text(&out).contains("not.mbtiles"), "{}", text(&out));
 }

@@ -4,26 +4,19 @@
 //! renderer; a server started on the file alone holds no extract and says so.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Output, Stdio};
 
 use accessatlas::osm::OsmMap;
 use accessatlas::render::Renderer;
 use accessatlas::tiles::rendered::tile_png;
 use model_core::data::tile::{BBox, TileId};
 
+mod common;
+
+use common::{bin, tmp};
+
 const BBOX: &str = "24.9440,60.1690,24.9470,60.1705";
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_accessatlas"))
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("aa-tiles-render-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
@@ -89,13 +82,14 @@ fn get(port: u16, path: &str) -> (u16, Vec<u8>) {
 
 #[test]
 fn rendered_once_equals_rendered_on_request_in_file_folder_and_server() {
-    let dir = tmp("same");
+    let temp = tmp("tiles-render-same");
+    let dir = temp.path();
     let file = dir.join("area.mbtiles");
     let folder = dir.join("area");
     render(&file);
     render(&folder);
     // No temporary file is left beside the output.
-    let names: Vec<String> = std::fs::read_dir(&dir)
+    let names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
@@ -132,12 +126,12 @@ fn rendered_once_equals_rendered_on_request_in_file_folder_and_server() {
     assert!(String::from_utf8_lossy(&body).contains("--osm"));
     let (code, _) = get(live_server.1, &format!("/api/features?bbox={BBOX}"));
     assert_eq!(code, 200);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn collect_cuts_the_same_images_from_the_file_as_from_the_renderer() {
-    let dir = tmp("collect");
+    let temp = tmp("tiles-render-collect");
+    let dir = temp.path();
     let file = dir.join("area.mbtiles");
     render(&file);
     let tags = dir.join("tags.csv");
@@ -158,12 +152,12 @@ fn collect_cuts_the_same_images_from_the_file_as_from_the_renderer() {
         collect(&dir.join("file"), &["--tiles", "mbtiles", "--path", file.to_str().unwrap()]);
     let rendered = collect(&dir.join("render"), &[]);
     assert_eq!(from_file, rendered);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn bad_areas_and_zooms_are_refused_and_write_nothing() {
-    let dir = tmp("bad");
+    let temp = tmp("tiles-render-bad");
+    let dir = temp.path();
     for (args, word) in [
         (vec!["--bbox", "24.95,60.17,24.94,60.18"], "inverted"),
         (vec!["--bbox", BBOX, "--zoom", "19-15"], "inverted"),
@@ -174,7 +168,6 @@ fn bad_areas_and_zooms_are_refused_and_write_nothing() {
             bin().args(["tiles", "render"]).args(&args).arg("--out").arg(&out).output().unwrap();
         assert!(!o.status.success());
         assert!(text(&o).contains(word), "{args:?}: {}", text(&o));
-        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "{args:?}");
+        assert_eq!(std::fs::read_dir(dir).unwrap().count(), 0, "{args:?}");
     }
-    std::fs::remove_dir_all(&dir).ok();
 }

@@ -5,14 +5,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_accessatlas"))
-}
+mod common;
 
-/// collect + preprocess once into a fresh directory.
-fn prepared(name: &str) -> PathBuf {
-    let data = std::env::temp_dir().join(format!("aa-train-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data);
+use common::{bin, tmp};
+use tempfile::TempDir;
+
+/// collect + preprocess once into a fresh directory, `data` in `temp` (which the test keeps
+/// for as long as it uses the data).
+fn prepared(temp: &TempDir) -> PathBuf {
+    let data = temp.path().join("data");
     for cmd in ["collect", "preprocess"] {
         let out = bin().arg(cmd).arg("--data").arg(&data).output().unwrap();
         assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
@@ -53,7 +54,8 @@ fn history(out: &Path) -> Vec<serde_json::Value> {
 
 #[test]
 fn short_run_learns_writes_artifacts_and_resumes_after_a_kill() {
-    let data = prepared("run");
+    let temp = tmp("train-run");
+    let data = prepared(&temp);
     let out = data.join("models/run");
     let o = train_cmd(&data, &out, "3").output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -168,7 +170,6 @@ fn short_run_learns_writes_artifacts_and_resumes_after_a_kill() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("last.bpk") && !err.contains("panicked"), "{err}");
     assert_eq!(history(&out2).len(), 3);
-    std::fs::remove_dir_all(&data).ok();
 }
 
 /// With frozen stages, epochs train on cached frozen-stage maps of a fixed set of augmented
@@ -176,7 +177,8 @@ fn short_run_learns_writes_artifacts_and_resumes_after_a_kill() {
 /// ends exactly as the uninterrupted run that reused them from its cache.
 #[test]
 fn frozen_stages_train_on_cached_views_and_resume_exactly() {
-    let data = prepared("frozen");
+    let temp = tmp("train-frozen");
+    let data = prepared(&temp);
     let with_views = |out: &str, epochs: &str, views: &str| {
         let mut c = train_cmd(&data, &data.join(out), epochs);
         c.args(["--freeze-stages", "2", "--views", views]);
@@ -211,7 +213,6 @@ fn frozen_stages_train_on_cached_views_and_resume_exactly() {
     let o = with_views("none", "1", "0").output().unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("views must be > 0"));
-    std::fs::remove_dir_all(&data).ok();
 }
 
 /// Mixed precision from the command line, on the CPU backend (which computes in f16): the
@@ -219,7 +220,8 @@ fn frozen_stages_train_on_cached_views_and_resume_exactly() {
 #[test]
 fn f16_mixed_precision_run_learns_and_resumes_with_its_loss_scale() {
     // Small tiles: the CPU computes f16 in software (several times slower than f32).
-    let data = prepared("f16");
+    let temp = tmp("train-f16");
+    let data = prepared(&temp);
     let out = data.join("models/f16");
     let run = |epochs: &str| {
         let mut c = sized_train_cmd(&data, &out, epochs, "32");
@@ -269,12 +271,12 @@ fn f16_mixed_precision_run_learns_and_resumes_with_its_loss_scale() {
     if h[1]["skipped_steps"].as_u64() == Some(0) && h[1]["loss_scale"].as_f64() == Some(scale) {
         assert!(n(&s2, "good_steps") > n(&s1, "good_steps"), "the scaler restarted");
     }
-    std::fs::remove_dir_all(&data).ok();
 }
 
 #[test]
 fn evaluate_writes_metrics_predictions_errors_and_plots() {
-    let data = prepared("eval");
+    let temp = tmp("train-eval");
+    let data = prepared(&temp);
     let out = data.join("models/eval");
     let o = train_cmd(&data, &out, "1").output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -514,7 +516,6 @@ fn evaluate_writes_metrics_predictions_errors_and_plots() {
         .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("nope"));
-    std::fs::remove_dir_all(&data).ok();
 }
 
 /// With a learning rate of 1e-12 (weights frozen in f32; only batch-norm statistics settle)
@@ -522,7 +523,8 @@ fn evaluate_writes_metrics_predictions_errors_and_plots() {
 /// epochs without a better one, and say so.
 #[test]
 fn early_stopping_ends_after_exactly_patience_epochs_without_improvement() {
-    let data = prepared("patience");
+    let temp = tmp("train-patience");
+    let data = prepared(&temp);
     let out = data.join("models/patience");
     let o = bin()
         .args(["train", "--encoder", "custom_cnn", "--image-size", "32", "--batch-size", "32"])
@@ -557,7 +559,6 @@ fn early_stopping_ends_after_exactly_patience_epochs_without_improvement() {
     );
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains(&format!("early stopping after epoch {stop_at}")), "{err}");
-    std::fs::remove_dir_all(&data).ok();
 }
 
 /// `train --init BUNDLE` adapts an exported model: the run starts from the bundle's weights
@@ -605,7 +606,8 @@ fn train_init_starts_from_a_bundle_and_refuses_one_that_does_not_fit() {
     // The CLI: a small model trained and exported, then adapted from its bundle (one epoch);
     // the adapted run's model is the bundle's architecture. Asking for another encoder fails
     // before anything is written.
-    let data = prepared("init");
+    let temp = tmp("train-init");
+    let data = prepared(&temp);
     let first = data.join("models/first");
     let o = train_cmd(&data, &first, "1").output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -629,5 +631,4 @@ fn train_init_starts_from_a_bundle_and_refuses_one_that_does_not_fit() {
         sized_train_cmd(&data, &refused, "1", "96").arg("--init").arg(&exported).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("64x64") && err.contains("96x96"), "{err}");
-    std::fs::remove_dir_all(&data).ok();
 }
