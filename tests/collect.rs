@@ -1,7 +1,7 @@
 //! `accessatlas collect` end to end on the bundled OSM extract.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use model_core::LabelVocab;
 use model_core::data::split::group_of;
@@ -9,19 +9,12 @@ use model_core::data::tags::parse_tags_csv;
 use model_core::data::tile::distance_m;
 use model_core::data::vocab::NONE_LABEL;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_accessatlas"))
-}
+mod common;
+
+use common::{bin, tmp};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("aa-collect-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 fn run(args: &[&str], data: &Path) -> Output {
@@ -34,7 +27,8 @@ fn text(o: &Output) -> String {
 
 #[test]
 fn bundled_extract_gives_hundreds_of_labelled_tiles() {
-    let data = tmp("bundled");
+    let temp = tmp("collect-bundled");
+    let data = temp.path().to_path_buf();
     let out = run(&[], &data);
     assert!(out.status.success(), "{}", text(&out));
     let report =
@@ -79,7 +73,6 @@ fn bundled_extract_gives_hundreds_of_labelled_tiles() {
     // Every row names its region: the bundled extract's.
     assert_eq!(report.table.extra_columns, ["region"]);
     assert!(tags.iter().chain(&background).all(|t| t.extra == ["helsinki"]));
-    std::fs::remove_dir_all(&data).ok();
 }
 
 /// Two extracts make one dataset: rows of both, each with its region; background ids stay
@@ -88,7 +81,8 @@ fn bundled_extract_gives_hundreds_of_labelled_tiles() {
 #[test]
 fn two_extracts_make_one_dataset_split_per_region() {
     use model_core::data::split::Split;
-    let data = tmp("regions");
+    let temp = tmp("collect-regions");
+    let data = temp.path().to_path_buf();
     let (h, a) =
         (root().join("assets/osm/helsinki.osm.pbf"), root().join("assets/osm/andorra.osm.pbf"));
     let out = run(&["--osm", h.to_str().unwrap(), "--osm", a.to_str().unwrap()], &data);
@@ -182,6 +176,25 @@ fn two_extracts_make_one_dataset_split_per_region() {
     for (_, r, s) in &held {
         assert_eq!(*s == Split::Test, r == "andorra", "{r} in {s:?}");
     }
+    // Suggestions on a left-out region: nothing of it shapes the rule (no prior from its
+    // cells, the default threshold), and they are measured on all of it.
+    let o = bin()
+        .args(["evaluate", "--data"])
+        .arg(&data)
+        .arg("--model")
+        .arg(&run_dir)
+        .arg("--osm")
+        .arg(&a)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("`andorra` is not in the training split"), "{}", text(&o));
+    let s: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(run_dir.join("errors/suggestions_eval.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(s["threshold"].as_f64(), Some(0.5), "{s}");
+    assert!(s["candidates"].as_u64().unwrap() > 0, "{s}");
     let o = bin()
         .arg("preprocess")
         .arg("--data")
@@ -190,12 +203,12 @@ fn two_extracts_make_one_dataset_split_per_region() {
         .output()
         .unwrap();
     assert!(!o.status.success() && text(&o).contains("quito"), "{}", text(&o));
-    std::fs::remove_dir_all(&data).ok();
 }
 
 #[test]
 fn negatives_per_label_sets_the_background_share_and_refuses_nonsense() {
-    let data = tmp("negatives");
+    let temp = tmp("collect-negatives");
+    let data = temp.path().to_path_buf();
     let csv = root().join("tests/fixtures/render/golden_tags.csv");
     let csv = csv.to_str().unwrap();
     let out = run(&["--tags", csv, "--negatives-per-label", "0"], &data);
@@ -213,14 +226,13 @@ fn negatives_per_label_sets_the_background_share_and_refuses_nonsense() {
     assert!(!out.status.success());
     assert!(text(&out).contains("--negatives-per-label"), "{}", text(&out));
     assert_eq!(std::fs::read(data.join("tags.csv")).unwrap(), before, "nothing written");
-    std::fs::remove_dir_all(&data).ok();
 }
 
 #[test]
 fn rendering_is_deterministic_and_matches_the_golden_images() {
     let csv = root().join("tests/fixtures/render/golden_tags.csv");
-    let a = tmp("golden-a");
-    let b = tmp("golden-b");
+    let (temp_a, temp_b) = (tmp("collect-golden-a"), tmp("collect-golden-b"));
+    let (a, b) = (temp_a.path().to_path_buf(), temp_b.path().to_path_buf());
     for d in [&a, &b] {
         let out = run(&["--tags", csv.to_str().unwrap()], d);
         assert!(out.status.success(), "{}", text(&out));
@@ -246,13 +258,12 @@ fn rendering_is_deterministic_and_matches_the_golden_images() {
         colours.dedup();
         assert!(colours.len() > 20, "{name}: only {} colours", colours.len());
     }
-    std::fs::remove_dir_all(&a).ok();
-    std::fs::remove_dir_all(&b).ok();
 }
 
 #[test]
 fn bad_csv_rows_are_reported_and_valid_rows_kept() {
-    let data = tmp("badcsv");
+    let temp = tmp("collect-badcsv");
+    let data = temp.path().to_path_buf();
     let csv = data.join("mine.csv");
     std::fs::write(
         &csv,
@@ -283,12 +294,12 @@ fn bad_csv_rows_are_reported_and_valid_rows_kept() {
     let none = run(&["--tags", csv.to_str().unwrap()], &data);
     assert!(!none.status.success());
     assert!(text(&none).contains("no valid"), "{}", text(&none));
-    std::fs::remove_dir_all(&data).ok();
 }
 
 #[test]
 fn unreadable_inputs_name_the_file() {
-    let data = tmp("unreadable");
+    let temp = tmp("collect-unreadable");
+    let data = temp.path().to_path_buf();
     let pbf = data.join("broken.osm.pbf");
     std::fs::write(&pbf, b"definitely not protobuf").unwrap();
     let out = run(&["--osm", pbf.to_str().unwrap()], &data);
@@ -301,7 +312,6 @@ fn unreadable_inputs_name_the_file() {
     let out = run(&["--tags", empty.to_str().unwrap()], &data);
     assert!(!out.status.success());
     assert!(text(&out).contains("empty.csv") && text(&out).contains("empty"), "{}", text(&out));
-    std::fs::remove_dir_all(&data).ok();
 }
 
 /// A download cut short or a file damaged in the middle: an error naming the file and the byte
@@ -319,7 +329,8 @@ fn truncated_or_corrupt_extracts_name_the_offset_and_write_nothing() {
         ("cut-in-a-length", good[..good.len() - 2].to_vec(), "byte offset"),
         ("corrupt", corrupt, "corrupt blob at byte offset"),
     ] {
-        let dir = tmp(name);
+        let temp = tmp(&format!("collect-{name}"));
+        let dir = temp.path();
         let pbf = dir.join(format!("{name}.osm.pbf"));
         std::fs::write(&pbf, &bytes).unwrap();
         let data = dir.join("data");
@@ -329,6 +340,5 @@ fn truncated_or_corrupt_extracts_name_the_offset_and_write_nothing() {
         assert!(t.contains(&format!("{name}.osm.pbf")) && t.contains(offset_word), "{name}: {t}");
         assert!(!t.contains("panicked"), "{t}");
         assert!(!data.join("tags.csv").exists() && !data.join("images").exists(), "{name}");
-        std::fs::remove_dir_all(&dir).ok();
     }
 }

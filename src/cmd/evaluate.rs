@@ -366,10 +366,30 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
         // Data of several regions: the suggestions are measured on the extract's own region
         // (its rows; the extract's file name names it, as `collect` does).
         let region = crate::osm::extracts(args.osm.as_slice())?.remove(0).1;
-        let of_region = |tags: Vec<Tag>, regions: Vec<String>, what: &str| -> Result<Vec<Tag>> {
-            let mut names = regions.clone();
-            names.sort_unstable();
-            names.dedup();
+        let read_split = |name: &str| -> Result<(Vec<Tag>, Vec<String>)> {
+            let path = data.split(name);
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            let table = parse_tags_csv(&bytes, &cfg.labels)
+                .with_context(|| path.display().to_string())?
+                .table;
+            let regions = table.regions().into_iter().map(str::to_string).collect();
+            Ok((table.tags, regions))
+        };
+        let (train_split, val_split) = (read_split("train")?, read_split("val")?);
+        // Data of one region is the extract's, whatever the file is called; with several, a
+        // split's rows of other regions are set aside (the training split of a model trained
+        // without this region then has none).
+        let mut names: Vec<String> =
+            train_split.1.iter().chain(&val_split.1).chain(&test.regions).cloned().collect();
+        names.sort_unstable();
+        names.dedup();
+        // `empty_ok`: a split without rows of the region (trained without it) gives none.
+        let of_region = |tags: Vec<Tag>,
+                         regions: Vec<String>,
+                         what: &str,
+                         empty_ok: bool|
+         -> Result<Vec<Tag>> {
             if names.len() <= 1 {
                 return Ok(tags);
             }
@@ -379,7 +399,7 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
                 .filter(|(_, r)| *r == region)
                 .map(|(t, _)| t)
                 .collect();
-            if kept.is_empty() {
+            if kept.is_empty() && !empty_ok {
                 bail!(
                     "the {what} rows are of regions {names:?}, none of them `{region}` ({origin}): \
                      name the extract of the region to measure suggestions on with --osm"
@@ -387,25 +407,30 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
             }
             Ok(kept)
         };
-        // The candidates' prior, from the training cells, before the predictor loads it.
-        let split = |name: &str| -> Result<Vec<Tag>> {
-            let path = data.split(name);
-            let bytes =
-                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-            let table = parse_tags_csv(&bytes, &cfg.labels)
-                .with_context(|| path.display().to_string())?
-                .table;
-            let regions = table.regions().into_iter().map(str::to_string).collect();
-            of_region(table.tags, regions, name)
+        let test_tags = of_region(test.tags.clone(), test.regions.clone(), "test", false)?;
+        let train = of_region(train_split.0, train_split.1, "train", true)?;
+        // A region the model was trained without (`preprocess --hold-out`): nothing of it may
+        // shape the rule, so no prior of its candidates and no threshold from its cells.
+        let left_out = train.is_empty();
+        if left_out {
+            println!(
+                "`{region}` is not in the training split: suggestions without a candidate prior, \
+                 at --threshold or {}",
+                model_core::infer::DEFAULT_SUGGEST_THRESHOLD
+            );
+        }
+        let prior = if left_out {
+            None
+        } else {
+            Some(
+                measure_candidate_prior(&run, &map, &rules, &train, meta.group_zoom, &cfg.labels)
+                    .with_context(|| format!("the candidates' prior on {origin}"))?,
+            )
         };
-        let train = split("train")?;
-        let prior =
-            measure_candidate_prior(&run, &map, &rules, &train, meta.group_zoom, &cfg.labels)
-                .with_context(|| format!("the candidates' prior on {origin}"))?;
         // The model already loaded, as `load_predictor` would build it from this run.
         let mut predictor =
             Predictor::new(cfg.clone(), model, meta.scaler.clone(), temperature, &device);
-        predictor.candidate_prior = Some(prior);
+        predictor.candidate_prior = prior;
         let spec = data.read_tile_source()?;
         let inputs = Inputs {
             predictor: &predictor,
@@ -416,13 +441,17 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
             group_zoom: meta.group_zoom,
         };
         // The default threshold, chosen on the validation cells, never on the test.
-        let chosen = choose_threshold(&run, &inputs, &split("val")?)
-            .with_context(|| format!("choosing the suggestions' threshold on {origin}"))?;
+        let chosen = match left_out {
+            true => None,
+            false => {
+                choose_threshold(&run, &inputs, &of_region(val_split.0, val_split.1, "val", true)?)
+                    .with_context(|| format!("choosing the suggestions' threshold on {origin}"))?
+            }
+        };
         let threshold = args
             .threshold
             .or(chosen.map(|p| p.threshold))
             .unwrap_or(model_core::infer::DEFAULT_SUGGEST_THRESHOLD);
-        let test_tags = of_region(test.tags.clone(), test.regions.clone(), "test")?;
         let eval = evaluate_suggestions(&run, &inputs, &test_tags, threshold)
             .with_context(|| format!("the suggestion evaluation on {origin}"))?;
         Some(eval)
