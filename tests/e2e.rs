@@ -615,6 +615,25 @@ async fn shown_probabilities(c: &fantoccini::Client) -> Vec<(String, f64)> {
         .collect()
 }
 
+/// Waits until the page says the model in use is `origin` (`shipped` or `finetuned`).
+async fn wait_origin(c: &fantoccini::Client, origin: &str, what: &str, secs: u64) {
+    let js = format!(
+        "document.querySelector('[data-testid=model-origin]').dataset.origin === '{origin}'"
+    );
+    wait_js(c, &js, what, secs).await;
+}
+
+/// Opens the page on the CPU backend and waits for the model, the stored tags and the shipped
+/// model's origin: where the model flows start.
+async fn open_cpu_with_shipped_model(session: &Session) {
+    let c = &session.client;
+    c.goto(&session.url("cpu")).await.unwrap();
+    wait_backend(c, "cpu", "the model").await;
+    wait_js(c, "document.querySelector('#sidebar').dataset.ready === 'true'", "stored tags", 30)
+        .await;
+    wait_origin(c, "shipped", "the shipped model", 10).await;
+}
+
 /// Closes the form, clicks the map's centre and waits for the prediction there.
 async fn predict_at_centre(c: &fantoccini::Client) -> Vec<(String, f64)> {
     c.execute(
@@ -645,17 +664,7 @@ async fn fine_tune_flow() {
     let session = Session::start("finetune", false).await;
     let (c, downloads) = (&session.client, &session.downloads);
     let out = out_dir();
-    c.goto(&session.url("cpu")).await.unwrap();
-    wait_backend(c, "cpu", "the model").await;
-    wait_js(c, "document.querySelector('#sidebar').dataset.ready === 'true'", "stored tags", 30)
-        .await;
-    wait_js(
-        c,
-        "document.querySelector('[data-testid=model-origin]').dataset.origin === 'shipped'",
-        "the shipped model",
-        10,
-    )
-    .await;
+    open_cpu_with_shipped_model(&session).await;
     let before = predict_at_centre(c).await;
 
     // No tags yet: a clear message, nothing changes.
@@ -693,13 +702,7 @@ async fn fine_tune_flow() {
         120,
     )
     .await;
-    wait_js(
-        c,
-        "document.querySelector('[data-testid=model-origin]').dataset.origin === 'shipped'",
-        "the shipped model after cancel",
-        10,
-    )
-    .await;
+    wait_origin(c, "shipped", "the shipped model after cancel", 10).await;
     assert!(differ(&predict_at_centre(c).await, &before) < 1e-6, "cancel changed the model");
 
     // Two epochs, the encoder's last stage too: progress reaches 100 %, before/after accuracy
@@ -721,26 +724,14 @@ async fn fine_tune_flow() {
     let after_acc: f64 = result[1].as_str().unwrap().parse().unwrap();
     assert!((0.0..=1.0).contains(&after_acc), "{result}");
     click(c, "[data-testid=finetune-keep]").await;
-    wait_js(
-        c,
-        "document.querySelector('[data-testid=model-origin]').dataset.origin === 'finetuned'",
-        "the kept model",
-        60,
-    )
-    .await;
+    wait_origin(c, "finetuned", "the kept model", 60).await;
     let tuned = predict_at_centre(c).await;
     assert!(differ(&tuned, &before) > 1e-4, "predictions still come from the old model");
 
     // It survives a reload (IndexedDB) and predictions still use it.
     c.refresh().await.unwrap();
     wait_backend(c, "cpu", "the model after reload").await;
-    wait_js(
-        c,
-        "document.querySelector('[data-testid=model-origin]').dataset.origin === 'finetuned'",
-        "the kept model after reload",
-        30,
-    )
-    .await;
+    wait_origin(c, "finetuned", "the kept model after reload", 30).await;
     wait_js(c, "document.querySelector('[data-testid=finetune-kept]')", "the kept summary", 10)
         .await;
     let reloaded = predict_at_centre(c).await;
@@ -792,13 +783,7 @@ async fn fine_tune_flow() {
     )
     .await;
     assert!(e.as_str().unwrap().contains("types"), "{e}");
-    wait_js(
-        c,
-        "document.querySelector('[data-testid=model-origin]').dataset.origin === 'finetuned'",
-        "the model unchanged",
-        10,
-    )
-    .await;
+    wait_origin(c, "finetuned", "the model unchanged", 10).await;
 
     // The suggestion layer starts at the served model's own threshold (chosen on its
     // validation cells); then scan, accept one and reject one.
@@ -1158,17 +1143,7 @@ async fn osm_edit_flow() {
 async fn learn_area_flow() {
     let session = Session::start("learn-area", false).await;
     let c = &session.client;
-    c.goto(&session.url("cpu")).await.unwrap();
-    wait_backend(c, "cpu", "the model").await;
-    wait_js(c, "document.querySelector('#sidebar').dataset.ready === 'true'", "stored tags", 30)
-        .await;
-    wait_js(
-        c,
-        "document.querySelector('[data-testid=model-origin]').dataset.origin === 'shipped'",
-        "the shipped model",
-        10,
-    )
-    .await;
+    open_cpu_with_shipped_model(&session).await;
     let before = predict_at_centre(c).await;
 
     let started = Instant::now();
@@ -1192,13 +1167,7 @@ async fn learn_area_flow() {
 
     // Keep: the model changes and the view is scanned with it.
     click(c, "[data-testid=finetune-keep]").await;
-    wait_js(
-        c,
-        "document.querySelector('[data-testid=model-origin]').dataset.origin === 'finetuned'",
-        "the kept model",
-        60,
-    )
-    .await;
+    wait_origin(c, "finetuned", "the kept model", 60).await;
     wait_js(
         c,
         "document.querySelector('[data-testid=scan-status]').innerText.includes('points scanned')",
@@ -1263,23 +1232,11 @@ async fn learn_area_flow() {
 
     // Undo again: back to the shipped one, kept so across a reload.
     click(c, "[data-testid=model-undo]").await;
-    wait_js(
-        c,
-        "document.querySelector('[data-testid=model-origin]').dataset.origin === 'shipped'",
-        "the shipped model after undo",
-        60,
-    )
-    .await;
+    wait_origin(c, "shipped", "the shipped model after undo", 60).await;
     assert!(differ(&predict_at_centre(c).await, &before) < 1e-6, "undo did not restore it");
     c.refresh().await.unwrap();
     wait_backend(c, "cpu", "the model after undo and reload").await;
-    wait_js(
-        c,
-        "document.querySelector('[data-testid=model-origin]').dataset.origin === 'shipped'",
-        "the shipped model after undo and reload",
-        30,
-    )
-    .await;
+    wait_origin(c, "shipped", "the shipped model after undo and reload", 30).await;
     session.client.close().await.unwrap();
 }
 
