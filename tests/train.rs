@@ -572,8 +572,10 @@ fn train_init_starts_from_a_bundle_and_refuses_one_that_does_not_fit() {
     // The shipped bundle as `--init` reads it: its own config and weights.
     let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/model");
     let (manifest, _) = accessatlas::run::read_bundle(&shipped).unwrap();
-    let (cfg, weights) = accessatlas::cmd::train::init_bundle(&shipped, &manifest.config).unwrap();
+    let (cfg, weights, scaler) =
+        accessatlas::cmd::train::init_bundle(&shipped, &manifest.config).unwrap();
     assert_eq!(cfg, manifest.config);
+    assert_eq!(scaler, manifest.scaler);
     let device = Device::flex();
     let model = model_core::model::persist::model_from_bytes(&cfg, &weights, &device).unwrap();
     let from_init =
@@ -622,10 +624,33 @@ fn train_init_starts_from_a_bundle_and_refuses_one_that_does_not_fit() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // As if the bundle had also been trained in Andorra: the adapted run, on Helsinki's data,
+    // keeps reading position there (its own Helsinki area first, the bundle's Helsinki one
+    // overlapping it left out).
+    let manifest_path = exported.join("model.json");
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    let helsinki = m["scaler"]["areas"][0].clone();
+    assert!(helsinki.is_object(), "the bundle records its area: {}", m["scaler"]);
+    let andorra = serde_json::json!({"region": "andorra", "min_lat": 42.43, "min_lon": 1.41,
+        "max_lat": 42.65, "max_lon": 1.78, "mean": [42.54, 1.57], "std": [0.05, 0.08]});
+    m["scaler"]["areas"] = serde_json::json!([helsinki, andorra]);
+    std::fs::write(&manifest_path, serde_json::to_vec(&m).unwrap()).unwrap();
     let adapted = data.join("models/adapted");
     let o = train_cmd(&data, &adapted, "1").arg("--init").arg(&exported).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(history(&adapted).len(), 1);
+    let meta: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(adapted.join("preprocessing_metadata.json")).unwrap(),
+    )
+    .unwrap();
+    let regions: Vec<&str> = meta["scaler"]["areas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["region"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(regions, ["helsinki", "andorra"], "{}", meta["scaler"]);
     let refused = data.join("models/refused");
     let o =
         sized_train_cmd(&data, &refused, "1", "96").arg("--init").arg(&exported).output().unwrap();

@@ -134,13 +134,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-/// `--init DIR`: the bundle's model config and weights, when the bundle fits the data: the
+/// `--init DIR`: the bundle's model config, weights and scaler, when the bundle fits the data: the
 /// same labels, and the encoder and input size the recipe asks for. The run then uses the
 /// bundle's config (its sources: a source of the data it lacks reads as `unknown`).
 pub fn init_bundle(
     dir: &std::path::Path,
     wanted: &model_core::ModelConfig,
-) -> Result<(model_core::ModelConfig, Vec<u8>)> {
+) -> Result<(model_core::ModelConfig, Vec<u8>, model_core::data::metadata::Scaler)> {
     let (manifest, weights) = crate::run::read_bundle(dir).with_context(|| {
         format!("--init {} (a model bundle, as `export` writes)", dir.display())
     })?;
@@ -178,14 +178,14 @@ pub fn init_bundle(
     }
     let mut cfg = have.clone();
     cfg.dropout = wanted.dropout;
-    Ok((cfg, weights))
+    Ok((cfg, weights, manifest.scaler))
 }
 
 pub fn train(args: &TrainArgs) -> Result<Vec<EpochLog>> {
     // The backend first: a build without it fails before anything is read or written.
     let device = crate::device::device(args.device)?.autodiff();
     let (run, data) = (RunDir::new(&args.out), DataDir::new(&args.data));
-    let meta = data.read_metadata()?;
+    let mut meta = data.read_metadata()?;
     let saved: Option<RunState> = match (args.resume, run.state().exists()) {
         (false, true) => bail!(
             "{} already holds a run; pass --resume to continue it or choose another --out",
@@ -209,8 +209,10 @@ pub fn train(args: &TrainArgs) -> Result<Vec<EpochLog>> {
     let mut model_cfg = cfg.model_config(meta.label_vocab()?, meta.source_vocab()?)?;
     let init = match (&args.init, &saved) {
         (Some(dir), None) => {
-            let (bundle_cfg, weights) = init_bundle(dir, &model_cfg)?;
+            let (bundle_cfg, weights, scaler) = init_bundle(dir, &model_cfg)?;
             model_cfg = bundle_cfg;
+            // The places the bundle was trained on stay places it reads position in.
+            meta.scaler = meta.scaler.keeping(&scaler);
             Some(weights)
         }
         _ => None,

@@ -235,6 +235,31 @@ impl Scaler {
         out
     }
 
+    /// This scaler with the areas of `earlier` (the scaler of a model that training started
+    /// from, `train --init`) that none of its own overlaps, margins included: the adapted model
+    /// still reads positions in the places it was first trained on, where its weights learned
+    /// them, and does not call them outside. Where an area overlaps one of its own, its own
+    /// wins. Unchanged for a scaler without areas (it reads everywhere).
+    pub fn keeping(&self, earlier: &Scaler) -> Self {
+        let mut out = self.clone();
+        if out.areas.is_empty() {
+            return out;
+        }
+        let overlap = |a: &TrainedArea, b: &TrainedArea| {
+            let (ma, mb) = (a.margin_deg(), b.margin_deg());
+            a.min_lat - ma[0] <= b.max_lat + mb[0]
+                && b.min_lat - mb[0] <= a.max_lat + ma[0]
+                && a.min_lon - ma[1] <= b.max_lon + mb[1]
+                && b.min_lon - mb[1] <= a.max_lon + ma[1]
+        };
+        for a in earlier.clone().with_area_or_derived().areas {
+            if !out.areas.iter().any(|b| overlap(&a, b)) {
+                out.areas.push(a);
+            }
+        }
+        out
+    }
+
     /// The trained areas, for people (`; `-separated).
     pub fn describe_areas(&self) -> String {
         self.areas.iter().map(TrainedArea::describe).collect::<Vec<_>>().join("; ")
@@ -381,6 +406,36 @@ mod tests {
         assert!(adapted.covers(-0.175, -78.475) && !helsinki.covers(-0.175, -78.475));
         assert_eq!(adapted.transform(60.17, 24.94), helsinki.transform(60.17, 24.94));
         assert_eq!(Scaler::default().adapted_to("x", &quito), Scaler::default());
+    }
+
+    /// An adapted model keeps the areas it was first trained on that the new data does not
+    /// overlap: Helsinki's, when adapted in Andorra; not an older Andorran one, whose place
+    /// the new Andorran area takes.
+    #[test]
+    fn adapting_keeps_the_first_areas_the_new_data_does_not_overlap() {
+        let helsinki =
+            Scaler::fit_regions(&[("helsinki", [60.16, 24.93]), ("helsinki", [60.18, 24.96])])
+                .unwrap();
+        let old_andorra =
+            Scaler::fit_regions(&[("andorra", [42.50, 1.52]), ("andorra", [42.52, 1.55])]).unwrap();
+        let earlier = Scaler {
+            areas: [helsinki.areas.clone(), old_andorra.areas.clone()].concat(),
+            ..helsinki.clone()
+        };
+        let new =
+            Scaler::fit_regions(&[("andorra", [42.45, 1.45]), ("andorra", [42.60, 1.70])]).unwrap();
+        let kept = new.keeping(&earlier);
+        assert_eq!(kept.areas.len(), 2, "{:?}", kept.areas);
+        assert_eq!(kept.areas[0], new.areas[0], "the new data's own area first");
+        assert_eq!(kept.areas[1], helsinki.areas[0]);
+        assert!(kept.covers(60.17, 24.94) && kept.covers(42.55, 1.6) && !kept.covers(48.85, 2.35));
+        // In Helsinki it reads position as the first model did.
+        assert_eq!(kept.transform(60.17, 24.94), helsinki.transform(60.17, 24.94));
+        // A bundle from before areas were recorded: the area its scaler implies is kept.
+        let older = Scaler { mean: [60.17, 24.94], std: [0.003, 0.005], areas: Vec::new() };
+        assert!(new.keeping(&older).covers(60.17, 24.94));
+        // A scaler without areas reads everywhere: unchanged.
+        assert_eq!(Scaler::default().keeping(&earlier), Scaler::default());
     }
 
     #[test]
