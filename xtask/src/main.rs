@@ -25,7 +25,10 @@
 //!   split as `cargo run --release`, into `tests/fixtures/reference/train_torch.json`.
 //! - `reference regions`: (by hand) the recipe trained on all bundled regions and with each
 //!   left out, measured on each region (`regions.rs`), into
-//!   `tests/fixtures/reference/regions.json`.
+//!   `tests/fixtures/reference/regions.json` (with the suggestions' lift); then, as
+//!   `reference adapt` does alone on the runs it left, each model trained without a region
+//!   adapted to it with at most 200 of its rows. `--reuse-runs` measures the runs it left
+//!   again without training.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -55,10 +58,11 @@ fn main() -> Result<()> {
             None | Some("parity") => reference(&root),
             Some("train") => reference_train(&root),
             Some("encoders") => encoders::run(&root, &args[2..]),
-            Some("regions") => regions::run(&root),
+            Some("regions") => regions::run(&root, args.iter().any(|a| a == "--reuse-runs")),
+            Some("adapt") => regions::adapt(&root),
             Some(other) => {
                 anyhow::bail!(
-                    "unknown reference task `{other}` (parity, train, encoders or regions)"
+                    "unknown reference task `{other}` (parity, train, encoders, regions or adapt)"
                 )
             }
         },
@@ -67,7 +71,7 @@ fn main() -> Result<()> {
         "synth" => scale::synth_task(&root, &args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <serve|test|gpu|bench [--quick] [SECTION...]|reference [parity|train|encoders|regions]>"
+                "usage: cargo xtask <serve|test|gpu|bench [--quick] [SECTION...]|reference [parity|train|encoders|regions|adapt]>"
             );
             eprintln!(
                 "  serve      build the web app (trunk, release) and serve it on http://127.0.0.1:8080"
@@ -94,6 +98,9 @@ fn main() -> Result<()> {
             );
             eprintln!(
                 "             `reference regions`: trained on all regions and with each left out"
+            );
+            eprintln!(
+                "             `reference adapt`: each left-out model adapted with 200 of its region's rows"
             );
             if task == "help" { Ok(()) } else { bail!("unknown task `{task}`") }
         }

@@ -6,9 +6,18 @@
 //! `tests/fixtures/reference/regions.json` as soon as it is made, and [`table`] renders the
 //! rows the README shows (a test keeps the two equal).
 //!
-//! The suggestion lift on a left-out region is not measured yet: the candidates' prior and
-//! the default threshold are chosen on the training cells of the extract being measured,
-//! and a left-out region has none.
+//! Then [`adapt`] (also `cargo xtask reference adapt`, on the runs `regions` left): each
+//! model trained without a region is adapted to it (`train --init`) with at most
+//! [`ADAPT_ROWS`] of that region's rows, drawn from its training cells of the in-region split,
+//! and measured on the region's own test cells (the in-region figure's cells) before and
+//! after: how much of the gap between left out and in-region a few hundred labels close.
+//!
+//! Every evaluation also measures the suggestions on the region's extract (`evaluate --osm`):
+//! in-region with the candidates' prior and threshold chosen on that region's training and
+//! validation cells, as `cargo run --release` does; on a left-out region, where no cell of it
+//! may shape the rule, without a prior and at the default threshold (what `evaluate` does when
+//! the training split holds none of the region). `--reuse-runs` measures the runs an earlier
+//! call left in the work folder again, without collecting or training.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -73,19 +82,95 @@ fn figures(m: &Value, region: Option<&str>) -> Value {
     }
 }
 
-/// Collects, trains and evaluates in-region and with each region left out.
-pub fn run(root: &Path) -> Result<()> {
+/// Collects, trains in-region and with each region left out, then [`measure`]s. With
+/// `reuse_runs`, keeps the runs an earlier call left in the work folder and measures again.
+pub fn run(root: &Path, reuse_runs: bool) -> Result<()> {
     let exe = crate::accessatlas_exe(root)?;
     let regions = extracts(root)?;
-    let work = std::env::temp_dir().join("accessatlas-reference-regions");
+    let work = work_dir();
     let data = work.join("data");
-    let _ = std::fs::remove_dir_all(&work);
-    let mut collect = Command::new(&exe);
-    collect.arg("collect").arg("--data").arg(&data);
-    for (p, _) in &regions {
-        collect.arg("--osm").arg(p);
+    let run_of = |name: &str| work.join("runs").join(name);
+    if reuse_runs {
+        for name in std::iter::once("all".to_string())
+            .chain(regions.iter().map(|(_, r)| format!("without-{r}")))
+        {
+            if !run_of(&name).join("checkpoints/best_model.bpk").is_file() {
+                bail!(
+                    "{}: no run `{name}` to reuse: run `cargo xtask reference regions`",
+                    work.display()
+                );
+            }
+        }
+    } else {
+        let _ = std::fs::remove_dir_all(&work);
+        let mut collect = Command::new(&exe);
+        collect.arg("collect").arg("--data").arg(&data);
+        for (p, _) in &regions {
+            collect.arg("--osm").arg(p);
+        }
+        crate::run(&mut collect)?;
+        let train = |name: &str, hold_out: &[&str]| -> Result<()> {
+            crate::run(
+                Command::new(&exe).arg("preprocess").arg("--data").arg(&data).args(hold_out),
+            )?;
+            crate::run(
+                Command::new(&exe)
+                    .arg("train")
+                    .arg("--data")
+                    .arg(&data)
+                    .arg("--out")
+                    .arg(run_of(name)),
+            )
+        };
+        train("all", &[])?;
+        for (_, r) in &regions {
+            train(&format!("without-{r}"), &["--hold-out", r])?;
+        }
     }
-    crate::run(&mut collect)?;
+    measure(root, &exe, &regions)
+}
+
+/// One evaluation of `model` on `data`'s test split with the suggestions measured on the
+/// extract `osm` (its region's test rows): the figures of `region`'s rows (all of them when
+/// `None`) and the suggestions' lift over blind picking.
+fn evaluate(
+    exe: &Path,
+    data: &Path,
+    model: &Path,
+    osm: &Path,
+    region: Option<&str>,
+) -> Result<Value> {
+    crate::run(
+        Command::new(exe)
+            .arg("evaluate")
+            .arg("--data")
+            .arg(data)
+            .arg("--model")
+            .arg(model)
+            .arg("--osm")
+            .arg(osm),
+    )?;
+    let mut f = figures(&read_json(&model.join("errors/metrics.json"))?, region);
+    let s = read_json(&model.join("errors/suggestions_eval.json"))?;
+    let o = &s["overall"];
+    let (p, base) = (o["precision"].as_f64(), o["base_rate"].as_f64());
+    f["suggestions"] = json!({
+        "threshold": s["threshold"],
+        "candidates": s["candidates"],
+        "suggested": o["suggested"],
+        "matched": o["matched"],
+        "precision": p,
+        "base_rate": base,
+        "lift": p.zip(base).filter(|(_, b)| *b > 0.0).map(|(p, b)| p / b),
+    });
+    Ok(f)
+}
+
+/// Measures the runs in the work folder: the model trained on all regions on each region's own
+/// test cells, each model trained without a region on all of that region, then [`adapt`].
+fn measure(root: &Path, exe: &Path, regions: &[(PathBuf, String)]) -> Result<()> {
+    let work = work_dir();
+    let data = work.join("data");
     let fixture = root.join(FIXTURE);
     let mut out = json!({
         "regions": regions.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>(),
@@ -98,45 +183,227 @@ pub fn run(root: &Path) -> Result<()> {
         std::fs::write(&fixture, serde_json::to_string_pretty(v)? + "\n")?;
         Ok(())
     };
-    // Trains on the current split into runs/NAME and evaluates it (its test split).
-    let train_eval = |name: &str| -> Result<Value> {
-        let run = work.join("runs").join(name);
-        crate::run(
-            Command::new(&exe).arg("train").arg("--data").arg(&data).arg("--out").arg(&run),
-        )?;
-        crate::run(
-            Command::new(&exe)
-                .args(["evaluate", "--no-suggestions", "--data"])
-                .arg(&data)
-                .arg("--model")
-                .arg(&run),
-        )?;
-        read_json(&run.join("errors/metrics.json"))
-    };
-    crate::run(Command::new(&exe).arg("preprocess").arg("--data").arg(&data))?;
-    let all = train_eval("all")?;
-    for (_, r) in &regions {
-        out["in_region"][r] = figures(&all, Some(r));
-    }
-    save(&out)?;
-    for (_, r) in &regions {
-        crate::run(
-            Command::new(&exe).arg("preprocess").arg("--data").arg(&data).args(["--hold-out", r]),
-        )?;
-        let m = train_eval(&format!("without-{r}"))?;
-        out["left_out"][r] = figures(&m, None);
+    crate::run(Command::new(exe).arg("preprocess").arg("--data").arg(&data))?;
+    for (osm, r) in regions {
+        out["in_region"][r] = evaluate(exe, &data, &work.join("runs/all"), osm, Some(r))?;
         save(&out)?;
     }
-    eprintln!("{} written; commit it, and put this table in the README:\n", fixture.display());
-    eprintln!("{}", table(&read_json(&fixture)?));
+    for (osm, r) in regions {
+        crate::run(
+            Command::new(exe).arg("preprocess").arg("--data").arg(&data).args(["--hold-out", r]),
+        )?;
+        let model = work.join("runs").join(format!("without-{r}"));
+        out["left_out"][r] = evaluate(exe, &data, &model, osm, None)?;
+        save(&out)?;
+    }
+    adapt(root)
+}
+
+/// The most labelled rows (features and background places together) of a region an adapted
+/// model may learn from.
+pub const ADAPT_ROWS: usize = 200;
+
+/// The work folder `run` trains in (kept, so `adapt` can start from its runs).
+fn work_dir() -> PathBuf {
+    std::env::temp_dir().join("accessatlas-reference-regions")
+}
+
+/// A row of a split file: its text and the two columns the sampling reads.
+struct Row {
+    line: String,
+    id: String,
+    label: String,
+    region: String,
+}
+
+/// The rows of one of `preprocess`'s split files (plain CSV without quoted fields, as
+/// `collect` writes it) and its header line.
+fn read_rows(path: &Path) -> Result<(String, Vec<Row>)> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut lines = text.lines();
+    let header = lines.next().with_context(|| format!("{}: empty", path.display()))?.to_string();
+    if header.contains('"') {
+        bail!("{}: quoted fields are not read here", path.display());
+    }
+    let cols: Vec<&str> = header.split(',').collect();
+    let at = |name: &str| {
+        cols.iter()
+            .position(|c| *c == name)
+            .with_context(|| format!("{}: no `{name}` column", path.display()))
+    };
+    let (id, label, region) = (at("id")?, at("type")?, at("region")?);
+    let mut rows = Vec::new();
+    for (n, line) in lines.enumerate() {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() != cols.len() || line.contains('"') {
+            bail!("{}:{}: not a plain row of {} fields", path.display(), n + 2, cols.len());
+        }
+        rows.push(Row {
+            line: line.to_string(),
+            id: f[id].to_string(),
+            label: f[label].to_string(),
+            region: f[region].to_string(),
+        });
+    }
+    Ok((header, rows))
+}
+
+/// A seeded, stratified sample of at most `n` of `rows`: each label keeps its share (largest
+/// remainder), and within a label the rows come in an order fixed by their ids' hash.
+fn sample(rows: Vec<Row>, n: usize) -> Vec<Row> {
+    if rows.len() <= n {
+        return rows;
+    }
+    let hash = |s: &str| {
+        s.bytes().fold(0xcbf2_9ce4_8422_2325_u64 ^ 42, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        })
+    };
+    let mut by_label: std::collections::BTreeMap<String, Vec<Row>> = Default::default();
+    for r in rows {
+        by_label.entry(r.label.clone()).or_default().push(r);
+    }
+    let total: usize = by_label.values().map(Vec::len).sum();
+    let mut quota: Vec<(String, usize, f64)> = by_label
+        .iter()
+        .map(|(l, v)| {
+            let exact = v.len() as f64 * n as f64 / total as f64;
+            (l.clone(), exact.floor() as usize, exact - exact.floor())
+        })
+        .collect();
+    let mut left = n - quota.iter().map(|q| q.1).sum::<usize>();
+    let mut order: Vec<usize> = (0..quota.len()).collect();
+    order.sort_by(|&a, &b| quota[b].2.total_cmp(&quota[a].2));
+    for i in order {
+        if left == 0 {
+            break;
+        }
+        quota[i].1 += 1;
+        left -= 1;
+    }
+    let mut out = Vec::new();
+    for (label, k, _) in quota {
+        let mut v = by_label.remove(&label).unwrap_or_default();
+        v.sort_by_key(|r| hash(&r.id));
+        out.extend(v.into_iter().take(k));
+    }
+    out
+}
+
+/// Each model trained without a region, adapted to it with at most [`ADAPT_ROWS`] of its rows
+/// and measured on its in-region test cells before and after; written into the fixture.
+pub fn adapt(root: &Path) -> Result<()> {
+    let exe = crate::accessatlas_exe(root)?;
+    let regions = extracts(root)?;
+    let work = work_dir();
+    let data = work.join("data");
+    let fixture = root.join(FIXTURE);
+    let mut out = read_json(&fixture)?;
+    for (_, r) in &regions {
+        if !work.join("runs").join(format!("without-{r}")).join("model.json").is_file() {
+            bail!("{}: no run without {r}: run `cargo xtask reference regions`", work.display());
+        }
+    }
+    // The in-region split again (seeded: the cells the in-region figures were measured on).
+    crate::run(Command::new(&exe).arg("preprocess").arg("--data").arg(&data))?;
+    let mut adapted = json!({ "rows_at_most": ADAPT_ROWS, "run": crate::bench::run_record(root) });
+    for (_, r) in &regions {
+        let (header, mut learnable) = read_rows(&data.join("tags_train.csv"))?;
+        learnable.extend(read_rows(&data.join("tags_val.csv"))?.1);
+        learnable.retain(|x| x.region == *r);
+        let (_, mut test) = read_rows(&data.join("tags_test.csv"))?;
+        test.retain(|x| x.region == *r);
+        let picked = sample(learnable, ADAPT_ROWS);
+        // The region's test cells under a region name of their own, so `--hold-out` makes
+        // them the whole test split and the picked rows are split into train and validation.
+        let dir = work.join(format!("adapt-{r}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        std::os::unix::fs::symlink(data.join("images"), dir.join("images"))?;
+        std::fs::copy(data.join("tile_source.json"), dir.join("tile_source.json"))?;
+        let test_region = format!("{r}-test-cells");
+        let mut csv = header.clone() + "\n";
+        let region_col = header.split(',').position(|c| c == "region").context("region")?;
+        for x in &picked {
+            csv.push_str(&x.line);
+            csv.push('\n');
+        }
+        for x in &test {
+            let mut f: Vec<&str> = x.line.split(',').collect();
+            f[region_col] = &test_region;
+            csv.push_str(&f.join(","));
+            csv.push('\n');
+        }
+        std::fs::write(dir.join("tags.csv"), csv)?;
+        crate::run(
+            Command::new(&exe)
+                .arg("preprocess")
+                .arg("--data")
+                .arg(&dir)
+                .args(["--hold-out", &test_region]),
+        )?;
+        let without = work.join("runs").join(format!("without-{r}"));
+        let evaluate = |model: &Path| -> Result<Value> {
+            crate::run(
+                Command::new(&exe)
+                    .args(["evaluate", "--no-suggestions", "--data"])
+                    .arg(&dir)
+                    .arg("--model")
+                    .arg(model),
+            )?;
+            Ok(figures(&read_json(&model.join("errors/metrics.json"))?, None))
+        };
+        let before = evaluate(&without)?;
+        let bundle = work.join("runs").join(format!("without-{r}-bundle"));
+        let _ = std::fs::remove_dir_all(&bundle);
+        crate::run(
+            Command::new(&exe)
+                .arg("export")
+                .arg("--model")
+                .arg(&without)
+                .arg("--data")
+                .arg(&data)
+                .arg("--out")
+                .arg(&bundle),
+        )?;
+        let run = work.join("runs").join(format!("adapted-{r}"));
+        let _ = std::fs::remove_dir_all(&run);
+        crate::run(
+            Command::new(&exe)
+                .arg("train")
+                .arg("--init")
+                .arg(&bundle)
+                .arg("--data")
+                .arg(&dir)
+                .arg("--out")
+                .arg(&run),
+        )?;
+        let after = evaluate(&run)?;
+        let f1 = |v: &Value| v["feature_types_macro_f1"].as_f64().unwrap_or(f64::NAN);
+        let home = f1(&out["in_region"][r]);
+        adapted[r] = json!({
+            "rows": picked.len(),
+            "feature_rows": picked.iter().filter(|x| x.label != "none").count(),
+            "before": before,
+            "after": after,
+            // No share when the left-out model already does as well as the in-region one.
+            "gap_closed": (home > f1(&before)).then(|| (f1(&after) - f1(&before)) / (home - f1(&before))),
+        });
+        out["adapted"] = adapted.clone();
+        std::fs::write(&fixture, serde_json::to_string_pretty(&out)? + "\n")?;
+    }
+    eprintln!("{} written; commit it, and put these tables in the README:\n", fixture.display());
+    let v = read_json(&fixture)?;
+    eprintln!("{}\n{}", table(&v), adapt_table(&v));
     Ok(())
 }
 
 /// The README's table: per region, in-region and left out, side by side.
 pub fn table(v: &Value) -> String {
     let mut out = String::from(
-        "| region | tested on | feature rows | feature types: accuracy / macro-F1 | `none` against any feature: precision / recall |\n\
-         |---|---|---|---|---|\n",
+        "| region | tested on | feature rows | feature types: accuracy / macro-F1 | `none` against any feature: precision / recall | suggestions: right / made, lift over blind picking (threshold) |\n\
+         |---|---|---|---|---|---|\n",
     );
     let f = |x: &Value, k: &str| x[k].as_f64().unwrap_or(f64::NAN);
     for r in v["regions"].as_array().into_iter().flatten().filter_map(Value::as_str) {
@@ -148,8 +415,19 @@ pub fn table(v: &Value) -> String {
             if x.is_null() {
                 continue;
             }
+            let s = &x["suggestions"];
+            let threshold = s["threshold"].as_f64().unwrap_or(f64::NAN);
+            let lift = match s["lift"].as_f64() {
+                _ if s["suggested"].as_u64() == Some(0) => {
+                    format!("none made ({threshold:.2})")
+                }
+                Some(l) => {
+                    format!("{} / {}, {l:.2} ({:.2})", s["matched"], s["suggested"], threshold)
+                }
+                None => "-".to_string(),
+            };
             out.push_str(&format!(
-                "| {r} | {what} | {} | {:.3} / {:.3} | {:.3} / {:.3} |\n",
+                "| {r} | {what} | {} | {:.3} / {:.3} | {:.3} / {:.3} | {lift} |\n",
                 x["feature_rows"],
                 f(x, "feature_types_accuracy"),
                 f(x, "feature_types_macro_f1"),
@@ -157,6 +435,34 @@ pub fn table(v: &Value) -> String {
                 f(x, "none_recall"),
             ));
         }
+    }
+    out
+}
+
+/// The README's adaptation table: per region, its in-region test cells measured with the
+/// model trained without it, before and after adapting it with a few of the region's rows.
+pub fn adapt_table(v: &Value) -> String {
+    let mut out = String::from(
+        "| region | adapted with (rows / of them features) | feature types macro-F1: left out -> adapted (in-region) | share of the gap closed |\n\
+         |---|---|---|---|\n",
+    );
+    let f1 = |x: &Value| x["feature_types_macro_f1"].as_f64().unwrap_or(f64::NAN);
+    for r in v["regions"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+        let a = &v["adapted"][r];
+        if a.is_null() {
+            continue;
+        }
+        out.push_str(&format!(
+            "| {r} | {} / {} | {:.3} -> {:.3} ({:.3}) | {} |\n",
+            a["rows"],
+            a["feature_rows"],
+            f1(&a["before"]),
+            f1(&a["after"]),
+            f1(&v["in_region"][r]),
+            a["gap_closed"]
+                .as_f64()
+                .map_or("no gap: left out it did as well".to_string(), |g| format!("{g:.2}")),
+        ));
     }
     out
 }
@@ -185,5 +491,41 @@ mod tests {
         let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
         let t = table(&v);
         assert!(readme.contains(&t), "README lacks the regions table:\n{t}");
+        for r in &regions {
+            let a = &v["adapted"][r];
+            assert!(a["rows"].as_u64().is_some_and(|n| n as usize <= ADAPT_ROWS), "{r}: {a}");
+            assert!(a["after"]["feature_types_macro_f1"].is_number(), "{r}: {a}");
+        }
+        let t = adapt_table(&v);
+        assert!(readme.contains(&t), "README lacks the adaptation table:\n{t}");
+    }
+
+    fn rows(labels: &[(&str, usize)]) -> Vec<Row> {
+        labels
+            .iter()
+            .flat_map(|&(l, n)| (0..n).map(move |i| (l, i)))
+            .map(|(l, i)| Row {
+                line: format!("{l}{i}"),
+                id: format!("node/{l}{i}"),
+                label: l.to_string(),
+                region: "r".into(),
+            })
+            .collect()
+    }
+
+    /// The sample keeps each label's share, is at most `n`, and is the same every time.
+    #[test]
+    fn the_sample_is_stratified_bounded_and_seeded() {
+        let all = [("none", 500), ("entrance", 300), ("ramp", 150), ("elevator", 50)];
+        let picked = sample(rows(&all), 200);
+        assert_eq!(picked.len(), 200);
+        let n = |l: &str| picked.iter().filter(|r| r.label == l).count();
+        assert_eq!((n("none"), n("entrance"), n("ramp"), n("elevator")), (100, 60, 30, 10));
+        let again: Vec<String> = sample(rows(&all), 200).into_iter().map(|r| r.id).collect();
+        assert_eq!(again, picked.iter().map(|r| r.id.clone()).collect::<Vec<_>>());
+        // Not simply the first rows of each label.
+        let first: Vec<String> = (0..100).map(|i| format!("node/none{i}")).collect();
+        assert!(picked.iter().filter(|r| r.label == "none").any(|r| !first.contains(&r.id)));
+        assert_eq!(sample(rows(&[("ramp", 7)]), 200).len(), 7);
     }
 }
