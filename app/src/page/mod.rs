@@ -553,7 +553,12 @@ pub fn letter(label: &str) -> String {
 
 /// What people read for a type, from the feature-type table; `none` is "no feature here".
 pub fn display(label: &str) -> String {
-    FeatureTypes::builtin().display(label)
+    if label == NONE_LABEL {
+        return "no feature here".into();
+    }
+    FeatureTypes::builtin()
+        .get(label)
+        .map_or_else(|_| label.replace('_', " "), |t| t.display.clone())
 }
 
 /// The bar colour of `none` (grey: not a feature).

@@ -229,15 +229,6 @@ impl FeatureTypes {
         })
     }
 
-    /// What people read for a label: the table's display name, "no feature here" for `none`,
-    /// and for a name not in the table the name with spaces for underscores.
-    pub fn display(&self, label: &str) -> String {
-        if label == crate::data::vocab::NONE_LABEL {
-            return "no feature here".into();
-        }
-        self.get(label).map_or_else(|_| label.replace('_', " "), |t| t.display.clone())
-    }
-
     /// A type's marker letter (`?` for a name not in the table).
     pub fn letter(&self, name: &str) -> &str {
         self.get(name).map_or("?", |t| t.letter.as_str())
