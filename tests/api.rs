@@ -157,18 +157,26 @@ fn suggest_answers_what_the_cli_does() {
 }
 
 /// `suggest` in a region the model never saw (Andorra la Vella, from the bundled Andorran
-/// extract): it warns how many candidates lie outside the trained area and marks each.
+/// extract, with the shipped bundle as if it had been trained without Andorra: its recorded
+/// areas less Andorra's): it warns how many candidates lie outside the trained area and marks
+/// each.
 #[test]
 fn suggest_outside_the_trained_area_says_so() {
+    let dir = common::tmp("suggest-outside");
+    let bundle = bundle();
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("model.json")).unwrap()).unwrap();
+    let areas = m["scaler"]["areas"].as_array_mut().expect("the bundle records its areas");
+    areas.retain(|a| a["region"] != "andorra");
+    assert!(!areas.is_empty(), "{}", m["scaler"]);
+    std::fs::write(dir.path().join("model.json"), serde_json::to_vec(&m).unwrap()).unwrap();
+    std::fs::copy(bundle.join("weights.bpk"), dir.path().join("weights.bpk")).unwrap();
     let out = bin()
         .current_dir(ROOT)
-        .args([
-            "suggest",
-            "--osm",
-            "assets/osm/andorra.osm.pbf",
-            "--bbox",
-            "1.5210,42.5070,1.5216,42.5074",
-        ])
+        .arg("suggest")
+        .arg("--model")
+        .arg(dir.path())
+        .args(["--osm", "assets/osm/andorra.osm.pbf", "--bbox", "1.5210,42.5070,1.5216,42.5074"])
         .args(["--threshold", "0.01", "--format", "geojson"])
         .output()
         .unwrap();
@@ -325,10 +333,15 @@ fn predicts_like_the_cli_in_both_formats() {
     assert_eq!(m["candidate_prior"].as_array().unwrap().len(), 6);
     assert!(m["provenance"]["git_revision"].is_string(), "{m}");
     assert!(m["tile_source"]["zoom"].is_u64(), "{m}");
-    // Its limits: the area it was trained on (central Helsinki, implied by the shipped
-    // bundle's scaler), and the type it never saw.
-    let area = &m["trained_areas"][0];
-    assert!(area["min_lat"].as_f64().unwrap() < lat && lat < area["max_lat"].as_f64().unwrap());
+    // Its limits: the areas it was trained on (every bundled region, the Helsinki tile's
+    // place inside one of them), and the type it never saw.
+    let areas = m["trained_areas"].as_array().unwrap();
+    let regions: Vec<&str> = areas.iter().filter_map(|a| a["region"].as_str()).collect();
+    assert_eq!(regions, ["andorra", "helsinki"], "{m}");
+    let inside = |a: &serde_json::Value, k: &str, v: f64| {
+        a[format!("min_{k}")].as_f64().unwrap() < v && v < a[format!("max_{k}")].as_f64().unwrap()
+    };
+    assert!(areas.iter().any(|a| inside(a, "lat", lat) && inside(a, "lon", lon)), "{m}");
     assert_eq!(m["unlearned_types"], serde_json::json!(["tactile_path"]), "{m}");
     let (s, o) = get(&format!("{base}/api/openapi.json"));
     assert_eq!(s, 200);
@@ -355,7 +368,7 @@ fn a_place_far_from_the_trained_area_is_flagged_not_saturated() {
     };
     let home = ask(lat, lon);
     assert_eq!(home["outside_trained_area"], false);
-    for (far_lat, far_lon) in [(-0.18, -78.47), (42.51, 1.52), (45.76, 4.84)] {
+    for (far_lat, far_lon) in [(-0.18, -78.47), (-33.87, 151.21), (45.76, 4.84)] {
         let far = ask(far_lat, far_lon);
         assert_eq!(far["outside_trained_area"], true, "{far_lat},{far_lon}: {far}");
         let p = prediction(&far);

@@ -1,6 +1,7 @@
 //! The main native job (`accessatlas` with no subcommand, i.e. `cargo run --release`):
-//! collect -> preprocess -> train -> evaluate -> export, on the bundled Helsinki extract, in
-//! the seed's layout (`data/`, `models/baseline/`). With `--osm MY.pbf` the same on the
+//! collect -> preprocess -> train -> evaluate -> export, on every bundled extract (central
+//! Helsinki and Andorra, `crate::osm::BUNDLED_EXTRACTS`), in the seed's layout (`data/`,
+//! `models/baseline/`). With `--osm MY.pbf` the same on the
 //! mapper's own extract, adapting the shipped model (`train --init assets/model`) instead of
 //! training from ImageNet's weights.
 
@@ -39,7 +40,7 @@ pub struct PipelineArgs {
     /// accuracy to assets/model/compact/.
     #[arg(long)]
     pub refresh_assets: bool,
-    /// Your own OSM extract(s) instead of the bundled one (as `collect --osm`): the pipeline
+    /// Your own OSM extract(s) instead of the bundled ones (as `collect --osm`): the pipeline
     /// then adapts a model to them (`--init`, the shipped one by default).
     #[arg(long)]
     pub osm: Vec<PathBuf>,
@@ -66,13 +67,31 @@ fn init_for(args: &PipelineArgs) -> Option<PathBuf> {
     args.init.clone().or_else(|| (!args.osm.is_empty()).then(|| PathBuf::from("assets/model")))
 }
 
+/// The extracts the pipeline collects: `--osm`, else every bundled one (read from the
+/// repository's `assets/osm/`).
+fn extracts_for(args: &PipelineArgs) -> Result<Vec<PathBuf>> {
+    if !args.osm.is_empty() {
+        return Ok(args.osm.clone());
+    }
+    let bundled: Vec<PathBuf> = crate::osm::BUNDLED_EXTRACTS.iter().map(PathBuf::from).collect();
+    if let Some(missing) = bundled.iter().find(|p| !p.is_file()) {
+        anyhow::bail!(
+            "the bundled extract {} is not here: run from the repository root, or name your \
+             own extract(s) with --osm",
+            missing.display()
+        );
+    }
+    Ok(bundled)
+}
+
 pub fn run(args: PipelineArgs) -> Result<()> {
     let (data, out) = (args.data.clone(), args.out.clone());
+    let osm = extracts_for(&args)?;
     let (data_dir, run_dir) = (DataDir::new(&data), RunDir::new(&out));
     let mut times = Vec::new();
     let t = Instant::now();
     let mut collect_args = parse_args::<CollectArgs>(&["--data".into(), data.clone().into()])?;
-    collect_args.osm = args.osm.clone();
+    collect_args.osm = osm.clone();
     super::collect::run(collect_args).context("collect")?;
     times.push(("collect", t.elapsed().as_secs_f64()));
 
@@ -106,7 +125,8 @@ pub fn run(args: PipelineArgs) -> Result<()> {
         "--model".into(),
         out.clone().into(),
     ])?;
-    // Suggestions are measured on the (first) extract the data came from.
+    // Suggestions are measured on one extract: the first of `--osm`, else the bundled central
+    // Helsinki (the region with the most test cells).
     eval_args.osm = crate::osm::extracts(&args.osm)?.remove(0).0;
     let evaluation = super::evaluate::evaluate(&eval_args).context("evaluate")?;
     times.push(("evaluate", t.elapsed().as_secs_f64()));
@@ -181,6 +201,14 @@ pub fn run(args: PipelineArgs) -> Result<()> {
         base.accuracy,
         base.macro_avg.f1
     );
+    for r in &evaluation.by_region {
+        println!(
+            "{:<40} {:>9.3} {:>9.3}",
+            format!("model, {} ({} feature tags)", r.region, r.feature_rows),
+            r.feature_accuracy,
+            r.feature_macro_f1
+        );
+    }
     if let Some(n) = &evaluation.none {
         println!(
             "model: `none` against any feature: precision {:.3}, recall {:.3}, F1 {:.3} ({} background points)",
@@ -236,15 +264,32 @@ mod tests {
 
     /// `--osm MY.pbf` adapts the shipped model; `--init` names another; without either the
     /// pipeline trains from ImageNet's weights as before.
+    /// The pipeline's arguments as the command line gives them.
+    fn p(a: &[&str]) -> PipelineArgs {
+        let v: Vec<std::ffi::OsString> = a.iter().map(Into::into).collect();
+        parse_args::<PipelineArgs>(&v).unwrap()
+    }
+
     #[test]
     fn an_own_extract_adapts_the_shipped_model() {
-        let p = |a: &[&str]| {
-            let v: Vec<std::ffi::OsString> = a.iter().map(Into::into).collect();
-            parse_args::<PipelineArgs>(&v).unwrap()
-        };
         assert_eq!(init_for(&p(&[])), None);
         assert_eq!(init_for(&p(&["--osm", "my.osm.pbf"])), Some(PathBuf::from("assets/model")));
         assert_eq!(init_for(&p(&["--osm", "a.pbf", "--init", "b"])), Some(PathBuf::from("b")));
         assert_eq!(p(&["--osm", "a.pbf", "--osm", "b.pbf"]).osm.len(), 2);
+    }
+
+    /// Without `--osm` the pipeline (what made the shipped model) trains on every extract in
+    /// `assets/osm/`, in the order `cargo xtask reference` lists them; with it, on those named.
+    #[test]
+    fn the_shipped_model_learns_every_bundled_region() {
+        let mut bundled: Vec<PathBuf> = std::fs::read_dir("assets/osm")
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|f| f.to_string_lossy().ends_with(".osm.pbf"))
+            .collect();
+        bundled.sort();
+        assert!(bundled.len() >= 2, "{bundled:?}");
+        assert_eq!(extracts_for(&p(&[])).unwrap(), bundled);
+        assert_eq!(extracts_for(&p(&["--osm", "my.pbf"])).unwrap(), [PathBuf::from("my.pbf")]);
     }
 }

@@ -4,7 +4,7 @@
 //! cells) and once without each region (`preprocess --hold-out R`: that region's rows are the
 //! whole test split, no rule of the method looked at them). Each measurement is written to
 //! `tests/fixtures/reference/regions.json` as soon as it is made, and [`table`] renders the
-//! rows the README shows (a test keeps the two equal).
+//! rows `docs/regions.md` shows (a test keeps the two equal).
 //!
 //! Then [`adapt`] (also `cargo xtask reference adapt`, on the runs `regions` left): each
 //! model trained without a region is adapted to it (`train --init`) with at most
@@ -28,10 +28,13 @@ use serde_json::{Value, json};
 /// Where the measurements live.
 pub const FIXTURE: &str = "tests/fixtures/reference/regions.json";
 
+/// The page that shows them.
+pub const DOC: &str = "docs/regions.md";
+
 use crate::encoders::read_json;
 
 /// The bundled extracts, sorted, each with its region (the file name, as `collect` names it).
-fn extracts(root: &Path) -> Result<Vec<(PathBuf, String)>> {
+pub fn extracts(root: &Path) -> Result<Vec<(PathBuf, String)>> {
     let mut out: Vec<(PathBuf, String)> = std::fs::read_dir(root.join("assets/osm"))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter_map(|p| {
@@ -393,13 +396,13 @@ pub fn adapt(root: &Path) -> Result<()> {
         out["adapted"] = adapted.clone();
         std::fs::write(&fixture, serde_json::to_string_pretty(&out)? + "\n")?;
     }
-    eprintln!("{} written; commit it, and put these tables in the README:\n", fixture.display());
+    eprintln!("{} written; commit it, and put these tables in {DOC}:\n", fixture.display());
     let v = read_json(&fixture)?;
     eprintln!("{}\n{}", table(&v), adapt_table(&v));
     Ok(())
 }
 
-/// The README's table: per region, in-region and left out, side by side.
+/// The regions table: per region, in-region and left out, side by side.
 pub fn table(v: &Value) -> String {
     let mut out = String::from(
         "| region | tested on | feature rows | feature types: accuracy / macro-F1 | `none` against any feature: precision / recall | suggestions: right / made, lift over blind picking (threshold) |\n\
@@ -439,7 +442,7 @@ pub fn table(v: &Value) -> String {
     out
 }
 
-/// The README's adaptation table: per region, its in-region test cells measured with the
+/// The adaptation table: per region, its in-region test cells measured with the
 /// model trained without it, before and after adapting it with a few of the region's rows.
 pub fn adapt_table(v: &Value) -> String {
     let mut out = String::from(
@@ -471,7 +474,7 @@ pub fn adapt_table(v: &Value) -> String {
 mod tests {
     use super::*;
 
-    /// The README shows the table of what `reference regions` measured, row for row, and
+    /// `docs/regions.md` shows the table of what `reference regions` measured, row for row, and
     /// every region is measured both ways.
     #[test]
     fn the_readme_shows_the_measured_regions() {
@@ -488,16 +491,16 @@ mod tests {
                 assert!(v[key][r]["feature_types_macro_f1"].is_number(), "{key} {r}: {v}");
             }
         }
-        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        let doc = std::fs::read_to_string(root.join(DOC)).unwrap();
         let t = table(&v);
-        assert!(readme.contains(&t), "README lacks the regions table:\n{t}");
+        assert!(doc.contains(&t), "{DOC} lacks the regions table:\n{t}");
         for r in &regions {
             let a = &v["adapted"][r];
             assert!(a["rows"].as_u64().is_some_and(|n| n as usize <= ADAPT_ROWS), "{r}: {a}");
             assert!(a["after"]["feature_types_macro_f1"].is_number(), "{r}: {a}");
         }
         let t = adapt_table(&v);
-        assert!(readme.contains(&t), "README lacks the adaptation table:\n{t}");
+        assert!(doc.contains(&t), "{DOC} lacks the adaptation table:\n{t}");
     }
 
     fn rows(labels: &[(&str, usize)]) -> Vec<Row> {

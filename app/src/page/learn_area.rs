@@ -8,6 +8,7 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use model_core::LabelVocab;
+use model_core::data::tile::BBox;
 use model_core::train::area::{AreaLimits, AreaPoint, area_examples};
 
 use super::view_api::{candidates_in, features_in, view_bbox};
@@ -22,10 +23,11 @@ pub fn learn_area(ctx: &Ctx, epochs: usize) {
         _ => None,
     });
     let Some(labels) = labels else { return };
+    let view = BBox { min_lon: w, min_lat: s, max_lon: e, max_lat: n };
     let own: Vec<AreaPoint> = ctx.store.with_untracked(|st| {
         st.tags
             .iter()
-            .filter(|t| (s..=n).contains(&t.lat) && (w..=e).contains(&t.lon))
+            .filter(|t| view.contains(t.lat, t.lon))
             .map(|t| AreaPoint {
                 id: t.id.clone(),
                 lat: t.lat,

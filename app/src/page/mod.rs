@@ -556,9 +556,7 @@ pub fn display(label: &str) -> String {
     if label == NONE_LABEL {
         return "no feature here".into();
     }
-    FeatureTypes::builtin()
-        .get(label)
-        .map_or_else(|_| label.replace('_', " "), |t| t.display.clone())
+    FeatureTypes::builtin().display(label)
 }
 
 /// The bar colour of `none` (grey: not a feature).

@@ -243,7 +243,9 @@ pub fn FineTunePanel() -> impl IntoView {
     };
     let result_view = move || {
         match ctx.finetune.get() {
-        FineTuneState::Done(s) => Some(
+        FineTuneState::Done(s) => Some({
+            // What the fine-tune learned from: a view's places, or the mapper's tags.
+            let examples = if s.area.is_some() { "places" } else { "tags" };
             view! {
                 <div data-testid="finetune-result" data-before=s.before_accuracy.to_string()
                     data-after=s.after_accuracy.to_string()
@@ -256,10 +258,8 @@ pub fn FineTunePanel() -> impl IntoView {
                     })}
                     <p>{format!(
                         "Validation accuracy on {} held-out {} (other map cells): before {}, after {} ({} training {}, {} rejected suggestions, {} epochs, {:.1} s).",
-                        s.val_tags, if s.area.is_some() { "places" } else { "tags" },
-                        pct(s.before_accuracy), pct(s.after_accuracy),
-                        s.train_tags, if s.area.is_some() { "places" } else { "tags" },
-                        s.negatives, s.epochs, s.seconds
+                        s.val_tags, examples, pct(s.before_accuracy), pct(s.after_accuracy),
+                        s.train_tags, examples, s.negatives, s.epochs, s.seconds
                     )}</p>
                     {(!s.skipped.is_empty()).then(|| view! {
                         <p>"Skipped (their tiles did not load or their type is unknown):"</p>
@@ -273,8 +273,8 @@ pub fn FineTunePanel() -> impl IntoView {
                     </div>
                 </div>
             }
-            .into_any(),
-        ),
+            .into_any()
+        }),
         FineTuneState::Kept(s) => Some(
             view! {
                 <p data-testid="finetune-kept" data-area=s.area.as_ref().map(|a| a.bbox.clone()).unwrap_or_default()>{format!(

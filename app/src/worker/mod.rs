@@ -371,16 +371,14 @@ async fn revert(base: &str) -> Result<FromWorker, String> {
 /// Undoes the last keep or import: the model kept before it comes back (and is the kept one
 /// again), or, when there was none, the shipped model.
 async fn undo(base: &str) -> Result<FromWorker, String> {
-    let Some((manifest, weights, origin, fine_tune)) =
-        stored_model(crate::idb::PREVIOUS_MODEL_KEY).await
+    let record = crate::idb::get_value(crate::idb::PREVIOUS_MODEL_KEY).await.ok().flatten();
+    let Some((record, (manifest, weights, origin, fine_tune))) =
+        record.and_then(|r| read_record(&r).map(|m| (r, m)))
     else {
         return revert(base).await;
     };
     // It must load before anything is written.
     let (cur, predictor) = build(&manifest, &weights)?;
-    let record = crate::idb::get_value(crate::idb::PREVIOUS_MODEL_KEY)
-        .await?
-        .ok_or("the model kept before went missing")?;
     crate::idb::put_value(crate::idb::MODEL_KEY, &record).await?;
     crate::idb::delete(crate::idb::PREVIOUS_MODEL_KEY).await?;
     Ok(swap_in(&cur, predictor, manifest, weights, origin, fine_tune, None))
@@ -444,7 +442,13 @@ async fn fetch_bundle(url: &str) -> Result<(BundleManifest, Vec<u8>), String> {
 async fn stored_model(
     key: &str,
 ) -> Option<(BundleManifest, Vec<u8>, ModelOrigin, Option<FineTuneSummary>)> {
-    let value = crate::idb::get_value(key).await.ok()??;
+    read_record(&crate::idb::get_value(key).await.ok()??)
+}
+
+/// A kept model's IndexedDB record as its bundle, origin and fine-tune, if it is readable.
+fn read_record(
+    value: &JsValue,
+) -> Option<(BundleManifest, Vec<u8>, ModelOrigin, Option<FineTuneSummary>)> {
     let (r, weights) = match value.as_string() {
         // A record from before weights were kept as bytes.
         Some(text) => {
@@ -458,7 +462,7 @@ async fn stored_model(
             (r, weights)
         }
         None => {
-            let get = |k: &str| js_sys::Reflect::get(&value, &k.into()).ok();
+            let get = |k: &str| js_sys::Reflect::get(value, &k.into()).ok();
             let r: StoredModel = serde_json::from_str(&get("meta")?.as_string()?).ok()?;
             (r, crate::transfer::from_buffer(&get("weights")?)?)
         }

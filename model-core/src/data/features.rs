@@ -229,6 +229,13 @@ impl FeatureTypes {
         })
     }
 
+    /// What people read for a feature type: the table's display name, and for a name not in
+    /// the table (`none` among them: callers word "no feature" as fits them) the name with
+    /// spaces for underscores.
+    pub fn display(&self, label: &str) -> String {
+        self.get(label).map_or_else(|_| label.replace('_', " "), |t| t.display.clone())
+    }
+
     /// A type's marker letter (`?` for a name not in the table).
     pub fn letter(&self, name: &str) -> &str {
         self.get(name).map_or("?", |t| t.letter.as_str())

@@ -12,6 +12,7 @@
 
 use crate::data::background::MIN_DISTANCE_M;
 use crate::data::candidates::{ALREADY_MAPPED_M, MappedFeature};
+use crate::data::features::FeatureTypes;
 
 use crate::data::tile::distance_m;
 use crate::data::vocab::{LabelVocab, NONE_LABEL};
@@ -74,11 +75,11 @@ impl AreaPlan {
             .iter()
             .filter(|c| c.used > 0)
             .map(|c| {
-                let name = if c.label == NONE_LABEL { "no feature" } else { c.label.as_str() };
+                let name = short_name(&c.label);
                 if c.used < c.available {
-                    format!("{} {} (of {})", name.replace('_', " "), c.used, c.available)
+                    format!("{name} {} (of {})", c.used, c.available)
                 } else {
-                    format!("{} {}", name.replace('_', " "), c.used)
+                    format!("{name} {}", c.used)
                 }
             })
             .collect();
@@ -88,6 +89,11 @@ impl AreaPlan {
         }
         s
     }
+}
+
+/// A class as the plan's line names it: the table's display name, "no feature" for `none`.
+fn short_name(label: &str) -> String {
+    if label == NONE_LABEL { "no feature".into() } else { FeatureTypes::builtin().display(label) }
 }
 
 /// At most `n` of `items`, in order of position, evenly spaced.
@@ -118,13 +124,28 @@ pub fn area_examples(
     let mut counts = Vec::new();
     let mut left_out = Vec::new();
     let mut classes = 0;
+    // One class: learned when `picked` has enough places, else left out and named.
+    let mut take = |label: &str, available: usize, picked: Vec<AreaPoint>| {
+        let used = if picked.len() < MIN_TAGS_PER_CLASS {
+            let name = short_name(label);
+            left_out.push(format!("{name} ({available}, needs {MIN_TAGS_PER_CLASS})"));
+            0
+        } else {
+            classes += 1;
+            let n = picked.len();
+            examples.extend(picked);
+            n
+        };
+        counts.push(TypeCount { label: label.to_string(), available, used });
+    };
     for label in labels.names().iter().filter(|l| l.as_str() != NONE_LABEL) {
         let mine: Vec<AreaPoint> = own.iter().filter(|p| &p.label == label).cloned().collect();
-        // A mapped feature the mapper tagged too counts once (the tag wins).
-        let theirs = mapped.iter().filter(|m| &m.label == label).filter(|m| {
-            !mine.iter().any(|p| distance_m(p.lat, p.lon, m.lat, m.lon) <= ALREADY_MAPPED_M)
-        });
-        let theirs: Vec<AreaPoint> = theirs
+        // A mapped feature the mapper tagged too (near any of its geometry) counts once: the
+        // tag wins.
+        let theirs: Vec<AreaPoint> = mapped
+            .iter()
+            .filter(|m| &m.label == label)
+            .filter(|m| !mine.iter().any(|p| m.distance_m(p.lat, p.lon) <= ALREADY_MAPPED_M))
             .map(|m| AreaPoint {
                 id: m.id.clone(),
                 lat: m.lat,
@@ -140,17 +161,7 @@ pub fn area_examples(
         let room = limits.per_type.saturating_sub(mine.len());
         let mut picked = spread(mine, limits.per_type);
         picked.extend(spread(theirs, room));
-        if picked.len() < MIN_TAGS_PER_CLASS {
-            left_out.push(format!(
-                "{} ({available}, needs {MIN_TAGS_PER_CLASS})",
-                label.replace('_', " ")
-            ));
-            counts.push(TypeCount { label: label.clone(), available, used: 0 });
-            continue;
-        }
-        classes += 1;
-        counts.push(TypeCount { label: label.clone(), available, used: picked.len() });
-        examples.extend(picked);
+        take(label, available, picked);
     }
     if labels.none_index().is_some() {
         // Away from every mapped feature (its whole line) and every tag of any type.
@@ -173,17 +184,9 @@ pub fn area_examples(
                 });
             }
         }
-        let available = background.len();
-        let picked = spread(background, limits.background);
-        if available > 0 {
-            if picked.len() >= MIN_TAGS_PER_CLASS {
-                classes += 1;
-                counts.push(TypeCount { label: NONE_LABEL.into(), available, used: picked.len() });
-                examples.extend(picked);
-            } else {
-                left_out.push(format!("no feature ({available}, needs {MIN_TAGS_PER_CLASS})"));
-                counts.push(TypeCount { label: NONE_LABEL.into(), available, used: 0 });
-            }
+        if !background.is_empty() {
+            let available = background.len();
+            take(NONE_LABEL, available, spread(background, limits.background));
         }
     }
     if classes < 2 {
@@ -192,7 +195,7 @@ pub fn area_examples(
         } else {
             let mut found: Vec<String> = counts
                 .iter()
-                .map(|c| format!("{} {}", c.label.replace('_', " "), c.available))
+                .map(|c| format!("{} {}", short_name(&c.label), c.available))
                 .collect();
             if found.is_empty() {
                 found.push("nothing".into());
