@@ -91,14 +91,39 @@ fn every_type_and_preset_reads_back_in_osmium_and_passes_josm() {
         };
         let errors: Vec<_> = findings.iter().filter(|(s, _)| s == "Errors").collect();
         assert!(errors.is_empty(), "{format}: JOSM finds errors: {errors:?}");
-        // Warnings are listed in the README; a new kind would show here.
+        // Warnings are listed in docs/osm-edits.md; a new kind would show here.
         for (_, m) in findings.iter().filter(|(s, _)| s == "Warnings") {
             assert!(KNOWN_WARNINGS.contains(&m.as_str()), "{format}: new JOSM warning `{m}`");
         }
     }
 }
 
-/// JOSM warnings the exports may carry (the README lists them).
+/// The positive control of the check above: JOSM's validator, run the same way on a file with
+/// two identical kerbs at one place, reports them, and `josm_findings` reads the report. An
+/// empty list above then means JOSM found nothing, not that its report went unread.
+#[test]
+fn josm_reports_what_it_must_warn_about() {
+    let temp = tmp("osm-josm-control");
+    let dir = temp.path();
+    let kerb = r#"<tag k="barrier" v="kerb"/><tag k="kerb" v="lowered"/>"#;
+    let file = dir.join("control.osm");
+    std::fs::write(
+        &file,
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<osm version=\"0.6\">\n\
+             <node id=\"-1\" lat=\"60.17\" lon=\"24.94\">{kerb}</node>\n\
+             <node id=\"-2\" lat=\"60.17\" lon=\"24.94\">{kerb}</node>\n</osm>\n"
+        ),
+    )
+    .unwrap();
+    let findings = josm_findings(&file, None, dir);
+    assert!(
+        findings.iter().any(|(s, m)| s == "Warnings" && m.contains("duplicated nodes")),
+        "JOSM's validator did not report the duplicated kerbs: {findings:?}"
+    );
+}
+
+/// JOSM warnings the exports may carry (docs/osm-edits.md lists them).
 const KNOWN_WARNINGS: [&str; 0] = [];
 
 #[test]

@@ -63,9 +63,12 @@ pub fn josm_findings(input: &Path, change: Option<&Path>, dir: &Path) -> Vec<(St
     std::fs::read_to_string(&report)
         .unwrap_or_default()
         .lines()
+        // Line-by-line GeoJSON: each record starts with the record separator (RFC 8142).
+        .map(|l| l.trim_start_matches('\u{1e}'))
         .filter(|l| !l.trim().is_empty())
         .flat_map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("JOSM's report line {l:?}: {e}"));
             v["features"].as_array().cloned().unwrap_or_default()
         })
         .map(|f| {

@@ -266,6 +266,13 @@ fn default_image_size() -> u32 {
     crate::data::preprocess::INPUT_SIZE
 }
 
+/// The widest metadata or fusion layer a configuration may declare.
+pub const MAX_LAYER_WIDTH: usize = 8192;
+/// The largest input side a configuration may declare (the seed's is 224).
+pub const MAX_IMAGE_SIZE: u32 = 1024;
+/// The most labels, or sources, a configuration may declare.
+pub const MAX_VOCAB: usize = 256;
+
 /// Everything needed to rebuild the model: a saved model reloads from this alone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -302,6 +309,21 @@ impl ModelConfig {
     pub fn validate(&self) -> Result<(), CoreError> {
         if self.metadata_dim == 0 || self.fusion_dim == 0 {
             return Err(CoreError::InvalidConfig("metadata_dim and fusion_dim must be > 0".into()));
+        }
+        // Sizes a file declares are bounded before anything is allocated by them: a
+        // `model.json` saying `"fusion_dim": 1e9` is refused, not an out-of-memory abort.
+        for (name, value, max) in [
+            ("metadata_dim", self.metadata_dim, MAX_LAYER_WIDTH),
+            ("fusion_dim", self.fusion_dim, MAX_LAYER_WIDTH),
+            ("image_size", self.image_size as usize, MAX_IMAGE_SIZE as usize),
+            ("labels", self.labels.len(), MAX_VOCAB),
+            ("sources", self.sources.names().len(), MAX_VOCAB),
+        ] {
+            if value > max {
+                return Err(CoreError::InvalidConfig(format!(
+                    "{name} {value} is over the most this model takes, {max}"
+                )));
+            }
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(CoreError::InvalidConfig(format!(
