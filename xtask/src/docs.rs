@@ -1,14 +1,16 @@
-//! Keeps the README's figures honest: every speed, size or ratio it quotes in the sections
-//! about the app, the API and the benchmarks is a figure of `BENCHMARKS.md`, which
-//! `cargo xtask bench` writes.
+//! Keeps the documentation's figures honest: every speed, size or ratio that the README and
+//! the pages under `docs/` about the app, the API, scale and the benchmarks quote is a figure
+//! of `BENCHMARKS.md`, which `cargo xtask bench` writes.
 
-/// The README sections whose figures must come from `BENCHMARKS.md`.
+/// The documents (and their sections, `None`: the whole file) whose figures must come from
+/// `BENCHMARKS.md`.
 #[cfg(test)]
-const MEASURED_SECTIONS: [&str; 4] = [
-    "## The browser app",
-    "## Benchmarks",
-    "### The prediction API",
-    "## From a city to a country",
+const MEASURED_SECTIONS: [(&str, Option<&str>); 5] = [
+    ("README.md", None),
+    ("docs/app.md", Some("## The browser app")),
+    ("docs/app.md", Some("### The prediction API")),
+    ("docs/benchmarks.md", Some("## Benchmarks")),
+    ("docs/data.md", Some("## From a city to a country")),
 ];
 
 /// Units that mark a measured figure.
@@ -94,20 +96,106 @@ mod tests {
     }
 
     #[test]
-    fn readme_figures_come_from_benchmarks() {
-        let (readme, bench) = (read("README.md"), read("BENCHMARKS.md"));
+    fn documented_figures_come_from_benchmarks() {
+        let bench = read("BENCHMARKS.md");
         let mut missing = Vec::new();
         let mut seen = 0;
-        for heading in MEASURED_SECTIONS {
-            for (number, unit) in figures(section(&readme, heading)) {
+        for (file, heading) in MEASURED_SECTIONS {
+            let doc = read(file);
+            let text = heading.map_or(doc.as_str(), |h| section(&doc, h));
+            for (number, unit) in figures(text) {
                 seen += 1;
                 if !has_number(&bench, &number) {
-                    missing.push(format!("{heading}: {number} {unit}"));
+                    missing.push(format!("{file} {}: {number} {unit}", heading.unwrap_or("")));
                 }
             }
         }
-        assert!(seen > 10, "only {seen} figures found: is the README's layout the one expected?");
-        assert!(missing.is_empty(), "README figures not in BENCHMARKS.md:\n{}", missing.join("\n"));
+        assert!(seen > 10, "only {seen} figures found: is the documents' layout the one expected?");
+        assert!(missing.is_empty(), "figures not in BENCHMARKS.md:\n{}", missing.join("\n"));
+    }
+
+    /// GitHub's anchor for a heading: lower case, punctuation other than `-` and `_` dropped,
+    /// spaces to hyphens.
+    fn anchor(heading: &str) -> String {
+        heading
+            .trim()
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ' '))
+            .map(|c| if c == ' ' { '-' } else { c })
+            .collect()
+    }
+
+    /// The README, ARCHITECTURE.md, BENCHMARKS.md and every page under `docs/`.
+    fn documents() -> Vec<std::path::PathBuf> {
+        let root = crate::project_root();
+        let mut out: Vec<_> = ["README.md", "ARCHITECTURE.md", "BENCHMARKS.md"]
+            .iter()
+            .map(|f| root.join(f))
+            .collect();
+        for e in std::fs::read_dir(root.join("docs")).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "md") {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    /// Every relative link of the documentation leads to a file that exists, and to a heading
+    /// of it where it names one: the README's pages moved to `docs/` and must stay reachable.
+    #[test]
+    fn every_documentation_link_resolves() {
+        let docs = documents();
+        assert!(docs.len() >= 8, "{docs:?}");
+        let mut broken = Vec::new();
+        for doc in &docs {
+            let text = std::fs::read_to_string(doc).unwrap();
+            // Links in code blocks are code.
+            let prose: String =
+                text.split("```").enumerate().filter(|(i, _)| i % 2 == 0).map(|(_, t)| t).collect();
+            for (at, _) in prose.match_indices("](") {
+                let rest = &prose[at + 2..];
+                let Some(end) = rest.find(')') else { continue };
+                let target = &rest[..end];
+                if target.contains("://") || target.starts_with("mailto:") || target.contains(' ') {
+                    continue;
+                }
+                let (path, fragment) = target.split_once('#').unwrap_or((target, ""));
+                let file =
+                    if path.is_empty() { doc.clone() } else { doc.parent().unwrap().join(path) };
+                if !file.exists() {
+                    broken.push(format!("{}: {target} (no such file)", doc.display()));
+                    continue;
+                }
+                if !fragment.is_empty() && file.extension().is_some_and(|x| x == "md") {
+                    let headings = std::fs::read_to_string(&file).unwrap();
+                    let found = headings
+                        .lines()
+                        .filter(|l| l.starts_with('#'))
+                        .any(|l| anchor(l.trim_start_matches('#')) == fragment);
+                    if !found {
+                        broken.push(format!("{}: {target} (no such heading)", doc.display()));
+                    }
+                }
+            }
+        }
+        assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+        assert_eq!(
+            anchor("In another city: what the model knows, several regions"),
+            "in-another-city-what-the-model-knows-several-regions"
+        );
+        assert_eq!(
+            anchor("The shipped model: `cargo run --release`"),
+            "the-shipped-model-cargo-run---release"
+        );
+    }
+
+    /// The README is the door, not the manual: short enough to read in a few minutes.
+    #[test]
+    fn the_readme_stays_short() {
+        let lines = read("README.md").lines().count();
+        assert!(lines <= 200, "README.md has {lines} lines: move the detail to docs/");
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! `cargo xtask reference encoders [ENCODER...]` (by hand): the seed's architecture table as
 //! measured fact. Each encoder is trained with the pipeline's recipe (`accessatlas train`
 //! defaults: pretrained and frozen where the encoder has pretrained weights, 8 epochs, the
-//! same optimizer, schedule, class weights and augmentation) on the bundled data's split, then
-//! evaluated on its test split; its bundle's forward pass is timed by the `infer` benchmark.
+//! same optimizer, schedule, class weights and augmentation) on central Helsinki's split
+//! (`collect` without `--osm`), then evaluated on its test split; its bundle's forward pass
+//! is timed by the `infer` benchmark.
 //! Each encoder's row is written to `tests/fixtures/reference/encoders.json` as soon as it is
-//! measured (an interrupted run keeps what it finished), and [`table`] renders the rows the
-//! README shows (a test keeps the two equal).
+//! measured (an interrupted run keeps what it finished), and [`table`] renders the rows
+//! `docs/training.md` shows (a test keeps the two equal).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -17,6 +18,9 @@ use serde_json::{Value, json};
 
 /// Where the measured rows live.
 pub const FIXTURE: &str = "tests/fixtures/reference/encoders.json";
+
+/// The page that shows them.
+pub const DOC: &str = "docs/training.md";
 
 /// The encoders, in the seed's table order.
 pub const ENCODERS: [&str; 6] =
@@ -115,12 +119,12 @@ pub fn run(root: &Path, only: &[String]) -> Result<()> {
         std::fs::create_dir_all(fixture.parent().context("a folder")?)?;
         std::fs::write(&fixture, serde_json::to_string_pretty(&rows)? + "\n")?;
     }
-    eprintln!("{} written; commit it, and put this table in the README:\n", fixture.display());
+    eprintln!("{} written; commit it, and put this table in {DOC}:\n", fixture.display());
     eprintln!("{}", table(&read_json(&fixture)?));
     Ok(())
 }
 
-/// The README's table of the measured encoders, in the seed's order.
+/// The table of the measured encoders, in the seed's order.
 pub fn table(rows: &Value) -> String {
     let mut out = String::from(
         "| encoder | parameters | pretrained, frozen stages | training images/s | \
@@ -153,16 +157,16 @@ pub fn table(rows: &Value) -> String {
 mod tests {
     use super::*;
 
-    /// The README shows the table of what `reference encoders` measured, row for row.
+    /// `docs/training.md` shows the table of what `reference encoders` measured, row for row.
     #[test]
     fn the_readme_shows_the_measured_encoders() {
         let root = crate::project_root();
         let Ok(rows) = read_json(&root.join(FIXTURE)) else {
             panic!("{FIXTURE} is missing: run `cargo xtask reference encoders`");
         };
-        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        let doc = std::fs::read_to_string(root.join(DOC)).unwrap();
         let t = table(&rows);
         assert!(t.lines().count() > 2, "no encoder measured");
-        assert!(readme.contains(&t), "README lacks the encoder table:\n{t}");
+        assert!(doc.contains(&t), "{DOC} lacks the encoder table:\n{t}");
     }
 }

@@ -20,7 +20,7 @@
 //!   EfficientNet-Lite0, and rewrites the parity fixtures in `tests/fixtures/pretrained/`.
 //! - `reference encoders [ENCODER...]`: (by hand) each encoder trained with the pipeline's
 //!   recipe on the bundled data: parameters, training images/s, inference ms, test accuracy
-//!   and macro-F1, into `tests/fixtures/reference/encoders.json` (the README's table).
+//!   and macro-F1, into `tests/fixtures/reference/encoders.json` (`docs/training.md`'s table).
 //! - `reference train`: (by hand) the PyTorch mirror trained with the same recipe on the same
 //!   split as `cargo run --release`, into `tests/fixtures/reference/train_torch.json`.
 //! - `reference regions`: (by hand) the recipe trained on all bundled regions and with each
@@ -205,15 +205,21 @@ fn reference(root: &Path) -> Result<()> {
 }
 
 /// `reference train`: the PyTorch mirror trained with the same recipe on the same preprocessed
-/// split as `cargo run --release` (collect + preprocess on the bundled extract, same seeds),
-/// written to `tests/fixtures/reference/train_torch.json` for README and BENCHMARKS.md.
+/// split as `cargo run --release` (collect + preprocess on the bundled extracts, same seeds),
+/// written to `tests/fixtures/reference/train_torch.json` for `docs/training.md` and BENCHMARKS.md.
 fn reference_train(root: &Path) -> Result<()> {
     let requirements = root.join("tests/reference/requirements.txt");
     let python = venv("venv-reference", &["-r", &requirements.to_string_lossy()])?;
     let exe = accessatlas_exe(root)?;
     let data = std::env::temp_dir().join("accessatlas-reference-train").join("data");
     let _ = std::fs::remove_dir_all(&data);
-    run(Command::new(&exe).arg("collect").arg("--data").arg(&data))?;
+    // The pipeline's data: every bundled extract (`accessatlas::osm::BUNDLED_EXTRACTS`).
+    let mut collect = Command::new(&exe);
+    collect.arg("collect").arg("--data").arg(&data);
+    for (pbf, _) in regions::extracts(root)? {
+        collect.arg("--osm").arg(pbf);
+    }
+    run(&mut collect)?;
     run(Command::new(&exe).arg("preprocess").arg("--data").arg(&data))?;
     let out = root.join("tests/fixtures/reference/train_torch.json");
     std::fs::create_dir_all(out.parent().expect("a folder"))?;
