@@ -1,8 +1,11 @@
 //! Native inference benchmark (run by `cargo xtask bench`, never as a test): the shipped
-//! EfficientNet-Lite0 bundle's forward pass on the CPU backend (Burn `flex`) at the given batch
-//! sizes, through `Predictor::predict_batch` (what `predict` and the API run).
+//! EfficientNet-Lite0 bundle's forward pass on the CPU at the given batch sizes, through
+//! `Predictor::predict_batch` (what `predict` and the API run), with the model's own kernels
+//! (`infer_kernels`, what the product runs) and with Burn `flex` (`infer_burn`, the reference
+//! they are tested against), alternating.
 //!
-//! `cargo bench --bench infer -- [--batches 1,16] [--repeat N]`. One JSON line per batch.
+//! `cargo bench --bench infer -- [--batches 1,16] [--repeat N]`. One JSON line per batch and
+//! engine.
 
 mod util;
 use util::arg;
@@ -27,6 +30,8 @@ fn main() {
     let weights = std::fs::read(format!("{dir}/weights.bpk")).unwrap();
     let device = Device::flex();
     let p = Predictor::from_bundle(&manifest, &weights, &device).unwrap();
+    let burn = p.clone().without_kernels();
+    let isa = p.kernels().map_or("none", |k| k.isa().name());
     let s = p.config.image_size as usize;
     let k = p.config.sources.one_hot_len();
     let mut rng = Rng::new(7);
@@ -43,24 +48,31 @@ fn main() {
                 }
             })
             .collect();
-        p.predict_batch(&inputs).unwrap(); // warm-up
-        let mut times: Vec<f64> = (0..repeat)
-            .map(|_| {
-                let t = Instant::now();
-                p.predict_batch(&inputs).unwrap();
-                t.elapsed().as_secs_f64() * 1e3
-            })
-            .collect();
-        times.sort_by(f64::total_cmp);
-        println!(
-            "{}",
-            json!({
-                "bench": "infer_burn",
-                "batch": batch,
-                "repeat": repeat,
-                "p50_ms": times[times.len() / 2],
-                "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-            })
-        );
+        let engines = [("infer_kernels", &p), ("infer_burn", &burn)];
+        let mut times = [Vec::new(), Vec::new()];
+        for (_, e) in engines {
+            e.predict_batch(&inputs).unwrap(); // warm-up
+        }
+        for _ in 0..repeat {
+            for ((_, e), t) in engines.iter().zip(&mut times) {
+                let start = Instant::now();
+                e.predict_batch(&inputs).unwrap();
+                t.push(start.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        for ((name, _), mut t) in engines.into_iter().zip(times) {
+            t.sort_by(f64::total_cmp);
+            println!(
+                "{}",
+                json!({
+                    "bench": name,
+                    "batch": batch,
+                    "repeat": repeat,
+                    "p50_ms": t[t.len() / 2],
+                    "isa": isa,
+                    "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+                })
+            );
+        }
     }
 }

@@ -69,6 +69,33 @@ async fn shipped_bundle_predicts_on_the_cpu_backend() {
     assert!(manifest.config.labels.names().contains(&a.label));
 }
 
+/// The page's CPU forward (the kernels, in wasm with SIMD128) gives the native probabilities
+/// (`model-core/tests/kernels_parity.rs` checks the same fixture natively, and Burn's forward
+/// against it) within 1e-4 on the same inputs.
+#[wasm_bindgen_test]
+fn the_kernels_in_wasm_give_the_native_probabilities() {
+    let manifest =
+        BundleManifest::from_json(include_str!("../../assets/model/model.json")).unwrap();
+    let weights = include_bytes!("../../assets/model/weights.bpk");
+    let p = Predictor::from_bundle(&manifest, weights, &Device::flex()).unwrap();
+    assert!(p.kernels().is_some(), "the page's CPU predictor runs the kernels");
+    let inputs = model_core::kernels::parity_inputs(&p);
+    let got: Vec<Vec<f32>> = p
+        .predict_batch(&inputs)
+        .unwrap()
+        .into_iter()
+        .map(|q| q.probabilities.0.iter().map(|(_, v)| *v).collect())
+        .collect();
+    let want: Vec<Vec<f32>> = serde_json::from_str(include_str!(
+        "../../model-core/tests/fixtures/kernels_probabilities.json"
+    ))
+    .unwrap();
+    assert_eq!(got.len(), want.len());
+    for (a, b) in got.iter().flatten().zip(want.iter().flatten()) {
+        assert!((a - b).abs() < 1e-4, "wasm {got:?} vs native {want:?}");
+    }
+}
+
 /// The browser's fine-tuning step gives the native losses (`model-core/tests/finetune_parity.rs`
 /// checks the same fixture natively): same weights, same batch, CPU backend.
 #[wasm_bindgen_test]

@@ -15,6 +15,7 @@
 pub mod data;
 pub mod error;
 pub mod infer;
+pub mod kernels;
 pub mod model;
 pub mod rng;
 pub mod train;

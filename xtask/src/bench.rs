@@ -143,6 +143,7 @@ fn smoke(root: &Path) -> Result<()> {
     ])?;
     find(&rows, "train_step")?;
     let rows = cargo_bench("infer", &["--batches", "1", "--repeat", "1"])?;
+    find(&rows, "infer_kernels")?;
     find(&rows, "infer_burn")?;
     let rows = browser_bench(root, &["--loads", "1", "--predictions", "2"])?;
     find(&rows, "browser_cpu")?;
@@ -380,8 +381,9 @@ fn export_bundle(root: &Path, name: &str, args: &[&str]) -> Result<PathBuf> {
     Ok(out)
 }
 
-/// Native inference of the shipped model, batch 1 and 16: Burn (flex) vs onnxruntime (our
-/// ONNX export) vs PyTorch (the architecture mirror with the same weights), alternating.
+/// Native inference of the shipped model, batch 1 and 16: our kernels and Burn (flex) vs
+/// onnxruntime (our ONNX export) vs PyTorch (the architecture mirror with the same weights),
+/// alternating.
 fn inference_section(root: &Path) -> Result<String> {
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).to_string();
     let requirements = root.join("tests/reference/requirements.txt");
@@ -394,16 +396,20 @@ fn inference_section(root: &Path) -> Result<String> {
     let b1 = export_bundle(root, "onnx-b1", &["--format", "onnx"])?;
     let b16 = export_bundle(root, "onnx-b16", &["--format", "onnx", "--onnx-batch", "16"])?;
     let mut ours: std::collections::BTreeMap<u64, Vec<f64>> = Default::default();
+    let mut burn: std::collections::BTreeMap<u64, Vec<f64>> = Default::default();
     let mut ort: std::collections::BTreeMap<u64, Vec<f64>> = Default::default();
     let mut torch: std::collections::BTreeMap<u64, Vec<f64>> = Default::default();
-    let (mut ort_version, mut torch_version) = (String::new(), String::new());
+    let (mut ort_version, mut torch_version, mut isa) =
+        (String::new(), String::new(), String::new());
     for _ in 0..2 {
-        for r in
-            named(&cargo_bench("infer", &["--batches", "1,16", "--repeat", "10"])?, "infer_burn")
-        {
-            ours.entry(r["batch"].as_u64().unwrap_or(0))
-                .or_default()
-                .push(r["p50_ms"].as_f64().unwrap_or(f64::NAN));
+        let rows = cargo_bench("infer", &["--batches", "1,16", "--repeat", "10"])?;
+        for (name, to) in [("infer_kernels", &mut ours), ("infer_burn", &mut burn)] {
+            for r in named(&rows, name) {
+                isa = r["isa"].as_str().unwrap_or("?").to_string();
+                to.entry(r["batch"].as_u64().unwrap_or(0))
+                    .or_default()
+                    .push(r["p50_ms"].as_f64().unwrap_or(f64::NAN));
+            }
         }
         let out = output(
             Command::new(&python)
@@ -433,36 +439,38 @@ fn inference_section(root: &Path) -> Result<String> {
     }
     let mut table = Vec::new();
     for (batch, v) in ours {
-        let b = median(v);
+        let k = median(v);
+        let b = burn.remove(&batch).map_or(f64::NAN, median);
         let o = ort.remove(&batch).map_or(f64::NAN, median);
         let t = torch.remove(&batch).map_or(f64::NAN, median);
         table.push(format!(
-            "| {batch} | {b:.1} ms | {o:.1} ms | {t:.1} ms | {:.2}x | {:.2}x |",
-            o / b,
-            t / b
+            "| {batch} | {k:.1} ms | {b:.1} ms | {o:.1} ms | {t:.1} ms | {:.2}x | {:.2}x | {:.2}x |",
+            o / k,
+            t / k,
+            b / k,
         ));
     }
     Ok(format!(
         "## Native inference\n\n\
 `cargo xtask bench inference`. The shipped model (EfficientNet-Lite0 + metadata, 224x224) on\n\
-the CPU, {threads} threads, median time of one forward pass: AccessAtlas (Burn 0.22.1 `flex`,\n\
-`Predictor::predict_batch`) vs onnxruntime {ort_version} running our own ONNX export of the\n\
-same bundle vs PyTorch {torch_version} running the architecture mirror\n\
-(`benches/reference/train_step_torch.py`) with the bundle's weights (from its safetensors export).\n\n\
-| batch | AccessAtlas | onnxruntime | PyTorch | ratio onnxruntime / ours | ratio PyTorch / ours |\n\
-|---|---|---|---|---|---|\n\
+the CPU, {threads} threads, median time of one forward pass through `Predictor::predict_batch`:\n\
+AccessAtlas's own kernels (`model_core::kernels`, what every CPU predictor runs; inner loops\n\
+on {isa}) and Burn 0.22.1 `flex` (the reference the kernels are tested against), vs\n\
+onnxruntime {ort_version} running our own ONNX export of the same bundle vs PyTorch\n\
+{torch_version} running the architecture mirror (`benches/reference/train_step_torch.py`) with\n\
+the bundle's weights (from its safetensors export).\n\n\
+| batch | AccessAtlas kernels | Burn `flex` | onnxruntime | PyTorch | ratio onnxruntime / ours | ratio PyTorch / ours | ratio Burn / ours |\n\
+|---|---|---|---|---|---|---|---|\n\
 {}\n\n\
 A ratio below 1 means the reference is faster.\n\n\
-Every batch norm is folded into its convolution when a predictor is built (`Predictor::new`,\n\
-the same path for the CLI, the API and the page; equal outputs within 1e-4, tested): the\n\
-profile taken by hand before that (`perf record -g` on `target/release/deps/infer-* --batches\n\
-16 --repeat 3`, 2026-11-27) had about 45 % of the time in element-wise passes, batch norm as\n\
-separate subtract/divide/scale/shift passes among them. The same profile after folding\n\
-(2026-11-29): about 27 % in Burn `flex`'s depthwise convolution (`conv3d_f32`'s SIMD loops,\n\
-not a GEMM), 21 % in GEMM kernels (the pointwise convolutions), 14 % in `unary_op` (ReLU6,\n\
-already one clamp per activation) and about 10 % in page faults and `memmove` for intermediate\n\
-tensors. What remains is inside Burn: a faster depthwise kernel and fusing each activation\n\
-into its convolution, as onnxruntime's graph optimizations do.\n",
+The kernels run the folded model channels last: pointwise and other dense convolutions as\n\
+GEMMs (the `gemm` crate) over blocks of output pixels with bias, residual and activation\n\
+applied to each block in cache, depthwise convolutions as direct loops over contiguous\n\
+channels, buffers reused between layers; both cores share one image's layers at batch 1 and\n\
+the images at batch 16. Before them, the profile of Burn's forward (`perf record -g`,\n\
+2026-11-29) had about 27 % in its depthwise convolution (not a GEMM), 21 % in GEMM kernels,\n\
+14 % in separate activation passes and about 10 % in page faults and copies of intermediate\n\
+tensors.\n",
         table.join("\n"),
     ))
 }

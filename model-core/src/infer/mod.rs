@@ -10,6 +10,8 @@ pub mod calibration;
 pub mod prediction;
 pub mod prior;
 
+use std::sync::Arc;
+
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use image::RgbImage;
@@ -19,6 +21,7 @@ use crate::data::preprocess::ModelInput;
 use crate::data::tile::Window;
 use crate::infer::bundle::{BundleManifest, TileSourceSpec};
 use crate::infer::prior::CandidatePrior;
+use crate::kernels::Engine;
 use crate::model::Op;
 use crate::model::persist::model_from_bytes;
 use crate::{AccessModel, CoreError, ModelConfig, Prediction};
@@ -43,6 +46,9 @@ pub struct Predictor {
     /// The suggestions' default threshold (the bundle's `suggest_threshold`), if chosen.
     pub suggest_threshold: Option<f32>,
     device: Device,
+    /// The model compiled for the CPU kernels ([`crate::kernels`]): what predictions on the
+    /// CPU run, natively and in wasm. `None` on a GPU, where Burn's forward runs.
+    kernels: Option<Arc<Engine>>,
 }
 
 impl Predictor {
@@ -56,6 +62,11 @@ impl Predictor {
         // The inference form, on every platform: batch norms folded into their convolutions.
         let mut model = model.valid();
         model.encoder = model.encoder.fold_batch_norms();
+        // On the CPU, the kernels; every encoder compiles (a test holds it to that), and a
+        // model that did not would still predict through Burn.
+        let kernels = (*device == Device::flex())
+            .then(|| Engine::new(&config, &model).ok().map(Arc::new))
+            .flatten();
         Self {
             config,
             model,
@@ -64,7 +75,20 @@ impl Predictor {
             candidate_prior: None,
             suggest_threshold: None,
             device: device.clone(),
+            kernels,
         }
+    }
+
+    /// The same predictor running Burn's forward pass instead of the CPU kernels: the
+    /// reference the kernels are measured and tested against.
+    pub fn without_kernels(mut self) -> Self {
+        self.kernels = None;
+        self
+    }
+
+    /// The CPU kernels this predictor runs, if it runs them.
+    pub fn kernels(&self) -> Option<&Engine> {
+        self.kernels.as_deref()
     }
 
     /// Loads a bundle from its `model.json` text and `weights.bpk` bytes.
@@ -131,14 +155,24 @@ impl Predictor {
         )
     }
 
-    fn logits(&self, input: &ModelInput) -> Result<Tensor<2>, CoreError> {
-        self.batch_logits(std::slice::from_ref(input))
-    }
-
-    /// Logits `[n, classes]` for `n` inputs run as one batch.
+    /// Logits `[n, classes]` for `n` inputs run as one batch, through Burn.
     fn batch_logits(&self, inputs: &[ModelInput]) -> Result<Tensor<2>, CoreError> {
         let (images, coords, sources) = self.batch_tensors(inputs)?;
         Ok(self.model.forward(images, coords, sources))
+    }
+
+    /// Logits `[n * classes]` for `n` inputs, read back: the CPU kernels where they run,
+    /// else Burn with a synchronous readback (CPU backends).
+    fn logit_values(&self, inputs: &[ModelInput]) -> Result<Vec<f32>, CoreError> {
+        if let Some(engine) = &self.kernels {
+            let (images, coords, sources) = self.batch_values(inputs)?;
+            return engine.logits(&images, &coords, &sources, inputs.len());
+        }
+        self.batch_logits(inputs)?
+            .try_into_data()
+            .map_err(|e| CoreError::Backend(format!("{e:?}")))?
+            .try_to_vec::<f32>()
+            .map_err(|e| CoreError::Backend(format!("{e:?}")))
     }
 
     /// One forward pass of `input`, timed by kind of operation with `clock` (milliseconds: the
@@ -177,6 +211,23 @@ impl Predictor {
         &self,
         inputs: &[ModelInput],
     ) -> Result<(Tensor<4>, Tensor<2>, Tensor<2>), CoreError> {
+        let (s, k, n) =
+            (self.config.image_size as usize, self.config.sources.one_hot_len(), inputs.len());
+        let (img, coords, src) = self.batch_values(inputs)?;
+        let d = &self.device;
+        Ok((
+            Tensor::<4>::from_data(TensorData::new(img, [n, 3, s, s]), d),
+            Tensor::<2>::from_data(TensorData::new(coords, [n, 2]), d),
+            Tensor::<2>::from_data(TensorData::new(src, [n, k]), d),
+        ))
+    }
+
+    /// The batch's values, flat: images `[n, 3, s, s]`, coordinates `[n, 2]`, sources
+    /// `[n, k]`.
+    fn batch_values(
+        &self,
+        inputs: &[ModelInput],
+    ) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>), CoreError> {
         let s = self.config.image_size as usize;
         let k = self.config.sources.one_hot_len();
         let n = inputs.len();
@@ -193,23 +244,13 @@ impl Predictor {
             coords.extend_from_slice(&input.coords);
             src.extend_from_slice(&input.source);
         }
-        let d = &self.device;
-        Ok((
-            Tensor::<4>::from_data(TensorData::new(img, [n, 3, s, s]), d),
-            Tensor::<2>::from_data(TensorData::new(coords, [n, 2]), d),
-            Tensor::<2>::from_data(TensorData::new(src, [n, k]), d),
-        ))
+        Ok((img, coords, src))
     }
 
     /// Runs several inputs as one batch (better throughput on a server); one prediction each,
     /// in order. Synchronous readback (CPU backends).
     pub fn predict_batch(&self, inputs: &[ModelInput]) -> Result<Vec<Prediction>, CoreError> {
-        let logits = self
-            .batch_logits(inputs)?
-            .try_into_data()
-            .map_err(|e| CoreError::Backend(format!("{e:?}")))?
-            .try_to_vec::<f32>()
-            .map_err(|e| CoreError::Backend(format!("{e:?}")))?;
+        let logits = self.logit_values(inputs)?;
         let mut out = Prediction::batch_from_logits(&logits, &self.config.labels, self.temperature);
         for (p, input) in out.iter_mut().zip(inputs) {
             p.outside_trained_area = input.outside_trained_area;
@@ -217,8 +258,7 @@ impl Predictor {
         Ok(out)
     }
 
-    fn finish(&self, data: TensorData, input: &ModelInput) -> Result<Prediction, CoreError> {
-        let logits = data.try_to_vec::<f32>().map_err(|e| CoreError::Backend(format!("{e:?}")))?;
+    fn finish(&self, logits: Vec<f32>, input: &ModelInput) -> Result<Prediction, CoreError> {
         let mut p = Prediction::from_logits(&logits, &self.config.labels, self.temperature);
         p.outside_trained_area = input.outside_trained_area;
         Ok(p)
@@ -232,22 +272,24 @@ impl Predictor {
 
     /// Runs the model and reads the result back synchronously (CPU backends).
     pub fn predict(&self, input: &ModelInput) -> Result<Prediction, CoreError> {
-        let data = self
-            .logits(input)?
-            .try_into_data()
-            .map_err(|e| CoreError::Backend(format!("{e:?}")))?;
-        self.finish(data, input)
+        let logits = self.logit_values(std::slice::from_ref(input))?;
+        self.finish(logits, input)
     }
 
     /// Runs the model and reads the result back asynchronously (required by WebGPU in the
     /// browser, fine everywhere).
     pub async fn predict_async(&self, input: &ModelInput) -> Result<Prediction, CoreError> {
-        let data = self
-            .logits(input)?
+        if self.kernels.is_some() {
+            return self.predict(input);
+        }
+        let logits = self
+            .batch_logits(std::slice::from_ref(input))?
             .into_data_async()
             .await
+            .map_err(|e| CoreError::Backend(format!("{e:?}")))?
+            .try_to_vec::<f32>()
             .map_err(|e| CoreError::Backend(format!("{e:?}")))?;
-        self.finish(data, input)
+        self.finish(logits, input)
     }
 }
 
@@ -370,7 +412,7 @@ mod tests {
             let trained = model.valid();
             let folded =
                 Predictor::new(config.clone(), trained.clone(), Scaler::default(), 1.0, &device);
-            let mut unfolded = folded.clone();
+            let mut unfolded = folded.clone().without_kernels();
             unfolded.model = trained;
             let gap = worst_gap(&folded, &unfolded, 64);
             assert!(gap < 1e-4, "{}: folded and trained models differ by {gap}", kind.name());
@@ -393,7 +435,7 @@ mod tests {
         let weights = std::fs::read(dir.join("weights.bpk")).unwrap();
         let device = Device::flex();
         let folded = Predictor::from_bundle(&manifest, &weights, &device).unwrap();
-        let mut unfolded = folded.clone();
+        let mut unfolded = folded.clone().without_kernels();
         unfolded.model = model_from_bytes(&manifest.config, &weights, &device).unwrap().valid();
         let gap = worst_gap(&folded, &unfolded, manifest.config.image_size);
         assert!(gap < 1e-4, "folded and trained shipped model differ by {gap}");

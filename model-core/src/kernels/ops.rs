@@ -1,0 +1,472 @@
+//! The operations of a folded encoder on one image, channels last (NHWC: a map is `h * w`
+//! pixels of `c` contiguous channels), each writing a new map from a borrowed one.
+//!
+//! - Dense convolutions are a GEMM over blocks of output pixels (1x1 stride-1 ones read the
+//!   map itself, others an im2col copy of the block's patches); bias, the residual add and
+//!   the activation are applied to each block while it is still in cache (the epilogue).
+//! - Depthwise convolutions are direct: each output pixel accumulates its `k * k` taps over
+//!   contiguous channels, which the compiler vectorises ([`super::isa`]).
+//! - Blocks of output rows are shared among the cores natively when the [`Ctx`] says so.
+
+use std::cell::Cell;
+
+use super::isa::{Isa, multiversion};
+
+/// A feature map of one image, channels last.
+#[derive(Debug, Default)]
+pub struct Map {
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+    pub data: Vec<f32>,
+}
+
+/// Reused buffers: after the first image of a run, no layer allocates.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    free: Vec<Vec<f32>>,
+}
+
+impl Scratch {
+    /// A map of the given size; its contents are to be overwritten.
+    pub fn map(&mut self, h: usize, w: usize, c: usize) -> Map {
+        let n = h * w * c;
+        // The largest free buffer: buffers grow to the biggest map once and are then reused.
+        let mut data = match self.free.iter().enumerate().max_by_key(|(_, v)| v.capacity()) {
+            Some((i, _)) => self.free.swap_remove(i),
+            None => Vec::new(),
+        };
+        if data.len() >= n {
+            data.truncate(n);
+        } else {
+            data.resize(n, 0.0);
+        }
+        Map { h, w, c, data }
+    }
+
+    pub fn give(&mut self, m: Map) {
+        self.free.push(m.data);
+    }
+}
+
+/// How a run executes: which instruction set, and whether one image's layers share the cores.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx {
+    pub isa: Isa,
+    pub parallel: bool,
+}
+
+/// The activation after a convolution (or after a residual add).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Act {
+    None,
+    Relu,
+    Relu6,
+    HardSwish,
+}
+
+impl Act {
+    #[inline(always)]
+    fn apply(self, v: f32) -> f32 {
+        match self {
+            Act::None => v,
+            Act::Relu => v.max(0.0),
+            Act::Relu6 => v.max(0.0).min(6.0),
+            Act::HardSwish => v * (v * (1.0 / 6.0) + 0.5).max(0.0).min(1.0),
+        }
+    }
+}
+
+/// Padding of a convolution or pool: fixed, or TensorFlow's "SAME" (computed from the input
+/// size, the extra row and column at the bottom and right), as Burn's `PaddingConfig2d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pad {
+    Same,
+    Fixed { top: usize, left: usize, bottom: usize, right: usize },
+}
+
+impl Pad {
+    /// `(before, after)` along one axis of `size` for a window `k` with `stride`.
+    fn pair(self, size: usize, k: usize, stride: usize, vertical: bool) -> (usize, usize) {
+        match self {
+            Pad::Same => {
+                let out = size.div_ceil(stride);
+                let total = ((out.max(1) - 1) * stride + k).saturating_sub(size);
+                (total / 2, total - total / 2)
+            }
+            Pad::Fixed { top, left, bottom, right } => {
+                if vertical {
+                    (top, bottom)
+                } else {
+                    (left, right)
+                }
+            }
+        }
+    }
+
+    /// Output side and the padding before, for an input side.
+    fn out(self, size: usize, k: usize, stride: usize, vertical: bool) -> (usize, usize) {
+        let (a, b) = self.pair(size, k, stride, vertical);
+        ((size + a + b).saturating_sub(k) / stride + 1, a)
+    }
+}
+
+/// A convolution with its norm folded in. Weights: dense `[k, k, cin, cout]` (the GEMM's
+/// `K x N` right-hand side), depthwise `[k, k, c]`.
+#[derive(Debug, Clone)]
+pub struct Conv {
+    pub cin: usize,
+    pub cout: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub pad: Pad,
+    pub depthwise: bool,
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+/// Output pixels per GEMM block: the block's output (and patches) stay in L2, and a batch of
+/// one still gives each core a block.
+fn block_rows(pixels: usize, width: usize, parallel: bool) -> usize {
+    let mut rows = (32 * 1024 / width.max(1)).clamp(16, 4096);
+    if parallel {
+        rows = rows.min(pixels.div_ceil(threads()).max(16));
+    }
+    rows
+}
+
+fn threads() -> usize {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        rayon::current_num_threads()
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        1
+    }
+}
+
+/// Runs `f(i, chunk)` on each `len`-long chunk of `out`, on every core when `parallel`.
+fn for_chunks(out: &mut [f32], len: usize, parallel: bool, f: impl Fn(usize, &mut [f32]) + Sync) {
+    #[cfg(not(target_arch = "wasm32"))]
+    if parallel {
+        use rayon::prelude::*;
+        out.par_chunks_mut(len).enumerate().for_each(|(i, c)| f(i, c));
+        return;
+    }
+    let _ = parallel;
+    out.chunks_mut(len).enumerate().for_each(|(i, c)| f(i, c));
+}
+
+thread_local! {
+    /// Each thread's im2col buffer (taken out while in use, so a nested task gets its own).
+    static PATCHES: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+}
+
+#[inline(always)]
+fn epilogue_impl(out: &mut [f32], bias: &[f32], residual: &[f32], act: Act) {
+    let c = bias.len();
+    if residual.is_empty() {
+        for px in out.chunks_exact_mut(c) {
+            for (o, b) in px.iter_mut().zip(bias) {
+                *o = act.apply(*o + b);
+            }
+        }
+    } else {
+        for (px, r) in out.chunks_exact_mut(c).zip(residual.chunks_exact(c)) {
+            for ((o, b), r) in px.iter_mut().zip(bias).zip(r) {
+                *o = act.apply(*o + b + r);
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// `out = act(out + bias + residual)` over pixels of `bias.len()` channels (`residual`
+    /// empty: none).
+    fn epilogue(out: &mut [f32], bias: &[f32], residual: &[f32], act: Act) = epilogue_impl;
+}
+
+/// `dst[m, n] = lhs[m, k] * rhs[k, n]`, all row-major and contiguous, on one core.
+fn matmul(m: usize, n: usize, k: usize, dst: &mut [f32], lhs: &[f32], rhs: &[f32]) {
+    debug_assert!(dst.len() >= m * n && lhs.len() >= m * k && rhs.len() >= k * n);
+    // SAFETY: the slices hold at least the `m x n`, `m x k` and `k x n` elements the strides
+    // address, and `dst` does not alias the inputs (it is a `&mut`).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            lhs.as_ptr(),
+            1,
+            k as isize,
+            rhs.as_ptr(),
+            1,
+            n as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// Copies the `k x k` patches of output pixels `first..first + rows` into `patches`
+/// (`[rows, k * k * c]`, zeros where the window leaves the map).
+#[allow(clippy::too_many_arguments)]
+fn im2col(
+    x: &Map,
+    conv: &Conv,
+    ow: usize,
+    pt: usize,
+    pl: usize,
+    first: usize,
+    rows: usize,
+    patches: &mut [f32],
+) {
+    let (k, c, s) = (conv.k, x.c, conv.stride);
+    let kk = k * k * c;
+    for r in 0..rows {
+        let (oy, ox) = ((first + r) / ow, (first + r) % ow);
+        let row = &mut patches[r * kk..(r + 1) * kk];
+        for ky in 0..k {
+            let iy = (oy * s + ky) as isize - pt as isize;
+            for kx in 0..k {
+                let ix = (ox * s + kx) as isize - pl as isize;
+                let dst = &mut row[(ky * k + kx) * c..(ky * k + kx + 1) * c];
+                if iy < 0 || ix < 0 || iy >= x.h as isize || ix >= x.w as isize {
+                    dst.fill(0.0);
+                } else {
+                    let at = (iy as usize * x.w + ix as usize) * c;
+                    dst.copy_from_slice(&x.data[at..at + c]);
+                }
+            }
+        }
+    }
+}
+
+/// A dense (groups 1) convolution; `residual` (same shape as the output) is added before
+/// `act`.
+pub fn conv_dense(
+    x: &Map,
+    conv: &Conv,
+    act: Act,
+    residual: Option<&Map>,
+    ctx: Ctx,
+    scratch: &mut Scratch,
+) -> Map {
+    let (oh, pt) = conv.pad.out(x.h, conv.k, conv.stride, true);
+    let (ow, pl) = conv.pad.out(x.w, conv.k, conv.stride, false);
+    let mut out = scratch.map(oh, ow, conv.cout);
+    let (n, kk) = (conv.cout, conv.k * conv.k * conv.cin);
+    let pixels = oh * ow;
+    let direct = conv.k == 1 && conv.stride == 1 && pt == 0 && pl == 0;
+    let rows = block_rows(pixels, n.max(if direct { 0 } else { kk }), ctx.parallel);
+    for_chunks(&mut out.data, rows * n, ctx.parallel, |i, block| {
+        let first = i * rows;
+        let m = block.len() / n;
+        if direct {
+            matmul(m, n, kk, block, &x.data[first * kk..(first + m) * kk], &conv.weight);
+        } else {
+            let mut patches = PATCHES.with(Cell::take);
+            patches.resize(m * kk, 0.0);
+            im2col(x, conv, ow, pt, pl, first, m, &mut patches);
+            matmul(m, n, kk, block, &patches[..m * kk], &conv.weight);
+            PATCHES.with(|p| p.set(patches));
+        }
+        let res = residual.map_or(&[][..], |r| &r.data[first * n..(first + m) * n]);
+        epilogue(ctx.isa, block, &conv.bias, res, act);
+    });
+    out
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn depthwise_rows_impl(
+    x: &Map,
+    conv: &Conv,
+    act: Act,
+    ow: usize,
+    pt: usize,
+    pl: usize,
+    first_row: usize,
+    out: &mut [f32],
+) {
+    let (k, c, s) = (conv.k, x.c, conv.stride);
+    for (r, orow) in out.chunks_exact_mut(ow * c).enumerate() {
+        let oy = first_row + r;
+        for ox in 0..ow {
+            let o = &mut orow[ox * c..(ox + 1) * c];
+            o.copy_from_slice(&conv.bias);
+            for ky in 0..k {
+                let iy = (oy * s + ky) as isize - pt as isize;
+                if iy < 0 || iy >= x.h as isize {
+                    continue;
+                }
+                let xrow = &x.data[iy as usize * x.w * c..(iy as usize + 1) * x.w * c];
+                for kx in 0..k {
+                    let ix = (ox * s + kx) as isize - pl as isize;
+                    if ix < 0 || ix >= x.w as isize {
+                        continue;
+                    }
+                    let xp = &xrow[ix as usize * c..(ix as usize + 1) * c];
+                    let wp = &conv.weight[(ky * k + kx) * c..(ky * k + kx + 1) * c];
+                    for ((o, a), w) in o.iter_mut().zip(xp).zip(wp) {
+                        *o += a * w;
+                    }
+                }
+            }
+            for v in o.iter_mut() {
+                *v = act.apply(*v);
+            }
+        }
+    }
+}
+
+multiversion! {
+    fn depthwise_rows(
+        x: &Map,
+        conv: &Conv,
+        act: Act,
+        ow: usize,
+        pt: usize,
+        pl: usize,
+        first_row: usize,
+        out: &mut [f32],
+    ) = depthwise_rows_impl;
+}
+
+/// A depthwise convolution (groups = channels) with its activation.
+pub fn conv_depthwise(x: &Map, conv: &Conv, act: Act, ctx: Ctx, scratch: &mut Scratch) -> Map {
+    let (oh, pt) = conv.pad.out(x.h, conv.k, conv.stride, true);
+    let (ow, pl) = conv.pad.out(x.w, conv.k, conv.stride, false);
+    let mut out = scratch.map(oh, ow, conv.cout);
+    let row = ow * conv.cout;
+    let rows = if ctx.parallel { oh.div_ceil(threads() * 2).max(1) } else { oh };
+    for_chunks(&mut out.data, rows * row, ctx.parallel, |i, chunk| {
+        depthwise_rows(ctx.isa, x, conv, act, ow, pt, pl, i * rows, chunk);
+    });
+    out
+}
+
+/// Max pooling (padding never wins: only pixels inside the map are compared).
+pub fn max_pool(x: &Map, k: usize, stride: usize, pad: Pad, scratch: &mut Scratch) -> Map {
+    let (oh, pt) = pad.out(x.h, k, stride, true);
+    let (ow, pl) = pad.out(x.w, k, stride, false);
+    let c = x.c;
+    let mut out = scratch.map(oh, ow, c);
+    for oy in 0..oh {
+        for ox in 0..ow {
+            let o = &mut out.data[(oy * ow + ox) * c..(oy * ow + ox + 1) * c];
+            o.fill(f32::NEG_INFINITY);
+            for ky in 0..k {
+                let iy = (oy * stride + ky) as isize - pt as isize;
+                for kx in 0..k {
+                    let ix = (ox * stride + kx) as isize - pl as isize;
+                    if iy < 0 || ix < 0 || iy >= x.h as isize || ix >= x.w as isize {
+                        continue;
+                    }
+                    let at = (iy as usize * x.w + ix as usize) * c;
+                    for (o, v) in o.iter_mut().zip(&x.data[at..at + c]) {
+                        *o = o.max(*v);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The mean of every channel over the map's pixels.
+pub fn global_avg_pool(x: &Map, out: &mut [f32]) {
+    out.fill(0.0);
+    for px in x.data.chunks_exact(x.c) {
+        for (o, v) in out.iter_mut().zip(px) {
+            *o += v;
+        }
+    }
+    let n = (x.h * x.w) as f32;
+    for o in out.iter_mut() {
+        *o /= n;
+    }
+}
+
+/// A fully connected layer: `weight` is `[input, output]` (Burn's layout), `y = x W + b`.
+#[derive(Debug, Clone)]
+pub struct Dense {
+    pub input: usize,
+    pub output: usize,
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+impl Dense {
+    /// `out = act(x W + b)` for one row.
+    pub fn forward(&self, x: &[f32], act: Act, out: &mut [f32]) {
+        out.copy_from_slice(&self.bias);
+        for (xi, row) in x.iter().zip(self.weight.chunks_exact(self.output)) {
+            for (o, w) in out.iter_mut().zip(row) {
+                *o += xi * w;
+            }
+        }
+        for o in out.iter_mut() {
+            *o = act.apply(*o);
+        }
+    }
+}
+
+/// Squeeze-excite: each channel scaled by `hard_sigmoid(fc2(relu(fc1(mean))))`.
+pub fn squeeze_excite(x: &Map, fc1: &Dense, fc2: &Dense, scratch: &mut Scratch) -> Map {
+    let mut pooled = vec![0.0; x.c];
+    global_avg_pool(x, &mut pooled);
+    let mut hidden = vec![0.0; fc1.output];
+    fc1.forward(&pooled, Act::Relu, &mut hidden);
+    let mut scale = vec![0.0; fc2.output];
+    fc2.forward(&hidden, Act::None, &mut scale);
+    for s in scale.iter_mut() {
+        *s = (*s * (1.0 / 6.0) + 0.5).clamp(0.0, 1.0);
+    }
+    let mut out = scratch.map(x.h, x.w, x.c);
+    for (o, px) in out.data.chunks_exact_mut(x.c).zip(x.data.chunks_exact(x.c)) {
+        for ((o, v), s) in o.iter_mut().zip(px).zip(&scale) {
+            *o = v * s;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// TensorFlow's "SAME" puts the odd row after; fixed padding is what it says.
+    #[test]
+    fn padding_gives_the_output_side_and_the_padding_before() {
+        // 224 by a 3x3 stride-2 window: 112 out, padding 0 before and 1 after.
+        assert_eq!(Pad::Same.out(224, 3, 2, true), (112, 0));
+        // 14 by 5x5 stride 1: 14 out, 2 before.
+        assert_eq!(Pad::Same.out(14, 5, 1, false), (14, 2));
+        let p = Pad::Fixed { top: 3, left: 3, bottom: 3, right: 3 };
+        assert_eq!(p.out(224, 7, 2, true), (112, 3));
+        let none = Pad::Fixed { top: 0, left: 0, bottom: 0, right: 0 };
+        assert_eq!(none.out(7, 2, 2, true), (3, 0));
+    }
+
+    /// A buffer given back is the one taken next: no new allocation after the first image.
+    #[test]
+    fn scratch_reuses_its_buffers() {
+        let mut s = Scratch::default();
+        let a = s.map(4, 4, 8);
+        let ptr = a.data.as_ptr();
+        s.give(a);
+        let b = s.map(2, 2, 8);
+        assert_eq!(b.data.as_ptr(), ptr);
+        assert_eq!(b.data.len(), 32);
+    }
+}
