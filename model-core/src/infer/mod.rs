@@ -30,6 +30,9 @@ use crate::{AccessModel, CoreError, ModelConfig, Prediction};
 /// type also beats `none`.
 pub const DEFAULT_SUGGEST_THRESHOLD: f32 = 0.5;
 
+/// A batch's images, coordinates and one-hot sources, each flat.
+type BatchValues = (Vec<f32>, Vec<f32>, Vec<f32>);
+
 /// A model in inference mode with what its inputs need. Its encoder is in inference form
 /// (batch norms folded into their convolutions): `model` is for prediction, never for
 /// training or saving.
@@ -224,10 +227,7 @@ impl Predictor {
 
     /// The batch's values, flat: images `[n, 3, s, s]`, coordinates `[n, 2]`, sources
     /// `[n, k]`.
-    fn batch_values(
-        &self,
-        inputs: &[ModelInput],
-    ) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>), CoreError> {
+    fn batch_values(&self, inputs: &[ModelInput]) -> Result<BatchValues, CoreError> {
         let s = self.config.image_size as usize;
         let k = self.config.sources.one_hot_len();
         let n = inputs.len();

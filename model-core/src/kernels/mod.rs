@@ -332,7 +332,7 @@ mod tests {
             };
             let portable = run(Isa::Portable);
             for isa in Isa::supported() {
-                let gap = worst(&[run(isa)], &[portable.clone()]);
+                let gap = worst(&[run(isa)], std::slice::from_ref(&portable));
                 assert!(gap <= 1e-6, "{kind}: {} differs from portable by {gap}", isa.name());
             }
         }

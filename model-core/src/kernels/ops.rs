@@ -71,8 +71,8 @@ impl Act {
         match self {
             Act::None => v,
             Act::Relu => v.max(0.0),
-            Act::Relu6 => v.max(0.0).min(6.0),
-            Act::HardSwish => v * (v * (1.0 / 6.0) + 0.5).max(0.0).min(1.0),
+            Act::Relu6 => v.clamp(0.0, 6.0),
+            Act::HardSwish => v * (v * (1.0 / 6.0) + 0.5).clamp(0.0, 1.0),
         }
     }
 }
