@@ -255,12 +255,9 @@ impl RunDir {
         let Some(v) = read_json_if_present(&p)? else { return Ok(None) };
         let t: Option<f32> = serde_json::from_value(v["threshold"].clone())
             .with_context(|| format!("{}: `threshold`", p.display()))?;
-        match t {
-            Some(t) if !(0.0..=1.0).contains(&t) => {
-                bail!("{}: `threshold` {t} is not between 0 and 1", p.display())
-            }
-            t => Ok(t),
-        }
+        t.map(model_core::infer::suggest::check_threshold)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("{}: `threshold` {e}", p.display()))
     }
     /// The suggestion evaluation's suggestions, candidates, figures and plot.
     pub fn suggestions_test(&self) -> PathBuf {

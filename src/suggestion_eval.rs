@@ -28,6 +28,7 @@ use crate::osm::{OsmMap, mapped_features};
 use crate::run::RunDir;
 use crate::suggestions::{ALREADY_MAPPED_M, Suggestion, candidates_in, predict_at, select};
 use crate::tiles::Politeness;
+use model_core::infer::suggest::passes;
 
 /// Suggestions match true features within this radius (the "already mapped" radius).
 pub const MATCH_RADIUS_M: f64 = ALREADY_MAPPED_M;
@@ -227,7 +228,7 @@ pub fn evaluate_suggestions(
 
     std::fs::create_dir_all(run.errors())?;
     let kept: Vec<&Suggestion> =
-        eligible.iter().filter(|s| s.prediction.confidence >= threshold).collect();
+        eligible.iter().filter(|s| passes(s.prediction.confidence, threshold)).collect();
     let kept_s: Vec<Suggested> = kept.iter().map(|s| suggested(s)).collect();
     let matched = match_suggestions(&kept_s, &truth, MATCH_RADIUS_M);
     let mut w = csv::Writer::from_writer(Vec::new());

@@ -7,18 +7,17 @@ use std::collections::BTreeSet;
 
 use anyhow::{Result, bail};
 use model_core::Prediction;
-use model_core::data::candidates::{Candidate, MappedFeature, candidates, nearest_mapped};
+use model_core::data::candidates::{Candidate, MappedFeature, candidates};
 use model_core::data::tile::{BBox, TileId, Window};
 use model_core::infer::Predictor;
 use model_core::infer::bundle::TileSourceSpec;
+use model_core::infer::suggest::{Verdict, judge, most_confident_first};
 
 use crate::osm::{OsmMap, geometry_in};
 use crate::render::style;
 use crate::tiles::{TileSource, fetch_all};
 
-pub use model_core::data::candidates::ALREADY_MAPPED_M;
-/// The largest area, km².
-pub const MAX_AREA_KM2: f64 = 25.0;
+pub use model_core::infer::suggest::{ALREADY_MAPPED_M, MAX_AREA_KM2};
 
 /// One suggestion.
 #[derive(Debug, Clone)]
@@ -112,10 +111,10 @@ pub fn predict_at(
     Ok(out)
 }
 
-/// The suggestions among scored candidates: each names its most probable feature type
-/// ([`Prediction::top_feature`]), kept when that type's probability reaches `threshold` (from
-/// 0.5 up it then beats `none`) and no mapped feature of the type lies within
-/// [`ALREADY_MAPPED_M`]; most confident first. Also how many were skipped as already mapped.
+/// The suggestions among scored candidates, by model-core's one rule
+/// ([`model_core::infer::suggest::judge`]: the top feature type at `threshold`, nothing of
+/// that type mapped within [`ALREADY_MAPPED_M`]), most confident first; also how many were
+/// skipped as already mapped.
 pub fn select(
     scored: Vec<Suggestion>,
     mapped: &[MappedFeature],
@@ -123,29 +122,18 @@ pub fn select(
 ) -> (Vec<Suggestion>, usize) {
     let (mut suggestions, mut already_mapped) = (Vec::new(), 0);
     for mut g in scored {
-        let Some((label, p)) = g.prediction.top_feature().map(|(l, p)| (l.to_string(), p)) else {
-            continue;
-        };
-        if p < threshold {
-            continue;
+        match judge(&g.prediction, g.candidate.lat, g.candidate.lon, mapped, threshold) {
+            Verdict::Suggest { label, confidence } => {
+                g.prediction.label = label;
+                g.prediction.confidence = confidence;
+                suggestions.push(g);
+            }
+            Verdict::AlreadyMapped => already_mapped += 1,
+            Verdict::Unsure => {}
         }
-        let c = &g.candidate;
-        if nearest_mapped(mapped, &label, c.lat, c.lon, ALREADY_MAPPED_M).is_some() {
-            already_mapped += 1;
-            continue;
-        }
-        g.prediction.label = label;
-        g.prediction.confidence = p;
-        suggestions.push(g);
     }
-    suggestions.sort_by(|a, b| {
-        b.prediction.confidence.total_cmp(&a.prediction.confidence).then(
-            a.candidate
-                .lat
-                .total_cmp(&b.candidate.lat)
-                .then(a.candidate.lon.total_cmp(&b.candidate.lon)),
-        )
-    });
+    let key = |g: &Suggestion| (g.prediction.confidence, g.candidate.lat, g.candidate.lon);
+    suggestions.sort_by(|a, b| most_confident_first(key(a), key(b)));
     (suggestions, already_mapped)
 }
 

@@ -67,7 +67,7 @@ impl Default for ApiConfig {
             predict_timeout: Duration::from_secs(30),
             max_concurrent: 64,
             max_batch: 1,
-            max_area_km2: 25.0,
+            max_area_km2: crate::suggestions::MAX_AREA_KM2,
         }
     }
 }
@@ -286,13 +286,11 @@ async fn suggest(
     let threshold = match q.threshold.as_deref() {
         None => None,
         Some(t) => Some(
-            t.trim().parse::<f32>().ok().filter(|t| (0.0..=1.0).contains(t)).ok_or_else(|| {
-                ApiError::bad_request(
-                    Code::BadThreshold,
-                    format!("`{t}` is not a number from 0 to 1"),
-                )
-                .field("threshold")
-            })?,
+            t.trim()
+                .parse::<f32>()
+                .map_err(|_| format!("`{t}` is not a number from 0 to 1"))
+                .and_then(model_core::infer::suggest::check_threshold)
+                .map_err(|e| ApiError::bad_request(Code::BadThreshold, e).field("threshold"))?,
         ),
     };
     suggest_context(&api)?;

@@ -170,10 +170,9 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
 }
 
 pub fn evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
-    if let Some(t) = args.threshold
-        && !(0.0..=1.0).contains(&t)
-    {
-        bail!("--threshold: {t} is not between 0 and 1");
+    if let Some(t) = args.threshold {
+        model_core::infer::suggest::check_threshold(t)
+            .map_err(|e| anyhow::anyhow!("--threshold: {e}"))?;
     }
     let device = Device::flex();
     let (run, data) = (RunDir::new(&args.model), DataDir::new(&args.data));
@@ -448,10 +447,10 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
                     .with_context(|| format!("choosing the suggestions' threshold on {origin}"))?
             }
         };
-        let threshold = args
-            .threshold
-            .or(chosen.map(|p| p.threshold))
-            .unwrap_or(model_core::infer::DEFAULT_SUGGEST_THRESHOLD);
+        let threshold = model_core::infer::suggest::threshold_or_default(
+            args.threshold,
+            chosen.map(|p| p.threshold),
+        );
         let eval = evaluate_suggestions(&run, &inputs, &test_tags, threshold)
             .with_context(|| format!("the suggestion evaluation on {origin}"))?;
         Some(eval)

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use burn::tensor::Device;
 use clap::Args;
 use model_core::infer::Predictor;
@@ -43,10 +43,9 @@ pub struct SuggestArgs {
 
 pub fn run(args: SuggestArgs) -> Result<()> {
     let bbox = area(&args.bbox, MAX_AREA_KM2).map_err(|e| anyhow::anyhow!("--bbox: {e}"))?;
-    if let Some(t) = args.threshold
-        && !(0.0..=1.0).contains(&t)
-    {
-        bail!("--threshold: {t} is not between 0 and 1");
+    if let Some(t) = args.threshold {
+        model_core::infer::suggest::check_threshold(t)
+            .map_err(|e| anyhow::anyhow!("--threshold: {e}"))?;
     }
     let (manifest, weights) = read_bundle(&args.model).with_context(|| {
         format!("--model {} (a bundle, as `export` writes)", args.model.display())

@@ -255,7 +255,12 @@ impl Ctx {
     /// Suggestions at or above the threshold, not already tagged there.
     pub fn visible_suggestions(&self) -> Vec<Suggestion> {
         let t = self.scan.with(|s| s.threshold);
-        self.suggestions.with(|v| v.iter().filter(|s| s.confidence >= t).cloned().collect())
+        self.suggestions.with(|v| {
+            v.iter()
+                .filter(|s| model_core::infer::suggest::passes(s.confidence, t))
+                .cloned()
+                .collect()
+        })
     }
 
     /// Changes the tags and saves them to IndexedDB (every change goes through here).
@@ -416,9 +421,10 @@ fn start_worker(ctx: Ctx) {
                 }
                 // Scans start at the model's own threshold (the user's slider moves it).
                 ctx.scan.update(|s| {
-                    s.threshold = model
-                        .suggest_threshold
-                        .unwrap_or(model_core::infer::DEFAULT_SUGGEST_THRESHOLD)
+                    s.threshold = model_core::infer::suggest::threshold_or_default(
+                        None,
+                        model.suggest_threshold,
+                    )
                 });
                 let ready_at_ms = crate::net::now_ms();
                 ctx.model.set(ModelState::Ready {

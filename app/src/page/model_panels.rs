@@ -10,9 +10,9 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use model_core::Prediction;
-use model_core::data::candidates::ALREADY_MAPPED_M;
 use model_core::infer::bundle::{BUNDLE_CONFIG_FILE, BUNDLE_WEIGHTS_FILE};
 use model_core::infer::prior::CandidatePrior;
+use model_core::infer::suggest::{Verdict, judge};
 use wasm_bindgen::JsCast;
 
 use super::files::download;
@@ -443,23 +443,17 @@ pub fn on_scan_result(ctx: &Ctx, id: u64, lat: f64, lon: f64, p: Prediction) {
         return;
     }
     ctx.scan.update(|s| s.scanned += 1);
-    // A suggestion names the most probable feature type; the threshold decides (from 50 % up
-    // it also beats "no feature here"), as in `accessatlas suggest`.
-    let Some((label, confidence)) = p.top_feature().map(|(l, c)| (l.to_string(), c)) else {
-        return;
-    };
-    let mapped = ctx.scan.with_untracked(|s| {
-        model_core::data::candidates::nearest_mapped(&s.mapped, &label, lat, lon, ALREADY_MAPPED_M)
-            .is_some()
-    });
-    if mapped {
-        ctx.scan.update(|s| s.already_mapped += 1);
-        return;
+    // model-core's one rule, as `accessatlas suggest` applies it; at threshold 0 here, since
+    // the mapper's slider filters what is shown (`Ctx::visible_suggestions`).
+    let verdict = ctx.scan.with_untracked(|s| judge(&p, lat, lon, &s.mapped, 0.0));
+    match verdict {
+        Verdict::Suggest { label, confidence } => ctx.suggestions.update(|v| {
+            let key = v.len() as u64 + 1;
+            v.push(Suggestion { key, lat, lon, label, confidence });
+        }),
+        Verdict::AlreadyMapped => ctx.scan.update(|s| s.already_mapped += 1),
+        Verdict::Unsure => {}
     }
-    ctx.suggestions.update(|v| {
-        let key = v.len() as u64 + 1;
-        v.push(Suggestion { key, lat, lon, label, confidence });
-    });
 }
 
 pub fn on_scan_done(ctx: &Ctx, id: u64, failed: usize) {

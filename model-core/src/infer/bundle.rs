@@ -179,12 +179,9 @@ impl BundleManifest {
                 "candidate_prior_by_kind without candidate_prior".into(),
             ));
         }
-        if let Some(t) = m.suggest_threshold
-            && !(0.0..=1.0).contains(&t)
-        {
-            return Err(CoreError::ConfigMismatch(format!(
-                "suggest_threshold: {t} is not between 0 and 1"
-            )));
+        if let Some(t) = m.suggest_threshold {
+            crate::infer::suggest::check_threshold(t)
+                .map_err(|e| CoreError::ConfigMismatch(format!("suggest_threshold: {e}")))?;
         }
         if let Some(p) = m.candidate_prior() {
             p.check(m.config.num_classes())

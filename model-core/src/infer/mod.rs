@@ -9,6 +9,7 @@ pub mod bundle;
 pub mod calibration;
 pub mod prediction;
 pub mod prior;
+pub mod suggest;
 
 use std::sync::Arc;
 
@@ -26,9 +27,7 @@ use crate::model::Op;
 use crate::model::persist::model_from_bytes;
 use crate::{AccessModel, CoreError, ModelConfig, Prediction};
 
-/// The suggestions' threshold for a bundle that has not chosen one: from 0.5 up, a suggested
-/// type also beats `none`.
-pub const DEFAULT_SUGGEST_THRESHOLD: f32 = 0.5;
+pub use suggest::DEFAULT_SUGGEST_THRESHOLD;
 
 /// A batch's images, coordinates and one-hot sources, each flat.
 type BatchValues = (Vec<f32>, Vec<f32>, Vec<f32>);
@@ -126,7 +125,7 @@ impl Predictor {
     /// The threshold a suggestion's confidence must reach unless the user sets one: the
     /// bundle's chosen one, else [`DEFAULT_SUGGEST_THRESHOLD`].
     pub fn default_threshold(&self) -> f32 {
-        self.suggest_threshold.unwrap_or(DEFAULT_SUGGEST_THRESHOLD)
+        suggest::threshold_or_default(None, self.suggest_threshold)
     }
 
     /// The device the model runs on.

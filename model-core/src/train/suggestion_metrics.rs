@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::candidates::{Candidate, MappedFeature};
 use crate::data::tile::distance_m;
 use crate::infer::prior::{CandidatePrior, KindPrior};
+use crate::infer::suggest::passes;
 
 /// A suggestion as the evaluation reads it: where, which type, how sure.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,7 +120,7 @@ impl SuggestionEval {
         radius_m: f64,
     ) -> Self {
         let kept: Vec<Suggested> =
-            eligible.iter().filter(|s| s.confidence >= threshold).cloned().collect();
+            eligible.iter().filter(|s| passes(s.confidence, threshold)).cloned().collect();
         let matched = match_suggestions(&kept, truth, radius_m);
         let near = |t: &MappedFeature| candidates.iter().any(|c| within(c.0, c.1, t, radius_m));
         let covered: Vec<bool> = truth.iter().map(near).collect();
@@ -205,7 +206,7 @@ pub fn lift_interval(
     seed: u64,
 ) -> Option<LiftInterval> {
     let kept: Vec<Suggested> =
-        eligible.iter().filter(|s| s.confidence >= threshold).cloned().collect();
+        eligible.iter().filter(|s| passes(s.confidence, threshold)).cloned().collect();
     let matched = match_suggestions(&kept, truth, radius_m);
     // Per cell: suggested, matched, candidates, candidates near a true feature.
     let mut counts: BTreeMap<(u32, u32), [usize; 4]> = BTreeMap::new();
