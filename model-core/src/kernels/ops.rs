@@ -286,6 +286,41 @@ pub fn conv_dense(
     out
 }
 
+/// One output pixel's channels `first..first + CB` of a depthwise convolution: the
+/// accumulators stay in registers over all the taps inside the map (`ys` x `xs`, relative to
+/// the window's corner `iy0`, `ix0`).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn depthwise_block<const CB: usize>(
+    x: &Map,
+    conv: &Conv,
+    act: Act,
+    (iy0, ix0): (isize, isize),
+    (ys, xs): (std::ops::Range<usize>, std::ops::Range<usize>),
+    first: usize,
+    o: &mut [f32],
+) {
+    let (k, c) = (conv.k, x.c);
+    let mut acc = [0f32; CB];
+    acc.copy_from_slice(&conv.bias[first..first + CB]);
+    for ky in ys {
+        let iy = (iy0 + ky as isize) as usize;
+        for kx in xs.clone() {
+            let ix = (ix0 + kx as isize) as usize;
+            let at = (iy * x.w + ix) * c + first;
+            let xp: &[f32; CB] = x.data[at..at + CB].try_into().expect("CB channels");
+            let wt = (ky * k + kx) * c + first;
+            let wp: &[f32; CB] = conv.weight[wt..wt + CB].try_into().expect("CB weights");
+            for j in 0..CB {
+                acc[j] += xp[j] * wp[j];
+            }
+        }
+    }
+    for (o, a) in o[first..first + CB].iter_mut().zip(acc) {
+        *o = act.apply(a);
+    }
+}
+
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn depthwise_rows_impl(
@@ -299,31 +334,31 @@ fn depthwise_rows_impl(
     out: &mut [f32],
 ) {
     let (k, c, s) = (conv.k, x.c, conv.stride);
+    // The taps of a window starting at `start` (may be negative) that fall inside `0..size`.
+    let inside = |start: isize, size: usize| {
+        (-start).max(0) as usize..(size as isize - start).clamp(0, k as isize) as usize
+    };
     for (r, orow) in out.chunks_exact_mut(ow * c).enumerate() {
-        let oy = first_row + r;
+        let iy0 = ((first_row + r) * s) as isize - pt as isize;
+        let ys = inside(iy0, x.h);
         for ox in 0..ow {
+            let ix0 = (ox * s) as isize - pl as isize;
+            let xs = inside(ix0, x.w);
             let o = &mut orow[ox * c..(ox + 1) * c];
-            o.copy_from_slice(&conv.bias);
-            for ky in 0..k {
-                let iy = (oy * s + ky) as isize - pt as isize;
-                if iy < 0 || iy >= x.h as isize {
-                    continue;
-                }
-                let xrow = &x.data[iy as usize * x.w * c..(iy as usize + 1) * x.w * c];
-                for kx in 0..k {
-                    let ix = (ox * s + kx) as isize - pl as isize;
-                    if ix < 0 || ix >= x.w as isize {
-                        continue;
-                    }
-                    let xp = &xrow[ix as usize * c..(ix as usize + 1) * c];
-                    let wp = &conv.weight[(ky * k + kx) * c..(ky * k + kx + 1) * c];
-                    for ((o, a), w) in o.iter_mut().zip(xp).zip(wp) {
-                        *o += a * w;
-                    }
-                }
+            let corner = (iy0, ix0);
+            let taps = (ys.clone(), xs.clone());
+            let mut first = 0;
+            while first + 32 <= c {
+                depthwise_block::<32>(x, conv, act, corner, taps.clone(), first, o);
+                first += 32;
             }
-            for v in o.iter_mut() {
-                *v = act.apply(*v);
+            while first + 8 <= c {
+                depthwise_block::<8>(x, conv, act, corner, taps.clone(), first, o);
+                first += 8;
+            }
+            while first < c {
+                depthwise_block::<1>(x, conv, act, corner, taps.clone(), first, o);
+                first += 1;
             }
         }
     }
