@@ -79,7 +79,7 @@ fn the_kernels_in_wasm_give_the_native_probabilities() {
     let weights = include_bytes!("../../assets/model/weights.bpk");
     let p = Predictor::from_bundle(&manifest, weights, &Device::flex()).unwrap();
     assert!(p.kernels().is_some(), "the page's CPU predictor runs the kernels");
-    let inputs = model_core::kernels::parity_inputs(&p);
+    let inputs = model_core::infer::parity_inputs(&p);
     let got: Vec<Vec<f32>> = p
         .predict_batch(&inputs)
         .unwrap()

@@ -7,7 +7,7 @@
 use burn::tensor::Device;
 use model_core::infer::Predictor;
 use model_core::infer::bundle::BundleManifest;
-use model_core::kernels::parity_inputs;
+use model_core::infer::parity_inputs;
 
 const FIXTURE: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/kernels_probabilities.json");

@@ -292,6 +292,26 @@ impl Predictor {
     }
 }
 
+/// Three inputs made the same way on every platform (synthetic map-like images, places in
+/// and around central Helsinki, each source): what the parity tests run natively
+/// (`model-core/tests/kernels_parity.rs`) and in the browser (`app/tests/web.rs`) against one
+/// fixture of probabilities.
+pub fn parity_inputs(p: &Predictor) -> Vec<ModelInput> {
+    let s = p.config.image_size;
+    let sources = ["osm", "user", "unknown"];
+    (0..3u32)
+        .map(|i| {
+            let img = image::RgbImage::from_fn(s, s, |x, y| {
+                let road = ((x + 2 * y + 17 * i) % 61) < 9;
+                let v = if road { 250 } else { (180 + (x * 7 + y * 3 + 40 * i) % 60) as u8 };
+                image::Rgb([v, v.saturating_sub((i * 20) as u8), 200 - (y % 50) as u8])
+            });
+            let (lat, lon) = (60.165 + f64::from(i) * 0.004, 24.93 + f64::from(i) * 0.01);
+            p.input(&img, lat, lon, sources[i as usize]).expect("a valid input")
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
