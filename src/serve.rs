@@ -5,7 +5,9 @@
 //! - `/tiles/{z}/{x}/{y}.png`: a 256x256 tile from [`crate::render::Renderer`] (same code as
 //!   `collect --tiles render`), cached in memory, or from a pre-rendered MBTiles file
 //!   (`serve --tiles`, [`ServedTiles`]); CORS-open, `X-AccessAtlas-Style` names the style
-//!   version;
+//!   version; at most [`TileLimits::renders`] at once, and a request that waits longer than
+//!   [`TileLimits::wait`] for its turn gets 503 with `Retry-After` (a flood of new tiles
+//!   meets bounded CPU and memory, and an answer rather than a stall);
 //! - `/tiles/style`: the style version and zoom range as JSON;
 //! - `/model/...`: the model bundle directory (`model.json`, `weights.bpk`);
 //! - `/api/...`: the prediction API ([`crate::api`]), when enabled;
@@ -33,6 +35,30 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::tiles::ServedTiles;
 
+/// How many tiles the server draws or reads at once, and how long a request waits for its
+/// turn before a 503.
+#[derive(Debug, Clone, Copy)]
+pub struct TileLimits {
+    pub renders: usize,
+    pub wait: std::time::Duration,
+}
+
+impl Default for TileLimits {
+    /// One per core; two seconds.
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self { renders: cores, wait: std::time::Duration::from_secs(2) }
+    }
+}
+
+/// The tiles' route's state: the tiles and their turns.
+#[derive(Clone)]
+struct TileState {
+    tiles: Arc<dyn ServedTiles>,
+    turns: Arc<tokio::sync::Semaphore>,
+    wait: std::time::Duration,
+}
+
 /// What the server serves.
 pub struct ServeConfig {
     /// The built app (`trunk build` output); `None` serves the API, model and tiles only.
@@ -42,16 +68,22 @@ pub struct ServeConfig {
     pub tiles: Arc<dyn ServedTiles>,
     /// The prediction API under `/api/`.
     pub api: Option<Arc<crate::api::Api>>,
+    pub tile_limits: TileLimits,
 }
 
 /// The whole application router.
 pub fn router(cfg: ServeConfig) -> Router {
     // The rendered tiles' route is the bundle's tile-source rule (model-core), as the page
     // asks it: `{RENDERED_TILES_PATH}/{z}/{x}/{y}.png`.
+    let state = TileState {
+        tiles: cfg.tiles,
+        turns: Arc::new(tokio::sync::Semaphore::new(cfg.tile_limits.renders.max(1))),
+        wait: cfg.tile_limits.wait,
+    };
     let tiles = Router::new()
         .route(&format!("/{RENDERED_TILES_PATH}/style"), get(style_info))
         .route(&format!("/{RENDERED_TILES_PATH}/{{z}}/{{x}}/{{file}}"), get(tile))
-        .with_state(cfg.tiles);
+        .with_state(state);
     let model = ServeDir::new(&cfg.model);
     let mut app = tiles.nest_service("/model", model);
     app = match cfg.dist {
@@ -75,7 +107,8 @@ pub fn router(cfg: ServeConfig) -> Router {
         .layer(CompressionLayer::new().gzip(true))
 }
 
-async fn style_info(State(tiles): State<Arc<dyn ServedTiles>>) -> impl IntoResponse {
+async fn style_info(State(state): State<TileState>) -> impl IntoResponse {
+    let tiles = state.tiles;
     let (min_zoom, max_zoom) = tiles.zooms();
     (
         [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")],
@@ -88,13 +121,23 @@ async fn style_info(State(tiles): State<Arc<dyn ServedTiles>>) -> impl IntoRespo
 }
 
 async fn tile(
-    State(tiles): State<Arc<dyn ServedTiles>>,
+    State(state): State<TileState>,
     UrlPath((z, x, file)): UrlPath<(u8, u32, String)>,
 ) -> Response {
     let Some(y) = file.strip_suffix(".png").and_then(|s| s.parse::<u32>().ok()) else {
         return (StatusCode::NOT_FOUND, "tile paths end in {y}.png").into_response();
     };
     let t = TileId { z, x, y };
+    let Ok(Ok(_turn)) = tokio::time::timeout(state.wait, state.turns.clone().acquire_owned()).await
+    else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            "the server is drawing as many tiles as it can; retry shortly",
+        )
+            .into_response();
+    };
+    let tiles = state.tiles;
     let style =
         HeaderValue::from_str(&tiles.style()).unwrap_or(HeaderValue::from_static("unknown"));
     match tokio::task::spawn_blocking(move || tiles.png(t)).await {

@@ -12,7 +12,7 @@ use accessatlas::api::{Api, ApiConfig};
 use accessatlas::osm::OsmMap;
 use accessatlas::osm::{BUNDLED_OSM, BUNDLED_OSM_NAME};
 use accessatlas::render::Renderer;
-use accessatlas::serve::{ServeConfig, serve};
+use accessatlas::serve::{ServeConfig, TileLimits, serve};
 use accessatlas::tiles::rendered::TileRenderer;
 use base64::Engine;
 use burn::tensor::Device;
@@ -33,7 +33,13 @@ fn start(cfg: ApiConfig) -> String {
     let map = OsmMap::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME).unwrap();
     let tiles = Arc::new(TileRenderer::new(map));
     let api = Arc::new(Api::serving(&bundle(), Some(tiles.clone()), cfg).unwrap());
-    let cfg = ServeConfig { dist: None, model: bundle(), tiles, api: Some(api) };
+    let cfg = ServeConfig {
+        dist: None,
+        model: bundle(),
+        tiles,
+        api: Some(api),
+        tile_limits: TileLimits::default(),
+    };
     let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();

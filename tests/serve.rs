@@ -1,12 +1,15 @@
 //! `accessatlas serve`'s router on a real socket: rendered tiles equal the renderer's output,
-//! the model bundle and the app are served with the right types, compression and caching.
+//! the model bundle and the app are served with the right types, compression and caching; a
+//! flood of new tiles gets 503s, not a stall.
 
 use std::io::{Read, Write};
+use std::time::{Duration, Instant};
 
 use accessatlas::osm::OsmMap;
 use accessatlas::osm::{BUNDLED_OSM, BUNDLED_OSM_NAME};
 use accessatlas::render::Renderer;
-use common::browser::start_app;
+use accessatlas::serve::TileLimits;
+use common::browser::{start_app, start_app_with};
 use common::tmp;
 use model_core::data::tile::lat_lon_to_tile;
 
@@ -107,4 +110,39 @@ fn serves_tiles_model_and_app() {
             .to_ascii_lowercase();
     assert!(head.contains("content-encoding: gzip"), "{head}");
     drop(dist);
+}
+
+/// 64 distinct zoom-19 tiles at once against a server that draws one at a time and lets a
+/// request wait 100 ms for its turn: every request is answered, with its tile or with 503 and
+/// `Retry-After`, none stalls, and the server answers at once afterwards.
+#[test]
+fn a_flood_of_new_tiles_gets_503s_not_a_stall() {
+    let dist = tmp("serve-flood");
+    std::fs::write(dist.path().join("index.html"), "<!doctype html>").unwrap();
+    let limits = TileLimits { renders: 1, wait: Duration::from_millis(100) };
+    let base = start_app_with(dist.path(), limits).trim_end_matches('/').to_string();
+    let t0 = lat_lon_to_tile(60.1720, 24.9330, 19).unwrap();
+    let answers: Vec<(u16, Option<String>, Duration)> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..64u32)
+            .map(|i| {
+                let url = format!("{base}/tiles/19/{}/{}.png", t0.x + i % 8, t0.y + i / 8);
+                s.spawn(move || {
+                    let start = Instant::now();
+                    let (status, h, _) = get(&url);
+                    (status, header(&h, "retry-after").map(String::from), start.elapsed())
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let drawn = answers.iter().filter(|a| a.0 == 200).count();
+    let busy: Vec<_> = answers.iter().filter(|a| a.0 == 503).collect();
+    assert_eq!(drawn + busy.len(), 64, "a tile or a 503 each: {answers:?}");
+    assert!(drawn >= 1 && !busy.is_empty(), "{drawn} drawn, {} busy", busy.len());
+    assert!(busy.iter().all(|a| a.1.as_deref() == Some("1")), "Retry-After: {busy:?}");
+    let slowest = answers.iter().map(|a| a.2).max().unwrap();
+    assert!(slowest < Duration::from_secs(60), "a request stalled for {slowest:?}");
+    let start = Instant::now();
+    assert_eq!(get(&format!("{base}/tiles/style")).0, 200);
+    assert!(start.elapsed() < Duration::from_secs(10), "the server is still busy");
 }

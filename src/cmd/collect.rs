@@ -141,6 +141,7 @@ pub fn collect(args: &CollectArgs) -> Result<Summary> {
         bail!("--negatives-per-label must be a number >= 0, not {}", args.negatives_per_label);
     }
     let data = DataDir::new(&args.data);
+    crate::fsutil::sweep_stale_temps(data.root(), true);
     let features = LabelVocab::default();
     let rules = match &args.rules {
         Some(p) => {

@@ -11,7 +11,7 @@ use clap::Args;
 
 use crate::api::{Api, ApiConfig};
 use crate::osm::OsmMap;
-use crate::serve::{ServeConfig, serve};
+use crate::serve::{ServeConfig, TileLimits, serve};
 use crate::tiles::ServedTiles;
 use crate::tiles::mbtiles::MbTiles;
 use crate::tiles::rendered::TileRenderer;
@@ -124,7 +124,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         Some(Arc::new(api))
     };
     let has_api = api.is_some();
-    let cfg = ServeConfig { dist, model: args.model, tiles, api };
+    let cfg =
+        ServeConfig { dist, model: args.model, tiles, api, tile_limits: TileLimits::default() };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -47,6 +47,11 @@ pub struct RenderArgs {
 pub fn run(cmd: TilesCommand) -> Result<()> {
     match cmd {
         TilesCommand::Render(a) => {
+            if a.out.is_dir() {
+                crate::fsutil::sweep_stale_temps(&a.out, true);
+            } else {
+                crate::fsutil::sweep_stale_temps(&crate::fsutil::folder_of(&a.out), false);
+            }
             let n = render(&a)?;
             println!("{n} tiles written to {}", a.out.display());
             Ok(())

@@ -86,7 +86,7 @@ pub struct MbTilesWriter {
 impl MbTilesWriter {
     /// `metadata`: name/value pairs (`format` is set to `png`).
     pub fn create(path: &Path, metadata: &[(&str, String)]) -> Result<Self> {
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = &crate::fsutil::folder_of(path);
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("tiles.mbtiles");
         let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));

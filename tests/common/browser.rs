@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use accessatlas::osm::OsmMap;
 use accessatlas::osm::{BUNDLED_OSM, BUNDLED_OSM_NAME};
-use accessatlas::serve::{ServeConfig, serve};
+use accessatlas::serve::{ServeConfig, TileLimits, serve};
 use accessatlas::tiles::rendered::TileRenderer;
 use fantoccini::{Client, ClientBuilder};
 use serde_json::{Value, json};
@@ -67,14 +67,24 @@ fn tile_response(mut s: TcpStream, png: &[u8], hits: &std::sync::atomic::AtomicU
 }
 
 pub fn start_app(dist: &Path) -> String {
+    start_app_with(dist, TileLimits::default())
+}
+
+/// [`start_app`] with these limits on drawing tiles.
+pub fn start_app_with(dist: &Path, tile_limits: TileLimits) -> String {
     let map = OsmMap::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME).unwrap();
     let (model, tiles) =
         (PathBuf::from(ROOT).join("assets/model"), Arc::new(TileRenderer::new(map)));
     // The API as `accessatlas serve` runs it: "Scan this view" asks it for candidates.
     let api =
         accessatlas::api::Api::serving(&model, Some(tiles.clone()), Default::default()).unwrap();
-    let cfg =
-        ServeConfig { dist: Some(dist.to_path_buf()), model, tiles, api: Some(Arc::new(api)) };
+    let cfg = ServeConfig {
+        dist: Some(dist.to_path_buf()),
+        model,
+        tiles,
+        api: Some(Arc::new(api)),
+        tile_limits,
+    };
     let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();

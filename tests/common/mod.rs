@@ -22,3 +22,32 @@ pub fn bin() -> Command {
 pub fn tmp(name: &str) -> TempDir {
     tempfile::Builder::new().prefix(&format!("aa-{name}-")).tempdir().unwrap()
 }
+
+/// The shared cache for downloads and venvs, outside the clone (`ACCESSATLAS_CACHE`, else
+/// `~/.cache/accessatlas`), as `cargo xtask` uses it.
+pub fn cache_dir() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("ACCESSATLAS_CACHE") {
+        return p.into();
+    }
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap_or_else(|| ".".into());
+    home.join(".cache").join("accessatlas")
+}
+
+/// A tool from PyPI (`requirement`, pinned: `name==version`) in a venv of its own under the
+/// cache, installed on first use: the path of its executable `exe`. Tests only: never on the
+/// product's path.
+pub fn pypi_tool(requirement: &str, exe: &str) -> std::path::PathBuf {
+    let name = requirement.split("==").next().unwrap();
+    let venv = cache_dir().join(format!("venv-{name}"));
+    let stamp = venv.join("accessatlas-requirement");
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(requirement) {
+        let ok = |c: &mut Command| {
+            let o = c.output().unwrap_or_else(|e| panic!("{c:?}: {e}"));
+            assert!(o.status.success(), "{c:?}: {}", String::from_utf8_lossy(&o.stderr));
+        };
+        ok(Command::new("python3").args(["-m", "venv"]).arg(&venv));
+        ok(Command::new(venv.join("bin/python")).args(["-m", "pip", "install", "-q", requirement]));
+        std::fs::write(&stamp, requirement).unwrap();
+    }
+    venv.join("bin").join(exe)
+}

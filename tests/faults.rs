@@ -1,0 +1,145 @@
+//! Faults in the middle of a write: `collect` killed with SIGKILL midway, and commands that
+//! run out of disk (a 1 MB tmpfs mounted in a private mount namespace with `unshare`, so no
+//! root is needed). The previous outputs stay whole, no half-written file sits under a real
+//! name, the error names the file, and the next run says what it found and goes on.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::{bin, tmp};
+
+/// The files under `dir` (relative paths), sorted.
+fn files(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path().strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn is_temp(name: &str) -> bool {
+    Path::new(name).file_name().unwrap().to_string_lossy().starts_with('.')
+}
+
+/// `collect` on the bundled extract, killed once it has written some images: no `tags.csv`
+/// (it is written last, whole), every image there is a whole PNG, and the same command then
+/// says it swept the stopped run's temporary files, draws the images again and writes the
+/// `tags.csv` that an unbroken run writes.
+#[test]
+fn collect_killed_midway_goes_on_and_writes_what_an_unbroken_run_does() {
+    let dir = tmp("fault-collect");
+    let (whole, stopped) = (dir.path().join("whole"), dir.path().join("stopped"));
+    let collect = |data: &Path| {
+        let mut c = bin();
+        c.current_dir(env!("CARGO_MANIFEST_DIR")).arg("collect").arg("--data").arg(data);
+        c
+    };
+    let o = collect(&whole).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let mut child = collect(&stopped)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let pngs = |d: &Path| {
+        if d.exists() { files(d).iter().filter(|f| f.ends_with(".png")).count() } else { 0 }
+    };
+    while pngs(&stopped) < 20 {
+        assert!(child.try_wait().unwrap().is_none(), "collect ended before 20 images");
+        assert!(Instant::now() < deadline, "no images in 10 minutes");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!stopped.join("tags.csv").exists(), "tags.csv is written last");
+    for f in files(&stopped).iter().filter(|f| f.ends_with(".png") && !is_temp(f)) {
+        image::open(stopped.join(f)).unwrap_or_else(|e| panic!("{f} is not whole: {e}"));
+    }
+    // As if the stop had come in the middle of a write: a temporary file of a gone process.
+    let litter = stopped.join("images/.x.png.tmp4294967294");
+    std::fs::create_dir_all(litter.parent().unwrap()).unwrap();
+    std::fs::write(&litter, b"half a png").unwrap();
+
+    let o = collect(&stopped).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("half-written temporary file"), "{err}");
+    assert!(files(&stopped).iter().all(|f| !is_temp(f)), "{:?}", files(&stopped));
+    assert_eq!(
+        std::fs::read_to_string(stopped.join("tags.csv")).unwrap(),
+        std::fs::read_to_string(whole.join("tags.csv")).unwrap()
+    );
+}
+
+/// Runs `script` with `$D` a fresh 1 MB tmpfs in a private mount namespace and `$BIN` the
+/// binary; returns its standard output and error, and `$D`. The tmpfs is gone when it ends,
+/// so the script prints what the test checks.
+fn on_a_full_disk(script: &str) -> (String, String, String) {
+    let dir = tmp("fault-disk");
+    let o = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c"])
+        .arg(format!("set -u; mount -t tmpfs -o size=1m tmpfs \"$D\" || exit 97; {script}"))
+        .env("D", dir.path())
+        .env("BIN", env!("CARGO_BIN_EXE_accessatlas"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("unshare (util-linux) runs the full-disk tests");
+    assert_ne!(
+        o.status.code(),
+        Some(97),
+        "mounting the tmpfs: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let d = dir.path().display().to_string();
+    (String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into(), d)
+}
+
+/// `collect`, `tiles render` and `suggest --out` on a full disk: each fails with an error that
+/// says the disk is full and names the file, the previous output is byte for byte what it
+/// was, and no temporary file is left.
+#[test]
+fn a_full_disk_fails_clearly_and_keeps_the_previous_outputs() {
+    let cases = [
+        ("collect", "tags.csv", "\"$BIN\" collect --data \"$D\""),
+        (
+            "tiles render",
+            "t.mbtiles",
+            "\"$BIN\" tiles render --bbox 24.935,60.165,24.945,60.170 --zoom 19 --out \"$D/t.mbtiles\"",
+        ),
+        (
+            "suggest",
+            "s.csv",
+            "head -c 1040000 /dev/zero > \"$D/filler\"; \"$BIN\" suggest --bbox 24.9370,60.1685,24.9410,60.1705 --threshold 0 --out \"$D/s.csv\"",
+        ),
+    ];
+    for (what, old, run) in cases {
+        let script = format!(
+            "printf 'the previous output' > \"$D/{old}\"; {run}; echo \"rc=$?\"; \
+             echo \"old=$(cat \"$D/{old}\")\"; ls -aR \"$D\" | grep -c '\\.tmp' || true"
+        );
+        let (out, err, d) = on_a_full_disk(&script);
+        let mut lines = out.lines().rev();
+        let temps = lines.next().unwrap_or("");
+        let kept = out.lines().find(|l| l.starts_with("old=")).unwrap_or("");
+        assert!(!out.contains("rc=0"), "{what} succeeded on a full disk: {out}{err}");
+        // The OS's words, or SQLite's for the MBTiles file.
+        let full = err.contains("No space left on device") || err.contains("disk is full");
+        assert!(full && err.contains(&d), "{what}: the error names the file: {err}");
+        assert!(!err.contains("panicked"), "{what}: {err}");
+        assert_eq!(kept, "old=the previous output", "{what}: {out}");
+        assert_eq!(temps.trim(), "0", "{what} left temporary files: {out}");
+    }
+}
