@@ -3,6 +3,7 @@
 //! benchmarks and tests use them directly.
 
 pub mod api;
+pub mod cell_log;
 pub mod cmd;
 pub mod device;
 pub mod fsutil;

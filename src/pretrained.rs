@@ -29,7 +29,8 @@ pub fn default_dir() -> PathBuf {
     crate::paths::cache_dir().join("pretrained")
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+/// SHA-256 of `bytes`, hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
     let d = Sha256::digest(bytes);
     d.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -2,22 +2,37 @@
 //! candidate points from the map's geometry (model-core's `data::candidates`), the model's
 //! prediction at each from its own tile source, then the threshold, nothing already mapped (a
 //! feature of the predicted type within [`ALREADY_MAPPED_M`]), most confident first.
+//!
+//! The work goes cell by cell ([`suggest_by_cell`]: the Web Mercator tiles at a cell zoom,
+//! [`CELL_ZOOM`] by default), so a long run reports each cell as it finishes and can resume
+//! after a stop (`crate::suggest_run`); a request is the same run with nothing done yet.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Result, bail};
+use indicatif::ProgressBar;
 use model_core::Prediction;
 use model_core::data::candidates::{Candidate, MappedFeature, candidates};
-use model_core::data::tile::{BBox, TileId, Window};
+use model_core::data::tile::{BBox, TileId, Window, lat_lon_to_tile};
 use model_core::infer::Predictor;
 use model_core::infer::bundle::TileSourceSpec;
 use model_core::infer::suggest::{Verdict, judge, most_confident_first};
 
 use crate::osm::{OsmMap, geometry_in};
 use crate::render::style;
-use crate::tiles::{TileSource, fetch_all};
+use crate::tiles::{Fetched, TileSource, fetch_all, fetch_with};
 
 pub use model_core::infer::suggest::{ALREADY_MAPPED_M, MAX_AREA_KM2};
+
+/// The zoom of the cells a run goes by: a z16 tile is about 300 m across at 60°N, a few
+/// hundred to a few thousand candidates in a city centre.
+pub const CELL_ZOOM: u8 = 16;
+
+/// The largest area one `accessatlas suggest` run may cover, km²: a large city. It goes cell
+/// by cell and resumes after a stop, but holds the area's candidates in memory (a few
+/// thousand per km² in a city centre). One request (the API's, the page's) stays under
+/// [`MAX_AREA_KM2`].
+pub const MAX_RUN_AREA_KM2: f64 = 1_000.0;
 
 /// One suggestion.
 #[derive(Debug, Clone)]
@@ -48,21 +63,108 @@ pub fn suggest(
     bbox: &BBox,
     threshold: f32,
 ) -> Result<Suggested> {
-    if map.coords.values().all(|(la, lo)| !bbox.contains(la, lo)) {
-        bail!("the extract has nothing in this bbox");
+    let run = Run { predictor, spec, source, map, mapped, threshold };
+    let found = run.cells(bbox, CELL_ZOOM)?;
+    let mut cells = Vec::new();
+    run.each_cell(found, &ProgressBar::hidden(), |c| {
+        cells.push(c);
+        Ok(())
+    })?;
+    Ok(Suggested::from_cells(cells, predictor.config.labels.names().to_vec()))
+}
+
+/// A progress bar over a run's `len` candidates.
+pub fn candidate_bar(len: u64) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "suggest {bar:40} {pos}/{len} candidates {per_sec} eta {eta}",
+        )
+        .expect("valid template"),
+    );
+    bar
+}
+
+/// What one cell of a run found: its suggestions (in the order scored) and counts.
+#[derive(Debug, Clone)]
+pub struct CellResult {
+    pub cell: TileId,
+    pub candidates: usize,
+    pub already_mapped: usize,
+    pub outside_trained_area: usize,
+    pub suggestions: Vec<Suggestion>,
+}
+
+impl Suggested {
+    /// The whole run from its cells: every cell's suggestions, most confident first.
+    pub fn from_cells(cells: Vec<CellResult>, labels: Vec<String>) -> Self {
+        let mut s = Suggested {
+            suggestions: Vec::new(),
+            candidates: 0,
+            already_mapped: 0,
+            outside_trained_area: 0,
+            labels,
+        };
+        for c in cells {
+            s.candidates += c.candidates;
+            s.already_mapped += c.already_mapped;
+            s.outside_trained_area += c.outside_trained_area;
+            s.suggestions.extend(c.suggestions);
+        }
+        s.suggestions.sort_by(|a, b| most_confident_first(order_key(a), order_key(b)));
+        s
     }
-    let found = candidates_in(map, bbox);
-    let scored = predict_at(predictor, spec, source, &found)?;
-    let outside_trained_area = scored.iter().filter(|g| g.prediction.outside_trained_area).count();
-    let (suggestions, already_mapped) = select(scored, mapped, threshold);
-    let labels = predictor.config.labels.names().to_vec();
-    Ok(Suggested {
-        suggestions,
-        candidates: found.len(),
-        already_mapped,
-        outside_trained_area,
-        labels,
-    })
+}
+
+/// What a run needs: the model, its tile source, the extract and what it maps, the threshold.
+pub struct Run<'a> {
+    pub predictor: &'a Predictor,
+    pub spec: &'a TileSourceSpec,
+    pub source: &'a dyn TileSource,
+    pub map: &'a OsmMap,
+    pub mapped: &'a [MappedFeature],
+    pub threshold: f32,
+}
+
+impl Run<'_> {
+    /// The candidates of `bbox`, by the cell (tile at `cell_zoom`) each lies in, cells in order.
+    pub fn cells(&self, bbox: &BBox, cell_zoom: u8) -> Result<BTreeMap<TileId, Vec<Candidate>>> {
+        if self.map.coords.values().all(|(la, lo)| !bbox.contains(la, lo)) {
+            bail!("the extract has nothing in this bbox");
+        }
+        let mut cells: BTreeMap<TileId, Vec<Candidate>> = BTreeMap::new();
+        for c in candidates_in(self.map, bbox) {
+            cells.entry(lat_lon_to_tile(c.lat, c.lon, cell_zoom)?).or_default().push(c);
+        }
+        Ok(cells)
+    }
+
+    /// Scores `cells` one after another and hands each cell's result to `done` as it
+    /// finishes, advancing `bar` by each cell's candidates. Tiles the previous cell fetched
+    /// are reused where the windows overlap.
+    pub fn each_cell(
+        &self,
+        cells: BTreeMap<TileId, Vec<Candidate>>,
+        bar: &ProgressBar,
+        mut done: impl FnMut(CellResult) -> Result<()>,
+    ) -> Result<()> {
+        let mut tiles = Fetched::new();
+        for (cell, found) in cells {
+            let scored = predict_with(self.predictor, self.spec, self.source, &found, &mut tiles)?;
+            let outside_trained_area =
+                scored.iter().filter(|g| g.prediction.outside_trained_area).count();
+            let (suggestions, already_mapped) = select(scored, self.mapped, self.threshold);
+            bar.inc(found.len() as u64);
+            done(CellResult {
+                cell,
+                candidates: found.len(),
+                already_mapped,
+                outside_trained_area,
+                suggestions,
+            })?;
+        }
+        Ok(())
+    }
 }
 
 /// The candidates of `map` inside `bbox`.
@@ -82,14 +184,54 @@ pub fn predict_at(
     source: &dyn TileSource,
     found: &[Candidate],
 ) -> Result<Vec<Suggestion>> {
-    let windows: Vec<Window> =
-        found.iter().map(|c| predictor.window(spec, c.lat, c.lon)).collect::<Result<_, _>>()?;
-    let needed: BTreeSet<TileId> =
+    let windows = windows(predictor, spec, found)?;
+    let tiles = fetch_all(source, &needed(&windows), "tiles");
+    score(predictor, found, &windows, &tiles)
+}
+
+/// [`predict_at`], taking what tiles it can from `tiles` (the previous cell's) and leaving
+/// there the tiles of these candidates.
+fn predict_with(
+    predictor: &Predictor,
+    spec: &TileSourceSpec,
+    source: &dyn TileSource,
+    found: &[Candidate],
+    tiles: &mut Fetched,
+) -> Result<Vec<Suggestion>> {
+    let windows = windows(predictor, spec, found)?;
+    let needed = needed(&windows);
+    let missing: Vec<TileId> = needed.iter().filter(|t| !tiles.contains_key(t)).copied().collect();
+    let fetched = fetch_with(source, &missing, &ProgressBar::hidden());
+    let keep: BTreeSet<TileId> = needed.into_iter().collect();
+    tiles.retain(|t, _| keep.contains(t));
+    tiles.extend(fetched);
+    score(predictor, found, &windows, tiles)
+}
+
+fn windows(
+    predictor: &Predictor,
+    spec: &TileSourceSpec,
+    found: &[Candidate],
+) -> Result<Vec<Window>> {
+    Ok(found.iter().map(|c| predictor.window(spec, c.lat, c.lon)).collect::<Result<_, _>>()?)
+}
+
+/// The tiles `windows` cover, each once, in order.
+fn needed(windows: &[Window]) -> Vec<TileId> {
+    let set: BTreeSet<TileId> =
         windows.iter().flat_map(|w| w.placements()).map(|p| p.tile).collect();
-    let needed: Vec<TileId> = needed.into_iter().collect();
-    let tiles = fetch_all(source, &needed, "tiles");
+    set.into_iter().collect()
+}
+
+/// The predictions at `found` (their `windows`) from `tiles`, in batches of 16.
+fn score(
+    predictor: &Predictor,
+    found: &[Candidate],
+    windows: &[Window],
+    tiles: &Fetched,
+) -> Result<Vec<Suggestion>> {
     let mut out = Vec::with_capacity(found.len());
-    let pairs: Vec<(&Candidate, &Window)> = found.iter().zip(&windows).collect();
+    let pairs: Vec<(&Candidate, &Window)> = found.iter().zip(windows).collect();
     for chunk in pairs.chunks(16) {
         let mut inputs = Vec::with_capacity(chunk.len());
         for (c, w) in chunk {
@@ -132,9 +274,13 @@ pub fn select(
             Verdict::Unsure => {}
         }
     }
-    let key = |g: &Suggestion| (g.prediction.confidence, g.candidate.lat, g.candidate.lon);
-    suggestions.sort_by(|a, b| most_confident_first(key(a), key(b)));
+    suggestions.sort_by(|a, b| most_confident_first(order_key(a), order_key(b)));
     (suggestions, already_mapped)
+}
+
+/// What [`most_confident_first`] orders suggestions by.
+fn order_key(g: &Suggestion) -> (f32, f64, f64) {
+    (g.prediction.confidence, g.candidate.lat, g.candidate.lon)
 }
 
 /// Why an area is refused.

@@ -1,9 +1,12 @@
 //! `accessatlas suggest` on the bundled extract and the shipped model: every suggestion sits
 //! on a candidate from the map's geometry, none within 5 m of a mapped feature of its type,
 //! most confident first, none under the threshold; CSV and GeoJSON agree; a bad bbox is a
-//! clear error and writes nothing.
+//! clear error and writes nothing; a run killed midway goes on where it stopped.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use accessatlas::cell_log::partial_path;
 
 use accessatlas::osm::rules::Rules;
 use accessatlas::osm::{BUNDLED_OSM, BUNDLED_OSM_NAME, OsmMap, geometry_in, labelled_features};
@@ -140,4 +143,139 @@ fn bad_areas_are_clear_errors_and_write_nothing() {
         assert!(!err.contains("panicked"), "{err}");
         assert!(!out.exists(), "{bbox}: nothing is written");
     }
+}
+
+/// A run killed with SIGKILL midway goes on where it stopped: the same command says how many
+/// cells were done, drops a record line the stop cut off (that cell runs again), and writes
+/// byte for byte what an unbroken run writes; a finished run leaves no record behind.
+#[test]
+fn a_run_killed_midway_goes_on_where_it_stopped() {
+    let dir = tmp("suggest-resume");
+    let args = |out: &Path| -> Vec<String> {
+        ["--bbox", BBOX, "--threshold", "0.03", "--cell-zoom", "18", "--out"]
+            .map(String::from)
+            .into_iter()
+            .chain([out.display().to_string()])
+            .collect()
+    };
+    let run = |out: &Path| {
+        bin()
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .arg("suggest")
+            .args(args(out))
+            .output()
+            .unwrap()
+    };
+    let whole = dir.path().join("whole.csv");
+    let o = run(&whole);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let expected = std::fs::read_to_string(&whole).unwrap();
+    assert!(expected.lines().count() > 2, "suggestions to compare: {expected}");
+    assert!(!partial_path(&whole).exists(), "a finished run leaves no record");
+
+    let stopped = dir.path().join("stopped.csv");
+    let record = partial_path(&stopped);
+    let mut child = bin()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("suggest")
+        .args(args(&stopped))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let newlines = |p: &Path| std::fs::read(p).map(|b| b.iter().filter(|&&c| c == b'\n').count());
+    let deadline = Instant::now() + Duration::from_secs(600);
+    // The header and two finished cells, then SIGKILL (`Child::kill` on Unix).
+    while newlines(&record).unwrap_or(0) < 3 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before two cells were recorded"
+        );
+        assert!(Instant::now() < deadline, "no cell recorded in 10 minutes");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!stopped.exists(), "a stopped run writes no output");
+    let done = newlines(&record).unwrap() - 1;
+    // As if the stop had come in the middle of writing the next cell.
+    let mut bytes = std::fs::read(&record).unwrap();
+    bytes.extend_from_slice(b"{\"cell\":{\"z\":18,\"x\":14");
+    std::fs::write(&record, bytes).unwrap();
+
+    let o = run(&stopped);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("cut off"), "{err}");
+    assert!(err.contains(&format!("resuming from {}: {done} of ", record.display())), "{err}");
+    assert_eq!(std::fs::read_to_string(&stopped).unwrap(), expected);
+    assert!(!record.exists(), "the record goes once the output is written");
+}
+
+/// The suggestion rule's case for the page: fixed predictions at the first 80 candidates of
+/// [`BBOX`], what the extract maps there, and the list `accessatlas suggest` makes of them
+/// (`select`). The page's own path over the same results must list the same
+/// (`app/tests/web.rs`, in wasm). `ACCESSATLAS_UPDATE_FIXTURES=1` rewrites the fixture.
+#[derive(serde::Serialize)]
+struct RuleCase {
+    threshold: f32,
+    mapped: Vec<model_core::data::candidates::MappedFeature>,
+    results: Vec<(f64, f64, model_core::Prediction)>,
+    expected: Vec<(f64, f64, String, f32)>,
+}
+
+#[test]
+fn the_cli_list_is_the_case_the_page_checks() {
+    use accessatlas::suggestions::{Suggestion, select};
+    let map = OsmMap::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME).unwrap();
+    let bbox = BBox::parse(BBOX).unwrap();
+    let labels = LabelVocab::with_none();
+    let found: Vec<_> = candidates(&geometry_in(&map, &bbox))
+        .into_iter()
+        .filter(|c| bbox.contains(c.lat, c.lon))
+        .take(80)
+        .collect();
+    let mapped: Vec<_> = labelled_features(&map, &Rules::default_rules(&labels).unwrap())
+        .iter()
+        .map(|f| f.mapped())
+        .filter(|m| found.iter().any(|c| m.distance_m(c.lat, c.lon) < 30.0))
+        .collect();
+    // Predictions that spread over every type and confidence, the same every run.
+    let scored: Vec<Suggestion> = found
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let logits: Vec<f32> = (0..labels.len())
+                .map(|k| 3.0 * ((i as f32) * 1.7 + (k as f32) * 2.3).sin())
+                .collect();
+            Suggestion {
+                candidate: c.clone(),
+                prediction: model_core::Prediction::from_logits(&logits, &labels, 1.0),
+            }
+        })
+        .collect();
+    let threshold = 0.25;
+    let results = scored.iter().map(|g| (g.candidate.lat, g.candidate.lon, g.prediction.clone()));
+    let results: Vec<_> = results.collect();
+    let (list, skipped) = select(scored, &mapped, threshold);
+    assert!(skipped > 0, "the case has a point next to a feature of its type");
+    assert!(!list.is_empty() && list.len() + skipped < results.len(), "and points under the bar");
+    let expected = list
+        .iter()
+        .map(|g| {
+            (g.candidate.lat, g.candidate.lon, g.prediction.label.clone(), g.prediction.confidence)
+        })
+        .collect();
+    let case = RuleCase { threshold, mapped, results, expected };
+    let text = serde_json::to_string_pretty(&case).unwrap() + "\n";
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/suggest_rule.json");
+    if std::env::var("ACCESSATLAS_UPDATE_FIXTURES").is_ok() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        text,
+        "the CLI's list changed: ACCESSATLAS_UPDATE_FIXTURES=1 rewrites {} (and the page must agree)",
+        path.display()
+    );
 }

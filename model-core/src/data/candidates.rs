@@ -514,7 +514,7 @@ fn merge(mut raw: Vec<(f64, f64, CandidateKind)>) -> Vec<Candidate> {
 }
 
 /// A feature the map already has.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MappedFeature {
     /// `node/123` or `way/456`.
     pub id: String,
