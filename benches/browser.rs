@@ -44,7 +44,17 @@ fn gzip_dir(dir: &std::path::Path, keep: impl Fn(&str) -> bool) -> u64 {
 
 /// Loads the ORT page (`runs` timed predictions) and returns its result object.
 async fn ort_page(c: &fantoccini::Client, base: &str, runs: usize) -> serde_json::Value {
-    c.goto(&format!("{base}?runs={runs}")).await.unwrap();
+    ort_page_with(c, base, runs, "model.onnx").await
+}
+
+/// [`ort_page`] on another model file of the reference's directory.
+async fn ort_page_with(
+    c: &fantoccini::Client,
+    base: &str,
+    runs: usize,
+    model: &str,
+) -> serde_json::Value {
+    c.goto(&format!("{base}?runs={runs}&model={model}")).await.unwrap();
     let v =
         wait_js(c, "window.__ortResult && JSON.stringify(window.__ortResult)", "ORT", 300).await;
     let r: serde_json::Value = serde_json::from_str(v.as_str().unwrap()).unwrap();
@@ -258,6 +268,13 @@ async fn main() {
             let times: Vec<f64> =
                 r["times"].as_array().unwrap().iter().filter_map(|v| v.as_f64()).collect();
             let dir = ort_dir.as_deref().unwrap();
+            // The int8 copy (onnxruntime's quantize_dynamic), when the directory has one.
+            let int8: Vec<f64> = if dir.join("model.int8.onnx").is_file() {
+                let r = ort_page_with(c, b, predictions, "model.int8.onnx").await;
+                r["times"].as_array().unwrap().iter().filter_map(|v| v.as_f64()).collect()
+            } else {
+                Vec::new()
+            };
             let dist = dist_dir();
             // The bundle the page loads: the compact copy when export measured it within the
             // page's budget (the worker's rule), else the f32 one.
@@ -271,7 +288,10 @@ async fn main() {
                 "model_p50_ms": percentile(times.clone(), 0.5),
                 "model_p95_ms": percentile(times, 0.95),
                 "gzip_runtime_bytes": gzip_dir(dir, |n| n.ends_with(".js") || n.ends_with(".mjs") || n.ends_with(".wasm")),
-                "gzip_model_bytes": gzip_dir(dir, |n| n.ends_with(".onnx")),
+                "gzip_model_bytes": gzip_dir(dir, |n| n == "model.onnx"),
+                "gzip_int8_model_bytes": gzip_dir(dir, |n| n == "model.int8.onnx"),
+                "int8_model_p50_ms": if int8.is_empty() { f64::NAN } else { percentile(int8.clone(), 0.5) },
+                "int8_model_p95_ms": if int8.is_empty() { f64::NAN } else { percentile(int8, 0.95) },
                 "ours_gzip_runtime_bytes": gzip_dir(&dist, |n| n.starts_with("worker")),
                 "ours_gzip_app_bytes": gzip_dir(&dist, |_| true),
                 "ours_gzip_model_bytes": gzip_dir(&model, |_| true),

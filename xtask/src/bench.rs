@@ -99,9 +99,15 @@ pub fn bench(root: &Path, args: &[String]) -> Result<()> {
     // Each section records the run that wrote it: sections re-run alone come from other
     // commits, days and machines than the rest.
     let record = run_record(root);
-    let sections: Vec<String> = sections.iter().map(|s| stamp(s, &record)).collect();
+    let mut sections: Vec<String> = sections.iter().map(|s| stamp(s, &record)).collect();
     let path = root.join("BENCHMARKS.md");
     let old = std::fs::read_to_string(&path).unwrap_or_default();
+    // The soak is its own task (`cargo xtask soak`): a full run keeps its section.
+    if let Some(soak) = old.split("\n## ").find(|s| s.starts_with("Soak\n"))
+        && only.is_empty()
+    {
+        sections.push(format!("## {}", soak.trim_end()));
+    }
     std::fs::write(&path, merge(&header(), &old, &sections, only.is_empty()))?;
     eprintln!("BENCHMARKS.md written");
     Ok(())
@@ -156,11 +162,156 @@ fn smoke(root: &Path) -> Result<()> {
     }
     let rows = cargo_bench("suggest", &["--side-m", "60"])?;
     find(&rows, "suggest_cli")?;
+    let rows = cargo_bench(
+        "soak",
+        &["--seconds", "6", "--interval", "3", "--clients", "2", "--flood-seconds", "3"],
+    )?;
+    let soak = soak_verdict(&rows)?;
+    if soak.failed.iter().any(|f| f.contains("error")) {
+        bail!("soak: {}", soak.failed.join("; "));
+    }
     crate::scale::scale_section(root, &[1, 2])?;
     eprintln!(
-        "bench --quick: data_stage, train_step, infer, browser, api_load, suggest and scale ok"
+        "bench --quick: data_stage, train_step, infer, browser, api_load, suggest, soak and \
+         scale ok"
     );
     Ok(())
+}
+
+/// `cargo xtask soak [--minutes N]`: the soak (`benches/soak.rs`) for N minutes (default 10),
+/// one row a minute; writes the "Soak" section of `BENCHMARKS.md` and fails when a criterion
+/// fails.
+pub fn soak(root: &Path, args: &[String]) -> Result<()> {
+    let minutes: u64 = match args.iter().position(|a| a == "--minutes") {
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|m| m.parse().ok())
+            .filter(|&m| m >= 2)
+            .context("--minutes needs a whole number of minutes, at least 2")?,
+        None => 10,
+    };
+    let seconds = (minutes * 60).to_string();
+    let rows = cargo_bench("soak", &["--seconds", &seconds, "--interval", "60"])?;
+    let verdict = soak_verdict(&rows)?;
+    let section = stamp(&soak_section(minutes, &rows, &verdict), &run_record(root));
+    let path = root.join("BENCHMARKS.md");
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    std::fs::write(&path, merge(&header(), &old, &[section], false))?;
+    eprintln!("BENCHMARKS.md written (Soak)");
+    if !verdict.failed.is_empty() {
+        bail!("soak: {}", verdict.failed.join("; "));
+    }
+    Ok(())
+}
+
+/// The soak's criteria, each as a sentence, and the ones that failed.
+struct SoakVerdict {
+    checks: Vec<String>,
+    failed: Vec<String>,
+}
+
+fn soak_verdict(rows: &[serde_json::Value]) -> Result<SoakVerdict> {
+    let soak = named(rows, "soak");
+    let flood = find(rows, "tile_flood")?;
+    anyhow::ensure!(!soak.is_empty(), "benchmark `soak` printed no interval");
+    let n = |r: &serde_json::Value, k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+    let mut checks = Vec::new();
+    let mut failed = Vec::new();
+    let mut check = |ok: bool, text: String| {
+        if !ok {
+            failed.push(text.clone());
+        }
+        checks.push(format!("{} {text}", if ok { "met:" } else { "**missed:**" }));
+    };
+    let errors: f64 = soak.iter().map(|r| n(r, "errors")).sum();
+    check(errors == 0.0, format!("{errors:.0} errors that were not the client's fault"));
+    // Flat memory: over the last half, RSS stays within 10 % of where it was at its start.
+    let half = &soak[soak.len() / 2..];
+    let (first, top) =
+        (n(half[0], "rss_mb"), half.iter().map(|r| n(r, "rss_mb")).fold(f64::MIN, f64::max));
+    let growth = (top - first) / first;
+    check(
+        growth <= 0.10,
+        format!(
+            "RSS over the last half: {first:.0} MB at its start, {top:.0} MB at most \
+             ({:+.1} %; at most +10 %)",
+            growth * 100.0
+        ),
+    );
+    // Bounded latency: the last half's worst p99 within twice the first half's.
+    let p99 = |rs: &[&serde_json::Value]| rs.iter().map(|r| n(r, "p99_ms")).fold(0.0, f64::max);
+    let (early, late) = (p99(&soak[..soak.len().div_ceil(2)]), p99(half));
+    check(
+        late <= 2.0 * early,
+        format!(
+            "p99 latency: at most {early:.0} ms in the first half, {late:.0} ms in the last \
+             (bounded: at most twice)"
+        ),
+    );
+    check(
+        n(flood, "other") == 0.0 && n(flood, "health_after") == 200.0,
+        format!(
+            "tile flood: every request got a tile or 503 ({:.0} other answers), and \
+             `/api/health` answered {:.0} in {:.0} ms after it",
+            n(flood, "other"),
+            n(flood, "health_after"),
+            n(flood, "health_after_ms")
+        ),
+    );
+    Ok(SoakVerdict { checks, failed })
+}
+
+fn soak_section(minutes: u64, rows: &[serde_json::Value], v: &SoakVerdict) -> String {
+    let n = |r: &serde_json::Value, k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+    let table: Vec<String> = named(rows, "soak")
+        .iter()
+        .map(|r| {
+            format!(
+                "| {} | {:.0} | {:.1} | {:.0} / {:.0} ms | {:.0} | {:.0} | {:.0} MB |",
+                r["interval"],
+                n(r, "requests"),
+                n(r, "requests_per_s"),
+                n(r, "p50_ms"),
+                n(r, "p99_ms"),
+                n(r, "errors"),
+                n(r, "busy_503"),
+                n(r, "rss_mb"),
+            )
+        })
+        .collect();
+    let f = named(rows, "tile_flood")[0];
+    format!(
+        "## Soak\n\n\
+`cargo xtask soak --minutes {minutes}`. `accessatlas serve` (release build, CPU, the shipped\n\
+bundle, the bundled extract) on 127.0.0.1, driven by 4 client threads (`benches/soak.rs`)\n\
+with a mix: 3 in 10 `POST /api/predict` (multipart, rendered tiles), 1 `/api/features`, 1\n\
+`/api/candidates`, 1 `/api/suggest` (about 55 m square), 2 map tiles at zooms 17-19, 2 bad\n\
+requests (a malformed bbox, truncated JSON: each must get its 400). An error is any other\n\
+answer, or none: a good request must get 2xx (or 503 with `Retry-After`, the documented\n\
+answer to overload; candidates and suggestions also 422 for an area with nothing mapped).\n\
+RSS is the server's resident set at the end of each minute. No reference: no other server\n\
+serves this model.\n\n\
+| minute | requests | requests/s | latency p50 / p99 | errors | 503 (overload) | server RSS |\n\
+|---|---|---|---|---|---|---|\n\
+{}\n\n\
+Then a flood of new map tiles: {:.0} client threads ask for the {:.0} distinct zoom-19 tiles of\n\
+the area for {:.0} s: {:.0} requests ({:.1}/s), {:.0} tiles drawn, {:.0} answered 503 with\n\
+`Retry-After` (the server draws one tile per core at once and answers 503 after 2 s of\n\
+waiting), {:.0} other answers; the slowest took {:.0} ms; server peak RSS {:.0} MB.\n\n\
+{}\n",
+        table.join("\n"),
+        n(f, "clients"),
+        n(f, "tiles_in_area"),
+        n(f, "seconds"),
+        n(f, "requests"),
+        n(f, "requests_per_s"),
+        n(f, "ok_200"),
+        n(f, "busy_503"),
+        n(f, "other"),
+        n(f, "slowest_ms"),
+        n(f, "peak_rss_mb"),
+        v.checks.iter().map(|c| format!("- {c}")).collect::<Vec<_>>().join("\n"),
+    )
 }
 
 /// The section with its run record as the line after its title.
@@ -509,8 +660,9 @@ fn assemble_page(root: &Path, dir: &Path, page: &str, files: &[PathBuf]) -> Resu
     Ok(())
 }
 
-/// A directory with the ONNX Runtime Web page, its wasm build and the ONNX export of the
-/// shipped bundle (batch 1), for the browser benchmark's `--ort`.
+/// A directory with the ONNX Runtime Web page, its wasm build, the ONNX export of the
+/// shipped bundle (batch 1) and its int8 copy (onnxruntime's `quantize_dynamic`,
+/// `benches/reference/quantize_onnx.py`), for the browser benchmark's `--ort`.
 fn ort_web_dir(root: &Path) -> Result<PathBuf> {
     let files = npm_files(&[
         "onnxruntime-web/dist/ort.wasm.min.js",
@@ -519,6 +671,13 @@ fn ort_web_dir(root: &Path) -> Result<PathBuf> {
     ])?;
     let dir = export_bundle(root, "ort-web", &["--format", "onnx"])?;
     std::fs::remove_file(dir.join("model.json"))?;
+    let onnx_requirements = root.join("tests/reference/onnx_requirements.txt");
+    let python =
+        venv("venv-onnx-quantize", &["-r", &onnx_requirements.to_string_lossy(), "onnx==1.23.2"])?;
+    run(Command::new(python)
+        .arg(root.join("benches/reference/quantize_onnx.py"))
+        .arg(dir.join("model.onnx"))
+        .arg(dir.join("model.int8.onnx")))?;
     assemble_page(root, &dir, "ort-web", &files)?;
     Ok(dir)
 }
@@ -577,7 +736,8 @@ fn browser_section(root: &Path) -> Result<String> {
     Ok(format!(
         "## In the browser\n\n\
 `cargo xtask bench browser`. Headless {browser_version}, one session. AccessAtlas: the built app\n\
-(`trunk build --release`), CPU backend (Burn `flex`, wasm SIMD128, one thread, in a Web Worker),\n\
+(`trunk build --release`), CPU backend (model-core's kernels, wasm SIMD128, one thread, in a Web\n\
+Worker),\n\
 the shipped EfficientNet-Lite0 bundle, map tiles from a local server. Reference: ONNX Runtime\n\
 Web {ort_version} (npm `{ORT_WEB}`, wasm backend, SIMD, one thread: the page is not\n\
 cross-origin isolated, as the app is not), on the ONNX export of the same bundle (batch 1),\n\
@@ -591,6 +751,8 @@ cold (empty cache). WebGPU is not measured: this machine has no GPU (SwiftShader
 | model forward pass p95 | {:.0} ms | {:.0} ms | {:.2}x |\n\
 | runtime download, gzip (ours: the model worker's wasm + JS; ORT: its wasm + JS) | {:.2} MB | {:.2} MB | {:.2}x |\n\
 | model download, gzip (ours: the bundle the page loads, `assets/model/compact/` when within its accuracy budget, else f32; ORT: `model.onnx` f32) | {:.2} MB | {:.2} MB | {:.2}x |\n\
+| model download, gzip, int8 on both sides (ours: `assets/model/compact/`; ORT: `model.int8.onnx`, onnxruntime's `quantize_dynamic`) | {:.2} MB | {:.2} MB | {:.2}x |\n\
+| model forward pass p50, ORT on its int8 copy (ours: the model the page loads) | {:.0} ms | {:.0} ms | {:.2}x |\n\
 | page download, runtime + model, gzip (goal: ours at most half of ORT's, a ratio of 2 or more) | {:.2} MB | {:.2} MB | {:.2}x |\n\n\
 A ratio below 1 means ONNX Runtime Web is faster or smaller. The whole app (page, worker, map\n\
 library, styles) is {:.2} MB gzip. In the app, a click to an answer on the page (tiles, model,\n\
@@ -600,8 +762,9 @@ worker messaging) takes {:.0} ms p50 / {:.0} ms p95.\n\n\
 ### Suggestions in the page\n\n\
 \"Scan this view\" over the square `cargo xtask bench suggest` scores natively (centre\n\
 60.1690, 24.9420; the view at zoom 17 is {:.0} m x {:.0} m): the page asks the server for the\n\
-view's candidates, at most 48, and scores them in its worker at threshold 0.5; timed by the\n\
-page from the click to done (candidates, tiles, model, messaging).\n\n\
+view's candidates and scores them in its worker at threshold 0.5, the 48 most promising\n\
+always, then more while the scan has taken under 3 s (up to 480); timed by the page from the\n\
+click to done (candidates, tiles, model, messaging).\n\n\
 | candidates scored | suggestions | seconds | candidates/s |\n\
 |---|---|---|---|\n\
 | {:.0} | {} | {:.1} | {:.1} |\n\n\
@@ -636,6 +799,12 @@ change its speed). A ratio above 1 means AccessAtlas is faster.\n",
         mb(ort("ours_gzip_model_bytes")),
         mb(ort("gzip_model_bytes")),
         ort("gzip_model_bytes") / ort("ours_gzip_model_bytes"),
+        mb(ort("ours_gzip_model_bytes")),
+        mb(ort("gzip_int8_model_bytes")),
+        ort("gzip_int8_model_bytes") / ort("ours_gzip_model_bytes"),
+        num("model_p50_ms"),
+        ort("int8_model_p50_ms"),
+        ort("int8_model_p50_ms") / num("model_p50_ms"),
         mb(ort("ours_gzip_runtime_bytes") + ort("ours_gzip_model_bytes")),
         mb(ort("gzip_runtime_bytes") + ort("gzip_model_bytes")),
         (ort("gzip_runtime_bytes") + ort("gzip_model_bytes"))
@@ -707,7 +876,9 @@ which marks the time after each operation; Burn `flex` computes eagerly, so the 
 two marks is that operation's). Median of {runs} passes, CPU backend:\n\n\
 | operation | time | share of the pass ({total:.1} ms) |\n|---|---|---|\n{}\n\n\
 Every row is a kernel of Burn `flex` compiled to wasm SIMD128 (the model code only chains \
-them): the largest is {top}, {:.0} % of the pass.\n",
+them): the largest is {top}, {:.0} % of the pass. This profiles Burn's forward, the reference \
+that the page's predictions no longer run on: they run on model-core's own kernels, timed \
+whole in the table above.\n",
         rows.join("\n"),
         100.0 * top_ms / total,
     ))
@@ -777,8 +948,8 @@ fn suggest_section() -> Result<String> {
 `GET /api/suggest` (`benches/suggest.rs`: candidates from the bundled extract's geometry, tiles\n\
 rendered, the shipped bundle on the CPU in batches of 16, at the model's default threshold\n\
 ({:.2}), nothing already mapped) over a {side} m x {side} m square of central Helsinki. No\n\
-reference: no other tool suggests these features. The page scores at most 48 candidates per\n\
-scan in its worker: see\n\
+reference: no other tool suggests these features. The page scores 48 to 480 candidates per\n\
+scan in its worker (as many as fit in 3 s): see\n\
 \"In the browser\", \"Suggestions in the page\", for its rate on the same square.\n\n\
 | area | candidates | suggestions | seconds | candidates/s | suggestions/s |\n\
 |---|---|---|---|---|---|\n\

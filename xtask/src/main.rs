@@ -11,6 +11,9 @@
 //! - `bench [--quick] [SECTION...]`: every benchmark, AccessAtlas and the reference alternating
 //!   in one run; rewrites `BENCHMARKS.md` (only the named sections, if any). `--quick` runs the
 //!   AccessAtlas side once (CI smoke test). See `bench.rs`.
+//! - `soak [--minutes N]`: `accessatlas serve` under a mix of requests from several clients for
+//!   N minutes (default 10), then a flood of new tiles; writes `BENCHMARKS.md`'s "Soak"
+//!   section and fails when a criterion fails (`bench.rs`, `soak_section`).
 //! - `synth --copies N --out FILE.osm.pbf`: the bundled extract copied N times side by side
 //!   with fresh ids (the scale benchmark's input; `scale.rs`).
 //! - `gpu`: the wgpu backend against the CPU (`tests/gpu.rs`, release build with
@@ -67,6 +70,7 @@ fn main() -> Result<()> {
             }
         },
         "bench" => bench::bench(&root, &args[1..]),
+        "soak" => bench::soak(&root, &args[1..]),
         "gpu" => gpu::gpu(&root),
         "synth" => scale::synth_task(&root, &args[1..]),
         _ => {
