@@ -1,5 +1,6 @@
-//! Keeps `ARCHITECTURE.md` true: its crate graph is the one `cargo metadata` reports, and its
-//! table names every top-level folder of the repository.
+//! Keeps `ARCHITECTURE.md` true: its crate graph is the one `cargo metadata` reports, its
+//! table names every top-level folder of the repository, and every file its "Where a change
+//! goes" table names exists.
 
 #[cfg(test)]
 mod tests {
@@ -80,5 +81,33 @@ mod tests {
         let missing: Vec<_> =
             folders.iter().filter(|d| !table.contains(&format!("`{d}/`"))).collect();
         assert!(missing.is_empty(), "ARCHITECTURE.md's table lacks {missing:?}");
+    }
+
+    /// Every path in the "Where a change goes" table (a backticked name with a `/` or a file
+    /// extension) exists in the repository.
+    #[test]
+    fn where_a_change_goes_names_files_that_exist() {
+        let doc = architecture();
+        let section = doc.split("## Where a change goes").nth(1).expect("the section");
+        let section = section.split("\n## ").next().unwrap();
+        let rows: Vec<&str> = section.lines().filter(|l| l.starts_with("| a ")).collect();
+        assert!(rows.len() >= 6, "{rows:?}");
+        let root = crate::project_root();
+        for row in rows {
+            let paths: Vec<&str> = row
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .filter(|p| p.contains('/') || p.ends_with(".md") || p.ends_with(".rs"))
+                .filter(|p| !p.contains(' '))
+                .collect();
+            assert!(!paths.is_empty(), "a row that names no file: {row}");
+            for p in paths {
+                assert!(
+                    root.join(p).exists(),
+                    "`{p}` in ARCHITECTURE.md's row {row:?} does not exist"
+                );
+            }
+        }
     }
 }
