@@ -3,7 +3,7 @@
 //!
 //! Invariant: this is the only crate that knows the DOM. Everything about the model, tags,
 //! tiles and preprocessing comes from `model-core`; the modules here that hold logic
-//! ([`store`], [`geojson`], [`protocol`]) are plain Rust, tested natively and in the browser.
+//! ([`store`], [`geojson`], [`protocol`], [`scan`]) are plain Rust, tested natively and in the browser.
 //!
 //! What wasm code here may not do: block (CPU inference runs in the worker; everything else is
 //! async), spawn threads, touch a filesystem or environment variables.
@@ -12,6 +12,7 @@ pub mod address;
 pub mod geojson;
 pub mod josm;
 pub mod protocol;
+pub mod scan;
 pub mod store;
 
 #[cfg(target_arch = "wasm32")]

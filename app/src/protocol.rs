@@ -66,8 +66,9 @@ pub enum ToWorker {
     /// Use a bundle the user picked (refused if its config differs from the loaded model's).
     /// Its weights travel beside the message as bytes (`transfer`).
     ImportModel { manifest: String },
-    /// Predict at each point (the suggestion layer's scan of the visible map).
-    Scan { id: u64, points: Vec<ScanPoint>, source: String },
+    /// Predict at each point (the suggestion layer's scan of the visible map), in order: the
+    /// first `first` always, the rest while the scan has taken less than `budget_ms`.
+    Scan { id: u64, points: Vec<ScanPoint>, source: String, first: usize, budget_ms: f64 },
     /// Time `runs` forward passes by kind of operation (`?profile=N`; the benchmark's).
     Profile { runs: usize },
 }
@@ -288,10 +289,12 @@ pub enum FromWorker {
         lon: f64,
         prediction: Prediction,
     },
-    /// The scan finished; `failed` points had no tiles.
+    /// The scan finished; `failed` points had no tiles, `unscanned` (the last ones) did not
+    /// fit in its time.
     ScanDone {
         id: u64,
         failed: usize,
+        unscanned: usize,
     },
 }
 

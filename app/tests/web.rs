@@ -151,3 +151,22 @@ async fn weights_travel_and_rest_as_bytes() {
     assert_eq!(app::transfer::from_buffer(&back).unwrap(), bytes);
     assert!(app::idb::get_value("never-written-bytes").await.unwrap().is_none());
 }
+
+/// The page's scan path (each result judged as it arrives, then the list at the slider's
+/// threshold) lists what `accessatlas suggest` lists for the same results: the CLI's list is
+/// the fixture `tests/suggest.rs` writes from `select`.
+#[wasm_bindgen_test]
+fn the_pages_scan_lists_what_the_cli_lists() {
+    #[derive(serde::Deserialize)]
+    struct RuleCase {
+        threshold: f32,
+        mapped: Vec<model_core::data::candidates::MappedFeature>,
+        results: Vec<(f64, f64, model_core::Prediction)>,
+        expected: Vec<(f64, f64, String, f32)>,
+    }
+    let case: RuleCase =
+        serde_json::from_str(include_str!("../../tests/fixtures/suggest_rule.json")).unwrap();
+    let page = app::scan::page_list(&case.results, &case.mapped, case.threshold);
+    assert!(!case.expected.is_empty());
+    assert_eq!(page, case.expected);
+}

@@ -204,6 +204,8 @@ pub struct ScanState {
     pub scanned: usize,
     pub total: usize,
     pub failed: usize,
+    /// The least promising points, left unscanned for lack of time.
+    pub unscanned: usize,
     /// Suggestions need at least this confidence (0-1).
     pub threshold: f32,
     /// The scanned area, `min_lon,min_lat,max_lon,max_lat`.
@@ -255,12 +257,7 @@ impl Ctx {
     /// Suggestions at or above the threshold, not already tagged there.
     pub fn visible_suggestions(&self) -> Vec<Suggestion> {
         let t = self.scan.with(|s| s.threshold);
-        self.suggestions.with(|v| {
-            v.iter()
-                .filter(|s| model_core::infer::suggest::passes(s.confidence, t))
-                .cloned()
-                .collect()
-        })
+        self.suggestions.with(|v| crate::scan::shown(v, |s| (s.confidence, s.lat, s.lon), t))
     }
 
     /// Changes the tags and saves them to IndexedDB (every change goes through here).
@@ -530,7 +527,9 @@ fn start_worker(ctx: Ctx) {
             FromWorker::ScanResult { id, lat, lon, prediction } => {
                 model_panels::on_scan_result(&ctx, id, lat, lon, prediction)
             }
-            FromWorker::ScanDone { id, failed } => model_panels::on_scan_done(&ctx, id, failed),
+            FromWorker::ScanDone { id, failed, unscanned } => {
+                model_panels::on_scan_done(&ctx, id, failed, unscanned)
+            }
             FromWorker::Failed { id: Some(id), message } => {
                 if id == ctx.next_request.get_value() {
                     ctx.prediction.set(PredictionState::Failed(message));
@@ -633,6 +632,7 @@ fn App() -> impl IntoView {
             scanned: 0,
             total: 0,
             failed: 0,
+            unscanned: 0,
             threshold: model_core::infer::DEFAULT_SUGGEST_THRESHOLD,
             bbox: String::new(),
             points_from: String::new(),

@@ -12,7 +12,7 @@ use leptos::task::spawn_local;
 use model_core::Prediction;
 use model_core::infer::bundle::{BUNDLE_CONFIG_FILE, BUNDLE_WEIGHTS_FILE};
 use model_core::infer::prior::CandidatePrior;
-use model_core::infer::suggest::{Verdict, judge};
+use model_core::infer::suggest::Verdict;
 use wasm_bindgen::JsCast;
 
 use super::files::download;
@@ -349,8 +349,13 @@ pub fn FineTunePanel() -> impl IntoView {
     }
 }
 
-/// Most points one scan asks the model about (the worker takes about 0.1 s each on the CPU).
-const SCAN_MAX: usize = 48;
+/// A scan always scores this many of the view's most promising candidates...
+const SCAN_FIRST: usize = 48;
+/// ...then goes on down the list while it has taken less than this (the time the first 48
+/// took before model-core's own kernels)...
+const SCAN_BUDGET_MS: f64 = 3_000.0;
+/// ...up to this many in all.
+const SCAN_MAX: usize = 480;
 
 /// Starts a scan of the visible map: the candidate points of its geometry from the server
 /// (`/api/candidates`, what the extract already maps from `/api/features`), or, where the
@@ -364,6 +369,7 @@ pub(super) fn scan(ctx: &Ctx) {
         sc.scanned = 0;
         sc.total = 0;
         sc.failed = 0;
+        sc.unscanned = 0;
         sc.already_mapped = 0;
         sc.bbox = bbox.clone();
         sc.started_ms = crate::net::now_ms();
@@ -410,7 +416,16 @@ pub(super) fn scan(ctx: &Ctx) {
             return;
         }
         ctx.status.set(format!("Scanning {total} points of the visible map ({from})…"));
-        send(&ctx, &ToWorker::Scan { id, points, source: "model".into() });
+        send(
+            &ctx,
+            &ToWorker::Scan {
+                id,
+                points,
+                source: "model".into(),
+                first: SCAN_FIRST,
+                budget_ms: SCAN_BUDGET_MS,
+            },
+        );
     });
 }
 
@@ -445,7 +460,7 @@ pub fn on_scan_result(ctx: &Ctx, id: u64, lat: f64, lon: f64, p: Prediction) {
     ctx.scan.update(|s| s.scanned += 1);
     // model-core's one rule, as `accessatlas suggest` applies it; at threshold 0 here, since
     // the mapper's slider filters what is shown (`Ctx::visible_suggestions`).
-    let verdict = ctx.scan.with_untracked(|s| judge(&p, lat, lon, &s.mapped, 0.0));
+    let verdict = ctx.scan.with_untracked(|s| crate::scan::verdict(&p, lat, lon, &s.mapped));
     match verdict {
         Verdict::Suggest { label, confidence } => ctx.suggestions.update(|v| {
             let key = v.len() as u64 + 1;
@@ -456,13 +471,14 @@ pub fn on_scan_result(ctx: &Ctx, id: u64, lat: f64, lon: f64, p: Prediction) {
     }
 }
 
-pub fn on_scan_done(ctx: &Ctx, id: u64, failed: usize) {
+pub fn on_scan_done(ctx: &Ctx, id: u64, failed: usize, unscanned: usize) {
     if ctx.scan.get_untracked().id != id {
         return;
     }
     ctx.scan.update(|s| {
         s.running = false;
         s.failed = failed;
+        s.unscanned = unscanned;
         s.took_ms = Some(crate::net::now_ms() - s.started_ms);
     });
     let shown = ctx.visible_suggestions().len();
@@ -536,12 +552,21 @@ pub fn SuggestionsPanel() -> impl IntoView {
     let status = move || {
         let s = ctx.scan.get();
         if s.running {
-            format!("Scanning: {} of {} points…", s.scanned + s.failed, s.total)
+            format!("Scanning: {} of up to {} points…", s.scanned + s.failed, s.total)
         } else if s.total > 0 {
             format!(
-                "{} points scanned ({}): {} suggestions at {:.0} % confidence or more{}{}.",
-                s.total,
+                "{} points scanned ({}{}): {} suggestions at {:.0} % confidence or more{}{}.",
+                s.total - s.unscanned,
                 s.points_from,
+                if s.unscanned > 0 {
+                    format!(
+                        "; the {} least promising of {} did not fit in the scan's time: zoom in \
+                         to scan them",
+                        s.unscanned, s.total
+                    )
+                } else {
+                    String::new()
+                },
                 ctx.visible_suggestions().len(),
                 s.threshold * 100.0,
                 if s.already_mapped > 0 {

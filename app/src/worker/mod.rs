@@ -229,10 +229,15 @@ async fn handle(msg: ToWorker, bytes: Option<Vec<u8>>) {
                 Some(m.weights.as_slice()),
             );
         }
-        ToWorker::Scan { id, points, source } => {
+        ToWorker::Scan { id, points, source, first, budget_ms } => {
             let Some(m) = STATE.with_borrow(|s| s.loaded.clone()) else { return };
-            let mut failed = 0;
-            for ScanPoint { lat, lon, reasons } in points {
+            let (mut failed, total, started) = (0, points.len(), crate::net::now_ms());
+            let mut unscanned = 0;
+            for (i, ScanPoint { lat, lon, reasons }) in points.into_iter().enumerate() {
+                if i >= first && crate::net::now_ms() - started >= budget_ms {
+                    unscanned = total - i;
+                    break;
+                }
                 match predict(&m, id, lat, lon, &source).await {
                     Ok(FromWorker::Prediction { prediction, .. }) => {
                         // Candidates, not a point a mapper chose: under the prior of their kind.
@@ -242,7 +247,7 @@ async fn handle(msg: ToWorker, bytes: Option<Vec<u8>>) {
                     _ => failed += 1,
                 }
             }
-            post(&FromWorker::ScanDone { id, failed });
+            post(&FromWorker::ScanDone { id, failed, unscanned });
         }
     }
 }
