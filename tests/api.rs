@@ -4,16 +4,13 @@
 //! answers sequential ones do.
 
 use std::io::{Read, Write};
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use accessatlas::api::{Api, ApiConfig};
+use accessatlas::api::ApiConfig;
 use accessatlas::osm::OsmMap;
 use accessatlas::osm::{BUNDLED_OSM, BUNDLED_OSM_NAME};
 use accessatlas::render::Renderer;
-use accessatlas::serve::{ServeConfig, TileLimits, serve};
-use accessatlas::tiles::rendered::TileRenderer;
+use accessatlas::serve::TileLimits;
 use base64::Engine;
 use burn::tensor::Device;
 use model_core::Prediction;
@@ -30,23 +27,7 @@ fn bundle() -> PathBuf {
 }
 
 fn start(cfg: ApiConfig) -> String {
-    let map = OsmMap::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME).unwrap();
-    let tiles = Arc::new(TileRenderer::new(map));
-    let api = Arc::new(Api::serving(&bundle(), Some(tiles.clone()), cfg).unwrap());
-    let cfg = ServeConfig {
-        dist: None,
-        model: bundle(),
-        tiles,
-        api: Some(api),
-        tile_limits: TileLimits::default(),
-    };
-    let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-        rt.block_on(serve(cfg, "127.0.0.1:0".parse().unwrap(), move |a| tx.send(a).unwrap()))
-            .unwrap();
-    });
-    format!("http://{}", rx.recv().unwrap())
+    common::browser::start_server(None, cfg, TileLimits::default())
 }
 
 /// The features of `map` that the rules give a type.

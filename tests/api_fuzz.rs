@@ -8,15 +8,10 @@
 //! `tests/fixtures/schemathesis.toml`). After it, the server still answers `/api/health`.
 //! `ACCESSATLAS_FUZZ_EXAMPLES` runs it longer by hand.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Arc;
 
-use accessatlas::api::{Api, ApiConfig};
-use accessatlas::osm::{BUNDLED_OSM, BUNDLED_OSM_NAME, OsmMap};
-use accessatlas::serve::{ServeConfig, TileLimits, serve};
-use accessatlas::tiles::rendered::TileRenderer;
+use accessatlas::api::ApiConfig;
+use accessatlas::serve::TileLimits;
 
 mod common;
 
@@ -28,25 +23,8 @@ const SCHEMATHESIS: &str = "schemathesis==4.32.5";
 /// 0.02 km² here (about 150 m square), so one generated suggestion request scores at most a
 /// few hundred candidates; the rules it checks are the same.
 fn start() -> String {
-    let bundle = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/model");
-    let map = OsmMap::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME).unwrap();
-    let tiles = Arc::new(TileRenderer::new(map));
-    let cfg = ApiConfig { max_area_km2: 0.02, ..ApiConfig::default() };
-    let api = Arc::new(Api::serving(&bundle, Some(tiles.clone()), cfg).unwrap());
-    let cfg = ServeConfig {
-        dist: None,
-        model: bundle,
-        tiles,
-        api: Some(api),
-        tile_limits: TileLimits::default(),
-    };
-    let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-        rt.block_on(serve(cfg, "127.0.0.1:0".parse().unwrap(), move |a| tx.send(a).unwrap()))
-            .unwrap();
-    });
-    format!("http://{}", rx.recv().unwrap())
+    let api = ApiConfig { max_area_km2: 0.02, ..ApiConfig::default() };
+    common::browser::start_server(None, api, TileLimits::default())
 }
 
 #[test]

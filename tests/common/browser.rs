@@ -72,14 +72,24 @@ pub fn start_app(dist: &Path) -> String {
 
 /// [`start_app`] with these limits on drawing tiles.
 pub fn start_app_with(dist: &Path, tile_limits: TileLimits) -> String {
+    // The API as `accessatlas serve` runs it: "Scan this view" asks it for candidates.
+    format!("{}/", start_server(Some(dist), Default::default(), tile_limits))
+}
+
+/// `accessatlas serve`'s router on 127.0.0.1 (a free port), in a thread of the test: the
+/// bundled extract's rendered tiles, the shipped model, the API with `api`, and the app from
+/// `dist` if given. Its base URL, `http://127.0.0.1:PORT`.
+pub fn start_server(
+    dist: Option<&Path>,
+    api: accessatlas::api::ApiConfig,
+    tile_limits: TileLimits,
+) -> String {
     let map = OsmMap::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME).unwrap();
     let (model, tiles) =
         (PathBuf::from(ROOT).join("assets/model"), Arc::new(TileRenderer::new(map)));
-    // The API as `accessatlas serve` runs it: "Scan this view" asks it for candidates.
-    let api =
-        accessatlas::api::Api::serving(&model, Some(tiles.clone()), Default::default()).unwrap();
+    let api = accessatlas::api::Api::serving(&model, Some(tiles.clone()), api).unwrap();
     let cfg = ServeConfig {
-        dist: Some(dist.to_path_buf()),
+        dist: dist.map(Path::to_path_buf),
         model,
         tiles,
         api: Some(Arc::new(api)),
@@ -91,7 +101,7 @@ pub fn start_app_with(dist: &Path, tile_limits: TileLimits) -> String {
         rt.block_on(serve(cfg, "127.0.0.1:0".parse().unwrap(), move |a| tx.send(a).unwrap()))
             .unwrap();
     });
-    format!("http://{}/", rx.recv().unwrap())
+    format!("http://{}", rx.recv().unwrap())
 }
 
 pub struct Driver(Child);
