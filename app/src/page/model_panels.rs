@@ -597,6 +597,7 @@ pub fn SuggestionsPanel() -> impl IntoView {
             </div>
             <p data-testid="scan-status" data-bbox=move || ctx.scan.with(|s| s.bbox.clone())
                 data-total=move || ctx.scan.with(|s| s.total.to_string())
+                data-scanned=move || ctx.scan.with(|s| (s.total - s.unscanned).to_string())
                 data-ms=move || ctx.scan.with(|s| s.took_ms.map(|t| format!("{t:.1}")).unwrap_or_default())>{status}</p>
             <ul class="suggestions" data-testid="suggestion-list" on:keydown=move |e: web_sys::KeyboardEvent| {
                 if e.ctrl_key() || e.meta_key() || e.alt_key() {
