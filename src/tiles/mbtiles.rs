@@ -88,8 +88,7 @@ impl MbTilesWriter {
     pub fn create(path: &Path, metadata: &[(&str, String)]) -> Result<Self> {
         let dir = &crate::fsutil::folder_of(path);
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("tiles.mbtiles");
-        let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+        let tmp = crate::fsutil::temp_path(path);
         let _ = std::fs::remove_file(&tmp);
         let conn = Connection::open(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         conn.execute_batch(
