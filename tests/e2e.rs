@@ -39,9 +39,19 @@ async fn run_backend(backend: &str, webgpu: bool) {
     // The page loads the shipped bundle's compact copy when export measured it within the
     // accuracy budget, and says so.
     let detail = c
+        .execute(
+            "return document.querySelector('[data-testid=backend-details]').textContent",
+            vec![],
+        )
+        .await
+        .unwrap();
+    // The line under the badge is in words: which model, ready; the build details wait
+    // behind "Details".
+    let line = c
         .execute("return document.querySelector('[data-testid=backend-note]').innerText", vec![])
         .await
         .unwrap();
+    assert_eq!(line, json!("Shipped model: ready"), "the line under the badge");
     match common::model::page_compact() {
         Some((_, r)) => assert!(detail.as_str().unwrap().contains(&r.summary()), "{detail}"),
         None => assert!(!detail.as_str().unwrap().contains(" weights, "), "{detail}"),
@@ -51,6 +61,21 @@ async fn run_backend(backend: &str, webgpu: bool) {
     // The map shows the configured layer from the test tile server.
     wait_js(c, "document.querySelectorAll('.leaflet-tile-loaded').length", "map tiles", 30).await;
     assert!(session.tile_hits.load(std::sync::atomic::Ordering::SeqCst) > 0);
+    // The map opens at zoom 16 on the bundled district: what OpenStreetMap already maps there
+    // is drawn as numbered groups where rings would overlap, every feature counted once.
+    let marks = wait_js(
+        c,
+        "(e => { if (!e || !e.dataset.bbox) return null; const rings = document.querySelectorAll('[data-testid=osm-feature]').length, groups = [...document.querySelectorAll('[data-testid=osm-group]')]; const n = rings + groups.reduce((s, g) => s + Number(g.dataset.count), 0); return n === Number(e.dataset.count) && [rings, groups.length, n]; })(document.querySelector('[data-testid=osm-layer]'))",
+        "the OSM layer's groups",
+        30,
+    )
+    .await;
+    let (rings, groups, features) =
+        (marks[0].as_u64().unwrap(), marks[1].as_u64().unwrap(), marks[2].as_u64().unwrap());
+    assert!(
+        groups > 0 && rings + groups < features / 2,
+        "zoom 16: {rings} rings and {groups} groups for {features} features"
+    );
 
     // Click the map -> a prediction with one probability per type.
     click(c, "[data-testid=map] .leaflet-container, .leaflet-container").await;
@@ -244,27 +269,7 @@ async fn run_backend(backend: &str, webgpu: bool) {
     .await;
 
     // Accessibility: axe-core on the whole page, no serious or critical violations.
-    let axe = std::fs::read_to_string(format!("{ROOT}/tests/vendor/axe-core/axe.min.js")).unwrap();
-    c.execute(&axe, vec![]).await.unwrap();
-    let result = c
-        .execute_async(
-            "const done = arguments[arguments.length - 1]; axe.run(document, {resultTypes: ['violations']}).then(r => done(r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(n => n.target.join(' ')).slice(0, 5)})))).catch(e => done([{id: 'axe-error', impact: 'critical', help: String(e), nodes: []}]));",
-            vec![],
-        )
-        .await
-        .unwrap();
-    std::fs::write(
-        out.join(format!("axe-{backend}.json")),
-        serde_json::to_string_pretty(&result).unwrap(),
-    )
-    .unwrap();
-    let bad: Vec<&Value> = result
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|v| matches!(v["impact"].as_str(), Some("serious" | "critical")))
-        .collect();
-    assert!(bad.is_empty(), "axe-core violations: {}", serde_json::to_string_pretty(&bad).unwrap());
+    axe_clean(c, backend).await;
 
     // "What the model sees": the base layer switches to the renderer's tiles from the server.
     c.execute(
@@ -311,7 +316,7 @@ async fn run_backend(backend: &str, webgpu: bool) {
         assert!(d < 1e-3, "WebGPU and CPU probabilities differ by {d}: {:?} vs {:?}", at[0], at[1]);
     }
     // A browser without WebGPU (this session's) asked for it: words, not a Debug dump; the
-    // technical reason waits behind "Why?".
+    // technical reason waits behind "Details".
     if !webgpu {
         c.goto(&format!("{base}?backend=webgpu")).await.unwrap();
         let note = wait_js(
@@ -330,14 +335,17 @@ async fn run_backend(backend: &str, webgpu: bool) {
             !note.contains("Device") && !note.contains('{'),
             "a Debug dump reached people: {note}"
         );
+        // The technical reason waits behind "Details", with the build details.
         let why = c
             .execute(
-                "return document.querySelector('[data-testid=backend-why] summary')?.innerText",
+                "const d = document.querySelector('[data-testid=backend-more]'); return [d?.querySelector('summary')?.innerText, d?.open, d?.querySelector('[data-testid=backend-why]')?.textContent];",
                 vec![],
             )
             .await
             .unwrap();
-        assert_eq!(why, json!("Why?"));
+        assert_eq!(why[0], json!("Details"), "{why}");
+        assert_eq!(why[1], json!(false), "closed until asked: {why}");
+        assert!(why[2].as_str().is_some_and(|w| w.starts_with("Why the fallback: ")), "{why}");
     }
     // The address carries the view (`#map=zoom/lat/lon`, OSM's form): it opens there, and a
     // reload opens the same view.
@@ -507,6 +515,15 @@ async fn run_backend(backend: &str, webgpu: bool) {
         )
         .await;
         assert!(msg.as_str().unwrap().contains("127.0.0.1:9"), "{msg}");
+        // One click puts the server's own rendered map in its place.
+        click(c, "[data-testid=use-rendered-tiles]").await;
+        wait_js(
+            c,
+            "[...document.querySelectorAll('img.leaflet-tile-loaded')].some(i => i.src.includes('/tiles/')) && !document.querySelector('.tile-error')",
+            "the server's own map after the tile error",
+            60,
+        )
+        .await;
         // The three imported tags and the one on a mapped feature.
         wait_js(
             c,
@@ -573,6 +590,288 @@ async fn run_backend(backend: &str, webgpu: bool) {
 }
 
 /// The file `name` once the browser has finished downloading it into `dir` (20 s at most).
+/// axe-core on the whole page: no serious or critical violation (all of them are written to
+/// `target/e2e/axe-{name}.json`).
+async fn axe_clean(c: &fantoccini::Client, name: &str) {
+    let axe = std::fs::read_to_string(format!("{ROOT}/tests/vendor/axe-core/axe.min.js")).unwrap();
+    c.execute(&axe, vec![]).await.unwrap();
+    let result = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1]; axe.run(document, {resultTypes: ['violations']}).then(r => done(r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(n => n.target.join(' ')).slice(0, 5)})))).catch(e => done([{id: 'axe-error', impact: 'critical', help: String(e), nodes: []}]));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    std::fs::write(
+        out_dir().join(format!("axe-{name}.json")),
+        serde_json::to_string_pretty(&result).unwrap(),
+    )
+    .unwrap();
+    let bad: Vec<&Value> = result
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| matches!(v["impact"].as_str(), Some("serious" | "critical")))
+        .collect();
+    assert!(bad.is_empty(), "axe-core violations: {}", serde_json::to_string_pretty(&bad).unwrap());
+}
+
+/// A finger's tap at (`x`, `y`) CSS px from the centre of the element `css` finds, after
+/// scrolling it to the middle of its scroller (WebDriver's actions do not scroll).
+async fn tap(c: &fantoccini::Client, css: &str, x: f64, y: f64) {
+    use fantoccini::actions::{InputSource, MOUSE_BUTTON_LEFT, PointerAction, TouchActions};
+    c.execute(
+        &format!("document.querySelector('{css}').scrollIntoView({{block: 'center'}})"),
+        vec![],
+    )
+    .await
+    .unwrap();
+    let element = c.find(Locator::Css(css)).await.unwrap();
+    let finger = TouchActions::new("finger".into())
+        .then(PointerAction::MoveToElement { element, duration: None, x, y })
+        .then(PointerAction::Down { button: MOUSE_BUTTON_LEFT })
+        .then(PointerAction::Pause { duration: Duration::from_millis(50) })
+        .then(PointerAction::Up { button: MOUSE_BUTTON_LEFT });
+    c.perform_actions(finger).await.unwrap();
+}
+
+/// The phone layout as a mapper in the street has it: Chromium emulating a 390x844 touch
+/// screen. The map fills the screen above the panels' bottom sheet; a point is tagged by touch
+/// (a tap on the map, and "Tag the crosshair") and saved; the form fits and needs no zoom;
+/// nothing is wider than the screen; every control is at least 44x44 CSS px (WCAG 2.5.5, whose
+/// own exception for a link inside a sentence covers the map's attribution line); axe-core finds
+/// nothing serious. Screenshot: `target/e2e/screenshot-phone.png`.
+async fn phone_flow() {
+    let session = Session::start_phone("phone").await;
+    let c = &session.client;
+    c.goto(&session.url("cpu")).await.unwrap();
+    // chromedriver turns touch emulation on as the first page starts; a page that started
+    // before it did is loaded again.
+    if c.execute("return navigator.maxTouchPoints", vec![]).await.unwrap() == json!(0) {
+        c.refresh().await.unwrap();
+    }
+    wait_backend(c, "cpu", "the model").await;
+    wait_js(c, "document.querySelector('#sidebar').dataset.ready === 'true'", "stored tags", 30)
+        .await;
+    wait_js(c, "document.querySelectorAll('.leaflet-tile-loaded').length", "map tiles", 30).await;
+    let screen = c
+        .execute("return [innerWidth, innerHeight, navigator.maxTouchPoints > 0]", vec![])
+        .await
+        .unwrap();
+    assert_eq!(screen, json!([390, 844, true]), "the emulated phone");
+
+    // The map fills the width above the sheet; the header is a line or two, not a third.
+    let layout = c
+        .execute(
+            "const r = s => document.querySelector(s).getBoundingClientRect(); const h = r('.topbar'), m = r('[data-testid=map]'), s = r('#sidebar'); return {header: h.height, map_w: m.width, map_h: m.height, map_bottom: m.bottom, sheet_top: s.top, sheet_bottom: s.bottom};",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let f = |k: &str| layout[k].as_f64().unwrap();
+    assert!(f("header") <= 0.15 * 844.0, "the header takes {layout}");
+    assert_eq!(f("map_w"), 390.0, "{layout}");
+    assert!(f("map_h") >= 0.4 * 844.0, "the map fills the screen: {layout}");
+    assert!(f("sheet_top") >= f("map_bottom") - 1.0 && f("sheet_bottom") <= 845.0, "{layout}");
+
+    // A tap on the map tags that point: the form opens at the sheet's top with its prediction.
+    tap(c, "[data-testid=map] .leaflet-container", 40.0, -60.0).await;
+    wait_js(c, "document.querySelector('[data-testid=tag-form]')", "the form after a tap", 10)
+        .await;
+    wait_js(
+        c,
+        "document.querySelector('[data-testid=prediction]').dataset.state === 'done'",
+        "the prediction after a tap",
+        120,
+    )
+    .await;
+    let form = c
+        .execute(
+            "const f = document.querySelector('[data-testid=tag-form]'), r = f.getBoundingClientRect(), s = document.querySelector('#sidebar').getBoundingClientRect(); return {left: r.left, right: r.right, top: r.top, sheet_top: s.top, sheet_bottom: s.bottom, small_text: [...f.querySelectorAll('input, select, textarea')].filter(e => parseFloat(getComputedStyle(e).fontSize) < 16).map(e => e.id)};",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(form["left"].as_f64().unwrap() >= 0.0, "{form}");
+    assert!(form["right"].as_f64().unwrap() <= 390.0, "the form is wider than the screen: {form}");
+    assert!(
+        form["top"].as_f64().unwrap() < form["sheet_bottom"].as_f64().unwrap()
+            && form["top"].as_f64().unwrap() >= form["sheet_top"].as_f64().unwrap() - 1.0,
+        "the form shows in the sheet: {form}"
+    );
+    // Under 16 px a phone's browser zooms into the field it focuses.
+    assert_eq!(form["small_text"], json!([]), "fields with text under 16 px: {form}");
+    // The phone layout as a mapper sees it (`docs/img/phone.png` is a copy).
+    let png = c.screenshot().await.unwrap();
+    std::fs::write(out_dir().join("screenshot-phone.png"), &png).unwrap();
+    tap(c, "[data-testid=save-tag]", 0.0, 0.0).await;
+    wait_js(
+        c,
+        "document.querySelectorAll('[data-testid=tag-list] li').length === 1",
+        "the tag saved by touch",
+        10,
+    )
+    .await;
+    // "Tag the crosshair" tags the map's centre.
+    tap(c, "[data-testid=tag-crosshair]", 0.0, 0.0).await;
+    wait_js(
+        c,
+        "document.querySelector('[data-testid=tag-form]') && document.querySelector('.status').innerText.startsWith('New tag at')",
+        "a tag at the crosshair",
+        10,
+    )
+    .await;
+    // The sheet grows and shrinks.
+    tap(c, "[data-testid=sheet-toggle]", 0.0, 0.0).await;
+    wait_js(
+        c,
+        "document.querySelector('[data-testid=sheet-toggle]').getAttribute('aria-expanded') === 'true' && document.querySelector('#sidebar').getBoundingClientRect().height > 0.6 * 844",
+        "the sheet grown",
+        5,
+    )
+    .await;
+
+    // With every <details> open: nothing wider than the screen, every control 44x44 or more.
+    let checks = c
+        .execute(
+            r#"document.querySelectorAll('details').forEach(d => d.open = true);
+            const W = document.documentElement.clientWidth;
+            const name = e => e.tagName.toLowerCase() + (e.dataset.testid ? `[${e.dataset.testid}]` : '') + (e.id ? '#' + e.id : '') + (e.className && typeof e.className === 'string' ? '.' + e.className.trim().split(/\s+/).join('.') : '');
+            const shown = e => { const r = e.getBoundingClientRect(); return (r.width > 0 || r.height > 0) && getComputedStyle(e).visibility !== 'hidden'; };
+            const wide = [...document.body.querySelectorAll('*')]
+                .filter(e => !e.closest('.leaflet-pane, .skip-link, .sr-only') && shown(e))
+                .filter(e => { const r = e.getBoundingClientRect(); return r.right > W + 1 || r.left < -1; })
+                .map(e => `${name(e)} ${Math.round(e.getBoundingClientRect().left)}..${Math.round(e.getBoundingClientRect().right)}`);
+            const scrolls = [document.documentElement, document.body, document.querySelector('#sidebar')]
+                .filter(e => e.scrollWidth > e.clientWidth + 1).map(name);
+            const small = [...document.querySelectorAll('a[href], button, input, select, textarea, summary, [tabindex]:not([tabindex="-1"]), [role=button]')]
+                .filter(e => shown(e) && !e.closest('.leaflet-control-attribution') && !e.classList.contains('skip-link'))
+                .filter(e => { const r = e.getBoundingClientRect(); return r.width < 43.5 || r.height < 43.5; })
+                .map(e => `${name(e)} ${Math.round(e.getBoundingClientRect().width)}x${Math.round(e.getBoundingClientRect().height)}`);
+            const controls = document.querySelectorAll('button, input, select, textarea, summary').length;
+            return {wide, scrolls, small, controls};"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(checks["wide"], json!([]), "elements wider than the screen: {checks}");
+    assert_eq!(checks["scrolls"], json!([]), "sideways scrolling: {checks}");
+    assert_eq!(checks["small"], json!([]), "controls under 44x44 CSS px: {checks}");
+    assert!(
+        checks["controls"].as_u64().unwrap() > 30,
+        "the panels' controls were measured: {checks}"
+    );
+
+    axe_clean(c, "phone").await;
+}
+
+/// The map's view from the address (`#map=zoom/lat/lon`, which the page keeps up to date).
+async fn view_in_address(c: &fantoccini::Client) -> (f64, f64, f64) {
+    let h = c.execute("return location.hash", vec![]).await.unwrap();
+    let h = h.as_str().unwrap().trim_start_matches("#map=").to_string();
+    let v: Vec<f64> = h.split('/').map(|x| x.parse().unwrap()).collect();
+    (v[0], v[1], v[2])
+}
+
+/// Where I stand: the browser's real Geolocation API, its position set through chromedriver
+/// and its permission through WebDriver's Permissions extension. Denied: words, not silence.
+/// Granted: "Locate me" centres the map on the position at street level and follows it as it
+/// moves, "Tag here" tags it, the box says how far the nearest suggestion is; pressed again it
+/// stops.
+async fn geolocation_flow() {
+    let session = Session::start("geolocation", false).await;
+    let c = &session.client;
+    let shown =
+        "(p => p && !p.hidden && p.innerText)(document.querySelector('[data-testid=located]'))";
+    c.goto(&session.url("cpu")).await.unwrap();
+    wait_backend(c, "cpu", "the model").await;
+    // A permission is set for the page's origin, so after the page has loaded.
+    session.set_permission("geolocation", "denied").await;
+    click(c, "[data-testid=locate-me]").await;
+    let words = wait_js(c, shown, "the words for a denied permission", 30).await;
+    assert!(words.as_str().unwrap().contains("Location permission is denied"), "{words}");
+    let pressed = c
+        .execute(
+            "return document.querySelector('[data-testid=locate-me]').getAttribute('aria-pressed')",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(pressed, json!("false"), "a denied permission stops following");
+
+    session.set_permission("geolocation", "granted").await;
+    let (lat, lon) = (60.16852, 24.94385);
+    session.set_location(lat, lon, 15.0).await;
+    click(c, "[data-testid=locate-me]").await;
+    let words = wait_js(
+        c,
+        &format!(
+            "document.querySelector('[data-testid=located]').dataset.lat === '{lat:.6}' && {shown}"
+        ),
+        "the position",
+        30,
+    )
+    .await;
+    let words = words.as_str().unwrap();
+    assert!(words.starts_with("You are here (within 15 m)."), "{words}");
+    assert!(words.contains("No suggestion on the map"), "{words}");
+    wait_js(c, "location.hash.startsWith('#map=18/')", "street level", 10).await;
+    let (zoom, vlat, vlon) = view_in_address(c).await;
+    assert!(
+        zoom >= 18.0 && (vlat - lat).abs() < 2e-5 && (vlon - lon).abs() < 2e-5,
+        "the view ({zoom}, {vlat}, {vlon})"
+    );
+    // Follow mode: the device moves, the map follows.
+    let (lat2, lon2) = (60.16900, 24.94500);
+    session.set_location(lat2, lon2, 10.0).await;
+    wait_js(
+        c,
+        &format!("document.querySelector('[data-testid=located]').dataset.lat === '{lat2:.6}' && location.hash.includes('/{lat2:.5}/{lon2:.5}')"),
+        "the map following the position",
+        30,
+    )
+    .await;
+    // "Tag here" tags where the mapper stands.
+    click(c, "[data-testid=tag-here]").await;
+    wait_js(
+        c,
+        &format!("document.querySelector('.status').innerText.startsWith('New tag at {lat2:.5}, {lon2:.5}') && document.querySelector('[data-testid=tag-form]')"),
+        "a tag where I stand",
+        10,
+    )
+    .await;
+    // After a scan: the distance to the nearest suggestion it made (or that there is none).
+    click(c, "[data-testid=scan-view]").await;
+    wait_js(c, "document.querySelector('[data-testid=scan-status]').dataset.ms", "the scan", 180)
+        .await;
+    let found = c
+        .execute("return document.querySelectorAll('[data-testid=suggestion-item]').length", vec![])
+        .await
+        .unwrap();
+    let words = wait_js(c, shown, "the box after the scan", 10).await;
+    let words = words.as_str().unwrap();
+    if found == json!(0) {
+        assert!(words.contains("No suggestion on the map"), "{words}");
+    } else {
+        let d: f64 = words
+            .split("Nearest suggestion: ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|d| d.parse().ok())
+            .unwrap_or_else(|| panic!("no distance in {words:?}"));
+        assert!((0.0..2000.0).contains(&d), "{words}");
+    }
+    // Pressed again: stops, and the box goes.
+    click(c, "[data-testid=locate-me]").await;
+    wait_js(
+        c,
+        "document.querySelector('[data-testid=locate-me]').getAttribute('aria-pressed') === 'false' && document.querySelector('[data-testid=located]').hidden && !document.querySelector('[data-testid=tag-here]')",
+        "locating stopped",
+        10,
+    )
+    .await;
+}
+
 async fn downloaded(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
     let path = dir.join(name);
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -1256,6 +1555,18 @@ async fn osm_edits_in_chromium_cpu() {
 #[ignore = "needs the built app and Chromium: `cargo xtask test` runs it"]
 async fn fine_tune_in_chromium_cpu() {
     fine_tune_flow().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the built app and Chromium: `cargo xtask test` runs it"]
+async fn geolocation_in_chromium_cpu() {
+    geolocation_flow().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the built app and Chromium: `cargo xtask test` runs it"]
+async fn phone_in_chromium_cpu() {
+    phone_flow().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

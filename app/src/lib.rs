@@ -3,12 +3,13 @@
 //!
 //! Invariant: this is the only crate that knows the DOM. Everything about the model, tags,
 //! tiles and preprocessing comes from `model-core`; the modules here that hold logic
-//! ([`store`], [`geojson`], [`protocol`], [`scan`]) are plain Rust, tested natively and in the browser.
+//! ([`store`], [`geojson`], [`protocol`], [`scan`], [`cluster`]) are plain Rust, tested natively and in the browser.
 //!
 //! What wasm code here may not do: block (CPU inference runs in the worker; everything else is
 //! async), spawn threads, touch a filesystem or environment variables.
 
 pub mod address;
+pub mod cluster;
 pub mod geojson;
 pub mod josm;
 pub mod protocol;

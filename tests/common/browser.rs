@@ -129,7 +129,22 @@ pub fn start_chromedriver() -> (Driver, String) {
     (Driver(child), format!("http://127.0.0.1:{port}"))
 }
 
-pub async fn browser(webdriver: &str, webgpu: bool, downloads: &Path, profile: &Path) -> Client {
+/// The screen a browser session emulates.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Screen {
+    /// A 1280x900 window, mouse and keyboard.
+    Desktop,
+    /// A 390x844 phone screen with touch (Chromium's mobile emulation), as issue #33 measures.
+    Phone,
+}
+
+pub async fn browser(
+    webdriver: &str,
+    webgpu: bool,
+    downloads: &Path,
+    profile: &Path,
+    screen: Screen,
+) -> Client {
     let mut args = vec![
         "--headless=new".to_string(),
         "--no-sandbox".into(),
@@ -158,7 +173,13 @@ pub async fn browser(webdriver: &str, webgpu: bool, downloads: &Path, profile: &
             },
         }
     });
-    let caps = caps.as_object().unwrap().clone();
+    let mut caps = caps.as_object().unwrap().clone();
+    if screen == Screen::Phone {
+        caps["goog:chromeOptions"]["mobileEmulation"] = json!({
+            "deviceMetrics": {"width": 390, "height": 844, "pixelRatio": 3.0, "touch": true},
+            "userAgent": "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Mobile Safari/537.36",
+        });
+    }
     ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
         .connect(webdriver)
@@ -233,11 +254,22 @@ pub struct Session {
     pub tiles: String,
     pub tile_hits: Arc<std::sync::atomic::AtomicUsize>,
     pub downloads: PathBuf,
+    /// chromedriver's address, for the commands fantoccini has no call for.
+    pub webdriver: String,
     _driver: Driver,
 }
 
 impl Session {
     pub async fn start(name: &str, webgpu: bool) -> Self {
+        Self::start_on(name, webgpu, Screen::Desktop).await
+    }
+
+    /// A session on an emulated phone ([`Screen::Phone`]), CPU backend.
+    pub async fn start_phone(name: &str) -> Self {
+        Self::start_on(name, false, Screen::Phone).await
+    }
+
+    async fn start_on(name: &str, webgpu: bool, screen: Screen) -> Self {
         let dist = dist_dir();
         let out = out_dir();
         let downloads = out.join(format!("downloads-{name}"));
@@ -248,8 +280,44 @@ impl Session {
         let (tiles, tile_hits) = start_tile_server();
         let base = start_app(&dist);
         let (driver, wd) = start_chromedriver();
-        let client = browser(&wd, webgpu, &downloads, &profile).await;
-        Self { client, base, tiles, tile_hits, downloads, _driver: driver }
+        let client = browser(&wd, webgpu, &downloads, &profile, screen).await;
+        Self { client, base, tiles, tile_hits, downloads, webdriver: wd, _driver: driver }
+    }
+
+    /// POSTs `body` to this session's chromedriver command `path` (after `/session/{id}/`).
+    pub async fn webdriver_post(&self, path: &str, body: Value) {
+        let id = self.client.session_id().await.unwrap().expect("a session id");
+        let url = format!("{}/session/{id}/{path}", self.webdriver);
+        tokio::task::spawn_blocking(move || {
+            let mut r = ureq::post(&url)
+                .header("content-type", "application/json")
+                .config()
+                .http_status_as_error(false)
+                .build()
+                .send(body.to_string())
+                .unwrap();
+            let status = r.status().as_u16();
+            let text = r.body_mut().read_to_string().unwrap_or_default();
+            assert_eq!(status, 200, "chromedriver {url}: {text}");
+        })
+        .await
+        .unwrap();
+    }
+
+    /// Grants or denies the page a permission (WebDriver's Permissions extension).
+    pub async fn set_permission(&self, name: &str, state: &str) {
+        self.webdriver_post("permissions", json!({"descriptor": {"name": name}, "state": state}))
+            .await;
+    }
+
+    /// Where the browser's Geolocation API says the device is (chromedriver's location
+    /// command: the position Chromium's DevTools emulation reports).
+    pub async fn set_location(&self, lat: f64, lon: f64, accuracy_m: f64) {
+        self.webdriver_post(
+            "location",
+            json!({"location": {"latitude": lat, "longitude": lon, "altitude": 0.0, "accuracy": accuracy_m}}),
+        )
+        .await;
     }
 
     /// The app's address with the test tile server as the map layer and a backend forced.

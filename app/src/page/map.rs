@@ -83,6 +83,24 @@ fn osm_marker(f: &model_core::data::candidates::MappedFeature) -> Result<leaflet
     Ok(leaflet::Marker::new_with_options(&leaflet::LatLng::new(f.lat, f.lon), &opts))
 }
 
+/// Several features already in OpenStreetMap that would overlap at this zoom: one hollow
+/// mark with their number; not interactive, like the rings.
+fn osm_group_marker(lat: f64, lon: f64, count: usize) -> Result<leaflet::Marker, JsValue> {
+    let title = format!("{count} features already in OpenStreetMap here: zoom in to see them");
+    let opts = leaflet::MarkerOptions::new();
+    opts.set_icon(div_icon_with(
+        "osm-marker osm-group",
+        &count.to_string(),
+        &title,
+        &format!("data-testid=\"osm-group\" data-count=\"{count}\""),
+    )?);
+    opts.set_title(title);
+    opts.set_keyboard(false);
+    opts.set_interactive(false);
+    opts.set_z_index_offset(-1000.0);
+    Ok(leaflet::Marker::new_with_options(&leaflet::LatLng::new(lat, lon), &opts))
+}
+
 /// Asks the server what its extract maps in the visible map (when the layer is on).
 fn refresh_osm_layer(ctx: Ctx, m: &leaflet::Map) {
     if !ctx.osm.with_untracked(|o| o.on) {
@@ -231,8 +249,14 @@ pub fn MapView() -> impl IntoView {
         if !layer.on {
             return;
         }
-        for f in &layer.features {
-            match osm_marker(f) {
+        for mark in crate::cluster::marks(&layer.features, m.get_zoom()) {
+            let marker = match mark {
+                crate::cluster::Mark::One(f) => osm_marker(f),
+                crate::cluster::Mark::Group { lat, lon, count } => {
+                    osm_group_marker(lat, lon, count)
+                }
+            };
+            match marker {
                 Ok(marker) => {
                     marker.add_to(&m);
                     osm_shown.update_value(|v| v.push(marker));
@@ -349,6 +373,16 @@ pub fn MapView() -> impl IntoView {
             >
             </MapContainer>
             <div class="crosshair" aria-hidden="true"></div>
+            {super::locate::where_i_stand(ctx, map)}
+            // On a phone (the layout shows it there only): a tap-sized way to tag the point
+            // under the crosshair, as Enter does on a keyboard.
+            <button type="button" class="tag-crosshair" data-testid="tag-crosshair"
+                on:click=move |_| {
+                    if let Some(m) = map.get_untracked() {
+                        let c = m.get_center();
+                        ctx.new_tag_at(c.lat(), c.lng());
+                    }
+                }>"Tag the crosshair"</button>
             <label class="osm-layer" data-testid="osm-layer"
                 data-bbox=move || ctx.osm.with(|o| o.bbox.clone())
                 data-count=move || ctx.osm.with(|o| o.features.len().to_string())>
@@ -357,7 +391,16 @@ pub fn MapView() -> impl IntoView {
                 <span data-testid="osm-layer-count">{osm_summary}</span>
             </label>
             <Show when=move || tile_error.get().is_some()>
-                <p class="tile-error" role="alert">{move || tile_error.get().unwrap_or_default()}</p>
+                <div class="tile-error" role="alert">
+                    <p>{move || tile_error.get().unwrap_or_default()}</p>
+                    // One click to the map this server draws itself from the bundled data.
+                    <Show when=move || !ctx.tiles.get().model_view>
+                        <button type="button" data-testid="use-rendered-tiles"
+                            on:click=move |_| ctx.tiles.update(|t| t.model_view = true)>
+                            "Use this server's own map"
+                        </button>
+                    </Show>
+                </div>
             </Show>
         </section>
     }

@@ -5,6 +5,7 @@
 
 mod files;
 mod learn_area;
+mod locate;
 mod map;
 mod model_panels;
 mod panels;
@@ -304,6 +305,7 @@ impl Ctx {
             osm: OsmTagChoice::default(),
         }));
         self.status.set(format!("New tag at {lat:.5}, {lon:.5}: choose its type and save."));
+        show_form_on_phone();
         self.predict(lat, lon, DEFAULT_SOURCE);
     }
 
@@ -589,6 +591,20 @@ fn type_styles() {
     }
 }
 
+/// The widest viewport (CSS px) that gets the phone layout: `assets/app.css` says the same.
+const PHONE_MAX_WIDTH: f64 = 700.0;
+
+/// On a phone the panels are a bottom sheet that may be scrolled down: a new tag brings its
+/// form (at the sheet's top) into view.
+fn show_form_on_phone() {
+    let Some(w) = web_sys::window() else { return };
+    if w.inner_width().ok().and_then(|v| v.as_f64()).is_some_and(|x| x <= PHONE_MAX_WIDTH)
+        && let Some(el) = w.document().and_then(|d| d.get_element_by_id("sidebar"))
+    {
+        el.set_scroll_top(0);
+    }
+}
+
 pub fn backend_label(backend: &str) -> &'static str {
     match backend {
         "webgpu" => "WebGPU",
@@ -693,6 +709,7 @@ fn App() -> impl IntoView {
         on_key.forget();
     }
 
+    let sheet_open = RwSignal::new(false);
     view! {
         <a class="skip-link" href="#sidebar">"Skip to the tag panel"</a>
         <header class="topbar">
@@ -701,7 +718,15 @@ fn App() -> impl IntoView {
         </header>
         <main class="layout">
             <map::MapView/>
-            <aside id="sidebar" class="sidebar" aria-label="Tags and predictions" data-ready=move || store_ready().to_string()>
+            <aside id="sidebar" class="sidebar" class:sheet-open=move || sheet_open.get()
+                aria-label="Tags and predictions" data-ready=move || store_ready().to_string()>
+                // On a phone the panels are a bottom sheet under the map: this grows and
+                // shrinks it (the layout hides it on a wide screen).
+                <button type="button" class="sheet-toggle secondary" data-testid="sheet-toggle"
+                    aria-controls="sidebar" aria-expanded=move || sheet_open.get().to_string()
+                    on:click=move |_| sheet_open.update(|o| *o = !*o)>
+                    {move || if sheet_open.get() { "Show more map" } else { "Show more panels" }}
+                </button>
                 <p class="status" role="status" aria-live="polite">{move || ctx.status.get()}</p>
                 <panels::TagForm/>
                 <panels::PredictionPanel/>

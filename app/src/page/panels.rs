@@ -24,16 +24,28 @@ pub fn BackendBadge() -> impl IntoView {
         ModelState::Ready { backend, .. } => format!("Model: {}", backend_label(&backend)),
         ModelState::Failed(_) => "Model: unavailable".to_string(),
     };
+    // What a mapper needs: which model, ready or not, and a fallback in words.
+    let line = move || match ctx.model.get() {
+        ModelState::Loading => "Loading the model…".to_string(),
+        ModelState::Ready { note, info, .. } => {
+            let what = super::model_panels::origin_label(&info.origin);
+            let mut s = format!("{}{}: ready", what[..1].to_uppercase(), &what[1..]);
+            if let Some(n) = note {
+                s.push_str(&format!(". {}", n.message));
+            }
+            s
+        }
+        ModelState::Failed(e) => e,
+    };
+    // The build details, behind "Details".
     let detail = move || match ctx.model.get() {
-        ModelState::Loading => String::new(),
-        ModelState::Ready { note, load_ms, warmup_ms, info, .. } => format!(
-            "{} model (git {}{}), loaded in {load_ms:.0} ms, warm-up {warmup_ms:.0} ms{}",
+        ModelState::Ready { load_ms, warmup_ms, info, .. } => Some(format!(
+            "{} model (git {}{}), loaded in {load_ms:.0} ms, warm-up {warmup_ms:.0} ms",
             info.encoder,
             info.git_revision,
             info.weights.map(|w| format!("; {w}")).unwrap_or_default(),
-            note.map(|n| format!("; {}", n.message)).unwrap_or_default()
-        ),
-        ModelState::Failed(e) => e,
+        )),
+        _ => None,
     };
     let backend = move || match ctx.model.get() {
         ModelState::Ready { backend, .. } => backend,
@@ -47,18 +59,21 @@ pub fn BackendBadge() -> impl IntoView {
     // The technical reason for a fallback, for those who want it.
     let why = move || match ctx.model.get() {
         ModelState::Ready { note: Some(BackendNote { detail: Some(d), .. }), .. } => Some(view! {
-            <details class="badge-why" data-testid="backend-why">
-                <summary>"Why?"</summary>
-                <code>{d}</code>
-            </details>
+            <p class="badge-why" data-testid="backend-why">"Why the fallback: "<code>{d}</code></p>
         }),
         _ => None,
     };
     view! {
         <div class="badge-wrap">
             <span class="badge" data-testid="backend-badge" data-backend=backend data-ready-ms=ready_at>{text}</span>
-            <span class="badge-detail" data-testid="backend-note">{detail}</span>
-            {why}
+            <span class="badge-detail" data-testid="backend-note">{line}</span>
+            <Show when=move || detail().is_some()>
+                <details class="badge-more" data-testid="backend-more">
+                    <summary>"Details"</summary>
+                    <span data-testid="backend-details">{detail}</span>
+                    {why}
+                </details>
+            </Show>
         </div>
     }
 }
