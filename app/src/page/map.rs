@@ -65,40 +65,46 @@ fn suggestion_marker(s: &super::Suggestion, ctx: Ctx) -> Result<leaflet::Marker,
     Ok(marker)
 }
 
-/// A feature OpenStreetMap already has: hollow, its type's letter, named for screen readers;
-/// not interactive (the mapper's own markers and the map's clicks stay on top of it).
-fn osm_marker(f: &model_core::data::candidates::MappedFeature) -> Result<leaflet::Marker, JsValue> {
-    let title = format!("{} already in OpenStreetMap ({})", f.label.replace('_', " "), f.id);
+/// A mark under the mapper's own markers: not interactive, not in the keyboard order.
+fn passive_marker(
+    lat: f64,
+    lon: f64,
+    icon: leaflet::Icon,
+    title: String,
+) -> Result<leaflet::Marker, JsValue> {
     let opts = leaflet::MarkerOptions::new();
-    opts.set_icon(div_icon_with(
-        &format!("osm-marker osm-{}", f.label),
-        &letter(&f.label),
-        &title,
-        &format!("data-testid=\"osm-feature\" data-label=\"{}\" data-id=\"{}\"", f.label, f.id),
-    )?);
+    opts.set_icon(icon);
     opts.set_title(title);
     opts.set_keyboard(false);
     opts.set_interactive(false);
     opts.set_z_index_offset(-1000.0);
-    Ok(leaflet::Marker::new_with_options(&leaflet::LatLng::new(f.lat, f.lon), &opts))
+    Ok(leaflet::Marker::new_with_options(&leaflet::LatLng::new(lat, lon), &opts))
+}
+
+/// A feature OpenStreetMap already has: hollow, its type's letter, named for screen readers;
+/// not interactive (the mapper's own markers and the map's clicks stay on top of it).
+fn osm_marker(f: &model_core::data::candidates::MappedFeature) -> Result<leaflet::Marker, JsValue> {
+    let title = format!("{} already in OpenStreetMap ({})", f.label.replace('_', " "), f.id);
+    let icon = div_icon_with(
+        &format!("osm-marker osm-{}", f.label),
+        &letter(&f.label),
+        &title,
+        &format!("data-testid=\"osm-feature\" data-label=\"{}\" data-id=\"{}\"", f.label, f.id),
+    )?;
+    passive_marker(f.lat, f.lon, icon, title)
 }
 
 /// Several features already in OpenStreetMap that would overlap at this zoom: one hollow
 /// mark with their number; not interactive, like the rings.
 fn osm_group_marker(lat: f64, lon: f64, count: usize) -> Result<leaflet::Marker, JsValue> {
     let title = format!("{count} features already in OpenStreetMap here: zoom in to see them");
-    let opts = leaflet::MarkerOptions::new();
-    opts.set_icon(div_icon_with(
+    let icon = div_icon_with(
         "osm-marker osm-group",
         &count.to_string(),
         &title,
         &format!("data-testid=\"osm-group\" data-count=\"{count}\""),
-    )?);
-    opts.set_title(title);
-    opts.set_keyboard(false);
-    opts.set_interactive(false);
-    opts.set_z_index_offset(-1000.0);
-    Ok(leaflet::Marker::new_with_options(&leaflet::LatLng::new(lat, lon), &opts))
+    )?;
+    passive_marker(lat, lon, icon, title)
 }
 
 /// Asks the server what its extract maps in the visible map (when the layer is on).
