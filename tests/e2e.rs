@@ -1569,6 +1569,142 @@ async fn phone_in_chromium_cpu() {
     phone_flow().await;
 }
 
+/// Offline (#33): visit once with the server's own map, save the view, then the server goes
+/// away and the page is reloaded: the app, the model, the saved tiles, the view's mapped
+/// features and the tags work; a prediction and a tag are made offline and exported.
+async fn offline_flow() {
+    let mut session = Session::start("offline", false).await;
+    let c = &session.client;
+    let base = session.base.clone();
+    // The base layer is another server's (the test tile server): it is never kept.
+    let url = format!("{}#map=18/60.16990/24.93840", session.url("cpu"));
+    c.goto(&url).await.unwrap();
+    wait_backend(c, "cpu", "the model").await;
+    wait_js(c, "document.querySelector('#sidebar').dataset.ready === 'true'", "stored tags", 30)
+        .await;
+    // The page is installable: a manifest with its icons, a service worker controlling it.
+    let manifest = wait_js(
+        c,
+        "(async () => { const l = document.querySelector('link[rel=manifest]'); const m = await (await fetch(l.href)).json(); const ok = []; for (const i of m.icons) ok.push((await fetch(new URL(i.src, l.href))).ok); return [m.name, m.short_name, m.start_url, m.display, m.icons.map(i => i.sizes), ok]; })()",
+        "the web app manifest",
+        10,
+    )
+    .await;
+    assert_eq!(manifest[3], json!("standalone"), "{manifest}");
+    assert!(
+        manifest[4].to_string().contains("192x192") && manifest[4].to_string().contains("512x512"),
+        "{manifest}"
+    );
+    assert!(manifest[5].as_array().unwrap().iter().all(|v| v == &json!(true)), "icons: {manifest}");
+    // The service worker has kept the app and its model.
+    wait_js(
+        c,
+        "document.querySelector('[data-testid=offline-panel]').dataset.kept === 'true' && navigator.serviceWorker.controller !== null",
+        "the service worker keeping the app",
+        60,
+    )
+    .await;
+    let kept = c
+        .execute("return document.querySelector('[data-testid=offline-panel]').innerText", vec![])
+        .await
+        .unwrap();
+    assert!(!kept.as_str().unwrap().contains("could not"), "{kept}");
+    // A tag made online.
+    predict_at_centre(c).await;
+    click(c, "[data-testid=save-tag]").await;
+    wait_js(c, "document.querySelectorAll('[data-testid=tag-list] li').length === 1", "a tag", 10)
+        .await;
+    // Save the view: its tiles at zooms 15-19 and what is mapped there; the count shows as it
+    // starts, the size when done.
+    click(c, "[data-testid=save-area]").await;
+    let started = wait_js(
+        c,
+        "(t => /of \\d+/.test(t) || /Saved/.test(t) ? t : null)(document.querySelector('[data-testid=save-area-status]').innerText)",
+        "the save's count",
+        30,
+    )
+    .await;
+    wait_js(
+        c,
+        "document.querySelector('[data-testid=offline-panel]').dataset.area === 'saved'",
+        "the saved area",
+        300,
+    )
+    .await;
+    let saved = c
+        .execute(
+            "return document.querySelector('[data-testid=save-area-status]').innerText",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let saved = saved.as_str().unwrap().to_string();
+    assert!(
+        saved.contains("map tiles at zooms 15-19") && saved.contains(" MB)"),
+        "{started} / {saved}"
+    );
+    assert!(!saved.contains("could not"), "{saved}");
+    let bbox = c
+        .execute("return document.querySelector('[data-testid=osm-layer]').dataset.bbox", vec![])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // The server goes away; the page is loaded again.
+    session.stop_server().await;
+    let c = &session.client;
+    c.goto(&url).await.unwrap();
+    wait_js(c, "document.querySelector('[data-testid=offline]')", "the offline banner", 30).await;
+    wait_backend(c, "cpu", "the model, offline").await;
+    wait_js(c, "document.querySelector('#sidebar').dataset.ready === 'true'", "stored tags", 30)
+        .await;
+    wait_js(
+        c,
+        "document.querySelectorAll('[data-testid=tag-list] li').length === 1",
+        "the tag, offline",
+        10,
+    )
+    .await;
+    // Out of reach with an area saved, the base layer is the server's own map, as saved.
+    wait_js(
+        c,
+        &format!("[...document.querySelectorAll('img.leaflet-tile-loaded')].filter(i => i.src.startsWith('{base}tiles/')).length >= 4"),
+        "the saved map tiles",
+        30,
+    )
+    .await;
+    let osm = wait_js(
+        c,
+        "(e => e && Number(e.dataset.count) > 0 && [e.dataset.bbox, Number(e.dataset.count)])(document.querySelector('[data-testid=osm-layer]'))",
+        "the saved mapped features",
+        30,
+    )
+    .await;
+    assert_eq!(osm[0], bbox, "the view saved is the view shown");
+    // A prediction and a tag, offline, and the export.
+    let probs = predict_at_centre(c).await;
+    let sum: f64 = probs.iter().map(|p| p.1).sum();
+    assert!(probs.len() == 6 && (sum - 1.0).abs() < 1e-3, "{probs:?}");
+    click(c, "[data-testid=save-tag]").await;
+    wait_js(
+        c,
+        "document.querySelectorAll('[data-testid=tag-list] li').length === 2",
+        "a tag, offline",
+        10,
+    )
+    .await;
+    click(c, "[data-testid=export-csv]").await;
+    let csv = std::fs::read(downloaded(&session.downloads, "tags.csv").await).unwrap();
+    let parsed = parse_tags_csv(&csv, &LabelVocab::default()).unwrap();
+    assert_eq!(parsed.table.tags.len(), 2, "both tags exported offline");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the built app and Chromium: `cargo xtask test` runs it"]
+async fn offline_in_chromium_cpu() {
+    offline_flow().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the built app and Chromium: `cargo xtask test` runs it"]
 async fn app_in_chromium_cpu() {

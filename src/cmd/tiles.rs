@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use indicatif::ProgressBar;
-use model_core::data::tile::{BBox, TileId, lat_lon_to_tile};
+use model_core::data::tile::{BBox, TileId};
 
 use crate::fsutil::write_atomic;
 use crate::osm::OsmMap;
@@ -79,19 +79,9 @@ fn zooms(text: &str) -> Result<(u8, u8)> {
     Ok((a, b))
 }
 
-/// Every tile of `bbox` at zooms `lo..=hi`, zoom by zoom, row by row.
+/// Every tile of `bbox` at zooms `lo..=hi`, zoom by zoom, row by row (model-core's tile math).
 pub fn tiles_in(bbox: &BBox, (lo, hi): (u8, u8)) -> Result<Vec<TileId>> {
-    let mut out = Vec::new();
-    for z in lo..=hi {
-        let a = lat_lon_to_tile(bbox.max_lat, bbox.min_lon, z)?;
-        let b = lat_lon_to_tile(bbox.min_lat, bbox.max_lon, z)?;
-        for y in a.y..=b.y {
-            for x in a.x..=b.x {
-                out.push(TileId { z, x, y });
-            }
-        }
-    }
-    Ok(out)
+    Ok(bbox.tiles(lo, hi)?)
 }
 
 /// The extract's own extent (its nodes').
@@ -220,6 +210,7 @@ mod tests {
 
     #[test]
     fn an_area_covers_each_zoom_row_by_row() {
+        use model_core::data::tile::lat_lon_to_tile;
         let b = BBox { min_lon: 24.94, min_lat: 60.165, max_lon: 24.945, max_lat: 60.168 };
         let t = tiles_in(&b, (17, 18)).unwrap();
         let z17 = t.iter().filter(|t| t.z == 17).count();

@@ -84,6 +84,29 @@ pub fn start_server(
     api: accessatlas::api::ApiConfig,
     tile_limits: TileLimits,
 ) -> String {
+    let (base, stop) = start_stoppable_server(dist, api, tile_limits);
+    // Never stopped: the server lives as long as the test process.
+    std::mem::forget(stop);
+    base
+}
+
+/// Stops a server [`start_stoppable_server`] started when sent to, or dropped.
+pub struct StopServer(tokio::sync::oneshot::Sender<()>);
+
+impl StopServer {
+    /// Stops the server: it stops listening and drops its connections at once (a server
+    /// gone, as a phone out of reach sees it), then returns.
+    pub fn stop(self) {
+        let _ = self.0.send(());
+    }
+}
+
+/// [`start_server`], and its stop.
+pub fn start_stoppable_server(
+    dist: Option<&Path>,
+    api: accessatlas::api::ApiConfig,
+    tile_limits: TileLimits,
+) -> (String, StopServer) {
     let map = OsmMap::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME).unwrap();
     let (model, tiles) =
         (PathBuf::from(ROOT).join("assets/model"), Arc::new(TileRenderer::new(map)));
@@ -96,12 +119,19 @@ pub fn start_server(
         tile_limits,
     };
     let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-        rt.block_on(serve(cfg, "127.0.0.1:0".parse().unwrap(), move |a| tx.send(a).unwrap()))
-            .unwrap();
+        rt.block_on(async move {
+            tokio::select! {
+                r = serve(cfg, "127.0.0.1:0".parse().unwrap(), move |a| tx.send(a).unwrap()) => r.unwrap(),
+                _ = stop_rx => {}
+            }
+        });
+        // The listener is closed; the connections' tasks go with the runtime.
+        rt.shutdown_background();
     });
-    format!("http://{}", rx.recv().unwrap())
+    (format!("http://{}", rx.recv().unwrap()), StopServer(stop_tx))
 }
 
 pub struct Driver(Child);
@@ -256,6 +286,7 @@ pub struct Session {
     pub downloads: PathBuf,
     /// chromedriver's address, for the commands fantoccini has no call for.
     pub webdriver: String,
+    stop: Option<StopServer>,
     _driver: Driver,
 }
 
@@ -278,10 +309,33 @@ impl Session {
         let profile = out.join(format!("profile-{name}"));
         let _ = std::fs::remove_dir_all(&profile);
         let (tiles, tile_hits) = start_tile_server();
-        let base = start_app(&dist);
+        let (base, stop) =
+            start_stoppable_server(Some(&dist), Default::default(), Default::default());
+        let base = format!("{base}/");
         let (driver, wd) = start_chromedriver();
         let client = browser(&wd, webgpu, &downloads, &profile, screen).await;
-        Self { client, base, tiles, tile_hits, downloads, webdriver: wd, _driver: driver }
+        Self {
+            client,
+            base,
+            tiles,
+            tile_hits,
+            downloads,
+            webdriver: wd,
+            stop: Some(stop),
+            _driver: driver,
+        }
+    }
+
+    /// Stops the app's server (the browser and the tile server stay): until it has stopped
+    /// listening.
+    pub async fn stop_server(&mut self) {
+        self.stop.take().expect("the server is running").stop();
+        let addr = self.base.trim_start_matches("http://").trim_end_matches('/').to_string();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(&addr).is_ok() {
+            assert!(Instant::now() < deadline, "the server at {addr} did not stop");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// POSTs `body` to this session's chromedriver command `path` (after `/session/{id}/`).

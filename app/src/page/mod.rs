@@ -8,6 +8,7 @@ mod learn_area;
 mod locate;
 mod map;
 mod model_panels;
+mod offline;
 mod panels;
 mod view_api;
 
@@ -434,6 +435,7 @@ fn start_worker(ctx: Ctx) {
                     info: Box::new(model),
                     ready_at_ms,
                 });
+                offline::keep_for_offline(&ctx);
             }
             FromWorker::Prediction { id, lat, lon, prediction, tiles_ms, model_ms } => {
                 if id == ctx.next_request.get_value() {
@@ -664,6 +666,7 @@ fn App() -> impl IntoView {
         deleted: RwSignal::new(Vec::new()),
     };
     provide_context(ctx);
+    offline::start();
 
     // Tags: load once from IndexedDB; `edit_store` saves after every change.
     let loaded = ctx.store_ready;
@@ -716,6 +719,7 @@ fn App() -> impl IntoView {
             <h1>"AccessAtlas"</h1>
             <panels::BackendBadge/>
         </header>
+        <offline::OfflineBanner/>
         <main class="layout">
             <map::MapView/>
             <aside id="sidebar" class="sidebar" class:sheet-open=move || sheet_open.get()
@@ -734,6 +738,7 @@ fn App() -> impl IntoView {
                 <panels::TagList/>
                 <model_panels::FineTunePanel/>
                 <panels::ImportExport/>
+                <offline::OfflinePanel/>
                 <panels::Settings/>
                 <panels::KeyboardHelp/>
             </aside>

@@ -63,7 +63,17 @@ fn mapped_features(
 pub async fn features_in(
     bbox: &str,
 ) -> Result<Vec<model_core::data::candidates::MappedFeature>, String> {
-    mapped_features(&get_json(&format!("{}api/features?bbox={bbox}", super::base_url())).await?)
+    mapped_features(&get_json(&features_url(bbox)).await?)
+}
+
+/// `/api/features`' address for `bbox` (what "Save this area for offline" keeps).
+pub fn features_url(bbox: &str) -> String {
+    format!("{}api/features?bbox={bbox}", super::base_url())
+}
+
+/// `/api/candidates`' address for `bbox`.
+pub fn candidates_url(bbox: &str) -> String {
+    format!("{}api/candidates?bbox={bbox}", super::base_url())
 }
 
 /// A JSON answer of the server.
@@ -74,7 +84,7 @@ async fn get_json(url: &str) -> Result<serde_json::Value, String> {
 
 /// The candidate points of the map's geometry in `bbox` (`/api/candidates`), with their kinds.
 pub async fn candidates_in(bbox: &str) -> Result<Vec<ScanPoint>, String> {
-    let c = get_json(&format!("{}api/candidates?bbox={bbox}", super::base_url())).await?;
+    let c = get_json(&candidates_url(bbox)).await?;
     Ok(features(&c)?
         .iter()
         .filter_map(|x| {

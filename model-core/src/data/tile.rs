@@ -229,6 +229,39 @@ impl BBox {
         (self.min_lat..=self.max_lat).contains(&lat) && (self.min_lon..=self.max_lon).contains(&lon)
     }
 
+    /// How many tiles cover the box at zooms `lo..=hi` (counted, not listed: a caller checks
+    /// a bound before it asks for [`BBox::tiles`]).
+    pub fn tile_count(&self, lo: u8, hi: u8) -> Result<u64, CoreError> {
+        let mut n = 0u64;
+        for z in lo..=hi {
+            let (a, b) = self.corner_tiles(z)?;
+            n += u64::from(b.x - a.x + 1) * u64::from(b.y - a.y + 1);
+        }
+        Ok(n)
+    }
+
+    /// Every tile of the box at zooms `lo..=hi`, zoom by zoom, row by row.
+    pub fn tiles(&self, lo: u8, hi: u8) -> Result<Vec<TileId>, CoreError> {
+        let mut out = Vec::new();
+        for z in lo..=hi {
+            let (a, b) = self.corner_tiles(z)?;
+            for y in a.y..=b.y {
+                for x in a.x..=b.x {
+                    out.push(TileId { z, x, y });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The north-west and south-east tiles at zoom `z`.
+    fn corner_tiles(&self, z: u8) -> Result<(TileId, TileId), CoreError> {
+        Ok((
+            lat_lon_to_tile(self.max_lat, self.min_lon, z)?,
+            lat_lon_to_tile(self.min_lat, self.max_lon, z)?,
+        ))
+    }
+
     /// The area in km² (on the sphere).
     pub fn area_km2(&self) -> f64 {
         let mid = (self.min_lat + self.max_lat) / 2.0;
@@ -274,6 +307,25 @@ mod tests {
         assert!(BBox::parse("NaN,2,3,4").unwrap_err().contains("finite"));
         assert!(BBox::parse("0,89,1,89.5").unwrap_err().contains("latitude"));
         assert!((distance_m(60.17, 24.94, 60.17001, 24.94) - 1.11).abs() < 0.01);
+    }
+
+    /// The listed tiles are the counted ones, each tile once, and they cover the box's corners.
+    #[test]
+    fn a_box_lists_the_tiles_it_counts() {
+        let b = BBox::parse("24.940,60.165,24.955,60.172").unwrap();
+        let tiles = b.tiles(15, 19).unwrap();
+        assert_eq!(tiles.len() as u64, b.tile_count(15, 19).unwrap());
+        let unique: std::collections::BTreeSet<_> = tiles.iter().collect();
+        assert_eq!(unique.len(), tiles.len());
+        for z in 15..=19 {
+            for (lat, lon) in [(b.min_lat, b.min_lon), (b.max_lat, b.max_lon)] {
+                assert!(tiles.contains(&lat_lon_to_tile(lat, lon, z).unwrap()), "z{z}");
+            }
+        }
+        // One more zoom level is about four times the tiles.
+        let (a, c) = (b.tile_count(18, 18).unwrap(), b.tile_count(19, 19).unwrap());
+        assert!(c >= 3 * a && c <= 5 * a, "{a} {c}");
+        assert!(b.tiles(25, 25).is_err());
     }
 
     #[test]
