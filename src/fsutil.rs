@@ -70,6 +70,125 @@ pub fn sweep_stale_temps(dir: &Path, deep: bool) -> usize {
     removed
 }
 
+/// Replaces the files `files` (name, bytes) of the folder `dir` as one bundle: they are written
+/// and synced in a staging folder beside it (`.NAME.tmpPID`), the old folder is moved aside
+/// (`.NAME.oldPID`), the staging folder takes its name, and whatever else the old folder held
+/// (another file, a sub-folder such as a bundle's `compact/`), except the `superseded` names,
+/// moves into the new one before the old is removed. A reader never sees one write's file beside another's. A process killed
+/// midway leaves `dir` as it was or whole and new, except between the two renames, when `dir`
+/// is missing: [`recover_dir`], which this calls first, puts the old one back.
+pub fn replace_dir_files(dir: &Path, files: &[(&str, &[u8])], superseded: &[&str]) -> Result<()> {
+    let parent = folder_of(dir);
+    std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+    recover_dir(dir);
+    let staging = aside(dir, "tmp", std::process::id());
+    let _ = std::fs::remove_dir_all(&staging);
+    let written = (|| -> Result<()> {
+        std::fs::create_dir(&staging).with_context(|| format!("creating {}", staging.display()))?;
+        for (name, bytes) in files {
+            let path = staging.join(name);
+            let mut f = std::fs::File::create(&path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            f.write_all(bytes).with_context(|| format!("writing {}", path.display()))?;
+            f.sync_all().with_context(|| format!("syncing {}", path.display()))?;
+        }
+        sync_dir(&staging)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+    let old = aside(dir, "old", std::process::id());
+    let had_old = dir.exists();
+    if had_old {
+        std::fs::rename(dir, &old)
+            .with_context(|| format!("moving {} aside to {}", dir.display(), old.display()))?;
+    }
+    if let Err(e) = std::fs::rename(&staging, dir) {
+        if had_old {
+            let _ = std::fs::rename(&old, dir);
+        }
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e)
+            .with_context(|| format!("renaming {} to {}", staging.display(), dir.display()));
+    }
+    if had_old {
+        for name in superseded {
+            let _ = std::fs::remove_file(old.join(name));
+        }
+        keep_the_rest(&old, dir);
+    }
+    sync_dir(&parent)
+}
+
+/// `.NAME.KINDPID` beside `dir`: [`replace_dir_files`]'s staging (`tmp`) and moved-aside
+/// (`old`) folders.
+fn aside(dir: &Path, kind: &str, pid: u32) -> std::path::PathBuf {
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("folder");
+    folder_of(dir).join(format!(".{name}.{kind}{pid}"))
+}
+
+/// Moves what `old` holds that `new` does not into `new`, then removes `old`.
+fn keep_the_rest(old: &Path, new: &Path) {
+    if let Ok(entries) = std::fs::read_dir(old) {
+        for e in entries.flatten() {
+            let to = new.join(e.file_name());
+            if !to.exists() {
+                let _ = std::fs::rename(e.path(), to);
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(old);
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))
+}
+
+/// Puts right what a stopped [`replace_dir_files`] on `dir` left: a missing `dir` gets its
+/// moved-aside folder back; a moved-aside folder beside a new `dir` gives it what the new one
+/// lacks and goes; staging folders go. Only a stopped process's leftovers are touched. Says
+/// what it did; returns how many leftovers it found.
+pub fn recover_dir(dir: &Path) -> usize {
+    let Some(name) = dir.file_name().and_then(|n| n.to_str()) else { return 0 };
+    let Ok(entries) = std::fs::read_dir(folder_of(dir)) else { return 0 };
+    let mut found = 0;
+    let mut leftovers: Vec<(String, std::path::PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let file = e.file_name().to_string_lossy().into_owned();
+            let rest = file.strip_prefix(&format!(".{name}."))?;
+            let (kind, pid) = rest.split_at(rest.find(|c: char| c.is_ascii_digit())?);
+            let pid: u32 = pid.parse().ok()?;
+            let stopped = pid != std::process::id()
+                && !Path::new(&format!("/proc/{pid}")).exists()
+                && (kind == "tmp" || kind == "old");
+            (stopped && e.path().is_dir()).then(|| (kind.to_string(), e.path()))
+        })
+        .collect();
+    // The moved-aside folders first: a missing `dir` is put back before staging goes.
+    leftovers.sort_by_key(|(kind, _)| kind != "old");
+    for (kind, path) in leftovers {
+        found += 1;
+        if kind == "old" && !dir.exists() && std::fs::rename(&path, dir).is_ok() {
+            tracing::warn!(
+                "{}: a stopped run had moved it aside to {}; put it back",
+                dir.display(),
+                path.display()
+            );
+        } else if kind == "old" {
+            keep_the_rest(&path, dir);
+            tracing::warn!("{}: removed the previous copy a stopped run left", path.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&path);
+            tracing::warn!("{}: removed the half-written copy a stopped run left", path.display());
+        }
+    }
+    found
+}
+
 /// The process id in a temporary file's name `.NAME.tmpPID`, if it is one.
 fn stale_temp_pid(name: &str) -> Option<u32> {
     let rest = name.strip_prefix('.')?;
@@ -94,6 +213,64 @@ pub fn write_rejected(path: &Path, rejected: &[model_core::data::tags::Rejected]
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn read(p: &Path) -> String {
+        std::fs::read_to_string(p).unwrap_or_else(|e| format!("({}: {e})", p.display()))
+    }
+
+    /// The new files replace the old ones as one; what else the folder held stays, except what
+    /// the new files supersede; nothing is left beside it.
+    #[test]
+    fn a_folder_of_files_is_replaced_whole_and_keeps_the_rest() {
+        let root = tempfile::tempdir().unwrap();
+        let b = root.path().join("bundle");
+        replace_dir_files(&b, &[("model.json", b"m1"), ("report.json", b"r1")], &[]).unwrap();
+        std::fs::create_dir(b.join("compact")).unwrap();
+        std::fs::write(b.join("compact/w"), "c").unwrap();
+        replace_dir_files(&b, &[("model.json", b"m2"), ("weights", b"w2")], &["report.json"])
+            .unwrap();
+        assert_eq!(
+            (read(&b.join("model.json")), read(&b.join("weights"))),
+            ("m2".into(), "w2".into())
+        );
+        assert_eq!(read(&b.join("compact/w")), "c", "a sub-folder moves into the new one");
+        assert!(!b.join("report.json").exists(), "superseded");
+        let beside: Vec<_> =
+            std::fs::read_dir(root.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(beside, ["bundle"]);
+    }
+
+    /// A run stopped between moving the old folder aside and renaming the new one into place:
+    /// the next one puts the old folder back and removes the half-done copy; beside a new
+    /// folder, an old copy gives it what it lacks and goes.
+    #[test]
+    fn a_stopped_replacement_is_put_right() {
+        let root = tempfile::tempdir().unwrap();
+        let b = root.path().join("bundle");
+        let (old, tmp) =
+            (root.path().join(".bundle.old4294967294"), root.path().join(".bundle.tmp4294967294"));
+        for (d, v) in [(&old, "old"), (&tmp, "new")] {
+            std::fs::create_dir(d).unwrap();
+            std::fs::write(d.join("model.json"), v).unwrap();
+        }
+        assert_eq!(recover_dir(&b), 2);
+        assert_eq!(read(&b.join("model.json")), "old");
+        assert!(!old.exists() && !tmp.exists());
+        std::fs::create_dir(&old).unwrap();
+        std::fs::write(old.join("notes"), "n").unwrap();
+        std::fs::write(old.join("model.json"), "older").unwrap();
+        assert_eq!(recover_dir(&b), 1);
+        assert_eq!(
+            (read(&b.join("model.json")), read(&b.join("notes"))),
+            ("old".into(), "n".into())
+        );
+        assert!(!old.exists());
+        // A live process's folders are its own.
+        let live = root.path().join(format!(".bundle.tmp{}", std::process::id()));
+        std::fs::create_dir(&live).unwrap();
+        assert_eq!(recover_dir(&b), 0);
+        assert!(live.exists());
+    }
 
     /// A temporary file of a process that is gone is removed, one of a running process and
     /// files that only look alike are kept.

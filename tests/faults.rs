@@ -107,7 +107,7 @@ fn on_a_full_disk(script: &str) -> (String, String, String) {
     (String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into(), d)
 }
 
-/// `collect`, `tiles render` and `suggest --out` on a full disk: each fails with an error that
+/// `collect`, `tiles render`, `export` and `suggest --out` on a full disk: each fails with an error that
 /// says the disk is full and names the file, the previous output is byte for byte what it
 /// was, and no temporary file is left.
 #[test]
@@ -119,6 +119,7 @@ fn a_full_disk_fails_clearly_and_keeps_the_previous_outputs() {
             "t.mbtiles",
             "\"$BIN\" tiles render --bbox 24.935,60.165,24.945,60.170 --zoom 19 --out \"$D/t.mbtiles\"",
         ),
+        ("export", "b/model.json", "\"$BIN\" export --model assets/model --out \"$D/b\""),
         (
             "suggest",
             "s.csv",
@@ -127,7 +128,7 @@ fn a_full_disk_fails_clearly_and_keeps_the_previous_outputs() {
     ];
     for (what, old, run) in cases {
         let script = format!(
-            "printf 'the previous output' > \"$D/{old}\"; {run}; echo \"rc=$?\"; \
+            "mkdir -p \"$(dirname \"$D/{old}\")\"; printf 'the previous output' > \"$D/{old}\"; {run}; echo \"rc=$?\"; \
              echo \"old=$(cat \"$D/{old}\")\"; ls -aR \"$D\" | grep -c '\\.tmp' || true"
         );
         let (out, err, d) = on_a_full_disk(&script);
@@ -142,4 +143,94 @@ fn a_full_disk_fails_clearly_and_keeps_the_previous_outputs() {
         assert_eq!(kept, "old=the previous output", "{what}: {out}");
         assert_eq!(temps.trim(), "0", "{what} left temporary files: {out}");
     }
+}
+
+/// `export` killed at moments spread over its run, over a previous bundle whose manifest and
+/// weights both differ from the new ones: the folder always holds one whole bundle, the
+/// previous or the new (never one's manifest beside the other's weights); the next export
+/// writes the bundle an unbroken export writes, with the folder's other files (a note of the
+/// mapper's) back in it, and nothing is left beside it. (A kill between the two renames, which leaves the folder moved aside, is put
+/// right by `fsutil::recover_dir`: its unit test.)
+#[test]
+fn export_killed_midway_leaves_one_whole_bundle() {
+    let dir = tmp("fault-export");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let export = |out: &Path| {
+        let mut c = bin();
+        c.current_dir(root).args(["export", "--model", "assets/model", "--out"]).arg(out);
+        c
+    };
+    let whole = dir.path().join("whole");
+    let o = export(&whole).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let bundle = |d: &Path| {
+        (std::fs::read(d.join("model.json")).ok(), std::fs::read(d.join("weights.bpk")).ok())
+    };
+    let new = bundle(&whole);
+    // The previous bundle: another manifest, other weights, and a file of the mapper's own.
+    let manifest = std::fs::read_to_string(root.join("assets/model/model.json")).unwrap();
+    let previous = (
+        Some(manifest.replacen('{', "{\"note\": \"previous\", ", 1).into_bytes()),
+        Some(b"old weights".to_vec()),
+    );
+    assert_ne!(previous, new);
+    let out = dir.path().join("b");
+    let (mut moved_aside, mut whole_new, mut whole_old) = (0, 0, 0);
+    // Killed after a delay, or (None) the moment new weights show under the bundle's name:
+    // where a writer that replaced file by file would leave the old manifest beside them.
+    let delays = [0, 5, 10, 20, 40, 60, 80, 100, 120, 150, 180, 220, 300, 500, 1000].map(Some);
+    for delay_ms in delays.into_iter().chain([None; 5]) {
+        let _ = std::fs::remove_dir_all(&out);
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::write(out.join("model.json"), previous.0.as_ref().unwrap()).unwrap();
+        std::fs::write(out.join("weights.bpk"), previous.1.as_ref().unwrap()).unwrap();
+        std::fs::write(out.join("notes.txt"), "mine").unwrap();
+        let mut child = export(&out)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        match delay_ms {
+            Some(ms) => std::thread::sleep(Duration::from_millis(ms)),
+            None => {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while std::fs::metadata(out.join("weights.bpk"))
+                    .is_ok_and(|m| m.len() == previous.1.as_ref().unwrap().len() as u64)
+                    && child.try_wait().unwrap().is_none()
+                {
+                    assert!(Instant::now() < deadline, "no new weights in 60 s");
+                }
+            }
+        }
+        let _ = child.kill();
+        child.wait().unwrap();
+        if out.exists() {
+            let got = bundle(&out);
+            assert!(got == previous || got == new, "{delay_ms:?} ms: a mixed or partial bundle");
+            if got == new {
+                whole_new += 1
+            } else {
+                whole_old += 1
+            }
+        } else {
+            moved_aside += 1;
+        }
+        let o = export(&out).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{delay_ms:?} ms, the next export: {err}");
+        assert_eq!(bundle(&out), new, "{delay_ms:?} ms: the next export's bundle");
+        assert_eq!(std::fs::read_to_string(out.join("notes.txt")).unwrap(), "mine");
+        let beside: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".b."))
+            .collect();
+        assert!(beside.is_empty(), "{delay_ms:?} ms: left beside the bundle: {beside:?}");
+    }
+    // The kills landed both before and after the bundle was replaced.
+    assert!(
+        whole_old > 0 && whole_new > 0,
+        "old {whole_old}, new {whole_new}, aside {moved_aside}"
+    );
 }

@@ -12,7 +12,7 @@ use model_core::infer::bundle::{
     PrecisionReport, Provenance,
 };
 
-use crate::fsutil::write_atomic;
+use crate::fsutil::replace_dir_files;
 use crate::run::{DataDir, ONNX_FILE, RunDir, SAFETENSORS_FILE, is_bundle, read_bundle};
 use crate::score::{Scored, score};
 
@@ -137,11 +137,11 @@ pub fn export(args: &ExportArgs) -> Result<PathBuf> {
     if is_bundle && out == args.model {
         bail!("--out must differ from the bundle being converted ({})", args.model.display());
     }
-    // Weights first, manifest last: a bundle with a manifest is complete.
+    // The bundle's files replace the old ones as one (`replace_dir_files`): a reader never
+    // sees one export's manifest beside another's weights.
+    let mut files: Vec<(&str, Vec<u8>)> = Vec::new();
     match args.format {
-        Format::Burn => {
-            write_atomic(&out.join(BUNDLE_WEIGHTS_FILE), &src.weights)?;
-        }
+        Format::Burn => files.push((BUNDLE_WEIGHTS_FILE, src.weights.clone())),
         Format::BurnF16 | Format::BurnInt8 => {
             let bytes = if args.format == Format::BurnF16 {
                 model_core::model::persist::weights_to_bytes_f16(&model)?
@@ -156,22 +156,20 @@ pub fn export(args: &ExportArgs) -> Result<PathBuf> {
                 "outside the page's budget of 1 point (or unmeasured): the page keeps f32"
             };
             println!("{}; {verdict}", report.summary());
-            write_atomic(&out.join(BUNDLE_WEIGHTS_FILE), &bytes)?;
-            write_atomic(
-                &out.join(PRECISION_REPORT_FILE),
-                serde_json::to_string_pretty(&report)?.as_bytes(),
-            )?;
+            files.push((BUNDLE_WEIGHTS_FILE, bytes));
+            files
+                .push((PRECISION_REPORT_FILE, serde_json::to_string_pretty(&report)?.into_bytes()));
         }
-        Format::Safetensors => {
-            let bytes = model_core::model::persist::weights_to_safetensors(&model)?;
-            write_atomic(&out.join(SAFETENSORS_FILE), &bytes)?;
-        }
+        Format::Safetensors => files
+            .push((SAFETENSORS_FILE, model_core::model::persist::weights_to_safetensors(&model)?)),
         Format::Onnx => {
-            let bytes = crate::onnx::to_onnx(&model, config, args.onnx_batch)?;
-            write_atomic(&out.join(ONNX_FILE), &bytes)?;
+            files.push((ONNX_FILE, crate::onnx::to_onnx(&model, config, args.onnx_batch)?))
         }
     }
-    write_atomic(&out.join(BUNDLE_CONFIG_FILE), src.manifest.to_json().as_bytes())?;
+    files.push((BUNDLE_CONFIG_FILE, src.manifest.to_json().into_bytes()));
+    let files: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (*n, b.as_slice())).collect();
+    // A precision report describes the weights beside it: an older one never stays.
+    replace_dir_files(&out, &files, &[PRECISION_REPORT_FILE])?;
     Ok(out)
 }
 
