@@ -1590,6 +1590,10 @@ async fn offline_flow() {
         10,
     )
     .await;
+    // What Chromium's installability check reads: a name and a short name, a start URL in
+    // scope, a standalone display, icons of 192 and 512 px that load.
+    assert!(manifest[0].as_str().is_some_and(|n| n.starts_with("AccessAtlas")), "{manifest}");
+    assert_eq!((&manifest[1], &manifest[2]), (&json!("AccessAtlas"), &json!("./")), "{manifest}");
     assert_eq!(manifest[3], json!("standalone"), "{manifest}");
     assert!(
         manifest[4].to_string().contains("192x192") && manifest[4].to_string().contains("512x512"),

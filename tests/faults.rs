@@ -207,11 +207,7 @@ fn export_killed_midway_leaves_one_whole_bundle() {
         if out.exists() {
             let got = bundle(&out);
             assert!(got == previous || got == new, "{delay_ms:?} ms: a mixed or partial bundle");
-            if got == new {
-                whole_new += 1
-            } else {
-                whole_old += 1
-            }
+            if got == new { whole_new += 1 } else { whole_old += 1 }
         } else {
             moved_aside += 1;
         }
