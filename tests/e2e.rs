@@ -1703,6 +1703,80 @@ async fn offline_flow() {
     assert_eq!(parsed.table.tags.len(), 2, "both tags exported offline");
 }
 
+/// What the model worker's wasm memory may reach on a phone once the model is loaded and warmed
+/// up (#33): a budget a mid-range phone's browser tab holds beside the page.
+const PHONE_MEMORY_BUDGET_MB: f64 = 256.0;
+
+/// On a phone over a slow connection (Chromium's network emulation: 1.6 Mbit/s down, 150 ms
+/// latency): the page and the model load; the model is the shipped bundle's compact copy when
+/// it has one; the app's wasm comes compressed; no script, wasm, style or model file is
+/// fetched twice (the browser asks for an icon once as the tab's and once for the manifest); the
+/// worker's memory stays within the phone budget.
+async fn slow_connection_flow() {
+    let session = Session::start_phone("slow").await;
+    let c = &session.client;
+    session
+        .webdriver_post(
+            "chromium/network_conditions",
+            json!({"network_conditions": {"offline": false, "latency": 150, "download_throughput": 200_000, "upload_throughput": 93_750}}),
+        )
+        .await;
+    let started = Instant::now();
+    c.goto(&session.url("cpu")).await.unwrap();
+    wait_backend(c, "cpu", "the model over a slow connection").await;
+    let took = started.elapsed().as_secs_f64();
+    let detail = c
+        .execute(
+            "return document.querySelector('[data-testid=backend-details]').textContent",
+            vec![],
+        )
+        .await
+        .unwrap();
+    if let Some((_, r)) = common::model::page_compact() {
+        assert!(detail.as_str().unwrap().contains(&r.summary()), "the compact copy: {detail}");
+    }
+    let files = c
+        .execute(
+            "return performance.getEntriesByType('resource').filter(e => e.name.startsWith(location.origin + '/') && /\\.(js|wasm|css|json|bpk)$/.test(e.name) && !/\\/(api|tiles)\\//.test(e.name)).map(e => [e.name, e.encodedBodySize, e.decodedBodySize])",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let files = files.as_array().unwrap();
+    let mut names: Vec<&str> = files.iter().map(|f| f[0].as_str().unwrap()).collect();
+    names.sort_unstable();
+    let n = names.len();
+    names.dedup();
+    assert_eq!(names.len(), n, "a file fetched twice: {files:?}");
+    let wasm = files
+        .iter()
+        .find(|f| f[0].as_str().unwrap().ends_with("_bg.wasm"))
+        .unwrap_or_else(|| panic!("the app's wasm among {files:?}"));
+    assert!(
+        wasm[1].as_f64().unwrap() < 0.8 * wasm[2].as_f64().unwrap(),
+        "the app's wasm is sent compressed: {wasm:?}"
+    );
+    let memory = c
+        .execute(
+            "return Number(document.querySelector('[data-testid=backend-badge]').dataset.workerMemory)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let mb = memory.as_f64().unwrap() / 1e6;
+    assert!(mb > 0.0 && mb <= PHONE_MEMORY_BUDGET_MB, "the worker's memory: {mb:.0} MB");
+    eprintln!(
+        "slow connection: the model was ready {took:.1} s after navigation; the worker's memory {mb:.0} MB; the app's wasm {:.0} of {:.0} bytes",
+        wasm[1], wasm[2]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the built app and Chromium: `cargo xtask test` runs it"]
+async fn slow_connection_in_chromium_cpu() {
+    slow_connection_flow().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the built app and Chromium: `cargo xtask test` runs it"]
 async fn offline_in_chromium_cpu() {

@@ -228,6 +228,10 @@ pub enum FromWorker {
         load_ms: f64,
         warmup_ms: f64,
         model: ModelInfo,
+        /// The worker's wasm memory once the model is loaded and warmed up (linear memory only
+        /// grows, so this is its peak so far), in bytes.
+        #[serde(default)]
+        memory_bytes: f64,
     },
     Prediction {
         id: u64,

@@ -44,6 +44,8 @@ pub enum ModelState {
         note: Option<BackendNote>,
         load_ms: f64,
         warmup_ms: f64,
+        /// The worker's wasm memory once ready, in bytes.
+        memory_bytes: f64,
         info: Box<ModelInfo>,
         /// Milliseconds from navigation start to model-ready (for the benchmark).
         ready_at_ms: f64,
@@ -410,7 +412,7 @@ fn start_worker(ctx: Ctx) {
                 let backend = BackendChoice::from_query(query_param("backend").as_deref());
                 send(&ctx, &ToWorker::Load { base: base_url(), backend });
             }
-            FromWorker::Ready { backend, note, load_ms, warmup_ms, model } => {
+            FromWorker::Ready { backend, note, load_ms, warmup_ms, model, memory_bytes } => {
                 ctx.status.set(format!("Model ready ({}).", backend_label(&backend)));
                 if let Some(s) = model.fine_tune.clone() {
                     ctx.finetune.set(FineTuneState::Kept(s));
@@ -432,6 +434,7 @@ fn start_worker(ctx: Ctx) {
                     note,
                     load_ms,
                     warmup_ms,
+                    memory_bytes,
                     info: Box::new(model),
                     ready_at_ms,
                 });

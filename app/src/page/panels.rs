@@ -39,13 +39,19 @@ pub fn BackendBadge() -> impl IntoView {
     };
     // The build details, behind "Details".
     let detail = move || match ctx.model.get() {
-        ModelState::Ready { load_ms, warmup_ms, info, .. } => Some(format!(
-            "{} model (git {}{}), loaded in {load_ms:.0} ms, warm-up {warmup_ms:.0} ms",
+        ModelState::Ready { load_ms, warmup_ms, memory_bytes, info, .. } => Some(format!(
+            "{} model (git {}{}), loaded in {load_ms:.0} ms, warm-up {warmup_ms:.0} ms, the \
+             worker's memory {:.0} MB",
             info.encoder,
             info.git_revision,
             info.weights.map(|w| format!("; {w}")).unwrap_or_default(),
+            memory_bytes / 1e6,
         )),
         _ => None,
+    };
+    let memory = move || match ctx.model.get() {
+        ModelState::Ready { memory_bytes, .. } => format!("{memory_bytes:.0}"),
+        _ => String::new(),
     };
     let backend = move || match ctx.model.get() {
         ModelState::Ready { backend, .. } => backend,
@@ -65,7 +71,8 @@ pub fn BackendBadge() -> impl IntoView {
     };
     view! {
         <div class="badge-wrap">
-            <span class="badge" data-testid="backend-badge" data-backend=backend data-ready-ms=ready_at>{text}</span>
+            <span class="badge" data-testid="backend-badge" data-backend=backend data-ready-ms=ready_at
+                data-worker-memory=memory>{text}</span>
             <span class="badge-detail" data-testid="backend-note">{line}</span>
             <Show when=move || detail().is_some()>
                 <details class="badge-more" data-testid="backend-more">

@@ -546,7 +546,22 @@ async fn load(base: String, choice: BackendChoice) -> Result<FromWorker, String>
     };
     let model = info(&loaded);
     STATE.with_borrow_mut(|st| st.loaded = Some(Rc::new(loaded)));
-    Ok(FromWorker::Ready { backend: backend.to_string(), note, load_ms, warmup_ms, model })
+    Ok(FromWorker::Ready {
+        backend: backend.to_string(),
+        note,
+        load_ms,
+        warmup_ms,
+        model,
+        memory_bytes: wasm_memory_bytes(),
+    })
+}
+
+/// The size of this worker's wasm linear memory, in bytes.
+fn wasm_memory_bytes() -> f64 {
+    wasm_bindgen::memory()
+        .dyn_into::<js_sys::WebAssembly::Memory>()
+        .map(|m| f64::from(js_sys::ArrayBuffer::from(m.buffer()).byte_length()))
+        .unwrap_or(0.0)
 }
 
 /// The model's input image at a point: tiles from the bundle's source, stitched and cut.
