@@ -112,9 +112,7 @@ fn refresh_osm_layer(ctx: Ctx, m: &leaflet::Map) {
     if !ctx.osm.with_untracked(|o| o.on) {
         return;
     }
-    let b = m.get_bounds();
-    let (sw, ne) = (b.get_south_west(), b.get_north_east());
-    let bbox = format!("{:.6},{:.6},{:.6},{:.6}", sw.lng(), sw.lat(), ne.lng(), ne.lat());
+    let (bbox, _) = super::view_api::bounds_bbox(&m.get_bounds());
     leptos::task::spawn_local(async move {
         let got = super::view_api::features_in(&bbox).await;
         ctx.osm.update(|o| {

@@ -10,10 +10,15 @@ use crate::protocol::ScanPoint;
 /// The visible map as the API's `bbox` (`min_lon,min_lat,max_lon,max_lat`) and as
 /// `[south, west, north, east]`.
 pub fn view_bbox(ctx: &Ctx) -> Option<(String, [f64; 4])> {
-    let bounds = ctx.map.with_value(|m| m.as_ref().map(|m| m.get_bounds()))?;
+    Some(bounds_bbox(&ctx.map.with_value(|m| m.as_ref().map(|m| m.get_bounds()))?))
+}
+
+/// Map bounds as [`view_bbox`] gives them. The "already mapped" layer asks `/api/features` with
+/// this text too, so a view saved for offline is found again under the same address.
+pub fn bounds_bbox(bounds: &leptos_leaflet::leaflet::LatLngBounds) -> (String, [f64; 4]) {
     let (sw, ne) = (bounds.get_south_west(), bounds.get_north_east());
     let (s, w, n, e) = (sw.lat(), sw.lng(), ne.lat(), ne.lng());
-    Some((format!("{w:.6},{s:.6},{e:.6},{n:.6}"), [s, w, n, e]))
+    (format!("{w:.6},{s:.6},{e:.6},{n:.6}"), [s, w, n, e])
 }
 
 /// A GeoJSON answer's features, or the error it names.
