@@ -324,12 +324,25 @@ fn predicts_like_the_cli_in_both_formats() {
     // place inside one of them), and the type it never saw.
     let areas = m["trained_areas"].as_array().unwrap();
     let regions: Vec<&str> = areas.iter().filter_map(|a| a["region"].as_str()).collect();
-    assert_eq!(regions, ["andorra", "helsinki"], "{m}");
+    assert_eq!(regions, ["andorra", "helsinki", "monaco"], "{m}");
     let inside = |a: &serde_json::Value, k: &str, v: f64| {
         a[format!("min_{k}")].as_f64().unwrap() < v && v < a[format!("max_{k}")].as_f64().unwrap()
     };
     assert!(areas.iter().any(|a| inside(a, "lat", lat) && inside(a, "lon", lon)), "{m}");
-    assert_eq!(m["unlearned_types"], serde_json::json!(["tactile_path"]), "{m}");
+    // Monaco maps tactile paving: the shipped model saw every type.
+    assert_eq!(m["unlearned_types"], serde_json::json!([]), "{m}");
+    // A bundle whose training split held no tactile paving (class weight 0) lists it.
+    let dir = common::tmp("unlearned");
+    let unlearned = dir.path().join("model");
+    common::model::copy_bundle_without_type(&unlearned, "tactile_path");
+    let (other, _stop) = common::browser::start_stoppable_server_with(
+        None,
+        &unlearned,
+        ApiConfig::default(),
+        TileLimits::default(),
+    );
+    let (s, u) = get(&format!("{other}/api/model"));
+    assert_eq!((s, &u["unlearned_types"]), (200, &serde_json::json!(["tactile_path"])), "{u}");
     let (s, o) = get(&format!("{base}/api/openapi.json"));
     assert_eq!(s, 200);
     assert!(o["paths"]["/api/predict"]["post"].is_object());

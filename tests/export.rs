@@ -101,15 +101,16 @@ fn onnx_under_onnxruntime_matches_burn() {
 fn f16_and_int8_bundles_are_smaller_and_predict() {
     let device = Device::flex();
     let f32_model = accessatlas::run::load_predictor(&bundle(), &device).unwrap();
-    let xs = inputs(&f32_model, 8);
+    let xs = inputs(&f32_model, 32);
     let want = f32_model.predict_batch(&xs).unwrap();
     let f32_size = std::fs::metadata(bundle().join("weights.bpk")).unwrap().len() as f64;
 
     for (format, max_ratio, max_diff, min_agree) in
         // int8 (one scale per tensor) can move a probability of the six-class shipped model a
-        // lot on these random inputs (on the test split it changed 26 of 239 predictions, as
-        // `export` reports and docs/export.md says); the labels must still mostly agree (below).
-        [(Format::BurnF16, 0.55, 0.01f32, 7), (Format::BurnInt8, 0.35, 0.5f32, 6)]
+        // lot on these inputs (on the test split it changed 35 of 289 predictions, as `export`
+        // reports and docs/export.md says); the labels must still mostly agree (below): f16 on
+        // 30 of the 32 tiles, int8 on 24 (3 in 4).
+        [(Format::BurnF16, 0.55, 0.01f32, 30), (Format::BurnInt8, 0.35, 0.5f32, 24)]
     {
         let temp = tmp(&format!("export-{format:?}"));
         let out = temp.path().join("out");
@@ -128,7 +129,7 @@ fn f16_and_int8_bundles_are_smaller_and_predict() {
                 assert!((a - b).abs() <= max_diff, "{format:?}: {a} vs {b}");
             }
         }
-        assert!(agree >= min_agree, "{format:?}: only {agree} of 8 predictions agree with f32");
+        assert!(agree >= min_agree, "{format:?}: only {agree} of 32 predictions agree with f32");
         // Beside the weights, what export measured. From a bundle no test split is at hand:
         // unmeasured, so the page would keep f32.
         let r: model_core::infer::bundle::PrecisionReport =

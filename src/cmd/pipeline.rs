@@ -1,6 +1,6 @@
 //! The main native job (`accessatlas` with no subcommand, i.e. `cargo run --release`):
 //! collect -> preprocess -> train -> evaluate -> export, on every bundled extract (central
-//! Helsinki and Andorra, `crate::osm::BUNDLED_EXTRACTS`), in the seed's layout (`data/`,
+//! Helsinki, Andorra and Monaco, `crate::osm::BUNDLED_EXTRACTS`), in the seed's layout (`data/`,
 //! `models/baseline/`). With `--osm MY.pbf` the same on the
 //! mapper's own extract, adapting the shipped model (`train --init assets/model`) instead of
 //! training from ImageNet's weights.

@@ -107,9 +107,18 @@ pub fn start_stoppable_server(
     api: accessatlas::api::ApiConfig,
     tile_limits: TileLimits,
 ) -> (String, StopServer) {
+    start_stoppable_server_with(dist, &PathBuf::from(ROOT).join("assets/model"), api, tile_limits)
+}
+
+/// [`start_stoppable_server`] serving another model bundle than the shipped one.
+pub fn start_stoppable_server_with(
+    dist: Option<&Path>,
+    model: &Path,
+    api: accessatlas::api::ApiConfig,
+    tile_limits: TileLimits,
+) -> (String, StopServer) {
     let map = OsmMap::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME).unwrap();
-    let (model, tiles) =
-        (PathBuf::from(ROOT).join("assets/model"), Arc::new(TileRenderer::new(map)));
+    let (model, tiles) = (model.to_path_buf(), Arc::new(TileRenderer::new(map)));
     let api = accessatlas::api::Api::serving(&model, Some(tiles.clone()), api).unwrap();
     let cfg = ServeConfig {
         dist: dist.map(Path::to_path_buf),
@@ -292,15 +301,21 @@ pub struct Session {
 
 impl Session {
     pub async fn start(name: &str, webgpu: bool) -> Self {
-        Self::start_on(name, webgpu, Screen::Desktop).await
+        Self::start_on(name, webgpu, Screen::Desktop, None).await
     }
 
     /// A session on an emulated phone ([`Screen::Phone`]), CPU backend.
     pub async fn start_phone(name: &str) -> Self {
-        Self::start_on(name, false, Screen::Phone).await
+        Self::start_on(name, false, Screen::Phone, None).await
     }
 
-    async fn start_on(name: &str, webgpu: bool, screen: Screen) -> Self {
+    /// A desktop session, CPU backend, whose server serves the bundle `model` (at `/model/`,
+    /// where the page loads it) instead of the shipped one.
+    pub async fn start_with_model(name: &str, model: &Path) -> Self {
+        Self::start_on(name, false, Screen::Desktop, Some(model)).await
+    }
+
+    async fn start_on(name: &str, webgpu: bool, screen: Screen, model: Option<&Path>) -> Self {
         let dist = dist_dir();
         let out = out_dir();
         let downloads = out.join(format!("downloads-{name}"));
@@ -309,8 +324,10 @@ impl Session {
         let profile = out.join(format!("profile-{name}"));
         let _ = std::fs::remove_dir_all(&profile);
         let (tiles, tile_hits) = start_tile_server();
+        let shipped = PathBuf::from(ROOT).join("assets/model");
+        let model = model.unwrap_or(&shipped);
         let (base, stop) =
-            start_stoppable_server(Some(&dist), Default::default(), Default::default());
+            start_stoppable_server_with(Some(&dist), model, Default::default(), Default::default());
         let base = format!("{base}/");
         let (driver, wd) = start_chromedriver();
         let client = browser(&wd, webgpu, &downloads, &profile, screen).await;

@@ -28,6 +28,34 @@ pub fn page_compact() -> Option<(PathBuf, model_core::infer::bundle::PrecisionRe
     report.within_budget().then_some((dir, report))
 }
 
+/// A copy of the shipped bundle (its compact copy included) in `dest` that never learned
+/// `label`: its class weight 0, as `preprocess` writes for a type the training split holds no
+/// example of. The weights are the shipped ones.
+pub fn copy_bundle_without_type(dest: &std::path::Path, label: &str) {
+    use model_core::infer::bundle::COMPACT_DIR;
+    for (from, to) in
+        [(bundle(), dest.to_path_buf()), (bundle().join(COMPACT_DIR), dest.join(COMPACT_DIR))]
+    {
+        if !from.is_dir() {
+            continue;
+        }
+        std::fs::create_dir_all(&to).unwrap();
+        for e in std::fs::read_dir(&from).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_file() {
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+        let path = to.join("model.json");
+        let mut m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let labels: Vec<String> = serde_json::from_value(m["config"]["labels"].clone()).unwrap();
+        let i = labels.iter().position(|l| l == label).unwrap();
+        m["class_weights"][i] = serde_json::json!(0.0);
+        std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    }
+}
+
 /// The shipped bundle loaded on `device`.
 pub fn shipped(device: &Device) -> Predictor {
     let dir = bundle();
