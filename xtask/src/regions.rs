@@ -504,6 +504,13 @@ mod tests {
         let doc = std::fs::read_to_string(root.join(DOC)).unwrap();
         let t = table(&v);
         assert!(doc.contains(&t), "{DOC} lacks the regions table:\n{t}");
+        // The README quotes each region's macro-F1 left out against in-region.
+        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        for r in &regions {
+            let f1 = |key: &str| v[key][r]["feature_types_macro_f1"].as_f64().unwrap();
+            let quoted = format!("{:.3} against {:.3}", f1("left_out"), f1("in_region"));
+            assert!(readme.contains(&quoted), "README.md does not quote {r}'s {quoted}");
+        }
         for r in &regions {
             let a = &v["adapted"][r];
             assert!(a["rows"].as_u64().is_some_and(|n| n as usize <= ADAPT_ROWS), "{r}: {a}");
