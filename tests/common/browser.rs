@@ -107,7 +107,7 @@ pub fn start_stoppable_server(
     api: accessatlas::api::ApiConfig,
     tile_limits: TileLimits,
 ) -> (String, StopServer) {
-    start_stoppable_server_with(dist, &PathBuf::from(ROOT).join("assets/model"), api, tile_limits)
+    start_stoppable_server_with(dist, &super::model::bundle(), api, tile_limits)
 }
 
 /// [`start_stoppable_server`] serving another model bundle than the shipped one.
@@ -324,7 +324,7 @@ impl Session {
         let profile = out.join(format!("profile-{name}"));
         let _ = std::fs::remove_dir_all(&profile);
         let (tiles, tile_hits) = start_tile_server();
-        let shipped = PathBuf::from(ROOT).join("assets/model");
+        let shipped = super::model::bundle();
         let model = model.unwrap_or(&shipped);
         let (base, stop) =
             start_stoppable_server_with(Some(&dist), model, Default::default(), Default::default());
