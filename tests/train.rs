@@ -170,6 +170,17 @@ fn short_run_learns_writes_artifacts_and_resumes_after_a_kill() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("last.bpk") && !err.contains("panicked"), "{err}");
     assert_eq!(history(&out2).len(), 3);
+
+    // A run continues only on the split it started on: the same tags split with another seed
+    // is refused, with both hashes' split sizes named, and the run is left as it was.
+    let o = bin().args(["preprocess", "--seed", "7", "--data"]).arg(&data).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::write(&last, &bytes).unwrap();
+    let o = train_cmd(&data, &out2, "4").arg("--resume").output().unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("another split") && !err.contains("panicked"), "{err}");
+    assert_eq!(history(&out2).len(), 3);
 }
 
 /// With frozen stages, epochs train on cached frozen-stage maps of a fixed set of augmented

@@ -1,9 +1,9 @@
 //! The main native job (`accessatlas` with no subcommand, i.e. `cargo run --release`):
 //! collect -> preprocess -> train -> evaluate -> export, on every bundled extract (central
-//! Helsinki, Andorra and Monaco, `crate::osm::BUNDLED_EXTRACTS`), in the seed's layout (`data/`,
-//! `models/baseline/`). With `--osm MY.pbf` the same on the
-//! mapper's own extract, adapting the shipped model (`train --init assets/model`) instead of
-//! training from ImageNet's weights.
+//! Helsinki, Andorra, Liechtenstein and Monaco, `crate::osm::BUNDLED_EXTRACTS`), in the seed's
+//! layout (`data/`, `models/baseline/`). With `--osm MY.pbf` the same on the mapper's own
+//! extract, adapting the shipped model (`train --init assets/model`) instead of training from
+//! ImageNet's weights.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -84,6 +84,40 @@ fn extracts_for(args: &PipelineArgs) -> Result<Vec<PathBuf>> {
     Ok(bundled)
 }
 
+/// Whether the run already in `--out` is continued: yes when it trained on the split just
+/// made (an interrupted `cargo run --release` goes on where it stopped); a run of other data
+/// (another extract, a changed bundled region) is moved to `<out>.previous`, replacing an older
+/// one, and training starts over.
+fn resume_or_set_aside(run: &RunDir, data: &DataDir) -> Result<bool> {
+    if !run.state().exists() {
+        return Ok(false);
+    }
+    let out = run.root();
+    let now = data.read_metadata()?;
+    if run.read_metadata().is_ok_and(|then| super::train::same_split(&then, &now)) {
+        println!(
+            "{} holds a run on this data: resuming it (delete it to start over)",
+            out.display()
+        );
+        return Ok(true);
+    }
+    let mut aside = out.as_os_str().to_owned();
+    aside.push(".previous");
+    let aside = PathBuf::from(aside);
+    if aside.exists() {
+        std::fs::remove_dir_all(&aside)
+            .with_context(|| format!("removing the older {}", aside.display()))?;
+    }
+    std::fs::rename(out, &aside)
+        .with_context(|| format!("moving {} to {}", out.display(), aside.display()))?;
+    println!(
+        "{} held a run on other data: moved to {}; training from the start",
+        out.display(),
+        aside.display()
+    );
+    Ok(false)
+}
+
 pub fn run(args: PipelineArgs) -> Result<()> {
     let (data, out) = (args.data.clone(), args.out.clone());
     let osm = extracts_for(&args)?;
@@ -101,10 +135,7 @@ pub fn run(args: PipelineArgs) -> Result<()> {
     times.push(("preprocess", t.elapsed().as_secs_f64()));
 
     let t = Instant::now();
-    let resume = run_dir.state().exists();
-    if resume {
-        println!("{} holds a run: resuming it (delete it to train from scratch)", out.display());
-    }
+    let resume = resume_or_set_aside(&run_dir, &data_dir)?;
     let mut train_args = parse_args::<TrainArgs>(&[
         "--data".into(),
         data.clone().into(),
@@ -276,6 +307,46 @@ mod tests {
         assert_eq!(init_for(&p(&["--osm", "my.osm.pbf"])), Some(PathBuf::from("assets/model")));
         assert_eq!(init_for(&p(&["--osm", "a.pbf", "--init", "b"])), Some(PathBuf::from("b")));
         assert_eq!(p(&["--osm", "a.pbf", "--osm", "b.pbf"]).osm.len(), 2);
+    }
+
+    /// A preprocessing record of tags with hash `hash`, split with `seed`.
+    fn meta(hash: &str, seed: u64) -> String {
+        serde_json::json!({
+            "labels": ["ramp", "elevator", "entrance", "tactile_path", "obstacle", "none"],
+            "sources": ["osm", "user", "model"],
+            "scaler": { "mean": [60.0, 24.9], "std": [0.01, 0.01] },
+            "class_weights": {},
+            "counts": { "train": { "ramp": 3 } },
+            "seed": seed,
+            "group_zoom": 17,
+            "input_hash": hash,
+        })
+        .to_string()
+    }
+
+    /// An interrupted run on the same split is continued; a run of other data is moved to
+    /// `<out>.previous` (replacing an older one) and training starts over; no run, nothing.
+    #[test]
+    fn a_run_of_other_data_is_set_aside_not_resumed() {
+        let t = tempfile::tempdir().unwrap();
+        let (data, run) = (DataDir::new(t.path().join("data")), RunDir::new(t.path().join("run")));
+        std::fs::create_dir_all(data.root()).unwrap();
+        std::fs::write(data.preprocessing_metadata(), meta("abc", 42)).unwrap();
+        assert!(!resume_or_set_aside(&run, &data).unwrap());
+        std::fs::create_dir_all(run.checkpoints()).unwrap();
+        std::fs::write(run.state(), "{}").unwrap();
+        std::fs::write(run.preprocessing_metadata(), meta("abc", 42)).unwrap();
+        assert!(resume_or_set_aside(&run, &data).unwrap());
+        let aside = t.path().join("run.previous");
+        for other in [meta("abd", 42), meta("abc", 7)] {
+            std::fs::create_dir_all(run.checkpoints()).unwrap();
+            std::fs::write(run.state(), "{}").unwrap();
+            std::fs::write(run.preprocessing_metadata(), &other).unwrap();
+            assert!(!resume_or_set_aside(&run, &data).unwrap());
+            assert!(!run.root().exists());
+            let kept = std::fs::read_to_string(aside.join("preprocessing_metadata.json"));
+            assert_eq!(kept.unwrap(), other);
+        }
     }
 
     /// Without `--osm` the pipeline (what made the shipped model) trains on every extract in

@@ -19,6 +19,7 @@ use model_core::train::schedule::Scheduler;
 
 use crate::run::{DataDir, RunDir, RunState};
 use crate::training::{FrozenStages, Split, check_splits, report, train_epoch, validate};
+use model_core::data::dataset::PreprocessingMetadata;
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
@@ -181,6 +182,40 @@ pub fn init_bundle(
     Ok((cfg, weights, manifest.scaler))
 }
 
+/// Whether `a` and `b` describe the same split of the same tags: the file split, its seed and
+/// cell zoom, and the examples per split and class (a `--hold-out` changes those alone).
+pub fn same_split(a: &PreprocessingMetadata, b: &PreprocessingMetadata) -> bool {
+    (&a.input_hash, a.seed, a.group_zoom, &a.counts)
+        == (&b.input_hash, b.seed, b.group_zoom, &b.counts)
+}
+
+/// A run continues only on the split it started on: otherwise its epochs so far were learned
+/// from other data and the resumed run would be neither the old one nor a new one.
+fn check_same_split(run: &RunDir, now: &PreprocessingMetadata) -> Result<()> {
+    let then = run.read_metadata().context("--resume")?;
+    if !same_split(&then, now) {
+        bail!(
+            "--resume: the run in {} was trained on another split (tags {}, now {}; {} \
+             training examples, now {}): train into another --out, or delete the run to start \
+             over",
+            run.root().display(),
+            short(&then.input_hash),
+            short(&now.input_hash),
+            split_size(&then, "train"),
+            split_size(now, "train"),
+        );
+    }
+    Ok(())
+}
+
+fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}
+
+fn split_size(m: &PreprocessingMetadata, split: &str) -> usize {
+    m.counts.get(split).map_or(0, |c| c.values().sum())
+}
+
 pub fn train(args: &TrainArgs) -> Result<Vec<EpochLog>> {
     // The backend first: a build without it fails before anything is read or written.
     let device = crate::device::device(args.device)?.autodiff();
@@ -191,7 +226,10 @@ pub fn train(args: &TrainArgs) -> Result<Vec<EpochLog>> {
             "{} already holds a run; pass --resume to continue it or choose another --out",
             args.out.display()
         ),
-        (true, true) => Some(run.read_state().context("--resume")?),
+        (true, true) => {
+            check_same_split(&run, &meta)?;
+            Some(run.read_state().context("--resume")?)
+        }
         // Killed before its first epoch was committed: nothing to continue, start over.
         (true, false) => {
             tracing::warn!(
