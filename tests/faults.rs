@@ -1,6 +1,6 @@
 //! Faults in the middle of a write: `collect` killed with SIGKILL midway, and commands that
-//! run out of disk (a 1 MB tmpfs mounted in a private mount namespace with `unshare`, so no
-//! root is needed). The previous outputs stay whole, no half-written file sits under a real
+//! run out of disk (`train` among them; a small tmpfs mounted in a private mount namespace
+//! with `unshare`, so no root is needed). The previous outputs stay whole, no half-written file sits under a real
 //! name, the error names the file, and the next run says what it found and goes on.
 
 use std::path::Path;
@@ -88,10 +88,15 @@ fn collect_killed_midway_goes_on_and_writes_what_an_unbroken_run_does() {
 /// binary; returns its standard output and error, and `$D`. The tmpfs is gone when it ends,
 /// so the script prints what the test checks.
 fn on_a_full_disk(script: &str) -> (String, String, String) {
+    on_a_disk_of("1m", script)
+}
+
+/// [`on_a_full_disk`] with a tmpfs of `size` (`mount -o size=`).
+fn on_a_disk_of(size: &str, script: &str) -> (String, String, String) {
     let dir = tmp("fault-disk");
     let o = Command::new("unshare")
         .args(["--user", "--map-root-user", "--mount", "sh", "-c"])
-        .arg(format!("set -u; mount -t tmpfs -o size=1m tmpfs \"$D\" || exit 97; {script}"))
+        .arg(format!("set -u; mount -t tmpfs -o size={size} tmpfs \"$D\" || exit 97; {script}"))
         .env("D", dir.path())
         .env("BIN", env!("CARGO_BIN_EXE_accessatlas"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -143,6 +148,51 @@ fn a_full_disk_fails_clearly_and_keeps_the_previous_outputs() {
         assert_eq!(kept, "old=the previous output", "{what}: {out}");
         assert_eq!(temps.trim(), "0", "{what} left temporary files: {out}");
     }
+}
+
+/// `train --resume` whose next checkpoint does not fit on the disk: it fails with the OS's
+/// words naming the file, the last committed epoch (`state.json`, the history) is byte for
+/// byte what it was, so a later `--resume` with room goes on from it, and no temporary file
+/// is left.
+#[test]
+fn train_on_a_full_disk_keeps_the_last_committed_epoch() {
+    let work = tmp("fault-train");
+    let (data, run) = (work.path().join("data"), work.path().join("run"));
+    let recipe = "--encoder custom_cnn --image-size 64 --batch-size 32 --scheduler constant";
+    for cmd in ["collect", "preprocess"] {
+        let o = bin().arg(cmd).arg("--data").arg(&data).output().unwrap();
+        assert!(o.status.success(), "{cmd}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    let o = bin()
+        .arg("train")
+        .args(recipe.split(' '))
+        .args(["--epochs", "1", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The run (about 11 MB: weights, optimizer state) copied onto a 13 MB disk: less room is
+    // left than the next epoch's checkpoint takes.
+    let committed = "\"$D/run/checkpoints/state.json\" \"$D/run/logs/training_history.json\"";
+    let script = format!(
+        "cp -r '{run}' \"$D/run\" || exit 98; before=$(cat {committed} | sha256sum); \
+         \"$BIN\" train --resume {recipe} --epochs 2 --data '{data}' --out \"$D/run\"; echo \"rc=$?\"; \
+         [ \"$before\" = \"$(cat {committed} | sha256sum)\" ] && echo kept; \
+         ls -aR \"$D\" | grep -c '\\.tmp' || true",
+        run = run.display(),
+        data = data.display(),
+    );
+    let (out, err, d) = on_a_disk_of("13m", &script);
+    assert!(
+        out.contains("rc=") && !out.contains("rc=0"),
+        "train succeeded on a full disk: {out}{err}"
+    );
+    assert!(err.contains("No space left on device") && err.contains(&d), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(out.lines().any(|l| l == "kept"), "the committed epoch changed: {out}");
+    assert_eq!(out.lines().last().unwrap_or("").trim(), "0", "temporary files left: {out}");
 }
 
 /// `export` killed at moments spread over its run, over a previous bundle whose manifest and
