@@ -5,6 +5,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -143,9 +144,14 @@ pub fn start_stoppable_server_with(
     (format!("http://{}", rx.recv().unwrap()), StopServer(stop_tx))
 }
 
+/// chromedriver, in a process group of its own with the browsers it starts: dropping it kills
+/// the whole group, so a test that ends without closing its session (a panic, an early
+/// return) leaves no Chromium behind holding its profile and downloads folders.
 pub struct Driver(Child);
 impl Drop for Driver {
     fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -155,6 +161,7 @@ pub fn start_chromedriver() -> (Driver, String) {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let exe = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
     let child = Command::new(&exe)
+        .process_group(0)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
