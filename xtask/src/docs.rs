@@ -1,6 +1,7 @@
 //! Keeps the documentation's figures honest: every speed, size or ratio that the README and
 //! the pages under `docs/` about the app, the API, scale and the benchmarks quote is a figure
-//! of `BENCHMARKS.md`, which `cargo xtask bench` writes.
+//! of `BENCHMARKS.md`, which `cargo xtask bench` writes, and of the section of it that the
+//! quoting paragraph names (`"In the browser"`), not merely somewhere in the file.
 
 /// The documents (and their sections, `None`: the whole file) whose figures must come from
 /// `BENCHMARKS.md`.
@@ -112,6 +113,59 @@ mod tests {
         }
         assert!(seen > 10, "only {seen} figures found: is the documents' layout the one expected?");
         assert!(missing.is_empty(), "figures not in BENCHMARKS.md:\n{}", missing.join("\n"));
+    }
+
+    /// The measured text's blocks (paragraphs and list items) with the `BENCHMARKS.md`
+    /// sections each names (`"In the browser"`, quoted, or a link to the section's anchor).
+    fn blocks_with_sections<'a>(text: &'a str, titles: &[&'a str]) -> Vec<(&'a str, Vec<&'a str>)> {
+        let mut out = Vec::new();
+        for para in text.split("\n\n") {
+            for block in para.split("\n- ") {
+                let named: Vec<&str> = titles
+                    .iter()
+                    .copied()
+                    .filter(|t| {
+                        block.contains(&format!("\"{t}\""))
+                            || block.contains(&format!("BENCHMARKS.md#{}", anchor(t)))
+                    })
+                    .collect();
+                out.push((block, named));
+            }
+        }
+        out
+    }
+
+    /// Each figure is checked against the section of `BENCHMARKS.md` its paragraph names, not
+    /// anywhere in the file: a figure that names no section, or is not in the one it names,
+    /// is reported.
+    #[test]
+    fn each_figure_is_in_the_benchmark_section_it_names() {
+        let bench = read("BENCHMARKS.md");
+        let sections: Vec<(&str, &str)> = bench
+            .split("\n## ")
+            .skip(1)
+            .map(|s| (s.lines().next().unwrap_or("").trim(), s))
+            .collect();
+        let titles: Vec<&str> = sections.iter().map(|(t, _)| *t).collect();
+        let mut wrong = Vec::new();
+        for (file, heading) in MEASURED_SECTIONS {
+            let doc = read(file);
+            let text = heading.map_or(doc.as_str(), |h| section(&doc, h));
+            for (block, named) in blocks_with_sections(text, &titles) {
+                for (number, unit) in figures(block) {
+                    let first = block.lines().next().unwrap_or("");
+                    if named.is_empty() {
+                        wrong.push(format!("{file}: {number} {unit} names no section ({first})"));
+                    } else if !sections
+                        .iter()
+                        .any(|(t, body)| named.contains(t) && has_number(body, &number))
+                    {
+                        wrong.push(format!("{file}: {number} {unit} not in {named:?} ({first})"));
+                    }
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "{} figures:\n{}", wrong.len(), wrong.join("\n"));
     }
 
     /// GitHub's anchor for a heading: lower case, punctuation other than `-` and `_` dropped,
