@@ -93,10 +93,13 @@ pub fn import_geojson(store: &mut TagStore, text: &str) -> Result<ImportReport, 
     for (i, f) in features.iter().enumerate() {
         match parse_feature(i + 1, f) {
             Ok((mut tag, props)) => {
-                for k in props.keys() {
-                    if !matches!(k.as_str(), "id" | "type" | "source" | "image") {
-                        store.ensure_column(k);
-                    }
+                let new_columns = props
+                    .keys()
+                    .filter(|k| !matches!(k.as_str(), "id" | "type" | "source" | "image"))
+                    .try_for_each(|k| store.ensure_column(k));
+                if let Err(e) = new_columns {
+                    report.rejected.push(reject(i + 1, "properties", e, f));
+                    continue;
                 }
                 tag.extra = store
                     .extra_columns

@@ -74,6 +74,9 @@ impl Default for TagStore {
     }
 }
 
+/// The most extra columns (note, OSM tags, and what imported files bring) the store keeps.
+pub const MAX_EXTRA_COLUMNS: usize = 64;
+
 /// The five feature types, in the pipeline's order.
 pub fn labels() -> LabelVocab {
     LabelVocab::default()
@@ -88,13 +91,30 @@ impl TagStore {
         self.column(NOTE_COLUMN)
     }
 
-    /// Adds column `name` (empty for every tag) unless the store has it.
-    pub(crate) fn ensure_column(&mut self, name: &str) {
-        if !self.extra_columns.iter().any(|c| c == name) {
-            self.extra_columns.push(name.to_string());
-            for t in &mut self.tags {
-                t.extra.push(String::new());
-            }
+    /// Adds column `name` (empty for every tag) unless the store has it; refused past
+    /// [`MAX_EXTRA_COLUMNS`], since each column is a field of every tag (a file naming a new
+    /// property in each of its features would otherwise grow the store with the square of
+    /// its size).
+    pub(crate) fn ensure_column(&mut self, name: &str) -> Result<(), String> {
+        if self.extra_columns.iter().any(|c| c == name) {
+            return Ok(());
+        }
+        if self.extra_columns.len() >= MAX_EXTRA_COLUMNS {
+            return Err(format!(
+                "`{}` would be column {} of the stored tags: at most {MAX_EXTRA_COLUMNS} \
+                 besides id, lat, lon, type and source",
+                name.chars().take(80).collect::<String>(),
+                self.extra_columns.len() + 1
+            ));
+        }
+        self.push_column(name);
+        Ok(())
+    }
+
+    fn push_column(&mut self, name: &str) {
+        self.extra_columns.push(name.to_string());
+        for t in &mut self.tags {
+            t.extra.push(String::new());
         }
     }
 
@@ -227,7 +247,7 @@ impl TagStore {
         let parsed = parse_tags_csv(bytes, &labels()).map_err(|e| e.to_string())?;
         let mut report = ImportReport { rejected: parsed.rejected, ..Default::default() };
         for c in &parsed.table.extra_columns {
-            self.ensure_column(c);
+            self.ensure_column(c).map_err(|e| format!("line 1 (the header): {e}"))?;
         }
         for (t, line) in parsed.table.tags.into_iter().zip(parsed.lines) {
             let mut extra = vec![String::new(); self.extra_columns.len()];
@@ -361,7 +381,10 @@ impl TagStore {
         {
             return Err("stored tags: columns do not match".into());
         }
-        s.ensure_column(OSM_TAGS_COLUMN);
+        // What the browser already keeps always loads, the cap or not.
+        if !s.extra_columns.iter().any(|c| c == OSM_TAGS_COLUMN) {
+            s.push_column(OSM_TAGS_COLUMN);
+        }
         Ok(s)
     }
 }
