@@ -1,4 +1,5 @@
 //! Mutations of real files for the fuzz tests of model-core and of the app (which includes
+#![allow(dead_code)]
 //! this module by path): a runner with a fixed seed and byte edits that a broken disk, a bad
 //! copy or a hand edit make.
 
