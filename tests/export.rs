@@ -105,13 +105,19 @@ fn f16_and_int8_bundles_are_smaller_and_predict() {
     let want = f32_model.predict_batch(&xs).unwrap();
     let f32_size = std::fs::metadata(bundle().join("weights.bpk")).unwrap().len() as f64;
 
-    for (format, max_ratio, max_diff, min_agree) in
-        // int8 (one scale per tensor) can move a probability of the six-class shipped model a
-        // lot on these inputs (on the test split it changed 35 of 289 predictions, as `export`
-        // reports and docs/export.md says); the labels must still mostly agree (below): f16 on
-        // 30 of the 32 tiles, int8 on 24 (3 in 4).
-        [(Format::BurnF16, 0.55, 0.01f32, 30), (Format::BurnInt8, 0.35, 0.5f32, 24)]
-    {
+    // What each bound protects, over the 32 tiles' six probabilities:
+    // - the mean difference from f32 is the copy's overall faithfulness: f16 is near exact
+    //   (measured 0.0007), int8 with one scale per tensor is not (measured 0.027 on the shipped
+    //   model; weights scrambled by a wrong scale or layout land near 0.2): bounds at about
+    //   twice what was measured;
+    // - the largest single difference keeps any one answer from turning over (f16: 0.01;
+    //   int8: 0.5, since one scale per tensor can move a single probability a lot; export's
+    //   test-split check, not this one, decides whether the page may load it);
+    // - labels agreeing with f32: f16 on 30 of the 32 tiles, int8 on 24 (3 in 4).
+    for (format, max_ratio, max_diff, max_mean, min_agree) in [
+        (Format::BurnF16, 0.55, 0.01f32, 0.002f32, 30),
+        (Format::BurnInt8, 0.35, 0.5f32, 0.06f32, 24),
+    ] {
         let temp = tmp(&format!("export-{format:?}"));
         let out = temp.path().join("out");
         export_to(format, &out);
@@ -120,15 +126,19 @@ fn f16_and_int8_bundles_are_smaller_and_predict() {
         // Loaded exactly as predict, serve and the app load a bundle.
         let p = accessatlas::run::load_predictor(&out, &device).unwrap();
         let got = p.predict_batch(&xs).unwrap();
-        let mut agree = 0;
+        let (mut agree, mut total, mut n) = (0, 0f32, 0);
         for (g, w) in got.iter().zip(&want) {
             let sum: f32 = g.probabilities.0.iter().map(|(_, v)| v).sum();
             assert!((sum - 1.0).abs() < 1e-4);
             agree += usize::from(g.label == w.label);
             for ((_, a), (_, b)) in g.probabilities.0.iter().zip(&w.probabilities.0) {
                 assert!((a - b).abs() <= max_diff, "{format:?}: {a} vs {b}");
+                total += (a - b).abs();
+                n += 1;
             }
         }
+        let mean = total / n as f32;
+        assert!(mean <= max_mean, "{format:?}: mean probability difference {mean} from f32");
         assert!(agree >= min_agree, "{format:?}: only {agree} of 32 predictions agree with f32");
         // Beside the weights, what export measured. From a bundle no test split is at hand:
         // unmeasured, so the page would keep f32.

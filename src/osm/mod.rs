@@ -22,8 +22,12 @@ pub const BUNDLED_OSM_NAME: &str = "assets/osm/helsinki.osm.pbf (bundled)";
 /// Every bundled extract, relative to the repository root, sorted as `cargo xtask reference`
 /// lists `assets/osm/` (the order makes the split): the regions the shipped model is trained
 /// on (`cargo run --release` with no `--osm`).
-pub const BUNDLED_EXTRACTS: [&str; 3] =
-    ["assets/osm/andorra.osm.pbf", "assets/osm/helsinki.osm.pbf", "assets/osm/monaco.osm.pbf"];
+pub const BUNDLED_EXTRACTS: [&str; 4] = [
+    "assets/osm/andorra.osm.pbf",
+    "assets/osm/helsinki.osm.pbf",
+    "assets/osm/liechtenstein.osm.pbf",
+    "assets/osm/monaco.osm.pbf",
+];
 
 pub use tags::Tags;
 
