@@ -94,7 +94,7 @@ fn resume_or_set_aside(run: &RunDir, data: &DataDir) -> Result<bool> {
     }
     let out = run.root();
     let now = data.read_metadata()?;
-    if run.read_metadata().is_ok_and(|then| super::train::same_split(&then, &now)) {
+    if run.read_metadata().is_ok_and(|then| then.same_split(&now)) {
         println!(
             "{} holds a run on this data: resuming it (delete it to start over)",
             out.display()

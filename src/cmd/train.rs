@@ -182,18 +182,11 @@ pub fn init_bundle(
     Ok((cfg, weights, manifest.scaler))
 }
 
-/// Whether `a` and `b` describe the same split of the same tags: the file split, its seed and
-/// cell zoom, and the examples per split and class (a `--hold-out` changes those alone).
-pub fn same_split(a: &PreprocessingMetadata, b: &PreprocessingMetadata) -> bool {
-    (&a.input_hash, a.seed, a.group_zoom, &a.counts)
-        == (&b.input_hash, b.seed, b.group_zoom, &b.counts)
-}
-
 /// A run continues only on the split it started on: otherwise its epochs so far were learned
 /// from other data and the resumed run would be neither the old one nor a new one.
 fn check_same_split(run: &RunDir, now: &PreprocessingMetadata) -> Result<()> {
     let then = run.read_metadata().context("--resume")?;
-    if !same_split(&then, now) {
+    if !then.same_split(now) {
         bail!(
             "--resume: the run in {} was trained on another split (tags {}, now {}; {} \
              training examples, now {}): train into another --out, or delete the run to start \

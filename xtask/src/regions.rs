@@ -142,8 +142,10 @@ pub fn run(root: &Path, reuse_runs: bool) -> Result<()> {
 }
 
 /// `cargo run --release`'s run (`models/baseline`) when it was trained on the split just made
-/// in `data` (same tags, seed, cell zoom and counts: the pipeline trains on every bundled
-/// extract with the same recipe), so the in-region run need not be trained twice.
+/// in `data` (same tags, seed, cell zoom and counts: model-core's
+/// `PreprocessingMetadata::same_split`, read from the JSON because xtask does not build
+/// model-core; the pipeline trains on every bundled extract with the same recipe), so the
+/// in-region run need not be trained twice.
 fn shipped_run_of(root: &Path, data: &Path) -> Result<Option<PathBuf>> {
     let shipped = root.join("models/baseline");
     let key =

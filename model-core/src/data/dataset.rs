@@ -46,6 +46,15 @@ impl PreprocessingMetadata {
         SourceVocab::new(self.sources.clone())
     }
 
+    /// Whether `self` and `other` describe the same split of the same tags: the file split, its
+    /// seed and cell zoom, and the examples per split and class (a `--hold-out` changes those
+    /// alone). A run continues (`train --resume`, the pipeline) only on the split it began on;
+    /// `cargo xtask reference regions` applies the same four fields to the JSON.
+    pub fn same_split(&self, other: &Self) -> bool {
+        (&self.input_hash, self.seed, self.group_zoom, &self.counts)
+            == (&other.input_hash, other.seed, other.group_zoom, &other.counts)
+    }
+
     /// Class weights in model-index order.
     pub fn weights_in_order(&self) -> Vec<f32> {
         self.labels.iter().map(|l| self.class_weights.get(l).copied().unwrap_or(0.0)).collect()
