@@ -107,16 +107,19 @@ fn f16_and_int8_bundles_are_smaller_and_predict() {
 
     // What each bound protects, over the 32 tiles' six probabilities:
     // - the mean difference from f32 is the copy's overall faithfulness: f16 is near exact
-    //   (measured 0.0007), int8 with one scale per tensor is not (measured 0.027 on the shipped
-    //   model; weights scrambled by a wrong scale or layout land near 0.2): bounds at about
-    //   twice what was measured;
+    //   (measured 0.0007), int8 is not (measured 0.028 on the shipped model with one scale per
+    //   output channel, 0.027 with one per tensor; weights scrambled by a wrong scale or layout
+    //   land near 0.2): bounds at about twice what was measured;
     // - the largest single difference keeps any one answer from turning over (f16: 0.01;
-    //   int8: 0.5, since one scale per tensor can move a single probability a lot; export's
-    //   test-split check, not this one, decides whether the page may load it);
-    // - labels agreeing with f32: f16 on 30 of the 32 tiles, int8 on 24 (3 in 4).
+    //   int8: 0.35, measured 0.165);
+    // - labels agreeing with f32: f16 on 30 of the 32 tiles, int8 on half. The 32 places are a
+    //   diagonal across the district, not tagged features, and many are near ties: int8 turned
+    //   12 of them over (20 agree), 9 of those by a margin under 0.1 between the first two
+    //   classes. Export's check on the test split, not this one, decides whether the page may
+    //   load a copy.
     for (format, max_ratio, max_diff, max_mean, min_agree) in [
         (Format::BurnF16, 0.55, 0.01f32, 0.002f32, 30),
-        (Format::BurnInt8, 0.35, 0.5f32, 0.06f32, 24),
+        (Format::BurnInt8, 0.35, 0.35f32, 0.06f32, 16),
     ] {
         let temp = tmp(&format!("export-{format:?}"));
         let out = temp.path().join("out");
@@ -139,9 +142,10 @@ fn f16_and_int8_bundles_are_smaller_and_predict() {
         }
         let mean = total / n as f32;
         assert!(mean <= max_mean, "{format:?}: mean probability difference {mean} from f32");
+        eprintln!("{format:?}: mean probability difference {mean}, {agree} of 32 labels agree");
         assert!(agree >= min_agree, "{format:?}: only {agree} of 32 predictions agree with f32");
-        // Beside the weights, what export measured. From a bundle no test split is at hand:
-        // unmeasured, so the page would keep f32.
+        // Beside the weights, what export measured. From a bundle without the data it was
+        // trained on no test split is at hand: unmeasured, so the page would keep f32.
         let r: model_core::infer::bundle::PrecisionReport =
             serde_json::from_slice(&std::fs::read(out.join("precision.json")).unwrap()).unwrap();
         assert!(r.size_ratio < max_ratio, "{r:?}");

@@ -507,6 +507,24 @@ fn evaluate_writes_metrics_predictions_errors_and_plots() {
         a32 - a16 <= 0.01 && r.test_macro_f1_f32.unwrap() - r.test_macro_f1.unwrap() <= 0.01
     );
     assert!(String::from_utf8_lossy(&o.stdout).contains("budget"));
+    // int8 from the f32 bundle beside the data it was trained on (the tags hash it records):
+    // measured on the same test split as from the run.
+    let o = bin()
+        .args(["export", "--format", "burn-int8", "--data"])
+        .arg(&data)
+        .arg("--model")
+        .arg(&bundle)
+        .arg("--out")
+        .arg(out.join("from-bundle-int8"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ri: model_core::infer::bundle::PrecisionReport = serde_json::from_slice(
+        &std::fs::read(out.join("from-bundle-int8/precision.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!((ri.test_examples, ri.test_accuracy_f32), (Some(n), Some(a32)), "{ri:?}");
+    assert!(ri.test_accuracy.is_some() && ri.changed_predictions.is_some(), "{ri:?}");
     // Out-of-range latitude and truncated weights are clear errors.
     let d = predict(&bundle, "123", "user");
     assert!(!d.status.success() && String::from_utf8_lossy(&d.stderr).contains("123"));

@@ -21,7 +21,9 @@ pub struct ExportArgs {
     /// Training run directory, or an exported bundle to convert (e.g. `assets/model`).
     #[arg(long, default_value = "models/baseline")]
     pub model: PathBuf,
-    /// Data directory the run was trained on (for the tile source it was cut from).
+    /// Data directory the run was trained on (for the tile source it was cut from, and the
+    /// test split that `burn-f16` and `burn-int8` are measured on; a bundle is measured there
+    /// when the data is the one it records, by hash).
     #[arg(long, default_value = "data")]
     pub data: PathBuf,
     /// Output directory (default: <model>/bundle, <model>/bundle-f16, <model>/bundle-int8,
@@ -78,13 +80,18 @@ pub fn run(args: ExportArgs) -> Result<()> {
 struct Source {
     manifest: BundleManifest,
     weights: Vec<u8>,
-    /// The run directory with its data at hand (for f16's and int8's accuracy check), if any.
-    run: Option<PathBuf>,
+    /// Whether `--data` holds the split these weights were trained on, so that f16's and
+    /// int8's accuracy can be measured on its test split: always for a run, and for a bundle
+    /// when the data's tags hash is the one the bundle records.
+    measurable: bool,
 }
 
-fn from_bundle(dir: &Path) -> Result<Source> {
+fn from_bundle(dir: &Path, data: &Path) -> Result<Source> {
     let (manifest, weights) = read_bundle(dir)?;
-    Ok(Source { manifest, weights, run: None })
+    let data = DataDir::new(data);
+    let measurable = data.preprocessing_metadata().is_file()
+        && data.read_metadata()?.input_hash == manifest.provenance.data_hash;
+    Ok(Source { manifest, weights, measurable })
 }
 
 fn from_run(args: &ExportArgs) -> Result<Source> {
@@ -122,12 +129,12 @@ fn from_run(args: &ExportArgs) -> Result<Source> {
             created_by: concat!("accessatlas ", env!("CARGO_PKG_VERSION")).to_string(),
         },
     };
-    Ok(Source { manifest, weights, run: Some(args.model.clone()) })
+    Ok(Source { manifest, weights, measurable: true })
 }
 
 pub fn export(args: &ExportArgs) -> Result<PathBuf> {
     let is_bundle = is_bundle(&args.model);
-    let src = if is_bundle { from_bundle(&args.model)? } else { from_run(args)? };
+    let src = if is_bundle { from_bundle(&args.model, &args.data)? } else { from_run(args)? };
     let device = Device::flex();
     let config = &src.manifest.config;
     // Refuse weights that do not load into the config: an export must always work.
@@ -200,9 +207,7 @@ fn precision_report(
         changed_predictions: None,
     };
     let data = DataDir::new(&args.data);
-    if src.run.is_none()
-        || !data.split("test").is_file()
-        || !data.preprocessing_metadata().is_file()
+    if !src.measurable || !data.split("test").is_file() || !data.preprocessing_metadata().is_file()
     {
         return Ok(report);
     }
