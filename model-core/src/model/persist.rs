@@ -117,7 +117,7 @@ pub fn int8_per_channel<const D: usize>(weight: Tensor<D>) -> Tensor<D> {
 /// and must divide the tensor, so a longer side is split into the largest divisor that fits:
 /// one output channel then has a few scales.
 pub fn channel_block(dims: &[usize]) -> Option<Vec<u8>> {
-    let fit = |n: usize| (1..=n.min(255)).rev().find(|d| n % d == 0).unwrap_or(1) as u8;
+    let fit = |n: usize| (1..=n.min(255)).rev().find(|&d| n.is_multiple_of(d)).unwrap_or(1) as u8;
     match *dims {
         [_, i, kh, kw] => Some(vec![1, fit(i), fit(kh), fit(kw)]),
         [i, _] => Some(vec![fit(i), 1]),
@@ -279,7 +279,7 @@ mod tests {
             burn::tensor::TensorData::new([narrow.clone(), wide].concat(), [2, 3, 3, 3]),
             &device,
         );
-        let back: Vec<f32> = int8_per_channel(conv).dequantize().into_data().to_vec().unwrap();
+        let back: Vec<f32> = int8_per_channel(conv).dequantize().into_data().try_to_vec().unwrap();
         let worst = narrow.iter().zip(&back[..27]).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
         // One scale for the tensor would step by 26/255 and round the narrow channel to zero.
         assert!(worst < 1e-4, "the narrow channel is off by {worst}");
@@ -287,7 +287,8 @@ mod tests {
             burn::tensor::TensorData::new((0..10).map(|i| i as f32).collect::<Vec<_>>(), [5, 2]),
             &device,
         );
-        let back: Vec<f32> = int8_per_channel(linear).dequantize().into_data().to_vec().unwrap();
+        let back: Vec<f32> =
+            int8_per_channel(linear).dequantize().into_data().try_to_vec().unwrap();
         assert!(back.iter().enumerate().all(|(i, v)| (v - i as f32).abs() < 0.05), "{back:?}");
     }
 
