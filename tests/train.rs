@@ -525,6 +525,30 @@ fn evaluate_writes_metrics_predictions_errors_and_plots() {
     .unwrap();
     assert_eq!((ri.test_examples, ri.test_accuracy_f32), (Some(n), Some(a32)), "{ri:?}");
     assert!(ri.test_accuracy.is_some() && ri.changed_predictions.is_some(), "{ri:?}");
+    // Beside data of other tags, the copy is written unmeasured, and the warning says why.
+    let other = out.join("other-data");
+    std::fs::create_dir_all(&other).unwrap();
+    let mut meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.join("preprocessing_metadata.json")).unwrap())
+            .unwrap();
+    meta["input_hash"] = "0".repeat(64).into();
+    std::fs::write(other.join("preprocessing_metadata.json"), meta.to_string()).unwrap();
+    let o = bin()
+        .args(["export", "--format", "burn-int8", "--data"])
+        .arg(&other)
+        .arg("--model")
+        .arg(&bundle)
+        .arg("--out")
+        .arg(out.join("from-bundle-other"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.contains("are not the ones"), "{err}");
+    let ro: model_core::infer::bundle::PrecisionReport = serde_json::from_slice(
+        &std::fs::read(out.join("from-bundle-other/precision.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(ro.test_accuracy.is_none() && !ro.within_budget(), "{ro:?}");
     // Out-of-range latitude and truncated weights are clear errors.
     let d = predict(&bundle, "123", "user");
     assert!(!d.status.success() && String::from_utf8_lossy(&d.stderr).contains("123"));

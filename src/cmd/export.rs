@@ -89,8 +89,21 @@ struct Source {
 fn from_bundle(dir: &Path, data: &Path) -> Result<Source> {
     let (manifest, weights) = read_bundle(dir)?;
     let data = DataDir::new(data);
-    let measurable = data.preprocessing_metadata().is_file()
-        && data.read_metadata()?.input_hash == manifest.provenance.data_hash;
+    let mut measurable = false;
+    if data.preprocessing_metadata().is_file() {
+        let hash = data.read_metadata()?.input_hash;
+        measurable = hash == manifest.provenance.data_hash;
+        if !measurable {
+            tracing::warn!(
+                "{}: its tags (sha256 {}) are not the ones {} was trained on ({}): its test \
+                 split cannot measure the copy",
+                data.root().display(),
+                hash.get(..12).unwrap_or(&hash),
+                dir.display(),
+                manifest.provenance.data_hash.get(..12).unwrap_or(&manifest.provenance.data_hash),
+            );
+        }
+    }
     Ok(Source { manifest, weights, measurable })
 }
 
