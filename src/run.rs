@@ -112,6 +112,11 @@ impl DataDir {
 
 const PREPROCESSING_METADATA_FILE: &str = "preprocessing_metadata.json";
 
+/// A tags hash as messages show it: its first 12 hex digits.
+pub fn short_hash(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}
+
 fn read_metadata(path: &Path, hint: &str) -> Result<PreprocessingMetadata> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading {} ({hint})", path.display()))?;

@@ -509,20 +509,24 @@ fn evaluate_writes_metrics_predictions_errors_and_plots() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("budget"));
     // int8 from the f32 bundle beside the data it was trained on (the tags hash it records):
     // measured on the same test split as from the run.
-    let o = bin()
-        .args(["export", "--format", "burn-int8", "--data"])
-        .arg(&data)
-        .arg("--model")
-        .arg(&bundle)
-        .arg("--out")
-        .arg(out.join("from-bundle-int8"))
-        .output()
-        .unwrap();
+    let int8_from_bundle = |data: &Path, name: &str| {
+        let o = bin()
+            .args(["export", "--format", "burn-int8", "--data"])
+            .arg(data)
+            .arg("--model")
+            .arg(&bundle)
+            .arg("--out")
+            .arg(out.join(name))
+            .output()
+            .unwrap();
+        let report = std::fs::read(out.join(name).join("precision.json")).ok();
+        let report: Option<model_core::infer::bundle::PrecisionReport> =
+            report.map(|r| serde_json::from_slice(&r).unwrap());
+        (o, report)
+    };
+    let (o, ri) = int8_from_bundle(&data, "from-bundle-int8");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let ri: model_core::infer::bundle::PrecisionReport = serde_json::from_slice(
-        &std::fs::read(out.join("from-bundle-int8/precision.json")).unwrap(),
-    )
-    .unwrap();
+    let ri = ri.unwrap();
     assert_eq!((ri.test_examples, ri.test_accuracy_f32), (Some(n), Some(a32)), "{ri:?}");
     assert!(ri.test_accuracy.is_some() && ri.changed_predictions.is_some(), "{ri:?}");
     // Beside data of other tags, the copy is written unmeasured, and the warning says why.
@@ -533,21 +537,10 @@ fn evaluate_writes_metrics_predictions_errors_and_plots() {
             .unwrap();
     meta["input_hash"] = "0".repeat(64).into();
     std::fs::write(other.join("preprocessing_metadata.json"), meta.to_string()).unwrap();
-    let o = bin()
-        .args(["export", "--format", "burn-int8", "--data"])
-        .arg(&other)
-        .arg("--model")
-        .arg(&bundle)
-        .arg("--out")
-        .arg(out.join("from-bundle-other"))
-        .output()
-        .unwrap();
+    let (o, ro) = int8_from_bundle(&other, "from-bundle-other");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success() && err.contains("are not the ones"), "{err}");
-    let ro: model_core::infer::bundle::PrecisionReport = serde_json::from_slice(
-        &std::fs::read(out.join("from-bundle-other/precision.json")).unwrap(),
-    )
-    .unwrap();
+    let ro = ro.unwrap();
     assert!(ro.test_accuracy.is_none() && !ro.within_budget(), "{ro:?}");
     // Out-of-range latitude and truncated weights are clear errors.
     let d = predict(&bundle, "123", "user");

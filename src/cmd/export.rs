@@ -13,7 +13,9 @@ use model_core::infer::bundle::{
 };
 
 use crate::fsutil::replace_dir_files;
-use crate::run::{DataDir, ONNX_FILE, RunDir, SAFETENSORS_FILE, is_bundle, read_bundle};
+use crate::run::{
+    DataDir, ONNX_FILE, RunDir, SAFETENSORS_FILE, is_bundle, read_bundle, short_hash,
+};
 use crate::score::{Scored, score};
 
 #[derive(Args, Debug)]
@@ -98,9 +100,9 @@ fn from_bundle(dir: &Path, data: &Path) -> Result<Source> {
                 "{}: its tags (sha256 {}) are not the ones {} was trained on ({}): its test \
                  split cannot measure the copy",
                 data.root().display(),
-                hash.get(..12).unwrap_or(&hash),
+                short_hash(&hash),
                 dir.display(),
-                manifest.provenance.data_hash.get(..12).unwrap_or(&manifest.provenance.data_hash),
+                short_hash(&manifest.provenance.data_hash),
             );
         }
     }

@@ -17,7 +17,7 @@ use model_core::train::precision::Precision;
 use model_core::train::recipe::{SchedulerKind, TrainConfig};
 use model_core::train::schedule::Scheduler;
 
-use crate::run::{DataDir, RunDir, RunState};
+use crate::run::{DataDir, RunDir, RunState, short_hash};
 use crate::training::{FrozenStages, Split, check_splits, report, train_epoch, validate};
 use model_core::data::dataset::PreprocessingMetadata;
 
@@ -192,17 +192,13 @@ fn check_same_split(run: &RunDir, now: &PreprocessingMetadata) -> Result<()> {
              training examples, now {}): train into another --out, or delete the run to start \
              over",
             run.root().display(),
-            short(&then.input_hash),
-            short(&now.input_hash),
+            short_hash(&then.input_hash),
+            short_hash(&now.input_hash),
             split_size(&then, "train"),
             split_size(now, "train"),
         );
     }
     Ok(())
-}
-
-fn short(hash: &str) -> &str {
-    hash.get(..12).unwrap_or(hash)
 }
 
 fn split_size(m: &PreprocessingMetadata, split: &str) -> usize {
