@@ -331,6 +331,12 @@ impl RunDir {
 
     /// Commits a finished epoch: weights (also as the best, if it is), optimizer, then the
     /// state (the commit point), then the history (JSON, CSV) and curves that view it.
+    /// The weights a run from a trained model starts with, as its best until an epoch beats
+    /// them (nothing else: a run killed before its first epoch starts over).
+    pub fn commit_start(&self, weights: &[u8]) -> Result<()> {
+        write_atomic(&self.best_weights(), weights)
+    }
+
     pub fn commit_epoch(
         &self,
         state: &RunState,

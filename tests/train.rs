@@ -683,7 +683,17 @@ fn train_init_starts_from_a_bundle_and_refuses_one_that_does_not_fit() {
     m["scaler"]["areas"] = serde_json::json!([helsinki, andorra]);
     std::fs::write(&manifest_path, serde_json::to_vec(&m).unwrap()).unwrap();
     let adapted = data.join("models/adapted");
-    let o = train_cmd(&data, &adapted, "1").arg("--init").arg(&exported).output().unwrap();
+    // Without --lr: an adapting run's own rate.
+    let o = bin()
+        .args(["train", "--encoder", "custom_cnn", "--image-size", "64", "--batch-size", "32"])
+        .args(["--scheduler", "constant", "--epochs", "1", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&adapted)
+        .arg("--init")
+        .arg(&exported)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(history(&adapted).len(), 1);
     let meta: serde_json::Value = serde_json::from_slice(
@@ -697,6 +707,24 @@ fn train_init_starts_from_a_bundle_and_refuses_one_that_does_not_fit() {
         .map(|a| a["region"].as_str().unwrap_or(""))
         .collect();
     assert_eq!(regions, ["helsinki", "andorra"], "{}", meta["scaler"]);
+    // The start is scored and is the run's best until an epoch beats it: with one epoch, the
+    // best weights are either the bundle's own (and the run says so) or that epoch's.
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(adapted.join("checkpoints/state.json")).unwrap())
+            .unwrap();
+    let start = state["start_macro_f1"].as_f64().expect("the start's score is kept");
+    let epoch1 = history(&adapted)[0]["val_macro_f1"].as_f64().unwrap();
+    let best = std::fs::read(adapted.join("checkpoints/best_model.bpk")).unwrap();
+    let said = String::from_utf8_lossy(&o.stdout).contains("no epoch beat the starting model");
+    if epoch1 > start {
+        assert!(!said && best == std::fs::read(adapted.join("checkpoints/last.bpk")).unwrap());
+    } else {
+        assert!(said && best == std::fs::read(exported.join("weights.bpk")).unwrap());
+    }
+    // It learns at a tenth of the recipe's rate (1e-3) when no rate is given.
+    let recipe: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(adapted.join("train_config.json")).unwrap()).unwrap();
+    assert!((recipe["lr"].as_f64().unwrap() - 1e-4).abs() < 1e-12, "{recipe}");
     let refused = data.join("models/refused");
     let o =
         sized_train_cmd(&data, &refused, "1", "96").arg("--init").arg(&exported).output().unwrap();

@@ -12,7 +12,7 @@ use model_core::EncoderKind;
 use model_core::model::ImageEncoder;
 use model_core::model::persist::weights_to_bytes;
 use model_core::train::Trainer;
-use model_core::train::driver::{EpochDriver, EpochLog};
+use model_core::train::driver::{DriverState, EpochDriver, EpochLog};
 use model_core::train::precision::Precision;
 use model_core::train::recipe::{SchedulerKind, TrainConfig};
 use model_core::train::schedule::Scheduler;
@@ -75,7 +75,9 @@ pub struct TrainArgs {
     pub weights: Option<PathBuf>,
     /// Start from a model bundle's weights (`export` writes one; `assets/model` is the shipped
     /// one) instead of ImageNet's: adapting a model to your own area. The data's labels must
-    /// be the bundle's; the architecture, input size and sources are the bundle's.
+    /// be the bundle's; the architecture, input size and sources are the bundle's. The run
+    /// learns at a tenth of the recipe's rate unless --lr is given, and keeps an epoch only if
+    /// it beats the bundle on the validation split (else the bundle's weights are the best).
     #[arg(long, conflicts_with_all = ["no_pretrained", "weights"])]
     pub init: Option<PathBuf>,
     /// Continue the run in --out from its last checkpoint.
@@ -108,6 +110,9 @@ impl TrainArgs {
             encoder, epochs, batch_size, lr, scheduler, accumulate, patience, image_size, seed,
             precision, views
         );
+        if self.init.is_some() && self.lr.is_none() {
+            c.lr *= model_core::train::recipe::ADAPT_LR_SHARE;
+        }
         c.pretrained &= !self.no_pretrained;
         if self.freeze_stages.is_some() {
             c.freeze_stages = self.freeze_stages;
@@ -124,8 +129,16 @@ impl TrainArgs {
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
-    let history = train(&args)?;
-    if let Some(best) = history.iter().max_by(|a, b| a.val_macro_f1.total_cmp(&b.val_macro_f1)) {
+    let driver = train(&args)?;
+    let history = &driver.history;
+    if let Some(start) = driver.start_macro_f1.filter(|_| driver.kept_start()) {
+        println!(
+            "no epoch beat the starting model's validation macro-F1 {start:.3}: the run's best \
+             weights are the ones it started from"
+        );
+    } else if let Some(best) =
+        history.iter().max_by(|a, b| a.val_macro_f1.total_cmp(&b.val_macro_f1))
+    {
         println!(
             "best epoch {}: val macro-F1 {:.3}, val accuracy {:.3}",
             best.epoch, best.val_macro_f1, best.val_accuracy
@@ -205,7 +218,7 @@ fn split_size(m: &PreprocessingMetadata, split: &str) -> usize {
     m.counts.get(split).map_or(0, |c| c.values().sum())
 }
 
-pub fn train(args: &TrainArgs) -> Result<Vec<EpochLog>> {
+pub fn train(args: &TrainArgs) -> Result<DriverState> {
     // The backend first: a build without it fails before anything is read or written.
     let device = crate::device::device(args.device)?.autodiff();
     let (run, data) = (RunDir::new(&args.out), DataDir::new(&args.data));
@@ -298,6 +311,18 @@ pub fn train(args: &TrainArgs) -> Result<Vec<EpochLog>> {
 
     let mut driver = EpochDriver::resume(cfg.epochs, cfg.patience, state.driver.clone());
     let mut frozen = FrozenStages::new(&cfg, &trainer.model, &train_set, &val_set, &device);
+    // From a trained model, the start is scored first and is the best so far: its weights are
+    // the run's best until an epoch beats them.
+    if args.init.is_some() && state.driver.epochs_done == 0 {
+        let (_, m) = validate(&trainer, &val_set, cfg.batch_size, frozen.as_mut(), &device)?;
+        driver.start_from(m.macro_avg.f1);
+        run.commit_start(&weights_to_bytes(&trainer.model)?)?;
+        tracing::info!(
+            "the starting model: validation macro-F1 {:.3}, accuracy {:.3}; an epoch is kept only if it beats it",
+            m.macro_avg.f1,
+            m.accuracy
+        );
+    }
     while let Some(epoch) = driver.next_epoch() {
         let t0 = Instant::now();
         trainer.config.learning_rate = driver.lr();
@@ -330,5 +355,5 @@ pub fn train(args: &TrainArgs) -> Result<Vec<EpochLog>> {
             );
         }
     }
-    Ok(state.driver.history)
+    Ok(state.driver)
 }

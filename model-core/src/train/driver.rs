@@ -35,6 +35,20 @@ pub struct DriverState {
     pub epochs_without_improvement: usize,
     pub scheduler: Scheduler,
     pub history: Vec<EpochLog>,
+    /// A run that starts from a trained model (`train --init`): that model's validation
+    /// macro-F1 before any epoch. It is the best so far, so an epoch is kept only when it beats
+    /// the start, and adapting never leaves a model that does worse on its own validation
+    /// cells than the one it started from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_macro_f1: Option<f64>,
+}
+
+impl DriverState {
+    /// Whether the run started from a trained model and no epoch beat it: the starting weights
+    /// are the run's best.
+    pub fn kept_start(&self) -> bool {
+        self.start_macro_f1.is_some_and(|s| self.history.iter().all(|h| h.val_macro_f1 <= s))
+    }
 }
 
 /// The verdict on a finished epoch.
@@ -64,8 +78,16 @@ impl EpochDriver {
             epochs_without_improvement: 0,
             scheduler,
             history: Vec::new(),
+            start_macro_f1: None,
         };
         Self { epochs, patience, state }
+    }
+
+    /// Counts the starting weights, scored `val_macro_f1` on the validation split, as the best
+    /// so far (a run from a trained model): an epoch must beat them to be kept.
+    pub fn start_from(&mut self, val_macro_f1: f64) {
+        self.state.start_macro_f1 = Some(val_macro_f1);
+        self.state.best_macro_f1 = val_macro_f1;
     }
 
     /// Continues from a saved state (`epochs` may have been raised on resume).
@@ -124,6 +146,27 @@ mod tests {
             loss_scale: None,
             skipped_steps: 0,
         }
+    }
+
+    #[test]
+    fn a_run_from_a_trained_model_keeps_only_epochs_that_beat_the_start() {
+        let mut d = EpochDriver::new(5, 2, Scheduler::new(Schedule::Constant, 0.1));
+        d.start_from(0.6);
+        let mut kept = Vec::new();
+        while let Some(e) = d.next_epoch() {
+            if d.finish_epoch(log(e, [0.5, 0.6][e - 1])).best {
+                kept.push(e);
+            }
+        }
+        // Neither beat the start (a tie does not): two epochs without improvement stop it.
+        assert!(kept.is_empty() && d.state.kept_start() && d.state.epochs_done == 2);
+        let mut d = EpochDriver::new(3, 2, Scheduler::new(Schedule::Constant, 0.1));
+        d.start_from(0.6);
+        assert!(d.finish_epoch(log(1, 0.61)).best && !d.state.kept_start());
+        // A run from scratch never "keeps the start".
+        let mut d = EpochDriver::new(3, 2, Scheduler::new(Schedule::Constant, 0.1));
+        d.finish_epoch(log(1, 0.0));
+        assert!(!d.state.kept_start());
     }
 
     /// Runs the driver over scripted validation scores; returns the epochs that ran.

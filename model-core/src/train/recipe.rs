@@ -37,6 +37,11 @@ impl SchedulerKind {
     }
 }
 
+/// The share of the recipe's learning rate a run from a trained model (`train --init`) learns
+/// at, unless a rate is given: it refines what the model knows rather than relearning it, so a
+/// few hundred rows of a new area do not pull it far from where it started.
+pub const ADAPT_LR_SHARE: f64 = 0.1;
+
 /// Everything a run was trained with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
