@@ -17,6 +17,7 @@ use model_core::data::tile::{BBox, TileId, Window, lat_lon_to_tile};
 use model_core::infer::Predictor;
 use model_core::infer::bundle::TileSourceSpec;
 use model_core::infer::suggest::{Verdict, judge, most_confident_first};
+use model_core::wire::{Feature, SuggestionProperties, Suggestions};
 
 use crate::osm::{OsmMap, geometry_in};
 use crate::render::style;
@@ -368,32 +369,30 @@ pub fn to_maproulette(s: &Suggested) -> Result<String> {
     Ok(maproulette(&tasks))
 }
 
-/// A GeoJSON FeatureCollection of points (`type`, `confidence`, `candidate`, `probabilities`).
-pub fn to_geojson(s: &Suggested) -> serde_json::Value {
-    let features: Vec<serde_json::Value> = s
+/// A GeoJSON FeatureCollection of points (`type`, `confidence`, `candidate`, `probabilities`),
+/// with what the area held: `/api/suggest`'s answer, [`model_core::wire::Suggestions`].
+pub fn to_geojson(s: &Suggested) -> Suggestions {
+    let collection = s
         .suggestions
         .iter()
         .map(|g| {
-            serde_json::json!({
-                "type": "Feature",
-                "geometry": {"type": "Point", "coordinates": [g.candidate.lon, g.candidate.lat]},
-                "properties": {
-                    "type": g.prediction.label,
-                    "confidence": g.prediction.confidence,
-                    "candidate": g.candidate.reasons(),
-                    "probabilities": g.prediction.probabilities,
-                    "outside_trained_area": g.prediction.outside_trained_area,
-                },
-            })
+            let p = &g.prediction;
+            let properties = SuggestionProperties {
+                label: p.label.clone(),
+                confidence: p.confidence,
+                candidate: g.candidate.reasons(),
+                probabilities: p.probabilities.clone(),
+                outside_trained_area: p.outside_trained_area,
+            };
+            Feature::point(g.candidate.lat, g.candidate.lon, properties)
         })
         .collect();
-    serde_json::json!({
-        "type": "FeatureCollection",
-        "features": features,
-        "candidates": s.candidates,
-        "already_mapped": s.already_mapped,
-        "outside_trained_area": s.outside_trained_area,
-    })
+    Suggestions {
+        collection,
+        candidates: s.candidates,
+        already_mapped: s.already_mapped,
+        outside_trained_area: s.outside_trained_area,
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use model_core::data::tags::{Rejected, Tag};
 use model_core::data::tile::validate_lat_lon;
+use model_core::wire::{Feature, FeatureCollection};
 use serde_json::{Map, Value, json};
 
 use model_core::data::features::OSM_TAGS_COLUMN;
@@ -10,7 +11,7 @@ use model_core::data::features::OSM_TAGS_COLUMN;
 use crate::store::{ImportReport, TagStore, labels};
 
 pub fn to_geojson(store: &TagStore) -> String {
-    let features: Vec<Value> = store
+    let features: FeatureCollection<Map<String, Value>> = store
         .tags
         .iter()
         .map(|t| {
@@ -21,15 +22,10 @@ pub fn to_geojson(store: &TagStore) -> String {
             for (c, v) in store.extra_columns.iter().zip(&t.extra) {
                 props.insert(c.clone(), json!(v));
             }
-            json!({
-                "type": "Feature",
-                "geometry": {"type": "Point", "coordinates": [t.lon, t.lat]},
-                "properties": props,
-            })
+            Feature::point(t.lat, t.lon, props)
         })
         .collect();
-    serde_json::to_string_pretty(&json!({"type": "FeatureCollection", "features": features}))
-        .expect("GeoJSON serialises")
+    serde_json::to_string_pretty(&features).expect("GeoJSON serialises")
 }
 
 fn reject(n: usize, field: &str, reason: String, raw: &Value) -> Rejected {

@@ -19,6 +19,7 @@ pub mod kernels;
 pub mod model;
 pub mod rng;
 pub mod train;
+pub mod wire;
 
 pub use data::vocab::{LabelVocab, SourceVocab};
 pub use error::CoreError;

@@ -5,73 +5,18 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use model_core::CoreError;
-use serde::Serialize;
+use model_core::wire::ErrorBody;
 
-/// Declares [`Code`]: every machine-readable error kind the API answers with, and its name on
-/// the wire. The OpenAPI description's `ErrorResponse.code` enum lists exactly these (tested).
-macro_rules! codes {
-    ($($variant:ident => $name:literal,)*) => {
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-        pub enum Code {
-            $(#[serde(rename = $name)] $variant,)*
-        }
+pub use model_core::wire::Code;
 
-        impl Code {
-            /// Every code, in the description's order.
-            pub const ALL: &[Code] = &[$(Code::$variant,)*];
-
-            /// The code's name on the wire.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $(Code::$variant => $name,)*
-                }
-            }
-        }
-    };
-}
-
-codes! {
-    MissingField => "missing_field",
-    WrongType => "wrong_type",
-    DuplicateField => "duplicate_field",
-    UnknownField => "unknown_field",
-    BadJson => "bad_json",
-    BadMultipart => "bad_multipart",
-    BadBase64 => "bad_base64",
-    BadBody => "bad_body",
-    BadQuery => "bad_query",
-    BadBbox => "bad_bbox",
-    BadThreshold => "bad_threshold",
-    UnsupportedContentType => "unsupported_content_type",
-    NotAnImage => "not_an_image",
-    BadImage => "bad_image",
-    OutOfRange => "out_of_range",
-    TooLarge => "too_large",
-    AreaTooLarge => "area_too_large",
-    OutsideExtract => "outside_extract",
-    Timeout => "timeout",
-    Busy => "busy",
-    NotFound => "not_found",
-    NotAvailable => "not_available",
-    Internal => "internal",
-}
-
-impl PartialEq<&str> for Code {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct ApiError {
-    #[serde(skip)]
     pub status: StatusCode,
     /// Machine-readable kind, e.g. `missing_field`.
     pub code: Code,
     /// Human-readable message.
     pub error: String,
     /// The request field at fault, when there is one.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
 }
 
@@ -131,7 +76,8 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut res = (self.status, Json(&self)).into_response();
+        let body = ErrorBody { code: self.code, error: self.error, field: self.field };
+        let mut res = (self.status, Json(&body)).into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }

@@ -27,6 +27,7 @@ use model_core::data::preprocess::{ModelInput, decode_rgb_limited};
 use model_core::data::tile::BBox;
 use model_core::infer::Predictor;
 use model_core::infer::bundle::TileSourceSpec;
+use model_core::wire::{CandidateProperties, Feature, FeatureCollection, Health, MappedProperties};
 use tokio::sync::Semaphore;
 
 use crate::osm::Labelled;
@@ -206,20 +207,28 @@ impl Api {
     }
 }
 
+/// Every route under `/api`, with its method and handler. The router is built from this list,
+/// and the OpenAPI description names exactly these (tested).
+fn routes() -> Vec<(&'static str, &'static str, axum::routing::MethodRouter<Arc<Api>>)> {
+    vec![
+        ("/predict", "post", axum::routing::post(predict)),
+        ("/health", "get", get(health)),
+        ("/model", "get", get(model)),
+        ("/openapi.json", "get", get(openapi)),
+        ("/features", "get", get(features)),
+        ("/suggest", "get", get(suggest)),
+        ("/candidates", "get", get(candidates_in)),
+    ]
+}
+
 /// The API's routes, to be nested under `/api`, with their own body limit and a JSON 404.
 pub fn router(api: Arc<Api>) -> Router {
     let limit = api.cfg.max_body_bytes;
-    Router::new()
-        .route("/predict", axum::routing::post(predict))
-        .route("/health", get(health))
-        .route("/model", get(model))
-        .route("/openapi.json", get(openapi))
-        .route("/features", get(features))
-        .route("/suggest", get(suggest))
-        .route("/candidates", get(candidates_in))
-        .fallback(not_found)
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(api)
+    let mut r = Router::new();
+    for (path, _, handler) in routes() {
+        r = r.route(path, handler);
+    }
+    r.fallback(not_found).layer(DefaultBodyLimit::max(limit)).with_state(api)
 }
 
 #[derive(serde::Deserialize)]
@@ -260,19 +269,12 @@ async fn candidates_in(
 ) -> Result<Response, ApiError> {
     let (_, bbox) = area_query(query, api.cfg.max_area_km2)?;
     let ctx = suggest_context(&api)?;
-    let features: Vec<serde_json::Value> =
+    let found: FeatureCollection<CandidateProperties> =
         crate::suggestions::candidates_in(ctx.tiles.map(), &bbox)
             .iter()
-            .map(|c| {
-                serde_json::json!({
-                    "type": "Feature",
-                    "geometry": {"type": "Point", "coordinates": [c.lon, c.lat]},
-                    "properties": {"candidate": c.reasons()},
-                })
-            })
+            .map(|c| Feature::point(c.lat, c.lon, CandidateProperties { candidate: c.reasons() }))
             .collect();
-    Ok(axum::Json(serde_json::json!({"type": "FeatureCollection", "features": features}))
-        .into_response())
+    Ok(axum::Json(found).into_response())
 }
 
 /// `GET /api/suggest?bbox=...&threshold=...`: `accessatlas suggest`'s pipeline for the served
@@ -343,34 +345,17 @@ async fn features(
             "this server holds no extract (it serves pre-rendered tiles): start it with --osm FILE for features",
         )
     })?;
-    let found: Vec<serde_json::Value> = all
+    let found: FeatureCollection<MappedProperties> = all
         .iter()
         .filter(|f| bbox.contains(f.lat, f.lon))
-        .map(|f| {
-            let (kind, id) = f.id.split_once('/').unwrap_or(("node", &f.id));
-            let tags: serde_json::Map<String, serde_json::Value> =
-                f.tags.iter().map(|(k, v)| (k.to_string(), v.into())).collect();
-            let mut v = serde_json::json!({
-                "type": "Feature",
-                "geometry": {"type": "Point", "coordinates": [f.lon, f.lat]},
-                "properties": {
-                    "osm_type": kind,
-                    "osm_id": id.parse::<i64>().ok(),
-                    "type": f.label,
-                    "tags": tags,
-                },
-            });
-            // A way's whole line ([lon, lat] pairs, GeoJSON's order): the page's "already
-            // mapped" rule measures to it, as the CLI's does.
-            if !f.line.is_empty() {
-                let line: Vec<[f64; 2]> = f.line.iter().map(|p| [p[1], p[0]]).collect();
-                v["properties"]["line"] = serde_json::json!(line);
-            }
-            v
+        .filter_map(|f| {
+            let tags = f.tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            // A way's whole line goes too: the page's "already mapped" rule measures to it,
+            // as the CLI's does.
+            Feature::mapped(&f.mapped(), tags)
         })
         .collect();
-    Ok(axum::Json(serde_json::json!({"type": "FeatureCollection", "features": found}))
-        .into_response())
+    Ok(axum::Json(found).into_response())
 }
 
 /// The `bbox` parameter, checked: present, well formed (400) and no larger than the cap (422).
@@ -460,14 +445,14 @@ async fn run_predict(api: &Arc<Api>, req: Request) -> Result<model_core::Predict
 }
 
 async fn health(State(api): State<Arc<Api>>) -> impl IntoResponse {
-    axum::Json(serde_json::json!({
-        "status": "ok",
-        "uptime_s": api.started.elapsed().as_secs_f64(),
-        "in_flight": api.cfg.max_concurrent - api.in_flight.available_permits(),
-        "queued": api.batcher.queued(),
-        "encoder": api.config.encoder.name(),
-        "version": env!("CARGO_PKG_VERSION"),
-    }))
+    axum::Json(Health {
+        status: "ok".into(),
+        uptime_s: api.started.elapsed().as_secs_f64(),
+        in_flight: api.cfg.max_concurrent - api.in_flight.available_permits(),
+        queued: api.batcher.queued(),
+        encoder: api.config.encoder.name().into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
 }
 
 async fn model(State(api): State<Arc<Api>>) -> impl IntoResponse {
@@ -480,17 +465,166 @@ async fn openapi() -> impl IntoResponse {
 
 #[cfg(test)]
 mod tests {
+    /// The description names exactly the router's routes, each with its method.
     #[test]
-    fn the_openapi_description_is_json_and_names_every_route() {
+    fn the_openapi_description_names_every_route_and_no_other() {
         let v: serde_json::Value = serde_json::from_str(super::OPENAPI).unwrap();
         assert!(v["openapi"].as_str().unwrap().starts_with("3.1"));
-        for p in ["/api/predict", "/api/health", "/api/model", "/api/openapi.json", "/api/features"]
-        {
-            assert!(v["paths"][p].is_object(), "{p} is not described");
+        let mut described: Vec<(String, String)> = Vec::new();
+        for (path, ops) in v["paths"].as_object().unwrap() {
+            for method in ops.as_object().unwrap().keys() {
+                described.push((path.clone(), method.clone()));
+            }
         }
+        let mut routed: Vec<(String, String)> =
+            super::routes().iter().map(|(p, m, _)| (format!("/api{p}"), m.to_string())).collect();
+        described.sort();
+        routed.sort();
+        assert_eq!(described, routed);
         let responses = v["paths"]["/api/predict"]["post"]["responses"].as_object().unwrap();
         for code in ["200", "400", "408", "413", "415", "422", "503"] {
             assert!(responses.contains_key(code), "{code} is not described");
+        }
+    }
+
+    /// Each answer's wire type against its schema in the description, field by field: every
+    /// field a full example serialises is described (with its JSON type, constant or enum),
+    /// every described property is a field of the type, and the required ones are there. The
+    /// served answers are checked against the same schemas by Schemathesis (`tests/api_fuzz.rs`).
+    #[test]
+    fn every_answer_type_is_described_field_by_field() {
+        use model_core::wire::*;
+        let v: serde_json::Value = serde_json::from_str(super::OPENAPI).unwrap();
+        let schema = |name: &str| v["components"]["schemas"][name].clone();
+        let way = model_core::data::candidates::MappedFeature {
+            id: "way/240859307".into(),
+            label: "obstacle".into(),
+            lat: 60.17,
+            lon: 24.94,
+            line: vec![[60.17, 24.94], [60.171, 24.941]],
+        };
+        let tags = [("barrier".to_string(), "bollard".to_string())].into();
+        let mapped = FeatureCollection::new(vec![Feature::mapped(&way, tags).unwrap()]);
+        let candidates = FeatureCollection::new(vec![Feature::point(
+            60.17,
+            24.94,
+            CandidateProperties { candidate: "crossing+kerb".into() },
+        )]);
+        let probabilities = model_core::infer::prediction::Probabilities(vec![
+            ("ramp".into(), 0.75),
+            ("none".into(), 0.25),
+        ]);
+        let suggestion = SuggestionProperties {
+            label: "ramp".into(),
+            confidence: 0.75,
+            candidate: "kerb".into(),
+            probabilities: probabilities.clone(),
+            outside_trained_area: false,
+        };
+        let suggestions = Suggestions {
+            collection: FeatureCollection::new(vec![Feature::point(60.17, 24.94, suggestion)]),
+            candidates: 12,
+            already_mapped: 3,
+            outside_trained_area: 0,
+        };
+        let health = Health {
+            status: "ok".into(),
+            uptime_s: 1.5,
+            in_flight: 1,
+            queued: 0,
+            encoder: "efficientnet_lite0".into(),
+            version: "0.1.0".into(),
+        };
+        let error =
+            ErrorBody { code: Code::BadBbox, error: "no".into(), field: Some("bbox".into()) };
+        let prediction = model_core::Prediction {
+            label: "ramp".into(),
+            confidence: 0.75,
+            probabilities,
+            outside_trained_area: true,
+        };
+        let answers = [
+            ("MappedFeatures", serde_json::to_value(mapped).unwrap()),
+            ("Candidates", serde_json::to_value(candidates).unwrap()),
+            ("Suggestions", serde_json::to_value(suggestions).unwrap()),
+            ("Health", serde_json::to_value(health).unwrap()),
+            ("Error", serde_json::to_value(error).unwrap()),
+            ("Prediction", serde_json::to_value(prediction).unwrap()),
+        ];
+        for (name, answer) in &answers {
+            conforms(answer, &schema(name), &v, name);
+        }
+        // And the operations answer with these schemas.
+        for (path, name) in [
+            ("/api/features", "MappedFeatures"),
+            ("/api/candidates", "Candidates"),
+            ("/api/suggest", "Suggestions"),
+            ("/api/health", "Health"),
+        ] {
+            let s = &v["paths"][path]["get"]["responses"]["200"]["content"]["application/json"];
+            assert_eq!(s["schema"]["$ref"], format!("#/components/schemas/{name}"), "{path}");
+        }
+    }
+
+    /// `value` against `schema` (the subset of JSON Schema the description uses), both ways
+    /// for objects: no undescribed field, no described property the value lacks.
+    fn conforms(
+        value: &serde_json::Value,
+        schema: &serde_json::Value,
+        doc: &serde_json::Value,
+        at: &str,
+    ) {
+        use serde_json::Value;
+        if let Some(r) = schema["$ref"].as_str() {
+            let name = r.trim_start_matches("#/components/schemas/");
+            return conforms(value, &doc["components"]["schemas"][name], doc, at);
+        }
+        if let Some(c) = schema.get("const") {
+            assert_eq!(value, c, "{at}");
+        }
+        if let Some(e) = schema["enum"].as_array() {
+            assert!(e.contains(value), "{at}: {value} is not one of {e:?}");
+        }
+        let kind = match value {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        };
+        if let Some(t) = schema["type"].as_str() {
+            assert!(
+                t == kind || (t == "number" && kind == "integer"),
+                "{at}: {kind}, described {t}"
+            );
+        }
+        match value {
+            Value::Object(fields) => {
+                let props = schema["properties"].as_object();
+                for (k, x) in fields {
+                    match props.and_then(|p| p.get(k)) {
+                        Some(s) => conforms(x, s, doc, &format!("{at}.{k}")),
+                        None => match &schema["additionalProperties"] {
+                            s @ Value::Object(_) => conforms(x, s, doc, &format!("{at}.{k}")),
+                            _ => panic!("{at}: field `{k}` is not described"),
+                        },
+                    }
+                }
+                for k in props.into_iter().flat_map(|p| p.keys()) {
+                    assert!(fields.contains_key(k), "{at}: described `{k}` is not a field");
+                }
+                for k in schema["required"].as_array().into_iter().flatten() {
+                    assert!(fields.contains_key(k.as_str().unwrap()), "{at}: {k} is required");
+                }
+            }
+            Value::Array(items) => {
+                for (i, x) in items.iter().enumerate() {
+                    conforms(x, &schema["items"], doc, &format!("{at}[{i}]"));
+                }
+            }
+            _ => {}
         }
     }
 

@@ -92,7 +92,11 @@ pub fn start() -> Offline {
     let ctx = expect_context::<Ctx>();
     spawn_local(async move {
         loop {
-            let up = crate::net::begin(&format!("{}api/health", base_url())).text().await.is_ok();
+            // Up: this server's health answer (not a portal's or a proxy's page).
+            let health = crate::net::begin(&format!("{}api/health", base_url())).text().await;
+            let up = health.is_ok_and(|t| {
+                model_core::wire::read_answer::<model_core::wire::Health>(&t).is_ok()
+            });
             if !up && off.reachable.get_untracked() && area_saved().await {
                 // Out of reach with an area saved: its map is the server's own, so show that.
                 ctx.tiles.update(|t| t.model_view = true);

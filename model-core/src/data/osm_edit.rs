@@ -5,6 +5,7 @@
 //! to review every object, so the files go to an editor, and the mapper uploads from there.
 
 use crate::data::features::FeatureType;
+use crate::wire::{Feature, FeatureCollection};
 
 /// A tag this close to a feature of its type that the extract already has is that feature:
 /// exports leave it out ("already mapped: node/ID") and the page's tag form says so.
@@ -115,16 +116,11 @@ pub fn maproulette(tasks: &[Task]) -> String {
             props.insert(k.clone(), v.clone());
         }
         let round = |v: f64| (v * 1e7).round() / 1e7;
-        let task = serde_json::json!({
-            "type": "FeatureCollection",
-            "features": [{
-                "type": "Feature",
-                "geometry": {"type": "Point", "coordinates": [round(t.node.lon), round(t.node.lat)]},
-                "properties": props,
-            }],
-        });
+        let point = Feature::point(round(t.node.lat), round(t.node.lon), props);
+        let task = serde_json::to_string(&FeatureCollection::new(vec![point]))
+            .expect("a FeatureCollection serialises");
         out.push(RECORD_SEPARATOR);
-        out.push_str(&task.to_string());
+        out.push_str(&task);
         out.push('\n');
     }
     out
