@@ -60,7 +60,7 @@ async fn run_backend(backend: &str, webgpu: bool) {
         .await;
     // The map shows the configured layer from the test tile server.
     wait_js(c, "document.querySelectorAll('.leaflet-tile-loaded').length", "map tiles", 30).await;
-    assert!(session.tile_hits.load(std::sync::atomic::Ordering::SeqCst) > 0);
+    assert!(session.tile_stats.total("/grey/") > 0);
     // The map opens at zoom 16 on the bundled district: what OpenStreetMap already maps there
     // is drawn as numbered groups where rings would overlap, every feature counted once.
     let marks = wait_js(

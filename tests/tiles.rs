@@ -1,122 +1,16 @@
 //! `collect --tiles xyz` against a real HTTP tile server started on 127.0.0.1 by the test,
 //! and `collect --tiles mbtiles` against an MBTiles file the test builds.
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
 
 use model_core::data::tile::{TileId, lat_lon_to_tile};
 
 mod common;
 
+use common::tile_server::{start as start_server, tile_colour, tile_png};
 use common::{bin, tmp};
-
-/// Colour that encodes a tile's address, so tests can tell which tile landed where.
-fn tile_colour(x: u32, y: u32) -> [u8; 3] {
-    [(x % 251) as u8, (y % 251) as u8, 200]
-}
-
-fn tile_png(x: u32, y: u32) -> Vec<u8> {
-    let img = image::RgbImage::from_pixel(256, 256, image::Rgb(tile_colour(x, y)));
-    let mut out = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png).unwrap();
-    out
-}
-
-#[derive(Default)]
-struct Stats {
-    /// Requests per path.
-    hits: Mutex<HashMap<String, usize>>,
-    active: AtomicUsize,
-    max_active: AtomicUsize,
-    user_agents: Mutex<Vec<String>>,
-}
-
-impl Stats {
-    fn total(&self, prefix: &str) -> usize {
-        self.hits
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(k, _)| k.starts_with(prefix))
-            .map(|(_, v)| v)
-            .sum()
-    }
-}
-
-/// A small HTTP/1.1 tile server. Routes: /ok/, /flaky/ (429 first, then 200), /broken/ (500),
-/// /slow/ (answers after 3 s), /corrupt/ (200 with bytes that are not an image).
-fn start_server() -> (String, Arc<Stats>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let stats = Arc::new(Stats::default());
-    let s2 = stats.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let stats = s2.clone();
-            std::thread::spawn(move || handle(stream, &stats));
-        }
-    });
-    (base, stats)
-}
-
-fn handle(mut stream: TcpStream, stats: &Stats) {
-    let now = stats.active.fetch_add(1, Ordering::SeqCst) + 1;
-    stats.max_active.fetch_max(now, Ordering::SeqCst);
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap_or(0);
-    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-    loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-            break;
-        }
-        if let Some(ua) = h.strip_prefix("user-agent: ").or_else(|| h.strip_prefix("User-Agent: "))
-        {
-            stats.user_agents.lock().unwrap().push(ua.trim().to_string());
-        }
-    }
-    let n = {
-        let mut hits = stats.hits.lock().unwrap();
-        let e = hits.entry(path.clone()).or_default();
-        *e += 1;
-        *e
-    };
-    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let (route, x, y) = if parts.len() == 4 {
-        let x = parts[2].parse().unwrap_or(0);
-        let y = parts[3].trim_end_matches(".png").parse().unwrap_or(0);
-        (parts[0], x, y)
-    } else {
-        ("none", 0, 0)
-    };
-    let (status, body): (&str, Vec<u8>) = match route {
-        "ok" => ("200 OK", tile_png(x, y)),
-        "flaky" if n == 1 => ("429 Too Many Requests", b"slow down".to_vec()),
-        "flaky" => ("200 OK", tile_png(x, y)),
-        "broken" => ("500 Internal Server Error", b"oops".to_vec()),
-        "slow" => {
-            std::thread::sleep(Duration::from_secs(3));
-            ("200 OK", tile_png(x, y))
-        }
-        "corrupt" => ("200 OK", b"\x89PNG\r\n\x1a\n garbage".to_vec()),
-        _ => ("404 Not Found", b"no".to_vec()),
-    };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: image/png\r\nContent-Length: {}\r\nCache-Control: max-age=60\r\nRetry-After: 0\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    let _ = stream.write_all(head.as_bytes());
-    let _ = stream.write_all(&body);
-    let _ = stream.flush();
-    stats.active.fetch_sub(1, Ordering::SeqCst);
-}
 
 const POINTS: [(&str, f64, f64); 3] =
     [("a", 60.1700, 24.9450), ("b", 60.1705, 24.9460), ("c", 60.1690, 24.9500)];

@@ -3,7 +3,6 @@
 //! Chromium session, and a JS polling helper. All on 127.0.0.1.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -24,47 +23,6 @@ pub fn out_dir() -> PathBuf {
     let d = PathBuf::from(ROOT).join("target/e2e");
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-/// A plain XYZ tile server: every `/{z}/{x}/{y}.png` is a light grey PNG; counts requests.
-pub fn start_tile_server() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let h = hits.clone();
-    let mut png = Vec::new();
-    image::RgbImage::from_pixel(256, 256, image::Rgb([225, 228, 232]))
-        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let png = png.clone();
-            let h = h.clone();
-            std::thread::spawn(move || tile_response(stream, &png, &h));
-        }
-    });
-    (format!("http://{addr}/{{z}}/{{x}}/{{y}}.png"), hits)
-}
-
-fn tile_response(mut s: TcpStream, png: &[u8], hits: &std::sync::atomic::AtomicUsize) {
-    let mut line = String::new();
-    let mut r = BufReader::new(s.try_clone().unwrap());
-    if r.read_line(&mut line).is_err() {
-        return;
-    }
-    loop {
-        let mut h = String::new();
-        if r.read_line(&mut h).map_or(true, |n| n == 0) || h == "\r\n" {
-            break;
-        }
-    }
-    hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let _ = write!(
-        s,
-        "HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: {}\r\nAccess-Control-Allow-Origin: *\r\nConnection: close\r\n\r\n",
-        png.len()
-    );
-    let _ = s.write_all(png);
 }
 
 pub fn start_app(dist: &Path) -> String {
@@ -296,9 +254,10 @@ pub struct Session {
     pub client: Client,
     /// The app's base URL (ends with `/`).
     pub base: String,
-    /// The tile server's XYZ template.
+    /// The tile server's XYZ template (its grey base map).
     pub tiles: String,
-    pub tile_hits: Arc<std::sync::atomic::AtomicUsize>,
+    /// What the tile server saw.
+    pub tile_stats: Arc<super::tile_server::Stats>,
     pub downloads: PathBuf,
     /// chromedriver's address, for the commands fantoccini has no call for.
     pub webdriver: String,
@@ -330,7 +289,8 @@ impl Session {
         std::fs::create_dir_all(&downloads).unwrap();
         let profile = out.join(format!("profile-{name}"));
         let _ = std::fs::remove_dir_all(&profile);
-        let (tiles, tile_hits) = start_tile_server();
+        let (tile_base, tile_stats) = super::tile_server::start();
+        let tiles = format!("{tile_base}/grey/{{z}}/{{x}}/{{y}}.png");
         let shipped = super::model::bundle();
         let model = model.unwrap_or(&shipped);
         let (base, stop) =
@@ -342,7 +302,7 @@ impl Session {
             client,
             base,
             tiles,
-            tile_hits,
+            tile_stats,
             downloads,
             webdriver: wd,
             stop: Some(stop),
