@@ -1675,6 +1675,16 @@ async fn offline_flow() {
         .execute("return document.querySelector('[data-testid=osm-layer]').dataset.bbox", vec![])
         .await
         .unwrap();
+    // The saved areas list it: its bbox, its tile count.
+    let listed = wait_js(
+        c,
+        "(l => l.length === 1 && [l[0].dataset.bbox, Number(l[0].dataset.tiles)])([...document.querySelectorAll('[data-testid=saved-areas] li')])",
+        "the saved area in the list",
+        10,
+    )
+    .await;
+    assert_eq!(listed[0], bbox, "the area listed is the view saved");
+    assert!(listed[1].as_f64().unwrap() >= 4.0, "{listed}");
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // The server goes away; the page is loaded again.
@@ -1724,6 +1734,23 @@ async fn offline_flow() {
     let csv = std::fs::read(downloaded(&session.downloads, "tags.csv").await).unwrap();
     let parsed = parse_tags_csv(&csv, &LabelVocab::default()).unwrap();
     assert_eq!(parsed.table.tags.len(), 2, "both tags exported offline");
+    // The saved area is still listed offline; deleting it removes its tiles and answers.
+    click(c, "[data-testid=saved-areas] li .delete-area").await;
+    wait_js(
+        c,
+        "!document.querySelector('[data-testid=saved-areas]')",
+        "the list without the deleted area",
+        10,
+    )
+    .await;
+    let left = c
+        .execute_async(
+            "const done = arguments[0]; caches.keys().then(k => done(k.filter(n => n.startsWith('accessatlas-area')).length))",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "the area's cache is gone");
 }
 
 /// What the model worker's wasm memory may reach on a phone once the model is loaded and warmed

@@ -5,8 +5,9 @@
 //   The page asks for the whole set once its model is ready ("keep"), so the first visit is
 //   enough.
 // - "Save this area for offline" (the page) writes the server's own rendered tiles and the
-//   view's /api/features and /api/candidates answers into AREA; they answer when the network
-//   fails. Nothing else of /tiles/ or /api/ is kept.
+//   view's /api/features and /api/candidates answers into a cache of its own, named AREA and
+//   the view's bbox (the page lists and deletes them); they answer when the network fails.
+//   Nothing else of /tiles/ or /api/ is kept.
 // - Other servers' tiles (tile.openstreetmap.org's, say) are never touched: their usage
 //   policies forbid prefetching and keeping them.
 // - /api/health always goes to the network: the page reads its failure as "offline".
@@ -19,7 +20,9 @@ self.addEventListener("install", () => self.skipWaiting());
 self.addEventListener("activate", (event) => {
   event.waitUntil((async () => {
     for (const key of await caches.keys()) {
-      if (key.startsWith("accessatlas-") && key !== SHELL && key !== AREA) await caches.delete(key);
+      if (key.startsWith("accessatlas-") && key !== SHELL && !key.startsWith(AREA)) {
+        await caches.delete(key);
+      }
     }
     await self.clients.claim();
   })());

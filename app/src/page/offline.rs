@@ -24,8 +24,11 @@ use wasm_bindgen_futures::JsFuture;
 use super::view_api::{candidates_url, features_url, view_bbox};
 use super::{Ctx, ModelState, base_url};
 
-/// The Cache API cache a saved area goes into (`sw.js` reads the same name).
+/// The Cache API caches saved areas go into: this, `:`, the area's bbox, one cache per area
+/// (`sw.js` keeps every cache of this prefix).
 pub const AREA_CACHE: &str = "accessatlas-area-v1";
+/// The address, in an area's cache, of what the page records of the save ([`SavedArea`]).
+const AREA_RECORD: &str = "accessatlas/saved-area.json";
 /// The zooms "Save this area for offline" keeps.
 pub const SAVE_ZOOMS: (u8, u8) = (15, 19);
 /// The most tiles one save keeps: a larger view is refused with its count.
@@ -44,6 +47,37 @@ pub struct Offline {
     pub kept: RwSignal<Option<String>>,
     /// The last save of an area: running or its outcome.
     pub area: RwSignal<AreaSave>,
+    /// The areas saved in this browser, newest first (read again after each save or delete).
+    pub saved: RwSignal<Vec<SavedArea>>,
+}
+
+/// An area saved for offline, as its cache records it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SavedArea {
+    /// The view's bbox (`min_lon,min_lat,max_lon,max_lat`).
+    pub bbox: String,
+    pub tiles: usize,
+    pub bytes: f64,
+    /// When it was saved (ms since the epoch).
+    pub saved_ms: f64,
+}
+
+impl SavedArea {
+    fn cache_name(bbox: &str) -> String {
+        format!("{AREA_CACHE}:{bbox}")
+    }
+
+    /// One line for the list: where, how much, when.
+    pub fn describe(&self) -> String {
+        let date = js_sys::Date::new(&self.saved_ms.into());
+        let when: String = date.to_locale_string("default", &JsValue::UNDEFINED).into();
+        let centre = self.bbox.split(',').filter_map(|v| v.parse::<f64>().ok()).collect::<Vec<_>>();
+        let at = match centre[..] {
+            [w, s, e, n] => format!("{:.4}, {:.4}", (s + n) / 2.0, (w + e) / 2.0),
+            _ => self.bbox.clone(),
+        };
+        format!("Around {at}: {} map tiles, {:.1} MB, saved {when}", self.tiles, self.bytes / 1e6)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -60,8 +94,10 @@ pub fn start() -> Offline {
         reachable: RwSignal::new(true),
         kept: RwSignal::new(None),
         area: RwSignal::new(AreaSave::Idle),
+        saved: RwSignal::new(Vec::new()),
     };
     provide_context(off);
+    spawn_local(async move { off.saved.set(saved_areas().await) });
     if let Some(sw) = service_workers() {
         let on_message =
             Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |e: web_sys::MessageEvent| {
@@ -110,8 +146,52 @@ pub fn start() -> Offline {
 
 /// Whether an area was saved for offline in this browser.
 async fn area_saved() -> bool {
-    let Some(caches) = web_sys::window().and_then(|w| w.caches().ok()) else { return false };
-    JsFuture::from(caches.has(AREA_CACHE)).await.ok().and_then(|v| v.as_bool()).unwrap_or(false)
+    !area_caches().await.is_empty()
+}
+
+/// The names of the saved areas' caches.
+async fn area_caches() -> Vec<String> {
+    let Some(caches) = web_sys::window().and_then(|w| w.caches().ok()) else { return vec![] };
+    let Ok(keys) = JsFuture::from(caches.keys()).await else { return vec![] };
+    js_sys::Array::from(&keys)
+        .iter()
+        .filter_map(|k| k.as_string())
+        .filter(|k| k.starts_with(&format!("{AREA_CACHE}:")))
+        .collect()
+}
+
+/// The areas saved in this browser, newest first. An area cache without its record (a save
+/// cut short) is listed by its bbox alone.
+pub async fn saved_areas() -> Vec<SavedArea> {
+    let Some(caches) = web_sys::window().and_then(|w| w.caches().ok()) else { return vec![] };
+    let mut out = Vec::new();
+    for name in area_caches().await {
+        let bbox = name[AREA_CACHE.len() + 1..].to_string();
+        let record = async {
+            let cache: web_sys::Cache =
+                JsFuture::from(caches.open(&name)).await.ok()?.unchecked_into();
+            let url = format!("{}{AREA_RECORD}", base_url());
+            let res = JsFuture::from(cache.match_with_str(&url)).await.ok()?;
+            let res: web_sys::Response = res.dyn_into().ok()?;
+            let text = JsFuture::from(res.text().ok()?).await.ok()?.as_string()?;
+            serde_json::from_str::<SavedArea>(&text).ok()
+        };
+        out.push(record.await.unwrap_or(SavedArea { bbox, tiles: 0, bytes: 0.0, saved_ms: 0.0 }));
+    }
+    out.sort_by(|a, b| b.saved_ms.total_cmp(&a.saved_ms));
+    out
+}
+
+/// Deletes a saved area (its tiles and answers), then lists the rest again.
+pub fn delete_area(off: Offline, bbox: String) {
+    let Some(caches) = web_sys::window().and_then(|w| w.caches().ok()) else { return };
+    spawn_local(async move {
+        if let Err(e) = JsFuture::from(caches.delete(&SavedArea::cache_name(&bbox))).await {
+            off.area
+                .set(AreaSave::Failed(format!("could not delete it: {}", crate::js::message(&e))));
+        }
+        off.saved.set(saved_areas().await);
+    });
 }
 
 fn service_workers() -> Option<web_sys::ServiceWorkerContainer> {
@@ -203,7 +283,7 @@ pub fn save_area(ctx: &Ctx, off: Offline) {
         return off.area.set(AreaSave::Failed("this browser has no Cache API".into()));
     };
     spawn_local(async move {
-        let cache = match JsFuture::from(caches.open(AREA_CACHE)).await {
+        let cache = match JsFuture::from(caches.open(&SavedArea::cache_name(&bbox))).await {
             Ok(c) => c.unchecked_into::<web_sys::Cache>(),
             Err(e) => return off.area.set(AreaSave::Failed(crate::js::message(&e))),
         };
@@ -242,17 +322,49 @@ pub fn save_area(ctx: &Ctx, off: Offline) {
                 if running.get() > 0 {
                     return;
                 }
-                off.area.set(match api_failed.borrow_mut().take() {
+                let outcome = match api_failed.borrow_mut().take() {
                     Some(e) => AreaSave::Failed(format!(
                         "the view's mapped features and candidates could not be saved: {e}"
                     )),
                     None => {
                         AreaSave::Saved { tiles, failed: failed.get(), bytes: bytes.get(), bbox }
                     }
+                };
+                spawn_local(async move {
+                    if let AreaSave::Saved { tiles, failed, bytes, bbox } = &outcome {
+                        let record = SavedArea {
+                            bbox: bbox.clone(),
+                            tiles: tiles - failed,
+                            bytes: *bytes,
+                            saved_ms: js_sys::Date::now(),
+                        };
+                        if let Err(e) = put_record(&cache, &record).await {
+                            web_sys::console::warn_1(&format!("saved area record: {e}").into());
+                        }
+                    }
+                    off.area.set(outcome);
+                    off.saved.set(saved_areas().await);
                 });
             });
         }
     });
+}
+
+/// Records `area` in its cache, for the list.
+async fn put_record(cache: &web_sys::Cache, area: &SavedArea) -> Result<(), String> {
+    let json = serde_json::to_string(area).map_err(|e| e.to_string())?;
+    let headers = js_sys::Object::from_entries(&js_sys::Array::of1(&js_sys::Array::of2(
+        &"content-type".into(),
+        &"application/json".into(),
+    )))
+    .map_err(|e| crate::js::message(&e))?;
+    let init = web_sys::ResponseInit::new();
+    init.set_headers(&headers);
+    let res = web_sys::Response::new_with_opt_str_and_init(Some(&json), &init)
+        .map_err(|e| crate::js::message(&e))?;
+    let url = format!("{}{AREA_RECORD}", base_url());
+    JsFuture::from(cache.put_with_str(&url, &res)).await.map_err(|e| crate::js::message(&e))?;
+    Ok(())
 }
 
 /// Fetches `url` and puts the answer into `cache`; its size in bytes.
@@ -336,6 +448,24 @@ pub fn OfflinePanel() -> impl IntoView {
                  shows as it starts, the size when done) and what OpenStreetMap maps there."
             </p>
             <p data-testid="save-area-status" role="status">{line}</p>
+            <Show when=move || !off.saved.get().is_empty()>
+                <h3>"Saved areas"</h3>
+                <ul data-testid="saved-areas">
+                    <For each=move || off.saved.get() key=|a| a.bbox.clone() let:area>
+                        <li data-bbox=area.bbox.clone() data-tiles=area.tiles.to_string()>
+                            <span>{area.describe()}</span>
+                            <button type="button" class="delete-area"
+                                aria-label=format!("Delete the saved area {}", area.bbox)
+                                on:click={
+                                    let bbox = area.bbox.clone();
+                                    move |_| delete_area(off, bbox.clone())
+                                }>
+                                "Delete"
+                            </button>
+                        </li>
+                    </For>
+                </ul>
+            </Show>
         </section>
     }
 }
