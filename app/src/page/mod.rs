@@ -11,16 +11,18 @@ mod model_panels;
 mod offline;
 mod panels;
 mod view_api;
+mod worker_link;
+
+use worker_link::start_worker;
+pub(crate) use worker_link::{send, send_with_bytes};
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use wasm_bindgen::prelude::*;
-use web_sys::{MessageEvent, Worker};
+use web_sys::Worker;
 
 use crate::idb;
-use crate::protocol::{
-    BackendChoice, BackendNote, FineTuneSummary, FromWorker, ModelInfo, ToWorker,
-};
+use crate::protocol::{BackendNote, FineTuneSummary, ModelInfo, ToWorker};
 use crate::store::{DEFAULT_SOURCE, TagStore};
 use model_core::Prediction;
 use model_core::data::features::{FeatureTypes, OsmTagChoice};
@@ -362,24 +364,7 @@ impl Ctx {
     }
 }
 
-pub(crate) fn send(ctx: &Ctx, msg: &ToWorker) {
-    send_with_bytes(ctx, msg, None);
-}
-
-/// Sends a message with bytes beside it, transferred (not copied) to the worker.
-pub(crate) fn send_with_bytes(ctx: &Ctx, msg: &ToWorker, bytes: Option<&[u8]>) {
-    ctx.worker.with_value(|w| {
-        if let Some(w) = w {
-            let text = serde_json::to_string(msg).expect("messages serialise");
-            let (value, transfer) = crate::transfer::pack(&text, bytes);
-            if let Err(e) = w.post_message_with_transfer(&value, &transfer) {
-                web_sys::console::error_1(&e);
-            }
-        }
-    });
-}
-
-fn query_param(name: &str) -> Option<String> {
+pub(crate) fn query_param(name: &str) -> Option<String> {
     let search = web_sys::window()?.location().search().ok()?;
     web_sys::UrlSearchParams::new_with_str(&search).ok()?.get(name)
 }
@@ -391,167 +376,6 @@ fn base_url() -> String {
     let path = loc.pathname().unwrap_or_else(|_| "/".into());
     let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
     format!("{origin}{}", if dir.is_empty() { "/" } else { dir })
-}
-
-fn start_worker(ctx: Ctx) {
-    let worker = match Worker::new("./worker_loader.js") {
-        Ok(w) => w,
-        Err(e) => {
-            ctx.model.set(ModelState::Failed(format!(
-                "the model worker did not start: {}",
-                crate::js::message(&e)
-            )));
-            return;
-        }
-    };
-    let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
-        let Some((text, bytes)) = crate::transfer::unpack(&e.data()) else { return };
-        let Ok(msg) = serde_json::from_str::<FromWorker>(&text) else { return };
-        match msg {
-            FromWorker::Started => {
-                let backend = BackendChoice::from_query(query_param("backend").as_deref());
-                send(&ctx, &ToWorker::Load { base: base_url(), backend });
-            }
-            FromWorker::Ready { backend, note, load_ms, warmup_ms, model, memory_bytes } => {
-                ctx.status.set(format!("Model ready ({}).", backend_label(&backend)));
-                if let Some(s) = model.fine_tune.clone() {
-                    ctx.finetune.set(FineTuneState::Kept(s));
-                }
-                // `?profile=N`: time N forward passes by kind of operation (the benchmark's).
-                if let Some(runs) = query_param("profile").and_then(|r| r.parse().ok()) {
-                    send(&ctx, &ToWorker::Profile { runs });
-                }
-                // Scans start at the model's own threshold (the user's slider moves it).
-                ctx.scan.update(|s| {
-                    s.threshold = model_core::infer::suggest::threshold_or_default(
-                        None,
-                        model.suggest_threshold,
-                    )
-                });
-                let ready_at_ms = crate::net::now_ms();
-                ctx.model.set(ModelState::Ready {
-                    backend,
-                    note,
-                    load_ms,
-                    warmup_ms,
-                    memory_bytes,
-                    info: Box::new(model),
-                    ready_at_ms,
-                });
-                offline::keep_for_offline(&ctx);
-            }
-            FromWorker::Prediction { id, lat, lon, prediction, tiles_ms, model_ms } => {
-                if id == ctx.next_request.get_value() {
-                    ctx.draft.update(|d| {
-                        if let Some(d) = d {
-                            d.prefill(lat, lon, &prediction);
-                        }
-                    });
-                    ctx.prediction.set(PredictionState::Done {
-                        lat,
-                        lon,
-                        prediction,
-                        tiles_ms,
-                        model_ms,
-                        latency_ms: crate::net::now_ms() - ctx.requested_at.get_value(),
-                    });
-                }
-            }
-            FromWorker::Profile { .. } => {
-                // For whoever asked (`?profile=N`): the result as JSON on `<body data-profile>`.
-                let body = web_sys::window().and_then(|w| w.document()).and_then(|d| d.body());
-                if let (Some(body), Ok(json)) = (body, serde_json::to_string(&msg)) {
-                    let _ = body.set_attribute("data-profile", &json);
-                }
-            }
-            FromWorker::Failed { id: None, message } => ctx.model.set(ModelState::Failed(message)),
-            FromWorker::FineTuneProgress { phase, percent, epoch, epochs, loss, val_accuracy } => {
-                ctx.finetune.update(|f| {
-                    let (mut losses, cancelling) = match f {
-                        FineTuneState::Running { losses, cancelling, .. } => {
-                            (std::mem::take(losses), *cancelling)
-                        }
-                        _ => (Vec::new(), false),
-                    };
-                    if let Some(l) = loss {
-                        losses.push(l);
-                    }
-                    *f = FineTuneState::Running {
-                        phase,
-                        percent,
-                        epoch,
-                        epochs,
-                        losses,
-                        val_accuracy,
-                        cancelling,
-                    };
-                });
-            }
-            FromWorker::FineTuneDone { summary } => {
-                ctx.status.set(format!(
-                    "Fine-tune finished: validation accuracy {:.0} % before, {:.0} % after. Keep or discard the new model.",
-                    summary.before_accuracy * 100.0,
-                    summary.after_accuracy * 100.0
-                ));
-                ctx.finetune.set(FineTuneState::Done(summary));
-            }
-            FromWorker::FineTuneCancelled => {
-                ctx.status.set("Fine-tune cancelled; the model is unchanged.".into());
-                ctx.finetune.set(FineTuneState::Cancelled);
-            }
-            FromWorker::FineTuneFailed { message } => {
-                ctx.status.set(format!("Fine-tune failed: {message}"));
-                ctx.finetune.set(FineTuneState::Failed(message));
-            }
-            FromWorker::ModelChanged { model } => {
-                // Keeping what "learn this area" learned rescans the view with it.
-                let kept_area = matches!(&model.origin, crate::protocol::ModelOrigin::FineTuned)
-                    && matches!(ctx.finetune.get_untracked(), FineTuneState::Done(s) if s.area.is_some());
-                if let Some(s) = model.fine_tune.clone() {
-                    ctx.finetune.set(FineTuneState::Kept(s));
-                } else {
-                    ctx.finetune.set(FineTuneState::Idle);
-                }
-                let what = model_panels::origin_label(&model.origin);
-                ctx.status.set(format!("Predictions now use the {what}."));
-                ctx.model_op.set(Some(Ok(format!("Using the {what}."))));
-                ctx.model.update(|m| {
-                    if let ModelState::Ready { info, .. } = m {
-                        **info = model;
-                    }
-                });
-                if kept_area {
-                    model_panels::scan(&ctx);
-                }
-            }
-            FromWorker::ModelError { message } => {
-                ctx.status.set(message.clone());
-                ctx.model_op.set(Some(Err(message)));
-            }
-            FromWorker::ModelExport { manifest } => {
-                model_panels::download_bundle(&ctx, &manifest, bytes.as_deref())
-            }
-            FromWorker::ScanResult { id, lat, lon, prediction } => {
-                model_panels::on_scan_result(&ctx, id, lat, lon, prediction)
-            }
-            FromWorker::ScanDone { id, failed, unscanned } => {
-                model_panels::on_scan_done(&ctx, id, failed, unscanned)
-            }
-            FromWorker::Failed { id: Some(id), message } => {
-                if id == ctx.next_request.get_value() {
-                    ctx.prediction.set(PredictionState::Failed(message));
-                }
-            }
-        }
-    });
-    worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-    on_message.forget();
-    let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
-        ctx.model.set(ModelState::Failed("the model worker crashed (see the console)".into()));
-    });
-    worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
-    on_error.forget();
-    ctx.worker.set_value(Some(worker));
 }
 
 /// A type's marker letter, from the feature-type table (information not by colour alone);
