@@ -1,5 +1,5 @@
 //! What the page's scan makes of the points it scored, as plain functions (the page's
-//! `model_panels` and `Ctx::visible_suggestions` call them; tested natively and, against the
+//! `page/suggestions_panel.rs` and `Ctx::visible_suggestions` call them; tested natively and, against the
 //! CLI's list, in wasm): model-core's one rule at threshold 0 for each result as it arrives,
 //! since the mapper's slider filters later, then the list shown at the slider's threshold,
 //! most confident first, as `accessatlas suggest` lists it.

@@ -57,7 +57,7 @@ fn suggestion_marker(s: &super::Suggestion, ctx: Ctx) -> Result<leaflet::Marker,
     let marker = leaflet::Marker::new_with_options(&leaflet::LatLng::new(s.lat, s.lon), &opts);
     let key = s.key;
     let on_click = Closure::<dyn Fn(JsValue)>::new(move |_| {
-        super::model_panels::focus_accept(key);
+        super::suggestions_panel::focus_accept(key);
         ctx.status.set("Suggestion selected: Accept or Reject it in the Suggestions panel.".into());
     });
     let ev: &leaflet::Evented = marker.unchecked_ref();

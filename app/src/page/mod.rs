@@ -4,12 +4,13 @@
 //! ([`crate::worker`]) that this module starts and talks to with [`crate::protocol`] messages.
 
 mod files;
+mod fine_tune_panel;
 mod learn_area;
 mod locate;
 mod map;
-mod model_panels;
 mod offline;
 mod panels;
+mod suggestions_panel;
 mod view_api;
 mod worker_link;
 
@@ -561,9 +562,9 @@ fn App() -> impl IntoView {
                 <p class="status" role="status" aria-live="polite">{move || ctx.status.get()}</p>
                 <panels::TagForm/>
                 <panels::PredictionPanel/>
-                <model_panels::SuggestionsPanel/>
+                <suggestions_panel::SuggestionsPanel/>
                 <panels::TagList/>
-                <model_panels::FineTunePanel/>
+                <fine_tune_panel::FineTunePanel/>
                 <panels::ImportExport/>
                 <offline::OfflinePanel/>
                 <panels::Settings/>

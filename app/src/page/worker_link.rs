@@ -7,8 +7,8 @@ use wasm_bindgen::prelude::*;
 use web_sys::{MessageEvent, Worker};
 
 use super::{
-    Ctx, FineTuneState, ModelState, PredictionState, backend_label, base_url, model_panels,
-    offline, query_param,
+    Ctx, FineTuneState, ModelState, PredictionState, backend_label, base_url, fine_tune_panel,
+    offline, query_param, suggestions_panel,
 };
 use crate::protocol::{BackendChoice, FromWorker, ToWorker};
 
@@ -163,7 +163,7 @@ fn on_message(ctx: &Ctx, msg: FromWorker, bytes: Option<&[u8]>) {
             } else {
                 ctx.finetune.set(FineTuneState::Idle);
             }
-            let what = model_panels::origin_label(&model.origin);
+            let what = fine_tune_panel::origin_label(&model.origin);
             ctx.status.set(format!("Predictions now use the {what}."));
             ctx.model_op.set(Some(Ok(format!("Using the {what}."))));
             ctx.model.update(|m| {
@@ -172,7 +172,7 @@ fn on_message(ctx: &Ctx, msg: FromWorker, bytes: Option<&[u8]>) {
                 }
             });
             if kept_area {
-                model_panels::scan(ctx);
+                suggestions_panel::scan(ctx);
             }
         }
         FromWorker::ModelError { message } => {
@@ -180,13 +180,13 @@ fn on_message(ctx: &Ctx, msg: FromWorker, bytes: Option<&[u8]>) {
             ctx.model_op.set(Some(Err(message)));
         }
         FromWorker::ModelExport { manifest } => {
-            model_panels::download_bundle(ctx, &manifest, bytes)
+            fine_tune_panel::download_bundle(ctx, &manifest, bytes)
         }
         FromWorker::ScanResult { id, lat, lon, prediction } => {
-            model_panels::on_scan_result(ctx, id, lat, lon, prediction)
+            suggestions_panel::on_scan_result(ctx, id, lat, lon, prediction)
         }
         FromWorker::ScanDone { id, failed, unscanned } => {
-            model_panels::on_scan_done(ctx, id, failed, unscanned)
+            suggestions_panel::on_scan_done(ctx, id, failed, unscanned)
         }
         FromWorker::Failed { id: Some(id), message } => {
             if id == ctx.next_request.get_value() {
