@@ -1678,7 +1678,7 @@ async fn offline_flow() {
     // The saved areas list it: its bbox, its tile count.
     let listed = wait_js(
         c,
-        "(l => l.length === 1 && [l[0].dataset.bbox, Number(l[0].dataset.tiles)])([...document.querySelectorAll('[data-testid=saved-areas] li')])",
+        "(l => l.length === 1 && / map tiles, [0-9.]+ MB, saved /.test(l[0].innerText) && [l[0].dataset.bbox, Number(l[0].dataset.tiles)])([...document.querySelectorAll('[data-testid=saved-areas] li')])",
         "the saved area in the list",
         10,
     )
