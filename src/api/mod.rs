@@ -51,9 +51,9 @@ pub struct ApiConfig {
     pub predict_timeout: Duration,
     /// Requests handled at once; more get 503 with `Retry-After`.
     pub max_concurrent: usize,
-    /// Largest batch the model runs. 1 on the CPU: there a batched forward pass costs more per
-    /// image than single ones (measured by `cargo xtask bench api`); larger helps where the
-    /// backend has spare parallelism.
+    /// Largest batch the model runs: requests that queue while the model is busy go together.
+    /// 16: on the CPU model-core's kernels run a batch for less per image than one by one
+    /// (`cargo xtask bench api`, 8 clients); a lone client is never batched (nothing queues).
     pub max_batch: usize,
     /// Largest area a `bbox` may cover, km².
     pub max_area_km2: f64,
@@ -67,7 +67,7 @@ impl Default for ApiConfig {
             read_timeout: Duration::from_secs(30),
             predict_timeout: Duration::from_secs(30),
             max_concurrent: 64,
-            max_batch: 1,
+            max_batch: 16,
             max_area_km2: crate::suggestions::MAX_AREA_KM2,
         }
     }

@@ -51,7 +51,7 @@ pub struct ServeArgs {
     /// API: requests handled at once (more get 503 and Retry-After).
     #[arg(long, default_value_t = ApiConfig::default().max_concurrent, value_parser = at_least_one)]
     pub max_concurrent: usize,
-    /// API: largest batch the model runs.
+    /// API: largest batch the model runs (requests that queue while it is busy go together).
     #[arg(long, default_value_t = ApiConfig::default().max_batch, value_parser = at_least_one)]
     pub max_batch: usize,
     /// API: largest area a `bbox` may cover, in km².
