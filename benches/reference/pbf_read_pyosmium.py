@@ -1,5 +1,6 @@
 """Reference for the PBF-read benchmark: pyosmium reading the same file, keeping what
-AccessAtlas keeps (node coordinates, ways with tags and node lists, multipolygon relations).
+AccessAtlas keeps when told to keep every tag (node coordinates, tagged nodes with their tags,
+ways with tags and node lists, multipolygon relations).
 Prints one JSON line. Run by `cargo xtask bench` in its own venv."""
 
 import importlib.metadata
@@ -14,11 +15,14 @@ class Keep(osmium.SimpleHandler):
     def __init__(self):
         super().__init__()
         self.coords = {}
+        self.tagged = []
         self.ways = []
         self.rels = 0
 
     def node(self, n):
         self.coords[n.id] = (n.location.lat, n.location.lon)
+        if n.tags:
+            self.tagged.append((n.id, dict(n.tags)))
 
     def way(self, w):
         self.ways.append((w.id, dict(w.tags), [r.ref for r in w.nodes]))
