@@ -123,6 +123,12 @@ pub struct FineTuneSummary {
     /// Validation accuracy of the model before and after (the same held-out tags).
     pub before_accuracy: f32,
     pub after_accuracy: f32,
+    /// Macro-F1 over the feature types on the held-out places with a feature, before and
+    /// after (as `evaluate` reports a test split); `None` when they hold no feature.
+    #[serde(default)]
+    pub before_types_f1: Option<f32>,
+    #[serde(default)]
+    pub after_types_f1: Option<f32>,
     pub train_tags: usize,
     pub val_tags: usize,
     pub negatives: usize,

@@ -236,20 +236,10 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
         let metrics = Metrics::compute(&truth, &all_pred, &labels);
         match cfg.labels.none_index() {
             None => (metrics.clone(), metrics, None),
-            Some(ni) => {
-                let rows: Vec<usize> =
-                    rows.iter().copied().filter(|&i| test.truth[i] != ni).collect();
-                let best_type = |p: &[f32]| {
-                    (0..p.len())
-                        .filter(|&c| c != ni)
-                        .max_by(|&a, &b| p[a].total_cmp(&p[b]))
-                        .unwrap_or(0)
-                };
-                let truth: Vec<usize> = rows.iter().map(|&i| test.truth[i]).collect();
-                let pred: Vec<usize> = rows.iter().map(|&i| best_type(&probs[i])).collect();
-                let names: Vec<String> = cfg.labels.feature_names().map(str::to_string).collect();
+            Some(_) => {
+                let scores: Vec<&[f32]> = rows.iter().map(|&i| probs[i].as_slice()).collect();
                 let none = metrics.per_class.get(NONE_LABEL).copied();
-                (metrics, Metrics::compute(&truth, &pred, &names), none)
+                (metrics, Metrics::feature_types(&truth, &scores, &cfg.labels), none)
             }
         }
     };

@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod model;
 pub mod osm_clients;
+pub mod selectors;
 pub mod tile_server;
 
 use std::process::Command;

@@ -32,6 +32,9 @@
 //!   `reference adapt` does alone on the runs it left, each model trained without a region
 //!   adapted to it with at most 200 of its rows. `--reuse-runs` measures the runs it left
 //!   again without training.
+//! - `reference page-adapt`: (by hand) the page's "learn this area" on its bundled view in
+//!   headless Chromium, started from the model trained without that view's region (trained if
+//!   `reference regions` left none) and from the shipped model; into the same fixture.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -63,9 +66,10 @@ fn main() -> Result<()> {
             Some("encoders") => encoders::run(&root, &args[2..]),
             Some("regions") => regions::run(&root, args.iter().any(|a| a == "--reuse-runs")),
             Some("adapt") => regions::adapt(&root),
+            Some("page-adapt") => regions::page_adapt(&root),
             Some(other) => {
                 anyhow::bail!(
-                    "unknown reference task `{other}` (parity, train, encoders, regions or adapt)"
+                    "unknown reference task `{other}` (parity, train, encoders, regions, adapt or page-adapt)"
                 )
             }
         },
@@ -106,6 +110,9 @@ fn main() -> Result<()> {
             eprintln!(
                 "             `reference adapt`: each left-out model adapted with 200 of its region's rows"
             );
+            eprintln!(
+                "             `reference page-adapt`: the page's \"learn this area\" with a model that never saw the view"
+            );
             if task == "help" { Ok(()) } else { bail!("unknown task `{task}`") }
         }
     }
@@ -138,7 +145,7 @@ fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn cargo() -> Command {
+pub fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 

@@ -441,6 +441,110 @@ pub fn adapt(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The region of the page's bundled view (central Helsinki): the one the page's adaptation
+/// figure leaves out.
+pub const PAGE_REGION: &str = "helsinki";
+
+/// `reference page-adapt`: the page's "learn this area" on its bundled view, started from the
+/// model trained without [`PAGE_REGION`] (trained here when `reference regions` left none) and
+/// from the shipped model (trained with it: the in-region figure on the same held-out places),
+/// in headless Chromium on the CPU backend; written into the fixture as `page_adapted`.
+pub fn page_adapt(root: &Path) -> Result<()> {
+    let exe = crate::accessatlas_exe(root)?;
+    let work = work_dir();
+    let data = work.join("data");
+    let run = work.join("runs").join(format!("without-{PAGE_REGION}"));
+    let hold_out = ["--hold-out", PAGE_REGION];
+    if !run.join("model.json").is_file() {
+        if !data.join("tags.csv").is_file() {
+            let mut collect = Command::new(&exe);
+            collect.arg("collect").arg("--data").arg(&data);
+            for (p, _) in extracts(root)? {
+                collect.arg("--osm").arg(p);
+            }
+            crate::run(&mut collect)?;
+        }
+        crate::run(Command::new(&exe).arg("preprocess").arg("--data").arg(&data).args(hold_out))?;
+        crate::run(
+            Command::new(&exe).arg("train").arg("--data").arg(&data).arg("--out").arg(&run),
+        )?;
+    }
+    let bundle = work.join("runs").join(format!("without-{PAGE_REGION}-bundle"));
+    if !bundle.join("model.json").is_file() {
+        crate::run(Command::new(&exe).arg("preprocess").arg("--data").arg(&data).args(hold_out))?;
+        crate::run(
+            Command::new(&exe)
+                .arg("export")
+                .arg("--model")
+                .arg(&run)
+                .arg("--data")
+                .arg(&data)
+                .arg("--out")
+                .arg(&bundle),
+        )?;
+    }
+    let dist = crate::web::build_app(root)?;
+    let measured = work.join("page-adapt.json");
+    let _ = std::fs::remove_file(&measured);
+    crate::run(
+        crate::cargo()
+            .current_dir(root)
+            .env("ACCESSATLAS_DIST", &dist)
+            .env("ACCESSATLAS_LEFT_OUT_MODEL", &bundle)
+            .env("ACCESSATLAS_PAGE_ADAPT_OUT", &measured)
+            .args(["test", "--test", "e2e", "--", "--ignored", "--exact"])
+            .arg("reference_learn_area_on_a_region_the_model_never_saw"),
+    )?;
+    let fixture = root.join(FIXTURE);
+    let mut out = read_json(&fixture)?;
+    let mut page = read_json(&measured)?;
+    page["region"] = json!(PAGE_REGION);
+    page["run"] = json!(crate::bench::run_record(root));
+    out["page_adapted"] = page;
+    std::fs::write(&fixture, serde_json::to_string_pretty(&out)? + "\n")?;
+    eprintln!("{} written; commit it, and put this table in {DOC}:\n", fixture.display());
+    eprintln!("{}", page_table(&out));
+    Ok(())
+}
+
+/// The page's adaptation table (`page_adapted` of the fixture): the bundled view's held-out
+/// places, with the model trained without its region before and after "learn this area",
+/// and with the shipped model (trained with it).
+pub fn page_table(v: &Value) -> String {
+    let p = &v["page_adapted"];
+    let f = |x: &Value| x.as_f64().map_or("-".to_string(), |f| format!("{f:.3}"));
+    let (lo, home) = (&p["left_out"], &p["in_region"]);
+    let closed = match (
+        lo["types_f1_before"].as_f64(),
+        lo["types_f1_after"].as_f64(),
+        home["types_f1_before"].as_f64(),
+    ) {
+        (Some(b), Some(a), Some(h)) if h - b >= MIN_GAP => format!("{:.2}", (a - b) / (h - b)),
+        (Some(b), _, Some(h)) => format!("no gap to close (in-region {:.3} higher)", h - b),
+        _ => "-".to_string(),
+    };
+    format!(
+        "| model | places learned from | feature types macro-F1: before -> after | accuracy, `none` included: before -> after | seconds |\n\
+         |---|---|---|---|---|\n\
+         | trained without {r} | {} | {} -> {} | {} -> {} | {:.0} |\n\
+         | shipped, trained with {r} | {} | {} -> {} | {} -> {} | {:.0} |\n\n\
+         Share of the gap closed: {closed}.\n",
+        lo["train_places"],
+        f(&lo["types_f1_before"]),
+        f(&lo["types_f1_after"]),
+        f(&lo["accuracy_before"]),
+        f(&lo["accuracy_after"]),
+        lo["seconds"].as_f64().unwrap_or(f64::NAN),
+        home["train_places"],
+        f(&home["types_f1_before"]),
+        f(&home["types_f1_after"]),
+        f(&home["accuracy_before"]),
+        f(&home["accuracy_after"]),
+        home["seconds"].as_f64().unwrap_or(f64::NAN),
+        r = p["region"].as_str().unwrap_or("?"),
+    )
+}
+
 /// The regions table: per region, in-region and left out, side by side.
 pub fn table(v: &Value) -> String {
     let mut out = String::from(
@@ -582,6 +686,9 @@ mod tests {
         }
         let t = adapt_table(&v);
         assert!(doc.contains(&t), "{DOC} lacks the adaptation table:\n{t}");
+        let t = page_table(&v);
+        assert!(doc.contains(&t), "{DOC} lacks the page's adaptation table:\n{t}");
+        assert_eq!(v["page_adapted"]["region"], PAGE_REGION, "{}", v["page_adapted"]);
     }
 
     fn rows(labels: &[(&str, usize)]) -> Vec<Row> {

@@ -237,6 +237,8 @@ pub fn FineTunePanel() -> impl IntoView {
             view! {
                 <div data-testid="finetune-result" data-before=s.before_accuracy.to_string()
                     data-after=s.after_accuracy.to_string()
+                    data-before-types-f1=s.before_types_f1.map(|f| f.to_string()).unwrap_or_default()
+                    data-after-types-f1=s.after_types_f1.map(|f| f.to_string()).unwrap_or_default()
                     data-features-s=s.features_seconds.to_string()
                     data-train-s=s.train_seconds.to_string()
                     data-epochs=s.epochs.to_string() data-steps=s.steps.to_string()
@@ -249,6 +251,11 @@ pub fn FineTunePanel() -> impl IntoView {
                         s.val_tags, examples, pct(s.before_accuracy), pct(s.after_accuracy),
                         s.train_tags, examples, s.negatives, s.epochs, s.seconds
                     )}</p>
+                    {s.before_types_f1.zip(s.after_types_f1).map(|(b, a)| view! {
+                        <p data-testid="finetune-types-f1">{format!(
+                            "Feature types alone (macro-F1 over the held-out places with a feature): before {b:.2}, after {a:.2}."
+                        )}</p>
+                    })}
                     {(!s.skipped.is_empty()).then(|| view! {
                         <p>"Skipped (their tiles did not load or their type is unknown):"</p>
                         <ul class="rejected" data-testid="finetune-skipped">

@@ -15,7 +15,7 @@ use model_core::rng::Rng;
 use model_core::train::driver::{EpochDriver, EpochLog};
 use model_core::train::finetune::{
     FeatureExample, FineTuneConfig, HeadTrainer, Target, accuracy, encode_features, encode_trunk,
-    plan, split_rows,
+    feature_type_metrics, plan, split_rows,
 };
 use model_core::train::schedule::{Schedule, Scheduler};
 
@@ -205,6 +205,10 @@ pub(crate) async fn run(
     let cpu = Device::flex();
     let model = model_from_bytes(config, &m.weights, &cpu).map_err(|e| e.to_string())?;
     let before = accuracy(&model, &val_set, &cpu).unwrap_or(0.0);
+    let types_f1 = |model: &_| {
+        feature_type_metrics(model, &val_set, &config.labels, &cpu).map(|m| m.macro_avg.f1 as f32)
+    };
+    let before_types_f1 = types_f1(&model);
     let mut trainer = HeadTrainer::new(model, &p.class_weights, cfg.clone(), &cpu);
     let mut losses = Vec::with_capacity(epochs);
     let mut steps = 0;
@@ -247,6 +251,7 @@ pub(crate) async fn run(
     let train_seconds = (now_ms() - t_train) / 1e3;
     let tuned = trainer.into_model();
     let after = accuracy(&tuned, &val_set, &cpu).unwrap_or(0.0);
+    let after_types_f1 = types_f1(&tuned);
     let weights = weights_to_bytes(&tuned).map_err(|e| e.to_string())?;
     let mut manifest = m.manifest.clone();
     manifest.scaler = scaler;
@@ -264,6 +269,8 @@ pub(crate) async fn run(
     let summary = FineTuneSummary {
         before_accuracy: before,
         after_accuracy: after,
+        before_types_f1,
+        after_types_f1,
         train_tags: train.len(),
         val_tags: val.len(),
         negatives: negatives.len(),

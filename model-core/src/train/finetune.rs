@@ -76,6 +76,13 @@ impl Target {
             None => Target::IsNot(class),
         }
     }
+
+    /// The class it names (is, or is not).
+    pub fn class(self) -> usize {
+        match self {
+            Target::Is(c) | Target::IsNot(c) => c,
+        }
+    }
 }
 
 /// One cached example: the encoder's output for one view, and the rest of the model input.
@@ -274,9 +281,7 @@ fn feature_batch(examples: &[&FeatureExample], device: &Device) -> Option<Featur
         features.extend_from_slice(&e.features);
         coords.extend_from_slice(&e.coords);
         sources.extend_from_slice(&e.source);
-        classes.push(match e.target {
-            Target::Is(c) | Target::IsNot(c) => c as i64,
-        });
+        classes.push(e.target.class() as i64);
     }
     let features = match first.map {
         Some([c, h, w]) => {
@@ -482,6 +487,25 @@ pub fn accuracy(model: &AccessModel, examples: &[FeatureExample], device: &Devic
     Some(correct as f32 / truth.len() as f32)
 }
 
+/// The feature types alone on the positive examples ([`Metrics::feature_types`]: what
+/// `evaluate` reports as macro-F1 over feature types); `None` without a positive example.
+///
+/// [`Metrics::feature_types`]: crate::train::metrics::Metrics::feature_types
+pub fn feature_type_metrics(
+    model: &AccessModel,
+    examples: &[FeatureExample],
+    labels: &crate::LabelVocab,
+    device: &Device,
+) -> Option<crate::train::metrics::Metrics> {
+    let pos: Vec<&FeatureExample> =
+        examples.iter().filter(|e| matches!(e.target, Target::Is(_))).collect();
+    let b = feature_batch(&pos, device)?;
+    let logits: Vec<f32> = head_logits(model, &b).into_data().iter::<f32>().collect();
+    let scores: Vec<&[f32]> = logits.chunks(logits.len() / pos.len()).collect();
+    let truth: Vec<usize> = pos.iter().map(|e| e.target.class()).collect();
+    Some(crate::train::metrics::Metrics::feature_types(&truth, &scores, labels))
+}
+
 /// True and predicted classes of the positive examples (`None` without any).
 fn predictions(
     model: &AccessModel,
@@ -493,12 +517,7 @@ fn predictions(
     let b = feature_batch(&pos, device)?;
     let pred = head_logits(model, &b).argmax(1).reshape([pos.len()]);
     let pred: Vec<usize> = pred.into_data().iter::<i64>().map(|p| p as usize).collect();
-    let truth = pos
-        .iter()
-        .map(|e| match e.target {
-            Target::Is(c) | Target::IsNot(c) => c,
-        })
-        .collect();
+    let truth = pos.iter().map(|e| e.target.class()).collect();
     Some((truth, pred))
 }
 

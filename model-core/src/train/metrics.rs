@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::vocab::LabelVocab;
+
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ClassMetrics {
     pub precision: f64,
@@ -95,6 +97,35 @@ impl Metrics {
             confusion_matrix: ConfusionMatrix { labels: labels.to_vec(), matrix: m },
         }
     }
+
+    /// The feature types alone, the figure every report calls "macro-F1 over feature types":
+    /// the rows whose true class is a feature type, each predicted as its most likely feature
+    /// type (`none` set aside). `scores[i]` are row `i`'s probabilities or logits (any
+    /// order-keeping scale). Without a `none` class, every row and its most likely class.
+    pub fn feature_types<S: AsRef<[f32]>>(
+        truth: &[usize],
+        scores: &[S],
+        labels: &LabelVocab,
+    ) -> Self {
+        let none = labels.none_index();
+        let best = |p: &[f32]| {
+            (0..p.len())
+                .filter(|&c| Some(c) != none)
+                .max_by(|&a, &b| p[a].total_cmp(&p[b]))
+                .unwrap_or(0)
+        };
+        let (truth, pred): (Vec<usize>, Vec<usize>) = truth
+            .iter()
+            .zip(scores)
+            .filter(|(t, _)| Some(**t) != none)
+            .map(|(&t, p)| (t, best(p.as_ref())))
+            .unzip();
+        let names: Vec<String> = match none {
+            Some(_) => labels.feature_names().map(str::to_string).collect(),
+            None => labels.names().to_vec(),
+        };
+        Self::compute(&truth, &pred, &names)
+    }
 }
 
 #[cfg(test)]
@@ -122,6 +153,31 @@ mod tests {
         for (i, l) in labels.iter().enumerate() {
             assert_eq!(m.confusion_matrix.matrix[i].iter().sum::<usize>(), m.per_class[l].support);
         }
+    }
+
+    #[test]
+    fn feature_types_set_none_aside_in_truth_and_in_prediction() {
+        let labels = LabelVocab::with_none();
+        let none = labels.none_index().unwrap();
+        let row = |best: usize, second: usize| {
+            let mut p = vec![0.0f32; labels.len()];
+            p[best] = 0.7;
+            p[second] = 0.2;
+            p
+        };
+        // A `none` row is left out; a feature row whose best is `none` counts as its second.
+        let truth = [0, 0, 2, none];
+        let scores = [row(0, 1), row(none, 0), row(none, 1), row(2, 0)];
+        let m = Metrics::feature_types(&truth, &scores, &labels);
+        assert_eq!(m.confusion_matrix.labels.len(), labels.len() - 1);
+        assert_eq!(m.confusion_matrix.matrix.iter().flatten().sum::<usize>(), 3);
+        assert!((m.accuracy - 2.0 / 3.0).abs() < 1e-12, "{}", m.accuracy);
+        assert_eq!(m.per_class["ramp"].support, 2);
+        assert_eq!(m.per_class["entrance"].recall, 0.0);
+        // Without `none`, every row and its most likely class.
+        let plain = LabelVocab::default();
+        let m = Metrics::feature_types(&[0, 1], &[vec![0.9, 0.1], vec![0.8, 0.2]], &plain);
+        assert_eq!(m.accuracy, 0.5);
     }
 
     #[test]
