@@ -379,11 +379,14 @@ impl HeadTrainer {
         Some(value)
     }
 
-    /// One epoch over `examples` in a seeded order, in batches; the mean loss.
+    /// One epoch over `examples` in a seeded order, in batches, its dropout seeded too (the
+    /// backend's generator, as native training seeds it): the same run gives the same model.
+    /// The mean loss.
     pub fn epoch(&mut self, examples: &[FeatureExample], epoch: usize) -> Option<f32> {
+        let seed = self.cfg.seed ^ ((epoch as u64 + 1) * 0x9e37_79b9);
+        self.device.seed(seed.rotate_left(17));
         let mut order: Vec<usize> = (0..examples.len()).collect();
-        crate::rng::Rng::new(self.cfg.seed ^ ((epoch as u64 + 1) * 0x9e37_79b9))
-            .shuffle(&mut order);
+        crate::rng::Rng::new(seed).shuffle(&mut order);
         let (mut sum, mut n) = (0.0f32, 0usize);
         for chunk in order.chunks(self.cfg.batch_size.max(1)) {
             let batch: Vec<&FeatureExample> = chunk.iter().map(|&i| &examples[i]).collect();
