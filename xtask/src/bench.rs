@@ -343,18 +343,40 @@ pub(crate) fn run_record(root: &Path) -> String {
     )
 }
 
-/// The CPU model and the number of cores.
+/// The CPU (its model name, and its family, model and widest vector instructions, which the
+/// name alone does not tell apart: "AMD EPYC" has been machines with and without AVX-512, and
+/// the GEMM kernels round differently on each) and the number of cores.
 fn machine() -> (String, usize) {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into());
+        .map(|c| cpu_of(&c))
+        .unwrap_or_else(|_| "unknown".into());
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     (cpu, cores)
+}
+
+/// `AMD EPYC (family 26, model 2, AVX-512)` from the text of `/proc/cpuinfo`.
+fn cpu_of(cpuinfo: &str) -> String {
+    let field = |key: &str| {
+        cpuinfo
+            .lines()
+            .find(|l| l.split(':').next().is_some_and(|k| k.trim() == key))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+    };
+    let name = field("model name").unwrap_or_else(|| "unknown".into());
+    let flags = field("flags").unwrap_or_default();
+    let has = |f: &str| flags.split_whitespace().any(|x| x == f);
+    let simd = if has("avx512f") {
+        "AVX-512"
+    } else if has("avx2") {
+        "AVX2"
+    } else {
+        "no AVX2"
+    };
+    match (field("cpu family"), field("model")) {
+        (Some(family), Some(model)) => format!("{name} (family {family}, model {model}, {simd})"),
+        _ => format!("{name} ({simd})"),
+    }
 }
 
 fn header() -> String {
@@ -981,6 +1003,15 @@ scan in its worker (as many as fit in 3 s): see\n\
 
 #[cfg(test)]
 mod tests {
+    /// The run record tells apart machines that share a model name.
+    #[test]
+    fn the_cpu_names_its_family_model_and_vector_width() {
+        let info = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 avx512f\n\nprocessor\t: 1\n";
+        assert_eq!(super::cpu_of(info), "AMD EPYC (family 26, model 2, AVX-512)");
+        let older = info.replace(" avx512f", "").replace(": 26", ": 25");
+        assert_eq!(super::cpu_of(&older), "AMD EPYC (family 25, model 2, AVX2)");
+    }
+
     use super::merge;
 
     #[test]
