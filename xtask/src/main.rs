@@ -225,12 +225,7 @@ fn reference_train(root: &Path) -> Result<()> {
     let data = std::env::temp_dir().join("accessatlas-reference-train").join("data");
     let _ = std::fs::remove_dir_all(&data);
     // The pipeline's data: every bundled extract (`accessatlas::osm::BUNDLED_EXTRACTS`).
-    let mut collect = Command::new(&exe);
-    collect.arg("collect").arg("--data").arg(&data);
-    for (pbf, _) in regions::extracts(root)? {
-        collect.arg("--osm").arg(pbf);
-    }
-    run(&mut collect)?;
+    regions::collect_all(root, &exe, &data)?;
     run(Command::new(&exe).arg("preprocess").arg("--data").arg(&data))?;
     let out = root.join("tests/fixtures/reference/train_torch.json");
     std::fs::create_dir_all(out.parent().expect("a folder"))?;

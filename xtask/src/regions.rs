@@ -107,25 +107,8 @@ pub fn run(root: &Path, reuse_runs: bool) -> Result<()> {
         }
     } else {
         let _ = std::fs::remove_dir_all(&work);
-        let mut collect = Command::new(&exe);
-        collect.arg("collect").arg("--data").arg(&data);
-        for (p, _) in &regions {
-            collect.arg("--osm").arg(p);
-        }
-        crate::run(&mut collect)?;
-        let train = |name: &str, hold_out: &[&str]| -> Result<()> {
-            crate::run(
-                Command::new(&exe).arg("preprocess").arg("--data").arg(&data).args(hold_out),
-            )?;
-            crate::run(
-                Command::new(&exe)
-                    .arg("train")
-                    .arg("--data")
-                    .arg(&data)
-                    .arg("--out")
-                    .arg(run_of(name)),
-            )
-        };
+        collect_all(root, &exe, &data)?;
+        let train = |name: &str, hold_out: &[&str]| train_on(&exe, &data, hold_out, &run_of(name));
         for (_, r) in &regions {
             train(&format!("without-{r}"), &["--hold-out", r])?;
         }
@@ -139,6 +122,22 @@ pub fn run(root: &Path, reuse_runs: bool) -> Result<()> {
         }
     }
     measure(root, &exe, &regions)
+}
+
+/// `collect` of every bundled extract into `data`: the pipeline's dataset.
+pub fn collect_all(root: &Path, exe: &Path, data: &Path) -> Result<()> {
+    let mut collect = Command::new(exe);
+    collect.arg("collect").arg("--data").arg(data);
+    for (p, _) in extracts(root)? {
+        collect.arg("--osm").arg(p);
+    }
+    crate::run(&mut collect)
+}
+
+/// `preprocess` of `data` (with `hold_out`'s arguments), then the recipe trained into `out`.
+fn train_on(exe: &Path, data: &Path, hold_out: &[&str], out: &Path) -> Result<()> {
+    crate::run(Command::new(exe).arg("preprocess").arg("--data").arg(data).args(hold_out))?;
+    crate::run(Command::new(exe).arg("train").arg("--data").arg(data).arg("--out").arg(out))
 }
 
 /// `cargo run --release`'s run (`models/baseline`) when it was trained on the split just made
@@ -457,17 +456,9 @@ pub fn page_adapt(root: &Path) -> Result<()> {
     let hold_out = ["--hold-out", PAGE_REGION];
     if !run.join("model.json").is_file() {
         if !data.join("tags.csv").is_file() {
-            let mut collect = Command::new(&exe);
-            collect.arg("collect").arg("--data").arg(&data);
-            for (p, _) in extracts(root)? {
-                collect.arg("--osm").arg(p);
-            }
-            crate::run(&mut collect)?;
+            collect_all(root, &exe, &data)?;
         }
-        crate::run(Command::new(&exe).arg("preprocess").arg("--data").arg(&data).args(hold_out))?;
-        crate::run(
-            Command::new(&exe).arg("train").arg("--data").arg(&data).arg("--out").arg(&run),
-        )?;
+        train_on(&exe, &data, &hold_out, &run)?;
     }
     let bundle = work.join("runs").join(format!("without-{PAGE_REGION}-bundle"));
     if !bundle.join("model.json").is_file() {
