@@ -1507,27 +1507,20 @@ async fn learn_area_flow() {
     open_cpu_with_shipped_model(&session).await;
     let before = predict_at_centre(c).await;
 
-    let started = Instant::now();
-    click(c, LEARN_AREA).await;
-    let result = wait_js(
-        c,
-        &format!("(r => r && [r.dataset.before, r.dataset.after, r.dataset.trainTags, document.querySelector('{FINETUNE_AREA}').innerText, r.dataset.beforeTypesF1, r.dataset.afterTypesF1, document.querySelector('{FINETUNE_TYPES_F1}')?.innerText])(document.querySelector('{FINETUNE_RESULT}'))"),
-        "the learned area's result",
-        600,
-    )
-    .await;
-    let took = started.elapsed();
-    eprintln!("learn this area: {result} in {:.1} s", took.as_secs_f64());
-    let acc = |i: usize| result[i].as_str().unwrap().parse::<f64>().unwrap();
-    assert!((0.0..=1.0).contains(&acc(0)) && (0.0..=1.0).contains(&acc(1)), "{result}");
-    assert!(acc(2) >= 10.0, "too few training places: {result}");
+    let result = learn_view(c).await;
+    eprintln!("learn this area: {result}");
+    let f = |k: &str| result[k].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&f("accuracy_before")), "{result}");
+    assert!((0.0..=1.0).contains(&f("accuracy_after")), "{result}");
+    assert!(f("train_places") >= 10.0, "too few training places: {result}");
     // The view's mapped features of several types and "no feature" places are the examples.
-    let area = result[3].as_str().unwrap();
+    let area = result["learned_from"].as_str().unwrap();
     assert!(area.starts_with("Learned this area from ") && area.contains("no feature"), "{area}");
     assert!(area.contains("entrance"), "{area}");
     // The feature types alone, as `evaluate` reports a test split, before and after.
-    assert!((0.0..=1.0).contains(&acc(4)) && (0.0..=1.0).contains(&acc(5)), "{result}");
-    let types = result[6].as_str().unwrap_or_default();
+    assert!((0.0..=1.0).contains(&f("types_f1_before")), "{result}");
+    assert!((0.0..=1.0).contains(&f("types_f1_after")), "{result}");
+    let types = result["types_words"].as_str().unwrap_or_default();
     assert!(types.starts_with("Feature types alone (macro-F1"), "{result}");
 
     // Keep: the model changes and the view is scanned with it.
@@ -1608,16 +1601,14 @@ async fn learn_area_in_chromium_cpu() {
     learn_area_flow().await;
 }
 
-/// "Learn this area" on the bundled view with the model served: its figures on the view's
-/// held-out places, as the page measures them (`finetune-result`).
-async fn learn_view(session: &Session) -> Value {
-    let c = &session.client;
-    open_cpu_with_shipped_model(session).await;
+/// Clicks "Learn this area" and waits for its result: the figures on the view's held-out
+/// places as the page shows them (`finetune-result`), what it learned from, and the seconds.
+async fn learn_view(c: &fantoccini::Client) -> Value {
     let started = Instant::now();
     click(c, LEARN_AREA).await;
     let r = wait_js(
         c,
-        &format!("(r => r && {{ accuracy_before: +r.dataset.before, accuracy_after: +r.dataset.after, types_f1_before: r.dataset.beforeTypesF1 === '' ? null : +r.dataset.beforeTypesF1, types_f1_after: r.dataset.afterTypesF1 === '' ? null : +r.dataset.afterTypesF1, train_places: +r.dataset.trainTags, epochs: +r.dataset.epochs, learned_from: document.querySelector('{FINETUNE_AREA}').innerText, bbox: document.querySelector('{FINETUNE_AREA}').dataset.bbox }})(document.querySelector('{FINETUNE_RESULT}'))"),
+        &format!("(r => r && {{ accuracy_before: +r.dataset.before, accuracy_after: +r.dataset.after, types_f1_before: r.dataset.beforeTypesF1 === '' ? null : +r.dataset.beforeTypesF1, types_f1_after: r.dataset.afterTypesF1 === '' ? null : +r.dataset.afterTypesF1, train_places: +r.dataset.trainTags, epochs: +r.dataset.epochs, learned_from: document.querySelector('{FINETUNE_AREA}').innerText, types_words: document.querySelector('{FINETUNE_TYPES_F1}')?.innerText ?? null, bbox: document.querySelector('{FINETUNE_AREA}').dataset.bbox }})(document.querySelector('{FINETUNE_RESULT}'))"),
         "the learned area's result",
         600,
     )
@@ -1643,10 +1634,12 @@ async fn reference_learn_area_on_a_region_the_model_never_saw() {
     };
     let (left_out, out) = (var("ACCESSATLAS_LEFT_OUT_MODEL"), var("ACCESSATLAS_PAGE_ADAPT_OUT"));
     let session = Session::start_with_model("page-adapt-left-out", &left_out).await;
-    let adapted = learn_view(&session).await;
+    open_cpu_with_shipped_model(&session).await;
+    let adapted = learn_view(&session.client).await;
     session.client.close().await.unwrap();
     let session = Session::start("page-adapt-shipped", false).await;
-    let in_region = learn_view(&session).await;
+    open_cpu_with_shipped_model(&session).await;
+    let in_region = learn_view(&session.client).await;
     session.client.close().await.unwrap();
     assert_eq!(adapted["bbox"], in_region["bbox"], "the same view both times");
     eprintln!("left out, adapted: {adapted}\nin-region: {in_region}");
