@@ -1604,6 +1604,10 @@ async fn learn_area_in_chromium_cpu() {
 /// Clicks "Learn this area" and waits for its result: the figures on the view's held-out
 /// places as the page shows them (`finetune-result`), what it learned from, and the seconds.
 async fn learn_view(c: &fantoccini::Client) -> Value {
+    // A sweep of the recipe by hand: `ACCESSATLAS_PAGE_ADAPT_EPOCHS` sets the panel's epochs.
+    if let Ok(n) = std::env::var("ACCESSATLAS_PAGE_ADAPT_EPOCHS") {
+        set_input(c, "#ft-epochs", &n, "change").await;
+    }
     let started = Instant::now();
     click(c, LEARN_AREA).await;
     let r = wait_js(

@@ -35,6 +35,7 @@
 //! - `reference page-adapt`: (by hand) the page's "learn this area" on its bundled view in
 //!   headless Chromium, started from the model trained without that view's region (trained if
 //!   `reference regions` left none) and from the shipped model; into the same fixture.
+//!   `--epochs 5,10,20` also learns it with each of those epoch counts (`page_adapted.sweep`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -65,8 +66,8 @@ fn main() -> Result<()> {
             Some("train") => reference_train(&root),
             Some("encoders") => encoders::run(&root, &args[2..]),
             Some("regions") => regions::run(&root, args.iter().any(|a| a == "--reuse-runs")),
-            Some("adapt") => regions::adapt(&root),
-            Some("page-adapt") => regions::page_adapt(&root),
+            Some("adapt") => regions::adapt(&root, &regions::AdaptTrial::parse(&args[2..])?),
+            Some("page-adapt") => regions::page_adapt(&root, &args[2..]),
             Some(other) => {
                 anyhow::bail!(
                     "unknown reference task `{other}` (parity, train, encoders, regions, adapt or page-adapt)"
@@ -111,7 +112,7 @@ fn main() -> Result<()> {
                 "             `reference adapt`: each left-out model adapted with 200 of its region's rows"
             );
             eprintln!(
-                "             `reference page-adapt`: the page's \"learn this area\" with a model that never saw the view"
+                "             `reference page-adapt [--epochs 5,10]`: the page's \"learn this area\" with a model that never saw the view"
             );
             if task == "help" { Ok(()) } else { bail!("unknown task `{task}`") }
         }

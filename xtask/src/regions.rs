@@ -240,7 +240,7 @@ fn measure(root: &Path, exe: &Path, regions: &[(PathBuf, String)]) -> Result<()>
         out["left_out"][r] = evaluate(exe, &data, &model, osm, None)?;
         save(&out)?;
     }
-    adapt(root)
+    adapt(root, &AdaptTrial::default())
 }
 
 /// The most labelled rows (features and background places together) of a region an adapted
@@ -335,15 +335,54 @@ fn sample(rows: Vec<Row>, n: usize) -> Vec<Row> {
     out
 }
 
+/// A trial of the adapting recipe (`reference adapt --trial NAME [--region R]… [-- ARGS]`):
+/// the regions it runs on (all when none is named), and `train` arguments added to
+/// `train --init`. A trial writes `adapt-trial-NAME.json` in the work folder, never the fixture.
+#[derive(Debug, Default, PartialEq)]
+pub struct AdaptTrial {
+    pub name: Option<String>,
+    pub regions: Vec<String>,
+    pub train_args: Vec<String>,
+}
+
+impl AdaptTrial {
+    pub fn parse(args: &[String]) -> Result<Self> {
+        let mut t = AdaptTrial::default();
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "--trial" => t.name = Some(it.next().context("--trial needs a name")?.clone()),
+                "--region" => t.regions.push(it.next().context("--region needs a name")?.clone()),
+                "--" => t.train_args = it.by_ref().cloned().collect(),
+                other => bail!("reference adapt: unknown argument `{other}`"),
+            }
+        }
+        if t.name.is_none() && (!t.regions.is_empty() || !t.train_args.is_empty()) {
+            bail!(
+                "reference adapt: --region and train arguments need --trial NAME (the fixture holds only the default recipe on every region)"
+            );
+        }
+        Ok(t)
+    }
+}
+
 /// Each model trained without a region, adapted to it with at most [`ADAPT_ROWS`] of its rows
-/// and measured on its in-region test cells before and after; written into the fixture.
-pub fn adapt(root: &Path) -> Result<()> {
+/// and measured on its in-region test cells before and after; written into the fixture (or,
+/// for a trial, beside the runs).
+pub fn adapt(root: &Path, trial: &AdaptTrial) -> Result<()> {
     let exe = crate::accessatlas_exe(root)?;
-    let regions = extracts(root)?;
+    let mut regions = extracts(root)?;
+    if !trial.regions.is_empty() {
+        regions.retain(|(_, r)| trial.regions.contains(r));
+    }
     let work = work_dir();
     let data = work.join("data");
-    let fixture = root.join(FIXTURE);
-    let mut out = read_json(&fixture)?;
+    let fixture = match &trial.name {
+        Some(n) => work.join(format!("adapt-trial-{n}.json")),
+        None => root.join(FIXTURE),
+    };
+    // A trial starts from the fixture too: its tables read the in-region figures there.
+    let mut out = read_json(&root.join(FIXTURE))?;
     for (_, r) in &regions {
         if !work.join("runs").join(format!("without-{r}")).join("model.json").is_file() {
             bail!("{}: no run without {r}: run `cargo xtask reference regions`", work.display());
@@ -352,6 +391,9 @@ pub fn adapt(root: &Path) -> Result<()> {
     // The in-region split again (seeded: the cells the in-region figures were measured on).
     crate::run(Command::new(&exe).arg("preprocess").arg("--data").arg(&data))?;
     let mut adapted = json!({ "rows_at_most": ADAPT_ROWS, "run": crate::bench::run_record(root) });
+    if !trial.train_args.is_empty() {
+        adapted["train_args"] = json!(trial.train_args);
+    }
     for (_, r) in &regions {
         let (header, mut learnable) = read_rows(&data.join("tags_train.csv"))?;
         learnable.extend(read_rows(&data.join("tags_val.csv"))?.1);
@@ -421,7 +463,8 @@ pub fn adapt(root: &Path) -> Result<()> {
                 .arg("--data")
                 .arg(&dir)
                 .arg("--out")
-                .arg(&run),
+                .arg(&run)
+                .args(&trial.train_args),
         )?;
         let after = evaluate(&run)?;
         // The share of the gap closed is not stored: [`gap_closed`] reads it from these.
@@ -433,6 +476,10 @@ pub fn adapt(root: &Path) -> Result<()> {
         });
         out["adapted"] = adapted.clone();
         std::fs::write(&fixture, serde_json::to_string_pretty(&out)? + "\n")?;
+    }
+    if trial.name.is_some() {
+        eprintln!("{} written (a trial):\n{}", fixture.display(), adapt_table(&out));
+        return Ok(());
     }
     eprintln!("{} written; commit it, and put these tables in {DOC}:\n", fixture.display());
     let v = read_json(&fixture)?;
@@ -447,8 +494,19 @@ pub const PAGE_REGION: &str = "helsinki";
 /// `reference page-adapt`: the page's "learn this area" on its bundled view, started from the
 /// model trained without [`PAGE_REGION`] (trained here when `reference regions` left none) and
 /// from the shipped model (trained with it: the in-region figure on the same held-out places),
-/// in headless Chromium on the CPU backend; written into the fixture as `page_adapted`.
-pub fn page_adapt(root: &Path) -> Result<()> {
+/// in headless Chromium on the CPU backend; written into the fixture as `page_adapted`. With
+/// `--epochs 5,10,…` it also learns the view with each of those epoch counts (the panel's
+/// Epochs field) and writes them as `page_adapted.sweep`.
+pub fn page_adapt(root: &Path, args: &[String]) -> Result<()> {
+    let sweep: Vec<usize> = match args.iter().position(|a| a == "--epochs") {
+        Some(i) => args
+            .get(i + 1)
+            .context("--epochs needs a list, e.g. --epochs 5,10,20")?
+            .split(',')
+            .map(|n| n.trim().parse().with_context(|| format!("--epochs: `{n}` is not a count")))
+            .collect::<Result<_>>()?,
+        None => Vec::new(),
+    };
     let exe = crate::accessatlas_exe(root)?;
     let work = work_dir();
     let data = work.join("data");
@@ -475,27 +533,75 @@ pub fn page_adapt(root: &Path) -> Result<()> {
         )?;
     }
     let dist = crate::web::build_app(root)?;
-    let measured = work.join("page-adapt.json");
-    let _ = std::fs::remove_file(&measured);
-    crate::run(
-        crate::cargo()
-            .current_dir(root)
+    // The page's own default (no epochs set), then each epoch count of the sweep.
+    let learn = |epochs: Option<usize>| -> Result<Value> {
+        let measured = work.join("page-adapt.json");
+        let _ = std::fs::remove_file(&measured);
+        let mut cmd = crate::cargo();
+        cmd.current_dir(root)
             .env("ACCESSATLAS_DIST", &dist)
             .env("ACCESSATLAS_LEFT_OUT_MODEL", &bundle)
             .env("ACCESSATLAS_PAGE_ADAPT_OUT", &measured)
+            .env_remove("ACCESSATLAS_PAGE_ADAPT_EPOCHS")
             .args(["test", "--test", "e2e", "--", "--ignored", "--exact"])
-            .arg("reference_learn_area_on_a_region_the_model_never_saw"),
-    )?;
+            .arg("reference_learn_area_on_a_region_the_model_never_saw");
+        if let Some(n) = epochs {
+            cmd.env("ACCESSATLAS_PAGE_ADAPT_EPOCHS", n.to_string());
+        }
+        crate::run(&mut cmd)?;
+        read_json(&measured)
+    };
+    let mut page = learn(None)?;
+    let mut swept = Vec::new();
+    for &n in &sweep {
+        let v = learn(Some(n))?;
+        swept.push(json!({ "epochs": n, "left_out": v["left_out"], "in_region": v["in_region"] }));
+    }
     let fixture = root.join(FIXTURE);
     let mut out = read_json(&fixture)?;
-    let mut page = read_json(&measured)?;
     page["region"] = json!(PAGE_REGION);
+    if !swept.is_empty() {
+        page["sweep"] = json!(swept);
+    }
     page["run"] = json!(crate::bench::run_record(root));
     out["page_adapted"] = page;
     std::fs::write(&fixture, serde_json::to_string_pretty(&out)? + "\n")?;
     eprintln!("{} written; commit it, and put this table in {DOC}:\n", fixture.display());
     eprintln!("{}", page_table(&out));
+    eprintln!("{}", page_sweep_table(&out));
     Ok(())
+}
+
+/// The share of the gap closed, `(after - before) / (in-region before - before)`, where the gap
+/// is at least [`MIN_GAP`].
+fn page_share(left_out: &Value, in_region: &Value) -> Option<f64> {
+    let (b, a, h) = (
+        left_out["types_f1_before"].as_f64()?,
+        left_out["types_f1_after"].as_f64()?,
+        in_region["types_f1_before"].as_f64()?,
+    );
+    (h - b >= MIN_GAP).then(|| (a - b) / (h - b))
+}
+
+/// The page's epochs sweep (`page_adapted.sweep`): feature-type macro-F1 after learning the
+/// view, per epoch count, left out and in-region, and the share of the gap closed.
+pub fn page_sweep_table(v: &Value) -> String {
+    let f = |x: &Value| x.as_f64().map_or("-".to_string(), |f| format!("{f:.3}"));
+    let mut out = String::from(
+        "| epochs | trained without the region: macro-F1 after | shipped: macro-F1 after | share of the gap closed |\n\
+         |---|---|---|---|\n",
+    );
+    for s in v["page_adapted"]["sweep"].as_array().into_iter().flatten() {
+        let share = page_share(&s["left_out"], &s["in_region"])
+            .map_or("-".to_string(), |x| format!("{x:.2}"));
+        out += &format!(
+            "| {} | {} | {} | {share} |\n",
+            s["epochs"],
+            f(&s["left_out"]["types_f1_after"]),
+            f(&s["in_region"]["types_f1_after"]),
+        );
+    }
+    out
 }
 
 /// The page's adaptation table (`page_adapted` of the fixture): the bundled view's held-out
@@ -506,12 +612,12 @@ pub fn page_table(v: &Value) -> String {
     let f = |x: &Value| x.as_f64().map_or("-".to_string(), |f| format!("{f:.3}"));
     let (lo, home) = (&p["left_out"], &p["in_region"]);
     let closed = match (
+        page_share(lo, home),
         lo["types_f1_before"].as_f64(),
-        lo["types_f1_after"].as_f64(),
         home["types_f1_before"].as_f64(),
     ) {
-        (Some(b), Some(a), Some(h)) if h - b >= MIN_GAP => format!("{:.2}", (a - b) / (h - b)),
-        (Some(b), _, Some(h)) => format!("no gap to close (in-region {:.3} higher)", h - b),
+        (Some(x), _, _) => format!("{x:.2}"),
+        (None, Some(b), Some(h)) => format!("no gap to close (in-region {:.3} higher)", h - b),
         _ => "-".to_string(),
     };
     format!(
@@ -680,6 +786,20 @@ mod tests {
         let t = page_table(&v);
         assert!(doc.contains(&t), "{DOC} lacks the page's adaptation table:\n{t}");
         assert_eq!(v["page_adapted"]["region"], PAGE_REGION, "{}", v["page_adapted"]);
+        // The README quotes the page's figure with the model that never saw the region.
+        let lo = &v["page_adapted"]["left_out"];
+        let f = |k: &str| lo[k].as_f64().unwrap();
+        let quoted = format!(
+            "from {:.3} -> {:.3} in {:.0} s",
+            f("types_f1_before"),
+            f("types_f1_after"),
+            f("seconds")
+        );
+        assert!(readme.contains(&quoted), "README.md does not quote the page's {quoted}");
+        if v["page_adapted"]["sweep"].is_array() {
+            let t = page_sweep_table(&v);
+            assert!(doc.contains(&t), "{DOC} lacks the page's epochs sweep:\n{t}");
+        }
     }
 
     fn rows(labels: &[(&str, usize)]) -> Vec<Row> {
@@ -693,6 +813,22 @@ mod tests {
                 region: "r".into(),
             })
             .collect()
+    }
+
+    /// A trial names itself, its regions and the train arguments; without a name it may not
+    /// narrow the regions or change the recipe (the fixture holds the default on every region).
+    #[test]
+    fn an_adapt_trial_is_named_and_never_writes_the_fixture() {
+        let a =
+            |v: &[&str]| AdaptTrial::parse(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(a(&[]).unwrap(), AdaptTrial::default());
+        let t = a(&["--trial", "long", "--region", "helsinki", "--", "--epochs", "20"]).unwrap();
+        assert_eq!(t.name.as_deref(), Some("long"));
+        assert_eq!(t.regions, ["helsinki"]);
+        assert_eq!(t.train_args, ["--epochs", "20"]);
+        assert!(a(&["--region", "helsinki"]).unwrap_err().to_string().contains("--trial"));
+        assert!(a(&["--", "--lr", "1e-3"]).is_err());
+        assert!(a(&["--bogus"]).unwrap_err().to_string().contains("--bogus"));
     }
 
     /// The sample keeps each label's share, is at most `n`, and is the same every time.

@@ -66,7 +66,7 @@ fn loss_curve(losses: &[f32]) -> impl IntoView + use<> {
 #[component]
 pub fn FineTunePanel() -> impl IntoView {
     let ctx = expect_context::<Ctx>();
-    let epochs = RwSignal::new(5usize);
+    let epochs = RwSignal::new(model_core::train::finetune::FineTuneConfig::default().epochs);
     let last_stage = RwSignal::new(false);
     let counts = move || {
         let store = ctx.store.get();
