@@ -24,7 +24,7 @@ fn pct(x: f32) -> String {
 
 /// Whether the model has loaded (what every model action waits for).
 pub(super) fn model_ready(ctx: &Ctx) -> bool {
-    matches!(ctx.model.get(), ModelState::Ready { .. })
+    matches!(ctx.worker.model.get(), ModelState::Ready { .. })
 }
 
 /// Downloads the worker's bundle as its two files, `model.json` and `weights.bpk` (the layout
@@ -37,12 +37,12 @@ pub fn download_bundle(ctx: &Ctx, manifest: &str, weights: Option<&[u8]>) {
     });
     match result {
         Ok(()) => {
-            ctx.model_op.set(Some(Ok(format!(
+            ctx.worker.model_op.set(Some(Ok(format!(
                 "Exported {BUNDLE_CONFIG_FILE} and {BUNDLE_WEIGHTS_FILE}: put both in one \
                  folder; `accessatlas predict --model FOLDER` loads it."
             ))));
         }
-        Err(e) => ctx.model_op.set(Some(Err(format!("Export failed: {e}")))),
+        Err(e) => ctx.worker.model_op.set(Some(Err(format!("Export failed: {e}")))),
     }
 }
 
@@ -69,7 +69,7 @@ pub fn FineTunePanel() -> impl IntoView {
     let epochs = RwSignal::new(model_core::train::finetune::FineTuneConfig::default().epochs);
     let last_stage = RwSignal::new(false);
     let counts = move || {
-        let store = ctx.store.get();
+        let store = ctx.tags.store.get();
         let mut per: Vec<(String, usize)> = crate::store::labels()
             .names()
             .iter()
@@ -79,16 +79,16 @@ pub fn FineTunePanel() -> impl IntoView {
         per.sort();
         let text: Vec<String> =
             per.into_iter().map(|(l, n)| format!("{} {n}", l.replace('_', " "))).collect();
-        let rejected = ctx.rejections.with(Vec::len);
+        let rejected = ctx.suggest.rejections.with(Vec::len);
         format!(
             "Your tags: {}{}.",
             if text.is_empty() { "none yet".into() } else { text.join(", ") },
             if rejected > 0 { format!("; {rejected} rejected suggestions") } else { String::new() }
         )
     };
-    let running = move || matches!(ctx.finetune.get(), FineTuneState::Running { .. });
+    let running = move || matches!(ctx.worker.finetune.get(), FineTuneState::Running { .. });
     let start = move |_| {
-        let mut examples: Vec<FineTuneExample> = ctx.store.with_untracked(|s| {
+        let mut examples: Vec<FineTuneExample> = ctx.tags.store.with_untracked(|s| {
             s.tags
                 .iter()
                 .map(|t| FineTuneExample {
@@ -101,7 +101,7 @@ pub fn FineTunePanel() -> impl IntoView {
                 })
                 .collect()
         });
-        ctx.rejections.with_untracked(|r| {
+        ctx.suggest.rejections.with_untracked(|r| {
             examples.extend(r.iter().enumerate().map(|(i, r)| FineTuneExample {
                 id: format!("rejected-{}", i + 1),
                 lat: r.lat,
@@ -111,7 +111,7 @@ pub fn FineTunePanel() -> impl IntoView {
                 negative: true,
             }))
         });
-        ctx.finetune.set(FineTuneState::Running {
+        ctx.worker.finetune.set(FineTuneState::Running {
             phase: "tiles".into(),
             percent: 0.0,
             epoch: 0,
@@ -134,29 +134,29 @@ pub fn FineTunePanel() -> impl IntoView {
     };
     let cancel = move |_| {
         send(&ctx, &ToWorker::CancelFineTune);
-        ctx.finetune.update(|f| {
+        ctx.worker.finetune.update(|f| {
             if let FineTuneState::Running { cancelling, .. } = f {
                 *cancelling = true;
             }
         });
     };
     let keep = move |_| {
-        ctx.model_op.set(None);
+        ctx.worker.model_op.set(None);
         send(&ctx, &ToWorker::KeepModel);
     };
     let discard = move |_| {
         send(&ctx, &ToWorker::DiscardModel);
-        ctx.finetune.set(FineTuneState::Idle);
+        ctx.worker.finetune.set(FineTuneState::Idle);
         ctx.status.set("The fine-tuned model was discarded; the model is unchanged.".into());
     };
     let learn = move |_| super::learn_area::learn_area(&ctx, epochs.get_untracked());
     let undo = move |_| {
-        ctx.model_op.set(None);
+        ctx.worker.model_op.set(None);
         send(&ctx, &ToWorker::UndoModel);
     };
     let export = move |_| send(&ctx, &ToWorker::ExportModel);
     let revert = move |_| {
-        ctx.model_op.set(None);
+        ctx.worker.model_op.set(None);
         send(&ctx, &ToWorker::RevertModel);
     };
     let on_import = move |ev: web_sys::Event| {
@@ -172,21 +172,21 @@ pub fn FineTunePanel() -> impl IntoView {
                 match gloo_file::futures::read_as_bytes(&gloo_file::Blob::from(f)).await {
                     Ok(b) if name.ends_with(".json") => manifest = String::from_utf8(b).ok(),
                     Ok(b) => weights = Some(b),
-                    Err(e) => ctx.model_op.set(Some(Err(format!("{name}: {e}")))),
+                    Err(e) => ctx.worker.model_op.set(Some(Err(format!("{name}: {e}")))),
                 }
             }
             match (manifest, weights) {
                 (Some(manifest), Some(w)) => {
                     send_with_bytes(&ctx, &ToWorker::ImportModel { manifest }, Some(&w));
                 }
-                _ => ctx.model_op.set(Some(Err(
+                _ => ctx.worker.model_op.set(Some(Err(
                     "Pick both files of a bundle: model.json and weights.bpk.".into(),
                 ))),
             }
         });
     };
     let progress_view = move || {
-        let (percent, text, losses) = match ctx.finetune.get() {
+        let (percent, text, losses) = match ctx.worker.finetune.get() {
             FineTuneState::Running {
                 phase,
                 percent,
@@ -230,7 +230,7 @@ pub fn FineTunePanel() -> impl IntoView {
         })
     };
     let result_view = move || {
-        match ctx.finetune.get() {
+        match ctx.worker.finetune.get() {
         FineTuneState::Done(s) => Some({
             // What the fine-tune learned from: a view's places, or the mapper's tags.
             let examples = if s.area.is_some() { "places" } else { "tags" };
@@ -290,7 +290,7 @@ pub fn FineTunePanel() -> impl IntoView {
         _ => None,
     }
     };
-    let origin = move || match ctx.model.get() {
+    let origin = move || match ctx.worker.model.get() {
         ModelState::Ready { info, .. } => Some(info.origin),
         _ => None,
     };
@@ -336,7 +336,7 @@ pub fn FineTunePanel() -> impl IntoView {
             </div>
             <label for="model-import">"Import a model bundle (pick model.json and weights.bpk together)"</label>
             <input id="model-import" type="file" multiple data-testid="model-import" accept=".json,.bpk" on:change=on_import/>
-            {move || ctx.model_op.get().map(|r| match r {
+            {move || ctx.worker.model_op.get().map(|r| match r {
                 Ok(m) => view! { <p data-testid="model-op">{m}</p> }.into_any(),
                 Err(e) => view! { <p class="error" role="alert" data-testid="model-op-error">{e}</p> }.into_any(),
             })}

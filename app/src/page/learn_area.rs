@@ -18,13 +18,13 @@ use crate::protocol::{FineTuneExample, LearnedArea, ToWorker};
 /// Starts learning the visible map with `epochs` epochs.
 pub fn learn_area(ctx: &Ctx, epochs: usize) {
     let Some((bbox, [s, w, n, e])) = view_bbox(ctx) else { return };
-    let labels = ctx.model.with_untracked(|m| match m {
+    let labels = ctx.worker.model.with_untracked(|m| match m {
         ModelState::Ready { info, .. } => LabelVocab::new(info.labels.clone()).ok(),
         _ => None,
     });
     let Some(labels) = labels else { return };
     let view = BBox { min_lon: w, min_lat: s, max_lon: e, max_lat: n };
-    let own: Vec<AreaPoint> = ctx.store.with_untracked(|st| {
+    let own: Vec<AreaPoint> = ctx.tags.store.with_untracked(|st| {
         st.tags
             .iter()
             .filter(|t| view.contains(t.lat, t.lon))
@@ -37,7 +37,7 @@ pub fn learn_area(ctx: &Ctx, epochs: usize) {
             })
             .collect()
     });
-    ctx.finetune.set(FineTuneState::Running {
+    ctx.worker.finetune.set(FineTuneState::Running {
         phase: "area".into(),
         percent: 0.0,
         epoch: 0,
@@ -62,7 +62,7 @@ pub fn learn_area(ctx: &Ctx, epochs: usize) {
             Err(e) => {
                 let message = format!("Learning this area is not possible: {e}");
                 ctx.status.set(message.clone());
-                ctx.finetune.set(FineTuneState::Failed(message));
+                ctx.worker.finetune.set(FineTuneState::Failed(message));
                 return;
             }
         };

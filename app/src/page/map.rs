@@ -109,13 +109,13 @@ fn osm_group_marker(lat: f64, lon: f64, count: usize) -> Result<leaflet::Marker,
 
 /// Asks the server what its extract maps in the visible map (when the layer is on).
 fn refresh_osm_layer(ctx: Ctx, m: &leaflet::Map) {
-    if !ctx.osm.with_untracked(|o| o.on) {
+    if !ctx.map.osm.with_untracked(|o| o.on) {
         return;
     }
     let (bbox, _) = super::view_api::bounds_bbox(&m.get_bounds());
     leptos::task::spawn_local(async move {
         let got = super::view_api::features_in(&bbox).await;
-        ctx.osm.update(|o| {
+        ctx.map.osm.update(|o| {
             o.bbox = bbox;
             match got {
                 Ok(f) => {
@@ -171,7 +171,7 @@ pub fn MapView() -> impl IntoView {
     let current = StoredValue::new_local(None::<leaflet::TileLayer>);
     Effect::new(move |_| {
         let Some(m) = map.get() else { return };
-        let s = ctx.tiles.get();
+        let s = ctx.map.tiles.get();
         current.with_value(|l| {
             if let Some(l) = l {
                 l.remove();
@@ -181,7 +181,7 @@ pub fn MapView() -> impl IntoView {
         let opts = leaflet::TileLayerOptions::default();
         let (url, attribution, max_zoom) = if s.model_view {
             // The model's own tile source (the rendered tiles until the model has loaded).
-            let source = match ctx.model.get() {
+            let source = match ctx.worker.model.get() {
                 ModelState::Ready { info, .. } => Some(info.tile_source),
                 _ => None,
             };
@@ -244,7 +244,7 @@ pub fn MapView() -> impl IntoView {
     let osm_shown = StoredValue::new_local(Vec::<leaflet::Marker>::new());
     Effect::new(move |_| {
         let Some(m) = map.get() else { return };
-        let layer = ctx.osm.get();
+        let layer = ctx.map.osm.get();
         osm_shown.update_value(|v| {
             for old in v.drain(..) {
                 old.remove();
@@ -271,13 +271,13 @@ pub fn MapView() -> impl IntoView {
     });
     let toggle_osm = move |ev: web_sys::Event| {
         let on = event_target_checked(&ev);
-        ctx.osm.update(|o| o.on = on);
+        ctx.map.osm.update(|o| o.on = on);
         if on && let Some(m) = map.get_untracked() {
             refresh_osm_layer(ctx, &m);
         }
     };
     let osm_summary = move || {
-        ctx.osm.with(|o| match (&o.error, o.on) {
+        ctx.map.osm.with(|o| match (&o.error, o.on) {
             (_, false) => String::new(),
             (Some(e), true) => format!(" (not available: {e})"),
             (None, true) => format!(" ({} in view)", o.features.len()),
@@ -315,8 +315,8 @@ pub fn MapView() -> impl IntoView {
     let shown = StoredValue::new_local(Vec::<leaflet::Marker>::new());
     Effect::new(move |_| {
         let Some(m) = map.get() else { return };
-        let f = ctx.filter.get();
-        let tags = ctx.store.with(|s| s.filtered(f.as_deref()));
+        let f = ctx.tags.filter.get();
+        let tags = ctx.tags.store.with(|s| s.filtered(f.as_deref()));
         shown.update_value(|v| {
             for old in v.drain(..) {
                 old.remove();
@@ -336,7 +336,7 @@ pub fn MapView() -> impl IntoView {
     // The map handle for the scan; suggestion markers follow the suggestions and threshold.
     Effect::new(move |_| {
         if let Some(m) = map.get() {
-            ctx.map.set_value(Some(m));
+            ctx.map.leaflet.set_value(Some(m));
         }
     });
     let suggested = StoredValue::new_local(Vec::<leaflet::Marker>::new());
@@ -388,9 +388,9 @@ pub fn MapView() -> impl IntoView {
                     }
                 }>"Tag the crosshair"</button>
             <label class="osm-layer" data-testid="osm-layer"
-                data-bbox=move || ctx.osm.with(|o| o.bbox.clone())
-                data-count=move || ctx.osm.with(|o| o.features.len().to_string())>
-                <input type="checkbox" data-testid="osm-layer-toggle" prop:checked=move || ctx.osm.with(|o| o.on) on:change=toggle_osm/>
+                data-bbox=move || ctx.map.osm.with(|o| o.bbox.clone())
+                data-count=move || ctx.map.osm.with(|o| o.features.len().to_string())>
+                <input type="checkbox" data-testid="osm-layer-toggle" prop:checked=move || ctx.map.osm.with(|o| o.on) on:change=toggle_osm/>
                 " Already in OpenStreetMap"
                 <span data-testid="osm-layer-count">{osm_summary}</span>
             </label>
@@ -398,9 +398,9 @@ pub fn MapView() -> impl IntoView {
                 <div class="tile-error" role="alert">
                     <p>{move || tile_error.get().unwrap_or_default()}</p>
                     // One click to the map this server draws itself from the bundled data.
-                    <Show when=move || !ctx.tiles.get().model_view>
+                    <Show when=move || !ctx.map.tiles.get().model_view>
                         <button type="button" data-testid="use-rendered-tiles"
-                            on:click=move |_| ctx.tiles.update(|t| t.model_view = true)>
+                            on:click=move |_| ctx.map.tiles.update(|t| t.model_view = true)>
                             "Use this server's own map"
                         </button>
                     </Show>

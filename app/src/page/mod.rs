@@ -229,51 +229,83 @@ pub struct ScanState {
     pub took_ms: Option<f64>,
 }
 
-/// Everything the components share.
+/// The mapper's tags: the store in IndexedDB, the list's filter, the form, the undo stack.
 #[derive(Clone, Copy)]
-pub struct Ctx {
+pub struct TagsState {
     pub store: RwSignal<TagStore>,
-    pub filter: RwSignal<Option<String>>,
-    pub draft: RwSignal<Option<Draft>>,
-    pub model: RwSignal<ModelState>,
-    pub prediction: RwSignal<PredictionState>,
-    pub tiles: RwSignal<TileSettings>,
-    /// One-line status for the screen-reader live region and sighted users alike.
-    pub status: RwSignal<String>,
     /// The stored tags have been read (saving before that would overwrite them).
-    pub store_ready: RwSignal<bool>,
-    pub worker: StoredValue<Option<Worker>, LocalStorage>,
-    pub next_request: StoredValue<u64>,
-    /// When the latest prediction was requested (`performance.now()`).
-    pub requested_at: StoredValue<f64>,
-    pub finetune: RwSignal<FineTuneState>,
-    pub suggestions: RwSignal<Vec<Suggestion>>,
-    pub rejections: RwSignal<Vec<Rejection>>,
-    pub scan: RwSignal<ScanState>,
-    /// The Leaflet map, once it exists (the scan reads its bounds).
-    pub map: StoredValue<Option<leptos_leaflet::leaflet::Map>, LocalStorage>,
-    /// A model operation (keep, import, revert, export) in progress or its outcome.
-    pub model_op: RwSignal<Option<Result<String, String>>>,
-    pub osm: RwSignal<OsmLayer>,
-    pub own_osm: RwSignal<OwnAreaOsm>,
+    pub ready: RwSignal<bool>,
+    pub filter: RwSignal<Option<String>>,
+    /// The tag form: a new tag or one being edited.
+    pub draft: RwSignal<Option<Draft>>,
     /// Deleted tags, latest last ("Undo delete", Ctrl+Z).
     pub deleted: RwSignal<Vec<crate::store::Deleted>>,
 }
 
+/// The model worker and what the page knows of it: the model, the prediction, fine-tuning.
+#[derive(Clone, Copy)]
+pub struct WorkerState {
+    pub handle: StoredValue<Option<Worker>, LocalStorage>,
+    pub model: RwSignal<ModelState>,
+    pub prediction: RwSignal<PredictionState>,
+    pub next_request: StoredValue<u64>,
+    /// When the latest prediction was requested (`performance.now()`).
+    pub requested_at: StoredValue<f64>,
+    pub finetune: RwSignal<FineTuneState>,
+    /// A model operation (keep, import, revert, export) in progress or its outcome.
+    pub model_op: RwSignal<Option<Result<String, String>>>,
+}
+
+/// Suggestions: the view's scan, what it found, what the mapper rejected.
+#[derive(Clone, Copy)]
+pub struct SuggestState {
+    pub scan: RwSignal<ScanState>,
+    pub found: RwSignal<Vec<Suggestion>>,
+    pub rejections: RwSignal<Vec<Rejection>>,
+}
+
+/// The map: its base layer, the Leaflet map itself, what OpenStreetMap maps in the view.
+#[derive(Clone, Copy)]
+pub struct MapState {
+    pub tiles: RwSignal<TileSettings>,
+    /// The Leaflet map, once it exists (the scan reads its bounds).
+    pub leaflet: StoredValue<Option<leptos_leaflet::leaflet::Map>, LocalStorage>,
+    pub osm: RwSignal<OsmLayer>,
+    pub own_osm: RwSignal<OwnAreaOsm>,
+}
+
+/// Everything the components share, by concern. Each part is also a context of its own
+/// ([`App`] provides them), so a component that needs one concern takes only that one; the
+/// actions that span several (predict, tag here, select) are `Ctx`'s methods.
+#[derive(Clone, Copy)]
+pub struct Ctx {
+    pub tags: TagsState,
+    pub worker: WorkerState,
+    pub suggest: SuggestState,
+    pub map: MapState,
+    /// One-line status for the screen-reader live region and sighted users alike.
+    pub status: RwSignal<String>,
+}
+
+/// The one-line status as a context of its own (a newtype: a bare `RwSignal<String>` would
+/// be any string's context).
+#[derive(Clone, Copy)]
+pub struct Status(pub RwSignal<String>);
+
 impl Ctx {
     /// Suggestions at or above the threshold, not already tagged there.
     pub fn visible_suggestions(&self) -> Vec<Suggestion> {
-        let t = self.scan.with(|s| s.threshold);
-        self.suggestions.with(|v| crate::scan::shown(v, |s| (s.confidence, s.lat, s.lon), t))
+        let t = self.suggest.scan.with(|s| s.threshold);
+        self.suggest.found.with(|v| crate::scan::shown(v, |s| (s.confidence, s.lat, s.lon), t))
     }
 
     /// Changes the tags and saves them to IndexedDB (every change goes through here).
     pub fn edit_store(&self, f: impl FnOnce(&mut TagStore)) {
-        self.store.update(f);
-        if !self.store_ready.get_untracked() {
+        self.tags.store.update(f);
+        if !self.tags.ready.get_untracked() {
             return;
         }
-        let json = self.store.with_untracked(TagStore::to_json);
+        let json = self.tags.store.with_untracked(TagStore::to_json);
         let status = self.status;
         spawn_local(async move {
             if let Err(e) = idb::put(idb::TAGS_KEY, &json).await {
@@ -284,23 +316,23 @@ impl Ctx {
 
     /// Asks the worker for a prediction at a point (the latest request wins).
     pub fn predict(&self, lat: f64, lon: f64, source: &str) {
-        if !matches!(self.model.get_untracked(), ModelState::Ready { .. }) {
-            self.prediction.set(PredictionState::Failed(
+        if !matches!(self.worker.model.get_untracked(), ModelState::Ready { .. }) {
+            self.worker.prediction.set(PredictionState::Failed(
                 "The model is not ready yet; the prediction will be possible once it has loaded."
                     .into(),
             ));
             return;
         }
-        let id = self.next_request.get_value() + 1;
-        self.next_request.set_value(id);
-        self.requested_at.set_value(crate::net::now_ms());
-        self.prediction.set(PredictionState::Waiting { lat, lon });
+        let id = self.worker.next_request.get_value() + 1;
+        self.worker.next_request.set_value(id);
+        self.worker.requested_at.set_value(crate::net::now_ms());
+        self.worker.prediction.set(PredictionState::Waiting { lat, lon });
         send(self, &ToWorker::Predict { id, lat, lon, source: source.to_string() });
     }
 
     /// Opens the form for a new tag at a point and predicts there.
     pub fn new_tag_at(&self, lat: f64, lon: f64) {
-        self.draft.set(Some(Draft {
+        self.tags.draft.set(Some(Draft {
             id: None,
             lat,
             lon,
@@ -320,14 +352,14 @@ impl Ctx {
         let mut gone = None;
         self.edit_store(|s| gone = s.delete(id));
         if let Some(d) = gone {
-            self.deleted.update(|v| v.push(d));
+            self.tags.deleted.update(|v| v.push(d));
             self.status.set(format!("Deleted tag {id}. Undo delete (Ctrl+Z) brings it back."));
         }
     }
 
     /// Brings back the last deleted tag.
     pub fn undo_delete(&self) {
-        let Some(d) = self.deleted.try_update(|v| v.pop()).flatten() else {
+        let Some(d) = self.tags.deleted.try_update(|v| v.pop()).flatten() else {
             self.status.set("Nothing to undo.".into());
             return;
         };
@@ -343,7 +375,7 @@ impl Ctx {
 
     /// Opens the form for an existing tag and predicts at it.
     pub fn select(&self, id: &str) {
-        let draft = self.store.with_untracked(|store| {
+        let draft = self.tags.store.with_untracked(|store| {
             store.get(id).map(|t| Draft {
                 id: Some(t.id.clone()),
                 lat: t.lat,
@@ -360,7 +392,7 @@ impl Ctx {
         });
         let Some(d) = draft else { return };
         let (lat, lon, source) = (d.lat, d.lon, d.source.clone());
-        self.draft.set(Some(d));
+        self.tags.draft.set(Some(d));
         self.predict(lat, lon, &source);
     }
 }
@@ -454,54 +486,67 @@ fn App() -> impl IntoView {
         None => (OSM_TILES.to_string(), OSM_ATTRIBUTION.to_string()),
     };
     let ctx = Ctx {
-        store: RwSignal::new(TagStore::default()),
-        filter: RwSignal::new(None),
-        draft: RwSignal::new(None),
-        model: RwSignal::new(ModelState::Loading),
-        prediction: RwSignal::new(PredictionState::Idle),
-        tiles: RwSignal::new(TileSettings {
-            url,
-            attribution: query_param("attribution").unwrap_or(default_attribution),
-            model_view: false,
-        }),
+        tags: TagsState {
+            store: RwSignal::new(TagStore::default()),
+            ready: RwSignal::new(false),
+            filter: RwSignal::new(None),
+            draft: RwSignal::new(None),
+            deleted: RwSignal::new(Vec::new()),
+        },
+        worker: WorkerState {
+            handle: StoredValue::new_local(None),
+            model: RwSignal::new(ModelState::Loading),
+            prediction: RwSignal::new(PredictionState::Idle),
+            next_request: StoredValue::new(0),
+            requested_at: StoredValue::new(0.0),
+            finetune: RwSignal::new(FineTuneState::Idle),
+            model_op: RwSignal::new(None),
+        },
+        suggest: SuggestState {
+            scan: RwSignal::new(ScanState {
+                running: false,
+                id: 0,
+                scanned: 0,
+                total: 0,
+                failed: 0,
+                unscanned: 0,
+                threshold: model_core::infer::DEFAULT_SUGGEST_THRESHOLD,
+                bbox: String::new(),
+                points_from: String::new(),
+                mapped: Vec::new(),
+                already_mapped: 0,
+                started_ms: 0.0,
+                took_ms: None,
+            }),
+            found: RwSignal::new(Vec::new()),
+            rejections: RwSignal::new(Vec::new()),
+        },
+        map: MapState {
+            tiles: RwSignal::new(TileSettings {
+                url,
+                attribution: query_param("attribution").unwrap_or(default_attribution),
+                model_view: false,
+            }),
+            leaflet: StoredValue::new_local(None),
+            osm: RwSignal::new(OsmLayer { on: true, ..OsmLayer::default() }),
+            own_osm: RwSignal::new(OwnAreaOsm::default()),
+        },
         status: RwSignal::new(String::new()),
-        store_ready: RwSignal::new(false),
-        worker: StoredValue::new_local(None),
-        next_request: StoredValue::new(0),
-        requested_at: StoredValue::new(0.0),
-        finetune: RwSignal::new(FineTuneState::Idle),
-        suggestions: RwSignal::new(Vec::new()),
-        rejections: RwSignal::new(Vec::new()),
-        scan: RwSignal::new(ScanState {
-            running: false,
-            id: 0,
-            scanned: 0,
-            total: 0,
-            failed: 0,
-            unscanned: 0,
-            threshold: model_core::infer::DEFAULT_SUGGEST_THRESHOLD,
-            bbox: String::new(),
-            points_from: String::new(),
-            mapped: Vec::new(),
-            already_mapped: 0,
-            started_ms: 0.0,
-            took_ms: None,
-        }),
-        map: StoredValue::new_local(None),
-        model_op: RwSignal::new(None),
-        osm: RwSignal::new(OsmLayer { on: true, ..OsmLayer::default() }),
-        own_osm: RwSignal::new(OwnAreaOsm::default()),
-        deleted: RwSignal::new(Vec::new()),
     };
     provide_context(ctx);
+    provide_context(ctx.tags);
+    provide_context(ctx.worker);
+    provide_context(ctx.suggest);
+    provide_context(ctx.map);
+    provide_context(Status(ctx.status));
     offline::start();
 
     // Tags: load once from IndexedDB; `edit_store` saves after every change.
-    let loaded = ctx.store_ready;
+    let loaded = ctx.tags.ready;
     spawn_local(async move {
         match idb::get(idb::TAGS_KEY).await {
             Ok(Some(text)) => match TagStore::from_json(&text) {
-                Ok(s) => ctx.store.set(s),
+                Ok(s) => ctx.tags.store.set(s),
                 Err(e) => ctx.status.set(format!("Saved tags could not be read: {e}")),
             },
             Ok(None) => {}
@@ -510,7 +555,7 @@ fn App() -> impl IntoView {
         match idb::get(idb::REJECTIONS_KEY).await {
             Ok(Some(text)) => {
                 if let Ok(r) = serde_json::from_str::<Vec<Rejection>>(&text) {
-                    ctx.rejections.set(r);
+                    ctx.suggest.rejections.set(r);
                 }
             }
             Ok(None) => {}

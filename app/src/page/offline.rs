@@ -135,7 +135,7 @@ pub fn start() -> Offline {
             });
             if !up && off.reachable.get_untracked() && area_saved().await {
                 // Out of reach with an area saved: its map is the server's own, so show that.
-                ctx.tiles.update(|t| t.model_view = true);
+                ctx.map.tiles.update(|t| t.model_view = true);
             }
             off.reachable.set(up);
             gloo_timers::future::TimeoutFuture::new(HEALTH_EVERY_MS).await;
@@ -205,7 +205,7 @@ fn service_workers() -> Option<web_sys::ServiceWorkerContainer> {
 /// model's files as the worker loaded them (the compact copy when it did).
 pub fn keep_for_offline(ctx: &Ctx) {
     let Some(sw) = service_workers() else { return };
-    let compact = ctx.model.with_untracked(|m| match m {
+    let compact = ctx.worker.model.with_untracked(|m| match m {
         ModelState::Ready { info, .. } => Some(info.weights.is_some()),
         _ => None,
     });

@@ -30,8 +30,8 @@ const SCAN_MAX: usize = 480;
 /// server cannot say (no API, too large an area), a grid of points.
 pub(super) fn scan(ctx: &Ctx) {
     let Some((bbox, [s, w, n, e])) = view_bbox(ctx) else { return };
-    let id = ctx.scan.get_untracked().id + 1;
-    ctx.scan.update(|sc| {
+    let id = ctx.suggest.scan.get_untracked().id + 1;
+    ctx.suggest.scan.update(|sc| {
         sc.running = true;
         sc.id = id;
         sc.scanned = 0;
@@ -43,10 +43,10 @@ pub(super) fn scan(ctx: &Ctx) {
         sc.started_ms = crate::net::now_ms();
         sc.took_ms = None;
     });
-    ctx.suggestions.set(Vec::new());
+    ctx.suggest.found.set(Vec::new());
     ctx.status.set("Finding candidate points in the visible map…".into());
     // Which candidates to try first: the kinds the model's prior says most often hold one.
-    let prior = ctx.model.with_untracked(|m| match m {
+    let prior = ctx.worker.model.with_untracked(|m| match m {
         ModelState::Ready { info, .. } => info.scan_prior().map(|(p, none)| (p.clone(), none)),
         _ => None,
     });
@@ -73,13 +73,13 @@ pub(super) fn scan(ctx: &Ctx) {
             }
         };
         let total = points.len();
-        ctx.scan.update(|sc| {
+        ctx.suggest.scan.update(|sc| {
             sc.total = total;
             sc.mapped = mapped;
             sc.points_from = from.clone();
         });
         if total == 0 {
-            ctx.scan.update(|sc| sc.running = false);
+            ctx.suggest.scan.update(|sc| sc.running = false);
             ctx.status.set("No candidate points in the visible map.".into());
             return;
         }
@@ -122,28 +122,29 @@ async fn view_candidates(
 }
 
 pub fn on_scan_result(ctx: &Ctx, id: u64, lat: f64, lon: f64, p: Prediction) {
-    if ctx.scan.get_untracked().id != id {
+    if ctx.suggest.scan.get_untracked().id != id {
         return;
     }
-    ctx.scan.update(|s| s.scanned += 1);
+    ctx.suggest.scan.update(|s| s.scanned += 1);
     // model-core's one rule, as `accessatlas suggest` applies it; at threshold 0 here, since
     // the mapper's slider filters what is shown (`Ctx::visible_suggestions`).
-    let verdict = ctx.scan.with_untracked(|s| crate::scan::verdict(&p, lat, lon, &s.mapped));
+    let verdict =
+        ctx.suggest.scan.with_untracked(|s| crate::scan::verdict(&p, lat, lon, &s.mapped));
     match verdict {
-        Verdict::Suggest { label, confidence } => ctx.suggestions.update(|v| {
+        Verdict::Suggest { label, confidence } => ctx.suggest.found.update(|v| {
             let key = v.len() as u64 + 1;
             v.push(Suggestion { key, lat, lon, label, confidence });
         }),
-        Verdict::AlreadyMapped => ctx.scan.update(|s| s.already_mapped += 1),
+        Verdict::AlreadyMapped => ctx.suggest.scan.update(|s| s.already_mapped += 1),
         Verdict::Unsure => {}
     }
 }
 
 pub fn on_scan_done(ctx: &Ctx, id: u64, failed: usize, unscanned: usize) {
-    if ctx.scan.get_untracked().id != id {
+    if ctx.suggest.scan.get_untracked().id != id {
         return;
     }
-    ctx.scan.update(|s| {
+    ctx.suggest.scan.update(|s| {
         s.running = false;
         s.failed = failed;
         s.unscanned = unscanned;
@@ -152,7 +153,8 @@ pub fn on_scan_done(ctx: &Ctx, id: u64, failed: usize, unscanned: usize) {
     let shown = ctx.visible_suggestions().len();
     // Nothing passes: say how sure the model was at best, so the mapper can lower the bar.
     let best = ctx
-        .suggestions
+        .suggest
+        .found
         .with_untracked(|v| v.iter().max_by(|a, b| a.confidence.total_cmp(&b.confidence)).cloned());
     let hint = match best {
         Some(b) if shown == 0 => format!(
@@ -169,7 +171,8 @@ pub fn on_scan_done(ctx: &Ctx, id: u64, failed: usize, unscanned: usize) {
 }
 
 fn save_rejections(ctx: &Ctx) {
-    let json = ctx.rejections.with_untracked(|r| serde_json::to_string(r).unwrap_or_default());
+    let json =
+        ctx.suggest.rejections.with_untracked(|r| serde_json::to_string(r).unwrap_or_default());
     let status = ctx.status;
     spawn_local(async move {
         if let Err(e) = crate::idb::put(crate::idb::REJECTIONS_KEY, &json).await {
@@ -179,7 +182,7 @@ fn save_rejections(ctx: &Ctx) {
 }
 
 pub fn accept(ctx: &Ctx, key: u64) {
-    let Some(s) = ctx.suggestions.with_untracked(|v| v.iter().find(|s| s.key == key).cloned())
+    let Some(s) = ctx.suggest.found.with_untracked(|v| v.iter().find(|s| s.key == key).cloned())
     else {
         return;
     };
@@ -189,7 +192,7 @@ pub fn accept(ctx: &Ctx, key: u64) {
     });
     match added {
         Ok(id) => {
-            ctx.suggestions.update(|v| v.retain(|x| x.key != key));
+            ctx.suggest.found.update(|v| v.retain(|x| x.key != key));
             ctx.status.set(format!(
                 "Accepted: {} tag {id} with source model (edit it like any tag).",
                 s.label.replace('_', " ")
@@ -200,12 +203,14 @@ pub fn accept(ctx: &Ctx, key: u64) {
 }
 
 pub fn reject(ctx: &Ctx, key: u64) {
-    let Some(s) = ctx.suggestions.with_untracked(|v| v.iter().find(|s| s.key == key).cloned())
+    let Some(s) = ctx.suggest.found.with_untracked(|v| v.iter().find(|s| s.key == key).cloned())
     else {
         return;
     };
-    ctx.suggestions.update(|v| v.retain(|x| x.key != key));
-    ctx.rejections.update(|r| r.push(Rejection { lat: s.lat, lon: s.lon, label: s.label.clone() }));
+    ctx.suggest.found.update(|v| v.retain(|x| x.key != key));
+    ctx.suggest
+        .rejections
+        .update(|r| r.push(Rejection { lat: s.lat, lon: s.lon, label: s.label.clone() }));
     save_rejections(ctx);
     ctx.status.set(format!(
         "Rejected: not a {} here. It will count as a negative example in the next fine-tune.",
@@ -216,9 +221,9 @@ pub fn reject(ctx: &Ctx, key: u64) {
 #[component]
 pub fn SuggestionsPanel() -> impl IntoView {
     let ctx = expect_context::<Ctx>();
-    let threshold = move || ctx.scan.with(|s| s.threshold);
+    let threshold = move || ctx.suggest.scan.with(|s| s.threshold);
     let status = move || {
-        let s = ctx.scan.get();
+        let s = ctx.suggest.scan.get();
         if s.running {
             format!("Scanning: {} of up to {} points…", s.scanned + s.failed, s.total)
         } else if s.total > 0 {
@@ -256,17 +261,17 @@ pub fn SuggestionsPanel() -> impl IntoView {
                 prop:value=move || format!("{:.0}", threshold() * 100.0)
                 on:input=move |ev| {
                     if let Ok(v) = event_target_value(&ev).parse::<f32>() {
-                        ctx.scan.update(|s| s.threshold = v / 100.0);
+                        ctx.suggest.scan.update(|s| s.threshold = v / 100.0);
                     }
                 }/>
             <div class="buttons">
                 <button type="button" data-testid="scan-view" on:click=move |_| scan(&ctx)
-                    disabled=move || !model_ready(&ctx) || ctx.scan.with(|s| s.running)>"Scan this view"</button>
+                    disabled=move || !model_ready(&ctx) || ctx.suggest.scan.with(|s| s.running)>"Scan this view"</button>
             </div>
-            <p data-testid="scan-status" data-bbox=move || ctx.scan.with(|s| s.bbox.clone())
-                data-total=move || ctx.scan.with(|s| s.total.to_string())
-                data-scanned=move || ctx.scan.with(|s| (s.total - s.unscanned).to_string())
-                data-ms=move || ctx.scan.with(|s| s.took_ms.map(|t| format!("{t:.1}")).unwrap_or_default())>{status}</p>
+            <p data-testid="scan-status" data-bbox=move || ctx.suggest.scan.with(|s| s.bbox.clone())
+                data-total=move || ctx.suggest.scan.with(|s| s.total.to_string())
+                data-scanned=move || ctx.suggest.scan.with(|s| (s.total - s.unscanned).to_string())
+                data-ms=move || ctx.suggest.scan.with(|s| s.took_ms.map(|t| format!("{t:.1}")).unwrap_or_default())>{status}</p>
             <ul class="suggestions" data-testid="suggestion-list" on:keydown=move |e: web_sys::KeyboardEvent| {
                 if e.ctrl_key() || e.meta_key() || e.alt_key() {
                     return;

@@ -11,7 +11,7 @@ use model_core::wire::{CandidateProperties, Feature, FeatureCollection, MappedPr
 /// The visible map as the API's `bbox` (`min_lon,min_lat,max_lon,max_lat`) and as
 /// `[south, west, north, east]`.
 pub fn view_bbox(ctx: &Ctx) -> Option<(String, [f64; 4])> {
-    Some(bounds_bbox(&ctx.map.with_value(|m| m.as_ref().map(|m| m.get_bounds()))?))
+    Some(bounds_bbox(&ctx.map.leaflet.with_value(|m| m.as_ref().map(|m| m.get_bounds()))?))
 }
 
 /// Map bounds as [`view_bbox`] gives them. The "already mapped" layer asks `/api/features` with

@@ -19,7 +19,7 @@ pub(crate) fn send(ctx: &Ctx, msg: &ToWorker) {
 
 /// Sends a message with bytes beside it, transferred (not copied) to the worker.
 pub(crate) fn send_with_bytes(ctx: &Ctx, msg: &ToWorker, bytes: Option<&[u8]>) {
-    ctx.worker.with_value(|w| {
+    ctx.worker.handle.with_value(|w| {
         if let Some(w) = w {
             let text = serde_json::to_string(msg).expect("messages serialise");
             let (value, transfer) = crate::transfer::pack(&text, bytes);
@@ -36,7 +36,7 @@ pub(crate) fn start_worker(ctx: Ctx) {
     let worker = match Worker::new("./worker_loader.js") {
         Ok(w) => w,
         Err(e) => {
-            ctx.model.set(ModelState::Failed(format!(
+            ctx.worker.model.set(ModelState::Failed(format!(
                 "the model worker did not start: {}",
                 crate::js::message(&e)
             )));
@@ -51,11 +51,13 @@ pub(crate) fn start_worker(ctx: Ctx) {
     worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     on_message.forget();
     let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
-        ctx.model.set(ModelState::Failed("the model worker crashed (see the console)".into()));
+        ctx.worker
+            .model
+            .set(ModelState::Failed("the model worker crashed (see the console)".into()));
     });
     worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
     on_error.forget();
-    ctx.worker.set_value(Some(worker));
+    ctx.worker.handle.set_value(Some(worker));
 }
 
 /// What one message of the worker does (`bytes`: what came transferred beside it).
@@ -68,19 +70,19 @@ fn on_message(ctx: &Ctx, msg: FromWorker, bytes: Option<&[u8]>) {
         FromWorker::Ready { backend, note, load_ms, warmup_ms, model, memory_bytes } => {
             ctx.status.set(format!("Model ready ({}).", backend_label(&backend)));
             if let Some(s) = model.fine_tune.clone() {
-                ctx.finetune.set(FineTuneState::Kept(s));
+                ctx.worker.finetune.set(FineTuneState::Kept(s));
             }
             // `?profile=N`: time N forward passes by kind of operation (the benchmark's).
             if let Some(runs) = query_param("profile").and_then(|r| r.parse().ok()) {
                 send(ctx, &ToWorker::Profile { runs });
             }
             // Scans start at the model's own threshold (the user's slider moves it).
-            ctx.scan.update(|s| {
+            ctx.suggest.scan.update(|s| {
                 s.threshold =
                     model_core::infer::suggest::threshold_or_default(None, model.suggest_threshold)
             });
             let ready_at_ms = crate::net::now_ms();
-            ctx.model.set(ModelState::Ready {
+            ctx.worker.model.set(ModelState::Ready {
                 backend,
                 note,
                 load_ms,
@@ -92,19 +94,19 @@ fn on_message(ctx: &Ctx, msg: FromWorker, bytes: Option<&[u8]>) {
             offline::keep_for_offline(ctx);
         }
         FromWorker::Prediction { id, lat, lon, prediction, tiles_ms, model_ms } => {
-            if id == ctx.next_request.get_value() {
-                ctx.draft.update(|d| {
+            if id == ctx.worker.next_request.get_value() {
+                ctx.tags.draft.update(|d| {
                     if let Some(d) = d {
                         d.prefill(lat, lon, &prediction);
                     }
                 });
-                ctx.prediction.set(PredictionState::Done {
+                ctx.worker.prediction.set(PredictionState::Done {
                     lat,
                     lon,
                     prediction,
                     tiles_ms,
                     model_ms,
-                    latency_ms: crate::net::now_ms() - ctx.requested_at.get_value(),
+                    latency_ms: crate::net::now_ms() - ctx.worker.requested_at.get_value(),
                 });
             }
         }
@@ -115,9 +117,11 @@ fn on_message(ctx: &Ctx, msg: FromWorker, bytes: Option<&[u8]>) {
                 let _ = body.set_attribute("data-profile", &json);
             }
         }
-        FromWorker::Failed { id: None, message } => ctx.model.set(ModelState::Failed(message)),
+        FromWorker::Failed { id: None, message } => {
+            ctx.worker.model.set(ModelState::Failed(message))
+        }
         FromWorker::FineTuneProgress { phase, percent, epoch, epochs, loss, val_accuracy } => {
-            ctx.finetune.update(|f| {
+            ctx.worker.finetune.update(|f| {
                 let (mut losses, cancelling) = match f {
                     FineTuneState::Running { losses, cancelling, .. } => {
                         (std::mem::take(losses), *cancelling)
@@ -144,29 +148,29 @@ fn on_message(ctx: &Ctx, msg: FromWorker, bytes: Option<&[u8]>) {
                 summary.before_accuracy * 100.0,
                 summary.after_accuracy * 100.0
             ));
-            ctx.finetune.set(FineTuneState::Done(summary));
+            ctx.worker.finetune.set(FineTuneState::Done(summary));
         }
         FromWorker::FineTuneCancelled => {
             ctx.status.set("Fine-tune cancelled; the model is unchanged.".into());
-            ctx.finetune.set(FineTuneState::Cancelled);
+            ctx.worker.finetune.set(FineTuneState::Cancelled);
         }
         FromWorker::FineTuneFailed { message } => {
             ctx.status.set(format!("Fine-tune failed: {message}"));
-            ctx.finetune.set(FineTuneState::Failed(message));
+            ctx.worker.finetune.set(FineTuneState::Failed(message));
         }
         FromWorker::ModelChanged { model } => {
             // Keeping what "learn this area" learned rescans the view with it.
             let kept_area = matches!(&model.origin, crate::protocol::ModelOrigin::FineTuned)
-                && matches!(ctx.finetune.get_untracked(), FineTuneState::Done(s) if s.area.is_some());
+                && matches!(ctx.worker.finetune.get_untracked(), FineTuneState::Done(s) if s.area.is_some());
             if let Some(s) = model.fine_tune.clone() {
-                ctx.finetune.set(FineTuneState::Kept(s));
+                ctx.worker.finetune.set(FineTuneState::Kept(s));
             } else {
-                ctx.finetune.set(FineTuneState::Idle);
+                ctx.worker.finetune.set(FineTuneState::Idle);
             }
             let what = fine_tune_panel::origin_label(&model.origin);
             ctx.status.set(format!("Predictions now use the {what}."));
-            ctx.model_op.set(Some(Ok(format!("Using the {what}."))));
-            ctx.model.update(|m| {
+            ctx.worker.model_op.set(Some(Ok(format!("Using the {what}."))));
+            ctx.worker.model.update(|m| {
                 if let ModelState::Ready { info, .. } = m {
                     **info = model;
                 }
@@ -177,7 +181,7 @@ fn on_message(ctx: &Ctx, msg: FromWorker, bytes: Option<&[u8]>) {
         }
         FromWorker::ModelError { message } => {
             ctx.status.set(message.clone());
-            ctx.model_op.set(Some(Err(message)));
+            ctx.worker.model_op.set(Some(Err(message)));
         }
         FromWorker::ModelExport { manifest } => {
             fine_tune_panel::download_bundle(ctx, &manifest, bytes)
@@ -189,8 +193,8 @@ fn on_message(ctx: &Ctx, msg: FromWorker, bytes: Option<&[u8]>) {
             suggestions_panel::on_scan_done(ctx, id, failed, unscanned)
         }
         FromWorker::Failed { id: Some(id), message } => {
-            if id == ctx.next_request.get_value() {
-                ctx.prediction.set(PredictionState::Failed(message));
+            if id == ctx.worker.next_request.get_value() {
+                ctx.worker.prediction.set(PredictionState::Failed(message));
             }
         }
     }

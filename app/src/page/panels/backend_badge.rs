@@ -1,19 +1,19 @@
 //! The backend badge in the top bar: which model runs where, and how ready it is.
 
-use crate::page::{Ctx, ModelState, backend_label};
+use crate::page::{ModelState, WorkerState, backend_label};
 use crate::protocol::BackendNote;
 use leptos::prelude::*;
 
 #[component]
 pub fn BackendBadge() -> impl IntoView {
-    let ctx = expect_context::<Ctx>();
-    let text = move || match ctx.model.get() {
+    let worker = expect_context::<WorkerState>();
+    let text = move || match worker.model.get() {
         ModelState::Loading => "Model: loading…".to_string(),
         ModelState::Ready { backend, .. } => format!("Model: {}", backend_label(&backend)),
         ModelState::Failed(_) => "Model: unavailable".to_string(),
     };
     // What a mapper needs: which model, ready or not, and a fallback in words.
-    let line = move || match ctx.model.get() {
+    let line = move || match worker.model.get() {
         ModelState::Loading => "Loading the model…".to_string(),
         ModelState::Ready { note, info, .. } => {
             let what = crate::page::fine_tune_panel::origin_label(&info.origin);
@@ -26,7 +26,7 @@ pub fn BackendBadge() -> impl IntoView {
         ModelState::Failed(e) => e,
     };
     // The build details, behind "Details".
-    let detail = move || match ctx.model.get() {
+    let detail = move || match worker.model.get() {
         ModelState::Ready { load_ms, warmup_ms, memory_bytes, info, .. } => Some(format!(
             "{} model (git {}{}), loaded in {load_ms:.0} ms, warm-up {warmup_ms:.0} ms, the \
              worker's memory {:.0} MB",
@@ -37,21 +37,21 @@ pub fn BackendBadge() -> impl IntoView {
         )),
         _ => None,
     };
-    let memory = move || match ctx.model.get() {
+    let memory = move || match worker.model.get() {
         ModelState::Ready { memory_bytes, .. } => format!("{memory_bytes:.0}"),
         _ => String::new(),
     };
-    let backend = move || match ctx.model.get() {
+    let backend = move || match worker.model.get() {
         ModelState::Ready { backend, .. } => backend,
         ModelState::Loading => "loading".into(),
         ModelState::Failed(_) => "failed".into(),
     };
-    let ready_at = move || match ctx.model.get() {
+    let ready_at = move || match worker.model.get() {
         ModelState::Ready { ready_at_ms, .. } => format!("{ready_at_ms:.1}"),
         _ => String::new(),
     };
     // The technical reason for a fallback, for those who want it.
-    let why = move || match ctx.model.get() {
+    let why = move || match worker.model.get() {
         ModelState::Ready { note: Some(BackendNote { detail: Some(d), .. }), .. } => Some(view! {
             <p class="badge-why" data-testid="backend-why">"Why the fallback: "<code>{d}</code></p>
         }),

@@ -85,13 +85,13 @@ pub fn ImportExport() -> impl IntoView {
         });
     };
     let export_csv = move |_| {
-        let bytes = ctx.store.with_untracked(|s| s.to_csv());
+        let bytes = ctx.tags.store.with_untracked(|s| s.to_csv());
         if let Err(e) = download("tags.csv", "text/csv", &bytes) {
             ctx.status.set(format!("Export failed: {}", crate::js::message(&e)));
         }
     };
     let export_geojson = move |_| {
-        let text = ctx.store.with_untracked(to_geojson);
+        let text = ctx.tags.store.with_untracked(to_geojson);
         if let Err(e) = download("tags.geojson", "application/geo+json", text.as_bytes()) {
             ctx.status.set(format!("Export failed: {}", crate::js::message(&e)));
         }
@@ -99,20 +99,20 @@ pub fn ImportExport() -> impl IntoView {
     // What OpenStreetMap already has around the mapper's tags, asked again when they move
     // out of the area asked about: the exports leave those features out.
     Effect::new(move |_| {
-        let bbox = ctx.store.with(|s| s.own_bbox());
-        if ctx.own_osm.with_untracked(|o| o.bbox == bbox) {
+        let bbox = ctx.tags.store.with(|s| s.own_bbox());
+        if ctx.map.own_osm.with_untracked(|o| o.bbox == bbox) {
             return;
         }
         let Some(b) = bbox else {
-            ctx.own_osm.set(crate::page::OwnAreaOsm::default());
+            ctx.map.own_osm.set(crate::page::OwnAreaOsm::default());
             return;
         };
-        ctx.own_osm.set(crate::page::OwnAreaOsm { bbox, pending: true, ..Default::default() });
+        ctx.map.own_osm.set(crate::page::OwnAreaOsm { bbox, pending: true, ..Default::default() });
         spawn_local(async move {
             let got =
                 crate::page::view_api::features_in(&format!("{},{},{},{}", b.0, b.1, b.2, b.3))
                     .await;
-            ctx.own_osm.update(|o| {
+            ctx.map.own_osm.update(|o| {
                 if o.bbox != bbox {
                     return;
                 }
@@ -125,7 +125,7 @@ pub fn ImportExport() -> impl IntoView {
         });
     });
     let osm_check = move || {
-        ctx.own_osm.with(|o| match (o.pending, &o.error) {
+        ctx.map.own_osm.with(|o| match (o.pending, &o.error) {
             (true, _) => "pending",
             (false, Some(_)) => "failed",
             (false, None) => "done",
@@ -135,12 +135,13 @@ pub fn ImportExport() -> impl IntoView {
     let export_edit = move |format: EditFormat| {
         let name = format!("tags.{}", format.extension());
         let (mapped, unchecked) =
-            ctx.own_osm.with_untracked(|o| (o.features.clone(), o.unchecked()));
-        let result = ctx.store.with_untracked(|s| s.to_osm_edit(format, &mapped)).and_then(|e| {
-            download(&name, "application/xml", e.text.as_bytes())
-                .map(|()| e)
-                .map_err(|e| crate::js::message(&e))
-        });
+            ctx.map.own_osm.with_untracked(|o| (o.features.clone(), o.unchecked()));
+        let result =
+            ctx.tags.store.with_untracked(|s| s.to_osm_edit(format, &mapped)).and_then(|e| {
+                download(&name, "application/xml", e.text.as_bytes())
+                    .map(|()| e)
+                    .map_err(|e| crate::js::message(&e))
+            });
         match result {
             Ok(e) => ctx.status.set(format!(
                 "Exported {name} ({} new nodes): open it in your editor and review each object before uploading.{}",
@@ -153,8 +154,8 @@ pub fn ImportExport() -> impl IntoView {
     // The same JOSM file straight into a running JOSM, as a new layer to review.
     let open_in_josm = move |_| {
         let (mapped, unchecked) =
-            ctx.own_osm.with_untracked(|o| (o.features.clone(), o.unchecked()));
-        match ctx.store.with_untracked(|s| s.to_osm_edit(EditFormat::Josm, &mapped)) {
+            ctx.map.own_osm.with_untracked(|o| (o.features.clone(), o.unchecked()));
+        match ctx.tags.store.with_untracked(|s| s.to_osm_edit(EditFormat::Josm, &mapped)) {
             Err(e) => ctx.status.set(format!("Not sent to JOSM: {e}")),
             Ok(e) => spawn_local(async move {
                 ctx.status.set(match crate::josm::send(&crate::josm::load_data_url(&e.text)).await {
@@ -171,7 +172,7 @@ pub fn ImportExport() -> impl IntoView {
     };
     // For MapRoulette: a challenge other mappers work through, one task per tag.
     let export_maproulette = move |_| {
-        let result = ctx.store.with_untracked(|s| s.to_maproulette()).and_then(|text| {
+        let result = ctx.tags.store.with_untracked(|s| s.to_maproulette()).and_then(|text| {
             download("tags.maproulette.geojson", "application/geo+json-seq", text.as_bytes())
                 .map_err(|e| crate::js::message(&e))
         });
@@ -199,7 +200,7 @@ pub fn ImportExport() -> impl IntoView {
                 <button type="button" data-testid="export-osc" on:click=move |_| export_edit(EditFormat::OsmChange)>"Export osmChange (.osc)"</button>
                 <button type="button" data-testid="export-maproulette" on:click=export_maproulette>"Export MapRoulette challenge"</button>
                 <button type="button" data-testid="open-in-josm" on:click=open_in_josm>"Open in JOSM"</button>
-                {move || ctx.store.with(|s| s.own_bbox()).map(|b| {
+                {move || ctx.tags.store.with(|s| s.own_bbox()).map(|b| {
                     let (z, lat, lon) = crate::address::fit_view(b);
                     view! {
                         <a class="edit-id" data-testid="edit-area-in-id" target="_blank" rel="noopener"

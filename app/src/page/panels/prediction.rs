@@ -1,13 +1,13 @@
 //! The prediction panel: the model's answer at the draft's place.
 
-use crate::page::{Ctx, ModelState, PredictionState, display, letter};
+use crate::page::{ModelState, PredictionState, WorkerState, display, letter};
 use leptos::prelude::*;
 use model_core::data::vocab::NONE_LABEL;
 
 #[component]
 pub fn PredictionPanel() -> impl IntoView {
-    let ctx = expect_context::<Ctx>();
-    let summary = move || match ctx.prediction.get() {
+    let worker = expect_context::<WorkerState>();
+    let summary = move || match worker.prediction.get() {
         PredictionState::Idle => {
             "Click the map (or press Enter on it) to get a prediction.".to_string()
         }
@@ -26,11 +26,11 @@ pub fn PredictionPanel() -> impl IntoView {
     };
     // The model's own limits, in words: a place outside the area it was trained on, and the
     // types it never saw an example of (no probability is shown for those).
-    let info = move || match ctx.model.get() {
+    let info = move || match worker.model.get() {
         ModelState::Ready { info, .. } => Some(info),
         _ => None,
     };
-    let outside = move || match ctx.prediction.get() {
+    let outside = move || match worker.prediction.get() {
         PredictionState::Done { prediction, .. } if prediction.outside_trained_area => {
             let area = info()
                 .map(|i| i.trained_areas.iter().map(|a| a.describe()).collect::<Vec<_>>())
@@ -49,7 +49,7 @@ pub fn PredictionPanel() -> impl IntoView {
     };
     let bars = move || {
         let unlearned = info().map(|i| i.unlearned).unwrap_or_default();
-        match ctx.prediction.get() {
+        match worker.prediction.get() {
         PredictionState::Done { prediction, .. } => prediction
             .probabilities
             .0
@@ -77,13 +77,13 @@ pub fn PredictionPanel() -> impl IntoView {
         _ => ().into_any(),
     }
     };
-    let timing = move || match ctx.prediction.get() {
+    let timing = move || match worker.prediction.get() {
         PredictionState::Done { latency_ms, model_ms, .. } => {
             format!("{latency_ms:.1} {model_ms:.1}")
         }
         _ => String::new(),
     };
-    let state = move || match ctx.prediction.get() {
+    let state = move || match worker.prediction.get() {
         PredictionState::Idle => "idle",
         PredictionState::Waiting { .. } => "waiting",
         PredictionState::Done { .. } => "done",

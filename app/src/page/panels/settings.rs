@@ -1,23 +1,24 @@
 //! Settings: the base map (the configured tile server or what the model sees) and its tile URL
 //! and attribution, carried in the page address so a setup can be shared.
 
-use crate::page::Ctx;
+use crate::page::{MapState, Status};
 use leptos::prelude::*;
 use wasm_bindgen::prelude::*;
 
 #[component]
 pub fn Settings() -> impl IntoView {
-    let ctx = expect_context::<Ctx>();
-    let url = RwSignal::new(ctx.tiles.get_untracked().url);
-    let attribution = RwSignal::new(ctx.tiles.get_untracked().attribution);
+    let map = expect_context::<MapState>();
+    let Status(status) = expect_context::<Status>();
+    let url = RwSignal::new(map.tiles.get_untracked().url);
+    let attribution = RwSignal::new(map.tiles.get_untracked().attribution);
     let apply = move |ev: web_sys::SubmitEvent| {
         ev.prevent_default();
         let u = url.get_untracked();
         if !(u.contains("{z}") && u.contains("{x}") && u.contains("{y}")) {
-            ctx.status.set("A tile URL needs {z}, {x} and {y}.".into());
+            status.set("A tile URL needs {z}, {x} and {y}.".into());
             return;
         }
-        ctx.tiles.update(|t| {
+        map.tiles.update(|t| {
             t.url = u.clone();
             t.attribution = attribution.get_untracked();
         });
@@ -38,7 +39,7 @@ pub fn Settings() -> impl IntoView {
                 });
             }
         }
-        ctx.status.set("Map tiles updated; the page address now shares this setup.".into());
+        status.set("Map tiles updated; the page address now shares this setup.".into());
     };
     view! {
         <details class="panel">
@@ -46,13 +47,13 @@ pub fn Settings() -> impl IntoView {
             <fieldset>
                 <legend>"Base layer"</legend>
                 <label class="inline">
-                    <input type="radio" name="base" checked=move || !ctx.tiles.get().model_view
-                        on:change=move |_| ctx.tiles.update(|t| t.model_view = false)/>
+                    <input type="radio" name="base" checked=move || !map.tiles.get().model_view
+                        on:change=move |_| map.tiles.update(|t| t.model_view = false)/>
                     "Map tiles (below)"
                 </label>
                 <label class="inline">
-                    <input type="radio" name="base" data-testid="model-view" checked=move || ctx.tiles.get().model_view
-                        on:change=move |_| ctx.tiles.update(|t| t.model_view = true)/>
+                    <input type="radio" name="base" data-testid="model-view" checked=move || map.tiles.get().model_view
+                        on:change=move |_| map.tiles.update(|t| t.model_view = true)/>
                     "What the model sees (rendered tiles)"
                 </label>
             </fieldset>

@@ -8,8 +8,8 @@ use model_core::data::features::{FeatureTypes, OsmTagChoice, format_osm_tags};
 /// The feature of the draft's type OpenStreetMap already has where the draft is (from the
 /// "Already in OpenStreetMap" layer), by id.
 fn on_osm(ctx: Ctx) -> Option<String> {
-    let d = ctx.draft.get()?;
-    ctx.osm.with(|o| {
+    let d = ctx.tags.draft.get()?;
+    ctx.map.osm.with(|o| {
         model_core::data::candidates::nearest_mapped(
             &o.features,
             &d.label,
@@ -27,7 +27,7 @@ pub fn TagForm() -> impl IntoView {
     let field = move |f: fn(&mut crate::page::Draft, String)| {
         move |ev: web_sys::Event| {
             let v = event_target_value(&ev);
-            ctx.draft.update(|d| {
+            ctx.tags.draft.update(|d| {
                 if let Some(d) = d {
                     f(d, v)
                 }
@@ -36,7 +36,7 @@ pub fn TagForm() -> impl IntoView {
     };
     let save = move |ev: web_sys::SubmitEvent| {
         ev.prevent_default();
-        let Some(d) = ctx.draft.get_untracked() else { return };
+        let Some(d) = ctx.tags.draft.get_untracked() else { return };
         let mut result = Ok(String::new());
         ctx.edit_store(|s| {
             result = match &d.id {
@@ -49,17 +49,17 @@ pub fn TagForm() -> impl IntoView {
         match result {
             Ok(id) => {
                 ctx.status.set(format!("Saved {} tag {id}.", display(&d.label)));
-                ctx.draft.set(None);
+                ctx.tags.draft.set(None);
             }
             Err(e) => ctx.status.set(format!("Not saved: {e}")),
         }
     };
     let delete = move |_| {
-        let Some(Some(id)) = ctx.draft.get_untracked().map(|d| d.id) else { return };
-        ctx.draft.set(None);
+        let Some(Some(id)) = ctx.tags.draft.get_untracked().map(|d| d.id) else { return };
+        ctx.tags.draft.set(None);
         ctx.delete_tag(&id);
     };
-    let cancel = move |_| ctx.draft.set(None);
+    let cancel = move |_| ctx.tags.draft.set(None);
     // The type letters (R, E, D, T, O, from the feature-type table) pick the type.
     let pick_by_letter = move |e: web_sys::KeyboardEvent| {
         if e.ctrl_key() || e.meta_key() || e.alt_key() {
@@ -71,7 +71,7 @@ pub fn TagForm() -> impl IntoView {
         if let Some(t) = FeatureTypes::builtin().by_letter(c) {
             e.prevent_default();
             let name = t.name.clone();
-            ctx.draft.update(|d| {
+            ctx.tags.draft.update(|d| {
                 if let Some(d) = d {
                     d.set_label(&name);
                     d.label_chosen = true;
@@ -79,11 +79,11 @@ pub fn TagForm() -> impl IntoView {
             });
         }
     };
-    let d = move || ctx.draft.get();
+    let d = move || ctx.tags.draft.get();
     view! {
         <Show when=move || d().is_some()>
             <form class="panel tag-form" data-testid="tag-form" on:submit=save
-                on:keydown=move |e: web_sys::KeyboardEvent| if e.key() == "Escape" { ctx.draft.set(None) }>
+                on:keydown=move |e: web_sys::KeyboardEvent| if e.key() == "Escape" { ctx.tags.draft.set(None) }>
                 <h2>{move || if d().and_then(|d| d.id).is_some() { "Edit tag" } else { "New tag" }}</h2>
                 <p class="coords">{move || d().map(|d| format!("{:.5}, {:.5}", d.lat, d.lon)).unwrap_or_default()}</p>
                 <label for="tag-type">"Type"</label>
@@ -129,18 +129,21 @@ pub fn TagForm() -> impl IntoView {
 fn OsmTagFields() -> impl IntoView {
     let ctx = expect_context::<Ctx>();
     let ty = move || {
-        ctx.draft.with(|d| d.as_ref().and_then(|d| FeatureTypes::builtin().get(&d.label).ok()))
+        ctx.tags.draft.with(|d| d.as_ref().and_then(|d| FeatureTypes::builtin().get(&d.label).ok()))
     };
-    let osm = move || ctx.draft.with(|d| d.as_ref().map(|d| d.osm.clone()).unwrap_or_default());
+    let osm =
+        move || ctx.tags.draft.with(|d| d.as_ref().map(|d| d.osm.clone()).unwrap_or_default());
     let set = move |f: Box<dyn FnOnce(&mut OsmTagChoice)>| {
-        ctx.draft.update(|d| {
+        ctx.tags.draft.update(|d| {
             if let Some(d) = d {
                 f(&mut d.osm)
             }
         })
     };
     let shown = move || {
-        ctx.draft.with(|d| d.as_ref().map(|d| format_osm_tags(&d.osm_tags())).unwrap_or_default())
+        ctx.tags
+            .draft
+            .with(|d| d.as_ref().map(|d| format_osm_tags(&d.osm_tags())).unwrap_or_default())
     };
     view! {
         <fieldset class="osm-tags" data-testid="osm-tags" data-tags=shown>
@@ -159,7 +162,7 @@ fn OsmTagFields() -> impl IntoView {
             {move || ty().map(|t| t.optional_keys().into_iter().map(|k| {
                 let key = k.to_string();
                 let id = format!("tag-opt-{}", key.replace(':', "-"));
-                let value = move || ctx.draft.with(|d| d.as_ref().map(|d| d.osm.optional_value(&key).to_string()).unwrap_or_default());
+                let value = move || ctx.tags.draft.with(|d| d.as_ref().map(|d| d.osm.optional_value(&key).to_string()).unwrap_or_default());
                 let chosen = value.clone();
                 let key_set = k.to_string();
                 let on = move |ev: web_sys::Event| {

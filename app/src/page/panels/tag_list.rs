@@ -9,12 +9,12 @@ use leptos::task::spawn_local;
 pub fn TagList() -> impl IntoView {
     let ctx = expect_context::<Ctx>();
     let rows = move || {
-        let f = ctx.filter.get();
-        ctx.store.with(|s| s.filtered(f.as_deref()))
+        let f = ctx.tags.filter.get();
+        ctx.tags.store.with(|s| s.filtered(f.as_deref()))
     };
     let count = move || {
         let n = rows().len();
-        let total = ctx.store.with(|s| s.tags.len());
+        let total = ctx.tags.store.with(|s| s.tags.len());
         format!("{n} of {total} tags shown")
     };
     view! {
@@ -23,16 +23,16 @@ pub fn TagList() -> impl IntoView {
             <label for="tag-filter">"Show type"</label>
             <select id="tag-filter" data-testid="tag-filter" on:change=move |ev| {
                 let v = event_target_value(&ev);
-                ctx.filter.set((!v.is_empty()).then_some(v));
+                ctx.tags.filter.set((!v.is_empty()).then_some(v));
             }>
                 <option value="">"All types"</option>
                 {labels().names().iter().map(|l| view! { <option value=l.clone()>{display(l)}</option> }).collect_view()}
             </select>
             <p class="count">{count}</p>
-            <Show when=move || ctx.deleted.with(|v| !v.is_empty())>
+            <Show when=move || ctx.tags.deleted.with(|v| !v.is_empty())>
                 <button type="button" class="small secondary" data-testid="undo-delete"
                     on:click=move |_| ctx.undo_delete()>
-                    {move || ctx.deleted.with(|v| v.last().map(|d| format!("Undo delete of {} (Ctrl+Z)", d.tag.id)).unwrap_or_default())}
+                    {move || ctx.tags.deleted.with(|v| v.last().map(|d| format!("Undo delete of {} (Ctrl+Z)", d.tag.id)).unwrap_or_default())}
                 </button>
             </Show>
             <ul class="tag-list" data-testid="tag-list">
@@ -46,7 +46,7 @@ pub fn TagList() -> impl IntoView {
                             <li class="tag-row" data-id=t.id.clone() data-type=t.label.clone()>
                                 <span class=format!("chip tag-{label}") aria-hidden="true">{letter(&label)}</span>
                                 <span class="tag-text">{format!("{} · {} · {:.5}, {:.5}", display(&label), t.source, t.lat, t.lon)}<br/>
-                                    <span class="tag-osm" data-testid="tag-osm">{ctx.store.with_untracked(|s| s.osm_tags(&t)).iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" + ")}</span></span>
+                                    <span class="tag-osm" data-testid="tag-osm">{ctx.tags.store.with_untracked(|s| s.osm_tags(&t)).iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" + ")}</span></span>
                                 <button type="button" class="small" aria-label=format!("Edit {} {}", display(&label), t.id)
                                     on:click=move |_| ctx.select(&id)>"Edit"</button>
                                 <a class="small edit-id" data-testid="edit-in-id" target="_blank" rel="noopener"
@@ -70,7 +70,7 @@ pub fn TagList() -> impl IntoView {
 /// One tag into a running JOSM as a new node with its OSM tags (remote control `add_node`).
 fn tag_to_josm(ctx: Ctx, id: &str) {
     let Some((lat, lon, tags)) =
-        ctx.store.with_untracked(|s| s.get(id).map(|t| (t.lat, t.lon, s.osm_tags(t))))
+        ctx.tags.store.with_untracked(|s| s.get(id).map(|t| (t.lat, t.lon, s.osm_tags(t))))
     else {
         return;
     };
