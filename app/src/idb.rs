@@ -5,7 +5,7 @@
 use js_sys::Promise;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{IdbDatabase, IdbOpenDbRequest, IdbRequest, IdbTransactionMode};
+use web_sys::{IdbDatabase, IdbOpenDbRequest, IdbRequest, IdbTransaction, IdbTransactionMode};
 
 const DB_NAME: &str = "accessatlas";
 const DB_VERSION: u32 = 1;
@@ -20,7 +20,36 @@ pub const MODEL_KEY: &str = "model";
 pub const PREVIOUS_MODEL_KEY: &str = "model-previous";
 
 fn err(what: &str, e: JsValue) -> String {
-    format!("IndexedDB {what}: {}", crate::js::message(&e))
+    let m = crate::js::message(&e);
+    if m.contains("QuotaExceeded") {
+        format!(
+            "IndexedDB {what}: the browser's storage for this page is full ({m}); what was saved before is kept"
+        )
+    } else {
+        format!("IndexedDB {what}: {m}")
+    }
+}
+
+/// Resolves when `tx` has committed, or fails with why it was aborted. A request's success
+/// is not a write's: a storage quota is enforced as the transaction commits, after its
+/// requests have succeeded. The handlers are set at once, before anything is awaited.
+fn committed(tx: &IdbTransaction) -> JsFuture {
+    let promise = Promise::new(&mut |resolve, reject| {
+        let ok = Closure::once_into_js(move || {
+            let _ = resolve.call0(&JsValue::NULL);
+        });
+        let t = tx.clone();
+        let fail = Closure::once_into_js(move || {
+            let e = js_sys::Reflect::get(&t, &"error".into())
+                .ok()
+                .filter(|e| !e.is_null() && !e.is_undefined())
+                .unwrap_or_else(|| JsValue::from_str("the transaction was aborted"));
+            let _ = reject.call1(&JsValue::NULL, &e);
+        });
+        tx.set_oncomplete(Some(ok.unchecked_ref()));
+        tx.set_onabort(Some(fail.unchecked_ref()));
+    });
+    JsFuture::from(promise)
 }
 
 /// Resolves when `req` succeeds (with its result) or fails.
@@ -95,19 +124,22 @@ pub async fn put(key: &str, value: &str) -> Result<(), String> {
 }
 
 /// Writes a record (any structured-cloneable value, e.g. an object holding an `ArrayBuffer`)
-/// and waits until it is stored.
+/// and waits until it is stored: its transaction has committed.
 pub async fn put_value(key: &str, value: &JsValue) -> Result<(), String> {
     let db = open().await?;
     let tx = db
         .transaction_with_str_and_mode(STORE, IdbTransactionMode::Readwrite)
         .map_err(|e| err("write", e))?;
+    let done = committed(&tx);
     let req = tx
         .object_store(STORE)
         .and_then(|s| s.put_with_key(value, &key.into()))
         .map_err(|e| err("write", e))?;
-    settle(&req).await.map_err(|e| err("write", e))?;
+    let wrote = settle(&req).await.map_err(|e| err("write", e));
+    let kept = done.await.map(drop).map_err(|e| err("write", e));
     db.close();
-    Ok(())
+    // An aborted transaction's error is the cause (a failed request's own, or the quota's).
+    kept.and(wrote.map(drop))
 }
 
 /// Deletes a record (no error if it does not exist).
@@ -116,9 +148,11 @@ pub async fn delete(key: &str) -> Result<(), String> {
     let tx = db
         .transaction_with_str_and_mode(STORE, IdbTransactionMode::Readwrite)
         .map_err(|e| err("delete", e))?;
+    let done = committed(&tx);
     let req =
         tx.object_store(STORE).and_then(|s| s.delete(&key.into())).map_err(|e| err("delete", e))?;
-    settle(&req).await.map_err(|e| err("delete", e))?;
+    let deleted = settle(&req).await.map_err(|e| err("delete", e));
+    let kept = done.await.map(drop).map_err(|e| err("delete", e));
     db.close();
-    Ok(())
+    kept.and(deleted.map(drop))
 }
