@@ -337,7 +337,8 @@ fn sample(rows: Vec<Row>, n: usize) -> Vec<Row> {
 
 /// A trial of the adapting recipe (`reference adapt --trial NAME [--region R]… [-- ARGS]`):
 /// the regions it runs on (all when none is named), and `train` arguments added to
-/// `train --init`. A trial writes `adapt-trial-NAME.json` in the work folder, never the fixture.
+/// `train --init`. A trial is written into the fixture under `adapt_trials.NAME`, never over
+/// `adapted` (the default recipe's figures).
 #[derive(Debug, Default, PartialEq)]
 pub struct AdaptTrial {
     pub name: Option<String>,
@@ -377,12 +378,13 @@ pub fn adapt(root: &Path, trial: &AdaptTrial) -> Result<()> {
     }
     let work = work_dir();
     let data = work.join("data");
-    let fixture = match &trial.name {
-        Some(n) => work.join(format!("adapt-trial-{n}.json")),
-        None => root.join(FIXTURE),
+    let fixture = root.join(FIXTURE);
+    let mut out = read_json(&fixture)?;
+    // Where this call's figures go: `adapted`, or a trial's own entry.
+    let key = |out: &mut Value, adapted: &Value| match &trial.name {
+        Some(n) => out["adapt_trials"][n] = adapted.clone(),
+        None => out["adapted"] = adapted.clone(),
     };
-    // A trial starts from the fixture too: its tables read the in-region figures there.
-    let mut out = read_json(&root.join(FIXTURE))?;
     for (_, r) in &regions {
         if !work.join("runs").join(format!("without-{r}")).join("model.json").is_file() {
             bail!("{}: no run without {r}: run `cargo xtask reference regions`", work.display());
@@ -474,11 +476,12 @@ pub fn adapt(root: &Path, trial: &AdaptTrial) -> Result<()> {
             "before": before,
             "after": after,
         });
-        out["adapted"] = adapted.clone();
+        key(&mut out, &adapted);
         std::fs::write(&fixture, serde_json::to_string_pretty(&out)? + "\n")?;
     }
     if trial.name.is_some() {
-        eprintln!("{} written (a trial):\n{}", fixture.display(), adapt_table(&out));
+        eprintln!("{} written (a trial); put this table in {DOC}:\n", fixture.display());
+        eprintln!("{}", trials_table(&out));
         return Ok(());
     }
     eprintln!("{} written; commit it, and put these tables in {DOC}:\n", fixture.display());
@@ -745,6 +748,42 @@ pub fn adapt_table(v: &Value) -> String {
     out
 }
 
+/// The adapting recipes tried (`adapt_trials` of the fixture, `reference adapt --trial`), each
+/// region's feature-type macro-F1 left out -> adapted, beside the default recipe's (`adapted`).
+pub fn trials_table(v: &Value) -> String {
+    let regions: Vec<&str> =
+        v["regions"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let mut out = format!(
+        "| recipe (`train --init` arguments) | {} |\n|---|{}\n",
+        regions.join(" | "),
+        "---|".repeat(regions.len())
+    );
+    let f1 = |x: &Value| x["feature_types_macro_f1"].as_f64().unwrap_or(f64::NAN);
+    let mut rows = vec![("the default".to_string(), &v["adapted"])];
+    if let Some(t) = v["adapt_trials"].as_object() {
+        for (name, a) in t {
+            let args: Vec<&str> = a["train_args"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            rows.push((format!("{name}: `{}`", args.join(" ")), a));
+        }
+    }
+    for (name, a) in rows {
+        let cells: Vec<String> = regions
+            .iter()
+            .map(|r| match &a[*r] {
+                Value::Null => "-".to_string(),
+                x => format!("{:.3} -> {:.3}", f1(&x["before"]), f1(&x["after"])),
+            })
+            .collect();
+        out += &format!("| {name} | {} |\n", cells.join(" | "));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -796,6 +835,10 @@ mod tests {
             f("seconds")
         );
         assert!(readme.contains(&quoted), "README.md does not quote the page's {quoted}");
+        if v["adapt_trials"].is_object() {
+            let t = trials_table(&v);
+            assert!(doc.contains(&t), "{DOC} lacks the adapting trials:\n{t}");
+        }
         if v["page_adapted"]["sweep"].is_array() {
             let t = page_sweep_table(&v);
             assert!(doc.contains(&t), "{DOC} lacks the page's epochs sweep:\n{t}");
@@ -816,9 +859,9 @@ mod tests {
     }
 
     /// A trial names itself, its regions and the train arguments; without a name it may not
-    /// narrow the regions or change the recipe (the fixture holds the default on every region).
+    /// narrow the regions or change the recipe (`adapted` holds the default on every region).
     #[test]
-    fn an_adapt_trial_is_named_and_never_writes_the_fixture() {
+    fn an_adapt_trial_is_named_and_kept_apart_from_the_default() {
         let a =
             |v: &[&str]| AdaptTrial::parse(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         assert_eq!(a(&[]).unwrap(), AdaptTrial::default());
