@@ -51,6 +51,7 @@ mod encoders;
 mod gpu;
 mod regions;
 mod scale;
+mod steps;
 mod web;
 
 fn main() -> Result<()> {
@@ -159,41 +160,50 @@ fn ensure_wasm_target() -> Result<()> {
 }
 
 fn test(_root: &Path) -> Result<()> {
-    ensure_wasm_target()?;
+    steps::time("the wasm32 target", ensure_wasm_target)?;
     // Every crate of every target first: the trunk builds below run offline.
-    crates::ensure_crates(_root, None)?;
+    steps::time("every crate of Cargo.lock", || crates::ensure_crates(_root, None))?;
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
-    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    steps::time("clippy, native", || {
+        run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
+    })?;
     // The app's browser-only modules exist on wasm32 only: lint them there too.
-    run(cargo().args([
-        "clippy",
-        "-p",
-        "app",
-        "--target",
-        "wasm32-unknown-unknown",
-        "--profile",
-        web::WASM_PROFILE,
-        "--all-targets",
-        "--features",
-        "webgpu",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
+    steps::time("clippy, wasm32", || {
+        run(cargo().args([
+            "clippy",
+            "-p",
+            "app",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--profile",
+            web::WASM_PROFILE,
+            "--all-targets",
+            "--features",
+            "webgpu",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    })?;
     // `tests/osm_export.rs` reads the exports back with real OSM clients from Debian.
-    ensure_osm_clients()?;
+    steps::time("OSM clients from Debian", ensure_osm_clients)?;
     // The parity test reads the real pretrained checkpoint: fetch it (cached, SHA-256 pinned).
     let weights_dir = cache_dir().join("pretrained");
-    run(cargo()
-        .args(["run", "--quiet", "--", "pretrained", "fetch", "--cache-dir"])
-        .arg(&weights_dir))?;
-    run(cargo()
-        .args(["test", "--workspace"])
-        .env("ACCESSATLAS_PRETRAINED", weights_dir.join("efficientnet-lite0-57934424.pth")))?;
+    steps::time("pretrained weights", || {
+        run(cargo()
+            .args(["run", "--quiet", "--", "pretrained", "fetch", "--cache-dir"])
+            .arg(&weights_dir))
+    })?;
+    steps::time("native tests", || {
+        run(cargo()
+            .args(["test", "--workspace"])
+            .env("ACCESSATLAS_PRETRAINED", weights_dir.join("efficientnet-lite0-57934424.pth")))
+    })?;
     // The browser: the app's wasm-bindgen tests, then the built app end to end in Chromium.
     web::browser_tests(_root)?;
     // Keep the benchmarks working (their AccessAtlas side, once, on tiny sizes).
-    bench::bench(_root, &["--quick".to_string()])?;
+    steps::time("benchmarks, quick", || bench::bench(_root, &["--quick".to_string()]))?;
+    eprint!("{}", steps::summary());
     eprintln!("xtask test: all green");
     Ok(())
 }

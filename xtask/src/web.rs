@@ -63,14 +63,16 @@ pub fn ensure_tools() -> Result<()> {
     ensure_wasm_target()?;
     if !installed_version("wasm-bindgen").is_some_and(|v| v.ends_with(WASM_BINDGEN_VERSION)) {
         // Not --locked: its lock pins a crate version the registry mirror lacks.
-        cargo_install("wasm-bindgen-cli", WASM_BINDGEN_VERSION, false)?;
+        crate::steps::time("installing wasm-bindgen-cli", || {
+            cargo_install("wasm-bindgen-cli", WASM_BINDGEN_VERSION, false)
+        })?;
     }
     if !installed_version("trunk").is_some_and(|v| v.ends_with(TRUNK_VERSION)) {
-        cargo_install("trunk", TRUNK_VERSION, true)?;
+        crate::steps::time("installing trunk", || cargo_install("trunk", TRUNK_VERSION, true))?;
     }
     // The installs' build folder (1.3 GB) is of no use once the binaries are in place.
     let _ = std::fs::remove_dir_all(cache_dir().join("install-target"));
-    ensure_wasm_opt()
+    crate::steps::time("wasm-opt (npm binaryen)", ensure_wasm_opt)
 }
 
 /// `wasm-opt` from npm `binaryen` (a Node script around binaryen built to wasm), linked into
@@ -113,12 +115,14 @@ pub fn build_app(root: &Path) -> Result<PathBuf> {
     ensure_tools()?;
     // Trunk.toml sets `offline = true`, so cargo runs `--offline` under trunk: every crate of
     // the lockfile (the worker's wasm-only `webgpu` ones too) must be in the cache first.
-    crate::crates::ensure_crates(root, None)?;
+    crate::steps::time("every crate of Cargo.lock", || crate::crates::ensure_crates(root, None))?;
     // Trunk uses the tools on PATH and downloads nothing.
-    run(Command::new(tools_root().join("bin").join("trunk"))
-        .current_dir(root)
-        .env("PATH", tools_path())
-        .args(["build", "--release"]))?;
+    crate::steps::time("the app (trunk build --release: wasm and wasm-opt)", || {
+        run(Command::new(tools_root().join("bin").join("trunk"))
+            .current_dir(root)
+            .env("PATH", tools_path())
+            .args(["build", "--release"]))
+    })?;
     let dist = root.join("dist");
     if !dist.join("index.html").is_file() {
         bail!("trunk produced no {}", dist.join("index.html").display());
@@ -129,6 +133,10 @@ pub fn build_app(root: &Path) -> Result<PathBuf> {
 /// `cargo xtask serve`: builds the app in release and serves it with `accessatlas serve`.
 pub fn serve(root: &Path, extra: &[String]) -> Result<()> {
     build_app(root)?;
+    crate::steps::time("the server (cargo build --release)", || {
+        run(cargo().current_dir(root).args(["build", "--release", "--bin", "accessatlas"]))
+    })?;
+    eprint!("{}", crate::steps::summary());
     run(cargo().current_dir(root).args(["run", "--release", "--quiet", "--", "serve"]).args(extra))
 }
 
@@ -136,38 +144,42 @@ pub fn serve(root: &Path, extra: &[String]) -> Result<()> {
 pub fn browser_tests(root: &Path) -> Result<()> {
     ensure_chromium()?;
     ensure_tools()?;
-    run(cargo()
-        .current_dir(root)
-        .env("PATH", tools_path())
-        .env(
-            "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
-            tools_root().join("bin/wasm-bindgen-test-runner"),
-        )
-        .env("CHROMEDRIVER", "/usr/bin/chromedriver")
-        .env("WASM_BINDGEN_TEST_TIMEOUT", "300")
-        .args([
-            "test",
-            "-p",
-            "app",
-            "--target",
-            "wasm32-unknown-unknown",
-            "--profile",
-            WASM_PROFILE,
-            "--test",
-            "web",
-        ]))?;
+    crate::steps::time("the app's wasm tests in Chromium", || {
+        run(cargo()
+            .current_dir(root)
+            .env("PATH", tools_path())
+            .env(
+                "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+                tools_root().join("bin/wasm-bindgen-test-runner"),
+            )
+            .env("CHROMEDRIVER", "/usr/bin/chromedriver")
+            .env("WASM_BINDGEN_TEST_TIMEOUT", "300")
+            .args([
+                "test",
+                "-p",
+                "app",
+                "--target",
+                "wasm32-unknown-unknown",
+                "--profile",
+                WASM_PROFILE,
+                "--test",
+                "web",
+            ]))
+    })?;
     let dist = build_app(root)?;
-    run(cargo().current_dir(root).env("ACCESSATLAS_DIST", &dist).args([
-        "test",
-        "--test",
-        "e2e",
-        "--",
-        "--ignored",
-        "--test-threads=1",
-        // By hand only (`cargo xtask reference page-adapt`): they need a model trained for them.
-        "--skip",
-        "reference_",
-    ]))
+    crate::steps::time("browser end to end", || {
+        run(cargo().current_dir(root).env("ACCESSATLAS_DIST", &dist).args([
+            "test",
+            "--test",
+            "e2e",
+            "--",
+            "--ignored",
+            "--test-threads=1",
+            // By hand only (`cargo xtask reference page-adapt`): they need a model trained for them.
+            "--skip",
+            "reference_",
+        ]))
+    })
 }
 
 #[cfg(test)]
