@@ -1938,6 +1938,11 @@ async fn stored_tag_count(c: &fantoccini::Client, url: &str) -> u64 {
         !status.unwrap().as_str().unwrap().contains("could not be read"),
         "the stored tags read back"
     );
+    listed_tags(c).await
+}
+
+/// How many tags the page lists now.
+async fn listed_tags(c: &fantoccini::Client) -> u64 {
     c.execute(&format!("return document.querySelectorAll('{TAG_LIST} li').length"), vec![])
         .await
         .unwrap()
@@ -1981,13 +1986,9 @@ async fn storage_faults_flow() {
     .await;
     assert!(said.as_str().unwrap().contains("storage for this page is full"), "{said}");
     // The page still holds all of them (the mapper can export them) ...
-    let shown = c
-        .execute(&format!("return document.querySelectorAll('{TAG_LIST} li').length"), vec![])
-        .await
-        .unwrap();
-    assert_eq!(shown, json!(203), "the tags in the page");
+    assert_eq!(listed_tags(c).await, 203, "the tags in the page");
     // ... and a reload (storage back as it was) finds the tags saved before, whole.
-    assert_eq!(stored_tag_count(c, &url).await, 3, "the tags saved before the full disk");
+    assert_eq!(stored_tag_count(c, &url).await, 3, "the tags saved before the storage was full");
 
     // Left in the middle of a save (the page navigated away as soon as the import is in):
     // the stored tags are the ones before or all of them, never part.
