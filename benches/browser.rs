@@ -154,7 +154,7 @@ async fn scan(c: &fantoccini::Client, url: &str) -> serde_json::Value {
 }
 
 /// "Learn this area" on the scan's view of the bundled data (the view's mapped features and
-/// background places, 5 epochs by default, CPU backend): the page's fine-tune from the click to
+/// background places, the default epochs, CPU backend): the page's fine-tune from the click to
 /// its before/after result, and what it learned from. Not kept.
 async fn learn_area(c: &fantoccini::Client, url: &str) -> serde_json::Value {
     c.goto(&format!("{url}#map=17/60.16900/24.94200")).await.unwrap();
