@@ -360,7 +360,7 @@ impl AdaptTrial {
         }
         if t.name.is_none() && (!t.regions.is_empty() || !t.train_args.is_empty()) {
             bail!(
-                "reference adapt: --region and train arguments need --trial NAME (the fixture holds only the default recipe on every region)"
+                "reference adapt: --region and train arguments need --trial NAME (`adapted` holds the default recipe on every region)"
             );
         }
         Ok(t)
@@ -368,8 +368,8 @@ impl AdaptTrial {
 }
 
 /// Each model trained without a region, adapted to it with at most [`ADAPT_ROWS`] of its rows
-/// and measured on its in-region test cells before and after; written into the fixture (or,
-/// for a trial, beside the runs).
+/// and measured on its in-region test cells before and after; written into the fixture's
+/// `adapted` (a trial: under `adapt_trials`, by its name).
 pub fn adapt(root: &Path, trial: &AdaptTrial) -> Result<()> {
     let exe = crate::accessatlas_exe(root)?;
     let mut regions = extracts(root)?;
