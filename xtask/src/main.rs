@@ -36,6 +36,8 @@
 //!   headless Chromium, started from the model trained without that view's region (trained if
 //!   `reference regions` left none) and from the shipped model; into the same fixture.
 //!   `--epochs 5,10,20` also learns it with each of those epoch counts (`page_adapted.sweep`).
+//! - `reference seeds R… [--seeds 1,2]`: (by hand) the recipe trained without each region `R`
+//!   with other seeds, each measured on all of `R`: the spread of one left-out figure.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -69,9 +71,10 @@ fn main() -> Result<()> {
             Some("regions") => regions::run(&root, args.iter().any(|a| a == "--reuse-runs")),
             Some("adapt") => regions::adapt(&root, &regions::AdaptTrial::parse(&args[2..])?),
             Some("page-adapt") => regions::page_adapt(&root, &args[2..]),
+            Some("seeds") => regions::seeds(&root, &args[2..]),
             Some(other) => {
                 anyhow::bail!(
-                    "unknown reference task `{other}` (parity, train, encoders, regions, adapt or page-adapt)"
+                    "unknown reference task `{other}` (parity, train, encoders, regions, adapt, page-adapt or seeds)"
                 )
             }
         },
@@ -114,6 +117,9 @@ fn main() -> Result<()> {
             );
             eprintln!(
                 "             `reference page-adapt [--epochs 5,10]`: the page's \"learn this area\" with a model that never saw the view"
+            );
+            eprintln!(
+                "             `reference seeds R... [--seeds 1,2]`: the recipe trained without R with other seeds"
             );
             if task == "help" { Ok(()) } else { bail!("unknown task `{task}`") }
         }

@@ -490,6 +490,105 @@ pub fn adapt(root: &Path, trial: &AdaptTrial) -> Result<()> {
     Ok(())
 }
 
+/// `reference seeds R… [--seeds 1,2]`: the recipe trained without each region `R` again with
+/// other seeds (the split stays the seeded one; the seed of initialisation, order,
+/// augmentation and dropout changes), each measured on all of `R` as the left-out row of
+/// [`table`] is; written into the fixture's `left_out_seeds`, beside seed 42's row. Runs
+/// already in the work folder are measured again, not retrained.
+pub fn seeds(root: &Path, args: &[String]) -> Result<()> {
+    let mut regions = Vec::new();
+    let mut seeds: Vec<u64> = vec![1, 2];
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--seeds" {
+            seeds = it
+                .next()
+                .context("--seeds needs a list, e.g. --seeds 1,2")?
+                .split(',')
+                .map(|n| n.trim().parse().with_context(|| format!("--seeds: `{n}`")))
+                .collect::<Result<_>>()?;
+        } else {
+            regions.push(a.clone());
+        }
+    }
+    if regions.is_empty() {
+        bail!("reference seeds: name the regions to leave out, e.g. `reference seeds helsinki`");
+    }
+    let exe = crate::accessatlas_exe(root)?;
+    let work = work_dir();
+    let data = work.join("data");
+    if !data.join("tags.csv").is_file() {
+        collect_all(root, &exe, &data)?;
+    }
+    let fixture = root.join(FIXTURE);
+    let mut out = read_json(&fixture)?;
+    for r in &regions {
+        for &seed in std::iter::once(&42).chain(&seeds) {
+            let run = match seed {
+                42 => work.join("runs").join(format!("without-{r}")),
+                s => work.join("runs").join(format!("without-{r}-seed{s}")),
+            };
+            let hold_out = ["--hold-out", r.as_str()];
+            crate::run(
+                Command::new(&exe).arg("preprocess").arg("--data").arg(&data).args(hold_out),
+            )?;
+            if !run.join("checkpoints/best_model.bpk").is_file() {
+                crate::run(
+                    Command::new(&exe)
+                        .arg("train")
+                        .arg("--data")
+                        .arg(&data)
+                        .arg("--out")
+                        .arg(&run)
+                        .args(["--seed", &seed.to_string()]),
+                )?;
+            }
+            crate::run(
+                Command::new(&exe)
+                    .args(["evaluate", "--no-suggestions", "--data"])
+                    .arg(&data)
+                    .arg("--model")
+                    .arg(&run),
+            )?;
+            let f = figures(&read_json(&run.join("errors/metrics.json"))?, None);
+            out["left_out_seeds"][r][seed.to_string()] = f;
+            out["left_out_seeds"]["run"] = json!(crate::bench::run_record(root));
+            std::fs::write(&fixture, serde_json::to_string_pretty(&out)? + "\n")?;
+        }
+    }
+    eprintln!("{} written; put this table in {DOC}:\n\n{}", fixture.display(), seeds_table(&out));
+    Ok(())
+}
+
+/// Each region's left-out feature-type macro-F1 by training seed (`left_out_seeds`), their
+/// mean and range, against the in-region figure.
+pub fn seeds_table(v: &Value) -> String {
+    let mut out = String::from(
+        "| region | macro-F1 left out, by seed | mean | lowest to highest | in-region |\n\
+         |---|---|---|---|---|\n",
+    );
+    let Some(by) = v["left_out_seeds"].as_object() else { return out };
+    for (r, seeds) in by.iter().filter(|(k, _)| *k != "run") {
+        let Some(seeds) = seeds.as_object() else { continue };
+        let mut f1: Vec<(u64, f64)> = seeds
+            .iter()
+            .filter_map(|(s, x)| Some((s.parse().ok()?, x["feature_types_macro_f1"].as_f64()?)))
+            .collect();
+        f1.sort_by_key(|(s, _)| *s);
+        let n = f1.len().max(1) as f64;
+        let mean = f1.iter().map(|(_, f)| f).sum::<f64>() / n;
+        let lo = f1.iter().map(|(_, f)| *f).fold(f64::INFINITY, f64::min);
+        let hi = f1.iter().map(|(_, f)| *f).fold(f64::NEG_INFINITY, f64::max);
+        let each: Vec<String> = f1.iter().map(|(s, f)| format!("{f:.3} (seed {s})")).collect();
+        let home = v["in_region"][r]["feature_types_macro_f1"].as_f64().unwrap_or(f64::NAN);
+        out += &format!(
+            "| {r} | {} | {mean:.3} | {lo:.3} to {hi:.3} | {home:.3} |\n",
+            each.join(", ")
+        );
+    }
+    out
+}
+
 /// The region of the page's bundled view (central Helsinki): the one the page's adaptation
 /// figure leaves out.
 pub const PAGE_REGION: &str = "helsinki";
@@ -835,6 +934,10 @@ mod tests {
             f("seconds")
         );
         assert!(readme.contains(&quoted), "README.md does not quote the page's {quoted}");
+        if v["left_out_seeds"].is_object() {
+            let t = seeds_table(&v);
+            assert!(doc.contains(&t), "{DOC} lacks the left-out figures by seed:\n{t}");
+        }
         if v["adapt_trials"].is_object() {
             let t = trials_table(&v);
             assert!(doc.contains(&t), "{DOC} lacks the adapting trials:\n{t}");
@@ -872,6 +975,23 @@ mod tests {
         assert!(a(&["--region", "helsinki"]).unwrap_err().to_string().contains("--trial"));
         assert!(a(&["--", "--lr", "1e-3"]).is_err());
         assert!(a(&["--bogus"]).unwrap_err().to_string().contains("--bogus"));
+    }
+
+    /// The seeds table: each seed's figure in seed order, their mean and range, the
+    /// in-region figure beside them; the run record is not a region.
+    #[test]
+    fn the_seeds_table_gives_each_seed_the_mean_and_the_range() {
+        let f = |x: f64| json!({ "feature_types_macro_f1": x });
+        let v = json!({
+            "in_region": { "r": f(0.5) },
+            "left_out_seeds": { "run": "_Run_", "r": { "42": f(0.3), "1": f(0.4), "2": f(0.2) } },
+        });
+        let t = seeds_table(&v);
+        assert!(
+            t.contains("| r | 0.400 (seed 1), 0.200 (seed 2), 0.300 (seed 42) | 0.300 | 0.200 to 0.400 | 0.500 |"),
+            "{t}"
+        );
+        assert_eq!(t.lines().count(), 3, "{t}");
     }
 
     /// The sample keeps each label's share, is at most `n`, and is the same every time.
