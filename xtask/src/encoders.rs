@@ -26,6 +26,19 @@ pub const DOC: &str = "docs/training.md";
 pub const ENCODERS: [&str; 6] =
     ["custom_cnn", "mobilenet_v3_small", "efficientnet_lite0", "resnet18", "resnet34", "resnet50"];
 
+/// `evaluate --no-suggestions` of `model` on the test split of `data`: its
+/// `errors/metrics.json`.
+pub fn test_metrics(exe: &Path, data: &Path, model: &Path) -> Result<Value> {
+    crate::run(
+        Command::new(exe)
+            .args(["evaluate", "--no-suggestions", "--data"])
+            .arg(data)
+            .arg("--model")
+            .arg(model),
+    )?;
+    read_json(&model.join("errors/metrics.json"))
+}
+
 pub fn read_json(path: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
     serde_json::from_str(&text).with_context(|| path.display().to_string())
@@ -70,14 +83,7 @@ pub fn run(root: &Path, only: &[String]) -> Result<()> {
         let epochs =
             read_json(&out.join("logs/training_history.json"))?.as_array().map_or(0, Vec::len);
         let recipe = read_json(&out.join("train_config.json"))?;
-        crate::run(
-            Command::new(&exe)
-                .args(["evaluate", "--no-suggestions", "--data"])
-                .arg(&data)
-                .arg("--model")
-                .arg(&out),
-        )?;
-        let m = read_json(&out.join("errors/metrics.json"))?;
+        let m = test_metrics(&exe, &data, &out)?;
         let bundle = out.join("bundle");
         crate::run(
             Command::new(&exe).arg("export").arg("--model").arg(&out).arg("--out").arg(&bundle),

@@ -32,7 +32,7 @@ pub const FIXTURE: &str = "tests/fixtures/reference/regions.json";
 /// The page that shows them.
 pub const DOC: &str = "docs/regions.md";
 
-use crate::encoders::read_json;
+use crate::encoders::{read_json, test_metrics};
 
 /// The bundled extracts, sorted, each with its region (the file name, as `collect` names it).
 pub fn extracts(root: &Path) -> Result<Vec<(PathBuf, String)>> {
@@ -433,14 +433,7 @@ pub fn adapt(root: &Path, trial: &AdaptTrial) -> Result<()> {
         )?;
         let without = work.join("runs").join(format!("without-{r}"));
         let evaluate = |model: &Path| -> Result<Value> {
-            crate::run(
-                Command::new(&exe)
-                    .args(["evaluate", "--no-suggestions", "--data"])
-                    .arg(&dir)
-                    .arg("--model")
-                    .arg(model),
-            )?;
-            Ok(figures(&read_json(&model.join("errors/metrics.json"))?, None))
+            Ok(figures(&test_metrics(&exe, &dir, model)?, None))
         };
         let before = evaluate(&without)?;
         let bundle = work.join("runs").join(format!("without-{r}-bundle"));
@@ -543,14 +536,7 @@ pub fn seeds(root: &Path, args: &[String]) -> Result<()> {
                         .args(["--seed", &seed.to_string()]),
                 )?;
             }
-            crate::run(
-                Command::new(&exe)
-                    .args(["evaluate", "--no-suggestions", "--data"])
-                    .arg(&data)
-                    .arg("--model")
-                    .arg(&run),
-            )?;
-            let f = figures(&read_json(&run.join("errors/metrics.json"))?, None);
+            let f = figures(&test_metrics(&exe, &data, &run)?, None);
             out["left_out_seeds"][r][seed.to_string()] = f;
             out["left_out_seeds"]["run"] = json!(crate::bench::run_record(root));
             std::fs::write(&fixture, serde_json::to_string_pretty(&out)? + "\n")?;
