@@ -503,13 +503,23 @@ pub fn feature_type_metrics(
     labels: &crate::LabelVocab,
     device: &Device,
 ) -> Option<crate::train::metrics::Metrics> {
+    let (truth, logits) = positive_logits(model, examples, device)?;
+    let logits: Vec<f32> = logits.into_data().iter::<f32>().collect();
+    let scores: Vec<&[f32]> = logits.chunks(logits.len() / truth.len()).collect();
+    Some(crate::train::metrics::Metrics::feature_types(&truth, &scores, labels))
+}
+
+/// The classes of the positive examples and the head's logits for them, `[n, classes]`
+/// (`None` without a positive example).
+fn positive_logits(
+    model: &AccessModel,
+    examples: &[FeatureExample],
+    device: &Device,
+) -> Option<(Vec<usize>, Tensor<2>)> {
     let pos: Vec<&FeatureExample> =
         examples.iter().filter(|e| matches!(e.target, Target::Is(_))).collect();
     let b = feature_batch(&pos, device)?;
-    let logits: Vec<f32> = head_logits(model, &b).into_data().iter::<f32>().collect();
-    let scores: Vec<&[f32]> = logits.chunks(logits.len() / pos.len()).collect();
-    let truth: Vec<usize> = pos.iter().map(|e| e.target.class()).collect();
-    Some(crate::train::metrics::Metrics::feature_types(&truth, &scores, labels))
+    Some((pos.iter().map(|e| e.target.class()).collect(), head_logits(model, &b)))
 }
 
 /// True and predicted classes of the positive examples (`None` without any).
@@ -518,12 +528,9 @@ fn predictions(
     examples: &[FeatureExample],
     device: &Device,
 ) -> Option<(Vec<usize>, Vec<usize>)> {
-    let pos: Vec<&FeatureExample> =
-        examples.iter().filter(|e| matches!(e.target, Target::Is(_))).collect();
-    let b = feature_batch(&pos, device)?;
-    let pred = head_logits(model, &b).argmax(1).reshape([pos.len()]);
+    let (truth, logits) = positive_logits(model, examples, device)?;
+    let pred = logits.argmax(1).reshape([truth.len()]);
     let pred: Vec<usize> = pred.into_data().iter::<i64>().map(|p| p as usize).collect();
-    let truth = pos.iter().map(|e| e.target.class()).collect();
     Some((truth, pred))
 }
 
