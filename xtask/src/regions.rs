@@ -674,7 +674,6 @@ fn page_share(left_out: &Value, in_region: &Value) -> Option<f64> {
 /// The page's epochs sweep (`page_adapted.sweep`): feature-type macro-F1 after learning the
 /// view, per epoch count, left out and in-region, and the share of the gap closed.
 pub fn page_sweep_table(v: &Value) -> String {
-    let f = |x: &Value| x.as_f64().map_or("-".to_string(), |f| format!("{f:.3}"));
     let mut out = String::from(
         "| epochs | trained without the region: macro-F1 after | shipped: macro-F1 after | share of the gap closed |\n\
          |---|---|---|---|\n",
@@ -685,8 +684,8 @@ pub fn page_sweep_table(v: &Value) -> String {
         out += &format!(
             "| {} | {} | {} | {share} |\n",
             s["epochs"],
-            f(&s["left_out"]["types_f1_after"]),
-            f(&s["in_region"]["types_f1_after"]),
+            f3(&s["left_out"]["types_f1_after"]),
+            f3(&s["in_region"]["types_f1_after"]),
         );
     }
     out
@@ -697,7 +696,6 @@ pub fn page_sweep_table(v: &Value) -> String {
 /// and with the shipped model (trained with it).
 pub fn page_table(v: &Value) -> String {
     let p = &v["page_adapted"];
-    let f = |x: &Value| x.as_f64().map_or("-".to_string(), |f| format!("{f:.3}"));
     let (lo, home) = (&p["left_out"], &p["in_region"]);
     let closed = match (
         page_share(lo, home),
@@ -708,26 +706,29 @@ pub fn page_table(v: &Value) -> String {
         (None, Some(b), Some(h)) => format!("no gap to close (in-region {:.3} higher)", h - b),
         _ => "-".to_string(),
     };
+    let r = p["region"].as_str().unwrap_or("?");
+    let row = |model: String, x: &Value| {
+        format!(
+            "| {model} | {} | {} -> {} | {} -> {} | {:.0} |\n",
+            x["train_places"],
+            f3(&x["types_f1_before"]),
+            f3(&x["types_f1_after"]),
+            f3(&x["accuracy_before"]),
+            f3(&x["accuracy_after"]),
+            x["seconds"].as_f64().unwrap_or(f64::NAN),
+        )
+    };
     format!(
         "| model | places learned from | feature types macro-F1: before -> after | accuracy, `none` included: before -> after | seconds |\n\
-         |---|---|---|---|---|\n\
-         | trained without {r} | {} | {} -> {} | {} -> {} | {:.0} |\n\
-         | shipped, trained with {r} | {} | {} -> {} | {} -> {} | {:.0} |\n\n\
-         Share of the gap closed: {closed}.\n",
-        lo["train_places"],
-        f(&lo["types_f1_before"]),
-        f(&lo["types_f1_after"]),
-        f(&lo["accuracy_before"]),
-        f(&lo["accuracy_after"]),
-        lo["seconds"].as_f64().unwrap_or(f64::NAN),
-        home["train_places"],
-        f(&home["types_f1_before"]),
-        f(&home["types_f1_after"]),
-        f(&home["accuracy_before"]),
-        f(&home["accuracy_after"]),
-        home["seconds"].as_f64().unwrap_or(f64::NAN),
-        r = p["region"].as_str().unwrap_or("?"),
+         |---|---|---|---|---|\n{}{}\nShare of the gap closed: {closed}.\n",
+        row(format!("trained without {r}"), lo),
+        row(format!("shipped, trained with {r}"), home),
     )
+}
+
+/// A figure to three decimals, or `-` where there is none.
+fn f3(x: &Value) -> String {
+    x.as_f64().map_or("-".to_string(), |f| format!("{f:.3}"))
 }
 
 /// The regions table: per region, in-region and left out, side by side.
