@@ -12,20 +12,32 @@
 
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Result, bail};
 
 use crate::{cargo, run};
 
+/// Whether this process has already fetched into the default `CARGO_HOME` (a task that ends
+/// in several offline builds fetches once).
+static FETCHED: AtomicBool = AtomicBool::new(false);
+
 /// `cargo fetch --locked`, then the offline guard; `cargo_home` overrides `CARGO_HOME` (tests).
 pub fn ensure_crates(root: &Path, cargo_home: Option<&Path>) -> Result<()> {
+    if cargo_home.is_none() && FETCHED.load(Ordering::Relaxed) {
+        return Ok(());
+    }
     let mut fetch = cargo();
     fetch.current_dir(root).args(["fetch", "--locked"]);
     if let Some(home) = cargo_home {
         fetch.env("CARGO_HOME", home);
     }
     run(&mut fetch)?;
-    offline_ready(root, cargo_home)
+    offline_ready(root, cargo_home)?;
+    if cargo_home.is_none() {
+        FETCHED.store(true, Ordering::Relaxed);
+    }
+    Ok(())
 }
 
 /// The guard: the whole workspace resolves offline. The error names what is missing.

@@ -8,6 +8,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Result, bail};
 
@@ -60,6 +61,11 @@ fn cargo_install(krate: &str, version: &str, locked: bool) -> Result<()> {
 /// Installs the wasm32 target, wasm-bindgen-cli and trunk at their pinned versions (once; they
 /// are cached outside the clone).
 pub fn ensure_tools() -> Result<()> {
+    // Once per process: `cargo xtask test` needs them for the wasm tests and the app's build.
+    static READY: AtomicBool = AtomicBool::new(false);
+    if READY.load(Ordering::Relaxed) {
+        return Ok(());
+    }
     ensure_wasm_target()?;
     if !installed_version("wasm-bindgen").is_some_and(|v| v.ends_with(WASM_BINDGEN_VERSION)) {
         // Not --locked: its lock pins a crate version the registry mirror lacks.
@@ -72,7 +78,9 @@ pub fn ensure_tools() -> Result<()> {
     }
     // The installs' build folder (1.3 GB) is of no use once the binaries are in place.
     let _ = std::fs::remove_dir_all(cache_dir().join("install-target"));
-    crate::steps::time("wasm-opt (npm binaryen)", ensure_wasm_opt)
+    crate::steps::time("wasm-opt (npm binaryen)", ensure_wasm_opt)?;
+    READY.store(true, Ordering::Relaxed);
+    Ok(())
 }
 
 /// `wasm-opt` from npm `binaryen` (a Node script around binaryen built to wasm), linked into
