@@ -44,3 +44,29 @@ fn the_kernels_give_the_fixture_and_burns_probabilities_on_the_shipped_bundle() 
         assert!((a - b).abs() < 1e-5, "native {ours:?} vs fixture {want:?}");
     }
 }
+
+/// What a fine-tune caches: the kernels' pooled features equal Burn's encoder features.
+#[test]
+fn the_kernels_pooled_features_equal_burns_encoder_features() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/model");
+    let m =
+        BundleManifest::from_json(&std::fs::read_to_string(format!("{root}/model.json")).unwrap())
+            .unwrap();
+    let w = std::fs::read(format!("{root}/weights.bpk")).unwrap();
+    let p = Predictor::from_bundle(&m, &w, &Device::flex()).unwrap();
+    let inputs = parity_inputs(&p);
+    let ours = p.kernel_features(&inputs).unwrap().expect("a CPU predictor runs the kernels");
+    let size = m.config.image_size as usize;
+    let burn =
+        model_core::train::finetune::encode_features(&p.model, &inputs, size, &Device::flex())
+            .unwrap()
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+    assert_eq!(ours.len(), burn.len());
+    assert_eq!(ours.len(), inputs.len() * m.config.encoder.features());
+    for (a, b) in ours.iter().zip(&burn) {
+        assert!((a - b).abs() < 1e-4, "kernels {a} vs Burn {b}");
+    }
+    assert!(p.clone().without_kernels().kernel_features(&inputs).unwrap().is_none());
+}

@@ -19,12 +19,15 @@ use model_core::train::finetune::{
 };
 use model_core::train::schedule::{Schedule, Scheduler};
 
-use super::{Loaded, cancelled, crop_at, post};
+use super::tiles::Tiles;
+use super::{Loaded, cancelled, post};
 use crate::net::now_ms;
 use crate::protocol::{FineTuneExample, FineTuneSummary, FromWorker, LearnedArea};
 
 /// Images encoded per batch.
 const ENCODE_BATCH: usize = 8;
+/// How many places ahead of the one being cut the tiles are requested.
+const TILES_AHEAD: usize = 8;
 
 fn progress(
     phase: &str,
@@ -77,7 +80,12 @@ pub(crate) async fn run(
     // 1. Inputs, from the model's own tiles. A tile that fails skips its example.
     let mut skipped = Vec::new();
     let mut images = Vec::new();
+    let mut tiles = Tiles::new();
     for (i, e) in examples.iter().enumerate() {
+        // The next places' tiles load while this one is cut.
+        for q in examples.iter().skip(i + 1).take(TILES_AHEAD) {
+            let _ = tiles.want(m, q.lat, q.lon);
+        }
         progress("tiles", 25.0 * i as f64 / examples.len().max(1) as f64, 0, epochs, None, None);
         if cancelled() {
             return Ok(None);
@@ -87,7 +95,7 @@ pub(crate) async fn run(
             continue;
         };
         // The same example assembly as native training (model-core's `TrainingExample`).
-        let example = crop_at(m, e.lat, e.lon).await.and_then(|img| {
+        let example = tiles.crop(m, e.lat, e.lon).await.and_then(|img| {
             TrainingExample::new(
                 img,
                 config.image_size,
@@ -142,23 +150,35 @@ pub(crate) async fn run(
             return Ok(None);
         }
         let inputs: Vec<ModelInput> = chunk.iter().map(|(_, _, j)| j.input.clone()).collect();
-        // The pooled features, or (training the last stage too) the trunk's feature maps.
-        let (encoded, map) = if last_stage {
-            let t = encode_trunk(&m.predictor.model, &inputs, size, m.predictor.device())
-                .map_err(|e| e.to_string())?;
-            let [_, c, h, w] = t.dims();
-            (t.flatten::<2>(1, 3), Some([c, h, w]))
-        } else {
-            let t = encode_features(&m.predictor.model, &inputs, size, m.predictor.device())
-                .map_err(|e| e.to_string())?;
-            (t, None)
+        // The pooled features (on the CPU from the predictor's kernels, as its predictions),
+        // or (training the last stage too) the trunk's feature maps.
+        let pooled = match last_stage {
+            true => None,
+            false => m.predictor.kernel_features(&inputs).map_err(|e| e.to_string())?,
         };
-        let data = encoded
-            .into_data_async()
-            .await
-            .map_err(|e| format!("{e:?}"))?
-            .try_to_vec::<f32>()
-            .map_err(|e| format!("{e:?}"))?;
+        let (data, map) = match pooled {
+            Some(data) => (data, None),
+            None => {
+                let (encoded, map) = if last_stage {
+                    let t = encode_trunk(&m.predictor.model, &inputs, size, m.predictor.device())
+                        .map_err(|e| e.to_string())?;
+                    let [_, c, h, w] = t.dims();
+                    (t.flatten::<2>(1, 3), Some([c, h, w]))
+                } else {
+                    let t =
+                        encode_features(&m.predictor.model, &inputs, size, m.predictor.device())
+                            .map_err(|e| e.to_string())?;
+                    (t, None)
+                };
+                let data = encoded
+                    .into_data_async()
+                    .await
+                    .map_err(|e| format!("{e:?}"))?
+                    .try_to_vec::<f32>()
+                    .map_err(|e| format!("{e:?}"))?;
+                (data, map)
+            }
+        };
         for ((k, v, j), f) in chunk.iter().zip(split_rows(data, inputs.len())) {
             let e = &examples[j.example];
             let class = images[*k].1;

@@ -8,14 +8,14 @@
 //! bundle's zoom, exactly as `accessatlas collect` cut the training images.
 
 mod fine_tune_run;
+mod tiles;
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use image::RgbaImage;
 use model_core::burn::tensor::Device;
 use model_core::data::preprocess::ModelInput;
-use model_core::data::tile::{FILL, Placement};
+use model_core::data::tile::FILL;
 use model_core::infer::Predictor;
 use model_core::infer::bundle::{
     BUNDLE_CONFIG_FILE, BUNDLE_WEIGHTS_FILE, BundleManifest, COMPACT_DIR, PRECISION_REPORT_FILE,
@@ -26,11 +26,15 @@ use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
 use crate::net::{begin, now_ms};
 use base64::Engine;
+use tiles::Tiles;
 
 use crate::protocol::{
     BackendChoice, BackendNote, FineTuneSummary, FromWorker, ModelInfo, ModelOrigin, ScanPoint,
     ToWorker,
 };
+
+/// How many points ahead of the one being scored a scan requests tiles.
+const SCAN_AHEAD: usize = 4;
 
 pub(crate) struct Loaded {
     pub(crate) predictor: Predictor,
@@ -154,7 +158,7 @@ async fn handle(msg: ToWorker, bytes: Option<Vec<u8>>) {
                 });
                 return;
             };
-            match predict(&m, id, lat, lon, &source).await {
+            match predict(&m, &mut Tiles::new(), id, lat, lon, &source).await {
                 Ok(p) => post(&p),
                 Err(message) => post(&FromWorker::Failed { id: Some(id), message }),
             }
@@ -233,12 +237,17 @@ async fn handle(msg: ToWorker, bytes: Option<Vec<u8>>) {
             let Some(m) = STATE.with_borrow(|s| s.loaded.clone()) else { return };
             let (mut failed, total, started) = (0, points.len(), crate::net::now_ms());
             let mut unscanned = 0;
-            for (i, ScanPoint { lat, lon, reasons }) in points.into_iter().enumerate() {
+            let mut tiles = Tiles::new();
+            for (i, ScanPoint { lat, lon, reasons }) in points.iter().cloned().enumerate() {
                 if i >= first && crate::net::now_ms() - started >= budget_ms {
                     unscanned = total - i;
                     break;
                 }
-                match predict(&m, id, lat, lon, &source).await {
+                // The next points' tiles load while this one is computed.
+                for q in points.iter().skip(i + 1).take(SCAN_AHEAD) {
+                    let _ = tiles.want(&m, q.lat, q.lon);
+                }
+                match predict(&m, &mut tiles, id, lat, lon, &source).await {
                     Ok(FromWorker::Prediction { prediction, .. }) => {
                         // Candidates, not a point a mapper chose: under the prior of their kind.
                         let prediction = m.predictor.at_candidate(prediction, &reasons);
@@ -564,27 +573,6 @@ fn wasm_memory_bytes() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// The model's input image at a point: tiles from the bundle's source, stitched and cut.
-pub(crate) async fn crop_at(m: &Loaded, lat: f64, lon: f64) -> Result<image::RgbImage, String> {
-    let window =
-        m.predictor.window(&m.manifest.tile_source, lat, lon).map_err(|e| e.to_string())?;
-    let placements = window.placements();
-    let mut pending = Vec::with_capacity(placements.len());
-    for p in &placements {
-        let url = m.manifest.tile_source.tile_url(&m.base, p.tile).map_err(|e| e.to_string())?;
-        pending.push((*p, begin(&url)));
-    }
-    let mut tiles: Vec<(Placement, RgbaImage)> = Vec::with_capacity(pending.len());
-    for (p, req) in pending {
-        let bytes = req.bytes().await.map_err(|e| format!("map tile: {e}"))?;
-        let img = image::load_from_memory(&bytes)
-            .map_err(|e| format!("map tile {}/{}/{}: {e}", p.tile.z, p.tile.x, p.tile.y))?
-            .to_rgba8();
-        tiles.push((p, img));
-    }
-    Ok(window.stitch(&tiles, FILL))
-}
-
 /// `runs` forward passes of a blank tile, timed by kind of operation
 /// (`Predictor::profile`): the median of each kind and of the whole pass.
 fn profile(m: &Loaded, runs: usize) -> Result<FromWorker, String> {
@@ -617,13 +605,14 @@ fn profile(m: &Loaded, runs: usize) -> Result<FromWorker, String> {
 
 async fn predict(
     m: &Loaded,
+    tiles: &mut Tiles,
     id: u64,
     lat: f64,
     lon: f64,
     source: &str,
 ) -> Result<FromWorker, String> {
     let t0 = now_ms();
-    let crop = crop_at(m, lat, lon).await?;
+    let crop = tiles.crop(m, lat, lon).await?;
     let tiles_ms = now_ms() - t0;
 
     let t1 = now_ms();

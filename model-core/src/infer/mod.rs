@@ -177,6 +177,15 @@ impl Predictor {
             .map_err(|e| CoreError::Backend(format!("{e:?}")))
     }
 
+    /// The pooled image features `[n * F]` of `inputs` from the CPU kernels, where this
+    /// predictor runs them (`None` elsewhere: Burn's forward, read back asynchronously on a
+    /// GPU, is the caller's). Equal to the encoder's Burn features within float rounding.
+    pub fn kernel_features(&self, inputs: &[ModelInput]) -> Result<Option<Vec<f32>>, CoreError> {
+        let Some(engine) = &self.kernels else { return Ok(None) };
+        let (images, _, _) = self.batch_values(inputs)?;
+        engine.pooled(&images, inputs.len()).map(Some)
+    }
+
     /// One forward pass of `input`, timed by kind of operation with `clock` (milliseconds: the
     /// worker's `performance.now()`, natively an `Instant`): where the model's time goes, in
     /// the order the kinds first ran, and the whole pass. Meaningful on a backend that

@@ -105,10 +105,7 @@ impl Engine {
         {
             return Err(CoreError::BadBatch("input does not fit the model".into()));
         }
-        let classes = self.head.output;
-        let mut out = vec![0.0; n * classes];
-        let one = |i: usize, parallel: bool, logits: &mut [f32]| {
-            let ctx = Ctx { isa: self.isa, parallel };
+        Ok(self.per_image(n, self.head.output, |i, ctx, logits| {
             let image = &images[i * 3 * s * s..(i + 1) * 3 * s * s];
             let features = self.features(image, ctx);
             self.tail(
@@ -117,17 +114,42 @@ impl Engine {
                 &sources[i * self.sources..(i + 1) * self.sources],
                 logits,
             );
-        };
+        }))
+    }
+
+    /// `[n, width]` from `one(i, ctx, row)` per image: natively the images spread over the
+    /// threads (each on one), else one after another, each on all threads.
+    fn per_image(
+        &self,
+        n: usize,
+        width: usize,
+        one: impl Fn(usize, Ctx, &mut [f32]) + Sync,
+    ) -> Vec<f32> {
+        let mut out = vec![0.0; n * width];
         #[cfg(not(target_arch = "wasm32"))]
         if n > 1 && rayon::current_num_threads() > 1 {
             use rayon::prelude::*;
-            out.par_chunks_mut(classes).enumerate().for_each(|(i, l)| one(i, false, l));
-            return Ok(out);
+            let ctx = Ctx { isa: self.isa, parallel: false };
+            out.par_chunks_mut(width).enumerate().for_each(|(i, row)| one(i, ctx, row));
+            return out;
         }
-        for (i, l) in out.chunks_mut(classes).enumerate() {
-            one(i, true, l);
+        let ctx = Ctx { isa: self.isa, parallel: true };
+        for (i, row) in out.chunks_mut(width).enumerate() {
+            one(i, ctx, row);
         }
-        Ok(out)
+        out
+    }
+
+    /// Pooled image features `[n, F]` (what the fusion reads) of `n` images (`[3, s, s]`
+    /// each, channels first): what a fine-tune caches, without the metadata branch and head.
+    pub fn pooled(&self, images: &[f32], n: usize) -> Result<Vec<f32>, CoreError> {
+        let s = self.image_size;
+        if n == 0 || images.len() != n * 3 * s * s {
+            return Err(CoreError::BadBatch("input does not fit the model".into()));
+        }
+        Ok(self.per_image(n, self.features, |i, ctx, row| {
+            row.copy_from_slice(&self.features(&images[i * 3 * s * s..(i + 1) * 3 * s * s], ctx))
+        }))
     }
 
     /// Pooled image features of one image.
