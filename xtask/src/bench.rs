@@ -41,11 +41,9 @@ pub(crate) fn cargo_bench(name: &str, args: &[&str]) -> Result<Vec<serde_json::V
     Ok(json_lines(&output(cargo().args(["bench", "--quiet", "--bench", name, "--"]).args(args))?))
 }
 
-/// The browser benchmark; builds the app first if `dist/` is missing.
+/// The browser benchmark, on a build of the code it names (built again when stale).
 fn browser_bench(root: &Path, args: &[&str]) -> Result<Vec<serde_json::Value>> {
-    if !root.join("dist/index.html").is_file() {
-        web::build_app(root)?;
-    }
+    web::current_app(root)?;
     web::ensure_chromium()?;
     cargo_bench("browser", args)
 }

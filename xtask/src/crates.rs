@@ -125,9 +125,8 @@ mod tests {
         let root = crate::project_root();
         // This machine's cache must hold every crate first (as `cargo xtask test` makes sure).
         ensure_crates(&root, None).unwrap();
-        let tmp = std::env::temp_dir().join(format!("xtask-crates-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
-        let home = home_without_worker_crate(&tmp);
+        let tmp = tempfile::tempdir().unwrap();
+        let home = home_without_worker_crate(tmp.path());
 
         let err = offline_ready(&root, Some(&home)).expect_err("the guard sees a missing crate");
         assert!(err.to_string().contains(WORKER_ONLY), "the error names the crate: {err:#}");
@@ -139,6 +138,5 @@ mod tests {
             .flat_map(|reg| std::fs::read_dir(reg.unwrap().path()).unwrap())
             .any(|e| is_worker_only(&e.unwrap().file_name()));
         assert!(fetched, "the fetch step downloaded {WORKER_ONLY}");
-        std::fs::remove_dir_all(&tmp).unwrap();
     }
 }

@@ -170,15 +170,15 @@ mod tests {
 
     #[test]
     fn a_circle_is_found() {
-        let dir = std::env::temp_dir().join(format!("xtask-cycles-{}", std::process::id()));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         std::fs::create_dir_all(dir.join("ui")).unwrap();
         std::fs::write(dir.join("lib.rs"), "mod a; mod b; mod ui;").unwrap();
         std::fs::write(dir.join("a.rs"), "use crate::b::thing;").unwrap();
         std::fs::write(dir.join("b.rs"), "use crate::{ui, a::other};").unwrap();
         std::fs::write(dir.join("ui/mod.rs"), "mod x; use super::b;").unwrap();
         std::fs::write(dir.join("ui/x.rs"), "use super::Ctx; fn f() { crate::a::g() }").unwrap();
-        let found = cycles_in(&dir);
-        std::fs::remove_dir_all(&dir).unwrap();
+        let found = cycles_in(dir);
         assert!(found.contains(&"a <-> b".to_string()), "{found:?}");
         assert!(found.contains(&"b <-> ui".to_string()), "{found:?}");
     }

@@ -175,7 +175,7 @@ fn test(_root: &Path) -> Result<()> {
     })?;
     // The app's browser-only modules exist on wasm32 only: lint them there too.
     steps::time("clippy, wasm32", || {
-        run(cargo().args([
+        run(web::wasm_cargo().args([
             "clippy",
             "-p",
             "app",

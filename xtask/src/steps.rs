@@ -2,20 +2,90 @@
 //! as it ends, and all of them at the end, so a first run on a new machine says where its
 //! minutes went.
 
-use std::sync::Mutex;
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-static DONE: Mutex<Vec<(String, Duration)>> = Mutex::new(Vec::new());
+use anyhow::{Context, Result, bail};
 
-/// Runs `f` as the step `name`, says how long it took, and keeps the time for [`summary`].
-pub fn time<T>(name: &str, f: impl FnOnce() -> T) -> T {
+static DONE: Mutex<Vec<(String, Duration)>> = Mutex::new(Vec::new());
+/// When the first step began: the summary's wall-clock total (steps may run side by side).
+static FIRST: OnceLock<Instant> = OnceLock::new();
+
+fn begin(name: &str) -> Instant {
     eprintln!("xtask: {name} ...");
-    let started = Instant::now();
-    let out = f();
+    let now = Instant::now();
+    FIRST.get_or_init(|| now);
+    now
+}
+
+fn end(name: &str, started: Instant) {
     let took = started.elapsed();
     eprintln!("xtask: {name}: {}", words(took));
     DONE.lock().unwrap_or_else(|e| e.into_inner()).push((name.to_string(), took));
+}
+
+/// Runs `f` as the step `name`, says how long it took, and keeps the time for [`summary`].
+pub fn time<T>(name: &str, f: impl FnOnce() -> T) -> T {
+    let started = begin(name);
+    let out = f();
+    end(name, started);
     out
+}
+
+/// A step run as a child process beside the next ones (on 2 cores each leaves a core idle at
+/// times: links, LTO, wasm-opt), its output in a log file; [`Beside::wait`] ends it. Dropped
+/// unwaited (the steps beside it failed), the child is stopped.
+pub struct Beside {
+    name: String,
+    child: Option<Child>,
+    log: PathBuf,
+    started: Instant,
+}
+
+impl Beside {
+    pub fn start(name: &str, cmd: &mut Command, log: PathBuf) -> Result<Self> {
+        let started =
+            begin(&format!("{name} (beside the next steps; output in {})", log.display()));
+        if let Some(dir) = log.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = std::fs::File::create(&log).with_context(|| format!("{}", log.display()))?;
+        let child = cmd
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()
+            .with_context(|| format!("starting {cmd:?}"))?;
+        Ok(Self { name: name.to_string(), child: Some(child), log, started })
+    }
+
+    /// Waits for the step; its failure carries the end of its output.
+    pub fn wait(mut self) -> Result<()> {
+        let status = self.child.take().expect("waited once").wait()?;
+        end(&self.name, self.started);
+        if !status.success() {
+            let out = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = out.lines().rev().take(40).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            bail!(
+                "{} failed ({status}); the end of {}:\n{}",
+                self.name,
+                self.log.display(),
+                tail.join("\n")
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Beside {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 /// `1 min 05 s`, `12.3 s`.
@@ -36,8 +106,8 @@ pub fn summary() -> String {
     for (name, took) in done.iter() {
         out += &format!("  {:>12}  {name}\n", words(*took));
     }
-    let total: Duration = done.iter().map(|(_, d)| *d).sum();
-    out += &format!("  {:>12}  in all\n", words(total));
+    let total = FIRST.get().map(Instant::elapsed).unwrap_or_default();
+    out += &format!("  {:>12}  in all (wall clock; some steps ran side by side)\n", words(total));
     out
 }
 
@@ -58,6 +128,33 @@ mod tests {
         assert_eq!(v, 7);
         let s = summary();
         assert!(s.contains("a step of the test"), "{s}");
-        assert!(s.lines().last().unwrap().ends_with("in all"), "{s}");
+        assert!(s.lines().last().unwrap().contains("in all"), "{s}");
+    }
+}
+
+#[cfg(test)]
+mod beside_tests {
+    use super::*;
+
+    #[test]
+    fn a_step_beside_others_reports_its_failure_with_its_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = Beside::start(
+            "a step that works",
+            Command::new("sh").args(["-c", "echo fine"]),
+            dir.path().join("ok.log"),
+        )
+        .unwrap();
+        ok.wait().unwrap();
+        assert_eq!(std::fs::read_to_string(dir.path().join("ok.log")).unwrap(), "fine\n");
+        let bad = Beside::start(
+            "a step that fails",
+            Command::new("sh").args(["-c", "echo the reason; exit 3"]),
+            dir.path().join("bad.log"),
+        )
+        .unwrap();
+        let err = bad.wait().unwrap_err().to_string();
+        assert!(err.contains("a step that fails") && err.contains("the reason"), "{err}");
+        assert!(summary().contains("a step that works"));
     }
 }

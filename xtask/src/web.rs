@@ -41,12 +41,34 @@ fn installed_version(bin: &str) -> Option<String> {
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// Where every wasm32 build goes (the wasm tests, the wasm clippy, trunk's builds): a target
+/// directory of its own, beside the native one, so that a native build can run at the same
+/// time (cargo locks a whole target directory while it builds). The two share nothing anyway:
+/// even their build scripts and proc-macros are built under other profiles.
+pub fn wasm_target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::project_root().join("target"))
+        .join("wasm")
+}
+
+/// `cargo` for a wasm32 build, in [`wasm_target_dir`].
+pub fn wasm_cargo() -> Command {
+    let mut cmd = cargo();
+    cmd.env("CARGO_TARGET_DIR", wasm_target_dir());
+    cmd
+}
+
+/// Installs `krate` into a root of its own (two installs run at once; each root's binaries
+/// are then linked into the tools' `bin/`).
 fn cargo_install(krate: &str, version: &str, locked: bool) -> Result<()> {
+    let root = tools_root().join("roots").join(krate);
+    let target = cache_dir().join(format!("install-target-{krate}"));
     let mut cmd = cargo();
     cmd.args(["install", krate, "--version", version, "--root"])
-        .arg(tools_root())
+        .arg(&root)
         .arg("--target-dir")
-        .arg(cache_dir().join("install-target"))
+        .arg(&target)
         .env_remove("CARGO_TARGET_DIR")
         // A build tool needs no fat LTO on one codegen unit (trunk's own release profile):
         // on 2 cores that alone kept one rustc busy for 8+ minutes while the other core idled.
@@ -55,7 +77,18 @@ fn cargo_install(krate: &str, version: &str, locked: bool) -> Result<()> {
     if locked {
         cmd.arg("--locked");
     }
-    run(&mut cmd)
+    run(&mut cmd)?;
+    // Its build folder (about 0.7 GB) is of no use once the binaries are in place.
+    let _ = std::fs::remove_dir_all(&target);
+    let bin = tools_root().join("bin");
+    std::fs::create_dir_all(&bin)?;
+    for e in std::fs::read_dir(root.join("bin"))? {
+        let e = e?;
+        let link = bin.join(e.file_name());
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(e.path(), &link)?;
+    }
+    Ok(())
 }
 
 /// Installs the wasm32 target, wasm-bindgen-cli and trunk at their pinned versions (once; they
@@ -67,18 +100,32 @@ pub fn ensure_tools() -> Result<()> {
         return Ok(());
     }
     ensure_wasm_target()?;
-    if !installed_version("wasm-bindgen").is_some_and(|v| v.ends_with(WASM_BINDGEN_VERSION)) {
-        // Not --locked: its lock pins a crate version the registry mirror lacks.
-        crate::steps::time("installing wasm-bindgen-cli", || {
-            cargo_install("wasm-bindgen-cli", WASM_BINDGEN_VERSION, false)
-        })?;
-    }
-    if !installed_version("trunk").is_some_and(|v| v.ends_with(TRUNK_VERSION)) {
-        crate::steps::time("installing trunk", || cargo_install("trunk", TRUNK_VERSION, true))?;
-    }
-    // The installs' build folder (1.3 GB) is of no use once the binaries are in place.
-    let _ = std::fs::remove_dir_all(cache_dir().join("install-target"));
-    crate::steps::time("wasm-opt (npm binaryen)", ensure_wasm_opt)?;
+    let bindgen =
+        !installed_version("wasm-bindgen").is_some_and(|v| v.ends_with(WASM_BINDGEN_VERSION));
+    let trunk = !installed_version("trunk").is_some_and(|v| v.ends_with(TRUNK_VERSION));
+    // The two installs at once (on 2 cores each leaves a core idle at times), npm beside them.
+    std::thread::scope(|s| -> Result<()> {
+        let bindgen = bindgen.then(|| {
+            s.spawn(|| {
+                // Not --locked: its lock pins a crate version the registry mirror lacks.
+                crate::steps::time("installing wasm-bindgen-cli", || {
+                    cargo_install("wasm-bindgen-cli", WASM_BINDGEN_VERSION, false)
+                })
+            })
+        });
+        let trunk = trunk.then(|| {
+            s.spawn(|| {
+                crate::steps::time("installing trunk", || {
+                    cargo_install("trunk", TRUNK_VERSION, true)
+                })
+            })
+        });
+        let wasm_opt = crate::steps::time("wasm-opt (npm binaryen)", ensure_wasm_opt);
+        for h in [bindgen, trunk].into_iter().flatten() {
+            h.join().map_err(|_| anyhow::anyhow!("a web tool's install panicked"))??;
+        }
+        wasm_opt
+    })?;
     READY.store(true, Ordering::Relaxed);
     Ok(())
 }
@@ -129,6 +176,7 @@ pub fn build_app(root: &Path) -> Result<PathBuf> {
         run(Command::new(tools_root().join("bin").join("trunk"))
             .current_dir(root)
             .env("PATH", tools_path())
+            .env("CARGO_TARGET_DIR", wasm_target_dir())
             .args(["build", "--release"]))
     })?;
     let dist = root.join("dist");
@@ -138,12 +186,56 @@ pub fn build_app(root: &Path) -> Result<PathBuf> {
     Ok(dist)
 }
 
+/// What the built app is made from: its build is stale when any of these is newer.
+const APP_SOURCES: [&str; 9] = [
+    "app",
+    "model-core",
+    "index.html",
+    "Trunk.toml",
+    "Cargo.lock",
+    "Cargo.toml",
+    "assets/app.css",
+    "assets/pwa",
+    "assets/vendor",
+];
+
+/// `dist/`, built again first when it is missing or older than a source of the app, so a
+/// measurement never runs on a build of other code.
+pub fn current_app(root: &Path) -> Result<PathBuf> {
+    let built = std::fs::metadata(root.join("dist/index.html")).and_then(|m| m.modified()).ok();
+    let newest = APP_SOURCES.iter().filter_map(|p| newest_change(&root.join(p))).max();
+    match (built, newest) {
+        (Some(b), Some(n)) if b >= n => Ok(root.join("dist")),
+        _ => build_app(root),
+    }
+}
+
+/// The latest modification time of `path` or anything under it (`target` folders skipped).
+fn newest_change(path: &Path) -> Option<std::time::SystemTime> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    let own = meta.modified().ok();
+    if !meta.is_dir() {
+        return own;
+    }
+    let inner = std::fs::read_dir(path)
+        .ok()?
+        .flatten()
+        .filter(|e| e.file_name() != "target")
+        .filter_map(|e| newest_change(&e.path()))
+        .max();
+    own.max(inner)
+}
+
 /// `cargo xtask serve`: builds the app in release and serves it with `accessatlas serve`.
 pub fn serve(root: &Path, extra: &[String]) -> Result<()> {
+    // The server's build beside the web tools and the app's (they use other target dirs).
+    let server = crate::steps::Beside::start(
+        "the server (cargo build --release)",
+        cargo().current_dir(root).args(["build", "--release", "--bin", "accessatlas"]),
+        cache_dir().join("logs/server-build.log"),
+    )?;
     build_app(root)?;
-    crate::steps::time("the server (cargo build --release)", || {
-        run(cargo().current_dir(root).args(["build", "--release", "--bin", "accessatlas"]))
-    })?;
+    server.wait()?;
     eprint!("{}", crate::steps::summary());
     run(cargo().current_dir(root).args(["run", "--release", "--quiet", "--", "serve"]).args(extra))
 }
@@ -153,7 +245,7 @@ pub fn browser_tests(root: &Path) -> Result<()> {
     ensure_chromium()?;
     ensure_tools()?;
     crate::steps::time("the app's wasm tests in Chromium", || {
-        run(cargo()
+        run(wasm_cargo()
             .current_dir(root)
             .env("PATH", tools_path())
             .env(
@@ -193,6 +285,22 @@ pub fn browser_tests(root: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A build older than any file of the app's sources is stale, however deep the file.
+    #[test]
+    fn newest_change_sees_a_file_deep_in_a_folder() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let deep = dir.join("a/b");
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::write(dir.join("top.rs"), "").unwrap();
+        let before = newest_change(dir).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(deep.join("new.rs"), "").unwrap();
+        let after = newest_change(dir).unwrap();
+        assert!(after > before, "{after:?} should be after {before:?}");
+        assert_eq!(after, std::fs::metadata(deep.join("new.rs")).unwrap().modified().unwrap());
+    }
 
     /// Both wasm modules go through wasm-opt, the one `Trunk.toml` pins and xtask installs.
     #[test]
