@@ -61,7 +61,7 @@ fn the_kernels_pooled_features_equal_burns_encoder_features() {
         model_core::train::finetune::encode_features(&p.model, &inputs, size, &Device::flex())
             .unwrap()
             .into_data()
-            .to_vec::<f32>()
+            .try_to_vec::<f32>()
             .unwrap();
     assert_eq!(ours.len(), burn.len());
     assert_eq!(ours.len(), inputs.len() * m.config.encoder.features());

@@ -15,6 +15,9 @@ use anyhow::{Context, Result, bail};
 
 use crate::{accessatlas_exe, cache_dir, cargo, output, run, venv, web};
 
+/// Sections that other tasks write, which a full `cargo xtask bench` keeps as they are.
+const OWN_TASK_SECTIONS: [&str; 2] = ["Soak", "First run"];
+
 pub const SECTIONS: [&str; 7] =
     ["data", "train", "inference", "browser", "api", "suggest", "scale"];
 
@@ -100,11 +103,14 @@ pub fn bench(root: &Path, args: &[String]) -> Result<()> {
     let mut sections: Vec<String> = sections.iter().map(|s| stamp(s, &record)).collect();
     let path = root.join("BENCHMARKS.md");
     let old = std::fs::read_to_string(&path).unwrap_or_default();
-    // The soak is its own task (`cargo xtask soak`): a full run keeps its section.
-    if let Some(soak) = old.split("\n## ").find(|s| s.starts_with("Soak\n"))
-        && only.is_empty()
-    {
-        sections.push(format!("## {}", soak.trim_end()));
+    // Sections of their own tasks (`cargo xtask soak`, `cargo xtask first-run`): a full run
+    // keeps them.
+    if only.is_empty() {
+        for own in OWN_TASK_SECTIONS {
+            if let Some(s) = old.split("\n## ").find(|s| s.starts_with(&format!("{own}\n"))) {
+                sections.push(format!("## {}", s.trim_end()));
+            }
+        }
     }
     std::fs::write(&path, merge(&header(), &old, &sections, only.is_empty()))?;
     eprintln!("BENCHMARKS.md written");
@@ -192,9 +198,7 @@ pub fn soak(root: &Path, args: &[String]) -> Result<()> {
     let rows = cargo_bench("soak", &["--seconds", &seconds, "--interval", "60"])?;
     let verdict = soak_verdict(&rows)?;
     let section = stamp(&soak_section(minutes, &rows, &verdict), &run_record(root));
-    let path = root.join("BENCHMARKS.md");
-    let old = std::fs::read_to_string(&path).unwrap_or_default();
-    std::fs::write(&path, merge(&header(), &old, &[section], false))?;
+    merge_into_benchmarks(root, section)?;
     eprintln!("BENCHMARKS.md written (Soak)");
     if !verdict.failed.is_empty() {
         bail!("soak: {}", verdict.failed.join("; "));
@@ -313,7 +317,15 @@ waiting), {:.0} other answers; the slowest took {:.0} ms; server peak RSS {:.0} 
 }
 
 /// The section with its run record as the line after its title.
-fn stamp(section: &str, record: &str) -> String {
+/// Puts `section` into BENCHMARKS.md in place of the one of its title (or at the end).
+pub(crate) fn merge_into_benchmarks(root: &Path, section: String) -> Result<()> {
+    let path = root.join("BENCHMARKS.md");
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    std::fs::write(&path, merge(&header(), &old, &[section], false))?;
+    Ok(())
+}
+
+pub(crate) fn stamp(section: &str, record: &str) -> String {
     match section.split_once('\n') {
         Some((title, rest)) => format!("{title}\n\n{record}\n{rest}"),
         None => format!("{section}\n\n{record}\n"),

@@ -14,6 +14,9 @@
 //! - `soak [--minutes N]`: `accessatlas serve` under a mix of requests from several clients for
 //!   N minutes (default 10), then a flood of new tiles; writes `BENCHMARKS.md`'s "Soak"
 //!   section and fails when a criterion fails (`bench.rs`, `soak_section`).
+//! - `first-run [--port P] [--limit-min M]`: `serve` as a new user meets it (a clean clone,
+//!   an empty cargo home and tool cache, new target dirs), timed to the server's first answer;
+//!   writes `BENCHMARKS.md`'s "First run" section with each step's time (`first_run.rs`).
 //! - `synth --copies N --out FILE.osm.pbf`: the bundled extract copied N times side by side
 //!   with fresh ids (the scale benchmark's input; `scale.rs`).
 //! - `gpu`: the wgpu backend against the CPU (`tests/gpu.rs`, release build with
@@ -50,6 +53,7 @@ mod crates;
 mod cycles;
 mod docs;
 mod encoders;
+mod first_run;
 mod gpu;
 mod regions;
 mod scale;
@@ -80,6 +84,7 @@ fn main() -> Result<()> {
         },
         "bench" => bench::bench(&root, &args[1..]),
         "soak" => bench::soak(&root, &args[1..]),
+        "first-run" => first_run::first_run(&root, &args[1..]),
         "gpu" => gpu::gpu(&root),
         "synth" => scale::synth_task(&root, &args[1..]),
         _ => {
@@ -97,6 +102,10 @@ fn main() -> Result<()> {
                 bench::SECTIONS.join(", ")
             );
             eprintln!("  test       fmt, clippy, all tests, wasm32 build (what CI runs)");
+            eprintln!(
+                "  first-run  `serve` from nothing (clean clone, empty cargo home and tool cache), timed"
+            );
+            eprintln!("  soak       [--minutes N]: serve under a mix of clients, RSS and latency");
             eprintln!(
                 "  synth      --copies N --out FILE.osm.pbf: the bundled extract copied N times (scale bench)"
             );

@@ -57,7 +57,12 @@ impl Beside {
             .stderr(file)
             .spawn()
             .with_context(|| format!("starting {cmd:?}"))?;
-        Ok(Self { name: name.to_string(), child: Some(child), log, started })
+        Ok(Self {
+            name: format!("{name}, beside the steps after it"),
+            child: Some(child),
+            log,
+            started,
+        })
     }
 
     /// Waits for the step; its failure carries the end of its output.

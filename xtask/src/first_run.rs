@@ -1,0 +1,168 @@
+//! `cargo xtask first-run [--port 8099] [--limit-min 150]`: the README's first command as a new
+//! user meets it, measured. A clean clone of the committed `HEAD`, an empty cargo home (the
+//! toolchain itself stays: rustup is not part of the project's set-up), an empty tool cache
+//! and new target dirs; `cargo xtask serve` runs there until the server answers
+//! `/api/health`, then stops. The time to that answer and the time of each step (the serve's
+//! own step summary) go to BENCHMARKS.md's "First run" section.
+//!
+//! What stays from this machine: the Rust toolchain and its wasm32 target, and what Debian
+//! packages are installed (Node.js and npm, which a fresh Debian would first install).
+
+use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::bench::{merge_into_benchmarks, run_record};
+use crate::{output, run, steps};
+
+pub fn first_run(root: &Path, args: &[String]) -> Result<()> {
+    let value = |flag: &str, default: u64| -> Result<u64> {
+        match args.iter().position(|a| a == flag) {
+            Some(i) => args
+                .get(i + 1)
+                .and_then(|v| v.parse().ok())
+                .with_context(|| format!("{flag} needs a whole number")),
+            None => Ok(default),
+        }
+    };
+    let port = value("--port", 8099)? as u16;
+    let limit = Duration::from_secs(value("--limit-min", 150)? * 60);
+
+    let dir = std::env::temp_dir().join("accessatlas-first-run");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("cargo-home"))?;
+    let clone = dir.join("clone");
+    run(Command::new("git").args(["clone", "-q"]).arg(root).arg(&clone))?;
+
+    // The toolchain's own binaries (not rustup's proxies in the old cargo home) and rustup.
+    let sysroot = output(Command::new("rustc").args(["--print", "sysroot"]))?;
+    let toolchain_bin = Path::new(sysroot.trim()).join("bin");
+    let rustup_bin = dir.join("rustup-bin");
+    std::fs::create_dir_all(&rustup_bin)?;
+    let rustup = output(Command::new("sh").args(["-c", "command -v rustup"]))?;
+    std::os::unix::fs::symlink(rustup.trim(), rustup_bin.join("rustup"))?;
+    let path = format!(
+        "{}:{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        toolchain_bin.display(),
+        rustup_bin.display()
+    );
+
+    let log = dir.join("serve.log");
+    let mut cmd = Command::new(toolchain_bin.join("cargo"));
+    cmd.current_dir(&clone)
+        .args(["xtask", "serve", "--port", &port.to_string()])
+        .env("PATH", path)
+        .env("CARGO_HOME", dir.join("cargo-home"))
+        .env("ACCESSATLAS_CACHE", dir.join("cache"))
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&log)?)
+        .stderr(std::fs::OpenOptions::new().append(true).open(&log)?)
+        .process_group(0);
+    // Nothing of this cargo's environment (its target dir, its own path) leaks in.
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("CARGO") {
+            cmd.env_remove(&k);
+        }
+    }
+    cmd.env("CARGO_HOME", dir.join("cargo-home"));
+    eprintln!("xtask first-run: cargo xtask serve in {} (log: {})", clone.display(), log.display());
+    let started = Instant::now();
+    let mut child = cmd.spawn().context("starting cargo xtask serve")?;
+    let pgid = child.id() as i32;
+    let stop = || unsafe {
+        libc::kill(-pgid, libc::SIGTERM);
+    };
+    let serving = loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("cargo xtask serve ended ({status}) before it served; see {}", log.display());
+        }
+        if healthy(port) {
+            break started.elapsed();
+        }
+        if started.elapsed() > limit {
+            stop();
+            bail!("not serving after {}; see {}", steps::words(limit), log.display());
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    stop();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log)?;
+    let steps =
+        step_times(&text).with_context(|| format!("no step summary in {}", log.display()))?;
+    let section = crate::bench::stamp(&section(serving, &steps), &run_record(root));
+    merge_into_benchmarks(root, section)?;
+    eprintln!("BENCHMARKS.md written (First run): serving after {}", steps::words(serving));
+    Ok(())
+}
+
+/// Whether `GET /api/health` on 127.0.0.1:`port` answers 200.
+fn healthy(port: u16) -> bool {
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET /api/health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut head = [0u8; 16];
+    s.read(&mut head).is_ok_and(|n| String::from_utf8_lossy(&head[..n]).contains(" 200"))
+}
+
+/// The lines of the serve's "time by step" summary: `(time, step)`, the total last.
+fn step_times(log: &str) -> Option<Vec<(String, String)>> {
+    let start = log.rfind("xtask: time by step")?;
+    let rows = log[start..]
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| {
+            let l = l.trim();
+            // `12 min 05 s  name` or `12.3 s  name`: the time ends at the first "s  ".
+            let cut = l.find(" s  ")?;
+            Some((l[..cut + 2].to_string(), l[cut + 4..].trim().to_string()))
+        })
+        .collect::<Vec<_>>();
+    (!rows.is_empty()).then_some(rows)
+}
+
+fn section(serving: Duration, steps: &[(String, String)]) -> String {
+    let mut out = format!(
+        "## First run\n\n\
+`cargo xtask first-run`: the README's `cargo xtask serve` on a clean clone of the commit below,\n\
+with an empty cargo home (every crate downloaded from crates.io), an empty tool cache (trunk\n\
+and wasm-bindgen-cli built from source, npm's binaryen downloaded) and new target dirs, until\n\
+the server answers `/api/health`. Kept from the machine: the Rust toolchain with its wasm32\n\
+target and the Debian packages (Node.js and npm among them). Steps marked \"beside\" ran at the\n\
+same time as the ones after them, so the steps add up to more than the whole.\n\n\
+**Serving after {}.**\n\n\
+| step | time |\n|---|---|\n",
+        steps::words(serving)
+    );
+    for (time, name) in steps {
+        out += &format!("| {name} | {time} |\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_step_summary_is_read_back() {
+        let log = "noise\nxtask: time by step\n     1 min 05 s  installing trunk\n        12.3 s  \
+                   wasm-opt (npm binaryen)\n    20 min 00 s  in all (wall clock; some steps ran \
+                   side by side)\n$ cargo run\n";
+        let rows = step_times(log).unwrap();
+        assert_eq!(rows[0], ("1 min 05 s".to_string(), "installing trunk".to_string()));
+        assert_eq!(rows[1], ("12.3 s".to_string(), "wasm-opt (npm binaryen)".to_string()));
+        assert_eq!(rows.len(), 3);
+        assert!(step_times("no summary here").is_none());
+        let s = section(Duration::from_secs(1500), &rows);
+        assert!(s.starts_with("## First run\n") && s.contains("**Serving after 25 min 00 s.**"));
+        assert!(s.contains("| installing trunk | 1 min 05 s |"), "{s}");
+    }
+}
