@@ -20,14 +20,20 @@ fn probabilities(p: &Predictor) -> Vec<Vec<f32>> {
         .collect()
 }
 
-#[test]
-fn the_kernels_give_the_fixture_and_burns_probabilities_on_the_shipped_bundle() {
+/// The shipped bundle's manifest and its CPU predictor.
+fn shipped() -> (BundleManifest, Predictor) {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/model");
     let m =
         BundleManifest::from_json(&std::fs::read_to_string(format!("{root}/model.json")).unwrap())
             .unwrap();
     let w = std::fs::read(format!("{root}/weights.bpk")).unwrap();
     let p = Predictor::from_bundle(&m, &w, &Device::flex()).unwrap();
+    (m, p)
+}
+
+#[test]
+fn the_kernels_give_the_fixture_and_burns_probabilities_on_the_shipped_bundle() {
+    let (_, p) = shipped();
     assert!(p.kernels().is_some(), "a CPU predictor runs the kernels");
     let ours = probabilities(&p);
     let burn = probabilities(&p.clone().without_kernels());
@@ -48,12 +54,7 @@ fn the_kernels_give_the_fixture_and_burns_probabilities_on_the_shipped_bundle() 
 /// What a fine-tune caches: the kernels' pooled features equal Burn's encoder features.
 #[test]
 fn the_kernels_pooled_features_equal_burns_encoder_features() {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/model");
-    let m =
-        BundleManifest::from_json(&std::fs::read_to_string(format!("{root}/model.json")).unwrap())
-            .unwrap();
-    let w = std::fs::read(format!("{root}/weights.bpk")).unwrap();
-    let p = Predictor::from_bundle(&m, &w, &Device::flex()).unwrap();
+    let (m, p) = shipped();
     let inputs = parity_inputs(&p);
     let ours = p.kernel_features(&inputs).unwrap().expect("a CPU predictor runs the kernels");
     let size = m.config.image_size as usize;
