@@ -3,7 +3,8 @@
 //! minutes went.
 
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::{Command, ExitStatus};
+use std::sync::mpsc::{self, Receiver};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -20,8 +21,7 @@ fn begin(name: &str) -> Instant {
     now
 }
 
-fn end(name: &str, started: Instant) {
-    let took = started.elapsed();
+fn end(name: &str, took: Duration) {
     eprintln!("xtask: {name}: {}", words(took));
     DONE.lock().unwrap_or_else(|e| e.into_inner()).push((name.to_string(), took));
 }
@@ -30,7 +30,7 @@ fn end(name: &str, started: Instant) {
 pub fn time<T>(name: &str, f: impl FnOnce() -> T) -> T {
     let started = begin(name);
     let out = f();
-    end(name, started);
+    end(name, started.elapsed());
     out
 }
 
@@ -39,7 +39,11 @@ pub fn time<T>(name: &str, f: impl FnOnce() -> T) -> T {
 /// unwaited (the steps beside it failed), the child is stopped.
 pub struct Beside {
     name: String,
-    child: Option<Child>,
+    /// The child's exit and when it came (a thread waits for it, so the step's time is its
+    /// own, not the time until [`Beside::wait`] is called).
+    done: Receiver<(std::io::Result<ExitStatus>, Instant)>,
+    pid: u32,
+    waited: bool,
     log: PathBuf,
     started: Instant,
 }
@@ -52,23 +56,27 @@ impl Beside {
             std::fs::create_dir_all(dir)?;
         }
         let file = std::fs::File::create(&log).with_context(|| format!("{}", log.display()))?;
-        let child = cmd
+        let mut child = cmd
             .stdout(file.try_clone()?)
             .stderr(file)
             .spawn()
             .with_context(|| format!("starting {cmd:?}"))?;
-        Ok(Self {
-            name: format!("{name}, beside the steps after it"),
-            child: Some(child),
-            log,
-            started,
-        })
+        let pid = child.id();
+        let (tx, done) = mpsc::channel();
+        std::thread::spawn(move || {
+            let status = child.wait();
+            let _ = tx.send((status, Instant::now()));
+        });
+        let name = format!("{name}, beside the steps after it");
+        Ok(Self { name, done, pid, waited: false, log, started })
     }
 
     /// Waits for the step; its failure carries the end of its output.
     pub fn wait(mut self) -> Result<()> {
-        let status = self.child.take().expect("waited once").wait()?;
-        end(&self.name, self.started);
+        self.waited = true;
+        let (status, ended) = self.done.recv().context("the step's waiting thread")?;
+        let status = status?;
+        end(&self.name, ended - self.started);
         if !status.success() {
             let out = std::fs::read_to_string(&self.log).unwrap_or_default();
             let tail: Vec<&str> = out.lines().rev().take(40).collect();
@@ -86,9 +94,12 @@ impl Beside {
 
 impl Drop for Beside {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        if !self.waited {
+            // SAFETY: a plain signal to the child this step started (its waiting thread
+            // still holds it, so the pid is not reused yet).
+            unsafe {
+                libc::kill(self.pid as i32, libc::SIGKILL);
+            }
         }
     }
 }
@@ -161,5 +172,17 @@ mod beside_tests {
         let err = bad.wait().unwrap_err().to_string();
         assert!(err.contains("a step that fails") && err.contains("the reason"), "{err}");
         assert!(summary().contains("a step that works"));
+        // Its time is its own, not the time until it was waited for.
+        let quick = Beside::start(
+            "a quick step",
+            Command::new("sh").args(["-c", "true"]),
+            dir.path().join("quick.log"),
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        quick.wait().unwrap();
+        let line = summary().lines().find(|l| l.contains("a quick step")).unwrap().to_string();
+        let secs: f64 = line.trim().split(' ').next().unwrap().parse().unwrap();
+        assert!(secs < 1.0, "{line}");
     }
 }
