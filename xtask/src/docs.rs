@@ -96,6 +96,23 @@ mod tests {
         assert!(!has_number("16.93", "16.9"));
     }
 
+    /// The README's first-run time is the one `cargo xtask first-run` wrote.
+    #[test]
+    fn the_readmes_first_run_time_is_the_measured_one() {
+        let bench = read("BENCHMARKS.md");
+        let first = section(&bench, "## First run");
+        let at = first.find("**Serving after ").expect("the First run section states its time");
+        let rest = &first[at + "**Serving after ".len()..];
+        let time = &rest[..rest.find(".**").expect("the time ends the sentence")];
+        let readme = read("README.md");
+        let setup = section(&readme, "## Set-up: two commands");
+        assert!(
+            setup.contains(&format!("serving after {time}")),
+            "README's set-up does not say `serving after {time}`"
+        );
+        assert!(setup.contains("cargo xtask first-run"), "README names the command");
+    }
+
     #[test]
     fn documented_figures_come_from_benchmarks() {
         let bench = read("BENCHMARKS.md");

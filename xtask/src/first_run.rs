@@ -94,7 +94,8 @@ pub fn first_run(root: &Path, args: &[String]) -> Result<()> {
     let text = std::fs::read_to_string(&log)?;
     let steps =
         step_times(&text).with_context(|| format!("no step summary in {}", log.display()))?;
-    let section = crate::bench::stamp(&section(serving, &steps), &run_record(root));
+    // The record of what was measured: the clone (always clean), not this working tree.
+    let section = crate::bench::stamp(&section(serving, &steps), &run_record(&clone));
     merge_into_benchmarks(root, section)?;
     eprintln!("BENCHMARKS.md written (First run): serving after {}", steps::words(serving));
     Ok(())
@@ -131,12 +132,13 @@ fn step_times(log: &str) -> Option<Vec<(String, String)>> {
 fn section(serving: Duration, steps: &[(String, String)]) -> String {
     let mut out = format!(
         "## First run\n\n\
-`cargo xtask first-run`: the README's `cargo xtask serve` on a clean clone of the commit below,\n\
-with an empty cargo home (every crate downloaded from crates.io), an empty tool cache (trunk\n\
-and wasm-bindgen-cli built from source, npm's binaryen downloaded) and new target dirs, until\n\
-the server answers `/api/health`. Kept from the machine: the Rust toolchain with its wasm32\n\
-target and the Debian packages (Node.js and npm among them). Steps marked \"beside\" ran at the\n\
-same time as the ones after them, so the steps add up to more than the whole.\n\n\
+`cargo xtask first-run`: the README's `cargo xtask serve` on a clean clone of the commit named\n\
+above, with an empty cargo home (every crate downloaded from crates.io), an empty tool cache\n\
+(trunk and wasm-bindgen-cli built from source, npm's binaryen installed) and new target dirs,\n\
+until the server answers `/api/health`. Kept from the machine: the Rust toolchain with its\n\
+wasm32 target, the Debian packages (Node.js and npm among them) and npm's cache. Steps\n\
+marked \"beside\" ran at the same time as the ones after them, so the steps add up to more\n\
+than the whole.\n\n\
 **Serving after {}.**\n\n\
 | step | time |\n|---|---|\n",
         steps::words(serving)
