@@ -305,8 +305,10 @@ pub fn venv(name: &str, requirements: &[&str]) -> Result<PathBuf> {
 /// The release `accessatlas` binary (built if needed).
 pub fn accessatlas_exe(root: &Path) -> Result<PathBuf> {
     run(cargo().args(["build", "--release", "--quiet", "--bin", "accessatlas"]))?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    Ok(target.join("release").join("accessatlas"))
+    Ok(target_dir(root).join("release").join("accessatlas"))
+}
+
+/// Cargo's target dir: `CARGO_TARGET_DIR`, else `target/` in the repository.
+pub fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"))
 }

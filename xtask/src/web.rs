@@ -46,10 +46,7 @@ fn installed_version(bin: &str) -> Option<String> {
 /// time (cargo locks a whole target directory while it builds). The two share nothing anyway:
 /// even their build scripts and proc-macros are built under other profiles.
 pub fn wasm_target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::project_root().join("target"))
-        .join("wasm")
+    crate::target_dir(&crate::project_root()).join("wasm")
 }
 
 /// `cargo` for a wasm32 build, in [`wasm_target_dir`].
