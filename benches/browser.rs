@@ -12,8 +12,11 @@
 //! same fine-tuning head on same-shaped features in the same session, the reference for the
 //! in-page fine-tuning step.
 //!
-//! `--loads N --predictions M [--ort DIR] [--tfjs DIR]` (defaults 3 and 30). Prints one JSON
-//! line per side.
+//! With `--slow`, the page loads again on an emulated phone over a slow connection (a proxy
+//! that slows every download, the model worker's included), and so does the reference.
+//!
+//! `--loads N --predictions M [--ort DIR] [--tfjs DIR] [--slow]` (defaults 3 and 30). Prints
+//! one JSON line per side.
 
 mod util;
 use util::{arg, percentile};
@@ -22,25 +25,9 @@ use util::{arg, percentile};
 mod common;
 
 use common::browser::*;
+use common::gzip_dir;
 use fantoccini::Locator;
 use serde_json::json;
-
-fn gzip_size(path: &std::path::Path) -> u64 {
-    use std::io::Write;
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    e.write_all(&std::fs::read(path).unwrap()).unwrap();
-    e.finish().unwrap().len() as u64
-}
-
-/// Gzip bytes of the files directly in `dir` whose names pass `keep`.
-fn gzip_dir(dir: &std::path::Path, keep: impl Fn(&str) -> bool) -> u64 {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.path().is_file() && keep(&e.file_name().to_string_lossy()))
-        .map(|e| gzip_size(&e.path()))
-        .sum()
-}
 
 /// Loads the ORT page (`runs` timed predictions) and returns its result object.
 async fn ort_page(c: &fantoccini::Client, base: &str, runs: usize) -> serde_json::Value {
@@ -205,6 +192,45 @@ async fn profile(c: &fantoccini::Client, url: &str, runs: usize) -> serde_json::
     r
 }
 
+/// The page on a phone over a slow connection ([`common::slow_link::SLOW_4G`], through a proxy
+/// that slows the model worker's downloads too), each page cold (a fresh profile for the app;
+/// a proxy of its own, so URLs of their own, for each reference load): navigation to the model
+/// ready after its first prediction, and the worker's wasm memory then. A `browser_slow` row.
+async fn slow(ort_dir: Option<&std::path::Path>) -> serde_json::Value {
+    use common::slow_link::{SLOW_4G, start};
+    let session = Session::start_phone_slow("bench-slow", SLOW_4G).await;
+    let c = &session.client;
+    c.goto(&session.url("cpu")).await.unwrap();
+    let ready = ready_ms(c).await;
+    let memory = c
+        .execute(
+            "return document.querySelector('[data-testid=backend-badge]').dataset.workerMemory",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let mut row = json!({
+        "bench": "browser_slow",
+        "link": SLOW_4G.words(),
+        "cold_ready_ms": ready,
+        "worker_memory_bytes": memory.as_str().and_then(|m| m.parse::<f64>().ok()),
+        "memory_budget_mb": PHONE_MEMORY_BUDGET_MB,
+    });
+    if let Some(dir) = ort_dir {
+        let upstream = start_app(dir);
+        for (key, model) in
+            [("ort_cold_ready_ms", "model.onnx"), ("ort_int8_cold_ready_ms", "model.int8.onnx")]
+        {
+            if dir.join(model).is_file() {
+                let base = format!("{}/", start(&upstream, SLOW_4G));
+                row[key] = ort_page_with(c, &base, 1, model).await["ready_ms"].clone();
+            }
+        }
+    }
+    session.client.close().await.unwrap();
+    row
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let loads = arg("--loads", 3).max(1);
@@ -278,10 +304,7 @@ async fn main() {
                 Vec::new()
             };
             let dist = dist_dir();
-            // The bundle the page loads: the compact copy when export measured it within the
-            // page's budget (the worker's rule), else the f32 one.
-            let model =
-                common::model::page_compact().map_or_else(common::model::bundle, |(dir, _)| dir);
+            let model = common::model::page_model();
             Some(json!({
                 "bench": "browser_ort",
                 "version": r["version"],
@@ -331,6 +354,9 @@ async fn main() {
         None => None,
     };
     session.client.close().await.unwrap();
+    if std::env::args().any(|a| a == "--slow") {
+        println!("{}", slow(ort_dir.as_deref()).await);
+    }
     if let Some(t) = tfjs {
         println!("{t}");
     }

@@ -148,3 +148,25 @@ fn a_flood_of_new_tiles_gets_503s_not_a_stall() {
     assert_eq!(get(&format!("{base}/tiles/style")).0, 200);
     assert!(start.elapsed() < Duration::from_secs(10), "the server is still busy");
 }
+
+/// The slow link the phone e2e and the browser benchmark load the page over: what comes
+/// through it is what the server sent, byte for byte, and no sooner than its rate and latency
+/// allow (a floor, not a timing: a link that did not slow would pass in milliseconds).
+#[test]
+fn the_slow_link_passes_everything_at_its_rate() {
+    use common::slow_link::SlowLink;
+    let (base, dist) = start();
+    let body = vec![7u8; 300_000];
+    std::fs::write(dist.path().join("big.bin"), &body).unwrap();
+    let link = SlowLink { down_bytes_per_s: 1_000_000.0, latency: Duration::from_millis(200) };
+    let slow = common::slow_link::start(&base, link);
+    let (status, _, direct) = get(&format!("{base}/big.bin"));
+    assert_eq!((status, direct.len()), (200, body.len()));
+    let t = Instant::now();
+    let (status, _, through) = get(&format!("{slow}/big.bin"));
+    let took = t.elapsed().as_secs_f64();
+    assert_eq!(status, 200);
+    assert!(through == body, "the same bytes through the link");
+    let floor = 0.2 + body.len() as f64 / 1e6;
+    assert!(took >= 0.9 * floor, "{took:.2} s through a link that needs {floor:.2} s");
+}

@@ -133,6 +133,10 @@ pub fn start_chromedriver() -> (Driver, String) {
     (Driver(child), format!("http://127.0.0.1:{port}"))
 }
 
+/// What the model worker's wasm memory may reach on a phone once the model is loaded and warmed
+/// up (#33): a budget a mid-range phone's browser tab holds beside the page.
+pub const PHONE_MEMORY_BUDGET_MB: f64 = 256.0;
+
 /// The screen a browser session emulates.
 #[derive(Clone, Copy, PartialEq)]
 pub enum Screen {
@@ -267,21 +271,33 @@ pub struct Session {
 
 impl Session {
     pub async fn start(name: &str, webgpu: bool) -> Self {
-        Self::start_on(name, webgpu, Screen::Desktop, None).await
+        Self::start_on(name, webgpu, Screen::Desktop, None, None).await
     }
 
     /// A session on an emulated phone ([`Screen::Phone`]), CPU backend.
     pub async fn start_phone(name: &str) -> Self {
-        Self::start_on(name, false, Screen::Phone, None).await
+        Self::start_on(name, false, Screen::Phone, None, None).await
+    }
+
+    /// [`Session::start_phone`] whose page, worker included, reaches the app's server over
+    /// `link` (a [`super::slow_link`] proxy in front of it).
+    pub async fn start_phone_slow(name: &str, link: super::slow_link::SlowLink) -> Self {
+        Self::start_on(name, false, Screen::Phone, None, Some(link)).await
     }
 
     /// A desktop session, CPU backend, whose server serves the bundle `model` (at `/model/`,
     /// where the page loads it) instead of the shipped one.
     pub async fn start_with_model(name: &str, model: &Path) -> Self {
-        Self::start_on(name, false, Screen::Desktop, Some(model)).await
+        Self::start_on(name, false, Screen::Desktop, Some(model), None).await
     }
 
-    async fn start_on(name: &str, webgpu: bool, screen: Screen, model: Option<&Path>) -> Self {
+    async fn start_on(
+        name: &str,
+        webgpu: bool,
+        screen: Screen,
+        model: Option<&Path>,
+        link: Option<super::slow_link::SlowLink>,
+    ) -> Self {
         let dist = dist_dir();
         let out = out_dir();
         let downloads = out.join(format!("downloads-{name}"));
@@ -295,7 +311,10 @@ impl Session {
         let model = model.unwrap_or(&shipped);
         let (base, stop) =
             start_stoppable_server_with(Some(&dist), model, Default::default(), Default::default());
-        let base = format!("{base}/");
+        let base = match link {
+            Some(link) => format!("{}/", super::slow_link::start(&base, link)),
+            None => format!("{base}/"),
+        };
         let (driver, wd) = start_chromedriver();
         let client = browser(&wd, webgpu, &downloads, &profile, screen).await;
         Self {

@@ -6,6 +6,7 @@ pub mod browser;
 pub mod model;
 pub mod osm_clients;
 pub mod selectors;
+pub mod slow_link;
 pub mod tile_server;
 
 use std::process::Command;
@@ -23,6 +24,24 @@ pub fn bin() -> Command {
 /// uses the folder. A test that needs a path that does not exist yet joins a name to it.
 pub fn tmp(name: &str) -> TempDir {
     tempfile::Builder::new().prefix(&format!("aa-{name}-")).tempdir().unwrap()
+}
+
+/// The size of `path` compressed with gzip at its best level.
+pub fn gzip_size(path: &std::path::Path) -> u64 {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    e.write_all(&std::fs::read(path).unwrap()).unwrap();
+    e.finish().unwrap().len() as u64
+}
+
+/// Gzip bytes of the files directly in `dir` whose names pass `keep`.
+pub fn gzip_dir(dir: &std::path::Path, keep: impl Fn(&str) -> bool) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_file() && keep(&e.file_name().to_string_lossy()))
+        .map(|e| gzip_size(&e.path()))
+        .sum()
 }
 
 /// The shared cache for downloads and venvs, outside the clone (`ACCESSATLAS_CACHE`, else

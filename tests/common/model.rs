@@ -28,6 +28,12 @@ pub fn page_compact() -> Option<(PathBuf, model_core::infer::bundle::PrecisionRe
     report.within_budget().then_some((dir, report))
 }
 
+/// The bundle the page loads: the compact copy when export measured it within the page's
+/// budget (the worker's rule), else the f32 one.
+pub fn page_model() -> PathBuf {
+    page_compact().map_or_else(bundle, |(dir, _)| dir)
+}
+
 /// A copy of the shipped bundle (its compact copy included) in `dest` that never learned
 /// `label`: its class weight 0, as `preprocess` writes for a type the training split holds no
 /// example of. The weights are the shipped ones.
