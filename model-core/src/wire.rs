@@ -91,6 +91,33 @@ pub struct Health {
     pub version: String,
 }
 
+/// `GET /api/model`: the model the server serves and its limits as the predictor applies
+/// them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    #[serde(flatten)]
+    pub model: ServedModel,
+    /// The regions it was trained on (recorded, or implied by an older bundle's scaler): a
+    /// place outside every one is read without its position and flagged.
+    pub trained_areas: Vec<crate::data::metadata::TrainedArea>,
+    /// Types with no training example (class weight 0): never offered.
+    pub unlearned_types: Vec<String>,
+}
+
+/// What `/api/model` describes the served model by.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ServedModel {
+    /// A bundle (`export`'s): its manifest, `model.json`, with the scaler the predictor uses.
+    Bundle(Box<crate::infer::bundle::BundleManifest>),
+    /// A training run (`train`'s folder): what it records of the model.
+    Run {
+        config: crate::model::ModelConfig,
+        temperature: f32,
+        scaler: crate::data::metadata::Scaler,
+    },
+}
+
 /// GeoJSON's type names, one per object kind: each serialises as its own name and refuses
 /// any other when read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -26,8 +26,11 @@ use axum::routing::get;
 use model_core::data::preprocess::{ModelInput, decode_rgb_limited};
 use model_core::data::tile::BBox;
 use model_core::infer::Predictor;
-use model_core::infer::bundle::TileSourceSpec;
-use model_core::wire::{CandidateProperties, Feature, FeatureCollection, Health, MappedProperties};
+use model_core::infer::bundle::{BundleManifest, TileSourceSpec};
+use model_core::wire::{
+    CandidateProperties, Feature, FeatureCollection, Health, MappedProperties, ModelInfo,
+    ServedModel,
+};
 use tokio::sync::Semaphore;
 
 use crate::osm::Labelled;
@@ -80,7 +83,7 @@ pub struct Api {
     /// The model's config and scaler, to build inputs on the request's own task.
     config: model_core::ModelConfig,
     scaler: model_core::data::metadata::Scaler,
-    info: serde_json::Value,
+    info: model_core::wire::ModelInfo,
     in_flight: Arc<Semaphore>,
     started: Instant,
     /// What the served extract already maps (`/api/features`); `None` without an extract.
@@ -100,10 +103,10 @@ pub struct SuggestContext {
 }
 
 impl Api {
-    /// Starts the model thread. `info` is what `/api/model` returns (the bundle manifest).
+    /// Starts the model thread. `info` is what `/api/model` returns.
     pub fn new(
         predictor: Predictor,
-        info: serde_json::Value,
+        info: model_core::wire::ModelInfo,
         cfg: ApiConfig,
         features: Option<Vec<Labelled>>,
     ) -> Result<Self> {
@@ -155,29 +158,30 @@ impl Api {
         let predictor = crate::run::load_predictor(model, &device)
             .with_context(|| format!("loading the model {}", model.display()))?;
         let manifest = model.join(model_core::infer::bundle::BUNDLE_CONFIG_FILE);
-        let (mut info, unlearned) = match std::fs::read_to_string(&manifest) {
-            Ok(text) => (
-                serde_json::from_str(&text)
-                    .with_context(|| format!("parsing {}", manifest.display()))?,
-                model_core::infer::bundle::BundleManifest::from_json(&text)
-                    .map(|m| m.unlearned_types())
-                    .unwrap_or_default(),
-            ),
+        // The model's limits, as the predictor applies them: the area it reads position in
+        // (recorded, or implied by an older bundle's scaler) and the types it never saw.
+        let (served, unlearned_types) = match std::fs::read_to_string(&manifest) {
+            Ok(text) => {
+                let mut m = BundleManifest::from_json(&text)
+                    .with_context(|| format!("reading {}", manifest.display()))?;
+                m.scaler = predictor.scaler.clone();
+                let unlearned = m.unlearned_types();
+                (ServedModel::Bundle(Box::new(m)), unlearned)
+            }
             Err(_) => (
-                serde_json::json!({
-                    "config": predictor.config,
-                    "temperature": predictor.temperature,
-                }),
+                ServedModel::Run {
+                    config: predictor.config.clone(),
+                    temperature: predictor.temperature,
+                    scaler: predictor.scaler.clone(),
+                },
                 Vec::new(),
             ),
         };
-        // The model's limits, as the predictor applies them: the area it reads position in
-        // (recorded, or implied by an older bundle's scaler) and the types it never saw.
-        if let Some(obj) = info.as_object_mut() {
-            obj.insert("scaler".into(), serde_json::json!(predictor.scaler));
-            obj.insert("trained_areas".into(), serde_json::json!(predictor.scaler.areas));
-            obj.insert("unlearned_types".into(), serde_json::json!(unlearned));
-        }
+        let info = ModelInfo {
+            model: served,
+            trained_areas: predictor.scaler.areas.clone(),
+            unlearned_types,
+        };
         let Some(tiles) = tiles else {
             return Api::new(predictor, info, cfg, None);
         };
@@ -552,7 +556,32 @@ mod tests {
             ("Prediction", serde_json::to_value(prediction).unwrap()),
         ];
         for (name, answer) in &answers {
-            conforms(answer, &schema(name), &v, name);
+            conforms(answer, &schema(name), &v, name, true);
+        }
+        // The model: the shipped bundle's manifest (every field), and a training run's (the
+        // required ones), each with its limits.
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/model/model.json"),
+        )
+        .unwrap();
+        let manifest = model_core::infer::bundle::BundleManifest::from_json(&text).unwrap();
+        let info = |model: ServedModel| ModelInfo {
+            trained_areas: manifest.scaler.areas.clone(),
+            unlearned_types: vec!["tactile_path".into()],
+            model,
+        };
+        let run = ServedModel::Run {
+            config: manifest.config.clone(),
+            temperature: 1.0,
+            scaler: manifest.scaler.clone(),
+        };
+        for (model, full) in [(ServedModel::Bundle(Box::new(manifest.clone())), true), (run, false)]
+        {
+            let answer = serde_json::to_value(info(model.clone())).unwrap();
+            conforms(&answer, &schema("ModelInfo"), &v, "ModelInfo", full);
+            // What a client reads back is what was sent.
+            let back: ModelInfo = serde_json::from_value(answer).unwrap();
+            assert_eq!(back.model, model);
         }
         // And the operations answer with these schemas.
         for (path, name) in [
@@ -560,6 +589,7 @@ mod tests {
             ("/api/candidates", "Candidates"),
             ("/api/suggest", "Suggestions"),
             ("/api/health", "Health"),
+            ("/api/model", "ModelInfo"),
         ] {
             let s = &v["paths"][path]["get"]["responses"]["200"]["content"]["application/json"];
             assert_eq!(s["schema"]["$ref"], format!("#/components/schemas/{name}"), "{path}");
@@ -567,17 +597,19 @@ mod tests {
     }
 
     /// `value` against `schema` (the subset of JSON Schema the description uses), both ways
-    /// for objects: no undescribed field, no described property the value lacks.
+    /// for objects: no undescribed field, no required property the value lacks, and, for a
+    /// `full` example (one with every optional field too), no described property it lacks.
     fn conforms(
         value: &serde_json::Value,
         schema: &serde_json::Value,
         doc: &serde_json::Value,
         at: &str,
+        full: bool,
     ) {
         use serde_json::Value;
         if let Some(r) = schema["$ref"].as_str() {
             let name = r.trim_start_matches("#/components/schemas/");
-            return conforms(value, &doc["components"]["schemas"][name], doc, at);
+            return conforms(value, &doc["components"]["schemas"][name], doc, at, full);
         }
         if let Some(c) = schema.get("const") {
             assert_eq!(value, c, "{at}");
@@ -605,14 +637,14 @@ mod tests {
                 let props = schema["properties"].as_object();
                 for (k, x) in fields {
                     match props.and_then(|p| p.get(k)) {
-                        Some(s) => conforms(x, s, doc, &format!("{at}.{k}")),
+                        Some(s) => conforms(x, s, doc, &format!("{at}.{k}"), full),
                         None => match &schema["additionalProperties"] {
-                            s @ Value::Object(_) => conforms(x, s, doc, &format!("{at}.{k}")),
+                            s @ Value::Object(_) => conforms(x, s, doc, &format!("{at}.{k}"), full),
                             _ => panic!("{at}: field `{k}` is not described"),
                         },
                     }
                 }
-                for k in props.into_iter().flat_map(|p| p.keys()) {
+                for k in props.into_iter().flat_map(|p| p.keys()).filter(|_| full) {
                     assert!(fields.contains_key(k), "{at}: described `{k}` is not a field");
                 }
                 for k in schema["required"].as_array().into_iter().flatten() {
@@ -621,7 +653,7 @@ mod tests {
             }
             Value::Array(items) => {
                 for (i, x) in items.iter().enumerate() {
-                    conforms(x, &schema["items"], doc, &format!("{at}[{i}]"));
+                    conforms(x, &schema["items"], doc, &format!("{at}[{i}]"), full);
                 }
             }
             _ => {}
