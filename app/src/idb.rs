@@ -126,33 +126,48 @@ pub async fn put(key: &str, value: &str) -> Result<(), String> {
 /// Writes a record (any structured-cloneable value, e.g. an object holding an `ArrayBuffer`)
 /// and waits until it is stored: its transaction has committed.
 pub async fn put_value(key: &str, value: &JsValue) -> Result<(), String> {
+    write(&[(key, Some(value))]).await
+}
+
+/// Writes (`Some`) or deletes (`None`) several records in one transaction, and waits until it
+/// has committed: all of them are stored, or, on any failure (a full quota, the page closed
+/// before the commit), none, and the records stay as they were.
+pub async fn write(records: &[(&str, Option<&JsValue>)]) -> Result<(), String> {
     let db = open().await?;
     let tx = db
         .transaction_with_str_and_mode(STORE, IdbTransactionMode::Readwrite)
         .map_err(|e| err("write", e))?;
     let done = committed(&tx);
-    let req = tx
-        .object_store(STORE)
-        .and_then(|s| s.put_with_key(value, &key.into()))
-        .map_err(|e| err("write", e))?;
-    let wrote = settle(&req).await.map_err(|e| err("write", e));
+    let store = tx.object_store(STORE).map_err(|e| err("write", e))?;
+    let mut requests = Vec::with_capacity(records.len());
+    for (key, value) in records {
+        let req = match value {
+            Some(v) => store.put_with_key(v, &(*key).into()),
+            None => store.delete(&(*key).into()),
+        };
+        match req {
+            Ok(r) => requests.push(r),
+            Err(e) => {
+                let _ = tx.abort();
+                db.close();
+                return Err(err("write", e));
+            }
+        }
+    }
+    let mut wrote = Ok(());
+    for req in &requests {
+        if let Err(e) = settle(req).await {
+            wrote = Err(err("write", e));
+            break;
+        }
+    }
     let kept = done.await.map(drop).map_err(|e| err("write", e));
     db.close();
     // An aborted transaction's error is the cause (a failed request's own, or the quota's).
-    kept.and(wrote.map(drop))
+    kept.and(wrote)
 }
 
 /// Deletes a record (no error if it does not exist).
 pub async fn delete(key: &str) -> Result<(), String> {
-    let db = open().await?;
-    let tx = db
-        .transaction_with_str_and_mode(STORE, IdbTransactionMode::Readwrite)
-        .map_err(|e| err("delete", e))?;
-    let done = committed(&tx);
-    let req =
-        tx.object_store(STORE).and_then(|s| s.delete(&key.into())).map_err(|e| err("delete", e))?;
-    let deleted = settle(&req).await.map_err(|e| err("delete", e));
-    let kept = done.await.map(drop).map_err(|e| err("delete", e));
-    db.close();
-    kept.and(deleted.map(drop))
+    write(&[(key, None)]).await
 }

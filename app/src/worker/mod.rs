@@ -354,17 +354,18 @@ async fn adopt(
     set("meta", &JsValue::from_str(&meta))
         .and_then(|_| set("weights", &crate::transfer::to_buffer(&weights)))
         .map_err(|e| crate::js::message(&e))?;
-    // The model kept until now is the one "Undo" brings back (none: the shipped one).
-    let keep_previous = async {
-        match crate::idb::get_value(crate::idb::MODEL_KEY).await? {
-            Some(v) => crate::idb::put_value(crate::idb::PREVIOUS_MODEL_KEY, &v).await,
-            None => crate::idb::delete(crate::idb::PREVIOUS_MODEL_KEY).await,
-        }
-    };
-    keep_previous
+    // The model kept until now is the one "Undo" brings back (none: the shipped one). Both
+    // records are written in one transaction: the tab closed or the storage full mid-way
+    // leaves both as they were.
+    let previous = crate::idb::get_value(crate::idb::MODEL_KEY)
         .await
         .map_err(|e| format!("the model could not be stored (nothing was changed): {e}"))?;
-    crate::idb::put_value(crate::idb::MODEL_KEY, &record).await.map_err(|e| {
+    crate::idb::write(&[
+        (crate::idb::PREVIOUS_MODEL_KEY, previous.as_ref()),
+        (crate::idb::MODEL_KEY, Some(&record)),
+    ])
+    .await
+    .map_err(|e| {
         if e.contains("Quota") || e.contains("quota") {
             format!("the browser's storage is full, so the model was not kept (nothing was written): {e}")
         } else {
@@ -376,8 +377,8 @@ async fn adopt(
 
 /// Back to the shipped model: the kept one and the one before it are deleted.
 async fn revert(base: &str) -> Result<FromWorker, String> {
-    crate::idb::delete(crate::idb::MODEL_KEY).await?;
-    crate::idb::delete(crate::idb::PREVIOUS_MODEL_KEY).await?;
+    crate::idb::write(&[(crate::idb::MODEL_KEY, None), (crate::idb::PREVIOUS_MODEL_KEY, None)])
+        .await?;
     let (manifest, weights, compact) = fetch_shipped(base).await?;
     adopt_unstored(manifest, weights, ModelOrigin::Shipped, compact).await
 }
@@ -393,8 +394,11 @@ async fn undo(base: &str) -> Result<FromWorker, String> {
     };
     // It must load before anything is written.
     let (cur, predictor) = build(&manifest, &weights)?;
-    crate::idb::put_value(crate::idb::MODEL_KEY, &record).await?;
-    crate::idb::delete(crate::idb::PREVIOUS_MODEL_KEY).await?;
+    crate::idb::write(&[
+        (crate::idb::MODEL_KEY, Some(&record)),
+        (crate::idb::PREVIOUS_MODEL_KEY, None),
+    ])
+    .await?;
     Ok(swap_in(&cur, predictor, manifest, weights, origin, fine_tune, None))
 }
 
