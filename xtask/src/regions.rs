@@ -474,7 +474,7 @@ pub fn adapt(root: &Path, trial: &AdaptTrial) -> Result<()> {
     }
     if trial.name.is_some() {
         eprintln!("{} written (a trial); put this table in {DOC}:\n", fixture.display());
-        eprintln!("{}", trials_table(&out));
+        eprintln!("{}\n{}", trials_table(&out), trial_means_table(&out));
         return Ok(());
     }
     eprintln!("{} written; commit it, and put these tables in {DOC}:\n", fixture.display());
@@ -870,6 +870,55 @@ pub fn trials_table(v: &Value) -> String {
     out
 }
 
+/// The adapting recipes trained with several seeds (trials named `NAME-seedS` beside `NAME`;
+/// the default's are `default-seedS` beside `adapted`): per region the mean feature-type
+/// macro-F1 after adapting over the recipe's runs, and the share of the gap that mean closes
+/// (as [`gap_closed`] computes it). Recipes with one run are left out.
+pub fn trial_means_table(v: &Value) -> String {
+    let regions: Vec<&str> =
+        v["regions"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let f1 = |x: &Value| x["feature_types_macro_f1"].as_f64().unwrap_or(f64::NAN);
+    // Each recipe's runs, by its name without the seed.
+    let mut recipes: Vec<(String, Vec<&Value>)> = vec![("default".into(), vec![&v["adapted"]])];
+    for (name, a) in v["adapt_trials"].as_object().into_iter().flatten() {
+        let base = match name.rsplit_once("-seed") {
+            Some((b, s)) if s.parse::<u64>().is_ok() => b,
+            _ => name.as_str(),
+        };
+        match recipes.iter_mut().find(|(n, _)| n == base) {
+            Some((_, runs)) => runs.push(a),
+            None => recipes.push((base.to_string(), vec![a])),
+        }
+    }
+    let mut out = format!(
+        "| recipe | runs | {} |\n|---|---|{}\n",
+        regions.join(" | "),
+        "---|".repeat(regions.len())
+    );
+    for (name, runs) in recipes.iter().filter(|(_, runs)| runs.len() > 1) {
+        let cells: Vec<String> = regions
+            .iter()
+            .map(|r| {
+                let after: Vec<f64> =
+                    runs.iter().filter(|a| !a[*r].is_null()).map(|a| f1(&a[*r]["after"])).collect();
+                if after.len() < runs.len() {
+                    return "-".to_string();
+                }
+                let mean = after.iter().sum::<f64>() / after.len() as f64;
+                let before = f1(&runs[0][*r]["before"]);
+                let gap = f1(&v["in_region"][*r]) - before;
+                if gap < MIN_GAP {
+                    format!("{mean:.3} (no gap)")
+                } else {
+                    format!("{mean:.3} ({:.2})", (mean - before) / gap)
+                }
+            })
+            .collect();
+        out += &format!("| {name} | {} | {} |\n", runs.len(), cells.join(" | "));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -928,6 +977,8 @@ mod tests {
         if v["adapt_trials"].is_object() {
             let t = trials_table(&v);
             assert!(doc.contains(&t), "{DOC} lacks the adapting trials:\n{t}");
+            let t = trial_means_table(&v);
+            assert!(doc.contains(&t), "{DOC} lacks the adapting recipes' means over seeds:\n{t}");
         }
         if v["page_adapted"]["sweep"].is_array() {
             let t = page_sweep_table(&v);
