@@ -1623,11 +1623,14 @@ async fn learn_view(c: &fantoccini::Client) -> Value {
 }
 
 /// The page's adaptation figure (#34), by hand: `cargo xtask reference page-adapt` serves a
-/// model trained without central Helsinki (`ACCESSATLAS_LEFT_OUT_MODEL`) and learns the
-/// bundled view of central Helsinki with it, then does the same with the shipped model (which
-/// was trained with that region: the in-region figure on the same held-out places), and writes
-/// both to `ACCESSATLAS_PAGE_ADAPT_OUT`. Not part of `cargo xtask test` (it needs the left-out
-/// model, a training of about a quarter of an hour).
+/// model trained without a region (`ACCESSATLAS_LEFT_OUT_MODEL`) and learns a view of that
+/// region with it, then does the same with the shipped model (which was trained with that
+/// region: the in-region figure on the same held-out places), and writes both to
+/// `ACCESSATLAS_PAGE_ADAPT_OUT`. The region's extract (`ACCESSATLAS_PAGE_ADAPT_OSM`, else the
+/// bundled central Helsinki) is what the server renders and maps; the view
+/// (`ACCESSATLAS_PAGE_ADAPT_VIEW`, `zoom/lat/lon`, else the page's opening view) is the one
+/// learned. Not part of `cargo xtask test` (it needs the left-out model, a training of about a
+/// quarter of an hour).
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a model trained without the bundled view's region: `cargo xtask reference page-adapt` runs it"]
 async fn reference_learn_area_on_a_region_the_model_never_saw() {
@@ -1637,14 +1640,27 @@ async fn reference_learn_area_on_a_region_the_model_never_saw() {
         }))
     };
     let (left_out, out) = (var("ACCESSATLAS_LEFT_OUT_MODEL"), var("ACCESSATLAS_PAGE_ADAPT_OUT"));
-    let session = Session::start_with_model("page-adapt-left-out", &left_out).await;
-    open_cpu_with_shipped_model(&session).await;
-    let adapted = learn_view(&session.client).await;
-    session.client.close().await.unwrap();
-    let session = Session::start("page-adapt-shipped", false).await;
-    open_cpu_with_shipped_model(&session).await;
-    let in_region = learn_view(&session.client).await;
-    session.client.close().await.unwrap();
+    let osm = std::env::var_os("ACCESSATLAS_PAGE_ADAPT_OSM").map(std::path::PathBuf::from);
+    let view = std::env::var("ACCESSATLAS_PAGE_ADAPT_VIEW").ok();
+    let learn = |name: &'static str, model: Option<std::path::PathBuf>| {
+        let (osm, view) = (osm.clone(), view.clone());
+        async move {
+            let setup = Setup { model: model.as_deref(), osm: osm.as_deref(), ..Setup::default() };
+            let session = Session::start_with(name, setup).await;
+            let c = &session.client;
+            let url = session.url("cpu");
+            c.goto(&view.map_or(url.clone(), |v| format!("{url}#map={v}"))).await.unwrap();
+            wait_backend(c, "cpu", "the model").await;
+            wait_js(c, "document.querySelector('#sidebar').dataset.ready === 'true'", "tags", 30)
+                .await;
+            wait_origin(c, "shipped", "the served model", 10).await;
+            let r = learn_view(c).await;
+            session.client.close().await.unwrap();
+            r
+        }
+    };
+    let adapted = learn("page-adapt-left-out", Some(left_out)).await;
+    let in_region = learn("page-adapt-shipped", None).await;
     assert_eq!(adapted["bbox"], in_region["bbox"], "the same view both times");
     eprintln!("left out, adapted: {adapted}\nin-region: {in_region}");
     let v = json!({ "left_out": adapted, "in_region": in_region });

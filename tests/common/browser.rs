@@ -77,6 +77,18 @@ pub fn start_stoppable_server_with(
     tile_limits: TileLimits,
 ) -> (String, StopServer) {
     let map = OsmMap::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME).unwrap();
+    start_stoppable_server_on(dist, model, map, api, tile_limits)
+}
+
+/// [`start_stoppable_server_with`] on another extract than the bundled one: its tiles, what
+/// it maps and its candidates.
+pub fn start_stoppable_server_on(
+    dist: Option<&Path>,
+    model: &Path,
+    map: OsmMap,
+    api: accessatlas::api::ApiConfig,
+    tile_limits: TileLimits,
+) -> (String, StopServer) {
     let (model, tiles) = (model.to_path_buf(), Arc::new(TileRenderer::new(map)));
     let api = accessatlas::api::Api::serving(&model, Some(tiles.clone()), api).unwrap();
     let cfg = ServeConfig {
@@ -138,9 +150,10 @@ pub fn start_chromedriver() -> (Driver, String) {
 pub const PHONE_MEMORY_BUDGET_MB: f64 = 256.0;
 
 /// The screen a browser session emulates.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, PartialEq, Default)]
 pub enum Screen {
     /// A 1280x900 window, mouse and keyboard.
+    #[default]
     Desktop,
     /// A 390x844 phone screen with touch (Chromium's mobile emulation), as issue #33 measures.
     Phone,
@@ -269,35 +282,49 @@ pub struct Session {
     _driver: Driver,
 }
 
+/// What a [`Session`] runs on. The default: a desktop, the CPU backend, the shipped model,
+/// the bundled extract, and the server reached directly.
+#[derive(Default, Clone, Copy)]
+pub struct Setup<'a> {
+    pub webgpu: bool,
+    pub screen: Screen,
+    /// The bundle the server serves at `/model/`, where the page loads it.
+    pub model: Option<&'a Path>,
+    /// The extract the server renders and maps.
+    pub osm: Option<&'a Path>,
+    /// A slow link between the browser and the server, workers included.
+    pub link: Option<super::slow_link::SlowLink>,
+}
+
 impl Session {
     pub async fn start(name: &str, webgpu: bool) -> Self {
-        Self::start_on(name, webgpu, Screen::Desktop, None, None).await
+        Self::start_with(name, Setup { webgpu, ..Setup::default() }).await
     }
 
     /// A session on an emulated phone ([`Screen::Phone`]), CPU backend.
     pub async fn start_phone(name: &str) -> Self {
-        Self::start_on(name, false, Screen::Phone, None, None).await
+        Self::start_with(name, Setup { screen: Screen::Phone, ..Setup::default() }).await
     }
 
     /// [`Session::start_phone`] whose page, worker included, reaches the app's server over
     /// `link` (a [`super::slow_link`] proxy in front of it).
     pub async fn start_phone_slow(name: &str, link: super::slow_link::SlowLink) -> Self {
-        Self::start_on(name, false, Screen::Phone, None, Some(link)).await
+        Self::start_with(
+            name,
+            Setup { screen: Screen::Phone, link: Some(link), ..Setup::default() },
+        )
+        .await
     }
 
     /// A desktop session, CPU backend, whose server serves the bundle `model` (at `/model/`,
     /// where the page loads it) instead of the shipped one.
     pub async fn start_with_model(name: &str, model: &Path) -> Self {
-        Self::start_on(name, false, Screen::Desktop, Some(model), None).await
+        Self::start_with(name, Setup { model: Some(model), ..Setup::default() }).await
     }
 
-    async fn start_on(
-        name: &str,
-        webgpu: bool,
-        screen: Screen,
-        model: Option<&Path>,
-        link: Option<super::slow_link::SlowLink>,
-    ) -> Self {
+    /// A session as `setup` says: a fresh Chromium profile and downloads folder named `name`.
+    pub async fn start_with(name: &str, setup: Setup<'_>) -> Self {
+        let Setup { webgpu, screen, model, osm, link } = setup;
         let dist = dist_dir();
         let out = out_dir();
         let downloads = out.join(format!("downloads-{name}"));
@@ -309,8 +336,17 @@ impl Session {
         let tiles = format!("{tile_base}/grey/{{z}}/{{x}}/{{y}}.png");
         let shipped = super::model::bundle();
         let model = model.unwrap_or(&shipped);
-        let (base, stop) =
-            start_stoppable_server_with(Some(&dist), model, Default::default(), Default::default());
+        let map = match osm {
+            Some(path) => OsmMap::read(path).unwrap(),
+            None => OsmMap::from_bytes(BUNDLED_OSM, BUNDLED_OSM_NAME).unwrap(),
+        };
+        let (base, stop) = start_stoppable_server_on(
+            Some(&dist),
+            model,
+            map,
+            Default::default(),
+            Default::default(),
+        );
         let base = match link {
             Some(link) => format!("{}/", super::slow_link::start(&base, link)),
             None => format!("{base}/"),

@@ -125,7 +125,7 @@ fn main() -> Result<()> {
                 "             `reference adapt`: each left-out model adapted with 200 of its region's rows"
             );
             eprintln!(
-                "             `reference page-adapt [--epochs 5,10]`: the page's \"learn this area\" with a model that never saw the view"
+                "             `reference page-adapt [--epochs 5,10] [--region R]`: the page's \"learn this area\" with a model that never saw the view (R: a view of another bundled region)"
             );
             eprintln!(
                 "             `reference seeds R... [--seeds 1,2]`: the recipe trained without R with other seeds"

@@ -258,6 +258,8 @@ struct Row {
     id: String,
     label: String,
     region: String,
+    lat: f64,
+    lon: f64,
 }
 
 /// The rows of one of `preprocess`'s split files (plain CSV without quoted fields, as
@@ -277,17 +279,24 @@ fn read_rows(path: &Path) -> Result<(String, Vec<Row>)> {
             .with_context(|| format!("{}: no `{name}` column", path.display()))
     };
     let (id, label, region) = (at("id")?, at("type")?, at("region")?);
+    let (lat, lon) = (at("lat")?, at("lon")?);
     let mut rows = Vec::new();
     for (n, line) in lines.enumerate() {
         let f: Vec<&str> = line.split(',').collect();
         if f.len() != cols.len() || line.contains('"') {
             bail!("{}:{}: not a plain row of {} fields", path.display(), n + 2, cols.len());
         }
+        let number = |i: usize, what: &str| {
+            f[i].parse::<f64>()
+                .with_context(|| format!("{}:{}: {what} `{}`", path.display(), n + 2, f[i]))
+        };
         rows.push(Row {
             line: line.to_string(),
             id: f[id].to_string(),
             label: f[label].to_string(),
             region: f[region].to_string(),
+            lat: number(lat, "lat")?,
+            lon: number(lon, "lon")?,
         });
     }
     Ok((header, rows))
@@ -595,18 +604,27 @@ pub fn page_adapt(root: &Path, args: &[String]) -> Result<()> {
             .collect::<Result<_>>()?,
         None => Vec::new(),
     };
+    let region = match args.iter().position(|a| a == "--region") {
+        Some(i) => args.get(i + 1).context("--region needs a region's name")?.clone(),
+        None => PAGE_REGION.to_string(),
+    };
+    let osm = extracts(root)?
+        .into_iter()
+        .find(|(_, r)| *r == region)
+        .map(|(p, _)| p)
+        .with_context(|| format!("--region {region}: no assets/osm/{region}.osm.pbf"))?;
     let exe = crate::accessatlas_exe(root)?;
     let work = work_dir();
     let data = work.join("data");
-    let run = work.join("runs").join(format!("without-{PAGE_REGION}"));
-    let hold_out = ["--hold-out", PAGE_REGION];
+    let run = work.join("runs").join(format!("without-{region}"));
+    let hold_out = ["--hold-out", region.as_str()];
     if !run.join("model.json").is_file() {
         if !data.join("tags.csv").is_file() {
             collect_all(root, &exe, &data)?;
         }
         train_on(&exe, &data, &hold_out, &run)?;
     }
-    let bundle = work.join("runs").join(format!("without-{PAGE_REGION}-bundle"));
+    let bundle = work.join("runs").join(format!("without-{region}-bundle"));
     if !bundle.join("model.json").is_file() {
         crate::run(Command::new(&exe).arg("preprocess").arg("--data").arg(&data).args(hold_out))?;
         crate::run(
@@ -620,6 +638,25 @@ pub fn page_adapt(root: &Path, args: &[String]) -> Result<()> {
                 .arg(&bundle),
         )?;
     }
+    let fixture = root.join(FIXTURE);
+    let mut out = read_json(&fixture)?;
+    // Another region than the bundled view's: its extract served, and a view of it the size
+    // of the bundled one, where its features are mapped most densely.
+    let view = if region == PAGE_REGION {
+        None
+    } else {
+        let opening = &out["page_adapted"]["left_out"]["bbox"];
+        let bbox: Vec<f64> = opening
+            .as_str()
+            .context(
+                "page_adapted.left_out.bbox: run `reference page-adapt` for the bundled view first",
+            )?
+            .split(',')
+            .map(|x| x.parse::<f64>())
+            .collect::<Result<_, _>>()?;
+        let (_, rows) = read_rows(&data.join("tags.csv"))?;
+        Some(densest_view(&rows, &region, &bbox)?)
+    };
     let dist = crate::web::build_app(root)?;
     // The page's own default (no epochs set), then each epoch count of the sweep.
     let learn = |epochs: Option<usize>| -> Result<Value> {
@@ -631,10 +668,15 @@ pub fn page_adapt(root: &Path, args: &[String]) -> Result<()> {
             .env("ACCESSATLAS_LEFT_OUT_MODEL", &bundle)
             .env("ACCESSATLAS_PAGE_ADAPT_OUT", &measured)
             .env_remove("ACCESSATLAS_PAGE_ADAPT_EPOCHS")
+            .env_remove("ACCESSATLAS_PAGE_ADAPT_OSM")
+            .env_remove("ACCESSATLAS_PAGE_ADAPT_VIEW")
             .args(["test", "--test", "e2e", "--", "--ignored", "--exact"])
             .arg("reference_learn_area_on_a_region_the_model_never_saw");
         if let Some(n) = epochs {
             cmd.env("ACCESSATLAS_PAGE_ADAPT_EPOCHS", n.to_string());
+        }
+        if let Some(v) = &view {
+            cmd.env("ACCESSATLAS_PAGE_ADAPT_OSM", &osm).env("ACCESSATLAS_PAGE_ADAPT_VIEW", v);
         }
         crate::run(&mut cmd)?;
         read_json(&measured)
@@ -645,19 +687,79 @@ pub fn page_adapt(root: &Path, args: &[String]) -> Result<()> {
         let v = learn(Some(n))?;
         swept.push(json!({ "epochs": n, "left_out": v["left_out"], "in_region": v["in_region"] }));
     }
-    let fixture = root.join(FIXTURE);
-    let mut out = read_json(&fixture)?;
-    page["region"] = json!(PAGE_REGION);
+    page["region"] = json!(region);
     if !swept.is_empty() {
         page["sweep"] = json!(swept);
     }
     page["run"] = json!(crate::bench::run_record(root));
-    out["page_adapted"] = page;
+    match &view {
+        None => out["page_adapted"] = page,
+        Some(v) => {
+            page["view"] = json!(v);
+            out["page_adapted_regions"][&region] = page;
+        }
+    }
     std::fs::write(&fixture, serde_json::to_string_pretty(&out)? + "\n")?;
-    eprintln!("{} written; commit it, and put this table in {DOC}:\n", fixture.display());
+    eprintln!("{} written; commit it, and put these tables in {DOC}:\n", fixture.display());
     eprintln!("{}", page_table(&out));
     eprintln!("{}", page_sweep_table(&out));
+    eprintln!("{}", page_regions_table(&out));
     Ok(())
+}
+
+/// The view of region `r` that "learn this area" is measured on beside the bundled one:
+/// `zoom/lat/lon` at the opening view's zoom, centred on the region's mapped feature with the
+/// most of its features in a box the size of the opening view (`bbox`: min lon, min lat, max
+/// lon, max lat) around it. Chosen by where features are mapped, never by a figure measured
+/// there; ties go to the smaller id.
+fn densest_view(rows: &[Row], r: &str, bbox: &[f64]) -> Result<String> {
+    let [min_lon, min_lat, max_lon, max_lat] = bbox else { bail!("a bbox of 4 numbers: {bbox:?}") };
+    let lat0 = (min_lat + max_lat) / 2.0;
+    let features: Vec<&Row> = rows.iter().filter(|x| x.region == r && x.label != "none").collect();
+    let half_lon = (max_lon - min_lon) / 2.0;
+    let best = features
+        .iter()
+        .map(|c| {
+            // Web Mercator: a view's latitude span shrinks with the cosine of its latitude.
+            let half_lat =
+                (max_lat - min_lat) / 2.0 * c.lat.to_radians().cos() / lat0.to_radians().cos();
+            let n = features
+                .iter()
+                .filter(|f| (f.lat - c.lat).abs() <= half_lat && (f.lon - c.lon).abs() <= half_lon)
+                .count();
+            (n, std::cmp::Reverse(c.id.clone()), c)
+        })
+        .max_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)))
+        .with_context(|| format!("{r}: no mapped feature"))?;
+    Ok(format!("{}/{:.5}/{:.5}", crate::regions::OPENING_ZOOM, best.2.lat, best.2.lon))
+}
+
+/// The zoom of the page's opening view (`app/src/page/mod.rs`, `START`).
+pub const OPENING_ZOOM: u32 = 16;
+
+/// "Learn this area" on a view of each region but the bundled one (`page_adapted_regions`):
+/// the model trained without the region before and after, and the shipped model. Empty when
+/// none was measured.
+pub fn page_regions_table(v: &Value) -> String {
+    let Some(regions) = v["page_adapted_regions"].as_object() else { return String::new() };
+    let mut out = String::from(
+        "| region (view) | places learned from | trained without it: macro-F1 before -> after | shipped: before | share of the gap closed | seconds |\n\
+         |---|---|---|---|---|---|\n",
+    );
+    for (r, p) in regions {
+        let (lo, home) = (&p["left_out"], &p["in_region"]);
+        let share = page_share(lo, home).map_or("-".to_string(), |x| format!("{x:.2}"));
+        out += &format!(
+            "| {r} (`#map={}`) | {} | {} -> {} | {} | {share} | {:.0} |\n",
+            p["view"].as_str().unwrap_or("?"),
+            lo["train_places"],
+            f3(&lo["types_f1_before"]),
+            f3(&lo["types_f1_after"]),
+            f3(&home["types_f1_before"]),
+            lo["seconds"].as_f64().unwrap_or(f64::NAN),
+        );
+    }
+    out
 }
 
 /// The share of the gap closed, `(after - before) / (in-region before - before)`, where the gap
@@ -984,6 +1086,8 @@ mod tests {
             let t = page_sweep_table(&v);
             assert!(doc.contains(&t), "{DOC} lacks the page's epochs sweep:\n{t}");
         }
+        let t = page_regions_table(&v);
+        assert!(doc.contains(&t), "{DOC} lacks the page's figures on other regions:\n{t}");
     }
 
     fn rows(labels: &[(&str, usize)]) -> Vec<Row> {
@@ -995,8 +1099,43 @@ mod tests {
                 id: format!("node/{l}{i}"),
                 label: l.to_string(),
                 region: "r".into(),
+                lat: 43.7 + i as f64 * 1e-4,
+                lon: 7.42,
             })
             .collect()
+    }
+
+    /// The other region's view is centred where its features are densest, at the opening zoom,
+    /// its latitude span scaled by the cosine of the latitude; `none` rows and other regions'
+    /// rows do not count.
+    #[test]
+    fn the_other_region_s_view_is_where_its_features_are_densest() {
+        let row = |id: &str, label: &str, region: &str, lat: f64, lon: f64| Row {
+            line: String::new(),
+            id: id.into(),
+            label: label.into(),
+            region: region.into(),
+            lat,
+            lon,
+        };
+        let mut rows = vec![row("node/1", "ramp", "m", 43.70, 7.40)];
+        for i in 0..3 {
+            rows.push(row(&format!("node/2{i}"), "entrance", "m", 43.74 + i as f64 * 1e-3, 7.42));
+        }
+        for i in 0..5 {
+            rows.push(row(&format!("node/3{i}"), "none", "m", 43.70 + i as f64 * 1e-4, 7.40));
+            rows.push(row(&format!("node/4{i}"), "ramp", "x", 43.70 + i as f64 * 1e-4, 7.40));
+        }
+        // The opening view at 60 degrees north: 0.02 of longitude by 0.008 of latitude.
+        let bbox = [24.93, 60.166, 24.95, 60.174];
+        assert_eq!(densest_view(&rows, "m", &bbox).unwrap(), "16/43.74000/7.42000");
+        // At 43.74 degrees the view spans 0.008 * cos(43.74) / cos(60.17) = 0.0116 of latitude,
+        // 0.0058 either side of its centre: centred on node/21, four features (node/20 is 0.006
+        // from node/5); node/6 is too far from all.
+        rows.push(row("node/5", "ramp", "m", 43.746, 7.42));
+        rows.push(row("node/6", "ramp", "m", 43.77, 7.42));
+        assert_eq!(densest_view(&rows, "m", &bbox).unwrap(), "16/43.74100/7.42000");
+        assert!(densest_view(&rows, "nowhere", &bbox).is_err());
     }
 
     /// A trial names itself, its regions and the train arguments; without a name it may not
