@@ -1088,6 +1088,14 @@ mod tests {
         }
         let t = page_regions_table(&v);
         assert!(doc.contains(&t), "{DOC} lacks the page's figures on other regions:\n{t}");
+        for (r, p) in v["page_adapted_regions"].as_object().into_iter().flatten() {
+            let lo = &p["left_out"];
+            let quoted = format!("{} -> {}", f3(&lo["types_f1_before"]), f3(&lo["types_f1_after"]));
+            assert!(
+                readme.contains(&quoted),
+                "README.md does not quote {r}'s page figure {quoted}"
+            );
+        }
     }
 
     fn rows(labels: &[(&str, usize)]) -> Vec<Row> {
