@@ -657,7 +657,7 @@ pub fn page_adapt(root: &Path, args: &[String]) -> Result<()> {
         let (_, rows) = read_rows(&data.join("tags.csv"))?;
         Some(densest_view(&rows, &region, &bbox)?)
     };
-    let dist = crate::web::build_app(root)?;
+    let dist = crate::web::current_app(root)?;
     // The page's own default (no epochs set), then each epoch count of the sweep.
     let learn = |epochs: Option<usize>| -> Result<Value> {
         let measured = work.join("page-adapt.json");
