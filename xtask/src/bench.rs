@@ -937,13 +937,12 @@ fn profile_table(p: &serde_json::Value) -> Result<String> {
     Ok(format!(
         "The app times its own forward pass by kind of operation (`?profile=N` in the address: \
 the worker runs N passes of the shipped model on a blank tile through `Predictor::profile`, \
-which marks the time after each operation; Burn `flex` computes eagerly, so the time between \
-two marks is that operation's). Median of {runs} passes, CPU backend:\n\n\
+which on the CPU runs model-core's kernels, the path the page's predictions take, and marks \
+the time after each operation). Median of {runs} passes, CPU backend:\n\n\
 | operation | time | share of the pass ({total:.1} ms) |\n|---|---|---|\n{}\n\n\
-Every row is a kernel of Burn `flex` compiled to wasm SIMD128 (the model code only chains \
-them): the largest is {top}, {:.0} % of the pass. This profiles Burn's forward, the reference \
-that the page's predictions no longer run on: they run on model-core's own kernels, timed \
-whole in the table above.\n",
+A convolution's bias, activation and residual add run in its epilogue, so they count as the \
+convolution's. The largest is {top}, {:.0} % of the pass: that is where the page's forward \
+pass would gain most.\n",
         rows.join("\n"),
         100.0 * top_ms / total,
     ))

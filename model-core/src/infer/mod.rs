@@ -188,13 +188,19 @@ impl Predictor {
 
     /// One forward pass of `input`, timed by kind of operation with `clock` (milliseconds: the
     /// worker's `performance.now()`, natively an `Instant`): where the model's time goes, in
-    /// the order the kinds first ran, and the whole pass. Meaningful on a backend that
-    /// computes eagerly (the CPU's `flex`); a GPU's queued work would land on the last mark.
+    /// the order the kinds first ran, and the whole pass. On the CPU it profiles the kernels
+    /// the predictions run on ([`Engine::profile`], one thread); otherwise Burn's forward,
+    /// meaningful on a backend that computes eagerly (a GPU's queued work would land on the
+    /// last mark).
     pub fn profile(
         &self,
         input: &ModelInput,
         clock: &dyn Fn() -> f64,
     ) -> Result<(Vec<(Op, f64)>, f64), CoreError> {
+        if let Some(engine) = &self.kernels {
+            let (images, coords, sources) = self.batch_values(std::slice::from_ref(input))?;
+            return engine.profile(&images, &coords, &sources, clock);
+        }
         let (images, coords, sources) = self.batch_tensors(std::slice::from_ref(input))?;
         let start = clock();
         let mut last = start;

@@ -19,6 +19,7 @@ pub use build::Node;
 pub use isa::Isa;
 use ops::{Act, Ctx, Dense, Map, Scratch};
 
+use crate::model::Op;
 use crate::{AccessModel, CoreError, ModelConfig};
 
 /// A model compiled for the CPU kernels.
@@ -152,8 +153,47 @@ impl Engine {
         }))
     }
 
+    /// One forward pass of one example (`image` `[3, s, s]`, `coords` `[2]`, `sources` `[k]`)
+    /// on one thread, timed by kind of operation with `clock` (milliseconds): the time of each
+    /// kind, in the order the kinds first ran, and of the whole pass. A convolution's bias,
+    /// activation and residual add run in its epilogue, so they count as the convolution's.
+    pub fn profile(
+        &self,
+        image: &[f32],
+        coords: &[f32],
+        sources: &[f32],
+        clock: &dyn Fn() -> f64,
+    ) -> Result<(Vec<(Op, f64)>, f64), CoreError> {
+        let s = self.image_size;
+        if image.len() != 3 * s * s || coords.len() != 2 || sources.len() != self.sources {
+            return Err(CoreError::BadBatch("input does not fit the model".into()));
+        }
+        let start = clock();
+        let mut last = start;
+        let mut times: Vec<(Op, f64)> = Vec::new();
+        let mut mark = |op: Op| {
+            let now = clock();
+            match times.iter_mut().find(|(o, _)| *o == op) {
+                Some((_, t)) => *t += now - last,
+                None => times.push((op, now - last)),
+            }
+            last = now;
+        };
+        let ctx = Ctx { isa: self.isa, parallel: false };
+        let features = self.features_marked(image, ctx, &mut mark);
+        let mut logits = vec![0.0; self.head.output];
+        self.tail(&features, coords, sources, &mut logits);
+        mark(Op::Head);
+        Ok((times, last - start))
+    }
+
     /// Pooled image features of one image.
     fn features(&self, image: &[f32], ctx: Ctx) -> Vec<f32> {
+        self.features_marked(image, ctx, &mut |_| {})
+    }
+
+    /// [`Self::features`], calling `mark` after each operation with its kind.
+    fn features_marked(&self, image: &[f32], ctx: Ctx, mark: &mut dyn FnMut(Op)) -> Vec<f32> {
         let mut scratch = SCRATCH.with(Cell::take);
         let s = self.image_size;
         // Channels first to channels last.
@@ -163,9 +203,10 @@ impl Engine {
                 *v = image[c * s * s + p];
             }
         }
-        let x = run_all(&self.encoder, x, ctx, &mut scratch);
+        let x = run_all(&self.encoder, x, ctx, &mut scratch, mark);
         let mut features = vec![0.0; x.c];
         ops::global_avg_pool(&x, &mut features);
+        mark(Op::Pool);
         scratch.give(x);
         SCRATCH.with(|c| c.set(scratch));
         features
@@ -185,14 +226,33 @@ impl Engine {
     }
 }
 
-/// Runs `nodes` in order from `x` (which is given back to `scratch`).
-fn run_all(nodes: &[Node], x: Map, ctx: Ctx, scratch: &mut Scratch) -> Map {
+/// Runs `nodes` in order from `x` (which is given back to `scratch`), calling `mark` after
+/// each operation.
+fn run_all(
+    nodes: &[Node],
+    x: Map,
+    ctx: Ctx,
+    scratch: &mut Scratch,
+    mark: &mut dyn FnMut(Op),
+) -> Map {
     let mut cur = x;
     for n in nodes {
-        let next = run(n, &cur, None, ctx, scratch);
+        let next = run(n, &cur, None, ctx, scratch, mark);
         scratch.give(std::mem::replace(&mut cur, next));
     }
     cur
+}
+
+/// The kind of operation a convolution is, as a profile sums them: depthwise, 1x1, or a
+/// larger dense one (the stem's).
+fn conv_op(conv: &ops::Conv) -> Op {
+    if conv.depthwise {
+        Op::DepthwiseConv
+    } else if conv.k == 1 {
+        Op::PointwiseConv
+    } else {
+        Op::StemConv
+    }
 }
 
 /// One node on `x`; `residual` is added (and `act` replaces the node's own activation) in a
@@ -203,6 +263,7 @@ fn run(
     residual: Option<(&Map, Act)>,
     ctx: Ctx,
     scratch: &mut Scratch,
+    mark: &mut dyn FnMut(Op),
 ) -> Map {
     match node {
         Node::Conv(conv, act) => {
@@ -210,22 +271,35 @@ fn run(
                 Some((r, a)) => (Some(r), a),
                 None => (None, *act),
             };
-            if conv.depthwise {
+            let out = if conv.depthwise {
                 debug_assert!(res.is_none());
                 ops::conv_depthwise(x, conv, act, ctx, scratch)
             } else {
                 ops::conv_dense(x, conv, act, res, ctx, scratch)
-            }
+            };
+            mark(conv_op(conv));
+            out
         }
-        Node::MaxPool { k, stride, pad } => ops::max_pool(x, *k, *stride, *pad, scratch),
-        Node::SqueezeExcite { fc1, fc2 } => ops::squeeze_excite(x, fc1, fc2, scratch),
+        Node::MaxPool { k, stride, pad } => {
+            let out = ops::max_pool(x, *k, *stride, *pad, scratch);
+            mark(Op::Encoder);
+            out
+        }
+        Node::SqueezeExcite { fc1, fc2 } => {
+            let out = ops::squeeze_excite(x, fc1, fc2, scratch);
+            mark(Op::Encoder);
+            out
+        }
         Node::Residual { body, shortcut, act } => {
-            let short =
-                shortcut.as_ref().map(|c| ops::conv_dense(x, c, Act::None, None, ctx, scratch));
+            let short = shortcut.as_ref().map(|c| {
+                let out = ops::conv_dense(x, c, Act::None, None, ctx, scratch);
+                mark(conv_op(c));
+                out
+            });
             let (last, init) = body.split_last().expect("a residual block has layers");
             let mut cur: Option<Map> = None;
             for n in init {
-                let next = run(n, cur.as_ref().unwrap_or(x), None, ctx, scratch);
+                let next = run(n, cur.as_ref().unwrap_or(x), None, ctx, scratch, mark);
                 if let Some(done) = cur.replace(next) {
                     scratch.give(done);
                 }
@@ -236,6 +310,7 @@ fn run(
                 Some((short.as_ref().unwrap_or(x), *act)),
                 ctx,
                 scratch,
+                mark,
             );
             for m in [cur, short].into_iter().flatten() {
                 scratch.give(m);
@@ -340,6 +415,36 @@ mod tests {
         }
         assert_eq!(Isa::supported()[0], Isa::Portable);
         assert!(Isa::detect().available());
+    }
+
+    /// The profile marks each operation by its kind: EfficientNet-Lite0's stem, depthwise and
+    /// 1x1 convolutions, the pool and the head (activations and residual adds run in the
+    /// convolutions' epilogues, so they have no time of their own), and the kinds' times add
+    /// up to the pass's.
+    #[test]
+    fn the_profile_times_each_kind_of_operation_and_adds_up() {
+        let (config, model, batch) = model_and_batch(EncoderKind::EfficientNetLite0, 64, 1);
+        let engine = Engine::new(&config, &model).unwrap();
+        // A clock that ticks once per reading: each kind's time is how often it was marked.
+        let ticks = Cell::new(0.0);
+        let clock = || {
+            ticks.set(ticks.get() + 1.0);
+            ticks.get()
+        };
+        let (times, total) = engine.profile(&batch[0], &batch[1], &batch[2], &clock).unwrap();
+        let kinds: Vec<Op> = times.iter().map(|(op, _)| *op).collect();
+        assert_eq!(
+            kinds,
+            [Op::StemConv, Op::DepthwiseConv, Op::PointwiseConv, Op::Pool, Op::Head],
+            "{times:?}"
+        );
+        let sum: f64 = times.iter().map(|(_, t)| t).sum();
+        assert_eq!(sum, total);
+        // 16 MBConv blocks: a depthwise convolution each; a projection each, an expansion in
+        // all but the first, and the head's 1x1 convolution.
+        let count = |op: Op| times.iter().find(|(o, _)| *o == op).unwrap().1;
+        assert_eq!((count(Op::DepthwiseConv), count(Op::PointwiseConv)), (16.0, 32.0));
+        assert!(engine.profile(&batch[0][1..], &batch[1], &batch[2], &clock).is_err());
     }
 
     /// A batch that does not fit the model is refused, not read past its end.
