@@ -202,25 +202,15 @@ impl Predictor {
             return engine.profile(&images, &coords, &sources, clock);
         }
         let (images, coords, sources) = self.batch_tensors(std::slice::from_ref(input))?;
-        let start = clock();
-        let mut last = start;
-        let mut times: Vec<(Op, f64)> = Vec::new();
-        let mut mark = |op: Op| {
-            let now = clock();
-            match times.iter_mut().find(|(o, _)| *o == op) {
-                Some((_, t)) => *t += now - last,
-                None => times.push((op, now - last)),
-            }
-            last = now;
-        };
+        let mut t = crate::model::OpTimes::start(clock);
         let encoder = &self.model.encoder;
-        let maps = encoder.stages_marked(images, 0..usize::MAX, &mut mark);
+        let maps = encoder.stages_marked(images, 0..usize::MAX, &mut |op| t.mark(op));
         let features = crate::model::layers::global_avg_pool(maps);
-        mark(Op::Pool);
+        t.mark(Op::Pool);
         let logits = self.model.forward_features(features, coords, sources);
         logits.try_into_data().map_err(|e| CoreError::Backend(format!("{e:?}")))?;
-        mark(Op::Head);
-        Ok((times, last - start))
+        t.mark(Op::Head);
+        Ok(t.finish())
     }
 
     /// The batch's tensors: images `[n, 3, s, s]`, coordinates `[n, 2]`, sources `[n, k]`.
@@ -348,43 +338,48 @@ mod tests {
         worst
     }
 
-    /// A profile times every kind of operation of EfficientNet-Lite0 once or more, and its
-    /// parts add up to the whole pass; other encoders are one `Encoder` part.
+    /// A profile times every kind of operation once or more, and its parts add up to the whole
+    /// pass: on the CPU the kernels' (the activations and residual adds fused into the
+    /// convolutions), and Burn's forward without them (EfficientNet-Lite0 broken down, other
+    /// encoders one `Encoder` part).
     #[test]
     fn a_profile_names_every_kind_of_operation_and_adds_up() {
         let start = std::time::Instant::now();
         let clock = move || start.elapsed().as_secs_f64() * 1e3;
-        for (kind, want) in [
+        use Op::*;
+        for (kind, kernels, burn) in [
             (
                 EncoderKind::EfficientNetLite0,
-                vec![
-                    Op::StemConv,
-                    Op::Activation,
-                    Op::DepthwiseConv,
-                    Op::PointwiseConv,
-                    Op::Residual,
-                    Op::Pool,
-                    Op::Head,
-                ],
+                vec![StemConv, DepthwiseConv, PointwiseConv, Pool, Head],
+                vec![StemConv, Activation, DepthwiseConv, PointwiseConv, Residual, Pool, Head],
             ),
-            (EncoderKind::CustomCnn, vec![Op::Encoder, Op::Pool, Op::Head]),
+            (
+                EncoderKind::CustomCnn,
+                vec![StemConv, Encoder, PointwiseConv, Pool, Head],
+                vec![Encoder, Pool, Head],
+            ),
         ] {
             let mut config = ModelConfig::new(kind);
             config.image_size = 32;
             let device = Device::flex();
-            let model = config.init(&device).unwrap();
-            let p = Predictor::new(config, model, Scaler::default(), 1.0, &device);
-            let img = RgbImage::from_fn(32, 32, |x, y| image::Rgb([x as u8 * 8, y as u8 * 8, 90]));
-            let input = p.input(&img, 60.16, 24.94, "osm").unwrap();
-            let (parts, total) = p.profile(&input, &clock).unwrap();
-            let mut kinds: Vec<Op> = parts.iter().map(|(o, _)| *o).collect();
-            kinds.sort();
-            let mut want = want;
-            want.sort();
-            assert_eq!(kinds, want, "{kind}");
-            let sum: f64 = parts.iter().map(|(_, t)| t).sum();
-            assert!(parts.iter().all(|(_, t)| *t >= 0.0), "{parts:?}");
-            assert!((sum - total).abs() < 1e-6 * total.max(1.0), "{sum} vs {total}");
+            let predictor = || {
+                let model = config.init(&device).unwrap();
+                Predictor::new(config.clone(), model, Scaler::default(), 1.0, &device)
+            };
+            for (p, want) in [(predictor(), kernels), (predictor().without_kernels(), burn)] {
+                let img =
+                    RgbImage::from_fn(32, 32, |x, y| image::Rgb([x as u8 * 8, y as u8 * 8, 90]));
+                let input = p.input(&img, 60.16, 24.94, "osm").unwrap();
+                let (parts, total) = p.profile(&input, &clock).unwrap();
+                let mut kinds: Vec<Op> = parts.iter().map(|(o, _)| *o).collect();
+                kinds.sort();
+                let mut want = want;
+                want.sort();
+                assert_eq!(kinds, want, "{kind}");
+                let sum: f64 = parts.iter().map(|(_, t)| t).sum();
+                assert!(parts.iter().all(|(_, t)| *t >= 0.0), "{parts:?}");
+                assert!((sum - total).abs() < 1e-6 * total.max(1.0), "{sum} vs {total}");
+            }
         }
     }
 

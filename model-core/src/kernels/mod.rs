@@ -168,23 +168,13 @@ impl Engine {
         if image.len() != 3 * s * s || coords.len() != 2 || sources.len() != self.sources {
             return Err(CoreError::BadBatch("input does not fit the model".into()));
         }
-        let start = clock();
-        let mut last = start;
-        let mut times: Vec<(Op, f64)> = Vec::new();
-        let mut mark = |op: Op| {
-            let now = clock();
-            match times.iter_mut().find(|(o, _)| *o == op) {
-                Some((_, t)) => *t += now - last,
-                None => times.push((op, now - last)),
-            }
-            last = now;
-        };
+        let mut t = crate::model::OpTimes::start(clock);
         let ctx = Ctx { isa: self.isa, parallel: false };
-        let features = self.features_marked(image, ctx, &mut mark);
+        let features = self.features_marked(image, ctx, &mut |op| t.mark(op));
         let mut logits = vec![0.0; self.head.output];
         self.tail(&features, coords, sources, &mut logits);
-        mark(Op::Head);
-        Ok((times, last - start))
+        t.mark(Op::Head);
+        Ok(t.finish())
     }
 
     /// Pooled image features of one image.

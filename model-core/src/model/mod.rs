@@ -114,7 +114,8 @@ impl FromStr for EncoderKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Op {
-    /// The stem's 3x3 strided convolution.
+    /// The stem's 3x3 strided convolution (in the CPU kernels' profile: every dense
+    /// convolution wider than 1x1, as custom_cnn's).
     StemConv,
     /// 1x1 convolutions: the MBConv expansions and projections, the head convolution.
     PointwiseConv,
@@ -130,6 +131,38 @@ pub enum Op {
     Encoder,
     /// The metadata branch, the fusion and the head.
     Head,
+}
+
+/// A profile's clock readings summed by kind of operation: each [`OpTimes::mark`] gives the
+/// time since the last mark to its kind.
+pub struct OpTimes<'a> {
+    clock: &'a dyn Fn() -> f64,
+    start: f64,
+    last: f64,
+    times: Vec<(Op, f64)>,
+}
+
+impl<'a> OpTimes<'a> {
+    /// Starts the clock (milliseconds: the worker's `performance.now()`, natively an `Instant`).
+    pub fn start(clock: &'a dyn Fn() -> f64) -> Self {
+        let start = clock();
+        Self { clock, start, last: start, times: Vec::new() }
+    }
+
+    /// The time since the last mark, to `op`.
+    pub fn mark(&mut self, op: Op) {
+        let now = (self.clock)();
+        match self.times.iter_mut().find(|(o, _)| *o == op) {
+            Some((_, t)) => *t += now - self.last,
+            None => self.times.push((op, now - self.last)),
+        }
+        self.last = now;
+    }
+
+    /// Each kind's time, in the order the kinds were first marked, and the whole span.
+    pub fn finish(self) -> (Vec<(Op, f64)>, f64) {
+        (self.times, self.last - self.start)
+    }
 }
 
 /// One of the image encoders.
