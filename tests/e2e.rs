@@ -1024,6 +1024,20 @@ fn differ(a: &[(String, f64)], b: &[(String, f64)]) -> f64 {
     a.iter().zip(b).map(|(x, y)| (x.1 - y.1).abs()).fold(0.0, f64::max)
 }
 
+/// Fixture tags to fine-tune on: three types, four each, on distinct map tiles around
+/// Helsinki's centre, their ids starting with `prefix`.
+fn three_types_csv(prefix: &str) -> String {
+    let mut csv = String::from("id,lat,lon,type,source\n");
+    for (k, label) in ["ramp", "entrance", "obstacle"].iter().enumerate() {
+        for i in 0..4 {
+            let lat = 60.1680 + 0.0007 * i as f64 + 0.0002 * k as f64;
+            let lon = 24.9360 + 0.0011 * k as f64 + 0.0003 * i as f64;
+            csv.push_str(&format!("{prefix}-{k}-{i},{lat:.6},{lon:.6},{label},user\n"));
+        }
+    }
+    csv
+}
+
 /// Fine-tuning in the page on a fixture set of tags with the app's tiles: cancel keeps the old
 /// model; 2 epochs reach 100 %, the kept model survives a reload and predictions use it; its
 /// exported bundle loads in `accessatlas predict`; the suggestion layer scans, accepts, rejects.
@@ -1045,16 +1059,7 @@ async fn fine_tune_flow() {
     .await;
     assert!(e.as_str().unwrap().contains("at least two types"), "{e}");
 
-    // Fixture tags: three types, four each, on distinct map tiles around Helsinki's centre.
-    let mut csv = String::from("id,lat,lon,type,source\n");
-    for (k, label) in ["ramp", "entrance", "obstacle"].iter().enumerate() {
-        for i in 0..4 {
-            let lat = 60.1680 + 0.0007 * i as f64 + 0.0002 * k as f64;
-            let lon = 24.9360 + 0.0011 * k as f64 + 0.0003 * i as f64;
-            csv.push_str(&format!("ft-{k}-{i},{lat:.6},{lon:.6},{label},user\n"));
-        }
-    }
-    import_tags(c, "finetune-tags.csv", &csv, 12).await;
+    import_tags(c, "finetune-tags.csv", &three_types_csv("ft"), 12).await;
     set_input(c, "#ft-epochs", "2", "change").await;
 
     // Cancel mid-way: the old model stays.
@@ -2036,15 +2041,7 @@ async fn model_save_fault_flow() {
     let url = session.url("cpu");
     open_cpu_with_shipped_model(&session).await;
     let shipped = predict_at_centre(c).await;
-    let mut csv = String::from("id,lat,lon,type,source\n");
-    for (k, label) in ["ramp", "entrance", "obstacle"].iter().enumerate() {
-        for i in 0..4 {
-            let lat = 60.1680 + 0.0007 * i as f64 + 0.0002 * k as f64;
-            let lon = 24.9360 + 0.0011 * k as f64 + 0.0003 * i as f64;
-            csv.push_str(&format!("mf-{k}-{i},{lat:.6},{lon:.6},{label},user\n"));
-        }
-    }
-    import_tags(c, "model-save-fault-tags.csv", &csv, 12).await;
+    import_tags(c, "model-save-fault-tags.csv", &three_types_csv("mf"), 12).await;
     fine_tune_for(c, 1).await;
     click(c, FINETUNE_KEEP).await;
     wait_origin(c, "finetuned", "the first kept model", 60).await;

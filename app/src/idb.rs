@@ -54,6 +54,12 @@ fn committed(tx: &IdbTransaction) -> JsFuture {
 
 /// Resolves when `req` succeeds (with its result) or fails.
 async fn settle(req: &IdbRequest) -> Result<JsValue, JsValue> {
+    settled(req).await
+}
+
+/// [`settle`]'s future, its handlers set at once (before anything is awaited), so requests
+/// queued together each have theirs before the first event fires.
+fn settled(req: &IdbRequest) -> JsFuture {
     let promise = Promise::new(&mut |resolve, reject| {
         let r = req.clone();
         let ok = Closure::once_into_js(move || {
@@ -71,7 +77,7 @@ async fn settle(req: &IdbRequest) -> Result<JsValue, JsValue> {
         req.set_onsuccess(Some(ok.unchecked_ref()));
         req.set_onerror(Some(fail.unchecked_ref()));
     });
-    JsFuture::from(promise).await
+    JsFuture::from(promise)
 }
 
 async fn open() -> Result<IdbDatabase, String> {
@@ -154,9 +160,10 @@ pub async fn write(records: &[(&str, Option<&JsValue>)]) -> Result<(), String> {
             }
         }
     }
+    let pending: Vec<JsFuture> = requests.iter().map(settled).collect();
     let mut wrote = Ok(());
-    for req in &requests {
-        if let Err(e) = settle(req).await {
+    for p in pending {
+        if let Err(e) = p.await {
             wrote = Err(err("write", e));
             break;
         }
