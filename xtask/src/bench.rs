@@ -2,7 +2,8 @@
 //! alternating in one run, written to `BENCHMARKS.md` as one section each.
 //!
 //! Sections: `data` (PBF read vs pyosmium, tile rendering, collect), `train` (Burn vs PyTorch
-//! training throughput), `browser` (the app in headless Chromium), `api` (the prediction API
+//! training throughput), `browser` (the app in headless Chromium), `wasm-opt` (the model
+//! worker's wasm at each wasm-opt level, `wasm_opt.rs`), `api` (the prediction API
 //! under load), `suggest` (the suggestion pipeline), `scale` (`--sizes 1,10,100`: collect and
 //! serve on N-copy extracts, `scale.rs`). Naming sections re-runs only those and replaces them in `BENCHMARKS.md`,
 //! keeping the others. `--quick` runs the AccessAtlas side once on tiny sizes and writes
@@ -18,8 +19,8 @@ use crate::{accessatlas_exe, cache_dir, cargo, output, run, venv, web};
 /// Sections that other tasks write, which a full `cargo xtask bench` keeps as they are.
 const OWN_TASK_SECTIONS: [&str; 2] = ["Soak", "First run"];
 
-pub const SECTIONS: [&str; 7] =
-    ["data", "train", "inference", "browser", "api", "suggest", "scale"];
+pub const SECTIONS: [&str; 8] =
+    ["data", "train", "inference", "browser", "wasm-opt", "api", "suggest", "scale"];
 
 /// JSON lines of a benchmark's stdout.
 fn json_lines(s: &str) -> Vec<serde_json::Value> {
@@ -87,6 +88,9 @@ pub fn bench(root: &Path, args: &[String]) -> Result<()> {
     }
     if wanted("browser") {
         sections.push(browser_section(root)?);
+    }
+    if wanted("wasm-opt") {
+        sections.push(crate::wasm_opt::section(root)?);
     }
     if wanted("api") {
         sections.push(api_section()?);

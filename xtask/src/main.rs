@@ -58,6 +58,7 @@ mod gpu;
 mod regions;
 mod scale;
 mod steps;
+mod wasm_opt;
 mod web;
 
 fn main() -> Result<()> {
