@@ -58,9 +58,10 @@ pub fn section(root: &Path) -> Result<String> {
         .current_dir(root)
         .env("PATH", web::tools_path())
         .env("CARGO_TARGET_DIR", web::wasm_target_dir())
-        .args(["build", "--release"])
+        // The target first: `--release` takes an optional value and would read it as one.
+        .arg("build")
         .arg(&copy)
-        .arg("--dist")
+        .args(["--release", "--dist"])
         .arg(&plain));
     let _ = std::fs::remove_file(&copy);
     built?;
