@@ -113,7 +113,7 @@ pub fn section(root: &Path) -> Result<String> {
         "| level | worker wasm | gzip | wasm-opt's time | forward pass p50 / p95 | page load to model ready, warm |\n|---|---|---|---|---|---|\n",
     );
     for (level, raw, gzip, opt_s, p50, p95, warm) in &rows {
-        let mark = if *level == current { " (index.html's)" } else { "" };
+        let mark = if *level == current { " (index.html's when measured)" } else { "" };
         table += &format!(
             "| -O{level}{mark} | {:.2} MB | {:.2} MB | {opt_s:.0} s | {p50:.0} / {p95:.0} ms | {warm:.0} ms |\n",
             raw / 1e6,
