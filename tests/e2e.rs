@@ -1020,6 +1020,25 @@ async fn unlearned_type_flow() {
     session.client.close().await.unwrap();
 }
 
+/// Predicts at the centre until the answer is within `tol` of `want` (a model the worker is
+/// swapping in, whose origin does not tell it from the one before), for up to about 10 s; the
+/// last answer.
+async fn predict_until(
+    c: &fantoccini::Client,
+    want: &[(String, f64)],
+    tol: f64,
+) -> Vec<(String, f64)> {
+    let mut got = predict_at_centre(c).await;
+    for _ in 0..50 {
+        if differ(&got, want) < tol {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        got = predict_at_centre(c).await;
+    }
+    got
+}
+
 fn differ(a: &[(String, f64)], b: &[(String, f64)]) -> f64 {
     a.iter().zip(b).map(|(x, y)| (x.1 - y.1).abs()).fold(0.0, f64::max)
 }
@@ -1575,14 +1594,7 @@ async fn learn_area_flow() {
     assert!(differ(&again, &tuned) > 1e-6, "the second learned model was not used");
     click(c, MODEL_UNDO).await;
     // Both models are fine-tuned ones: poll the prediction until the worker has swapped.
-    let mut undone = predict_at_centre(c).await;
-    for _ in 0..50 {
-        if differ(&undone, &tuned) < 1e-4 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        undone = predict_at_centre(c).await;
-    }
+    let undone = predict_until(c, &tuned, 1e-4).await;
     assert!(differ(&undone, &tuned) < 1e-4, "undo did not go back to the model kept before");
     let origin = c
         .execute(&format!("return document.querySelector('{MODEL_ORIGIN}').dataset.origin"), vec![])
@@ -2064,14 +2076,7 @@ async fn model_save_fault_flow() {
         eprintln!("model save fault: the page closed before the keep committed");
     } else {
         // It did: the new model, and before it the first one.
-        let mut undone = predict_at_centre(c).await;
-        for _ in 0..50 {
-            if differ(&undone, &first) < 1e-6 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            undone = predict_at_centre(c).await;
-        }
+        let undone = predict_until(c, &first, 1e-6).await;
         assert!(differ(&undone, &first) < 1e-6, "undo after a committed keep: {undone:?}");
         wait_origin(c, "finetuned", "the first model after undo", 10).await;
         eprintln!("model save fault: the keep had committed when the page closed");

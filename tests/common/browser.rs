@@ -279,6 +279,8 @@ pub struct Session {
     /// chromedriver's address, for the commands fantoccini has no call for.
     pub webdriver: String,
     stop: Option<StopServer>,
+    /// The server's own address (`base` may be a slow link's in front of it).
+    server: String,
     _driver: Driver,
 }
 
@@ -347,6 +349,7 @@ impl Session {
             Default::default(),
             Default::default(),
         );
+        let server = base.trim_start_matches("http://").to_string();
         let base = match link {
             Some(link) => format!("{}/", super::slow_link::start(&base, link)),
             None => format!("{base}/"),
@@ -361,6 +364,7 @@ impl Session {
             downloads,
             webdriver: wd,
             stop: Some(stop),
+            server,
             _driver: driver,
         }
     }
@@ -369,7 +373,7 @@ impl Session {
     /// listening.
     pub async fn stop_server(&mut self) {
         self.stop.take().expect("the server is running").stop();
-        let addr = self.base.trim_start_matches("http://").trim_end_matches('/').to_string();
+        let addr = self.server.clone();
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(&addr).is_ok() {
             assert!(Instant::now() < deadline, "the server at {addr} did not stop");
