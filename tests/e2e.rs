@@ -2084,11 +2084,76 @@ async fn model_save_fault_flow() {
     session.client.close().await.unwrap();
 }
 
+/// Prefixed to a copy of the app's `worker_loader.js`: once the page posts "quota" on the
+/// BroadcastChannel `accessatlas-test-faults`, the model worker's next IndexedDB write fails
+/// as a full storage fails it (its request succeeds, then its transaction aborts with a
+/// `QuotaExceededError`). The worker's IndexedDB is out of the test's reach otherwise: the
+/// page's `IDBObjectStore` is not the worker's, and Chromium 148's IndexedDB ignores DevTools'
+/// `Storage.overrideQuotaForOrigin`.
+const WORKER_QUOTA_FAULT: &str = "(() => { let armed = false; new BroadcastChannel('accessatlas-test-faults').onmessage = (e) => { armed = e.data === 'quota'; }; const put = IDBObjectStore.prototype.put; IDBObjectStore.prototype.put = function (...a) { const r = put.apply(this, a); if (armed) { const tx = this.transaction; r.addEventListener('success', () => { Object.defineProperty(tx, 'error', { value: new DOMException('The quota has been exceeded.', 'QuotaExceededError') }); tx.abort(); }); } return r; }; })();\n";
+
+/// The storage full as a fine-tuned model is kept (#31): the page says the model was not kept,
+/// and after a reload the model kept before is the kept one, with its own way back.
+async fn model_quota_fault_flow() {
+    let dist = out_dir().join("dist-worker-quota-fault");
+    common::copy_dir(&dist_dir(), &dist);
+    let loader = dist.join("worker_loader.js");
+    let original = std::fs::read_to_string(&loader).unwrap();
+    std::fs::write(&loader, format!("{WORKER_QUOTA_FAULT}{original}")).unwrap();
+    let session =
+        Session::start_with("model-quota-fault", Setup { dist: Some(&dist), ..Setup::default() })
+            .await;
+    let c = &session.client;
+    let url = session.url("cpu");
+    open_cpu_with_shipped_model(&session).await;
+    let shipped = predict_at_centre(c).await;
+    import_tags(c, "model-quota-fault-tags.csv", &three_types_csv("mq"), 12).await;
+    fine_tune_for(c, 1).await;
+    click(c, FINETUNE_KEEP).await;
+    wait_origin(c, "finetuned", "the first kept model", 60).await;
+    let first = predict_at_centre(c).await;
+    assert!(differ(&first, &shipped) > 1e-4, "the first fine-tune changed nothing");
+
+    // A second fine-tune, and the storage full as it is kept.
+    fine_tune_for(c, 3).await;
+    c.execute("new BroadcastChannel('accessatlas-test-faults').postMessage('quota');", vec![])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    click(c, FINETUNE_KEEP).await;
+    let said = wait_js(
+        c,
+        &format!("(e => e && e.innerText)(document.querySelector('{MODEL_OP_ERROR}'))"),
+        "the words for a model that was not kept",
+        60,
+    )
+    .await;
+    let said = said.as_str().unwrap();
+    assert!(said.contains("storage is full, so the model was not kept"), "{said}");
+    let status = c.find(Locator::Css(".status")).await.unwrap().text().await.unwrap();
+    assert!(status.contains("storage is full"), "the status line: {status}");
+
+    // A reload (the storage as it was) finds the model kept before, and undo goes back to the
+    // shipped one: nothing of the failed keep was written.
+    c.goto("about:blank").await.unwrap();
+    c.goto(&url).await.unwrap();
+    wait_backend(c, "cpu", "the model after the failed keep").await;
+    wait_origin(c, "finetuned", "the model kept before the storage was full", 30).await;
+    let now = predict_at_centre(c).await;
+    assert!(differ(&now, &first) < 1e-6, "the kept model after a failed keep: {now:?}");
+    click(c, MODEL_UNDO).await;
+    wait_origin(c, "shipped", "the shipped model after undo", 60).await;
+    let undone = predict_until(c, &shipped, 1e-6).await;
+    assert!(differ(&undone, &shipped) < 1e-6, "undo after a failed keep: {undone:?}");
+    session.client.close().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the built app and Chromium: `cargo xtask test` runs it"]
 async fn storage_faults_in_chromium_cpu() {
     storage_faults_flow().await;
     model_save_fault_flow().await;
+    model_quota_fault_flow().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -296,6 +296,8 @@ pub struct Setup<'a> {
     pub osm: Option<&'a Path>,
     /// A slow link between the browser and the server, workers included.
     pub link: Option<super::slow_link::SlowLink>,
+    /// The built app the server serves (default: [`dist_dir`]).
+    pub dist: Option<&'a Path>,
 }
 
 impl Session {
@@ -326,8 +328,8 @@ impl Session {
 
     /// A session as `setup` says: a fresh Chromium profile and downloads folder named `name`.
     pub async fn start_with(name: &str, setup: Setup<'_>) -> Self {
-        let Setup { webgpu, screen, model, osm, link } = setup;
-        let dist = dist_dir();
+        let Setup { webgpu, screen, model, osm, link, dist } = setup;
+        let dist = dist.map_or_else(dist_dir, Path::to_path_buf);
         let out = out_dir();
         let downloads = out.join(format!("downloads-{name}"));
         let _ = std::fs::remove_dir_all(&downloads);

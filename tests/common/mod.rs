@@ -44,6 +44,21 @@ pub fn gzip_dir(dir: &std::path::Path, keep: impl Fn(&str) -> bool) -> u64 {
         .sum()
 }
 
+/// Copies the folder `from` (files and folders in it, recursively) to `to`, which is
+/// replaced.
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        if src.is_dir() {
+            copy_dir(&src, &dst);
+        } else {
+            std::fs::copy(&src, &dst).unwrap();
+        }
+    }
+}
+
 /// The shared cache for downloads and venvs, outside the clone (`ACCESSATLAS_CACHE`, else
 /// `~/.cache/accessatlas`), as `cargo xtask` uses it.
 pub fn cache_dir() -> std::path::PathBuf {
