@@ -17,7 +17,7 @@ use anyhow::{Context, Result, bail};
 use crate::{accessatlas_exe, cache_dir, cargo, output, run, venv, web};
 
 /// Sections that other tasks write, which a full `cargo xtask bench` keeps as they are.
-const OWN_TASK_SECTIONS: [&str; 2] = ["Soak", "First run"];
+const OWN_TASK_SECTIONS: [&str; 3] = ["Soak", "First run", "Tests from nothing"];
 
 pub const SECTIONS: [&str; 8] =
     ["data", "train", "inference", "browser", "wasm-opt", "api", "suggest", "scale"];

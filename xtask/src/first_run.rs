@@ -1,9 +1,10 @@
-//! `cargo xtask first-run [--port 8099] [--limit-min 150]`: the README's first command as a new
-//! user meets it, measured. A clean clone of the committed `HEAD`, an empty cargo home (the
-//! toolchain itself stays: rustup is not part of the project's set-up), an empty tool cache
-//! and new target dirs; `cargo xtask serve` runs there until the server answers
-//! `/api/health`, then stops. The time to that answer and the time of each step (the serve's
-//! own step summary) go to BENCHMARKS.md's "First run" section.
+//! `cargo xtask first-run [--test] [--port 8099] [--limit-min 150]`: the README's set-up
+//! commands as a new user meets them, measured. A clean clone of the committed `HEAD`, an
+//! empty cargo home (the toolchain itself stays: rustup is not part of the project's set-up),
+//! an empty tool cache and new target dirs; `cargo xtask serve` runs there until the server
+//! answers `/api/health`, then stops. The time to that answer and the time of each step (the
+//! serve's own step summary) go to BENCHMARKS.md's "First run" section. With `--test`, the
+//! same for `cargo xtask test`, run to its end (section "Tests from nothing").
 //!
 //! What stays from this machine: the Rust toolchain and its wasm32 target, and what Debian
 //! packages are installed (Node.js and npm, which a fresh Debian would first install).
@@ -31,6 +32,8 @@ pub fn first_run(root: &Path, args: &[String]) -> Result<()> {
     };
     let port = value("--port", 8099)? as u16;
     let limit = Duration::from_secs(value("--limit-min", 150)? * 60);
+    let tests = args.iter().any(|a| a == "--test");
+    let task = if tests { "test" } else { "serve" };
 
     let dir = std::env::temp_dir().join("accessatlas-first-run");
     let _ = std::fs::remove_dir_all(&dir);
@@ -51,11 +54,13 @@ pub fn first_run(root: &Path, args: &[String]) -> Result<()> {
         rustup_bin.display()
     );
 
-    let log = dir.join("serve.log");
+    let log = dir.join(format!("{task}.log"));
     let mut cmd = Command::new(toolchain_bin.join("cargo"));
-    cmd.current_dir(&clone)
-        .args(["xtask", "serve", "--port", &port.to_string()])
-        .env("PATH", path)
+    cmd.current_dir(&clone).args(["xtask", task]);
+    if !tests {
+        cmd.args(["--port", &port.to_string()]);
+    }
+    cmd.env("PATH", path)
         .env("CARGO_HOME", dir.join("cargo-home"))
         .env("ACCESSATLAS_CACHE", dir.join("cache"))
         .stdin(Stdio::null())
@@ -69,23 +74,30 @@ pub fn first_run(root: &Path, args: &[String]) -> Result<()> {
         }
     }
     cmd.env("CARGO_HOME", dir.join("cargo-home"));
-    eprintln!("xtask first-run: cargo xtask serve in {} (log: {})", clone.display(), log.display());
+    eprintln!(
+        "xtask first-run: cargo xtask {task} in {} (log: {})",
+        clone.display(),
+        log.display()
+    );
     let started = Instant::now();
-    let mut child = cmd.spawn().context("starting cargo xtask serve")?;
+    let mut child = cmd.spawn().with_context(|| format!("starting cargo xtask {task}"))?;
     let pgid = child.id() as i32;
     let stop = || unsafe {
         libc::kill(-pgid, libc::SIGTERM);
     };
-    let serving = loop {
+    let done = loop {
         if let Some(status) = child.try_wait()? {
-            bail!("cargo xtask serve ended ({status}) before it served; see {}", log.display());
+            if tests && status.success() {
+                break started.elapsed();
+            }
+            bail!("cargo xtask {task} ended ({status}); see {}", log.display());
         }
-        if healthy(port) {
+        if !tests && healthy(port) {
             break started.elapsed();
         }
         if started.elapsed() > limit {
             stop();
-            bail!("not serving after {}; see {}", steps::words(limit), log.display());
+            bail!("not done after {}; see {}", steps::words(limit), log.display());
         }
         std::thread::sleep(Duration::from_secs(2));
     };
@@ -95,9 +107,10 @@ pub fn first_run(root: &Path, args: &[String]) -> Result<()> {
     let steps =
         step_times(&text).with_context(|| format!("no step summary in {}", log.display()))?;
     // The record of what was measured: the clone (always clean), not this working tree.
-    let section = crate::bench::stamp(&section(serving, &steps), &run_record(&clone));
-    merge_into_benchmarks(root, section)?;
-    eprintln!("BENCHMARKS.md written (First run): serving after {}", steps::words(serving));
+    let section = if tests { tests_section(done, &steps) } else { section(done, &steps) };
+    let title = section.lines().next().unwrap_or_default().trim_start_matches("## ").to_string();
+    merge_into_benchmarks(root, crate::bench::stamp(&section, &run_record(&clone)))?;
+    eprintln!("BENCHMARKS.md written ({title}): {} from nothing", steps::words(done));
     Ok(())
 }
 
@@ -149,6 +162,25 @@ than the whole.\n\n\
     out
 }
 
+fn tests_section(done: Duration, steps: &[(String, String)]) -> String {
+    let mut out = format!(
+        "## Tests from nothing\n\n\
+`cargo xtask first-run --test`: the README's `cargo xtask test` (everything CI runs) on a clean\n\
+clone of the commit named above, with an empty cargo home, an empty tool cache (trunk,\n\
+wasm-bindgen-cli, wasm-opt, the pretrained weights and the test venvs fetched again) and new\n\
+target dirs, to its end. Kept from the machine: the Rust toolchain with its wasm32 target, the\n\
+Debian packages (Chromium, JOSM, osmium-tool, Node.js and npm among them) and npm's and pip's\n\
+caches.\n\n\
+**All green after {}.**\n\n\
+| step | time |\n|---|---|\n",
+        steps::words(done)
+    );
+    for (time, name) in steps {
+        out += &format!("| {name} | {time} |\n");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,5 +198,7 @@ mod tests {
         let s = section(Duration::from_secs(1500), &rows);
         assert!(s.starts_with("## First run\n") && s.contains("**Serving after 25 min 00 s.**"));
         assert!(s.contains("| installing trunk | 1 min 05 s |"), "{s}");
+        let t = tests_section(Duration::from_secs(3600), &rows);
+        assert!(t.starts_with("## Tests from nothing\n") && t.contains("**All green after 60 min"));
     }
 }

@@ -14,9 +14,10 @@
 //! - `soak [--minutes N]`: `accessatlas serve` under a mix of requests from several clients for
 //!   N minutes (default 10), then a flood of new tiles; writes `BENCHMARKS.md`'s "Soak"
 //!   section and fails when a criterion fails (`bench.rs`, `soak_section`).
-//! - `first-run [--port P] [--limit-min M]`: `serve` as a new user meets it (a clean clone,
-//!   an empty cargo home and tool cache, new target dirs), timed to the server's first answer;
-//!   writes `BENCHMARKS.md`'s "First run" section with each step's time (`first_run.rs`).
+//! - `first-run [--test] [--port P] [--limit-min M]`: `serve` as a new user meets it (a clean
+//!   clone, an empty cargo home and tool cache, new target dirs), timed to the server's first
+//!   answer; writes `BENCHMARKS.md`'s "First run" section with each step's time
+//!   (`first_run.rs`). With `--test`: `test` the same way, to its end ("Tests from nothing").
 //! - `synth --copies N --out FILE.osm.pbf`: the bundled extract copied N times side by side
 //!   with fresh ids (the scale benchmark's input; `scale.rs`).
 //! - `gpu`: the wgpu backend against the CPU (`tests/gpu.rs`, release build with
