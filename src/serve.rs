@@ -30,7 +30,7 @@ use axum::routing::get;
 use model_core::data::tile::TileId;
 use model_core::infer::bundle::RENDERED_TILES_PATH;
 use tower_http::compression::CompressionLayer;
-use tower_http::services::{ServeDir, ServeFile};
+use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::tiles::ServedTiles;
@@ -88,8 +88,29 @@ pub fn router(cfg: ServeConfig) -> Router {
     let mut app = tiles.nest_service("/model", model);
     app = match cfg.dist {
         Some(dist) => {
+            // The page for any other address of the app (`/`, `/?backend=cpu`), but a file that
+            // is not there (a last segment with a `.`) is a 404, not the page in its place: a
+            // missing script or wasm must not arrive as HTML with 200, which the service worker
+            // would keep for offline use under the file's name.
             let index = dist.join("index.html");
-            app.fallback_service(ServeDir::new(&dist).fallback(ServeFile::new(index)))
+            let page = get(move |uri: axum::http::Uri| {
+                let index = index.clone();
+                async move {
+                    let last = uri.path().rsplit('/').next().unwrap_or("");
+                    if last.contains('.') {
+                        return (StatusCode::NOT_FOUND, "no such file in the app").into_response();
+                    }
+                    match tokio::fs::read(&index).await {
+                        Ok(page) => axum::response::Html(page).into_response(),
+                        Err(e) => (
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            format!("reading the app's page {}: {e}", index.display()),
+                        )
+                            .into_response(),
+                    }
+                }
+            });
+            app.fallback_service(ServeDir::new(&dist).fallback(page))
         }
         None => app.fallback(|| async {
             (StatusCode::NOT_FOUND, "no web app here: this server was started without dist/")

@@ -2156,10 +2156,39 @@ async fn storage_faults_in_chromium_cpu() {
     model_quota_fault_flow().await;
 }
 
+/// A file of the app that cannot be kept for offline use (here: missing from the server's copy
+/// of the app; seen for real on a nearly full disk, where Chromium's `Cache.put` refused the
+/// worker's wasm): the offline panel names it and why, so the mapper knows what will be missing.
+async fn offline_keep_fault_flow() {
+    let dist = out_dir().join("dist-without-an-icon");
+    common::copy_dir(&dist_dir(), &dist);
+    std::fs::remove_file(dist.join("icons/icon-512.png")).unwrap();
+    let session =
+        Session::start_with("offline-keep-fault", Setup { dist: Some(&dist), ..Setup::default() })
+            .await;
+    let c = &session.client;
+    c.goto(&session.url("cpu")).await.unwrap();
+    wait_backend(c, "cpu", "the model").await;
+    let said = wait_js(
+        c,
+        &format!("(t => t.includes('could not be fetched') ? t : null)(document.querySelector('{OFFLINE_PANEL}').innerText)"),
+        "the offline panel's words for a file not kept",
+        60,
+    )
+    .await;
+    let said = said.as_str().unwrap();
+    assert!(
+        said.contains("(1 could not be fetched: icons/icon-512.png: HTTP 404)"),
+        "the panel names the file and why: {said}"
+    );
+    session.client.close().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the built app and Chromium: `cargo xtask test` runs it"]
 async fn offline_in_chromium_cpu() {
     offline_flow().await;
+    offline_keep_fault_flow().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -94,6 +94,11 @@ fn serves_tiles_model_and_app() {
     assert_eq!(header(&h, "content-type"), Some("application/wasm"));
     assert_eq!(header(&h, "cache-control"), Some("public, max-age=31536000, immutable"));
     assert!(String::from_utf8_lossy(&get(&format!("{base}/some/page")).2).contains("AccessAtlas"));
+    // A file that is not there is a 404, not the page in its place.
+    let (s, _, b) = get(&format!("{base}/icons/missing-icon.png"));
+    assert_eq!(s, 404);
+    assert!(!String::from_utf8_lossy(&b).contains("AccessAtlas"));
+    assert_eq!(get(&format!("{base}/worker_bg.wasm")).0, 404);
 
     // Compression when the client asks for it (raw HTTP: ureq would decode it silently).
     let host = base.trim_start_matches("http://");

@@ -107,7 +107,11 @@ pub fn first_run(root: &Path, args: &[String]) -> Result<()> {
     let steps =
         step_times(&text).with_context(|| format!("no step summary in {}", log.display()))?;
     // The record of what was measured: the clone (always clean), not this working tree.
-    let section = if tests { tests_section(done, &steps) } else { section(done, &steps) };
+    // What a first run leaves on the disk: the clone with its target dirs, the cargo home and
+    // the tool cache.
+    let disk = dir_bytes(&dir);
+    eprintln!("xtask first-run: {:.1} GB on disk", disk as f64 / 1e9);
+    let section = if tests { tests_section(done, &steps, disk) } else { section(done, &steps) };
     let title = section.lines().next().unwrap_or_default().trim_start_matches("## ").to_string();
     merge_into_benchmarks(root, crate::bench::stamp(&section, &run_record(&clone)))?;
     eprintln!("BENCHMARKS.md written ({title}): {} from nothing", steps::words(done));
@@ -162,7 +166,20 @@ than the whole.\n\n\
     out
 }
 
-fn tests_section(done: Duration, steps: &[(String, String)]) -> String {
+/// The bytes of the files under `dir` (links not followed).
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
+}
+
+fn tests_section(done: Duration, steps: &[(String, String)], disk: u64) -> String {
     let mut out = format!(
         "## Tests from nothing\n\n\
 `cargo xtask first-run --test`: the README's `cargo xtask test` (everything CI runs) on a clean\n\
@@ -171,9 +188,11 @@ wasm-bindgen-cli, wasm-opt, the pretrained weights and the test venvs fetched ag
 target dirs, to its end. Kept from the machine: the Rust toolchain with its wasm32 target, the\n\
 Debian packages (Chromium, JOSM, osmium-tool, Node.js and npm among them) and npm's and pip's\n\
 caches.\n\n\
-**All green after {}.**\n\n\
+**All green after {}**, with {:.1} GB on the disk at the end (the clone with its target\n\
+dirs, the cargo home and the tool cache).\n\n\
 | step | time |\n|---|---|\n",
-        steps::words(done)
+        steps::words(done),
+        disk as f64 / 1e9
     );
     for (time, name) in steps {
         out += &format!("| {name} | {time} |\n");
@@ -198,7 +217,8 @@ mod tests {
         let s = section(Duration::from_secs(1500), &rows);
         assert!(s.starts_with("## First run\n") && s.contains("**Serving after 25 min 00 s.**"));
         assert!(s.contains("| installing trunk | 1 min 05 s |"), "{s}");
-        let t = tests_section(Duration::from_secs(3600), &rows);
+        let t = tests_section(Duration::from_secs(3600), &rows, 12_340_000_000);
         assert!(t.starts_with("## Tests from nothing\n") && t.contains("**All green after 60 min"));
+        assert!(t.contains("with 12.3 GB on the disk"), "{t}");
     }
 }

@@ -180,6 +180,10 @@ fn test(_root: &Path) -> Result<()> {
     steps::time("the wasm32 target", ensure_wasm_target)?;
     // Every crate of every target first: the trunk builds below run offline.
     steps::time("every crate of Cargo.lock", || crates::ensure_crates(_root, None))?;
+    // The web tools (trunk, wasm-bindgen-cli: minutes of building on a first run) install
+    // beside the native steps, which leave a core idle at times (links, single crates); the
+    // browser tests wait for them.
+    let tools = std::thread::spawn(web::ensure_tools);
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     steps::time("clippy, native", || {
         run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
@@ -216,6 +220,7 @@ fn test(_root: &Path) -> Result<()> {
             .args(["test", "--workspace"])
             .env("ACCESSATLAS_PRETRAINED", weights_dir.join("efficientnet-lite0-57934424.pth")))
     })?;
+    tools.join().map_err(|_| anyhow::anyhow!("installing the web tools panicked"))??;
     // The browser: the app's wasm-bindgen tests, then the built app end to end in Chromium.
     web::browser_tests(_root)?;
     // Keep the benchmarks working (their AccessAtlas side, once, on tiny sizes).

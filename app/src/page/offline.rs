@@ -107,11 +107,26 @@ pub fn start() -> Offline {
                     return;
                 }
                 let kept = get("kept").and_then(|k| k.as_f64()).unwrap_or(0.0);
-                let failed = get("failed").map(|f| js_sys::Array::from(&f).length()).unwrap_or(0);
-                off.kept.set(Some(if failed == 0 {
+                // Each failure as the service worker wrote it: the address, then why.
+                let failed: Vec<String> = get("failed")
+                    .map(|f| js_sys::Array::from(&f).iter().filter_map(|v| v.as_string()).collect())
+                    .unwrap_or_default();
+                off.kept.set(Some(if failed.is_empty() {
                     format!("kept {kept:.0} files for offline use")
                 } else {
-                    format!("kept {kept:.0} files for offline use ({failed} could not be fetched)")
+                    // The first two named (without the page's own address), so the mapper
+                    // knows what will be missing and why (a full disk says so here).
+                    let base = base_url();
+                    let named: Vec<String> = failed
+                        .iter()
+                        .take(2)
+                        .map(|f| f.strip_prefix(&base).unwrap_or(f).to_string())
+                        .collect();
+                    format!(
+                        "kept {kept:.0} files for offline use ({} could not be fetched: {})",
+                        failed.len(),
+                        named.join("; ")
+                    )
                 }));
             });
         sw.set_onmessage(Some(on_message.as_ref().unchecked_ref()));

@@ -493,6 +493,67 @@ mod tests {
         assert_eq!(none.out(7, 2, 2, true), (3, 0));
     }
 
+    /// The depthwise kernel gives what the definition does, bit for bit (the same sums in the
+    /// same order), for every window size, stride and padding, windows inside the map and over
+    /// its edges, and channel counts that use each block width.
+    #[test]
+    fn depthwise_gives_the_definition_inside_and_on_the_edges() {
+        let mut rng = crate::rng::Rng::new(7);
+        for (k, stride, pad) in [
+            (3, 1, Pad::Same),
+            (3, 2, Pad::Same),
+            (5, 1, Pad::Same),
+            (5, 2, Pad::Same),
+            (7, 1, Pad::Fixed { top: 3, left: 2, bottom: 1, right: 3 }),
+            (3, 2, Pad::Fixed { top: 0, left: 0, bottom: 0, right: 0 }),
+        ] {
+            for c in [1, 8, 41] {
+                let (h, w) = (11, 9);
+                let mut x = Map { h, w, c, data: vec![0.0; h * w * c] };
+                x.data.iter_mut().for_each(|v| *v = rng.next_f64() as f32 * 2.0 - 1.0);
+                let conv = Conv {
+                    cin: c,
+                    cout: c,
+                    k,
+                    stride,
+                    pad,
+                    depthwise: true,
+                    weight: (0..k * k * c).map(|_| rng.next_f64() as f32 - 0.5).collect(),
+                    bias: (0..c).map(|_| rng.next_f64() as f32 - 0.5).collect(),
+                };
+                let ctx = Ctx { isa: Isa::Portable, parallel: false };
+                let got = conv_depthwise(&x, &conv, Act::Relu6, ctx, &mut Scratch::default());
+                let (oh, pt) = pad.out(h, k, stride, true);
+                let (ow, pl) = pad.out(w, k, stride, false);
+                assert_eq!((got.h, got.w, got.c), (oh, ow, c));
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        for ch in 0..c {
+                            let mut want = conv.bias[ch];
+                            for ky in 0..k {
+                                for kx in 0..k {
+                                    let iy = (oy * stride + ky) as isize - pt as isize;
+                                    let ix = (ox * stride + kx) as isize - pl as isize;
+                                    if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                        continue;
+                                    }
+                                    let at = (iy as usize * w + ix as usize) * c + ch;
+                                    want += x.data[at] * conv.weight[(ky * k + kx) * c + ch];
+                                }
+                            }
+                            let v = got.data[(oy * ow + ox) * c + ch];
+                            assert_eq!(
+                                v,
+                                want.clamp(0.0, 6.0),
+                                "k {k} s {stride} c {c} at {oy},{ox},{ch}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// A buffer given back is the one taken next: no new allocation after the first image.
     #[test]
     fn scratch_reuses_its_buffers() {
