@@ -113,6 +113,24 @@ mod tests {
         assert!(setup.contains("cargo xtask first-run"), "README names the command");
     }
 
+    /// The README's time for the tests from nothing is the one `cargo xtask first-run --test`
+    /// wrote.
+    #[test]
+    fn the_readmes_tests_from_nothing_time_is_the_measured_one() {
+        let bench = read("BENCHMARKS.md");
+        let tests = section(&bench, "## Tests from nothing");
+        let at = tests.find("**All green after ").expect("the section states its time");
+        let rest = &tests[at + "**All green after ".len()..];
+        let time = &rest[..rest.find("**").expect("the time ends in bold")];
+        let readme = read("README.md");
+        let setup = section(&readme, "## Set-up: two commands");
+        assert!(
+            setup.contains(&format!("all green after {time}")),
+            "README's set-up does not say `all green after {time}`"
+        );
+        assert!(setup.contains("cargo xtask first-run --test"), "README names the command");
+    }
+
     #[test]
     fn documented_figures_come_from_benchmarks() {
         let bench = read("BENCHMARKS.md");
