@@ -2043,6 +2043,25 @@ async fn fine_tune_for(c: &fantoccini::Client, epochs: u32) {
     wait_js(c, &format!("document.querySelector('{FINETUNE_RESULT}')"), "the fine-tune", 600).await;
 }
 
+/// Opens the page with the shipped model, fine-tunes it for one epoch on three types of tags
+/// (their ids starting with `prefix`) and keeps the result: the shipped model's and the kept
+/// one's predictions at the centre, which differ.
+async fn keep_a_first_fine_tune(
+    session: &Session,
+    prefix: &str,
+) -> (Vec<(String, f64)>, Vec<(String, f64)>) {
+    let c = &session.client;
+    open_cpu_with_shipped_model(session).await;
+    let shipped = predict_at_centre(c).await;
+    import_tags(c, &format!("{prefix}-tags.csv"), &three_types_csv(prefix), 12).await;
+    fine_tune_for(c, 1).await;
+    click(c, FINETUNE_KEEP).await;
+    wait_origin(c, "finetuned", "the first kept model", 60).await;
+    let first = predict_at_centre(c).await;
+    assert!(differ(&first, &shipped) > 1e-4, "the first fine-tune changed nothing");
+    (shipped, first)
+}
+
 /// The page closed as a fine-tuned model is being kept (#31): the kept model and the one
 /// before it ("Undo") are written in one transaction, so after a reload the page has either
 /// the model kept before, with the shipped one to undo to, or the new one, with the model
@@ -2051,14 +2070,7 @@ async fn model_save_fault_flow() {
     let session = Session::start("model-save-fault", false).await;
     let c = &session.client;
     let url = session.url("cpu");
-    open_cpu_with_shipped_model(&session).await;
-    let shipped = predict_at_centre(c).await;
-    import_tags(c, "model-save-fault-tags.csv", &three_types_csv("mf"), 12).await;
-    fine_tune_for(c, 1).await;
-    click(c, FINETUNE_KEEP).await;
-    wait_origin(c, "finetuned", "the first kept model", 60).await;
-    let first = predict_at_centre(c).await;
-    assert!(differ(&first, &shipped) > 1e-4, "the first fine-tune changed nothing");
+    let (shipped, first) = keep_a_first_fine_tune(&session, "mf").await;
 
     // A second fine-tune, kept, and the page gone at once.
     fine_tune_for(c, 3).await;
@@ -2105,14 +2117,7 @@ async fn model_quota_fault_flow() {
             .await;
     let c = &session.client;
     let url = session.url("cpu");
-    open_cpu_with_shipped_model(&session).await;
-    let shipped = predict_at_centre(c).await;
-    import_tags(c, "model-quota-fault-tags.csv", &three_types_csv("mq"), 12).await;
-    fine_tune_for(c, 1).await;
-    click(c, FINETUNE_KEEP).await;
-    wait_origin(c, "finetuned", "the first kept model", 60).await;
-    let first = predict_at_centre(c).await;
-    assert!(differ(&first, &shipped) > 1e-4, "the first fine-tune changed nothing");
+    let (shipped, first) = keep_a_first_fine_tune(&session, "mq").await;
 
     // A second fine-tune, and the storage full as it is kept.
     fine_tune_for(c, 3).await;
