@@ -147,7 +147,7 @@ fn step_times(log: &str) -> Option<Vec<(String, String)>> {
 }
 
 fn section(serving: Duration, steps: &[(String, String)]) -> String {
-    let mut out = format!(
+    let out = format!(
         "## First run\n\n\
 `cargo xtask first-run`: the README's `cargo xtask serve` on a clean clone of the commit named\n\
 above, with an empty cargo home (every crate downloaded from crates.io), an empty tool cache\n\
@@ -160,10 +160,12 @@ than the whole.\n\n\
 | step | time |\n|---|---|\n",
         steps::words(serving)
     );
-    for (time, name) in steps {
-        out += &format!("| {name} | {time} |\n");
-    }
-    out
+    out + &step_rows(steps)
+}
+
+/// The step table's rows, one a step.
+fn step_rows(steps: &[(String, String)]) -> String {
+    steps.iter().map(|(time, name)| format!("| {name} | {time} |\n")).collect()
 }
 
 /// The bytes of the files under `dir` (links not followed).
@@ -180,7 +182,7 @@ fn dir_bytes(dir: &Path) -> u64 {
 }
 
 fn tests_section(done: Duration, steps: &[(String, String)], disk: u64) -> String {
-    let mut out = format!(
+    let out = format!(
         "## Tests from nothing\n\n\
 `cargo xtask first-run --test`: the README's `cargo xtask test` (everything CI runs) on a clean\n\
 clone of the commit named above, with an empty cargo home, an empty tool cache (trunk,\n\
@@ -194,10 +196,7 @@ dirs, the cargo home and the tool cache).\n\n\
         steps::words(done),
         disk as f64 / 1e9
     );
-    for (time, name) in steps {
-        out += &format!("| {name} | {time} |\n");
-    }
-    out
+    out + &step_rows(steps)
 }
 
 #[cfg(test)]
