@@ -86,18 +86,20 @@ pub fn import_geojson(store: &mut TagStore, text: &str) -> Result<ImportReport, 
         .filter(|_| v.get("type") == Some(&json!("FeatureCollection")))
         .ok_or("not a GeoJSON FeatureCollection")?;
     let mut report = ImportReport::default();
+    let mut upserts = store.upserts();
     for (i, f) in features.iter().enumerate() {
         match parse_feature(i + 1, f) {
             Ok((mut tag, props)) => {
                 let new_columns = props
                     .keys()
                     .filter(|k| !matches!(k.as_str(), "id" | "type" | "source" | "image"))
-                    .try_for_each(|k| store.ensure_column(k));
+                    .try_for_each(|k| upserts.store.ensure_column(k));
                 if let Err(e) = new_columns {
                     report.rejected.push(reject(i + 1, "properties", e, f));
                     continue;
                 }
-                tag.extra = store
+                tag.extra = upserts
+                    .store
                     .extra_columns
                     .iter()
                     .map(|c| match props.get(c) {
@@ -106,7 +108,8 @@ pub fn import_geojson(store: &mut TagStore, text: &str) -> Result<ImportReport, 
                         Some(other) => other.to_string(),
                     })
                     .collect();
-                store.upsert(tag, &mut report, |reason| reject(i + 1, OSM_TAGS_COLUMN, reason, f));
+                upserts
+                    .upsert(tag, &mut report, |reason| reject(i + 1, OSM_TAGS_COLUMN, reason, f));
             }
             Err(r) => report.rejected.push(r),
         }

@@ -131,6 +131,34 @@ fn refresh_osm_layer(ctx: Ctx, m: &leaflet::Map) {
     });
 }
 
+/// Several of the mapper's own tags that would overlap at this zoom: one mark with their
+/// number; click or Enter zooms in on them.
+fn tag_group_marker(
+    lat: f64,
+    lon: f64,
+    count: usize,
+    m: &leaflet::Map,
+) -> Result<leaflet::Marker, JsValue> {
+    let title = format!("{count} of your tags here: zoom in to see them");
+    let opts = leaflet::MarkerOptions::new();
+    opts.set_icon(div_icon_with(
+        "tag-marker tag-group",
+        &count.to_string(),
+        &title,
+        &format!("data-testid=\"tag-group\" data-count=\"{count}\""),
+    )?);
+    opts.set_title(title);
+    opts.set_keyboard(true);
+    let marker = leaflet::Marker::new_with_options(&leaflet::LatLng::new(lat, lon), &opts);
+    let m = m.clone();
+    let on_click = Closure::<dyn Fn(JsValue)>::new(move |_| {
+        m.set_view(&leaflet::LatLng::new(lat, lon), (m.get_zoom() + 2.0).min(20.0));
+    });
+    let ev: &leaflet::Evented = marker.unchecked_ref();
+    ev.on("click", &on_click.into_js_value());
+    Ok(marker)
+}
+
 /// A draggable, keyboard-focusable marker: click or Enter selects the tag, dragging moves it.
 fn tag_marker(t: &model_core::data::tags::Tag, ctx: Ctx) -> Result<leaflet::Marker, JsValue> {
     let title = format!("{} tag {}, {:.5}, {:.5}", t.label.replace('_', " "), t.id, t.lat, t.lon);
@@ -312,18 +340,51 @@ pub fn MapView() -> impl IntoView {
     // One Leaflet marker per shown tag, rebuilt when tags or the filter change. Built through
     // `L.divIcon` directly: the `leaflet` crate's `DivIcon` constructs an `L.Icon`, which
     // needs an image URL.
+    // Past `cluster::MARKERS_AT_MOST` tags, only those in view, grouped where still too many:
+    // drawn again as the view moves.
     let shown = StoredValue::new_local(Vec::<leaflet::Marker>::new());
+    let view_moved = RwSignal::new(0u64);
+    Effect::new(move |_| {
+        let Some(m) = map.get() else { return };
+        let m2 = m.clone();
+        let on_move = Closure::<dyn Fn(JsValue)>::new(move |_| {
+            if m2.get_zoom().is_finite() {
+                view_moved.update(|n| *n += 1);
+            }
+        });
+        let evented: &leaflet::Evented = m.unchecked_ref();
+        evented.on("moveend", &on_move.into_js_value());
+    });
     Effect::new(move |_| {
         let Some(m) = map.get() else { return };
         let f = ctx.tags.filter.get();
-        let tags = ctx.tags.store.with(|s| s.filtered(f.as_deref()));
         shown.update_value(|v| {
             for old in v.drain(..) {
                 old.remove();
             }
         });
-        for t in tags {
-            match tag_marker(&t, ctx) {
+        let b = m.get_bounds();
+        let (sw, ne) = (b.get_south_west(), b.get_north_east());
+        let view = (sw.lng(), sw.lat(), ne.lng(), ne.lat());
+        let markers: Vec<Result<leaflet::Marker, JsValue>> = ctx.tags.store.with(|s| {
+            let of_type: Vec<&model_core::data::tags::Tag> =
+                s.tags.iter().filter(|t| f.as_deref().is_none_or(|l| t.label == l)).collect();
+            let (marks, follows_view) = crate::cluster::tag_marks(&of_type, view, m.get_zoom());
+            if follows_view {
+                view_moved.track();
+            }
+            marks
+                .into_iter()
+                .map(|mark| match mark {
+                    crate::cluster::Mark::One(t) => tag_marker(t, ctx),
+                    crate::cluster::Mark::Group { lat, lon, count } => {
+                        tag_group_marker(lat, lon, count, &m)
+                    }
+                })
+                .collect()
+        });
+        for marker in markers {
+            match marker {
                 Ok(marker) => {
                     marker.add_to(&m);
                     shown.update_value(|v| v.push(marker));

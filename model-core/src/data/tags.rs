@@ -107,71 +107,161 @@ pub struct ParseReport {
     pub lines: Vec<u64>,
 }
 
-/// The 1-based line of byte `offset` of `bytes`: one more than the line ends before it, a line
-/// end being `\n`, `\r\n` or a lone `\r` (the csv crate's own count is one too low with
-/// CRLF ends, which spreadsheet programs write).
-fn line_at(bytes: &[u8], offset: u64) -> u64 {
-    // A record's position is where the reader started looking for it, before the blank lines
-    // it skipped: the record itself starts after them.
-    let mut end = (offset as usize).min(bytes.len());
-    while matches!(bytes.get(end), Some(b'\r' | b'\n')) {
-        end += 1;
-    }
-    let before = &bytes[..end];
-    let ends = before
-        .iter()
-        .enumerate()
-        .filter(|&(i, &b)| b == b'\n' || (b == b'\r' && bytes.get(i + 1) != Some(&b'\n')))
-        .count();
-    1 + ends as u64
+/// The 1-based line of each byte offset asked for, counted onward from the last one asked
+/// (offsets come in file order, so a whole file is counted once). A line end is `\n`, `\r\n`
+/// or a lone `\r` (the csv crate's own count is one too low with CRLF ends, which spreadsheet
+/// programs write).
+#[derive(Debug, Default)]
+struct LineCounter {
+    /// Bytes before this one are counted ...
+    counted_to: usize,
+    /// ... and hold this many line ends.
+    ends: u64,
 }
 
-/// Parses a tags CSV. Accepts a UTF-8 BOM, CRLF line ends, quoted fields with commas. The
-/// header must name at least the required columns (any order). Only a missing or unusable
-/// header is an error; bad rows go to [`ParseReport::rejected`].
-pub fn parse_tags_csv(bytes: &[u8], labels: &LabelVocab) -> Result<ParseReport, CoreError> {
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let mut rdr = csv::ReaderBuilder::new().flexible(true).has_headers(true).from_reader(bytes);
-    let header: Vec<String> = rdr
-        .headers()
-        .map_err(|e| CoreError::InvalidConfig(format!("header: {e}")))?
-        .iter()
-        .map(|h| h.trim().to_string())
-        .collect();
-    if header.iter().all(|h| h.is_empty()) {
-        return Err(CoreError::InvalidConfig("the file is empty (no header line)".into()));
+impl LineCounter {
+    fn line_at(&mut self, bytes: &[u8], offset: u64) -> u64 {
+        // A record's position is where the reader started looking for it, before the blank
+        // lines it skipped: the record itself starts after them.
+        let mut end = (offset as usize).min(bytes.len());
+        while matches!(bytes.get(end), Some(b'\r' | b'\n')) {
+            end += 1;
+        }
+        if end < self.counted_to {
+            *self = Self::default(); // asked out of order: count again from the start
+        }
+        self.ends += bytes[self.counted_to..end]
+            .iter()
+            .enumerate()
+            .filter(|&(i, &b)| {
+                b == b'\n' || (b == b'\r' && bytes.get(self.counted_to + i + 1) != Some(&b'\n'))
+            })
+            .count() as u64;
+        self.counted_to = end;
+        1 + self.ends
     }
-    let col = |name: &str| header.iter().position(|h| h == name);
-    let mut idx = [0usize; 5];
-    for (i, name) in REQUIRED_COLUMNS.iter().enumerate() {
-        idx[i] = col(name).ok_or_else(|| {
-            CoreError::InvalidConfig(format!(
-                "header lacks the `{name}` column (found: {})",
-                header.join(",")
-            ))
-        })?;
+}
+
+/// Reads a tags CSV a number of rows at a time, for a caller that must not hold the thread
+/// for a whole large file (the page's import gives the browser a turn between chunks).
+/// [`parse_tags_csv`] reads it in one go. Accepts a UTF-8 BOM, CRLF line ends, quoted fields
+/// with commas and line ends. The header must name at least the required columns (any
+/// order). Only a missing or unusable header is an error; bad rows go to
+/// [`ParseReport::rejected`].
+pub struct TagsCsvReader<'a> {
+    bytes: &'a [u8],
+    labels: &'a LabelVocab,
+    rdr: csv::Reader<&'a [u8]>,
+    header_len: usize,
+    /// Columns of id, lat, lon, type, source.
+    idx: [usize; 5],
+    image_idx: Option<usize>,
+    extra_idx: Vec<usize>,
+    seen: std::collections::HashSet<String>,
+    lines: LineCounter,
+    record: csv::StringRecord,
+    done: bool,
+    report: ParseReport,
+}
+
+impl<'a> TagsCsvReader<'a> {
+    /// Reads the header.
+    pub fn new(bytes: &'a [u8], labels: &'a LabelVocab) -> Result<Self, CoreError> {
+        let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+        let mut rdr = csv::ReaderBuilder::new().flexible(true).has_headers(true).from_reader(bytes);
+        let header: Vec<String> = rdr
+            .headers()
+            .map_err(|e| CoreError::InvalidConfig(format!("header: {e}")))?
+            .iter()
+            .map(|h| h.trim().to_string())
+            .collect();
+        if header.iter().all(|h| h.is_empty()) {
+            return Err(CoreError::InvalidConfig("the file is empty (no header line)".into()));
+        }
+        let col = |name: &str| header.iter().position(|h| h == name);
+        let mut idx = [0usize; 5];
+        for (i, name) in REQUIRED_COLUMNS.iter().enumerate() {
+            idx[i] = col(name).ok_or_else(|| {
+                CoreError::InvalidConfig(format!(
+                    "header lacks the `{name}` column (found: {})",
+                    header.join(",")
+                ))
+            })?;
+        }
+        let image_idx = col(IMAGE_COLUMN);
+        let extra_idx: Vec<usize> =
+            (0..header.len()).filter(|i| !idx.contains(i) && Some(*i) != image_idx).collect();
+        let mut report = ParseReport::default();
+        report.table.extra_columns = extra_idx.iter().map(|&i| header[i].clone()).collect();
+        Ok(Self {
+            bytes,
+            labels,
+            rdr,
+            header_len: header.len(),
+            idx,
+            image_idx,
+            extra_idx,
+            seen: Default::default(),
+            lines: LineCounter::default(),
+            record: csv::StringRecord::new(),
+            done: false,
+            report,
+        })
     }
-    let image_idx = col(IMAGE_COLUMN);
-    let extra_idx: Vec<usize> =
-        (0..header.len()).filter(|i| !idx.contains(i) && Some(*i) != image_idx).collect();
-    let mut report = ParseReport::default();
-    report.table.extra_columns = extra_idx.iter().map(|&i| header[i].clone()).collect();
-    let mut seen = std::collections::HashSet::new();
-    for rec in rdr.records() {
-        let rec = match rec {
-            Ok(r) => r,
-            Err(e) => {
-                let line = e.position().map(|p| line_at(bytes, p.byte())).unwrap_or(0);
-                report.rejected.push(Rejected {
-                    line,
-                    field: None,
-                    reason: format!("unreadable row: {e}"),
-                    raw: String::new(),
-                });
-                continue;
+
+    /// The file's extra columns (every column but the required ones and `image`).
+    pub fn extra_columns(&self) -> &[String] {
+        &self.report.table.extra_columns
+    }
+
+    /// Reads up to `rows` more rows (accepted or rejected); false once the file is read.
+    pub fn read(&mut self, rows: usize) -> bool {
+        for _ in 0..rows {
+            if self.done {
+                break;
             }
-        };
-        let line = rec.position().map(|p| line_at(bytes, p.byte())).unwrap_or(0);
+            match self.rdr.read_record(&mut self.record) {
+                Ok(true) => self.take_record(),
+                Ok(false) => self.done = true,
+                Err(e) => {
+                    let line =
+                        e.position().map(|p| self.lines.line_at(self.bytes, p.byte())).unwrap_or(0);
+                    self.report.rejected.push(Rejected {
+                        line,
+                        field: None,
+                        reason: format!("unreadable row: {e}"),
+                        raw: String::new(),
+                    });
+                    // An I/O error would repeat forever; a reader over bytes has none, but
+                    // stop rather than spin if one ever came.
+                    if matches!(e.kind(), csv::ErrorKind::Io(_)) {
+                        self.done = true;
+                    }
+                }
+            }
+        }
+        !self.done
+    }
+
+    /// How far into the file the reader is, 0 to 1.
+    pub fn fraction_read(&self) -> f64 {
+        if self.done || self.bytes.is_empty() {
+            return 1.0;
+        }
+        self.rdr.position().byte() as f64 / self.bytes.len() as f64
+    }
+
+    /// The rows read so far, accepted and rejected.
+    pub fn into_report(self) -> ParseReport {
+        self.report
+    }
+
+    fn take_record(&mut self) {
+        let rec = &self.record;
+        let line = rec.position().map(|p| self.lines.line_at(self.bytes, p.byte())).unwrap_or(0);
+        if rec.iter().all(|f| f.trim().is_empty()) {
+            return; // blank line
+        }
         let raw = rec.iter().collect::<Vec<_>>().join(",");
         let reject = |field: Option<&str>, reason: String| Rejected {
             line,
@@ -179,56 +269,55 @@ pub fn parse_tags_csv(bytes: &[u8], labels: &LabelVocab) -> Result<ParseReport, 
             reason,
             raw: raw.clone(),
         };
-        if rec.iter().all(|f| f.trim().is_empty()) {
-            continue; // blank line
-        }
-        if rec.len() != header.len() {
+        let report = &mut self.report;
+        if rec.len() != self.header_len {
             report.rejected.push(reject(
                 None,
-                format!("{} fields, the header has {}", rec.len(), header.len()),
+                format!("{} fields, the header has {}", rec.len(), self.header_len),
             ));
-            continue;
+            return;
         }
         let get = |i: usize| rec.get(i).unwrap_or("").trim();
+        let idx = self.idx;
         let id = get(idx[0]);
         if id.is_empty() {
             report.rejected.push(reject(Some("id"), "empty".into()));
-            continue;
+            return;
         }
         let lat = match parse_coord(get(idx[1])) {
             Ok(v) => v,
             Err(e) => {
                 report.rejected.push(reject(Some("lat"), e));
-                continue;
+                return;
             }
         };
         let lon = match parse_coord(get(idx[2])) {
             Ok(v) => v,
             Err(e) => {
                 report.rejected.push(reject(Some("lon"), e));
-                continue;
+                return;
             }
         };
         if let Err(e) = validate_lat_lon(lat, lon) {
             let field = if matches!(e, CoreError::LatitudeOutOfRange(_)) { "lat" } else { "lon" };
             report.rejected.push(reject(Some(field), e.to_string()));
-            continue;
+            return;
         }
         let label = get(idx[3]);
-        if let Err(e) = labels.index(label) {
+        if let Err(e) = self.labels.index(label) {
             report.rejected.push(reject(Some("type"), e.to_string()));
-            continue;
+            return;
         }
         let source = get(idx[4]);
         if source.is_empty() {
             report.rejected.push(reject(Some("source"), "empty".into()));
-            continue;
+            return;
         }
-        if !seen.insert(id.to_string()) {
+        if !self.seen.insert(id.to_string()) {
             report.rejected.push(reject(Some("id"), format!("duplicate id `{id}`")));
-            continue;
+            return;
         }
-        let image = image_idx.map(get).filter(|s| !s.is_empty()).map(str::to_string);
+        let image = self.image_idx.map(get).filter(|s| !s.is_empty()).map(str::to_string);
         report.lines.push(line);
         report.table.tags.push(Tag {
             id: id.to_string(),
@@ -237,10 +326,16 @@ pub fn parse_tags_csv(bytes: &[u8], labels: &LabelVocab) -> Result<ParseReport, 
             label: label.to_string(),
             source: source.to_string(),
             image,
-            extra: extra_idx.iter().map(|&i| rec.get(i).unwrap_or("").to_string()).collect(),
+            extra: self.extra_idx.iter().map(|&i| rec.get(i).unwrap_or("").to_string()).collect(),
         });
     }
-    Ok(report)
+}
+
+/// Parses a whole tags CSV (see [`TagsCsvReader`] for what it accepts).
+pub fn parse_tags_csv(bytes: &[u8], labels: &LabelVocab) -> Result<ParseReport, CoreError> {
+    let mut reader = TagsCsvReader::new(bytes, labels)?;
+    while reader.read(usize::MAX) {}
+    Ok(reader.into_report())
 }
 
 fn parse_coord(s: &str) -> Result<f64, String> {
@@ -407,5 +502,56 @@ mod tests {
         let e = parse_tags_csv(b"id,lat,lon,type\n", &v).unwrap_err().to_string();
         assert!(e.contains("source"), "{e}");
         assert!(parse("id,lat,lon,type,source\n").table.tags.is_empty());
+    }
+
+    /// Read a few rows at a time (as the page imports), a file gives what it gives read in one
+    /// go: the same rows, rejections and line numbers, whatever the chunk, with every line end.
+    #[test]
+    fn a_file_read_in_chunks_reads_as_in_one_go() {
+        let lf = "id,lat,lon,type,source,note\n\
+                  ok1,60.1,24.9,ramp,user,\"two\nlines\"\n\
+                  \n\
+                  bad,abc,24.9,ramp,user,\n\
+                  short,60.1\n\
+                  ok2,60.1,24.9,ramp,user,\n\
+                  ok1,60.1,24.9,ramp,user,again\n\
+                  ok3,60.2,24.8,entrance,osm,\"a, b\"\n";
+        let v = LabelVocab::default();
+        for text in [lf.to_string(), lf.replace('\n', "\r\n"), lf.replace('\n', "\r")] {
+            let whole = parse_tags_csv(text.as_bytes(), &v).unwrap();
+            assert_eq!(whole.table.tags.len(), 3);
+            assert_eq!(whole.rejected.len(), 3);
+            for chunk in [1, 2, 3, 100] {
+                let mut r = TagsCsvReader::new(text.as_bytes(), &v).unwrap();
+                assert_eq!(r.extra_columns(), ["note"]);
+                let mut calls = 0;
+                let mut last = 0.0;
+                while r.read(chunk) {
+                    calls += 1;
+                    assert!(r.fraction_read() >= last && r.fraction_read() <= 1.0);
+                    last = r.fraction_read();
+                }
+                assert_eq!(r.fraction_read(), 1.0);
+                // Six records (the blank line is none): one call for each `chunk` of them.
+                assert!(calls >= 6 / chunk, "{chunk} rows a call, {calls} calls");
+                assert_eq!(r.into_report(), whole, "chunks of {chunk}");
+            }
+        }
+    }
+
+    /// The line of each row is counted onward from the row before, not from the file's start
+    /// (which made a 100,000-row file take minutes): the last row of a large file still gets
+    /// its own line.
+    #[test]
+    fn a_large_file_keeps_its_line_numbers() {
+        let mut text = String::from("id,lat,lon,type,source\r\n");
+        for i in 0..100_000 {
+            text += &format!("t{i},60.1,24.9,ramp,user\r\n");
+        }
+        text += "bad,x,24.9,ramp,user\r\n";
+        let r = parse_tags_csv(text.as_bytes(), &LabelVocab::default()).unwrap();
+        assert_eq!(r.table.tags.len(), 100_000);
+        assert_eq!(r.lines[99_999], 100_001);
+        assert_eq!(r.rejected[0].line, 100_002);
     }
 }

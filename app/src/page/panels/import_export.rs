@@ -3,11 +3,11 @@
 use crate::geojson::{import_geojson, to_geojson};
 use crate::page::Ctx;
 use crate::page::files::download;
-use crate::store::ImportReport;
+use crate::store::{ImportReport, labels};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use model_core::data::osm_edit::EditFormat;
-use model_core::data::tags::Rejected;
+use model_core::data::tags::{ParseReport, Rejected, TagsCsvReader};
 
 /// What an editor file left out, for the status line.
 fn left_out(e: &crate::store::EditExport, unchecked: Option<String>) -> String {
@@ -29,6 +29,27 @@ fn left_out(e: &crate::store::EditExport, unchecked: Option<String>) -> String {
     said
 }
 
+/// Rows read between two turns of the browser: a tenth of a 100,000-row file's parse, so the
+/// page keeps answering while a large file is read.
+const IMPORT_CHUNK_ROWS: usize = 5_000;
+
+/// Reads a tags CSV a chunk of rows at a time, giving the browser a turn between chunks and
+/// showing how far it got in `progress`.
+async fn read_csv_in_chunks(
+    bytes: &[u8],
+    name: &str,
+    progress: RwSignal<Option<(String, f64)>>,
+) -> Result<ParseReport, String> {
+    let labels = labels();
+    let mut reader = TagsCsvReader::new(bytes, &labels).map_err(|e| e.to_string())?;
+    progress.set(Some((name.to_string(), 0.0)));
+    while reader.read(IMPORT_CHUNK_ROWS) {
+        progress.set(Some((name.to_string(), reader.fraction_read())));
+        gloo_timers::future::TimeoutFuture::new(0).await;
+    }
+    Ok(reader.into_report())
+}
+
 #[derive(Clone, PartialEq)]
 struct ImportView {
     file: String,
@@ -41,6 +62,7 @@ struct ImportView {
 pub fn ImportExport() -> impl IntoView {
     let ctx = expect_context::<Ctx>();
     let report = RwSignal::new(None::<Result<ImportView, String>>);
+    let progress = RwSignal::new(None::<(String, f64)>);
     let on_file = move |ev: web_sys::Event| {
         let input: web_sys::HtmlInputElement = event_target(&ev);
         let Some(file) = input.files().and_then(|f| f.get(0)) else { return };
@@ -50,22 +72,29 @@ pub fn ImportExport() -> impl IntoView {
             let text = gloo_file::futures::read_as_bytes(&gloo_file::Blob::from(file)).await;
             let result: Result<ImportReport, String> = match text {
                 Err(e) => Err(format!("{name}: {e}")),
+                Ok(bytes) if name.to_ascii_lowercase().ends_with(".csv") => {
+                    match read_csv_in_chunks(&bytes, &name, progress).await {
+                        Ok(parsed) => {
+                            let mut out = Err(String::new());
+                            ctx.edit_store(|s| out = s.import_parsed(parsed));
+                            out
+                        }
+                        Err(e) => Err(e),
+                    }
+                    .map_err(|e| format!("{name}: {e}"))
+                }
                 Ok(bytes) => {
                     let mut out = Err(String::new());
-                    let is_csv = name.to_ascii_lowercase().ends_with(".csv");
                     ctx.edit_store(|s| {
-                        out = if is_csv {
-                            s.import_csv(&bytes)
-                        } else {
-                            match String::from_utf8(bytes) {
-                                Ok(t) => import_geojson(s, &t),
-                                Err(_) => Err("not UTF-8 text".into()),
-                            }
+                        out = match String::from_utf8(bytes) {
+                            Ok(t) => import_geojson(s, &t),
+                            Err(_) => Err("not UTF-8 text".into()),
                         }
                     });
                     out.map_err(|e| format!("{name}: {e}"))
                 }
             };
+            progress.set(None);
             let view = result.map(|r| ImportView {
                 file: name.clone(),
                 added: r.added,
@@ -209,6 +238,12 @@ pub fn ImportExport() -> impl IntoView {
                     }
                 })}
             </div>
+            {move || progress.get().map(|(file, done)| view! {
+                <p class="import-progress" role="status">
+                    <label for="import-progress">{format!("Reading {file}: {:.0} %", done * 100.0)}</label>
+                    <progress id="import-progress" data-testid="import-progress" max="1" value=done.to_string()></progress>
+                </p>
+            })}
             {move || report.get().map(|r| match r {
                 Err(e) => view! { <p class="error" data-testid="import-report">{e}</p> }.into_any(),
                 Ok(v) => { let n_rejected = v.rejected.len(); view! {

@@ -5,18 +5,36 @@ use crate::store::labels;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
+/// The most tags the list holds at once: a list of 100,000 rows, each with its buttons, would
+/// hold the page for seconds at every change.
+pub const LISTED_AT_MOST: usize = 200;
+
 #[component]
 pub fn TagList() -> impl IntoView {
     let ctx = expect_context::<Ctx>();
-    let rows = move || {
+    // The first tags of the chosen type, and how many of that type and in all.
+    let listed = Memo::new(move |_| {
         let f = ctx.tags.filter.get();
-        ctx.tags.store.with(|s| s.filtered(f.as_deref()))
-    };
+        ctx.tags.store.with(|s| {
+            let (first, of_type) = s.filtered_first(f.as_deref(), LISTED_AT_MOST);
+            (first, of_type, s.tags.len())
+        })
+    });
+    let rows = move || listed.with(|(first, _, _)| first.clone());
     let count = move || {
-        let n = rows().len();
-        let total = ctx.tags.store.with(|s| s.tags.len());
-        format!("{n} of {total} tags shown")
+        listed.with(|(first, of_type, total)| {
+            let mut said = format!("{of_type} of {total} tags shown");
+            if first.len() < *of_type {
+                said += &format!(
+                    " (the list holds the first {}: choose a type to narrow it; the map shows them all)",
+                    first.len()
+                );
+            }
+            said
+        })
     };
+    let of_type = move || listed.with(|(_, n, _)| n.to_string());
+    let total = move || listed.with(|(_, _, t)| t.to_string());
     view! {
         <section class="panel" aria-labelledby="tags-h">
             <h2 id="tags-h">"Tags"</h2>
@@ -28,7 +46,7 @@ pub fn TagList() -> impl IntoView {
                 <option value="">"All types"</option>
                 {labels().names().iter().map(|l| view! { <option value=l.clone()>{display(l)}</option> }).collect_view()}
             </select>
-            <p class="count">{count}</p>
+            <p class="count" data-testid="tag-count" data-shown=of_type data-total=total>{count}</p>
             <Show when=move || ctx.tags.deleted.with(|v| !v.is_empty())>
                 <button type="button" class="small secondary" data-testid="undo-delete"
                     on:click=move |_| ctx.undo_delete()>
