@@ -67,7 +67,7 @@ pub enum Act {
 
 impl Act {
     #[inline(always)]
-    fn apply(self, v: f32) -> f32 {
+    pub(super) fn apply(self, v: f32) -> f32 {
         match self {
             Act::None => v,
             Act::Relu => v.max(0.0),
@@ -165,17 +165,23 @@ thread_local! {
 
 #[inline(always)]
 fn epilogue_impl(out: &mut [f32], bias: &[f32], residual: &[f32], act: Act) {
-    let c = bias.len();
-    if residual.is_empty() {
-        for px in out.chunks_exact_mut(c) {
-            for (o, b) in px.iter_mut().zip(bias) {
-                *o = act.apply(*o + b);
+    // In wasm, explicit SIMD128 (the plain loops are not vectorised there).
+    #[cfg(target_arch = "wasm32")]
+    super::simd128::epilogue(out, bias, residual, act);
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let c = bias.len();
+        if residual.is_empty() {
+            for px in out.chunks_exact_mut(c) {
+                for (o, b) in px.iter_mut().zip(bias) {
+                    *o = act.apply(*o + b);
+                }
             }
-        }
-    } else {
-        for (px, r) in out.chunks_exact_mut(c).zip(residual.chunks_exact(c)) {
-            for ((o, b), r) in px.iter_mut().zip(bias).zip(r) {
-                *o = act.apply(*o + b + r);
+        } else {
+            for (px, r) in out.chunks_exact_mut(c).zip(residual.chunks_exact(c)) {
+                for ((o, b), r) in px.iter_mut().zip(bias).zip(r) {
+                    *o = act.apply(*o + b + r);
+                }
             }
         }
     }
@@ -348,6 +354,19 @@ fn depthwise_rows_impl(
             let corner = (iy0, ix0);
             let taps = (ys.clone(), xs.clone());
             let mut first = 0;
+            // In wasm, explicit SIMD128 (the plain loops are not vectorised there).
+            #[cfg(target_arch = "wasm32")]
+            {
+                use super::simd128::depthwise_block as simd;
+                while first + 32 <= c {
+                    simd::<8>(x, conv, act, corner, taps.clone(), first, o);
+                    first += 32;
+                }
+                while first + 4 <= c {
+                    simd::<1>(x, conv, act, corner, taps.clone(), first, o);
+                    first += 4;
+                }
+            }
             while first + 32 <= c {
                 depthwise_block::<32>(x, conv, act, corner, taps.clone(), first, o);
                 first += 32;
@@ -476,6 +495,99 @@ pub fn squeeze_excite(x: &Map, fc1: &Dense, fc2: &Dense, scratch: &mut Scratch) 
     out
 }
 
+/// Holds the depthwise convolution and the convolutions' epilogue to their definitions, bit
+/// for bit (the same sums in the same order): every window size, stride and padding, windows
+/// inside the map and over its edges, channel counts that use each block width and a tail (1,
+/// 8, 41), each activation, with and without a residual. Run by the native tests and, in
+/// wasm, where these run in explicit SIMD128, by the app's wasm tests.
+#[doc(hidden)]
+pub fn check_against_definitions() -> Result<(), String> {
+    let mut rng = crate::rng::Rng::new(7);
+    let mut random = |n: usize, scale: f32| -> Vec<f32> {
+        (0..n).map(|_| (rng.next_f64() as f32 * 2.0 - 1.0) * scale).collect()
+    };
+    let ctx = Ctx { isa: Isa::Portable, parallel: false };
+    for (k, stride, pad) in [
+        (3, 1, Pad::Same),
+        (3, 2, Pad::Same),
+        (5, 1, Pad::Same),
+        (5, 2, Pad::Same),
+        (7, 1, Pad::Fixed { top: 3, left: 2, bottom: 1, right: 3 }),
+        (3, 2, Pad::Fixed { top: 0, left: 0, bottom: 0, right: 0 }),
+    ] {
+        for c in [1, 8, 41] {
+            let (h, w) = (11, 9);
+            let x = Map { h, w, c, data: random(h * w * c, 1.0) };
+            let conv = Conv {
+                cin: c,
+                cout: c,
+                k,
+                stride,
+                pad,
+                depthwise: true,
+                weight: random(k * k * c, 0.5),
+                bias: random(c, 0.5),
+            };
+            let got = conv_depthwise(&x, &conv, Act::Relu6, ctx, &mut Scratch::default());
+            let (oh, pt) = pad.out(h, k, stride, true);
+            let (ow, pl) = pad.out(w, k, stride, false);
+            if (got.h, got.w, got.c) != (oh, ow, c) {
+                return Err(format!("depthwise k {k} s {stride}: shape {:?}", (got.h, got.w)));
+            }
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    for ch in 0..c {
+                        let mut want = conv.bias[ch];
+                        for ky in 0..k {
+                            for kx in 0..k {
+                                let iy = (oy * stride + ky) as isize - pt as isize;
+                                let ix = (ox * stride + kx) as isize - pl as isize;
+                                if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                    continue;
+                                }
+                                let at = (iy as usize * w + ix as usize) * c + ch;
+                                want += x.data[at] * conv.weight[(ky * k + kx) * c + ch];
+                            }
+                        }
+                        let (v, want) = (got.data[(oy * ow + ox) * c + ch], want.clamp(0.0, 6.0));
+                        if v.to_bits() != want.to_bits() && !(v == 0.0 && want == 0.0) {
+                            return Err(format!(
+                                "depthwise k {k} s {stride} c {c} at {oy},{ox},{ch}: {v} against {want}"
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for c in [1, 8, 41] {
+        let pixels = 5;
+        let out = random(pixels * c, 8.0);
+        let (bias, residual) = (random(c, 1.0), random(pixels * c, 1.0));
+        for act in [Act::None, Act::Relu, Act::Relu6, Act::HardSwish] {
+            for res in [&[][..], &residual[..]] {
+                let mut got = out.clone();
+                epilogue(Isa::Portable, &mut got, &bias, res, act);
+                for (i, (g, o)) in got.iter().zip(&out).enumerate() {
+                    let mut v = o + bias[i % c];
+                    if !res.is_empty() {
+                        v += res[i];
+                    }
+                    let want = act.apply(v);
+                    // ReLU's max may give either zero for -0.0 (IEEE leaves it open).
+                    if g.to_bits() != want.to_bits() && !(*g == 0.0 && want == 0.0) {
+                        return Err(format!(
+                            "epilogue {act:?} c {c} residual {} at {i}: {g} against {want}",
+                            !res.is_empty()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -493,65 +605,11 @@ mod tests {
         assert_eq!(none.out(7, 2, 2, true), (3, 0));
     }
 
-    /// The depthwise kernel gives what the definition does, bit for bit (the same sums in the
-    /// same order), for every window size, stride and padding, windows inside the map and over
-    /// its edges, and channel counts that use each block width.
+    /// The depthwise kernel and the epilogue give what their definitions do, bit for bit
+    /// (`check_against_definitions`; the app's wasm tests run it on the SIMD128 paths).
     #[test]
-    fn depthwise_gives_the_definition_inside_and_on_the_edges() {
-        let mut rng = crate::rng::Rng::new(7);
-        for (k, stride, pad) in [
-            (3, 1, Pad::Same),
-            (3, 2, Pad::Same),
-            (5, 1, Pad::Same),
-            (5, 2, Pad::Same),
-            (7, 1, Pad::Fixed { top: 3, left: 2, bottom: 1, right: 3 }),
-            (3, 2, Pad::Fixed { top: 0, left: 0, bottom: 0, right: 0 }),
-        ] {
-            for c in [1, 8, 41] {
-                let (h, w) = (11, 9);
-                let mut x = Map { h, w, c, data: vec![0.0; h * w * c] };
-                x.data.iter_mut().for_each(|v| *v = rng.next_f64() as f32 * 2.0 - 1.0);
-                let conv = Conv {
-                    cin: c,
-                    cout: c,
-                    k,
-                    stride,
-                    pad,
-                    depthwise: true,
-                    weight: (0..k * k * c).map(|_| rng.next_f64() as f32 - 0.5).collect(),
-                    bias: (0..c).map(|_| rng.next_f64() as f32 - 0.5).collect(),
-                };
-                let ctx = Ctx { isa: Isa::Portable, parallel: false };
-                let got = conv_depthwise(&x, &conv, Act::Relu6, ctx, &mut Scratch::default());
-                let (oh, pt) = pad.out(h, k, stride, true);
-                let (ow, pl) = pad.out(w, k, stride, false);
-                assert_eq!((got.h, got.w, got.c), (oh, ow, c));
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        for ch in 0..c {
-                            let mut want = conv.bias[ch];
-                            for ky in 0..k {
-                                for kx in 0..k {
-                                    let iy = (oy * stride + ky) as isize - pt as isize;
-                                    let ix = (ox * stride + kx) as isize - pl as isize;
-                                    if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
-                                        continue;
-                                    }
-                                    let at = (iy as usize * w + ix as usize) * c + ch;
-                                    want += x.data[at] * conv.weight[(ky * k + kx) * c + ch];
-                                }
-                            }
-                            let v = got.data[(oy * ow + ox) * c + ch];
-                            assert_eq!(
-                                v,
-                                want.clamp(0.0, 6.0),
-                                "k {k} s {stride} c {c} at {oy},{ox},{ch}"
-                            );
-                        }
-                    }
-                }
-            }
-        }
+    fn depthwise_and_epilogue_give_their_definitions() {
+        check_against_definitions().unwrap();
     }
 
     /// A buffer given back is the one taken next: no new allocation after the first image.
