@@ -133,6 +133,8 @@ async fn scan(c: &fantoccini::Client, url: &str) -> serde_json::Value {
         "points": num("scanned"),
         "offered": num("total"),
         "ms": num("ms"),
+        "first_ms": num("firstMs"),
+        "workers": num("workers"),
         "points_per_s": num("scanned") / num("ms") * 1e3,
         "suggestions": suggestions,
         "width_m": w,

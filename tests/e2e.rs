@@ -1213,6 +1213,16 @@ async fn fine_tune_flow() {
         .unwrap();
     assert!(n_items >= 2, "a scan at 3 % should suggest something ({n_items})");
     assert_eq!(n_items, n_markers, "one marker per suggestion");
+    // On the CPU backend the scan uses two cores (the model worker and its scan helper),
+    // and every point it scored came back to the page.
+    let d = c
+        .execute(&format!("return {{...document.querySelector('{SCAN_STATUS}').dataset}}"), vec![])
+        .await
+        .unwrap();
+    let n = |k: &str| d[k].as_str().unwrap().parse::<usize>().unwrap();
+    assert_eq!(n("workers"), 2, "{d}");
+    assert_eq!(n("results") + n("failed"), n("scanned"), "{d}");
+    assert!(n("scanned") >= 48, "{d}");
     // Every suggestion sits on a candidate point of the map, and none on a feature of its type
     // that OpenStreetMap already has (5 m).
     let status = c
@@ -1546,6 +1556,13 @@ async fn learn_area_flow() {
     assert!((0.0..=1.0).contains(&f("types_f1_after")), "{result}");
     let types = result["types_words"].as_str().unwrap_or_default();
     assert!(types.starts_with("Feature types alone (macro-F1"), "{result}");
+    // Worse on the held-out places than the model before: the page says so.
+    let worse =
+        f("accuracy_after") < f("accuracy_before") || f("types_f1_after") < f("types_f1_before");
+    assert_eq!(result["worse"].is_string(), worse, "{result}");
+    if let Some(w) = result["worse"].as_str() {
+        assert!(w.starts_with("The new model did worse than the one before"), "{w}");
+    }
 
     // Keep: the model changes and the view is scanned with it.
     click(c, FINETUNE_KEEP).await;
@@ -1629,7 +1646,7 @@ async fn learn_view(c: &fantoccini::Client) -> Value {
     click(c, LEARN_AREA).await;
     let r = wait_js(
         c,
-        &format!("(r => r && {{ accuracy_before: +r.dataset.before, accuracy_after: +r.dataset.after, types_f1_before: r.dataset.beforeTypesF1 === '' ? null : +r.dataset.beforeTypesF1, types_f1_after: r.dataset.afterTypesF1 === '' ? null : +r.dataset.afterTypesF1, train_places: +r.dataset.trainTags, epochs: +r.dataset.epochs, learned_from: document.querySelector('{FINETUNE_AREA}').innerText, types_words: document.querySelector('{FINETUNE_TYPES_F1}')?.innerText ?? null, bbox: document.querySelector('{FINETUNE_AREA}').dataset.bbox }})(document.querySelector('{FINETUNE_RESULT}'))"),
+        &format!("(r => r && {{ accuracy_before: +r.dataset.before, accuracy_after: +r.dataset.after, types_f1_before: r.dataset.beforeTypesF1 === '' ? null : +r.dataset.beforeTypesF1, types_f1_after: r.dataset.afterTypesF1 === '' ? null : +r.dataset.afterTypesF1, train_places: +r.dataset.trainTags, epochs: +r.dataset.epochs, learned_from: document.querySelector('{FINETUNE_AREA}').innerText, types_words: document.querySelector('{FINETUNE_TYPES_F1}')?.innerText ?? null, bbox: document.querySelector('{FINETUNE_AREA}').dataset.bbox, worse: document.querySelector('{FINETUNE_WORSE}')?.innerText ?? null }})(document.querySelector('{FINETUNE_RESULT}'))"),
         "the learned area's result",
         600,
     )

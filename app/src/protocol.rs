@@ -35,7 +35,13 @@ impl BackendChoice {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ToWorker {
     /// Load the bundle at `{base}model/` and warm the model up.
-    Load { base: String, backend: BackendChoice },
+    Load {
+        base: String,
+        backend: BackendChoice,
+        /// Loaded as the scan's second worker (`worker/scan_helper.rs`): it starts none itself.
+        #[serde(default)]
+        scan_helper: bool,
+    },
     /// Predict the feature type at a point.
     Predict { id: u64, lat: f64, lon: f64, source: String },
     /// Fine-tune the loaded model on these examples (tags and rejected suggestions);
@@ -149,6 +155,35 @@ pub struct FineTuneSummary {
     /// A "learn this area" fine-tune: the view.
     #[serde(default)]
     pub area: Option<LearnedArea>,
+}
+
+impl FineTuneSummary {
+    /// Words for a fine-tune that did worse on its held-out places than the model it started
+    /// from (lower accuracy, or lower macro-F1 over the feature types), so the mapper does not
+    /// keep it unwarned; `None` when it did as well or better on both.
+    pub fn worse_than_before(&self) -> Option<String> {
+        let mut worse = Vec::new();
+        if self.after_accuracy < self.before_accuracy {
+            worse.push(format!(
+                "accuracy {:.0} % -> {:.0} %",
+                self.before_accuracy * 100.0,
+                self.after_accuracy * 100.0
+            ));
+        }
+        if let (Some(b), Some(a)) = (self.before_types_f1, self.after_types_f1)
+            && a < b
+        {
+            worse.push(format!("feature types' macro-F1 {b:.2} -> {a:.2}"));
+        }
+        (!worse.is_empty()).then(|| {
+            format!(
+                "The new model did worse than the one before on the {} held-out places ({}): \
+                 discarding it keeps the better one. More examples, or fewer epochs, may help.",
+                self.val_tags,
+                worse.join(", ")
+            )
+        })
+    }
 }
 
 /// Where the loaded model comes from.
@@ -305,7 +340,14 @@ pub enum FromWorker {
         id: u64,
         failed: usize,
         unscanned: usize,
+        /// How many workers scored it (2: the model worker and its scan helper).
+        #[serde(default = "one")]
+        workers: usize,
     },
+}
+
+fn one() -> usize {
+    1
 }
 
 #[cfg(test)]
@@ -347,5 +389,38 @@ mod tests {
         assert_eq!(BackendChoice::from_query(Some("cpu")), BackendChoice::Cpu);
         assert_eq!(BackendChoice::from_query(Some("tpu")), BackendChoice::Auto);
         assert_eq!(BackendChoice::from_query(None), BackendChoice::Auto);
+    }
+
+    /// A fine-tune that did worse on its held-out places says so, naming each figure that
+    /// fell; one that did as well or better says nothing.
+    #[test]
+    fn a_worse_fine_tune_is_named() {
+        let s = FineTuneSummary {
+            before_accuracy: 0.70,
+            after_accuracy: 0.60,
+            before_types_f1: Some(0.36),
+            after_types_f1: Some(0.24),
+            train_tags: 60,
+            val_tags: 24,
+            negatives: 0,
+            epochs: 10,
+            losses: Vec::new(),
+            skipped: Vec::new(),
+            seconds: 1.0,
+            features_seconds: 0.5,
+            train_seconds: 0.5,
+            steps: 10,
+            area: None,
+        };
+        let w = s.worse_than_before().unwrap();
+        assert!(w.contains("24 held-out places"), "{w}");
+        assert!(w.contains("accuracy 70 % -> 60 %"), "{w}");
+        assert!(w.contains("macro-F1 0.36 -> 0.24"), "{w}");
+        let better =
+            FineTuneSummary { after_accuracy: 0.75, after_types_f1: Some(0.40), ..s.clone() };
+        assert_eq!(better.worse_than_before(), None);
+        let f1_only = FineTuneSummary { after_accuracy: 0.70, ..s };
+        let w = f1_only.worse_than_before().unwrap();
+        assert!(!w.contains("accuracy 70") && w.contains("macro-F1"), "{w}");
     }
 }

@@ -96,6 +96,13 @@ fn the_kernels_in_wasm_give_the_native_probabilities() {
     }
 }
 
+/// The kernels' explicit SIMD128 paths (the depthwise convolution, the convolutions'
+/// epilogue) give their definitions bit for bit, as the portable paths do natively.
+#[wasm_bindgen_test]
+fn the_kernels_simd128_paths_give_their_definitions() {
+    model_core::kernels::check_against_definitions().unwrap();
+}
+
 /// The browser's fine-tuning step gives the native losses (`model-core/tests/finetune_parity.rs`
 /// checks the same fixture natively): same weights, same batch, CPU backend.
 #[wasm_bindgen_test]

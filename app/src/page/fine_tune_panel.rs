@@ -256,6 +256,9 @@ pub fn FineTunePanel() -> impl IntoView {
                             "Feature types alone (macro-F1 over the held-out places with a feature): before {b:.2}, after {a:.2}."
                         )}</p>
                     })}
+                    {s.worse_than_before().map(|w| view! {
+                        <p class="warning" role="status" data-testid="finetune-worse">{w}</p>
+                    })}
                     {(!s.skipped.is_empty()).then(|| view! {
                         <p>"Skipped (their tiles did not load or their type is unknown):"</p>
                         <ul class="rejected" data-testid="finetune-skipped">

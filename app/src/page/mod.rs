@@ -227,6 +227,10 @@ pub struct ScanState {
     /// in milliseconds (for the benchmark).
     pub started_ms: f64,
     pub took_ms: Option<f64>,
+    /// When the first `SCAN_FIRST` points (those always scored) were in, in milliseconds.
+    pub first_ms: Option<f64>,
+    /// How many workers scored the last scan (the model worker, and its scan helper).
+    pub workers: usize,
 }
 
 /// The mapper's tags: the store in IndexedDB, the list's filter, the form, the undo stack.
@@ -517,6 +521,8 @@ fn App() -> impl IntoView {
                 already_mapped: 0,
                 started_ms: 0.0,
                 took_ms: None,
+                first_ms: None,
+                workers: 0,
             }),
             found: RwSignal::new(Vec::new()),
             rejections: RwSignal::new(Vec::new()),

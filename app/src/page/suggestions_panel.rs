@@ -42,6 +42,7 @@ pub(super) fn scan(ctx: &Ctx) {
         sc.bbox = bbox.clone();
         sc.started_ms = crate::net::now_ms();
         sc.took_ms = None;
+        sc.first_ms = None;
     });
     ctx.suggest.found.set(Vec::new());
     ctx.status.set("Finding candidate points in the visible map…".into());
@@ -125,7 +126,12 @@ pub fn on_scan_result(ctx: &Ctx, id: u64, lat: f64, lon: f64, p: Prediction) {
     if ctx.suggest.scan.get_untracked().id != id {
         return;
     }
-    ctx.suggest.scan.update(|s| s.scanned += 1);
+    ctx.suggest.scan.update(|s| {
+        s.scanned += 1;
+        if s.scanned == SCAN_FIRST {
+            s.first_ms = Some(crate::net::now_ms() - s.started_ms);
+        }
+    });
     // model-core's one rule, as `accessatlas suggest` applies it; at threshold 0 here, since
     // the mapper's slider filters what is shown (`Ctx::visible_suggestions`).
     let verdict =
@@ -140,7 +146,7 @@ pub fn on_scan_result(ctx: &Ctx, id: u64, lat: f64, lon: f64, p: Prediction) {
     }
 }
 
-pub fn on_scan_done(ctx: &Ctx, id: u64, failed: usize, unscanned: usize) {
+pub fn on_scan_done(ctx: &Ctx, id: u64, failed: usize, unscanned: usize, workers: usize) {
     if ctx.suggest.scan.get_untracked().id != id {
         return;
     }
@@ -148,6 +154,7 @@ pub fn on_scan_done(ctx: &Ctx, id: u64, failed: usize, unscanned: usize) {
         s.running = false;
         s.failed = failed;
         s.unscanned = unscanned;
+        s.workers = workers;
         s.took_ms = Some(crate::net::now_ms() - s.started_ms);
     });
     let shown = ctx.visible_suggestions().len();
@@ -271,7 +278,11 @@ pub fn SuggestionsPanel() -> impl IntoView {
             <p data-testid="scan-status" data-bbox=move || ctx.suggest.scan.with(|s| s.bbox.clone())
                 data-total=move || ctx.suggest.scan.with(|s| s.total.to_string())
                 data-scanned=move || ctx.suggest.scan.with(|s| (s.total - s.unscanned).to_string())
-                data-ms=move || ctx.suggest.scan.with(|s| s.took_ms.map(|t| format!("{t:.1}")).unwrap_or_default())>{status}</p>
+                data-ms=move || ctx.suggest.scan.with(|s| s.took_ms.map(|t| format!("{t:.1}")).unwrap_or_default())
+                data-first-ms=move || ctx.suggest.scan.with(|s| s.first_ms.map(|t| format!("{t:.1}")).unwrap_or_default())
+                data-workers=move || ctx.suggest.scan.with(|s| s.workers.to_string())
+                data-results=move || ctx.suggest.scan.with(|s| s.scanned.to_string())
+                data-failed=move || ctx.suggest.scan.with(|s| s.failed.to_string())>{status}</p>
             <ul class="suggestions" data-testid="suggestion-list" on:keydown=move |e: web_sys::KeyboardEvent| {
                 if e.ctrl_key() || e.meta_key() || e.alt_key() {
                     return;

@@ -65,7 +65,7 @@ fn on_message(ctx: &Ctx, msg: FromWorker, bytes: Option<&[u8]>) {
     match msg {
         FromWorker::Started => {
             let backend = BackendChoice::from_query(query_param("backend").as_deref());
-            send(ctx, &ToWorker::Load { base: base_url(), backend });
+            send(ctx, &ToWorker::Load { base: base_url(), backend, scan_helper: false });
         }
         FromWorker::Ready { backend, note, load_ms, warmup_ms, model, memory_bytes } => {
             ctx.status.set(format!("Model ready ({}).", backend_label(&backend)));
@@ -189,8 +189,8 @@ fn on_message(ctx: &Ctx, msg: FromWorker, bytes: Option<&[u8]>) {
         FromWorker::ScanResult { id, lat, lon, prediction } => {
             suggestions_panel::on_scan_result(ctx, id, lat, lon, prediction)
         }
-        FromWorker::ScanDone { id, failed, unscanned } => {
-            suggestions_panel::on_scan_done(ctx, id, failed, unscanned)
+        FromWorker::ScanDone { id, failed, unscanned, workers } => {
+            suggestions_panel::on_scan_done(ctx, id, failed, unscanned, workers)
         }
         FromWorker::Failed { id: Some(id), message } => {
             if id == ctx.worker.next_request.get_value() {

@@ -8,6 +8,7 @@
 //! bundle's zoom, exactly as `accessatlas collect` cut the training images.
 
 mod fine_tune_run;
+mod scan_helper;
 mod tiles;
 
 use std::cell::RefCell;
@@ -82,6 +83,8 @@ struct State {
     candidate: Option<Candidate>,
     training: bool,
     cancel: bool,
+    /// This worker is the scan helper of another (`scan_helper.rs`).
+    is_helper: bool,
 }
 
 thread_local! {
@@ -125,15 +128,21 @@ pub fn start() {
 /// One message from the page; `bytes` are the weights an `ImportModel` carries.
 async fn handle(msg: ToWorker, bytes: Option<Vec<u8>>) {
     match msg {
-        ToWorker::Load { base, backend } => {
+        ToWorker::Load { base, backend, scan_helper } => {
             if STATE.with_borrow(|s| s.loading || s.loaded.is_some()) {
                 return;
             }
-            STATE.with_borrow_mut(|s| s.loading = true);
-            let result = load(base, backend).await;
+            STATE.with_borrow_mut(|s| {
+                s.loading = true;
+                s.is_helper = scan_helper;
+            });
+            let result = load(base.clone(), backend).await;
             STATE.with_borrow_mut(|s| s.loading = false);
             match result {
-                Ok(ready) => post(&ready),
+                Ok(ready) => {
+                    post(&ready);
+                    start_scan_helper(&base);
+                }
                 Err(message) => post(&FromWorker::Failed { id: None, message }),
             }
         }
@@ -235,6 +244,14 @@ async fn handle(msg: ToWorker, bytes: Option<Vec<u8>>) {
         }
         ToWorker::Scan { id, points, source, first, budget_ms } => {
             let Some(m) = STATE.with_borrow(|s| s.loaded.clone()) else { return };
+            // Every other point to the scan helper, where there is one with this model.
+            let split = if STATE.with_borrow(|s| s.is_helper) {
+                None
+            } else {
+                scan_helper::split(&info(&m), id, &points, &source, first, budget_ms)
+            };
+            let workers = if split.is_some() { 2 } else { 1 };
+            let (points, first) = split.unwrap_or((points, first));
             let (mut failed, total, started) = (0, points.len(), crate::net::now_ms());
             let mut unscanned = 0;
             let mut tiles = Tiles::new();
@@ -256,7 +273,9 @@ async fn handle(msg: ToWorker, bytes: Option<Vec<u8>>) {
                     _ => failed += 1,
                 }
             }
-            post(&FromWorker::ScanDone { id, failed, unscanned });
+            if !scan_helper::half_done(id, scan_helper::Half::Mine, failed, unscanned) {
+                post(&FromWorker::ScanDone { id, failed, unscanned, workers });
+            }
         }
     }
 }
@@ -331,7 +350,19 @@ fn swap_in(
     };
     let model = info(&loaded);
     STATE.with_borrow_mut(|s| s.loaded = Some(Rc::new(loaded)));
+    // The helper holds the model before: a new one reads the model now kept.
+    start_scan_helper(&cur.base);
     FromWorker::ModelChanged { model }
+}
+
+/// Starts (or restarts) the scan helper: only in the page's model worker, on the CPU backend
+/// (a GPU's scan is not the CPU's to share).
+fn start_scan_helper(base: &str) {
+    let on_cpu = STATE
+        .with_borrow(|s| !s.is_helper && s.loaded.as_ref().is_some_and(|m| m.backend == "cpu"));
+    if on_cpu {
+        scan_helper::restart(base);
+    }
 }
 
 /// Stores a model in IndexedDB (one record: all or nothing), then swaps it in.

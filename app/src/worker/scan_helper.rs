@@ -1,0 +1,196 @@
+//! The scan's second core: a second model worker, started by the model worker itself, that
+//! scores every other point of a scan, so a scan on the CPU backend uses two cores where the
+//! machine has them (one wasm thread each; wasm code here never shares memory between
+//! threads).
+//!
+//! The helper is the same worker script, loaded with [`ToWorker::Load`]'s `scan_helper` set:
+//! it loads the model as the model worker does (the kept one from IndexedDB, else the
+//! shipped one) on the CPU backend and starts no helper of its own. It is used only while its
+//! model is the model worker's ([`ModelInfo`] equal); a model kept, undone or imported
+//! replaces it with a new helper, which reads the new kept model. Its results pass through
+//! the model worker to the page, and the page gets one `ScanDone` for both halves.
+
+use std::cell::RefCell;
+
+use wasm_bindgen::prelude::*;
+use web_sys::{MessageEvent, Worker};
+
+use crate::protocol::{BackendChoice, FromWorker, ModelInfo, ScanPoint, ToWorker};
+
+use super::post;
+
+struct Helper {
+    worker: Worker,
+    /// The model it loaded, once it is ready.
+    model: Option<ModelInfo>,
+}
+
+/// One scan split between the two workers: which halves are still running, and what the
+/// finished ones counted.
+struct Join {
+    id: u64,
+    mine_running: bool,
+    helper_running: bool,
+    failed: usize,
+    unscanned: usize,
+}
+
+/// Which half of a split scan finished.
+pub(super) enum Half {
+    /// The model worker's own.
+    Mine,
+    /// The helper's.
+    Helper,
+    /// The helper is gone, and its half with it.
+    HelperGone,
+}
+
+thread_local! {
+    static HELPER: RefCell<Option<Helper>> = const { RefCell::new(None) };
+    static JOIN: RefCell<Option<Join>> = const { RefCell::new(None) };
+}
+
+/// Whether the machine has a second core for the helper.
+fn two_cores() -> bool {
+    let scope: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+    scope.navigator().hardware_concurrency() >= 2.0
+}
+
+/// Starts a helper (replacing any), which loads the kept or shipped model from `base`.
+pub(super) fn restart(base: &str) {
+    stop();
+    if !two_cores() {
+        return;
+    }
+    let worker = match Worker::new("./worker_loader.js") {
+        Ok(w) => w,
+        Err(e) => {
+            web_sys::console::warn_2(&"scan helper: no second worker".into(), &e);
+            return;
+        }
+    };
+    let base = base.to_string();
+    let w = worker.clone();
+    let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
+        let Some((text, _)) = crate::transfer::unpack(&e.data()) else { return };
+        let Ok(msg) = serde_json::from_str::<FromWorker>(&text) else { return };
+        on_message(&w, &base, msg);
+    });
+    worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    on_message.forget();
+    HELPER.with_borrow_mut(|h| *h = Some(Helper { worker, model: None }));
+}
+
+/// Stops the helper; a scan it was part of finishes with the model worker's half.
+pub(super) fn stop() {
+    if let Some(h) = HELPER.with_borrow_mut(Option::take) {
+        h.worker.terminate();
+    }
+    if let Some(id) = JOIN.with_borrow(|j| j.as_ref().map(|j| j.id)) {
+        half_done(id, Half::HelperGone, 0, 0);
+    }
+}
+
+fn send(worker: &Worker, msg: &ToWorker) {
+    let text = serde_json::to_string(msg).expect("messages serialise");
+    let (value, transfer) = crate::transfer::pack(&text, None);
+    if let Err(e) = worker.post_message_with_transfer(&value, &transfer) {
+        web_sys::console::error_2(&"scan helper: postMessage failed".into(), &e);
+    }
+}
+
+fn on_message(worker: &Worker, base: &str, msg: FromWorker) {
+    let ours = HELPER.with_borrow(|h| h.as_ref().is_some_and(|h| &h.worker == worker));
+    if !ours {
+        return;
+    }
+    match msg {
+        FromWorker::Started => send(
+            worker,
+            &ToWorker::Load {
+                base: base.to_string(),
+                backend: BackendChoice::Cpu,
+                scan_helper: true,
+            },
+        ),
+        FromWorker::Ready { model, .. } => {
+            HELPER.with_borrow_mut(|h| {
+                if let Some(h) = h {
+                    h.model = Some(model);
+                }
+            });
+        }
+        FromWorker::ScanResult { .. } => post(&msg),
+        FromWorker::ScanDone { id, failed, unscanned, .. } => {
+            half_done(id, Half::Helper, failed, unscanned);
+        }
+        FromWorker::Failed { message, .. } => {
+            web_sys::console::warn_1(&format!("scan helper: {message}").into());
+            stop();
+        }
+        _ => {}
+    }
+}
+
+/// Splits scan `id`'s points with the helper when it holds `model`: it scores the odd ones
+/// (the points come most promising first, so both halves start with the best), and this
+/// worker gets the even ones back; `None` when there is no helper for this model (this
+/// worker scores them all).
+pub(super) fn split(
+    model: &ModelInfo,
+    id: u64,
+    points: &[ScanPoint],
+    source: &str,
+    first: usize,
+    budget_ms: f64,
+) -> Option<(Vec<ScanPoint>, usize)> {
+    let worker = HELPER.with_borrow(|h| {
+        h.as_ref().filter(|h| h.model.as_ref() == Some(model)).map(|h| h.worker.clone())
+    })?;
+    if points.len() < 2 {
+        return None;
+    }
+    // A scan still running is over for the page (it only listens to the newest id).
+    JOIN.with_borrow_mut(|j| {
+        *j = Some(Join { id, mine_running: true, helper_running: true, failed: 0, unscanned: 0 })
+    });
+    let (mine, theirs): (Vec<_>, Vec<_>) =
+        points.iter().cloned().enumerate().partition(|(i, _)| i % 2 == 0);
+    let strip = |v: Vec<(usize, ScanPoint)>| v.into_iter().map(|(_, p)| p).collect::<Vec<_>>();
+    send(
+        &worker,
+        &ToWorker::Scan {
+            id,
+            points: strip(theirs),
+            source: source.to_string(),
+            first: first / 2,
+            budget_ms,
+        },
+    );
+    Some((strip(mine), first.div_ceil(2)))
+}
+
+/// One half of split scan `id` finished; the page hears `ScanDone` when both have. False when
+/// `id` is not a split scan (the model worker then says `ScanDone` itself).
+pub(super) fn half_done(id: u64, half: Half, failed: usize, unscanned: usize) -> bool {
+    let (split, done) = JOIN.with_borrow_mut(|j| {
+        let Some(join) = j.as_mut().filter(|join| join.id == id) else { return (false, None) };
+        join.failed += failed;
+        join.unscanned += unscanned;
+        match half {
+            Half::Mine => join.mine_running = false,
+            Half::Helper | Half::HelperGone => join.helper_running = false,
+        }
+        let done = !join.mine_running && !join.helper_running;
+        (true, done.then(|| j.take()).flatten())
+    });
+    if let Some(j) = done {
+        post(&FromWorker::ScanDone {
+            id: j.id,
+            failed: j.failed,
+            unscanned: j.unscanned,
+            workers: 2,
+        });
+    }
+    split
+}
