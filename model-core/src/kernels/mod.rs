@@ -14,8 +14,6 @@ pub mod isa;
 mod ops;
 #[doc(hidden)]
 pub use ops::check_against_definitions;
-#[cfg(target_arch = "wasm32")]
-mod simd128;
 
 use std::cell::Cell;
 

@@ -5,12 +5,16 @@
 //!   map itself, others an im2col copy of the block's patches); bias, the residual add and
 //!   the activation are applied to each block while it is still in cache (the epilogue).
 //! - Depthwise convolutions are direct: each output pixel accumulates its `k * k` taps over
-//!   contiguous channels, which the compiler vectorises ([`super::isa`]).
+//!   contiguous channels, which the compiler vectorises natively ([`super::isa`]); in wasm
+//!   it and the epilogue are written in SIMD128 (`simd128`), which LLVM does not vectorise.
 //! - Blocks of output rows are shared among the cores natively when the [`Ctx`] says so.
 
 use std::cell::Cell;
 
 use super::isa::{Isa, multiversion};
+
+#[cfg(target_arch = "wasm32")]
+mod simd128;
 
 /// A feature map of one image, channels last.
 #[derive(Debug, Default)]
@@ -167,7 +171,7 @@ thread_local! {
 fn epilogue_impl(out: &mut [f32], bias: &[f32], residual: &[f32], act: Act) {
     // In wasm, explicit SIMD128 (the plain loops are not vectorised there).
     #[cfg(target_arch = "wasm32")]
-    super::simd128::epilogue(out, bias, residual, act);
+    simd128::epilogue(out, bias, residual, act);
     #[cfg(not(target_arch = "wasm32"))]
     {
         let c = bias.len();
@@ -357,7 +361,7 @@ fn depthwise_rows_impl(
             // In wasm, explicit SIMD128 (the plain loops are not vectorised there).
             #[cfg(target_arch = "wasm32")]
             {
-                use super::simd128::depthwise_block as simd;
+                use simd128::depthwise_block as simd;
                 while first + 32 <= c {
                     simd::<8>(x, conv, act, corner, taps.clone(), first, o);
                     first += 32;

@@ -13,7 +13,7 @@
 use core::arch::wasm32::*;
 use std::ops::Range;
 
-use super::ops::{Act, Conv, Map};
+use super::{Act, Conv, Map};
 
 #[inline(always)]
 fn load(s: &[f32]) -> v128 {
