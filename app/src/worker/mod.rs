@@ -12,6 +12,7 @@ mod scan_helper;
 mod tiles;
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::rc::Rc;
 
 use model_core::burn::tensor::Device;
@@ -244,24 +245,32 @@ async fn handle(msg: ToWorker, bytes: Option<Vec<u8>>) {
         }
         ToWorker::Scan { id, points, source, first, budget_ms } => {
             let Some(m) = STATE.with_borrow(|s| s.loaded.clone()) else { return };
-            // Every other point to the scan helper, where there is one with this model.
-            let split = if STATE.with_borrow(|s| s.is_helper) {
-                None
+            // The helper is a worker of its own: it scores what it is sent, shares nothing.
+            let mut own: Option<VecDeque<_>> = if STATE.with_borrow(|s| s.is_helper) {
+                Some(points.into_iter().enumerate().collect())
             } else {
-                scan_helper::split(&info(&m), id, &points, &source, first, budget_ms)
+                scan_helper::start_scan(info(&m), id, points, &source, first, budget_ms);
+                None
             };
-            let workers = if split.is_some() { 2 } else { 1 };
-            let (points, first) = split.unwrap_or((points, first));
-            let (mut failed, total, started) = (0, points.len(), crate::net::now_ms());
-            let mut unscanned = 0;
+            let (mut failed, mut unscanned, started) = (0, 0, crate::net::now_ms());
             let mut tiles = Tiles::new();
-            for (i, ScanPoint { lat, lon, reasons }) in points.iter().cloned().enumerate() {
+            loop {
+                // The next point, from this scan's own list or the queue it shares.
+                let taken = match own.as_mut() {
+                    Some(own) => own.pop_front().map(|p| {
+                        let ahead = own.iter().take(SCAN_AHEAD).map(|(_, q)| q.clone()).collect();
+                        (p, ahead)
+                    }),
+                    None => scan_helper::next(id, SCAN_AHEAD),
+                };
+                let Some(((i, ScanPoint { lat, lon, reasons }), ahead)) = taken else { break };
                 if i >= first && crate::net::now_ms() - started >= budget_ms {
-                    unscanned = total - i;
+                    unscanned =
+                        1 + own.as_ref().map_or_else(|| scan_helper::finish(id), |o| o.len());
                     break;
                 }
                 // The next points' tiles load while this one is computed.
-                for q in points.iter().skip(i + 1).take(SCAN_AHEAD) {
+                for q in &ahead {
                     let _ = tiles.want(&m, q.lat, q.lon);
                 }
                 match predict(&m, &mut tiles, id, lat, lon, &source).await {
@@ -273,6 +282,10 @@ async fn handle(msg: ToWorker, bytes: Option<Vec<u8>>) {
                     _ => failed += 1,
                 }
             }
+            if own.is_none() {
+                scan_helper::finish(id);
+            }
+            let workers = if scan_helper::shared(id) { 2 } else { 1 };
             if !scan_helper::half_done(id, scan_helper::Half::Mine, failed, unscanned) {
                 post(&FromWorker::ScanDone { id, failed, unscanned, workers });
             }

@@ -7,10 +7,15 @@
 //! it loads the model as the model worker does (the kept one from IndexedDB, else the
 //! shipped one) on the CPU backend and starts no helper of its own. It is used only while its
 //! model is the model worker's ([`ModelInfo`] equal); a model kept, undone or imported
-//! replaces it with a new helper, which reads the new kept model. Its results pass through
-//! the model worker to the page, and the page gets one `ScanDone` for both halves.
+//! replaces it with a new helper, which reads the new kept model. The model worker takes a
+//! scan's points from a queue here ([`next`]); the helper gets every other point still in
+//! it, at the scan's start when it is ready then, or the moment it becomes ready during the
+//! scan (it loads after the model worker, so a scan started at once would otherwise run on
+//! one core). Its results pass through the model worker to the page, and the page gets one
+//! `ScanDone` for both halves.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 
 use wasm_bindgen::prelude::*;
 use web_sys::{MessageEvent, Worker};
@@ -45,9 +50,22 @@ pub(super) enum Half {
     HelperGone,
 }
 
+/// The model worker's running scan: the points it has not taken yet, each with its place in
+/// the scan (the first `first` are scored whatever the time).
+struct Queue {
+    id: u64,
+    model: ModelInfo,
+    points: VecDeque<(usize, ScanPoint)>,
+    source: String,
+    first: usize,
+    budget_ms: f64,
+    started: f64,
+}
+
 thread_local! {
     static HELPER: RefCell<Option<Helper>> = const { RefCell::new(None) };
     static JOIN: RefCell<Option<Join>> = const { RefCell::new(None) };
+    static QUEUE: RefCell<Option<Queue>> = const { RefCell::new(None) };
 }
 
 /// Whether the machine has a second core for the helper.
@@ -119,6 +137,7 @@ fn on_message(worker: &Worker, base: &str, msg: FromWorker) {
                     h.model = Some(model);
                 }
             });
+            share();
         }
         FromWorker::ScanResult { .. } => post(&msg),
         FromWorker::ScanDone { id, failed, unscanned, .. } => {
@@ -132,42 +151,99 @@ fn on_message(worker: &Worker, base: &str, msg: FromWorker) {
     }
 }
 
-/// Splits scan `id`'s points with the helper when it holds `model`: it scores the odd ones
-/// (the points come most promising first, so both halves start with the best), and this
-/// worker gets the even ones back; `None` when there is no helper for this model (this
-/// worker scores them all).
-pub(super) fn split(
-    model: &ModelInfo,
+/// Starts scan `id` of the model worker (`model` loaded): its points go into the queue that
+/// [`next`] takes them from, and half of them to the helper if it holds this model now.
+pub(super) fn start_scan(
+    model: ModelInfo,
     id: u64,
-    points: &[ScanPoint],
+    points: Vec<ScanPoint>,
     source: &str,
     first: usize,
     budget_ms: f64,
-) -> Option<(Vec<ScanPoint>, usize)> {
-    let worker = HELPER.with_borrow(|h| {
-        h.as_ref().filter(|h| h.model.as_ref() == Some(model)).map(|h| h.worker.clone())
-    })?;
-    if points.len() < 2 {
-        return None;
-    }
+) {
     // A scan still running is over for the page (it only listens to the newest id).
-    JOIN.with_borrow_mut(|j| {
-        *j = Some(Join { id, mine_running: true, helper_running: true, failed: 0, unscanned: 0 })
-    });
-    let (mine, theirs): (Vec<_>, Vec<_>) =
-        points.iter().cloned().enumerate().partition(|(i, _)| i % 2 == 0);
-    let strip = |v: Vec<(usize, ScanPoint)>| v.into_iter().map(|(_, p)| p).collect::<Vec<_>>();
-    send(
-        &worker,
-        &ToWorker::Scan {
+    JOIN.with_borrow_mut(|j| *j = None);
+    QUEUE.with_borrow_mut(|q| {
+        *q = Some(Queue {
             id,
-            points: strip(theirs),
+            model,
+            points: points.into_iter().enumerate().collect(),
             source: source.to_string(),
-            first: first / 2,
+            first,
             budget_ms,
-        },
-    );
-    Some((strip(mine), first.div_ceil(2)))
+            started: crate::net::now_ms(),
+        })
+    });
+    share();
+}
+
+/// The next point of scan `id` with its place in the scan, and the `SCAN_AHEAD` after it
+/// (whose tiles may load meanwhile); `None` when the queue is empty or holds another scan.
+pub(super) fn next(id: u64, ahead: usize) -> Option<((usize, ScanPoint), Vec<ScanPoint>)> {
+    QUEUE.with_borrow_mut(|q| {
+        let q = q.as_mut().filter(|q| q.id == id)?;
+        let p = q.points.pop_front()?;
+        Some((p, q.points.iter().take(ahead).map(|(_, p)| p.clone()).collect()))
+    })
+}
+
+/// Ends scan `id`'s queue, returning how many points it still held (unscanned).
+pub(super) fn finish(id: u64) -> usize {
+    QUEUE.with_borrow_mut(|q| match q.take() {
+        Some(mine) if mine.id == id => mine.points.len(),
+        other => {
+            *q = other;
+            0
+        }
+    })
+}
+
+/// Whether scan `id` was shared with the helper.
+pub(super) fn shared(id: u64) -> bool {
+    JOIN.with_borrow(|j| j.as_ref().is_some_and(|j| j.id == id))
+}
+
+/// Gives the helper every other point still in the running scan's queue (the points come
+/// most promising first, so both halves go on with the best), when the helper holds the
+/// scan's model and the scan is not shared yet.
+fn share() {
+    let Some(worker) = QUEUE.with_borrow(|q| {
+        let q = q.as_ref()?;
+        HELPER.with_borrow(|h| {
+            h.as_ref().filter(|h| h.model.as_ref() == Some(&q.model)).map(|h| h.worker.clone())
+        })
+    }) else {
+        return;
+    };
+    let msg = QUEUE.with_borrow_mut(|q| {
+        let q = q.as_mut()?;
+        if q.points.len() < 2 || shared(q.id) {
+            return None;
+        }
+        let (mine, theirs): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut q.points).into_iter().enumerate().partition(|(k, _)| k % 2 == 0);
+        q.points = mine.into_iter().map(|(_, p)| p).collect();
+        let first = theirs.iter().filter(|(_, (i, _))| *i < q.first).count();
+        JOIN.with_borrow_mut(|j| {
+            *j = Some(Join {
+                id: q.id,
+                mine_running: true,
+                helper_running: true,
+                failed: 0,
+                unscanned: 0,
+            })
+        });
+        Some(ToWorker::Scan {
+            id: q.id,
+            points: theirs.into_iter().map(|(_, (_, p))| p).collect(),
+            source: q.source.clone(),
+            first,
+            budget_ms: (q.budget_ms - (crate::net::now_ms() - q.started)).max(0.0),
+        })
+    });
+    if let Some(msg) = msg {
+        send(&worker, &msg);
+    }
 }
 
 /// One half of split scan `id` finished; the page hears `ScanDone` when both have. False when
