@@ -106,12 +106,31 @@ async fn fine_tune(c: &fantoccini::Client, url: &str) -> serde_json::Value {
 
 /// "Scan this view" on the square `cargo xtask bench suggest` scores natively (centred on
 /// 60.1690, 24.9420, zoom 17: about 500 m across in this window): the page asks the server for
-/// the view's candidates (at most 48) and scores them in its worker; the page's own timing,
-/// click to done (candidates, tiles, model, messaging).
-async fn scan(c: &fantoccini::Client, url: &str) -> serde_json::Value {
-    c.goto(&format!("{url}#map=17/60.16900/24.94200")).await.unwrap();
+/// the view's candidates and scores them in its workers; the page's own timing, click to the
+/// 48th result and to done (candidates, tiles, model, messaging), and what the points cost
+/// their workers. Clicked the moment the model is ready, as a `browser_scan` row.
+///
+/// With `helper_ready`, a `browser_scan_ready` row: the view of the same size just north of it
+/// (its tiles as cold as the first's), clicked once the scan helper holds the model (the
+/// backend badge's `data-scan-workers` is 2), as a mapper who looks at the map a few seconds
+/// first would.
+async fn scan(c: &fantoccini::Client, url: &str, helper_ready: bool) -> serde_json::Value {
+    let (view, bench) = match helper_ready {
+        false => ("17/60.16900/24.94200", "browser_scan"),
+        true => ("17/60.17280/24.94200", "browser_scan_ready"),
+    };
+    c.goto(&format!("{url}#map={view}")).await.unwrap();
     c.refresh().await.unwrap();
     ready_ms(c).await;
+    if helper_ready {
+        wait_js(
+            c,
+            "document.querySelector('[data-testid=backend-badge]').dataset.scanWorkers === '2'",
+            "the scan helper",
+            120,
+        )
+        .await;
+    }
     set_input(c, "[data-testid=scan-threshold]", "50", "input").await;
     c.find(Locator::Css("[data-testid=scan-view]")).await.unwrap().click().await.unwrap();
     let d = dataset(c, "[data-testid=scan-status]", "e.dataset.ms", "the scan", 600).await;
@@ -128,9 +147,14 @@ async fn scan(c: &fantoccini::Client, url: &str) -> serde_json::Value {
         .unwrap();
     assert!(d["text"].as_str().unwrap_or("").contains("candidates from the map"), "{d}");
     json!({
-        "bench": "browser_scan",
+        "bench": bench,
         // Scored, not offered: past the first 48 the scan stops when its time is up.
         "points": num("scanned"),
+        // Click to the points sent to the workers (the server's candidates and mapped features).
+        "sent_ms": num("sentMs"),
+        // Per scored point, in its worker: waiting for and decoding tiles; the model.
+        "tiles_ms_per_point": num("tilesMs") / num("results"),
+        "model_ms_per_point": num("modelMs") / num("results"),
         "offered": num("total"),
         "ms": num("ms"),
         "first_ms": num("firstMs"),
@@ -289,7 +313,8 @@ async fn main() {
             model.push(parts[1]);
         }
     }
-    let scan = scan(c, &url).await;
+    let scan_ready = scan(c, &url, true).await;
+    let scan = scan(c, &url, false).await;
     let profile = profile(c, &url, predictions).await;
     // The reference's predictions, on its page (same session, after ours).
     let ort = match &ort_base {
@@ -369,6 +394,7 @@ async fn main() {
     println!("{learned}");
     println!("{profile}");
     println!("{scan}");
+    println!("{scan_ready}");
     let version = std::process::Command::new(
         std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
     )

@@ -1223,6 +1223,19 @@ async fn fine_tune_flow() {
     assert_eq!(n("workers"), 2, "{d}");
     assert_eq!(n("results") + n("failed"), n("scanned"), "{d}");
     assert!(n("scanned") >= 48, "{d}");
+    // The page's timing of it: the server's candidates in, and what the points cost their
+    // workers (tiles, model), which the benchmark reports.
+    let ms = |k: &str| d[k].as_str().unwrap().parse::<f64>().unwrap();
+    assert!(ms("sentMs") > 0.0 && ms("sentMs") <= ms("ms"), "{d}");
+    assert!(ms("modelMs") > 0.0 && ms("tilesMs") >= 0.0, "{d}");
+    // The badge says that a scan now runs on both workers.
+    wait_js(
+        c,
+        "document.querySelector('[data-testid=backend-badge]').dataset.scanWorkers === '2'",
+        "the scan helper's readiness on the badge",
+        10,
+    )
+    .await;
     // Every suggestion sits on a candidate point of the map, and none on a feature of its type
     // that OpenStreetMap already has (5 m).
     let status = c

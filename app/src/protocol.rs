@@ -327,12 +327,22 @@ pub enum FromWorker {
     ModelExport {
         manifest: String,
     },
-    /// One scanned point.
+    /// One scanned point, and what it cost its worker: waiting for its map tiles and
+    /// decoding them, and the model (preprocessing and forward pass), in milliseconds.
     ScanResult {
         id: u64,
         lat: f64,
         lon: f64,
         prediction: Prediction,
+        #[serde(default)]
+        tiles_ms: f64,
+        #[serde(default)]
+        model_ms: f64,
+    },
+    /// How many workers a scan started now would run on: 2 once the scan helper holds the
+    /// model worker's model, 1 while it loads or where there is none.
+    ScanWorkers {
+        workers: usize,
     },
     /// The scan finished; `failed` points had no tiles, `unscanned` (the last ones) did not
     /// fit in its time.

@@ -231,6 +231,11 @@ pub struct ScanState {
     pub first_ms: Option<f64>,
     /// How many workers scored the last scan (the model worker, and its scan helper).
     pub workers: usize,
+    /// When the points went to the worker (the server's candidates were in), in milliseconds
+    /// from the start.
+    pub sent_ms: Option<f64>,
+    /// What the scored points cost their workers, summed: tiles, then model, in milliseconds.
+    pub cost_ms: [f64; 2],
 }
 
 /// The mapper's tags: the store in IndexedDB, the list's filter, the form, the undo stack.
@@ -258,6 +263,8 @@ pub struct WorkerState {
     pub finetune: RwSignal<FineTuneState>,
     /// A model operation (keep, import, revert, export) in progress or its outcome.
     pub model_op: RwSignal<Option<Result<String, String>>>,
+    /// How many workers a scan started now would run on (`FromWorker::ScanWorkers`).
+    pub scan_workers: RwSignal<usize>,
 }
 
 /// Suggestions: the view's scan, what it found, what the mapper rejected.
@@ -505,6 +512,7 @@ fn App() -> impl IntoView {
             requested_at: StoredValue::new(0.0),
             finetune: RwSignal::new(FineTuneState::Idle),
             model_op: RwSignal::new(None),
+            scan_workers: RwSignal::new(1),
         },
         suggest: SuggestState {
             scan: RwSignal::new(ScanState {
@@ -523,6 +531,8 @@ fn App() -> impl IntoView {
                 took_ms: None,
                 first_ms: None,
                 workers: 0,
+                sent_ms: None,
+                cost_ms: [0.0; 2],
             }),
             found: RwSignal::new(Vec::new()),
             rejections: RwSignal::new(Vec::new()),

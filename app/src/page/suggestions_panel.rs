@@ -43,6 +43,8 @@ pub(super) fn scan(ctx: &Ctx) {
         sc.started_ms = crate::net::now_ms();
         sc.took_ms = None;
         sc.first_ms = None;
+        sc.sent_ms = None;
+        sc.cost_ms = [0.0; 2];
     });
     ctx.suggest.found.set(Vec::new());
     ctx.status.set("Finding candidate points in the visible map…".into());
@@ -75,6 +77,7 @@ pub(super) fn scan(ctx: &Ctx) {
         };
         let total = points.len();
         ctx.suggest.scan.update(|sc| {
+            sc.sent_ms = Some(crate::net::now_ms() - sc.started_ms);
             sc.total = total;
             sc.mapped = mapped;
             sc.points_from = from.clone();
@@ -122,12 +125,15 @@ async fn view_candidates(
     Ok((points, mapped))
 }
 
-pub fn on_scan_result(ctx: &Ctx, id: u64, lat: f64, lon: f64, p: Prediction) {
+/// One scored point of scan `id`, and what it cost its worker (`cost_ms`: tiles, model).
+pub fn on_scan_result(ctx: &Ctx, id: u64, lat: f64, lon: f64, p: Prediction, cost_ms: [f64; 2]) {
     if ctx.suggest.scan.get_untracked().id != id {
         return;
     }
     ctx.suggest.scan.update(|s| {
         s.scanned += 1;
+        s.cost_ms[0] += cost_ms[0];
+        s.cost_ms[1] += cost_ms[1];
         if s.scanned == SCAN_FIRST {
             s.first_ms = Some(crate::net::now_ms() - s.started_ms);
         }
@@ -281,6 +287,9 @@ pub fn SuggestionsPanel() -> impl IntoView {
                 data-ms=move || ctx.suggest.scan.with(|s| s.took_ms.map(|t| format!("{t:.1}")).unwrap_or_default())
                 data-first-ms=move || ctx.suggest.scan.with(|s| s.first_ms.map(|t| format!("{t:.1}")).unwrap_or_default())
                 data-workers=move || ctx.suggest.scan.with(|s| s.workers.to_string())
+                data-sent-ms=move || ctx.suggest.scan.with(|s| s.sent_ms.map(|t| format!("{t:.1}")).unwrap_or_default())
+                data-tiles-ms=move || ctx.suggest.scan.with(|s| format!("{:.1}", s.cost_ms[0]))
+                data-model-ms=move || ctx.suggest.scan.with(|s| format!("{:.1}", s.cost_ms[1]))
                 data-results=move || ctx.suggest.scan.with(|s| s.scanned.to_string())
                 data-failed=move || ctx.suggest.scan.with(|s| s.failed.to_string())>{status}</p>
             <ul class="suggestions" data-testid="suggestion-list" on:keydown=move |e: web_sys::KeyboardEvent| {

@@ -186,9 +186,10 @@ fn on_message(ctx: &Ctx, msg: FromWorker, bytes: Option<&[u8]>) {
         FromWorker::ModelExport { manifest } => {
             fine_tune_panel::download_bundle(ctx, &manifest, bytes)
         }
-        FromWorker::ScanResult { id, lat, lon, prediction } => {
-            suggestions_panel::on_scan_result(ctx, id, lat, lon, prediction)
+        FromWorker::ScanResult { id, lat, lon, prediction, tiles_ms, model_ms } => {
+            suggestions_panel::on_scan_result(ctx, id, lat, lon, prediction, [tiles_ms, model_ms])
         }
+        FromWorker::ScanWorkers { workers } => ctx.worker.scan_workers.set(workers),
         FromWorker::ScanDone { id, failed, unscanned, workers } => {
             suggestions_panel::on_scan_done(ctx, id, failed, unscanned, workers)
         }

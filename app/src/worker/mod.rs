@@ -12,7 +12,6 @@ mod scan_helper;
 mod tiles;
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::rc::Rc;
 
 use model_core::burn::tensor::Device;
@@ -245,28 +244,16 @@ async fn handle(msg: ToWorker, bytes: Option<Vec<u8>>) {
         }
         ToWorker::Scan { id, points, source, first, budget_ms } => {
             let Some(m) = STATE.with_borrow(|s| s.loaded.clone()) else { return };
-            // The helper is a worker of its own: it scores what it is sent, shares nothing.
-            let mut own: Option<VecDeque<_>> = if STATE.with_borrow(|s| s.is_helper) {
-                Some(points.into_iter().enumerate().collect())
-            } else {
-                scan_helper::start_scan(info(&m), id, points, &source, first, budget_ms);
-                None
-            };
+            // The points go into a queue that the helper, once ready, takes half of (the
+            // helper's own scan has no helper to share with: it scores what it is sent).
+            scan_helper::start_scan(info(&m), id, points, &source, first, budget_ms);
             let (mut failed, mut unscanned, started) = (0, 0, crate::net::now_ms());
             let mut tiles = Tiles::new();
             loop {
-                // The next point, from this scan's own list or the queue it shares.
-                let taken = match own.as_mut() {
-                    Some(own) => own.pop_front().map(|p| {
-                        let ahead = own.iter().take(SCAN_AHEAD).map(|(_, q)| q.clone()).collect();
-                        (p, ahead)
-                    }),
-                    None => scan_helper::next(id, SCAN_AHEAD),
-                };
+                let taken = scan_helper::next(id, SCAN_AHEAD);
                 let Some(((i, ScanPoint { lat, lon, reasons }), ahead)) = taken else { break };
                 if i >= first && crate::net::now_ms() - started >= budget_ms {
-                    unscanned =
-                        1 + own.as_ref().map_or_else(|| scan_helper::finish(id), |o| o.len());
+                    unscanned = 1 + scan_helper::finish(id);
                     break;
                 }
                 // The next points' tiles load while this one is computed.
@@ -274,17 +261,22 @@ async fn handle(msg: ToWorker, bytes: Option<Vec<u8>>) {
                     let _ = tiles.want(&m, q.lat, q.lon);
                 }
                 match predict(&m, &mut tiles, id, lat, lon, &source).await {
-                    Ok(FromWorker::Prediction { prediction, .. }) => {
+                    Ok(FromWorker::Prediction { prediction, tiles_ms, model_ms, .. }) => {
                         // Candidates, not a point a mapper chose: under the prior of their kind.
                         let prediction = m.predictor.at_candidate(prediction, &reasons);
-                        post(&FromWorker::ScanResult { id, lat, lon, prediction })
+                        post(&FromWorker::ScanResult {
+                            id,
+                            lat,
+                            lon,
+                            prediction,
+                            tiles_ms,
+                            model_ms,
+                        })
                     }
                     _ => failed += 1,
                 }
             }
-            if own.is_none() {
-                scan_helper::finish(id);
-            }
+            scan_helper::finish(id);
             let workers = if scan_helper::shared(id) { 2 } else { 1 };
             if !scan_helper::half_done(id, scan_helper::Half::Mine, failed, unscanned) {
                 post(&FromWorker::ScanDone { id, failed, unscanned, workers });

@@ -7,9 +7,9 @@
 //! it loads the model as the model worker does (the kept one from IndexedDB, else the
 //! shipped one) on the CPU backend and starts no helper of its own. It is used only while its
 //! model is the model worker's ([`ModelInfo`] equal); a model kept, undone or imported
-//! replaces it with a new helper, which reads the new kept model. The model worker takes a
-//! scan's points from a queue here ([`next`]); the helper gets every other point still in
-//! it, at the scan's start when it is ready then, or the moment it becomes ready during the
+//! replaces it with a new helper, which reads the new kept model. Each worker takes a scan's
+//! points from its queue here ([`next`]); the model worker's helper gets every other point
+//! still in the model worker's queue, at the scan's start when it is ready then, or the moment it becomes ready during the
 //! scan (it loads after the model worker, so a scan started at once would otherwise run on
 //! one core). Its results pass through the model worker to the page, and the page gets one
 //! `ScanDone` for both halves.
@@ -103,6 +103,9 @@ pub(super) fn restart(base: &str) {
 pub(super) fn stop() {
     if let Some(h) = HELPER.with_borrow_mut(Option::take) {
         h.worker.terminate();
+        if h.model.is_some() {
+            post(&FromWorker::ScanWorkers { workers: 1 });
+        }
     }
     if let Some(id) = JOIN.with_borrow(|j| j.as_ref().map(|j| j.id)) {
         half_done(id, Half::HelperGone, 0, 0);
@@ -137,6 +140,16 @@ fn on_message(worker: &Worker, base: &str, msg: FromWorker) {
                     h.model = Some(model);
                 }
             });
+            let same = super::STATE.with_borrow(|s| {
+                s.loaded.as_ref().is_some_and(|m| {
+                    HELPER.with_borrow(|h| {
+                        h.as_ref().is_some_and(|h| h.model.as_ref() == Some(&super::info(m)))
+                    })
+                })
+            });
+            if same {
+                post(&FromWorker::ScanWorkers { workers: 2 });
+            }
             share();
         }
         FromWorker::ScanResult { .. } => post(&msg),

@@ -60,7 +60,7 @@ pub fn BackendBadge() -> impl IntoView {
     view! {
         <div class="badge-wrap">
             <span class="badge" data-testid="backend-badge" data-backend=backend data-ready-ms=ready_at
-                data-worker-memory=memory>{text}</span>
+                data-worker-memory=memory data-scan-workers=move || worker.scan_workers.get()>{text}</span>
             <span class="badge-detail" data-testid="backend-note">{line}</span>
             <Show when=move || detail().is_some()>
                 <details class="badge-more" data-testid="backend-more">
