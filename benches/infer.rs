@@ -2,7 +2,8 @@
 //! EfficientNet-Lite0 bundle's forward pass on the CPU at the given batch sizes, through
 //! `Predictor::predict_batch` (what `predict` and the API run), with the model's own kernels
 //! (`infer_kernels`, what the product runs) and with Burn `flex` (`infer_burn`, the reference
-//! they are tested against), alternating.
+//! they are tested against), each in a block of its own after a warm-up, as the references
+//! run.
 //!
 //! `cargo bench --bench infer -- [--batches 1,16] [--repeat N]`. One JSON line per batch and
 //! engine.
@@ -50,11 +51,12 @@ fn main() {
             .collect();
         let engines = [("infer_kernels", &p), ("infer_burn", &burn)];
         let mut times = [Vec::new(), Vec::new()];
-        for (_, e) in engines {
+        // Each engine runs its passes in a block of its own after a warm-up, as the references
+        // (onnxruntime, PyTorch) do in their processes: alternating with Burn's pass, whose
+        // tensors push the kernels' weights out of the cache, timed the kernels cold.
+        for ((_, e), t) in engines.iter().zip(&mut times) {
             e.predict_batch(&inputs).unwrap(); // warm-up
-        }
-        for _ in 0..repeat {
-            for ((_, e), t) in engines.iter().zip(&mut times) {
+            for _ in 0..repeat {
                 let start = Instant::now();
                 e.predict_batch(&inputs).unwrap();
                 t.push(start.elapsed().as_secs_f64() * 1e3);

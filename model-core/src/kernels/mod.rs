@@ -137,9 +137,20 @@ impl Engine {
             return out;
         }
         let ctx = Ctx { isa: self.isa, parallel: true };
-        for (i, row) in out.chunks_mut(width).enumerate() {
-            one(i, ctx, row);
+        let each = |out: &mut [f32]| {
+            for (i, row) in out.chunks_mut(width).enumerate() {
+                one(i, ctx, row);
+            }
+        };
+        // Natively, from outside the thread pool, the whole pass runs inside it: each layer's
+        // blocks are then shared between its threads directly, where from outside every layer
+        // would be a round trip to the pool and back (waking the caller between layers).
+        #[cfg(not(target_arch = "wasm32"))]
+        if rayon::current_num_threads() > 1 && rayon::current_thread_index().is_none() {
+            rayon::scope(|_| each(&mut out));
+            return out;
         }
+        each(&mut out);
         out
     }
 
