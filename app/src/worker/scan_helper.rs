@@ -9,10 +9,11 @@
 //! model is the model worker's ([`ModelInfo`] equal); a model kept, undone or imported
 //! replaces it with a new helper, which reads the new kept model. Each worker takes a scan's
 //! points from its queue here ([`next`]); the model worker's helper gets every other point
-//! still in the model worker's queue, at the scan's start when it is ready then, or the moment it becomes ready during the
-//! scan (it loads after the model worker, so a scan started at once would otherwise run on
-//! one core). Its results pass through the model worker to the page, and the page gets one
-//! `ScanDone` for both halves.
+//! still in the model worker's queue, at the scan's start when it is ready then, or the
+//! moment it becomes ready during the scan (it loads after the model worker, so a scan
+//! started at once would otherwise run on one core). Its results pass through the model
+//! worker to the page, and the page gets one `ScanDone` for both halves. The page hears how
+//! many workers a scan would run on now (`ScanWorkers`).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
