@@ -253,7 +253,7 @@ async fn handle(msg: ToWorker, bytes: Option<Vec<u8>>) {
                 let taken = scan_helper::next(id, SCAN_AHEAD);
                 let Some(((i, ScanPoint { lat, lon, reasons }), ahead)) = taken else { break };
                 if i >= first && crate::net::now_ms() - started >= budget_ms {
-                    unscanned = 1 + scan_helper::finish(id);
+                    unscanned = 1;
                     break;
                 }
                 // The next points' tiles load while this one is computed.
@@ -276,7 +276,8 @@ async fn handle(msg: ToWorker, bytes: Option<Vec<u8>>) {
                     _ => failed += 1,
                 }
             }
-            scan_helper::finish(id);
+            // What the queue still holds when time ran out (nothing when it ran empty).
+            unscanned += scan_helper::finish(id);
             let workers = if scan_helper::shared(id) { 2 } else { 1 };
             if !scan_helper::half_done(id, scan_helper::Half::Mine, failed, unscanned) {
                 post(&FromWorker::ScanDone { id, failed, unscanned, workers });

@@ -136,17 +136,12 @@ fn on_message(worker: &Worker, base: &str, msg: FromWorker) {
             },
         ),
         FromWorker::Ready { model, .. } => {
+            let same = super::STATE
+                .with_borrow(|s| s.loaded.as_ref().is_some_and(|m| super::info(m) == model));
             HELPER.with_borrow_mut(|h| {
                 if let Some(h) = h {
                     h.model = Some(model);
                 }
-            });
-            let same = super::STATE.with_borrow(|s| {
-                s.loaded.as_ref().is_some_and(|m| {
-                    HELPER.with_borrow(|h| {
-                        h.as_ref().is_some_and(|h| h.model.as_ref() == Some(&super::info(m)))
-                    })
-                })
             });
             if same {
                 post(&FromWorker::ScanWorkers { workers: 2 });
