@@ -91,7 +91,7 @@ pub fn conv(c: &Conv2d, bn: Option<&BatchNorm>) -> Result<Conv, CoreError> {
         Some(b) => values(b.val())?,
         None => vec![0.0; cout],
     };
-    Ok(Conv { cin, cout, k, stride: c.stride[0], pad: pad(&c.padding)?, depthwise, weight, bias })
+    Ok(Conv::new((cin, cout, k), c.stride[0], pad(&c.padding)?, depthwise, weight, bias))
 }
 
 /// A linear layer, optionally followed by an inference-mode batch norm folded into it.

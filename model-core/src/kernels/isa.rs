@@ -3,9 +3,12 @@
 //! The inner loops are written once, as plain Rust over slices that the compiler vectorises
 //! ([`multiversion!`]); each is compiled again for AVX2+FMA and for AVX-512 on x86-64, and
 //! the widest one the machine has is called. In wasm the one build uses SIMD128 (the
-//! workspace enables `+simd128` for wasm32). Every path computes the same products and sums
-//! in the same order, so the paths agree to the bit; a test forces each one the machine has.
-//! The GEMMs go through the `gemm` crate, which makes the same choice by itself.
+//! workspace enables `+simd128` for wasm32). These loops compute the same products and sums
+//! in the same order on every path, so they agree to the bit; a test forces each path the
+//! machine has.
+//! The dense convolutions' GEMMs run our own AVX2+FMA kernel (`ops::packed`) on every path
+//! but the portable one, which goes through the `gemm` crate (it picks its own SIMD); the
+//! two sum in different orders, so those paths agree to rounding, not to the bit.
 
 /// An instruction set the kernels can be run with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -201,7 +201,7 @@ impl Engine {
         let s = self.image_size;
         // Channels first to channels last.
         let mut x = scratch.map(s, s, 3);
-        for (p, px) in x.data.chunks_exact_mut(3).enumerate() {
+        for (p, px) in x.data_mut().chunks_exact_mut(3).enumerate() {
             for (c, v) in px.iter_mut().enumerate() {
                 *v = image[c * s * s + p];
             }

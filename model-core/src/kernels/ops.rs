@@ -3,7 +3,8 @@
 //!
 //! - Dense convolutions are a GEMM over blocks of output pixels (1x1 stride-1 ones read the
 //!   map itself, others an im2col copy of the block's patches); bias, the residual add and
-//!   the activation are applied to each block while it is still in cache (the epilogue).
+//!   the activation are applied in the GEMM's registers on x86-64 with AVX2 ([`packed`],
+//!   the weights packed once), else to each block while it is still in cache (the epilogue).
 //! - Depthwise convolutions are direct: each output pixel accumulates its `k * k` taps over
 //!   contiguous channels, which the compiler vectorises natively ([`super::isa`]); in wasm
 //!   it and the epilogue are written in SIMD128 (`simd128`), which LLVM does not vectorise.
@@ -13,19 +14,42 @@ use std::cell::Cell;
 
 use super::isa::{Isa, multiversion};
 
+#[cfg(target_arch = "x86_64")]
+pub mod packed;
 #[cfg(target_arch = "wasm32")]
 mod simd128;
 
-/// A feature map of one image, channels last.
+/// A feature map of one image, channels last: `h * w * c` values at the start of a buffer
+/// that may be longer (a reused one, see [`Scratch`]).
 #[derive(Debug, Default)]
 pub struct Map {
     pub h: usize,
     pub w: usize,
     pub c: usize,
-    pub data: Vec<f32>,
+    buf: Vec<f32>,
 }
 
-/// Reused buffers: after the first image of a run, no layer allocates.
+impl Map {
+    /// A map of `data` (`h * w * c` values, channels last).
+    pub fn new(h: usize, w: usize, c: usize, data: Vec<f32>) -> Map {
+        assert_eq!(data.len(), h * w * c, "a {h}x{w}x{c} map");
+        Map { h, w, c, buf: data }
+    }
+
+    /// The map's values.
+    #[inline]
+    pub fn data(&self) -> &[f32] {
+        &self.buf[..self.h * self.w * self.c]
+    }
+
+    #[inline]
+    pub fn data_mut(&mut self) -> &mut [f32] {
+        let n = self.h * self.w * self.c;
+        &mut self.buf[..n]
+    }
+}
+
+/// Reused buffers: after the first image of a run, no layer allocates or clears memory.
 #[derive(Debug, Default)]
 pub struct Scratch {
     free: Vec<Vec<f32>>,
@@ -35,21 +59,20 @@ impl Scratch {
     /// A map of the given size; its contents are to be overwritten.
     pub fn map(&mut self, h: usize, w: usize, c: usize) -> Map {
         let n = h * w * c;
-        // The largest free buffer: buffers grow to the biggest map once and are then reused.
-        let mut data = match self.free.iter().enumerate().max_by_key(|(_, v)| v.capacity()) {
+        // The longest free buffer: buffers grow to the biggest map once and are then reused
+        // whole (never shortened, so a later, bigger map needs no clearing).
+        let mut buf = match self.free.iter().enumerate().max_by_key(|(_, v)| v.len()) {
             Some((i, _)) => self.free.swap_remove(i),
             None => Vec::new(),
         };
-        if data.len() >= n {
-            data.truncate(n);
-        } else {
-            data.resize(n, 0.0);
+        if buf.len() < n {
+            buf.resize(n, 0.0);
         }
-        Map { h, w, c, data }
+        Map { h, w, c, buf }
     }
 
     pub fn give(&mut self, m: Map) {
-        self.free.push(m.data);
+        self.free.push(m.buf);
     }
 }
 
@@ -127,6 +150,38 @@ pub struct Conv {
     pub depthwise: bool,
     pub weight: Vec<f32>,
     pub bias: Vec<f32>,
+    /// A dense convolution's weights packed for the x86-64 kernel ([`Conv::packed`]).
+    #[cfg(target_arch = "x86_64")]
+    pub packed: Option<packed::Packed>,
+}
+
+impl Conv {
+    /// A convolution from its parts; a dense one's weights are also packed for the x86-64
+    /// kernel (AVX2 and FMA) where the target has one.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        (cin, cout, k): (usize, usize, usize),
+        stride: usize,
+        pad: Pad,
+        depthwise: bool,
+        weight: Vec<f32>,
+        bias: Vec<f32>,
+    ) -> Conv {
+        #[cfg(target_arch = "x86_64")]
+        let packed = (!depthwise).then(|| packed::Packed::new(k * k * cin, cout, &weight, &bias));
+        Conv {
+            cin,
+            cout,
+            k,
+            stride,
+            pad,
+            depthwise,
+            weight,
+            bias,
+            #[cfg(target_arch = "x86_64")]
+            packed,
+        }
+    }
 }
 
 /// Output pixels per GEMM block: the block's output (and patches) stay in L2, and a batch of
@@ -254,7 +309,7 @@ fn im2col(
                     dst.fill(0.0);
                 } else {
                     let at = (iy as usize * x.w + ix as usize) * c;
-                    dst.copy_from_slice(&x.data[at..at + c]);
+                    dst.copy_from_slice(&x.data()[at..at + c]);
                 }
             }
         }
@@ -277,21 +332,41 @@ pub fn conv_dense(
     let (n, kk) = (conv.cout, conv.k * conv.k * conv.cin);
     let pixels = oh * ow;
     let direct = conv.k == 1 && conv.stride == 1 && pt == 0 && pl == 0;
-    let rows = block_rows(pixels, n.max(if direct { 0 } else { kk }), ctx.parallel);
-    for_chunks(&mut out.data, rows * n, ctx.parallel, |i, block| {
+    #[cfg(target_arch = "x86_64")]
+    let packed = conv.packed.as_ref().filter(|_| ctx.isa != Isa::Portable && ctx.isa.available());
+    #[cfg(not(target_arch = "x86_64"))]
+    let packed: Option<&()> = None;
+    // The packed kernel blocks a 1x1 convolution's pixels itself: one block per core.
+    let rows = match (direct, packed) {
+        (true, Some(_)) if !ctx.parallel => pixels,
+        _ => block_rows(pixels, n.max(if direct { 0 } else { kk }), ctx.parallel),
+    };
+    for_chunks(out.data_mut(), rows * n, ctx.parallel, |i, block| {
         let first = i * rows;
         let m = block.len() / n;
-        if direct {
-            matmul(m, n, kk, block, &x.data[first * kk..(first + m) * kk], &conv.weight);
+        let res = residual.map_or(&[][..], |r| &r.data()[first * n..(first + m) * n]);
+        let mut patches = Vec::new();
+        let lhs = if direct {
+            &x.data()[first * kk..(first + m) * kk]
         } else {
-            let mut patches = PATCHES.with(Cell::take);
+            patches = PATCHES.with(Cell::take);
             patches.resize(m * kk, 0.0);
             im2col(x, conv, ow, pt, pl, first, m, &mut patches);
-            matmul(m, n, kk, block, &patches[..m * kk], &conv.weight);
+            &patches[..m * kk]
+        };
+        match packed {
+            // SAFETY: the packed kernel needs AVX2 and FMA, which every ISA but the portable
+            // one has, and `available()` says this machine runs it.
+            #[cfg(target_arch = "x86_64")]
+            Some(w) => unsafe { packed::gemm(m, lhs, w, res, act, block) },
+            _ => {
+                matmul(m, n, kk, block, lhs, &conv.weight);
+                epilogue(ctx.isa, block, &conv.bias, res, act);
+            }
+        }
+        if !direct {
             PATCHES.with(|p| p.set(patches));
         }
-        let res = residual.map_or(&[][..], |r| &r.data[first * n..(first + m) * n]);
-        epilogue(ctx.isa, block, &conv.bias, res, act);
     });
     out
 }
@@ -310,7 +385,7 @@ fn depthwise_block<const CB: usize>(
     first: usize,
     o: &mut [f32],
 ) {
-    let (k, c) = (conv.k, x.c);
+    let (k, c, xd) = (conv.k, x.c, x.data());
     let mut acc = [0f32; CB];
     acc.copy_from_slice(&conv.bias[first..first + CB]);
     for ky in ys {
@@ -318,7 +393,7 @@ fn depthwise_block<const CB: usize>(
         for kx in xs.clone() {
             let ix = (ix0 + kx as isize) as usize;
             let at = (iy * x.w + ix) * c + first;
-            let xp: &[f32; CB] = x.data[at..at + CB].try_into().expect("CB channels");
+            let xp: &[f32; CB] = xd[at..at + CB].try_into().expect("CB channels");
             let wt = (ky * k + kx) * c + first;
             let wp: &[f32; CB] = conv.weight[wt..wt + CB].try_into().expect("CB weights");
             for j in 0..CB {
@@ -407,7 +482,7 @@ pub fn conv_depthwise(x: &Map, conv: &Conv, act: Act, ctx: Ctx, scratch: &mut Sc
     let mut out = scratch.map(oh, ow, conv.cout);
     let row = ow * conv.cout;
     let rows = if ctx.parallel { oh.div_ceil(threads() * 2).max(1) } else { oh };
-    for_chunks(&mut out.data, rows * row, ctx.parallel, |i, chunk| {
+    for_chunks(out.data_mut(), rows * row, ctx.parallel, |i, chunk| {
         depthwise_rows(ctx.isa, x, conv, act, ow, pt, pl, i * rows, chunk);
     });
     out
@@ -419,9 +494,10 @@ pub fn max_pool(x: &Map, k: usize, stride: usize, pad: Pad, scratch: &mut Scratc
     let (ow, pl) = pad.out(x.w, k, stride, false);
     let c = x.c;
     let mut out = scratch.map(oh, ow, c);
+    let (od, xd) = (out.data_mut(), x.data());
     for oy in 0..oh {
         for ox in 0..ow {
-            let o = &mut out.data[(oy * ow + ox) * c..(oy * ow + ox + 1) * c];
+            let o = &mut od[(oy * ow + ox) * c..(oy * ow + ox + 1) * c];
             o.fill(f32::NEG_INFINITY);
             for ky in 0..k {
                 let iy = (oy * stride + ky) as isize - pt as isize;
@@ -431,7 +507,7 @@ pub fn max_pool(x: &Map, k: usize, stride: usize, pad: Pad, scratch: &mut Scratc
                         continue;
                     }
                     let at = (iy as usize * x.w + ix as usize) * c;
-                    for (o, v) in o.iter_mut().zip(&x.data[at..at + c]) {
+                    for (o, v) in o.iter_mut().zip(&xd[at..at + c]) {
                         *o = o.max(*v);
                     }
                 }
@@ -444,7 +520,7 @@ pub fn max_pool(x: &Map, k: usize, stride: usize, pad: Pad, scratch: &mut Scratc
 /// The mean of every channel over the map's pixels.
 pub fn global_avg_pool(x: &Map, out: &mut [f32]) {
     out.fill(0.0);
-    for px in x.data.chunks_exact(x.c) {
+    for px in x.data().chunks_exact(x.c) {
         for (o, v) in out.iter_mut().zip(px) {
             *o += v;
         }
@@ -491,7 +567,7 @@ pub fn squeeze_excite(x: &Map, fc1: &Dense, fc2: &Dense, scratch: &mut Scratch) 
         *s = (*s * (1.0 / 6.0) + 0.5).clamp(0.0, 1.0);
     }
     let mut out = scratch.map(x.h, x.w, x.c);
-    for (o, px) in out.data.chunks_exact_mut(x.c).zip(x.data.chunks_exact(x.c)) {
+    for (o, px) in out.data_mut().chunks_exact_mut(x.c).zip(x.data().chunks_exact(x.c)) {
         for ((o, v), s) in o.iter_mut().zip(px).zip(&scale) {
             *o = v * s;
         }
@@ -521,17 +597,9 @@ pub fn check_against_definitions() -> Result<(), String> {
     ] {
         for c in [1, 8, 41] {
             let (h, w) = (11, 9);
-            let x = Map { h, w, c, data: random(h * w * c, 1.0) };
-            let conv = Conv {
-                cin: c,
-                cout: c,
-                k,
-                stride,
-                pad,
-                depthwise: true,
-                weight: random(k * k * c, 0.5),
-                bias: random(c, 0.5),
-            };
+            let x = Map::new(h, w, c, random(h * w * c, 1.0));
+            let conv =
+                Conv::new((c, c, k), stride, pad, true, random(k * k * c, 0.5), random(c, 0.5));
             let got = conv_depthwise(&x, &conv, Act::Relu6, ctx, &mut Scratch::default());
             let (oh, pt) = pad.out(h, k, stride, true);
             let (ow, pl) = pad.out(w, k, stride, false);
@@ -550,10 +618,10 @@ pub fn check_against_definitions() -> Result<(), String> {
                                     continue;
                                 }
                                 let at = (iy as usize * w + ix as usize) * c + ch;
-                                want += x.data[at] * conv.weight[(ky * k + kx) * c + ch];
+                                want += x.data()[at] * conv.weight[(ky * k + kx) * c + ch];
                             }
                         }
-                        let (v, want) = (got.data[(oy * ow + ox) * c + ch], want.clamp(0.0, 6.0));
+                        let (v, want) = (got.data()[(oy * ow + ox) * c + ch], want.clamp(0.0, 6.0));
                         if v.to_bits() != want.to_bits() && !(v == 0.0 && want == 0.0) {
                             return Err(format!(
                                 "depthwise k {k} s {stride} c {c} at {oy},{ox},{ch}: {v} against {want}"
@@ -620,11 +688,17 @@ mod tests {
     #[test]
     fn scratch_reuses_its_buffers() {
         let mut s = Scratch::default();
-        let a = s.map(4, 4, 8);
-        let ptr = a.data.as_ptr();
+        let mut a = s.map(4, 4, 8);
+        a.data_mut().fill(5.0);
+        let ptr = a.data().as_ptr();
         s.give(a);
         let b = s.map(2, 2, 8);
-        assert_eq!(b.data.as_ptr(), ptr);
-        assert_eq!(b.data.len(), 32);
+        assert_eq!(b.data().as_ptr(), ptr);
+        assert_eq!(b.data().len(), 32);
+        s.give(b);
+        // Taken again at the bigger size, the buffer is the same and was not cleared.
+        let c = s.map(4, 4, 8);
+        assert_eq!((c.data().as_ptr(), c.data().len()), (ptr, 128));
+        assert_eq!(c.data()[127], 5.0);
     }
 }

@@ -57,7 +57,7 @@ pub(super) fn depthwise_block<const V: usize>(
     first: usize,
     o: &mut [f32],
 ) {
-    let (k, c, n) = (conv.k, x.c, 4 * V);
+    let (k, c, n, xd) = (conv.k, x.c, 4 * V, x.data());
     let bias = &conv.bias[first..first + n];
     let mut acc = [f32x4_splat(0.0); V];
     for (v, a) in acc.iter_mut().enumerate() {
@@ -68,7 +68,7 @@ pub(super) fn depthwise_block<const V: usize>(
         for kx in xs.clone() {
             let ix = (ix0 + kx as isize) as usize;
             let at = (iy * x.w + ix) * c + first;
-            let xp = &x.data[at..at + n];
+            let xp = &xd[at..at + n];
             let wt = (ky * k + kx) * c + first;
             let wp = &conv.weight[wt..wt + n];
             for (v, a) in acc.iter_mut().enumerate() {
