@@ -660,7 +660,8 @@ The kernels run the folded model channels last: pointwise and other dense convol
 GEMMs over blocks of output pixels (on x86-64 with AVX2 our own, its weights packed once and\n\
 bias, residual and activation applied in registers; elsewhere the `gemm` crate's, with them\n\
 applied to each block in cache), depthwise convolutions as direct loops over contiguous\n\
-channels, buffers reused between layers; both cores share one image's layers at batch 1 and\n\
+channels (with AVX2 in intrinsics, a block of channels across a row of pixels), buffers\n\
+reused between layers; both cores share one image's layers at batch 1 and\n\
 the images at batch 16. Before them, the profile of Burn's forward (`perf record -g`,\n\
 2026-11-29) had about 27 % in its depthwise convolution (not a GEMM), 21 % in GEMM kernels,\n\
 14 % in separate activation passes and about 10 % in page faults and copies of intermediate\n\

@@ -6,14 +6,18 @@
 //!   the activation are applied in the GEMM's registers on x86-64 with AVX2 ([`packed`],
 //!   the weights packed once), else to each block while it is still in cache (the epilogue).
 //! - Depthwise convolutions are direct: each output pixel accumulates its `k * k` taps over
-//!   contiguous channels, which the compiler vectorises natively ([`super::isa`]); in wasm
-//!   it and the epilogue are written in SIMD128 (`simd128`), which LLVM does not vectorise.
+//!   contiguous channels, which the compiler vectorises natively ([`super::isa`]); with
+//!   AVX2 a 3x3 or 5x5 one runs `depthwise_avx2` (intrinsics, a block of channels across a
+//!   row, the same sums); in wasm it and the epilogue are written in SIMD128 (`simd128`),
+//!   which LLVM does not vectorise.
 //! - Blocks of output rows are shared among the cores natively when the [`Ctx`] says so.
 
 use std::cell::Cell;
 
 use super::isa::{Isa, multiversion};
 
+#[cfg(target_arch = "x86_64")]
+mod depthwise_avx2;
 #[cfg(target_arch = "x86_64")]
 pub mod packed;
 #[cfg(target_arch = "wasm32")]
@@ -416,6 +420,7 @@ fn depthwise_rows_impl(
     pt: usize,
     pl: usize,
     first_row: usize,
+    simd: bool,
     out: &mut [f32],
 ) {
     let (k, c, s) = (conv.k, x.c, conv.stride);
@@ -426,13 +431,45 @@ fn depthwise_rows_impl(
     for (r, orow) in out.chunks_exact_mut(ow * c).enumerate() {
         let iy0 = ((first_row + r) * s) as isize - pt as isize;
         let ys = inside(iy0, x.h);
+        // With AVX2, every pixel goes through `depthwise_avx2` for all its channels but the
+        // last `c % 8` (a 3x3 or 5x5 window).
+        let done = if simd && matches!(k, 3 | 5) { c / 8 * 8 } else { 0 };
+        #[cfg(target_arch = "x86_64")]
+        if done > 0 {
+            let whole = if ys.len() == k && x.w + pl >= k {
+                pl.div_ceil(s)..((x.w + pl - k) / s + 1).min(ow).max(pl.div_ceil(s))
+            } else {
+                0..0
+            };
+            let row = depthwise_avx2::Row {
+                x: x.data(),
+                h: x.h,
+                w: x.w,
+                c,
+                k,
+                weight: &conv.weight,
+                bias: &conv.bias,
+                act,
+                iy0,
+                stride: s,
+                pl,
+            };
+            // SAFETY: `simd` says the machine has AVX2 and FMA.
+            unsafe {
+                match k {
+                    3 => depthwise_avx2::row::<3>(&row, whole, orow),
+                    _ => depthwise_avx2::row::<5>(&row, whole, orow),
+                }
+            }
+        }
+        let _ = simd;
         for ox in 0..ow {
             let ix0 = (ox * s) as isize - pl as isize;
             let xs = inside(ix0, x.w);
             let o = &mut orow[ox * c..(ox + 1) * c];
             let corner = (iy0, ix0);
             let taps = (ys.clone(), xs.clone());
-            let mut first = 0;
+            let mut first = done;
             // In wasm, explicit SIMD128 (the plain loops are not vectorised there).
             #[cfg(target_arch = "wasm32")]
             {
@@ -471,6 +508,7 @@ multiversion! {
         pt: usize,
         pl: usize,
         first_row: usize,
+        simd: bool,
         out: &mut [f32],
     ) = depthwise_rows_impl;
 }
@@ -482,8 +520,10 @@ pub fn conv_depthwise(x: &Map, conv: &Conv, act: Act, ctx: Ctx, scratch: &mut Sc
     let mut out = scratch.map(oh, ow, conv.cout);
     let row = ow * conv.cout;
     let rows = if ctx.parallel { oh.div_ceil(threads() * 2).max(1) } else { oh };
+    // Whether the AVX2 loop (`depthwise_avx2`) may run.
+    let simd = cfg!(target_arch = "x86_64") && ctx.isa != Isa::Portable && ctx.isa.available();
     for_chunks(out.data_mut(), rows * row, ctx.parallel, |i, chunk| {
-        depthwise_rows(ctx.isa, x, conv, act, ow, pt, pl, i * rows, chunk);
+        depthwise_rows(ctx.isa, x, conv, act, ow, pt, pl, i * rows, simd, chunk);
     });
     out
 }
@@ -587,20 +627,29 @@ pub fn check_against_definitions() -> Result<(), String> {
         (0..n).map(|_| (rng.next_f64() as f32 * 2.0 - 1.0) * scale).collect()
     };
     let ctx = Ctx { isa: Isa::Portable, parallel: false };
-    for (k, stride, pad) in [
-        (3, 1, Pad::Same),
-        (3, 2, Pad::Same),
-        (5, 1, Pad::Same),
-        (5, 2, Pad::Same),
-        (7, 1, Pad::Fixed { top: 3, left: 2, bottom: 1, right: 3 }),
-        (3, 2, Pad::Fixed { top: 0, left: 0, bottom: 0, right: 0 }),
-    ] {
-        for c in [1, 8, 41] {
-            let (h, w) = (11, 9);
+    // Every instruction set the machine runs (natively AVX2 has a loop of its own), each
+    // activation, and channel counts that use each block width and a tail.
+    let cases = Isa::supported()
+        .into_iter()
+        .flat_map(|isa| [Act::Relu6, Act::HardSwish, Act::None].map(|act| (isa, act)));
+    for ((isa, act), (k, stride, pad)) in cases.flat_map(|c| {
+        [
+            (3, 1, Pad::Same),
+            (3, 2, Pad::Same),
+            (5, 1, Pad::Same),
+            (5, 2, Pad::Same),
+            (7, 1, Pad::Fixed { top: 3, left: 2, bottom: 1, right: 3 }),
+            (3, 2, Pad::Fixed { top: 0, left: 0, bottom: 0, right: 0 }),
+        ]
+        .map(|shape| (c, shape))
+    }) {
+        let ctx = Ctx { isa, ..ctx };
+        // A map bigger than the window, and one smaller than a 5x5 window.
+        for (c, (h, w)) in [1, 8, 41, 72].into_iter().flat_map(|c| [(c, (11, 9)), (c, (4, 3))]) {
             let x = Map::new(h, w, c, random(h * w * c, 1.0));
             let conv =
                 Conv::new((c, c, k), stride, pad, true, random(k * k * c, 0.5), random(c, 0.5));
-            let got = conv_depthwise(&x, &conv, Act::Relu6, ctx, &mut Scratch::default());
+            let got = conv_depthwise(&x, &conv, act, ctx, &mut Scratch::default());
             let (oh, pt) = pad.out(h, k, stride, true);
             let (ow, pl) = pad.out(w, k, stride, false);
             if (got.h, got.w, got.c) != (oh, ow, c) {
@@ -621,10 +670,11 @@ pub fn check_against_definitions() -> Result<(), String> {
                                 want += x.data()[at] * conv.weight[(ky * k + kx) * c + ch];
                             }
                         }
-                        let (v, want) = (got.data()[(oy * ow + ox) * c + ch], want.clamp(0.0, 6.0));
+                        let (v, want) = (got.data()[(oy * ow + ox) * c + ch], act.apply(want));
                         if v.to_bits() != want.to_bits() && !(v == 0.0 && want == 0.0) {
                             return Err(format!(
-                                "depthwise k {k} s {stride} c {c} at {oy},{ox},{ch}: {v} against {want}"
+                                "depthwise {} {act:?} k {k} s {stride} c {c} at {oy},{ox},{ch}: {v} against {want}",
+                                isa.name()
                             ));
                         }
                     }

@@ -222,7 +222,7 @@ unsafe fn load16(p: *const f32, nr: usize, buf: &mut [f32; NR]) -> [__m256; 2] {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-fn activate(v: __m256, act: Act) -> __m256 {
+pub(super) fn activate(v: __m256, act: Act) -> __m256 {
     let zero = _mm256_setzero_ps();
     match act {
         Act::None => v,
