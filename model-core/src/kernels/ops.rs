@@ -306,6 +306,14 @@ fn im2col(
         let row = &mut patches[r * kk..(r + 1) * kk];
         for ky in 0..k {
             let iy = (oy * s + ky) as isize - pt as isize;
+            let ix0 = (ox * s) as isize - pl as isize;
+            // A tap row inside the map is `k * c` contiguous values (the stem's 3x3 window
+            // over 3 channels: 3 copies of 9 values, not 9 of 3).
+            if iy >= 0 && iy < x.h as isize && ix0 >= 0 && ix0 as usize + k <= x.w {
+                let at = (iy as usize * x.w + ix0 as usize) * c;
+                row[ky * k * c..(ky + 1) * k * c].copy_from_slice(&x.data()[at..at + k * c]);
+                continue;
+            }
             for kx in 0..k {
                 let ix = (ox * s + kx) as isize - pl as isize;
                 let dst = &mut row[(ky * k + kx) * c..(ky * k + kx + 1) * c];
