@@ -81,9 +81,13 @@ pub unsafe fn gemm(m: usize, lhs: &[f32], w: &Packed, residual: &[f32], act: Act
                     last,
                     act,
                 };
+                // The block's rows spread evenly over its tiles: 49 pixels as four tiles of
+                // 6 and five of 5, not eight of 6 and one of 1 (a tile of one row has two
+                // chains of FMAs, too few to hide their latency).
+                let tiles = mc.div_ceil(MR);
                 let mut r = m0;
-                while r < m0 + mc {
-                    let rows = MR.min(m0 + mc - r);
+                for t in 0..tiles {
+                    let rows = mc / tiles + usize::from(t < mc % tiles);
                     let a = &lhs[r * k + k0..];
                     let c = &mut dst[r * n + p * NR..];
                     let res =
