@@ -81,6 +81,39 @@ pub unsafe fn gemm(m: usize, lhs: &[f32], w: &Packed, residual: &[f32], act: Act
                     last,
                     act,
                 };
+                // A last panel of at most 8 channels (24 = 16 + 8, 40 = 16 + 16 + 8) takes
+                // tiles of up to 12 pixels by 8 channels, not half-empty ones of 16.
+                if nr <= NR / 2 {
+                    let tiles = mc.div_ceil(12);
+                    let mut r = m0;
+                    for t in 0..tiles {
+                        let rows = mc / tiles + usize::from(t < mc % tiles);
+                        let a = &lhs[r * k + k0..];
+                        let c = &mut dst[r * n + p * NR..];
+                        let res =
+                            if residual.is_empty() { &[][..] } else { &residual[r * n + p * NR..] };
+                        // SAFETY: the caller's machine has AVX2 and FMA (this function's
+                        // contract).
+                        unsafe {
+                            match rows {
+                                12 => tile.half12(a, k, c, n, res),
+                                11 => tile.half11(a, k, c, n, res),
+                                10 => tile.half10(a, k, c, n, res),
+                                9 => tile.half9(a, k, c, n, res),
+                                8 => tile.half8(a, k, c, n, res),
+                                7 => tile.half7(a, k, c, n, res),
+                                6 => tile.half6(a, k, c, n, res),
+                                5 => tile.half5(a, k, c, n, res),
+                                4 => tile.half4(a, k, c, n, res),
+                                3 => tile.half3(a, k, c, n, res),
+                                2 => tile.half2(a, k, c, n, res),
+                                _ => tile.half1(a, k, c, n, res),
+                            }
+                        }
+                        r += rows;
+                    }
+                    continue;
+                }
                 // The block's rows spread evenly over its tiles: 49 pixels as four tiles of
                 // 6 and five of 5, not eight of 6 and one of 1 (a tile of one row has two
                 // chains of FMAs, too few to hide their latency).
@@ -193,7 +226,73 @@ macro_rules! tile {
     };
 }
 
+/// Defines `Tile::$name`, as [`tile!`] but for a panel of at most 8 channels: one vector a
+/// pixel, so up to 12 pixels a tile.
+macro_rules! half_tile {
+    ($name:ident, $($r:literal)+) => {
+        /// Pixels by the panel's first (at most 8) channels, as the full tiles.
+        ///
+        /// # Safety
+        /// AVX2 and FMA.
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn $name(&self, a: &[f32], lda: usize, c: &mut [f32], ldc: usize, res: &[f32]) {
+            let (nr, rows) = (self.nr, [$($r),+].len());
+            assert!(nr <= 8 && a.len() >= (rows - 1) * lda + self.kc);
+            assert!(self.b.len() >= self.kc * NR && c.len() >= (rows - 1) * ldc + nr);
+            assert!(res.is_empty() || res.len() >= (rows - 1) * ldc + nr);
+            // SAFETY: every pointer below stays inside the slices just checked: `a`'s rows
+            // `r * lda + kk` for `kk < kc`, `b`'s `kk * NR + 8`, and `c`'s (and `res`'s)
+            // rows `r * ldc` up to `nr` channels (through `buf`).
+            unsafe {
+                let mut buf = [0f32; 8];
+                let mut acc = [_mm256_setzero_ps(); 12];
+                if self.first {
+                    let b = _mm256_loadu_ps(self.bias.as_ptr());
+                    $( acc[$r] = b; )+
+                } else {
+                    $( acc[$r] = load8(c.as_ptr().add($r * ldc), nr, &mut buf); )+
+                }
+                let (ap, bp) = (a.as_ptr(), self.b.as_ptr());
+                for kk in 0..self.kc {
+                    let b = _mm256_loadu_ps(bp.add(kk * NR));
+                    $(
+                        let x = _mm256_broadcast_ss(&*ap.add($r * lda + kk));
+                        acc[$r] = _mm256_fmadd_ps(x, b, acc[$r]);
+                    )+
+                }
+                if self.last {
+                    $(
+                        if !res.is_empty() {
+                            let x = load8(res.as_ptr().add($r * ldc), nr, &mut buf);
+                            acc[$r] = _mm256_add_ps(acc[$r], x);
+                        }
+                        acc[$r] = activate(acc[$r], self.act);
+                    )+
+                }
+                $(
+                    _mm256_storeu_ps(buf.as_mut_ptr(), acc[$r]);
+                    std::ptr::copy_nonoverlapping(buf.as_ptr(), c.as_mut_ptr().add($r * ldc), nr);
+                )+
+            }
+        }
+    };
+}
+
 impl Tile<'_> {
+    half_tile!(half1, 0);
+    half_tile!(half2, 0 1);
+    half_tile!(half3, 0 1 2);
+    half_tile!(half4, 0 1 2 3);
+    half_tile!(half5, 0 1 2 3 4);
+    half_tile!(half6, 0 1 2 3 4 5);
+    half_tile!(half7, 0 1 2 3 4 5 6);
+    half_tile!(half8, 0 1 2 3 4 5 6 7);
+    half_tile!(half9, 0 1 2 3 4 5 6 7 8);
+    half_tile!(half10, 0 1 2 3 4 5 6 7 8 9);
+    half_tile!(half11, 0 1 2 3 4 5 6 7 8 9 10);
+    half_tile!(half12, 0 1 2 3 4 5 6 7 8 9 10 11);
+
     tile!(run1, 0);
     tile!(run2, 0 1);
     tile!(run3, 0 1 2);
@@ -222,6 +321,22 @@ unsafe fn load16(p: *const f32, nr: usize, buf: &mut [f32; NR]) -> [__m256; 2] {
     }
 }
 
+/// Eight values from `p`, of which the first `nr` are read (the rest zero, through `buf`).
+///
+/// # Safety
+/// AVX2; `p` points at `nr` readable values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn load8(p: *const f32, nr: usize, buf: &mut [f32; 8]) -> __m256 {
+    // SAFETY: the caller's contract.
+    unsafe {
+        buf[..nr].copy_from_slice(std::slice::from_raw_parts(p, nr));
+        buf[nr..].fill(0.0);
+        _mm256_loadu_ps(buf.as_ptr())
+    }
+}
+
 /// [`Act::apply`] on eight lanes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
@@ -243,9 +358,10 @@ pub(super) fn activate(v: __m256, act: Act) -> __m256 {
 mod tests {
     use super::*;
 
-    /// Every shape of tile and panel (rows 1 to 6 and more than a block, channels short of a
-    /// panel and several panels, `k` over several blocks), with and without a residual, each
-    /// activation: what the plain sums give, to rounding.
+    /// Every shape of tile and panel (rows 1 to 12 and more than a block, channels short of a
+    /// panel, half a panel or less at the end (5, 17, 24, 40) and several panels, `k` over
+    /// several blocks), with and without a residual, each activation: what the plain sums
+    /// give, to rounding.
     #[test]
     fn the_packed_gemm_computes_the_product_bias_residual_and_activation() {
         if !crate::kernels::isa::Isa::Avx2.available() {
@@ -254,9 +370,15 @@ mod tests {
         let mut rng = crate::rng::Rng::new(3);
         let mut random =
             |n: usize| -> Vec<f32> { (0..n).map(|_| rng.next_f64() as f32 * 2.0 - 1.0).collect() };
-        for (m, k, n) in
-            [(1, 3, 5), (6, 16, 16), (7, 27, 32), (49, 300, 40), (131, 520, 17), (250, 8, 96)]
-        {
+        for (m, k, n) in [
+            (1, 3, 5),
+            (6, 16, 16),
+            (7, 27, 32),
+            (49, 300, 40),
+            (131, 520, 17),
+            (250, 8, 96),
+            (30, 20, 24),
+        ] {
             let (lhs, weight, bias, residual) =
                 (random(m * k), random(k * n), random(n), random(m * n));
             let w = Packed::new(k, n, &weight, &bias);
