@@ -18,7 +18,7 @@ use super::isa::{Isa, multiversion};
 
 #[cfg(target_arch = "x86_64")]
 mod depthwise_avx2;
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "wasm32"))]
 pub mod packed;
 #[cfg(target_arch = "wasm32")]
 mod simd128;
@@ -154,14 +154,14 @@ pub struct Conv {
     pub depthwise: bool,
     pub weight: Vec<f32>,
     pub bias: Vec<f32>,
-    /// A dense convolution's weights packed for the x86-64 kernel ([`Conv::packed`]).
-    #[cfg(target_arch = "x86_64")]
+    /// A dense convolution's weights packed for our GEMM ([`Conv::packed`]).
+    #[cfg(any(target_arch = "x86_64", target_arch = "wasm32"))]
     pub packed: Option<packed::Packed>,
 }
 
 impl Conv {
-    /// A convolution from its parts; a dense one's weights are also packed for the x86-64
-    /// kernel (AVX2 and FMA) where the target has one.
+    /// A convolution from its parts; a dense one's weights are also packed for our GEMM
+    /// (x86-64 with AVX2 and FMA, wasm's SIMD128).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         (cin, cout, k): (usize, usize, usize),
@@ -171,7 +171,7 @@ impl Conv {
         weight: Vec<f32>,
         bias: Vec<f32>,
     ) -> Conv {
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(any(target_arch = "x86_64", target_arch = "wasm32"))]
         let packed = (!depthwise).then(|| packed::Packed::new(k * k * cin, cout, &weight, &bias));
         Conv {
             cin,
@@ -182,7 +182,7 @@ impl Conv {
             depthwise,
             weight,
             bias,
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(any(target_arch = "x86_64", target_arch = "wasm32"))]
             packed,
         }
     }
@@ -346,7 +346,9 @@ pub fn conv_dense(
     let direct = conv.k == 1 && conv.stride == 1 && pt == 0 && pl == 0;
     #[cfg(target_arch = "x86_64")]
     let packed = conv.packed.as_ref().filter(|_| ctx.isa != Isa::Portable && ctx.isa.available());
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(target_arch = "wasm32")]
+    let packed = conv.packed.as_ref();
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "wasm32")))]
     let packed: Option<&()> = None;
     // The packed kernel blocks a 1x1 convolution's pixels itself: one block per core.
     let rows = match (direct, packed) {
@@ -371,6 +373,8 @@ pub fn conv_dense(
             // one has, and `available()` says this machine runs it.
             #[cfg(target_arch = "x86_64")]
             Some(w) => unsafe { packed::gemm(m, lhs, w, res, act, block) },
+            #[cfg(target_arch = "wasm32")]
+            Some(w) => simd128::gemm(m, lhs, w, res, act, block),
             _ => {
                 matmul(m, n, kk, block, lhs, &conv.weight);
                 epilogue(ctx.isa, block, &conv.bias, res, act);

@@ -7,23 +7,27 @@
 //! (12 vector accumulators) runs over a block of `k`; bias, residual and activation are
 //! applied in registers after the last block (the epilogue), so the output is written once.
 //!
-//! The `gemm` crate, which the portable and wasm builds use, packs its right-hand side on
-//! every call and shapes its tiles for large square products: on the encoder's late layers
-//! (49 pixels, 192 to 1152 channels) it ran at half of this CPU's FMA rate.
+//! The `gemm` crate, which the portable build uses, packs its right-hand side on every call
+//! and shapes its tiles for large square products: on the encoder's late layers (49 pixels,
+//! 192 to 1152 channels) it ran at half of this CPU's FMA rate. In wasm the same panels feed
+//! `simd128::gemm` (tiles of 4 pixels by 8 channels, a multiply and an add: SIMD128 has no
+//! fused one).
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
+#[cfg(target_arch = "x86_64")]
 use super::Act;
 
 /// Output channels per panel: two AVX2 vectors.
 pub const NR: usize = 16;
 /// Pixels per register tile.
+#[cfg(target_arch = "x86_64")]
 const MR: usize = 6;
 /// The depth of a block of `k`: a panel's block (`KC * NR` floats, 16 KiB) stays in L1.
-const KC: usize = 256;
+pub(super) const KC: usize = 256;
 /// Pixels per block: the block's rows of `lhs` (`MC * KC` floats) stay in L2.
-const MC: usize = 120;
+pub(super) const MC: usize = 120;
 
 /// A dense convolution's weights (`[k, n]`, row-major) in panels of [`NR`] channels, and its
 /// bias padded to whole panels.
@@ -31,8 +35,8 @@ const MC: usize = 120;
 pub struct Packed {
     pub k: usize,
     pub n: usize,
-    panels: Vec<f32>,
-    bias: Vec<f32>,
+    pub(super) panels: Vec<f32>,
+    pub(super) bias: Vec<f32>,
 }
 
 impl Packed {
@@ -144,6 +148,7 @@ pub unsafe fn gemm(m: usize, lhs: &[f32], w: &Packed, residual: &[f32], act: Act
 }
 
 /// One panel's block of `k` (`b`, `[kc][NR]`) and what its tiles apply.
+#[cfg(target_arch = "x86_64")]
 struct Tile<'a> {
     b: &'a [f32],
     bias: &'a [f32],
@@ -156,6 +161,7 @@ struct Tile<'a> {
 
 /// Defines `Tile::$name`, the tile of as many pixels as `$r` lists: its rows are written out
 /// (not a loop over an array), so the compiler keeps the accumulators in registers.
+#[cfg(target_arch = "x86_64")]
 macro_rules! tile {
     ($name:ident, $($r:literal)+) => {
         /// Pixels (rows of `a`, `lda` apart) by the panel's channels into `c` (rows `ldc`
@@ -228,6 +234,7 @@ macro_rules! tile {
 
 /// Defines `Tile::$name`, as [`tile!`] but for a panel of at most 8 channels: one vector a
 /// pixel, so up to 12 pixels a tile.
+#[cfg(target_arch = "x86_64")]
 macro_rules! half_tile {
     ($name:ident, $($r:literal)+) => {
         /// Pixels by the panel's first (at most 8) channels, as the full tiles.
@@ -279,6 +286,7 @@ macro_rules! half_tile {
     };
 }
 
+#[cfg(target_arch = "x86_64")]
 impl Tile<'_> {
     half_tile!(half1, 0);
     half_tile!(half2, 0 1);

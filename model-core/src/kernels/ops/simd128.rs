@@ -13,6 +13,7 @@
 use core::arch::wasm32::*;
 use std::ops::Range;
 
+use super::packed::{KC, MC, NR, Packed};
 use super::{Act, Conv, Map};
 
 #[inline(always)]
@@ -110,4 +111,138 @@ pub(super) fn epilogue(out: &mut [f32], bias: &[f32], residual: &[f32], act: Act
             }
         }
     }
+}
+
+/// `dst[m, n] = act(lhs[m, k] W + bias + residual)` (`residual` `[m, n]` or empty) from
+/// packed weights, as `packed::gemm` computes it natively: blocks of `k` and of pixels, each
+/// panel of 16 channels in two halves of 8, tiles of up to 4 pixels by 8 channels (8 vector
+/// accumulators), bias, residual and activation applied before the one store.
+pub(super) fn gemm(m: usize, lhs: &[f32], w: &Packed, residual: &[f32], act: Act, dst: &mut [f32]) {
+    let (k, n) = (w.k, w.n);
+    assert!(lhs.len() >= m * k && dst.len() >= m * n);
+    assert!(residual.is_empty() || residual.len() >= m * n);
+    for k0 in (0..k).step_by(KC) {
+        let kc = KC.min(k - k0);
+        let (first, last) = (k0 == 0, k0 + kc == k);
+        for m0 in (0..m).step_by(MC) {
+            let mc = MC.min(m - m0);
+            for col in (0..n).step_by(8) {
+                let (p, half) = (col / NR, col % NR);
+                let tile = Tile {
+                    b: &w.panels[(p * k + k0) * NR + half..(p * k + k0 + kc) * NR],
+                    bias: &w.bias[col..col + 8],
+                    kc,
+                    nr: 8.min(n - col),
+                    first,
+                    last,
+                    act,
+                };
+                // Rows spread evenly over the tiles, as natively.
+                let tiles = mc.div_ceil(4);
+                let mut r = m0;
+                for t in 0..tiles {
+                    let rows = mc / tiles + usize::from(t < mc % tiles);
+                    let a = &lhs[r * k + k0..];
+                    let c = &mut dst[r * n + col..];
+                    let res = if residual.is_empty() { &[][..] } else { &residual[r * n + col..] };
+                    match rows {
+                        4 => tile.run4(a, k, c, n, res),
+                        3 => tile.run3(a, k, c, n, res),
+                        2 => tile.run2(a, k, c, n, res),
+                        _ => tile.run1(a, k, c, n, res),
+                    }
+                    r += rows;
+                }
+            }
+        }
+    }
+}
+
+/// Eight channels of a panel's block of `k` (`b`: rows of [`NR`] from the half's first
+/// channel) and what its tiles apply.
+struct Tile<'a> {
+    b: &'a [f32],
+    bias: &'a [f32],
+    kc: usize,
+    nr: usize,
+    first: bool,
+    last: bool,
+    act: Act,
+}
+
+/// Eight values from `p`'s first `nr` (the rest zero).
+#[inline(always)]
+fn load8(p: &[f32], nr: usize) -> [v128; 2] {
+    let mut buf = [0f32; 8];
+    buf[..nr].copy_from_slice(&p[..nr]);
+    [load(&buf), load(&buf[4..])]
+}
+
+/// Defines `Tile::$name`, a tile of as many pixels as `$r` lists, its rows written out so the
+/// accumulators stay in locals.
+macro_rules! tile {
+    ($name:ident, $($r:literal)+) => {
+        #[inline(always)]
+        fn $name(&self, a: &[f32], lda: usize, c: &mut [f32], ldc: usize, res: &[f32]) {
+            let (nr, rows) = (self.nr, [$($r),+].len());
+            assert!(a.len() >= (rows - 1) * lda + self.kc);
+            assert!(self.b.len() >= (self.kc - 1) * NR + 8 && c.len() >= (rows - 1) * ldc + nr);
+            assert!(res.is_empty() || res.len() >= (rows - 1) * ldc + nr);
+            let mut acc = [f32x4_splat(0.0); 8];
+            if self.first {
+                let (b0, b1) = (load(self.bias), load(&self.bias[4..]));
+                $( acc[2 * $r] = b0; acc[2 * $r + 1] = b1; )+
+            } else {
+                $(
+                    let [x0, x1] = load8(&c[$r * ldc..], nr);
+                    acc[2 * $r] = x0;
+                    acc[2 * $r + 1] = x1;
+                )+
+            }
+            let (ap, bp) = (a.as_ptr(), self.b.as_ptr());
+            for kk in 0..self.kc {
+                // SAFETY: `kk * NR + 8 <= b.len()` and `$r * lda + kk < a.len()` (the
+                // assertions above); wasm loads need no alignment.
+                let (b0, b1, xs) = unsafe {
+                    let b = bp.add(kk * NR);
+                    (v128_load(b.cast()), v128_load(b.add(4).cast()), [$(*ap.add($r * lda + kk)),+])
+                };
+                $(
+                    let x = f32x4_splat(xs[$r]);
+                    acc[2 * $r] = f32x4_add(acc[2 * $r], f32x4_mul(x, b0));
+                    acc[2 * $r + 1] = f32x4_add(acc[2 * $r + 1], f32x4_mul(x, b1));
+                )+
+            }
+            if self.last {
+                $(
+                    if !res.is_empty() {
+                        let [x0, x1] = load8(&res[$r * ldc..], nr);
+                        acc[2 * $r] = f32x4_add(acc[2 * $r], x0);
+                        acc[2 * $r + 1] = f32x4_add(acc[2 * $r + 1], x1);
+                    }
+                    acc[2 * $r] = activate(self.act, acc[2 * $r]);
+                    acc[2 * $r + 1] = activate(self.act, acc[2 * $r + 1]);
+                )+
+            }
+            $(
+                let o = &mut c[$r * ldc..];
+                if nr == 8 {
+                    store(o, acc[2 * $r]);
+                    store(&mut o[4..], acc[2 * $r + 1]);
+                } else {
+                    let mut buf = [0f32; 8];
+                    store(&mut buf, acc[2 * $r]);
+                    store(&mut buf[4..], acc[2 * $r + 1]);
+                    o[..nr].copy_from_slice(&buf[..nr]);
+                }
+            )+
+        }
+    };
+}
+
+impl Tile<'_> {
+    tile!(run1, 0);
+    tile!(run2, 0 1);
+    tile!(run3, 0 1 2);
+    tile!(run4, 0 1 2 3);
 }
