@@ -657,9 +657,9 @@ the bundle's weights (from its safetensors export).\n\n\
 {}\n\n\
 A ratio below 1 means the reference is faster.\n\n\
 The kernels run the folded model channels last: pointwise and other dense convolutions as\n\
-GEMMs over blocks of output pixels (on x86-64 with AVX2 our own, its weights packed once and\n\
-bias, residual and activation applied in registers; elsewhere the `gemm` crate's, with them\n\
-applied to each block in cache), depthwise convolutions as direct loops over contiguous\n\
+GEMMs over blocks of output pixels (our own on x86-64 with AVX2 and in wasm, its weights\n\
+packed once and bias, residual and activation applied in registers; on the portable path\n\
+the `gemm` crate's, with them applied to each block in cache), depthwise convolutions as direct loops over contiguous\n\
 channels (with AVX2 in intrinsics, a block of channels across a row of pixels), buffers\n\
 reused between layers; both cores share one image's layers at batch 1 and\n\
 the images at batch 16. Before them, the profile of Burn's forward (`perf record -g`,\n\

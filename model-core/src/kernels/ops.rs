@@ -3,8 +3,10 @@
 //!
 //! - Dense convolutions are a GEMM over blocks of output pixels (1x1 stride-1 ones read the
 //!   map itself, others an im2col copy of the block's patches); bias, the residual add and
-//!   the activation are applied in the GEMM's registers on x86-64 with AVX2 ([`packed`],
-//!   the weights packed once), else to each block while it is still in cache (the epilogue).
+//!   the activation are applied in the GEMM's registers (the epilogue) on x86-64 with AVX2
+//!   ([`packed`], the weights packed once) and in wasm (`simd128::gemm`, the same panels);
+//!   the portable build's `gemm` crate GEMM has them applied to each block while it is still
+//!   in cache.
 //! - Depthwise convolutions are direct: each output pixel accumulates its `k * k` taps over
 //!   contiguous channels, which the compiler vectorises natively ([`super::isa`]); with
 //!   AVX2 a 3x3 or 5x5 one runs `depthwise_avx2` (intrinsics, a block of channels across a
