@@ -632,8 +632,9 @@ pub fn squeeze_excite(x: &Map, fc1: &Dense, fc2: &Dense, scratch: &mut Scratch) 
 /// Holds the depthwise convolution and the convolutions' epilogue to their definitions, bit
 /// for bit (the same sums in the same order): every window size, stride and padding, windows
 /// inside the map and over its edges, channel counts that use each block width and a tail (1,
-/// 8, 41), each activation, with and without a residual. Run by the native tests and, in
-/// wasm, where these run in explicit SIMD128, by the app's wasm tests.
+/// 8, 41, 72), each activation, with and without a residual; and the dense convolutions (our
+/// GEMM) to theirs, to rounding. Run by the native tests on each instruction set the machine
+/// has and, in wasm, where these run in explicit SIMD128, by the app's wasm tests.
 #[doc(hidden)]
 pub fn check_against_definitions() -> Result<(), String> {
     let mut rng = crate::rng::Rng::new(7);
@@ -716,6 +717,65 @@ pub fn check_against_definitions() -> Result<(), String> {
                             "epilogue {act:?} c {c} residual {} at {i}: {g} against {want}",
                             !res.is_empty()
                         ));
+                    }
+                }
+            }
+        }
+    }
+    // Dense convolutions (the GEMM: the packed one natively with AVX2 and in wasm, the
+    // `gemm` crate's on the portable path), which sum in another order than the definition:
+    // to rounding. 1x1 and 3x3 windows, output channels of whole, partial and half panels,
+    // `k` over several blocks, pixels over several tiles and blocks, a residual, at batch 1's
+    // split between threads and not.
+    for isa in Isa::supported() {
+        for (h, w, cin, cout, k, stride) in [
+            (5, 4, 3, 24, 1, 1),
+            (7, 6, 20, 40, 3, 2),
+            (13, 11, 300, 17, 1, 1),
+            (3, 3, 8, 96, 3, 1),
+        ] {
+            let x = Map::new(h, w, cin, random(h * w * cin, 1.0));
+            let pad = Pad::Same;
+            let weight = random(k * k * cin * cout, 0.5);
+            let conv =
+                Conv::new((cin, cout, k), stride, pad, false, weight.clone(), random(cout, 0.5));
+            let (oh, pt) = pad.out(h, k, stride, true);
+            let (ow, pl) = pad.out(w, k, stride, false);
+            let residual = Map::new(oh, ow, cout, random(oh * ow * cout, 1.0));
+            for (act, parallel) in [(Act::Relu6, false), (Act::None, true)] {
+                let ctx = Ctx { isa, parallel };
+                let got = conv_dense(&x, &conv, act, Some(&residual), ctx, &mut Scratch::default());
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        for co in 0..cout {
+                            let mut want = f64::from(conv.bias[co]);
+                            for ky in 0..k {
+                                for kx in 0..k {
+                                    let iy = (oy * stride + ky) as isize - pt as isize;
+                                    let ix = (ox * stride + kx) as isize - pl as isize;
+                                    if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                        continue;
+                                    }
+                                    let at = (iy as usize * w + ix as usize) * cin;
+                                    for ci in 0..cin {
+                                        let wt = ((ky * k + kx) * cin + ci) * cout + co;
+                                        want +=
+                                            f64::from(x.data()[at + ci]) * f64::from(weight[wt]);
+                                    }
+                                }
+                            }
+                            let o = (oy * ow + ox) * cout + co;
+                            want += f64::from(residual.data()[o]);
+                            let want = act.apply(want as f32);
+                            let v = got.data()[o];
+                            if (v - want).abs() > 1e-4 * (1.0 + want.abs()) {
+                                return Err(format!(
+                                    "dense {} {h}x{w}x{cin}->{cout} k {k} s {stride} at \
+                                     {oy},{ox},{co}: {v} against {want}",
+                                    isa.name()
+                                ));
+                            }
+                        }
                     }
                 }
             }

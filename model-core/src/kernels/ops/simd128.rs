@@ -1,4 +1,5 @@
-//! The depthwise convolution and the convolutions' epilogue in explicit wasm SIMD128.
+//! The depthwise convolution, the dense convolutions' GEMM (on the packed weights of
+//! `packed`) and the convolutions' epilogue in explicit wasm SIMD128.
 //!
 //! LLVM vectorises none of the kernels' plain loops for wasm32: model-core's wasm build held
 //! no `f32x4` arithmetic at all (its `v128` instructions were copies), so in the page these
