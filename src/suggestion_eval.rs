@@ -40,10 +40,17 @@ pub struct Inputs<'a> {
     pub predictor: &'a Predictor,
     pub spec: &'a TileSourceSpec,
     pub politeness: Politeness,
-    /// The extract the data was collected from.
-    pub map: &'a OsmMap,
     pub rules: &'a Rules,
     pub group_zoom: u8,
+}
+
+/// One region's share of a measurement: the extract its rows were collected from and its rows
+/// of one split. A measurement over several regions pools their cells: each region's
+/// candidates, tiles and "already mapped" come from its own extract.
+#[derive(Clone, Copy)]
+pub struct Part<'a> {
+    pub map: &'a OsmMap,
+    pub tags: &'a [Tag],
 }
 
 /// The cells' bounding box (`(x, y)` at `zoom`).
@@ -106,24 +113,30 @@ pub fn unsurveyed(map: &OsmMap, rules: &Rules, tags: &[Tag], zoom: u8) -> Result
 }
 
 /// Measures the candidates' class prior, overall and per kind, on the training split's cells
-/// (as if never surveyed, like the test cells) and writes it to the run's
-/// `suggestion_prior.json`.
+/// of every part (as if never surveyed, like the test cells; the regions' candidates pooled)
+/// and writes it to the run's `suggestion_prior.json`.
 pub fn measure_candidate_prior(
     run: &RunDir,
-    map: &OsmMap,
+    train: &[Part],
     rules: &Rules,
-    train: &[Tag],
     zoom: u8,
     labels: &LabelVocab,
 ) -> Result<CandidatePrior> {
-    let u = unsurveyed(map, rules, train, zoom)?;
-    let prior = candidate_prior(&u.candidates, &u.truth, labels, MATCH_RADIUS_M);
+    let (mut candidates, mut truth, mut cells) = (Vec::new(), Vec::new(), 0);
+    for p in train {
+        let u = unsurveyed(p.map, rules, p.tags, zoom)?;
+        candidates.extend(u.candidates);
+        truth.extend(u.truth);
+        cells += u.cells.len();
+    }
+    let prior = candidate_prior(&candidates, &truth, labels, MATCH_RADIUS_M);
     let json = serde_json::json!({
         "labels": labels.names(),
         "prior": prior.overall,
         "by_kind": prior.by_kind,
-        "candidates": u.candidates.len(),
-        "cells": u.cells.len(),
+        "candidates": candidates.len(),
+        "cells": cells,
+        "regions": train.iter().filter(|p| !p.tags.is_empty()).count(),
         "measured_on": "the training split's cells, its features removed",
     });
     write_atomic(&run.suggestion_prior(), serde_json::to_string_pretty(&json)?.as_bytes())?;
@@ -132,22 +145,34 @@ pub fn measure_candidate_prior(
 
 /// The pipeline on the cells of `tags` (background rows included: their cells count) as if
 /// never surveyed: every candidate scored, none dropped by a threshold yet.
+/// Several parts pool their candidates, truth, cells and suggestions.
+#[derive(Default)]
 struct Scored {
-    unsurveyed: Unsurveyed,
+    candidates: Vec<Candidate>,
+    truth: Vec<MappedFeature>,
+    cells: HashSet<(u32, u32)>,
     eligible: Vec<Suggestion>,
     already_mapped: usize,
 }
 
 impl Scored {
-    fn new(i: &Inputs, tags: &[Tag]) -> Result<Self> {
-        let unsurveyed = unsurveyed(i.map, i.rules, tags, i.group_zoom)?;
-        let mapped = mapped_features(&unsurveyed.map, i.rules);
-        let scored = {
-            let source = crate::tiles::open(i.spec, &unsurveyed.map, i.politeness.clone())?;
-            predict_at(i.predictor, i.spec, source.as_ref(), &unsurveyed.candidates)?
-        };
-        let (eligible, already_mapped) = select(scored, &mapped, 0.0);
-        Ok(Self { unsurveyed, eligible, already_mapped })
+    fn new(i: &Inputs, parts: &[Part]) -> Result<Self> {
+        let mut s = Self::default();
+        for p in parts.iter().filter(|p| !p.tags.is_empty()) {
+            let u = unsurveyed(p.map, i.rules, p.tags, i.group_zoom)?;
+            let mapped = mapped_features(&u.map, i.rules);
+            let scored = {
+                let source = crate::tiles::open(i.spec, &u.map, i.politeness.clone())?;
+                predict_at(i.predictor, i.spec, source.as_ref(), &u.candidates)?
+            };
+            let (eligible, already_mapped) = select(scored, &mapped, 0.0);
+            s.eligible.extend(eligible);
+            s.already_mapped += already_mapped;
+            s.candidates.extend(u.candidates);
+            s.truth.extend(u.truth);
+            s.cells.extend(u.cells);
+        }
+        Ok(s)
     }
 
     fn suggested(&self) -> Vec<Suggested> {
@@ -155,7 +180,7 @@ impl Scored {
     }
 
     fn points(&self) -> Vec<(f64, f64)> {
-        self.unsurveyed.candidates.iter().map(|c| (c.lat, c.lon)).collect()
+        self.candidates.iter().map(|c| (c.lat, c.lon)).collect()
     }
 }
 
@@ -172,12 +197,12 @@ fn cell_lift_interval(
     lift_interval(eligible, points, truth, threshold, MATCH_RADIUS_M, cell, LIFT_SEED)
 }
 
-/// Chooses the suggestions' default threshold on the validation split's cells
-/// ([`operating_point`]) and writes it, with what it gave there, to the run's
+/// Chooses the suggestions' default threshold on the validation split's cells of every part
+/// (pooled; [`operating_point`]) and writes it, with what it gave there, to the run's
 /// `suggestion_threshold.json` (`threshold` null when no threshold gets there).
-pub fn choose_threshold(run: &RunDir, i: &Inputs, val: &[Tag]) -> Result<Option<OperatingPoint>> {
+pub fn choose_threshold(run: &RunDir, i: &Inputs, val: &[Part]) -> Result<Option<OperatingPoint>> {
     let s = Scored::new(i, val)?;
-    let (eligible, points, truth) = (s.suggested(), s.points(), &s.unsurveyed.truth);
+    let (eligible, points, truth) = (s.suggested(), s.points(), &s.truth);
     let labels: Vec<String> =
         i.predictor.config.labels.feature_names().map(str::to_string).collect();
     let point =
@@ -195,30 +220,27 @@ pub fn choose_threshold(run: &RunDir, i: &Inputs, val: &[Tag]) -> Result<Option<
              often as a candidate picked blindly (the base rate), on at least {MIN_MATCHED} \
              right suggestions"
         ),
-        "candidates": s.unsurveyed.candidates.len(),
-        "true_features": s.unsurveyed.truth.len(),
-        "cells": s.unsurveyed.cells.len(),
+        "candidates": s.candidates.len(),
+        "true_features": s.truth.len(),
+        "cells": s.cells.len(),
+        "regions": val.iter().filter(|p| !p.tags.is_empty()).count(),
         "measured_on": "the validation split's cells, its features removed",
     });
     write_atomic(&run.suggestion_threshold(), serde_json::to_string_pretty(&json)?.as_bytes())?;
     Ok(point)
 }
 
-/// Runs the evaluation on the test split's cells (`test`: its rows, background rows included)
-/// at `threshold` and writes its files into the run's `errors/`.
+/// Runs the evaluation on the test split's cells of every part (`test`: its rows, background
+/// rows included; pooled) at `threshold` and writes its files into the run's `errors/`.
 pub fn evaluate_suggestions(
     run: &RunDir,
     i: &Inputs,
-    test: &[Tag],
+    test: &[Part],
     threshold: f32,
 ) -> Result<SuggestionEval> {
     let scored = Scored::new(i, test)?;
     let (eligible_s, points) = (scored.suggested(), scored.points());
-    let Scored {
-        unsurveyed: Unsurveyed { candidates: found, truth, cells, .. },
-        eligible,
-        already_mapped,
-    } = scored;
+    let Scored { candidates: found, truth, cells, eligible, already_mapped } = scored;
     let labels: Vec<String> =
         i.predictor.config.labels.feature_names().map(str::to_string).collect();
     let eval = SuggestionEval {

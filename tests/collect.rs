@@ -195,6 +195,44 @@ fn two_extracts_make_one_dataset_split_per_region() {
     .unwrap();
     assert_eq!(s["threshold"].as_f64(), Some(0.5), "{s}");
     assert!(s["candidates"].as_u64().unwrap() > 0, "{s}");
+    assert!(!run_dir.join("suggestion_prior.json").exists(), "no prior of a left-out region");
+    // Named beside a region the model was trained on, the left-out region's suggestions take
+    // that region's candidate prior and threshold (its training and validation cells) and are
+    // still measured on the left-out region's cells alone.
+    let o = bin()
+        .args(["evaluate", "--data"])
+        .arg(&data)
+        .arg("--model")
+        .arg(&run_dir)
+        .args(["--osm", h.to_str().unwrap(), "--osm", a.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains(
+            "`andorra` is not in the training split: its suggestions take the candidates' prior \
+             and the threshold of [\"helsinki\"]"
+        ),
+        "{}",
+        text(&o)
+    );
+    let json = |f: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(run_dir.join(f)).unwrap()).unwrap()
+    };
+    let prior = json("suggestion_prior.json");
+    assert_eq!(prior["regions"], 1, "{prior}");
+    assert!(prior["candidates"].as_u64().unwrap() > 100, "{prior}");
+    let chosen = json("suggestion_threshold.json");
+    assert_eq!(chosen["regions"], 1, "{chosen}");
+    let pooled = json("errors/suggestions_eval.json");
+    assert_eq!(pooled["candidates"], s["candidates"], "the same cells, Andorra's");
+    let expected = chosen["threshold"].as_f64().unwrap_or(0.5);
+    assert!((pooled["threshold"].as_f64().unwrap() - expected).abs() < 1e-6, "{pooled}");
+    let cands = std::fs::read_to_string(run_dir.join("errors/candidates_test.csv")).unwrap();
+    for l in cands.lines().skip(1) {
+        let lat: f64 = l.split(',').next().unwrap().parse().unwrap();
+        assert!((42.4..42.7).contains(&lat), "a candidate outside Andorra: {l}");
+    }
     let o = bin()
         .arg("preprocess")
         .arg("--data")

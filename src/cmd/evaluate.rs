@@ -24,7 +24,7 @@ use crate::osm::rules::Rules;
 use crate::run::{Calibration, DataDir, RunDir};
 use crate::score::{Scored, score};
 use crate::suggestion_eval::{
-    Inputs, choose_threshold, evaluate_suggestions, measure_candidate_prior,
+    Inputs, Part, choose_threshold, evaluate_suggestions, measure_candidate_prior,
 };
 use crate::tiles::Politeness;
 
@@ -39,10 +39,12 @@ pub struct EvaluateArgs {
     /// How many of the worst examples error_analysis.json lists.
     #[arg(long, default_value_t = 20)]
     pub worst: usize,
-    /// The OSM extract the data was collected from, for the suggestion evaluation (default:
-    /// the bundled one).
+    /// The OSM extract(s) the data was collected from, for the suggestion evaluation (repeat
+    /// for several, or name a folder; default: the bundled one). The candidates' prior and
+    /// the threshold come from every named region's training and validation cells, the
+    /// suggestions are measured on every named region's test cells.
     #[arg(long)]
-    pub osm: Option<PathBuf>,
+    pub osm: Vec<PathBuf>,
     /// The suggestions' confidence threshold in the suggestion evaluation (default: the one
     /// chosen on the validation cells, which `export` makes the bundle's default; 0.5 when
     /// none is chosen).
@@ -350,100 +352,135 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
     let suggestions = if args.no_suggestions {
         None
     } else {
-        let (map, origin) = OsmMap::open(args.osm.as_deref())?;
-        let rules = Rules::default_rules(&LabelVocab::default())?;
-        // Data of several regions: the suggestions are measured on the extract's own region
-        // (its rows; the extract's file name names it, as `collect` does).
-        let region = crate::osm::extracts(args.osm.as_slice())?.remove(0).1;
-        let read_split = |name: &str| -> Result<(Vec<Tag>, Vec<String>)> {
-            let path = data.split(name);
-            let bytes =
-                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-            let table = parse_tags_csv(&bytes, &cfg.labels)
-                .with_context(|| path.display().to_string())?
-                .table;
-            let regions = table.regions().into_iter().map(str::to_string).collect();
-            Ok((table.tags, regions))
-        };
-        let (train_split, val_split) = (read_split("train")?, read_split("val")?);
-        // Data of one region is the extract's, whatever the file is called; with several, a
-        // split's rows of other regions are set aside (the training split of a model trained
-        // without this region then has none).
-        let mut names: Vec<String> =
-            train_split.1.iter().chain(&val_split.1).chain(&test.regions).cloned().collect();
-        names.sort_unstable();
-        names.dedup();
-        // `empty_ok`: a split without rows of the region (trained without it) gives none.
-        let of_region = |tags: Vec<Tag>,
-                         regions: Vec<String>,
-                         what: &str,
-                         empty_ok: bool|
-         -> Result<Vec<Tag>> {
-            if names.len() <= 1 {
-                return Ok(tags);
-            }
-            let kept: Vec<Tag> = tags
-                .into_iter()
-                .zip(regions)
-                .filter(|(_, r)| *r == region)
-                .map(|(t, _)| t)
-                .collect();
-            if kept.is_empty() && !empty_ok {
-                bail!(
-                    "the {what} rows are of regions {names:?}, none of them `{region}` ({origin}): \
-                     name the extract of the region to measure suggestions on with --osm"
-                );
-            }
-            Ok(kept)
-        };
-        let test_tags = of_region(test.tags.clone(), test.regions.clone(), "test", false)?;
-        let train = of_region(train_split.0, train_split.1, "train", true)?;
-        // A region the model was trained without (`preprocess --hold-out`): nothing of it may
-        // shape the rule, so no prior of its candidates and no threshold from its cells.
-        let left_out = train.is_empty();
-        if left_out {
-            println!(
-                "`{region}` is not in the training split: suggestions without a candidate prior, \
-                 at --threshold or {}",
-                model_core::infer::DEFAULT_SUGGEST_THRESHOLD
-            );
-        }
-        let prior = if left_out {
-            None
-        } else {
-            Some(
-                measure_candidate_prior(&run, &map, &rules, &train, meta.group_zoom, &cfg.labels)
-                    .with_context(|| format!("the candidates' prior on {origin}"))?,
-            )
-        };
-        // The model already loaded, as `load_predictor` would build it from this run.
-        let mut predictor =
+        let predictor =
             Predictor::new(cfg.clone(), model, meta.scaler.clone(), temperature, &device);
-        predictor.candidate_prior = prior;
-        let spec = data.read_tile_source()?;
-        let inputs = Inputs {
-            predictor: &predictor,
-            spec: &spec,
-            politeness: Politeness::for_data(&data),
-            map: &map,
-            rules: &rules,
-            group_zoom: meta.group_zoom,
-        };
-        // The default threshold, chosen on the validation cells, never on the test.
-        let chosen = match left_out {
-            true => None,
-            false => {
-                choose_threshold(&run, &inputs, &of_region(val_split.0, val_split.1, "val", true)?)
-                    .with_context(|| format!("choosing the suggestions' threshold on {origin}"))?
-            }
-        };
-        let threshold = model_core::infer::suggest::threshold_or_default(
-            args.threshold,
-            chosen.map(|p| p.threshold),
-        );
-        let eval = evaluate_suggestions(&run, &inputs, &test_tags, threshold)
-            .with_context(|| format!("the suggestion evaluation on {origin}"))?;
-        Some(eval)
+        Some(suggestions(args, &run, &data, predictor, meta.group_zoom)?)
     };
     Ok(Evaluation { metrics, feature_types, none, by_region, suggestions })
+}
+
+/// One named extract and its region's rows of the training, validation and test splits.
+struct RegionRows {
+    region: String,
+    origin: String,
+    map: OsmMap,
+    rows: [Vec<Tag>; 3],
+}
+
+/// [`RegionRows::rows`]'s order.
+const TRAIN: usize = 0;
+const VAL: usize = 1;
+const TEST: usize = 2;
+
+/// The suggestion evaluation on the extracts of `--osm` (the bundled one when none is named):
+/// the candidates' prior and the default threshold from every named region's training and
+/// validation cells (pooled), the suggestions measured on every named region's test cells
+/// (pooled). A region the training split holds none of (`preprocess --hold-out`) shapes
+/// neither: its suggestions come from the prior and threshold of the named regions the model
+/// was trained on, as the shipped model's would in a city it never saw; with none of those,
+/// no prior and the default threshold.
+fn suggestions(
+    args: &EvaluateArgs,
+    run: &RunDir,
+    data: &DataDir,
+    mut predictor: Predictor,
+    zoom: u8,
+) -> Result<SuggestionEval> {
+    let labels = &predictor.config.labels;
+    let rules = Rules::default_rules(&LabelVocab::default())?;
+    let read_split = |name: &str| -> Result<(Vec<Tag>, Vec<String>)> {
+        let path = data.split(name);
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let table =
+            parse_tags_csv(&bytes, labels).with_context(|| path.display().to_string())?.table;
+        let regions = table.regions().into_iter().map(str::to_string).collect();
+        Ok((table.tags, regions))
+    };
+    let splits = [read_split("train")?, read_split("val")?, read_split("test")?];
+    let mut names: Vec<&String> = splits.iter().flat_map(|(_, r)| r).collect();
+    names.sort_unstable();
+    names.dedup();
+    // Each named extract with its rows of each split (data of one region and one extract: all
+    // of them, whatever the file is called; else the rows of the extract's region).
+    let extracts = crate::osm::extracts(&args.osm)?;
+    let whole = names.len() <= 1 && extracts.len() == 1;
+    let mut parts = Vec::new();
+    for (path, region) in &extracts {
+        let (map, origin) = OsmMap::open(path.as_deref())?;
+        let rows = splits.each_ref().map(|(tags, regions)| -> Vec<Tag> {
+            tags.iter()
+                .zip(regions)
+                .filter(|(_, r)| whole || *r == region)
+                .map(|(t, _)| t.clone())
+                .collect()
+        });
+        parts.push(RegionRows { region: region.clone(), origin, map, rows });
+    }
+    let named: Vec<&str> = parts.iter().map(|p| p.region.as_str()).collect();
+    if parts.iter().all(|p| p.rows[TEST].is_empty()) {
+        bail!(
+            "the test rows are of regions {names:?}, none of them {named:?}: name the extract of \
+             the region to measure suggestions on with --osm"
+        );
+    }
+    let of = |split: usize| -> Vec<Part> {
+        parts.iter().map(|p| Part { map: &p.map, tags: &p.rows[split] }).collect()
+    };
+    let (train, val, test) = (of(TRAIN), of(VAL), of(TEST));
+    // A region the model was trained without: nothing of it may shape the rule.
+    let from: Vec<&str> =
+        parts.iter().filter(|q| !q.rows[TRAIN].is_empty()).map(|q| q.region.as_str()).collect();
+    for p in parts.iter().filter(|p| p.rows[TRAIN].is_empty()) {
+        match from.is_empty() {
+            true => println!(
+                "`{}` is not in the training split: suggestions without a candidate prior, at \
+                 --threshold or {}",
+                p.region,
+                model_core::infer::DEFAULT_SUGGEST_THRESHOLD
+            ),
+            false => println!(
+                "`{}` is not in the training split: its suggestions take the candidates' prior \
+                 and the threshold of {from:?}",
+                p.region
+            ),
+        }
+    }
+    let origins: Vec<&str> = parts.iter().map(|p| p.origin.as_str()).collect();
+    let origin = origins.join(", ");
+    let trained = train.iter().any(|p| !p.tags.is_empty());
+    if !trained {
+        // No rule of an earlier evaluation stays for `export` to ship.
+        for f in [run.suggestion_prior(), run.suggestion_threshold()] {
+            if f.exists() {
+                std::fs::remove_file(&f).with_context(|| format!("removing {}", f.display()))?;
+            }
+        }
+    }
+    predictor.candidate_prior = match trained {
+        false => None,
+        true => Some(
+            measure_candidate_prior(run, &train, &rules, zoom, labels)
+                .with_context(|| format!("the candidates' prior on {origin}"))?,
+        ),
+    };
+    let spec = data.read_tile_source()?;
+    let inputs = Inputs {
+        predictor: &predictor,
+        spec: &spec,
+        politeness: Politeness::for_data(data),
+        rules: &rules,
+        group_zoom: zoom,
+    };
+    // The default threshold, chosen on the validation cells, never on the test.
+    let chosen = match trained {
+        false => None,
+        true => choose_threshold(run, &inputs, &val)
+            .with_context(|| format!("choosing the suggestions' threshold on {origin}"))?,
+    };
+    let threshold = model_core::infer::suggest::threshold_or_default(
+        args.threshold,
+        chosen.map(|p| p.threshold),
+    );
+    evaluate_suggestions(run, &inputs, &test, threshold)
+        .with_context(|| format!("the suggestion evaluation on {origin}"))
 }

@@ -5,7 +5,7 @@
 //! extract, adapting the shipped model (`train --init assets/model`) instead of training from
 //! ImageNet's weights.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -84,6 +84,17 @@ fn extracts_for(args: &PipelineArgs) -> Result<Vec<PathBuf>> {
     Ok(bundled)
 }
 
+/// `evaluate`'s arguments for the run in `out` on `data`: the suggestions are measured on
+/// every extract's test cells, with the candidates' prior and threshold of all of their
+/// training and validation cells, so that the bundle's prior and default threshold for a
+/// place it never saw are no one region's.
+fn evaluate_args(data: &Path, out: &Path, osm: &[PathBuf]) -> Result<EvaluateArgs> {
+    let mut args =
+        parse_args::<EvaluateArgs>(&["--data".into(), data.into(), "--model".into(), out.into()])?;
+    args.osm = osm.to_vec();
+    Ok(args)
+}
+
 /// Whether the run already in `--out` is continued: yes when it trained on the split just
 /// made (an interrupted `cargo run --release` goes on where it stopped); a run of other data
 /// (another extract, a changed bundled region) is moved to `<out>.previous`, replacing an older
@@ -150,15 +161,7 @@ pub fn run(args: PipelineArgs) -> Result<()> {
     times.push(("train", t.elapsed().as_secs_f64()));
 
     let t = Instant::now();
-    let mut eval_args = parse_args::<EvaluateArgs>(&[
-        "--data".into(),
-        data.clone().into(),
-        "--model".into(),
-        out.clone().into(),
-    ])?;
-    // Suggestions are measured on one extract: the first of `--osm`, else the bundled central
-    // Helsinki (the region with the most test cells).
-    eval_args.osm = crate::osm::extracts(&args.osm)?.remove(0).0;
+    let eval_args = evaluate_args(&data, &out, &osm)?;
     let evaluation = super::evaluate::evaluate(&eval_args).context("evaluate")?;
     times.push(("evaluate", t.elapsed().as_secs_f64()));
 
@@ -361,6 +364,9 @@ mod tests {
         bundled.sort();
         assert!(bundled.len() >= 2, "{bundled:?}");
         assert_eq!(extracts_for(&p(&[])).unwrap(), bundled);
+        // The suggestions are evaluated on every one of them, not the first alone.
+        let e = evaluate_args(Path::new("d"), Path::new("o"), &bundled).unwrap();
+        assert_eq!(e.osm, bundled);
         assert_eq!(extracts_for(&p(&["--osm", "my.pbf"])).unwrap(), [PathBuf::from("my.pbf")]);
     }
 }

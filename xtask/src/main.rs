@@ -42,6 +42,9 @@
 //!   `--epochs 5,10,20` also learns it with each of those epoch counts (`page_adapted.sweep`).
 //! - `reference seeds R… [--seeds 1,2]`: (by hand) the recipe trained without each region `R`
 //!   with other seeds, each measured on all of `R`: the spread of one left-out figure.
+//! - `reference left-out [R…]`: (by hand) each region left out again (trained unless the work
+//!   folder holds the run), its suggestions with the other regions' candidate prior and
+//!   threshold, as `reference regions` now measures them (`left_out_pooled`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -78,9 +81,10 @@ fn main() -> Result<()> {
             Some("adapt") => regions::adapt(&root, &regions::AdaptTrial::parse(&args[2..])?),
             Some("page-adapt") => regions::page_adapt(&root, &args[2..]),
             Some("seeds") => regions::seeds(&root, &args[2..]),
+            Some("left-out") => regions::left_out_pooled(&root, &args[2..]),
             Some(other) => {
                 anyhow::bail!(
-                    "unknown reference task `{other}` (parity, train, encoders, regions, adapt, page-adapt or seeds)"
+                    "unknown reference task `{other}` (parity, train, encoders, regions, adapt, page-adapt, seeds or left-out)"
                 )
             }
         },

@@ -15,9 +15,11 @@
 //!
 //! Every evaluation also measures the suggestions on the region's extract (`evaluate --osm`):
 //! in-region with the candidates' prior and threshold chosen on that region's training and
-//! validation cells, as `cargo run --release` does; on a left-out region, where no cell of it
-//! may shape the rule, without a prior and at the default threshold (what `evaluate` does when
-//! the training split holds none of the region). `--reuse-runs` measures the runs an earlier
+//! validation cells; on a left-out region, where no cell of it may shape the rule, with the
+//! prior and threshold of the other regions' training and validation cells (`evaluate` named
+//! every extract: what the model trained on them does in a city it never saw). Runs measured
+//! before that rule had no prior and the default threshold there; `reference left-out`
+//! measures the left-out models again with it (`left_out_pooled`). `--reuse-runs` measures the runs an earlier
 //! call left in the work folder again, without collecting or training.
 
 use std::path::{Path, PathBuf};
@@ -134,6 +136,16 @@ pub fn collect_all(root: &Path, exe: &Path, data: &Path) -> Result<()> {
     crate::run(&mut collect)
 }
 
+/// The work folder's dataset, collected from every bundled extract unless an earlier call
+/// left it there.
+fn work_data(root: &Path, exe: &Path) -> Result<PathBuf> {
+    let data = work_dir().join("data");
+    if !data.join("tags.csv").is_file() {
+        collect_all(root, exe, &data)?;
+    }
+    Ok(data)
+}
+
 /// `preprocess` of `data` (with `hold_out`'s arguments), then the recipe trained into `out`.
 fn train_on(exe: &Path, data: &Path, hold_out: &[&str], out: &Path) -> Result<()> {
     crate::run(Command::new(exe).arg("preprocess").arg("--data").arg(data).args(hold_out))?;
@@ -175,25 +187,22 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
 }
 
 /// One evaluation of `model` on `data`'s test split with the suggestions measured on the
-/// extract `osm` (its region's test rows): the figures of `region`'s rows (all of them when
-/// `None`) and the suggestions' lift over blind picking.
+/// extracts `osm` (their regions' test rows; the candidates' prior and threshold from their
+/// training and validation rows): the figures of `region`'s rows (all of them when `None`)
+/// and the suggestions' lift over blind picking.
 fn evaluate(
     exe: &Path,
     data: &Path,
     model: &Path,
-    osm: &Path,
+    osm: &[&Path],
     region: Option<&str>,
 ) -> Result<Value> {
-    crate::run(
-        Command::new(exe)
-            .arg("evaluate")
-            .arg("--data")
-            .arg(data)
-            .arg("--model")
-            .arg(model)
-            .arg("--osm")
-            .arg(osm),
-    )?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("evaluate").arg("--data").arg(data).arg("--model").arg(model);
+    for p in osm {
+        cmd.arg("--osm").arg(p);
+    }
+    crate::run(&mut cmd)?;
     let mut f = figures(&read_json(&model.join("errors/metrics.json"))?, region);
     let s = read_json(&model.join("errors/suggestions_eval.json"))?;
     let o = &s["overall"];
@@ -229,18 +238,98 @@ fn measure(root: &Path, exe: &Path, regions: &[(PathBuf, String)]) -> Result<()>
     };
     crate::run(Command::new(exe).arg("preprocess").arg("--data").arg(&data))?;
     for (osm, r) in regions {
-        out["in_region"][r] = evaluate(exe, &data, &work.join("runs/all"), osm, Some(r))?;
+        out["in_region"][r] = evaluate(exe, &data, &work.join("runs/all"), &[osm], Some(r))?;
         save(&out)?;
     }
-    for (osm, r) in regions {
-        crate::run(
-            Command::new(exe).arg("preprocess").arg("--data").arg(&data).args(["--hold-out", r]),
-        )?;
-        let model = work.join("runs").join(format!("without-{r}"));
-        out["left_out"][r] = evaluate(exe, &data, &model, osm, None)?;
+    for (_, r) in regions {
+        out["left_out"][r] = left_out(exe, regions, r)?;
         save(&out)?;
     }
     adapt(root, &AdaptTrial::default())
+}
+
+/// The model trained without `r` (in the work folder) measured on all of `r`, its suggestions
+/// with the candidates' prior and threshold of the other regions' training and validation
+/// cells (every extract is named; the hold-out split has test rows of `r` alone): what the
+/// model trained on them would do in a city it never saw.
+fn left_out(exe: &Path, regions: &[(PathBuf, String)], r: &str) -> Result<Value> {
+    let work = work_dir();
+    let data = work.join("data");
+    crate::run(
+        Command::new(exe).arg("preprocess").arg("--data").arg(&data).args(["--hold-out", r]),
+    )?;
+    let model = work.join("runs").join(format!("without-{r}"));
+    let osm: Vec<&Path> = regions.iter().map(|(p, _)| p.as_path()).collect();
+    evaluate(exe, &data, &model, &osm, None)
+}
+
+/// `reference left-out [R…]`: each region (all of them when none is named) left out again:
+/// the recipe trained without it (unless the work folder holds that run) and measured on all
+/// of it as [`left_out`] does, written into the fixture's `left_out_pooled` without touching
+/// the first table's rows, which an earlier `reference regions` measured (with no prior and
+/// the default threshold on the left-out region).
+pub fn left_out_pooled(root: &Path, args: &[String]) -> Result<()> {
+    let exe = crate::accessatlas_exe(root)?;
+    let regions = extracts(root)?;
+    let named: Vec<&String> = match args.is_empty() {
+        true => regions.iter().map(|(_, r)| r).collect(),
+        false => args.iter().collect(),
+    };
+    if let Some(r) = named.iter().find(|r| !regions.iter().any(|(_, x)| x == **r)) {
+        bail!("reference left-out: no bundled region `{r}` (assets/osm/{r}.osm.pbf)");
+    }
+    let work = work_dir();
+    let data = work_data(root, &exe)?;
+    let fixture = root.join(FIXTURE);
+    let mut out = read_json(&fixture)?;
+    for r in named {
+        let run = work.join("runs").join(format!("without-{r}"));
+        if !run.join("checkpoints/best_model.bpk").is_file() {
+            train_on(&exe, &data, &["--hold-out", r], &run)?;
+        }
+        out["left_out_pooled"][r] = left_out(&exe, &regions, r)?;
+        out["left_out_pooled"]["run"] = json!(crate::bench::run_record(root));
+        std::fs::write(&fixture, serde_json::to_string_pretty(&out)? + "\n")?;
+    }
+    eprintln!(
+        "{} written; put this table in {DOC}:\n\n{}",
+        fixture.display(),
+        left_out_pooled_table(&out)
+    );
+    Ok(())
+}
+
+/// The suggestions of each left-out model with the other regions' prior and threshold
+/// (`left_out_pooled`), beside the first table's (no prior, the default threshold).
+pub fn left_out_pooled_table(v: &Value) -> String {
+    let mut out = String::from(
+        "| region | feature types macro-F1 (this training) | suggestions, the other regions' prior and threshold: right / made, lift (threshold) | before: no prior, 0.5 |\n\
+         |---|---|---|---|\n",
+    );
+    let lift = |s: &Value| match s["lift"].as_f64() {
+        _ if s["suggested"].as_u64() == Some(0) => {
+            format!("none made ({})", f2(&s["threshold"]))
+        }
+        Some(l) => {
+            format!("{} / {}, {l:.2} ({})", s["matched"], s["suggested"], f2(&s["threshold"]))
+        }
+        None => "-".to_string(),
+    };
+    let Some(by) = v["left_out_pooled"].as_object() else { return out };
+    for (r, x) in by.iter().filter(|(k, _)| *k != "run") {
+        let before = &v["left_out"][r]["suggestions"];
+        out += &format!(
+            "| {r} | {} | {} | {} |\n",
+            f3(&x["feature_types_macro_f1"]),
+            lift(&x["suggestions"]),
+            if before.is_null() { "-".to_string() } else { lift(before) },
+        );
+    }
+    out
+}
+
+fn f2(x: &Value) -> String {
+    x.as_f64().map_or("-".to_string(), |f| format!("{f:.2}"))
 }
 
 /// The most labelled rows (features and background places together) of a region an adapted
@@ -518,10 +607,7 @@ pub fn seeds(root: &Path, args: &[String]) -> Result<()> {
     }
     let exe = crate::accessatlas_exe(root)?;
     let work = work_dir();
-    let data = work.join("data");
-    if !data.join("tags.csv").is_file() {
-        collect_all(root, &exe, &data)?;
-    }
+    let data = work_data(root, &exe)?;
     let fixture = root.join(FIXTURE);
     let mut out = read_json(&fixture)?;
     for r in &regions {
@@ -1072,6 +1158,10 @@ mod tests {
             f("seconds")
         );
         assert!(readme.contains(&quoted), "README.md does not quote the page's {quoted}");
+        if v["left_out_pooled"].is_object() {
+            let t = left_out_pooled_table(&v);
+            assert!(doc.contains(&t), "{DOC} lacks the left-out suggestions' table:\n{t}");
+        }
         if v["left_out_seeds"].is_object() {
             let t = seeds_table(&v);
             assert!(doc.contains(&t), "{DOC} lacks the left-out figures by seed:\n{t}");
@@ -1177,6 +1267,25 @@ mod tests {
             "{t}"
         );
         assert_eq!(t.lines().count(), 3, "{t}");
+    }
+
+    /// The left-out suggestions' table: each region with this training's macro-F1, the
+    /// suggestions under the other regions' rule, and the first table's beside them.
+    #[test]
+    fn the_left_out_table_puts_the_pooled_rule_beside_the_old_one() {
+        let s = |m: u64, n: u64, p: f64, t: f64| json!({ "matched": m, "suggested": n, "lift": p, "threshold": t });
+        let v = json!({
+            "left_out": { "r": { "suggestions": s(2, 40, 0.5, 0.5) } },
+            "left_out_pooled": {
+                "run": "_Run_",
+                "r": { "feature_types_macro_f1": 0.4, "suggestions": s(5, 20, 2.25, 0.3) },
+                "q": { "feature_types_macro_f1": 0.3, "suggestions": s(0, 0, 0.0, 0.95) },
+            },
+        });
+        let t = left_out_pooled_table(&v);
+        assert!(t.contains("| r | 0.400 | 5 / 20, 2.25 (0.30) | 2 / 40, 0.50 (0.50) |"), "{t}");
+        assert!(t.contains("| q | 0.300 | none made (0.95) | - |"), "{t}");
+        assert_eq!(t.lines().count(), 4, "{t}");
     }
 
     /// The sample keeps each label's share, is at most `n`, and is the same every time.
