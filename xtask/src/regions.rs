@@ -307,8 +307,8 @@ pub fn left_out_pooled(root: &Path, args: &[String]) -> Result<()> {
 /// (`left_out_pooled`), beside the first table's (no prior, the default threshold).
 pub fn left_out_pooled_table(v: &Value) -> String {
     let mut out = String::from(
-        "| region | feature types macro-F1 (this training) | suggestions, the other regions' prior and threshold: right / made, lift (threshold) | the same against a blind picker naming the same types | before: no prior, 0.5 |\n\
-         |---|---|---|---|---|\n",
+        "| region | feature types macro-F1 (this training) | suggestions, the other regions' prior and threshold: right / made, lift (threshold) | before: no prior, 0.5 |\n\
+         |---|---|---|---|\n",
     );
     let lift = |s: &Value| match s["lift"].as_f64() {
         _ if s["suggested"].as_u64() == Some(0) => {
@@ -323,10 +323,9 @@ pub fn left_out_pooled_table(v: &Value) -> String {
     for (r, x) in by.iter().filter(|(k, _)| *k != "run") {
         let before = &v["left_out"][r]["suggestions"];
         out += &format!(
-            "| {r} | {} | {} | {} | {} |\n",
+            "| {r} | {} | {} | {} |\n",
             f3(&x["feature_types_macro_f1"]),
             lift(&x["suggestions"]),
-            f2(&x["suggestions"]["lift_same_types"]),
             if before.is_null() { "-".to_string() } else { lift(before) },
         );
     }
@@ -1279,22 +1278,17 @@ mod tests {
     #[test]
     fn the_left_out_table_puts_the_pooled_rule_beside_the_old_one() {
         let s = |m: u64, n: u64, p: f64, t: f64| json!({ "matched": m, "suggested": n, "lift": p, "threshold": t });
-        let mut pooled = s(5, 20, 2.25, 0.3);
-        pooled["lift_same_types"] = json!(4.5);
         let v = json!({
             "left_out": { "r": { "suggestions": s(2, 40, 0.5, 0.5) } },
             "left_out_pooled": {
                 "run": "_Run_",
-                "r": { "feature_types_macro_f1": 0.4, "suggestions": pooled },
+                "r": { "feature_types_macro_f1": 0.4, "suggestions": s(5, 20, 2.25, 0.3) },
                 "q": { "feature_types_macro_f1": 0.3, "suggestions": s(0, 0, 0.0, 0.95) },
             },
         });
         let t = left_out_pooled_table(&v);
-        assert!(
-            t.contains("| r | 0.400 | 5 / 20, 2.25 (0.30) | 4.50 | 2 / 40, 0.50 (0.50) |"),
-            "{t}"
-        );
-        assert!(t.contains("| q | 0.300 | none made (0.95) | - | - |"), "{t}");
+        assert!(t.contains("| r | 0.400 | 5 / 20, 2.25 (0.30) | 2 / 40, 0.50 (0.50) |"), "{t}");
+        assert!(t.contains("| q | 0.300 | none made (0.95) | - |"), "{t}");
         assert_eq!(t.lines().count(), 4, "{t}");
     }
 
