@@ -1165,6 +1165,14 @@ mod tests {
         if v["left_out_pooled"].is_object() {
             let t = left_out_pooled_table(&v);
             assert!(doc.contains(&t), "{DOC} lacks the left-out suggestions' table:\n{t}");
+            // The README quotes each region's lift under the other regions' rule.
+            let one_line = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+            for (r, x) in
+                v["left_out_pooled"].as_object().unwrap().iter().filter(|(k, _)| *k != "run")
+            {
+                let quoted = format!("{} ({r})", f2(&x["suggestions"]["lift"]));
+                assert!(one_line.contains(&quoted), "README.md does not quote {r}'s {quoted}");
+            }
         }
         if v["left_out_seeds"].is_object() {
             let t = seeds_table(&v);
