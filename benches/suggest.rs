@@ -45,18 +45,12 @@ fn main() {
     };
     let source = open(&manifest.tile_source, &map, politeness).unwrap();
     let t = Instant::now();
-    // At the model's own default threshold, as `accessatlas suggest` runs without one.
-    let threshold = predictor.default_threshold();
-    let s = suggest(
-        &predictor,
-        &manifest.tile_source,
-        source.as_ref(),
-        &map,
-        &mapped,
-        &bbox,
-        threshold,
-    )
-    .unwrap();
+    // At the model's own threshold there, as `accessatlas suggest` runs without one.
+    let (mid_lat, mid_lon) =
+        ((bbox.min_lat + bbox.max_lat) / 2.0, (bbox.min_lon + bbox.max_lon) / 2.0);
+    let threshold = predictor.threshold_at(mid_lat, mid_lon, None);
+    let s = suggest(&predictor, &manifest.tile_source, source.as_ref(), &map, &mapped, &bbox, None)
+        .unwrap();
     let secs = t.elapsed().as_secs_f64();
     println!(
         "{}",

@@ -23,7 +23,8 @@ use crate::suggestions::{CellResult, Suggestion};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunKey {
     pub bbox: String,
-    pub threshold: f32,
+    /// The user's threshold; `None`: the model's own at each place.
+    pub threshold: Option<f32>,
     pub cell_zoom: u8,
     /// SHA-256 of the bundle's `model.json` and weights.
     pub model: String,
@@ -261,7 +262,7 @@ mod tests {
     fn key() -> RunKey {
         RunKey {
             bbox: "24.9,60.1,25,60.2".into(),
-            threshold: 0.3,
+            threshold: Some(0.3),
             cell_zoom: 16,
             model: "abc".into(),
             osm: "bundled (10 nodes)".into(),
@@ -339,7 +340,7 @@ mod tests {
         let (mut log, _) = CellLog::open(&path, &key()).unwrap();
         log.append(&cell(1)).unwrap();
         drop(log);
-        let other = RunKey { threshold: 0.5, model: "def".into(), ..key() };
+        let other = RunKey { threshold: None, model: "def".into(), ..key() };
         let (log, found) = CellLog::open(&path, &other).unwrap();
         assert!(matches!(&found, Found::OtherRun(d) if d == &["threshold", "model"]), "{found:?}");
         drop(log);

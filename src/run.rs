@@ -10,6 +10,7 @@
 //! Every file name of these layouts is written here once; commands ask for paths and never
 //! import each other (the pipeline, which runs them in order, aside).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -17,7 +18,7 @@ use burn::tensor::Device;
 use model_core::data::dataset::PreprocessingMetadata;
 use model_core::infer::Predictor;
 use model_core::infer::bundle::{BUNDLE_CONFIG_FILE, BUNDLE_WEIGHTS_FILE, BundleManifest};
-use model_core::infer::prior::CandidatePrior;
+use model_core::infer::prior::{AreaRule, CandidatePrior};
 use model_core::model::persist::{config_from_json, config_to_json, model_from_bytes};
 use model_core::train::driver::{DriverState, EpochLog};
 use model_core::train::precision::LossScaler;
@@ -264,6 +265,18 @@ impl RunDir {
             .transpose()
             .map_err(|e| anyhow::anyhow!("{}: `threshold` {e}", p.display()))
     }
+    /// Each trained region's own prior and threshold, which `evaluate` measures on that
+    /// region's cells when it names several trained regions.
+    pub fn suggestion_area_rules(&self) -> PathBuf {
+        self.root.join("suggestion_area_rules.json")
+    }
+    /// Those rules by region (none when `evaluate` has measured none).
+    pub fn read_area_rules(&self) -> Result<BTreeMap<String, AreaRule>> {
+        let p = self.suggestion_area_rules();
+        let Some(v) = read_json_if_present(&p)? else { return Ok(BTreeMap::new()) };
+        serde_json::from_value(v)
+            .with_context(|| format!("{} is not a set of area rules", p.display()))
+    }
     /// The suggestion evaluation's suggestions, candidates, figures and plot.
     pub fn suggestions_test(&self) -> PathBuf {
         self.errors().join("suggestions_test.csv")
@@ -427,6 +440,7 @@ pub fn load_predictor(dir: &Path, device: &Device) -> Result<Predictor> {
     let mut p = Predictor::new(config, model, meta.scaler, run.temperature()?, device);
     p.candidate_prior = run.read_suggestion_prior()?;
     p.suggest_threshold = run.read_suggest_threshold()?;
+    p.area_rules = run.read_area_rules()?;
     Ok(p)
 }
 

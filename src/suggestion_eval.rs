@@ -18,8 +18,9 @@ use model_core::infer::Predictor;
 use model_core::infer::bundle::TileSourceSpec;
 use model_core::infer::prior::CandidatePrior;
 use model_core::train::suggestion_metrics::{
-    LiftInterval, MIN_MATCHED, OperatingPoint, Suggested, SuggestionEval, TARGET_LIFT,
-    candidate_prior, lift_interval, match_suggestions, operating_point, pr_curves, threshold_grid,
+    LiftInterval, MIN_MATCHED, OperatingPoint, RegionQuality, Suggested, SuggestionEval,
+    TARGET_LIFT, candidate_prior, lift_interval, match_suggestions, operating_point, pr_curves,
+    threshold_grid,
 };
 
 use crate::fsutil::write_atomic;
@@ -32,6 +33,8 @@ use model_core::infer::suggest::passes;
 
 /// Suggestions match true features within this radius (the "already mapped" radius).
 pub const MATCH_RADIUS_M: f64 = ALREADY_MAPPED_M;
+/// The name of the candidates outside every trained area in [`SuggestionEval::by_region`].
+pub const ELSEWHERE: &str = "elsewhere";
 /// Seed of the lift's bootstrap over cells.
 const LIFT_SEED: u64 = 17;
 
@@ -112,16 +115,15 @@ pub fn unsurveyed(map: &OsmMap, rules: &Rules, tags: &[Tag], zoom: u8) -> Result
     Ok(Unsurveyed { map, candidates, truth, cells })
 }
 
-/// Measures the candidates' class prior, overall and per kind, on the training split's cells
-/// of every part (as if never surveyed, like the test cells; the regions' candidates pooled)
-/// and writes it to the run's `suggestion_prior.json`.
-pub fn measure_candidate_prior(
-    run: &RunDir,
+/// The candidates' class prior, overall and per kind, on the training split's cells of every
+/// part (as if never surveyed, like the test cells; the regions' candidates pooled), with a
+/// record of what it was measured on.
+pub fn candidate_prior_on(
     train: &[Part],
     rules: &Rules,
     zoom: u8,
     labels: &LabelVocab,
-) -> Result<CandidatePrior> {
+) -> Result<(CandidatePrior, serde_json::Value)> {
     let (mut candidates, mut truth, mut cells) = (Vec::new(), Vec::new(), 0);
     for p in train {
         let u = unsurveyed(p.map, rules, p.tags, zoom)?;
@@ -139,6 +141,18 @@ pub fn measure_candidate_prior(
         "regions": train.iter().filter(|p| !p.tags.is_empty()).count(),
         "measured_on": "the training split's cells, its features removed",
     });
+    Ok((prior, json))
+}
+
+/// [`candidate_prior_on`], written to the run's `suggestion_prior.json`.
+pub fn measure_candidate_prior(
+    run: &RunDir,
+    train: &[Part],
+    rules: &Rules,
+    zoom: u8,
+    labels: &LabelVocab,
+) -> Result<CandidatePrior> {
+    let (prior, json) = candidate_prior_on(train, rules, zoom, labels)?;
     write_atomic(&run.suggestion_prior(), serde_json::to_string_pretty(&json)?.as_bytes())?;
     Ok(prior)
 }
@@ -197,10 +211,12 @@ fn cell_lift_interval(
     lift_interval(eligible, points, truth, threshold, MATCH_RADIUS_M, cell, LIFT_SEED)
 }
 
-/// Chooses the suggestions' default threshold on the validation split's cells of every part
-/// (pooled; [`operating_point`]) and writes it, with what it gave there, to the run's
-/// `suggestion_threshold.json` (`threshold` null when no threshold gets there).
-pub fn choose_threshold(run: &RunDir, i: &Inputs, val: &[Part]) -> Result<Option<OperatingPoint>> {
+/// The suggestions' threshold chosen on the validation split's cells of every part (pooled;
+/// [`operating_point`]; `None` when no threshold gets there), with what it gave there.
+pub fn threshold_on(
+    i: &Inputs,
+    val: &[Part],
+) -> Result<(Option<OperatingPoint>, serde_json::Value)> {
     let s = Scored::new(i, val)?;
     let (eligible, points, truth) = (s.suggested(), s.points(), &s.truth);
     let labels: Vec<String> =
@@ -226,32 +242,81 @@ pub fn choose_threshold(run: &RunDir, i: &Inputs, val: &[Part]) -> Result<Option
         "regions": val.iter().filter(|p| !p.tags.is_empty()).count(),
         "measured_on": "the validation split's cells, its features removed",
     });
+    Ok((point, json))
+}
+
+/// Chooses the suggestions' default threshold ([`threshold_on`]) and writes it, with what it
+/// gave there, to the run's `suggestion_threshold.json` (`threshold` null when no threshold
+/// gets there).
+pub fn choose_threshold(run: &RunDir, i: &Inputs, val: &[Part]) -> Result<Option<OperatingPoint>> {
+    let (point, json) = threshold_on(i, val)?;
     write_atomic(&run.suggestion_threshold(), serde_json::to_string_pretty(&json)?.as_bytes())?;
     Ok(point)
 }
 
+/// Where the candidates lie in more than one region (the trained areas of `p`; any other place
+/// is [`ELSEWHERE`]), each region's share of the evaluation of `kept` (the suggestions that
+/// passed their threshold), with the threshold it was held to there.
+fn by_region(
+    p: &Predictor,
+    threshold: Option<f32>,
+    kept: &[Suggested],
+    points: &[(f64, f64)],
+    truth: &[MappedFeature],
+    labels: &[String],
+) -> BTreeMap<String, RegionQuality> {
+    let region = |lat, lon| p.scaler.area_of(lat, lon).map_or(ELSEWHERE, |a| a.region.as_str());
+    let mut at: BTreeMap<&str, f32> = BTreeMap::new();
+    for &(lat, lon) in points {
+        at.insert(region(lat, lon), p.threshold_at(lat, lon, threshold));
+    }
+    if at.len() < 2 {
+        return BTreeMap::new();
+    }
+    at.into_iter()
+        .map(|(r, threshold)| {
+            let here = |lat, lon| region(lat, lon) == r;
+            let k: Vec<Suggested> = kept.iter().filter(|s| here(s.lat, s.lon)).cloned().collect();
+            let c: Vec<(f64, f64)> = points.iter().filter(|c| here(c.0, c.1)).copied().collect();
+            let t: Vec<MappedFeature> =
+                truth.iter().filter(|f| here(f.lat, f.lon)).cloned().collect();
+            let e = SuggestionEval::compute(&k, &c, &t, labels, 0.0, MATCH_RADIUS_M);
+            (r.to_string(), RegionQuality { threshold, candidates: c.len(), overall: e.overall })
+        })
+        .collect()
+}
+
 /// Runs the evaluation on the test split's cells of every part (`test`: its rows, background
-/// rows included; pooled) at `threshold` and writes its files into the run's `errors/`.
+/// rows included; pooled) and writes its files into the run's `errors/`. Each suggestion must
+/// reach `threshold` when set, else the model's own threshold where it lies
+/// ([`Predictor::threshold_at`]: its region's, else the overall one); `threshold` in the
+/// result is the overall one, and the file names each region's that was used.
 pub fn evaluate_suggestions(
     run: &RunDir,
     i: &Inputs,
     test: &[Part],
-    threshold: f32,
+    threshold: Option<f32>,
 ) -> Result<SuggestionEval> {
     let scored = Scored::new(i, test)?;
-    let (eligible_s, points) = (scored.suggested(), scored.points());
+    let points = scored.points();
     let Scored { candidates: found, truth, cells, eligible, already_mapped } = scored;
     let labels: Vec<String> =
         i.predictor.config.labels.feature_names().map(str::to_string).collect();
+    let p = i.predictor;
+    let at = |s: &Suggestion| p.threshold_at(s.candidate.lat, s.candidate.lon, threshold);
+    // Each suggestion dropped under its own threshold first; the measures then take them all.
+    let kept: Vec<&Suggestion> =
+        eligible.iter().filter(|s| passes(s.prediction.confidence, at(s))).collect();
+    let kept_s: Vec<Suggested> = kept.iter().map(|s| suggested(s)).collect();
     let eval = SuggestionEval {
-        lift_interval: cell_lift_interval(&eligible_s, &points, &truth, threshold, i.group_zoom),
-        ..SuggestionEval::compute(&eligible_s, &points, &truth, &labels, threshold, MATCH_RADIUS_M)
+        threshold: threshold.unwrap_or(p.default_threshold()),
+        lift_interval: cell_lift_interval(&kept_s, &points, &truth, 0.0, i.group_zoom),
+        by_region: by_region(p, threshold, &kept_s, &points, &truth, &labels),
+        ..SuggestionEval::compute(&kept_s, &points, &truth, &labels, 0.0, MATCH_RADIUS_M)
     };
+    let eligible_s: Vec<Suggested> = eligible.iter().map(suggested).collect();
 
     std::fs::create_dir_all(run.errors())?;
-    let kept: Vec<&Suggestion> =
-        eligible.iter().filter(|s| passes(s.prediction.confidence, threshold)).collect();
-    let kept_s: Vec<Suggested> = kept.iter().map(|s| suggested(s)).collect();
     let matched = match_suggestions(&kept_s, &truth, MATCH_RADIUS_M);
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(["lat", "lon", "type", "confidence", "candidate", "matched_id"])?;
@@ -281,6 +346,7 @@ pub fn evaluate_suggestions(
             .collect();
     let mut json = serde_json::to_value(&eval)?;
     json["already_mapped"] = serde_json::json!(already_mapped);
+
     json["test_cells"] = serde_json::json!(cells.len());
     json["curve"] = serde_json::json!(
         curves

@@ -55,7 +55,8 @@ pub struct Suggested {
     pub labels: Vec<String>,
 }
 
-/// The pipeline on `map` in `bbox`, with `source` the model's own tile source (`spec`).
+/// The pipeline on `map` in `bbox`, with `source` the model's own tile source (`spec`), at
+/// the user's `threshold`, else the model's own at each place ([`Predictor::threshold_at`]).
 pub fn suggest(
     predictor: &Predictor,
     spec: &TileSourceSpec,
@@ -63,7 +64,7 @@ pub fn suggest(
     map: &OsmMap,
     mapped: &[MappedFeature],
     bbox: &BBox,
-    threshold: f32,
+    threshold: Option<f32>,
 ) -> Result<Suggested> {
     let run = Run { predictor, spec, source, map, mapped, threshold };
     let found = run.cells(bbox, CELL_ZOOM)?;
@@ -118,14 +119,15 @@ impl Suggested {
     }
 }
 
-/// What a run needs: the model, its tile source, the extract and what it maps, the threshold.
+/// What a run needs: the model, its tile source, the extract and what it maps, and the
+/// user's threshold (`None`: the model's own at each place, [`Predictor::threshold_at`]).
 pub struct Run<'a> {
     pub predictor: &'a Predictor,
     pub spec: &'a TileSourceSpec,
     pub source: &'a dyn TileSource,
     pub map: &'a OsmMap,
     pub mapped: &'a [MappedFeature],
-    pub threshold: f32,
+    pub threshold: Option<f32>,
 }
 
 impl Run<'_> {
@@ -155,7 +157,9 @@ impl Run<'_> {
             let scored = predict_with(self.predictor, self.spec, self.source, &found, &mut tiles)?;
             let outside_trained_area =
                 scored.iter().filter(|g| g.prediction.outside_trained_area).count();
-            let (suggestions, already_mapped) = select(scored, self.mapped, self.threshold);
+            let (suggestions, already_mapped) = select_with(scored, self.mapped, |c| {
+                self.predictor.threshold_at(c.lat, c.lon, self.threshold)
+            });
             bar.inc(found.len() as u64);
             done(CellResult {
                 cell,
@@ -252,7 +256,7 @@ fn score(
             })
             .collect::<Result<Vec<_>>>()?;
         for ((c, _), p) in chunk.iter().zip(predictor.predict_batch(&inputs)?) {
-            let prediction = predictor.at_candidate(p, &c.reasons());
+            let prediction = predictor.at_candidate(p, &c.reasons(), c.lat, c.lon);
             out.push(Suggestion { candidate: (*c).clone(), prediction });
         }
     }
@@ -268,9 +272,19 @@ pub fn select(
     mapped: &[MappedFeature],
     threshold: f32,
 ) -> (Vec<Suggestion>, usize) {
+    select_with(scored, mapped, |_| threshold)
+}
+
+/// [`select`] with each candidate's own threshold (the rule of the region it lies in).
+pub fn select_with(
+    scored: Vec<Suggestion>,
+    mapped: &[MappedFeature],
+    threshold: impl Fn(&Candidate) -> f32,
+) -> (Vec<Suggestion>, usize) {
     let (mut suggestions, mut already_mapped) = (Vec::new(), 0);
     for mut g in scored {
-        match judge(&g.prediction, g.candidate.lat, g.candidate.lon, mapped, threshold) {
+        let t = threshold(&g.candidate);
+        match judge(&g.prediction, g.candidate.lat, g.candidate.lon, mapped, t) {
             Verdict::Suggest { label, confidence } => {
                 g.prediction.label = label;
                 g.prediction.confidence = confidence;

@@ -172,6 +172,55 @@ fn two_extracts_make_one_dataset_split_per_region() {
         assert!(r["feature_macro_f1"].is_number(), "{r}");
     }
     assert!(text(&o).contains("andorra"), "the region table: {}", text(&o));
+    // Both regions trained: besides the pooled rule, each region its own prior, from its own
+    // training cells (together: the pooled prior's), and its own threshold, which its test
+    // suggestions are held to; the bundle carries them.
+    let json = |f: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(run_dir.join(f)).unwrap()).unwrap()
+    };
+    let o = bin()
+        .args(["evaluate", "--data"])
+        .arg(&data)
+        .arg("--model")
+        .arg(&run_dir)
+        .args(["--osm", h.to_str().unwrap(), "--osm", a.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let (pooled, own) = (json("suggestion_prior.json"), json("suggestion_area_rules.json"));
+    assert_eq!(pooled["regions"], 2, "{pooled}");
+    let own_regions: Vec<&String> = own.as_object().unwrap().keys().collect();
+    assert_eq!(own_regions, ["andorra", "helsinki"], "{own}");
+    let n = |r: &str| own[r]["prior_measured"]["candidates"].as_u64().unwrap();
+    assert!(n("andorra") > 0 && n("helsinki") > 0, "{own}");
+    assert_eq!(n("andorra") + n("helsinki"), pooled["candidates"].as_u64().unwrap());
+    let eval = json("errors/suggestions_eval.json");
+    for r in ["andorra", "helsinki"] {
+        let share = &eval["by_region"][r];
+        assert_eq!(share["threshold"], own[r]["suggest_threshold"], "{r}: {eval}");
+        assert!(share["candidates"].as_u64().unwrap() > 0, "{r}: {eval}");
+    }
+    let shares: u64 = ["andorra", "helsinki"]
+        .iter()
+        .map(|r| eval["by_region"][r]["candidates"].as_u64().unwrap())
+        .sum();
+    assert_eq!(shares, eval["candidates"].as_u64().unwrap(), "{eval}");
+    let bundle = data.join("bundle");
+    let o = bin()
+        .args(["export", "--model"])
+        .arg(&run_dir)
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let manifest = model_core::infer::bundle::BundleManifest::from_json(
+        &std::fs::read_to_string(bundle.join("model.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest.area_rules.keys().collect::<Vec<_>>(), own_regions);
     let held = splits_of(&["--hold-out", "andorra"]);
     for (_, r, s) in &held {
         assert_eq!(*s == Split::Test, r == "andorra", "{r} in {s:?}");
@@ -196,6 +245,7 @@ fn two_extracts_make_one_dataset_split_per_region() {
     assert_eq!(s["threshold"].as_f64(), Some(0.5), "{s}");
     assert!(s["candidates"].as_u64().unwrap() > 0, "{s}");
     assert!(!run_dir.join("suggestion_prior.json").exists(), "no prior of a left-out region");
+    assert!(!run_dir.join("suggestion_area_rules.json").exists(), "no rule of an earlier run");
     // Named beside a region the model was trained on, the left-out region's suggestions take
     // that region's candidate prior and threshold (its training and validation cells) and are
     // still measured on the left-out region's cells alone.
@@ -216,14 +266,12 @@ fn two_extracts_make_one_dataset_split_per_region() {
         "{}",
         text(&o)
     );
-    let json = |f: &str| -> serde_json::Value {
-        serde_json::from_slice(&std::fs::read(run_dir.join(f)).unwrap()).unwrap()
-    };
     let prior = json("suggestion_prior.json");
     assert_eq!(prior["regions"], 1, "{prior}");
     assert!(prior["candidates"].as_u64().unwrap() > 100, "{prior}");
     let chosen = json("suggestion_threshold.json");
     assert_eq!(chosen["regions"], 1, "{chosen}");
+    assert!(!run_dir.join("suggestion_area_rules.json").exists(), "one trained region: one rule");
     let pooled = json("errors/suggestions_eval.json");
     assert_eq!(pooled["candidates"], s["candidates"], "the same cells, Andorra's");
     let expected = chosen["threshold"].as_f64().unwrap_or(0.5);

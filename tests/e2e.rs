@@ -1190,15 +1190,34 @@ async fn fine_tune_flow() {
     )
     .await;
     assert_eq!(slider.as_str().unwrap().parse::<f64>().unwrap(), want, "{slider}");
+    // A scan of a view in a region with a rule of its own moves the slider to that region's
+    // threshold; one the mapper set stays through later scans.
+    let region = shipped["area_rules"]["helsinki"]["suggest_threshold"].as_f64();
+    let own = (region.expect("central Helsinki's own rule") * 100.0).round();
+    // Each scan: its id, and its end (the time it took) on the status line.
+    let scan = |what: &'static str| async move {
+        let id = c
+            .execute(&format!("return document.querySelector('{SCAN_STATUS}').dataset.id"), vec![])
+            .await
+            .unwrap();
+        let next = id.as_str().unwrap().parse::<u64>().unwrap() + 1;
+        click(c, SCAN_VIEW).await;
+        wait_js(
+            c,
+            &format!(
+                "(d => d.id === '{next}' && d.ms !== '')(document.querySelector('{SCAN_STATUS}').dataset)"
+            ),
+            what,
+            300,
+        )
+        .await;
+    };
+    scan("the scan at the model's own threshold").await;
+    let at = |v: &str| format!("document.querySelector('{SCAN_THRESHOLD}').value === '{v}'");
+    wait_js(c, &at(&own.to_string()), "the slider at central Helsinki's own threshold", 10).await;
     set_input(c, SCAN_THRESHOLD, "3", "input").await;
-    click(c, SCAN_VIEW).await;
-    wait_js(
-        c,
-        &format!("document.querySelector('{SCAN_STATUS}').innerText.includes('points scanned')"),
-        "the scan",
-        300,
-    )
-    .await;
+    scan("the scan at 3 %").await;
+    wait_js(c, &at("3"), "the slider where the mapper set it", 10).await;
     let n_items = c
         .execute(&format!("return document.querySelectorAll('{SUGGESTION_ITEM}').length"), vec![])
         .await

@@ -1,6 +1,8 @@
 //! Messages between the page and the model worker (JSON strings over `postMessage`), and the
 //! rules both sides agree on: which backend to use, where the model's tiles come from.
 
+use std::collections::BTreeMap;
+
 use model_core::Prediction;
 use model_core::data::metadata::TrainedArea;
 use model_core::data::vocab::NONE_LABEL;
@@ -214,6 +216,10 @@ pub struct ModelInfo {
     /// validation cells); `None`: 0.5.
     #[serde(default)]
     pub suggest_threshold: Option<f32>,
+    /// Per trained region, its own threshold (the bundle's `area_rules`): inside that
+    /// region it replaces `suggest_threshold`.
+    #[serde(default)]
+    pub area_thresholds: BTreeMap<String, f32>,
     /// The candidates' prior the bundle carries: which kinds of candidate a scan tries first.
     #[serde(default)]
     pub candidate_prior: Option<CandidatePrior>,
@@ -228,6 +234,16 @@ pub struct ModelInfo {
 }
 
 impl ModelInfo {
+    /// The threshold the model's own rule asks of a suggestion at `lat`/`lon`: the region's
+    /// own there, else `suggest_threshold`, else 0.5 (as [`model_core::infer::Predictor::threshold_at`]).
+    pub fn threshold_at(&self, lat: f64, lon: f64) -> f32 {
+        model_core::data::metadata::area_of(&self.trained_areas, lat, lon)
+            .and_then(|a| self.area_thresholds.get(&a.region).copied())
+            .unwrap_or_else(|| {
+                model_core::infer::suggest::threshold_or_default(None, self.suggest_threshold)
+            })
+    }
+
     /// The candidates' prior and the index of `none`, when the model has both.
     pub fn scan_prior(&self) -> Option<(&CandidatePrior, usize)> {
         let none = self.labels.iter().position(|l| l == NONE_LABEL)?;
@@ -391,6 +407,36 @@ mod tests {
         assert_eq!(lats(scan_points(points.clone(), Some((&prior, none)), 2)), [60.2, 60.1]);
         // Without a prior: in order of position.
         assert_eq!(lats(scan_points(points, None, 2)), [60.1, 60.2]);
+    }
+
+    /// A scan's threshold is the region's own inside a region with one, the overall one in
+    /// a region without and far from every region, 0.5 for a model without any.
+    #[test]
+    fn a_scan_takes_the_threshold_of_the_region_in_view() {
+        let area = |region: &str, lat: f64, lon: f64| {
+            TrainedArea::around(region, &[[lat, lon], [lat + 0.01, lon + 0.01]]).unwrap()
+        };
+        let mut info = ModelInfo {
+            encoder: "efficientnet_lite0".into(),
+            labels: vec!["ramp".into(), NONE_LABEL.into()],
+            tile_source: TileSourceSpec::Render { style: "s".into(), zoom: 19 },
+            git_revision: "r".into(),
+            test_macro_f1: None,
+            origin: ModelOrigin::Shipped,
+            fine_tune: None,
+            weights: None,
+            suggest_threshold: None,
+            area_thresholds: BTreeMap::new(),
+            candidate_prior: None,
+            trained_areas: vec![area("helsinki", 60.16, 24.93), area("andorra", 42.5, 1.5)],
+            unlearned: Vec::new(),
+        };
+        assert_eq!(info.threshold_at(60.165, 24.935), model_core::infer::DEFAULT_SUGGEST_THRESHOLD);
+        info.suggest_threshold = Some(0.05);
+        info.area_thresholds.insert("helsinki".into(), 0.3);
+        assert_eq!(info.threshold_at(60.165, 24.935), 0.3);
+        assert_eq!(info.threshold_at(42.505, 1.505), 0.05);
+        assert_eq!(info.threshold_at(-33.9, 18.4), 0.05);
     }
 
     #[test]

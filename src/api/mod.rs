@@ -314,7 +314,7 @@ async fn suggest(
             ctx.tiles.map(),
             &ctx.mapped,
             &bbox,
-            threshold.unwrap_or(predictor.default_threshold()),
+            threshold,
         )
     })
     .await

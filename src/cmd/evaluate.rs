@@ -13,8 +13,10 @@ use model_core::LabelVocab;
 use model_core::data::tags::{Tag, parse_tags_csv};
 use model_core::data::vocab::NONE_LABEL;
 use model_core::infer::Predictor;
+use model_core::infer::bundle::TileSourceSpec;
 use model_core::infer::calibration::{expected_calibration_error, fit_temperature};
 use model_core::infer::prediction::softmax;
+use model_core::infer::prior::AreaRule;
 use model_core::train::metrics::{ClassMetrics, Metrics};
 use model_core::train::suggestion_metrics::{SuggestionEval, TARGET_LIFT};
 
@@ -24,7 +26,8 @@ use crate::osm::rules::Rules;
 use crate::run::{Calibration, DataDir, RunDir};
 use crate::score::{Scored, score};
 use crate::suggestion_eval::{
-    Inputs, Part, choose_threshold, evaluate_suggestions, measure_candidate_prior,
+    Inputs, Part, candidate_prior_on, choose_threshold, evaluate_suggestions,
+    measure_candidate_prior, threshold_on,
 };
 use crate::tiles::Politeness;
 
@@ -41,12 +44,13 @@ pub struct EvaluateArgs {
     pub worst: usize,
     /// The OSM extract(s) the data was collected from, for the suggestion evaluation (repeat
     /// for several, or name a folder; default: the bundled one). The candidates' prior and
-    /// the threshold come from every named region's training and validation cells, the
-    /// suggestions are measured on every named region's test cells.
+    /// the threshold come from every named region's training and validation cells (and, of
+    /// several trained regions, each also gets its own from its own cells, which hold inside
+    /// it), the suggestions are measured on every named region's test cells.
     #[arg(long)]
     pub osm: Vec<PathBuf>,
-    /// The suggestions' confidence threshold in the suggestion evaluation (default: the one
-    /// chosen on the validation cells, which `export` makes the bundle's default; 0.5 when
+    /// The suggestions' confidence threshold in the suggestion evaluation (default: the ones
+    /// chosen on the validation cells, which `export` makes the bundle's defaults; 0.5 when
     /// none is chosen).
     #[arg(long)]
     pub threshold: Option<f32>,
@@ -157,6 +161,20 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
                 li.high,
                 li.at_target * 100.0
             );
+        }
+        if !s.by_region.is_empty() {
+            println!(
+                "{:<14} {:>9} {:>10} {:>9} {:>7} {:>9} {:>6}",
+                "region", "threshold", "candidates", "suggested", "right", "base rate", "lift"
+            );
+            for (r, q) in &s.by_region {
+                let o = &q.overall;
+                let lift = o.lift().map_or("-".to_string(), |l| format!("{l:.2}"));
+                println!(
+                    "{r:<14} {:>9.2} {:>10} {:>9} {:>7} {:>9.3} {lift:>6}",
+                    q.threshold, q.candidates, o.suggested, o.matched, o.base_rate
+                );
+            }
         }
         if s.base_rate_same_types > 0.0 {
             println!(
@@ -450,7 +468,7 @@ fn suggestions(
     let trained = train.iter().any(|p| !p.tags.is_empty());
     if !trained {
         // No rule of an earlier evaluation stays for `export` to ship.
-        for f in [run.suggestion_prior(), run.suggestion_threshold()] {
+        for f in [run.suggestion_prior(), run.suggestion_threshold(), run.suggestion_area_rules()] {
             if f.exists() {
                 std::fs::remove_file(&f).with_context(|| format!("removing {}", f.display()))?;
             }
@@ -464,23 +482,73 @@ fn suggestions(
         ),
     };
     let spec = data.read_tile_source()?;
-    let inputs = Inputs {
-        predictor: &predictor,
-        spec: &spec,
-        politeness: Politeness::for_data(data),
-        rules: &rules,
-        group_zoom: zoom,
-    };
+    // What the measurements need, for a predictor with one rule or another.
+    fn with<'a>(
+        p: &'a Predictor,
+        spec: &'a TileSourceSpec,
+        rules: &'a Rules,
+        d: &DataDir,
+        zoom: u8,
+    ) -> Inputs<'a> {
+        Inputs { predictor: p, spec, politeness: Politeness::for_data(d), rules, group_zoom: zoom }
+    }
     // The default threshold, chosen on the validation cells, never on the test.
     let chosen = match trained {
         false => None,
-        true => choose_threshold(run, &inputs, &val)
+        true => choose_threshold(run, &with(&predictor, &spec, &rules, data, zoom), &val)
             .with_context(|| format!("choosing the suggestions' threshold on {origin}"))?,
     };
-    let threshold = model_core::infer::suggest::threshold_or_default(
-        args.threshold,
-        chosen.map(|p| p.threshold),
-    );
-    evaluate_suggestions(run, &inputs, &test, threshold)
+    predictor.suggest_threshold = chosen.map(|p| p.threshold);
+    // Of several trained regions, each its own rule, measured on its own cells: inside it,
+    // suggestions follow that; the pooled one above holds everywhere else.
+    let trained_parts: Vec<&RegionRows> = parts
+        .iter()
+        .filter(|p| !p.rows[TRAIN].is_empty())
+        .filter(|p| predictor.scaler.areas.iter().any(|a| a.region == p.region))
+        .collect();
+    let mut area_rules = BTreeMap::new();
+    let mut records = serde_json::Map::new();
+    if trained_parts.len() > 1 {
+        for p in trained_parts {
+            let part = |split: usize| [Part { map: &p.map, tags: &p.rows[split] }];
+            let (prior, prior_json) = candidate_prior_on(&part(TRAIN), &rules, zoom, labels)
+                .with_context(|| format!("the candidates' prior on {}", p.origin))?;
+            let mut own = predictor.clone();
+            own.candidate_prior = Some(prior.clone());
+            let (point, threshold_json) =
+                threshold_on(&with(&own, &spec, &rules, data, zoom), &part(VAL)).with_context(
+                    || format!("choosing the suggestions' threshold on {}", p.origin),
+                )?;
+            let threshold = match point {
+                Some(point) => point.threshold,
+                None => {
+                    println!(
+                        "`{}`: no threshold makes its validation suggestions right {TARGET_LIFT}x \
+                         a blind pick: there suggestions take its own prior at the threshold of \
+                         all regions",
+                        p.region
+                    );
+                    predictor.default_threshold()
+                }
+            };
+            let rule = AreaRule { candidate_prior: prior, suggest_threshold: threshold };
+            let mut record = serde_json::to_value(&rule)?;
+            record["prior_measured"] = prior_json;
+            record["threshold_measured"] = threshold_json;
+            records.insert(p.region.clone(), record);
+            area_rules.insert(p.region.clone(), rule);
+        }
+    }
+    let rules_file = run.suggestion_area_rules();
+    if records.is_empty() {
+        if rules_file.exists() {
+            std::fs::remove_file(&rules_file)
+                .with_context(|| format!("removing {}", rules_file.display()))?;
+        }
+    } else {
+        write_atomic(&rules_file, serde_json::to_string_pretty(&records)?.as_bytes())?;
+    }
+    predictor.area_rules = area_rules;
+    evaluate_suggestions(run, &with(&predictor, &spec, &rules, data, zoom), &test, args.threshold)
         .with_context(|| format!("the suggestion evaluation on {origin}"))
 }

@@ -136,6 +136,7 @@ fn from_run(args: &ExportArgs) -> Result<Source> {
             .map(|p| p.by_kind.clone()),
         candidate_prior: candidate_prior.map(|p| p.overall),
         suggest_threshold: run.read_suggest_threshold()?,
+        area_rules: run.read_area_rules()?,
         provenance: Provenance {
             data_hash: meta.input_hash.clone(),
             git_revision: git_revision(),

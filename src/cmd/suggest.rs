@@ -33,8 +33,9 @@ pub struct SuggestArgs {
     /// (default: the bundled one).
     #[arg(long)]
     pub osm: Option<PathBuf>,
-    /// Lowest confidence of a suggestion (default: the model's, which `evaluate` chose on
-    /// the validation cells; 0.5 for a model without one).
+    /// Lowest confidence of a suggestion (default: the model's own, which `evaluate` chose on
+    /// the validation cells: inside a region the model was trained on, that region's; elsewhere
+    /// the one of all its regions; 0.5 for a model without one).
     #[arg(long)]
     pub threshold: Option<f32>,
     /// `csv` (lat,lon,type,confidence,candidate,p_<type>...), `geojson`, or `maproulette` (a
@@ -73,7 +74,8 @@ pub fn run(args: SuggestArgs) -> Result<()> {
         timeout: std::time::Duration::from_secs(30),
     };
     let source = crate::tiles::open(&manifest.tile_source, &map, politeness)?;
-    let threshold = args.threshold.unwrap_or(predictor.default_threshold());
+    // The user's threshold, else the model's own at each place (its region's, else overall).
+    let threshold = args.threshold;
     let run = Run {
         predictor: &predictor,
         spec: &manifest.tile_source,

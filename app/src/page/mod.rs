@@ -213,8 +213,11 @@ pub struct ScanState {
     pub failed: usize,
     /// The least promising points, left unscanned for lack of time.
     pub unscanned: usize,
-    /// Suggestions need at least this confidence (0-1).
+    /// Suggestions need at least this confidence (0-1): the model's own for the scanned view
+    /// (its region's, else its overall one) until the mapper moves the slider.
     pub threshold: f32,
+    /// Whether the mapper has set the threshold (then scans keep it).
+    pub threshold_set: bool,
     /// The scanned area, `min_lon,min_lat,max_lon,max_lat`.
     pub bbox: String,
     /// Where the points came from ("candidates from the map", or a grid and why).
@@ -523,6 +526,7 @@ fn App() -> impl IntoView {
                 failed: 0,
                 unscanned: 0,
                 threshold: model_core::infer::DEFAULT_SUGGEST_THRESHOLD,
+                threshold_set: false,
                 bbox: String::new(),
                 points_from: String::new(),
                 mapped: Vec::new(),

@@ -31,7 +31,15 @@ const SCAN_MAX: usize = 480;
 pub(super) fn scan(ctx: &Ctx) {
     let Some((bbox, [s, w, n, e])) = view_bbox(ctx) else { return };
     let id = ctx.suggest.scan.get_untracked().id + 1;
+    // The model's own threshold where the view is (its region's there), unless the mapper set one.
+    let own = ctx.worker.model.with_untracked(|m| match m {
+        ModelState::Ready { info, .. } => Some(info.threshold_at((s + n) / 2.0, (w + e) / 2.0)),
+        _ => None,
+    });
     ctx.suggest.scan.update(|sc| {
+        if let (Some(t), false) = (own, sc.threshold_set) {
+            sc.threshold = t;
+        }
         sc.running = true;
         sc.id = id;
         sc.scanned = 0;
@@ -274,14 +282,18 @@ pub fn SuggestionsPanel() -> impl IntoView {
                 prop:value=move || format!("{:.0}", threshold() * 100.0)
                 on:input=move |ev| {
                     if let Ok(v) = event_target_value(&ev).parse::<f32>() {
-                        ctx.suggest.scan.update(|s| s.threshold = v / 100.0);
+                        ctx.suggest.scan.update(|s| {
+                            s.threshold = v / 100.0;
+                            s.threshold_set = true;
+                        });
                     }
                 }/>
             <div class="buttons">
                 <button type="button" data-testid="scan-view" on:click=move |_| scan(&ctx)
                     disabled=move || !model_ready(&ctx) || ctx.suggest.scan.with(|s| s.running)>"Scan this view"</button>
             </div>
-            <p data-testid="scan-status" data-bbox=move || ctx.suggest.scan.with(|s| s.bbox.clone())
+            <p data-testid="scan-status" data-id=move || ctx.suggest.scan.with(|s| s.id.to_string())
+                data-bbox=move || ctx.suggest.scan.with(|s| s.bbox.clone())
                 data-total=move || ctx.suggest.scan.with(|s| s.total.to_string())
                 data-scanned=move || ctx.suggest.scan.with(|s| (s.total - s.unscanned).to_string())
                 data-ms=move || ctx.suggest.scan.with(|s| s.took_ms.map(|t| format!("{t:.1}")).unwrap_or_default())

@@ -76,10 +76,12 @@ fn on_message(ctx: &Ctx, msg: FromWorker, bytes: Option<&[u8]>) {
             if let Some(runs) = query_param("profile").and_then(|r| r.parse().ok()) {
                 send(ctx, &ToWorker::Profile { runs });
             }
-            // Scans start at the model's own threshold (the user's slider moves it).
+            // Scans start at the model's own threshold (its overall one until a scan knows the
+            // view's region; the user's slider moves it).
             ctx.suggest.scan.update(|s| {
                 s.threshold =
-                    model_core::infer::suggest::threshold_or_default(None, model.suggest_threshold)
+                    model_core::infer::suggest::threshold_or_default(None, model.suggest_threshold);
+                s.threshold_set = false;
             });
             let ready_at_ms = crate::net::now_ms();
             ctx.worker.model.set(ModelState::Ready {

@@ -263,7 +263,7 @@ async fn handle(msg: ToWorker, bytes: Option<Vec<u8>>) {
                 match predict(&m, &mut tiles, id, lat, lon, &source).await {
                     Ok(FromWorker::Prediction { prediction, tiles_ms, model_ms, .. }) => {
                         // Candidates, not a point a mapper chose: under the prior of their kind.
-                        let prediction = m.predictor.at_candidate(prediction, &reasons);
+                        let prediction = m.predictor.at_candidate(prediction, &reasons, lat, lon);
                         post(&FromWorker::ScanResult {
                             id,
                             lat,
@@ -309,6 +309,12 @@ fn info(m: &Loaded) -> ModelInfo {
         fine_tune: m.fine_tune.clone(),
         weights: m.compact.clone(),
         suggest_threshold: m.manifest.suggest_threshold,
+        area_thresholds: m
+            .manifest
+            .area_rules
+            .iter()
+            .map(|(r, rule)| (r.clone(), rule.suggest_threshold))
+            .collect(),
         candidate_prior: m.manifest.candidate_prior(),
         trained_areas: m.manifest.scaler.areas.clone(),
         unlearned: m.manifest.unlearned_types(),

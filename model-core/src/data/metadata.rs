@@ -39,6 +39,15 @@ pub struct TrainedArea {
     pub std: [f64; 2],
 }
 
+/// Of `areas`, the one whose margin holds `lat`/`lon` (one that holds it inside its box
+/// first).
+pub fn area_of(areas: &[TrainedArea], lat: f64, lon: f64) -> Option<&TrainedArea> {
+    areas
+        .iter()
+        .find(|a| a.bbox().contains(lat, lon))
+        .or_else(|| areas.iter().find(|a| a.covers(lat, lon)))
+}
+
 /// Mean and population std of `points` (a zero std becomes 1, as scikit-learn does).
 fn mean_std(points: &[[f64; 2]]) -> ([f64; 2], [f64; 2]) {
     let n = points.len().max(1) as f64;
@@ -208,10 +217,7 @@ impl Scaler {
 
     /// The area whose margin holds `lat`/`lon` (one that holds it inside its box first).
     pub fn area_of(&self, lat: f64, lon: f64) -> Option<&TrainedArea> {
-        self.areas
-            .iter()
-            .find(|a| a.bbox().contains(lat, lon))
-            .or_else(|| self.areas.iter().find(|a| a.covers(lat, lon)))
+        area_of(&self.areas, lat, lon)
     }
 
     /// Whether the model reads position at `lat`/`lon`: inside one of its trained areas'

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::metadata::Scaler;
 use crate::data::tile::{TileId, expand_template};
-use crate::infer::prior::{CandidatePrior, KindPrior};
+use crate::infer::prior::{AreaRule, CandidatePrior, KindPrior};
 use crate::{CoreError, ModelConfig};
 
 /// Format tag of `model.json`; bump on incompatible changes.
@@ -158,6 +158,12 @@ pub struct BundleManifest {
     /// ([`crate::train::suggestion_metrics::operating_point`]). Absent: 0.5.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suggest_threshold: Option<f32>,
+    /// Per region the model was trained on (a name among `scaler.areas`), the prior and
+    /// threshold measured on that region's own cells: suggestions inside it follow these, and
+    /// the overall `candidate_prior` and `suggest_threshold` (pooled over every region) hold
+    /// everywhere else. Absent in older bundles and for one region.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub area_rules: BTreeMap<String, AreaRule>,
 }
 
 impl BundleManifest {
@@ -186,6 +192,16 @@ impl BundleManifest {
         if let Some(p) = m.candidate_prior() {
             p.check(m.config.num_classes())
                 .map_err(|e| CoreError::ConfigMismatch(format!("candidate_prior: {e}")))?;
+        }
+        for (region, rule) in &m.area_rules {
+            if !m.scaler.areas.iter().any(|a| &a.region == region) {
+                return Err(CoreError::ConfigMismatch(format!(
+                    "area_rules: `{region}` is not a region the scaler records ({})",
+                    m.scaler.describe_areas()
+                )));
+            }
+            rule.check(m.config.num_classes())
+                .map_err(|e| CoreError::ConfigMismatch(format!("area_rules.{region}.{e}")))?;
         }
         if m.class_weights.len() != m.config.num_classes() {
             return Err(CoreError::ConfigMismatch(format!(
@@ -343,6 +359,7 @@ mod tests {
             candidate_prior: None,
             candidate_prior_by_kind: None,
             suggest_threshold: None,
+            area_rules: BTreeMap::new(),
             provenance: Provenance {
                 data_hash: "h".into(),
                 git_revision: "r".into(),
@@ -405,6 +422,22 @@ mod tests {
         with.suggest_threshold = Some(1.5);
         let e = BundleManifest::from_json(&with.to_json()).unwrap_err().to_string();
         assert!(e.contains("suggest_threshold"), "{e}");
+        // A region's own rule round-trips; one for a region the scaler does not record, or
+        // with a threshold outside 0..1, is refused, naming the region and the field.
+        with.suggest_threshold = Some(0.2);
+        with.scaler =
+            Scaler::fit_regions(&[("andorra", [42.5, 1.5]), ("andorra", [42.75, 1.75])]).unwrap();
+        let rule =
+            AreaRule { candidate_prior: back.candidate_prior().unwrap(), suggest_threshold: 0.4 };
+        with.area_rules = BTreeMap::from([("andorra".to_string(), rule.clone())]);
+        assert_eq!(BundleManifest::from_json(&with.to_json()).unwrap(), with);
+        let mut elsewhere = with.clone();
+        elsewhere.area_rules = BTreeMap::from([("monaco".to_string(), rule.clone())]);
+        let e = BundleManifest::from_json(&elsewhere.to_json()).unwrap_err().to_string();
+        assert!(e.contains("`monaco` is not a region"), "{e}");
+        with.area_rules.get_mut("andorra").unwrap().suggest_threshold = 2.0;
+        let e = BundleManifest::from_json(&with.to_json()).unwrap_err().to_string();
+        assert!(e.contains("area_rules.andorra.suggest_threshold"), "{e}");
         let mut orphan = back.clone();
         orphan.candidate_prior = None;
         assert!(BundleManifest::from_json(&orphan.to_json()).is_err());

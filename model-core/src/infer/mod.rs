@@ -11,6 +11,7 @@ pub mod prediction;
 pub mod prior;
 pub mod suggest;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use burn::module::Module;
@@ -21,7 +22,7 @@ use crate::data::metadata::Scaler;
 use crate::data::preprocess::ModelInput;
 use crate::data::tile::Window;
 use crate::infer::bundle::{BundleManifest, TileSourceSpec};
-use crate::infer::prior::CandidatePrior;
+use crate::infer::prior::{AreaRule, CandidatePrior};
 use crate::kernels::Engine;
 use crate::model::Op;
 use crate::model::persist::model_from_bytes;
@@ -47,6 +48,9 @@ pub struct Predictor {
     pub candidate_prior: Option<CandidatePrior>,
     /// The suggestions' default threshold (the bundle's `suggest_threshold`), if chosen.
     pub suggest_threshold: Option<f32>,
+    /// Per trained region, its own prior and threshold (the bundle's `area_rules`): they hold
+    /// inside that region's area, the two fields above everywhere else.
+    pub area_rules: BTreeMap<String, AreaRule>,
     device: Device,
     /// The model compiled for the CPU kernels ([`crate::kernels`]): what predictions on the
     /// CPU run, natively and in wasm. `None` on a GPU, where Burn's forward runs.
@@ -76,6 +80,7 @@ impl Predictor {
             temperature,
             candidate_prior: None,
             suggest_threshold: None,
+            area_rules: BTreeMap::new(),
             device: device.clone(),
             kernels,
         }
@@ -109,23 +114,40 @@ impl Predictor {
         );
         p.candidate_prior = manifest.candidate_prior();
         p.suggest_threshold = manifest.suggest_threshold;
+        p.area_rules = manifest.area_rules.clone();
         Ok(p)
     }
 
-    /// A prediction at a suggestion candidate found for `reasons` (its `+`-joined kinds):
-    /// under that kind's prior when the bundle has one ([`CandidatePrior::for_reasons`],
-    /// [`Prediction::with_prior`]), as it is otherwise.
-    pub fn at_candidate(&self, p: Prediction, reasons: &str) -> Prediction {
-        match &self.candidate_prior {
+    /// The rule of the trained region whose area holds `lat`/`lon`, if it has one of its own.
+    pub fn area_rule(&self, lat: f64, lon: f64) -> Option<&AreaRule> {
+        self.area_rules.get(&self.scaler.area_of(lat, lon)?.region)
+    }
+
+    /// A prediction at a suggestion candidate at `lat`/`lon` found for `reasons` (its
+    /// `+`-joined kinds): under that kind's prior ([`CandidatePrior::for_reasons`],
+    /// [`Prediction::with_prior`]) of the region there ([`Predictor::area_rule`]), else of the
+    /// bundle's overall prior; as it is when the bundle has none.
+    pub fn at_candidate(&self, p: Prediction, reasons: &str, lat: f64, lon: f64) -> Prediction {
+        let prior =
+            self.area_rule(lat, lon).map(|r| &r.candidate_prior).or(self.candidate_prior.as_ref());
+        match prior {
             Some(prior) => p.with_prior(&prior.for_reasons(reasons)),
             None => p,
         }
     }
 
-    /// The threshold a suggestion's confidence must reach unless the user sets one: the
-    /// bundle's chosen one, else [`DEFAULT_SUGGEST_THRESHOLD`].
+    /// The threshold a suggestion's confidence must reach outside every region with a rule of
+    /// its own, unless the user sets one: the bundle's chosen one, else
+    /// [`DEFAULT_SUGGEST_THRESHOLD`].
     pub fn default_threshold(&self) -> f32 {
         suggest::threshold_or_default(None, self.suggest_threshold)
+    }
+
+    /// The threshold a suggestion at `lat`/`lon` must reach: `user`'s when set, else the
+    /// region's own there ([`Predictor::area_rule`]), else [`Predictor::default_threshold`].
+    pub fn threshold_at(&self, lat: f64, lon: f64, user: Option<f32>) -> f32 {
+        user.or_else(|| self.area_rule(lat, lon).map(|r| r.suggest_threshold))
+            .unwrap_or_else(|| self.default_threshold())
     }
 
     /// The device the model runs on.
@@ -396,7 +418,7 @@ mod tests {
         let model = config.init(&device).unwrap();
         let mut p = Predictor::new(config.clone(), model, Scaler::default(), 1.0, &device);
         let raw = Prediction::from_logits(&[0.5, 0.1, 1.0, 0.0, 0.3, 0.8], &config.labels, 1.0);
-        assert_eq!(p.at_candidate(raw.clone(), "entrance"), raw);
+        assert_eq!(p.at_candidate(raw.clone(), "entrance", 0.0, 0.0), raw);
         assert_eq!(p.default_threshold(), DEFAULT_SUGGEST_THRESHOLD);
         let overall = vec![0.02, 0.01, 0.05, 0.0, 0.02, 0.9];
         let kind = KindPrior { candidates: 180, prior: vec![0.0, 0.0, 0.6, 0.0, 0.0, 0.4] };
@@ -406,8 +428,8 @@ mod tests {
         });
         p.suggest_threshold = Some(0.15);
         assert_eq!(p.default_threshold(), 0.15);
-        let at_entrance = p.at_candidate(raw.clone(), "entrance");
-        let at_facade = p.at_candidate(raw.clone(), "facade");
+        let at_entrance = p.at_candidate(raw.clone(), "entrance", 0.0, 0.0);
+        let at_facade = p.at_candidate(raw.clone(), "facade", 0.0, 0.0);
         assert_eq!(at_facade, raw.with_prior(&overall));
         let blended: Vec<f32> = [0.002, 0.001, 0.545, 0.0, 0.002, 0.45].to_vec();
         let want = raw.with_prior(&blended);
@@ -417,6 +439,47 @@ mod tests {
         // The entrance kind makes an entrance far likelier than a bare facade point does.
         let entrance = |q: &Prediction| q.probabilities.0[2].1;
         assert!(entrance(&at_entrance) > 5.0 * entrance(&at_facade));
+    }
+
+    /// Inside a trained region with a rule of its own, a candidate takes that region's prior
+    /// and threshold; in another trained region without one, and far from every region, the
+    /// overall rule; a threshold the user sets holds everywhere.
+    #[test]
+    fn a_region_with_its_own_rule_keeps_it_and_elsewhere_the_overall_rule_holds() {
+        let mut config = ModelConfig::new(EncoderKind::CustomCnn);
+        config.labels = crate::LabelVocab::with_none();
+        config.image_size = 32;
+        let device = Device::flex();
+        let model = config.init(&device).unwrap();
+        let (helsinki, andorra) = ([60.17, 24.94], [42.51, 1.52]);
+        let near = |c: [f64; 2], d: f64| [c[0] + d, c[1] - d];
+        let points: Vec<(&str, [f64; 2])> = [0.0, 0.001, 0.002]
+            .iter()
+            .flat_map(|&d| [("helsinki", near(helsinki, d)), ("andorra", near(andorra, d))])
+            .collect();
+        let scaler = Scaler::fit_regions(&points).unwrap();
+        let mut p = Predictor::new(config.clone(), model, scaler, 1.0, &device);
+        let overall = vec![0.02, 0.01, 0.05, 0.0, 0.02, 0.9];
+        let own = vec![0.0, 0.0, 0.0, 0.3, 0.0, 0.7];
+        p.candidate_prior = Some(CandidatePrior { overall: overall.clone(), ..Default::default() });
+        p.suggest_threshold = Some(0.05);
+        p.area_rules.insert(
+            "helsinki".into(),
+            AreaRule {
+                candidate_prior: CandidatePrior { overall: own.clone(), ..Default::default() },
+                suggest_threshold: 0.3,
+            },
+        );
+        let raw = Prediction::from_logits(&[0.5, 0.1, 1.0, 0.0, 0.3, 0.8], &config.labels, 1.0);
+        let at = |[lat, lon]: [f64; 2]| p.at_candidate(raw.clone(), "kerb", lat, lon);
+        assert_eq!(at(near(helsinki, 0.001)), raw.with_prior(&own));
+        assert_eq!(at(near(andorra, 0.001)), raw.with_prior(&overall));
+        assert_eq!(at([-33.9, 18.4]), raw.with_prior(&overall));
+        let [lat, lon] = near(helsinki, 0.001);
+        assert_eq!(p.threshold_at(lat, lon, None), 0.3);
+        assert_eq!(p.threshold_at(lat, lon, Some(0.6)), 0.6);
+        assert_eq!(p.threshold_at(andorra[0], andorra[1], None), 0.05);
+        assert_eq!(p.threshold_at(-33.9, 18.4, None), 0.05);
     }
 
     /// A predictor is the inference form (norms folded into convolutions), and predicts what

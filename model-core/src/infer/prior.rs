@@ -95,6 +95,26 @@ impl CandidatePrior {
     }
 }
 
+/// The suggestion rule of one region a model was trained on: its candidates' prior and its
+/// threshold, each measured on that region's own cells (`evaluate`). Inside the region (its
+/// [`crate::data::metadata::TrainedArea`]) suggestions follow it; elsewhere, the bundle's
+/// overall rule, pooled over every region, as in a city the model never saw.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AreaRule {
+    pub candidate_prior: CandidatePrior,
+    pub suggest_threshold: f32,
+}
+
+impl AreaRule {
+    /// Whether the prior is valid for `classes` classes and the threshold a share in 0..1.
+    pub fn check(&self, classes: usize) -> Result<(), String> {
+        self.candidate_prior.check(classes).map_err(|e| format!("candidate_prior: {e}"))?;
+        crate::infer::suggest::check_threshold(self.suggest_threshold)
+            .map(|_| ())
+            .map_err(|e| format!("suggest_threshold: {e}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

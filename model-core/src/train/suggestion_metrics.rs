@@ -97,6 +97,19 @@ pub struct SuggestionEval {
     /// knows the map cells.
     #[serde(default)]
     pub lift_interval: Option<LiftInterval>,
+    /// Of an evaluation over several regions, each one's share (by the trained area each
+    /// candidate lies in); set by the caller.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_region: BTreeMap<String, RegionQuality>,
+}
+
+/// One region's share of a suggestion evaluation over several: the threshold its suggestions
+/// were held to, its candidates and how right its suggestions were.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegionQuality {
+    pub threshold: f32,
+    pub candidates: usize,
+    pub overall: Quality,
 }
 
 fn ratio(a: usize, b: usize) -> f64 {
@@ -165,6 +178,7 @@ impl SuggestionEval {
             overall,
             per_type,
             lift_interval: None,
+            by_region: BTreeMap::new(),
         }
     }
 }
