@@ -542,6 +542,22 @@ pub fn conv_depthwise(x: &Map, conv: &Conv, act: Act, ctx: Ctx, scratch: &mut Sc
     out
 }
 
+/// The input pixel (`iy * w + ix`) that output pixel `(oy, ox)`'s window tap `(ky, kx)` reads,
+/// at `stride` with `(pt, pl)` pixels of padding before a map of `h` by `w`; `None` in the
+/// padding.
+#[inline]
+fn tap(
+    (oy, ox): (usize, usize),
+    (ky, kx): (usize, usize),
+    stride: usize,
+    (pt, pl): (usize, usize),
+    (h, w): (usize, usize),
+) -> Option<usize> {
+    let iy = (oy * stride + ky).checked_sub(pt)?;
+    let ix = (ox * stride + kx).checked_sub(pl)?;
+    (iy < h && ix < w).then_some(iy * w + ix)
+}
+
 /// Max pooling (padding never wins: only pixels inside the map are compared).
 pub fn max_pool(x: &Map, k: usize, stride: usize, pad: Pad, scratch: &mut Scratch) -> Map {
     let (oh, pt) = pad.out(x.h, k, stride, true);
@@ -553,17 +569,12 @@ pub fn max_pool(x: &Map, k: usize, stride: usize, pad: Pad, scratch: &mut Scratc
         for ox in 0..ow {
             let o = &mut od[(oy * ow + ox) * c..(oy * ow + ox + 1) * c];
             o.fill(f32::NEG_INFINITY);
-            for ky in 0..k {
-                let iy = (oy * stride + ky) as isize - pt as isize;
-                for kx in 0..k {
-                    let ix = (ox * stride + kx) as isize - pl as isize;
-                    if iy < 0 || ix < 0 || iy >= x.h as isize || ix >= x.w as isize {
-                        continue;
-                    }
-                    let at = (iy as usize * x.w + ix as usize) * c;
-                    for (o, v) in o.iter_mut().zip(&xd[at..at + c]) {
-                        *o = o.max(*v);
-                    }
+            for (ky, kx) in (0..k).flat_map(|ky| (0..k).map(move |kx| (ky, kx))) {
+                let Some(px) = tap((oy, ox), (ky, kx), stride, (pt, pl), (x.h, x.w)) else {
+                    continue;
+                };
+                for (o, v) in o.iter_mut().zip(&xd[px * c..(px + 1) * c]) {
+                    *o = o.max(*v);
                 }
             }
         }
@@ -676,13 +687,9 @@ pub fn check_against_definitions() -> Result<(), String> {
                         let mut want = conv.bias[ch];
                         for ky in 0..k {
                             for kx in 0..k {
-                                let iy = (oy * stride + ky) as isize - pt as isize;
-                                let ix = (ox * stride + kx) as isize - pl as isize;
-                                if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
-                                    continue;
-                                }
-                                let at = (iy as usize * w + ix as usize) * c + ch;
-                                want += x.data()[at] * conv.weight[(ky * k + kx) * c + ch];
+                                let at = tap((oy, ox), (ky, kx), stride, (pt, pl), (h, w));
+                                let Some(px) = at else { continue };
+                                want += x.data()[px * c + ch] * conv.weight[(ky * k + kx) * c + ch];
                             }
                         }
                         let (v, want) = (got.data()[(oy * ow + ox) * c + ch], act.apply(want));
@@ -751,12 +758,8 @@ pub fn check_against_definitions() -> Result<(), String> {
                             let mut want = f64::from(conv.bias[co]);
                             for ky in 0..k {
                                 for kx in 0..k {
-                                    let iy = (oy * stride + ky) as isize - pt as isize;
-                                    let ix = (ox * stride + kx) as isize - pl as isize;
-                                    if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
-                                        continue;
-                                    }
-                                    let at = (iy as usize * w + ix as usize) * cin;
+                                    let at = tap((oy, ox), (ky, kx), stride, (pt, pl), (h, w));
+                                    let Some(at) = at.map(|px| px * cin) else { continue };
                                     for ci in 0..cin {
                                         let wt = ((ky * k + kx) * cin + ci) * cout + co;
                                         want +=

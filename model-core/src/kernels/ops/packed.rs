@@ -87,64 +87,52 @@ pub unsafe fn gemm(m: usize, lhs: &[f32], w: &Packed, residual: &[f32], act: Act
                 };
                 // A last panel of at most 8 channels (24 = 16 + 8, 40 = 16 + 16 + 8) takes
                 // tiles of up to 12 pixels by 8 channels, not half-empty ones of 16.
-                if nr <= NR / 2 {
-                    let tiles = mc.div_ceil(12);
-                    let mut r = m0;
-                    for t in 0..tiles {
-                        let rows = mc / tiles + usize::from(t < mc % tiles);
-                        let a = &lhs[r * k + k0..];
-                        let c = &mut dst[r * n + p * NR..];
-                        let res =
-                            if residual.is_empty() { &[][..] } else { &residual[r * n + p * NR..] };
-                        // SAFETY: the caller's machine has AVX2 and FMA (this function's
-                        // contract).
-                        unsafe {
-                            match rows {
-                                12 => tile.half12(a, k, c, n, res),
-                                11 => tile.half11(a, k, c, n, res),
-                                10 => tile.half10(a, k, c, n, res),
-                                9 => tile.half9(a, k, c, n, res),
-                                8 => tile.half8(a, k, c, n, res),
-                                7 => tile.half7(a, k, c, n, res),
-                                6 => tile.half6(a, k, c, n, res),
-                                5 => tile.half5(a, k, c, n, res),
-                                4 => tile.half4(a, k, c, n, res),
-                                3 => tile.half3(a, k, c, n, res),
-                                2 => tile.half2(a, k, c, n, res),
-                                _ => tile.half1(a, k, c, n, res),
-                            }
-                        }
-                        r += rows;
-                    }
-                    continue;
-                }
-                // The block's rows spread evenly over its tiles: 49 pixels as four tiles of
-                // 6 and five of 5, not eight of 6 and one of 1 (a tile of one row has two
-                // chains of FMAs, too few to hide their latency).
-                let tiles = mc.div_ceil(MR);
-                let mut r = m0;
-                for t in 0..tiles {
-                    let rows = mc / tiles + usize::from(t < mc % tiles);
-                    let a = &lhs[r * k + k0..];
-                    let c = &mut dst[r * n + p * NR..];
-                    let res =
-                        if residual.is_empty() { &[][..] } else { &residual[r * n + p * NR..] };
+                let half = nr <= NR / 2;
+                for (r, rows) in row_tiles(m0, mc, if half { 12 } else { MR }) {
+                    let (a, c, res) = tile_operands(lhs, dst, residual, r, (k, k0), (n, p * NR));
                     // SAFETY: the caller's machine has AVX2 and FMA (this function's contract).
                     unsafe {
-                        match rows {
-                            6 => tile.run6(a, k, c, n, res),
-                            5 => tile.run5(a, k, c, n, res),
-                            4 => tile.run4(a, k, c, n, res),
-                            3 => tile.run3(a, k, c, n, res),
-                            2 => tile.run2(a, k, c, n, res),
-                            _ => tile.run1(a, k, c, n, res),
+                        match half {
+                            true => tile.half(rows, a, k, c, n, res),
+                            false => tile.run(rows, a, k, c, n, res),
                         }
                     }
-                    r += rows;
                 }
             }
         }
     }
+}
+
+/// The tiles of the `mc` rows from `m0`, at most `height` rows each: each tile's first row and
+/// its rows. The rows spread evenly over the tiles: 49 pixels as four tiles of 6 and five of
+/// 5, not eight of 6 and one of 1 (a tile of one row has two chains of FMAs, too few to hide
+/// their latency).
+pub(super) fn row_tiles(
+    m0: usize,
+    mc: usize,
+    height: usize,
+) -> impl Iterator<Item = (usize, usize)> {
+    let tiles = mc.div_ceil(height);
+    (0..tiles).scan(m0, move |r, t| {
+        let rows = mc / tiles + usize::from(t < mc % tiles);
+        let first = *r;
+        *r += rows;
+        Some((first, rows))
+    })
+}
+
+/// A tile's operands from its first row `r`: `lhs` from the block's first column `k0` (rows
+/// of `k`), `dst` and `residual` (empty: none) from output column `col` (rows of `n`).
+pub(super) fn tile_operands<'a>(
+    lhs: &'a [f32],
+    dst: &'a mut [f32],
+    residual: &'a [f32],
+    r: usize,
+    (k, k0): (usize, usize),
+    (n, col): (usize, usize),
+) -> (&'a [f32], &'a mut [f32], &'a [f32]) {
+    let res = if residual.is_empty() { residual } else { &residual[r * n + col..] };
+    (&lhs[r * k + k0..], &mut dst[r * n + col..], res)
 }
 
 /// One panel's block of `k` (`b`, `[kc][NR]`) and what its tiles apply.
@@ -307,6 +295,68 @@ impl Tile<'_> {
     tile!(run4, 0 1 2 3);
     tile!(run5, 0 1 2 3 4);
     tile!(run6, 0 1 2 3 4 5);
+
+    /// The half-panel tile of `rows` (1 to 12) pixels.
+    ///
+    /// # Safety
+    /// AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn half(
+        &self,
+        rows: usize,
+        a: &[f32],
+        lda: usize,
+        c: &mut [f32],
+        ldc: usize,
+        res: &[f32],
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            match rows {
+                12 => self.half12(a, lda, c, ldc, res),
+                11 => self.half11(a, lda, c, ldc, res),
+                10 => self.half10(a, lda, c, ldc, res),
+                9 => self.half9(a, lda, c, ldc, res),
+                8 => self.half8(a, lda, c, ldc, res),
+                7 => self.half7(a, lda, c, ldc, res),
+                6 => self.half6(a, lda, c, ldc, res),
+                5 => self.half5(a, lda, c, ldc, res),
+                4 => self.half4(a, lda, c, ldc, res),
+                3 => self.half3(a, lda, c, ldc, res),
+                2 => self.half2(a, lda, c, ldc, res),
+                _ => self.half1(a, lda, c, ldc, res),
+            }
+        }
+    }
+
+    /// The whole-panel tile of `rows` (1 to [`MR`]) pixels.
+    ///
+    /// # Safety
+    /// AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn run(
+        &self,
+        rows: usize,
+        a: &[f32],
+        lda: usize,
+        c: &mut [f32],
+        ldc: usize,
+        res: &[f32],
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            match rows {
+                6 => self.run6(a, lda, c, ldc, res),
+                5 => self.run5(a, lda, c, ldc, res),
+                4 => self.run4(a, lda, c, ldc, res),
+                3 => self.run3(a, lda, c, ldc, res),
+                2 => self.run2(a, lda, c, ldc, res),
+                _ => self.run1(a, lda, c, ldc, res),
+            }
+        }
+    }
 }
 
 /// Sixteen values from `p`, of which the first `nr` are read (the rest zero, through `buf`).

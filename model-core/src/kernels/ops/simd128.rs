@@ -14,7 +14,7 @@
 use core::arch::wasm32::*;
 use std::ops::Range;
 
-use super::packed::{KC, MC, NR, Packed};
+use super::packed::{KC, MC, NR, Packed, row_tiles, tile_operands};
 use super::{Act, Conv, Map};
 
 #[inline(always)]
@@ -139,20 +139,14 @@ pub(super) fn gemm(m: usize, lhs: &[f32], w: &Packed, residual: &[f32], act: Act
                     act,
                 };
                 // Rows spread evenly over the tiles, as natively.
-                let tiles = mc.div_ceil(4);
-                let mut r = m0;
-                for t in 0..tiles {
-                    let rows = mc / tiles + usize::from(t < mc % tiles);
-                    let a = &lhs[r * k + k0..];
-                    let c = &mut dst[r * n + col..];
-                    let res = if residual.is_empty() { &[][..] } else { &residual[r * n + col..] };
+                for (r, rows) in row_tiles(m0, mc, 4) {
+                    let (a, c, res) = tile_operands(lhs, dst, residual, r, (k, k0), (n, col));
                     match rows {
                         4 => tile.run4(a, k, c, n, res),
                         3 => tile.run3(a, k, c, n, res),
                         2 => tile.run2(a, k, c, n, res),
                         _ => tile.run1(a, k, c, n, res),
                     }
-                    r += rows;
                 }
             }
         }
