@@ -508,6 +508,7 @@ fn suggestions(
         .collect();
     let mut area_rules = BTreeMap::new();
     let mut records = serde_json::Map::new();
+    let mut own_thresholds = BTreeMap::new();
     if trained_parts.len() > 1 {
         for p in trained_parts {
             let part = |split: usize| [Part { map: &p.map, tags: &p.rows[split] }];
@@ -520,12 +521,15 @@ fn suggestions(
                     || format!("choosing the suggestions' threshold on {}", p.origin),
                 )?;
             let threshold = match point {
-                Some(point) => point.threshold,
+                Some(point) => {
+                    own_thresholds.insert(p.region.clone(), point.threshold);
+                    point.threshold
+                }
                 None => {
                     println!(
                         "`{}`: no threshold makes its validation suggestions right {TARGET_LIFT}x \
-                         a blind pick: there suggestions take its own prior at the threshold of \
-                         all regions",
+                         a blind pick: there suggestions take its own prior at the threshold \
+                         outside the trained regions",
                         p.region
                     );
                     predictor.default_threshold()
@@ -537,6 +541,36 @@ fn suggestions(
             record["threshold_measured"] = threshold_json;
             records.insert(p.region.clone(), record);
             area_rules.insert(p.region.clone(), rule);
+        }
+    }
+    // Outside every trained region (a city the model never saw, which may be like any of
+    // them): the strictest of the regions' own thresholds, at which each of them reached the
+    // goal on its validation cells; the pooled choice leans on the region with the most
+    // candidates.
+    if let Some(strictest) =
+        own_thresholds.values().copied().reduce(f32::max).filter(|_| own_thresholds.len() > 1)
+    {
+        let path = run.suggestion_threshold();
+        let mut v = crate::run::read_json_if_present(&path)?.unwrap_or_default();
+        v["pooled_threshold"] = v["threshold"].take();
+        v["threshold"] = serde_json::json!(strictest);
+        v["outside_rule"] = serde_json::json!(format!(
+            "outside the trained regions: the strictest of their own thresholds {own_thresholds:?} \
+             (suggestion_area_rules.json); `pooled_threshold` was chosen on their validation \
+             cells pooled"
+        ));
+        write_atomic(&path, serde_json::to_string_pretty(&v)?.as_bytes())?;
+        println!(
+            "outside the trained regions: threshold {strictest}, the strictest of their own \
+             {own_thresholds:?}"
+        );
+        predictor.suggest_threshold = Some(strictest);
+        // A region where no threshold got there takes that one too.
+        for (region, rule) in &mut area_rules {
+            if !own_thresholds.contains_key(region) {
+                rule.suggest_threshold = strictest;
+                records[region]["suggest_threshold"] = serde_json::json!(strictest);
+            }
         }
     }
     let rules_file = run.suggestion_area_rules();
