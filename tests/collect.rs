@@ -178,14 +178,17 @@ fn two_extracts_make_one_dataset_split_per_region() {
     let json = |f: &str| -> serde_json::Value {
         serde_json::from_slice(&std::fs::read(run_dir.join(f)).unwrap()).unwrap()
     };
-    let o = bin()
-        .args(["evaluate", "--data"])
-        .arg(&data)
-        .arg("--model")
-        .arg(&run_dir)
-        .args(["--osm", h.to_str().unwrap(), "--osm", a.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let evaluate_both = || {
+        bin()
+            .args(["evaluate", "--data"])
+            .arg(&data)
+            .arg("--model")
+            .arg(&run_dir)
+            .args(["--osm", h.to_str().unwrap(), "--osm", a.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let o = evaluate_both();
     assert!(o.status.success(), "{}", text(&o));
     let (pooled, own) = (json("suggestion_prior.json"), json("suggestion_area_rules.json"));
     assert_eq!(pooled["regions"], 2, "{pooled}");
@@ -249,14 +252,7 @@ fn two_extracts_make_one_dataset_split_per_region() {
     // Named beside a region the model was trained on, the left-out region's suggestions take
     // that region's candidate prior and threshold (its training and validation cells) and are
     // still measured on the left-out region's cells alone.
-    let o = bin()
-        .args(["evaluate", "--data"])
-        .arg(&data)
-        .arg("--model")
-        .arg(&run_dir)
-        .args(["--osm", h.to_str().unwrap(), "--osm", a.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let o = evaluate_both();
     assert!(o.status.success(), "{}", text(&o));
     assert!(
         text(&o).contains(

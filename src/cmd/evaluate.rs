@@ -46,7 +46,8 @@ pub struct EvaluateArgs {
     /// for several, or name a folder; default: the bundled one). The candidates' prior and
     /// the threshold come from every named region's training and validation cells (and, of
     /// several trained regions, each also gets its own from its own cells, which hold inside
-    /// it), the suggestions are measured on every named region's test cells.
+    /// it; outside them the threshold is the strictest of theirs), the suggestions are measured
+    /// on every named region's test cells.
     #[arg(long)]
     pub osm: Vec<PathBuf>,
     /// The suggestions' confidence threshold in the suggestion evaluation (default: the ones

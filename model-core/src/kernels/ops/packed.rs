@@ -274,6 +274,37 @@ macro_rules! half_tile {
     };
 }
 
+/// Defines `Tile::$name`, which runs the tile of `rows` pixels: the one its height names, the
+/// last for any other.
+#[cfg(target_arch = "x86_64")]
+macro_rules! by_rows {
+    ($name:ident, $doc:literal, $($rows:literal => $tile:ident),+; $last:ident) => {
+        #[doc = $doc]
+        ///
+        /// # Safety
+        /// AVX2 and FMA.
+        #[target_feature(enable = "avx2,fma")]
+        #[inline]
+        unsafe fn $name(
+            &self,
+            rows: usize,
+            a: &[f32],
+            lda: usize,
+            c: &mut [f32],
+            ldc: usize,
+            res: &[f32],
+        ) {
+            // SAFETY: the caller's contract.
+            unsafe {
+                match rows {
+                    $($rows => self.$tile(a, lda, c, ldc, res),)+
+                    _ => self.$last(a, lda, c, ldc, res),
+                }
+            }
+        }
+    };
+}
+
 #[cfg(target_arch = "x86_64")]
 impl Tile<'_> {
     half_tile!(half1, 0);
@@ -296,67 +327,11 @@ impl Tile<'_> {
     tile!(run5, 0 1 2 3 4);
     tile!(run6, 0 1 2 3 4 5);
 
-    /// The half-panel tile of `rows` (1 to 12) pixels.
-    ///
-    /// # Safety
-    /// AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn half(
-        &self,
-        rows: usize,
-        a: &[f32],
-        lda: usize,
-        c: &mut [f32],
-        ldc: usize,
-        res: &[f32],
-    ) {
-        // SAFETY: the caller's contract.
-        unsafe {
-            match rows {
-                12 => self.half12(a, lda, c, ldc, res),
-                11 => self.half11(a, lda, c, ldc, res),
-                10 => self.half10(a, lda, c, ldc, res),
-                9 => self.half9(a, lda, c, ldc, res),
-                8 => self.half8(a, lda, c, ldc, res),
-                7 => self.half7(a, lda, c, ldc, res),
-                6 => self.half6(a, lda, c, ldc, res),
-                5 => self.half5(a, lda, c, ldc, res),
-                4 => self.half4(a, lda, c, ldc, res),
-                3 => self.half3(a, lda, c, ldc, res),
-                2 => self.half2(a, lda, c, ldc, res),
-                _ => self.half1(a, lda, c, ldc, res),
-            }
-        }
-    }
-
-    /// The whole-panel tile of `rows` (1 to [`MR`]) pixels.
-    ///
-    /// # Safety
-    /// AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn run(
-        &self,
-        rows: usize,
-        a: &[f32],
-        lda: usize,
-        c: &mut [f32],
-        ldc: usize,
-        res: &[f32],
-    ) {
-        // SAFETY: the caller's contract.
-        unsafe {
-            match rows {
-                6 => self.run6(a, lda, c, ldc, res),
-                5 => self.run5(a, lda, c, ldc, res),
-                4 => self.run4(a, lda, c, ldc, res),
-                3 => self.run3(a, lda, c, ldc, res),
-                2 => self.run2(a, lda, c, ldc, res),
-                _ => self.run1(a, lda, c, ldc, res),
-            }
-        }
-    }
+    by_rows!(half, "The half-panel tile of `rows` (1 to 12) pixels.",
+        12 => half12, 11 => half11, 10 => half10, 9 => half9, 8 => half8, 7 => half7,
+        6 => half6, 5 => half5, 4 => half4, 3 => half3, 2 => half2; half1);
+    by_rows!(run, "The whole-panel tile of `rows` (1 to [`MR`]) pixels.",
+        6 => run6, 5 => run5, 4 => run4, 3 => run3, 2 => run2; run1);
 }
 
 /// Sixteen values from `p`, of which the first `nr` are read (the rest zero, through `buf`).
