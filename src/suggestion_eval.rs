@@ -245,15 +245,6 @@ pub fn threshold_on(
     Ok((point, json))
 }
 
-/// Chooses the suggestions' default threshold ([`threshold_on`]) and writes it, with what it
-/// gave there, to the run's `suggestion_threshold.json` (`threshold` null when no threshold
-/// gets there).
-pub fn choose_threshold(run: &RunDir, i: &Inputs, val: &[Part]) -> Result<Option<OperatingPoint>> {
-    let (point, json) = threshold_on(i, val)?;
-    write_atomic(&run.suggestion_threshold(), serde_json::to_string_pretty(&json)?.as_bytes())?;
-    Ok(point)
-}
-
 /// Where the candidates lie in more than one region (the trained areas of `p`; any other place
 /// is [`ELSEWHERE`]), each region's share of the evaluation of `kept` (the suggestions that
 /// passed their threshold), with the threshold it was held to there.

@@ -26,8 +26,7 @@ use crate::osm::rules::Rules;
 use crate::run::{Calibration, DataDir, RunDir};
 use crate::score::{Scored, score};
 use crate::suggestion_eval::{
-    Inputs, Part, candidate_prior_on, choose_threshold, evaluate_suggestions,
-    measure_candidate_prior, threshold_on,
+    Inputs, Part, candidate_prior_on, evaluate_suggestions, measure_candidate_prior, threshold_on,
 };
 use crate::tiles::Politeness;
 
@@ -386,6 +385,55 @@ struct RegionRows {
     rows: [Vec<Tag>; 3],
 }
 
+/// One trained region's own rule as measured: its prior, and its threshold when one reaches
+/// the goal on its validation cells, with what each was measured on.
+struct RegionRule {
+    region: String,
+    prior: model_core::infer::prior::CandidatePrior,
+    own: Option<f32>,
+    prior_record: serde_json::Value,
+    threshold_record: serde_json::Value,
+}
+
+/// `p`'s own rule: the candidates' prior on its training cells, the threshold on its
+/// validation cells under that prior.
+fn region_rule(
+    p: &RegionRows,
+    predictor: &Predictor,
+    (spec, rules, data, zoom): (&TileSourceSpec, &Rules, &DataDir, u8),
+    labels: &LabelVocab,
+) -> Result<RegionRule> {
+    let part = |split: usize| [Part { map: &p.map, tags: &p.rows[split] }];
+    let (prior, prior_record) = candidate_prior_on(&part(TRAIN), rules, zoom, labels)
+        .with_context(|| format!("the candidates' prior on {}", p.origin))?;
+    let mut own = predictor.clone();
+    own.candidate_prior = Some(prior.clone());
+    let inputs = Inputs {
+        predictor: &own,
+        spec,
+        politeness: Politeness::for_data(data),
+        rules,
+        group_zoom: zoom,
+    };
+    let (point, threshold_record) = threshold_on(&inputs, &part(VAL))
+        .with_context(|| format!("choosing the suggestions' threshold on {}", p.origin))?;
+    if point.is_none() {
+        println!(
+            "`{}`: no threshold makes its validation suggestions right {TARGET_LIFT}x a blind \
+             pick: there suggestions take its own prior at the threshold outside the trained \
+             regions",
+            p.region
+        );
+    }
+    Ok(RegionRule {
+        region: p.region.clone(),
+        prior,
+        own: point.map(|q| q.threshold),
+        prior_record,
+        threshold_record,
+    })
+}
+
 /// [`RegionRows::rows`]'s order.
 const TRAIN: usize = 0;
 const VAL: usize = 1;
@@ -494,85 +542,65 @@ fn suggestions(
         Inputs { predictor: p, spec, politeness: Politeness::for_data(d), rules, group_zoom: zoom }
     }
     // The default threshold, chosen on the validation cells, never on the test.
-    let chosen = match trained {
-        false => None,
-        true => choose_threshold(run, &with(&predictor, &spec, &rules, data, zoom), &val)
-            .with_context(|| format!("choosing the suggestions' threshold on {origin}"))?,
+    let (chosen, mut threshold_record) = match trained {
+        false => (None, None),
+        true => {
+            let (point, record) = threshold_on(&with(&predictor, &spec, &rules, data, zoom), &val)
+                .with_context(|| format!("choosing the suggestions' threshold on {origin}"))?;
+            (point, Some(record))
+        }
     };
     predictor.suggest_threshold = chosen.map(|p| p.threshold);
     // Of several trained regions, each its own rule, measured on its own cells: inside it,
-    // suggestions follow that; the pooled one above holds everywhere else.
+    // suggestions follow that.
     let trained_parts: Vec<&RegionRows> = parts
         .iter()
         .filter(|p| !p.rows[TRAIN].is_empty())
         .filter(|p| predictor.scaler.areas.iter().any(|a| a.region == p.region))
         .collect();
-    let mut area_rules = BTreeMap::new();
-    let mut records = serde_json::Map::new();
-    let mut own_thresholds = BTreeMap::new();
-    if trained_parts.len() > 1 {
-        for p in trained_parts {
-            let part = |split: usize| [Part { map: &p.map, tags: &p.rows[split] }];
-            let (prior, prior_json) = candidate_prior_on(&part(TRAIN), &rules, zoom, labels)
-                .with_context(|| format!("the candidates' prior on {}", p.origin))?;
-            let mut own = predictor.clone();
-            own.candidate_prior = Some(prior.clone());
-            let (point, threshold_json) =
-                threshold_on(&with(&own, &spec, &rules, data, zoom), &part(VAL)).with_context(
-                    || format!("choosing the suggestions' threshold on {}", p.origin),
-                )?;
-            let threshold = match point {
-                Some(point) => {
-                    own_thresholds.insert(p.region.clone(), point.threshold);
-                    point.threshold
-                }
-                None => {
-                    println!(
-                        "`{}`: no threshold makes its validation suggestions right {TARGET_LIFT}x \
-                         a blind pick: there suggestions take its own prior at the threshold \
-                         outside the trained regions",
-                        p.region
-                    );
-                    predictor.default_threshold()
-                }
-            };
-            let rule = AreaRule { candidate_prior: prior, suggest_threshold: threshold };
-            let mut record = serde_json::to_value(&rule)?;
-            record["prior_measured"] = prior_json;
-            record["threshold_measured"] = threshold_json;
-            records.insert(p.region.clone(), record);
-            area_rules.insert(p.region.clone(), rule);
-        }
-    }
+    let regions = match trained_parts.len() > 1 {
+        true => trained_parts
+            .into_iter()
+            .map(|p| region_rule(p, &predictor, (&spec, &rules, data, zoom), labels))
+            .collect::<Result<Vec<_>>>()?,
+        false => Vec::new(),
+    };
     // Outside every trained region (a city the model never saw, which may be like any of
     // them): the strictest of the regions' own thresholds, at which each of them reached the
     // goal on its validation cells; the pooled choice leans on the region with the most
     // candidates.
-    if let Some(strictest) =
-        own_thresholds.values().copied().reduce(f32::max).filter(|_| own_thresholds.len() > 1)
-    {
-        let path = run.suggestion_threshold();
-        let mut v = crate::run::read_json_if_present(&path)?.unwrap_or_default();
-        v["pooled_threshold"] = v["threshold"].take();
-        v["threshold"] = serde_json::json!(strictest);
-        v["outside_rule"] = serde_json::json!(format!(
-            "outside the trained regions: the strictest of their own thresholds {own_thresholds:?} \
-             (suggestion_area_rules.json); `pooled_threshold` was chosen on their validation \
-             cells pooled"
-        ));
-        write_atomic(&path, serde_json::to_string_pretty(&v)?.as_bytes())?;
+    let own: BTreeMap<&str, f32> =
+        regions.iter().filter_map(|r| Some((r.region.as_str(), r.own?))).collect();
+    if let Some(strictest) = own.values().copied().reduce(f32::max).filter(|_| own.len() > 1) {
+        if let Some(v) = threshold_record.as_mut() {
+            v["pooled_threshold"] = v["threshold"].take();
+            v["threshold"] = serde_json::json!(strictest);
+            v["outside_rule"] = serde_json::json!(format!(
+                "outside the trained regions: the strictest of their own thresholds {own:?} \
+                 (suggestion_area_rules.json); `pooled_threshold` was chosen on their \
+                 validation cells pooled"
+            ));
+        }
         println!(
-            "outside the trained regions: threshold {strictest}, the strictest of their own \
-             {own_thresholds:?}"
+            "outside the trained regions: threshold {strictest}, the strictest of their own {own:?}"
         );
         predictor.suggest_threshold = Some(strictest);
-        // A region where no threshold got there takes that one too.
-        for (region, rule) in &mut area_rules {
-            if !own_thresholds.contains_key(region) {
-                rule.suggest_threshold = strictest;
-                records[region]["suggest_threshold"] = serde_json::json!(strictest);
-            }
-        }
+    }
+    if let Some(v) = &threshold_record {
+        write_atomic(&run.suggestion_threshold(), serde_json::to_string_pretty(v)?.as_bytes())?;
+    }
+    // A region where no threshold got there takes the one outside.
+    let outside = predictor.default_threshold();
+    let mut area_rules = BTreeMap::new();
+    let mut records = serde_json::Map::new();
+    for r in regions {
+        let rule =
+            AreaRule { candidate_prior: r.prior, suggest_threshold: r.own.unwrap_or(outside) };
+        let mut record = serde_json::to_value(&rule)?;
+        record["prior_measured"] = r.prior_record;
+        record["threshold_measured"] = r.threshold_record;
+        records.insert(r.region.clone(), record);
+        area_rules.insert(r.region, rule);
     }
     let rules_file = run.suggestion_area_rules();
     if records.is_empty() {
