@@ -208,6 +208,11 @@ pub async fn browser(
         .expect("a WebDriver session")
 }
 
+/// How long [`wait_js`] waits between two polls: each poll runs a script in the page through
+/// WebDriver, and polling without a pause kept the driver, this process and the page's main
+/// thread busy, taking a core of a two-core machine from the page being measured.
+const POLL: Duration = Duration::from_millis(20);
+
 /// Polls a JS expression until it returns something truthy; returns it.
 pub async fn wait_js(c: &Client, expr: &str, what: &str, secs: u64) -> Value {
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -218,6 +223,7 @@ pub async fn wait_js(c: &Client, expr: &str, what: &str, secs: u64) -> Value {
         {
             return v;
         }
+        tokio::time::sleep(POLL).await;
         if Instant::now() > deadline {
             let badge = c
                 .execute("return document.querySelector('[data-testid=backend-badge]')?.parentElement?.innerText", vec![])

@@ -133,30 +133,103 @@ async fn view_candidates(
     Ok((points, mapped))
 }
 
-/// One scored point of scan `id`, and what it cost its worker (`cost_ms`: tiles, model).
+/// How often the page takes in the scan's results: the results that arrive meanwhile wait and
+/// are shown together. Shown one by one, each repainted the panel and the map (on a
+/// two-core machine, CPU time the workers scoring the scan lost).
+const SHOW_EVERY_MS: u32 = 200;
+
+/// Scan results that arrived and are not shown yet.
+struct Arrived {
+    id: u64,
+    /// Results of this scan so far, shown or not.
+    count: usize,
+    /// When the first [`SCAN_FIRST`] had arrived (ms since the page's time origin).
+    first_at: Option<f64>,
+    waiting: Vec<(f64, f64, Prediction, [f64; 2])>,
+    /// Whether a [`show_arrived`] is due.
+    due: bool,
+}
+
+thread_local! {
+    static ARRIVED: std::cell::RefCell<Option<Arrived>> = const { std::cell::RefCell::new(None) };
+}
+
+/// One scored point of scan `id`, and what it cost its worker (`cost_ms`: tiles, model): kept
+/// until the page next takes the arrived results in (at most [`SHOW_EVERY_MS`] later).
 pub fn on_scan_result(ctx: &Ctx, id: u64, lat: f64, lon: f64, p: Prediction, cost_ms: [f64; 2]) {
     if ctx.suggest.scan.get_untracked().id != id {
         return;
     }
+    let schedule = ARRIVED.with_borrow_mut(|a| {
+        let a = match a {
+            Some(a) if a.id == id => a,
+            _ => {
+                a.insert(Arrived { id, count: 0, first_at: None, waiting: Vec::new(), due: false })
+            }
+        };
+        a.count += 1;
+        if a.count == SCAN_FIRST {
+            a.first_at = Some(crate::net::now_ms());
+        }
+        a.waiting.push((lat, lon, p, cost_ms));
+        !std::mem::replace(&mut a.due, true)
+    });
+    if schedule {
+        let ctx = *ctx;
+        gloo_timers::callback::Timeout::new(SHOW_EVERY_MS, move || show_arrived(&ctx)).forget();
+    }
+}
+
+/// Shows the scan's results that arrived since last time: counted, and each a suggestion or
+/// not by model-core's one rule.
+fn show_arrived(ctx: &Ctx) {
+    let Some((id, waiting, first_at)) = ARRIVED.with_borrow_mut(|a| {
+        let a = a.as_mut()?;
+        a.due = false;
+        Some((a.id, std::mem::take(&mut a.waiting), a.first_at))
+    }) else {
+        return;
+    };
+    if ctx.suggest.scan.get_untracked().id != id || waiting.is_empty() {
+        return;
+    }
     ctx.suggest.scan.update(|s| {
-        s.scanned += 1;
-        s.cost_ms[0] += cost_ms[0];
-        s.cost_ms[1] += cost_ms[1];
-        if s.scanned == SCAN_FIRST {
-            s.first_ms = Some(crate::net::now_ms() - s.started_ms);
+        s.scanned += waiting.len();
+        for (_, _, _, cost) in &waiting {
+            s.cost_ms[0] += cost[0];
+            s.cost_ms[1] += cost[1];
+        }
+        if s.first_ms.is_none() {
+            s.first_ms = first_at.map(|t| t - s.started_ms);
         }
     });
     // model-core's one rule, as `accessatlas suggest` applies it; at threshold 0 here, since
     // the mapper's slider filters what is shown (`Ctx::visible_suggestions`).
-    let verdict =
-        ctx.suggest.scan.with_untracked(|s| crate::scan::verdict(&p, lat, lon, &s.mapped));
-    match verdict {
-        Verdict::Suggest { label, confidence } => ctx.suggest.found.update(|v| {
-            let key = v.len() as u64 + 1;
-            v.push(Suggestion { key, lat, lon, label, confidence });
-        }),
-        Verdict::AlreadyMapped => ctx.suggest.scan.update(|s| s.already_mapped += 1),
-        Verdict::Unsure => {}
+    let (verdicts, mapped) = ctx.suggest.scan.with_untracked(|s| {
+        let v: Vec<_> = waiting
+            .into_iter()
+            .map(|(lat, lon, p, _)| (lat, lon, crate::scan::verdict(&p, lat, lon, &s.mapped)))
+            .collect();
+        let mapped = v.iter().filter(|(_, _, v)| matches!(v, Verdict::AlreadyMapped)).count();
+        (v, mapped)
+    });
+    if mapped > 0 {
+        ctx.suggest.scan.update(|s| s.already_mapped += mapped);
+    }
+    let found: Vec<_> = verdicts
+        .into_iter()
+        .filter_map(|(lat, lon, v)| match v {
+            Verdict::Suggest { label, confidence } => Some((lat, lon, label, confidence)),
+            _ => None,
+        })
+        .collect();
+    if !found.is_empty() {
+        ctx.suggest.found.update(|v| {
+            for (lat, lon, label, confidence) in found {
+                let key = v.len() as u64 + 1;
+                v.push(Suggestion { key, lat, lon, label, confidence });
+            }
+        });
     }
 }
 
@@ -164,6 +237,8 @@ pub fn on_scan_done(ctx: &Ctx, id: u64, failed: usize, unscanned: usize, workers
     if ctx.suggest.scan.get_untracked().id != id {
         return;
     }
+    // What arrived last (the done message follows each worker's last result).
+    show_arrived(ctx);
     ctx.suggest.scan.update(|s| {
         s.running = false;
         s.failed = failed;

@@ -20,7 +20,7 @@ use model_core::train::finetune::{
 use model_core::train::schedule::{Schedule, Scheduler};
 
 use super::tiles::Tiles;
-use super::{Loaded, cancelled, post};
+use super::{Loaded, cancelled, post, yield_now};
 use crate::net::now_ms;
 use crate::protocol::{FineTuneExample, FineTuneSummary, FromWorker, LearnedArea};
 
@@ -45,11 +45,6 @@ fn progress(
         loss,
         val_accuracy: acc,
     });
-}
-
-/// Lets queued messages (a cancel) run.
-async fn yield_now() {
-    gloo_timers::future::TimeoutFuture::new(0).await;
 }
 
 struct Job {

@@ -23,6 +23,7 @@ use model_core::infer::bundle::{
     PrecisionReport,
 };
 use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
 use crate::net::{begin, now_ms};
@@ -256,7 +257,9 @@ async fn handle(msg: ToWorker, bytes: Option<Vec<u8>>) {
                     unscanned = 1;
                     break;
                 }
-                // The next points' tiles load while this one is computed.
+                // This point's tiles first (the browser fetches a few at a time from one
+                // server), then the next points', which load while this one is computed.
+                let _ = tiles.want(&m, lat, lon);
                 for q in &ahead {
                     let _ = tiles.want(&m, q.lat, q.lon);
                 }
@@ -275,6 +278,9 @@ async fn handle(msg: ToWorker, bytes: Option<Vec<u8>>) {
                     }
                     _ => failed += 1,
                 }
+                // The helper's results wait in this worker's queue to be passed on: let them
+                // go now, not at the next tile this worker has to wait for.
+                yield_now().await;
             }
             // What the queue still holds when time ran out (nothing when it ran empty).
             unscanned += scan_helper::finish(id);
@@ -284,6 +290,19 @@ async fn handle(msg: ToWorker, bytes: Option<Vec<u8>>) {
             }
         }
     }
+}
+
+/// Lets the messages queued for this worker run (a cancel, the scan helper's results), then
+/// goes on at once: a message to itself through a new channel, not a timer, which the
+/// browser holds back to 4 ms once timers nest.
+pub(crate) async fn yield_now() {
+    let Ok(channel) = web_sys::MessageChannel::new() else { return };
+    let port = channel.port1();
+    let done = js_sys::Promise::new(&mut |resolve, _| port.set_onmessage(Some(&resolve)));
+    if channel.port2().post_message(&JsValue::NULL).is_ok() {
+        let _ = JsFuture::from(done).await;
+    }
+    port.set_onmessage(None);
 }
 
 /// Whether the page asked to stop the running fine-tune.
