@@ -145,7 +145,7 @@ pub struct RunState {
 
 /// A JSON file's value, `None` when there is no such file; an unreadable or malformed file is
 /// an error naming it.
-pub(crate) fn read_json_if_present(path: &Path) -> Result<Option<serde_json::Value>> {
+fn read_json_if_present(path: &Path) -> Result<Option<serde_json::Value>> {
     match std::fs::read_to_string(path) {
         Ok(text) => serde_json::from_str(&text)
             .map(Some)
