@@ -176,7 +176,10 @@ pub fn on_scan_result(ctx: &Ctx, id: u64, lat: f64, lon: f64, p: Prediction, cos
     });
     if schedule {
         let ctx = *ctx;
-        gloo_timers::callback::Timeout::new(SHOW_EVERY_MS, move || show_arrived(&ctx)).forget();
+        spawn_local(async move {
+            gloo_timers::future::TimeoutFuture::new(SHOW_EVERY_MS).await;
+            show_arrived(&ctx);
+        });
     }
 }
 
