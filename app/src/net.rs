@@ -38,8 +38,7 @@ pub fn begin(url: &str) -> Pending {
     // alive; this one frees itself once called).
     let chained = js_sys::Reflect::get(&fetched, &"then".into())
         .and_then(|then| then.unchecked_into::<js_sys::Function>().call1(&fetched, &read))
-        .map(JsCast::unchecked_into::<js_sys::Promise>)
-        .unwrap_or(fetched);
+        .map_or_else(|e| js_sys::Promise::reject(&e), JsCast::unchecked_into::<js_sys::Promise>);
     Pending { url: url.to_string(), promise: JsFuture::from(chained) }
 }
 
@@ -56,16 +55,10 @@ impl Pending {
         })?;
         match body.dyn_into::<ArrayBuffer>() {
             Ok(buf) => Ok(Uint8Array::new(&buf).to_vec()),
+            // Not a success: `begin` passed the Response on.
             Err(res) => {
                 let res: Response = res.unchecked_into();
-                if !res.ok() {
-                    return Err(format!("{url}: HTTP {} {}", res.status(), res.status_text()));
-                }
-                // Not chained (no `then`): read the body now.
-                let buf = JsFuture::from(res.array_buffer().map_err(|e| describe(&url, &e))?)
-                    .await
-                    .map_err(|e| describe(&url, &e))?;
-                Ok(Uint8Array::new(&buf.unchecked_into::<ArrayBuffer>()).to_vec())
+                Err(format!("{url}: HTTP {} {}", res.status(), res.status_text()))
             }
         }
     }

@@ -196,29 +196,27 @@ fn show_arrived(ctx: &Ctx) {
     if ctx.suggest.scan.get_untracked().id != id || waiting.is_empty() {
         return;
     }
+    // model-core's one rule, as `accessatlas suggest` applies it; at threshold 0 here, since
+    // the mapper's slider filters what is shown (`Ctx::visible_suggestions`).
+    let verdicts: Vec<_> = ctx.suggest.scan.with_untracked(|s| {
+        waiting
+            .iter()
+            .map(|(lat, lon, p, _)| (*lat, *lon, crate::scan::verdict(p, *lat, *lon, &s.mapped)))
+            .collect()
+    });
+    // One update of the scan's state for all of them.
     ctx.suggest.scan.update(|s| {
         s.scanned += waiting.len();
         for (_, _, _, cost) in &waiting {
             s.cost_ms[0] += cost[0];
             s.cost_ms[1] += cost[1];
         }
+        s.already_mapped +=
+            verdicts.iter().filter(|(_, _, v)| matches!(v, Verdict::AlreadyMapped)).count();
         if s.first_ms.is_none() {
             s.first_ms = first_at.map(|t| t - s.started_ms);
         }
     });
-    // model-core's one rule, as `accessatlas suggest` applies it; at threshold 0 here, since
-    // the mapper's slider filters what is shown (`Ctx::visible_suggestions`).
-    let (verdicts, mapped) = ctx.suggest.scan.with_untracked(|s| {
-        let v: Vec<_> = waiting
-            .into_iter()
-            .map(|(lat, lon, p, _)| (lat, lon, crate::scan::verdict(&p, lat, lon, &s.mapped)))
-            .collect();
-        let mapped = v.iter().filter(|(_, _, v)| matches!(v, Verdict::AlreadyMapped)).count();
-        (v, mapped)
-    });
-    if mapped > 0 {
-        ctx.suggest.scan.update(|s| s.already_mapped += mapped);
-    }
     let found: Vec<_> = verdicts
         .into_iter()
         .filter_map(|(lat, lon, v)| match v {
