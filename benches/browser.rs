@@ -122,6 +122,10 @@ async fn scan(c: &fantoccini::Client, url: &str, helper_ready: bool) -> serde_js
     c.goto(&format!("{url}#map={view}")).await.unwrap();
     c.refresh().await.unwrap();
     ready_ms(c).await;
+    // How long after the model worker the helper held the model too (polled, so to about
+    // 20 ms plus a WebDriver round trip).
+    let model_ready = std::time::Instant::now();
+    let mut helper_after_model_ms = None;
     if helper_ready {
         wait_js(
             c,
@@ -130,6 +134,7 @@ async fn scan(c: &fantoccini::Client, url: &str, helper_ready: bool) -> serde_js
             120,
         )
         .await;
+        helper_after_model_ms = Some(model_ready.elapsed().as_secs_f64() * 1e3);
     }
     set_input(c, "[data-testid=scan-threshold]", "50", "input").await;
     c.find(Locator::Css("[data-testid=scan-view]")).await.unwrap().click().await.unwrap();
@@ -163,6 +168,7 @@ async fn scan(c: &fantoccini::Client, url: &str, helper_ready: bool) -> serde_js
         "suggestions": suggestions,
         "width_m": w,
         "height_m": h,
+        "helper_after_model_ms": helper_after_model_ms,
     })
 }
 

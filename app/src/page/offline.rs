@@ -229,6 +229,7 @@ pub fn keep_for_offline(ctx: &Ctx) {
     let mut urls = vec![
         base.clone(),
         format!("{base}worker_loader.js"),
+        format!("{base}scan_helper.js"),
         format!("{base}manifest.webmanifest"),
         format!("{base}icons/icon-192.png"),
         format!("{base}icons/icon-512.png"),

@@ -142,7 +142,8 @@ async fn handle(msg: ToWorker, bytes: Option<Vec<u8>>) {
             match result {
                 Ok(ready) => {
                     post(&ready);
-                    start_scan_helper(&base);
+                    // The helper started during the load; it may be ready already.
+                    scan_helper::announce();
                 }
                 Err(message) => post(&FromWorker::Failed { id: None, message }),
             }
@@ -584,6 +585,13 @@ async fn webgpu_device() -> (Device, &'static str, Option<BackendNote>) {
 
 async fn load(base: String, choice: BackendChoice) -> Result<FromWorker, String> {
     let t0 = now_ms();
+    let (device, backend, note) = device(choice).await;
+    // On the CPU the scan helper starts now, to load its copy of the model while this worker
+    // reads and warms up its own: a scan clicked the moment the model is ready then finds it
+    // ready or nearly.
+    if backend == "cpu" && !STATE.with_borrow(|s| s.is_helper) {
+        scan_helper::restart(&base);
+    }
     // A kept model (fine-tuned or imported) wins over the shipped one; an unreadable record is
     // ignored (and replaced at the next keep).
     let (manifest, weights, origin, fine_tune, compact) =
@@ -594,7 +602,6 @@ async fn load(base: String, choice: BackendChoice) -> Result<FromWorker, String>
                 (m, w, ModelOrigin::Shipped, None, compact)
             }
         };
-    let (device, backend, note) = device(choice).await;
     let predictor = Predictor::from_bundle(&manifest, &weights, &device)
         .map_err(|e| format!("model/{BUNDLE_WEIGHTS_FILE}: {e}"))?;
     let load_ms = now_ms() - t0;

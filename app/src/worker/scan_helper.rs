@@ -3,15 +3,17 @@
 //! machine has them (one wasm thread each; wasm code here never shares memory between
 //! threads).
 //!
-//! The helper is the same worker script, loaded with [`ToWorker::Load`]'s `scan_helper` set:
+//! The helper is the same worker code (the model worker's own compiled wasm module, posted to
+//! its loader `assets/scan_helper.js`), loaded with [`ToWorker::Load`]'s `scan_helper` set:
 //! it loads the model as the model worker does (the kept one from IndexedDB, else the
 //! shipped one) on the CPU backend and starts no helper of its own. It is used only while its
 //! model is the model worker's ([`ModelInfo`] equal); a model kept, undone or imported
 //! replaces it with a new helper, which reads the new kept model. Each worker takes a scan's
 //! points from its queue here ([`next`]); the model worker's helper gets every other point
 //! still in the model worker's queue, at the scan's start when it is ready then, or the
-//! moment it becomes ready during the scan (it loads after the model worker, so a scan
-//! started at once would otherwise run on one core). Its results pass through the model
+//! moment it becomes ready during the scan. It starts as soon as the model worker knows it
+//! runs on the CPU, before the model worker reads its model, and loads while the model worker
+//! does, so a scan clicked the moment the model is ready finds it ready or nearly. Its results pass through the model
 //! worker to the page, and the page gets one `ScanDone` for both halves. The page hears how
 //! many workers a scan would run on now (`ScanWorkers`).
 
@@ -81,13 +83,20 @@ pub(super) fn restart(base: &str) {
     if !two_cores() {
         return;
     }
-    let worker = match Worker::new("./worker_loader.js") {
+    // Its loader (`assets/scan_helper.js`) instantiates the module this worker runs, posted
+    // to it here: no second download or compile of the wasm.
+    let worker = match Worker::new("./scan_helper.js") {
         Ok(w) => w,
         Err(e) => {
             web_sys::console::warn_2(&"scan helper: no second worker".into(), &e);
             return;
         }
     };
+    if let Err(e) = worker.post_message(&wasm_bindgen::module()) {
+        web_sys::console::warn_2(&"scan helper: cannot pass it the module".into(), &e);
+        worker.terminate();
+        return;
+    }
     let base = base.to_string();
     let w = worker.clone();
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
@@ -98,6 +107,20 @@ pub(super) fn restart(base: &str) {
     worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     on_message.forget();
     HELPER.with_borrow_mut(|h| *h = Some(Helper { worker, model: None }));
+}
+
+/// Tells the page that a scan now runs on two workers, once both hold the same model (each
+/// calls this when it gets ready: the helper loads while the model worker does).
+pub(super) fn announce() {
+    let same = HELPER.with_borrow(|h| {
+        h.as_ref().and_then(|h| h.model.as_ref()).is_some_and(|model| {
+            super::STATE
+                .with_borrow(|s| s.loaded.as_ref().is_some_and(|m| &super::info(m) == model))
+        })
+    });
+    if same {
+        post(&FromWorker::ScanWorkers { workers: 2 });
+    }
 }
 
 /// Stops the helper; a scan it was part of finishes with the model worker's half.
@@ -136,16 +159,12 @@ fn on_message(worker: &Worker, base: &str, msg: FromWorker) {
             },
         ),
         FromWorker::Ready { model, .. } => {
-            let same = super::STATE
-                .with_borrow(|s| s.loaded.as_ref().is_some_and(|m| super::info(m) == model));
             HELPER.with_borrow_mut(|h| {
                 if let Some(h) = h {
                     h.model = Some(model);
                 }
             });
-            if same {
-                post(&FromWorker::ScanWorkers { workers: 2 });
-            }
+            announce();
             share();
         }
         FromWorker::ScanResult { .. } => post(&msg),
