@@ -235,13 +235,12 @@ pub struct ModelInfo {
 
 impl ModelInfo {
     /// The threshold the model's own rule asks of a suggestion at `lat`/`lon`: the region's
-    /// own there, else `suggest_threshold`, else 0.5 (as [`model_core::infer::Predictor::threshold_at`]).
+    /// own there, else `suggest_threshold`, else 0.5 (model-core's `threshold_at_place`, as
+    /// [`model_core::infer::Predictor::threshold_at`]).
     pub fn threshold_at(&self, lat: f64, lon: f64) -> f32 {
-        model_core::data::metadata::area_of(&self.trained_areas, lat, lon)
-            .and_then(|a| self.area_thresholds.get(&a.region).copied())
-            .unwrap_or_else(|| {
-                model_core::infer::suggest::threshold_or_default(None, self.suggest_threshold)
-            })
+        let own = model_core::data::metadata::area_of(&self.trained_areas, lat, lon)
+            .and_then(|a| self.area_thresholds.get(&a.region).copied());
+        model_core::infer::suggest::threshold_at_place(None, own, self.suggest_threshold)
     }
 
     /// The candidates' prior and the index of `none`, when the model has both.

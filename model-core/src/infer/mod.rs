@@ -146,8 +146,8 @@ impl Predictor {
     /// The threshold a suggestion at `lat`/`lon` must reach: `user`'s when set, else the
     /// region's own there ([`Predictor::area_rule`]), else [`Predictor::default_threshold`].
     pub fn threshold_at(&self, lat: f64, lon: f64, user: Option<f32>) -> f32 {
-        user.or_else(|| self.area_rule(lat, lon).map(|r| r.suggest_threshold))
-            .unwrap_or_else(|| self.default_threshold())
+        let own = self.area_rule(lat, lon).map(|r| r.suggest_threshold);
+        suggest::threshold_at_place(user, own, self.suggest_threshold)
     }
 
     /// The device the model runs on.

@@ -26,6 +26,14 @@ pub fn threshold_or_default(asked: Option<f32>, chosen: Option<f32>) -> f32 {
     asked.or(chosen).unwrap_or(DEFAULT_SUGGEST_THRESHOLD)
 }
 
+/// The threshold that applies at one place: the one asked for, else the own threshold of the
+/// trained area there (`area_own`: its region's rule), else the bundle's chosen one, else
+/// [`DEFAULT_SUGGEST_THRESHOLD`]. The CLI, the API and the page's scan all apply this
+/// (`Predictor::threshold_at`, the page's `ModelInfo::threshold_at`).
+pub fn threshold_at_place(asked: Option<f32>, area_own: Option<f32>, chosen: Option<f32>) -> f32 {
+    threshold_or_default(asked.or(area_own), chosen)
+}
+
 /// A threshold a user gave: a probability, from 0 to 1.
 pub fn check_threshold(t: f32) -> Result<f32, String> {
     if (0.0..=1.0).contains(&t) { Ok(t) } else { Err(format!("{t} is not a number from 0 to 1")) }
@@ -121,6 +129,10 @@ mod tests {
         assert_eq!(threshold_or_default(Some(0.2), Some(0.3)), 0.2);
         assert_eq!(threshold_or_default(None, Some(0.3)), 0.3);
         assert_eq!(threshold_or_default(None, None), DEFAULT_SUGGEST_THRESHOLD);
+        assert_eq!(threshold_at_place(Some(0.2), Some(0.4), Some(0.3)), 0.2);
+        assert_eq!(threshold_at_place(None, Some(0.4), Some(0.3)), 0.4);
+        assert_eq!(threshold_at_place(None, None, Some(0.3)), 0.3);
+        assert_eq!(threshold_at_place(None, None, None), DEFAULT_SUGGEST_THRESHOLD);
         let mut v = vec![(0.4, 60.2, 24.9), (0.9, 60.1, 24.9), (0.4, 60.1, 24.9)];
         v.sort_by(|a, b| most_confident_first(*a, *b));
         assert_eq!(v, [(0.9, 60.1, 24.9), (0.4, 60.1, 24.9), (0.4, 60.2, 24.9)]);
