@@ -383,16 +383,14 @@ fn swap_in(
     let model = info(&loaded);
     STATE.with_borrow_mut(|s| s.loaded = Some(Rc::new(loaded)));
     // The helper holds the model before: a new one reads the model now kept.
-    start_scan_helper(&cur.base);
+    start_scan_helper(&cur.base, cur.backend);
     FromWorker::ModelChanged { model }
 }
 
 /// Starts (or restarts) the scan helper: only in the page's model worker, on the CPU backend
 /// (a GPU's scan is not the CPU's to share).
-fn start_scan_helper(base: &str) {
-    let on_cpu = STATE
-        .with_borrow(|s| !s.is_helper && s.loaded.as_ref().is_some_and(|m| m.backend == "cpu"));
-    if on_cpu {
+fn start_scan_helper(base: &str, backend: &str) {
+    if backend == "cpu" && !STATE.with_borrow(|s| s.is_helper) {
         scan_helper::restart(base);
     }
 }
@@ -589,9 +587,7 @@ async fn load(base: String, choice: BackendChoice) -> Result<FromWorker, String>
     // On the CPU the scan helper starts now, to load its copy of the model while this worker
     // reads and warms up its own: a scan clicked the moment the model is ready then finds it
     // ready or nearly.
-    if backend == "cpu" && !STATE.with_borrow(|s| s.is_helper) {
-        scan_helper::restart(&base);
-    }
+    start_scan_helper(&base, backend);
     // A kept model (fine-tuned or imported) wins over the shipped one; an unreadable record is
     // ignored (and replaced at the next keep).
     let (manifest, weights, origin, fine_tune, compact) =

@@ -13,9 +13,9 @@
 //! still in the model worker's queue, at the scan's start when it is ready then, or the
 //! moment it becomes ready during the scan. It starts as soon as the model worker knows it
 //! runs on the CPU, before the model worker reads its model, and loads while the model worker
-//! does, so a scan clicked the moment the model is ready finds it ready or nearly. Its results pass through the model
-//! worker to the page, and the page gets one `ScanDone` for both halves. The page hears how
-//! many workers a scan would run on now (`ScanWorkers`).
+//! does, so a scan clicked the moment the model is ready finds it ready or nearly. Its
+//! results pass through the model worker to the page, and the page gets one `ScanDone` for
+//! both halves. The page hears how many workers a scan would run on now (`ScanWorkers`).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
