@@ -11,7 +11,7 @@
 //!   contiguous channels, which the compiler vectorises natively ([`super::isa`]); with
 //!   AVX2 a 3x3 or 5x5 one runs `depthwise_avx2` (intrinsics, a block of channels across a
 //!   row, the same sums); in wasm it and the epilogue are written in SIMD128 (`simd128`),
-//!   which LLVM does not vectorise.
+//!   which LLVM does not vectorise, four output pixels at a time inside the map.
 //! - Blocks of output rows are shared among the cores natively when the [`Ctx`] says so.
 
 use std::cell::Cell;
@@ -477,6 +477,28 @@ fn depthwise_rows_impl(
             }
         }
         let _ = simd;
+        // In wasm, a 3x3 or 5x5 window at stride 1 or 2 runs four pixels at a time where the
+        // windows lie wholly inside the map (`simd128::depthwise_four`), all channels but the
+        // last `c % 4`.
+        #[cfg(target_arch = "wasm32")]
+        let fours = if ys.len() == k && x.w + pl >= k && matches!((k, s), (3 | 5, 1 | 2)) {
+            let start = pl.div_ceil(s);
+            let end = ((x.w + pl - k) / s + 1).min(ow).max(start);
+            start..start + (end - start) / 4 * 4
+        } else {
+            0..0
+        };
+        #[cfg(target_arch = "wasm32")]
+        for ox in fours.clone().step_by(4) {
+            let at = (iy0 as usize, ox * s - pl);
+            let o = &mut orow[ox * c..];
+            match (k, s) {
+                (3, 1) => simd128::depthwise_four::<3, 1>(x, conv, act, at, o),
+                (3, 2) => simd128::depthwise_four::<3, 2>(x, conv, act, at, o),
+                (5, 1) => simd128::depthwise_four::<5, 1>(x, conv, act, at, o),
+                _ => simd128::depthwise_four::<5, 2>(x, conv, act, at, o),
+            }
+        }
         for ox in 0..ow {
             let ix0 = (ox * s) as isize - pl as isize;
             let xs = inside(ix0, x.w);
@@ -484,6 +506,10 @@ fn depthwise_rows_impl(
             let corner = (iy0, ix0);
             let taps = (ys.clone(), xs.clone());
             let mut first = done;
+            #[cfg(target_arch = "wasm32")]
+            if fours.contains(&ox) {
+                first = c / 4 * 4;
+            }
             // In wasm, explicit SIMD128 (the plain loops are not vectorised there).
             #[cfg(target_arch = "wasm32")]
             {
@@ -670,8 +696,10 @@ pub fn check_against_definitions() -> Result<(), String> {
         .map(|shape| (c, shape))
     }) {
         let ctx = Ctx { isa, ..ctx };
-        // A map bigger than the window, and one smaller than a 5x5 window.
-        for (c, (h, w)) in [1, 8, 41, 72].into_iter().flat_map(|c| [(c, (11, 9)), (c, (4, 3))]) {
+        // A map bigger than the window, a wide one (several runs of whole windows per row at
+        // stride 2, see `simd128::depthwise_four`), and one smaller than a 5x5 window.
+        let maps = [(11, 9), (7, 23), (4, 3)];
+        for (c, (h, w)) in [1, 8, 41, 72].into_iter().flat_map(|c| maps.map(|m| (c, m))) {
             let x = Map::new(h, w, c, random(h * w * c, 1.0));
             let conv =
                 Conv::new((c, c, k), stride, pad, true, random(k * k * c, 0.5), random(c, 0.5));

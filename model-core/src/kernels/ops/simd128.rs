@@ -10,6 +10,12 @@
 //! keep it). Each lane computes what the portable loop computes, in the same order (a
 //! product rounded, then a sum), so a depthwise output is the portable one to the bit; the
 //! wasm tests hold the page's forward pass to the native one.
+//!
+//! V8 compiles each bounds check of a slice into the loop that holds it, and adds a
+//! computed offset to every address, so the inner loops here read through raw pointers
+//! whose last offset is checked once before the loop. Where a row's windows lie wholly
+//! inside the map, a 3x3 or 5x5 depthwise convolution runs four output pixels at a time
+//! (`depthwise_four`): a row's weights and each input pixel are loaded once for all four.
 
 use core::arch::wasm32::*;
 use std::ops::Range;
@@ -65,22 +71,84 @@ pub(super) fn depthwise_block<const V: usize>(
     for (v, a) in acc.iter_mut().enumerate() {
         *a = load(&bias[4 * v..]);
     }
-    for ky in ys {
-        let iy = (iy0 + ky as isize) as usize;
-        for kx in xs.clone() {
-            let ix = (ix0 + kx as isize) as usize;
-            let at = (iy * x.w + ix) * c + first;
-            let xp = &xd[at..at + n];
-            let wt = (ky * k + kx) * c + first;
-            let wp = &conv.weight[wt..wt + n];
-            for (v, a) in acc.iter_mut().enumerate() {
-                *a = f32x4_add(*a, f32x4_mul(load(&xp[4 * v..]), load(&wp[4 * v..])));
+    if !ys.is_empty() && !xs.is_empty() {
+        // The last tap's values: every tap reads at or before them (checked once, here, so
+        // the loads below need no checks of their own).
+        let (ly, lx) = ((iy0 + ys.end as isize - 1) as usize, (ix0 + xs.end as isize - 1) as usize);
+        assert!(ly < x.h && lx < x.w && (ly * x.w + lx) * c + first + n <= xd.len());
+        assert!(((ys.end - 1) * k + xs.end - 1) * c + first + n <= conv.weight.len());
+        let (xp, wp) = (xd.as_ptr(), conv.weight.as_ptr());
+        for ky in ys {
+            let iy = (iy0 + ky as isize) as usize;
+            for kx in xs.clone() {
+                let ix = (ix0 + kx as isize) as usize;
+                // SAFETY: `iy`, `ix`, `ky` and `kx` are at most the last tap's (asserted in
+                // bounds above); wasm loads need no alignment.
+                unsafe {
+                    let xr = xp.add((iy * x.w + ix) * c + first);
+                    let wr = wp.add((ky * k + kx) * c + first);
+                    for (v, a) in acc.iter_mut().enumerate() {
+                        let (xv, wv) =
+                            (v128_load(xr.add(4 * v).cast()), v128_load(wr.add(4 * v).cast()));
+                        *a = f32x4_add(*a, f32x4_mul(xv, wv));
+                    }
+                }
             }
         }
     }
     let o = &mut o[first..first + n];
     for (v, a) in acc.into_iter().enumerate() {
         store(&mut o[4 * v..], activate(act, a));
+    }
+}
+
+/// Output pixels `ox..ox + 4` of a depthwise convolution whose `K x K` windows (stride `S`)
+/// lie wholly inside the map, their top row `iy` and the first one's first column `ix`;
+/// channels `0..c / 4 * 4` (`o` from pixel `ox`'s first channel). For each vector of channels
+/// a row's `K` weights are loaded once and each input pixel once for all four outputs (per
+/// pixel they were loaded for each tap of each output). Each output sums its taps in the
+/// order `depthwise_block` does (rows, then columns), so the result is the same to the bit.
+#[inline(always)]
+pub(super) fn depthwise_four<const K: usize, const S: usize>(
+    x: &Map,
+    conv: &Conv,
+    act: Act,
+    (iy, ix): (usize, usize),
+    o: &mut [f32],
+) {
+    let (c, xd, wd) = (x.c, x.data(), &conv.weight);
+    let (inputs, vc) = (3 * S + K, c / 4 * 4);
+    // The last values read and written: every offset below is at most these.
+    assert!(iy + K <= x.h && ix + inputs <= x.w);
+    assert!(((iy + K - 1) * x.w + ix + inputs - 1) * c + vc <= xd.len());
+    assert!(K * K * c <= wd.len() && vc <= conv.bias.len() && 3 * c + vc <= o.len());
+    let (xp, wp, bp, op) = (xd.as_ptr(), wd.as_ptr(), conv.bias.as_ptr(), o.as_mut_ptr());
+    for f in (0..vc).step_by(4) {
+        // SAFETY: every offset is within the bounds asserted above; wasm loads and stores
+        // need no alignment.
+        unsafe {
+            let mut acc = [v128_load(bp.add(f).cast()); 4];
+            for ky in 0..K {
+                let mut w = [f32x4_splat(0.0); K];
+                for (kx, w) in w.iter_mut().enumerate() {
+                    *w = v128_load(wp.add((ky * K + kx) * c + f).cast());
+                }
+                let row = xp.add(((iy + ky) * x.w + ix) * c + f);
+                for i in 0..inputs {
+                    let xv = v128_load(row.add(i * c).cast());
+                    // Output `j` reads input `i` at tap `i - j * S`, when that is a tap.
+                    for (j, a) in acc.iter_mut().enumerate() {
+                        let kx = i.wrapping_sub(j * S);
+                        if kx < K {
+                            *a = f32x4_add(*a, f32x4_mul(xv, w[kx]));
+                        }
+                    }
+                }
+            }
+            for (j, a) in acc.into_iter().enumerate() {
+                v128_store(op.add(j * c + f).cast(), activate(act, a));
+            }
+        }
     }
 }
 
