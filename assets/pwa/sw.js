@@ -11,6 +11,9 @@
 // - Other servers' tiles (tile.openstreetmap.org's, say) are never touched: their usage
 //   policies forbid prefetching and keeping them.
 // - /api/health always goes to the network: the page reads its failure as "offline".
+// - A tile that no saved area holds is left to the browser (no respondWith): nothing here could
+//   answer it offline, and passing each of a scan's tiles through this worker cost the page's
+//   cores time the model needed.
 // Only GET requests are handled; a tag, a prediction and an export never need the network.
 const SHELL = "accessatlas-shell-v1";
 const AREA = "accessatlas-area-v1";
@@ -42,11 +45,32 @@ function key(request) {
   return request.mode === "navigate" ? scope().href : request.url;
 }
 
+// The addresses of the tiles the saved areas hold, read from their caches; null until read (a
+// tile then passes through here, as any might be saved). The page says "areas" after it saves
+// or deletes one.
+let savedTiles = null;
+let areasRead = 0;
+async function readSavedTiles() {
+  const read = ++areasRead;
+  try {
+    const urls = new Set();
+    for (const name of await caches.keys()) {
+      if (!name.startsWith(AREA)) continue;
+      for (const request of await (await caches.open(name)).keys()) urls.add(request.url);
+    }
+    if (read === areasRead) savedTiles = urls;
+  } catch (e) {
+    if (read === areasRead) savedTiles = null;
+  }
+}
+readSavedTiles();
+
 self.addEventListener("fetch", (event) => {
   const request = event.request;
   if (request.method !== "GET") return;
   const path = inScope(new URL(request.url));
   if (path === null || path === "api/health") return;
+  if (path.startsWith("tiles/") && savedTiles !== null && !savedTiles.has(request.url)) return;
   const shell = !path.startsWith("tiles/") && !path.startsWith("api/") || path === "api/model";
   event.respondWith(networkFirst(request, shell));
 });
@@ -66,10 +90,15 @@ async function networkFirst(request, keepInShell) {
   }
 }
 
+// "areas": the saved areas changed (read their tiles again).
 // "keep": the page's list of what the app needs (same-origin addresses). Each is fetched into
 // SHELL; a worker loader's scripts and wasm are found in its text. Answers "kept" with counts.
 self.addEventListener("message", (event) => {
   const msg = event.data;
+  if (msg && msg.type === "areas") {
+    event.waitUntil(readSavedTiles());
+    return;
+  }
   if (!msg || msg.type !== "keep" || !Array.isArray(msg.urls)) return;
   event.waitUntil((async () => {
     const cache = await caches.open(SHELL);

@@ -205,6 +205,7 @@ pub fn delete_area(off: Offline, bbox: String) {
             off.area
                 .set(AreaSave::Failed(format!("could not delete it: {}", crate::js::message(&e))));
         }
+        areas_changed();
         off.saved.set(saved_areas().await);
     });
 }
@@ -259,6 +260,20 @@ pub fn keep_for_offline(ctx: &Ctx) {
     let msg = js_sys::Object::new();
     let _ = js_sys::Reflect::set(&msg, &"type".into(), &"keep".into());
     let _ = js_sys::Reflect::set(&msg, &"urls".into(), &list);
+    post_to_service_worker(sw, msg);
+}
+
+/// Tells the service worker that the saved areas changed: it reads their tiles again (a tile
+/// no saved area holds does not pass through it).
+fn areas_changed() {
+    let Some(sw) = service_workers() else { return };
+    let msg = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&msg, &"type".into(), &"areas".into());
+    post_to_service_worker(sw, msg);
+}
+
+/// Posts `msg` to the active service worker, once there is one.
+fn post_to_service_worker(sw: web_sys::ServiceWorkerContainer, msg: js_sys::Object) {
     spawn_local(async move {
         let Ok(reg) = sw.ready().map(JsFuture::from) else { return };
         let Ok(reg) = reg.await else { return };
@@ -358,6 +373,7 @@ pub fn save_area(ctx: &Ctx, off: Offline) {
                             web_sys::console::warn_1(&format!("saved area record: {e}").into());
                         }
                     }
+                    areas_changed();
                     off.area.set(outcome);
                     off.saved.set(saved_areas().await);
                 });
