@@ -448,13 +448,17 @@ fn depthwise_rows_impl(
         // With AVX2, every pixel goes through `depthwise_avx2` for all its channels but the
         // last `c % 8` (a 3x3 or 5x5 window).
         let done = if simd && matches!(k, 3 | 5) { c / 8 * 8 } else { 0 };
+        // The output pixels whose windows lie wholly inside the map (none in a row whose
+        // windows leave it at the top or bottom), which the SIMD loops below run apart.
+        #[cfg(any(target_arch = "x86_64", target_arch = "wasm32"))]
+        let whole = if ys.len() == k && x.w + pl >= k {
+            let start = pl.div_ceil(s);
+            start..((x.w + pl - k) / s + 1).min(ow).max(start)
+        } else {
+            0..0
+        };
         #[cfg(target_arch = "x86_64")]
         if done > 0 {
-            let whole = if ys.len() == k && x.w + pl >= k {
-                pl.div_ceil(s)..((x.w + pl - k) / s + 1).min(ow).max(pl.div_ceil(s))
-            } else {
-                0..0
-            };
             let row = depthwise_avx2::Row {
                 x: x.data(),
                 h: x.h,
@@ -477,16 +481,12 @@ fn depthwise_rows_impl(
             }
         }
         let _ = simd;
-        // In wasm, a 3x3 or 5x5 window at stride 1 or 2 runs four pixels at a time where the
-        // windows lie wholly inside the map (`simd128::depthwise_four`), all channels but the
-        // last `c % 4`.
+        // In wasm, a 3x3 or 5x5 window at stride 1 or 2 runs four of those pixels at a time
+        // (`simd128::depthwise_four`), all channels but the last `c % 4`.
         #[cfg(target_arch = "wasm32")]
-        let fours = if ys.len() == k && x.w + pl >= k && matches!((k, s), (3 | 5, 1 | 2)) {
-            let start = pl.div_ceil(s);
-            let end = ((x.w + pl - k) / s + 1).min(ow).max(start);
-            start..start + (end - start) / 4 * 4
-        } else {
-            0..0
+        let fours = match (k, s) {
+            (3 | 5, 1 | 2) => whole.start..whole.start + whole.len() / 4 * 4,
+            _ => 0..0,
         };
         #[cfg(target_arch = "wasm32")]
         for ox in fours.clone().step_by(4) {
