@@ -91,6 +91,23 @@ impl Split {
         Ok(Batch::from_inputs(inputs, &targets, self.size, device)?)
     }
 
+    /// `batch` (of `idx`) with its positions as the recipe's position dropout reads them
+    /// ([`TrainConfig::positions_read`]); unchanged when the recipe hides none.
+    fn hide_positions(
+        &self,
+        mut batch: Batch,
+        idx: &[usize],
+        cfg: &TrainConfig,
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Batch {
+        if cfg.position_dropout > 0.0 {
+            let coords = cfg.positions_read(idx.iter().map(|&i| self.examples[i].coords), rng);
+            batch.coords = Tensor::from_data(TensorData::new(coords, [idx.len(), 2]), device);
+        }
+        batch
+    }
+
     /// The batch of `idx` with `images` in place of their images (frozen-stage maps).
     fn batch_with(&self, idx: &[usize], images: Tensor<4>, device: &Device) -> Batch {
         let b = idx.len();
@@ -255,6 +272,7 @@ pub fn train_epoch(
             .expect("valid template"),
     );
     let (mut loss_sum, mut correct, mut seen, mut skipped) = (0.0f64, 0usize, 0usize, 0u64);
+    let mut hide = cfg.position_rng(epoch);
     std::thread::scope(|s| -> Result<()> {
         let (tx, rx) = sync_channel::<Result<Loaded>>(3);
         let chunks_ref = &chunks;
@@ -293,6 +311,7 @@ pub fn train_epoch(
                     (Loaded::Maps(..), None) => unreachable!("maps come only with frozen stages"),
                 },
             };
+            let batch = split.hide_positions(batch, idx, cfg, &mut hide, device);
             let out = trainer.step(&batch);
             skipped += u64::from(out.skipped);
             loss_sum += f64::from(out.loss) * out.count as f64;

@@ -55,6 +55,11 @@ pub struct TrainArgs {
     /// on view (E - 1) mod N [default: 2].
     #[arg(long)]
     pub views: Option<usize>,
+    /// Hide the position (lat/lon) of this share of the training examples each epoch, so the
+    /// model also learns to answer where it reads no position: outside every trained area
+    /// [default: 0].
+    #[arg(long)]
+    pub position_dropout: Option<f64>,
     /// Apply the optimiser every N batches (gradient accumulation).
     #[arg(long)]
     pub accumulate: Option<usize>,
@@ -107,8 +112,18 @@ impl TrainArgs {
             ($($f:ident),*) => { $( if let Some(v) = self.$f { c.$f = v; } )* };
         }
         over!(
-            encoder, epochs, batch_size, lr, scheduler, accumulate, patience, image_size, seed,
-            precision, views
+            encoder,
+            epochs,
+            batch_size,
+            lr,
+            scheduler,
+            accumulate,
+            patience,
+            image_size,
+            seed,
+            precision,
+            views,
+            position_dropout
         );
         if self.init.is_some() && self.lr.is_none() {
             c.lr *= model_core::train::recipe::ADAPT_LR_SHARE;

@@ -863,9 +863,18 @@ change its speed). A ratio above 1 means AccessAtlas is faster.\n",
 /// (`browser_scan_ready`), with what the points cost their workers.
 fn scan_section(now: &serde_json::Value, ready: &serde_json::Value) -> String {
     let n = |r: &serde_json::Value, k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+    let runs = |r: &serde_json::Value| {
+        let v: Vec<String> = r["first_ms_runs"]
+            .as_array()
+            .map(|a| {
+                a.iter().map(|x| format!("{:.2}", x.as_f64().unwrap_or(f64::NAN) / 1e3)).collect()
+            })
+            .unwrap_or_default();
+        v.join(", ")
+    };
     let row = |r: &serde_json::Value, when: &str| {
         format!(
-            "| {when} | {:.0} | {:.0} | {} | {:.2} s | {:.0} ms | {:.0} ms | {:.2} s | {:.1} | {:.1} |\n",
+            "| {when} | {:.0} | {:.0} | {} | {:.2} s | {:.0} ms | {:.0} ms | **{:.2} s** ({} s) | {:.2} s | {:.1} |\n",
             n(r, "workers"),
             n(r, "points"),
             r["suggestions"],
@@ -873,31 +882,42 @@ fn scan_section(now: &serde_json::Value, ready: &serde_json::Value) -> String {
             n(r, "tiles_ms_per_point"),
             n(r, "model_ms_per_point"),
             n(r, "first_ms") / 1e3,
+            runs(r),
             n(r, "ms") / 1e3,
             n(r, "points_per_s"),
         )
     };
+    let views = |r: &serde_json::Value| {
+        let v: Vec<String> = r["views"]
+            .as_array()
+            .map(|a| a.iter().map(|x| format!("`#map={}`", x.as_str().unwrap_or("?"))).collect())
+            .unwrap_or_default();
+        v.join(", ")
+    };
     format!(
         "### Suggestions in the page\n\n\
-\"Scan this view\" over the square `cargo xtask bench suggest` scores natively (centre\n\
-60.1690, 24.9420; the view at zoom 17 is {:.0} m x {:.0} m): the page asks the server for the\n\
-view's candidates and scores them in its workers at threshold 0.5 (on the CPU backend the\n\
-model worker and its scan helper, one core each), the 48 most promising always, then more\n\
-while the scan has taken under 3 s (up to 480); timed by the page from the click to the 48th\n\
-result and to done (candidates, tiles, model, messaging). Clicked twice: the moment the model\n\
-is ready, when the scan helper (which loads beside the model worker, from the wasm module the\n\
-model worker compiled) may not be yet; and, on the view of the same size just north of it\n\
-(tiles as cold), once the helper holds the model too, as for a mapper who looks at the map a\n\
-few seconds before scanning; on that page load the helper held it {:.0} ms after the model\n\
-worker (polled, to about 20 ms). Per point: what it cost\n\
-its worker, waiting for and decoding its map tiles, and the model (preprocessing and forward\n\
-pass); the two workers share the machine's 2 cores with the page, the browser and the tile\n\
-server. This project's goal: the first 48 in at most 1.5 s.\n\n\
-| clicked | workers | candidates scored | suggestions | candidates in | tiles per point | model per point | first 48 in | seconds | candidates/s |\n\
+\"Scan this view\" over views of central Helsinki's extract (at zoom 17 each is {:.0} m x {:.0} m):\n\
+the page asks the server for the view's candidates and scores them in its workers at threshold\n\
+0.5 (on the CPU backend the model worker and its scan helper, one core each), the 48 most\n\
+promising always, then more while the scan has taken under 3 s (up to 480); timed by the page\n\
+from the click to the 48th result and to done (candidates, tiles, model, messaging). Clicked the\n\
+moment the model is ready, when the scan helper (which loads beside the model worker, from the\n\
+wasm module the model worker compiled) may not be yet, on {}; and once the helper holds the\n\
+model too, as for a mapper who looks at the map a few seconds before scanning, on {} (on the\n\
+median run's page load the helper held it {:.0} ms after the model worker, polled to about 20\n\
+ms). Each view is a fresh page load on tiles neither the browser nor the tile server has drawn\n\
+yet; one scan varies by about 15 % with what else the two cores do, so each row is the run\n\
+whose first 48 took the median time of the three, every run's time in brackets. Per point:\n\
+what it cost its worker, waiting for and decoding its map tiles, and the model (preprocessing\n\
+and forward pass); the two workers share the machine's 2 cores with the page, the browser and\n\
+the tile server. This project's goal: the first 48 in at most 1.5 s.\n\n\
+| clicked | workers | candidates scored | suggestions | candidates in | tiles per point | model per point | first 48 in: median (each run) | seconds | candidates/s |\n\
 |---|---|---|---|---|---|---|---|---|---|\n\
 {}{}\n",
         n(now, "width_m"),
         n(now, "height_m"),
+        views(now),
+        views(ready),
         n(ready, "helper_after_model_ms"),
         row(now, "the moment the model is ready"),
         row(ready, "once the scan helper is ready"),
@@ -939,7 +959,7 @@ fn learn_area_section(l: &serde_json::Value) -> String {
     let n = |k: &str| l[k].as_f64().unwrap_or(f64::NAN);
     format!(
         "\n### Learning this area in the page\n\n\
-\"Learn this area\" on the same view as the scan, CPU backend, in the model worker: the view's\n\
+\"Learn this area\" on the view at 60.1690, 24.9420 (zoom 17), CPU backend, in the model worker: the view's\n\
 mapped features (`/api/features`, lines included) and background places from its candidates\n\
 become examples, split by map cell; encoder features once, then the head for the default\n\
 epochs; timed from the click to the before/after result on the held-out cells (features, tiles,\n\

@@ -1,5 +1,5 @@
 //! The scan's second core: a second model worker, started by the model worker itself, that
-//! scores every other point of a scan, so a scan on the CPU backend uses two cores where the
+//! scores half the points of a scan, so a scan on the CPU backend uses two cores where the
 //! machine has them (one wasm thread each; wasm code here never shares memory between
 //! threads).
 //!
@@ -9,9 +9,9 @@
 //! shipped one) on the CPU backend and starts no helper of its own. It is used only while its
 //! model is the model worker's ([`ModelInfo`] equal); a model kept, undone or imported
 //! replaces it with a new helper, which reads the new kept model. Each worker takes a scan's
-//! points from its queue here ([`next`]); the model worker's helper gets every other point
-//! still in the model worker's queue, at the scan's start when it is ready then, or the
-//! moment it becomes ready during the scan. It starts as soon as the model worker knows it
+//! points from its queue here ([`next`]); the model worker's helper gets half of the points
+//! still in the model worker's queue (those on its side of the view, [`share`]), at the
+//! scan's start when it is ready then, or the moment it becomes ready during the scan. It starts as soon as the model worker knows it
 //! runs on the CPU, before the model worker reads its model, and loads while the model worker
 //! does, so a scan clicked the moment the model is ready finds it ready or nearly. Its
 //! results pass through the model worker to the page, and the page gets one `ScanDone` for
@@ -231,9 +231,10 @@ pub(super) fn shared(id: u64) -> bool {
     JOIN.with_borrow(|j| j.as_ref().is_some_and(|j| j.id == id))
 }
 
-/// Gives the helper every other point still in the running scan's queue (the points come
-/// most promising first, so both halves go on with the best), when the helper holds the
-/// scan's model and the scan is not shared yet.
+/// Gives the helper half of the points still in the running scan's queue, by place
+/// ([`crate::scan::halves`]: each worker's points share more of their tiles; each half stays
+/// most promising first, so both go on with the best), when the helper holds the scan's model
+/// and the scan is not shared yet.
 fn share() {
     let Some(worker) = QUEUE.with_borrow(|q| {
         let q = q.as_ref()?;
@@ -248,10 +249,10 @@ fn share() {
         if q.points.len() < 2 || shared(q.id) {
             return None;
         }
-        let (mine, theirs): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut q.points).into_iter().enumerate().partition(|(k, _)| k % 2 == 0);
-        q.points = mine.into_iter().map(|(_, p)| p).collect();
-        let first = theirs.iter().filter(|(_, (i, _))| *i < q.first).count();
+        let queue = std::mem::take(&mut q.points).into_iter().collect();
+        let (mine, theirs) = crate::scan::halves(queue, q.first, |p| (p.lat, p.lon));
+        q.points = mine.into();
+        let first = theirs.iter().filter(|(i, _)| *i < q.first).count();
         JOIN.with_borrow_mut(|j| {
             *j = Some(Join {
                 id: q.id,
@@ -263,7 +264,7 @@ fn share() {
         });
         Some(ToWorker::Scan {
             id: q.id,
-            points: theirs.into_iter().map(|(_, (_, p))| p).collect(),
+            points: theirs.into_iter().map(|(_, p)| p).collect(),
             source: q.source.clone(),
             first,
             budget_ms: (q.budget_ms - (crate::net::now_ms() - q.started)).max(0.0),

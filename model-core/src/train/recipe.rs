@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::rng::Rng;
 use crate::train::StepConfig;
 use crate::train::precision::Precision;
 use crate::train::schedule::Schedule;
@@ -71,6 +72,11 @@ pub struct TrainConfig {
     /// maps are computed once and epoch `e` trains on view `(e - 1) mod views`
     /// ([`crate::train::trunk_cache`]). Without frozen stages every epoch draws afresh.
     pub views: usize,
+    /// The share of training examples whose position (lat/lon) is hidden each epoch: read
+    /// as zero, what a model reads outside every area it was trained on
+    /// ([`crate::data::metadata`]), so it learns to answer from the tile and the source alone
+    /// as well as with position. 0 hides none.
+    pub position_dropout: f64,
 }
 
 impl Default for TrainConfig {
@@ -95,6 +101,7 @@ impl Default for TrainConfig {
             augment: true,
             precision: Precision::F32,
             views: 2,
+            position_dropout: 0.0,
         }
     }
 }
@@ -112,6 +119,12 @@ impl TrainConfig {
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return bad(format!("learning rate must be positive, not {}", self.lr));
+        }
+        if !(0.0..1.0).contains(&self.position_dropout) {
+            return bad(format!(
+                "position dropout must be at least 0 and below 1, not {}",
+                self.position_dropout
+            ));
         }
         let k = self.freeze_stages.unwrap_or(if self.pretrained { 6 } else { 0 });
         if k > self.encoder.num_stages() {
@@ -198,6 +211,26 @@ impl TrainConfig {
     pub fn epoch_seed(&self, epoch: usize) -> u64 {
         self.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9)
     }
+
+    /// The draws of epoch `epoch`'s position dropout: a stream of its own, so a recipe without
+    /// it draws everything else as before.
+    pub fn position_rng(&self, epoch: usize) -> Rng {
+        Rng::new(self.epoch_seed(epoch) ^ 0x706F_7369_7469_6F6E)
+    }
+
+    /// The positions (standardised lat/lon pairs) a training batch reads, flattened: each
+    /// hidden (zero, as outside every trained area) with probability
+    /// [`TrainConfig::position_dropout`], one draw from `rng` per example, none when it is 0.
+    pub fn positions_read(
+        &self,
+        coords: impl Iterator<Item = [f32; 2]>,
+        rng: &mut Rng,
+    ) -> Vec<f32> {
+        let share = self.position_dropout;
+        coords
+            .flat_map(|c| if share > 0.0 && rng.next_f64() < share { [0.0; 2] } else { c })
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -215,6 +248,8 @@ mod tests {
         assert!(e.to_string().contains("learning rate"), "{e}");
         let e = TrainConfig { freeze_stages: Some(99), ..Default::default() }.settle();
         assert!(e.unwrap_err().to_string().contains("cannot freeze 99"));
+        let e = TrainConfig { position_dropout: 1.0, ..Default::default() }.settle();
+        assert!(e.unwrap_err().to_string().contains("position dropout"));
         assert_ne!(TrainConfig::default().epoch_seed(1), TrainConfig::default().epoch_seed(2));
         let saved = TrainConfig { precision: Precision::F16, ..Default::default() };
         let e = saved.clone().resumed_with(None, Some(Precision::Bf16), None).unwrap_err();
@@ -222,5 +257,25 @@ mod tests {
         let e = saved.clone().resumed_with(Some(EncoderKind::ResNet18), None, None).unwrap_err();
         assert!(e.to_string().contains("not resnet18"), "{e}");
         assert_eq!(saved.resumed_with(None, Some(Precision::F16), Some(3)).unwrap().epochs, 3);
+    }
+
+    /// Position dropout hides about its share of the positions, the same ones for the same
+    /// epoch, and none (drawing nothing) at 0.
+    #[test]
+    fn position_dropout_hides_its_share() {
+        let coords = || (1..=2000).map(|i| [i as f32, -(i as f32)]);
+        let c = TrainConfig { position_dropout: 0.3, ..Default::default() };
+        let read = c.positions_read(coords(), &mut c.position_rng(1));
+        let hidden = read.chunks(2).filter(|p| p == &[0.0, 0.0]).count();
+        assert!((500..700).contains(&hidden), "{hidden} of 2000 hidden at 0.3");
+        let shown = read.chunks(2).zip(coords()).filter(|(p, c)| p == c).count();
+        assert_eq!(hidden + shown, 2000);
+        assert_eq!(read, c.positions_read(coords(), &mut c.position_rng(1)));
+        assert_ne!(read, c.positions_read(coords(), &mut c.position_rng(2)));
+        let none = TrainConfig::default();
+        let mut rng = none.position_rng(1);
+        let flat: Vec<f32> = coords().flatten().collect();
+        assert_eq!(none.positions_read(coords(), &mut rng), flat);
+        assert_eq!(rng.next_u64(), none.position_rng(1).next_u64(), "no draw at 0");
     }
 }
