@@ -11,9 +11,10 @@
 //! replaces it with a new helper, which reads the new kept model. Each worker takes a scan's
 //! points from its queue here ([`next`]); the model worker's helper gets half of the points
 //! still in the model worker's queue (those on its side of the view, [`share`]), at the
-//! scan's start when it is ready then, or the moment it becomes ready during the scan. It starts as soon as the model worker knows it
-//! runs on the CPU, before the model worker reads its model, and loads while the model worker
-//! does, so a scan clicked the moment the model is ready finds it ready or nearly. Its
+//! scan's start when it is ready then, or the moment it becomes ready during the scan. It
+//! starts as soon as the model worker knows it runs on the CPU, before the model worker reads
+//! its model, and loads while the model worker does, so a scan clicked the moment the model
+//! is ready finds it ready or nearly. Its
 //! results pass through the model worker to the page, and the page gets one `ScanDone` for
 //! both halves. The page hears how many workers a scan would run on now (`ScanWorkers`).
 
