@@ -1089,7 +1089,7 @@ rendered, the shipped bundle on the CPU in batches of 16, at the model's default
 ({:.2}), nothing already mapped) over a {side} m x {side} m square of central Helsinki. No\n\
 reference: no other tool suggests these features. The page scores 48 to 480 candidates per\n\
 scan in its worker (as many as fit in 3 s): see\n\
-\"In the browser\", \"Suggestions in the page\", for its rate on the same square.\n\n\
+\"In the browser\", \"Suggestions in the page\", for its rate on views of central Helsinki.\n\n\
 | area | candidates | suggestions | seconds | candidates/s | suggestions/s |\n\
 |---|---|---|---|---|---|\n\
 | {:.2} km² | {} | {} | {:.1} | {:.1} | {:.2} |\n",
