@@ -46,10 +46,11 @@ pub type Placed<T> = Vec<(usize, T)>;
 /// A scan's queue split between two workers (`(place in the scan, point)`, in order of
 /// place): the points the scan must score whatever the time (place below `first`) halved, and
 /// the rest halved, each by where the points lie: across the longer side of their extent, the
-/// nearer half to the first worker and the farther to the second, each half in its order of
-/// place. Neighbouring points share map tiles, so each worker fetches and decodes fewer of
-/// them than when the points alternate (the first 48 of the bench's view needed 22 + 28 tile
-/// requests for 28 tiles that way). The first worker gets the odd point of each half.
+/// western (or southern) half to the first worker and the other to the second, each half in
+/// its order of place. Neighbouring points share map tiles, so each worker fetches and
+/// decodes fewer of them than when the points alternate (the first 48 of the bench's view
+/// needed 22 + 28 tile requests for 28 tiles that way). The first worker gets the odd point
+/// of each half.
 pub fn halves<T>(
     queue: Placed<T>,
     first: usize,
@@ -87,6 +88,7 @@ fn halve<T>(group: Placed<T>, at: &impl Fn(&T) -> (f64, f64)) -> (Placed<T>, Pla
 #[cfg(test)]
 mod tests {
     use super::*;
+    use model_core::LabelVocab;
 
     /// Each worker gets half of the points the scan must score and half of the rest, on its
     /// own side of the view, each in the scan's order.
@@ -113,7 +115,6 @@ mod tests {
         let (a, b) = halves(vec![(0, (60.0, 24.9))], 48, |p| *p);
         assert_eq!((a.len(), b.len()), (1, 0));
     }
-    use model_core::LabelVocab;
 
     fn p(label: usize, logit: f32) -> Prediction {
         let labels = LabelVocab::with_none();

@@ -18,6 +18,11 @@ use serde::{Deserialize, Serialize};
 use crate::CoreError;
 use crate::data::tile::{BBox, distance_m};
 
+/// The position a model reads outside every area it was trained on: zero, an area's mean,
+/// which says nothing of where the place is. Training that hides positions
+/// ([`crate::train::recipe::TrainConfig::position_dropout`]) hides them as this.
+pub const OUTSIDE: [f32; 2] = [0.0, 0.0];
+
 /// How far beyond its trained area a model still reads position, as a share of the area's
 /// extent on each axis ...
 pub const AREA_MARGIN_SHARE: f64 = 0.25;
@@ -284,7 +289,7 @@ impl Scaler {
         }
         match self.area_of(lat, lon) {
             Some(a) => a.z(lat, lon),
-            None => [0.0, 0.0],
+            None => OUTSIDE,
         }
     }
 }

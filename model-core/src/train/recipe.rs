@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::metadata::OUTSIDE;
 use crate::rng::Rng;
 use crate::train::StepConfig;
 use crate::train::precision::Precision;
@@ -219,7 +220,7 @@ impl TrainConfig {
     }
 
     /// The positions (standardised lat/lon pairs) a training batch reads, flattened: each
-    /// hidden (zero, as outside every trained area) with probability
+    /// hidden (read as outside every trained area, [`OUTSIDE`]) with probability
     /// [`TrainConfig::position_dropout`], one draw from `rng` per example, none when it is 0.
     pub fn positions_read(
         &self,
@@ -228,7 +229,7 @@ impl TrainConfig {
     ) -> Vec<f32> {
         let share = self.position_dropout;
         coords
-            .flat_map(|c| if share > 0.0 && rng.next_f64() < share { [0.0; 2] } else { c })
+            .flat_map(|c| if share > 0.0 && rng.next_f64() < share { OUTSIDE } else { c })
             .collect()
     }
 }
