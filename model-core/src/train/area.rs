@@ -19,6 +19,11 @@ use crate::data::vocab::{LabelVocab, NONE_LABEL};
 use crate::error::CoreError;
 use crate::train::finetune::MIN_TAGS_PER_CLASS;
 
+/// The most places "learn this area" takes by default: this project's goal for adapting to a
+/// new area is "at most 200 tags of the new region", and native adaptation takes as many rows
+/// (`cargo xtask reference adapt`).
+pub const ADAPT_BUDGET: usize = 200;
+
 /// At most this many examples of each feature type, and of "no feature here".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AreaLimits {
@@ -27,10 +32,10 @@ pub struct AreaLimits {
 }
 
 impl Default for AreaLimits {
-    /// Sized so that the page learns a busy view of the bundled data within a minute on the
-    /// CPU (four types and the background: at most 110 examples).
+    /// Five types of 30 and 50 background places: [`ADAPT_BUDGET`] in all. The busiest view of
+    /// the bundled data is learned well within a minute on the CPU (BENCHMARKS.md).
     fn default() -> Self {
-        Self { per_type: 20, background: 30 }
+        Self { per_type: 30, background: 50 }
     }
 }
 
@@ -314,6 +319,20 @@ mod tests {
         assert_eq!(plan.examples.iter().filter(|e| e.label == "none").count(), 5);
         // The same view gives the same examples.
         assert_eq!(area_examples(&own, &mapped, &candidates, &labels(), limits).unwrap(), plan);
+    }
+
+    /// A view with plenty of every type and of background places gives at most the budget.
+    #[test]
+    fn the_default_limits_take_at_most_the_budget() {
+        let types = ["ramp", "elevator", "entrance", "tactile_path", "obstacle"];
+        let mapped: Vec<MappedFeature> =
+            (0..500).map(|i| feature(i, types[i % types.len()], 20.0 * i as f64)).collect();
+        let candidates: Vec<(f64, f64)> =
+            (0..500).map(|i| (60.17 + (20_000.0 + 20.0 * i as f64) * M, 24.94)).collect();
+        let plan =
+            area_examples(&[], &mapped, &candidates, &labels(), AreaLimits::default()).unwrap();
+        assert_eq!(plan.examples.len(), ADAPT_BUDGET);
+        assert!(plan.counts.iter().all(|c| c.used < c.available), "{:?}", plan.counts);
     }
 
     #[test]
