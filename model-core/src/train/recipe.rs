@@ -267,7 +267,7 @@ mod tests {
         let coords = || (1..=2000).map(|i| [i as f32, -(i as f32)]);
         let c = TrainConfig { position_dropout: 0.3, ..Default::default() };
         let read = c.positions_read(coords(), &mut c.position_rng(1));
-        let hidden = read.chunks(2).filter(|p| p == &[0.0, 0.0]).count();
+        let hidden = read.chunks(2).filter(|p| *p == OUTSIDE).count();
         assert!((500..700).contains(&hidden), "{hidden} of 2000 hidden at 0.3");
         let shown = read.chunks(2).zip(coords()).filter(|(p, c)| p == c).count();
         assert_eq!(hidden + shown, 2000);
