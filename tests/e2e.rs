@@ -1622,15 +1622,18 @@ async fn learn_area_flow() {
     assert_eq!(kept.as_str().unwrap().split(',').count(), 4, "{kept}");
     assert!(differ(&predict_at_centre(c).await, &tuned) < 1e-4, "the reload lost the model");
 
-    // Learned again and kept: "Undo" goes back to the model kept before it, not further.
+    // Learned again, the image encoder's last stage too (the panel's checkbox), and kept:
+    // "Undo" goes back to the model kept before it, not further.
+    click(c, FINETUNE_LAST_STAGE).await;
     click(c, LEARN_AREA).await;
-    wait_js(
+    let second = wait_js(
         c,
-        &format!("!!document.querySelector('{FINETUNE_RESULT}')"),
+        &format!("(r => r && r.dataset.lastStage)(document.querySelector('{FINETUNE_RESULT}'))"),
         "the second learned area's result",
         600,
     )
     .await;
+    assert_eq!(second, json!("true"), "the last-stage checkbox did not reach the fine-tune");
     click(c, FINETUNE_KEEP).await;
     wait_js(
         c,
@@ -1674,39 +1677,45 @@ async fn learn_view(c: &fantoccini::Client) -> Value {
     if let Ok(n) = std::env::var("ACCESSATLAS_PAGE_ADAPT_EPOCHS") {
         set_input(c, "#ft-epochs", &n, "change").await;
     }
+    // A trial of the recipe: the encoder's last stage trains too (the panel's checkbox).
+    if std::env::var_os("ACCESSATLAS_PAGE_ADAPT_LAST_STAGE").is_some() {
+        click(c, FINETUNE_LAST_STAGE).await;
+    }
     let started = Instant::now();
     click(c, LEARN_AREA).await;
     let r = wait_js(
         c,
-        &format!("(r => r && {{ accuracy_before: +r.dataset.before, accuracy_after: +r.dataset.after, types_f1_before: r.dataset.beforeTypesF1 === '' ? null : +r.dataset.beforeTypesF1, types_f1_after: r.dataset.afterTypesF1 === '' ? null : +r.dataset.afterTypesF1, train_places: +r.dataset.trainTags, epochs: +r.dataset.epochs, learned_from: document.querySelector('{FINETUNE_AREA}').innerText, types_words: document.querySelector('{FINETUNE_TYPES_F1}')?.innerText ?? null, bbox: document.querySelector('{FINETUNE_AREA}').dataset.bbox, worse: document.querySelector('{FINETUNE_WORSE}')?.innerText ?? null }})(document.querySelector('{FINETUNE_RESULT}'))"),
+        &format!("(r => r && {{ accuracy_before: +r.dataset.before, accuracy_after: +r.dataset.after, types_f1_before: r.dataset.beforeTypesF1 === '' ? null : +r.dataset.beforeTypesF1, types_f1_after: r.dataset.afterTypesF1 === '' ? null : +r.dataset.afterTypesF1, train_places: +r.dataset.trainTags, epochs: +r.dataset.epochs, last_stage: r.dataset.lastStage === 'true', learned_from: document.querySelector('{FINETUNE_AREA}').innerText, types_words: document.querySelector('{FINETUNE_TYPES_F1}')?.innerText ?? null, bbox: document.querySelector('{FINETUNE_AREA}').dataset.bbox, worse: document.querySelector('{FINETUNE_WORSE}')?.innerText ?? null }})(document.querySelector('{FINETUNE_RESULT}'))"),
         "the learned area's result",
         600,
     )
     .await;
     let mut r = r;
     r["seconds"] = json!(started.elapsed().as_secs_f64());
+    let last_stage = std::env::var_os("ACCESSATLAS_PAGE_ADAPT_LAST_STAGE").is_some();
+    assert_eq!(r["last_stage"], json!(last_stage), "the panel's last-stage checkbox: {r}");
     r
 }
 
 /// The page's adaptation figure (#34), by hand: `cargo xtask reference page-adapt` serves a
 /// model trained without a region (`ACCESSATLAS_LEFT_OUT_MODEL`) and learns a view of that
 /// region with it, then does the same with the shipped model (which was trained with that
-/// region: the in-region figure on the same held-out places), and writes both to
-/// `ACCESSATLAS_PAGE_ADAPT_OUT`. The region's extract (`ACCESSATLAS_PAGE_ADAPT_OSM`, else the
-/// bundled central Helsinki) is what the server renders and maps; the view
-/// (`ACCESSATLAS_PAGE_ADAPT_VIEW`, `zoom/lat/lon`, else the page's opening view) is the one
-/// learned. Not part of `cargo xtask test` (it needs the left-out model, a training of about a
-/// quarter of an hour).
+/// region, on these very places) and with a model trained with the region but without the
+/// view's places (`ACCESSATLAS_UNSEEN_MODEL`: the in-region figure on places it never saw), and
+/// writes each to `ACCESSATLAS_PAGE_ADAPT_OUT` (`left_out`, `in_region`, `in_region_unseen`).
+/// Either named model may be left unset, and is then not learned with. The region's extract
+/// (`ACCESSATLAS_PAGE_ADAPT_OSM`, else the bundled central Helsinki) is what the server
+/// renders and maps; the view (`ACCESSATLAS_PAGE_ADAPT_VIEW`, `zoom/lat/lon`, else the page's
+/// opening view) is the one learned. Not part of `cargo xtask test` (its models are trainings
+/// of about a quarter of an hour each).
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a model trained without the bundled view's region: `cargo xtask reference page-adapt` runs it"]
 async fn reference_learn_area_on_a_region_the_model_never_saw() {
-    let var = |k: &str| {
-        std::path::PathBuf::from(std::env::var_os(k).unwrap_or_else(|| {
-            panic!("{k} is not set: run this through `cargo xtask reference page-adapt`")
-        }))
-    };
-    let (left_out, out) = (var("ACCESSATLAS_LEFT_OUT_MODEL"), var("ACCESSATLAS_PAGE_ADAPT_OUT"));
-    let osm = std::env::var_os("ACCESSATLAS_PAGE_ADAPT_OSM").map(std::path::PathBuf::from);
+    let var = |k: &str| std::env::var_os(k).map(std::path::PathBuf::from);
+    let out = var("ACCESSATLAS_PAGE_ADAPT_OUT").unwrap_or_else(|| {
+        panic!("ACCESSATLAS_PAGE_ADAPT_OUT is not set: run this through `cargo xtask reference page-adapt`")
+    });
+    let osm = var("ACCESSATLAS_PAGE_ADAPT_OSM");
     let view = std::env::var("ACCESSATLAS_PAGE_ADAPT_VIEW").ok();
     let learn = |name: &'static str, model: Option<std::path::PathBuf>| {
         let (osm, view) = (osm.clone(), view.clone());
@@ -1725,11 +1734,21 @@ async fn reference_learn_area_on_a_region_the_model_never_saw() {
             r
         }
     };
-    let adapted = learn("page-adapt-left-out", Some(left_out)).await;
-    let in_region = learn("page-adapt-shipped", None).await;
-    assert_eq!(adapted["bbox"], in_region["bbox"], "the same view both times");
-    eprintln!("left out, adapted: {adapted}\nin-region: {in_region}");
-    let v = json!({ "left_out": adapted, "in_region": in_region });
+    let mut v = json!({ "in_region": learn("page-adapt-shipped", None).await });
+    for (key, name, env) in [
+        ("left_out", "page-adapt-left-out", "ACCESSATLAS_LEFT_OUT_MODEL"),
+        ("in_region_unseen", "page-adapt-unseen", "ACCESSATLAS_UNSEEN_MODEL"),
+    ] {
+        if let Some(model) = var(env) {
+            let r = learn(name, Some(model)).await;
+            // The same view and the same places learned from and held out, whatever the model.
+            for k in ["bbox", "learned_from", "train_places"] {
+                assert_eq!(r[k], v["in_region"][k], "{k}: the same view and places every time");
+            }
+            v[key] = r;
+        }
+    }
+    eprintln!("{v:#}");
     std::fs::write(&out, serde_json::to_string_pretty(&v).unwrap()).unwrap();
 }
 

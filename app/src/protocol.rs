@@ -157,6 +157,9 @@ pub struct FineTuneSummary {
     /// A "learn this area" fine-tune: the view.
     #[serde(default)]
     pub area: Option<LearnedArea>,
+    /// The image encoder's last stage trained too (the panel's checkbox).
+    #[serde(default)]
+    pub last_stage: bool,
 }
 
 impl FineTuneSummary {
@@ -466,6 +469,7 @@ mod tests {
             train_seconds: 0.5,
             steps: 10,
             area: None,
+            last_stage: false,
         };
         let w = s.worse_than_before().unwrap();
         assert!(w.contains("24 held-out places"), "{w}");

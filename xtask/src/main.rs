@@ -38,8 +38,11 @@
 //!   again without training.
 //! - `reference page-adapt`: (by hand) the page's "learn this area" on its bundled view in
 //!   headless Chromium, started from the model trained without that view's region (trained if
-//!   `reference regions` left none) and from the shipped model; into the same fixture.
-//!   `--epochs 5,10,20` also learns it with each of those epoch counts (`page_adapted.sweep`).
+//!   `reference regions` left none), from the shipped model and from a model trained on every
+//!   region but the measured views' places (the in-region figure on places it never saw);
+//!   into the same fixture. `--epochs 5,10,20` also learns it with each of those epoch counts
+//!   (`page_adapted.sweep`); `--keep-left-out` keeps the fixture's left-out figures;
+//!   `--trial NAME --last-stage` learns with the encoder's last stage too (`page_trials`).
 //! - `reference seeds R… [--seeds 1,2]`: (by hand) the recipe trained without each region `R`
 //!   with other seeds, each measured on all of `R`: the spread of one left-out figure.
 //! - `reference left-out [R…]`: (by hand) each region left out again (trained unless the work
@@ -131,7 +134,7 @@ fn main() -> Result<()> {
                 "             `reference adapt`: each left-out model adapted with 200 of its region's rows"
             );
             eprintln!(
-                "             `reference page-adapt [--epochs 5,10] [--region R]`: the page's \"learn this area\" with a model that never saw the view (R: a view of another bundled region)"
+                "             `reference page-adapt [--epochs 5,10] [--region R] [--keep-left-out] [--trial NAME --last-stage]`: the page's \"learn this area\" with a model that never saw the view's region, against one that saw the region but not the view (R: a view of another bundled region)"
             );
             eprintln!(
                 "             `reference seeds R... [--seeds 1,2]`: the recipe trained without R with other seeds"

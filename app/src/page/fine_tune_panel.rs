@@ -149,7 +149,9 @@ pub fn FineTunePanel() -> impl IntoView {
         ctx.worker.finetune.set(FineTuneState::Idle);
         ctx.status.set("The fine-tuned model was discarded; the model is unchanged.".into());
     };
-    let learn = move |_| super::learn_area::learn_area(&ctx, epochs.get_untracked());
+    let learn = move |_| {
+        super::learn_area::learn_area(&ctx, epochs.get_untracked(), last_stage.get_untracked())
+    };
     let undo = move |_| {
         ctx.worker.model_op.set(None);
         send(&ctx, &ToWorker::UndoModel);
@@ -242,7 +244,8 @@ pub fn FineTunePanel() -> impl IntoView {
                     data-features-s=s.features_seconds.to_string()
                     data-train-s=s.train_seconds.to_string()
                     data-epochs=s.epochs.to_string() data-steps=s.steps.to_string()
-                    data-train-tags=s.train_tags.to_string()>
+                    data-train-tags=s.train_tags.to_string()
+                    data-last-stage=s.last_stage.to_string()>
                     {s.area.clone().map(|a| view! {
                         <p data-testid="finetune-area" data-bbox=a.bbox>{format!("Learned this area from {}.", a.described)}</p>
                     })}
@@ -250,7 +253,7 @@ pub fn FineTunePanel() -> impl IntoView {
                         "Validation accuracy on {} held-out {} (other map cells): before {}, after {} ({} training {}, {} rejected suggestions, {} epochs, {:.1} s).",
                         s.val_tags, examples, pct(s.before_accuracy), pct(s.after_accuracy),
                         s.train_tags, examples, s.negatives, s.epochs, s.seconds
-                    )}</p>
+                    )}{s.last_stage.then_some(" The image encoder's last stage trained too.")}</p>
                     {s.before_types_f1.zip(s.after_types_f1).map(|(b, a)| view! {
                         <p data-testid="finetune-types-f1">{format!(
                             "Feature types alone (macro-F1 over the held-out places with a feature): before {b:.2}, after {a:.2}."

@@ -15,8 +15,9 @@ use super::view_api::{candidates_in, features_in, view_bbox};
 use super::{Ctx, FineTuneState, ModelState, send};
 use crate::protocol::{FineTuneExample, LearnedArea, ToWorker};
 
-/// Starts learning the visible map with `epochs` epochs.
-pub fn learn_area(ctx: &Ctx, epochs: usize) {
+/// Starts learning the visible map with `epochs` epochs; `last_stage` trains the image
+/// encoder's last stage too (the panel's checkbox, as for the mapper's own tags).
+pub fn learn_area(ctx: &Ctx, epochs: usize, last_stage: bool) {
     let Some((bbox, [s, w, n, e])) = view_bbox(ctx) else { return };
     let labels = ctx.worker.model.with_untracked(|m| match m {
         ModelState::Ready { info, .. } => LabelVocab::new(info.labels.clone()).ok(),
@@ -86,7 +87,7 @@ pub fn learn_area(ctx: &Ctx, epochs: usize) {
                 examples,
                 epochs,
                 seed: 42,
-                last_stage: false,
+                last_stage,
                 area: Some(LearnedArea { bbox, described }),
             },
         );

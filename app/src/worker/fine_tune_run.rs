@@ -297,6 +297,7 @@ pub(crate) async fn run(
         train_seconds,
         steps,
         area,
+        last_stage,
     };
     Ok(Some((manifest, weights, summary)))
 }
