@@ -900,26 +900,39 @@ pub fn page_trials_table(v: &Value) -> String {
 /// The bundle of the model trained without `region` (in the work folder; trained and exported
 /// unless an earlier call left it there).
 fn left_out_bundle(exe: &Path, data: &Path, region: &str) -> Result<PathBuf> {
-    let run = work_dir().join("runs").join(format!("without-{region}"));
-    let hold_out = ["--hold-out", region];
+    let runs = work_dir().join("runs");
+    let bundle = runs.join(format!("without-{region}-bundle"));
+    let run = runs.join(format!("without-{region}"));
+    trained_bundle(exe, data, &["--hold-out", region], &run, &bundle)?;
+    Ok(bundle)
+}
+
+/// The recipe trained into `run` on `data` split by `preprocess` with `split`, and exported
+/// into `bundle`; each step skipped where an earlier call left its output.
+fn trained_bundle(
+    exe: &Path,
+    data: &Path,
+    split: &[&str],
+    run: &Path,
+    bundle: &Path,
+) -> Result<()> {
     if !run.join("model.json").is_file() {
-        train_on(exe, data, &hold_out, &run)?;
+        train_on(exe, data, split, run)?;
     }
-    let bundle = work_dir().join("runs").join(format!("without-{region}-bundle"));
     if !bundle.join("model.json").is_file() {
-        crate::run(Command::new(exe).arg("preprocess").arg("--data").arg(data).args(hold_out))?;
+        crate::run(Command::new(exe).arg("preprocess").arg("--data").arg(data).args(split))?;
         crate::run(
             Command::new(exe)
                 .arg("export")
                 .arg("--model")
-                .arg(&run)
+                .arg(run)
                 .arg("--data")
                 .arg(data)
                 .arg("--out")
-                .arg(&bundle),
+                .arg(bundle),
         )?;
     }
-    Ok(bundle)
+    Ok(())
 }
 
 /// The view of region `r` that "learn this area" is measured on beside the bundled one:
@@ -1060,22 +1073,7 @@ fn unseen_model(root: &Path, exe: &Path, data: &Path, out: &mut Value) -> Result
     let views = measured_views(&rows, &regions, &opening, &chosen)?;
     let dv = work.join("data-without-views");
     let removed = data_without_views(data, &dv, &views)?;
-    if !run.join("model.json").is_file() {
-        train_on(exe, &dv, &[], &run)?;
-    }
-    if !bundle.join("model.json").is_file() {
-        crate::run(Command::new(exe).arg("preprocess").arg("--data").arg(&dv))?;
-        crate::run(
-            Command::new(exe)
-                .arg("export")
-                .arg("--model")
-                .arg(&run)
-                .arg("--data")
-                .arg(&dv)
-                .arg("--out")
-                .arg(&bundle),
-        )?;
-    }
+    trained_bundle(exe, &dv, &[], &run, &bundle)?;
     let boxes: Value = views
         .iter()
         .map(|(r, b)| (r.clone(), json!(b.map(|x| (x * 1e6).round() / 1e6))))
