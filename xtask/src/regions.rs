@@ -747,22 +747,13 @@ pub fn page_adapt(root: &Path, args: &[String]) -> Result<()> {
     let view = if region == PAGE_REGION {
         None
     } else {
-        let opening = &out["page_adapted"]["left_out"]["bbox"];
-        let bbox: Vec<f64> = opening
-            .as_str()
-            .context(
-                "page_adapted.left_out.bbox: run `reference page-adapt` for the bundled view first",
-            )?
-            .split(',')
-            .map(|x| x.parse::<f64>())
-            .collect::<Result<_, _>>()?;
         // A view once chosen stays: the opening view's box moves by a metre between browsers,
         // and that may move the densest view of a region far.
         match out["page_adapted_regions"][&region]["view"].as_str() {
             Some(v) => Some(v.to_string()),
             None => {
                 let (_, rows) = read_rows(&data.join("tags.csv"))?;
-                Some(densest_view(&rows, &region, &bbox)?)
+                Some(densest_view(&rows, &region, &opening_bbox(&out)?)?)
             }
         }
     };
@@ -975,6 +966,19 @@ fn view_box(bbox: &[f64], lat: f64, lon: f64) -> Result<[f64; 4]> {
     Ok([lon - half_lon, lat - half_lat, lon + half_lon, lat + half_lat])
 }
 
+/// The page's opening view of [`PAGE_REGION`] as the fixture's `page_adapted` recorded it
+/// (min lon, min lat, max lon, max lat).
+fn opening_bbox(out: &Value) -> Result<Vec<f64>> {
+    let p = &out["page_adapted"];
+    p["left_out"]["bbox"]
+        .as_str()
+        .or(p["in_region"]["bbox"].as_str())
+        .context("page_adapted's bbox: run `reference page-adapt` for the bundled view first")?
+        .split(',')
+        .map(|x| x.parse::<f64>().with_context(|| format!("page_adapted's bbox: `{x}`")))
+        .collect()
+}
+
 /// Every place within this distance of a measured view is kept out of the model that stands
 /// for "in-region, but never saw these places": a training tile (224 pixels at zoom 19, at most
 /// about 70 m across) centred farther away than this shows none of a view's places.
@@ -1053,13 +1057,7 @@ fn unseen_model(root: &Path, exe: &Path, data: &Path, out: &mut Value) -> Result
     if bundle.join("model.json").is_file() && out["page_unseen_model"].is_object() {
         return Ok(bundle);
     }
-    let opening: Vec<f64> = out["page_adapted"]["left_out"]["bbox"]
-        .as_str()
-        .or(out["page_adapted"]["in_region"]["bbox"].as_str())
-        .context("page_adapted's bbox: run `reference page-adapt` for the bundled view first")?
-        .split(',')
-        .map(|x| x.parse::<f64>())
-        .collect::<Result<_, _>>()?;
+    let opening = opening_bbox(out)?;
     let regions: Vec<String> = extracts(root)?.into_iter().map(|(_, r)| r).collect();
     let (_, rows) = read_rows(&data.join("tags.csv"))?;
     let chosen: std::collections::BTreeMap<String, (f64, f64)> = regions
