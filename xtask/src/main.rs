@@ -43,6 +43,8 @@
 //!   into the same fixture. `--epochs 5,10,20` also learns it with each of those epoch counts
 //!   (`page_adapted.sweep`); `--keep-left-out` keeps the fixture's left-out figures;
 //!   `--trial NAME --last-stage` learns with the encoder's last stage too (`page_trials`).
+//! - `reference page-views`: (by hand) the same on up to two further views of each region,
+//!   chosen where its features are densest (`page_views`): the page's figure over many views.
 //! - `reference seeds R… [--seeds 1,2]`: (by hand) the recipe trained without each region `R`
 //!   with other seeds, each measured on all of `R`: the spread of one left-out figure.
 //! - `reference left-out [R…]`: (by hand) each region left out again (trained unless the work
@@ -83,11 +85,12 @@ fn main() -> Result<()> {
             Some("regions") => regions::run(&root, args.iter().any(|a| a == "--reuse-runs")),
             Some("adapt") => regions::adapt(&root, &regions::AdaptTrial::parse(&args[2..])?),
             Some("page-adapt") => regions::page_adapt(&root, &args[2..]),
+            Some("page-views") => regions::page_views::run(&root),
             Some("seeds") => regions::seeds(&root, &args[2..]),
             Some("left-out") => regions::left_out_pooled(&root, &args[2..]),
             Some(other) => {
                 anyhow::bail!(
-                    "unknown reference task `{other}` (parity, train, encoders, regions, adapt, page-adapt, seeds or left-out)"
+                    "unknown reference task `{other}` (parity, train, encoders, regions, adapt, page-adapt, page-views, seeds or left-out)"
                 )
             }
         },
@@ -135,6 +138,9 @@ fn main() -> Result<()> {
             );
             eprintln!(
                 "             `reference page-adapt [--epochs 5,10] [--region R] [--keep-left-out] [--trial NAME --last-stage]`: the page's \"learn this area\" with a model that never saw the view's region, against one that saw the region but not the view (R: a view of another bundled region)"
+            );
+            eprintln!(
+                "             `reference page-views`: the same on each region's further views, against a model that never saw them"
             );
             eprintln!(
                 "             `reference seeds R... [--seeds 1,2]`: the recipe trained without R with other seeds"

@@ -36,6 +36,8 @@ pub const DOC: &str = "docs/regions.md";
 
 use crate::encoders::{read_json, test_metrics};
 
+pub mod page_views;
+
 /// The bundled extracts, sorted, each with its region (the file name, as `collect` names it).
 pub fn extracts(root: &Path) -> Result<Vec<(PathBuf, String)>> {
     let mut out: Vec<(PathBuf, String)> = std::fs::read_dir(root.join("assets/osm"))?
@@ -725,7 +727,6 @@ pub fn page_adapt(root: &Path, args: &[String]) -> Result<()> {
         .map(|(p, _)| p)
         .with_context(|| format!("--region {region}: no assets/osm/{region}.osm.pbf"))?;
     let exe = crate::accessatlas_exe(root)?;
-    let work = work_dir();
     let data = work_data(root, &exe)?;
     let fixture = root.join(FIXTURE);
     let mut out = read_json(&fixture)?;
@@ -768,39 +769,18 @@ pub fn page_adapt(root: &Path, args: &[String]) -> Result<()> {
     let dist = crate::web::current_app(root)?;
     crate::web::ensure_chromium()?;
     // The page's own default (no epochs set), then each epoch count of the sweep.
-    let learn = |epochs: Option<usize>| -> Result<Value> {
-        let measured = work.join("page-adapt.json");
-        let _ = std::fs::remove_file(&measured);
-        let mut cmd = crate::cargo();
-        cmd.current_dir(root)
-            .env("ACCESSATLAS_DIST", &dist)
-            .env("ACCESSATLAS_PAGE_ADAPT_OUT", &measured)
-            .env_remove("ACCESSATLAS_LEFT_OUT_MODEL")
-            .env_remove("ACCESSATLAS_UNSEEN_MODEL")
-            .env_remove("ACCESSATLAS_PAGE_ADAPT_EPOCHS")
-            .env_remove("ACCESSATLAS_PAGE_ADAPT_OSM")
-            .env_remove("ACCESSATLAS_PAGE_ADAPT_VIEW")
-            .args(["test", "--test", "e2e", "--", "--ignored", "--exact"])
-            .arg("reference_learn_area_on_a_region_the_model_never_saw");
-        if let Some(b) = &bundle {
-            cmd.env("ACCESSATLAS_LEFT_OUT_MODEL", b);
-        }
-        if let Some(b) = &unseen {
-            cmd.env("ACCESSATLAS_UNSEEN_MODEL", b);
-        }
-        if let Some(n) = epochs {
-            cmd.env("ACCESSATLAS_PAGE_ADAPT_EPOCHS", n.to_string());
-        }
-        if last_stage {
-            cmd.env("ACCESSATLAS_PAGE_ADAPT_LAST_STAGE", "1");
-        } else {
-            cmd.env_remove("ACCESSATLAS_PAGE_ADAPT_LAST_STAGE");
-        }
-        if let Some(v) = &view {
-            cmd.env("ACCESSATLAS_PAGE_ADAPT_OSM", &osm).env("ACCESSATLAS_PAGE_ADAPT_VIEW", v);
-        }
-        crate::run(&mut cmd)?;
-        read_json(&measured)
+    let learn = |epochs: Option<usize>| {
+        learn_in_page(
+            root,
+            &PageRun {
+                dist: &dist,
+                view: view.as_deref().map(|v| (osm.as_path(), v)),
+                left_out: bundle.as_deref(),
+                unseen: unseen.as_deref(),
+                epochs,
+                last_stage,
+            },
+        )
     };
     let mut page = learn(None)?;
     if keep_left_out {
@@ -854,6 +834,53 @@ pub fn page_adapt(root: &Path, args: &[String]) -> Result<()> {
     eprintln!("{}", page_regions_table(&out));
     eprintln!("{}", page_trials_table(&out));
     Ok(())
+}
+
+/// One measurement of "learn this area" in headless Chromium, CPU backend: what
+/// [`learn_in_page`] serves and learns.
+struct PageRun<'a> {
+    /// The built app.
+    dist: &'a Path,
+    /// The extract served and the view learned (`zoom/lat/lon`); else the bundled central
+    /// Helsinki and the page's opening view.
+    view: Option<(&'a Path, &'a str)>,
+    /// The model trained without the view's region (`left_out`), if any.
+    left_out: Option<&'a Path>,
+    /// The model trained with the region but not on the view's places (`in_region_unseen`).
+    unseen: Option<&'a Path>,
+    /// The panel's epochs; else the page's default.
+    epochs: Option<usize>,
+    /// The panel's "also train the image encoder's last stage".
+    last_stage: bool,
+}
+
+/// Runs the e2e's `reference_learn_area_on_a_region_the_model_never_saw` on `p`: the view
+/// learned with the shipped model (`in_region`) and with each model `p` names, the figures
+/// the page showed, as it wrote them.
+fn learn_in_page(root: &Path, p: &PageRun) -> Result<Value> {
+    let measured = work_dir().join("page-adapt.json");
+    let _ = std::fs::remove_file(&measured);
+    let mut cmd = crate::cargo();
+    cmd.current_dir(root)
+        .env("ACCESSATLAS_DIST", p.dist)
+        .env("ACCESSATLAS_PAGE_ADAPT_OUT", &measured)
+        .args(["test", "--test", "e2e", "--", "--ignored", "--exact"])
+        .arg("reference_learn_area_on_a_region_the_model_never_saw");
+    for (key, value) in [
+        ("ACCESSATLAS_LEFT_OUT_MODEL", p.left_out.map(|b| b.as_os_str().to_owned())),
+        ("ACCESSATLAS_UNSEEN_MODEL", p.unseen.map(|b| b.as_os_str().to_owned())),
+        ("ACCESSATLAS_PAGE_ADAPT_EPOCHS", p.epochs.map(|n| n.to_string().into())),
+        ("ACCESSATLAS_PAGE_ADAPT_LAST_STAGE", p.last_stage.then(|| "1".into())),
+        ("ACCESSATLAS_PAGE_ADAPT_OSM", p.view.map(|(osm, _)| osm.as_os_str().to_owned())),
+        ("ACCESSATLAS_PAGE_ADAPT_VIEW", p.view.map(|(_, v)| v.into())),
+    ] {
+        match value {
+            Some(v) => cmd.env(key, v),
+            None => cmd.env_remove(key),
+        };
+    }
+    crate::run(&mut cmd)?;
+    read_json(&measured)
 }
 
 /// The page's trials (`page_trials`: `reference page-adapt --trial NAME`), each beside the
@@ -938,21 +965,40 @@ fn densest_view(rows: &[Row], r: &str, bbox: &[f64]) -> Result<String> {
 
 /// The centre (lat, lon) of [`densest_view`].
 fn densest_centre(rows: &[Row], r: &str, bbox: &[f64]) -> Result<(f64, f64)> {
+    let (_, lat, lon) =
+        densest_avoiding(rows, r, bbox, &[])?.with_context(|| format!("{r}: no mapped feature"))?;
+    Ok((lat, lon))
+}
+
+/// The mapped feature of region `r` with the most of its features in a box the size of the
+/// opening view (`bbox`) around it, among those whose box overlaps none of `avoid`: how many
+/// features the box holds, and its centre (lat, lon, rounded as the page's `#map=` reads it,
+/// which moves the box by at most half a metre). None where no feature's box is clear of
+/// `avoid`. Ties go to the smaller id.
+fn densest_avoiding(
+    rows: &[Row],
+    r: &str,
+    bbox: &[f64],
+    avoid: &[[f64; 4]],
+) -> Result<Option<(usize, f64, f64)>> {
     let features: Vec<&Row> = rows.iter().filter(|x| x.region == r && x.label != "none").collect();
-    let best = features
-        .iter()
-        .map(|c| {
-            let [w, s, e, n] = view_box(bbox, c.lat, c.lon)?;
-            let inside = |f: &&&Row| f.lat >= s && f.lat <= n && f.lon >= w && f.lon <= e;
-            Ok((features.iter().filter(inside).count(), std::cmp::Reverse(c.id.clone()), c))
-        })
-        .collect::<Result<Vec<_>>>()?
+    let overlaps =
+        |a: &[f64; 4], b: &[f64; 4]| a[0] <= b[2] && b[0] <= a[2] && a[1] <= b[3] && b[1] <= a[3];
+    let mut scored = Vec::new();
+    for c in &features {
+        let b = view_box(bbox, c.lat, c.lon)?;
+        if avoid.iter().any(|a| overlaps(a, &b)) {
+            continue;
+        }
+        let [w, s, e, n] = b;
+        let inside = |f: &&&Row| f.lat >= s && f.lat <= n && f.lon >= w && f.lon <= e;
+        scored.push((features.iter().filter(inside).count(), std::cmp::Reverse(c.id.clone()), c));
+    }
+    let round = |x: f64| (x * 1e5).round() / 1e5;
+    Ok(scored
         .into_iter()
         .max_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)))
-        .with_context(|| format!("{r}: no mapped feature"))?;
-    // Rounded as the page's `#map=` reads it, so the box below is the page's.
-    let round = |x: f64| (x * 1e5).round() / 1e5;
-    Ok((round(best.2.lat), round(best.2.lon)))
+        .map(|(n, _, c)| (n, round(c.lat), round(c.lon))))
 }
 
 /// A view the size of the opening one (`bbox`: min lon, min lat, max lon, max lat) centred on
@@ -1051,8 +1097,7 @@ fn data_without_views(data: &Path, out: &Path, views: &[(String, [f64; 4])]) -> 
 /// ([`measured_views`]), trained and exported in the work folder unless an earlier call left
 /// it there; what was left out is written into the fixture as `page_unseen_model`.
 fn unseen_model(root: &Path, exe: &Path, data: &Path, out: &mut Value) -> Result<PathBuf> {
-    let work = work_dir();
-    let (run, bundle) = (work.join("runs/without-views"), work.join("runs/without-views-bundle"));
+    let bundle = work_dir().join("runs/without-views-bundle");
     // Trained by an earlier call, which wrote down what it left out.
     if bundle.join("model.json").is_file() && out["page_unseen_model"].is_object() {
         return Ok(bundle);
@@ -1060,41 +1105,72 @@ fn unseen_model(root: &Path, exe: &Path, data: &Path, out: &mut Value) -> Result
     let opening = opening_bbox(out)?;
     let regions: Vec<String> = extracts(root)?.into_iter().map(|(_, r)| r).collect();
     let (_, rows) = read_rows(&data.join("tags.csv"))?;
-    let chosen: std::collections::BTreeMap<String, (f64, f64)> = regions
+    let views = measured_views(&rows, &regions, &opening, &chosen_views(out))?;
+    let (bundle, mut record) = model_without_views(exe, data, &rows, &regions, &views, "views")?;
+    record["views"] = views
         .iter()
-        .filter_map(|r| {
-            let v = out["page_adapted_regions"][r]["view"].as_str()?;
+        .map(|(r, b)| (r.clone(), json!(rounded_box(b))))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    out["page_unseen_model"] = record;
+    Ok(bundle)
+}
+
+/// A view's box to six decimals (about 0.1 m), as the fixture records it.
+fn rounded_box(b: &[f64; 4]) -> [f64; 4] {
+    b.map(|x| (x * 1e6).round() / 1e6)
+}
+
+/// The centre (lat, lon) of each region's view that the fixture's `page_adapted_regions`
+/// records: chosen once, kept since.
+fn chosen_views(out: &Value) -> std::collections::BTreeMap<String, (f64, f64)> {
+    out["page_adapted_regions"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(r, p)| {
+            let v = p["view"].as_str()?;
             let mut it = v.split('/').skip(1).map(str::parse::<f64>);
             Some((r.clone(), (it.next()?.ok()?, it.next()?.ok()?)))
         })
-        .collect();
-    let views = measured_views(&rows, &regions, &opening, &chosen)?;
-    let dv = work.join("data-without-views");
-    let removed = data_without_views(data, &dv, &views)?;
+        .collect()
+}
+
+/// The recipe trained on `data` less every row within [`VIEW_MARGIN_M`] of `views`, and
+/// exported (`runs/without-{name}` and its `-bundle` in the work folder, each kept when an
+/// earlier call left it), with the record of what it left out: the margin, and the rows of
+/// each of `regions`, and how many of them the model never saw.
+fn model_without_views(
+    exe: &Path,
+    data: &Path,
+    rows: &[Row],
+    regions: &[String],
+    views: &[(String, [f64; 4])],
+    name: &str,
+) -> Result<(PathBuf, Value)> {
+    let work = work_dir();
+    let run = work.join(format!("runs/without-{name}"));
+    let bundle = work.join(format!("runs/without-{name}-bundle"));
+    let dv = work.join(format!("data-without-{name}"));
+    let removed = data_without_views(data, &dv, views)?;
     trained_bundle(exe, &dv, &[], &run, &bundle)?;
-    let boxes: Value = views
-        .iter()
-        .map(|(r, b)| (r.clone(), json!(b.map(|x| (x * 1e6).round() / 1e6))))
-        .collect::<serde_json::Map<_, _>>()
-        .into();
     // Per region, its rows and how many of them the model never saw: a view that covers most
     // of a small region leaves that region little to be "in-region" with.
     let mut per_region = serde_json::Map::new();
-    for r in &regions {
+    for r in regions {
         let of_r: Vec<&Row> = rows.iter().filter(|x| &x.region == r).collect();
         let near = of_r
             .iter()
             .filter(|x| views.iter().any(|(_, v)| near_view(v, x.lat, x.lon, VIEW_MARGIN_M)));
         per_region.insert(r.clone(), json!({ "rows": of_r.len(), "left_out": near.count() }));
     }
-    out["page_unseen_model"] = json!({
-        "views": boxes,
+    let record = json!({
         "margin_m": VIEW_MARGIN_M,
         "rows_left_out": removed,
         "rows": rows.len(),
         "regions": per_region,
     });
-    Ok(bundle)
+    Ok((bundle, record))
 }
 
 /// The zoom of the page's opening view (`app/src/page/mod.rs`, `START`).
@@ -1476,6 +1552,10 @@ mod tests {
         assert!(doc.contains(&t), "{DOC} lacks the page's figures on other regions:\n{t}");
         let t = page_trials_table(&v);
         assert!(doc.contains(&t), "{DOC} lacks the page's trials:\n{t}");
+        let t = page_views::views_table(&v);
+        assert!(doc.contains(&t), "{DOC} lacks the page's further views:\n{t}");
+        let t = page_views::means_table(&v);
+        assert!(doc.contains(&t), "{DOC} lacks the page's means over views:\n{t}");
         for (r, p) in v["page_adapted_regions"].as_object().into_iter().flatten() {
             let lo = &p["left_out"];
             let quoted = format!("{} -> {}", f3(&lo["types_f1_before"]), f3(&lo["types_f1_after"]));
