@@ -1588,6 +1588,11 @@ async fn learn_area_flow() {
     assert!((0.0..=1.0).contains(&f("types_f1_after")), "{result}");
     let types = result["types_words"].as_str().unwrap_or_default();
     assert!(types.starts_with("Feature types alone (macro-F1"), "{result}");
+    // ... measured on the held-out places with a feature, and it says how many.
+    let (val, with_feature) = (f("val_places"), f("val_features"));
+    assert!(with_feature >= 1.0 && with_feature <= val, "{result}");
+    let over = format!("over the {with_feature} held-out places with a feature");
+    assert!(types.contains(&over), "{types} lacks `{over}`");
     // Worse on the held-out places than the model before: the page says so.
     let worse =
         f("accuracy_after") < f("accuracy_before") || f("types_f1_after") < f("types_f1_before");
@@ -1685,7 +1690,7 @@ async fn learn_view(c: &fantoccini::Client) -> Value {
     click(c, LEARN_AREA).await;
     let r = wait_js(
         c,
-        &format!("(r => r && {{ accuracy_before: +r.dataset.before, accuracy_after: +r.dataset.after, types_f1_before: r.dataset.beforeTypesF1 === '' ? null : +r.dataset.beforeTypesF1, types_f1_after: r.dataset.afterTypesF1 === '' ? null : +r.dataset.afterTypesF1, train_places: +r.dataset.trainTags, epochs: +r.dataset.epochs, last_stage: r.dataset.lastStage === 'true', learned_from: document.querySelector('{FINETUNE_AREA}').innerText, types_words: document.querySelector('{FINETUNE_TYPES_F1}')?.innerText ?? null, bbox: document.querySelector('{FINETUNE_AREA}').dataset.bbox, worse: document.querySelector('{FINETUNE_WORSE}')?.innerText ?? null }})(document.querySelector('{FINETUNE_RESULT}'))"),
+        &format!("(r => r && {{ accuracy_before: +r.dataset.before, accuracy_after: +r.dataset.after, types_f1_before: r.dataset.beforeTypesF1 === '' ? null : +r.dataset.beforeTypesF1, types_f1_after: r.dataset.afterTypesF1 === '' ? null : +r.dataset.afterTypesF1, train_places: +r.dataset.trainTags, val_places: +r.dataset.valTags, val_features: +r.dataset.valFeatures, epochs: +r.dataset.epochs, last_stage: r.dataset.lastStage === 'true', learned_from: document.querySelector('{FINETUNE_AREA}').innerText, types_words: document.querySelector('{FINETUNE_TYPES_F1}')?.innerText ?? null, bbox: document.querySelector('{FINETUNE_AREA}').dataset.bbox, worse: document.querySelector('{FINETUNE_WORSE}')?.innerText ?? null }})(document.querySelector('{FINETUNE_RESULT}'))"),
         "the learned area's result",
         600,
     )

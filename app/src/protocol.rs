@@ -139,6 +139,9 @@ pub struct FineTuneSummary {
     pub after_types_f1: Option<f32>,
     pub train_tags: usize,
     pub val_tags: usize,
+    /// The held-out places with a feature: what the feature types' macro-F1 is measured on.
+    #[serde(default)]
+    pub val_features: usize,
     pub negatives: usize,
     pub epochs: usize,
     /// Mean training loss per epoch.
@@ -460,6 +463,7 @@ mod tests {
             after_types_f1: Some(0.24),
             train_tags: 60,
             val_tags: 24,
+            val_features: 12,
             negatives: 0,
             epochs: 10,
             losses: Vec::new(),

@@ -85,7 +85,7 @@ fn main() -> Result<()> {
             Some("regions") => regions::run(&root, args.iter().any(|a| a == "--reuse-runs")),
             Some("adapt") => regions::adapt(&root, &regions::AdaptTrial::parse(&args[2..])?),
             Some("page-adapt") => regions::page_adapt(&root, &args[2..]),
-            Some("page-views") => regions::page_views::run(&root),
+            Some("page-views") => regions::page_views::run(&root, &args[2..]),
             Some("seeds") => regions::seeds(&root, &args[2..]),
             Some("left-out") => regions::left_out_pooled(&root, &args[2..]),
             Some(other) => {
@@ -140,7 +140,7 @@ fn main() -> Result<()> {
                 "             `reference page-adapt [--epochs 5,10] [--region R] [--keep-left-out] [--trial NAME --last-stage]`: the page's \"learn this area\" with a model that never saw the view's region, against one that saw the region but not the view (R: a view of another bundled region)"
             );
             eprintln!(
-                "             `reference page-views`: the same on each region's further views, against a model that never saw them"
+                "             `reference page-views [--again]`: the same on each region's further views, against a model that never saw them"
             );
             eprintln!(
                 "             `reference seeds R... [--seeds 1,2]`: the recipe trained without R with other seeds"

@@ -1183,7 +1183,7 @@ pub const OPENING_ZOOM: u32 = 16;
 pub fn page_regions_table(v: &Value) -> String {
     let Some(regions) = v["page_adapted_regions"].as_object() else { return String::new() };
     let mut out = String::from(
-        "| region (view) | places learned from | trained without it: macro-F1 before -> after | trained with it, not on the view: before | shipped: before | share of the gap closed: to the model not trained on the view / to the shipped | seconds |\n\
+        "| region (view) | places learned from / held out (with a feature) | trained without it: macro-F1 before -> after | trained with it, not on the view: before | shipped: before | share of the gap closed: to the model not trained on the view / to the shipped | seconds |\n\
          |---|---|---|---|---|---|---|\n",
     );
     for (r, p) in regions {
@@ -1191,7 +1191,7 @@ pub fn page_regions_table(v: &Value) -> String {
         out += &format!(
             "| {r} (`#map={}`) | {} | {} -> {} | {} | {} | {} / {} | {:.0} |\n",
             p["view"].as_str().unwrap_or("?"),
-            lo["train_places"],
+            places(lo),
             f3(&lo["types_f1_before"]),
             f3(&lo["types_f1_after"]),
             f3(&p["in_region_unseen"]["types_f1_before"]),
@@ -1259,7 +1259,7 @@ pub fn page_table(v: &Value) -> String {
         }
         format!(
             "| {model} | {} | {} -> {} | {} -> {} | {:.0} |\n",
-            x["train_places"],
+            places(x),
             f3(&x["types_f1_before"]),
             f3(&x["types_f1_after"]),
             f3(&x["accuracy_before"]),
@@ -1268,7 +1268,7 @@ pub fn page_table(v: &Value) -> String {
         )
     };
     format!(
-        "| model | places learned from | feature types macro-F1: before -> after | accuracy, `none` included: before -> after | seconds |\n\
+        "| model | places learned from / held out (with a feature) | feature types macro-F1: before -> after | accuracy, `none` included: before -> after | seconds |\n\
          |---|---|---|---|---|\n{}{}{}\nShare of the gap closed: {} to the model trained with {r} but not on this view, {} to the shipped model.\n",
         row(format!("trained without {r}"), lo),
         row(format!("trained with {r}, not on this view"), &p["in_region_unseen"]),
@@ -1276,6 +1276,13 @@ pub fn page_table(v: &Value) -> String {
         share_words(lo, &p["in_region_unseen"]),
         share_words(lo, &p["in_region"]),
     )
+}
+
+/// The places a view was learned from and held out, and of those the ones with a feature
+/// (`-` where a measurement from before the page said so has none).
+fn places(page: &Value) -> String {
+    let n = |k: &str| page[k].as_u64().map_or("-".to_string(), |n| n.to_string());
+    format!("{} / {} ({})", n("train_places"), n("val_places"), n("val_features"))
 }
 
 /// A figure to three decimals, or `-` where there is none.
@@ -1552,6 +1559,11 @@ mod tests {
         assert!(doc.contains(&t), "{DOC} lacks the page's figures on other regions:\n{t}");
         let t = page_trials_table(&v);
         assert!(doc.contains(&t), "{DOC} lacks the page's trials:\n{t}");
+        // ... and the mean over every view measured.
+        if let Some([b, a, u, _]) = page_views::every_view_means(&v) {
+            let quoted = format!("from {b:.3} to {a:.3} on the mean, past the {u:.3}");
+            assert!(readme.contains(&quoted), "README.md does not quote the page's `{quoted}`");
+        }
         let t = page_views::views_table(&v);
         assert!(doc.contains(&t), "{DOC} lacks the page's further views:\n{t}");
         let t = page_views::means_table(&v);

@@ -245,6 +245,8 @@ pub fn FineTunePanel() -> impl IntoView {
                     data-train-s=s.train_seconds.to_string()
                     data-epochs=s.epochs.to_string() data-steps=s.steps.to_string()
                     data-train-tags=s.train_tags.to_string()
+                    data-val-tags=s.val_tags.to_string()
+                    data-val-features=s.val_features.to_string()
                     data-last-stage=s.last_stage.to_string()>
                     {s.area.clone().map(|a| view! {
                         <p data-testid="finetune-area" data-bbox=a.bbox>{format!("Learned this area from {}.", a.described)}</p>
@@ -256,7 +258,8 @@ pub fn FineTunePanel() -> impl IntoView {
                     )}{s.last_stage.then_some(" The image encoder's last stage trained too.")}</p>
                     {s.before_types_f1.zip(s.after_types_f1).map(|(b, a)| view! {
                         <p data-testid="finetune-types-f1">{format!(
-                            "Feature types alone (macro-F1 over the held-out places with a feature): before {b:.2}, after {a:.2}."
+                            "Feature types alone (macro-F1 over the {} held-out places with a feature): before {b:.2}, after {a:.2}.",
+                            s.val_features
                         )}</p>
                     })}
                     {s.worse_than_before().map(|w| view! {

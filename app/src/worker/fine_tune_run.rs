@@ -224,6 +224,9 @@ pub(crate) async fn run(
         feature_type_metrics(model, &val_set, &config.labels, &cpu).map(|m| m.macro_avg.f1 as f32)
     };
     let before_types_f1 = types_f1(&model);
+    let none = config.labels.none_index();
+    let val_features =
+        val_set.iter().filter(|e| matches!(e.target, Target::Is(c) if Some(c) != none)).count();
     let mut trainer = HeadTrainer::new(model, &p.class_weights, cfg.clone(), &cpu);
     let mut losses = Vec::with_capacity(epochs);
     let mut steps = 0;
@@ -288,6 +291,7 @@ pub(crate) async fn run(
         after_types_f1,
         train_tags: train.len(),
         val_tags: val.len(),
+        val_features,
         negatives: negatives.len(),
         epochs,
         losses,

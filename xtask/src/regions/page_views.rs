@@ -36,6 +36,18 @@ pub(super) struct View {
     pub features: usize,
 }
 
+impl View {
+    /// The view as the fixture records it ([`recorded_views`] reads it back).
+    fn record(&self) -> Value {
+        json!({
+            "region": self.region,
+            "view": self.view,
+            "bbox": rounded_box(&self.bbox),
+            "features": self.features,
+        })
+    }
+}
+
 /// Region `r`'s further views (at most [`MORE_VIEWS`]): each the densest view clear of
 /// `taken` (the region's view measured already) and of the views before it, while it holds
 /// at least [`MIN_VIEW_FEATURES`] features; one of a single type is passed over. `opening` is
@@ -75,8 +87,15 @@ pub(super) fn further_views(
     Ok(out)
 }
 
-/// `cargo xtask reference page-views`: see the module's doc.
-pub fn run(root: &Path) -> Result<()> {
+/// `cargo xtask reference page-views [--again]`: see the module's doc. `--again` measures
+/// every view again (with the models the work folder keeps), where views measured before are
+/// otherwise kept.
+pub fn run(root: &Path, args: &[String]) -> Result<()> {
+    let again = match args {
+        [] => false,
+        [a] if a == "--again" => true,
+        _ => bail!("reference page-views: unknown arguments {args:?} (only --again)"),
+    };
     let exe = crate::accessatlas_exe(root)?;
     let data = work_data(root, &exe)?;
     let fixture = root.join(FIXTURE);
@@ -84,23 +103,31 @@ pub fn run(root: &Path) -> Result<()> {
     let extracts = extracts(root)?;
     let regions: Vec<String> = extracts.iter().map(|(_, r)| r.clone()).collect();
     let (_, rows) = read_rows(&data.join("tags.csv"))?;
-    let opening = opening_bbox(&out)?;
-    let first = measured_views(&rows, &regions, &opening, &chosen_views(&out))?;
-    let mut views = Vec::new();
-    for (r, taken) in &first {
-        views.extend(further_views(&rows, r, &opening, *taken)?);
-    }
+    // Views once chosen stay: the opening view's box, whose size every view takes, moves by
+    // metres between builds of the page, and with it what the densest views would be.
+    let views = match recorded_views(&out["page_views"]["unseen_model"]) {
+        Some(views) => views,
+        None => {
+            let opening = opening_bbox(&out)?;
+            let first = measured_views(&rows, &regions, &opening, &chosen_views(&out))?;
+            let mut views = Vec::new();
+            for (r, taken) in &first {
+                views.extend(further_views(&rows, r, &opening, *taken)?);
+            }
+            views
+        }
+    };
     if views.is_empty() {
         bail!("no region has a further view of {MIN_VIEW_FEATURES} features");
     }
     let boxes: Vec<(String, [f64; 4])> = views.iter().map(|v| (v.region.clone(), v.bbox)).collect();
     let (unseen, mut record) =
         model_without_views(&exe, &data, &rows, &regions, &boxes, "more-views")?;
-    record["views"] = views
-        .iter()
-        .map(|v| json!({ "region": v.region, "view": v.view, "bbox": rounded_box(&v.bbox), "features": v.features }))
-        .collect();
-    let kept = out["page_views"]["views"].as_array().cloned().unwrap_or_default();
+    record["views"] = views.iter().map(View::record).collect();
+    let kept = match again {
+        true => Vec::new(),
+        false => out["page_views"]["views"].as_array().cloned().unwrap_or_default(),
+    };
     if out["page_views"]["unseen_model"].is_object() && out["page_views"]["unseen_model"] != record
     {
         bail!(
@@ -151,7 +178,30 @@ pub fn run(root: &Path) -> Result<()> {
     eprintln!("{} written; commit it, and put these tables in {DOC}:\n", fixture.display());
     eprintln!("{}", views_table(&out));
     eprintln!("{}", means_table(&out));
+    if let Some([b, a, u, _]) = every_view_means(&out) {
+        eprintln!(
+            "The README quotes: from {b:.3} to {a:.3} on the mean, past the {u:.3} of models \
+             trained with the region but not on the views."
+        );
+    }
     Ok(())
+}
+
+/// The views a `page_views.unseen_model` record holds (as [`run`] wrote them), if any.
+fn recorded_views(record: &Value) -> Option<Vec<View>> {
+    let views = record["views"].as_array()?;
+    views
+        .iter()
+        .map(|v| {
+            let b: Vec<f64> = v["bbox"].as_array()?.iter().filter_map(Value::as_f64).collect();
+            Some(View {
+                region: v["region"].as_str()?.to_string(),
+                view: v["view"].as_str()?.to_string(),
+                bbox: b.try_into().ok()?,
+                features: v["features"].as_u64()? as usize,
+            })
+        })
+        .collect()
 }
 
 /// The figures of every view of region `r` "learn this area" was measured on: the one of
@@ -170,7 +220,7 @@ fn region_views<'a>(v: &'a Value, r: &str) -> Vec<&'a Value> {
 pub fn views_table(v: &Value) -> String {
     let Some(views) = v["page_views"]["views"].as_array() else { return String::new() };
     let mut out = String::from(
-        "| region (view) | mapped features | places learned from | trained without it: macro-F1 before -> after | trained with it, not on the view: before | shipped: before | share of the gap closed: to the model not trained on the view / to the shipped |\n\
+        "| region (view) | mapped features | places learned from / held out (with a feature) | trained without it: macro-F1 before -> after | trained with it, not on the view: before | shipped: before | share of the gap closed: to the model not trained on the view / to the shipped |\n\
          |---|---|---|---|---|---|---|\n",
     );
     for x in views {
@@ -181,7 +231,7 @@ pub fn views_table(v: &Value) -> String {
             x["region"].as_str().unwrap_or("?"),
             x["view"].as_str().unwrap_or("?"),
             x["features"],
-            lo["train_places"],
+            places(lo),
             f3(&lo["types_f1_before"]),
             f3(&lo["types_f1_after"]),
             f3(&p["in_region_unseen"]["types_f1_before"]),
@@ -211,6 +261,25 @@ fn means(views: &[&Value]) -> Option<[f64; 4]> {
     (!views.is_empty()).then(|| sum.map(|s| s / views.len() as f64))
 }
 
+/// Every view measured, of every region (`regions` of the fixture), region by region.
+fn every_view(v: &Value) -> Vec<(&str, Vec<&Value>)> {
+    v["regions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|r| (r, region_views(v, r)))
+        .collect()
+}
+
+/// The means over every view measured ([`means`]: the model trained without the region before
+/// and after, the one not trained on the view before, the shipped before); None before
+/// `page-views` ran or where a view lacks a figure.
+pub fn every_view_means(v: &Value) -> Option<[f64; 4]> {
+    v["page_views"]["views"].as_array()?;
+    means(&every_view(v).into_iter().flat_map(|(_, views)| views).collect::<Vec<_>>())
+}
+
 /// Per region, and over every view of every region: the mean feature-type macro-F1 over the
 /// views "learn this area" was measured on (`page-adapt`'s and `page-views`'), and the share of
 /// the gap closed on those means, to the model not trained on the views and to the shipped.
@@ -218,8 +287,6 @@ pub fn means_table(v: &Value) -> String {
     if !v["page_views"]["views"].is_array() {
         return String::new();
     }
-    let regions: Vec<&str> =
-        v["regions"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
     let mut out = String::from(
         "| region | views | trained without it: mean macro-F1 before -> after | trained with it, not on the view: mean before | shipped: mean before | share of the gap closed, on the means: to the model not trained on the view / to the shipped |\n\
          |---|---|---|---|---|---|\n",
@@ -243,8 +310,7 @@ pub fn means_table(v: &Value) -> String {
         )
     };
     let mut all = Vec::new();
-    for r in regions {
-        let views = region_views(v, r);
+    for (r, views) in every_view(v) {
         out += &row(r, &views);
         all.extend(views);
     }
@@ -300,6 +366,21 @@ mod tests {
         assert!(further_views(&few, "r", &opening, taken).unwrap().is_empty());
     }
 
+    /// Views written into the record are read back as they were: a run again measures the
+    /// same views.
+    #[test]
+    fn recorded_views_are_read_back() {
+        let v = View {
+            region: "r".into(),
+            view: "16/60.10000/10.00000".into(),
+            bbox: [9.99, 60.09, 10.01, 60.11],
+            features: 20,
+        };
+        let record = json!({ "views": [v.record()] });
+        assert_eq!(recorded_views(&record), Some(vec![v]));
+        assert_eq!(recorded_views(&json!({})), None);
+    }
+
     /// The means table averages each region's views, the first one included, and takes the
     /// share of the gap on the means.
     #[test]
@@ -330,6 +411,10 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("| every view | 3 | 0.333 -> 0.467 |"), "{t}");
-        assert!(views_table(&v).contains("| helsinki (`#map=16/1/2`) | 20 |"));
+        assert!(
+            views_table(&v).contains("| helsinki (`#map=16/1/2`) | 20 |"),
+            "{}",
+            views_table(&v)
+        );
     }
 }
