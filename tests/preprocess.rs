@@ -6,6 +6,7 @@ use std::path::Path;
 use model_core::LabelVocab;
 use model_core::data::split::group_of;
 use model_core::data::tags::{Tag, parse_tags_csv};
+use model_core::data::tile::distance_m;
 
 mod common;
 
@@ -88,6 +89,31 @@ fn bundled_data_is_split_without_leakage_and_metadata_matches_the_formulas() {
     let out = bin().arg("preprocess").arg("--data").arg(&data).output().unwrap();
     assert!(out.status.success());
     assert_eq!(before, std::fs::read(data.join("tags_test.csv")).unwrap());
+
+    // A buffer: the test split stays the same, no training or validation row lies within
+    // 100 m of a test row, and the rows left out are counted.
+    let out = bin().arg("preprocess").arg("--data").arg(&data).args(["--buffer-m", "100"]).output();
+    let out = out.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(before, std::fs::read(data.join("tags_test.csv")).unwrap());
+    let test = read(&data, "test");
+    let kept: Vec<Tag> = ["train", "val"].iter().flat_map(|s| read(&data, s)).collect();
+    for t in &kept {
+        for x in &test {
+            let d = distance_m(t.lat, t.lon, x.lat, x.lon);
+            assert!(d > 100.0, "{} is {d:.0} m from test row {}", t.id, x.id);
+        }
+    }
+    let left = all.len() - test.len() - kept.len();
+    assert!(left > 0 && kept.len() > test.len(), "{left} left out, {} kept", kept.len());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let said =
+        format!("{left} rows within 100 m of a test row left out of training and validation");
+    assert!(stdout.contains(&said), "{stdout}");
+    let bad = bin().arg("preprocess").arg("--data").arg(&data).args(["--buffer-m=-5"]).output();
+    let bad = bad.unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--buffer-m -5"), "{bad:?}");
 
     // A missing image is rejected with its reason; the rest is kept.
     let first = &all[0];

@@ -1,7 +1,8 @@
 //! `accessatlas preprocess`: validate `tags.csv` and its images, split 70/15/15 stratified by
 //! class within each region (the `region` column; one region without it) and grouped by map
 //! cell, fit the lat/lon scaler (one area per region) and class weights on the training split,
-//! write `tags_{train,val,test}.csv` and `preprocessing_metadata.json`.
+//! write `tags_{train,val,test}.csv` and `preprocessing_metadata.json`. `--buffer-m` leaves out
+//! of training and validation the rows near a test row.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -16,6 +17,7 @@ use model_core::data::split::{
     stratified_group_split_by_region,
 };
 use model_core::data::tags::{Rejected, TagTable, parse_tags_csv, write_tags_csv};
+use model_core::data::tile::distance_m;
 use model_core::data::vocab::{DEFAULT_SOURCES, NONE_LABEL};
 use sha2::{Digest, Sha256};
 
@@ -38,6 +40,12 @@ pub struct PreprocessArgs {
     /// never saw; `cargo xtask reference regions`).
     #[arg(long)]
     pub hold_out: Option<String>,
+    /// Leave out of training and validation every row within this many metres of a test
+    /// row, so the test figures are of places the model saw nothing near (a training tile
+    /// shows about 35 m around its place). Grouping by map cell alone keeps test cells next
+    /// to training cells. [default: 0, none left out]
+    #[arg(long, default_value_t = 0.0)]
+    pub buffer_m: f64,
 }
 
 pub fn run(args: PreprocessArgs) -> Result<()> {
@@ -132,8 +140,19 @@ pub fn preprocess(args: &PreprocessArgs) -> Result<PreprocessingMetadata> {
         }
     };
     let mut warnings = small_class_warnings(labels.names(), &items);
+    if !(args.buffer_m >= 0.0 && args.buffer_m.is_finite()) {
+        bail!("--buffer-m {}: a distance in metres, 0 or more", args.buffer_m);
+    }
+    let splits = buffered(&table, splits, args.buffer_m);
+    let buffered_out = splits.iter().filter(|s| s.is_none()).count();
+    if buffered_out > 0 {
+        warnings.push(format!(
+            "{buffered_out} rows within {} m of a test row left out of training and validation (--buffer-m)",
+            args.buffer_m
+        ));
+    }
 
-    let train: Vec<usize> = (0..items.len()).filter(|&i| splits[i] == Split::Train).collect();
+    let train: Vec<usize> = (0..items.len()).filter(|&i| splits[i] == Some(Split::Train)).collect();
     let points: Vec<(&str, [f64; 2])> =
         train.iter().map(|&i| (regions[i], [table.tags[i].lat, table.tags[i].lon])).collect();
     let scaler = Scaler::fit_regions(&points)?;
@@ -157,7 +176,8 @@ pub fn preprocess(args: &PreprocessArgs) -> Result<PreprocessingMetadata> {
             .iter()
             .enumerate()
             .map(|(c, l)| {
-                (l.clone(), (0..items.len()).filter(|&i| splits[i] == s && items[i].0 == c).count())
+                let n = (0..items.len()).filter(|&i| splits[i] == Some(s) && items[i].0 == c);
+                (l.clone(), n.count())
             })
             .collect();
         for (l, n) in &per {
@@ -172,7 +192,7 @@ pub fn preprocess(args: &PreprocessArgs) -> Result<PreprocessingMetadata> {
         let part = TagTable {
             extra_columns: table.extra_columns.clone(),
             tags: (0..items.len())
-                .filter(|&i| splits[i] == s)
+                .filter(|&i| splits[i] == Some(s))
                 .map(|i| table.tags[i].clone())
                 .collect(),
         };
@@ -196,4 +216,22 @@ pub fn preprocess(args: &PreprocessArgs) -> Result<PreprocessingMetadata> {
         println!("{} rows rejected, listed in {}", rejected.len(), rej.display());
     }
     Ok(meta)
+}
+
+/// `splits` with every training and validation row within `metres` of a test row taken out
+/// (`None`); test rows stay as they are. Nothing is taken out at 0.
+fn buffered(table: &TagTable, splits: Vec<Split>, metres: f64) -> Vec<Option<Split>> {
+    let test: Vec<(f64, f64)> = (0..splits.len())
+        .filter(|&i| splits[i] == Split::Test)
+        .map(|i| (table.tags[i].lat, table.tags[i].lon))
+        .collect();
+    splits
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let t = &table.tags[i];
+            let near = |&(lat, lon): &(f64, f64)| distance_m(t.lat, t.lon, lat, lon) <= metres;
+            (s == Split::Test || metres <= 0.0 || !test.iter().any(near)).then_some(s)
+        })
+        .collect()
 }

@@ -43,6 +43,8 @@
 //!   into the same fixture. `--epochs 5,10,20` also learns it with each of those epoch counts
 //!   (`page_adapted.sweep`); `--keep-left-out` keeps the fixture's left-out figures;
 //!   `--trial NAME --last-stage` learns with the encoder's last stage too (`page_trials`).
+//! - `reference buffered [--buffer-m 100]`: (by hand) the in-region recipe trained on nothing
+//!   within 100 m of a test place, beside the left-out models on the same test cells.
 //! - `reference page-views`: (by hand) the same on up to two further views of each region,
 //!   chosen where its features are densest (`page_views`): the page's figure over many views.
 //! - `reference seeds R… [--seeds 1,2]`: (by hand) the recipe trained without each region `R`
@@ -86,11 +88,12 @@ fn main() -> Result<()> {
             Some("adapt") => regions::adapt(&root, &regions::AdaptTrial::parse(&args[2..])?),
             Some("page-adapt") => regions::page_adapt(&root, &args[2..]),
             Some("page-views") => regions::page_views::run(&root, &args[2..]),
+            Some("buffered") => regions::buffered::run(&root, &args[2..]),
             Some("seeds") => regions::seeds(&root, &args[2..]),
             Some("left-out") => regions::left_out_pooled(&root, &args[2..]),
             Some(other) => {
                 anyhow::bail!(
-                    "unknown reference task `{other}` (parity, train, encoders, regions, adapt, page-adapt, page-views, seeds or left-out)"
+                    "unknown reference task `{other}` (parity, train, encoders, regions, adapt, page-adapt, page-views, buffered, seeds or left-out)"
                 )
             }
         },
@@ -138,6 +141,9 @@ fn main() -> Result<()> {
             );
             eprintln!(
                 "             `reference page-adapt [--epochs 5,10] [--region R] [--keep-left-out] [--trial NAME --last-stage]`: the page's \"learn this area\" with a model that never saw the view's region, against one that saw the region but not the view (R: a view of another bundled region)"
+            );
+            eprintln!(
+                "             `reference buffered [--buffer-m 100]`: in-region with nothing near the test places, beside left out"
             );
             eprintln!(
                 "             `reference page-views [--again]`: the same on each region's further views, against a model that never saw them"

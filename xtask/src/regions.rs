@@ -36,6 +36,7 @@ pub const DOC: &str = "docs/regions.md";
 
 use crate::encoders::{read_json, test_metrics};
 
+pub mod buffered;
 pub mod page_views;
 
 /// The bundled extracts, sorted, each with its region (the file name, as `collect` names it).
@@ -1189,19 +1190,31 @@ pub fn page_regions_table(v: &Value) -> String {
     for (r, p) in regions {
         let lo = &p["left_out"];
         out += &format!(
-            "| {r} (`#map={}`) | {} | {} -> {} | {} | {} | {} / {} | {:.0} |\n",
+            "| {r} (`#map={}`) | {} | {:.0} |\n",
             p["view"].as_str().unwrap_or("?"),
-            places(lo),
-            f3(&lo["types_f1_before"]),
-            f3(&lo["types_f1_after"]),
-            f3(&p["in_region_unseen"]["types_f1_before"]),
-            f3(&p["in_region"]["types_f1_before"]),
-            share_words(lo, &p["in_region_unseen"]),
-            share_words(lo, &p["in_region"]),
+            view_figures(p),
             lo["seconds"].as_f64().unwrap_or(f64::NAN),
         );
     }
     out
+}
+
+/// One view's cells of the page's tables (`page-adapt`'s measurement of it): the places
+/// learned from and held out, the model trained without the region before -> after, the
+/// model not trained on the view and the shipped one before, and the share of the gap closed
+/// to each of the two.
+fn view_figures(p: &Value) -> String {
+    let lo = &p["left_out"];
+    format!(
+        "{} | {} -> {} | {} | {} | {} / {}",
+        places(lo),
+        f3(&lo["types_f1_before"]),
+        f3(&lo["types_f1_after"]),
+        f3(&p["in_region_unseen"]["types_f1_before"]),
+        f3(&p["in_region"]["types_f1_before"]),
+        share_words(lo, &p["in_region_unseen"]),
+        share_words(lo, &p["in_region"]),
+    )
 }
 
 /// [`page_share`] to two decimals; "no gap" where the reference is not [`MIN_GAP`] above the
@@ -1564,6 +1577,8 @@ mod tests {
             let quoted = format!("from {b:.3} to {a:.3} on the mean, past the {u:.3}");
             assert!(readme.contains(&quoted), "README.md does not quote the page's `{quoted}`");
         }
+        let t = buffered::table(&v);
+        assert!(doc.contains(&t), "{DOC} lacks the buffered in-region figures:\n{t}");
         let t = page_views::views_table(&v);
         assert!(doc.contains(&t), "{DOC} lacks the page's further views:\n{t}");
         let t = page_views::means_table(&v);

@@ -225,19 +225,12 @@ pub fn views_table(v: &Value) -> String {
     );
     for x in views {
         let p = &x["page"];
-        let lo = &p["left_out"];
         out += &format!(
-            "| {} (`#map={}`) | {} | {} | {} -> {} | {} | {} | {} / {} |\n",
+            "| {} (`#map={}`) | {} | {} |\n",
             x["region"].as_str().unwrap_or("?"),
             x["view"].as_str().unwrap_or("?"),
             x["features"],
-            places(lo),
-            f3(&lo["types_f1_before"]),
-            f3(&lo["types_f1_after"]),
-            f3(&p["in_region_unseen"]["types_f1_before"]),
-            f3(&p["in_region"]["types_f1_before"]),
-            share_words(lo, &p["in_region_unseen"]),
-            share_words(lo, &p["in_region"]),
+            view_figures(p),
         );
     }
     out
