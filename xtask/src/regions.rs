@@ -625,17 +625,7 @@ pub fn seeds(root: &Path, args: &[String]) -> Result<()> {
         for &seed in &seeds {
             crate::run(Command::new(&exe).arg("preprocess").arg("--data").arg(&data))?;
             let run = work.join("runs").join(format!("all-seed{seed}"));
-            if !run.join("checkpoints/best_model.bpk").is_file() {
-                crate::run(
-                    Command::new(&exe)
-                        .arg("train")
-                        .arg("--data")
-                        .arg(&data)
-                        .arg("--out")
-                        .arg(&run)
-                        .args(["--seed", &seed.to_string()]),
-                )?;
-            }
+            trained_with_seed(&exe, &data, &run, seed)?;
             let m = test_metrics(&exe, &data, &run)?;
             for (_, r) in extracts(root)? {
                 out["in_region_seeds"][&r][seed.to_string()] = figures(&m, Some(&r));
@@ -654,17 +644,7 @@ pub fn seeds(root: &Path, args: &[String]) -> Result<()> {
             crate::run(
                 Command::new(&exe).arg("preprocess").arg("--data").arg(&data).args(hold_out),
             )?;
-            if !run.join("checkpoints/best_model.bpk").is_file() {
-                crate::run(
-                    Command::new(&exe)
-                        .arg("train")
-                        .arg("--data")
-                        .arg(&data)
-                        .arg("--out")
-                        .arg(&run)
-                        .args(["--seed", &seed.to_string()]),
-                )?;
-            }
+            trained_with_seed(&exe, &data, &run, seed)?;
             let f = figures(&test_metrics(&exe, &data, &run)?, None);
             out["left_out_seeds"][r][seed.to_string()] = f;
             out["left_out_seeds"]["run"] = json!(crate::bench::run_record(root));
@@ -673,6 +653,17 @@ pub fn seeds(root: &Path, args: &[String]) -> Result<()> {
     }
     eprintln!("{} written; put this table in {DOC}:\n\n{}", fixture.display(), seeds_table(&out));
     Ok(())
+}
+
+/// The recipe trained into `run` on `data`'s current split with `seed`, unless an earlier
+/// call left it there.
+fn trained_with_seed(exe: &Path, data: &Path, run: &Path, seed: u64) -> Result<()> {
+    if run.join("checkpoints/best_model.bpk").is_file() {
+        return Ok(());
+    }
+    let mut train = Command::new(exe);
+    train.arg("train").arg("--data").arg(data).arg("--out").arg(run);
+    crate::run(train.args(["--seed", &seed.to_string()]))
 }
 
 /// Each region's left-out feature-type macro-F1 by training seed (`left_out_seeds`), their
