@@ -68,6 +68,9 @@ pub fn run(args: PreprocessArgs) -> Result<()> {
 }
 
 pub fn preprocess(args: &PreprocessArgs) -> Result<PreprocessingMetadata> {
+    if !(args.buffer_m >= 0.0 && args.buffer_m.is_finite()) {
+        bail!("--buffer-m {}: a distance in metres, 0 or more", args.buffer_m);
+    }
     let data = DataDir::new(&args.data);
     let path = data.tags();
     let bytes = std::fs::read(&path)
@@ -140,9 +143,6 @@ pub fn preprocess(args: &PreprocessArgs) -> Result<PreprocessingMetadata> {
         }
     };
     let mut warnings = small_class_warnings(labels.names(), &items);
-    if !(args.buffer_m >= 0.0 && args.buffer_m.is_finite()) {
-        bail!("--buffer-m {}: a distance in metres, 0 or more", args.buffer_m);
-    }
     let splits = buffered(&table, splits, args.buffer_m);
     let buffered_out = splits.iter().filter(|s| s.is_none()).count();
     if buffered_out > 0 {
@@ -221,6 +221,9 @@ pub fn preprocess(args: &PreprocessArgs) -> Result<PreprocessingMetadata> {
 /// `splits` with every training and validation row within `metres` of a test row taken out
 /// (`None`); test rows stay as they are. Nothing is taken out at 0.
 fn buffered(table: &TagTable, splits: Vec<Split>, metres: f64) -> Vec<Option<Split>> {
+    if metres <= 0.0 {
+        return splits.into_iter().map(Some).collect();
+    }
     let test: Vec<(f64, f64)> = (0..splits.len())
         .filter(|&i| splits[i] == Split::Test)
         .map(|i| (table.tags[i].lat, table.tags[i].lon))
@@ -231,7 +234,7 @@ fn buffered(table: &TagTable, splits: Vec<Split>, metres: f64) -> Vec<Option<Spl
         .map(|(i, s)| {
             let t = &table.tags[i];
             let near = |&(lat, lon): &(f64, f64)| distance_m(t.lat, t.lon, lat, lon) <= metres;
-            (s == Split::Test || metres <= 0.0 || !test.iter().any(near)).then_some(s)
+            (s == Split::Test || !test.iter().any(near)).then_some(s)
         })
         .collect()
 }

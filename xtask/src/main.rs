@@ -45,7 +45,7 @@
 //!   `--trial NAME --last-stage` learns with the encoder's last stage too (`page_trials`).
 //! - `reference buffered [--buffer-m 100]`: (by hand) the in-region recipe trained on nothing
 //!   within 100 m of a test place, beside the left-out models on the same test cells.
-//! - `reference page-views`: (by hand) the same on up to two further views of each region,
+//! - `reference page-views [--again]`: (by hand) the same on up to two further views of each region,
 //!   chosen where its features are densest (`page_views`): the page's figure over many views.
 //! - `reference seeds R… [--seeds 1,2]`: (by hand) the recipe trained without each region `R`
 //!   with other seeds, each measured on all of `R`: the spread of one left-out figure.

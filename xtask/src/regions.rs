@@ -622,8 +622,8 @@ pub fn seeds(root: &Path, args: &[String]) -> Result<()> {
     if in_region {
         // The pipeline's split (seed 42's, as the in-region figures'): the recipe trained on
         // it with each other seed, each region measured on its own test cells.
+        crate::run(Command::new(&exe).arg("preprocess").arg("--data").arg(&data))?;
         for &seed in &seeds {
-            crate::run(Command::new(&exe).arg("preprocess").arg("--data").arg(&data))?;
             let run = work.join("runs").join(format!("all-seed{seed}"));
             trained_with_seed(&exe, &data, &run, seed)?;
             let m = test_metrics(&exe, &data, &run)?;
