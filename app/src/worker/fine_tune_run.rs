@@ -220,13 +220,11 @@ pub(crate) async fn run(
     let cpu = Device::flex();
     let model = model_from_bytes(config, &m.weights, &cpu).map_err(|e| e.to_string())?;
     let before = accuracy(&model, &val_set, &cpu).unwrap_or(0.0);
-    let types_f1 = |model: &_| {
-        feature_type_metrics(model, &val_set, &config.labels, &cpu).map(|m| m.macro_avg.f1 as f32)
-    };
-    let before_types_f1 = types_f1(&model);
-    let none = config.labels.none_index();
-    let val_features =
-        val_set.iter().filter(|e| matches!(e.target, Target::Is(c) if Some(c) != none)).count();
+    let types = |model: &_| feature_type_metrics(model, &val_set, &config.labels, &cpu);
+    let before_types = types(&model);
+    let before_types_f1 = before_types.as_ref().map(|m| m.macro_avg.f1 as f32);
+    // The held-out places the feature types' figure counts: its classes' support.
+    let val_features = before_types.map_or(0, |m| m.per_class.values().map(|c| c.support).sum());
     let mut trainer = HeadTrainer::new(model, &p.class_weights, cfg.clone(), &cpu);
     let mut losses = Vec::with_capacity(epochs);
     let mut steps = 0;
@@ -269,7 +267,7 @@ pub(crate) async fn run(
     let train_seconds = (now_ms() - t_train) / 1e3;
     let tuned = trainer.into_model();
     let after = accuracy(&tuned, &val_set, &cpu).unwrap_or(0.0);
-    let after_types_f1 = types_f1(&tuned);
+    let after_types_f1 = types(&tuned).map(|m| m.macro_avg.f1 as f32);
     let weights = weights_to_bytes(&tuned).map_err(|e| e.to_string())?;
     let mut manifest = m.manifest.clone();
     manifest.scaler = scaler;
