@@ -2,6 +2,8 @@
 //! model-core `TrainingExample`s, one epoch fed by a loader thread with a progress bar, and
 //! validation. `accessatlas train` decides what to run and where files go; this does the work.
 
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
 use std::time::Instant;
 
@@ -12,7 +14,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use model_core::data::augment::AugmentConfig;
 use model_core::data::dataset::PreprocessingMetadata;
 use model_core::data::preprocess::{ModelInput, TrainingExample, decode_rgb};
-use model_core::data::tags::{Tag, parse_tags_csv};
+use model_core::data::split::stratified_sample;
+use model_core::data::tags::{Tag, TagTable, parse_tags_csv};
 use model_core::rng::Rng;
 use model_core::train::driver::EpochLog;
 use model_core::train::metrics::Metrics;
@@ -24,10 +27,26 @@ use model_core::{AccessModel, LabelVocab, ModelConfig};
 
 use crate::run::DataDir;
 
+/// The rows of `tags_{name}.csv` in `data` and the file's path; a row the file cannot hold
+/// (the split files are `preprocess`'s) is an error naming file and line.
+fn split_rows(data: &DataDir, name: &str, model: &ModelConfig) -> Result<(PathBuf, TagTable)> {
+    let path = data.split(name);
+    let bytes = std::fs::read(&path)
+        .with_context(|| format!("reading {} (run `accessatlas preprocess`)", path.display()))?;
+    let report =
+        parse_tags_csv(&bytes, &model.labels).with_context(|| path.display().to_string())?;
+    if let Some(r) = report.rejected.first() {
+        bail!("{}: {r} (the split files are written by preprocess; run it again)", path.display());
+    }
+    Ok((path, report.table))
+}
+
 /// The examples of one split, assembled once.
 pub struct Split {
     pub examples: Vec<TrainingExample>,
     pub labels: Vec<usize>,
+    /// Each example's region (`""` where its file has no region column).
+    pub regions: Vec<String>,
     /// The model's input side and class names.
     size: usize,
     names: Vec<String>,
@@ -41,38 +60,87 @@ impl Split {
         model: &ModelConfig,
         meta: &PreprocessingMetadata,
     ) -> Result<Self> {
-        let path = data.split(name);
-        let bytes = std::fs::read(&path).with_context(|| {
-            format!("reading {} (run `accessatlas preprocess`)", path.display())
-        })?;
-        let report =
-            parse_tags_csv(&bytes, &model.labels).with_context(|| path.display().to_string())?;
-        if let Some(r) = report.rejected.first() {
-            bail!(
-                "{}: {r} (the split files are written by preprocess; run it again)",
-                path.display()
-            );
-        }
-        let names = model.labels.names().to_vec();
-        let size = model.image_size as usize;
-        let mut s = Split { examples: Vec::new(), labels: Vec::new(), size, names };
-        for (row, t) in report.table.tags.into_iter().enumerate() {
-            let Tag { image, lat, lon, source, label, id, .. } = t;
-            let at = || format!("{} line {} ({id})", path.display(), row + 2);
-            let rel = image.with_context(|| format!("{}: no image", at()))?;
-            let p = data.resolve(&rel);
-            let bytes =
-                std::fs::read(&p).with_context(|| format!("{}: image {}", at(), p.display()))?;
-            let img =
-                decode_rgb(&bytes).with_context(|| format!("{}: image {}", at(), p.display()))?;
-            let (size, scaler) = (model.image_size, &meta.scaler);
-            let example =
-                TrainingExample::new(img, size, lat, lon, &source, scaler, &model.sources)
-                    .with_context(at)?;
-            s.examples.push(example);
-            s.labels.push(model.labels.index(&label)?);
+        let mut s = Split::empty(model);
+        let (path, table) = split_rows(data, name, model)?;
+        let regions = table.regions().into_iter().map(str::to_string).collect::<Vec<_>>();
+        for (row, (t, region)) in table.tags.into_iter().zip(regions).enumerate() {
+            s.push(data, &path, row, t, region, model, meta)?;
         }
         Ok(s)
+    }
+
+    /// Rehearsal: at most `rows` examples of the training and validation splits of `data` (a
+    /// `preprocess`ed folder of the regions a bundle was trained on), none of the regions in
+    /// `skip` (the run's own data speaks for those), drawn so that each class keeps its share
+    /// ([`stratified_sample`]: the same rows for every run on the same data).
+    pub fn rehearsal(
+        data: &DataDir,
+        skip: &BTreeSet<String>,
+        rows: usize,
+        model: &ModelConfig,
+        meta: &PreprocessingMetadata,
+    ) -> Result<Self> {
+        let mut pool = Vec::new();
+        for name in ["train", "val"] {
+            let (path, table) = split_rows(data, name, model)?;
+            let regions = table.regions().into_iter().map(str::to_string).collect::<Vec<_>>();
+            for (row, (t, region)) in table.tags.into_iter().zip(regions).enumerate() {
+                if !skip.contains(&region) {
+                    pool.push((path.clone(), row, t, region));
+                }
+            }
+        }
+        let items: Vec<(&str, &str)> =
+            pool.iter().map(|(_, _, t, _)| (t.id.as_str(), t.label.as_str())).collect();
+        let picked = stratified_sample(&items, rows);
+        let mut pool: Vec<Option<_>> = pool.into_iter().map(Some).collect();
+        let mut s = Split::empty(model);
+        for i in picked {
+            let (path, row, t, region) = pool[i].take().expect("drawn once");
+            s.push(data, &path, row, t, region, model, meta)?;
+        }
+        Ok(s)
+    }
+
+    /// Adds `other`'s examples after this split's.
+    pub fn extend(&mut self, other: Split) {
+        self.examples.extend(other.examples);
+        self.labels.extend(other.labels);
+        self.regions.extend(other.regions);
+    }
+
+    fn empty(model: &ModelConfig) -> Self {
+        let names = model.labels.names().to_vec();
+        let (examples, labels, regions) = (Vec::new(), Vec::new(), Vec::new());
+        Split { examples, labels, regions, size: model.image_size as usize, names }
+    }
+
+    /// Row `row` (0-based, after the header) of the split file `path` in `data`, with its image.
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        data: &DataDir,
+        path: &Path,
+        row: usize,
+        t: Tag,
+        region: String,
+        model: &ModelConfig,
+        meta: &PreprocessingMetadata,
+    ) -> Result<()> {
+        let Tag { image, lat, lon, source, label, id, .. } = t;
+        let at = || format!("{} line {} ({id})", path.display(), row + 2);
+        let rel = image.with_context(|| format!("{}: no image", at()))?;
+        let p = data.resolve(&rel);
+        let bytes =
+            std::fs::read(&p).with_context(|| format!("{}: image {}", at(), p.display()))?;
+        let img = decode_rgb(&bytes).with_context(|| format!("{}: image {}", at(), p.display()))?;
+        let (size, scaler) = (model.image_size, &meta.scaler);
+        let example = TrainingExample::new(img, size, lat, lon, &source, scaler, &model.sources)
+            .with_context(at)?;
+        self.examples.push(example);
+        self.labels.push(model.labels.index(&label)?);
+        self.regions.push(region);
+        Ok(())
     }
 
     /// The inputs of `idx`, augmented when `aug` is given.

@@ -725,6 +725,54 @@ fn train_init_starts_from_a_bundle_and_refuses_one_that_does_not_fit() {
     let recipe: serde_json::Value =
         serde_json::from_slice(&std::fs::read(adapted.join("train_config.json")).unwrap()).unwrap();
     assert!((recipe["lr"].as_f64().unwrap() - 1e-4).abs() < 1e-12, "{recipe}");
+
+    // Rehearsal: rows of another region's data folder join the training split (10 asked), at
+    // the recipe's full rate; rows of the data's own region are never rehearsed.
+    let known = temp.path().join("known");
+    std::fs::create_dir_all(&known).unwrap();
+    std::os::unix::fs::symlink(data.join("images"), known.join("images")).unwrap();
+    for name in ["tags_train.csv", "tags_val.csv"] {
+        let text = std::fs::read_to_string(data.join(name)).unwrap();
+        assert!(text.contains(",helsinki"), "{name}: {}", &text[..200]);
+        std::fs::write(known.join(name), text.replace(",helsinki", ",elsewhere")).unwrap();
+    }
+    let adapt = |out: &str, rehearse: &Path| {
+        let mut c = bin();
+        c.args(["train", "--encoder", "custom_cnn", "--image-size", "64", "--batch-size", "32"])
+            .args(["--scheduler", "constant", "--epochs", "1", "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(data.join(out))
+            .arg("--init")
+            .arg(&exported)
+            .arg("--rehearse")
+            .arg(rehearse)
+            .args(["--rehearse-rows", "10"]);
+        c.output().unwrap()
+    };
+    let o = adapt("models/rehearsed", &known);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("rehearsal: 10 rows of") && err.contains("other than helsinki"), "{err}");
+    let own_train: u64 =
+        meta["counts"]["train"].as_object().unwrap().values().map(|n| n.as_u64().unwrap()).sum();
+    assert!(err.contains(&format!("{} train / ", own_train + 10)), "{own_train}: {err}");
+    let recipe: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(data.join("models/rehearsed/train_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert!((recipe["lr"].as_f64().unwrap() - 1e-3).abs() < 1e-12, "{recipe}");
+    assert_eq!(recipe["rehearse_rows"], 10, "the run records its rehearsal: {recipe}");
+    let o = adapt("models/self-rehearsed", &data);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("no row of a region other than"), "{err}");
+    let o = train_cmd(&data, &data.join("models/no-init"), "1")
+        .arg("--rehearse")
+        .arg(&known)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--init"), "{err}");
     let refused = data.join("models/refused");
     let o =
         sized_train_cmd(&data, &refused, "1", "96").arg("--init").arg(&exported).output().unwrap();

@@ -3,7 +3,8 @@
 //! Helsinki, Andorra, Liechtenstein and Monaco, `crate::osm::BUNDLED_EXTRACTS`), in the seed's
 //! layout (`data/`, `models/baseline/`). With `--osm MY.pbf` the same on the mapper's own
 //! extract, adapting the shipped model (`train --init assets/model`) instead of training from
-//! ImageNet's weights.
+//! ImageNet's weights, and rehearsing the bundled extracts it was trained on (`--rehearse`,
+//! collected once into `data-known/`).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -67,6 +68,33 @@ fn init_for(args: &PipelineArgs) -> Option<PathBuf> {
     args.init.clone().or_else(|| (!args.osm.is_empty()).then(|| PathBuf::from("assets/model")))
 }
 
+/// The data folder an adapting run rehearses from (`train --rehearse`): with `--osm` and no
+/// `--init`, the shipped model is adapted, and the bundled extracts it was trained on are
+/// collected beside `--data` (`data-known/` for `data/`); none otherwise (another bundle's
+/// regions are not known here, and training from ImageNet's weights rehearses nothing).
+fn rehearse_for(args: &PipelineArgs) -> Option<PathBuf> {
+    if args.osm.is_empty() || args.init.is_some() {
+        return None;
+    }
+    let mut name = args.data.file_name().unwrap_or_else(|| "data".as_ref()).to_owned();
+    name.push("-known");
+    Some(args.data.with_file_name(name))
+}
+
+/// `known` collected from every bundled extract and split, unless an earlier run left it there
+/// (the bundled extracts do not change between runs of one checkout).
+fn collect_known(known: &Path) -> Result<()> {
+    let dir = DataDir::new(known);
+    if dir.split("train").is_file() && dir.split("val").is_file() {
+        return Ok(());
+    }
+    let mut args = parse_args::<CollectArgs>(&["--data".into(), known.into()])?;
+    args.osm = crate::osm::BUNDLED_EXTRACTS.iter().map(PathBuf::from).collect();
+    super::collect::run(args).context("collect (the bundled extracts, to rehearse)")?;
+    super::preprocess::run(parse_args::<PreprocessArgs>(&["--data".into(), known.into()])?)
+        .context("preprocess (the bundled extracts, to rehearse)")
+}
+
 /// The extracts the pipeline collects: `--osm`, else every bundled one (read from the
 /// repository's `assets/osm/`).
 fn extracts_for(args: &PipelineArgs) -> Result<Vec<PathBuf>> {
@@ -99,13 +127,15 @@ fn evaluate_args(data: &Path, out: &Path, osm: &[PathBuf]) -> Result<EvaluateArg
 /// made (an interrupted `cargo run --release` goes on where it stopped); a run of other data
 /// (another extract, a changed bundled region) is moved to `<out>.previous`, replacing an older
 /// one, and training starts over.
-fn resume_or_set_aside(run: &RunDir, data: &DataDir) -> Result<bool> {
+/// A run that rehearses (`may_resume` false: `train --resume` does not take rehearsal up again)
+/// is always set aside.
+fn resume_or_set_aside(run: &RunDir, data: &DataDir, may_resume: bool) -> Result<bool> {
     if !run.state().exists() {
         return Ok(false);
     }
     let out = run.root();
     let now = data.read_metadata()?;
-    if run.read_metadata().is_ok_and(|then| then.same_split(&now)) {
+    if may_resume && run.read_metadata().is_ok_and(|then| then.same_split(&now)) {
         println!(
             "{} holds a run on this data: resuming it (delete it to start over)",
             out.display()
@@ -146,7 +176,11 @@ pub fn run(args: PipelineArgs) -> Result<()> {
     times.push(("preprocess", t.elapsed().as_secs_f64()));
 
     let t = Instant::now();
-    let resume = resume_or_set_aside(&run_dir, &data_dir)?;
+    let rehearse = rehearse_for(&args);
+    if let Some(known) = &rehearse {
+        collect_known(known)?;
+    }
+    let resume = resume_or_set_aside(&run_dir, &data_dir, rehearse.is_none())?;
     let mut train_args = parse_args::<TrainArgs>(&[
         "--data".into(),
         data.clone().into(),
@@ -157,6 +191,7 @@ pub fn run(args: PipelineArgs) -> Result<()> {
     train_args.epochs = args.epochs;
     train_args.resume = resume;
     train_args.init = init_for(&args);
+    train_args.rehearse = rehearse;
     super::train::run(train_args).context("train")?;
     times.push(("train", t.elapsed().as_secs_f64()));
 
@@ -310,6 +345,12 @@ mod tests {
         assert_eq!(init_for(&p(&["--osm", "my.osm.pbf"])), Some(PathBuf::from("assets/model")));
         assert_eq!(init_for(&p(&["--osm", "a.pbf", "--init", "b"])), Some(PathBuf::from("b")));
         assert_eq!(p(&["--osm", "a.pbf", "--osm", "b.pbf"]).osm.len(), 2);
+        // Adapting the shipped model rehearses the bundled extracts, collected beside --data.
+        assert_eq!(rehearse_for(&p(&[])), None);
+        assert_eq!(rehearse_for(&p(&["--osm", "my.osm.pbf"])), Some(PathBuf::from("data-known")));
+        let mine = p(&["--osm", "my.osm.pbf", "--data", "work/mine"]);
+        assert_eq!(rehearse_for(&mine), Some(PathBuf::from("work/mine-known")));
+        assert_eq!(rehearse_for(&p(&["--osm", "a.pbf", "--init", "b"])), None);
     }
 
     /// A preprocessing record of tags with hash `hash`, split with `seed`.
@@ -327,29 +368,36 @@ mod tests {
         .to_string()
     }
 
-    /// An interrupted run on the same split is continued; a run of other data is moved to
-    /// `<out>.previous` (replacing an older one) and training starts over; no run, nothing.
+    /// An interrupted run on the same split is continued; a run of other data, or one that
+    /// rehearses, is moved to `<out>.previous` (replacing an older one) and training starts
+    /// over; no run, nothing.
     #[test]
     fn a_run_of_other_data_is_set_aside_not_resumed() {
         let t = tempfile::tempdir().unwrap();
         let (data, run) = (DataDir::new(t.path().join("data")), RunDir::new(t.path().join("run")));
         std::fs::create_dir_all(data.root()).unwrap();
         std::fs::write(data.preprocessing_metadata(), meta("abc", 42)).unwrap();
-        assert!(!resume_or_set_aside(&run, &data).unwrap());
+        assert!(!resume_or_set_aside(&run, &data, true).unwrap());
         std::fs::create_dir_all(run.checkpoints()).unwrap();
         std::fs::write(run.state(), "{}").unwrap();
         std::fs::write(run.preprocessing_metadata(), meta("abc", 42)).unwrap();
-        assert!(resume_or_set_aside(&run, &data).unwrap());
+        assert!(resume_or_set_aside(&run, &data, true).unwrap());
         let aside = t.path().join("run.previous");
         for other in [meta("abd", 42), meta("abc", 7)] {
             std::fs::create_dir_all(run.checkpoints()).unwrap();
             std::fs::write(run.state(), "{}").unwrap();
             std::fs::write(run.preprocessing_metadata(), &other).unwrap();
-            assert!(!resume_or_set_aside(&run, &data).unwrap());
+            assert!(!resume_or_set_aside(&run, &data, true).unwrap());
             assert!(!run.root().exists());
             let kept = std::fs::read_to_string(aside.join("preprocessing_metadata.json"));
             assert_eq!(kept.unwrap(), other);
         }
+        // A run that rehearses is set aside even on the same split.
+        std::fs::create_dir_all(run.checkpoints()).unwrap();
+        std::fs::write(run.state(), "{}").unwrap();
+        std::fs::write(run.preprocessing_metadata(), meta("abc", 42)).unwrap();
+        assert!(!resume_or_set_aside(&run, &data, false).unwrap());
+        assert!(!run.root().exists() && aside.join("checkpoints").exists());
     }
 
     /// Without `--osm` the pipeline (what made the shipped model) trains on every extract in

@@ -3,6 +3,7 @@
 //! from `--seed` (the epoch's from `(seed, epoch)`): the same seed gives the same run on the
 //! same machine, and a resumed run ends as the uninterrupted one (both tested).
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -14,7 +15,7 @@ use model_core::model::persist::weights_to_bytes;
 use model_core::train::Trainer;
 use model_core::train::driver::{DriverState, EpochDriver, EpochLog};
 use model_core::train::precision::Precision;
-use model_core::train::recipe::{SchedulerKind, TrainConfig};
+use model_core::train::recipe::{REHEARSE_ROWS, SchedulerKind, TrainConfig};
 use model_core::train::schedule::Scheduler;
 
 use crate::run::{DataDir, RunDir, RunState, short_hash};
@@ -85,6 +86,17 @@ pub struct TrainArgs {
     /// it beats the bundle on the validation split (else the bundle's weights are the best).
     #[arg(long, conflicts_with_all = ["no_pretrained", "weights"])]
     pub init: Option<PathBuf>,
+    /// With --init: a `preprocess`ed data folder of the regions the bundle was trained on (the
+    /// bundled extracts' `collect`), from which --rehearse-rows rows join the training split,
+    /// never the validation split; rows of regions your own data holds are left out. The run
+    /// then learns at the recipe's full rate: the known places keep the model near what it knew
+    /// while your few hundred rows teach it your area.
+    #[arg(long, requires = "init", conflicts_with = "resume")]
+    pub rehearse: Option<PathBuf>,
+    /// Rows --rehearse adds, drawn so that each type keeps its share (the same rows for every
+    /// run on the same data) [default: 600].
+    #[arg(long, requires = "rehearse")]
+    pub rehearse_rows: Option<usize>,
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
@@ -125,7 +137,7 @@ impl TrainArgs {
             views,
             position_dropout
         );
-        if self.init.is_some() && self.lr.is_none() {
+        if self.init.is_some() && self.rehearse.is_none() && self.lr.is_none() {
             c.lr *= model_core::train::recipe::ADAPT_LR_SHARE;
         }
         c.pretrained &= !self.no_pretrained;
@@ -257,7 +269,15 @@ pub fn train(args: &TrainArgs) -> Result<DriverState> {
         }
         (false, false) => None,
     };
-    let cfg = if args.resume { args.resumed(&run)? } else { args.resolve()? };
+    let mut cfg = if args.resume { args.resumed(&run)? } else { args.resolve()? };
+    if args.resume && cfg.rehearse_rows > 0 {
+        bail!(
+            "--resume: the run in {} rehearsed {} rows of other regions, which --resume does not take \
+             up again; start it anew",
+            args.out.display(),
+            cfg.rehearse_rows
+        );
+    }
 
     // A precision the device cannot compute in fails here, before the data is read.
     let precision_note = crate::device::check_precision(args.device, &device, cfg.precision)?;
@@ -272,9 +292,33 @@ pub fn train(args: &TrainArgs) -> Result<DriverState> {
         }
         _ => None,
     };
-    let train_set = Split::load(&data, "train", &model_cfg, &meta)?;
+    let mut train_set = Split::load(&data, "train", &model_cfg, &meta)?;
     let val_set = Split::load(&data, "val", &model_cfg, &meta)?;
     check_splits(&train_set, &val_set, &model_cfg.labels)?;
+    if let Some(dir) = &args.rehearse {
+        let own: BTreeSet<String> =
+            train_set.regions.iter().chain(&val_set.regions).cloned().collect();
+        let rows = args.rehearse_rows.unwrap_or(REHEARSE_ROWS);
+        let known = DataDir::new(dir);
+        let r = Split::rehearsal(&known, &own, rows, &model_cfg, &meta)
+            .with_context(|| format!("--rehearse {}", dir.display()))?;
+        if r.labels.is_empty() {
+            bail!(
+                "--rehearse {}: no row of a region other than your data's ({}) in its training \
+                 and validation splits",
+                dir.display(),
+                own.iter().cloned().collect::<Vec<_>>().join(", ")
+            );
+        }
+        tracing::info!(
+            "rehearsal: {} rows of {} (regions other than {}) join the training split",
+            r.labels.len(),
+            dir.display(),
+            own.iter().cloned().collect::<Vec<_>>().join(", ")
+        );
+        cfg.rehearse_rows = r.labels.len();
+        train_set.extend(r);
+    }
     tracing::info!(
         "{} train / {} val examples, encoder {}, {s}x{s} input; {precision_note}",
         train_set.labels.len(),

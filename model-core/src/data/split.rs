@@ -185,9 +185,94 @@ pub fn class_weights(train_labels: &[usize], num_classes: usize) -> Vec<f32> {
         .collect()
 }
 
+/// A sample of at most `n` of the items `(id, class name)` in which each class keeps its share
+/// (largest remainder; ties to the class whose name sorts first), and within a class the items
+/// come in the order of their ids' hash (FNV-1a): the same items for the same rows, whatever
+/// their order in the file. The indices, by class name, then hash; all of them, in their own
+/// order, when there are `n` or fewer. (`cargo xtask reference adapt` draws its rows so too.)
+pub fn stratified_sample(items: &[(&str, &str)], n: usize) -> Vec<usize> {
+    if items.len() <= n {
+        return (0..items.len()).collect();
+    }
+    let hash = |s: &str| {
+        s.bytes().fold(0xcbf2_9ce4_8422_2325_u64 ^ 42, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        })
+    };
+    let mut by_class: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, (_, c)) in items.iter().enumerate() {
+        by_class.entry(c).or_default().push(i);
+    }
+    let total = items.len() as f64;
+    let mut quota: Vec<(&str, usize, f64)> = by_class
+        .iter()
+        .map(|(&c, v)| {
+            let exact = v.len() as f64 * n as f64 / total;
+            (c, exact.floor() as usize, exact - exact.floor())
+        })
+        .collect();
+    let mut left = n - quota.iter().map(|q| q.1).sum::<usize>();
+    let mut order: Vec<usize> = (0..quota.len()).collect();
+    order.sort_by(|&a, &b| quota[b].2.total_cmp(&quota[a].2));
+    for i in order {
+        if left == 0 {
+            break;
+        }
+        quota[i].1 += 1;
+        left -= 1;
+    }
+    let mut out = Vec::with_capacity(n);
+    for (c, k, _) in quota {
+        let mut v = by_class.remove(c).unwrap_or_default();
+        v.sort_by_key(|&i| hash(items[i].0));
+        out.extend(v.into_iter().take(k));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The sample has exactly `n` items when there are more, keeps each class's share, draws
+    /// no item twice, and takes the same items whatever their order; with `n` items or fewer it
+    /// is all of them.
+    #[test]
+    fn a_stratified_sample_keeps_each_class_share() {
+        // 600 of `a`, 300 of `b`, 100 of `c`.
+        let ids: Vec<String> = (0..1000).map(|i| format!("node/{i}")).collect();
+        let class = |i: usize| {
+            if i < 600 {
+                "a"
+            } else if i < 900 {
+                "b"
+            } else {
+                "c"
+            }
+        };
+        let items: Vec<(&str, &str)> =
+            ids.iter().enumerate().map(|(i, id)| (id.as_str(), class(i))).collect();
+        let s = stratified_sample(&items, 100);
+        assert_eq!(s.len(), 100);
+        let per = |s: &[usize], c: &str| s.iter().filter(|&&i| items[i].1 == c).count();
+        assert_eq!((per(&s, "a"), per(&s, "b"), per(&s, "c")), (60, 30, 10));
+        let mut d = s.clone();
+        d.sort_unstable();
+        d.dedup();
+        assert_eq!(d.len(), 100);
+        // The same rows in another order: the same ids drawn, in the same order.
+        let reversed: Vec<(&str, &str)> = items.iter().rev().copied().collect();
+        let again: Vec<&str> =
+            stratified_sample(&reversed, 100).iter().map(|&i| reversed[i].0).collect();
+        assert_eq!(again, s.iter().map(|&i| items[i].0).collect::<Vec<_>>());
+        // 3 of classes (a, a, b, c): shares 1.5, 0.75, 0.75 -> 1, 1, 1 (larger remainders first).
+        let few = [("1", "a"), ("2", "a"), ("3", "b"), ("4", "c")];
+        let s = stratified_sample(&few, 3);
+        let per = |c: &str| s.iter().filter(|&&i| few[i].1 == c).count();
+        assert_eq!((per("a"), per("b"), per("c")), (1, 1, 1));
+        assert_eq!(stratified_sample(&few, 4), [0, 1, 2, 3]);
+        assert_eq!(stratified_sample(&few, 9), [0, 1, 2, 3]);
+    }
 
     /// Clustered synthetic data: 5 classes, points in rows inside 60 cells.
     fn clustered() -> Vec<(usize, (u32, u32))> {

@@ -44,6 +44,13 @@ impl SchedulerKind {
 /// few hundred rows of a new area do not pull it far from where it started.
 pub const ADAPT_LR_SHARE: f64 = 0.1;
 
+/// Rows of the regions a bundle was trained on that an adapting run with rehearsal
+/// (`train --init --rehearse`) adds to its training split: three times the 200 rows of a new
+/// area this project adapts with, so three of four training examples are of places the model
+/// knows, which holds it near what it knew while it learns at the recipe's full rate
+/// (docs/regions.md measures it).
+pub const REHEARSE_ROWS: usize = 600;
+
 /// Everything a run was trained with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -78,6 +85,9 @@ pub struct TrainConfig {
     /// ([`crate::data::metadata`]), so it learns to answer from the tile and the source alone
     /// as well as with position. 0 hides none.
     pub position_dropout: f64,
+    /// Rows of the regions the starting bundle knows that joined the training split
+    /// (`train --init --rehearse`, at most [`REHEARSE_ROWS`] unless asked otherwise); 0: none.
+    pub rehearse_rows: usize,
 }
 
 impl Default for TrainConfig {
@@ -103,6 +113,7 @@ impl Default for TrainConfig {
             precision: Precision::F32,
             views: 2,
             position_dropout: 0.0,
+            rehearse_rows: 0,
         }
     }
 }
