@@ -10,6 +10,7 @@
 //! Then [`adapt`] (also `cargo xtask reference adapt`, on the runs `regions` left): each
 //! model trained without a region is adapted to it (`train --init`) with at most
 //! [`ADAPT_ROWS`] of that region's rows, drawn from its training cells of the in-region split,
+//! rehearsing rows of the other regions (`train --rehearse`, which the model was trained on),
 //! and measured on the region's own test cells (the in-region figure's cells) before and
 //! after: how much of the gap between left out and in-region a few hundred labels close.
 //!
@@ -399,7 +400,9 @@ fn read_rows(path: &Path) -> Result<(String, Vec<Row>)> {
 }
 
 /// A seeded, stratified sample of at most `n` of `rows`: each label keeps its share (largest
-/// remainder), and within a label the rows come in an order fixed by their ids' hash.
+/// remainder), and within a label the rows come in an order fixed by their ids' hash. The same
+/// draw as model-core's `stratified_sample` (what `train --rehearse` draws with), written again
+/// here because xtask does not build model-core.
 fn sample(rows: Vec<Row>, n: usize) -> Vec<Row> {
     if rows.len() <= n {
         return rows;
@@ -440,6 +443,62 @@ fn sample(rows: Vec<Row>, n: usize) -> Vec<Row> {
     out
 }
 
+/// What adapting to a region learns from and is measured on: its header, at most
+/// [`ADAPT_ROWS`] of its rows from the training and validation cells of `data`'s in-region
+/// split ([`sample`]d), and its test rows.
+struct AdaptRows {
+    header: String,
+    picked: Vec<Row>,
+    test: Vec<Row>,
+}
+
+fn adapt_rows(data: &Path, r: &str) -> Result<AdaptRows> {
+    let (header, mut learnable) = read_rows(&data.join("tags_train.csv"))?;
+    learnable.extend(read_rows(&data.join("tags_val.csv"))?.1);
+    learnable.retain(|x| x.region == r);
+    let (_, mut test) = read_rows(&data.join("tags_test.csv"))?;
+    test.retain(|x| x.region == r);
+    Ok(AdaptRows { header, picked: sample(learnable, ADAPT_ROWS), test })
+}
+
+/// A data folder `dir` (`data`'s images linked) of the rows `learn`, split into training and
+/// validation, and region `r`'s test rows as its whole test split: they go under a region name
+/// of their own, which `preprocess --hold-out` holds out.
+fn held_out_data(
+    exe: &Path,
+    data: &Path,
+    dir: &Path,
+    rows: &AdaptRows,
+    learn: &[&Row],
+    r: &str,
+) -> Result<()> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir)?;
+    std::os::unix::fs::symlink(data.join("images"), dir.join("images"))?;
+    std::fs::copy(data.join("tile_source.json"), dir.join("tile_source.json"))?;
+    let test_region = format!("{r}-test-cells");
+    let mut csv = rows.header.clone() + "\n";
+    let region_col = rows.header.split(',').position(|c| c == "region").context("region")?;
+    for x in learn {
+        csv.push_str(&x.line);
+        csv.push('\n');
+    }
+    for x in &rows.test {
+        let mut f: Vec<&str> = x.line.split(',').collect();
+        f[region_col] = &test_region;
+        csv.push_str(&f.join(","));
+        csv.push('\n');
+    }
+    std::fs::write(dir.join("tags.csv"), csv)?;
+    crate::run(
+        Command::new(exe)
+            .arg("preprocess")
+            .arg("--data")
+            .arg(dir)
+            .args(["--hold-out", &test_region]),
+    )
+}
+
 /// A trial of the adapting recipe (`reference adapt --trial NAME [--region R]… [-- ARGS]`):
 /// the regions it runs on (all when none is named), and `train` arguments added to
 /// `train --init`. A trial is written into the fixture under `adapt_trials.NAME`, never over
@@ -449,6 +508,10 @@ pub struct AdaptTrial {
     pub name: Option<String>,
     pub regions: Vec<String>,
     pub train_args: Vec<String>,
+    /// Rehearsal (`train --rehearse` of the in-region data, whose other regions the model was
+    /// trained on): `None`, train's default number of rows; `Some(0)`, none (the run then
+    /// learns at a tenth of the rate); `Some(n)`, `n` rows.
+    pub rehearse: Option<usize>,
 }
 
 impl AdaptTrial {
@@ -459,13 +522,19 @@ impl AdaptTrial {
             match a.as_str() {
                 "--trial" => t.name = Some(it.next().context("--trial needs a name")?.clone()),
                 "--region" => t.regions.push(it.next().context("--region needs a name")?.clone()),
+                "--rehearse" => {
+                    let n = it.next().context("--rehearse needs a number of rows")?;
+                    t.rehearse = Some(n.parse().with_context(|| format!("--rehearse `{n}`"))?);
+                }
                 "--" => t.train_args = it.by_ref().cloned().collect(),
                 other => bail!("reference adapt: unknown argument `{other}`"),
             }
         }
-        if t.name.is_none() && (!t.regions.is_empty() || !t.train_args.is_empty()) {
+        if t.name.is_none()
+            && (!t.regions.is_empty() || !t.train_args.is_empty() || t.rehearse.is_some())
+        {
             bail!(
-                "reference adapt: --region and train arguments need --trial NAME (`adapted` holds the default recipe on every region)"
+                "reference adapt: --region, --rehearse and train arguments need --trial NAME (`adapted` holds the default recipe on every region)"
             );
         }
         Ok(t)
@@ -473,7 +542,7 @@ impl AdaptTrial {
 }
 
 /// Each model trained without a region, adapted to it with at most [`ADAPT_ROWS`] of its rows
-/// and measured on its in-region test cells before and after; written into the fixture's
+/// (rehearsing the other regions' rows unless a trial says otherwise) and measured on its in-region test cells before and after; written into the fixture's
 /// `adapted` (a trial: under `adapt_trials`, by its name).
 pub fn adapt(root: &Path, trial: &AdaptTrial) -> Result<()> {
     let exe = crate::accessatlas_exe(root)?;
@@ -501,41 +570,27 @@ pub fn adapt(root: &Path, trial: &AdaptTrial) -> Result<()> {
     if !trial.train_args.is_empty() {
         adapted["train_args"] = json!(trial.train_args);
     }
+    if let Some(n) = trial.rehearse {
+        adapted["rehearse"] = json!(n);
+    }
+    // A trial run again on some regions keeps its other regions' figures, when it is the same
+    // recipe (the same arguments and rehearsal).
+    if let Some(n) = &trial.name {
+        let then = &out["adapt_trials"][n];
+        if then["train_args"] == adapted["train_args"] && then["rehearse"] == adapted["rehearse"] {
+            for (_, r) in extracts(root)? {
+                if then[&r].is_object() && !trial.regions.is_empty() && !trial.regions.contains(&r)
+                {
+                    adapted[&r] = then[&r].clone();
+                }
+            }
+        }
+    }
     for (_, r) in &regions {
-        let (header, mut learnable) = read_rows(&data.join("tags_train.csv"))?;
-        learnable.extend(read_rows(&data.join("tags_val.csv"))?.1);
-        learnable.retain(|x| x.region == *r);
-        let (_, mut test) = read_rows(&data.join("tags_test.csv"))?;
-        test.retain(|x| x.region == *r);
-        let picked = sample(learnable, ADAPT_ROWS);
-        // The region's test cells under a region name of their own, so `--hold-out` makes
-        // them the whole test split and the picked rows are split into train and validation.
+        let rows = adapt_rows(&data, r)?;
+        let picked = &rows.picked;
         let dir = work.join(format!("adapt-{r}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)?;
-        std::os::unix::fs::symlink(data.join("images"), dir.join("images"))?;
-        std::fs::copy(data.join("tile_source.json"), dir.join("tile_source.json"))?;
-        let test_region = format!("{r}-test-cells");
-        let mut csv = header.clone() + "\n";
-        let region_col = header.split(',').position(|c| c == "region").context("region")?;
-        for x in &picked {
-            csv.push_str(&x.line);
-            csv.push('\n');
-        }
-        for x in &test {
-            let mut f: Vec<&str> = x.line.split(',').collect();
-            f[region_col] = &test_region;
-            csv.push_str(&f.join(","));
-            csv.push('\n');
-        }
-        std::fs::write(dir.join("tags.csv"), csv)?;
-        crate::run(
-            Command::new(&exe)
-                .arg("preprocess")
-                .arg("--data")
-                .arg(&dir)
-                .args(["--hold-out", &test_region]),
-        )?;
+        held_out_data(&exe, &data, &dir, &rows, &picked.iter().collect::<Vec<_>>(), r)?;
         let without = work.join("runs").join(format!("without-{r}"));
         let evaluate = |model: &Path| -> Result<Value> {
             Ok(figures(&test_metrics(&exe, &dir, model)?, None))
@@ -555,22 +610,31 @@ pub fn adapt(root: &Path, trial: &AdaptTrial) -> Result<()> {
         )?;
         let run = work.join("runs").join(format!("adapted-{r}"));
         let _ = std::fs::remove_dir_all(&run);
-        crate::run(
-            Command::new(&exe)
-                .arg("train")
-                .arg("--init")
-                .arg(&bundle)
-                .arg("--data")
-                .arg(&dir)
-                .arg("--out")
-                .arg(&run)
-                .args(&trial.train_args),
-        )?;
+        let mut train = Command::new(&exe);
+        train
+            .arg("train")
+            .arg("--init")
+            .arg(&bundle)
+            .arg("--data")
+            .arg(&dir)
+            .arg("--out")
+            .arg(&run);
+        // Rehearsal draws from the in-region data's training and validation rows; `train`
+        // leaves out those of the region adapted to (its own data's region).
+        if trial.rehearse != Some(0) {
+            train.arg("--rehearse").arg(&data);
+        }
+        if let Some(n) = trial.rehearse.filter(|&n| n > 0) {
+            train.args(["--rehearse-rows", &n.to_string()]);
+        }
+        crate::run(train.args(&trial.train_args))?;
         let after = evaluate(&run)?;
+        let recipe = read_json(&run.join("train_config.json"))?;
         // The share of the gap closed is not stored: [`gap_closed`] reads it from these.
         adapted[r] = json!({
             "rows": picked.len(),
             "feature_rows": picked.iter().filter(|x| x.label != "none").count(),
+            "rehearsed_rows": recipe["rehearse_rows"],
             "before": before,
             "after": after,
         });
@@ -1455,7 +1519,7 @@ pub fn trials_table(v: &Value) -> String {
         "---|".repeat(regions.len())
     );
     let f1 = |x: &Value| x["feature_types_macro_f1"].as_f64().unwrap_or(f64::NAN);
-    let mut rows = vec![("the default".to_string(), &v["adapted"])];
+    let mut rows = vec![(format!("the default{}", rehearsal_words(&v["adapted"])), &v["adapted"])];
     if let Some(t) = v["adapt_trials"].as_object() {
         for (name, a) in t {
             let args: Vec<&str> = a["train_args"]
@@ -1464,7 +1528,12 @@ pub fn trials_table(v: &Value) -> String {
                 .flatten()
                 .filter_map(Value::as_str)
                 .collect();
-            rows.push((format!("{name}: `{}`", args.join(" ")), a));
+            let mut label = match args.as_slice() {
+                [] => format!("{name}: no arguments"),
+                _ => format!("{name}: `{}`", args.join(" ")),
+            };
+            label += &rehearsal_words(a);
+            rows.push((label, a));
         }
     }
     for (name, a) in rows {
@@ -1480,11 +1549,49 @@ pub fn trials_table(v: &Value) -> String {
     out
 }
 
+/// What an adapting run (`adapted` or a trial) rehearsed, for the trials table: an entry's
+/// `rehearse` is the rows asked for (0: none; absent: `train`'s default, recorded per region as
+/// `rehearsed_rows`).
+fn rehearsal_words(a: &Value) -> String {
+    let done = a.as_object().into_iter().flatten().find_map(|(_, x)| x["rehearsed_rows"].as_u64());
+    match (a["rehearse"].as_u64(), done) {
+        (Some(0), _) => ", no rehearsal".to_string(),
+        (_, Some(n)) | (Some(n), None) => format!(", rehearsing {n} rows of the regions it knows"),
+        (None, None) => String::new(),
+    }
+}
+
 /// The adapting recipes trained with several seeds (trials named `NAME-seedS` beside `NAME`;
 /// the default's are `default-seedS` beside `adapted`): per region the mean feature-type
 /// macro-F1 after adapting over the recipe's runs, and the share of the gap that mean closes
 /// (as [`gap_closed`] computes it). Recipes with one run are left out.
 pub fn trial_means_table(v: &Value) -> String {
+    let regions: Vec<&str> =
+        v["regions"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let mut out = format!(
+        "| recipe | runs | {} |\n|---|---|{}\n",
+        regions.join(" | "),
+        "---|".repeat(regions.len())
+    );
+    for (name, runs, cells) in recipe_means(v) {
+        let cells: Vec<String> = cells
+            .iter()
+            .map(|c| match c {
+                None => "-".to_string(),
+                Some((_, mean, None)) => format!("{mean:.3} (no gap)"),
+                Some((_, mean, Some(share))) => format!("{mean:.3} ({share:.2})"),
+            })
+            .collect();
+        out += &format!("| {name} | {runs} | {} |\n", cells.join(" | "));
+    }
+    out
+}
+
+/// Per adapting recipe with more than one run (its name, the number of runs), per region: the
+/// mean feature-type macro-F1 after adapting, and the share of the gap that mean closes where
+/// the gap is at least [`MIN_GAP`]; `None` for a region some run lacks.
+#[allow(clippy::type_complexity)]
+pub fn recipe_means(v: &Value) -> Vec<(String, usize, Vec<Option<(String, f64, Option<f64>)>>)> {
     let regions: Vec<&str> =
         v["regions"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
     let f1 = |x: &Value| x["feature_types_macro_f1"].as_f64().unwrap_or(f64::NAN);
@@ -1500,31 +1607,23 @@ pub fn trial_means_table(v: &Value) -> String {
             None => recipes.push((base.to_string(), vec![a])),
         }
     }
-    let mut out = format!(
-        "| recipe | runs | {} |\n|---|---|{}\n",
-        regions.join(" | "),
-        "---|".repeat(regions.len())
-    );
-    for (name, runs) in recipes.iter().filter(|(_, runs)| runs.len() > 1) {
-        let cells: Vec<String> = regions
+    let mut out = Vec::new();
+    for (name, runs) in recipes.into_iter().filter(|(_, runs)| runs.len() > 1) {
+        let cells = regions
             .iter()
             .map(|r| {
                 let after: Vec<f64> =
                     runs.iter().filter(|a| !a[*r].is_null()).map(|a| f1(&a[*r]["after"])).collect();
                 if after.len() < runs.len() {
-                    return "-".to_string();
+                    return None;
                 }
                 let mean = after.iter().sum::<f64>() / after.len() as f64;
                 let before = f1(&runs[0][*r]["before"]);
                 let gap = f1(&v["in_region"][*r]) - before;
-                if gap < MIN_GAP {
-                    format!("{mean:.3} (no gap)")
-                } else {
-                    format!("{mean:.3} ({:.2})", (mean - before) / gap)
-                }
+                Some((r.to_string(), mean, (gap >= MIN_GAP).then(|| (mean - before) / gap)))
             })
             .collect();
-        out += &format!("| {name} | {} | {} |\n", runs.len(), cells.join(" | "));
+        out.push((name, runs.len(), cells));
     }
     out
 }
@@ -1553,6 +1652,17 @@ mod tests {
         let doc = std::fs::read_to_string(root.join(DOC)).unwrap();
         let t = table(&v);
         assert!(doc.contains(&t), "{DOC} lacks the regions table:\n{t}");
+        // The README quotes the share of the gap the default adapting recipe closes, on the
+        // mean of its runs, in each region with a gap.
+        let one_line = readme_one_line(&root);
+        if let Some((_, _, cells)) = recipe_means(&v).into_iter().find(|(n, _, _)| n == "default") {
+            for (r, _, share) in cells.into_iter().flatten() {
+                if let Some(share) = share {
+                    let quoted = format!("{r} {share:.2}");
+                    assert!(one_line.contains(&quoted), "README.md does not quote `{quoted}`");
+                }
+            }
+        }
         // The README quotes each region's macro-F1 left out against in-region.
         let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
         for r in &regions {
@@ -1584,7 +1694,7 @@ mod tests {
             let t = left_out_pooled_table(&v);
             assert!(doc.contains(&t), "{DOC} lacks the left-out suggestions' table:\n{t}");
             // The README quotes each region's lift under the other regions' rule.
-            let one_line = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+            let one_line = readme_one_line(&root);
             for (r, x) in
                 v["left_out_pooled"].as_object().unwrap().iter().filter(|(k, _)| *k != "run")
             {
@@ -1629,6 +1739,12 @@ mod tests {
                 "README.md does not quote {r}'s page figure {quoted}"
             );
         }
+    }
+
+    /// README.md with every run of white space one space (a quote may be broken over lines).
+    fn readme_one_line(root: &Path) -> String {
+        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        readme.split_whitespace().collect::<Vec<_>>().join(" ")
     }
 
     fn rows(labels: &[(&str, usize)]) -> Vec<Row> {
@@ -1763,6 +1879,13 @@ mod tests {
         assert!(a(&["--region", "helsinki"]).unwrap_err().to_string().contains("--trial"));
         assert!(a(&["--", "--lr", "1e-3"]).is_err());
         assert!(a(&["--bogus"]).unwrap_err().to_string().contains("--bogus"));
+        assert_eq!(a(&["--trial", "r", "--rehearse", "600"]).unwrap().rehearse, Some(600));
+        assert_eq!(a(&["--trial", "r", "--rehearse", "0"]).unwrap().rehearse, Some(0));
+        assert_eq!(a(&[]).unwrap().rehearse, None);
+        assert!(a(&["--rehearse", "600"]).unwrap_err().to_string().contains("--trial"));
+        assert!(
+            a(&["--trial", "r", "--rehearse", "many"]).unwrap_err().to_string().contains("many")
+        );
     }
 
     /// The seeds table: each seed's figure in seed order, their mean and range, the
