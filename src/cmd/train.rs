@@ -298,6 +298,7 @@ pub fn train(args: &TrainArgs) -> Result<DriverState> {
     if let Some(dir) = &args.rehearse {
         let own: BTreeSet<String> =
             train_set.regions.iter().chain(&val_set.regions).cloned().collect();
+        let own_names = own.iter().cloned().collect::<Vec<_>>().join(", ");
         let rows = args.rehearse_rows.unwrap_or(REHEARSE_ROWS);
         let known = DataDir::new(dir);
         let r = Split::rehearsal(&known, &own, rows, &model_cfg, &meta)
@@ -307,14 +308,14 @@ pub fn train(args: &TrainArgs) -> Result<DriverState> {
                 "--rehearse {}: no row of a region other than your data's ({}) in its training \
                  and validation splits",
                 dir.display(),
-                own.iter().cloned().collect::<Vec<_>>().join(", ")
+                own_names
             );
         }
         tracing::info!(
             "rehearsal: {} rows of {} (regions other than {}) join the training split",
             r.labels.len(),
             dir.display(),
-            own.iter().cloned().collect::<Vec<_>>().join(", ")
+            own_names
         );
         cfg.rehearse_rows = r.labels.len();
         train_set.extend(r);

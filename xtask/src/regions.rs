@@ -461,17 +461,10 @@ fn adapt_rows(data: &Path, r: &str) -> Result<AdaptRows> {
     Ok(AdaptRows { header, picked: sample(learnable, ADAPT_ROWS), test })
 }
 
-/// A data folder `dir` (`data`'s images linked) of the rows `learn`, split into training and
+/// A data folder `dir` (`data`'s images linked) of the picked rows, split into training and
 /// validation, and region `r`'s test rows as its whole test split: they go under a region name
 /// of their own, which `preprocess --hold-out` holds out.
-fn held_out_data(
-    exe: &Path,
-    data: &Path,
-    dir: &Path,
-    rows: &AdaptRows,
-    learn: &[&Row],
-    r: &str,
-) -> Result<()> {
+fn held_out_data(exe: &Path, data: &Path, dir: &Path, rows: &AdaptRows, r: &str) -> Result<()> {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir)?;
     std::os::unix::fs::symlink(data.join("images"), dir.join("images"))?;
@@ -479,7 +472,7 @@ fn held_out_data(
     let test_region = format!("{r}-test-cells");
     let mut csv = rows.header.clone() + "\n";
     let region_col = rows.header.split(',').position(|c| c == "region").context("region")?;
-    for x in learn {
+    for x in &rows.picked {
         csv.push_str(&x.line);
         csv.push('\n');
     }
@@ -542,8 +535,9 @@ impl AdaptTrial {
 }
 
 /// Each model trained without a region, adapted to it with at most [`ADAPT_ROWS`] of its rows
-/// (rehearsing the other regions' rows unless a trial says otherwise) and measured on its in-region test cells before and after; written into the fixture's
-/// `adapted` (a trial: under `adapt_trials`, by its name).
+/// (rehearsing the other regions' rows unless a trial says otherwise) and measured on its
+/// in-region test cells before and after; written into the fixture's `adapted` (a trial:
+/// under `adapt_trials`, by its name).
 pub fn adapt(root: &Path, trial: &AdaptTrial) -> Result<()> {
     let exe = crate::accessatlas_exe(root)?;
     let mut regions = extracts(root)?;
@@ -575,13 +569,13 @@ pub fn adapt(root: &Path, trial: &AdaptTrial) -> Result<()> {
     }
     // A trial run again on some regions keeps its other regions' figures, when it is the same
     // recipe (the same arguments and rehearsal).
-    if let Some(n) = &trial.name {
+    if let (Some(n), false) = (&trial.name, trial.regions.is_empty()) {
         let then = &out["adapt_trials"][n];
         if then["train_args"] == adapted["train_args"] && then["rehearse"] == adapted["rehearse"] {
-            for (_, r) in extracts(root)? {
-                if then[&r].is_object() && !trial.regions.is_empty() && !trial.regions.contains(&r)
-                {
-                    adapted[&r] = then[&r].clone();
+            // A trial's object entries are its regions' figures.
+            for (r, x) in then.as_object().into_iter().flatten() {
+                if x.is_object() && !trial.regions.contains(r) {
+                    adapted[r] = x.clone();
                 }
             }
         }
@@ -590,7 +584,7 @@ pub fn adapt(root: &Path, trial: &AdaptTrial) -> Result<()> {
         let rows = adapt_rows(&data, r)?;
         let picked = &rows.picked;
         let dir = work.join(format!("adapt-{r}"));
-        held_out_data(&exe, &data, &dir, &rows, &picked.iter().collect::<Vec<_>>(), r)?;
+        held_out_data(&exe, &data, &dir, &rows, r)?;
         let without = work.join("runs").join(format!("without-{r}"));
         let evaluate = |model: &Path| -> Result<Value> {
             Ok(figures(&test_metrics(&exe, &dir, model)?, None))
