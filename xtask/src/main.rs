@@ -51,7 +51,8 @@
 //!   with other seeds, each measured on all of `R`: the spread of one left-out figure.
 //! - `reference left-out [R…]`: (by hand) each region left out again (trained unless the work
 //!   folder holds the run), its suggestions with the other regions' candidate prior and
-//!   threshold, as `reference regions` now measures them (`left_out_pooled`).
+//!   threshold, as `reference regions` now measures them (`left_out_pooled`);
+//!   `--trial NAME [R…] -- ARGS` trains the recipe with `train ARGS` instead (`left_out_trials`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -150,6 +151,9 @@ fn main() -> Result<()> {
             );
             eprintln!(
                 "             `reference seeds R... [--seeds 1,2]`: the recipe trained without R with other seeds"
+            );
+            eprintln!(
+                "             `reference left-out [--trial NAME] [R...] [-- ARGS]`: each region left out again, its suggestions by the other regions' rule (a trial: the recipe trained with `train ARGS`)"
             );
             if task == "help" { Ok(()) } else { bail!("unknown task `{task}`") }
         }

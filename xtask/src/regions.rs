@@ -38,6 +38,7 @@ pub const DOC: &str = "docs/regions.md";
 use crate::encoders::{read_json, test_metrics};
 
 pub mod buffered;
+pub mod left_out_trials;
 pub mod page_views;
 
 /// The bundled extracts, sorted, each with its region (the file name, as `collect` names it).
@@ -114,7 +115,8 @@ pub fn run(root: &Path, reuse_runs: bool) -> Result<()> {
     } else {
         let _ = std::fs::remove_dir_all(&work);
         collect_all(root, &exe, &data)?;
-        let train = |name: &str, hold_out: &[&str]| train_on(&exe, &data, hold_out, &run_of(name));
+        let train =
+            |name: &str, hold_out: &[&str]| train_on(&exe, &data, hold_out, &[], &run_of(name));
         for (_, r) in &regions {
             train(&format!("without-{r}"), &["--hold-out", r])?;
         }
@@ -150,10 +152,19 @@ fn work_data(root: &Path, exe: &Path) -> Result<PathBuf> {
     Ok(data)
 }
 
-/// `preprocess` of `data` (with `hold_out`'s arguments), then the recipe trained into `out`.
-fn train_on(exe: &Path, data: &Path, hold_out: &[&str], out: &Path) -> Result<()> {
+/// `preprocess` of `data` (with `hold_out`'s arguments), then the recipe trained into `out`
+/// (with `train_args` added).
+fn train_on(
+    exe: &Path,
+    data: &Path,
+    hold_out: &[&str],
+    train_args: &[&str],
+    out: &Path,
+) -> Result<()> {
     crate::run(Command::new(exe).arg("preprocess").arg("--data").arg(data).args(hold_out))?;
-    crate::run(Command::new(exe).arg("train").arg("--data").arg(data).arg("--out").arg(out))
+    let mut train = Command::new(exe);
+    train.arg("train").arg("--data").arg(data).arg("--out").arg(out);
+    crate::run(train.args(train_args))
 }
 
 /// `cargo run --release`'s run (`models/baseline`) when it was trained on the split just made
@@ -250,25 +261,24 @@ fn measure(root: &Path, exe: &Path, regions: &[(PathBuf, String)]) -> Result<()>
         save(&out)?;
     }
     for (_, r) in regions {
-        out["left_out"][r] = left_out(exe, regions, r)?;
+        let model = work.join("runs").join(format!("without-{r}"));
+        out["left_out"][r] = left_out(exe, regions, r, &model)?;
         save(&out)?;
     }
     adapt(root, &AdaptTrial::default())
 }
 
-/// The model trained without `r` (in the work folder) measured on all of `r`, its suggestions
+/// `model`, trained without `r`, measured on all of `r`, its suggestions
 /// with the candidates' prior and threshold of the other regions' training and validation
 /// cells (every extract is named; the hold-out split has test rows of `r` alone): what the
 /// model trained on them would do in a city it never saw.
-fn left_out(exe: &Path, regions: &[(PathBuf, String)], r: &str) -> Result<Value> {
-    let work = work_dir();
-    let data = work.join("data");
+fn left_out(exe: &Path, regions: &[(PathBuf, String)], r: &str, model: &Path) -> Result<Value> {
+    let data = work_dir().join("data");
     crate::run(
         Command::new(exe).arg("preprocess").arg("--data").arg(&data).args(["--hold-out", r]),
     )?;
-    let model = work.join("runs").join(format!("without-{r}"));
     let osm: Vec<&Path> = regions.iter().map(|(p, _)| p.as_path()).collect();
-    evaluate(exe, &data, &model, &osm, None)
+    evaluate(exe, &data, model, &osm, None)
 }
 
 /// `reference left-out [R…]`: each region (all of them when none is named) left out again:
@@ -277,6 +287,9 @@ fn left_out(exe: &Path, regions: &[(PathBuf, String)], r: &str) -> Result<Value>
 /// the first table's rows, which an earlier `reference regions` measured (with no prior and
 /// the default threshold on the left-out region).
 pub fn left_out_pooled(root: &Path, args: &[String]) -> Result<()> {
+    if let Some(trial) = left_out_trials::Trial::parse(args)? {
+        return left_out_trials::run(root, &trial);
+    }
     let exe = crate::accessatlas_exe(root)?;
     let regions = extracts(root)?;
     let named: Vec<&String> = match args.is_empty() {
@@ -293,9 +306,9 @@ pub fn left_out_pooled(root: &Path, args: &[String]) -> Result<()> {
     for r in named {
         let run = work.join("runs").join(format!("without-{r}"));
         if !run.join("checkpoints/best_model.bpk").is_file() {
-            train_on(&exe, &data, &["--hold-out", r], &run)?;
+            train_on(&exe, &data, &["--hold-out", r], &[], &run)?;
         }
-        out["left_out_pooled"][r] = left_out(&exe, &regions, r)?;
+        out["left_out_pooled"][r] = left_out(&exe, &regions, r, &run)?;
         out["left_out_pooled"]["run"] = json!(crate::bench::run_record(root));
         std::fs::write(&fixture, serde_json::to_string_pretty(&out)? + "\n")?;
     }
@@ -1032,7 +1045,7 @@ fn trained_bundle(
     bundle: &Path,
 ) -> Result<()> {
     if !run.join("model.json").is_file() {
-        train_on(exe, data, split, run)?;
+        train_on(exe, data, split, &[], run)?;
     }
     if !bundle.join("model.json").is_file() {
         crate::run(Command::new(exe).arg("preprocess").arg("--data").arg(data).args(split))?;
@@ -1699,6 +1712,10 @@ mod tests {
         if v["left_out_seeds"].is_object() {
             let t = seeds_table(&v);
             assert!(doc.contains(&t), "{DOC} lacks the left-out figures by seed:\n{t}");
+        }
+        if v["left_out_trials"].is_object() {
+            let t = left_out_trials::table(&v);
+            assert!(doc.contains(&t), "{DOC} lacks the left-out recipe trials:\n{t}");
         }
         if v["adapt_trials"].is_object() {
             let t = trials_table(&v);

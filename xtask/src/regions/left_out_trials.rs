@@ -1,0 +1,165 @@
+//! `reference left-out --trial NAME [R…] -- ARGS` (by hand): a change to the training recipe
+//! tried where it matters most to a mapper elsewhere, on the regions it was not trained on.
+//! Each named region (all of them when none is named) is left out and the recipe trained
+//! without it with `train ARGS` (run `without-R-NAME` in the work folder, kept so a second
+//! call measures it again without training), then measured on all of `R` as the first
+//! table's left-out rows are, its suggestions with the other regions' prior and threshold as
+//! `left_out_pooled`'s are. Written into the fixture's `left_out_trials.NAME`, never over the
+//! recipe's own figures; [`table`] sets each trial beside the recipe's left-out figures.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use super::{DOC, FIXTURE, extracts, f2, f3, left_out, train_on, work_data, work_dir};
+use crate::encoders::read_json;
+
+/// A trial: its name, the regions to leave out (all when empty), and `train`'s arguments.
+#[derive(Debug, Default, PartialEq)]
+pub struct Trial {
+    pub name: String,
+    pub regions: Vec<String>,
+    pub train_args: Vec<String>,
+}
+
+impl Trial {
+    /// `--trial NAME [R…] [-- ARGS]`; `None` when no `--trial` is given.
+    pub fn parse(args: &[String]) -> Result<Option<Self>> {
+        let (mut name, mut regions, mut train_args) = (None, Vec::new(), Vec::new());
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "--trial" => name = Some(it.next().context("--trial needs a name")?.clone()),
+                "--" => train_args = it.by_ref().cloned().collect(),
+                r => regions.push(r.to_string()),
+            }
+        }
+        match name {
+            Some(name) => Ok(Some(Trial { name, regions, train_args })),
+            None if !train_args.is_empty() => bail!(
+                "reference left-out: train arguments need --trial NAME (`left_out_pooled` holds the recipe's own figures)"
+            ),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Trains (unless the work folder holds the run) and measures `trial` on each of its regions.
+pub fn run(root: &Path, trial: &Trial) -> Result<()> {
+    let exe = crate::accessatlas_exe(root)?;
+    let regions = extracts(root)?;
+    if let Some(r) = trial.regions.iter().find(|r| !regions.iter().any(|(_, x)| x == *r)) {
+        bail!("reference left-out: no bundled region `{r}` (assets/osm/{r}.osm.pbf)");
+    }
+    let named: Vec<String> = match trial.regions.is_empty() {
+        true => regions.iter().map(|(_, r)| r.clone()).collect(),
+        false => trial.regions.clone(),
+    };
+    let data = work_data(root, &exe)?;
+    let fixture = root.join(FIXTURE);
+    let mut out = read_json(&fixture)?;
+    for r in &named {
+        let run = work_dir().join("runs").join(format!("without-{r}-{}", trial.name));
+        if !run.join("checkpoints/best_model.bpk").is_file() {
+            let args: Vec<&str> = trial.train_args.iter().map(String::as_str).collect();
+            train_on(&exe, &data, &["--hold-out", r], &args, &run)?;
+        }
+        let t = &mut out["left_out_trials"][&trial.name];
+        t[r] = left_out(&exe, &regions, r, &run)?;
+        t["train_args"] = json!(trial.train_args);
+        t["run"] = json!(crate::bench::run_record(root));
+        std::fs::write(&fixture, serde_json::to_string_pretty(&out)? + "\n")?;
+    }
+    eprintln!("{} written; put this table in {DOC}:\n\n{}", fixture.display(), table(&out));
+    Ok(())
+}
+
+/// Each trial beside the recipe, on each region left out: feature-type macro-F1 on all of the
+/// region and the suggestions' lift under the other regions' rule. The recipe's macro-F1 is
+/// the mean over its seeds where `reference seeds` trained several (else the first table's),
+/// its lift `left_out_pooled`'s.
+pub fn table(v: &Value) -> String {
+    let regions: Vec<&str> =
+        v["regions"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let mut out = format!(
+        "| recipe (`train` arguments) | {} |\n|---|{}\n",
+        regions.join(" | "),
+        "---|".repeat(regions.len())
+    );
+    let cell = |f1: String, lift: &Value| format!("{f1}, lift {}", f2(lift));
+    let recipe: Vec<String> = regions
+        .iter()
+        .map(|r| {
+            let seeds: Vec<f64> = v["left_out_seeds"][r]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(_, x)| x["feature_types_macro_f1"].as_f64())
+                .collect();
+            let f1 = match seeds.len() {
+                0 | 1 => f3(&v["left_out"][r]["feature_types_macro_f1"]),
+                n => format!("{:.3} (mean of {n})", seeds.iter().sum::<f64>() / n as f64),
+            };
+            cell(f1, &v["left_out_pooled"][r]["suggestions"]["lift"])
+        })
+        .collect();
+    out += &format!("| the recipe | {} |\n", recipe.join(" | "));
+    for (name, t) in v["left_out_trials"].as_object().into_iter().flatten() {
+        let args: Vec<&str> =
+            t["train_args"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let cells: Vec<String> = regions
+            .iter()
+            .map(|r| match t.get(*r) {
+                Some(x) => cell(f3(&x["feature_types_macro_f1"]), &x["suggestions"]["lift"]),
+                None => "-".to_string(),
+            })
+            .collect();
+        out += &format!("| {name}: `{}` | {} |\n", args.join(" "), cells.join(" | "));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_trial_names_itself_its_regions_and_trains_arguments() {
+        let t = Trial::parse(&s(&["--trial", "pd", "monaco", "--", "--position-dropout", "0.5"]));
+        let want = Trial {
+            name: "pd".into(),
+            regions: s(&["monaco"]),
+            train_args: s(&["--position-dropout", "0.5"]),
+        };
+        assert_eq!(t.unwrap(), Some(want));
+        // Without --trial: the recipe's own measurement, which takes no train arguments.
+        assert_eq!(Trial::parse(&s(&["monaco"])).unwrap(), None);
+        assert!(Trial::parse(&s(&["--", "--epochs", "2"])).is_err());
+    }
+
+    #[test]
+    fn the_table_sets_each_trial_beside_the_recipes_mean_over_seeds() {
+        let f = |f1: f64| json!({"feature_types_macro_f1": f1});
+        let v = json!({
+            "regions": ["a", "b"],
+            "left_out": {"a": f(0.2), "b": f(0.4)},
+            "left_out_seeds": {"a": {"1": f(0.3), "2": f(0.1), "42": f(0.2)}},
+            "left_out_pooled": {"a": {"suggestions": {"lift": 1.5}}},
+            "left_out_trials": {"pd": {
+                "b": {"feature_types_macro_f1": 0.5, "suggestions": {"lift": 2.0}},
+                "train_args": ["--position-dropout", "0.5"],
+            }},
+        });
+        assert_eq!(
+            table(&v),
+            "| recipe (`train` arguments) | a | b |\n|---|---|---|\n\
+             | the recipe | 0.200 (mean of 3), lift 1.50 | 0.400, lift - |\n\
+             | pd: `--position-dropout 0.5` | - | 0.500, lift 2.00 |\n"
+        );
+    }
+}
