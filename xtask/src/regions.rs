@@ -662,7 +662,9 @@ pub fn adapt(root: &Path, trial: &AdaptTrial) -> Result<()> {
 /// `reference seeds R… [--seeds 1,2]`: the recipe trained without each region `R` again with
 /// other seeds (the split stays the seeded one; the seed of initialisation, order,
 /// augmentation and dropout changes), each measured on all of `R` as the left-out row of
-/// [`table`] is; written into the fixture's `left_out_seeds`, beside seed 42's row. Runs
+/// [`table`] is; written into the fixture's `left_out_seeds`, beside seed 42's row, with the
+/// run's record under the region (`run` of the section itself: the regions measured before
+/// records were kept per region). Runs
 /// already in the work folder are measured again, not retrained.
 pub fn seeds(root: &Path, args: &[String]) -> Result<()> {
     let mut regions = Vec::new();
@@ -717,8 +719,9 @@ pub fn seeds(root: &Path, args: &[String]) -> Result<()> {
             )?;
             trained_with_seed(&exe, &data, &run, seed)?;
             let f = figures(&test_metrics(&exe, &data, &run)?, None);
+            // Each region's record: regions are trained in different sessions.
             out["left_out_seeds"][r][seed.to_string()] = f;
-            out["left_out_seeds"]["run"] = json!(crate::bench::run_record(root));
+            out["left_out_seeds"][r]["run"] = json!(crate::bench::run_record(root));
             std::fs::write(&fixture, serde_json::to_string_pretty(&out)? + "\n")?;
         }
     }
@@ -1900,13 +1903,17 @@ mod tests {
     }
 
     /// The seeds table: each seed's figure in seed order, their mean and range, the
-    /// in-region figure beside them; the run record is not a region.
+    /// in-region figure beside them; the run records (the section's, a region's) are not a
+    /// region nor a seed.
     #[test]
     fn the_seeds_table_gives_each_seed_the_mean_and_the_range() {
         let f = |x: f64| json!({ "feature_types_macro_f1": x });
         let v = json!({
             "in_region": { "r": f(0.5) },
-            "left_out_seeds": { "run": "_Run_", "r": { "42": f(0.3), "1": f(0.4), "2": f(0.2) } },
+            "left_out_seeds": {
+                "run": "_Run_",
+                "r": { "42": f(0.3), "1": f(0.4), "2": f(0.2), "run": "_Run_" },
+            },
         });
         let t = seeds_table(&v);
         assert!(
