@@ -1518,16 +1518,23 @@ pub fn adapt_table(v: &Value) -> String {
     out
 }
 
-/// The adapting recipes tried (`adapt_trials` of the fixture, `reference adapt --trial`), each
-/// region's feature-type macro-F1 left out -> adapted, beside the default recipe's (`adapted`).
-pub fn trials_table(v: &Value) -> String {
+/// The fixture's regions, and the head of a table with a recipe (`what` it is given) on each
+/// row and a column for each region.
+pub(crate) fn recipes_head<'v>(v: &'v Value, what: &str) -> (Vec<&'v str>, String) {
     let regions: Vec<&str> =
         v["regions"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-    let mut out = format!(
-        "| recipe (`train --init` arguments) | {} |\n|---|{}\n",
+    let head = format!(
+        "| recipe ({what}) | {} |\n|---|{}\n",
         regions.join(" | "),
         "---|".repeat(regions.len())
     );
+    (regions, head)
+}
+
+/// The adapting recipes tried (`adapt_trials` of the fixture, `reference adapt --trial`), each
+/// region's feature-type macro-F1 left out -> adapted, beside the default recipe's (`adapted`).
+pub fn trials_table(v: &Value) -> String {
+    let (regions, mut out) = recipes_head(v, "`train --init` arguments");
     let f1 = |x: &Value| x["feature_types_macro_f1"].as_f64().unwrap_or(f64::NAN);
     let mut rows = vec![(format!("the default{}", rehearsal_words(&v["adapted"])), &v["adapted"])];
     if let Some(t) = v["adapt_trials"].as_object() {

@@ -12,7 +12,9 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use super::{DOC, FIXTURE, extracts, f2, f3, left_out, train_on, work_data, work_dir};
+use super::{
+    DOC, FIXTURE, extracts, f2, f3, left_out, recipes_head, train_on, work_data, work_dir,
+};
 use crate::encoders::read_json;
 
 /// A trial: its name, the regions to leave out (all when empty), and `train`'s arguments.
@@ -80,13 +82,7 @@ pub fn run(root: &Path, trial: &Trial) -> Result<()> {
 /// the mean over its seeds where `reference seeds` trained several (else the first table's),
 /// its lift `left_out_pooled`'s.
 pub fn table(v: &Value) -> String {
-    let regions: Vec<&str> =
-        v["regions"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-    let mut out = format!(
-        "| recipe (`train` arguments) | {} |\n|---|{}\n",
-        regions.join(" | "),
-        "---|".repeat(regions.len())
-    );
+    let (regions, mut out) = recipes_head(v, "`train` arguments");
     let cell = |f1: String, lift: &Value| format!("{f1}, lift {}", f2(lift));
     let recipe: Vec<String> = regions
         .iter()
