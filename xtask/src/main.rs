@@ -52,7 +52,8 @@
 //! - `reference left-out [R…]`: (by hand) each region left out again (trained unless the work
 //!   folder holds the run), its suggestions with the other regions' candidate prior and
 //!   threshold, as `reference regions` now measures them (`left_out_pooled`);
-//!   `--trial NAME [R…] -- ARGS` trains the recipe with `train ARGS` instead (`left_out_trials`).
+//!   `--trial NAME [--in-region] [R…] -- ARGS` trains the recipe with `train ARGS` instead
+//!   (`left_out_trials`; `--in-region`: on every region too, each measured on its test cells).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -153,7 +154,7 @@ fn main() -> Result<()> {
                 "             `reference seeds R... [--seeds 1,2]`: the recipe trained without R with other seeds"
             );
             eprintln!(
-                "             `reference left-out [--trial NAME] [R...] [-- ARGS]`: each region left out again, its suggestions by the other regions' rule (a trial: the recipe trained with `train ARGS`)"
+                "             `reference left-out [--trial NAME [--in-region]] [R...] [-- ARGS]`: each region left out again, its suggestions by the other regions' rule (a trial: the recipe trained with `train ARGS`, and with every region)"
             );
             if task == "help" { Ok(()) } else { bail!("unknown task `{task}`") }
         }

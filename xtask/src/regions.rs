@@ -773,6 +773,17 @@ pub fn seeds_table(v: &Value) -> String {
 /// `reference seeds --in-region` trained the recipe with other seeds (`in_region_seeds`), the
 /// mean of all and each seed's.
 fn in_region_words(v: &Value, r: &str) -> String {
+    let (home, others, mean) = in_region_f1(v, r);
+    if others.is_empty() {
+        return format!("{home:.3}");
+    }
+    let each: Vec<String> = others.iter().map(|(s, f)| format!("{f:.3} (seed {s})")).collect();
+    format!("{mean:.3}: {home:.3} (seed 42), {}", each.join(", "))
+}
+
+/// Region `r`'s in-region feature-type macro-F1: the first table's (seed 42), each other
+/// seed's (`in_region_seeds`), and the mean of them all.
+pub(crate) fn in_region_f1(v: &Value, r: &str) -> (f64, Vec<(String, f64)>, f64) {
     let f1 = |x: &Value| x["feature_types_macro_f1"].as_f64();
     let home = f1(&v["in_region"][r]).unwrap_or(f64::NAN);
     let others: Vec<(String, f64)> = v["in_region_seeds"][r]
@@ -781,12 +792,8 @@ fn in_region_words(v: &Value, r: &str) -> String {
         .flatten()
         .filter_map(|(s, x)| Some((s.clone(), f1(x)?)))
         .collect();
-    if others.is_empty() {
-        return format!("{home:.3}");
-    }
     let mean = (home + others.iter().map(|(_, f)| f).sum::<f64>()) / (others.len() + 1) as f64;
-    let each: Vec<String> = others.iter().map(|(s, f)| format!("{f:.3} (seed {s})")).collect();
-    format!("{mean:.3}: {home:.3} (seed 42), {}", each.join(", "))
+    (home, others, mean)
 }
 
 /// The region of the page's bundled view (central Helsinki): the one the page's adaptation

@@ -8,14 +8,16 @@
 //! recipe's own figures; [`table`] sets each trial beside the recipe's left-out figures.
 
 use std::path::Path;
+use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use super::{
-    DOC, FIXTURE, extracts, f2, f3, left_out, recipes_head, train_on, work_data, work_dir,
+    DOC, FIXTURE, extracts, f2, f3, figures, in_region_f1, left_out, recipes_head, train_on,
+    work_data, work_dir,
 };
-use crate::encoders::read_json;
+use crate::encoders::{read_json, test_metrics};
 
 /// A trial: its name, the regions to leave out (all when empty), and `train`'s arguments.
 #[derive(Debug, Default, PartialEq)]
@@ -23,24 +25,28 @@ pub struct Trial {
     pub name: String,
     pub regions: Vec<String>,
     pub train_args: Vec<String>,
+    /// Also trained on every region and measured on each region's own test cells.
+    pub in_region: bool,
 }
 
 impl Trial {
-    /// `--trial NAME [R…] [-- ARGS]`; `None` when no `--trial` is given.
+    /// `--trial NAME [--in-region] [R…] [-- ARGS]`; `None` when no `--trial` is given.
     pub fn parse(args: &[String]) -> Result<Option<Self>> {
         let (mut name, mut regions, mut train_args) = (None, Vec::new(), Vec::new());
+        let mut in_region = false;
         let mut it = args.iter();
         while let Some(a) = it.next() {
             match a.as_str() {
                 "--trial" => name = Some(it.next().context("--trial needs a name")?.clone()),
+                "--in-region" => in_region = true,
                 "--" => train_args = it.by_ref().cloned().collect(),
                 r => regions.push(r.to_string()),
             }
         }
         match name {
-            Some(name) => Ok(Some(Trial { name, regions, train_args })),
-            None if !train_args.is_empty() => bail!(
-                "reference left-out: train arguments need --trial NAME (`left_out_pooled` holds the recipe's own figures)"
+            Some(name) => Ok(Some(Trial { name, regions, train_args, in_region })),
+            None if !train_args.is_empty() || in_region => bail!(
+                "reference left-out: --in-region and train arguments need --trial NAME (`left_out_pooled` holds the recipe's own figures)"
             ),
             None => Ok(None),
         }
@@ -61,17 +67,34 @@ pub fn run(root: &Path, trial: &Trial) -> Result<()> {
     let data = work_data(root, &exe)?;
     let fixture = root.join(FIXTURE);
     let mut out = read_json(&fixture)?;
-    for r in &named {
-        let run = work_dir().join("runs").join(format!("without-{r}-{}", trial.name));
-        if !run.join("checkpoints/best_model.bpk").is_file() {
-            let args: Vec<&str> = trial.train_args.iter().map(String::as_str).collect();
-            train_on(&exe, &data, &["--hold-out", r], &args, &run)?;
-        }
+    let args: Vec<&str> = trial.train_args.iter().map(String::as_str).collect();
+    let trained =
+        |hold_out: &[&str], run: &Path| match run.join("checkpoints/best_model.bpk").is_file() {
+            true => Ok(()),
+            false => train_on(&exe, &data, hold_out, &args, run),
+        };
+    let save = |out: &mut Value| -> Result<()> {
         let t = &mut out["left_out_trials"][&trial.name];
-        t[r] = left_out(&exe, &regions, r, &run)?;
         t["train_args"] = json!(trial.train_args);
         t["run"] = json!(crate::bench::run_record(root));
-        std::fs::write(&fixture, serde_json::to_string_pretty(&out)? + "\n")?;
+        std::fs::write(&fixture, serde_json::to_string_pretty(out)? + "\n")?;
+        Ok(())
+    };
+    for r in &named {
+        let run = work_dir().join("runs").join(format!("without-{r}-{}", trial.name));
+        trained(&["--hold-out", r], &run)?;
+        out["left_out_trials"][&trial.name][r] = left_out(&exe, &regions, r, &run)?;
+        save(&mut out)?;
+    }
+    if trial.in_region {
+        let run = work_dir().join("runs").join(format!("all-{}", trial.name));
+        trained(&[], &run)?;
+        crate::run(Command::new(&exe).arg("preprocess").arg("--data").arg(&data))?;
+        let m = test_metrics(&exe, &data, &run)?;
+        for (_, r) in &regions {
+            out["left_out_trials"][&trial.name]["in_region"][r] = figures(&m, Some(r));
+        }
+        save(&mut out)?;
     }
     eprintln!("{} written; put this table in {DOC}:\n\n{}", fixture.display(), table(&out));
     Ok(())
@@ -100,8 +123,22 @@ pub fn table(v: &Value) -> String {
             cell(f1, &v["left_out_pooled"][r]["suggestions"]["lift"])
         })
         .collect();
-    out += &format!("| the recipe | {} |\n", recipe.join(" | "));
-    for (name, t) in v["left_out_trials"].as_object().into_iter().flatten() {
+    out += &format!("| the recipe, left out | {} |\n", recipe.join(" | "));
+    let trials: Vec<(&String, &Value)> =
+        v["left_out_trials"].as_object().into_iter().flatten().collect();
+    if trials.iter().any(|(_, t)| t["in_region"].is_object()) {
+        let cells: Vec<String> = regions
+            .iter()
+            .map(|r| match in_region_f1(v, r) {
+                (_, others, mean) if !others.is_empty() => {
+                    format!("{mean:.3} (mean of {})", others.len() + 1)
+                }
+                (home, ..) => format!("{home:.3}"),
+            })
+            .collect();
+        out += &format!("| the recipe, trained with it | {} |\n", cells.join(" | "));
+    }
+    for (name, t) in trials {
         let args: Vec<&str> =
             t["train_args"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
         let cells: Vec<String> = regions
@@ -111,7 +148,13 @@ pub fn table(v: &Value) -> String {
                 None => "-".to_string(),
             })
             .collect();
-        out += &format!("| {name}: `{}` | {} |\n", args.join(" "), cells.join(" | "));
+        let args = args.join(" ");
+        out += &format!("| {name}: `{args}`, left out | {} |\n", cells.join(" | "));
+        if t["in_region"].is_object() {
+            let cells: Vec<String> =
+                regions.iter().map(|r| f3(&t["in_region"][r]["feature_types_macro_f1"])).collect();
+            out += &format!("| {name}: `{args}`, trained with it | {} |\n", cells.join(" | "));
+        }
     }
     out
 }
@@ -131,11 +174,15 @@ mod tests {
             name: "pd".into(),
             regions: s(&["monaco"]),
             train_args: s(&["--position-dropout", "0.5"]),
+            in_region: false,
         };
         assert_eq!(t.unwrap(), Some(want));
+        let t = Trial::parse(&s(&["--trial", "pd", "--in-region"])).unwrap().unwrap();
+        assert!(t.in_region && t.regions.is_empty());
         // Without --trial: the recipe's own measurement, which takes no train arguments.
         assert_eq!(Trial::parse(&s(&["monaco"])).unwrap(), None);
         assert!(Trial::parse(&s(&["--", "--epochs", "2"])).is_err());
+        assert!(Trial::parse(&s(&["--in-region"])).is_err());
     }
 
     #[test]
@@ -151,11 +198,22 @@ mod tests {
                 "train_args": ["--position-dropout", "0.5"],
             }},
         });
+        let head = "| recipe (`train` arguments) | a | b |\n|---|---|---|\n";
+        let recipe = "| the recipe, left out | 0.200 (mean of 3), lift 1.50 | 0.400, lift - |\n";
+        let trial = "| pd: `--position-dropout 0.5`, left out | - | 0.500, lift 2.00 |\n";
+        assert_eq!(table(&v), format!("{head}{recipe}{trial}"));
+        // A trial trained with the regions too: both it and the recipe (the mean over its
+        // seeds) get a row of each region's own test cells.
+        let mut v = v;
+        v["in_region"] = json!({"a": f(0.6), "b": f(0.7)});
+        v["in_region_seeds"] = json!({"a": {"1": f(0.8)}});
+        v["left_out_trials"]["pd"]["in_region"] = json!({"a": f(0.75), "b": f(0.65)});
         assert_eq!(
             table(&v),
-            "| recipe (`train` arguments) | a | b |\n|---|---|---|\n\
-             | the recipe | 0.200 (mean of 3), lift 1.50 | 0.400, lift - |\n\
-             | pd: `--position-dropout 0.5` | - | 0.500, lift 2.00 |\n"
+            format!(
+                "{head}{recipe}| the recipe, trained with it | 0.700 (mean of 2) | 0.700 |\n\
+                 {trial}| pd: `--position-dropout 0.5`, trained with it | 0.750 | 0.650 |\n"
+            )
         );
     }
 }
