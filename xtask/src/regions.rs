@@ -167,6 +167,31 @@ fn train_on(
     crate::run(train.args(train_args))
 }
 
+/// [`train_on`], unless an earlier call left a trained run in `out`.
+fn trained_unless_there(
+    exe: &Path,
+    data: &Path,
+    hold_out: &[&str],
+    train_args: &[&str],
+    out: &Path,
+) -> Result<()> {
+    match out.join("checkpoints/best_model.bpk").is_file() {
+        true => Ok(()),
+        false => train_on(exe, data, hold_out, train_args, out),
+    }
+}
+
+/// The regions `asked` for (every bundled one when none is), each checked to be bundled.
+fn named_regions(regions: &[(PathBuf, String)], asked: &[String]) -> Result<Vec<String>> {
+    if let Some(r) = asked.iter().find(|r| !regions.iter().any(|(_, x)| x == *r)) {
+        bail!("reference left-out: no bundled region `{r}` (assets/osm/{r}.osm.pbf)");
+    }
+    Ok(match asked.is_empty() {
+        true => regions.iter().map(|(_, r)| r.clone()).collect(),
+        false => asked.to_vec(),
+    })
+}
+
 /// `cargo run --release`'s run (`models/baseline`) when it was trained on the split just made
 /// in `data` (same tags, seed, cell zoom and counts: model-core's
 /// `PreprocessingMetadata::same_split`, read from the JSON because xtask does not build
@@ -292,22 +317,14 @@ pub fn left_out_pooled(root: &Path, args: &[String]) -> Result<()> {
     }
     let exe = crate::accessatlas_exe(root)?;
     let regions = extracts(root)?;
-    let named: Vec<&String> = match args.is_empty() {
-        true => regions.iter().map(|(_, r)| r).collect(),
-        false => args.iter().collect(),
-    };
-    if let Some(r) = named.iter().find(|r| !regions.iter().any(|(_, x)| x == **r)) {
-        bail!("reference left-out: no bundled region `{r}` (assets/osm/{r}.osm.pbf)");
-    }
+    let named = named_regions(&regions, args)?;
     let work = work_dir();
     let data = work_data(root, &exe)?;
     let fixture = root.join(FIXTURE);
     let mut out = read_json(&fixture)?;
-    for r in named {
+    for r in &named {
         let run = work.join("runs").join(format!("without-{r}"));
-        if !run.join("checkpoints/best_model.bpk").is_file() {
-            train_on(&exe, &data, &["--hold-out", r], &[], &run)?;
-        }
+        trained_unless_there(&exe, &data, &["--hold-out", r], &[], &run)?;
         out["left_out_pooled"][r] = left_out(&exe, &regions, r, &run)?;
         out["left_out_pooled"]["run"] = json!(crate::bench::run_record(root));
         std::fs::write(&fixture, serde_json::to_string_pretty(&out)? + "\n")?;
@@ -749,12 +766,10 @@ pub fn seeds_table(v: &Value) -> String {
     );
     let Some(by) = v["left_out_seeds"].as_object() else { return out };
     for (r, seeds) in by.iter().filter(|(k, _)| *k != "run") {
-        let Some(seeds) = seeds.as_object() else { continue };
-        let mut f1: Vec<(u64, f64)> = seeds
-            .iter()
-            .filter_map(|(s, x)| Some((s.parse().ok()?, x["feature_types_macro_f1"].as_f64()?)))
-            .collect();
-        f1.sort_by_key(|(s, _)| *s);
+        if !seeds.is_object() {
+            continue;
+        }
+        let f1 = left_out_seeds_f1(v, r);
         let n = f1.len().max(1) as f64;
         let mean = f1.iter().map(|(_, f)| f).sum::<f64>() / n;
         let lo = f1.iter().map(|(_, f)| *f).fold(f64::INFINITY, f64::min);
@@ -767,6 +782,19 @@ pub fn seeds_table(v: &Value) -> String {
         );
     }
     out
+}
+
+/// Region `r`'s left-out feature-type macro-F1 by training seed (`left_out_seeds`), in seed
+/// order (the run records are not seeds).
+pub(crate) fn left_out_seeds_f1(v: &Value, r: &str) -> Vec<(u64, f64)> {
+    let mut f1: Vec<(u64, f64)> = v["left_out_seeds"][r]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(s, x)| Some((s.parse().ok()?, x["feature_types_macro_f1"].as_f64()?)))
+        .collect();
+    f1.sort_by_key(|(s, _)| *s);
+    f1
 }
 
 /// Region `r`'s in-region feature-type macro-F1: the first table's (seed 42), and where

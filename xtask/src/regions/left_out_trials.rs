@@ -14,8 +14,8 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use super::{
-    DOC, FIXTURE, extracts, f2, f3, figures, in_region_f1, left_out, recipes_head, train_on,
-    work_data, work_dir,
+    DOC, FIXTURE, extracts, f2, f3, figures, in_region_f1, left_out, left_out_seeds_f1,
+    named_regions, recipes_head, trained_unless_there, work_data, work_dir,
 };
 use crate::encoders::{read_json, test_metrics};
 
@@ -57,22 +57,13 @@ impl Trial {
 pub fn run(root: &Path, trial: &Trial) -> Result<()> {
     let exe = crate::accessatlas_exe(root)?;
     let regions = extracts(root)?;
-    if let Some(r) = trial.regions.iter().find(|r| !regions.iter().any(|(_, x)| x == *r)) {
-        bail!("reference left-out: no bundled region `{r}` (assets/osm/{r}.osm.pbf)");
-    }
-    let named: Vec<String> = match trial.regions.is_empty() {
-        true => regions.iter().map(|(_, r)| r.clone()).collect(),
-        false => trial.regions.clone(),
-    };
+    let named = named_regions(&regions, &trial.regions)?;
     let data = work_data(root, &exe)?;
     let fixture = root.join(FIXTURE);
     let mut out = read_json(&fixture)?;
     let args: Vec<&str> = trial.train_args.iter().map(String::as_str).collect();
     let trained =
-        |hold_out: &[&str], run: &Path| match run.join("checkpoints/best_model.bpk").is_file() {
-            true => Ok(()),
-            false => train_on(&exe, &data, hold_out, &args, run),
-        };
+        |hold_out: &[&str], run: &Path| trained_unless_there(&exe, &data, hold_out, &args, run);
     let save = |out: &mut Value| -> Result<()> {
         let t = &mut out["left_out_trials"][&trial.name];
         t["train_args"] = json!(trial.train_args);
@@ -110,15 +101,13 @@ pub fn table(v: &Value) -> String {
     let recipe: Vec<String> = regions
         .iter()
         .map(|r| {
-            let seeds: Vec<f64> = v["left_out_seeds"][r]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .filter_map(|(_, x)| x["feature_types_macro_f1"].as_f64())
-                .collect();
+            let seeds = left_out_seeds_f1(v, r);
             let f1 = match seeds.len() {
                 0 | 1 => f3(&v["left_out"][r]["feature_types_macro_f1"]),
-                n => format!("{:.3} (mean of {n})", seeds.iter().sum::<f64>() / n as f64),
+                n => format!(
+                    "{:.3} (mean of {n})",
+                    seeds.iter().map(|(_, f)| f).sum::<f64>() / n as f64
+                ),
             };
             cell(f1, &v["left_out_pooled"][r]["suggestions"]["lift"])
         })
