@@ -1761,6 +1761,8 @@ mod tests {
         if v["left_out_trials"].is_object() {
             let t = left_out_trials::table(&v);
             assert!(doc.contains(&t), "{DOC} lacks the left-out recipe trials:\n{t}");
+            let t = left_out_trials::means_table(&v);
+            assert!(doc.contains(&t), "{DOC} lacks the left-out trials' means over seeds:\n{t}");
         }
         if v["adapt_trials"].is_object() {
             let t = trials_table(&v);

@@ -87,7 +87,12 @@ pub fn run(root: &Path, trial: &Trial) -> Result<()> {
         }
         save(&mut out)?;
     }
-    eprintln!("{} written; put this table in {DOC}:\n\n{}", fixture.display(), table(&out));
+    eprintln!(
+        "{} written; put these tables in {DOC}:\n\n{}\n{}",
+        fixture.display(),
+        table(&out),
+        means_table(&out)
+    );
     Ok(())
 }
 
@@ -148,6 +153,69 @@ pub fn table(v: &Value) -> String {
     out
 }
 
+/// Each recipe over its trainings, the figure a recipe is judged on: per region the mean
+/// feature-type macro-F1 left out (on all of the region) and trained with it (its own test
+/// cells), each with its number of trainings, and how far apart the two means are (this
+/// project's goal: at most 0.10). A trial's trainings are its runs named `NAME` and
+/// `NAME-seedS`; the recipe's are `left_out_seeds` (else the first table's) and its in-region
+/// seeds.
+pub fn means_table(v: &Value) -> String {
+    let (regions, mut out) = recipes_head(v, "trainings");
+    let mean = |f: &[f64]| f.iter().sum::<f64>() / f.len() as f64;
+    let cell = |left: &[f64], with: &[f64]| match (left.is_empty(), with.is_empty()) {
+        (true, _) => "-".to_string(),
+        (false, true) => format!("{:.3} ({}) / -", mean(left), left.len()),
+        (false, false) => format!(
+            "{:.3} ({}) / {:.3} ({}), gap {:.3}",
+            mean(left),
+            left.len(),
+            mean(with),
+            with.len(),
+            mean(with) - mean(left)
+        ),
+    };
+    let recipe: Vec<String> = regions
+        .iter()
+        .map(|r| {
+            let mut left: Vec<f64> = left_out_seeds_f1(v, r).into_iter().map(|(_, f)| f).collect();
+            if left.is_empty() {
+                left.extend(v["left_out"][r]["feature_types_macro_f1"].as_f64());
+            }
+            let (home, others, _) = in_region_f1(v, r);
+            let with: Vec<f64> =
+                std::iter::once(home).chain(others.into_iter().map(|(_, f)| f)).collect();
+            cell(&left, &with)
+        })
+        .collect();
+    out += &format!("| the recipe | {} |\n", recipe.join(" | "));
+    // Each trial's runs, by its name without the seed.
+    let mut trials: Vec<(&str, Vec<&Value>)> = Vec::new();
+    for (name, t) in v["left_out_trials"].as_object().into_iter().flatten() {
+        let base = match name.rsplit_once("-seed") {
+            Some((b, s)) if s.parse::<u64>().is_ok() => b,
+            _ => name.as_str(),
+        };
+        match trials.iter_mut().find(|(n, _)| *n == base) {
+            Some((_, runs)) => runs.push(t),
+            None => trials.push((base, vec![t])),
+        }
+    }
+    for (name, runs) in trials {
+        let f1s = |key: Option<&str>, r: &str| -> Vec<f64> {
+            runs.iter()
+                .filter_map(|t| {
+                    let x = key.map_or(&t[r], |k| &t[k][r]);
+                    x["feature_types_macro_f1"].as_f64()
+                })
+                .collect()
+        };
+        let cells: Vec<String> =
+            regions.iter().map(|r| cell(&f1s(None, r), &f1s(Some("in_region"), r))).collect();
+        out += &format!("| {name} | {} |\n", cells.join(" | "));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,6 +240,28 @@ mod tests {
         assert_eq!(Trial::parse(&s(&["monaco"])).unwrap(), None);
         assert!(Trial::parse(&s(&["--", "--epochs", "2"])).is_err());
         assert!(Trial::parse(&s(&["--in-region"])).is_err());
+    }
+
+    #[test]
+    fn the_means_table_pools_a_trials_seeds_and_gives_each_gap() {
+        let f = |f1: f64| json!({"feature_types_macro_f1": f1});
+        let v = json!({
+            "regions": ["a", "b"],
+            "in_region": {"a": f(0.6), "b": f(0.7)},
+            "in_region_seeds": {"a": {"1": f(0.8)}},
+            "left_out": {"a": f(0.2), "b": f(0.4)},
+            "left_out_seeds": {"a": {"1": f(0.3), "2": f(0.1), "42": f(0.2)}},
+            "left_out_trials": {
+                "pd": {"a": f(0.5), "b": f(0.3), "in_region": {"a": f(0.5), "b": f(0.6)}},
+                "pd-seed1": {"a": f(0.3), "in_region": {"a": f(0.7), "b": f(0.8)}},
+                "other": {"b": f(0.45)},
+            },
+        });
+        let want = "| recipe (trainings) | a | b |\n|---|---|---|\n\
+                    | the recipe | 0.200 (3) / 0.700 (2), gap 0.500 | 0.400 (1) / 0.700 (1), gap 0.300 |\n\
+                    | other | - | 0.450 (1) / - |\n\
+                    | pd | 0.400 (2) / 0.600 (2), gap 0.200 | 0.300 (1) / 0.700 (2), gap 0.400 |\n";
+        assert_eq!(means_table(&v), want);
     }
 
     #[test]
