@@ -14,8 +14,8 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use super::{
-    DOC, FIXTURE, extracts, f2, f3, figures, in_region_f1, left_out, left_out_seeds_f1,
-    named_regions, recipes_head, trained_unless_there, work_data, work_dir,
+    DOC, FIXTURE, extracts, f2, f3, figures, in_region_f1, left_out, left_out_f1_mean,
+    left_out_seeds_f1, named_regions, recipes_head, trained_unless_there, work_data, work_dir,
 };
 use crate::encoders::{read_json, test_metrics};
 
@@ -177,10 +177,7 @@ pub fn means_table(v: &Value) -> String {
     let recipe: Vec<String> = regions
         .iter()
         .map(|r| {
-            let mut left: Vec<f64> = left_out_seeds_f1(v, r).into_iter().map(|(_, f)| f).collect();
-            if left.is_empty() {
-                left.extend(v["left_out"][r]["feature_types_macro_f1"].as_f64());
-            }
+            let (_, left) = left_out_f1_mean(v, r);
             let (home, others, _) = in_region_f1(v, r);
             let with: Vec<f64> =
                 std::iter::once(home).chain(others.into_iter().map(|(_, f)| f)).collect();
