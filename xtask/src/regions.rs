@@ -48,6 +48,26 @@ pub use adapting::*;
 pub use in_page::*;
 pub use seeds::*;
 
+/// A fixture's trials grouped by recipe, each recipe with its runs: a run named `NAME-seedS`
+/// joins `NAME`'s, in the order the recipes first appear; `runs` starts the list (the recipe's
+/// own runs kept elsewhere in the fixture, e.g. the default adapting recipe's `adapted`).
+pub(crate) fn by_recipe<'v>(
+    mut runs: Vec<(String, Vec<&'v Value>)>,
+    trials: &'v Value,
+) -> Vec<(String, Vec<&'v Value>)> {
+    for (name, t) in trials.as_object().into_iter().flatten() {
+        let base = match name.rsplit_once("-seed") {
+            Some((b, s)) if s.parse::<u64>().is_ok() => b,
+            _ => name.as_str(),
+        };
+        match runs.iter_mut().find(|(n, _)| n == base) {
+            Some((_, r)) => r.push(t),
+            None => runs.push((base.to_string(), vec![t])),
+        }
+    }
+    runs
+}
+
 /// The bundled extracts, sorted, each with its region (the file name, as `collect` names it).
 pub fn extracts(root: &Path) -> Result<Vec<(PathBuf, String)>> {
     let mut out: Vec<(PathBuf, String)> = std::fs::read_dir(root.join("assets/osm"))?

@@ -407,17 +407,7 @@ pub fn recipe_means(v: &Value) -> Vec<(String, usize, Vec<Option<(String, f64, O
         v["regions"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
     let f1 = |x: &Value| x["feature_types_macro_f1"].as_f64().unwrap_or(f64::NAN);
     // Each recipe's runs, by its name without the seed.
-    let mut recipes: Vec<(String, Vec<&Value>)> = vec![("default".into(), vec![&v["adapted"]])];
-    for (name, a) in v["adapt_trials"].as_object().into_iter().flatten() {
-        let base = match name.rsplit_once("-seed") {
-            Some((b, s)) if s.parse::<u64>().is_ok() => b,
-            _ => name.as_str(),
-        };
-        match recipes.iter_mut().find(|(n, _)| n == base) {
-            Some((_, runs)) => runs.push(a),
-            None => recipes.push((base.to_string(), vec![a])),
-        }
-    }
+    let recipes = by_recipe(vec![("default".into(), vec![&v["adapted"]])], &v["adapt_trials"]);
     let mut out = Vec::new();
     for (name, runs) in recipes.into_iter().filter(|(_, runs)| runs.len() > 1) {
         let cells = regions

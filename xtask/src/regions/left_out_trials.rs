@@ -14,8 +14,8 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use super::{
-    DOC, FIXTURE, extracts, f2, f3, figures, in_region_f1, left_out, left_out_f1_mean,
-    left_out_seeds_f1, named_regions, recipes_head, trained_unless_there, work_data, work_dir,
+    DOC, FIXTURE, by_recipe, extracts, f2, f3, figures, in_region_f1, left_out, left_out_f1_mean,
+    named_regions, recipes_head, trained_unless_there, work_data, work_dir,
 };
 use crate::encoders::{read_json, test_metrics};
 
@@ -106,13 +106,9 @@ pub fn table(v: &Value) -> String {
     let recipe: Vec<String> = regions
         .iter()
         .map(|r| {
-            let seeds = left_out_seeds_f1(v, r);
-            let f1 = match seeds.len() {
-                0 | 1 => f3(&v["left_out"][r]["feature_types_macro_f1"]),
-                n => format!(
-                    "{:.3} (mean of {n})",
-                    seeds.iter().map(|(_, f)| f).sum::<f64>() / n as f64
-                ),
+            let f1 = match left_out_f1_mean(v, r) {
+                (_, f1) if f1.len() < 2 => f3(&v["left_out"][r]["feature_types_macro_f1"]),
+                (mean, f1) => format!("{mean:.3} (mean of {})", f1.len()),
             };
             cell(f1, &v["left_out_pooled"][r]["suggestions"]["lift"])
         })
@@ -185,19 +181,7 @@ pub fn means_table(v: &Value) -> String {
         })
         .collect();
     out += &format!("| the recipe | {} |\n", recipe.join(" | "));
-    // Each trial's runs, by its name without the seed.
-    let mut trials: Vec<(&str, Vec<&Value>)> = Vec::new();
-    for (name, t) in v["left_out_trials"].as_object().into_iter().flatten() {
-        let base = match name.rsplit_once("-seed") {
-            Some((b, s)) if s.parse::<u64>().is_ok() => b,
-            _ => name.as_str(),
-        };
-        match trials.iter_mut().find(|(n, _)| *n == base) {
-            Some((_, runs)) => runs.push(t),
-            None => trials.push((base, vec![t])),
-        }
-    }
-    for (name, runs) in trials {
+    for (name, runs) in by_recipe(Vec::new(), &v["left_out_trials"]) {
         let f1s = |key: Option<&str>, r: &str| -> Vec<f64> {
             runs.iter()
                 .filter_map(|t| {
