@@ -607,6 +607,40 @@ fn early_stopping_ends_after_exactly_patience_epochs_without_improvement() {
     assert!(err.contains(&format!("early stopping after epoch {stop_at}")), "{err}");
 }
 
+/// `--keep last` on the same plateau: no early stop, every epoch runs, and the run's model is
+/// the last epoch's weights, recorded in its recipe.
+#[test]
+fn keeping_the_last_epoch_runs_every_epoch_and_keeps_the_last_weights() {
+    let temp = tmp("train-keep-last");
+    let data = prepared(&temp);
+    let out = data.join("models/keep-last");
+    let o = bin()
+        .args(["train", "--encoder", "custom_cnn", "--image-size", "32", "--batch-size", "32"])
+        .args(["--lr", "1e-12", "--scheduler", "constant", "--epochs", "5", "--patience", "1"])
+        .args(["--keep", "last", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(history(&out).len(), 5, "{err}");
+    assert!(!err.contains("early stopping"), "{err}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("kept the last epoch, 5"));
+    let best = std::fs::read(out.join("checkpoints/best_model.bpk")).unwrap();
+    assert!(best == std::fs::read(out.join("checkpoints/last.bpk")).unwrap());
+    let recipe: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("train_config.json")).unwrap()).unwrap();
+    assert_eq!(recipe["keep"], "last", "{recipe}");
+    let o = train_cmd(&data, &data.join("models/bad-keep"), "1")
+        .args(["--keep", "first"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("first") && err.contains("last"), "{err}");
+}
+
 /// `train --init BUNDLE` adapts an exported model: the run starts from the bundle's weights
 /// and config (the first forward equals the bundle's), and a bundle of another encoder, input
 /// size or label set is refused with words naming what differs.

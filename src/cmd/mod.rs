@@ -18,6 +18,7 @@ pub mod train;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use model_core::EncoderKind;
+use model_core::train::driver::Keep;
 use model_core::train::precision::Precision;
 use model_core::train::recipe::SchedulerKind;
 
@@ -44,4 +45,9 @@ pub(crate) fn scheduler_parser() -> impl TypedValueParser<Value = SchedulerKind>
 /// `--precision`: f32, f16 or bf16.
 pub(crate) fn precision_parser() -> impl TypedValueParser<Value = Precision> {
     named(&Precision::ALL, Precision::name)
+}
+
+/// `--keep`: best or last.
+pub(crate) fn keep_parser() -> impl TypedValueParser<Value = Keep> {
+    named(&Keep::ALL, Keep::name)
 }

@@ -13,7 +13,7 @@ use model_core::EncoderKind;
 use model_core::model::ImageEncoder;
 use model_core::model::persist::weights_to_bytes;
 use model_core::train::Trainer;
-use model_core::train::driver::{DriverState, EpochDriver, EpochLog};
+use model_core::train::driver::{DriverState, EpochDriver, EpochLog, Keep};
 use model_core::train::precision::Precision;
 use model_core::train::recipe::{REHEARSE_ROWS, SchedulerKind, TrainConfig};
 use model_core::train::schedule::Scheduler;
@@ -67,6 +67,12 @@ pub struct TrainArgs {
     /// Stop after this many epochs in a row without a better validation macro-F1 [default: 4].
     #[arg(long)]
     pub patience: Option<usize>,
+    /// Which epoch's weights are the run's model: `best`, the best validation macro-F1 (with
+    /// early stopping; from --init, the start unless an epoch beats it), or `last`, every epoch
+    /// run and the last one kept: for a validation split of a few dozen rows, too small to
+    /// choose an epoch on [default: best].
+    #[arg(long, value_parser = super::keep_parser())]
+    pub keep: Option<Keep>,
     /// Side of the square model input (224 for real runs; smaller only for quick experiments).
     #[arg(long)]
     pub image_size: Option<u32>,
@@ -135,7 +141,8 @@ impl TrainArgs {
             seed,
             precision,
             views,
-            position_dropout
+            position_dropout,
+            keep
         );
         if self.init.is_some() && self.rehearse.is_none() && self.lr.is_none() {
             c.lr *= model_core::train::recipe::ADAPT_LR_SHARE;
@@ -162,6 +169,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
         println!(
             "no epoch beat the starting model's validation macro-F1 {start:.3}: the run's best \
              weights are the ones it started from"
+        );
+    } else if let (Keep::Last, Some(last)) = (driver.keep, history.last()) {
+        println!(
+            "kept the last epoch, {}: val macro-F1 {:.3}, val accuracy {:.3}",
+            last.epoch, last.val_macro_f1, last.val_accuracy
         );
     } else if let Some(best) =
         history.iter().max_by(|a, b| a.val_macro_f1.total_cmp(&b.val_macro_f1))
@@ -364,7 +376,8 @@ pub fn train(args: &TrainArgs) -> Result<DriverState> {
         None => {
             run.start(&cfg, &model_cfg, &meta)?;
             let scheduler = Scheduler::new(cfg.schedule(), cfg.lr);
-            let driver = EpochDriver::new(cfg.epochs, cfg.patience, scheduler).state;
+            let driver = EpochDriver::new(cfg.epochs, cfg.patience, scheduler).keeping(cfg.keep);
+            let driver = driver.state;
             RunState { driver, loss_scaler: None }
         }
     };
@@ -378,9 +391,13 @@ pub fn train(args: &TrainArgs) -> Result<DriverState> {
         driver.start_from(m.macro_avg.f1);
         run.commit_start(&weights_to_bytes(&trainer.model)?)?;
         tracing::info!(
-            "the starting model: validation macro-F1 {:.3}, accuracy {:.3}; an epoch is kept only if it beats it",
+            "the starting model: validation macro-F1 {:.3}, accuracy {:.3}; {}",
             m.macro_avg.f1,
-            m.accuracy
+            m.accuracy,
+            match cfg.keep {
+                Keep::Best => "an epoch is kept only if it beats it",
+                Keep::Last => "the last epoch is kept (--keep last)",
+            }
         );
     }
     while let Some(epoch) = driver.next_epoch() {

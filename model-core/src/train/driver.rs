@@ -41,13 +41,43 @@ pub struct DriverState {
     /// cells than the one it started from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_macro_f1: Option<f64>,
+    /// Which epoch's weights the run keeps.
+    #[serde(default)]
+    pub keep: Keep,
+}
+
+/// Which epoch's weights a run keeps as its model (`train --keep`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Keep {
+    /// The epoch with the best validation macro-F1 (or the starting model, when no epoch beats
+    /// it), stopping after `patience` epochs without a better one.
+    #[default]
+    Best,
+    /// The last epoch's, after every epoch has run: the learning rate has decayed by then, and
+    /// nothing is chosen on a validation split too small to choose on (a few dozen rows of a
+    /// mapper's own area).
+    Last,
+}
+
+impl Keep {
+    pub const ALL: [Keep; 2] = [Keep::Best, Keep::Last];
+
+    /// The name `train --keep` and `train_config.json` use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Keep::Best => "best",
+            Keep::Last => "last",
+        }
+    }
 }
 
 impl DriverState {
     /// Whether the run started from a trained model and no epoch beat it: the starting weights
     /// are the run's best.
     pub fn kept_start(&self) -> bool {
-        self.start_macro_f1.is_some_and(|s| self.history.iter().all(|h| h.val_macro_f1 <= s))
+        self.keep == Keep::Best
+            && self.start_macro_f1.is_some_and(|s| self.history.iter().all(|h| h.val_macro_f1 <= s))
     }
 }
 
@@ -79,8 +109,15 @@ impl EpochDriver {
             scheduler,
             history: Vec::new(),
             start_macro_f1: None,
+            keep: Keep::Best,
         };
         Self { epochs, patience, state }
+    }
+
+    /// The driver keeping `keep`'s epoch (a new run's; a resumed run keeps what it started with).
+    pub fn keeping(mut self, keep: Keep) -> Self {
+        self.state.keep = keep;
+        self
     }
 
     /// Counts the starting weights, scored `val_macro_f1` on the validation split, as the best
@@ -112,9 +149,10 @@ impl EpochDriver {
         self.state.scheduler.lr
     }
 
-    /// Records a finished epoch: best-so-far, early stopping, the schedule's step.
+    /// Records a finished epoch: best-so-far, early stopping, the schedule's step. Keeping the
+    /// last epoch, every epoch is the one kept so far and none stops the run early.
     pub fn finish_epoch(&mut self, log: EpochLog) -> Verdict {
-        let best = log.val_macro_f1 > self.state.best_macro_f1;
+        let best = self.state.keep == Keep::Last || log.val_macro_f1 > self.state.best_macro_f1;
         if best {
             self.state.best_macro_f1 = log.val_macro_f1;
             self.state.epochs_without_improvement = 0;
@@ -180,6 +218,26 @@ mod tests {
             }
         }
         (ran, best)
+    }
+
+    /// Keeping the last epoch, every epoch runs (none stops the run early), each is kept in turn,
+    /// and the start is never the run's model, however the epochs score on validation.
+    #[test]
+    fn keeping_the_last_epoch_runs_every_epoch_and_never_keeps_the_start() {
+        let mut d =
+            EpochDriver::new(5, 2, Scheduler::new(Schedule::Constant, 1e-3)).keeping(Keep::Last);
+        d.start_from(0.9);
+        let mut kept = Vec::new();
+        while let Some(e) = d.next_epoch() {
+            let v = d.finish_epoch(log(e, [0.5, 0.4, 0.3, 0.2, 0.1][e - 1]));
+            assert!(!v.early_stop);
+            kept.extend(v.best.then_some(e));
+        }
+        assert_eq!(kept, [1, 2, 3, 4, 5]);
+        assert!(!d.state.kept_start());
+        // A saved state keeps its choice across --resume.
+        let json = serde_json::to_string(&d.state).unwrap();
+        assert_eq!(serde_json::from_str::<DriverState>(&json).unwrap().keep, Keep::Last);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::metadata::OUTSIDE;
 use crate::rng::Rng;
 use crate::train::StepConfig;
+use crate::train::driver::Keep;
 use crate::train::precision::Precision;
 use crate::train::schedule::Schedule;
 use crate::{CoreError, EncoderKind, LabelVocab, ModelConfig, SourceVocab};
@@ -88,6 +89,9 @@ pub struct TrainConfig {
     /// Rows of the regions the starting bundle knows that joined the training split
     /// (`train --init --rehearse`, at most [`REHEARSE_ROWS`] unless asked otherwise); 0: none.
     pub rehearse_rows: usize,
+    /// Which epoch's weights are the run's model: the best on the validation split (early
+    /// stopping after `patience` epochs without a better one), or the last.
+    pub keep: Keep,
 }
 
 impl Default for TrainConfig {
@@ -114,6 +118,7 @@ impl Default for TrainConfig {
             views: 2,
             position_dropout: 0.0,
             rehearse_rows: 0,
+            keep: Keep::Best,
         }
     }
 }
