@@ -12,7 +12,7 @@ use model_core::data::preprocess::{ModelInput, TrainingExample};
 use model_core::infer::bundle::BundleManifest;
 use model_core::model::persist::{model_from_bytes, weights_to_bytes};
 use model_core::rng::Rng;
-use model_core::train::driver::{EpochDriver, EpochLog};
+use model_core::train::driver::{EpochDriver, EpochLog, Keep};
 use model_core::train::finetune::{
     FeatureExample, FineTuneConfig, HeadTrainer, Target, accuracy, encode_features, encode_trunk,
     feature_type_metrics, plan, split_rows,
@@ -231,9 +231,10 @@ pub(crate) async fn run(
     let mut train_ks = train.clone();
     train_ks.extend(&negatives);
     // Model-core's epoch driver decides which epoch runs next, as for native training; the
-    // page trains every epoch (patience = epochs never stops early: epoch 1 always improves).
-    let mut driver =
-        EpochDriver::new(epochs, epochs, Scheduler::new(Schedule::Constant, cfg.learning_rate));
+    // page trains every epoch and keeps the last (`train --keep last`): its held-out cells are
+    // the before/after figures, not a choice of epoch.
+    let scheduler = Scheduler::new(Schedule::Constant, cfg.learning_rate);
+    let mut driver = EpochDriver::new(epochs, epochs, scheduler).keeping(Keep::Last);
     while let Some(epoch) = driver.next_epoch() {
         if cancelled() {
             return Ok(None);
