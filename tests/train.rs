@@ -759,6 +759,7 @@ fn train_init_starts_from_a_bundle_and_refuses_one_that_does_not_fit() {
     let recipe: serde_json::Value =
         serde_json::from_slice(&std::fs::read(adapted.join("train_config.json")).unwrap()).unwrap();
     assert!((recipe["lr"].as_f64().unwrap() - 1e-4).abs() < 1e-12, "{recipe}");
+    assert_eq!(recipe["keep"], "best", "without rehearsal the start may be kept: {recipe}");
 
     // Rehearsal: rows of another region's data folder join the training split (10 asked), at
     // the recipe's full rate; rows of the data's own region are never rehearsed.
@@ -797,6 +798,8 @@ fn train_init_starts_from_a_bundle_and_refuses_one_that_does_not_fit() {
     .unwrap();
     assert!((recipe["lr"].as_f64().unwrap() - 1e-3).abs() < 1e-12, "{recipe}");
     assert_eq!(recipe["rehearse_rows"], 10, "the run records its rehearsal: {recipe}");
+    assert_eq!(recipe["keep"], "last", "a rehearsing run keeps its last epoch: {recipe}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("kept the last epoch, 1"));
     let o = adapt("models/self-rehearsed", &data);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("no row of a region other than"), "{err}");

@@ -70,7 +70,7 @@ pub struct TrainArgs {
     /// Which epoch's weights are the run's model: `best`, the best validation macro-F1 (with
     /// early stopping; from --init, the start unless an epoch beats it), or `last`, every epoch
     /// run and the last one kept: for a validation split of a few dozen rows, too small to
-    /// choose an epoch on [default: best].
+    /// choose an epoch on [default: best; with --rehearse, last].
     #[arg(long, value_parser = super::keep_parser())]
     pub keep: Option<Keep>,
     /// Side of the square model input (224 for real runs; smaller only for quick experiments).
@@ -87,16 +87,18 @@ pub struct TrainArgs {
     pub weights: Option<PathBuf>,
     /// Start from a model bundle's weights (`export` writes one; `assets/model` is the shipped
     /// one) instead of ImageNet's: adapting a model to your own area. The data's labels must
-    /// be the bundle's; the architecture, input size and sources are the bundle's. The run
-    /// learns at a tenth of the recipe's rate unless --lr is given, and keeps an epoch only if
-    /// it beats the bundle on the validation split (else the bundle's weights are the best).
+    /// be the bundle's; the architecture, input size and sources are the bundle's. Without
+    /// --rehearse the run learns at a tenth of the recipe's rate unless --lr is given, and keeps
+    /// an epoch only if it beats the bundle on the validation split (else the bundle's weights
+    /// are the best).
     #[arg(long, conflicts_with_all = ["no_pretrained", "weights"])]
     pub init: Option<PathBuf>,
     /// With --init: a `preprocess`ed data folder of the regions the bundle was trained on (the
     /// bundled extracts' `collect`), from which --rehearse-rows rows join the training split,
     /// never the validation split; rows of regions your own data holds are left out. The run
     /// then learns at the recipe's full rate: the known places keep the model near what it knew
-    /// while your few hundred rows teach it your area.
+    /// while your few hundred rows teach it your area. It runs every epoch and keeps the last
+    /// (unless --keep best).
     #[arg(long, requires = "init", conflicts_with = "resume")]
     pub rehearse: Option<PathBuf>,
     /// Rows --rehearse adds, drawn so that each type keeps its share (the same rows for every
@@ -146,6 +148,11 @@ impl TrainArgs {
         );
         if self.init.is_some() && self.rehearse.is_none() && self.lr.is_none() {
             c.lr *= model_core::train::recipe::ADAPT_LR_SHARE;
+        }
+        // Rehearsing, the run keeps its last epoch unless told otherwise: its few dozen
+        // validation rows of the new area choose an epoch by chance (docs/regions.md).
+        if self.rehearse.is_some() && self.keep.is_none() {
+            c.keep = Keep::Last;
         }
         c.pretrained &= !self.no_pretrained;
         if self.freeze_stages.is_some() {
