@@ -783,9 +783,9 @@ fn train_init_starts_from_a_bundle_and_refuses_one_that_does_not_fit() {
             .arg("--rehearse")
             .arg(rehearse)
             .args(["--rehearse-rows", "10"]);
-        c.output().unwrap()
+        c
     };
-    let o = adapt("models/rehearsed", &known);
+    let o = adapt("models/rehearsed", &known).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     assert!(err.contains("rehearsal: 10 rows of") && err.contains("other than helsinki"), "{err}");
@@ -800,7 +800,17 @@ fn train_init_starts_from_a_bundle_and_refuses_one_that_does_not_fit() {
     assert_eq!(recipe["rehearse_rows"], 10, "the run records its rehearsal: {recipe}");
     assert_eq!(recipe["keep"], "last", "a rehearsing run keeps its last epoch: {recipe}");
     assert!(String::from_utf8_lossy(&o.stdout).contains("kept the last epoch, 1"));
-    let o = adapt("models/self-rehearsed", &data);
+    // A config file that names the epoch to keep is obeyed with rehearsal too.
+    let toml = temp.path().join("keep-best.toml");
+    std::fs::write(&toml, "keep = \"best\"\n").unwrap();
+    let o = adapt("models/rehearsed-best", &known).arg("--config").arg(&toml).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let recipe: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(data.join("models/rehearsed-best/train_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(recipe["keep"], "best", "{recipe}");
+    let o = adapt("models/self-rehearsed", &data).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("no row of a region other than"), "{err}");
     let o = train_cmd(&data, &data.join("models/no-init"), "1")

@@ -70,7 +70,7 @@ pub struct TrainArgs {
     /// Which epoch's weights are the run's model: `best`, the best validation macro-F1 (with
     /// early stopping; from --init, the start unless an epoch beats it), or `last`, every epoch
     /// run and the last one kept: for a validation split of a few dozen rows, too small to
-    /// choose an epoch on [default: best; with --rehearse, last].
+    /// choose an epoch on [default: best; with --rehearse, last, unless --config names one].
     #[arg(long, value_parser = super::keep_parser())]
     pub keep: Option<Keep>,
     /// Side of the square model input (224 for real runs; smaller only for quick experiments).
@@ -120,13 +120,16 @@ pub struct TrainArgs {
 impl TrainArgs {
     /// The recipe: `--config` (or the defaults), the flags over it, settled and checked.
     fn resolve(&self) -> Result<TrainConfig> {
-        let mut c = match &self.config {
+        // The recipe, and whether the file names which epoch to keep.
+        let (mut c, file_keeps) = match &self.config {
             Some(p) => {
                 let t = std::fs::read_to_string(p)
                     .with_context(|| format!("reading {}", p.display()))?;
-                toml::from_str(&t).with_context(|| format!("parsing {}", p.display()))?
+                let c: TrainConfig =
+                    toml::from_str(&t).with_context(|| format!("parsing {}", p.display()))?;
+                (c, t.parse::<toml::Table>().is_ok_and(|t| t.contains_key("keep")))
             }
-            None => TrainConfig::default(),
+            None => (TrainConfig::default(), false),
         };
         macro_rules! over {
             ($($f:ident),*) => { $( if let Some(v) = self.$f { c.$f = v; } )* };
@@ -151,7 +154,7 @@ impl TrainArgs {
         }
         // Rehearsing, the run keeps its last epoch unless told otherwise: its few dozen
         // validation rows of the new area choose an epoch by chance (docs/regions.md).
-        if self.rehearse.is_some() && self.keep.is_none() {
+        if self.rehearse.is_some() && self.keep.is_none() && !file_keeps {
             c.keep = Keep::Last;
         }
         c.pretrained &= !self.no_pretrained;
