@@ -564,6 +564,18 @@ fn evaluate_writes_metrics_predictions_errors_and_plots() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("nope"));
 }
 
+/// A small run at a learning rate of 1e-12, whose validation macro-F1 soon stops improving.
+fn plateau_cmd(data: &Path, out: &Path, epochs: &str, patience: &str) -> Command {
+    let mut c = bin();
+    c.args(["train", "--encoder", "custom_cnn", "--image-size", "32", "--batch-size", "32"])
+        .args(["--lr", "1e-12", "--scheduler", "constant", "--epochs", epochs])
+        .args(["--patience", patience, "--data"])
+        .arg(data)
+        .arg("--out")
+        .arg(out);
+    c
+}
+
 /// With a learning rate of 1e-12 (weights frozen in f32; only batch-norm statistics settle)
 /// the validation macro-F1 soon stops improving: the run must end after exactly `--patience`
 /// epochs without a better one, and say so.
@@ -572,15 +584,7 @@ fn early_stopping_ends_after_exactly_patience_epochs_without_improvement() {
     let temp = tmp("train-patience");
     let data = prepared(&temp);
     let out = data.join("models/patience");
-    let o = bin()
-        .args(["train", "--encoder", "custom_cnn", "--image-size", "32", "--batch-size", "32"])
-        .args(["--lr", "1e-12", "--scheduler", "constant", "--epochs", "10", "--patience", "2"])
-        .arg("--data")
-        .arg(&data)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o = plateau_cmd(&data, &out, "10", "2").output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let f1: Vec<f64> = history(&out).iter().map(|e| e["val_macro_f1"].as_f64().unwrap()).collect();
     // Replay the rule on the logged figures: where must the run have stopped?
@@ -614,15 +618,7 @@ fn keeping_the_last_epoch_runs_every_epoch_and_keeps_the_last_weights() {
     let temp = tmp("train-keep-last");
     let data = prepared(&temp);
     let out = data.join("models/keep-last");
-    let o = bin()
-        .args(["train", "--encoder", "custom_cnn", "--image-size", "32", "--batch-size", "32"])
-        .args(["--lr", "1e-12", "--scheduler", "constant", "--epochs", "5", "--patience", "1"])
-        .args(["--keep", "last", "--data"])
-        .arg(&data)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o = plateau_cmd(&data, &out, "5", "1").args(["--keep", "last"]).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     assert_eq!(history(&out).len(), 5, "{err}");
