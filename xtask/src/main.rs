@@ -139,7 +139,7 @@ fn main() -> Result<()> {
                 "             `reference regions`: trained on all regions and with each left out"
             );
             eprintln!(
-                "             `reference adapt`: each left-out model adapted with 200 of its region's rows"
+                "             `reference adapt [--trial NAME [--region R] [--rehearse N] [--rows N] [-- TRAIN ARGS]]`: each left-out model adapted with 200 of its region's rows (a trial: another recipe, kept apart)"
             );
             eprintln!(
                 "             `reference page-adapt [--epochs 5,10] [--region R] [--keep-left-out] [--trial NAME --last-stage]`: the page's \"learn this area\" with a model that never saw the view's region, against one that saw the region but not the view (R: a view of another bundled region)"

@@ -54,7 +54,7 @@ pub(super) fn sample(rows: Vec<Row>, n: usize) -> Vec<Row> {
 }
 
 /// What adapting to a region learns from and is measured on: its header, at most
-/// [`ADAPT_ROWS`] of its rows from the training and validation cells of `data`'s in-region
+/// `n` of its rows from the training and validation cells of `data`'s in-region
 /// split ([`sample`]d), and its test rows.
 pub(super) struct AdaptRows {
     header: String,
@@ -62,13 +62,13 @@ pub(super) struct AdaptRows {
     test: Vec<Row>,
 }
 
-pub(super) fn adapt_rows(data: &Path, r: &str) -> Result<AdaptRows> {
+pub(super) fn adapt_rows(data: &Path, r: &str, n: usize) -> Result<AdaptRows> {
     let (header, mut learnable) = read_rows(&data.join("tags_train.csv"))?;
     learnable.extend(read_rows(&data.join("tags_val.csv"))?.1);
     learnable.retain(|x| x.region == r);
     let (_, mut test) = read_rows(&data.join("tags_test.csv"))?;
     test.retain(|x| x.region == r);
-    Ok(AdaptRows { header, picked: sample(learnable, ADAPT_ROWS), test })
+    Ok(AdaptRows { header, picked: sample(learnable, n), test })
 }
 
 /// A data folder `dir` (`data`'s images linked) of the picked rows, split into training and
@@ -108,9 +108,9 @@ pub(super) fn held_out_data(
     )
 }
 
-/// A trial of the adapting recipe (`reference adapt --trial NAME [--region R]… [-- ARGS]`):
-/// the regions it runs on (all when none is named), and `train` arguments added to
-/// `train --init`. A trial is written into the fixture under `adapt_trials.NAME`, never over
+/// A trial of the adapting recipe (`reference adapt --trial NAME [--region R]… [--rehearse N]
+/// [--rows N] [-- ARGS]`): the regions it runs on (all when none is named), and `train`
+/// arguments added to `train --init`. A trial is written into the fixture under `adapt_trials.NAME`, never over
 /// `adapted` (the default recipe's figures).
 #[derive(Debug, Default, PartialEq)]
 pub struct AdaptTrial {
@@ -121,6 +121,9 @@ pub struct AdaptTrial {
     /// trained on): `None`, train's default number of rows; `Some(0)`, none (the run then
     /// learns at a tenth of the rate); `Some(n)`, `n` rows.
     pub rehearse: Option<usize>,
+    /// The most rows of the region to learn from (features and background places together):
+    /// `None`, [`ADAPT_ROWS`].
+    pub rows: Option<usize>,
 }
 
 impl AdaptTrial {
@@ -135,15 +138,22 @@ impl AdaptTrial {
                     let n = it.next().context("--rehearse needs a number of rows")?;
                     t.rehearse = Some(n.parse().with_context(|| format!("--rehearse `{n}`"))?);
                 }
+                "--rows" => {
+                    let n = it.next().context("--rows needs a number of rows")?;
+                    t.rows = Some(n.parse().with_context(|| format!("--rows `{n}`"))?);
+                }
                 "--" => t.train_args = it.by_ref().cloned().collect(),
                 other => bail!("reference adapt: unknown argument `{other}`"),
             }
         }
         if t.name.is_none()
-            && (!t.regions.is_empty() || !t.train_args.is_empty() || t.rehearse.is_some())
+            && (!t.regions.is_empty()
+                || !t.train_args.is_empty()
+                || t.rehearse.is_some()
+                || t.rows.is_some())
         {
             bail!(
-                "reference adapt: --region, --rehearse and train arguments need --trial NAME (`adapted` holds the default recipe on every region)"
+                "reference adapt: --region, --rehearse, --rows and train arguments need --trial NAME (`adapted` holds the default recipe on every region)"
             );
         }
         Ok(t)
@@ -176,7 +186,8 @@ pub fn adapt(root: &Path, trial: &AdaptTrial) -> Result<()> {
     }
     // The in-region split again (seeded: the cells the in-region figures were measured on).
     crate::run(Command::new(&exe).arg("preprocess").arg("--data").arg(&data))?;
-    let mut adapted = json!({ "rows_at_most": ADAPT_ROWS, "run": crate::bench::run_record(root) });
+    let at_most = trial.rows.unwrap_or(ADAPT_ROWS);
+    let mut adapted = json!({ "rows_at_most": at_most, "run": crate::bench::run_record(root) });
     if !trial.train_args.is_empty() {
         adapted["train_args"] = json!(trial.train_args);
     }
@@ -184,10 +195,11 @@ pub fn adapt(root: &Path, trial: &AdaptTrial) -> Result<()> {
         adapted["rehearse"] = json!(n);
     }
     // A trial run again on some regions keeps its other regions' figures, when it is the same
-    // recipe (the same arguments and rehearsal).
+    // recipe (the same arguments, rehearsal and rows).
     if let (Some(n), false) = (&trial.name, trial.regions.is_empty()) {
         let then = &out["adapt_trials"][n];
-        if then["train_args"] == adapted["train_args"] && then["rehearse"] == adapted["rehearse"] {
+        let same = |k: &str| then[k] == adapted[k];
+        if same("train_args") && same("rehearse") && same("rows_at_most") {
             // A trial's object entries are its regions' figures.
             for (r, x) in then.as_object().into_iter().flatten() {
                 if x.is_object() && !trial.regions.contains(r) {
@@ -197,7 +209,7 @@ pub fn adapt(root: &Path, trial: &AdaptTrial) -> Result<()> {
         }
     }
     for (_, r) in &regions {
-        let rows = adapt_rows(&data, r)?;
+        let rows = adapt_rows(&data, r, at_most)?;
         let picked = &rows.picked;
         let dir = work.join(format!("adapt-{r}"));
         held_out_data(&exe, &data, &dir, &rows, r)?;
@@ -344,6 +356,9 @@ pub fn trials_table(v: &Value) -> String {
                 _ => format!("{name}: `{}`", args.join(" ")),
             };
             label += &rehearsal_words(a);
+            if let Some(n) = a["rows_at_most"].as_u64().filter(|&n| n as usize != ADAPT_ROWS) {
+                label += &format!(", learning from at most {n} of the region's rows");
+            }
             rows.push((label, a));
         }
     }
@@ -465,6 +480,9 @@ mod tests {
         assert_eq!(a(&["--trial", "r", "--rehearse", "600"]).unwrap().rehearse, Some(600));
         assert_eq!(a(&["--trial", "r", "--rehearse", "0"]).unwrap().rehearse, Some(0));
         assert_eq!(a(&[]).unwrap().rehearse, None);
+        assert_eq!(a(&["--trial", "r", "--rows", "400"]).unwrap().rows, Some(400));
+        assert_eq!(a(&[]).unwrap().rows, None);
+        assert!(a(&["--rows", "400"]).unwrap_err().to_string().contains("--trial"));
         assert!(a(&["--rehearse", "600"]).unwrap_err().to_string().contains("--trial"));
         assert!(
             a(&["--trial", "r", "--rehearse", "many"]).unwrap_err().to_string().contains("many")
