@@ -170,6 +170,10 @@ fn two_extracts_make_one_dataset_split_per_region() {
         let test_rows = rows.iter().filter(|(_, x, s)| x == region && *s == Split::Test).count();
         assert_eq!(r["rows"].as_u64(), Some(test_rows as u64), "{region}: {r}");
         assert!(r["feature_macro_f1"].is_number(), "{r}");
+        // Each region's figure with where its resamples of that region's test cells lie.
+        let i = &r["feature_macro_f1_interval"];
+        assert_eq!(i["value"], r["feature_macro_f1"], "{region}: {r}");
+        assert!(i["low"].as_f64() <= i["high"].as_f64() && i["cells"].as_u64() > Some(0), "{i}");
     }
     assert!(text(&o).contains("andorra"), "the region table: {}", text(&o));
     // Both regions trained: besides the pooled rule, each region its own prior, from its own

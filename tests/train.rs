@@ -350,6 +350,14 @@ fn evaluate_writes_metrics_predictions_errors_and_plots() {
     assert_eq!(labels.last().map(String::as_str), Some("none"));
     assert!(m["feature_types"]["confusion_matrix"]["labels"].as_array().unwrap().len() == 5);
     assert!(m["none_vs_feature"]["support"].as_u64().unwrap() > 0);
+    // The feature types' macro-F1 comes with where its resamples of the test cells lie, and
+    // says so.
+    let fi = &m["feature_types_interval"];
+    let f = |k: &str| fi[k].as_f64().unwrap();
+    assert!((f("value") - m["feature_types"]["macro"]["f1"].as_f64().unwrap()).abs() < 1e-9);
+    assert!(f("low") <= f("value") && f("value") <= f("high") && f("level") == 0.9, "{fi}");
+    assert!(fi["cells"].as_u64().unwrap() > 1, "{fi}");
+    assert!(printed.contains("test cells lie in"), "{printed}");
     // The suggestion evaluation on the test cells, and the candidates' prior.
     let se: serde_json::Value =
         serde_json::from_slice(&std::fs::read(errors.join("suggestions_eval.json")).unwrap())
@@ -562,6 +570,37 @@ fn evaluate_writes_metrics_predictions_errors_and_plots() {
         .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("nope"));
+    // Against a baseline on the same rows: here the run itself, so no change in any resample.
+    let o = bin()
+        .arg("evaluate")
+        .args(["--no-suggestions", "--data"])
+        .arg(&data)
+        .arg("--model")
+        .arg(&out)
+        .arg("--baseline")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("a change of +0.000"));
+    let m2: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(errors.join("metrics.json")).unwrap()).unwrap();
+    let c = &m2["against_baseline"]["change"];
+    assert_eq!(c["before"], c["after"], "{c}");
+    assert_eq!((c["change"]["low"].as_f64(), c["change"]["high"].as_f64()), (Some(0.0), Some(0.0)));
+    assert_eq!(c["higher"].as_f64(), Some(0.0), "{c}");
+    let o = bin()
+        .arg("evaluate")
+        .args(["--no-suggestions", "--data"])
+        .arg(&data)
+        .arg("--model")
+        .arg(&out)
+        .arg("--baseline")
+        .arg(data.join("no-such-run"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("no-such-run"), "{err}");
 }
 
 /// A small run at a learning rate of 1e-12, whose validation macro-F1 soon stops improving.

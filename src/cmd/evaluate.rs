@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use clap::Args;
 use model_core::LabelVocab;
+use model_core::data::split::group_of;
 use model_core::data::tags::{Tag, parse_tags_csv};
 use model_core::data::vocab::NONE_LABEL;
 use model_core::infer::Predictor;
@@ -18,6 +19,7 @@ use model_core::infer::calibration::{expected_calibration_error, fit_temperature
 use model_core::infer::prediction::softmax;
 use model_core::infer::prior::AreaRule;
 use model_core::train::metrics::{ClassMetrics, Metrics};
+use model_core::train::resample::{Change, Interval, feature_f1_change, feature_f1_interval};
 use model_core::train::suggestion_metrics::{SuggestionEval, TARGET_LIFT};
 
 use crate::fsutil::write_atomic;
@@ -57,7 +59,15 @@ pub struct EvaluateArgs {
     /// Skip the suggestion evaluation (data not collected from an extract).
     #[arg(long)]
     pub no_suggestions: bool,
+    /// Another run (a baseline: the model you started from, or another recipe) measured on the
+    /// same test rows: the change in feature-type macro-F1, with how far it could move with
+    /// another draw of the test cells.
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
 }
+
+/// The seed of the cell resamples behind the intervals `evaluate` reports.
+const RESAMPLE_SEED: u64 = 23;
 
 /// What `evaluate` measured.
 pub struct Evaluation {
@@ -70,6 +80,10 @@ pub struct Evaluation {
     pub none: Option<ClassMetrics>,
     /// The same per region of the test rows (empty for data of one region).
     pub by_region: Vec<RegionMetrics>,
+    /// The feature-type macro-F1 with its interval over resamples of the test cells.
+    pub feature_f1_interval: Option<Interval>,
+    /// Against `--baseline`, on the same rows.
+    pub against_baseline: Option<Change>,
     pub suggestions: Option<SuggestionEval>,
 }
 
@@ -83,6 +97,8 @@ pub struct RegionMetrics {
     pub accuracy: f64,
     pub feature_accuracy: f64,
     pub feature_macro_f1: f64,
+    /// [`RegionMetrics::feature_macro_f1`] over resamples of the region's test cells.
+    pub feature_macro_f1_interval: Option<Interval>,
     pub none_precision: Option<f64>,
     pub none_recall: Option<f64>,
 }
@@ -114,19 +130,48 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
             n.precision, n.recall, n.f1
         );
     }
+    if let Some(i) = &e.feature_f1_interval {
+        println!("feature-type macro-F1 {}", interval_words(i));
+    }
+    if let (Some(c), Some(b)) = (&e.against_baseline, &args.baseline) {
+        println!(
+            "against {} on the same rows: feature-type macro-F1 {:.3} -> {:.3}, a change of \
+             {:+.3}: {:.0} % of {} resamples of the {} cells lie in {:+.3} to {:+.3}, {:.0} % of \
+             them higher",
+            b.display(),
+            c.before,
+            c.after,
+            c.change.value,
+            c.change.level * 100.0,
+            c.change.resamples,
+            c.change.cells,
+            c.change.low,
+            c.change.high,
+            c.higher * 100.0
+        );
+    }
     if !e.by_region.is_empty() {
         println!();
         println!(
-            "{:<14} {:>6} {:>9} {:>14} {:>14} {:>15}",
-            "region", "rows", "accuracy", "types: acc.", "types: mF1", "none: P / R"
+            "{:<14} {:>6} {:>9} {:>14} {:>14} {:>15} {:>16}",
+            "region",
+            "rows",
+            "accuracy",
+            "types: acc.",
+            "types: mF1",
+            "none: P / R",
+            "mF1: 90 % of"
         );
         for r in &e.by_region {
             let none = match (r.none_precision, r.none_recall) {
                 (Some(p), Some(q)) => format!("{p:.3} / {q:.3}"),
                 _ => "-".into(),
             };
+            let spread = r
+                .feature_macro_f1_interval
+                .map_or("-".into(), |i| format!("{:.3} to {:.3}", i.low, i.high));
             println!(
-                "{:<14} {:>6} {:>9.3} {:>14.3} {:>14.3} {none:>15}",
+                "{:<14} {:>6} {:>9.3} {:>14.3} {:>14.3} {none:>15} {spread:>16}",
                 r.region, r.rows, r.accuracy, r.feature_accuracy, r.feature_macro_f1
             );
         }
@@ -187,6 +232,19 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     }
     println!("written to {}", RunDir::new(&args.model).errors().display());
     Ok(())
+}
+
+/// "0.372: 90 % of 2000 resamples of the 38 test cells lie in 0.210 to 0.520".
+fn interval_words(i: &Interval) -> String {
+    format!(
+        "{:.3}: {:.0} % of {} resamples of the {} test cells lie in {:.3} to {:.3}",
+        i.value,
+        i.level * 100.0,
+        i.resamples,
+        i.cells,
+        i.low,
+        i.high
+    )
 }
 
 pub fn evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
@@ -264,6 +322,20 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
         }
     };
     let (metrics, feature_types, none) = measure(&(0..test.truth.len()).collect::<Vec<_>>());
+    // Each test row's map cell (the split's unit), for the intervals over cell resamples.
+    let cells: Vec<(u32, u32)> = test
+        .tags
+        .iter()
+        .map(|t| group_of(t.lat, t.lon, meta.group_zoom))
+        .collect::<Result<_, _>>()?;
+    let interval_of = |rows: &[usize]| {
+        let pick = |v: &[usize]| rows.iter().map(|&i| v[i]).collect::<Vec<_>>();
+        let scores: Vec<&[f32]> = rows.iter().map(|&i| probs[i].as_slice()).collect();
+        let cells: Vec<(u32, u32)> = rows.iter().map(|&i| cells[i]).collect();
+        feature_f1_interval(&pick(&test.truth), &scores, &cfg.labels, &cells, RESAMPLE_SEED)
+    };
+    let all_rows: Vec<usize> = (0..test.truth.len()).collect();
+    let feature_f1_interval = interval_of(&all_rows);
     // The same per region, when the test rows come from more than one.
     let mut region_names: Vec<&str> = test.regions.iter().map(String::as_str).collect();
     region_names.sort_unstable();
@@ -282,6 +354,7 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
                     accuracy: m.accuracy,
                     feature_accuracy: f.accuracy,
                     feature_macro_f1: f.macro_avg.f1,
+                    feature_macro_f1_interval: interval_of(&rows),
                     none_precision: n.map(|n| n.precision),
                     none_recall: n.map(|n| n.recall),
                 }
@@ -300,6 +373,39 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
     if !by_region.is_empty() {
         metrics_json["by_region"] = serde_json::to_value(&by_region)?;
     }
+    if let Some(i) = &feature_f1_interval {
+        metrics_json["feature_types_interval"] = serde_json::to_value(i)?;
+    }
+    let against_baseline = match &args.baseline {
+        None => None,
+        Some(b) => {
+            let (bcfg, bmodel) = RunDir::new(b).load_best(&device)?;
+            if bcfg.labels.names() != cfg.labels.names() {
+                bail!(
+                    "--baseline {}: its labels {:?} are not the model's {:?}",
+                    b.display(),
+                    bcfg.labels.names(),
+                    cfg.labels.names()
+                );
+            }
+            let base = score(&data, "test", &bcfg, &meta, &bmodel, &device)?;
+            let change = feature_f1_change(
+                &test.truth,
+                &base.logits,
+                &test.logits,
+                &cfg.labels,
+                &cells,
+                RESAMPLE_SEED,
+            );
+            if let Some(c) = &change {
+                metrics_json["against_baseline"] = serde_json::json!({
+                    "baseline": b.display().to_string(),
+                    "change": c,
+                });
+            }
+            change
+        }
+    };
     metrics_json["expected_calibration_error"] = serde_json::json!(ece);
     metrics_json["temperature"] = serde_json::json!(temperature);
     write_atomic(&run.metrics(), serde_json::to_string_pretty(&metrics_json)?.as_bytes())?;
@@ -374,7 +480,15 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
             Predictor::new(cfg.clone(), model, meta.scaler.clone(), temperature, &device);
         Some(suggestions(args, &run, &data, predictor, meta.group_zoom)?)
     };
-    Ok(Evaluation { metrics, feature_types, none, by_region, suggestions })
+    Ok(Evaluation {
+        metrics,
+        feature_types,
+        none,
+        by_region,
+        feature_f1_interval,
+        against_baseline,
+        suggestions,
+    })
 }
 
 /// One named extract and its region's rows of the training, validation and test splits.

@@ -13,6 +13,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use model_core::data::tags::parse_tags_csv;
 use model_core::train::metrics::Metrics;
+use model_core::train::resample::Interval;
 
 use super::collect::CollectArgs;
 use super::evaluate::EvaluateArgs;
@@ -256,14 +257,25 @@ pub fn run(args: PipelineArgs) -> Result<()> {
         println!("{s:<12} {secs:>9.1}");
     }
     println!();
+    // Where 90 % of the macro-F1's resamples of the test cells lie: what another draw of the
+    // cells could make of it.
+    let spread =
+        |i: Option<Interval>| i.map_or(String::new(), |i| format!("{:.3}-{:.3}", i.low, i.high));
     println!(
-        "{:<40} {:>9} {:>9}",
+        "{:<40} {:>9} {:>9} {:>13}",
         format!("test split ({} feature tags)", test.len()),
         "accuracy",
-        "macro-F1"
+        "macro-F1",
+        "90 % of cells"
     );
     let ft = &evaluation.feature_types;
-    println!("{:<40} {:>9.3} {:>9.3}", "model: feature type", ft.accuracy, ft.macro_avg.f1);
+    println!(
+        "{:<40} {:>9.3} {:>9.3} {:>13}",
+        "model: feature type",
+        ft.accuracy,
+        ft.macro_avg.f1,
+        spread(evaluation.feature_f1_interval)
+    );
     println!(
         "{:<40} {:>9.3} {:>9.3}",
         format!("majority class ({})", types[majority]),
@@ -272,10 +284,11 @@ pub fn run(args: PipelineArgs) -> Result<()> {
     );
     for r in &evaluation.by_region {
         println!(
-            "{:<40} {:>9.3} {:>9.3}",
+            "{:<40} {:>9.3} {:>9.3} {:>13}",
             format!("model, {} ({} feature tags)", r.region, r.feature_rows),
             r.feature_accuracy,
-            r.feature_macro_f1
+            r.feature_macro_f1,
+            spread(r.feature_macro_f1_interval)
         );
     }
     if let Some(n) = &evaluation.none {

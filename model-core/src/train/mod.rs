@@ -7,6 +7,7 @@ pub mod finetune;
 pub mod metrics;
 pub mod precision;
 pub mod recipe;
+pub mod resample;
 pub mod schedule;
 pub mod suggestion_metrics;
 pub mod trunk_cache;

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::resample;
 use crate::data::candidates::{Candidate, MappedFeature};
 use crate::data::tile::distance_m;
 use crate::infer::prior::{CandidatePrior, KindPrior};
@@ -183,16 +184,9 @@ impl SuggestionEval {
     }
 }
 
-/// How many cell resamples [`lift_interval`] draws.
-pub const LIFT_RESAMPLES: usize = 2000;
-/// The central share of the resampled lifts [`lift_interval`] reports.
-pub const LIFT_LEVEL: f64 = 0.9;
-
-/// The overall lift (precision over the base rate) with a bootstrap interval over map cells.
-/// The split assigns whole cells, and features cluster within cells, so cells, not points,
-/// are what another draw of the data would change: each resample draws as many cells as there
-/// are, with replacement, and recomputes the lift from their suggestions, matches, candidates
-/// and candidates near a true feature.
+/// The overall lift (precision over the base rate) with a bootstrap interval over map cells
+/// ([`super::resample`]): each resample recomputes the lift from the drawn cells' suggestions,
+/// matches, candidates and candidates near a true feature.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LiftInterval {
     pub lift: f64,
@@ -244,23 +238,17 @@ pub fn lift_interval(
         (t[0] > 0 && t[3] > 0).then(|| ratio(t[1], t[0]) / ratio(t[3], t[2]))
     };
     let value = lift(&mut cells.iter())?;
-    let mut rng = crate::rng::Rng::new(seed);
-    let mut lifts: Vec<f64> = (0..LIFT_RESAMPLES)
-        .map(|_| {
-            let mut draw = (0..cells.len()).map(|_| &cells[rng.below(cells.len())]);
-            // A resample without a suggestion or a true feature has a lift of 0.
-            lift(&mut draw).unwrap_or(0.0)
-        })
-        .collect();
-    lifts.sort_by(f64::total_cmp);
-    let at = |q: f64| lifts[((lifts.len() - 1) as f64 * q).round() as usize];
-    let tail = (1.0 - LIFT_LEVEL) / 2.0;
+    // A resample without a suggestion or a true feature has a lift of 0.
+    let lifts = resample::resampled(cells.len(), seed, |draw| {
+        lift(&mut draw.iter().map(|&c| &cells[c])).unwrap_or(0.0)
+    });
+    let (low, high) = resample::central(&lifts);
     Some(LiftInterval {
         lift: value,
-        low: at(tail),
-        high: at(1.0 - tail),
-        level: LIFT_LEVEL,
-        resamples: LIFT_RESAMPLES,
+        low,
+        high,
+        level: resample::LEVEL,
+        resamples: resample::RESAMPLES,
         cells: cells.len(),
         at_target: ratio(lifts.iter().filter(|&&l| l >= TARGET_LIFT).count(), lifts.len()),
     })
