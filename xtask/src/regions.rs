@@ -98,7 +98,7 @@ fn count(confusion: &Value) -> u64 {
 /// One evaluation's figures from its `metrics.json`: over the whole test split, or one
 /// region's rows of it (`by_region`).
 fn figures(m: &Value, region: Option<&str>) -> Value {
-    match region.and_then(|r| {
+    let mut f = match region.and_then(|r| {
         m["by_region"].as_array()?.iter().find(|x| x["region"].as_str() == Some(r)).cloned()
     }) {
         Some(r) => json!({
@@ -117,7 +117,21 @@ fn figures(m: &Value, region: Option<&str>) -> Value {
             "none_precision": m["none_vs_feature"]["precision"],
             "none_recall": m["none_vs_feature"]["recall"],
         }),
+    };
+    // Where the macro-F1's resamples of the test cells lie (runs measured since `evaluate`
+    // reports it).
+    let interval = match region {
+        Some(r) => m["by_region"].as_array().and_then(|v| {
+            v.iter()
+                .find(|x| x["region"].as_str() == Some(r))
+                .map(|x| &x["feature_macro_f1_interval"])
+        }),
+        None => Some(&m["feature_types_interval"]),
+    };
+    if let Some(i) = interval.filter(|i| i.is_object()) {
+        f["feature_types_macro_f1_interval"] = i.clone();
     }
+    f
 }
 
 /// Collects, trains in-region and with each region left out, then [`measure`]s. With

@@ -250,7 +250,19 @@ pub fn adapt(root: &Path, trial: &AdaptTrial) -> Result<()> {
             train.args(["--rehearse-rows", &n.to_string()]);
         }
         crate::run(train.args(&trial.train_args))?;
-        let after = evaluate(&run)?;
+        // After, and against the model it started from on the same rows (a paired bootstrap
+        // of the test cells: how sure the change is).
+        crate::run(
+            Command::new(&exe)
+                .args(["evaluate", "--no-suggestions", "--data"])
+                .arg(&dir)
+                .arg("--model")
+                .arg(&run)
+                .arg("--baseline")
+                .arg(&without),
+        )?;
+        let measured = read_json(&run.join("errors/metrics.json"))?;
+        let after = figures(&measured, None);
         let recipe = read_json(&run.join("train_config.json"))?;
         // The share of the gap closed is not stored: [`gap_closed`] reads it from these.
         adapted[r] = json!({
@@ -259,6 +271,7 @@ pub fn adapt(root: &Path, trial: &AdaptTrial) -> Result<()> {
             "rehearsed_rows": recipe["rehearse_rows"],
             "before": before,
             "after": after,
+            "change": measured["against_baseline"]["change"],
         });
         key(&mut out, &adapted);
         std::fs::write(&fixture, serde_json::to_string_pretty(&out)? + "\n")?;
