@@ -1600,6 +1600,20 @@ async fn learn_area_flow() {
     if let Some(w) = result["worse"].as_str() {
         assert!(w.starts_with("The new model did worse than the one before"), "{w}");
     }
+    // ... and how sure that change is: where its resamples of the held-out cells lie, better
+    // or worse only when they lie on one side of no change.
+    let change = &result["change"];
+    let (low, high) = (change["low"].as_f64().unwrap(), change["high"].as_f64().unwrap());
+    let words = change["words"].as_str().unwrap();
+    assert!(low <= high && change["cells"].as_f64().unwrap() >= 1.0, "{result}");
+    let said = if low > 0.0 {
+        "Better"
+    } else if high < 0.0 {
+        "Worse"
+    } else {
+        "Too few held-out places to tell"
+    };
+    assert!(words.starts_with(said) && words.contains("held-out map cells"), "{words}");
 
     // Keep: the model changes and the view is scanned with it.
     click(c, FINETUNE_KEEP).await;
@@ -1690,7 +1704,7 @@ async fn learn_view(c: &fantoccini::Client) -> Value {
     click(c, LEARN_AREA).await;
     let r = wait_js(
         c,
-        &format!("(r => r && {{ accuracy_before: +r.dataset.before, accuracy_after: +r.dataset.after, types_f1_before: r.dataset.beforeTypesF1 === '' ? null : +r.dataset.beforeTypesF1, types_f1_after: r.dataset.afterTypesF1 === '' ? null : +r.dataset.afterTypesF1, train_places: +r.dataset.trainTags, val_places: +r.dataset.valTags, val_features: +r.dataset.valFeatures, epochs: +r.dataset.epochs, last_stage: r.dataset.lastStage === 'true', learned_from: document.querySelector('{FINETUNE_AREA}').innerText, types_words: document.querySelector('{FINETUNE_TYPES_F1}')?.innerText ?? null, bbox: document.querySelector('{FINETUNE_AREA}').dataset.bbox, worse: document.querySelector('{FINETUNE_WORSE}')?.innerText ?? null }})(document.querySelector('{FINETUNE_RESULT}'))"),
+        &format!("(r => r && {{ accuracy_before: +r.dataset.before, accuracy_after: +r.dataset.after, types_f1_before: r.dataset.beforeTypesF1 === '' ? null : +r.dataset.beforeTypesF1, types_f1_after: r.dataset.afterTypesF1 === '' ? null : +r.dataset.afterTypesF1, train_places: +r.dataset.trainTags, val_places: +r.dataset.valTags, val_features: +r.dataset.valFeatures, epochs: +r.dataset.epochs, last_stage: r.dataset.lastStage === 'true', learned_from: document.querySelector('{FINETUNE_AREA}').innerText, types_words: document.querySelector('{FINETUNE_TYPES_F1}')?.innerText ?? null, bbox: document.querySelector('{FINETUNE_AREA}').dataset.bbox, worse: document.querySelector('{FINETUNE_WORSE}')?.innerText ?? null, change: (c => c && {{ low: +c.dataset.low, high: +c.dataset.high, cells: +c.dataset.cells, words: c.innerText }})(document.querySelector('{FINETUNE_CHANGE}')) }})(document.querySelector('{FINETUNE_RESULT}'))"),
         "the learned area's result",
         600,
     )

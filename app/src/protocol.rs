@@ -137,6 +137,10 @@ pub struct FineTuneSummary {
     pub before_types_f1: Option<f32>,
     #[serde(default)]
     pub after_types_f1: Option<f32>,
+    /// The change from before to after in that macro-F1, with where 90 % of its paired
+    /// resamples of the held-out map cells lie: whether the held-out places can tell.
+    #[serde(default)]
+    pub types_change: Option<model_core::train::resample::Change>,
     pub train_tags: usize,
     pub val_tags: usize,
     /// The held-out places with a feature: what the feature types' macro-F1 is measured on.
@@ -166,6 +170,32 @@ pub struct FineTuneSummary {
 }
 
 impl FineTuneSummary {
+    /// Words for how sure the change in the feature types' macro-F1 is: better or worse when
+    /// 90 % of its resamples of the held-out cells lie on one side of no change, else that the
+    /// held-out places are too few to tell; `None` when it was not measured.
+    pub fn change_words(&self) -> Option<String> {
+        let c = self.types_change?;
+        let i = c.change;
+        let spread = format!(
+            "{:.0} % of {} resamples of the {} held-out map cells lie in {:+.2} to {:+.2}",
+            i.level * 100.0,
+            i.resamples,
+            i.cells,
+            i.low,
+            i.high
+        );
+        Some(if i.low > 0.0 {
+            format!("Better, and not by chance of the held-out places: {spread}.")
+        } else if i.high < 0.0 {
+            format!("Worse, and not by chance of the held-out places: {spread}.")
+        } else {
+            format!(
+                "Too few held-out places to tell whether it changed ({spread}): use a larger \
+                 view, or map more places first."
+            )
+        })
+    }
+
     /// Words for a fine-tune that did worse on its held-out places than the model it started
     /// from (lower accuracy, or lower macro-F1 over the feature types), so the mapper does not
     /// keep it unwarned; `None` when it did as well or better on both.
@@ -452,15 +482,14 @@ mod tests {
         assert_eq!(BackendChoice::from_query(None), BackendChoice::Auto);
     }
 
-    /// A fine-tune that did worse on its held-out places says so, naming each figure that
-    /// fell; one that did as well or better says nothing.
-    #[test]
-    fn a_worse_fine_tune_is_named() {
-        let s = FineTuneSummary {
+    /// A fine-tune's summary: 70 % -> 60 % accuracy, macro-F1 0.36 -> 0.24.
+    fn summary() -> FineTuneSummary {
+        FineTuneSummary {
             before_accuracy: 0.70,
             after_accuracy: 0.60,
             before_types_f1: Some(0.36),
             after_types_f1: Some(0.24),
+            types_change: None,
             train_tags: 60,
             val_tags: 24,
             val_features: 12,
@@ -474,7 +503,14 @@ mod tests {
             steps: 10,
             area: None,
             last_stage: false,
-        };
+        }
+    }
+
+    /// A fine-tune that did worse on its held-out places says so, naming each figure that
+    /// fell; one that did as well or better says nothing.
+    #[test]
+    fn a_worse_fine_tune_is_named() {
+        let s = summary();
         let w = s.worse_than_before().unwrap();
         assert!(w.contains("24 held-out places"), "{w}");
         assert!(w.contains("accuracy 70 % -> 60 %"), "{w}");
@@ -485,5 +521,23 @@ mod tests {
         let f1_only = FineTuneSummary { after_accuracy: 0.70, ..s };
         let w = f1_only.worse_than_before().unwrap();
         assert!(!w.contains("accuracy 70") && w.contains("macro-F1"), "{w}");
+    }
+
+    /// The change in the feature types' macro-F1 is called better or worse only when its
+    /// resamples of the held-out cells lie on one side of no change.
+    #[test]
+    fn a_change_is_named_only_when_the_held_out_places_can_tell() {
+        use model_core::train::resample::{Change, Interval};
+        let with = |low: f64, high: f64| {
+            let change = Interval { value: 0.1, low, high, level: 0.9, resamples: 2000, cells: 7 };
+            let c = Change { before: 0.3, after: 0.4, change, higher: 0.8 };
+            FineTuneSummary { types_change: Some(c), ..summary() }.change_words().unwrap()
+        };
+        let up = with(0.02, 0.3);
+        assert!(up.starts_with("Better") && up.contains("the 7 held-out map cells"), "{up}");
+        assert!(up.contains("+0.02 to +0.30"), "{up}");
+        assert!(with(-0.3, -0.01).starts_with("Worse"));
+        assert!(with(-0.05, 0.25).starts_with("Too few held-out places to tell"));
+        assert_eq!(summary().change_words(), None);
     }
 }

@@ -25,6 +25,7 @@ pub const FINETUNE_RESULT: &str = "[data-testid=finetune-result]";
 pub const FINETUNE_START: &str = "[data-testid=finetune-start]";
 pub const FINETUNE_TYPES_F1: &str = "[data-testid=finetune-types-f1]";
 pub const FINETUNE_WORSE: &str = "[data-testid=finetune-worse]";
+pub const FINETUNE_CHANGE: &str = "[data-testid=finetune-change]";
 pub const IMPORT_FILE: &str = "[data-testid=import-file]";
 pub const IMPORT_PROGRESS: &str = "[data-testid=import-progress]";
 pub const IMPORT_REJECTED: &str = "[data-testid=import-rejected]";

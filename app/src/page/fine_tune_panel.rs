@@ -262,6 +262,11 @@ pub fn FineTunePanel() -> impl IntoView {
                             s.val_features
                         )}</p>
                     })}
+                    {s.change_words().zip(s.types_change).map(|(w, c)| view! {
+                        <p data-testid="finetune-change" data-low=c.change.low.to_string()
+                            data-high=c.change.high.to_string()
+                            data-cells=c.change.cells.to_string()>{w}</p>
+                    })}
                     {s.worse_than_before().map(|w| view! {
                         <p class="warning" role="status" data-testid="finetune-worse">{w}</p>
                     })}

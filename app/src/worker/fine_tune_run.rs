@@ -9,13 +9,14 @@
 use model_core::burn::tensor::Device;
 use model_core::data::augment::AugmentConfig;
 use model_core::data::preprocess::{ModelInput, TrainingExample};
+use model_core::data::split::group_of;
 use model_core::infer::bundle::BundleManifest;
 use model_core::model::persist::{model_from_bytes, weights_to_bytes};
 use model_core::rng::Rng;
 use model_core::train::driver::{EpochDriver, EpochLog, Keep};
 use model_core::train::finetune::{
     FeatureExample, FineTuneConfig, HeadTrainer, Target, accuracy, encode_features, encode_trunk,
-    feature_type_metrics, plan, split_rows,
+    feature_type_change, feature_type_metrics, plan, split_rows,
 };
 use model_core::train::schedule::{Schedule, Scheduler};
 
@@ -212,6 +213,15 @@ pub(crate) async fn run(
             .collect()
     };
     let val_set = pick(&val, 0);
+    // Each held-out example's map cell (as `pick` keeps them), for the change's resamples.
+    let val_cells: Vec<(u32, u32)> = val
+        .iter()
+        .filter(|&&k| features.iter().any(|(kk, vv, _)| *kk == k && *vv == 0))
+        .map(|&k| {
+            let e = &examples[images[k].0];
+            group_of(e.lat, e.lon, cfg.group_zoom).unwrap_or_default()
+        })
+        .collect();
 
     let features_seconds = (now_ms() - t_features) / 1e3;
 
@@ -225,6 +235,7 @@ pub(crate) async fn run(
     let before_types_f1 = before_types.as_ref().map(|m| m.macro_avg.f1 as f32);
     // The held-out places the feature types' figure counts: its classes' support.
     let val_features = before_types.map_or(0, |m| m.per_class.values().map(|c| c.support).sum());
+    let start = model.clone();
     let mut trainer = HeadTrainer::new(model, &p.class_weights, cfg.clone(), &cpu);
     let mut losses = Vec::with_capacity(epochs);
     let mut steps = 0;
@@ -269,6 +280,8 @@ pub(crate) async fn run(
     let tuned = trainer.into_model();
     let after = accuracy(&tuned, &val_set, &cpu).unwrap_or(0.0);
     let after_types_f1 = types(&tuned).map(|m| m.macro_avg.f1 as f32);
+    let types_change =
+        feature_type_change(&start, &tuned, &val_set, &val_cells, &config.labels, &cpu);
     let weights = weights_to_bytes(&tuned).map_err(|e| e.to_string())?;
     let mut manifest = m.manifest.clone();
     manifest.scaler = scaler;
@@ -288,6 +301,7 @@ pub(crate) async fn run(
         after_accuracy: after,
         before_types_f1,
         after_types_f1,
+        types_change,
         train_tags: train.len(),
         val_tags: val.len(),
         val_features,
