@@ -571,16 +571,19 @@ fn evaluate_writes_metrics_predictions_errors_and_plots() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("nope"));
     // Against a baseline on the same rows: here the run itself, so no change in any resample.
-    let o = bin()
-        .arg("evaluate")
-        .args(["--no-suggestions", "--data"])
-        .arg(&data)
-        .arg("--model")
-        .arg(&out)
-        .arg("--baseline")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let against = |baseline: &Path| {
+        bin()
+            .arg("evaluate")
+            .args(["--no-suggestions", "--data"])
+            .arg(&data)
+            .arg("--model")
+            .arg(&out)
+            .arg("--baseline")
+            .arg(baseline)
+            .output()
+            .unwrap()
+    };
+    let o = against(&out);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("a change of +0.000"));
     let m2: serde_json::Value =
@@ -589,16 +592,7 @@ fn evaluate_writes_metrics_predictions_errors_and_plots() {
     assert_eq!(c["before"], c["after"], "{c}");
     assert_eq!((c["change"]["low"].as_f64(), c["change"]["high"].as_f64()), (Some(0.0), Some(0.0)));
     assert_eq!(c["higher"].as_f64(), Some(0.0), "{c}");
-    let o = bin()
-        .arg("evaluate")
-        .args(["--no-suggestions", "--data"])
-        .arg(&data)
-        .arg("--model")
-        .arg(&out)
-        .arg("--baseline")
-        .arg(data.join("no-such-run"))
-        .output()
-        .unwrap();
+    let o = against(&data.join("no-such-run"));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("no-such-run"), "{err}");
 }

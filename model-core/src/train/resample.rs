@@ -90,6 +90,37 @@ fn macro_f1<S: AsRef<[f32]>>(
     Metrics::feature_types(&t, &s, labels).macro_avg.f1
 }
 
+/// `stat` (of the rows it is given) on every row with a feature, and sorted over
+/// [`RESAMPLES`] draws of those rows' map cells (`cells[i]` is row `i`'s), with the number of
+/// cells; `None` when no row holds a feature.
+fn over_cells(
+    truth: &[usize],
+    labels: &LabelVocab,
+    cells: &[(u32, u32)],
+    seed: u64,
+    stat: impl Fn(&[usize]) -> f64,
+) -> Option<(f64, Vec<f64>, usize)> {
+    let by_cell = rows_by_cell(truth, labels, cells);
+    if by_cell.is_empty() {
+        return None;
+    }
+    let all: Vec<usize> = by_cell.iter().flatten().copied().collect();
+    let mut rows = Vec::new();
+    let values = resampled(by_cell.len(), seed, |draw| {
+        rows.clear();
+        rows.extend(draw.iter().flat_map(|&c| by_cell[c].iter().copied()));
+        stat(&rows)
+    });
+    Some((stat(&all), values, by_cell.len()))
+}
+
+impl Interval {
+    fn of(value: f64, sorted: &[f64], cells: usize) -> Self {
+        let (low, high) = central(sorted);
+        Self { value, low, high, level: LEVEL, resamples: RESAMPLES, cells }
+    }
+}
+
 /// The feature-type macro-F1 ([`Metrics::feature_types`]) of `scores` on rows of true classes
 /// `truth`, with its [`Interval`] over the rows' map cells (`cells[i]` is row `i`'s). `None`
 /// when no row holds a feature.
@@ -100,26 +131,9 @@ pub fn feature_f1_interval<S: AsRef<[f32]>>(
     cells: &[(u32, u32)],
     seed: u64,
 ) -> Option<Interval> {
-    let by_cell = rows_by_cell(truth, labels, cells);
-    if by_cell.is_empty() {
-        return None;
-    }
-    let all: Vec<usize> = by_cell.iter().flatten().copied().collect();
-    let mut rows = Vec::new();
-    let values = resampled(by_cell.len(), seed, |draw| {
-        rows.clear();
-        rows.extend(draw.iter().flat_map(|&c| by_cell[c].iter().copied()));
-        macro_f1(truth, scores, labels, &rows)
-    });
-    let (low, high) = central(&values);
-    Some(Interval {
-        value: macro_f1(truth, scores, labels, &all),
-        low,
-        high,
-        level: LEVEL,
-        resamples: RESAMPLES,
-        cells: by_cell.len(),
-    })
+    let (value, values, n) =
+        over_cells(truth, labels, cells, seed, |rows| macro_f1(truth, scores, labels, rows))?;
+    Some(Interval::of(value, &values, n))
 }
 
 /// [`Change`] of the feature-type macro-F1 from `before`'s scores to `after`'s on the same
@@ -132,30 +146,15 @@ pub fn feature_f1_change<S: AsRef<[f32]>, T: AsRef<[f32]>>(
     cells: &[(u32, u32)],
     seed: u64,
 ) -> Option<Change> {
-    let by_cell = rows_by_cell(truth, labels, cells);
-    if by_cell.is_empty() {
-        return None;
-    }
-    let all: Vec<usize> = by_cell.iter().flatten().copied().collect();
-    let (b, a) = (macro_f1(truth, before, labels, &all), macro_f1(truth, after, labels, &all));
-    let mut rows = Vec::new();
-    let diffs = resampled(by_cell.len(), seed, |draw| {
-        rows.clear();
-        rows.extend(draw.iter().flat_map(|&c| by_cell[c].iter().copied()));
-        macro_f1(truth, after, labels, &rows) - macro_f1(truth, before, labels, &rows)
-    });
-    let (low, high) = central(&diffs);
+    let f1 = |scores: &[T], rows: &[usize]| macro_f1(truth, scores, labels, rows);
+    let b = |rows: &[usize]| macro_f1(truth, before, labels, rows);
+    let (value, diffs, n) =
+        over_cells(truth, labels, cells, seed, |rows| f1(after, rows) - b(rows))?;
+    let all: Vec<usize> = rows_by_cell(truth, labels, cells).concat();
     Some(Change {
-        before: b,
-        after: a,
-        change: Interval {
-            value: a - b,
-            low,
-            high,
-            level: LEVEL,
-            resamples: RESAMPLES,
-            cells: by_cell.len(),
-        },
+        before: b(&all),
+        after: f1(after, &all),
+        change: Interval::of(value, &diffs, n),
         higher: diffs.iter().filter(|&&d| d > 0.0).count() as f64 / diffs.len() as f64,
     })
 }
