@@ -571,6 +571,13 @@ mod tests {
             let a = &v["adapted"][r];
             assert!(a["rows"].as_u64().is_some_and(|n| n as usize <= ADAPT_ROWS), "{r}: {a}");
             assert!(a["after"]["feature_types_macro_f1"].is_number(), "{r}: {a}");
+            // ... and where the change of each region's adapted run lies over its paired
+            // resamples of the test cells, where it was measured.
+            let c = &a["change"]["change"];
+            if let (Some(low), Some(high)) = (c["low"].as_f64(), c["high"].as_f64()) {
+                let quoted = format!("{r} {low:+.2} to {high:+.2}");
+                assert!(one_line.contains(&quoted), "README.md does not quote `{quoted}`");
+            }
         }
         let t = adapt_table(&v);
         assert!(doc.contains(&t), "{DOC} lacks the adaptation table:\n{t}");
