@@ -234,7 +234,7 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     Ok(())
 }
 
-/// "0.372: 90 % of 2000 resamples of the 38 test cells lie in 0.210 to 0.520".
+/// "0.372: 90 % of 2000 resamples of the 8 test cells lie in 0.294 to 0.521".
 fn interval_words(i: &Interval) -> String {
     format!(
         "{:.3}: {:.0} % of {} resamples of the {} test cells lie in {:.3} to {:.3}",

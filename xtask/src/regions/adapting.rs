@@ -352,7 +352,7 @@ pub fn adapt_table(v: &Value) -> String {
 }
 
 /// An adapted run's change against the model it started from (`evaluate --baseline`):
-/// "+0.059: -0.101 to +0.212 over 38 cells, higher in 71 %"; "-" for runs measured before.
+/// "+0.059: -0.155 to +0.218 over 8 cells, higher in 66 %"; "-" for runs measured before.
 pub(super) fn change_words(c: &Value) -> String {
     let f = |k: &str| c["change"][k].as_f64();
     match (f("value"), f("low"), f("high"), c["change"]["cells"].as_u64(), c["higher"].as_f64()) {
