@@ -98,9 +98,9 @@ fn count(confusion: &Value) -> u64 {
 /// One evaluation's figures from its `metrics.json`: over the whole test split, or one
 /// region's rows of it (`by_region`).
 fn figures(m: &Value, region: Option<&str>) -> Value {
-    let mut f = match region.and_then(|r| {
-        m["by_region"].as_array()?.iter().find(|x| x["region"].as_str() == Some(r)).cloned()
-    }) {
+    let row = region
+        .and_then(|r| m["by_region"].as_array()?.iter().find(|x| x["region"].as_str() == Some(r)));
+    let mut f = match row {
         Some(r) => json!({
             "rows": r["rows"],
             "feature_rows": r["feature_rows"],
@@ -120,16 +120,12 @@ fn figures(m: &Value, region: Option<&str>) -> Value {
     };
     // Where the macro-F1's resamples of the test cells lie (runs measured since `evaluate`
     // reports it).
-    let interval = match region {
-        Some(r) => m["by_region"].as_array().and_then(|v| {
-            v.iter()
-                .find(|x| x["region"].as_str() == Some(r))
-                .map(|x| &x["feature_macro_f1_interval"])
-        }),
-        None => Some(&m["feature_types_interval"]),
+    let interval = match row {
+        Some(r) => &r["feature_macro_f1_interval"],
+        None => &m["feature_types_interval"],
     };
-    if let Some(i) = interval.filter(|i| i.is_object()) {
-        f["feature_types_macro_f1_interval"] = i.clone();
+    if interval.is_object() {
+        f["feature_types_macro_f1_interval"] = interval.clone();
     }
     f
 }

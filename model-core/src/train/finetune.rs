@@ -503,9 +503,7 @@ pub fn feature_type_metrics(
     labels: &crate::LabelVocab,
     device: &Device,
 ) -> Option<crate::train::metrics::Metrics> {
-    let (truth, logits) = positive_logits(model, examples, device)?;
-    let logits: Vec<f32> = logits.into_data().iter::<f32>().collect();
-    let scores: Vec<&[f32]> = logits.chunks(logits.len() / truth.len()).collect();
+    let (truth, scores) = positive_scores(model, examples, device)?;
     Some(crate::train::metrics::Metrics::feature_types(&truth, &scores, labels))
 }
 
@@ -523,20 +521,31 @@ pub fn feature_type_change(
     labels: &crate::LabelVocab,
     device: &Device,
 ) -> Option<crate::train::resample::Change> {
-    let scores = |model: &AccessModel| {
-        let (truth, logits) = positive_logits(model, examples, device)?;
-        let logits: Vec<f32> = logits.into_data().iter::<f32>().collect();
-        let per = logits.len() / truth.len();
-        Some((truth, logits.chunks(per).map(<[f32]>::to_vec).collect::<Vec<_>>()))
-    };
-    let ((truth, b), (_, a)) = (scores(before)?, scores(after)?);
+    let ((truth, b), (_, a)) =
+        (positive_scores(before, examples, device)?, positive_scores(after, examples, device)?);
     let cells: Vec<(u32, u32)> = examples
         .iter()
         .zip(cells)
         .filter(|(e, _)| matches!(e.target, Target::Is(_)))
         .map(|(_, &c)| c)
         .collect();
-    crate::train::resample::feature_f1_change(&truth, &b, &a, labels, &cells, 29)
+    crate::train::resample::feature_f1_change(&truth, &b, &a, labels, &cells, CHANGE_SEED)
+}
+
+/// The seed of [`feature_type_change`]'s cell resamples.
+const CHANGE_SEED: u64 = 29;
+
+/// The classes of the positive examples and the head's logits for each (`None` without a
+/// positive example).
+fn positive_scores(
+    model: &AccessModel,
+    examples: &[FeatureExample],
+    device: &Device,
+) -> Option<(Vec<usize>, Vec<Vec<f32>>)> {
+    let (truth, logits) = positive_logits(model, examples, device)?;
+    let logits: Vec<f32> = logits.into_data().iter::<f32>().collect();
+    let per = logits.len() / truth.len();
+    Some((truth, logits.chunks(per).map(<[f32]>::to_vec).collect()))
 }
 
 /// The classes of the positive examples and the head's logits for them, `[n, classes]`

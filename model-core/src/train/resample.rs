@@ -90,16 +90,16 @@ fn macro_f1<S: AsRef<[f32]>>(
     Metrics::feature_types(&t, &s, labels).macro_avg.f1
 }
 
-/// `stat` (of the rows it is given) on every row with a feature, and sorted over
-/// [`RESAMPLES`] draws of those rows' map cells (`cells[i]` is row `i`'s), with the number of
-/// cells; `None` when no row holds a feature.
+/// Every row with a feature, `stat` (of the rows it is given) sorted over [`RESAMPLES`] draws
+/// of those rows' map cells (`cells[i]` is row `i`'s), and the number of cells; `None` when no
+/// row holds a feature.
 fn over_cells(
     truth: &[usize],
     labels: &LabelVocab,
     cells: &[(u32, u32)],
     seed: u64,
-    stat: impl Fn(&[usize]) -> f64,
-) -> Option<(f64, Vec<f64>, usize)> {
+    mut stat: impl FnMut(&[usize]) -> f64,
+) -> Option<(Vec<usize>, Vec<f64>, usize)> {
     let by_cell = rows_by_cell(truth, labels, cells);
     if by_cell.is_empty() {
         return None;
@@ -111,7 +111,7 @@ fn over_cells(
         rows.extend(draw.iter().flat_map(|&c| by_cell[c].iter().copied()));
         stat(&rows)
     });
-    Some((stat(&all), values, by_cell.len()))
+    Some((all, values, by_cell.len()))
 }
 
 impl Interval {
@@ -131,9 +131,9 @@ pub fn feature_f1_interval<S: AsRef<[f32]>>(
     cells: &[(u32, u32)],
     seed: u64,
 ) -> Option<Interval> {
-    let (value, values, n) =
-        over_cells(truth, labels, cells, seed, |rows| macro_f1(truth, scores, labels, rows))?;
-    Some(Interval::of(value, &values, n))
+    let f1 = |rows: &[usize]| macro_f1(truth, scores, labels, rows);
+    let (all, values, n) = over_cells(truth, labels, cells, seed, f1)?;
+    Some(Interval::of(f1(&all), &values, n))
 }
 
 /// [`Change`] of the feature-type macro-F1 from `before`'s scores to `after`'s on the same
@@ -146,15 +146,14 @@ pub fn feature_f1_change<S: AsRef<[f32]>, T: AsRef<[f32]>>(
     cells: &[(u32, u32)],
     seed: u64,
 ) -> Option<Change> {
-    let f1 = |scores: &[T], rows: &[usize]| macro_f1(truth, scores, labels, rows);
     let b = |rows: &[usize]| macro_f1(truth, before, labels, rows);
-    let (value, diffs, n) =
-        over_cells(truth, labels, cells, seed, |rows| f1(after, rows) - b(rows))?;
-    let all: Vec<usize> = rows_by_cell(truth, labels, cells).concat();
+    let a = |rows: &[usize]| macro_f1(truth, after, labels, rows);
+    let (all, diffs, n) = over_cells(truth, labels, cells, seed, |rows| a(rows) - b(rows))?;
+    let (before, after) = (b(&all), a(&all));
     Some(Change {
-        before: b(&all),
-        after: f1(after, &all),
-        change: Interval::of(value, &diffs, n),
+        before,
+        after,
+        change: Interval::of(after - before, &diffs, n),
         higher: diffs.iter().filter(|&&d| d > 0.0).count() as f64 / diffs.len() as f64,
     })
 }
