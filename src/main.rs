@@ -35,6 +35,8 @@ enum Command {
     Train(cmd::train::TrainArgs),
     /// Evaluate a training run on the test split (metrics, predictions, error analysis, plots).
     Evaluate(cmd::evaluate::EvaluateArgs),
+    /// The held-out predictions of several evaluations (cross-validation folds) as one test set.
+    Pool(cmd::pool::PoolArgs),
     /// Export a training run as a model bundle (model.json + weights.bpk).
     Export(cmd::export::ExportArgs),
     /// Predict the feature type for an image and its metadata.
@@ -91,6 +93,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(a) => cmd::train::run(a),
         Command::Evaluate(a) => cmd::evaluate::run(a),
         Command::Export(a) => cmd::export::run(a),
+        Command::Pool(a) => cmd::pool::run(a),
         Command::Predict(a) => cmd::predict::run(a),
         Command::Pretrained(c) => cmd::pretrained::run(c),
         Command::Osm(c) => cmd::osm::run(c),

@@ -289,6 +289,60 @@ fn two_extracts_make_one_dataset_split_per_region() {
         .output()
         .unwrap();
     assert!(!o.status.success() && text(&o).contains("quito"), "{}", text(&o));
+
+    // `pool` of one evaluation's predictions gives that evaluation's figure and interval (the
+    // same cells, the same resamples); against itself the change is nothing; a file pooled
+    // twice is refused (its rows would be tested twice).
+    let preds = run_dir.join("errors/predictions.csv");
+    let out_json = temp.path().join("pooled.json");
+    let pool = |files: &[&Path], baseline: &[&Path]| {
+        let mut c = bin();
+        c.arg("pool").arg("--out").arg(&out_json);
+        for f in files {
+            c.arg("--predictions").arg(f);
+        }
+        for f in baseline {
+            c.arg("--baseline").arg(f);
+        }
+        c.output().unwrap()
+    };
+    let o = pool(&[&preds], &[&preds]);
+    assert!(o.status.success(), "{}", text(&o));
+    let p: serde_json::Value = serde_json::from_slice(&std::fs::read(&out_json).unwrap()).unwrap();
+    let m = json("errors/metrics.json");
+    let close = |a: &serde_json::Value, b: &serde_json::Value| {
+        (a.as_f64().unwrap() - b.as_f64().unwrap()).abs() < 1e-6
+    };
+    assert!(close(&p[0]["feature_types"]["macro"]["f1"], &m["feature_types"]["macro"]["f1"]));
+    let (pi, mi) = (&p[0]["feature_macro_f1_interval"], &m["feature_types_interval"]);
+    assert!(close(&pi["low"], &mi["low"]) && close(&pi["high"], &mi["high"]), "{pi} {mi}");
+    assert_eq!(pi["cells"], mi["cells"]);
+    assert_eq!(p[0]["against_baseline"]["change"]["value"].as_f64(), Some(0.0), "{p}");
+    let o = pool(&[&preds, &preds], &[]);
+    assert!(!o.status.success() && text(&o).contains("overlap"), "{}", text(&o));
+
+    // Cross-validation: over three folds every row is tested exactly once, each fold holds
+    // test rows of both regions, and no cell spans two splits (`splits_of`).
+    let mut tested = std::collections::HashMap::new();
+    for k in ["1", "2", "3"] {
+        let rows = splits_of(&["--folds", "3", "--fold", k]);
+        for region in ["helsinki", "andorra"] {
+            assert!(rows.iter().any(|(_, r, s)| r == region && *s == Split::Test), "{region} {k}");
+        }
+        for (t, _, s) in rows {
+            *tested.entry(t.id).or_insert(0) += usize::from(s == Split::Test);
+        }
+    }
+    assert_eq!(tested.len(), table.tags.len());
+    assert!(tested.values().all(|&n| n == 1), "a row tested twice or never");
+    for bad in [
+        &["--folds", "3", "--fold", "4"][..],
+        &["--fold", "1"],
+        &["--folds", "3", "--fold", "1", "--hold-out", "andorra"],
+    ] {
+        let o = bin().arg("preprocess").arg("--data").arg(&data).args(bad).output().unwrap();
+        assert!(!o.status.success() && text(&o).contains("fold"), "{bad:?}: {}", text(&o));
+    }
 }
 
 #[test]

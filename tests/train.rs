@@ -331,9 +331,9 @@ fn evaluate_writes_metrics_predictions_errors_and_plots() {
     let preds = std::fs::read_to_string(errors.join("predictions.csv")).unwrap();
     let mut lines = preds.lines();
     let header = lines.next().unwrap();
-    assert!(header.starts_with("id,lat,lon,source,true,pred,confidence,p_ramp"), "{header}");
+    assert!(header.starts_with("id,lat,lon,source,region,true,pred,confidence,p_ramp"), "{header}");
     for l in lines.clone() {
-        let p: f64 = l.split(',').skip(7).map(|v| v.parse::<f64>().unwrap()).sum();
+        let p: f64 = l.split(',').skip(8).map(|v| v.parse::<f64>().unwrap()).sum();
         assert!((p - 1.0).abs() < 1e-3, "{l}");
     }
     assert_eq!(lines.count() as u64, test_rows);

@@ -19,7 +19,9 @@ use model_core::infer::calibration::{expected_calibration_error, fit_temperature
 use model_core::infer::prediction::softmax;
 use model_core::infer::prior::AreaRule;
 use model_core::train::metrics::{ClassMetrics, Metrics};
-use model_core::train::resample::{Change, Interval, feature_f1_change, feature_f1_interval};
+use model_core::train::resample::{
+    Change, Interval, REPORT_SEED, feature_f1_change, feature_f1_interval,
+};
 use model_core::train::suggestion_metrics::{SuggestionEval, TARGET_LIFT};
 
 use crate::fsutil::write_atomic;
@@ -65,9 +67,6 @@ pub struct EvaluateArgs {
     #[arg(long)]
     pub baseline: Option<PathBuf>,
 }
-
-/// The seed of the cell resamples behind the intervals `evaluate` reports.
-const RESAMPLE_SEED: u64 = 23;
 
 /// What `evaluate` measured.
 pub struct Evaluation {
@@ -332,7 +331,7 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
         let pick = |v: &[usize]| rows.iter().map(|&i| v[i]).collect::<Vec<_>>();
         let scores: Vec<&[f32]> = rows.iter().map(|&i| probs[i].as_slice()).collect();
         let cells: Vec<(u32, u32)> = rows.iter().map(|&i| cells[i]).collect();
-        feature_f1_interval(&pick(&test.truth), &scores, &cfg.labels, &cells, RESAMPLE_SEED)
+        feature_f1_interval(&pick(&test.truth), &scores, &cfg.labels, &cells, REPORT_SEED)
     };
     let all_rows: Vec<usize> = (0..test.truth.len()).collect();
     let feature_f1_interval = interval_of(&all_rows);
@@ -395,7 +394,7 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
                 &test.logits,
                 &cfg.labels,
                 &cells,
-                RESAMPLE_SEED,
+                REPORT_SEED,
             );
             if let Some(c) = &change {
                 metrics_json["against_baseline"] = serde_json::json!({
@@ -412,7 +411,7 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
 
     // predictions.csv
     let mut w = csv::Writer::from_writer(Vec::new());
-    let mut header = vec!["id", "lat", "lon", "source", "true", "pred", "confidence"]
+    let mut header = vec!["id", "lat", "lon", "source", "region", "true", "pred", "confidence"]
         .into_iter()
         .map(String::from)
         .collect::<Vec<_>>();
@@ -424,6 +423,7 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
             t.lat.to_string(),
             t.lon.to_string(),
             t.source.clone(),
+            test.regions[i].clone(),
             labels[test.truth[i]].clone(),
             labels[pred[i]].clone(),
             format!("{:.6}", probs[i][pred[i]]),

@@ -8,6 +8,7 @@ pub mod export;
 pub mod model;
 pub mod osm;
 pub mod pipeline;
+pub mod pool;
 pub mod predict;
 pub mod preprocess;
 pub mod pretrained;

@@ -2,7 +2,8 @@
 //! class within each region (the `region` column; one region without it) and grouped by map
 //! cell, fit the lat/lon scaler (one area per region) and class weights on the training split,
 //! write `tags_{train,val,test}.csv` and `preprocessing_metadata.json`. `--buffer-m` leaves out
-//! of training and validation the rows near a test row.
+//! of training and validation the rows near a test row; `--folds N --fold K` makes one fold of
+//! a cross-validation instead (`--hold-out R` one region left out).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -13,7 +14,7 @@ use model_core::LabelVocab;
 use model_core::data::dataset::PreprocessingMetadata;
 use model_core::data::metadata::Scaler;
 use model_core::data::split::{
-    Split, SplitConfig, class_weights, group_of, small_class_warnings,
+    Split, SplitConfig, class_weights, fold_split_by_region, group_of, small_class_warnings,
     stratified_group_split_by_region,
 };
 use model_core::data::tags::{Rejected, TagTable, parse_tags_csv, write_tags_csv};
@@ -46,6 +47,15 @@ pub struct PreprocessArgs {
     /// to training cells. [default: 0, none left out]
     #[arg(long, default_value_t = 0.0)]
     pub buffer_m: f64,
+    /// Cross-validation: deal each region's map cells to this many parts (stratified by
+    /// class) and make part `--fold` the test split, the rest split 70:15 into train and
+    /// validation. Run once per fold, training each time: every row is tested exactly once,
+    /// by a model that saw nothing of its cell (`accessatlas pool` sums the folds up).
+    #[arg(long, requires = "fold", conflicts_with = "hold_out")]
+    pub folds: Option<usize>,
+    /// Which of the `--folds` parts is the test split, counting from 1.
+    #[arg(long, requires = "folds")]
+    pub fold: Option<usize>,
 }
 
 pub fn run(args: PreprocessArgs) -> Result<()> {
@@ -114,9 +124,16 @@ pub fn preprocess(args: &PreprocessArgs) -> Result<PreprocessingMetadata> {
     let cfg =
         SplitConfig { seed: args.seed, group_zoom: args.group_zoom, ..SplitConfig::default() };
     let regions = table.regions();
-    let splits = match &args.hold_out {
-        None => stratified_group_split_by_region(&items, &regions, labels.len(), &cfg)?,
-        Some(out) => {
+    let splits = match (&args.hold_out, args.folds.zip(args.fold)) {
+        (_, Some((folds, fold))) => {
+            if fold == 0 || fold > folds {
+                bail!("--fold {fold}: one of the {folds} folds, counting from 1");
+            }
+            fold_split_by_region(&items, &regions, labels.len(), &cfg, folds, fold - 1)
+                .with_context(|| format!("--folds {folds} --fold {fold}"))?
+        }
+        (None, None) => stratified_group_split_by_region(&items, &regions, labels.len(), &cfg)?,
+        (Some(out), None) => {
             if !regions.contains(&out.as_str()) {
                 let mut names = regions.clone();
                 names.sort_unstable();

@@ -45,6 +45,10 @@
 //!   `--trial NAME --last-stage` learns with the encoder's last stage too (`page_trials`).
 //! - `reference buffered [--buffer-m 100]`: (by hand) the in-region recipe trained on nothing
 //!   within 100 m of a test place, beside the left-out models on the same test cells.
+//! - `reference folds [K…] [--adapt R]`: (by hand) the in-region recipe trained 5 times, each
+//!   fold of every region's map cells its test split once, the folds' predictions pooled: the
+//!   in-region figure on every row, not on one test split; `--adapt R` adapts R's left-out
+//!   model to each fold instead, the change and the gap paired over all of R's cells.
 //! - `reference page-views [--again]`: (by hand) the same on up to two further views of each region,
 //!   chosen where its features are densest (`page_views`): the page's figure over many views.
 //! - `reference seeds R… [--seeds 1,2]`: (by hand) the recipe trained without each region `R`
@@ -91,11 +95,12 @@ fn main() -> Result<()> {
             Some("page-adapt") => regions::page_adapt(&root, &args[2..]),
             Some("page-views") => regions::page_views::run(&root, &args[2..]),
             Some("buffered") => regions::buffered::run(&root, &args[2..]),
+            Some("folds") => regions::folds::run(&root, &args[2..]),
             Some("seeds") => regions::seeds(&root, &args[2..]),
             Some("left-out") => regions::left_out_pooled(&root, &args[2..]),
             Some(other) => {
                 anyhow::bail!(
-                    "unknown reference task `{other}` (parity, train, encoders, regions, adapt, page-adapt, page-views, buffered, seeds or left-out)"
+                    "unknown reference task `{other}` (parity, train, encoders, regions, adapt, page-adapt, page-views, buffered, folds, seeds or left-out)"
                 )
             }
         },
@@ -146,6 +151,9 @@ fn main() -> Result<()> {
             );
             eprintln!(
                 "             `reference buffered [--buffer-m 100]`: in-region with nothing near the test places, beside left out"
+            );
+            eprintln!(
+                "             `reference folds [K...] [--adapt R]`: in-region on every row, five folds of the map cells each tested once (R's left-out model adapted to each fold)"
             );
             eprintln!(
                 "             `reference page-views [--again]`: the same on each region's further views, against a model that never saw them"

@@ -39,6 +39,7 @@ use crate::encoders::{read_json, test_metrics};
 
 pub mod adapting;
 pub mod buffered;
+pub mod folds;
 pub mod in_page;
 pub mod left_out_trials;
 pub mod page_views;
@@ -595,6 +596,9 @@ mod tests {
             f("seconds")
         );
         assert!(readme.contains(&quoted), "README.md does not quote the page's {quoted}");
+        for t in [folds::table(&v), folds::adapted_table(&v)] {
+            assert!(doc.contains(&t), "{DOC} lacks the cross-validated table:\n{t}");
+        }
         if v["left_out_pooled"].is_object() {
             let t = left_out_pooled_table(&v);
             assert!(doc.contains(&t), "{DOC} lacks the left-out suggestions' table:\n{t}");

@@ -61,11 +61,23 @@ pub fn stratified_group_split(
     num_classes: usize,
     cfg: &SplitConfig,
 ) -> Result<Vec<Split>, CoreError> {
-    let sum: f64 = cfg.fractions.iter().sum();
-    if (sum - 1.0).abs() > 1e-6 || cfg.fractions.iter().any(|f| *f < 0.0) {
+    let parts = stratified_group_parts(items, num_classes, &cfg.fractions, cfg.seed)?;
+    Ok(parts.into_iter().map(|p| Split::ALL[p]).collect())
+}
+
+/// Deals whole groups to parts of the given `fractions` (they must sum to 1), greedily so that
+/// each class comes as close as the groups allow to each part's fraction: the part of each
+/// item (an index into `fractions`). Groups go in a seeded random order, largest first.
+fn stratified_group_parts(
+    items: &[(usize, (u32, u32))],
+    num_classes: usize,
+    fractions: &[f64],
+    seed: u64,
+) -> Result<Vec<usize>, CoreError> {
+    let sum: f64 = fractions.iter().sum();
+    if fractions.is_empty() || (sum - 1.0).abs() > 1e-6 || fractions.iter().any(|f| *f < 0.0) {
         return Err(CoreError::InvalidConfig(format!(
-            "split fractions {:?} must sum to 1",
-            cfg.fractions
+            "split fractions {fractions:?} must sum to 1"
         )));
     }
     // Class counts per group, groups in a seeded random order, then largest first (stable).
@@ -74,7 +86,7 @@ pub fn stratified_group_split(
         groups.entry(g).or_default().push(i);
     }
     let mut order: Vec<Vec<usize>> = groups.into_values().collect();
-    Rng::new(cfg.seed).shuffle(&mut order);
+    Rng::new(seed).shuffle(&mut order);
     order.sort_by_key(|members| std::cmp::Reverse(members.len()));
 
     let mut totals = vec![0usize; num_classes];
@@ -84,30 +96,31 @@ pub fn stratified_group_split(
         }
         totals[c] += 1;
     }
-    let mut current =
-        [vec![0usize; num_classes], vec![0usize; num_classes], vec![0usize; num_classes]];
-    let mut out = vec![Split::Train; items.len()];
+    let mut current = vec![vec![0usize; num_classes]; fractions.len()];
+    let mut out = vec![0; items.len()];
     for members in order {
         let mut counts = vec![0usize; num_classes];
         for &i in &members {
             counts[items[i].0] += 1;
         }
-        // How much each split still needs of what this group holds, relative to class size.
+        // How much each part still needs of what this group holds, relative to class size.
         let need = |s: usize| -> f64 {
             (0..num_classes)
                 .filter(|&c| counts[c] > 0)
                 .map(|c| {
-                    let target = cfg.fractions[s] * totals[c] as f64;
+                    let target = fractions[s] * totals[c] as f64;
                     counts[c] as f64 * (target - current[s][c] as f64) / totals[c] as f64
                 })
                 .sum()
         };
-        let best = (0..3).max_by(|&a, &b| need(a).total_cmp(&need(b)).then(b.cmp(&a))).unwrap_or(0);
+        let best = (0..fractions.len())
+            .max_by(|&a, &b| need(a).total_cmp(&need(b)).then(b.cmp(&a)))
+            .unwrap_or(0);
         for (c, n) in counts.iter().enumerate() {
             current[best][c] += n;
         }
         for &i in &members {
-            out[i] = Split::ALL[best];
+            out[i] = best;
         }
     }
     Ok(out)
@@ -123,6 +136,19 @@ pub fn stratified_group_split_by_region(
     num_classes: usize,
     cfg: &SplitConfig,
 ) -> Result<Vec<Split>, CoreError> {
+    within_each_region(items, regions, Split::Train, |part| {
+        stratified_group_split(part, num_classes, cfg)
+    })
+}
+
+/// `assign` run on each region's items alone (`regions[i]` names item `i`'s; a cell goes with
+/// the region of its first item), its answers put back in the items' order.
+fn within_each_region<T: Copy>(
+    items: &[(usize, (u32, u32))],
+    regions: &[&str],
+    fill: T,
+    assign: impl Fn(&[(usize, (u32, u32))]) -> Result<Vec<T>, CoreError>,
+) -> Result<Vec<T>, CoreError> {
     if regions.len() != items.len() {
         return Err(CoreError::BadBatch(format!(
             "{} regions for {} items",
@@ -138,14 +164,57 @@ pub fn stratified_group_split_by_region(
             names.push(r);
         }
     }
-    let mut out = vec![Split::Train; items.len()];
+    let mut out = vec![fill; items.len()];
     for name in names {
         let idx: Vec<usize> =
             (0..items.len()).filter(|&i| cell_region[&items[i].1] == name).collect();
         let part: Vec<(usize, (u32, u32))> = idx.iter().map(|&i| items[i]).collect();
-        for (&i, s) in idx.iter().zip(stratified_group_split(&part, num_classes, cfg)?) {
+        for (&i, s) in idx.iter().zip(assign(&part)?) {
             out[i] = s;
         }
+    }
+    Ok(out)
+}
+
+/// One fold of a `folds`-fold cross-validation (`fold` counts from 0): each region's cells are
+/// dealt to `folds` equal parts, stratified by class as the split is (the same parts for every
+/// `fold`, for a seed); part `fold` is the test split, and the other parts are split into
+/// training and validation in `cfg`'s ratio of the two. Over all folds every item is tested
+/// exactly once, each time by a model that saw nothing of its cell.
+pub fn fold_split_by_region(
+    items: &[(usize, (u32, u32))],
+    regions: &[&str],
+    num_classes: usize,
+    cfg: &SplitConfig,
+    folds: usize,
+    fold: usize,
+) -> Result<Vec<Split>, CoreError> {
+    if folds < 2 || fold >= folds {
+        return Err(CoreError::InvalidConfig(format!(
+            "fold {} of {folds}: there must be 2 folds or more, and the fold one of them",
+            fold + 1
+        )));
+    }
+    let [train, val, _] = cfg.fractions;
+    if train + val <= 0.0 {
+        return Err(CoreError::InvalidConfig(format!(
+            "split fractions {:?} leave nothing to train on",
+            cfg.fractions
+        )));
+    }
+    let equal = vec![1.0 / folds as f64; folds];
+    let parts = within_each_region(items, regions, 0, |part| {
+        stratified_group_parts(part, num_classes, &equal, cfg.seed)
+    })?;
+    let rest: Vec<usize> = (0..items.len()).filter(|&i| parts[i] != fold).collect();
+    let rest_items: Vec<(usize, (u32, u32))> = rest.iter().map(|&i| items[i]).collect();
+    let rest_regions: Vec<&str> = rest.iter().map(|&i| regions[i]).collect();
+    let ratio =
+        SplitConfig { fractions: [train / (train + val), val / (train + val), 0.0], ..cfg.clone() };
+    let mut out = vec![Split::Test; items.len()];
+    let got = stratified_group_split_by_region(&rest_items, &rest_regions, num_classes, &ratio)?;
+    for (&i, s) in rest.iter().zip(got) {
+        out[i] = s;
     }
     Ok(out)
 }
@@ -363,6 +432,43 @@ mod tests {
             stratified_group_split_by_region(&items, &regions[1..], 5, &SplitConfig::default())
                 .is_err()
         );
+    }
+
+    /// Over the folds every item is tested exactly once; no cell is split in any fold; each
+    /// region's fold holds near its share of each region; the rest is split 70:15.
+    #[test]
+    fn every_item_is_tested_in_exactly_one_fold() {
+        let big = clustered();
+        let small: Vec<(usize, (u32, u32))> =
+            clustered().into_iter().take(80).map(|(c, (x, y))| (c, (x + 1000, y))).collect();
+        let mut items = big.clone();
+        items.extend(&small);
+        let mut regions = vec!["helsinki"; big.len()];
+        regions.extend(vec!["andorra"; small.len()]);
+        let cfg = SplitConfig::default();
+        let mut tested = vec![0usize; items.len()];
+        for fold in 0..4 {
+            let splits = fold_split_by_region(&items, &regions, 5, &cfg, 4, fold).unwrap();
+            assert_eq!(splits, fold_split_by_region(&items, &regions, 5, &cfg, 4, fold).unwrap());
+            let mut where_: BTreeMap<(u32, u32), Split> = BTreeMap::new();
+            for (i, &(_, g)) in items.iter().enumerate() {
+                let s = *where_.entry(g).or_insert(splits[i]);
+                assert_eq!(s, splits[i], "fold {fold}: group {g:?} spans two splits");
+                tested[i] += usize::from(splits[i] == Split::Test);
+            }
+            for r in ["helsinki", "andorra"] {
+                let of = |s: Split| {
+                    (0..items.len()).filter(|&i| regions[i] == r && splits[i] == s).count() as f64
+                };
+                let n = of(Split::Train) + of(Split::Val) + of(Split::Test);
+                assert!((of(Split::Test) / n - 0.25).abs() < 0.1, "{r} fold {fold}");
+                let train_share = of(Split::Train) / (of(Split::Train) + of(Split::Val));
+                assert!((train_share - 0.70 / 0.85).abs() < 0.1, "{r} fold {fold}: {train_share}");
+            }
+        }
+        assert!(tested.iter().all(|&t| t == 1), "{tested:?}");
+        assert!(fold_split_by_region(&items, &regions, 5, &cfg, 4, 4).is_err());
+        assert!(fold_split_by_region(&items, &regions, 5, &cfg, 1, 0).is_err());
     }
 
     #[test]

@@ -16,6 +16,9 @@ use crate::data::vocab::LabelVocab;
 pub const RESAMPLES: usize = 2000;
 /// The central share of the resampled figures an interval reports.
 pub const LEVEL: f64 = 0.9;
+/// The seed of the cell resamples behind the intervals the CLI reports (`evaluate`, `pool`),
+/// so the same rows give the same interval whichever reports it.
+pub const REPORT_SEED: u64 = 23;
 
 /// `stat` of [`RESAMPLES`] draws of `cells` cells with replacement (each call gets the drawn
 /// cells' indices), sorted. Seeded: the same seed gives the same draws.

@@ -209,47 +209,14 @@ pub fn adapt(root: &Path, trial: &AdaptTrial) -> Result<()> {
         }
     }
     for (_, r) in &regions {
-        let rows = adapt_rows(&data, r, at_most)?;
-        let picked = &rows.picked;
         let dir = work.join(format!("adapt-{r}"));
-        held_out_data(&exe, &data, &dir, &rows, r)?;
         let without = work.join("runs").join(format!("without-{r}"));
         let evaluate = |model: &Path| -> Result<Value> {
             Ok(figures(&test_metrics(&exe, &dir, model)?, None))
         };
-        let before = evaluate(&without)?;
-        let bundle = work.join("runs").join(format!("without-{r}-bundle"));
-        let _ = std::fs::remove_dir_all(&bundle);
-        crate::run(
-            Command::new(&exe)
-                .arg("export")
-                .arg("--model")
-                .arg(&without)
-                .arg("--data")
-                .arg(&data)
-                .arg("--out")
-                .arg(&bundle),
-        )?;
         let run = work.join("runs").join(format!("adapted-{r}"));
-        let _ = std::fs::remove_dir_all(&run);
-        let mut train = Command::new(&exe);
-        train
-            .arg("train")
-            .arg("--init")
-            .arg(&bundle)
-            .arg("--data")
-            .arg(&dir)
-            .arg("--out")
-            .arg(&run);
-        // Rehearsal draws from the in-region data's training and validation rows; `train`
-        // leaves out those of the region adapted to (its own data's region).
-        if trial.rehearse != Some(0) {
-            train.arg("--rehearse").arg(&data);
-        }
-        if let Some(n) = trial.rehearse.filter(|&n| n > 0) {
-            train.args(["--rehearse-rows", &n.to_string()]);
-        }
-        crate::run(train.args(&trial.train_args))?;
+        let (rows, before) = adapted_run(&exe, &data, &dir, &run, r, at_most, trial, evaluate)?;
+        let picked = &rows.picked;
         // After, and against the model it started from on the same rows (a paired bootstrap
         // of the test cells: how sure the change is).
         crate::run(
@@ -285,6 +252,54 @@ pub fn adapt(root: &Path, trial: &AdaptTrial) -> Result<()> {
     let v = read_json(&fixture)?;
     eprintln!("{}\n{}", table(&v), adapt_table(&v));
     Ok(())
+}
+
+/// Region `r`'s model trained without it (`runs/without-{r}`) adapted to it into `run` with
+/// `train --init`, on at most `at_most` of its rows of `data`'s training and validation cells
+/// (rehearsing `data`'s other regions unless the trial says otherwise): `dir` becomes the data
+/// folder of those rows with `r`'s test rows of `data` as its whole test split, on which
+/// `before` measures the model it starts from first. The rows it learned from.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn adapted_run<T>(
+    exe: &Path,
+    data: &Path,
+    dir: &Path,
+    run: &Path,
+    r: &str,
+    at_most: usize,
+    trial: &AdaptTrial,
+    before: impl FnOnce(&Path) -> Result<T>,
+) -> Result<(AdaptRows, T)> {
+    let rows = adapt_rows(data, r, at_most)?;
+    held_out_data(exe, data, dir, &rows, r)?;
+    let runs = work_dir().join("runs");
+    let without = runs.join(format!("without-{r}"));
+    let measured = before(&without)?;
+    let bundle = runs.join(format!("without-{r}-bundle"));
+    let _ = std::fs::remove_dir_all(&bundle);
+    crate::run(
+        Command::new(exe)
+            .arg("export")
+            .arg("--model")
+            .arg(&without)
+            .arg("--data")
+            .arg(data)
+            .arg("--out")
+            .arg(&bundle),
+    )?;
+    let _ = std::fs::remove_dir_all(run);
+    let mut train = Command::new(exe);
+    train.arg("train").arg("--init").arg(&bundle).arg("--data").arg(dir).arg("--out").arg(run);
+    // Rehearsal draws from the in-region data's training and validation rows; `train`
+    // leaves out those of the region adapted to (its own data's region).
+    if trial.rehearse != Some(0) {
+        train.arg("--rehearse").arg(data);
+    }
+    if let Some(n) = trial.rehearse.filter(|&n| n > 0) {
+        train.args(["--rehearse-rows", &n.to_string()]);
+    }
+    crate::run(train.args(&trial.train_args))?;
+    Ok((rows, measured))
 }
 
 /// The smallest gap in feature-type macro-F1 between left out and in-region whose closed share

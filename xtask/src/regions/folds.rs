@@ -1,0 +1,390 @@
+//! `cargo xtask reference folds [K…]` (by hand): the in-region figure on every row of each
+//! region, not on one test split. The first table's in-region figure rests on each region's
+//! test cells alone (18 features in Andorra, 25 in Monaco), where the left-out figure is on all
+//! of the region. Here the recipe is trained [`FOLDS`] times on every region, each time with
+//! one fold of each region's map cells as the test split (`preprocess --folds 5 --fold K`, the
+//! rest split 70:15 into training and validation), and each fold's model predicts its own test
+//! rows: over the folds every row is predicted once, by a model that saw nothing of its cell.
+//! Each fold's predictions of the rows with a feature are kept in [`PREDICTIONS`] (so folds
+//! trained in different sessions add up), and `accessatlas pool` measures them as one test
+//! set, written into the fixture's `folds`. Folds are named by number (all when none is); a
+//! fold whose predictions are kept is not trained again.
+//!
+//! `--adapt R` adapts region `R`'s model trained without it (trained unless the work folder
+//! holds it) to each fold as `reference adapt` does, with at most [`ADAPT_ROWS`] of `R`'s rows
+//! of the fold's training and validation cells, and keeps its predictions of the fold's test
+//! rows before and after (`adapt-R/left-out-fold-K.csv`, `adapt-R/adapted-fold-K.csv`):
+//! pooled, the change adapting made and the gap it was to close, each paired over all of
+//! `R`'s cells, where `reference adapt` had one test split's (`folds.adapted.R`).
+
+use super::*;
+
+/// How many folds: each holds a fifth of each region's cells, so each fold's model trains on
+/// about two thirds of the rows, near the pipeline's 70 %.
+pub const FOLDS: usize = 5;
+
+/// Where each fold's predictions of the rows with a feature are kept (`fold-K.csv`).
+pub const PREDICTIONS: &str = "tests/fixtures/reference/folds";
+
+/// `cargo xtask reference folds`: see the module's doc.
+pub fn run(root: &Path, args: &[String]) -> Result<()> {
+    let mut asked: Vec<usize> = Vec::new();
+    let mut adapt: Option<String> = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match (a.as_str(), a.parse::<usize>()) {
+            ("--adapt", _) => adapt = Some(it.next().context("--adapt needs a region")?.clone()),
+            (_, Ok(k)) if (1..=FOLDS).contains(&k) => asked.push(k),
+            _ => bail!("reference folds: `{a}` is not a fold (1 to {FOLDS}) nor --adapt R"),
+        }
+    }
+    let folds: Vec<usize> = if asked.is_empty() { (1..=FOLDS).collect() } else { asked };
+    let exe = crate::accessatlas_exe(root)?;
+    let data = work_data(root, &exe)?;
+    if let Some(r) = &adapt {
+        named_regions(&extracts(root)?, std::slice::from_ref(r))?;
+        let without = work_dir().join("runs").join(format!("without-{r}"));
+        trained_unless_there(&exe, &data, &["--hold-out", r], &[], &without)?;
+    }
+    let kept = root.join(PREDICTIONS);
+    std::fs::create_dir_all(&kept)?;
+    let fixture = root.join(FIXTURE);
+    for k in folds {
+        let dir = fold_data(&exe, &data, k)?;
+        match &adapt {
+            Some(r) => adapt_fold(&exe, &dir, &kept, r, k)?,
+            None => in_region_fold(&exe, &dir, &kept, k)?,
+        }
+        let mut out = read_json(&fixture)?;
+        match &adapt {
+            Some(r) => {
+                out["folds"]["adapted"][r] = pooled_adapted(&exe, &kept, r)?;
+                out["folds"]["adapted"][r]["run"] = json!(crate::bench::run_record(root));
+            }
+            None => {
+                out["folds"]["runs"][k.to_string()] = json!(crate::bench::run_record(root));
+                out["folds"]["pooled"] = pooled(&exe, &kept)?;
+            }
+        }
+        out["folds"]["folds"] = json!(FOLDS);
+        std::fs::write(&fixture, serde_json::to_string_pretty(&out)? + "\n")?;
+        eprintln!("fold {k}: {} written", fixture.display());
+    }
+    let out = read_json(&fixture)?;
+    eprintln!(
+        "commit them, and put these tables in {DOC}:\n\n{}\n{}",
+        table(&out),
+        adapted_table(&out)
+    );
+    Ok(())
+}
+
+/// The split arguments of fold `k`.
+fn fold_args(k: usize) -> Vec<String> {
+    ["--folds".to_string(), FOLDS.to_string(), "--fold".to_string(), k.to_string()].to_vec()
+}
+
+/// The work folder's data for fold `k` (its own folder: [`linked_data`]), split so.
+fn fold_data(exe: &Path, data: &Path, k: usize) -> Result<PathBuf> {
+    let dir = work_dir().join(format!("fold-{k}"));
+    linked_data(data, &dir)?;
+    crate::run(Command::new(exe).arg("preprocess").arg("--data").arg(&dir).args(fold_args(k)))?;
+    Ok(dir)
+}
+
+/// `model` evaluated on `data`'s test split; its predictions of the rows with a feature kept
+/// in `file`.
+fn keep_predictions(exe: &Path, data: &Path, model: &Path, file: &Path) -> Result<()> {
+    test_metrics(exe, data, model)?;
+    let predictions = model.join("errors/predictions.csv");
+    std::fs::create_dir_all(file.parent().context("a folder")?)?;
+    std::fs::write(file, feature_rows(&std::fs::read_to_string(&predictions)?)?)?;
+    Ok(())
+}
+
+/// Fold `k` in-region: the recipe trained on fold `k`'s split of every region (unless its
+/// predictions are kept), its test rows predicted.
+fn in_region_fold(exe: &Path, dir: &Path, kept: &Path, k: usize) -> Result<()> {
+    let file = kept.join(format!("fold-{k}.csv"));
+    if file.is_file() {
+        eprintln!("{}: fold {k} is kept; not trained again", file.display());
+        return Ok(());
+    }
+    let split = fold_args(k);
+    let split: Vec<&str> = split.iter().map(String::as_str).collect();
+    let run = work_dir().join("runs").join(format!("all-fold-{k}"));
+    trained_unless_there(exe, dir, &split, &[], &run)?;
+    keep_predictions(exe, dir, &run, &file)
+}
+
+/// Fold `k` adapted: region `r`'s model trained without it, before and after adapting it
+/// with the fold's training and validation rows of `r`, on the fold's test rows of `r`.
+fn adapt_fold(exe: &Path, dir: &Path, kept: &Path, r: &str, k: usize) -> Result<()> {
+    let into = kept.join(format!("adapt-{r}"));
+    let (before, after) =
+        (into.join(format!("left-out-fold-{k}.csv")), into.join(format!("adapted-fold-{k}.csv")));
+    if before.is_file() && after.is_file() {
+        eprintln!("{}: fold {k} is kept; not adapted again", after.display());
+        return Ok(());
+    }
+    let adapt_dir = work_dir().join(format!("fold-{k}-adapt-{r}"));
+    let run = work_dir().join("runs").join(format!("adapted-{r}-fold-{k}"));
+    let default = AdaptTrial::default();
+    adapted_run(exe, dir, &adapt_dir, &run, r, ADAPT_ROWS, &default, |without| {
+        keep_predictions(exe, &adapt_dir, without, &before)
+    })?;
+    keep_predictions(exe, &adapt_dir, &run, &after)
+}
+
+/// A folder `dir` holding `data`'s collected rows (its tags and tile source copied, its images
+/// linked), to be split on its own.
+fn linked_data(data: &Path, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    if !dir.join("images").exists() {
+        std::os::unix::fs::symlink(data.join("images"), dir.join("images"))?;
+    }
+    for f in ["tags.csv", "tile_source.json"] {
+        std::fs::copy(data.join(f), dir.join(f))
+            .with_context(|| format!("copying {}", data.join(f).display()))?;
+    }
+    Ok(())
+}
+
+/// The header and the rows of a `predictions.csv` whose true class is a feature type (the
+/// feature-type figures read no other).
+fn feature_rows(csv: &str) -> Result<String> {
+    let mut lines = csv.lines();
+    let header = lines.next().context("an empty predictions.csv")?;
+    let truth = header.split(',').position(|c| c == "true").context("no `true` column")?;
+    let mut out = header.to_string() + "\n";
+    for l in lines.filter(|l| l.split(',').nth(truth) != Some("none")) {
+        out += l;
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// The `fold-K.csv` files of `dir` whose name starts with `prefix`, sorted.
+fn fold_files(dir: &Path, prefix: &str) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(prefix) && n.ends_with(".csv"))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// `accessatlas pool` of `files` (against `baseline`'s, of `region`'s rows when named): its
+/// JSON, one entry for all rows and one per region.
+fn pool(
+    exe: &Path,
+    files: &[PathBuf],
+    baseline: &[PathBuf],
+    region: Option<&str>,
+) -> Result<Value> {
+    let out = work_dir().join("folds-pooled.json");
+    let mut cmd = Command::new(exe);
+    cmd.arg("pool").arg("--out").arg(&out);
+    for f in files {
+        cmd.arg("--predictions").arg(f);
+    }
+    for f in baseline {
+        cmd.arg("--baseline").arg(f);
+    }
+    if let Some(r) = region {
+        cmd.args(["--region", r]);
+    }
+    crate::run(&mut cmd)?;
+    read_json(&out)
+}
+
+/// The names of `files` without their extension.
+fn names(files: &[PathBuf]) -> Vec<String> {
+    files.iter().filter_map(|f| Some(f.file_stem()?.to_str()?.to_string())).collect()
+}
+
+/// `accessatlas pool` of every kept in-region fold: per region, the rows with a feature, the
+/// feature-type macro-F1 and its interval over cell resamples, and which folds it pools.
+fn pooled(exe: &Path, kept: &Path) -> Result<Value> {
+    let files = fold_files(kept, "fold-")?;
+    let mut per_region = serde_json::Map::new();
+    for p in pool(exe, &files, &[], None)?.as_array().into_iter().flatten() {
+        per_region.insert(
+            p["region"].as_str().unwrap_or("all").to_string(),
+            json!({
+                "feature_rows": p["feature_rows"],
+                "feature_types_macro_f1": p["feature_types"]["macro"]["f1"],
+                "feature_types_macro_f1_interval": p["feature_macro_f1_interval"],
+            }),
+        );
+    }
+    Ok(json!({ "folds": names(&files), "regions": per_region }))
+}
+
+/// Region `r`'s kept adapted folds pooled: the change from the model trained without it to
+/// the adapted one, and the gap from it to the in-region folds' model on the same rows (the
+/// folds both have), each paired over the cells.
+fn pooled_adapted(exe: &Path, kept: &Path, r: &str) -> Result<Value> {
+    let into = kept.join(format!("adapt-{r}"));
+    let (before, after) =
+        (fold_files(&into, "left-out-fold-")?, fold_files(&into, "adapted-fold-")?);
+    let change = &pool(exe, &after, &before, None)?[0];
+    let mut out = json!({
+        "folds": names(&after),
+        "feature_rows": change["feature_rows"],
+        "change": change["against_baseline"],
+    });
+    // The gap, where every adapted fold has its in-region fold.
+    let in_region: Vec<PathBuf> = after
+        .iter()
+        .filter_map(|f| Some(kept.join(f.file_name()?.to_str()?.strip_prefix("adapted-")?)))
+        .collect();
+    if in_region.iter().all(|f| f.is_file()) {
+        let gap = &pool(exe, &in_region, &before, Some(r))?[0];
+        out["gap"] = gap["against_baseline"].clone();
+    }
+    Ok(out)
+}
+
+/// Per region: the feature rows the kept folds tested, the recipe's in-region macro-F1 over
+/// them (with where 90 % of the cell resamples put it), beside the first table's in-region
+/// figure on one test split and the mean left out, and the gap from left out to each. Empty
+/// before `reference folds` ran.
+pub fn table(v: &Value) -> String {
+    let f = &v["folds"];
+    let Some(regions) = f["pooled"]["regions"].as_object() else { return String::new() };
+    let done = f["pooled"]["folds"].as_array().map_or(0, Vec::len);
+    let mut out = format!(
+        "| region | feature rows tested ({done} of {FOLDS} folds) | in-region, every fold's test rows pooled (90 % of cells) | in-region, one test split: mean of its trainings | left out, on all of it: mean of its trainings | gap: pooled folds / one split |\n\
+         |---|---|---|---|---|---|\n",
+    );
+    for (r, x) in regions.iter().filter(|(r, _)| *r != "all") {
+        let pooled = x["feature_types_macro_f1"].as_f64().unwrap_or(f64::NAN);
+        let i = &x["feature_types_macro_f1_interval"];
+        let (_, _, split) = in_region_f1(v, r);
+        let (left_out, _) = left_out_f1_mean(v, r);
+        out += &format!(
+            "| {r} | {} | {pooled:.3} ({} to {}, {} cells) | {split:.3} | {left_out:.3} | {:.3} / {:.3} |\n",
+            x["feature_rows"],
+            f3(&i["low"]),
+            f3(&i["high"]),
+            i["cells"],
+            pooled - left_out,
+            split - left_out,
+        );
+    }
+    out
+}
+
+/// Per region adapted fold by fold: the feature rows, macro-F1 left out -> adapted (and the
+/// in-region folds' on the same rows), the share of the gap closed, and where 90 % of the paired
+/// resamples of the cells put the change and the gap. Empty before `reference folds --adapt`.
+pub fn adapted_table(v: &Value) -> String {
+    let Some(regions) = v["folds"]["adapted"].as_object() else { return String::new() };
+    let mut out = String::from(
+        "| region | folds | feature rows | feature types macro-F1: left out -> adapted (in-region) | share of the gap closed | the change: 90 % of its paired resamples of the cells | the gap, in-region against left out: the same |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    let interval = |c: &Value| match c["change"]["low"].as_f64() {
+        Some(low) => format!(
+            "{:+.3}: {low:+.3} to {:+.3} over {} cells",
+            c["change"]["value"].as_f64().unwrap_or(f64::NAN),
+            c["change"]["high"].as_f64().unwrap_or(f64::NAN),
+            c["change"]["cells"]
+        ),
+        None => "-".to_string(),
+    };
+    for (r, x) in regions {
+        let (c, g) = (&x["change"], &x["gap"]);
+        let gap = g["change"]["value"].as_f64();
+        let share = match (c["change"]["value"].as_f64(), gap) {
+            (Some(c), Some(g)) if g >= MIN_GAP => format!("{:.2}", c / g),
+            (_, Some(g)) if g > 0.0 => format!("gap {g:.3}: too small to share"),
+            (_, Some(_)) => "no gap".to_string(),
+            _ => "-".to_string(),
+        };
+        out += &format!(
+            "| {r} | {} of {FOLDS} | {} | {} -> {} ({}) | {share} | {} | {} |\n",
+            x["folds"].as_array().map_or(0, Vec::len),
+            x["feature_rows"],
+            f3(&c["before"]),
+            f3(&c["after"]),
+            f3(&g["after"]),
+            interval(c),
+            interval(g),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only the rows with a feature are kept, the header with them.
+    #[test]
+    fn a_fold_keeps_its_rows_with_a_feature() {
+        let csv =
+            "id,lat,lon,source,region,true,pred\na,1,2,osm,r,ramp,none\nb,1,2,osm,r,none,ramp\n";
+        assert_eq!(
+            feature_rows(csv).unwrap(),
+            "id,lat,lon,source,region,true,pred\na,1,2,osm,r,ramp,none\n"
+        );
+        assert!(feature_rows("").is_err());
+    }
+
+    /// The table puts the pooled folds beside the one split's and the left-out figures, and
+    /// takes both gaps from left out.
+    #[test]
+    fn the_folds_table_gives_both_gaps() {
+        let f = |x: f64| json!({ "feature_types_macro_f1": x });
+        let v = json!({
+            "in_region": { "monaco": f(0.5) },
+            "left_out": { "monaco": f(0.3) },
+            "folds": { "pooled": {
+                "folds": ["fold-1", "fold-2"],
+                "regions": {
+                    "all": { "feature_rows": 9 },
+                    "monaco": {
+                        "feature_rows": 185,
+                        "feature_types_macro_f1": 0.45,
+                        "feature_types_macro_f1_interval": { "low": 0.4, "high": 0.5, "cells": 38 },
+                    },
+                },
+            }},
+        });
+        let t = table(&v);
+        assert!(t.contains("(2 of 5 folds)"), "{t}");
+        assert!(
+            t.contains("| monaco | 185 | 0.450 (0.400 to 0.500, 38 cells) | 0.500 | 0.300 | 0.150 / 0.200 |"),
+            "{t}"
+        );
+        assert!(!t.contains("| all |"), "{t}");
+        assert_eq!(table(&json!({})), "");
+    }
+
+    /// The adapted folds' table: the share is the change over the gap, both from left out.
+    #[test]
+    fn the_adapted_folds_table_shares_the_pooled_gap() {
+        let change = |before: f64, after: f64, low: f64, high: f64| {
+            json!({ "before": before, "after": after,
+                    "change": { "value": after - before, "low": low, "high": high, "cells": 38 } })
+        };
+        let v = json!({ "folds": { "adapted": { "monaco": {
+            "folds": ["adapted-fold-1", "adapted-fold-2"],
+            "feature_rows": 185,
+            "change": change(0.3, 0.4, 0.05, 0.15),
+            "gap": change(0.3, 0.5, 0.1, 0.3),
+        }}}});
+        let t = adapted_table(&v);
+        assert!(
+            t.contains("| monaco | 2 of 5 | 185 | 0.300 -> 0.400 (0.500) | 0.50 | +0.100: +0.050 to +0.150 over 38 cells | +0.200: +0.100 to +0.300 over 38 cells |"),
+            "{t}"
+        );
+        assert_eq!(adapted_table(&json!({})), "");
+    }
+}
