@@ -599,6 +599,9 @@ mod tests {
         for t in [folds::table(&v), folds::adapted_table(&v)] {
             assert!(doc.contains(&t), "{DOC} lacks the cross-validated table:\n{t}");
         }
+        if let Some(quoted) = folds::readme_quote(&v) {
+            assert!(one_line.contains(&quoted), "README.md does not quote `{quoted}`");
+        }
         if v["left_out_pooled"].is_object() {
             let t = left_out_pooled_table(&v);
             assert!(doc.contains(&t), "{DOC} lacks the left-out suggestions' table:\n{t}");

@@ -280,6 +280,22 @@ pub fn table(v: &Value) -> String {
     out
 }
 
+/// What the README quotes of the pooled folds: each region's cross-validated in-region
+/// macro-F1 and its gap from the mean left out (`andorra 0.700 (gap 0.135), ...`); `None`
+/// before `reference folds` ran.
+pub fn readme_quote(v: &Value) -> Option<String> {
+    let regions = v["folds"]["pooled"]["regions"].as_object()?;
+    let each: Vec<String> = regions
+        .iter()
+        .filter(|(r, _)| *r != "all")
+        .map(|(r, x)| {
+            let f1 = x["feature_types_macro_f1"].as_f64().unwrap_or(f64::NAN);
+            format!("{r} {f1:.3} (gap {:.3})", f1 - left_out_f1_mean(v, r).0)
+        })
+        .collect();
+    Some(each.join(", "))
+}
+
 /// Per region adapted fold by fold: the feature rows, macro-F1 left out -> adapted (and the
 /// in-region folds' on the same rows), the share of the gap closed, and where 90 % of the paired
 /// resamples of the cells put the change and the gap. Empty before `reference folds --adapt`.
@@ -365,6 +381,8 @@ mod tests {
         );
         assert!(!t.contains("| all |"), "{t}");
         assert_eq!(table(&json!({})), "");
+        assert_eq!(readme_quote(&v).as_deref(), Some("monaco 0.450 (gap 0.150)"));
+        assert_eq!(readme_quote(&json!({})), None);
     }
 
     /// The adapted folds' table: the share is the change over the gap, both from left out.
