@@ -393,11 +393,9 @@ mod tests {
         assert_ne!(a, c);
     }
 
-    /// Two regions of different sizes: each is split near 70/15/15 on its own (the whole
-    /// could be, with the small region all in training), no cell spans two splits, and a cell
-    /// shared by both regions stays whole.
-    #[test]
-    fn each_region_is_split_on_its_own_and_no_cell_is_split() {
+    /// [`clustered`] as a big region (`helsinki`) and 80 of its items moved apart as a small
+    /// one (`andorra`): the big region's items, all items, and each item's region.
+    fn two_regions() -> (Vec<(usize, (u32, u32))>, Vec<(usize, (u32, u32))>, Vec<&'static str>) {
         let big = clustered();
         let small: Vec<(usize, (u32, u32))> =
             clustered().into_iter().take(80).map(|(c, (x, y))| (c, (x + 1000, y))).collect();
@@ -405,6 +403,15 @@ mod tests {
         items.extend(&small);
         let mut regions = vec!["helsinki"; big.len()];
         regions.extend(vec!["andorra"; small.len()]);
+        (big, items, regions)
+    }
+
+    /// Two regions of different sizes: each is split near 70/15/15 on its own (the whole
+    /// could be, with the small region all in training), no cell spans two splits, and a cell
+    /// shared by both regions stays whole.
+    #[test]
+    fn each_region_is_split_on_its_own_and_no_cell_is_split() {
+        let (big, mut items, mut regions) = two_regions();
         // One cell of the big region also holds an item labelled with the small region.
         items.push((0, big[0].1));
         regions.push("andorra");
@@ -438,13 +445,7 @@ mod tests {
     /// region's fold holds near its share of each region; the rest is split 70:15.
     #[test]
     fn every_item_is_tested_in_exactly_one_fold() {
-        let big = clustered();
-        let small: Vec<(usize, (u32, u32))> =
-            clustered().into_iter().take(80).map(|(c, (x, y))| (c, (x + 1000, y))).collect();
-        let mut items = big.clone();
-        items.extend(&small);
-        let mut regions = vec!["helsinki"; big.len()];
-        regions.extend(vec!["andorra"; small.len()]);
+        let (_, items, regions) = two_regions();
         let cfg = SplitConfig::default();
         let mut tested = vec![0usize; items.len()];
         for fold in 0..4 {
