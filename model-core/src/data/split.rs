@@ -393,9 +393,11 @@ mod tests {
         assert_ne!(a, c);
     }
 
+    type Item = (usize, (u32, u32));
+
     /// [`clustered`] as a big region (`helsinki`) and 80 of its items moved apart as a small
     /// one (`andorra`): the big region's items, all items, and each item's region.
-    fn two_regions() -> (Vec<(usize, (u32, u32))>, Vec<(usize, (u32, u32))>, Vec<&'static str>) {
+    fn two_regions() -> (Vec<Item>, Vec<Item>, Vec<&'static str>) {
         let big = clustered();
         let small: Vec<(usize, (u32, u32))> =
             clustered().into_iter().take(80).map(|(c, (x, y))| (c, (x + 1000, y))).collect();
