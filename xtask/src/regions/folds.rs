@@ -76,6 +76,9 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         table(&out),
         adapted_table(&out)
     );
+    if let Some(q) = readme_quote(&out) {
+        eprintln!("and quote in README.md: {q}");
+    }
     Ok(())
 }
 
