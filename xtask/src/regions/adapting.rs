@@ -82,9 +82,7 @@ pub(super) fn held_out_data(
     r: &str,
 ) -> Result<()> {
     let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir)?;
-    std::os::unix::fs::symlink(data.join("images"), dir.join("images"))?;
-    std::fs::copy(data.join("tile_source.json"), dir.join("tile_source.json"))?;
+    super::folds::linked_data(data, dir, &["tile_source.json"])?;
     let test_region = format!("{r}-test-cells");
     let mut csv = rows.header.clone() + "\n";
     let region_col = rows.header.split(',').position(|c| c == "region").context("region")?;

@@ -90,7 +90,7 @@ fn fold_args(k: usize) -> Vec<String> {
 /// The work folder's data for fold `k` (its own folder: [`linked_data`]), split so.
 fn fold_data(exe: &Path, data: &Path, k: usize) -> Result<PathBuf> {
     let dir = work_dir().join(format!("fold-{k}"));
-    linked_data(data, &dir)?;
+    linked_data(data, &dir, &["tags.csv", "tile_source.json"])?;
     crate::run(Command::new(exe).arg("preprocess").arg("--data").arg(&dir).args(fold_args(k)))?;
     Ok(dir)
 }
@@ -139,14 +139,14 @@ fn adapt_fold(exe: &Path, dir: &Path, kept: &Path, r: &str, k: usize) -> Result<
     keep_predictions(exe, &adapt_dir, &run, &after)
 }
 
-/// A folder `dir` holding `data`'s collected rows (its tags and tile source copied, its images
-/// linked), to be split on its own.
-fn linked_data(data: &Path, dir: &Path) -> Result<()> {
+/// A folder `dir` holding `data`'s images (linked) and its `files` (copied), to be split on
+/// its own.
+pub(super) fn linked_data(data: &Path, dir: &Path, files: &[&str]) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     if !dir.join("images").exists() {
         std::os::unix::fs::symlink(data.join("images"), dir.join("images"))?;
     }
-    for f in ["tags.csv", "tile_source.json"] {
+    for f in files {
         std::fs::copy(data.join(f), dir.join(f))
             .with_context(|| format!("copying {}", data.join(f).display()))?;
     }
