@@ -599,7 +599,7 @@ mod tests {
         for t in [folds::table(&v), folds::adapted_table(&v)] {
             assert!(doc.contains(&t), "{DOC} lacks the cross-validated table:\n{t}");
         }
-        if let Some(quoted) = folds::readme_quote(&v) {
+        for quoted in [folds::readme_quote(&v), folds::adapted_quote(&v)].into_iter().flatten() {
             assert!(one_line.contains(&quoted), "README.md does not quote `{quoted}`");
         }
         if v["left_out_pooled"].is_object() {

@@ -76,7 +76,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         table(&out),
         adapted_table(&out)
     );
-    if let Some(q) = readme_quote(&out) {
+    for q in [readme_quote(&out), adapted_quote(&out)].into_iter().flatten() {
         eprintln!("and quote in README.md: {q}");
     }
     Ok(())
@@ -299,6 +299,28 @@ pub fn readme_quote(v: &Value) -> Option<String> {
     Some(each.join(", "))
 }
 
+/// The share of the gap that adapting closed, pooled over a region's adapted folds (`x`, an
+/// entry of `folds.adapted`): the change over the gap, where the gap is at least [`MIN_GAP`].
+fn adapted_share(x: &Value) -> Option<f64> {
+    let change = x["change"]["change"]["value"].as_f64()?;
+    let gap = x["gap"]["change"]["value"].as_f64()?;
+    (gap >= MIN_GAP).then_some(change / gap)
+}
+
+/// What the README quotes of the adapted folds: each region's share of the gap closed, where
+/// it has one (`helsinki 0.54 of 0.267`); `None` before `reference folds --adapt`.
+pub fn adapted_quote(v: &Value) -> Option<String> {
+    let regions = v["folds"]["adapted"].as_object()?;
+    let each: Vec<String> = regions
+        .iter()
+        .filter_map(|(r, x)| {
+            let gap = x["gap"]["change"]["value"].as_f64()?;
+            Some(format!("{r} {:.2} of {gap:.3}", adapted_share(x)?))
+        })
+        .collect();
+    (!each.is_empty()).then(|| each.join(", "))
+}
+
 /// Per region adapted fold by fold: the feature rows, macro-F1 left out -> adapted (and the
 /// in-region folds' on the same rows), the share of the gap closed, and where 90 % of the paired
 /// resamples of the cells put the change and the gap. Empty before `reference folds --adapt`.
@@ -319,9 +341,8 @@ pub fn adapted_table(v: &Value) -> String {
     };
     for (r, x) in regions {
         let (c, g) = (&x["change"], &x["gap"]);
-        let gap = g["change"]["value"].as_f64();
-        let share = match (c["change"]["value"].as_f64(), gap) {
-            (Some(c), Some(g)) if g >= MIN_GAP => format!("{:.2}", c / g),
+        let share = match (adapted_share(x), g["change"]["value"].as_f64()) {
+            (Some(share), _) => format!("{share:.2}"),
             (_, Some(g)) if g > 0.0 => format!("gap {g:.3}: too small to share"),
             (_, Some(_)) => "no gap".to_string(),
             _ => "-".to_string(),
@@ -395,17 +416,34 @@ mod tests {
             json!({ "before": before, "after": after,
                     "change": { "value": after - before, "low": low, "high": high, "cells": 38 } })
         };
-        let v = json!({ "folds": { "adapted": { "monaco": {
-            "folds": ["adapted-fold-1", "adapted-fold-2"],
-            "feature_rows": 185,
-            "change": change(0.3, 0.4, 0.05, 0.15),
-            "gap": change(0.3, 0.5, 0.1, 0.3),
-        }}}});
+        let v = json!({ "folds": { "adapted": {
+            "monaco": {
+                "folds": ["adapted-fold-1", "adapted-fold-2"],
+                "feature_rows": 185,
+                "change": change(0.3, 0.4, 0.05, 0.15),
+                "gap": change(0.3, 0.5, 0.1, 0.3),
+            },
+            "andorra": {
+                "folds": ["adapted-fold-1"],
+                "feature_rows": 20,
+                "change": change(0.6, 0.7, -0.1, 0.2),
+                "gap": change(0.6, 0.63, -0.1, 0.2),
+            },
+        }}});
         let t = adapted_table(&v);
         assert!(
             t.contains("| monaco | 2 of 5 | 185 | 0.300 -> 0.400 (0.500) | 0.50 | +0.100: +0.050 to +0.150 over 38 cells | +0.200: +0.100 to +0.300 over 38 cells |"),
             "{t}"
         );
+        assert!(
+            t.contains(
+                "| andorra | 1 of 5 | 20 | 0.600 -> 0.700 (0.630) | gap 0.030: too small to share |"
+            ),
+            "{t}"
+        );
+        // The README quotes the share only where there is a gap to share.
+        assert_eq!(adapted_quote(&v).as_deref(), Some("monaco 0.50 of 0.200"));
         assert_eq!(adapted_table(&json!({})), "");
+        assert_eq!(adapted_quote(&json!({})), None);
     }
 }
