@@ -558,7 +558,6 @@ mod tests {
         }
         // The README quotes each region's macro-F1 left out against in-region, each the mean
         // over the recipe's trainings.
-        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
         for r in &regions {
             let quoted =
                 format!("{:.3} against {:.3}", left_out_f1_mean(&v, r).0, in_region_f1(&v, r).2);
@@ -595,7 +594,7 @@ mod tests {
             f("types_f1_after"),
             f("seconds")
         );
-        assert!(readme.contains(&quoted), "README.md does not quote the page's {quoted}");
+        assert!(one_line.contains(&quoted), "README.md does not quote the page's {quoted}");
         for t in [folds::table(&v), folds::adapted_table(&v)] {
             assert!(doc.contains(&t), "{DOC} lacks the cross-validated table:\n{t}");
         }
@@ -606,7 +605,6 @@ mod tests {
             let t = left_out_pooled_table(&v);
             assert!(doc.contains(&t), "{DOC} lacks the left-out suggestions' table:\n{t}");
             // The README quotes each region's lift under the other regions' rule.
-            let one_line = readme_one_line(&root);
             for (r, x) in
                 v["left_out_pooled"].as_object().unwrap().iter().filter(|(k, _)| *k != "run")
             {
@@ -641,7 +639,7 @@ mod tests {
         // ... and the mean over every view measured.
         if let Some([b, a, u, _]) = page_views::every_view_means(&v) {
             let quoted = format!("from {b:.3} to {a:.3} on the mean, past the {u:.3}");
-            assert!(readme.contains(&quoted), "README.md does not quote the page's `{quoted}`");
+            assert!(one_line.contains(&quoted), "README.md does not quote the page's `{quoted}`");
         }
         let t = buffered::table(&v);
         assert!(doc.contains(&t), "{DOC} lacks the buffered in-region figures:\n{t}");
@@ -653,7 +651,7 @@ mod tests {
             let lo = &p["left_out"];
             let quoted = format!("{} -> {}", f3(&lo["types_f1_before"]), f3(&lo["types_f1_after"]));
             assert!(
-                readme.contains(&quoted),
+                one_line.contains(&quoted),
                 "README.md does not quote {r}'s page figure {quoted}"
             );
         }
