@@ -190,6 +190,20 @@ fn work_data(root: &Path, exe: &Path) -> Result<PathBuf> {
     Ok(data)
 }
 
+/// A folder `dir` holding `data`'s images (linked) and its `files` (copied), to be split on
+/// its own.
+fn linked_data(data: &Path, dir: &Path, files: &[&str]) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    if !dir.join("images").exists() {
+        std::os::unix::fs::symlink(data.join("images"), dir.join("images"))?;
+    }
+    for f in files {
+        std::fs::copy(data.join(f), dir.join(f))
+            .with_context(|| format!("copying {}", data.join(f).display()))?;
+    }
+    Ok(())
+}
+
 /// `preprocess` of `data` (with `hold_out`'s arguments), then the recipe trained into `out`
 /// (with `train_args` added).
 fn train_on(

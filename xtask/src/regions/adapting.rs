@@ -82,7 +82,7 @@ pub(super) fn held_out_data(
     r: &str,
 ) -> Result<()> {
     let _ = std::fs::remove_dir_all(dir);
-    super::folds::linked_data(data, dir, &["tile_source.json"])?;
+    linked_data(data, dir, &["tile_source.json"])?;
     let test_region = format!("{r}-test-cells");
     let mut csv = rows.header.clone() + "\n";
     let region_col = rows.header.split(',').position(|c| c == "region").context("region")?;
@@ -316,20 +316,34 @@ pub enum Gap {
     None,
 }
 
-/// [`Gap`] for region `r` of the regions fixture `v` (its `adapted` and `in_region` figures):
-/// the one place the share is computed, for the table and for anything that quotes it.
+impl Gap {
+    /// A model that moved by `change` from where it started, `gap` below the figure it was
+    /// to reach: the one rule for every share of a gap closed (native, folds, page).
+    pub fn closing(change: f64, gap: f64) -> Gap {
+        if gap.is_nan() || gap <= 0.0 {
+            Gap::None
+        } else if gap < MIN_GAP {
+            Gap::Small(gap)
+        } else {
+            Gap::Closed(change / gap)
+        }
+    }
+
+    /// The share closed, where there was a gap of at least [`MIN_GAP`] to close.
+    pub fn share(self) -> Option<f64> {
+        match self {
+            Gap::Closed(share) => Some(share),
+            Gap::Small(_) | Gap::None => None,
+        }
+    }
+}
+
+/// [`Gap`] for region `r` of the regions fixture `v` (its `adapted` and `in_region` figures).
 pub fn gap_closed(v: &Value, r: &str) -> Gap {
     let f1 = |x: &Value| x["feature_types_macro_f1"].as_f64().unwrap_or(f64::NAN);
     let (home, a) = (f1(&v["in_region"][r]), &v["adapted"][r]);
     let (before, after) = (f1(&a["before"]), f1(&a["after"]));
-    let gap = home - before;
-    if gap.is_nan() || gap <= 0.0 {
-        Gap::None
-    } else if gap < MIN_GAP {
-        Gap::Small(gap)
-    } else {
-        Gap::Closed((after - before) / gap)
-    }
+    Gap::closing(after - before, home - before)
 }
 
 /// The adaptation table: per region, its in-region test cells measured with the
@@ -475,7 +489,7 @@ pub fn recipe_means(v: &Value) -> Vec<(String, usize, Vec<Option<(String, f64, O
                 let mean = after.iter().sum::<f64>() / after.len() as f64;
                 let before = f1(&runs[0][*r]["before"]);
                 let gap = f1(&v["in_region"][*r]) - before;
-                Some((r.to_string(), mean, (gap >= MIN_GAP).then(|| (mean - before) / gap)))
+                Some((r.to_string(), mean, Gap::closing(mean - before, gap).share()))
             })
             .collect();
         out.push((name, runs.len(), cells));

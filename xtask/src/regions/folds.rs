@@ -139,20 +139,6 @@ fn adapt_fold(exe: &Path, dir: &Path, kept: &Path, r: &str, k: usize) -> Result<
     keep_predictions(exe, &adapt_dir, &run, &after)
 }
 
-/// A folder `dir` holding `data`'s images (linked) and its `files` (copied), to be split on
-/// its own.
-pub(super) fn linked_data(data: &Path, dir: &Path, files: &[&str]) -> Result<()> {
-    std::fs::create_dir_all(dir)?;
-    if !dir.join("images").exists() {
-        std::os::unix::fs::symlink(data.join("images"), dir.join("images"))?;
-    }
-    for f in files {
-        std::fs::copy(data.join(f), dir.join(f))
-            .with_context(|| format!("copying {}", data.join(f).display()))?;
-    }
-    Ok(())
-}
-
 /// The header and the rows of a `predictions.csv` whose true class is a feature type (the
 /// feature-type figures read no other).
 fn feature_rows(csv: &str) -> Result<String> {
@@ -299,12 +285,12 @@ pub fn readme_quote(v: &Value) -> Option<String> {
     Some(each.join(", "))
 }
 
-/// The share of the gap that adapting closed, pooled over a region's adapted folds (`x`, an
-/// entry of `folds.adapted`): the change over the gap, where the gap is at least [`MIN_GAP`].
-fn adapted_share(x: &Value) -> Option<f64> {
+/// What adapting did to the gap, pooled over a region's adapted folds (`x`, an entry of
+/// `folds.adapted`): its paired change against its paired gap.
+fn adapted_gap(x: &Value) -> Option<Gap> {
     let change = x["change"]["change"]["value"].as_f64()?;
     let gap = x["gap"]["change"]["value"].as_f64()?;
-    (gap >= MIN_GAP).then_some(change / gap)
+    Some(Gap::closing(change, gap))
 }
 
 /// What the README quotes of the adapted folds: each region's share of the gap closed, where
@@ -315,7 +301,7 @@ pub fn adapted_quote(v: &Value) -> Option<String> {
         .iter()
         .filter_map(|(r, x)| {
             let gap = x["gap"]["change"]["value"].as_f64()?;
-            Some(format!("{r} {:.2} of {gap:.3}", adapted_share(x)?))
+            Some(format!("{r} {:.2} of {gap:.3}", adapted_gap(x)?.share()?))
         })
         .collect();
     (!each.is_empty()).then(|| each.join(", "))
@@ -341,11 +327,11 @@ pub fn adapted_table(v: &Value) -> String {
     };
     for (r, x) in regions {
         let (c, g) = (&x["change"], &x["gap"]);
-        let share = match (adapted_share(x), g["change"]["value"].as_f64()) {
-            (Some(share), _) => format!("{share:.2}"),
-            (_, Some(g)) if g > 0.0 => format!("gap {g:.3}: too small to share"),
-            (_, Some(_)) => "no gap".to_string(),
-            _ => "-".to_string(),
+        let share = match adapted_gap(x) {
+            Some(Gap::Closed(share)) => format!("{share:.2}"),
+            Some(Gap::Small(g)) => format!("gap {g:.3}: too small to share"),
+            Some(Gap::None) => "no gap".to_string(),
+            None => "-".to_string(),
         };
         out += &format!(
             "| {r} | {} of {FOLDS} | {} | {} -> {} ({}) | {share} | {} | {} |\n",

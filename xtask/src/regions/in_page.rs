@@ -572,7 +572,7 @@ pub(super) fn page_share(left_out: &Value, in_region: &Value) -> Option<f64> {
         left_out["types_f1_after"].as_f64()?,
         in_region["types_f1_before"].as_f64()?,
     );
-    (h - b >= MIN_GAP).then(|| (a - b) / (h - b))
+    Gap::closing(a - b, h - b).share()
 }
 
 /// The page's epochs sweep (`page_adapted.sweep`): feature-type macro-F1 after learning the

@@ -288,12 +288,9 @@ pub fn means_table(v: &Value) -> String {
         let Some([b, a, u, s]) = means(views) else {
             return format!("| {name} | {} | - | - | - | - |\n", views.len());
         };
-        let share = |h: f64| {
-            if h - b >= MIN_GAP {
-                format!("{:.2}", (a - b) / (h - b))
-            } else {
-                "no gap".to_string()
-            }
+        let share = |h: f64| match Gap::closing(a - b, h - b).share() {
+            Some(share) => format!("{share:.2}"),
+            None => "no gap".to_string(),
         };
         format!(
             "| {name} | {} | {b:.3} -> {a:.3} | {u:.3} | {s:.3} | {} / {} |\n",
