@@ -35,7 +35,9 @@
 //!   `tests/fixtures/reference/regions.json` (with the suggestions' lift); then, as
 //!   `reference adapt` does alone on the runs it left, each model trained without a region
 //!   adapted to it with at most 200 of its rows. `--reuse-runs` measures the runs it left
-//!   again without training.
+//!   again without training. A call stopped part way goes on where it stopped (its data and
+//!   finished runs kept, a run stopped mid-training resumed) while the extracts are the same;
+//!   the work folder is `$TMPDIR/accessatlas-reference-regions`.
 //! - `reference page-adapt`: (by hand) the page's "learn this area" on its bundled view in
 //!   headless Chromium, started from the model trained without that view's region (trained if
 //!   `reference regions` left none), from the shipped model and from a model trained on every
@@ -45,10 +47,12 @@
 //!   `--trial NAME --last-stage` learns with the encoder's last stage too (`page_trials`).
 //! - `reference buffered [--buffer-m 100]`: (by hand) the in-region recipe trained on nothing
 //!   within 100 m of a test place, beside the left-out models on the same test cells.
-//! - `reference folds [K…] [--adapt R]`: (by hand) the in-region recipe trained 5 times, each
-//!   fold of every region's map cells its test split once, the folds' predictions pooled: the
-//!   in-region figure on every row, not on one test split; `--adapt R` adapts R's left-out
-//!   model to each fold instead, the change and the gap paired over all of R's cells.
+//! - `reference folds [K…] [--adapt R [--trial NAME --sample per-type]]`: (by hand) the
+//!   in-region recipe trained 5 times, each fold of every region's map cells its test split
+//!   once, the folds' predictions pooled: the in-region figure on every row, not on one test
+//!   split; `--adapt R` adapts R's left-out model to each fold instead, the change and the gap
+//!   paired over all of R's cells; a trial draws its rows by another rule (`--sample per-type`:
+//!   the page's caps) and is kept apart (`folds.adapt_trials`).
 //! - `reference page-views [--again]`: (by hand) the same on up to two further views of each region,
 //!   chosen where its features are densest (`page_views`): the page's figure over many views.
 //! - `reference seeds R… [--seeds 1,2]`: (by hand) the recipe trained without each region `R`
@@ -144,7 +148,7 @@ fn main() -> Result<()> {
                 "             `reference regions`: trained on all regions and with each left out"
             );
             eprintln!(
-                "             `reference adapt [--trial NAME [--region R] [--rehearse N] [--rows N] [-- TRAIN ARGS]]`: each left-out model adapted with 200 of its region's rows (a trial: another recipe, kept apart)"
+                "             `reference adapt [--trial NAME [--region R] [--rehearse N] [--rows N] [--sample per-type] [-- TRAIN ARGS]]`: each left-out model adapted with 200 of its region's rows (a trial: another recipe, kept apart)"
             );
             eprintln!(
                 "             `reference page-adapt [--epochs 5,10] [--region R] [--keep-left-out] [--trial NAME --last-stage]`: the page's \"learn this area\" with a model that never saw the view's region, against one that saw the region but not the view (R: a view of another bundled region)"
@@ -153,7 +157,7 @@ fn main() -> Result<()> {
                 "             `reference buffered [--buffer-m 100]`: in-region with nothing near the test places, beside left out"
             );
             eprintln!(
-                "             `reference folds [K...] [--adapt R]`: in-region on every row, five folds of the map cells each tested once (R's left-out model adapted to each fold)"
+                "             `reference folds [K...] [--adapt R [--trial NAME --sample per-type]]`: in-region on every row, five folds of the map cells each tested once (R's left-out model adapted to each fold; a trial's rows drawn by the page's caps)"
             );
             eprintln!(
                 "             `reference page-views [--again]`: the same on each region's further views, against a model that never saw them"

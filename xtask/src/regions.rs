@@ -151,10 +151,20 @@ pub fn run(root: &Path, reuse_runs: bool) -> Result<()> {
             }
         }
     } else {
-        let _ = std::fs::remove_dir_all(&work);
-        collect_all(root, &exe, &data)?;
-        let train =
-            |name: &str, hold_out: &[&str]| train_on(&exe, &data, hold_out, &[], &run_of(name));
+        // A call stopped part way (a session's end) goes on where it stopped: the data and
+        // each run it finished are kept while the extracts are the same ones.
+        let manifest = extracts_manifest(&regions)?;
+        let kept = work.join(MANIFEST);
+        if read_json(&kept).ok() != Some(manifest.clone()) {
+            let _ = std::fs::remove_dir_all(&work);
+            collect_all(root, &exe, &data)?;
+            std::fs::write(&kept, serde_json::to_string_pretty(&manifest)?)?;
+        } else {
+            eprintln!("{}: the same extracts; going on with its runs", work.display());
+        }
+        let train = |name: &str, hold_out: &[&str]| {
+            trained_unless_there(&exe, &data, hold_out, &[], &run_of(name))
+        };
         for (_, r) in &regions {
             train(&format!("without-{r}"), &["--hold-out", r])?;
         }
@@ -168,6 +178,23 @@ pub fn run(root: &Path, reuse_runs: bool) -> Result<()> {
         }
     }
     measure(root, &exe, &regions)
+}
+
+/// Where the work folder records the extracts its data was collected from.
+const MANIFEST: &str = "extracts.json";
+
+/// Each extract's region, size and a hash of its bytes: what the work folder's data was
+/// collected from.
+fn extracts_manifest(regions: &[(PathBuf, String)]) -> Result<Value> {
+    let mut out = serde_json::Map::new();
+    for (p, r) in regions {
+        let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+        let fnv = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        out.insert(r.clone(), json!({ "bytes": bytes.len(), "fnv1a": format!("{fnv:016x}") }));
+    }
+    Ok(Value::Object(out))
 }
 
 /// `collect` of every bundled extract into `data`: the pipeline's dataset.
@@ -219,7 +246,8 @@ fn train_on(
     crate::run(train.args(train_args))
 }
 
-/// [`train_on`], unless an earlier call left a trained run in `out`.
+/// [`train_on`], unless an earlier call left a finished run in `out`; a run stopped part way
+/// goes on from its last epoch (`train --resume`, which ends as the uninterrupted run would).
 fn trained_unless_there(
     exe: &Path,
     data: &Path,
@@ -227,10 +255,44 @@ fn trained_unless_there(
     train_args: &[&str],
     out: &Path,
 ) -> Result<()> {
-    match out.join("checkpoints/best_model.bpk").is_file() {
-        true => Ok(()),
-        false => train_on(exe, data, hold_out, train_args, out),
+    if finished(out) {
+        return Ok(());
     }
+    if !out.join("checkpoints/state.json").is_file() {
+        let _ = std::fs::remove_dir_all(out);
+        return train_on(exe, data, hold_out, train_args, out);
+    }
+    eprintln!("{}: stopped part way; resumed", out.display());
+    crate::run(Command::new(exe).arg("preprocess").arg("--data").arg(data).args(hold_out))?;
+    crate::run(
+        Command::new(exe)
+            .arg("train")
+            .arg("--resume")
+            .arg("--data")
+            .arg(data)
+            .arg("--out")
+            .arg(out),
+    )
+}
+
+/// Whether the run in `out` has finished training: every epoch of its recipe done, or early
+/// stopping ended it (as model-core's `EpochDriver::next_epoch` decides).
+fn finished(out: &Path) -> bool {
+    let (Ok(state), Ok(recipe)) =
+        (read_json(&out.join("checkpoints/state.json")), read_json(&out.join("train_config.json")))
+    else {
+        return false;
+    };
+    let n = |v: &Value, k: &str| v[k].as_u64();
+    let (Some(done), Some(bad), Some(epochs), Some(patience)) = (
+        n(&state, "epochs_done"),
+        n(&state, "epochs_without_improvement"),
+        n(&recipe, "epochs"),
+        n(&recipe, "patience"),
+    ) else {
+        return false;
+    };
+    done >= epochs || (bad > 0 && bad >= patience)
 }
 
 /// The regions `asked` for (every bundled one when none is), each checked to be bundled.
@@ -538,6 +600,46 @@ pub(crate) fn recipes_head<'v>(v: &'v Value, what: &str) -> (Vec<&'v str>, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A run is finished when its recipe's epochs are done or early stopping ended it; one
+    /// stopped part way, or with no state, is not (and `reference regions` goes on with it).
+    #[test]
+    fn a_run_is_finished_by_its_epochs_or_by_early_stopping() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path();
+        assert!(!finished(run));
+        std::fs::create_dir_all(run.join("checkpoints")).unwrap();
+        std::fs::write(run.join("train_config.json"), r#"{"epochs": 8, "patience": 4}"#).unwrap();
+        let state = |done: u64, bad: u64| {
+            let s =
+                json!({ "epochs_done": done, "epochs_without_improvement": bad, "history": [] });
+            std::fs::write(run.join("checkpoints/state.json"), s.to_string()).unwrap();
+        };
+        state(3, 1);
+        assert!(!finished(run), "stopped after 3 of 8 epochs");
+        state(8, 0);
+        assert!(finished(run), "every epoch done");
+        state(6, 4);
+        assert!(finished(run), "early stopping after 4 epochs without a better one");
+        std::fs::write(run.join("train_config.json"), "{}").unwrap();
+        assert!(!finished(run), "a recipe without its epochs");
+    }
+
+    /// The work folder's data is kept only while the extracts are the same bytes.
+    #[test]
+    fn the_extracts_manifest_changes_with_any_extract() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.osm.pbf"), dir.path().join("b.osm.pbf"));
+        std::fs::write(&a, b"one").unwrap();
+        std::fs::write(&b, b"two").unwrap();
+        let regions = vec![(a.clone(), "a".to_string()), (b.clone(), "b".to_string())];
+        let then = extracts_manifest(&regions).unwrap();
+        assert_eq!(extracts_manifest(&regions).unwrap(), then);
+        std::fs::write(&b, b"twO").unwrap();
+        assert_ne!(extracts_manifest(&regions).unwrap(), then, "same size, other bytes");
+        std::fs::write(&b, b"two").unwrap();
+        assert_ne!(extracts_manifest(&regions[..1]).unwrap(), then, "one region fewer");
+    }
 
     /// `docs/regions.md` shows the table of what `reference regions` measured, row for row, and
     /// every region is measured both ways.

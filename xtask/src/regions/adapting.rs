@@ -17,15 +17,7 @@ pub(super) fn sample(rows: Vec<Row>, n: usize) -> Vec<Row> {
     if rows.len() <= n {
         return rows;
     }
-    let hash = |s: &str| {
-        s.bytes().fold(0xcbf2_9ce4_8422_2325_u64 ^ 42, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        })
-    };
-    let mut by_label: std::collections::BTreeMap<String, Vec<Row>> = Default::default();
-    for r in rows {
-        by_label.entry(r.label.clone()).or_default().push(r);
-    }
+    let mut by_label = by_label(rows);
     let total: usize = by_label.values().map(Vec::len).sum();
     let mut quota: Vec<(String, usize, f64)> = by_label
         .iter()
@@ -46,29 +38,102 @@ pub(super) fn sample(rows: Vec<Row>, n: usize) -> Vec<Row> {
     }
     let mut out = Vec::new();
     for (label, k, _) in quota {
-        let mut v = by_label.remove(&label).unwrap_or_default();
-        v.sort_by_key(|r| hash(&r.id));
-        out.extend(v.into_iter().take(k));
+        out.extend(by_label.remove(&label).unwrap_or_default().into_iter().take(k));
     }
     out
 }
 
+/// `rows` by label, each label's rows in an order fixed by their ids' hash.
+fn by_label(rows: Vec<Row>) -> std::collections::BTreeMap<String, Vec<Row>> {
+    let hash = |s: &str| {
+        s.bytes().fold(0xcbf2_9ce4_8422_2325_u64 ^ 42, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        })
+    };
+    let mut by_label: std::collections::BTreeMap<String, Vec<Row>> = Default::default();
+    for r in rows {
+        by_label.entry(r.label.clone()).or_default().push(r);
+    }
+    for v in by_label.values_mut() {
+        v.sort_by_key(|r| hash(&r.id));
+    }
+    by_label
+}
+
+/// The page's rule for what "learn this area" takes (model-core's `AreaLimits::default()`): at
+/// most this many places of each feature type, of [`ADAPT_ROWS`]...
+pub const PER_TYPE: usize = 30;
+/// ... and this many background places: five types of 30 and 50 make 200.
+pub const BACKGROUND: usize = 50;
+
+/// At most `n` of `rows` by the page's rule: each feature type capped at [`PER_TYPE`] and the
+/// background at [`BACKGROUND`] (both scaled to `n` against [`ADAPT_ROWS`]), a rare type
+/// keeping all it has; within a label, the same order as [`sample`]'s. The budget a rare type
+/// leaves is not handed on, as in the page.
+pub(super) fn sample_per_type(rows: Vec<Row>, n: usize) -> Vec<Row> {
+    let cap = |c: usize| c * n / ADAPT_ROWS;
+    by_label(rows)
+        .into_iter()
+        .flat_map(|(label, v)| {
+            let k = if label == "none" { cap(BACKGROUND) } else { cap(PER_TYPE) };
+            v.into_iter().take(k)
+        })
+        .collect()
+}
+
+/// How the rows a region is adapted with are drawn from its training and validation cells.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Sample {
+    /// Each label keeps its share ([`sample`]): a region's rare types get few rows.
+    #[default]
+    Share,
+    /// The page's rule ([`sample_per_type`]): every type gets rows, up to its cap.
+    PerType,
+}
+
+impl Sample {
+    fn parse(s: &str) -> Result<Self> {
+        match s {
+            "share" => Ok(Sample::Share),
+            "per-type" => Ok(Sample::PerType),
+            other => bail!(
+                "--sample `{other}`: `share` (each label its share) or `per-type` (the page's rule: at most {PER_TYPE} of a type, {BACKGROUND} background)"
+            ),
+        }
+    }
+
+    /// The name the fixture records (`None` for the default).
+    pub fn name(self) -> Option<&'static str> {
+        match self {
+            Sample::Share => None,
+            Sample::PerType => Some("per-type"),
+        }
+    }
+
+    fn draw(self, rows: Vec<Row>, n: usize) -> Vec<Row> {
+        match self {
+            Sample::Share => sample(rows, n),
+            Sample::PerType => sample_per_type(rows, n),
+        }
+    }
+}
+
 /// What adapting to a region learns from and is measured on: its header, at most
 /// `n` of its rows from the training and validation cells of `data`'s in-region
-/// split ([`sample`]d), and its test rows.
+/// split (drawn as `how` says), and its test rows.
 pub(super) struct AdaptRows {
     header: String,
     picked: Vec<Row>,
     test: Vec<Row>,
 }
 
-pub(super) fn adapt_rows(data: &Path, r: &str, n: usize) -> Result<AdaptRows> {
+pub(super) fn adapt_rows(data: &Path, r: &str, n: usize, how: Sample) -> Result<AdaptRows> {
     let (header, mut learnable) = read_rows(&data.join("tags_train.csv"))?;
     learnable.extend(read_rows(&data.join("tags_val.csv"))?.1);
     learnable.retain(|x| x.region == r);
     let (_, mut test) = read_rows(&data.join("tags_test.csv"))?;
     test.retain(|x| x.region == r);
-    Ok(AdaptRows { header, picked: sample(learnable, n), test })
+    Ok(AdaptRows { header, picked: how.draw(learnable, n), test })
 }
 
 /// A data folder `dir` (`data`'s images linked) of the picked rows, split into training and
@@ -122,6 +187,8 @@ pub struct AdaptTrial {
     /// The most rows of the region to learn from (features and background places together):
     /// `None`, [`ADAPT_ROWS`].
     pub rows: Option<usize>,
+    /// How those rows are drawn (`--sample share|per-type`).
+    pub sample: Sample,
 }
 
 impl AdaptTrial {
@@ -140,6 +207,9 @@ impl AdaptTrial {
                     let n = it.next().context("--rows needs a number of rows")?;
                     t.rows = Some(n.parse().with_context(|| format!("--rows `{n}`"))?);
                 }
+                "--sample" => {
+                    t.sample = Sample::parse(it.next().context("--sample needs a rule")?)?
+                }
                 "--" => t.train_args = it.by_ref().cloned().collect(),
                 other => bail!("reference adapt: unknown argument `{other}`"),
             }
@@ -148,10 +218,11 @@ impl AdaptTrial {
             && (!t.regions.is_empty()
                 || !t.train_args.is_empty()
                 || t.rehearse.is_some()
-                || t.rows.is_some())
+                || t.rows.is_some()
+                || t.sample != Sample::Share)
         {
             bail!(
-                "reference adapt: --region, --rehearse, --rows and train arguments need --trial NAME (`adapted` holds the default recipe on every region)"
+                "reference adapt: --region, --rehearse, --rows, --sample and train arguments need --trial NAME (`adapted` holds the default recipe on every region)"
             );
         }
         Ok(t)
@@ -192,12 +263,15 @@ pub fn adapt(root: &Path, trial: &AdaptTrial) -> Result<()> {
     if let Some(n) = trial.rehearse {
         adapted["rehearse"] = json!(n);
     }
+    if let Some(n) = trial.sample.name() {
+        adapted["sample"] = json!(n);
+    }
     // A trial run again on some regions keeps its other regions' figures, when it is the same
-    // recipe (the same arguments, rehearsal and rows).
+    // recipe (the same arguments, rehearsal, rows and sample).
     if let (Some(n), false) = (&trial.name, trial.regions.is_empty()) {
         let then = &out["adapt_trials"][n];
         let same = |k: &str| then[k] == adapted[k];
-        if same("train_args") && same("rehearse") && same("rows_at_most") {
+        if same("train_args") && same("rehearse") && same("rows_at_most") && same("sample") {
             // A trial's object entries are its regions' figures.
             for (r, x) in then.as_object().into_iter().flatten() {
                 if x.is_object() && !trial.regions.contains(r) {
@@ -268,7 +342,7 @@ pub(super) fn adapted_run<T>(
     trial: &AdaptTrial,
     before: impl FnOnce(&Path) -> Result<T>,
 ) -> Result<(AdaptRows, T)> {
-    let rows = adapt_rows(data, r, at_most)?;
+    let rows = adapt_rows(data, r, at_most, trial.sample)?;
     held_out_data(exe, data, dir, &rows, r)?;
     let runs = work_dir().join("runs");
     let without = runs.join(format!("without-{r}"));
@@ -412,6 +486,9 @@ pub fn trials_table(v: &Value) -> String {
             if let Some(n) = a["rows_at_most"].as_u64().filter(|&n| n as usize != ADAPT_ROWS) {
                 label += &format!(", learning from at most {n} of the region's rows");
             }
+            if a["sample"] == "per-type" {
+                label += &sample_words();
+            }
             rows.push((label, a));
         }
     }
@@ -426,6 +503,13 @@ pub fn trials_table(v: &Value) -> String {
         out += &format!("| {name} | {} |\n", cells.join(" | "));
     }
     out
+}
+
+/// How a run drawn by the page's rule says so in a table.
+pub(super) fn sample_words() -> String {
+    format!(
+        ", its rows drawn by the page's rule (at most {PER_TYPE} of a type, {BACKGROUND} background)"
+    )
 }
 
 /// What an adapting run (`adapted` or a trial) rehearsed, for the trials table: an entry's
@@ -540,6 +624,35 @@ mod tests {
         assert!(
             a(&["--trial", "r", "--rehearse", "many"]).unwrap_err().to_string().contains("many")
         );
+        assert_eq!(a(&[]).unwrap().sample, Sample::Share);
+        assert_eq!(a(&["--trial", "p", "--sample", "per-type"]).unwrap().sample, Sample::PerType);
+        assert!(a(&["--sample", "per-type"]).unwrap_err().to_string().contains("--trial"));
+        let e = a(&["--trial", "p", "--sample", "even"]).unwrap_err().to_string();
+        assert!(e.contains("even") && e.contains("per-type"), "{e}");
+    }
+
+    /// The page's rule: each feature type at most 30 of 200, the background at most 50, a rare
+    /// type all it has; the same rows every time, and scaled to another budget.
+    #[test]
+    fn the_per_type_sample_caps_each_type_as_the_page_does() {
+        let all = [("none", 500), ("obstacle", 300), ("ramp", 6), ("tactile_path", 40)];
+        let picked = sample_per_type(rows(&all), 200);
+        let n = |p: &[Row], l: &str| p.iter().filter(|r| r.label == l).count();
+        let counts =
+            |p: &[Row]| (n(p, "none"), n(p, "obstacle"), n(p, "ramp"), n(p, "tactile_path"));
+        assert_eq!(counts(&picked), (50, 30, 6, 30));
+        let again: Vec<String> =
+            sample_per_type(rows(&all), 200).into_iter().map(|r| r.id).collect();
+        assert_eq!(again, picked.iter().map(|r| r.id.clone()).collect::<Vec<_>>());
+        assert_eq!(counts(&sample_per_type(rows(&all), 400)), (100, 60, 6, 40));
+        // By share, the same rows give the rare types far less.
+        assert_eq!(n(&sample(rows(&all), 200), "ramp"), 1);
+        // The caps are model-core's: the page's `AreaLimits::default()`.
+        let area =
+            std::fs::read_to_string(crate::project_root().join("model-core/src/train/area.rs"))
+                .unwrap();
+        let limits = format!("Self {{ per_type: {PER_TYPE}, background: {BACKGROUND} }}");
+        assert!(area.contains(&limits), "model-core's AreaLimits::default() is not `{limits}`");
     }
 
     /// The sample keeps each label's share, is at most `n`, and is the same every time.

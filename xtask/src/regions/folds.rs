@@ -30,13 +30,24 @@ pub const PREDICTIONS: &str = "tests/fixtures/reference/folds";
 pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let mut asked: Vec<usize> = Vec::new();
     let mut adapt: Option<String> = None;
+    let mut trial_args = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match (a.as_str(), a.parse::<usize>()) {
             ("--adapt", _) => adapt = Some(it.next().context("--adapt needs a region")?.clone()),
+            ("--trial" | "--sample", _) => {
+                trial_args.push(a.clone());
+                trial_args.push(it.next().with_context(|| format!("{a} needs a value"))?.clone());
+            }
             (_, Ok(k)) if (1..=FOLDS).contains(&k) => asked.push(k),
-            _ => bail!("reference folds: `{a}` is not a fold (1 to {FOLDS}) nor --adapt R"),
+            _ => bail!(
+                "reference folds: `{a}` is not a fold (1 to {FOLDS}) nor --adapt R [--trial NAME --sample RULE]"
+            ),
         }
+    }
+    let trial = AdaptTrial::parse(&trial_args)?;
+    if trial.name.is_some() && adapt.is_none() {
+        bail!("reference folds: --trial adapts a region: name it with --adapt R");
     }
     let folds: Vec<usize> = if asked.is_empty() { (1..=FOLDS).collect() } else { asked };
     let exe = crate::accessatlas_exe(root)?;
@@ -52,14 +63,23 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     for k in folds {
         let dir = fold_data(&exe, &data, k)?;
         match &adapt {
-            Some(r) => adapt_fold(&exe, &dir, &kept, r, k)?,
+            Some(r) => adapt_fold(&exe, &dir, &kept, r, k, &trial)?,
             None => in_region_fold(&exe, &dir, &kept, k)?,
         }
         let mut out = read_json(&fixture)?;
         match &adapt {
             Some(r) => {
-                out["folds"]["adapted"][r] = pooled_adapted(&exe, &kept, r)?;
-                out["folds"]["adapted"][r]["run"] = json!(crate::bench::run_record(root));
+                let mut x = pooled_adapted(&exe, &kept, r, &trial)?;
+                x["run"] = json!(crate::bench::run_record(root));
+                match &trial.name {
+                    None => out["folds"]["adapted"][r] = x,
+                    Some(n) => {
+                        if let Some(rule) = trial.sample.name() {
+                            x["sample"] = json!(rule);
+                        }
+                        out["folds"]["adapt_trials"][n][r] = x;
+                    }
+                }
             }
             None => {
                 out["folds"]["runs"][k.to_string()] = json!(crate::bench::run_record(root));
@@ -120,20 +140,37 @@ fn in_region_fold(exe: &Path, dir: &Path, kept: &Path, k: usize) -> Result<()> {
     keep_predictions(exe, dir, &run, &file)
 }
 
+/// Where region `r`'s adapted folds are kept (`adapt-R`, a trial's `adapt-R-NAME`), and the
+/// name its work folders take.
+fn adapt_name(r: &str, trial: &AdaptTrial) -> String {
+    match &trial.name {
+        None => r.to_string(),
+        Some(n) => format!("{r}-{n}"),
+    }
+}
+
 /// Fold `k` adapted: region `r`'s model trained without it, before and after adapting it
-/// with the fold's training and validation rows of `r`, on the fold's test rows of `r`.
-fn adapt_fold(exe: &Path, dir: &Path, kept: &Path, r: &str, k: usize) -> Result<()> {
-    let into = kept.join(format!("adapt-{r}"));
+/// with the fold's training and validation rows of `r` (drawn as `trial` says), on the fold's
+/// test rows of `r`.
+fn adapt_fold(
+    exe: &Path,
+    dir: &Path,
+    kept: &Path,
+    r: &str,
+    k: usize,
+    trial: &AdaptTrial,
+) -> Result<()> {
+    let name = adapt_name(r, trial);
+    let into = kept.join(format!("adapt-{name}"));
     let (before, after) =
         (into.join(format!("left-out-fold-{k}.csv")), into.join(format!("adapted-fold-{k}.csv")));
     if before.is_file() && after.is_file() {
         eprintln!("{}: fold {k} is kept; not adapted again", after.display());
         return Ok(());
     }
-    let adapt_dir = work_dir().join(format!("fold-{k}-adapt-{r}"));
-    let run = work_dir().join("runs").join(format!("adapted-{r}-fold-{k}"));
-    let default = AdaptTrial::default();
-    adapted_run(exe, dir, &adapt_dir, &run, r, ADAPT_ROWS, &default, |without| {
+    let adapt_dir = work_dir().join(format!("fold-{k}-adapt-{name}"));
+    let run = work_dir().join("runs").join(format!("adapted-{name}-fold-{k}"));
+    adapted_run(exe, dir, &adapt_dir, &run, r, ADAPT_ROWS, trial, |without| {
         keep_predictions(exe, &adapt_dir, without, &before)
     })?;
     keep_predictions(exe, &adapt_dir, &run, &after)
@@ -217,8 +254,8 @@ fn pooled(exe: &Path, kept: &Path) -> Result<Value> {
 /// Region `r`'s kept adapted folds pooled: the change from the model trained without it to
 /// the adapted one, and the gap from it to the in-region folds' model on the same rows (the
 /// folds both have), each paired over the cells.
-fn pooled_adapted(exe: &Path, kept: &Path, r: &str) -> Result<Value> {
-    let into = kept.join(format!("adapt-{r}"));
+fn pooled_adapted(exe: &Path, kept: &Path, r: &str, trial: &AdaptTrial) -> Result<Value> {
+    let into = kept.join(format!("adapt-{}", adapt_name(r, trial)));
     let (before, after) =
         (fold_files(&into, "left-out-fold-")?, fold_files(&into, "adapted-fold-")?);
     let change = &pool(exe, &after, &before, None)?[0];
@@ -325,7 +362,13 @@ pub fn adapted_table(v: &Value) -> String {
         ),
         None => "-".to_string(),
     };
-    for (r, x) in regions {
+    // The default's rows, then each trial's (`helsinki, trial per-type`).
+    let trials = v["folds"]["adapt_trials"].as_object().into_iter().flatten();
+    let rows = regions.iter().map(|(r, x)| (r.clone(), x)).chain(trials.flat_map(|(n, t)| {
+        let each = t.as_object().into_iter().flatten();
+        each.map(move |(r, x)| (format!("{r}, trial {n}"), x))
+    }));
+    for (r, x) in rows {
         let (c, g) = (&x["change"], &x["gap"]);
         let share = match adapted_gap(x) {
             Some(Gap::Closed(share)) => format!("{share:.2}"),
@@ -429,6 +472,22 @@ mod tests {
         );
         // The README quotes the share only where there is a gap to share.
         assert_eq!(adapted_quote(&v).as_deref(), Some("monaco 0.50 of 0.200"));
+        // A trial's rows follow, named so; the README quotes the default alone.
+        let mut w = v.clone();
+        w["folds"]["adapt_trials"]["per-type"]["monaco"] = json!({
+            "folds": ["adapted-fold-1"],
+            "feature_rows": 185,
+            "change": change(0.3, 0.45, 0.1, 0.2),
+            "gap": change(0.3, 0.5, 0.1, 0.3),
+            "sample": "per-type",
+        });
+        let t = adapted_table(&w);
+        assert!(
+            t.contains("| monaco, trial per-type | 1 of 5 | 185 | 0.300 -> 0.450 (0.500) | 0.75 |"),
+            "{t}"
+        );
+        assert!(t.find("| monaco |") < t.find("| monaco, trial per-type |"), "{t}");
+        assert_eq!(adapted_quote(&w), adapted_quote(&v));
         assert_eq!(adapted_table(&json!({})), "");
         assert_eq!(adapted_quote(&json!({})), None);
     }
