@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
-use model_core::data::dataset::PreprocessingMetadata;
+use model_core::data::metadata::Scaler;
 use model_core::data::preprocess::{ModelInput, decode_rgb};
 use model_core::data::tags::{Tag, parse_tags_csv};
 use model_core::train::Batch;
@@ -19,12 +19,14 @@ pub struct Scored {
     pub logits: Vec<Vec<f32>>,
 }
 
-/// Runs `model` over a split of `data` (`tags_{split}.csv`).
+/// Runs `model` over a split of `data` (`tags_{split}.csv`), reading positions with `scaler`:
+/// the model's own (the one it was trained with), which is the data's only when the model was
+/// trained on that data.
 pub fn score(
     data: &DataDir,
     split: &str,
     cfg: &ModelConfig,
-    meta: &PreprocessingMetadata,
+    scaler: &Scaler,
     model: &AccessModel,
     device: &Device,
 ) -> Result<Scored> {
@@ -57,7 +59,7 @@ pub fn score(
                 t.lat,
                 t.lon,
                 &t.source,
-                &meta.scaler,
+                scaler,
                 &cfg.sources,
             )?);
             targets.push(cfg.labels.index(&t.label)?);

@@ -595,6 +595,57 @@ fn evaluate_writes_metrics_predictions_errors_and_plots() {
     let o = against(&data.join("no-such-run"));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("no-such-run"), "{err}");
+
+    // The model reads positions with its own scaler, not the data folder's: on the same rows
+    // split with another scaler (as a region it never trained on has, whose data the model an
+    // adapted one started from is measured on) it predicts exactly what it did.
+    let before = std::fs::read_to_string(errors.join("predictions.csv")).unwrap();
+    let shifted = temp.path().join("shifted");
+    std::fs::create_dir_all(&shifted).unwrap();
+    std::os::unix::fs::symlink(data.join("images"), shifted.join("images")).unwrap();
+    for f in ["tags.csv", "tags_train.csv", "tags_val.csv", "tags_test.csv", "tile_source.json"] {
+        if data.join(f).is_file() {
+            std::fs::copy(data.join(f), shifted.join(f)).unwrap();
+        }
+    }
+    let mut meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.join("preprocessing_metadata.json")).unwrap())
+            .unwrap();
+    // Every mean moved and every spread halved, the areas' own included.
+    fn shift(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m.iter_mut() {
+                    match (k.as_str(), x.as_array_mut()) {
+                        ("mean", Some(a)) => {
+                            a.iter_mut().for_each(|n| *n = (n.as_f64().unwrap() + 0.01).into())
+                        }
+                        ("std", Some(a)) => {
+                            a.iter_mut().for_each(|n| *n = (n.as_f64().unwrap() * 0.5).into())
+                        }
+                        _ => shift(x),
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(shift),
+            _ => {}
+        }
+    }
+    let scaler = meta["scaler"].clone();
+    shift(&mut meta["scaler"]);
+    assert_ne!(meta["scaler"], scaler);
+    std::fs::write(shifted.join("preprocessing_metadata.json"), meta.to_string()).unwrap();
+    let o = bin()
+        .arg("evaluate")
+        .args(["--no-suggestions", "--data"])
+        .arg(&shifted)
+        .arg("--model")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let after = std::fs::read_to_string(errors.join("predictions.csv")).unwrap();
+    assert!(before == after, "the data's scaler changed the predictions");
 }
 
 /// A small run at a learning rate of 1e-12, whose validation macro-F1 soon stops improving.

@@ -264,9 +264,15 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
         );
     }
     let labels = cfg.labels.names().to_vec();
+    // The model reads positions as it was trained to, with its own scaler and the areas it was
+    // trained on, as predict, serve and export do. That is the data's scaler for a run trained
+    // on this data, and not for one evaluated on rows it never trained with (the model an
+    // adapted one started from, on the new region's data: fitted on that region alone, the
+    // data's scaler would hand it positions it never learned to read).
+    let scaler = run.read_metadata()?.scaler;
 
     // Temperature scaling on the validation split.
-    let val = score(&data, "val", &cfg, &meta, &model, &device)?;
+    let val = score(&data, "val", &cfg, &scaler, &model, &device)?;
     let temperature = fit_temperature(&val.logits, &val.truth);
     let ece_of = |s: &Scored, t: f32| {
         let (conf, ok): (Vec<f32>, Vec<bool>) = s
@@ -291,7 +297,7 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
     };
     write_atomic(&run.calibration(), serde_json::to_string_pretty(&cal)?.as_bytes())?;
 
-    let test = score(&data, "test", &cfg, &meta, &model, &device)?;
+    let test = score(&data, "test", &cfg, &scaler, &model, &device)?;
     if test.tags.is_empty() {
         bail!("the test split is empty");
     }
@@ -378,7 +384,8 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
     let against_baseline = match &args.baseline {
         None => None,
         Some(b) => {
-            let (bcfg, bmodel) = RunDir::new(b).load_best(&device)?;
+            let base_run = RunDir::new(b);
+            let (bcfg, bmodel) = base_run.load_best(&device)?;
             if bcfg.labels.names() != cfg.labels.names() {
                 bail!(
                     "--baseline {}: its labels {:?} are not the model's {:?}",
@@ -387,7 +394,9 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
                     cfg.labels.names()
                 );
             }
-            let base = score(&data, "test", &bcfg, &meta, &bmodel, &device)?;
+            // The baseline with its own scaler too.
+            let base =
+                score(&data, "test", &bcfg, &base_run.read_metadata()?.scaler, &bmodel, &device)?;
             let change = feature_f1_change(
                 &test.truth,
                 &base.logits,
@@ -476,8 +485,7 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
     let suggestions = if args.no_suggestions {
         None
     } else {
-        let predictor =
-            Predictor::new(cfg.clone(), model, meta.scaler.clone(), temperature, &device);
+        let predictor = Predictor::new(cfg.clone(), model, scaler.clone(), temperature, &device);
         Some(suggestions(args, &run, &data, predictor, meta.group_zoom)?)
     };
     Ok(Evaluation {

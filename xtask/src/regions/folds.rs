@@ -96,7 +96,8 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         table(&out),
         adapted_table(&out)
     );
-    for q in [readme_quote(&out), adapted_quote(&out)].into_iter().flatten() {
+    let trial_quote = trial.name.as_deref().and_then(|n| trial_quote(&out, n));
+    for q in [readme_quote(&out), adapted_quote(&out), trial_quote].into_iter().flatten() {
         eprintln!("and quote in README.md: {q}");
     }
     Ok(())
@@ -170,6 +171,13 @@ fn adapt_fold(
     }
     let adapt_dir = work_dir().join(format!("fold-{k}-adapt-{name}"));
     let run = work_dir().join("runs").join(format!("adapted-{name}-fold-{k}"));
+    // The adapted fold kept and its folder still here: only the model it started from is
+    // measured again (its kept predictions removed, as after a fix to how it is measured).
+    if after.is_file() && adapt_dir.join("tags_test.csv").is_file() {
+        eprintln!("{}: fold {k} is kept adapted; measuring where it started", after.display());
+        let without = work_dir().join("runs").join(format!("without-{r}"));
+        return keep_predictions(exe, &adapt_dir, &without, &before);
+    }
     adapted_run(exe, dir, &adapt_dir, &run, r, ADAPT_ROWS, trial, |without| {
         keep_predictions(exe, &adapt_dir, without, &before)
     })?;
@@ -258,6 +266,15 @@ fn pooled_adapted(exe: &Path, kept: &Path, r: &str, trial: &AdaptTrial) -> Resul
     let into = kept.join(format!("adapt-{}", adapt_name(r, trial)));
     let (before, after) =
         (fold_files(&into, "left-out-fold-")?, fold_files(&into, "adapted-fold-")?);
+    // Only the folds measured both ways (one whose start is being measured again waits).
+    let after: Vec<PathBuf> = after
+        .into_iter()
+        .filter(|f| {
+            let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            name.strip_prefix("adapted-")
+                .is_some_and(|k| into.join(format!("left-out-{k}")).is_file())
+        })
+        .collect();
     let change = &pool(exe, &after, &before, None)?[0];
     let mut out = json!({
         "folds": names(&after),
@@ -333,7 +350,18 @@ fn adapted_gap(x: &Value) -> Option<Gap> {
 /// What the README quotes of the adapted folds: each region's share of the gap closed, where
 /// it has one (`helsinki 0.54 of 0.267`); `None` before `reference folds --adapt`.
 pub fn adapted_quote(v: &Value) -> Option<String> {
-    let regions = v["folds"]["adapted"].as_object()?;
+    quote_of(&v["folds"]["adapted"])
+}
+
+/// The same of a trial's adapted folds (`folds.adapt_trials.NAME`); `None` before it ran.
+pub fn trial_quote(v: &Value, name: &str) -> Option<String> {
+    quote_of(&v["folds"]["adapt_trials"][name])
+}
+
+/// Each region's share of the gap closed in `regions` (an entry of region names to pooled
+/// adapted folds), where it has one.
+fn quote_of(regions: &Value) -> Option<String> {
+    let regions = regions.as_object()?;
     let each: Vec<String> = regions
         .iter()
         .filter_map(|(r, x)| {
@@ -488,6 +516,8 @@ mod tests {
         );
         assert!(t.find("| monaco |") < t.find("| monaco, trial per-type |"), "{t}");
         assert_eq!(adapted_quote(&w), adapted_quote(&v));
+        assert_eq!(trial_quote(&w, "per-type").as_deref(), Some("monaco 0.75 of 0.200"));
+        assert_eq!(trial_quote(&w, "other"), None);
         assert_eq!(adapted_table(&json!({})), "");
         assert_eq!(adapted_quote(&json!({})), None);
     }
