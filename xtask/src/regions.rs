@@ -189,12 +189,18 @@ fn extracts_manifest(regions: &[(PathBuf, String)]) -> Result<Value> {
     let mut out = serde_json::Map::new();
     for (p, r) in regions {
         let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-        let fnv = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
+        let fnv = fnv1a(0, &bytes);
         out.insert(r.clone(), json!({ "bytes": bytes.len(), "fnv1a": format!("{fnv:016x}") }));
     }
     Ok(Value::Object(out))
+}
+
+/// FNV-1a of `bytes`, its offset basis xor `seed`: the hash both the work folder's manifest
+/// (seed 0) and the adapting sample's order (seed 42, as model-core's `stratified_sample`) use.
+fn fnv1a(seed: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64 ^ seed, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// `collect` of every bundled extract into `data`: the pipeline's dataset.

@@ -45,17 +45,12 @@ pub(super) fn sample(rows: Vec<Row>, n: usize) -> Vec<Row> {
 
 /// `rows` by label, each label's rows in an order fixed by their ids' hash.
 fn by_label(rows: Vec<Row>) -> std::collections::BTreeMap<String, Vec<Row>> {
-    let hash = |s: &str| {
-        s.bytes().fold(0xcbf2_9ce4_8422_2325_u64 ^ 42, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        })
-    };
     let mut by_label: std::collections::BTreeMap<String, Vec<Row>> = Default::default();
     for r in rows {
         by_label.entry(r.label.clone()).or_default().push(r);
     }
     for v in by_label.values_mut() {
-        v.sort_by_key(|r| hash(&r.id));
+        v.sort_by_key(|r| fnv1a(42, r.id.as_bytes()));
     }
     by_label
 }

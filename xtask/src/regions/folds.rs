@@ -266,14 +266,13 @@ fn pooled_adapted(exe: &Path, kept: &Path, r: &str, trial: &AdaptTrial) -> Resul
     let into = kept.join(format!("adapt-{}", adapt_name(r, trial)));
     let (before, after) =
         (fold_files(&into, "left-out-fold-")?, fold_files(&into, "adapted-fold-")?);
+    // `adapted-fold-K.csv`'s `fold-K.csv`, which names its fold's other files.
+    let fold_of =
+        |f: &PathBuf| Some(f.file_name()?.to_str()?.strip_prefix("adapted-")?.to_string());
     // Only the folds measured both ways (one whose start is being measured again waits).
     let after: Vec<PathBuf> = after
         .into_iter()
-        .filter(|f| {
-            let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            name.strip_prefix("adapted-")
-                .is_some_and(|k| into.join(format!("left-out-{k}")).is_file())
-        })
+        .filter(|f| fold_of(f).is_some_and(|k| into.join(format!("left-out-{k}")).is_file()))
         .collect();
     let change = &pool(exe, &after, &before, None)?[0];
     let mut out = json!({
@@ -282,10 +281,8 @@ fn pooled_adapted(exe: &Path, kept: &Path, r: &str, trial: &AdaptTrial) -> Resul
         "change": change["against_baseline"],
     });
     // The gap, where every adapted fold has its in-region fold.
-    let in_region: Vec<PathBuf> = after
-        .iter()
-        .filter_map(|f| Some(kept.join(f.file_name()?.to_str()?.strip_prefix("adapted-")?)))
-        .collect();
+    let in_region: Vec<PathBuf> =
+        after.iter().filter_map(|f| Some(kept.join(fold_of(f)?))).collect();
     if in_region.iter().all(|f| f.is_file()) {
         let gap = &pool(exe, &in_region, &before, Some(r))?[0];
         out["gap"] = gap["against_baseline"].clone();
