@@ -146,8 +146,7 @@ async fn scan(
     view: &str,
 ) -> serde_json::Value {
     let bench = if helper_ready { "browser_scan_ready" } else { "browser_scan" };
-    c.goto(&format!("{url}#map={view}")).await.unwrap();
-    c.refresh().await.unwrap();
+    load_fresh(c, &format!("{url}#map={view}")).await;
     ready_ms(c).await;
     // How long after the model worker the helper held the model too (polled, so to about
     // 20 ms plus a WebDriver round trip).
@@ -204,8 +203,7 @@ async fn scan(
 /// background places, the default epochs, CPU backend): the page's fine-tune from the click to
 /// its before/after result, and what it learned from. Not kept.
 async fn learn_area(c: &fantoccini::Client, url: &str) -> serde_json::Value {
-    c.goto(&format!("{url}#map=17/60.16900/24.94200")).await.unwrap();
-    c.refresh().await.unwrap();
+    load_fresh(c, &format!("{url}#map=17/60.16900/24.94200")).await;
     ready_ms(c).await;
     wait_js(c, "document.querySelector('#sidebar').dataset.ready === 'true'", "stored tags", 30)
         .await;

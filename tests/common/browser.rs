@@ -248,6 +248,31 @@ pub async fn wait_js(c: &Client, expr: &str, what: &str, secs: u64) -> Value {
     }
 }
 
+/// Loads `url` as a new document, never as a jump within the current one: a query parameter
+/// of its own (`load=N`) goes before any `#` fragment, so a URL that differs from the current
+/// one only in its fragment still loads the page afresh, with no separate reload. A navigation
+/// WebDriver reports as failed (a busy page's "aborted by navigation" once failed a CI run
+/// here) is tried again, up to three times in all, each with a new `load=N`.
+pub async fn load_fresh(c: &Client, url: &str) {
+    static LOADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let (doc, fragment) = match url.split_once('#') {
+        Some((d, f)) => (d, format!("#{f}")),
+        None => (url, String::new()),
+    };
+    let sep = if doc.contains('?') { '&' } else { '?' };
+    for attempt in 1..=3 {
+        let n = LOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match c.goto(&format!("{doc}{sep}load={n}{fragment}")).await {
+            Ok(()) => return,
+            Err(e) if attempt < 3 => {
+                eprintln!("loading {url} failed (try {attempt} of 3), trying again: {e}");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(e) => panic!("loading {url} failed three times: {e}"),
+        }
+    }
+}
+
 /// The built app directory (`ACCESSATLAS_DIST`, default `dist/`), which must exist.
 pub fn dist_dir() -> PathBuf {
     let dist =
