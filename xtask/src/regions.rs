@@ -316,18 +316,29 @@ fn named_regions(regions: &[(PathBuf, String)], asked: &[String]) -> Result<Vec<
 /// in `data` (same tags, seed, cell zoom and counts: model-core's
 /// `PreprocessingMetadata::same_split`, read from the JSON because xtask does not build
 /// model-core; the pipeline trains on every bundled extract with the same recipe), so the
-/// in-region run need not be trained twice.
+/// in-region run need not be trained twice. That run still training (stopped part way, or
+/// running alongside) is an error that says so, rather than a copy of an unfinished run or a
+/// second training of the same split.
 fn shipped_run_of(root: &Path, data: &Path) -> Result<Option<PathBuf>> {
     let shipped = root.join("models/baseline");
     let key =
         |m: &Value| ["input_hash", "seed", "group_zoom", "counts"].map(|k| m[k].clone()).to_vec();
     let now = read_json(&data.join("preprocessing_metadata.json"))?;
-    let done = shipped.join("checkpoints/best_model.bpk").is_file()
-        && shipped.join("logs/training_history.json").is_file();
-    Ok(match read_json(&shipped.join("preprocessing_metadata.json")) {
-        Ok(then) if done && key(&then) == key(&now) => Some(shipped),
-        _ => None,
-    })
+    match read_json(&shipped.join("preprocessing_metadata.json")) {
+        Ok(then) if key(&then) == key(&now) => {}
+        _ => return Ok(None),
+    }
+    if !shipped.join("checkpoints/state.json").is_file() {
+        return Ok(None);
+    }
+    if !finished(&shipped) || !shipped.join("checkpoints/best_model.bpk").is_file() {
+        bail!(
+            "{} is a run of this very split, not finished: let `cargo run --release` finish it \
+             (it goes on where it stopped), then call this again",
+            shipped.display()
+        );
+    }
+    Ok(Some(shipped))
 }
 
 /// `cp -r from to` (files and folders; the run folders hold nothing else).
@@ -629,6 +640,37 @@ mod tests {
         assert!(finished(run), "early stopping after 4 epochs without a better one");
         std::fs::write(run.join("train_config.json"), "{}").unwrap();
         assert!(!finished(run), "a recipe without its epochs");
+    }
+
+    /// The shipped run is measured as `all` only when it trained on the same split and
+    /// finished; unfinished, it is an error, not a copy or a second training.
+    #[test]
+    fn the_shipped_run_counts_as_all_only_when_finished_on_the_same_split() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, data) = (dir.path().join("root"), dir.path().join("data"));
+        let run = root.join("models/baseline");
+        std::fs::create_dir_all(run.join("checkpoints")).unwrap();
+        std::fs::create_dir_all(&data).unwrap();
+        let split = |seed: u64| {
+            json!({ "input_hash": "h", "seed": seed, "group_zoom": 17, "counts": [1, 2, 3] })
+                .to_string()
+        };
+        std::fs::write(data.join("preprocessing_metadata.json"), split(42)).unwrap();
+        assert_eq!(shipped_run_of(&root, &data).unwrap(), None, "no shipped run");
+        std::fs::write(run.join("preprocessing_metadata.json"), split(42)).unwrap();
+        std::fs::write(run.join("train_config.json"), r#"{"epochs": 8, "patience": 4}"#).unwrap();
+        std::fs::write(run.join("checkpoints/best_model.bpk"), b"w").unwrap();
+        let state = |done: u64| {
+            let s = json!({ "epochs_done": done, "epochs_without_improvement": 0 });
+            std::fs::write(run.join("checkpoints/state.json"), s.to_string()).unwrap();
+        };
+        state(2);
+        let e = shipped_run_of(&root, &data).unwrap_err().to_string();
+        assert!(e.contains("not finished") && e.contains("models/baseline"), "{e}");
+        state(8);
+        assert_eq!(shipped_run_of(&root, &data).unwrap(), Some(run.clone()));
+        std::fs::write(run.join("preprocessing_metadata.json"), split(7)).unwrap();
+        assert_eq!(shipped_run_of(&root, &data).unwrap(), None, "another split");
     }
 
     /// The work folder's data is kept only while the extracts are the same bytes.
