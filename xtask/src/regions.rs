@@ -181,11 +181,11 @@ pub fn run(root: &Path, reuse_runs: bool) -> Result<()> {
 }
 
 /// Where the work folder records the extracts its data was collected from.
-const MANIFEST: &str = "extracts.json";
+pub(super) const MANIFEST: &str = "extracts.json";
 
 /// Each extract's region, size and a hash of its bytes: what the work folder's data was
 /// collected from.
-fn extracts_manifest(regions: &[(PathBuf, String)]) -> Result<Value> {
+pub(super) fn extracts_manifest(regions: &[(PathBuf, String)]) -> Result<Value> {
     let mut out = serde_json::Map::new();
     for (p, r) in regions {
         let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;

@@ -59,6 +59,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     }
     let kept = root.join(PREDICTIONS);
     std::fs::create_dir_all(&kept)?;
+    kept_from_these_extracts(&kept, &extracts_manifest(&extracts(root)?)?)?;
     let fixture = root.join(FIXTURE);
     for k in folds {
         let dir = fold_data(&exe, &data, k)?;
@@ -124,6 +125,24 @@ fn keep_predictions(exe: &Path, data: &Path, model: &Path, file: &Path) -> Resul
     std::fs::create_dir_all(file.parent().context("a folder")?)?;
     std::fs::write(file, feature_rows(&std::fs::read_to_string(&predictions)?)?)?;
     Ok(())
+}
+
+/// Checks that the predictions kept in `kept` (a fold is trained only where its file is
+/// missing) were made from the extracts `manifest` describes, as the work folder's data is
+/// (`extracts.json`, written beside them the first time): a region added or changed would
+/// otherwise pool folds of other extracts with new ones.
+fn kept_from_these_extracts(kept: &Path, manifest: &Value) -> Result<()> {
+    let file = kept.join(MANIFEST);
+    match read_json(&file) {
+        Ok(then) if &then == manifest => Ok(()),
+        Ok(_) => bail!(
+            "{}: the folds kept there were predicted from other extracts than the bundled ones \
+             ({}): remove the folder's files to measure them again",
+            kept.display(),
+            file.display()
+        ),
+        Err(_) => Ok(std::fs::write(&file, serde_json::to_string_pretty(manifest)? + "\n")?),
+    }
 }
 
 /// Fold `k` in-region: the recipe trained on fold `k`'s split of every region (unless its
@@ -461,6 +480,30 @@ mod tests {
         assert_eq!(table(&json!({})), "");
         assert_eq!(readme_quote(&v).as_deref(), Some("monaco 0.450 (gap 0.150)"));
         assert_eq!(readme_quote(&json!({})), None);
+    }
+
+    /// Kept folds are used only with the extracts they were predicted from.
+    #[test]
+    fn kept_folds_belong_to_the_extracts_they_were_predicted_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let four = json!({ "andorra": { "bytes": 1, "fnv1a": "01" } });
+        kept_from_these_extracts(dir.path(), &four).unwrap();
+        assert!(dir.path().join(MANIFEST).is_file(), "written the first time");
+        kept_from_these_extracts(dir.path(), &four).unwrap();
+        let mut six = four.clone();
+        six["berlin"] = json!({ "bytes": 2, "fnv1a": "02" });
+        let e = kept_from_these_extracts(dir.path(), &six).unwrap_err().to_string();
+        assert!(e.contains("other extracts") && e.contains("remove"), "{e}");
+    }
+
+    /// The predictions kept in the repository are of the bundled extracts: adding or changing
+    /// one asks for the folds again.
+    #[test]
+    fn the_kept_folds_are_of_the_bundled_extracts() {
+        let root = crate::project_root();
+        let kept = read_json(&root.join(PREDICTIONS).join(MANIFEST)).unwrap();
+        let now = extracts_manifest(&extracts(&root).unwrap()).unwrap();
+        assert_eq!(kept, now, "{PREDICTIONS}: run `cargo xtask reference folds` again");
     }
 
     /// The adapted folds' table: the share is the change over the gap, both from left out.
