@@ -439,8 +439,7 @@ async fn model_limits_in_words(r: &Run<'_>) {
     // probability.
     let outside = &format!("document.querySelector('{OUTSIDE_AREA}')?.innerText ?? ''");
     assert_eq!(c.execute(&format!("return {outside}"), vec![]).await.unwrap(), json!(""));
-    c.goto(&format!("{}#map=19/-0.18000/-78.47000", session.url("cpu"))).await.unwrap();
-    c.refresh().await.unwrap();
+    load_fresh(c, &format!("{}#map=19/-0.18000/-78.47000", session.url("cpu"))).await;
     wait_backend(c, "cpu", "the model").await;
     let far = predict_at_centre(c).await;
     let words = c.execute(&format!("return {outside}"), vec![]).await.unwrap();
@@ -454,8 +453,7 @@ async fn model_limits_in_words(r: &Run<'_>) {
     // marked as never learned (`unlearned_type_in_chromium_cpu` shows one that is).
     assert_eq!(unlearned_rows(c).await, Vec::<(String, String)>::new());
     // Back where the next steps expect the view.
-    c.goto(&format!("{}#map=18/60.17100/24.94200", session.url("cpu"))).await.unwrap();
-    c.refresh().await.unwrap();
+    load_fresh(c, &format!("{}#map=18/60.17100/24.94200", session.url("cpu"))).await;
     wait_backend(c, "cpu", "the model").await;
 }
 
@@ -513,9 +511,9 @@ async fn already_in_osm(r: &Run<'_>) {
         .unwrap()
         .letter
         .to_lowercase();
-    // Only the hash differs from the address shown: reload so the page opens there.
-    c.goto(&format!("{}#map=19/{lat:.6}/{lon:.6}", session.url("cpu"))).await.unwrap();
-    c.refresh().await.unwrap();
+    // Only the hash differs from the address shown: load it as a new document so the page
+    // opens there.
+    load_fresh(c, &format!("{}#map=19/{lat:.6}/{lon:.6}", session.url("cpu"))).await;
     wait_backend(c, "cpu", "the model").await;
     wait_js(c, layer_settled, "the OSM layer at the feature", 30).await;
     enter_at_crosshair(c).await;
