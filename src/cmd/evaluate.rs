@@ -485,7 +485,7 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
     let suggestions = if args.no_suggestions {
         None
     } else {
-        let predictor = Predictor::new(cfg.clone(), model, scaler.clone(), temperature, &device);
+        let predictor = Predictor::new(cfg.clone(), model, scaler, temperature, &device);
         Some(suggestions(args, &run, &data, predictor, meta.group_zoom)?)
     };
     Ok(Evaluation {

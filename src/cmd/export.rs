@@ -227,12 +227,12 @@ fn precision_report(
     {
         return Ok(report);
     }
-    let meta = data.read_metadata()?;
     // The reduced model as every consumer will load it: from its bytes.
     let q = model_core::model::persist::model_from_bytes(config, bytes, device)?;
-    // The data the bundle records: its scaler is the model's.
-    let a = score(&data, "test", config, &meta.scaler, model, device)?;
-    let b = score(&data, "test", config, &meta.scaler, &q, device)?;
+    // Positions read with the model's own scaler, as everywhere it runs.
+    let scaler = &src.manifest.scaler;
+    let a = score(&data, "test", config, scaler, model, device)?;
+    let b = score(&data, "test", config, scaler, &q, device)?;
     let argmax = |l: &Vec<f32>| {
         l.iter().enumerate().fold((0, f32::MIN), |m, (i, &v)| if v > m.1 { (i, v) } else { m }).0
     };
